@@ -1,0 +1,1 @@
+"""Modules with torch.nn names, arguments and state_dict keys."""

@@ -1,0 +1,463 @@
+"""Tensor arithmetic and shape ops, each forward beside its gradient.
+
+Bound to :class:`~convscope.tensor.Tensor` as methods and operators at import time.
+Element-wise ops broadcast like NumPy/torch and reduce gradients back to each operand's
+shape. Every op accepts meta tensors and then only computes the output shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import builtins
+
+import numpy as np
+
+from .errors import ShapeError
+from .tensor import Tensor, as_tensor, make_result
+
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``g`` over the axes that broadcasting added or stretched to reach ``shape``."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if stretched:
+        g = g.sum(axis=stretched, keepdims=True)
+    return g
+
+
+def _broadcast_meta(op: str, a: Tensor, b: Tensor) -> tuple[tuple, np.dtype]:
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(f"shapes {a.shape} and {b.shape} cannot be broadcast together", layer=op) from None
+    return shape, np.result_type(a.dtype, b.dtype)
+
+
+def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def _binary(
+    op: str,
+    a: Any,
+    b: Any,
+    fwd: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    grads: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray | None, np.ndarray | None]],
+) -> Tensor:
+    a, b = _operands(a, b)
+    shape, dtype = _broadcast_meta(op, a, b)
+    if a.is_meta or b.is_meta:
+        return make_result(op, None, (a, b), None, shape=shape, dtype=dtype)
+    ad, bd = a.data, b.data
+    out = np.asarray(fwd(ad, bd))
+
+    def backward(g: np.ndarray) -> tuple:
+        ga, gb = grads(g, ad, bd, out)
+        return (
+            None if ga is None else unbroadcast(np.broadcast_to(ga, g.shape), a.shape),
+            None if gb is None else unbroadcast(np.broadcast_to(gb, g.shape), b.shape),
+        )
+
+    return make_result(op, out, (a, b), backward)
+
+
+def add(a: Any, b: Any) -> Tensor:
+    return _binary("add", a, b, np.add, lambda g, x, y, o: (g, g))
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    return _binary("sub", a, b, np.subtract, lambda g, x, y, o: (g, -g))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    return _binary("mul", a, b, np.multiply, lambda g, x, y, o: (g * y, g * x))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    return _binary("div", a, b, np.true_divide, lambda g, x, y, o: (g / y, -g * x / (y * y)))
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
+    def grads(g: np.ndarray, x: np.ndarray, y: np.ndarray, o: np.ndarray) -> tuple:
+        gx = g * y * np.power(x, y - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gy = g * o * np.where(x > 0, np.log(np.where(x > 0, x, 1)), np.where(x == 0, 0.0, np.nan))
+        return gx, gy
+
+    return _binary("pow", a, b, np.power, grads)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Element-wise maximum; a tie sends half the gradient to each side (as torch)."""
+    def grads(g: np.ndarray, x: np.ndarray, y: np.ndarray, o: np.ndarray) -> tuple:
+        wx = (x > y) + 0.5 * (x == y)
+        return g * wx, g * (1 - wx)
+
+    return _binary("maximum", a, b, np.maximum, grads)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    def grads(g: np.ndarray, x: np.ndarray, y: np.ndarray, o: np.ndarray) -> tuple:
+        wx = (x < y) + 0.5 * (x == y)
+        return g * wx, g * (1 - wx)
+
+    return _binary("minimum", a, b, np.minimum, grads)
+
+
+def unary(
+    op: str,
+    x: Tensor,
+    fwd: Callable[[np.ndarray], np.ndarray],
+    grad: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None,
+    attrs: dict | None = None,
+) -> Tensor:
+    """An element-wise op: ``fwd(x)`` and ``grad(g, x, out) -> dL/dx``."""
+    if x.is_meta:
+        return make_result(op, None, (x,), None, shape=x.shape, dtype=x.dtype, attrs=attrs)
+    xd = x.data
+    out = np.asarray(fwd(xd), dtype=x.dtype)
+    backward = None if grad is None else (lambda g: (grad(g, xd, out),))
+    return make_result(op, out, (x,), backward, attrs=attrs)
+
+
+def neg(x: Tensor) -> Tensor:
+    return unary("neg", x, np.negative, lambda g, a, o: -g)
+
+
+def exp(x: Tensor) -> Tensor:
+    return unary("exp", x, np.exp, lambda g, a, o: g * o)
+
+
+def log(x: Tensor) -> Tensor:
+    return unary("log", x, np.log, lambda g, a, o: g / a)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return unary("sqrt", x, np.sqrt, lambda g, a, o: g / (2 * o))
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    return unary("abs", x, np.abs, lambda g, a, o: g * np.sign(a))
+
+
+def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Clip to ``[min, max]``; the gradient passes where the input is inside (bounds included)."""
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        keep = np.ones(a.shape, bool)
+        if min is not None:
+            keep &= a >= min
+        if max is not None:
+            keep &= a <= max
+        return g * keep
+
+    return unary("clamp", x, lambda a: np.clip(a, min, max), grad)
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy/torch broadcasting over batch dimensions."""
+    a, b = _operands(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError("both operands must have at least one dimension", layer="matmul")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ShapeError(f"inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})", layer="matmul")
+    if a.is_meta or b.is_meta:
+        shape = _matmul_shape(a.shape, b.shape)
+        return make_result("matmul", None, (a, b), None, shape=shape, dtype=np.result_type(a.dtype, b.dtype))
+    ad, bd = a.data, b.data
+    out = np.matmul(ad, bd)
+
+    def backward(g: np.ndarray) -> tuple:
+        a2 = ad[None, :] if ad.ndim == 1 else ad
+        b2 = bd[:, None] if bd.ndim == 1 else bd
+        g2 = g
+        if ad.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if bd.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+        gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+        if ad.ndim == 1:
+            ga = ga[..., 0, :]
+        if bd.ndim == 1:
+            gb = gb[..., 0]
+        return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+    return make_result("matmul", out, (a, b), backward)
+
+
+def _matmul_shape(sa: tuple, sb: tuple) -> tuple:
+    a = (1,) + sa if len(sa) == 1 else sa
+    b = sb + (1,) if len(sb) == 1 else sb
+    try:
+        batch = np.broadcast_shapes(a[:-2], b[:-2])
+    except ValueError:
+        raise ShapeError(f"batch dimensions of {sa} and {sb} cannot be broadcast", layer="matmul") from None
+    shape = batch + (a[-2], b[-1])
+    if len(sa) == 1:
+        shape = shape[:-2] + shape[-1:]
+    if len(sb) == 1:
+        shape = shape[:-1]
+    return shape
+
+
+# --- reductions ---------------------------------------------------------------------------
+def _axes(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise ShapeError(f"dim {d} out of range for a {ndim}-d tensor", layer="reduce")
+        out.append(d % max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def _reduced_shape(shape: tuple, axes: tuple, keepdim: bool) -> tuple:
+    if keepdim:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    axes = _axes(dim, x.ndim)
+    shape = _reduced_shape(x.shape, axes, keepdim)
+    if x.is_meta:
+        return make_result("sum", None, (x,), None, shape=shape)
+    out = np.asarray(x.data.sum(axis=axes, keepdims=keepdim))
+    kept = _reduced_shape(x.shape, axes, True)
+
+    def backward(g: np.ndarray) -> tuple:
+        return (np.broadcast_to(g.reshape(kept), x.shape),)
+
+    return make_result("sum", out, (x,), backward)
+
+
+def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    axes = _axes(dim, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return div(sum(x, dim, keepdim), float(count))
+
+
+def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    """Variance with Bessel's ``correction`` (1 = unbiased, as torch's default)."""
+    axes = _axes(dim, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    centred = sub(x, mean(x, axes, keepdim=True))
+    return div(sum(mul(centred, centred), axes, keepdim), float(builtins.max(count - correction, 0)))
+
+
+def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    """Maximum over ``dim``; the gradient is shared evenly between tied maxima (as torch's amax)."""
+    axes = _axes(dim, x.ndim)
+    shape = _reduced_shape(x.shape, axes, keepdim)
+    if x.is_meta:
+        return make_result("amax", None, (x,), None, shape=shape)
+    xd = x.data
+    out_keep = xd.max(axis=axes, keepdims=True)
+    kept = out_keep.shape
+
+    def backward(g: np.ndarray) -> tuple:
+        hit = xd == out_keep
+        return (hit * (g.reshape(kept) / hit.sum(axis=axes, keepdims=True)),)
+
+    return make_result("amax", np.asarray(out_keep.reshape(shape)), (x,), backward)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    if dim is None:
+        return Tensor.wrap(np.asarray(np.argmax(x.numpy()), dtype=np.int64))
+    return Tensor.wrap(np.argmax(x.numpy(), axis=dim, keepdims=keepdim).astype(np.int64))
+
+
+# --- shape ops ----------------------------------------------------------------------------
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        new_shape = np.broadcast_to(np.empty((), x.dtype), x.shape).reshape(shape).shape
+    except ValueError:
+        raise ShapeError(f"cannot reshape {x.shape} ({x.numel()} elements) to {tuple(shape)}", layer="reshape") from None
+    if x.is_meta:
+        return make_result("reshape", None, (x,), None, shape=new_shape)
+    return make_result("reshape", x.data.reshape(new_shape), (x,), lambda g: (g.reshape(x.shape),))
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    if s > e:
+        raise ShapeError(f"start_dim {start_dim} comes after end_dim {end_dim} for a {x.ndim}-d tensor", layer="flatten")
+    inner = int(np.prod(x.shape[s:e + 1], dtype=np.int64))
+    return reshape(x, x.shape[:s] + (inner,) + x.shape[e + 1:])
+
+
+def permute(x: Tensor, *dims: Any) -> Tensor:
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+        raise ShapeError(f"dims {dims} are not a permutation of {x.ndim} axes", layer="permute")
+    dims = tuple(d % x.ndim for d in dims)
+    shape = tuple(x.shape[d] for d in dims)
+    if x.is_meta:
+        return make_result("permute", None, (x,), None, shape=shape)
+    inverse = tuple(np.argsort(dims))
+    return make_result("permute", x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),))
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    dims = list(range(x.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return permute(x, dims)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+    if dim is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    dim = dim % x.ndim
+    if x.shape[dim] != 1:
+        return x
+    return reshape(x, x.shape[:dim] + x.shape[dim + 1:])
+
+
+def expand(x: Tensor, *shape: Any) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    lead = len(shape) - x.ndim
+    target = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+    try:
+        np.broadcast_shapes(x.shape, target)
+    except ValueError:
+        raise ShapeError(f"cannot expand {x.shape} to {tuple(shape)}", layer="expand") from None
+    if x.is_meta:
+        return make_result("expand", None, (x,), None, shape=target)
+    return make_result("expand", np.broadcast_to(x.data, target), (x,), lambda g: (unbroadcast(g, x.shape),))
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """Indexing with basic or advanced indices; repeated indices accumulate gradient."""
+    if isinstance(index, Tensor):
+        index = index.numpy()
+    elif isinstance(index, tuple):
+        index = tuple(i.numpy() if isinstance(i, Tensor) else i for i in index)
+    try:
+        shape = np.broadcast_to(np.empty((), x.dtype), x.shape)[index].shape
+    except IndexError as exc:
+        raise ShapeError(f"index {index!r} does not fit shape {x.shape}: {exc}", layer="getitem") from None
+    if x.is_meta:
+        return make_result("getitem", None, (x,), None, shape=shape)
+    out = np.array(x.data[index])
+
+    def backward(g: np.ndarray) -> tuple:
+        full = np.zeros(x.shape, g.dtype)
+        np.add.at(full, index, g)
+        return (full,)
+
+    return make_result("getitem", out, (x,), backward)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along ``dim``; all other sizes must agree."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("expected a non-empty list of tensors", layer="cat")
+    ref = tensors[0]
+    dim = dim % ref.ndim
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != dim):
+            raise ShapeError(
+                f"tensor {i} has shape {t.shape}, expected {ref.shape} in every dim except dim {dim}", layer="cat")
+    sizes = [t.shape[dim] for t in tensors]
+    shape = ref.shape[:dim] + (builtins.sum(sizes),) + ref.shape[dim + 1:]
+    dtype = np.result_type(*[t.dtype for t in tensors])
+    if any(t.is_meta for t in tensors):
+        return make_result("cat", None, tensors, None, shape=shape, dtype=dtype)
+    out = np.concatenate([t.data for t in tensors], axis=dim).astype(dtype, copy=False)
+    bounds = np.cumsum([0] + sizes)
+
+    def backward(g: np.ndarray) -> tuple:
+        index = [slice(None)] * g.ndim
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            index[dim] = slice(lo, hi)
+            parts.append(g[tuple(index)])
+        return tuple(parts)
+
+    return make_result("cat", out, tensors, backward)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """``a`` where ``condition`` holds, else ``b`` (condition carries no gradient)."""
+    cond = condition.numpy() if isinstance(condition, Tensor) else np.asarray(condition)
+    return _binary("where", a, b, lambda x, y: np.where(cond, x, y),
+                   lambda g, x, y, o: (np.where(cond, g, 0), np.where(cond, 0, g)))
+
+
+def _compare(fn: Callable) -> Callable[[Any, Any], Tensor]:
+    def op(a: Any, b: Any) -> Tensor:
+        a, b = _operands(a, b)
+        return Tensor.wrap(np.asarray(fn(a.numpy(), b.numpy())))
+
+    return op
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """Cast (``.to(dtype)``); the gradient is cast back."""
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if x.is_meta:
+        return make_result("to", None, (x,), None, shape=x.shape, dtype=dtype)
+    back = (lambda g: (g.astype(x.dtype),)) if dtype.kind == "f" else None
+    return make_result("to", x.data.astype(dtype), (x,), back)
+
+
+def _bind() -> None:
+    def rev(fn: Callable) -> Callable:
+        return lambda self, other: fn(other, self)
+
+    methods: dict[str, Callable] = {
+        "__add__": add, "__radd__": rev(add), "__sub__": sub, "__rsub__": rev(sub),
+        "__mul__": mul, "__rmul__": rev(mul), "__truediv__": div, "__rtruediv__": rev(div),
+        "__pow__": pow, "__rpow__": rev(pow), "__matmul__": matmul, "__rmatmul__": rev(matmul),
+        "__neg__": neg, "__getitem__": getitem,
+        "__gt__": _compare(np.greater), "__ge__": _compare(np.greater_equal),
+        "__lt__": _compare(np.less), "__le__": _compare(np.less_equal),
+        "eq": _compare(np.equal), "ne": _compare(np.not_equal),
+        "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "matmul": matmul,
+        "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "clamp": clamp, "neg": neg,
+        "sum": sum, "mean": mean, "var": var, "amax": amax, "argmax": argmax,
+        "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
+        "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze, "expand": expand,
+        "to": astype, "astype": astype,
+        "float": lambda self: astype(self, np.float32), "double": lambda self: astype(self, np.float64),
+    }
+    for name, fn in methods.items():
+        setattr(Tensor, name, fn)
+    Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
+    Tensor.__hash__ = object.__hash__
+
+
+_bind()

@@ -1,0 +1,287 @@
+"""Tensor: an ndarray plus a reverse-mode autograd tape.
+
+Every differentiable op builds its result with :func:`make_result`, passing the parents
+and a closure that maps the output gradient to one gradient per parent, written next to
+the forward (as in micrograd). A *meta* tensor has a shape and dtype but no data; ops
+check shapes with the same rules and return meta results without computing anything,
+which is how the analyzer runs a model's own ``forward`` for free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ShapeError
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+Backward = Callable[[np.ndarray], Sequence["np.ndarray | None"]]
+Observer = Callable[[str, tuple, "Tensor", dict], None]
+
+
+class _GradMode:
+    enabled = True
+
+
+_observers: list[Observer] = []
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Context manager: ops inside record no graph (like ``torch.no_grad``)."""
+    previous = _GradMode.enabled
+    _GradMode.enabled = False
+    try:
+        yield
+    finally:
+        _GradMode.enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+@contextlib.contextmanager
+def observe(observer: Observer) -> Iterator[None]:
+    """Call ``observer(op, inputs, output, attrs)`` for every op run inside the block.
+
+    The analyzer uses this to count functional calls, not only module calls.
+    """
+    _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
+
+
+def _as_dtype(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype in ("float", "double", "long"):
+        dtype = {"float": np.float32, "double": np.float64, "long": np.int64}[dtype]
+    return np.dtype(dtype)
+
+
+def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
+    """Convert user data like ``torch.tensor`` does: Python floats become float32,
+    NumPy arrays keep their dtype, Python ints become int64."""
+    if isinstance(data, Tensor):
+        data = data.data
+    arr = np.asarray(data)
+    if dtype is not None:
+        return np.array(arr, dtype=dtype, copy=True)
+    if not isinstance(data, np.ndarray) and arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    return np.array(arr, copy=True)
+
+
+class Tensor:
+    """An n-dimensional array with optional gradient tracking.
+
+    ``Tensor(data)`` copies ``data`` (like ``torch.tensor``); float NumPy arrays keep their
+    dtype, Python floats become float32. ``Tensor.meta(shape)`` makes a data-less tensor.
+    """
+
+    __slots__ = ("data", "shape", "dtype", "requires_grad", "grad", "_parents", "_backward", "op")
+    __array_priority__ = 1000.0
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        arr = _to_array(data, _as_dtype(dtype))
+        self._init(arr, arr.shape, arr.dtype, requires_grad)
+
+    def _init(self, data: np.ndarray | None, shape: tuple, dtype: np.dtype, requires_grad: bool) -> None:
+        self.data = data
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = requires_grad
+        self.grad: np.ndarray | None = None
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Backward | None = None
+        self.op = ""
+
+    @classmethod
+    def wrap(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
+        """Wrap an ndarray without copying."""
+        t = cls.__new__(cls)
+        t._init(data, data.shape, data.dtype, requires_grad)
+        return t
+
+    @classmethod
+    def meta(cls, shape: Sequence[int], dtype: Any = float32, requires_grad: bool = False) -> Tensor:
+        """A tensor with shape and dtype only; ops on it compute shapes, not values."""
+        t = cls.__new__(cls)
+        t._init(None, tuple(int(s) for s in shape), np.dtype(dtype), requires_grad)
+        return t
+
+    # --- basic properties -------------------------------------------------------------
+    @property
+    def is_meta(self) -> bool:
+        return self.data is None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def size(self, dim: int | None = None) -> tuple | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def numpy(self) -> np.ndarray:
+        """The data as an ndarray (shared, not copied)."""
+        if self.data is None:
+            raise ValueError(f"meta tensor of shape {self.shape} has no data")
+        return self.data
+
+    def item(self) -> float | int:
+        return self.numpy().item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """Same data, no graph."""
+        if self.data is None:
+            return Tensor.meta(self.shape, self.dtype)
+        return Tensor.wrap(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        if self.data is None:
+            return f"Tensor(meta, shape={self.shape}, dtype={self.dtype}{grad})"
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    # --- autograd ---------------------------------------------------------------------
+    def backward(self, grad: Any = None) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
+
+        ``grad`` defaults to 1 for a single-element tensor, as in torch.
+        """
+        if self.data is None:
+            raise ValueError("backward() is not defined on meta tensors")
+        if not self.requires_grad:
+            raise RuntimeError("backward(): tensor does not require grad and has no graph")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward(): grad can be implicit only for one element, got shape {self.shape}")
+            seed = np.ones(self.shape, self.dtype)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if seed.shape != self.shape:
+                raise ShapeError(f"grad shape {seed.shape} does not match tensor shape {self.shape}", layer="backward")
+        grads: dict[int, np.ndarray] = {id(self): seed}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:
+                node.grad = g.copy() if node.grad is None else node.grad + g
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.shape:
+                    raise AssertionError(f"internal: {node.op} gave grad {pg.shape} for parent {parent.shape}")
+                key = id(parent)
+                grads[key] = pg.astype(parent.dtype, copy=False) if key not in grads else grads[key] + pg
+
+    # --- arithmetic (implemented in ops.py; bound below) ----------------------------------
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Nodes that require grad, parents before children, without recursion."""
+    order: list[Tensor] = []
+    seen: set[int] = {id(root)}
+    stack: list[tuple[Tensor, int]] = [(root, 0)]
+    while stack:
+        node, i = stack.pop()
+        if i < len(node._parents):
+            stack.append((node, i + 1))
+            parent = node._parents[i]
+            if parent.requires_grad and id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append((parent, 0))
+        else:
+            order.append(node)
+    return order
+
+
+def make_result(
+    op: str,
+    data: np.ndarray | None,
+    parents: Sequence[Tensor],
+    backward: Backward | None,
+    *,
+    shape: Sequence[int] | None = None,
+    dtype: Any = None,
+    attrs: dict | None = None,
+) -> Tensor:
+    """Build an op's output: ``data`` (or, for meta, ``shape``/``dtype``), the parents and
+    the backward closure ``g -> (grad per parent)``. Records the graph only when grad mode
+    is on and a parent requires grad."""
+    if data is None:
+        out = Tensor.meta(shape, dtype if dtype is not None else parents[0].dtype)
+    else:
+        out = Tensor.wrap(data)
+    out.op = op
+    if backward is not None and _GradMode.enabled and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        out._parents = tuple(parents)
+        out._backward = backward
+    if _observers:
+        for obs in tuple(_observers):
+            obs(op, tuple(parents), out, attrs or {})
+    return out
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Create a tensor from data (copied), like ``torch.tensor``."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """Tensors pass through; scalars take ``like``'s floating dtype (as torch does for
+    Python numbers); arrays keep their own dtype."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float, bool)) and not isinstance(x, np.ndarray):
+        dt = like.dtype if like.dtype.kind == "f" or isinstance(x, (int, bool)) else float32
+        return Tensor.wrap(np.asarray(x, dtype=dt))
+    return Tensor(x)
