@@ -180,11 +180,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     def backward(g: np.ndarray) -> tuple:
         a2 = ad[None, :] if ad.ndim == 1 else ad
         b2 = bd[:, None] if bd.ndim == 1 else bd
-        g2 = g
-        if ad.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if bd.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        g2 = g.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
         ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
         gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
         if ad.ndim == 1:

@@ -1,0 +1,126 @@
+"""`convscope demo`: a small, honest end-to-end run of the engine.
+
+Builds the project's seed example (an n×m greyscale image, a 3×3 conv with k1 filters and
+padding 1, ReLU, a 5×5 conv with k2 filters), prints every layer's shapes and parameter
+formula, then recomputes one second-layer output value by hand — a plain Python sum over
+all k1 first-layer maps — and checks it against the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import nn
+from .random import manual_seed
+from .tensor import Tensor
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    input_shape: tuple
+    output_shape: tuple
+    weight_shape: tuple | None
+    params: int
+    formula: str
+
+
+@dataclass
+class HandCheck:
+    index: tuple[int, int, int, int]
+    bias: float
+    products: int
+    by_hand: float
+    engine: float
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.by_hand - self.engine) <= 1e-9 * max(1.0, abs(self.engine))
+
+
+def seed_model(k1: int = 8, k2: int = 16) -> nn.Sequential:
+    """The seed example: conv 3×3 (k1 filters, padding 1) → ReLU → conv 5×5 (k2 filters)."""
+    return nn.Sequential(nn.Conv2d(1, k1, 3, padding=1), nn.ReLU(), nn.Conv2d(k1, k2, 5))
+
+
+def _param_formula(module: nn.Module) -> tuple[int, str]:
+    weight = getattr(module, "weight", None)
+    if weight is None:
+        return 0, "0"
+    dims = "·".join(str(d) for d in weight.shape)
+    total = weight.numel()
+    text = dims
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        total += bias.numel()
+        text += f" + {bias.numel()}"
+    return total, f"{text} = {total:,}"
+
+
+def layer_rows(model: nn.Sequential, x: Tensor) -> tuple[list[LayerRow], Tensor]:
+    """Run ``x`` through the model layer by layer, recording shapes and parameters."""
+    rows = []
+    for name, layer in model.named_children():
+        y = layer(x)
+        params, formula = _param_formula(layer)
+        weight = getattr(layer, "weight", None)
+        rows.append(LayerRow(name, type(layer).__name__, x.shape[1:], y.shape[1:],
+                             None if weight is None else weight.shape, params, formula))
+        x = y
+    return rows, x
+
+
+def hand_check(model: nn.Sequential, x: Tensor, index: tuple[int, int, int, int]) -> HandCheck:
+    """Recompute ``model(x)[index]`` from the last conv's input window and weights, in float64
+    Python arithmetic, one product at a time."""
+    conv = model[-1]
+    hidden = model[:-1](x).numpy()
+    n, c_out, i, j = index
+    w = conv.weight.numpy()
+    total = float(conv.bias.numpy()[c_out])
+    count = 0
+    for c in range(w.shape[1]):
+        for u in range(w.shape[2]):
+            for v in range(w.shape[3]):
+                total += float(hidden[n, c, i + u, j + v]) * float(w[c_out, c, u, v])
+                count += 1
+    engine = float(model(x).numpy()[index])
+    return HandCheck(index, float(conv.bias.numpy()[c_out]), count, total, engine)
+
+
+def run(height: int = 12, width: int = 10, k1: int = 8, k2: int = 16, seed: int = 0) -> tuple[list[LayerRow], HandCheck]:
+    """Build the seed model in float64, run it on a seeded random image, check one value."""
+    manual_seed(seed)
+    model = seed_model(k1, k2).double()
+    image = np.random.default_rng(seed).random((1, 1, height, width))
+    x = Tensor(image)
+    rows, out = layer_rows(model, x)
+    index = (0, k2 - 1, out.shape[2] // 2, out.shape[3] // 2)
+    return rows, hand_check(model, x, index)
+
+
+def render(rows: list[LayerRow], check: HandCheck) -> str:
+    """The demo's text report."""
+    shape = lambda s: "×".join(map(str, s))  # noqa: E731
+    header = f"{'layer':<6} {'type':<7} {'input':<10} {'output':<10} {'weight':<10} params"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        weight = shape(r.weight_shape) if r.weight_shape else "-"
+        lines.append(f"{r.name:<6} {r.kind:<7} {shape(r.input_shape):<10} {shape(r.output_shape):<10} "
+                     f"{weight:<10} {r.formula}")
+    k1 = rows[0].output_shape[0]
+    last = rows[-1]
+    lines += [
+        "",
+        f"Each of the {last.output_shape[0]} second-layer filters spans all {k1} first-layer maps: "
+        f"weight {shape(last.weight_shape)}.",
+        f"Output {list(check.index)} of layer {last.name}, recomputed by hand:",
+        f"  bias {check.bias:+.6f} + Σ {check.products} products ({k1} maps × "
+        f"{last.weight_shape[2]}×{last.weight_shape[3]} window) = {check.by_hand:.12f}",
+        f"  engine value                                      = {check.engine:.12f}",
+        f"  {'OK: identical' if check.ok else 'MISMATCH'} (difference {abs(check.by_hand - check.engine):.1e})",
+    ]
+    return "\n".join(lines)
