@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nn
+from . import nn, zoo
 from .random import manual_seed
 from .tensor import Tensor
 
@@ -39,11 +39,6 @@ class HandCheck:
     @property
     def ok(self) -> bool:
         return abs(self.by_hand - self.engine) <= 1e-9 * max(1.0, abs(self.engine))
-
-
-def seed_model(k1: int = 8, k2: int = 16) -> nn.Sequential:
-    """The seed example: conv 3×3 (k1 filters, padding 1) → ReLU → conv 5×5 (k2 filters)."""
-    return nn.Sequential(nn.Conv2d(1, k1, 3, padding=1), nn.ReLU(), nn.Conv2d(k1, k2, 5))
 
 
 def _param_formula(module: nn.Module) -> tuple[int, str]:
@@ -94,7 +89,7 @@ def hand_check(model: nn.Sequential, x: Tensor, index: tuple[int, int, int, int]
 def run(height: int = 12, width: int = 10, k1: int = 8, k2: int = 16, seed: int = 0) -> tuple[list[LayerRow], HandCheck]:
     """Build the seed model in float64, run it on a seeded random image, check one value."""
     manual_seed(seed)
-    model = seed_model(k1, k2).double()
+    model = zoo.build("seed", k1=k1, k2=k2).double()
     image = np.random.default_rng(seed).random((1, 1, height, width))
     x = Tensor(image)
     rows, out = layer_rows(model, x)
