@@ -1,3 +1,268 @@
-"""TODO"""
+"""Activations with ``torch.nn.functional`` names, signatures and defaults.
 
-__all__: list[str] = []
+Element-wise activations are built on :func:`convscope.ops.unary`: the forward and the
+gradient ``(g, x, out) -> dL/dx`` sit side by side. Gradients at the kinks follow torch's
+kernels exactly (``relu'(0) = 0``, ``relu6``/``hardtanh`` pass no gradient at either bound,
+``hardswish'(-3) = 0`` and ``hardswish'(3) = 1``, ``leaky_relu'(0)`` is the negative slope,
+``elu'(0) = alpha``).
+
+Unlike PyTorch, ``inplace=True`` is accepted for signature compatibility and ignored: the
+result is a new tensor and the input keeps its values.
+"""
+# ruff: noqa: A002 - parameters keep torch's name ``input`` so keyword calls port unchanged
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ops import astype, unary
+from ..tensor import Tensor, make_result
+
+__all__ = [
+    "celu", "elu", "gelu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "log_softmax", "logsigmoid",
+    "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "tanh",
+]
+
+_SQRT1_2 = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal pdf at 0
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_TANH_KAPPA = 0.044715
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_python(a: np.ndarray) -> np.ndarray:
+    """``math.erf`` applied element-wise (the fallback when SciPy is missing)."""
+    return np.asarray(_erf_scalar(a), dtype=a.dtype)
+
+
+try:
+    from scipy.special import erf as _erf
+except ImportError:  # SciPy is optional; math.erf is exact but slower
+    _erf = _erf_python
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow: ``exp`` only ever sees ``-|a|``."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _log_sigmoid(a: np.ndarray) -> np.ndarray:
+    """``log(sigmoid(a)) = min(a, 0) − log1p(exp(−|a|))``, finite for any ``a``."""
+    return np.minimum(a, 0) - np.log1p(np.exp(-np.abs(a)))
+
+
+# --- piecewise-linear -----------------------------------------------------------------------
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``max(x, 0)``; the gradient at 0 is 0 (NaN passes through, as in torch)."""
+    return unary("relu", input, lambda a: np.maximum(a, 0), lambda g, a, o: np.where(o <= 0, 0, g))
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """Clip to ``[min_val, max_val]``; no gradient at or beyond either bound."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+    return unary("hardtanh", input, lambda a: np.clip(a, min_val, max_val),
+                 lambda g, a, o: np.where((a <= min_val) | (a >= max_val), 0, g),
+                 attrs={"min_val": min_val, "max_val": max_val})
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """``hardtanh(x, 0, 6)``: no gradient at 0 or 6."""
+    return hardtanh(input, 0.0, 6.0)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """``x`` for ``x > 0``, else ``negative_slope·x``; the gradient at 0 is the slope."""
+    return unary("leaky_relu", input, lambda a: np.where(a > 0, a, a * negative_slope),
+                 lambda g, a, o: np.where(a > 0, g, g * negative_slope), attrs={"negative_slope": negative_slope})
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """``relu6(x + 3) / 6``; the gradient is 1/6 strictly inside ``(-3, 3)``, else 0.
+
+    Like torch, the gradient's 1/6 is the float32 constant ``1.0f / 6.0f`` in every dtype
+    (a relative difference of 3e-8 from the exact 1/6 in float64).
+    """
+    return unary("hardsigmoid", input, lambda a: np.clip(a + 3, 0, 6) / 6,
+                 lambda g, a, o: np.where((a > -3) & (a < 3), g * _ONE_SIXTH_F32, 0))
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x · relu6(x + 3) / 6``; torch's gradient is 0 for ``x <= -3``, 1 for ``x >= 3``."""
+    return unary("hardswish", input, lambda a: a * np.clip(a + 3, 0, 6) / 6,
+                 lambda g, a, o: np.where(a <= -3, 0, np.where(a < 3, g * (a / 3 + 0.5), g)))
+
+
+# --- exponential family -----------------------------------------------------------------------
+def _elu(op: str, x: Tensor, alpha: float, scale: float, input_scale: float) -> Tensor:
+    """torch's shared ELU kernel: ``scale·x`` for ``x > 0``, else ``alpha·(exp(input_scale·x) − 1)``,
+    where ``alpha`` already includes ``scale`` (as in ATen). The ``x <= 0`` branch owns 0."""
+    def fwd(a: np.ndarray) -> np.ndarray:
+        return np.where(a <= 0, np.expm1(np.minimum(a, 0) * input_scale) * alpha, a * scale)
+
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:  # NaN takes the positive branch
+        return np.where(a <= 0, g * (input_scale * alpha) * np.exp(np.minimum(a, 0) * input_scale), g * scale)
+
+    return unary(op, x, fwd, grad, attrs={"alpha": alpha, "scale": scale, "input_scale": input_scale})
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """``x`` for ``x > 0``, else ``alpha·(exp(x) − 1)``; the gradient at 0 is ``alpha``."""
+    return _elu("elu", input, alpha, 1.0, 1.0)
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``scale · elu(x, alpha)`` with the self-normalising constants."""
+    return _elu("selu", input, _SELU_ALPHA * _SELU_SCALE, _SELU_SCALE, 1.0)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """``x`` for ``x > 0``, else ``alpha·(exp(x / alpha) − 1)``."""
+    if alpha == 0:
+        raise ValueError("celu: alpha 0 is not allowed (the negative branch divides by alpha)")
+    return _elu("celu", input, alpha, 1.0, 1.0 / alpha)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """``log(1 + exp(beta·x)) / beta``, linear (``x``) where ``beta·x > threshold``."""
+    def fwd(a: np.ndarray) -> np.ndarray:
+        z = a * beta
+        return np.where(z > threshold, a, np.log1p(np.exp(np.minimum(z, threshold))) / beta)
+
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        z = a * beta
+        return np.where(z > threshold, g, g * _sigmoid(z))
+
+    return unary("softplus", input, fwd, grad, attrs={"beta": beta, "threshold": threshold})
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """``1 / (1 + exp(−x))``, computed without overflow."""
+    return unary("sigmoid", input, _sigmoid, lambda g, a, o: g * (1 - o) * o)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """``log(sigmoid(x))``, finite for inputs of any magnitude."""
+    return unary("logsigmoid", input, _log_sigmoid, lambda g, a, o: g * _sigmoid(-a))
+
+
+def tanh(input: Tensor) -> Tensor:
+    return unary("tanh", input, np.tanh, lambda g, a, o: g * (1 - o * o))
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x · sigmoid(x)`` (swish)."""
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        s = _sigmoid(a)
+        return g * s * (1 + a * (1 - s))
+
+    return unary("silu", input, lambda a: a * _sigmoid(a), grad)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """``x · Φ(x)`` with the exact normal CDF (``approximate="none"``) or torch's tanh form
+    ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`` (``approximate="tanh"``)."""
+    if approximate == "none":
+        def fwd(a: np.ndarray) -> np.ndarray:
+            return a * 0.5 * (1 + _erf(a * _SQRT1_2))
+
+        def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+            cdf = 0.5 * (1 + _erf(a * _SQRT1_2))
+            return g * (cdf + a * np.exp(-0.5 * a * a) * _INV_SQRT_2PI)
+    elif approximate == "tanh":
+        def inner(a: np.ndarray) -> np.ndarray:
+            return _SQRT_2_OVER_PI * (a + _GELU_TANH_KAPPA * a * a * a)
+
+        def fwd(a: np.ndarray) -> np.ndarray:
+            return 0.5 * a * (1 + np.tanh(inner(a)))
+
+        def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+            t = np.tanh(inner(a))
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_TANH_KAPPA * a * a)
+            return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
+    else:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return unary("gelu", input, fwd, grad, attrs={"approximate": approximate})
+
+
+# --- softmax ----------------------------------------------------------------------------------
+def _softmax_dim(op: str, shape: tuple, dim: int | None) -> int:
+    """Normalise ``dim`` (a 0-d tensor accepts 0 and -1, as in torch)."""
+    if dim is None:
+        legacy = 0 if len(shape) in (0, 1, 3) else 1
+        raise ValueError(f"{op}: pass dim explicitly; dim=None is torch's deprecated implicit choice "
+                         f"(it would pick dim {legacy} for a {len(shape)}-d input)")
+    rank = max(len(shape), 1)
+    if not -rank <= dim < rank:
+        raise ShapeError(f"dim {dim} is out of range for a {len(shape)}-d input of shape {shape}", layer=op)
+    return dim % rank
+
+
+def _along(
+    op: str,
+    input: Tensor,
+    dim: int | None,
+    dtype: Any,
+    fwd: Callable[[np.ndarray, int], np.ndarray],
+    grad: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+) -> Tensor:
+    """An op that normalises along one dim: ``fwd(x, axis)`` and ``grad(g, out, axis) -> dL/dx``."""
+    axis = _softmax_dim(op, input.shape, dim)
+    x = input if dtype is None else astype(input, dtype)
+    if x.is_meta:
+        return make_result(op, None, (x,), None, shape=x.shape, dtype=x.dtype, attrs={"dim": axis})
+    flat = x.data.reshape(x.shape or (1,))  # a 0-d input normalises as one element
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # ±inf/nan rows give nan, as in torch
+        out = fwd(flat, axis)
+
+    def backward(g: np.ndarray) -> tuple:
+        return (grad(g.reshape(out.shape), out, axis).reshape(x.shape),)
+
+    return make_result(op, out.reshape(x.shape), (x,), backward, attrs={"dim": axis})
+
+
+def _shifted(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a − max(a)`` along ``axis``, so ``exp`` cannot overflow."""
+    return a - np.max(a, axis=axis, keepdims=True, initial=-np.inf)
+
+
+def softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None) -> Tensor:
+    """``exp(x) / Σ exp(x)`` along ``dim``, stable for inputs of any magnitude.
+
+    ``dtype`` casts the input first (as torch's ``dtype=``). Unlike PyTorch, ``dim=None``
+    raises instead of guessing a dim with a deprecation warning.
+    """
+    def fwd(a: np.ndarray, axis: int) -> np.ndarray:
+        e = np.exp(_shifted(a, axis))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def grad(g: np.ndarray, o: np.ndarray, axis: int) -> np.ndarray:
+        return o * (g - (g * o).sum(axis=axis, keepdims=True))
+
+    return _along("softmax", input, dim, dtype, fwd, grad)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None) -> Tensor:
+    """``x − log Σ exp(x)`` along ``dim``, computed as ``(x − max) − log Σ exp(x − max)``.
+
+    Unlike PyTorch, ``dim=None`` raises instead of guessing a dim.
+    """
+    def fwd(a: np.ndarray, axis: int) -> np.ndarray:
+        s = _shifted(a, axis)
+        return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+    def grad(g: np.ndarray, o: np.ndarray, axis: int) -> np.ndarray:
+        return g - np.exp(o) * g.sum(axis=axis, keepdims=True)
+
+    return _along("log_softmax", input, dim, dtype, fwd, grad)

@@ -1,3 +1,601 @@
-"""TODO"""
+"""Convolution and transposed convolution in 1, 2 and 3 spatial dims, as ``torch.nn.functional``.
 
-__all__: list[str] = []
+Three private kernels do all the arithmetic, each written once for every spatial rank:
+
+- ``_forward``:      padded input, weight         -> output
+- ``_grad_input``:   output gradient, weight      -> padded-input gradient
+- ``_grad_weight``:  padded input, output gradient -> weight gradient
+
+A convolution runs ``_forward``, and the other two backward. A transposed convolution *is*
+the input gradient of a convolution with the same weight, so it runs ``_grad_input``
+forward and ``_forward`` + ``_grad_weight`` backward; there is no second implementation.
+
+Each kernel takes one of three paths, chosen by the weight's shape:
+
+- depthwise (one input channel per group): a loop over the kernel taps, each a
+  multiply-add of a strided slice of the input;
+- direct (1×1 kernel, stride 1): the input already is the matmul operand;
+- im2col: the windows are copied into a channels-last column buffer, one tile of the
+  batch (or of a sample's rows) at a time so the buffer stays near ``_COLUMN_BYTES``,
+  and each tile is one matmul (batched over groups); the input gradient goes back onto
+  the input through :func:`scatter_windows`, a loop over kernel taps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor, make_result
+from .pad import constant_pad_array
+from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, tap_slices
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "conv_output_shape",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv_transpose_output_shape",
+]
+
+_CONV_RANK = {"conv1d": 1, "conv2d": 2, "conv3d": 3}
+_TRANSPOSE_RANK = {"conv_transpose1d": 1, "conv_transpose2d": 2, "conv_transpose3d": 3}
+
+# Column buffer per tile. Small enough to stay in a typical last-level cache between the
+# im2col copy and the matmul that reads it (measured ~1.3× faster than 64 MB tiles).
+_COLUMN_BYTES = 16 << 20
+
+IntOrTuple = int | Sequence[int]
+
+
+# --- shape rules ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Geometry:
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated call, in terms of the convolution whose kernels run.
+
+    For a convolution, ``before``/``after`` is the zero padding added to the input; for a
+    transposed convolution, the cells cropped from the full output. ``windows`` is the
+    number of window positions (the conv's output, the transposed conv's input) and
+    ``padded`` the spatial size the windows slide over.
+    """
+
+    geometry: _Geometry
+    batched: bool
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    windows: tuple[int, ...]
+    padded: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    attrs: dict
+
+
+def _validate(op: str, transposed: bool, input_shape: Sequence[int], weight_shape: Sequence[int],
+              stride: IntOrTuple, dilation: IntOrTuple, groups: int, bias_shape: Sequence[int] | None,
+              dtypes: Sequence[Any]) -> tuple[_Geometry, int]:
+    """Checks shared by convolution and transposed convolution; returns the geometry and C_out."""
+    ranks = _TRANSPOSE_RANK if transposed else _CONV_RANK
+    if op not in ranks:
+        raise ShapeError(f"unknown op {op!r}; expected one of {', '.join(ranks)}", layer=op)
+    nd = ranks[op]
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    check_input_rank(input_shape, nd, op)
+    if len(weight_shape) != nd + 2:
+        dims = ", ".join(f"k{d}" for d in "DHW"[3 - nd:])
+        layout = f"(C_in, C_out/groups, {dims})" if transposed else f"(C_out, C_in/groups, {dims})"
+        raise ShapeError(f"expected a {nd + 2}-d weight {layout}, got shape {weight_shape}", layer=op)
+    stride = ntuple(stride, nd, "stride", op)
+    dilation = ntuple(dilation, nd, "dilation", op)
+    if min(stride) < 1:
+        raise ShapeError(f"stride must be positive, got {stride}", layer=op)
+    if min(dilation) < 1:
+        raise ShapeError(f"dilation must be positive, got {dilation}", layer=op)
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ShapeError(f"groups must be a positive int, got {groups!r}", layer=op)
+    groups = int(groups)
+    kernel = weight_shape[2:]
+    if min(kernel) < 1:
+        raise ShapeError(f"kernel size must be positive, got weight shape {weight_shape}", layer=op)
+    for name, dtype in list(zip(("input", "weight", "bias"), dtypes, strict=False))[1:]:
+        if np.dtype(dtype) != np.dtype(dtypes[0]):
+            raise ShapeError(f"{name} dtype {np.dtype(dtype)} does not match input dtype {np.dtype(dtypes[0])}",
+                             layer=op)
+    lead = weight_shape[0]
+    lead_name = "C_in" if transposed else "C_out"
+    if lead < groups or lead % groups:
+        raise ShapeError(f"weight dim 0 ({lead_name}) is {lead}; it must be a positive multiple of groups {groups}",
+                         layer=op)
+    channels = input_shape[-nd - 1]
+    expected = lead if transposed else weight_shape[1] * groups
+    if channels != expected:
+        why = "dim 0" if transposed else f"{weight_shape[1]} per group × groups {groups}"
+        hint = (f"set in_channels={channels}" if channels % groups == 0
+                else f"{channels} channels cannot be split into groups={groups}")
+        raise ShapeError(f"expected input with {expected} channels (weight {weight_shape}: {why}), got {channels}. "
+                         f"Hint: {hint}", layer=op)
+    c_out = weight_shape[1] * groups if transposed else lead
+    if bias_shape is not None and tuple(bias_shape) != (c_out,):
+        raise ShapeError(f"expected bias of shape ({c_out},) for {c_out} output channels, got {tuple(bias_shape)}",
+                         layer=op)
+    if 0 in input_shape[-nd:]:
+        raise ShapeError(f"expected non-empty spatial dims, got input shape {input_shape}", layer=op)
+    return _Geometry(kernel, stride, dilation, groups), c_out
+
+
+def _non_negative(value: IntOrTuple, nd: int, name: str, op: str) -> tuple[int, ...]:
+    values = ntuple(value, nd, name, op)
+    if min(values) < 0:
+        raise ShapeError(f"{name} must be non-negative, got {values}", layer=op)
+    return values
+
+
+def _conv_plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple,
+               padding: IntOrTuple | str, dilation: IntOrTuple, groups: int,
+               bias_shape: Sequence[int] | None = None, dtypes: Sequence[Any] = ()) -> _Plan:
+    geo, c_out = _validate(op, False, input_shape, weight_shape, stride, dilation, groups, bias_shape, dtypes)
+    nd = len(geo.kernel)
+    if isinstance(padding, str) and padding in ("same", "valid"):
+        if padding == "same" and max(geo.stride) > 1:
+            raise ShapeError(f"padding='same' needs stride 1, got stride {geo.stride}", layer=op)
+        total = [d * (k - 1) if padding == "same" else 0 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+        before = tuple(t // 2 for t in total)
+        after = tuple(t - b for t, b in zip(total, before, strict=True))
+    else:
+        if isinstance(padding, str):
+            raise ShapeError(f"padding must be 'same', 'valid', an int or {nd} ints, got {padding!r}", layer=op)
+        before = after = _non_negative(padding, nd, "padding", op)
+    padded, windows = [], []
+    dims = zip(input_shape[-nd:], geo.kernel, geo.stride, geo.dilation, before, after, strict=True)
+    for i, (n, k, s, d, b, a) in enumerate(dims):
+        if span(k, d) > n + b + a:
+            raise ShapeError(f"kernel {k} with dilation {d} spans {span(k, d)} > padded input {n + b + a} "
+                             f"(spatial dim {i}: size {n} + padding {b} + {a})", layer=op)
+        padded.append(n + b + a)
+        windows.append((n + b + a - span(k, d)) // s + 1)
+    batch = tuple(input_shape[:1]) if len(input_shape) == nd + 2 else ()
+    attrs = {"stride": geo.stride, "padding": tuple(zip(before, after, strict=True)), "dilation": geo.dilation,
+             "groups": geo.groups}
+    return _Plan(geo, bool(batch), before, after, tuple(windows), tuple(padded), batch + (c_out, *windows), attrs)
+
+
+def _conv_transpose_plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple,
+                         padding: IntOrTuple, output_padding: IntOrTuple, groups: int, dilation: IntOrTuple,
+                         bias_shape: Sequence[int] | None = None, dtypes: Sequence[Any] = ()) -> _Plan:
+    geo, c_out = _validate(op, True, input_shape, weight_shape, stride, dilation, groups, bias_shape, dtypes)
+    nd = len(geo.kernel)
+    pad = _non_negative(padding, nd, "padding", op)
+    extra = _non_negative(output_padding, nd, "output_padding", op)
+    sizes = tuple(input_shape[-nd:])
+    padded, out = [], []
+    for i, (n, k, s, d, p, o) in enumerate(zip(sizes, geo.kernel, geo.stride, geo.dilation, pad, extra, strict=True)):
+        if o >= s and o >= d:
+            raise ShapeError(f"output_padding {o} must be smaller than stride {s} or dilation {d} (spatial dim {i})",
+                             layer=op)
+        full = (n - 1) * s + span(k, d) + o
+        if full - 2 * p < 1:
+            raise ShapeError(f"output length {full - 2 * p} is not positive: ({n} − 1)·{s} − 2·{p} + {d}·({k} − 1) "
+                             f"+ {o} + 1 (spatial dim {i})", layer=op)
+        padded.append(full)
+        out.append(full - 2 * p)
+    batch = tuple(input_shape[:1]) if len(input_shape) == nd + 2 else ()
+    attrs = {"stride": geo.stride, "padding": pad, "output_padding": extra, "dilation": geo.dilation,
+             "groups": geo.groups}
+    return _Plan(geo, bool(batch), pad, pad, sizes, tuple(padded), batch + (c_out, *out), attrs)
+
+
+def conv_output_shape(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
+                      padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1, op: str = "conv2d",
+                      *, bias_shape: Sequence[int] | None = None, dtypes: Sequence[Any] = ()) -> tuple[int, ...]:
+    """Output shape of ``op`` (``"conv1d"``, ``"conv2d"`` or ``"conv3d"``), validating every rule.
+
+    The pure shape rule behind :func:`conv2d` and friends: raises :class:`ShapeError`
+    (``layer=op``) for a wrong rank, channels that do not match ``weight · groups``,
+    channels not divisible by ``groups``, a dilated kernel wider than the padded input,
+    ``"same"`` with a stride, non-positive stride/dilation/groups, negative padding, a
+    bias not of shape ``(C_out,)`` or ``dtypes`` (input, weight[, bias]) that differ.
+
+    >>> conv_output_shape((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3)
+    (8, 64, 112, 112)
+    """
+    return _conv_plan(op, input_shape, weight_shape, stride, padding, dilation, groups, bias_shape, dtypes).output_shape
+
+
+def conv_transpose_output_shape(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
+                                padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                                dilation: IntOrTuple = 1, op: str = "conv_transpose2d", *,
+                                bias_shape: Sequence[int] | None = None, dtypes: Sequence[Any] = ()
+                                ) -> tuple[int, ...]:
+    """Output shape of a transposed convolution, validating every rule (see :func:`conv_output_shape`).
+
+    ``L_out = (L − 1)·s − 2p + d·(k − 1) + output_padding + 1``; ``output_padding`` must be
+    smaller than the stride or the dilation, and ``L_out`` positive.
+
+    >>> conv_transpose_output_shape((1, 128, 28, 28), (128, 64, 4, 4), stride=2, padding=1)
+    (1, 64, 56, 56)
+    """
+    return _conv_transpose_plan(op, input_shape, weight_shape, stride, padding, output_padding, groups, dilation,
+                                bias_shape, dtypes).output_shape
+
+
+# --- kernels --------------------------------------------------------------------------------------
+def _path(w: np.ndarray, geo: _Geometry) -> str:
+    if w.shape[1] == 1:
+        return "depthwise"
+    if max(geo.kernel) == 1 and max(geo.stride) == 1:
+        return "direct"
+    return "im2col"
+
+
+def _prepare(x: np.ndarray, before: Sequence[int], after: Sequence[int], w: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """Zero-pad ``x`` ``(N, C, *L)`` once, in the memory layout its path reads fastest.
+
+    im2col gets a channels-last copy (returned as an ``(N, C, *L)`` view), so that the
+    cells of one window tap are contiguous runs of channels; the other paths get ``x``
+    padded as is.
+    """
+    if _path(w, geo) != "im2col":
+        return constant_pad_array(x, before, after)
+    n, c, *sizes = x.shape
+    out = np.zeros((n, *(s + b + a for s, b, a in zip(sizes, before, after, strict=True)), c), x.dtype)
+    out[(slice(None),) + tuple(slice(b, b + s) for b, s in zip(before, sizes, strict=True))] = np.moveaxis(x, 1, -1)
+    return np.moveaxis(out, -1, 1)
+
+
+def _crop(x: np.ndarray, before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """Remove ``before``/``after`` cells from the spatial dims; C-contiguous result."""
+    return np.ascontiguousarray(constant_pad_array(x, [-b for b in before], [-a for a in after]))
+
+
+def _gemm_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """``(C_out, Cg, *k)`` -> ``(G, C_out/G, K·Cg)`` in (tap, channel) order, the column order."""
+    c_out, per_group = w.shape[:2]
+    taps = math.prod(w.shape[2:])
+    per_out = c_out // groups
+    return w.reshape(groups, per_out, per_group, taps).swapaxes(2, 3).reshape(groups, per_out, taps * per_group)
+
+
+def _from_gemm_weight(gw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`_gemm_weight`."""
+    groups, per_out = gw.shape[:2]
+    taps = math.prod(shape[2:])
+    return np.ascontiguousarray(gw.reshape(groups, per_out, taps, shape[1]).swapaxes(2, 3).reshape(shape))
+
+
+def _matmul_into(dest: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``dest[...] = a @ b`` (reshaped), written in place when ``dest`` is contiguous."""
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    if dest.flags.c_contiguous:
+        np.matmul(a, b, out=dest.reshape(shape))
+    else:
+        dest[...] = np.matmul(a, b).reshape(dest.shape)
+
+
+@dataclass(frozen=True)
+class _Tile:
+    batch: slice       # samples
+    rows: slice        # window positions along the first spatial dim
+    reads: slice       # input cells along the first spatial dim those windows read
+    windows: tuple[int, ...]
+
+    @property
+    def positions(self) -> int:
+        return (self.batch.stop - self.batch.start) * math.prod(self.windows)
+
+
+def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int) -> list[_Tile]:
+    """Split the batch, and if one sample is too big the first window dim, so that each
+    tile's columns (``position_bytes`` per window position) take about ``_COLUMN_BYTES``."""
+    rows = windows[0]
+    row_bytes = max(1, position_bytes * math.prod(windows[1:]))
+    if row_bytes * rows <= _COLUMN_BYTES:
+        per_tile = _COLUMN_BYTES // (row_bytes * rows)
+        per_tile = -(-n // -(-n // per_tile)) if n else 1  # balanced tiles
+        spans = [(b, min(b + per_tile, n), 0, rows) for b in range(0, n, per_tile)]
+    else:
+        step = max(1, _COLUMN_BYTES // row_bytes)
+        spans = [(b, b + 1, r, min(r + step, rows)) for b in range(n) for r in range(0, rows, step)]
+    s, k, d = geo.stride[0], geo.kernel[0], geo.dilation[0]
+    return [_Tile(slice(b0, b1), slice(r0, r1), slice(r0 * s, (r1 - 1) * s + span(k, d)),
+                  (r1 - r0,) + windows[1:]) for b0, b1, r0, r1 in spans]
+
+
+def _im2col(x: np.ndarray, geo: _Geometry, windows: tuple[int, ...], dest: np.ndarray) -> None:
+    """Copy the windows of ``x`` ``(nb, C, *L)`` into ``dest``, a ``(nb, G, *windows, *kernel, Cg)`` view."""
+    nb, c = x.shape[:2]
+    win = sliding_windows(x, geo.kernel, geo.stride, geo.dilation, windows)
+    win = win.reshape(nb, geo.groups, c // geo.groups, *win.shape[2:])
+    np.copyto(dest, np.moveaxis(win, 2, -1))
+
+
+def _col2im(cols: np.ndarray, target: np.ndarray, geo: _Geometry, windows: tuple[int, ...]) -> None:
+    """Adjoint of :func:`_im2col`: add ``cols`` ``(nb, G, *windows, *kernel, Cg)`` onto ``target`` ``(nb, C, *L)``."""
+    nb, c = target.shape[:2]
+    nd = len(windows)
+    split = target.reshape(nb, geo.groups, c // geo.groups, *target.shape[2:])
+    lead = (slice(None),) * (2 + nd)
+    scatter_windows(split, lambda tap: np.moveaxis(cols[lead + tap], -1, 2), geo.kernel, geo.stride, geo.dilation,
+                    windows)
+
+
+def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, ...]) -> np.ndarray:
+    """Convolve the padded input ``xp`` ``(N, C, *L)`` with ``w`` ``(C_out, C/G, *k)``: ``(N, C_out, *windows)``."""
+    n = xp.shape[0]
+    c_out, per_group = w.shape[:2]
+    groups, per_out = geo.groups, c_out // geo.groups
+    y = np.empty((n, c_out, *windows), xp.dtype)
+    path = _path(w, geo)
+    if path == "depthwise":
+        xv = xp.reshape(n, groups, 1, *xp.shape[2:])
+        wd = w.reshape(groups, per_out, *geo.kernel)
+        yv = y.reshape(n, groups, per_out, *windows)
+        ones = (1,) * len(windows)
+        scratch = np.empty_like(yv)
+        for i, tap in enumerate(kernel_taps(geo.kernel)):
+            xs = xv[(slice(None),) * 3 + tap_slices(tap, geo.stride, geo.dilation, windows)]
+            wt = wd[(slice(None), slice(None)) + tap].reshape(groups, per_out, *ones)
+            np.multiply(xs, wt, out=yv if i == 0 else scratch)
+            if i:
+                yv += scratch
+        return y
+    wg = _gemm_weight(w, groups)
+    if path == "direct":
+        x = xp[(Ellipsis,) + tuple(slice(0, o) for o in windows)]
+        _matmul_into(y, wg, x.reshape(n, groups, per_group, math.prod(windows)))
+        return y
+    depth = wg.shape[2]  # taps × Cg, one column
+    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize)
+    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
+    for t in tiles:
+        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
+        cols = buffer[: t.positions * depth * groups].reshape(nb, groups, *t.windows, *geo.kernel, per_group)
+        _im2col(xp[t.batch, :, t.reads], geo, t.windows, cols)
+        _matmul_into(y[t.batch, :, t.rows], wg, cols.reshape(nb, groups, positions, depth).swapaxes(-1, -2))
+    return y
+
+
+def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
+    """Gradient of :func:`_forward` with respect to its padded input, ``(N, C, *padded)``,
+    for the output gradient ``g`` ``(N, C_out, *windows)``."""
+    n, c_out, *windows = g.shape
+    windows = tuple(windows)
+    per_group = w.shape[1]
+    groups, per_out = geo.groups, c_out // geo.groups
+    c = per_group * groups
+    path = _path(w, geo)
+    if path == "depthwise":
+        gx = np.zeros((n, c, *padded), g.dtype)
+        gv = g.reshape(n, groups, per_out, *windows)
+        wd = w.reshape(groups, per_out, *geo.kernel)
+        ones = (1,) * len(windows)
+
+        def tap_grad(tap: tuple[int, ...]) -> np.ndarray:
+            wt = wd[(slice(None), slice(None)) + tap].reshape(groups, per_out, *ones)
+            return gv[:, :, 0] * wt[:, 0] if per_out == 1 else (gv * wt).sum(axis=2)
+
+        return scatter_windows(gx, tap_grad, geo.kernel, geo.stride, geo.dilation, windows)
+    wg = _gemm_weight(w, groups)
+    if path == "direct":
+        gx = np.zeros((n, c, *padded), g.dtype)
+        covered = gx[(Ellipsis,) + tuple(slice(0, o) for o in windows)]
+        _matmul_into(covered, wg.swapaxes(-1, -2), g.reshape(n, groups, per_out, math.prod(windows)))
+        return gx
+    gx = np.moveaxis(np.zeros((n, *padded, c), g.dtype), -1, 1)  # channels-last, like the columns
+    depth = wg.shape[2]
+    tiles = _tiles(n, windows, geo, depth * groups * g.itemsize)
+    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, g.dtype)
+    for t in tiles:
+        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
+        cols = buffer[: t.positions * depth * groups].reshape(nb, groups, *t.windows, *geo.kernel, per_group)
+        gt = g[t.batch, :, t.rows].reshape(nb, groups, per_out, positions).swapaxes(-1, -2)
+        np.matmul(gt, wg, out=cols.reshape(nb, groups, positions, depth))
+        _col2im(cols, gx[t.batch, :, t.reads], geo, t.windows)
+    return gx
+
+
+def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """Gradient of :func:`_forward` with respect to its weight, ``(C_out, C/G, *k)``."""
+    n, c_out, *windows = g.shape
+    windows = tuple(windows)
+    c = xp.shape[1]
+    groups, per_group, per_out = geo.groups, c // geo.groups, c_out // geo.groups
+    shape = (c_out, per_group, *geo.kernel)
+    if per_group == 1:  # depthwise: one reduction per tap
+        gw = np.empty(shape, g.dtype)
+        gwv = gw.reshape(groups, per_out, *geo.kernel)
+        gv = g.reshape(n, groups, per_out, *windows)
+        space = "xyz"[: len(windows)]
+        for tap in kernel_taps(geo.kernel):
+            xs = xp[(slice(None),) * 2 + tap_slices(tap, geo.stride, geo.dilation, windows)]
+            gwv[(slice(None), slice(None)) + tap] = np.einsum(f"ngm{space},ng{space}->gm", gv, xs)
+        return gw
+    depth = math.prod(geo.kernel) * per_group
+    gw = np.zeros((groups, per_out, depth), g.dtype)
+    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize)
+    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
+    for t in tiles:
+        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
+        # group-major columns, so that (sample, position) is one contraction axis of the matmul
+        cols = buffer[: t.positions * depth * groups].reshape(groups, nb, *t.windows, *geo.kernel, per_group)
+        _im2col(xp[t.batch, :, t.reads], geo, t.windows, cols.swapaxes(0, 1))
+        gt = g[t.batch, :, t.rows].reshape(nb, groups, per_out, positions).transpose(1, 2, 0, 3)
+        gw += np.matmul(gt.reshape(groups, per_out, nb * positions), cols.reshape(groups, nb * positions, depth))
+    return _from_gemm_weight(gw, shape)
+
+
+# --- differentiable ops -----------------------------------------------------------------------
+def _dtypes(*tensors: Tensor | None) -> tuple:
+    return tuple(t.dtype for t in tensors if t is not None)
+
+
+def _finish(op: str, plan: _Plan, y: np.ndarray | None, parents: tuple[Tensor, ...], backward: Any) -> Tensor:
+    """Add the bias, drop the batch dim of an unbatched call, and record the op."""
+    if y is None:
+        return make_result(op, None, parents, None, shape=plan.output_shape, dtype=parents[0].dtype,
+                           attrs=plan.attrs)
+    if len(parents) == 3:
+        y += parents[2].data.reshape((-1,) + (1,) * len(plan.windows))
+    return make_result(op, y if plan.batched else y[0], parents, backward, attrs=plan.attrs)
+
+
+def _grads(plan: _Plan, parents: tuple[Tensor, ...], g: np.ndarray, gx: np.ndarray | None,
+           gw: np.ndarray | None) -> tuple:
+    grads = (gx if gx is None or plan.batched else gx[0], gw)
+    if len(parents) == 3:
+        grads += (g.sum(axis=(0, *range(2, g.ndim))) if parents[2].requires_grad else None,)
+    return grads
+
+
+def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrTuple,  # noqa: A002
+          padding: IntOrTuple | str, dilation: IntOrTuple, groups: int) -> Tensor:
+    bias_shape = None if bias is None else bias.shape
+    plan = _conv_plan(op, input.shape, weight.shape, stride, padding, dilation, groups, bias_shape,
+                      _dtypes(input, weight, bias))
+    parents = (input, weight) if bias is None else (input, weight, bias)
+    if any(p.is_meta for p in parents):
+        return _finish(op, plan, None, parents, None)
+    geo, w = plan.geometry, weight.data
+    xp = _prepare(input.data if plan.batched else input.data[None], plan.before, plan.after, w, geo)
+    y = _forward(xp, w, geo, plan.windows)
+
+    def backward(g: np.ndarray) -> tuple:
+        g = g if plan.batched else g[None]
+        gx = _crop(_grad_input(g, w, geo, plan.padded), plan.before, plan.after) if input.requires_grad else None
+        gw = _grad_weight(xp, g, geo) if weight.requires_grad else None
+        return _grads(plan, parents, g, gx, gw)
+
+    return _finish(op, plan, y, parents, backward)
+
+
+def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrTuple,  # noqa: A002
+                    padding: IntOrTuple, output_padding: IntOrTuple, groups: int, dilation: IntOrTuple) -> Tensor:
+    bias_shape = None if bias is None else bias.shape
+    plan = _conv_transpose_plan(op, input.shape, weight.shape, stride, padding, output_padding, groups, dilation,
+                                bias_shape, _dtypes(input, weight, bias))
+    parents = (input, weight) if bias is None else (input, weight, bias)
+    if any(p.is_meta for p in parents):
+        return _finish(op, plan, None, parents, None)
+    geo, w = plan.geometry, weight.data
+    x = input.data if plan.batched else input.data[None]
+    y = _crop(_grad_input(x, w, geo, plan.padded), plan.before, plan.after)
+
+    def backward(g: np.ndarray) -> tuple:
+        g = g if plan.batched else g[None]
+        gp = _prepare(g, plan.before, plan.after, w, geo)
+        gx = _forward(gp, w, geo, plan.windows) if input.requires_grad else None
+        gw = _grad_weight(gp, x, geo) if weight.requires_grad else None
+        return _grads(plan, parents, g, gx, gw)
+
+    return _finish(op, plan, y, parents, backward)
+
+
+# --- public functions -----------------------------------------------------------------------------
+_CONV_DOC = """{nd}-d convolution, like ``torch.nn.functional.conv{nd}d``.
+
+Parameters
+----------
+input : Tensor
+    ``(N, C_in, {dims})`` or unbatched ``(C_in, {dims})``.
+weight : Tensor
+    ``(C_out, C_in / groups, {kdims})``.
+bias : Tensor, optional
+    ``(C_out,)``.
+stride : int or tuple of {nd} ints
+padding : int, tuple of {nd} ints, "valid" or "same"
+    Zeros added on both sides of each spatial dim. ``"same"`` (stride 1 only) adds
+    ``d·(k − 1)`` in total, the odd cell after (right/bottom), as torch.
+dilation : int or tuple of {nd} ints
+groups : int
+    Independent convolutions over ``groups`` slices of the channels; ``groups == C_in``
+    is depthwise (``C_out / C_in`` is the channel multiplier).
+
+Shape:
+    - Input: ``(N, C_in, {dims})``
+    - Output: ``(N, C_out, {out_dims})``, each ``L_out = floor((L + 2p − d·(k − 1) − 1) / s) + 1``.
+
+Raises :class:`ShapeError` for an invalid configuration (see :func:`conv_output_shape`).
+"""
+
+_CONV_TRANSPOSE_DOC = """{nd}-d transposed convolution, like ``torch.nn.functional.conv_transpose{nd}d``.
+
+The gradient of ``conv{nd}d`` with respect to its input: each input cell adds the kernel,
+scaled by the cell, onto the output; ``padding`` crops the result.
+
+Parameters
+----------
+input : Tensor
+    ``(N, C_in, {dims})`` or unbatched ``(C_in, {dims})``.
+weight : Tensor
+    ``(C_in, C_out / groups, {kdims})``.
+bias : Tensor, optional
+    ``(C_out,)``.
+stride, padding, output_padding, dilation : int or tuple of {nd} ints
+    ``output_padding`` (extra cells at the end) must be smaller than the stride or the
+    dilation.
+groups : int
+
+Shape:
+    - Input: ``(N, C_in, {dims})``
+    - Output: ``(N, C_out, {out_dims})``, each ``L_out = (L − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
+
+Raises :class:`ShapeError` for an invalid configuration (see :func:`conv_transpose_output_shape`).
+"""
+
+
+def _doc(template: str, nd: int) -> Any:
+    names = "DHW"[3 - nd:]
+
+    def apply(fn: Any) -> Any:
+        fn.__doc__ = template.format(nd=nd, dims=", ".join(f"{d}_in" for d in names),
+                                     kdims=", ".join(f"k{d}" for d in names),
+                                     out_dims=", ".join(f"{d}_out" for d in names))
+        return fn
+
+    return apply
+
+
+@_doc(_CONV_DOC, 1)
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:
+    return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups)
+
+
+@_doc(_CONV_DOC, 2)
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:
+    return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+@_doc(_CONV_DOC, 3)
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:
+    return _conv("conv3d", input, weight, bias, stride, padding, dilation, groups)
+
+
+@_doc(_CONV_TRANSPOSE_DOC, 1)
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:
+    return _conv_transpose("conv_transpose1d", input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@_doc(_CONV_TRANSPOSE_DOC, 2)
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:
+    return _conv_transpose("conv_transpose2d", input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@_doc(_CONV_TRANSPOSE_DOC, 3)
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:
+    return _conv_transpose("conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups, dilation)

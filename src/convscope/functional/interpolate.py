@@ -1,3 +1,254 @@
-"""TODO"""
+"""Resampling: ``interpolate`` (nearest, nearest-exact, linear, bilinear, trilinear) and aliases.
 
-__all__: list[str] = []
+Every mode is separable: along each spatial dim the output is an exact linear map of the
+input, ``out[j] = Σ_t w_t[j]·in[idx_t[j]]`` with one tap (nearest) or two (linear), whose
+indices and weights follow torch's CPU forward kernels bit for bit (precision of the
+coordinate arithmetic, the ``floorf`` that rounds a coordinate to float32 before flooring,
+the size shortcuts). The forward gathers along each dim in turn; the backward applies the
+transposed maps in reverse order, summing each tap's gradient into its source cells with a
+segmented sum (the indices never decrease along a dim)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor, make_result
+
+__all__ = ["interpolate", "upsample", "upsample_bilinear", "upsample_nearest"]
+
+_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3}
+_NEAREST = ("nearest", "nearest-exact")
+_NOT_IMPLEMENTED = ("bicubic", "area", "lanczos")
+
+# Taps of a per-dim map: (source index per output position, weight per output position or None).
+Taps = list[tuple[np.ndarray, "np.ndarray | None"]]
+
+
+# --- shape rule -----------------------------------------------------------------------------
+def _spatial_args(value: Any, nd: int, name: str, kind: type, shape: tuple) -> tuple:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * nd
+    if len(values) != nd:
+        raise ShapeError(f"{name} needs {nd} entries (one per spatial dim of input {shape}), got {value!r}",
+                         layer="interpolate")
+    ok = (lambda v: isinstance(v, (int, np.integer))) if kind is int else (
+        lambda v: isinstance(v, (int, float, np.integer, np.floating)))
+    if not all(ok(v) and not isinstance(v, bool) for v in values):
+        raise ShapeError(f"{name} must be {'ints' if kind is int else 'numbers'}, got {value!r}", layer="interpolate")
+    return tuple(kind(v) for v in values)
+
+
+def interpolate_shape(shape: tuple, size: Any, scale_factor: Any, mode: str, align_corners: bool | None,
+                      recompute_scale_factor: bool | None) -> tuple[tuple[int, ...], tuple[float | None, ...]]:
+    """Check an ``interpolate`` call; return the output spatial size and, per dim, the scale
+    factor that enters the coordinate mapping (``None``: use input/output sizes).
+
+    ``scale_factor`` gives ``out = floor(in·scale_factor)`` and, unless
+    ``recompute_scale_factor`` is true, maps coordinates with ``1/scale_factor`` (not
+    ``in/out``), as torch does.
+    """
+    op = "interpolate"
+    if mode not in _LINEAR_RANK and mode not in _NEAREST:
+        known = ", ".join(("nearest", "nearest-exact", *_LINEAR_RANK))
+        raise ShapeError(f"unknown mode {mode!r}; expected one of {known}", layer=op)
+    if mode in _NEAREST and align_corners is not None:
+        raise ShapeError(f"align_corners applies only to linear | bilinear | trilinear, not mode {mode!r}; "
+                         "leave it None", layer=op)
+    if not 3 <= len(shape) <= 5:
+        raise ShapeError(f"expected a 3-, 4- or 5-d input (N, C, *spatial), got shape {shape}", layer=op)
+    nd = len(shape) - 2
+    if mode in _LINEAR_RANK and _LINEAR_RANK[mode] != nd:
+        want = _LINEAR_RANK[mode]
+        hint = next(m for m, r in _LINEAR_RANK.items() if r == nd)
+        raise ShapeError(f"mode {mode!r} needs a {want + 2}-d input, got a {len(shape)}-d input {shape}. "
+                         f"Hint: use mode {hint!r}", layer=op)
+    if (size is None) == (scale_factor is None):
+        raise ShapeError("exactly one of size or scale_factor must be given, got "
+                         f"{'both' if size is not None else 'neither'}", layer=op)
+    if size is not None:
+        if recompute_scale_factor:
+            raise ShapeError("recompute_scale_factor=True is not meaningful with an explicit size", layer=op)
+        out = _spatial_args(size, nd, "size", int, shape)
+        scales: tuple[float | None, ...] = (None,) * nd
+    else:
+        factors = _spatial_args(scale_factor, nd, "scale_factor", float, shape)
+        out = tuple(int(n * f) for n, f in zip(shape[2:], factors, strict=True))
+        scales = (None,) * nd if recompute_scale_factor else factors
+    if min(shape[2:]) <= 0 or min(out) <= 0:
+        raise ShapeError(f"input and output sizes must be positive, got input {shape[2:]} and output {out}", layer=op)
+    if shape[0] and not shape[1]:
+        raise ShapeError(f"expected a non-empty input (only the batch may be empty), got shape {shape}", layer=op)
+    return out, scales
+
+
+# --- per-dim maps (torch's index arithmetic) --------------------------------------------------
+def _opmath(dtype: np.dtype) -> type:
+    """The precision torch's CPU kernels compute source coordinates in."""
+    return np.float64 if dtype == np.float64 else np.float32
+
+
+def _ratio(n_in: int, n_out: int, scale: float | None, op: type) -> Any:
+    """torch's ``compute_scales_value``: ``1/scale_factor`` when one was given, else ``in/out``."""
+    return op(1.0 / scale) if scale is not None and scale > 0 else op(n_in) / op(n_out)
+
+
+def _floorf(src: np.ndarray, n_in: int) -> np.ndarray:
+    """torch's ``min(floorf(src), in − 1)``: ``floorf`` rounds a double coordinate to float32 first."""
+    return np.minimum(np.floor(src.astype(np.float32)).astype(np.int64), n_in - 1)
+
+
+def _nearest_taps(mode: str, n_in: int, n_out: int, scale: float | None, dtype: np.dtype,
+                  size_shortcuts: bool) -> Taps:
+    """torch's CPU forward: ``floor(dst·ratio)`` (nearest) or ``floor(max((dst + ½)·ratio − ½, 0) + ½)``
+    (nearest-exact) in the input's precision. torch's 2-d nearest forward (``size_shortcuts``)
+    copies when ``out == in`` and takes ``dst // 2`` when ``out == 2·in``, even where a scale
+    factor would map differently; its 1-d and 3-d forwards do not.
+    """
+    j = np.arange(n_out)
+    if mode == "nearest" and size_shortcuts and n_out in (n_in, 2 * n_in):
+        return [(j if n_out == n_in else j >> 1, None)]
+    op = _opmath(dtype)
+    ratio = _ratio(n_in, n_out, scale, op)
+    if mode == "nearest":
+        return [(_floorf(ratio * j.astype(op), n_in), None)]
+    half = op(0.5)
+    src = np.maximum(ratio * (j.astype(op) + half) - half, op(0))
+    return [(_floorf(src.astype(np.float64) + 0.5, n_in), None)]
+
+
+def _linear_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool, dtype: np.dtype) -> Taps:
+    """torch's ``compute_source_index_and_lambda`` in the input's precision."""
+    j = np.arange(n_out)
+    if n_out == n_in:  # torch copies, whatever the scale factor says
+        return [(j, np.ones(n_out, dtype)), (j, np.zeros(n_out, dtype))]
+    op = dtype.type
+    if align_corners:
+        ratio = op(n_in - 1) / op(n_out - 1) if n_out > 1 else op(0)
+        src = ratio * j.astype(dtype)
+    else:
+        ratio = _ratio(n_in, n_out, scale, op)
+        half = op(0.5)
+        src = np.maximum(ratio * (j.astype(dtype) + half) - half, op(0))
+    idx0 = _floorf(src, n_in)
+    lam1 = np.clip(src - idx0.astype(dtype), 0, 1).astype(dtype)
+    idx1 = idx0 + (idx0 < n_in - 1)
+    return [(idx0, (1 - lam1).astype(dtype)), (idx1, lam1)]
+
+
+def _apply(x: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    out = None
+    for idx, w in taps:
+        part = x.take(idx, axis=axis)
+        if w is not None:
+            part = part * w.reshape(shape)
+        out = part if out is None else out + part
+    return out
+
+
+def _segment_sum(g: np.ndarray, idx: np.ndarray, axis: int, n_in: int) -> np.ndarray:
+    """Adjoint of ``take(idx, axis)`` for non-decreasing ``idx``: sum each run into its cell."""
+    cells, starts = np.unique(idx, return_index=True)
+    shape = list(g.shape)
+    shape[axis] = n_in
+    out = np.zeros(shape, g.dtype)
+    index = [slice(None)] * g.ndim
+    index[axis] = cells
+    out[tuple(index)] = np.add.reduceat(g, starts, axis=axis)
+    return out
+
+
+def _apply_transpose(g: np.ndarray, taps: Taps, axis: int, n_in: int) -> np.ndarray:
+    shape = [1] * g.ndim
+    shape[axis] = -1
+    out = None
+    for idx, w in taps:
+        part = _segment_sum(g if w is None else g * w.reshape(shape), idx, axis, n_in)
+        out = part if out is None else out + part
+    return out
+
+
+# --- public ops -----------------------------------------------------------------------------
+def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa: A002 - torch name
+                scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> Tensor:
+    """Resample the spatial dims to ``size`` or by ``scale_factor``.
+
+    Modes: ``"nearest"`` (torch's legacy rule ``src = floor(dst·scale)``), ``"nearest-exact"``
+    (``floor((dst + 0.5)·scale)``), and ``"linear"``/``"bilinear"``/``"trilinear"`` for 3-, 4-
+    and 5-d inputs, with ``align_corners`` (``src = dst·(in−1)/(out−1)``) or without
+    (``src = max((dst + 0.5)·scale − 0.5, 0)``). ``scale`` is ``1/scale_factor`` when a
+    scale factor is given (and not recomputed), else ``in/out``.
+
+    Shape:
+        - Input: ``(N, C, *in)`` with 1–3 spatial dims.
+        - Output: ``(N, C, *out)`` with ``out = size`` or ``floor(in·scale_factor)``.
+
+    Unlike PyTorch, ``antialias=True`` and the modes ``bicubic``, ``area`` and ``lanczos``
+    are not implemented (NotImplementedError), and the nearest-mode gradient is always the
+    exact transpose of the forward: torch's CPU backward recomputes the indices with its
+    legacy float32 rule and size shortcuts, so for some scale factors (e.g. 1-d, in=4,
+    scale_factor=1.17) its gradient reaches cells the forward never read.
+    """
+    op = "interpolate"
+    if mode in _NOT_IMPLEMENTED:
+        raise NotImplementedError(f"{op}: mode {mode!r} is not implemented in convscope; use nearest, "
+                                  "nearest-exact, linear, bilinear or trilinear")
+    if antialias:
+        if mode == "bilinear" and input.ndim == 4:
+            raise NotImplementedError(f"{op}: antialias=True is not implemented in convscope")
+        raise ShapeError(f"antialias applies only to bilinear/bicubic/lanczos on 4-d inputs, got mode {mode!r} "
+                         f"and a {input.ndim}-d input", layer=op)
+    out_size, scales = interpolate_shape(input.shape, size, scale_factor, mode, align_corners,
+                                         recompute_scale_factor)
+    if mode in _LINEAR_RANK and input.dtype.kind != "f":
+        raise ShapeError(f"mode {mode!r} needs a floating-point input, got {input.dtype}", layer=op)
+    attrs = {"size": out_size, "mode": mode, "align_corners": align_corners}
+    shape = input.shape[:2] + out_size
+    if input.is_meta:
+        return make_result(op, None, (input,), None, shape=shape, attrs=attrs)
+    maps = []
+    for axis, (n_in, n_out, scale) in enumerate(zip(input.shape[2:], out_size, scales, strict=True), 2):
+        taps = (_nearest_taps(mode, n_in, n_out, scale, input.dtype, input.ndim == 4) if mode in _NEAREST
+                else _linear_taps(n_in, n_out, scale, bool(align_corners), input.dtype))
+        maps.append((axis, n_in, taps))
+    out = input.data
+    for axis, _, taps in maps:
+        out = _apply(out, taps, axis)
+
+    def backward(g: np.ndarray) -> tuple:
+        for axis, n_in, taps in reversed(maps):
+            g = _apply_transpose(g, taps, axis, n_in)
+        return (g,)
+
+    return make_result(op, out, (input,), backward, attrs=attrs)
+
+
+def upsample(input: Tensor, size: int | Sequence[int] | None = None,  # noqa: A002 - torch name
+             scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+             align_corners: bool | None = None) -> Tensor:
+    """Deprecated torch alias of :func:`interpolate`."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input: Tensor, size: int | Sequence[int] | None = None,  # noqa: A002 - torch name
+                     scale_factor: float | Sequence[float] | None = None) -> Tensor:
+    """Deprecated torch alias: ``interpolate(..., mode="nearest")``."""
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: Tensor, size: int | Sequence[int] | None = None,  # noqa: A002 - torch name
+                      scale_factor: float | Sequence[float] | None = None) -> Tensor:
+    """Deprecated torch alias: ``interpolate(..., mode="bilinear", align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+# TEMPORARY shim, to remove once functional/__init__.py collects __all__ from the module objects:
+# its `from .interpolate import *` rebinds the name `interpolate` to this function, and its loop
+# then reads `interpolate.__all__`. Without this line `import convscope` fails.
+interpolate.__all__ = __all__  # type: ignore[attr-defined]

@@ -1,3 +1,357 @@
-"""TODO"""
+"""Normalisation layers: batch, instance, layer and group norm, local response norm, Lp normalize.
 
-__all__: list[str] = []
+Batch, instance, layer and group norm share one fused kernel: view the input so that the
+statistics are reductions over some axes, normalise, apply a per-element affine map; the
+backward is the closed form ``dx = invstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))`` instead of a
+chain of small ops. Running statistics are updated in place, outside the graph, as in torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ops import _axes, unbroadcast
+from ..tensor import Tensor, make_result
+
+__all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
+
+RunningStat = Tensor | np.ndarray | None
+
+
+# --- shape rules ----------------------------------------------------------------------------
+def _check_channel_input(op: str, shape: tuple) -> int:
+    """Inputs laid out ``(N, C, *)``; returns C."""
+    if len(shape) < 2:
+        raise ShapeError(f"expected an input (N, C, *) with at least 2 dims, got shape {shape}", layer=op)
+    return shape[1]
+
+
+def _check_per_channel(op: str, name: str, value: Any, channels: int, shape: tuple) -> None:
+    """Like torch, a per-channel parameter may have any shape with ``C`` elements."""
+    if value is None:
+        return
+    got = value.shape if isinstance(value, Tensor) else np.shape(value)
+    if math.prod(got) != channels:
+        raise ShapeError(
+            f"{name} should contain {channels} elements (one per channel of input {shape}), got shape {got}", layer=op)
+
+
+def _check_more_than_one(op: str, count: int, shape: tuple, what: str = "value per channel") -> None:
+    if count == 1:
+        raise ShapeError(f"Expected more than 1 {what} when training, got input size {shape}", layer=op)
+
+
+def _check_dtypes(op: str, x: Tensor, **others: Any) -> None:
+    """torch refuses mixed float dtypes between input and parameters (no silent casts)."""
+    for name, value in others.items():
+        if value is not None and np.dtype(value.dtype) != x.dtype:
+            raise ShapeError(f"{name} has dtype {np.dtype(value.dtype)} but input has {x.dtype}; use one dtype",
+                             layer=op)
+
+
+def _check_running(op: str, running_mean: RunningStat, running_var: RunningStat, needed: bool) -> None:
+    if (running_mean is None) != (running_var is None):
+        raise ShapeError("running_mean and running_var must either both be None or neither be None", layer=op)
+    if needed and running_mean is None:
+        raise ShapeError("running_mean and running_var must be given when not using batch statistics "
+                         "(evaluation mode)", layer=op)
+
+
+def _check_eps(op: str, eps: float, training: bool) -> None:
+    if eps < 0 or (training and eps == 0):
+        raise ShapeError(f"eps must be {'positive during training' if training else 'non-negative'}, got {eps}",
+                         layer=op)
+
+
+def _check_momentum(op: str, momentum: Any) -> None:
+    if momentum is None:
+        raise TypeError(f"{op}: momentum must be a float, got None. Hint: for a cumulative average pass "
+                        "momentum=1/num_batches_tracked, as BatchNorm(momentum=None) does")
+
+
+# --- the shared kernel ------------------------------------------------------------------------
+def _array(value: RunningStat) -> np.ndarray:
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *, view: tuple, axes: tuple,
+               affine: tuple, eps: float, stats: tuple[np.ndarray, np.ndarray] | None = None,
+               attrs: dict | None = None) -> tuple[Tensor, np.ndarray | None, np.ndarray | None]:
+    """``(x − mean)/√(var + eps)·weight + bias`` with the statistics taken over ``axes`` of
+    ``x`` reshaped to ``view``; ``weight``/``bias`` are reshaped to ``affine`` (broadcast
+    against ``x``). ``stats=(mean, var)`` (shaped to broadcast in ``view``) are constants
+    used instead of the batch statistics. Returns the output and, for batch statistics,
+    the mean and biased variance (kept dims, in ``view``) for running-average updates.
+    """
+    parents = [t for t in (x, weight, bias) if t is not None]
+    if any(t.is_meta for t in parents):
+        return make_result(op, None, parents, None, shape=x.shape, dtype=x.dtype, attrs=attrs), None, None
+    xv = x.data.reshape(view)
+    if stats is None:
+        mean = xv.mean(axis=axes, keepdims=True)
+        centred = xv - mean
+        var = np.mean(centred * centred, axis=axes, keepdims=True)
+    else:
+        mean, var = stats
+        centred = xv - mean
+    invstd = 1 / np.sqrt(var + eps)
+    xhat = (centred * invstd).reshape(x.shape)
+    w = None if weight is None else weight.data.reshape(affine)
+    b = None if bias is None else bias.data.reshape(affine)
+    out = xhat if w is None else xhat * w
+    if b is not None:
+        out = out + b
+
+    def backward(g: np.ndarray) -> tuple:
+        dxhat = (g if w is None else g * w).reshape(view)
+        if stats is None:
+            xhat_v = xhat.reshape(view)
+            dx = invstd * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                           - xhat_v * np.mean(dxhat * xhat_v, axis=axes, keepdims=True))
+        else:
+            dx = dxhat * invstd
+        grads = [dx.reshape(x.shape)]
+        if weight is not None:
+            grads.append(unbroadcast(g * xhat, affine).reshape(weight.shape) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(unbroadcast(g, affine).reshape(bias.shape) if bias.requires_grad else None)
+        return tuple(grads)
+
+    result = make_result(op, np.asarray(out, dtype=x.dtype), parents, backward, attrs=attrs)
+    return result, (mean if stats is None else None), (var if stats is None else None)
+
+
+def _update_running(running: RunningStat, batch: np.ndarray, momentum: float) -> None:
+    """``running = (1 − momentum)·running + momentum·batch``, in place and outside the graph."""
+    arr = _array(running)
+    arr[...] = (momentum * batch.reshape(arr.shape) + (1 - momentum) * arr).astype(arr.dtype, copy=False)
+
+
+def _channel_affine(ndim: int, channels: int) -> tuple:
+    return (1, channels) + (1,) * (ndim - 2)
+
+
+# --- batch and instance norm ----------------------------------------------------------------
+def batch_norm(input: Tensor, running_mean: RunningStat, running_var: RunningStat, weight: Tensor | None = None,  # noqa: A002 - torch name
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over every axis but the channel axis 1.
+
+    In training (or when no running statistics are given) normalises with the batch mean and
+    biased variance, and updates ``running_mean``/``running_var`` in place (Tensors'
+    ``.data`` or ndarrays) with ``running = (1 − momentum)·running + momentum·batch``, using
+    the unbiased variance. In evaluation uses the running statistics.
+
+    Shape:
+        - Input: ``(N, C, *)``; ``running_*``, ``weight``, ``bias``: ``C`` elements.
+        - Output: same as input.
+
+    Unlike PyTorch, ``momentum=None`` is refused with a TypeError (as ``F.batch_norm``
+    does) whose hint explains the cumulative average that ``BatchNorm(momentum=None)`` uses.
+    """
+    op = "batch_norm"
+    channels = _check_channel_input(op, input.shape)
+    _check_running(op, running_mean, running_var, needed=not training)
+    for name, value in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                        ("bias", bias)):
+        _check_per_channel(op, name, value, channels, input.shape)
+    _check_dtypes(op, input, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    count = input.shape[0] * math.prod(input.shape[2:])
+    if training:
+        _check_more_than_one(op, count, input.shape)
+        _check_momentum(op, momentum)
+    _check_eps(op, eps, training)
+    affine = _channel_affine(input.ndim, channels)
+    axes = (0,) + tuple(range(2, input.ndim))
+    stats = None if training else (_array(running_mean).reshape(affine), _array(running_var).reshape(affine))
+    attrs = {"training": training, "momentum": momentum, "eps": eps}
+    out, mean, var = _normalize(op, input, weight, bias, view=input.shape, axes=axes, affine=affine, eps=eps,
+                                stats=stats, attrs=attrs)
+    if training and running_mean is not None and mean is not None and count > 0:
+        _update_running(running_mean, mean, momentum)
+        _update_running(running_var, var * (count / (count - 1)), momentum)
+    return out
+
+
+def instance_norm(input: Tensor, running_mean: RunningStat = None, running_var: RunningStat = None,  # noqa: A002 - torch name
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of each sample over its spatial positions.
+
+    With ``use_input_stats`` the running statistics (if given) are updated with the
+    per-instance statistics averaged over the batch; otherwise they are used to normalise.
+
+    Shape:
+        - Input: ``(N, C, *)`` with at least one spatial dim; parameters: ``C`` elements.
+        - Output: same as input.
+    """
+    op = "instance_norm"
+    channels = _check_channel_input(op, input.shape)
+    _check_running(op, running_mean, running_var, needed=not use_input_stats)
+    for name, value in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                        ("bias", bias)):
+        _check_per_channel(op, name, value, channels, input.shape)
+    _check_dtypes(op, input, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    spatial = math.prod(input.shape[2:])
+    if use_input_stats:
+        _check_more_than_one(op, spatial, input.shape, "spatial element")
+    _check_eps(op, eps, use_input_stats)
+    affine = _channel_affine(input.ndim, channels)
+    stats = None if use_input_stats else (_array(running_mean).reshape(affine), _array(running_var).reshape(affine))
+    out, mean, var = _normalize(op, input, weight, bias, view=input.shape, axes=tuple(range(2, input.ndim)),
+                                affine=affine, eps=eps, stats=stats, attrs={"momentum": momentum, "eps": eps})
+    if running_mean is not None and mean is not None and input.shape[0] > 0:
+        _update_running(running_mean, mean.mean(axis=0), momentum)
+        _update_running(running_var, (var * (spatial / (spatial - 1))).mean(axis=0), momentum)
+    return out
+
+
+# --- layer and group norm -------------------------------------------------------------------
+def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,  # noqa: A002 - torch name
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dims of each sample.
+
+    Shape:
+        - Input: ``(*, *normalized_shape)``; ``weight``/``bias``: ``normalized_shape``.
+        - Output: same as input.
+
+    Unlike ``F.layer_norm`` (but like ``nn.LayerNorm``), an int ``normalized_shape`` is accepted.
+    """
+    op = "layer_norm"
+    ns = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    if not ns:
+        raise ShapeError("normalized_shape must contain at least one dim, got ()", layer=op)
+    if input.shape[len(input.shape) - len(ns):] != ns or len(ns) > input.ndim:
+        raise ShapeError(f"normalized_shape {ns} expects an input of shape (*, {', '.join(map(str, ns))}), "
+                         f"got {input.shape}", layer=op)
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and value.shape != ns:
+            raise ShapeError(f"{name} should have shape normalized_shape {ns}, got {value.shape}", layer=op)
+    _check_dtypes(op, input, weight=weight, bias=bias)
+    axes = tuple(range(input.ndim - len(ns), input.ndim))
+    return _normalize(op, input, weight, bias, view=input.shape, axes=axes, affine=ns, eps=eps,
+                      attrs={"normalized_shape": ns, "eps": eps})[0]
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,  # noqa: A002 - torch name
+               eps: float = 1e-5) -> Tensor:
+    """Split the channels into ``num_groups`` groups and normalise each group of each sample.
+
+    Shape:
+        - Input: ``(N, C, *)`` with ``C`` divisible by ``num_groups``; ``weight``/``bias``: ``(C,)``.
+        - Output: same as input.
+    """
+    op = "group_norm"
+    channels = _check_channel_input(op, input.shape)
+    if num_groups <= 0:
+        raise ShapeError(f"num_groups must be positive, got {num_groups}", layer=op)
+    if channels % num_groups:
+        raise ShapeError(f"num_groups {num_groups} does not divide the {channels} channels of input {input.shape}",
+                         layer=op)
+    # torch's own guard: it counts (N·C/G)·∏spatial, not the values per group.
+    _check_more_than_one(op, input.shape[0] * channels // num_groups * math.prod(input.shape[2:]), input.shape)
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and value.shape != (channels,):
+            raise ShapeError(f"{name} should have shape ({channels},) (one per channel), got {value.shape}", layer=op)
+    _check_dtypes(op, input, weight=weight, bias=bias)
+    return _normalize(op, input, weight, bias, view=(input.shape[0], num_groups, -1), axes=(2,),
+                      affine=_channel_affine(input.ndim, channels), eps=eps,
+                      attrs={"num_groups": num_groups, "eps": eps})[0]
+
+
+# --- local response norm --------------------------------------------------------------------
+def _channel_window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
+    """``out[:, c] = Σ a[:, c − before : c + after + 1]`` with zeros outside the channels."""
+    channels = a.shape[1]
+    padded = np.zeros((a.shape[0], channels + before + after) + a.shape[2:], a.dtype)
+    padded[:, before:before + channels] = a
+    out = np.zeros_like(a)
+    for tap in range(before + after + 1):
+        out += padded[:, tap:tap + channels]
+    return out
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,  # noqa: A002 - torch name
+                        k: float = 1.0) -> Tensor:
+    """``x / (k + alpha·mean_window(x²))^beta`` over a window of ``size`` neighbouring channels.
+
+    The window of channel c is ``[c − size//2, c + (size−1)//2]``, zero-padded, and the sum
+    is always divided by ``size`` (torch's avg-pool over the zero-padded squares).
+
+    Shape:
+        - Input: ``(N, C, *)`` with at least 3 dims.
+        - Output: same as input.
+    """
+    op = "local_response_norm"
+    if input.ndim < 3:
+        raise ShapeError(f"expected an input (N, C, *) with at least 3 dims, got shape {input.shape}", layer=op)
+    if size <= 0:
+        raise ShapeError(f"size must be positive, got {size}", layer=op)
+    attrs = {"size": size, "alpha": alpha, "beta": beta, "k": k}
+    if input.is_meta:
+        return make_result(op, None, (input,), None, shape=input.shape, attrs=attrs)
+    x = input.data
+    before, after = size // 2, (size - 1) // 2
+    scale = _channel_window_sum(x * x, before, after) / size * alpha + k
+    denom = scale ** beta
+    out = x / denom
+
+    def backward(g: np.ndarray) -> tuple:
+        # out_j depends on x_c for c in window(j); the adjoint window of c spans the mirrored offsets.
+        through_scale = _channel_window_sum(g * out / scale, after, before)
+        return (g / denom - (2 * alpha * beta / size) * x * through_scale,)
+
+    return make_result(op, np.asarray(out, dtype=x.dtype), (input,), backward, attrs=attrs)
+
+
+# --- Lp normalize ---------------------------------------------------------------------------
+def normalize(input: Tensor, p: float = 2.0, dim: int | Sequence[int] = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002 - torch name
+    """``x / max(‖x‖_p, eps)`` with the norm taken over ``dim``.
+
+    Shape:
+        - Input: any shape; ``dim`` must exist.
+        - Output: same as input.
+
+    Unlike PyTorch, only ``p > 0`` (including ``inf``) is implemented.
+    """
+    op = "normalize"
+    if not p > 0:
+        raise NotImplementedError(f"{op}: only p > 0 (or inf) is implemented, got p={p}")
+    try:
+        axes = _axes(dim, input.ndim)
+    except ShapeError as exc:
+        raise exc.with_layer(op) from None
+    if input.ndim == 0:
+        raise ShapeError("expected an input with at least 1 dim, got a 0-d tensor", layer=op)
+    attrs = {"p": p, "dim": dim, "eps": eps}
+    if input.is_meta:
+        return make_result(op, None, (input,), None, shape=input.shape, attrs=attrs)
+    x = input.data
+    mag = np.abs(x)
+    if p == math.inf:
+        norm = mag.max(axis=axes, keepdims=True)
+    elif p == 2:
+        norm = np.sqrt((x * x).sum(axis=axes, keepdims=True))
+    else:
+        norm = (mag ** p).sum(axis=axes, keepdims=True) ** (1 / p)
+    denom = np.maximum(norm, eps).astype(x.dtype, copy=False)
+    out = x / denom
+
+    def backward(g: np.ndarray) -> tuple:
+        # d/d(denom) of x/denom, passed to the norm only where the clamp did not bite.
+        g_norm = -(g * out).sum(axis=axes, keepdims=True) / denom * (norm >= eps)
+        if p == math.inf:
+            hit = mag == norm
+            d_norm = np.sign(x) * hit / hit.sum(axis=axes, keepdims=True)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d_norm = np.where(x == 0, 0, np.sign(x) * mag ** (p - 1))
+                g_norm = np.where(norm == 0, 0, g_norm / norm ** (p - 1))
+        return (g / denom + g_norm * d_norm,)
+
+    return make_result(op, out, (input,), backward, attrs=attrs)

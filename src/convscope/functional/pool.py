@@ -1,3 +1,761 @@
-"""TODO"""
+"""Pooling: max, average, LP, adaptive and max-unpooling over 1 to 3 spatial dims.
 
-__all__: list[str] = []
+Max and average pooling share one path: a pure shape rule (:func:`pool_output_shape`)
+gives the window geometry, the input is padded (−∞ for max, 0 for average, plus the extra
+right cells a ceil-mode window may overhang) and viewed as windows with
+:func:`~convscope.functional.windows.sliding_windows`; max scans the kernel taps, average
+sums them. Both backwards scatter per-window values back with
+:func:`~convscope.functional.windows.scatter_windows`, one strided add per kernel tap.
+
+Adaptive pools use bins ``[floor(i·In/Out), ceil((i+1)·In/Out))`` per dim; LP pooling is
+composed, exactly as torch composes it, from average pooling and element-wise ops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ops import abs as _abs
+from ..ops import unary
+from ..tensor import Tensor, int64, make_result
+from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, window_count
+
+__all__ = [
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_output_shape",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "PoolGeometry", "pool_geometry", "pool_output_shape", "unpool_output_shape",
+]
+
+Size = int | Sequence[int]
+
+
+# --- shape rules ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _PoolSpec:
+    """What differs between the pooling ops: spatial rank and torch's extra input check."""
+
+    nd: int
+    kernel_within_input: bool = False  # avg_pool3d (and so lp_pool3d) wants input >= kernel before padding
+
+
+_POOL_SPECS: dict[str, _PoolSpec] = {
+    **{f"max_pool{n}d": _PoolSpec(n) for n in (1, 2, 3)},
+    **{f"avg_pool{n}d": _PoolSpec(n, kernel_within_input=n == 3) for n in (1, 2, 3)},
+    **{f"lp_pool{n}d": _PoolSpec(n, kernel_within_input=n == 3) for n in (1, 2, 3)},
+}
+_ADAPTIVE_RANK = {f"adaptive_{kind}_pool{n}d": n for kind in ("avg", "max") for n in (1, 2, 3)}
+_UNPOOL_RANK = {f"max_unpool{n}d": n for n in (1, 2, 3)}
+
+
+def _spec(table: dict, op: str) -> Any:
+    if op not in table:
+        raise ValueError(f"unknown op {op!r}; expected one of {sorted(table)}")
+    return table[op]
+
+
+def _check_nonempty(shape: tuple, nd: int, op: str) -> None:
+    """torch allows an empty batch, but no empty channel or spatial dim."""
+    inner = shape[-nd - 1:]
+    if 0 in inner:
+        raise ShapeError(f"expected non-empty channel and spatial dims, got shape {shape}", layer=op)
+
+
+def _dims(values: Sequence[int], nd: int) -> str:
+    return str(values[0]) if nd == 1 else str(tuple(values))
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Window geometry of a max/avg pool over the last ``nd`` dims, per spatial dim.
+
+    ``extra`` counts the cells past the right padding that the last ceil-mode window
+    overhangs; the kernels pad them with the reduction's neutral value.
+    """
+
+    input: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    out: tuple[int, ...]
+    extra: tuple[int, ...]
+
+    @property
+    def padded(self) -> tuple[int, ...]:
+        """Spatial size of the padded input the windows are read from."""
+        return tuple(n + 2 * p + e for n, p, e in zip(self.input, self.padding, self.extra, strict=True))
+
+    def window_starts(self, dim: int) -> np.ndarray:
+        """First cell of every window along ``dim``, in unpadded coordinates (may be < 0)."""
+        return np.arange(self.out[dim]) * self.stride[dim] - self.padding[dim]
+
+
+def pool_geometry(input_shape: Sequence[int], kernel_size: Size, stride: Size | None = None, padding: Size = 0,
+                  dilation: Size = 1, ceil_mode: bool = False, *, op: str = "max_pool2d") -> PoolGeometry:
+    """Validate a max/avg/LP pool configuration and return its :class:`PoolGeometry`.
+
+    ``op`` is the torch name (``"max_pool2d"``, ``"avg_pool3d"``, ``"lp_pool1d"`` ...); it
+    fixes the spatial rank and names the layer in the :class:`ShapeError`. ``stride`` of
+    ``None`` (or empty) means the kernel size. Unlike the reference notes (effective kernel),
+    torch limits ``padding`` to ``kernel_size // 2`` whatever the dilation; so does this rule.
+    """
+    spec = _spec(_POOL_SPECS, op)
+    nd = spec.nd
+    shape = tuple(int(s) for s in input_shape)
+    kernel = ntuple(kernel_size, nd, "kernel_size", op)
+    default_stride = stride is None or (not isinstance(stride, (int, np.integer)) and len(stride) == 0)
+    stride_t = kernel if default_stride else ntuple(stride, nd, "stride", op)
+    pad = ntuple(padding, nd, "padding", op)
+    dil = ntuple(dilation, nd, "dilation", op)
+    for name, values in (("kernel_size", kernel), ("stride", stride_t), ("dilation", dil)):
+        if min(values) <= 0:
+            raise ShapeError(f"{name} must be positive, got {_dims(values, nd)}", layer=op)
+    if min(pad) < 0:
+        raise ShapeError(f"padding must be non-negative, got {_dims(pad, nd)}", layer=op)
+    for k, p in zip(kernel, pad, strict=True):
+        if p > k // 2:
+            raise ShapeError(f"padding must be at most half the kernel: kernel {k} allows padding {k // 2}, got {p}",
+                             layer=op)
+    check_input_rank(shape, nd, op)
+    _check_nonempty(shape, nd, op)
+    spatial = shape[-nd:]
+    out, extra = [], []
+    for i, (n, k, s, p, d) in enumerate(zip(spatial, kernel, stride_t, pad, dil, strict=True)):
+        where = f" in dim {i}" if nd > 1 else ""
+        if spec.kernel_within_input and n < k:
+            raise ShapeError(f"input {n} is smaller than kernel {k}{where}; {op} needs input >= kernel before padding",
+                             layer=op)
+        o = window_count(n, k, s, p, d, ceil_mode)
+        if o < 1:
+            reach = f"kernel {k}" if d == 1 else f"kernel {k} with dilation {d} (span {span(k, d)})"
+            raise ShapeError(f"{reach} spans more than padded input {n + 2 * p}{where}", layer=op)
+        out.append(o)
+        extra.append(max(0, (o - 1) * s + span(k, d) - (n + 2 * p)))
+    return PoolGeometry(spatial, kernel, stride_t, pad, dil, tuple(out), tuple(extra))
+
+
+def pool_output_shape(input_shape: Sequence[int], kernel_size: Size, stride: Size | None = None, padding: Size = 0,
+                      dilation: Size = 1, ceil_mode: bool = False, *, op: str = "max_pool2d") -> tuple[int, ...]:
+    """Output shape of a max/avg/LP pool (the analyzer's and meta tensors' rule).
+
+    ``L_out = floor_or_ceil((L + 2p − d·(k−1) − 1) / s) + 1``, minus the ceil-mode window
+    that would start in the right padding. Raises :class:`ShapeError` as the op would.
+
+    >>> pool_output_shape((1, 3, 7, 7), 3, 2, 1, ceil_mode=True, op="max_pool2d")
+    (1, 3, 4, 4)
+    """
+    geometry = pool_geometry(input_shape, kernel_size, stride, padding, dilation, ceil_mode, op=op)
+    return tuple(input_shape[: len(input_shape) - len(geometry.out)]) + geometry.out
+
+
+def _output_size(output_size: Any, shape: tuple, nd: int, op: str) -> tuple[int, ...]:
+    """Normalise an adaptive ``output_size``: int or ``nd`` entries, ``None`` keeps the input size."""
+    sizes = (output_size,) * nd if isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    if len(sizes) != nd:
+        raise ShapeError(f"output_size must have {nd} entries, got {len(sizes)} ({output_size!r})", layer=op)
+    resolved = []
+    for size, n in zip(sizes, shape[-nd:], strict=True):
+        if size is None:
+            resolved.append(n)
+        elif not isinstance(size, (int, np.integer)):
+            raise ShapeError(f"output_size entries must be ints or None, got {output_size!r}", layer=op)
+        elif size < 0:
+            raise ShapeError(f"output_size entries must be >= 0, got {output_size!r}", layer=op)
+        else:
+            resolved.append(int(size))
+    return tuple(resolved)
+
+
+def adaptive_output_shape(input_shape: Sequence[int], output_size: Any, *,
+                          op: str = "adaptive_avg_pool2d") -> tuple[int, ...]:
+    """Output shape of an adaptive pool: the leading dims, then ``output_size`` (``None``
+    entries keep the input size). Raises :class:`ShapeError` as the op would.
+
+    >>> adaptive_output_shape((2, 8, 9, 10), (3, None), op="adaptive_max_pool2d")
+    (2, 8, 3, 10)
+    """
+    nd = _spec(_ADAPTIVE_RANK, op)
+    shape = tuple(int(s) for s in input_shape)
+    check_input_rank(shape, nd, op)
+    _check_nonempty(shape, nd, op)
+    return shape[:-nd] + _output_size(output_size, shape, nd, op)
+
+
+def unpool_output_shape(input_shape: Sequence[int], indices_shape: Sequence[int], kernel_size: Size,
+                        stride: Size | None = None, padding: Size = 0, output_size: Sequence[int] | None = None, *,
+                        op: str = "max_unpool2d") -> tuple[int, ...]:
+    """Output shape of a max-unpool.
+
+    The default spatial size is ``(L − 1)·s + k − 2p``, the input size of the max pool
+    that could have produced ``input``; an explicit ``output_size`` (``nd`` or ``nd + 2``
+    entries) must lie strictly within one stride of it.
+    """
+    nd = _spec(_UNPOOL_RANK, op)
+    shape = tuple(int(s) for s in input_shape)
+    check_input_rank(shape, nd, op)
+    if tuple(indices_shape) != shape:
+        raise ShapeError(f"indices must have the input's shape {shape}, got {tuple(indices_shape)}", layer=op)
+    kernel = ntuple(kernel_size, nd, "kernel_size", op)
+    stride_t = kernel if stride is None else ntuple(stride, nd, "stride", op)
+    pad = ntuple(padding, nd, "padding", op)
+    for name, values in (("kernel_size", kernel), ("stride", stride_t)):
+        if min(values) <= 0:
+            raise ShapeError(f"{name} must be positive, got {_dims(values, nd)}", layer=op)
+    default = tuple((n - 1) * s + k - 2 * p for n, s, k, p in zip(shape[-nd:], stride_t, kernel, pad, strict=True))
+    if output_size is None:
+        sizes = default
+    else:
+        if isinstance(output_size, (int, np.integer)):
+            raise ShapeError(f"output_size must be a sequence of {nd} or {nd + 2} ints, got {output_size!r}",
+                             layer=op)
+        sizes = tuple(int(v) for v in output_size)
+        if len(sizes) == nd + 2:
+            sizes = sizes[2:]
+        if len(sizes) != nd:
+            raise ShapeError(f"output_size must have {nd} or {nd + 2} entries, got {len(sizes)}", layer=op)
+        for i, (o, d, s) in enumerate(zip(sizes, default, stride_t, strict=True)):
+            if not d - s < o < d + s:
+                raise ShapeError(f"output_size {sizes} out of range: dim {i} must be strictly between "
+                                 f"{d - s} and {d + s} (default {d} ± stride {s})", layer=op)
+    if min(sizes) < 0:
+        raise ShapeError(f"output size {sizes} is negative (kernel {kernel}, stride {stride_t}, padding {pad})",
+                         layer=op)
+    return shape[:-nd] + sizes
+
+
+# --- max and average pooling: one window path ---------------------------------------------
+def _pool_windows(xd: np.ndarray, geo: PoolGeometry, fill: float) -> np.ndarray:
+    """``xd`` padded with ``fill`` (padding plus ceil-mode overhang) and viewed as windows."""
+    nd = len(geo.kernel)
+    if any(geo.padding) or any(geo.extra):
+        width = [(0, 0)] * (xd.ndim - nd) + [(p, p + e) for p, e in zip(geo.padding, geo.extra, strict=True)]
+        xd = np.pad(xd, width, constant_values=fill)
+    return sliding_windows(xd, geo.kernel, geo.stride, geo.dilation, geo.out)
+
+
+def _scatter_to_input(values: Any, geo: PoolGeometry, lead: tuple, dtype: np.dtype) -> np.ndarray:
+    """Adjoint of :func:`_pool_windows`: scatter per-tap window values, then drop the padding."""
+    grad = np.zeros(lead + geo.padded, dtype)
+    scatter_windows(grad, values, geo.kernel, geo.stride, geo.dilation, geo.out)
+    inner = tuple(slice(p, p + n) for p, n in zip(geo.padding, geo.input, strict=True))
+    return grad[(Ellipsis,) + inner]
+
+
+def _first_real_tap(geo: PoolGeometry) -> np.ndarray:
+    """Per window, the scan index of its first tap inside the unpadded input.
+
+    torch starts each window's running max there (value −∞), so a window of −∞ reports
+    that cell. Broadcastable over the output's spatial dims.
+    """
+    nd = len(geo.kernel)
+    tap = np.zeros((1,) * nd, np.int64)
+    for i in range(nd):
+        first = -(np.minimum(geo.window_starts(i), 0) // geo.dilation[i])  # ceil(cells in the padding / d)
+        tap = tap * geo.kernel[i] + first.reshape((-1,) + (1,) * (nd - 1 - i))
+    return tap
+
+
+def _plane_index(winner: np.ndarray, geo: PoolGeometry) -> np.ndarray:
+    """Scan index of the winning tap -> flat index into the unpadded input plane."""
+    nd = len(geo.kernel)
+    taps = np.unravel_index(winner, geo.kernel)
+    flat = np.zeros(winner.shape, np.int64)
+    for i in range(nd):
+        starts = geo.window_starts(i).reshape((-1,) + (1,) * (nd - 1 - i))
+        flat = flat * geo.input[i] + starts + taps[i] * geo.dilation[i]
+    return flat
+
+
+def _max_scan(windows: np.ndarray, geo: PoolGeometry, check_nan: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Max over each window and the scan index of its winning tap.
+
+    As in torch's kernel, a tap replaces the running max when it is greater or NaN: ties
+    keep the first maximum, a NaN window reports its last NaN. Padding is −∞ and never wins.
+    """
+    nd = len(geo.kernel)
+    out_shape = windows.shape[: windows.ndim - nd]
+    best = np.full(out_shape, -np.inf, windows.dtype)
+    winner = np.array(np.broadcast_to(_first_real_tap(geo), out_shape))
+    for t, tap in enumerate(kernel_taps(geo.kernel)):
+        value = windows[(Ellipsis,) + tap]
+        take = value > best
+        if check_nan:
+            take |= np.isnan(value)
+        np.copyto(best, value, where=take)
+        np.copyto(winner, t, where=take)
+    return best, winner
+
+
+def _pool_attrs(geo: PoolGeometry, **extra: Any) -> dict:
+    return {"kernel_size": geo.kernel, "stride": geo.stride, "padding": geo.padding, "dilation": geo.dilation,
+            **extra}
+
+
+def _max_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, padding: Size, dilation: Size,
+              ceil_mode: bool, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
+    geo = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, op=op)
+    lead = x.shape[: x.ndim - len(geo.out)]
+    attrs = _pool_attrs(geo, ceil_mode=ceil_mode)
+    if x.is_meta:
+        out = make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
+        return (out, Tensor.meta(out.shape, int64)) if return_indices else out
+    xd = x.data
+    value, winner = _max_scan(_pool_windows(xd, geo, -np.inf), geo, bool(np.isnan(xd).any()))
+
+    def backward(g: np.ndarray) -> tuple:
+        to_winner = lambda tap: np.where(winner == np.ravel_multi_index(tap, geo.kernel), g, 0)
+        return (_scatter_to_input(to_winner, geo, lead, g.dtype),)
+
+    out = make_result(op, value, (x,), backward, attrs=attrs)
+    return (out, Tensor.wrap(_plane_index(winner, geo))) if return_indices else out
+
+
+def _avg_divisor(geo: PoolGeometry, count_include_pad: bool, divisor_override: int | None,
+                 dtype: np.dtype) -> np.ndarray:
+    """Per output position (the same for every N, C): the number each window sum is divided by.
+
+    With ``count_include_pad`` the window clipped to ``[−p, L + p)``; otherwise the real
+    input cells it covers; ``divisor_override`` replaces both.
+    """
+    nd = len(geo.kernel)
+    if divisor_override is not None:
+        return np.asarray(divisor_override, dtype)
+    divisor = np.ones((1,) * nd, np.int64)
+    for i, (n, k, p) in enumerate(zip(geo.input, geo.kernel, geo.padding, strict=True)):
+        start = geo.window_starts(i)
+        if count_include_pad:
+            count = np.minimum(start + k, n + p) - start
+        else:
+            count = np.minimum(start + k, n) - np.maximum(start, 0)
+        divisor = divisor * count.reshape((-1,) + (1,) * (nd - 1 - i))
+    return divisor.astype(dtype)
+
+
+def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, padding: Size, ceil_mode: bool,
+              count_include_pad: bool, divisor_override: int | None) -> Tensor:
+    geo = pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode, op=op)
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
+            raise TypeError(f"{op}: divisor_override must be an int, got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ShapeError("divisor_override must be non-zero, got 0", layer=op)
+    lead = x.shape[: x.ndim - len(geo.out)]
+    attrs = _pool_attrs(geo, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                        divisor_override=divisor_override)
+    if x.is_meta:
+        return make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
+    windows = _pool_windows(x.data, geo, 0)
+    divisor = _avg_divisor(geo, count_include_pad, divisor_override, x.dtype)
+    with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
+        out = windows.sum(axis=tuple(range(-len(geo.kernel), 0))) / divisor
+
+    def backward(g: np.ndarray) -> tuple:
+        share = g / divisor
+        return (_scatter_to_input(lambda tap: share, geo, lead, g.dtype),)
+
+    return make_result(op, out, (x,), backward, attrs=attrs)
+
+
+# --- public max / average pools --------------------------------------------------------------
+def max_pool1d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               dilation: Size = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """1-d max pooling, as ``torch.nn.functional.max_pool1d``.
+
+    ``stride`` defaults to ``kernel_size``; ``padding`` (at most ``kernel_size // 2``)
+    acts as −∞. Ties go to the first maximal element in scan order, a window holding NaN
+    yields NaN (its index is the window's last NaN, as in torch). With ``return_indices``
+    also returns int64 flat indices into each unpadded input plane (for ``max_unpool1d``).
+
+    Shape:
+        - Input: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)``, where
+          ``L_out = floor_or_ceil((L_in + 2·padding − dilation·(kernel_size − 1) − 1) / stride) + 1``;
+          in ceil mode a last window that would start in the right padding is dropped.
+
+    >>> import numpy as np, convscope as cs
+    >>> max_pool1d(cs.tensor(np.array([[1., 3, 3, 0]])), 2, 1, return_indices=True)[1].tolist()
+    [[1, 1, 2]]
+    """
+    return _max_pool("max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               dilation: Size = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """2-d max pooling, as ``torch.nn.functional.max_pool2d``; rules as :func:`max_pool1d`.
+
+    Shape:
+        - Input: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, each spatial size by
+          the :func:`max_pool1d` formula; indices are flat into ``H_in·W_in``.
+    """
+    return _max_pool("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               dilation: Size = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """3-d max pooling, as ``torch.nn.functional.max_pool3d``; rules as :func:`max_pool1d`.
+
+    Shape:
+        - Input: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, D_out, H_out, W_out)`` or ``(C, D_out, H_out, W_out)``, each
+          spatial size by the :func:`max_pool1d` formula; indices are flat into ``D_in·H_in·W_in``.
+    """
+    return _max_pool("max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def avg_pool1d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+    """1-d average pooling, as ``torch.nn.functional.avg_pool1d``.
+
+    Each window sum is divided by: with ``count_include_pad`` the window's size after
+    clipping to ``[−padding, L_in + padding)`` (ceil-mode overhang past the padding is not
+    counted); otherwise the number of real input cells in the window.
+
+    Shape:
+        - Input: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)``, where
+          ``L_out = floor_or_ceil((L_in + 2·padding − kernel_size) / stride) + 1`` (ceil-mode
+          drop rule as :func:`max_pool1d`).
+
+    >>> import numpy as np, convscope as cs
+    >>> avg_pool1d(cs.tensor(np.array([[2., 4, 6]])), 2, padding=1).tolist()
+    [[1.0, 5.0]]
+    """
+    return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> Tensor:
+    """2-d average pooling, as ``torch.nn.functional.avg_pool2d``; rules as :func:`avg_pool1d`,
+    and a non-zero ``divisor_override`` replaces every divisor.
+
+    Shape:
+        - Input: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, each spatial size by
+          the :func:`avg_pool1d` formula.
+    """
+    return _avg_pool("avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def avg_pool3d(input: Tensor, kernel_size: Size, stride: Size | None = None, padding: Size = 0,  # noqa: A002
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> Tensor:
+    """3-d average pooling, as ``torch.nn.functional.avg_pool3d``; rules as :func:`avg_pool2d`.
+    As torch, it also requires each input size to be at least the kernel before padding.
+
+    Shape:
+        - Input: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, D_out, H_out, W_out)`` or ``(C, D_out, H_out, W_out)``, each
+          spatial size by the :func:`avg_pool1d` formula.
+    """
+    return _avg_pool("avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+# --- LP pooling ---------------------------------------------------------------------------------
+def _lp_pool(op: str, x: Tensor, norm_type: float, kernel_size: Size, stride: Size | None,
+             ceil_mode: bool) -> Tensor:
+    """torch's composition: ``(sign(a)·relu(|a|)·∏k) ** (1/p)`` with ``a = avg_pool(x ** p)``.
+
+    ``sign(a)·relu(|a|)`` equals ``a`` but has zero gradient where ``a == 0``, so an
+    all-zero window gets gradient 0 instead of NaN. ``p = ±inf`` is a max pool of ``|x|``.
+    """
+    nd = _POOL_SPECS[op].nd
+    if norm_type in (math.inf, -math.inf):
+        sign = 1 if norm_type > 0 else -1
+        return sign * _max_pool(f"max_pool{nd}d", sign * _abs(x), kernel_size, stride, 0, 1, ceil_mode, False)
+    if norm_type == 0:
+        raise ValueError(f"{op}: norm_type must be non-zero (the result is a 1/norm_type power)")
+    avg = _avg_pool(op, x ** norm_type, kernel_size, stride, 0, ceil_mode, True, None)
+    volume = math.prod(ntuple(kernel_size, nd, "kernel_size", op))
+    inv = 1.0 / norm_type
+
+    def grad(g: np.ndarray, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.power(a * volume, inv - 1) * (volume * inv)
+        return np.where(a != 0, g * slope, 0).astype(g.dtype, copy=False)
+
+    def forward(a: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a negative window mean to a fractional power is NaN, as in torch
+            return np.power(a * volume, inv)
+
+    return unary(op, avg, forward, grad, attrs={"norm_type": norm_type})
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+              ceil_mode: bool = False) -> Tensor:
+    """1-d power-average pooling, as ``torch.nn.functional.lp_pool1d``: per window
+    ``(Σ x^p)^(1/p)``, computed as torch does from :func:`avg_pool1d` of ``x^p`` times the
+    kernel size (so a ceil-mode window overhanging the input is scaled, not summed).
+    Negative inputs with a fractional ``p`` give NaN, as in torch.
+
+    Shape:
+        - Input: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)``, as :func:`avg_pool1d` with padding 0.
+    """
+    return _lp_pool("lp_pool1d", input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+              ceil_mode: bool = False) -> Tensor:
+    """2-d power-average pooling, as ``torch.nn.functional.lp_pool2d``; see :func:`lp_pool1d`.
+
+    Shape:
+        - Input: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, as :func:`avg_pool2d` with padding 0.
+    """
+    return _lp_pool("lp_pool2d", input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(input: Tensor, norm_type: float, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+              ceil_mode: bool = False) -> Tensor:
+    """3-d power-average pooling, as ``torch.nn.functional.lp_pool3d``; see :func:`lp_pool1d`.
+
+    Shape:
+        - Input: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, D_out, H_out, W_out)`` or ``(C, D_out, H_out, W_out)``, as
+          :func:`avg_pool3d` with padding 0.
+    """
+    return _lp_pool("lp_pool3d", input, norm_type, kernel_size, stride, ceil_mode)
+
+
+# --- adaptive pooling -----------------------------------------------------------------------------
+def _bins(n_in: int, n_out: int) -> list[slice]:
+    """Bin ``i`` covers ``[floor(i·In/Out), ceil((i+1)·In/Out))``; neighbours may overlap."""
+    return [slice(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+
+
+def _bin_means(a: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Average ``a`` over the adaptive bins along ``axis`` (one slice per output index, so
+    a NaN or inf only reaches the bins that hold it)."""
+    moved = np.moveaxis(a, axis, -1)
+    out = np.empty(moved.shape[:-1] + (n_out,), a.dtype)
+    with np.errstate(invalid="ignore"):
+        for i, b in enumerate(_bins(moved.shape[-1], n_out)):
+            out[..., i] = moved[..., b].sum(axis=-1) / (b.stop - b.start)
+    return np.moveaxis(out, -1, axis)
+
+
+def _bin_means_adjoint(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
+    moved = np.moveaxis(g, axis, -1)
+    grad = np.zeros(moved.shape[:-1] + (n_in,), g.dtype)
+    for i, b in enumerate(_bins(n_in, moved.shape[-1])):
+        grad[..., b] += (moved[..., i] / (b.stop - b.start))[..., None]
+    return np.moveaxis(grad, -1, axis)
+
+
+def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
+    shape = adaptive_output_shape(x.shape, output_size, op=op)
+    nd = _ADAPTIVE_RANK[op]
+    if x.is_meta:
+        return make_result(op, None, (x,), None, shape=shape, attrs={"output_size": shape[-nd:]})
+    out = x.data
+    for axis in range(-nd, 0):  # averaging over a box is separable: one spatial dim at a time
+        out = _bin_means(out, axis, shape[axis])
+
+    def backward(g: np.ndarray) -> tuple:
+        for axis in range(-nd, 0):
+            g = _bin_means_adjoint(g, axis, x.shape[axis])
+        return (g,)
+
+    return make_result(op, out, (x,), backward, attrs={"output_size": shape[-nd:]})
+
+
+def _adaptive_cells(in_sizes: tuple, out_sizes: tuple) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Every output cell of an adaptive pool with its input box."""
+    per_dim = [list(enumerate(_bins(n, o))) for n, o in zip(in_sizes, out_sizes, strict=True)]
+    return [(tuple(i for i, _ in cell), tuple(b for _, b in cell)) for cell in itertools.product(*per_dim)]
+
+
+def _box_argmax(box: np.ndarray, nd: int, check_nan: bool) -> np.ndarray:
+    """Per leading position, the raster index of the box's first maximum, or of its last NaN."""
+    flat = box.reshape(box.shape[: box.ndim - nd] + (math.prod(box.shape[-nd:]),))
+    index = np.argmax(np.where(np.isnan(flat), -np.inf, flat) if check_nan else flat, axis=-1)
+    if check_nan:
+        nan = np.isnan(flat)
+        last_nan = flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+        index = np.where(nan.any(axis=-1), last_nan, index)
+    return index
+
+
+def _adaptive_max_pool(op: str, x: Tensor, output_size: Any, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
+    shape = adaptive_output_shape(x.shape, output_size, op=op)
+    nd = _ADAPTIVE_RANK[op]
+    attrs = {"output_size": shape[-nd:]}
+    if x.is_meta:
+        out = make_result(op, None, (x,), None, shape=shape, attrs=attrs)
+        return (out, Tensor.meta(shape, int64)) if return_indices else out
+    xd = x.data
+    in_sizes, lead = x.shape[-nd:], x.shape[:-nd]
+    plane = xd.reshape(lead + (math.prod(in_sizes),))
+    check_nan = bool(np.isnan(xd).any())
+    index = np.empty(shape, np.int64)
+    for cell, box in _adaptive_cells(in_sizes, shape[-nd:]):  # a small output grid
+        local = np.unravel_index(_box_argmax(xd[(Ellipsis,) + box], nd, check_nan), [b.stop - b.start for b in box])
+        flat = np.zeros(lead, np.int64)
+        for b, coord, n in zip(box, local, in_sizes, strict=True):
+            flat = flat * n + b.start + coord
+        index[(Ellipsis,) + cell] = flat
+    flat_index = index.reshape(lead + (math.prod(shape[-nd:]),))
+    out = np.take_along_axis(plane, flat_index, axis=-1).reshape(shape)
+
+    def backward(g: np.ndarray) -> tuple:
+        grad = np.zeros(plane.shape, g.dtype)
+        g_flat = g.reshape(flat_index.shape)
+        # overlapping bins may pick the same cell; one output cell per step never repeats an index
+        for j in range(flat_index.shape[-1]):
+            col = flat_index[..., j:j + 1]
+            np.put_along_axis(grad, col, np.take_along_axis(grad, col, axis=-1) + g_flat[..., j:j + 1], axis=-1)
+        return (grad.reshape(x.shape),)
+
+    result = make_result(op, out, (x,), backward, attrs=attrs)
+    return (result, Tensor.wrap(index)) if return_indices else result
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
+    """1-d adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``: output
+    cell ``i`` averages input ``[floor(i·L_in/L_out), ceil((i+1)·L_in/L_out))``.
+    Unlike torch, an ``output_size`` of ``None`` (keep the input size) is also accepted in 1-d.
+
+    Shape:
+        - Input: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)`` with ``L_out = output_size``.
+    """
+    return _adaptive_avg_pool("adaptive_avg_pool1d", input, output_size)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
+    """2-d adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``; bins
+    as :func:`adaptive_avg_pool1d` per dim; ``None`` entries keep that input size.
+
+    Shape:
+        - Input: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)`` with ``(H_out, W_out) = output_size``.
+    """
+    return _adaptive_avg_pool("adaptive_avg_pool2d", input, output_size)
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
+    """3-d adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool3d``; see
+    :func:`adaptive_avg_pool2d`.
+
+    Shape:
+        - Input: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, *output_size)`` or ``(C, *output_size)``.
+    """
+    return _adaptive_avg_pool("adaptive_avg_pool3d", input, output_size)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size: Any,  # noqa: A002
+                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """1-d adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool1d``; bins as
+    :func:`adaptive_avg_pool1d`, ties and NaN as :func:`max_pool1d`.
+
+    Shape:
+        - Input: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)`` with ``L_out = output_size``.
+    """
+    return _adaptive_max_pool("adaptive_max_pool1d", input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size: Any,  # noqa: A002
+                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """2-d adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``; see
+    :func:`adaptive_max_pool1d`. Indices are flat into ``H_in·W_in``.
+
+    Shape:
+        - Input: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)`` with ``(H_out, W_out) = output_size``.
+    """
+    return _adaptive_max_pool("adaptive_max_pool2d", input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input: Tensor, output_size: Any,  # noqa: A002
+                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """3-d adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool3d``; see
+    :func:`adaptive_max_pool1d`. Indices are flat into ``D_in·H_in·W_in``.
+
+    Shape:
+        - Input: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, *output_size)`` or ``(C, *output_size)``.
+    """
+    return _adaptive_max_pool("adaptive_max_pool3d", input, output_size, return_indices)
+
+
+# --- max unpooling ----------------------------------------------------------------------------------
+def _max_unpool(op: str, x: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None, padding: Size,
+                output_size: Sequence[int] | None) -> Tensor:
+    shape = unpool_output_shape(x.shape, indices.shape, kernel_size, stride, padding, output_size, op=op)
+    nd = _UNPOOL_RANK[op]
+    if x.is_meta or indices.is_meta:
+        return make_result(op, None, (x,), None, shape=shape, dtype=x.dtype)
+    idx = indices.numpy()
+    if idx.dtype != np.int64:
+        raise TypeError(f"{op}: indices must be int64 (as returned by max_pool), got {idx.dtype}")
+    lead, cells = x.shape[: x.ndim - nd], math.prod(shape[-nd:])
+    flat_index = idx.reshape(lead + (math.prod(x.shape[-nd:]),))
+    bad = (flat_index < 0) | (flat_index >= cells)
+    if bad.any():
+        raise ShapeError(f"index {int(flat_index[bad][0])} is out of range for an output plane of "
+                         f"{'x'.join(map(str, shape[-nd:]))} = {cells} cells", layer=op)
+    out = np.zeros(lead + (cells,), x.dtype)
+    np.put_along_axis(out, flat_index, x.data.reshape(flat_index.shape), axis=-1)
+
+    def backward(g: np.ndarray) -> tuple:
+        return (np.take_along_axis(g.reshape(lead + (cells,)), flat_index, axis=-1).reshape(x.shape),)
+
+    return make_result(op, out.reshape(shape), (x,), backward, attrs={"output_size": shape[-nd:]})
+
+
+def max_unpool1d(input: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+                 padding: Size = 0, output_size: Sequence[int] | None = None) -> Tensor:
+    """Partial inverse of :func:`max_pool1d`, as ``torch.nn.functional.max_unpool1d``:
+    zeros everywhere except ``input`` written at ``indices`` of each output plane.
+
+    Shape:
+        - Input and indices: ``(N, C, L_in)`` or ``(C, L_in)``
+        - Output: ``(N, C, L_out)`` or ``(C, L_out)`` with
+          ``L_out = (L_in − 1)·stride + kernel_size − 2·padding`` unless ``output_size`` says
+          otherwise (it must be within one stride of that).
+    """
+    return _max_unpool("max_unpool1d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+                 padding: Size = 0, output_size: Sequence[int] | None = None) -> Tensor:
+    """Partial inverse of :func:`max_pool2d`, as ``torch.nn.functional.max_unpool2d``; see
+    :func:`max_unpool1d`.
+
+    Shape:
+        - Input and indices: ``(N, C, H_in, W_in)`` or ``(C, H_in, W_in)``
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, each size as in :func:`max_unpool1d`.
+    """
+    return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None = None,  # noqa: A002
+                 padding: Size = 0, output_size: Sequence[int] | None = None) -> Tensor:
+    """Partial inverse of :func:`max_pool3d`, as ``torch.nn.functional.max_unpool3d``; see
+    :func:`max_unpool1d`.
+
+    Shape:
+        - Input and indices: ``(N, C, D_in, H_in, W_in)`` or ``(C, D_in, H_in, W_in)``
+        - Output: ``(N, C, D_out, H_out, W_out)`` or ``(C, D_out, H_out, W_out)``, each size
+          as in :func:`max_unpool1d`.
+    """
+    return _max_unpool("max_unpool3d", input, indices, kernel_size, stride, padding, output_size)

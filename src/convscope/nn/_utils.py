@@ -1,0 +1,49 @@
+"""Pieces several layer families share: parameter allocation, torch's default weight/bias
+initialisation, and the input-size check with its fix-it hint."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from . import init
+from .module import Module, Parameter
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """A layer's ``dtype`` argument: float32 when None, as torch's default."""
+    return np.dtype(np.float32) if dtype is None else np.dtype(dtype)
+
+
+def empty_parameter(shape: tuple[int, ...], dtype: Any = None) -> Parameter:
+    """An uninitialised parameter (float32 unless ``dtype`` says otherwise)."""
+    return Parameter(np.empty(shape, resolve_dtype(dtype)))
+
+
+def reset_weight_and_bias(weight: Parameter, bias: Parameter | None) -> None:
+    """torch's default for Conv and Linear: ``kaiming_uniform_(a=√5)``, i.e. U(−1/√fan_in, 1/√fan_in)
+    for the weight, and U(−1/√fan_in, 1/√fan_in) for the bias (fan_in from the weight's shape)."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
+
+
+def require_positive(layer: Module, **values: Any) -> None:
+    """Every named int (or tuple of ints) must be > 0."""
+    for name, value in values.items():
+        if any(v <= 0 for v in np.atleast_1d(value)):
+            raise ShapeError(f"{name} must be positive, got {value}", layer=type(layer).__name__)
+
+
+def check_size(layer: Module, got: int, expected: int, argument: str, unit: str = "channels") -> None:
+    """The input's channel (feature) count must match the layer's; the hint names the fix."""
+    if got != expected:
+        maps = "maps" if unit == "channels" else unit
+        raise ShapeError(f"expected input with {expected} {unit}, got {got}. "
+                         f"Hint: the previous layer outputs {got} {maps}; set {argument}={got}.",
+                         layer=type(layer).__name__)

@@ -1,0 +1,238 @@
+"""Activation layers: thin modules over the element-wise functional ops (and softmax)."""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .module import Module
+
+__all__ = [
+    "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSoftmax", "ReLU", "ReLU6", "SiLU",
+    "Sigmoid", "Softmax", "Tanh",
+]
+
+
+class _Pointwise(Module):
+    """An element-wise activation with torch's ``inplace`` flag (shown in ``repr`` only when set).
+
+    Shape:
+        - Input: :math:`(*)`, any shape.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    _shows_inplace = True
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _inplace_repr(self, prefix: str = "") -> str:
+        flag = "inplace=True" if self.inplace and self._shows_inplace else ""
+        return ", ".join(part for part in (prefix, flag) if part)
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr()
+
+
+class ReLU(_Pointwise):
+    """``max(0, x)``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.relu(input, inplace=self.inplace)
+
+
+class Hardtanh(_Pointwise):
+    """``clamp(x, min_val, max_val)``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        if max_val <= min_val:
+            raise ShapeError(f"max_val ({max_val}) must be greater than min_val ({min_val})", layer="Hardtanh")
+        self.min_val = min_val
+        self.max_val = max_val
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr(f"min_val={self.min_val}, max_val={self.max_val}")
+
+
+class ReLU6(Hardtanh):
+    """``min(max(0, x), 6)`` (a Hardtanh from 0 to 6, as in torch).
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr()
+
+
+class LeakyReLU(_Pointwise):
+    """``x`` for x ≥ 0, ``negative_slope·x`` otherwise.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.negative_slope = negative_slope
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr(f"negative_slope={self.negative_slope}")
+
+
+class ELU(_Pointwise):
+    """``x`` for x > 0, ``alpha·(exp(x) − 1)`` otherwise.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.elu(input, self.alpha, self.inplace)
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr(f"alpha={self.alpha}")
+
+
+class SiLU(_Pointwise):
+    """``x·sigmoid(x)`` (swish).
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.silu(input, inplace=self.inplace)
+
+
+class Hardswish(_Pointwise):
+    """``x·relu6(x + 3)/6`` (MobileNetV3). Like torch, its repr never shows ``inplace``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    _shows_inplace = False
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.hardswish(input, self.inplace)
+
+
+class Hardsigmoid(_Pointwise):
+    """``relu6(x + 3)/6``. Like torch, its repr never shows ``inplace``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    _shows_inplace = False
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.hardsigmoid(input, self.inplace)
+
+
+class Sigmoid(Module):
+    """``1 / (1 + exp(−x))``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.sigmoid(input)
+
+
+class Tanh(Module):
+    """Hyperbolic tangent.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.tanh(input)
+
+
+class GELU(Module):
+    """``x·Φ(x)``; ``approximate="tanh"`` uses the tanh formula.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class _AlongDim(Module):
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax(_AlongDim):
+    """``exp(x_i) / Σ_j exp(x_j)`` along ``dim``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape, summing to 1 along ``dim``.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.softmax(input, self.dim)
+
+
+class LogSoftmax(_AlongDim):
+    """``log(softmax(x))`` along ``dim``, computed stably.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.log_softmax(input, self.dim)

@@ -1,0 +1,226 @@
+"""MobileNets: depthwise-separable convolutions.
+
+* ``mobilenet_v1`` — Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for
+  Mobile Vision Applications", Table 1, with the width multiplier α and resolution multiplier ρ
+  of section 3.3 – 3.4.
+* ``mobilenet_v2`` — Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear
+  Bottlenecks", Table 2, in torchvision's layout and state_dict keys.
+
+Both build every conv unit with :func:`conv_bn_act` (torchvision's ``ConvNormActivation``
+layout: ``Sequential(conv, bn, activation)`` → keys ``0.weight``, ``1.running_mean``, ...).
+
+Counting convention of the MobileNet papers: "mult-adds" are the multiply-accumulates of the
+conv and fully-connected layers (output elements × C_in/groups × k²; fc: in × out); batch norm,
+ReLU, pooling and biases are not counted, and "parameters" are weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from .. import nn
+from .registry import register
+
+PAPER_V1 = "Howard et al. 2017, MobileNets (arXiv:1704.04861), Table 1"
+PAPER_V2 = "Sandler et al. 2018, MobileNetV2 (arXiv:1801.04381), Table 2"
+
+
+def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
+                activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """``Conv2d(bias=False, padding=(k−1)//2) → BatchNorm2d → activation``; ``groups=in_channels``
+    makes it depthwise.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
+                  groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+        activation(),
+    )
+
+
+# --- MobileNet v1 -----------------------------------------------------------------------------
+
+# Table 1 after the first conv (3×3/2, 32 filters): each depthwise-separable block as
+# (stride of the 3×3 depthwise conv, filters of the 1×1 pointwise conv). Table 1 prints the
+# last depthwise conv as s2, but its input and output are both 7×7: it is stride 1, as in the
+# authors' TensorFlow release.
+V1_STEM = 32
+V1_BLOCKS = (
+    (1, 64),
+    (2, 128), (1, 128),
+    (2, 256), (1, 256),
+    (2, 512), (1, 512), (1, 512), (1, 512), (1, 512), (1, 512),
+    (2, 1024), (1, 1024),
+)
+
+
+class DepthwiseSeparable(nn.Module):
+    """``dw``: 3×3 depthwise conv → BN → ReLU; ``pw``: 1×1 conv → BN → ReLU (Figure 3, right).
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.dw = conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels)
+        self.pw = conv_bn_act(in_channels, out_channels, 1)
+
+    def forward(self, x: Any) -> Any:
+        return self.pw(self.dw(x))
+
+
+class MobileNetV1(nn.Module):
+    """``features`` (stem conv + 13 depthwise-separable blocks) → global average pool → ``fc``.
+
+    ``resolution`` is the input side the model is meant for; ``input_shape`` is
+    ``(3, resolution, resolution)``. The network pools globally, so it also runs on other sizes.
+
+    Shape:
+        input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
+        ``(N, int(1024·α), ⌈H/32⌉, ⌈W/32⌉)`` (7×7 at 224, where the pool is Table 1's 7×7/1).
+    """
+
+    def __init__(self, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> None:
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"mobilenet_v1: expected a width multiplier alpha > 0, got {alpha}.")
+        if not (isinstance(resolution, int) and resolution >= 1):
+            raise ValueError(f"mobilenet_v1: expected a positive integer resolution, got {resolution!r}.")
+        self.alpha = alpha
+        self.resolution = resolution
+        self.input_shape = (3, resolution, resolution)
+
+        def width(c: int) -> int:
+            return int(c * alpha)
+
+        layers: list[nn.Module] = [conv_bn_act(3, width(V1_STEM), 3, stride=2)]
+        channels = width(V1_STEM)
+        for stride, filters in V1_BLOCKS:
+            layers.append(DepthwiseSeparable(channels, width(filters), stride))
+            channels = width(filters)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(F.flatten(self.avgpool(self.features(x)), 1))
+
+
+@register("mobilenet_v1", input_shape=(3, 224, 224),
+          description="MobileNet v1: 3×3 conv + 13 depthwise-separable blocks, width multiplier α, resolution ρ",
+          reference=PAPER_V1)
+def mobilenet_v1(alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> MobileNetV1:
+    """MobileNet v1 (Table 1). At α = 1 it has 4,231,976 parameters (4,209,088 weights: the
+    paper's 4.2M) and 568,740,352 mult-adds at 224×224 (the paper's 569M).
+
+    ``alpha`` scales every layer's channel count to ``int(c·α)`` (the paper uses 1, 0.75, 0.5,
+    0.25). ``resolution`` is ρ expressed as the input side (224, 192, 160, 128 in the paper); it
+    is stored on the model as ``model.resolution`` and ``model.input_shape``. The registry's
+    default input shape is the default resolution, 3×224×224; for another resolution build with
+    ``build("mobilenet_v1", resolution=160)`` and feed ``(N, 3, 160, 160)`` — e.g. pass
+    ``model.input_shape`` to tools that need an input shape.
+
+    Shape:
+        input ``(N, 3, resolution, resolution)`` → output ``(N, num_classes)``.
+    """
+    return MobileNetV1(alpha, resolution, num_classes)
+
+
+# --- MobileNet v2 -----------------------------------------------------------------------------
+
+# Table 2 after the first conv (3×3/2, 32 filters): (expansion t, output channels c, repeats n,
+# stride s of the first repeat); then a 1×1 conv to 1280, pool, and the classifier.
+V2_STEM = 32
+V2_LAST = 1280
+V2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """The nearest multiple of ``divisor`` (at least ``divisor``), bumped up one step if rounding
+    lost more than 10 % — the channel rounding of the MobileNet v2 release and torchvision."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class InvertedResidual(nn.Module):
+    """1×1 expansion (×t, skipped when t = 1) → 3×3 depthwise (strided) → 1×1 linear projection,
+    with ReLU6 after the first two and a residual connection when stride is 1 and the channel
+    count is unchanged. ``conv`` holds the layers as torchvision names them.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = int(round(in_channels * expand_ratio))
+        self.stride = stride
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(conv_bn_act(in_channels, hidden, 1, activation=nn.ReLU6))
+        layers += [
+            conv_bn_act(hidden, hidden, 3, stride, groups=hidden, activation=nn.ReLU6),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.out_channels = out_channels
+
+    def forward(self, x: Any) -> Any:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """``features`` (stem, 17 inverted-residual blocks, 1×1 conv to 1280) → global average pool →
+    ``classifier`` (dropout 0.2, linear).
+
+    Shape:
+        input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
+        ``(N, 1280, ⌈H/32⌉, ⌈W/32⌉)``.
+    """
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        channels = make_divisible(V2_STEM * width_mult)
+        self.last_channel = make_divisible(V2_LAST * max(1.0, width_mult))
+        layers: list[nn.Module] = [conv_bn_act(3, channels, 3, stride=2, activation=nn.ReLU6)]
+        for t, c, n, s in V2_BLOCKS:
+            out = make_divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
+                channels = out
+        layers.append(conv_bn_act(channels, self.last_channel, 1, activation=nn.ReLU6))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
+
+    def forward(self, x: Any) -> Any:
+        x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(F.flatten(x, 1))
+
+
+@register("mobilenet_v2", input_shape=(3, 224, 224),
+          description="MobileNet v2: inverted residuals with linear bottlenecks, torchvision layout",
+          reference=PAPER_V2 + "; torchvision.models.mobilenet_v2")
+def mobilenet_v2(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV2:
+    """MobileNet v2 as torchvision builds it: 3,504,872 parameters at ``width_mult=1``.
+    Channel counts are ``make_divisible(c·width_mult, 8)``. Parameters keep convscope's default
+    initialisation (torchvision re-initialises them).
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return MobileNetV2(num_classes, width_mult, dropout)

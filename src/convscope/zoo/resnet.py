@@ -1,0 +1,202 @@
+"""ResNet: He et al. 2015, "Deep Residual Learning for Image Recognition", Table 1, in
+torchvision's layout and state_dict keys (``layer2.0.downsample.0.weight``, ...).
+
+Bottleneck blocks put the stride on the 3×3 conv ("ResNet v1.5", as torchvision does; the
+paper's Caffe models stride the first 1×1). Shortcuts are identity, or a 1×1 conv + batch norm
+(option B) where the shape changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from .. import nn
+from .registry import register
+
+PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385), Table 1"
+
+# Table 1's stages conv2_x … conv5_x (torchvision's layer1 … layer4): base width and stride.
+STAGE_WIDTHS = (64, 128, 256, 512)
+STAGE_STRIDES = (1, 2, 2, 2)
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free conv with "same" padding for odd kernels, as every ResNet conv is."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+
+
+class _ResidualBlock(nn.Module):
+    """``relu(residual(x) + shortcut(x))``; the shortcut is ``downsample`` or the identity."""
+
+    expansion = 1
+    downsample: nn.Module | None
+
+    def residual(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def forward(self, x: Any) -> Any:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.residual(x) + identity)
+
+
+class BasicBlock(_ResidualBlock):
+    """Two 3×3 convs (the first strided), each with batch norm.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, planes, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv(inplanes, planes, 3, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = _conv(planes, planes, 3)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def residual(self, x: Any) -> Any:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+
+class Bottleneck(_ResidualBlock):
+    """1×1 (reduce to ``planes``) → 3×3 (strided) → 1×1 (expand to ``4·planes``), each with batch norm.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, 4·planes, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv(inplanes, planes, 1)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv(planes, planes, 3, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv(planes, planes * self.expansion, 1)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+        self.stride = stride
+
+    def residual(self, x: Any) -> Any:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        return self.bn3(self.conv3(x))
+
+
+# Table 1: depth → (block type, number of blocks in conv2_x, conv3_x, conv4_x, conv5_x).
+CONFIGS: dict[int, tuple[type[_ResidualBlock], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+def _stage(block: type[_ResidualBlock], inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """One ``layerK``: the first block changes stride/width (with a 1×1 conv + BN shortcut when
+    the shape changes), the others keep it."""
+    out = planes * block.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        downsample = nn.Sequential(_conv(inplanes, out, 1, stride), nn.BatchNorm2d(out))
+    return nn.Sequential(block(inplanes, planes, stride, downsample), *(block(out, planes) for _ in range(blocks - 1)))
+
+
+class ResNet(nn.Module):
+    """conv1 7×7/2 → BN → ReLU → max pool 3×3/2 → layer1…layer4 → global average pool → fc.
+
+    Parameters keep convscope's default initialisation (torchvision re-initialises convs with
+    Kaiming-normal); load a state_dict for trained weights.
+
+    Shape:
+        input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the feature map before the pool is
+        ``(N, 512·expansion, ⌈H/32⌉, ⌈W/32⌉)``, so any H, W ≥ 1 works (224 in the paper).
+    """
+
+    def __init__(self, block: type[_ResidualBlock], layers: tuple[int, ...], num_classes: int = 1000) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        inplanes = 64
+        for i, (planes, blocks, stride) in enumerate(zip(STAGE_WIDTHS, layers, STAGE_STRIDES, strict=True), 1):
+            setattr(self, f"layer{i}", _stage(block, inplanes, planes, blocks, stride))
+            inplanes = planes * block.expansion
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+
+    def forward(self, x: Any) -> Any:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(F.flatten(self.avgpool(x), 1))
+
+
+def _resnet(depth: int, num_classes: int) -> ResNet:
+    block, layers = CONFIGS[depth]
+    return ResNet(block, layers, num_classes)
+
+
+def _entry(depth: int) -> Any:
+    block, layers = CONFIGS[depth]
+    return register(f"resnet{depth}", input_shape=(3, 224, 224),
+                    description=f"ResNet-{depth}: {block.__name__} stages {list(layers)}, torchvision layout",
+                    reference=PAPER + "; torchvision.models.resnet")
+
+
+@_entry(18)
+def resnet18(num_classes: int = 1000) -> ResNet:
+    """ResNet-18 (BasicBlock × [2, 2, 2, 2]): 11,689,512 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _resnet(18, num_classes)
+
+
+@_entry(34)
+def resnet34(num_classes: int = 1000) -> ResNet:
+    """ResNet-34 (BasicBlock × [3, 4, 6, 3]): 21,797,672 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _resnet(34, num_classes)
+
+
+@_entry(50)
+def resnet50(num_classes: int = 1000) -> ResNet:
+    """ResNet-50 (Bottleneck × [3, 4, 6, 3]): 25,557,032 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _resnet(50, num_classes)
+
+
+@_entry(101)
+def resnet101(num_classes: int = 1000) -> ResNet:
+    """ResNet-101 (Bottleneck × [3, 4, 23, 3]): 44,549,160 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _resnet(101, num_classes)
+
+
+@_entry(152)
+def resnet152(num_classes: int = 1000) -> ResNet:
+    """ResNet-152 (Bottleneck × [3, 8, 36, 3]): 60,192,808 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _resnet(152, num_classes)

@@ -1,0 +1,192 @@
+"""Activations checked against torch: outputs and gradients, at the kinks, at large magnitudes."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import convscope as cs
+from convscope.functional import activation
+from torch_ref import assert_close, both_refuse, compare
+
+F = cs.functional
+
+# (id, function name, keyword arguments): one registry for the differential, kink and meta tests.
+ACTIVATIONS = [
+    ("relu", "relu", {}),
+    ("relu6", "relu6", {}),
+    ("leaky_relu", "leaky_relu", {}),
+    ("leaky_relu_0.2", "leaky_relu", {"negative_slope": 0.2}),
+    ("leaky_relu_neg", "leaky_relu", {"negative_slope": -0.5}),
+    ("elu", "elu", {}),
+    ("elu_0.5", "elu", {"alpha": 0.5}),
+    ("selu", "selu", {}),
+    ("celu", "celu", {}),
+    ("celu_2", "celu", {"alpha": 2.0}),
+    ("gelu", "gelu", {}),
+    ("gelu_tanh", "gelu", {"approximate": "tanh"}),
+    ("silu", "silu", {}),
+    ("hardswish", "hardswish", {}),
+    ("hardsigmoid", "hardsigmoid", {}),
+    ("hardtanh", "hardtanh", {}),
+    ("hardtanh_-2_0.5", "hardtanh", {"min_val": -2.0, "max_val": 0.5}),
+    ("sigmoid", "sigmoid", {}),
+    ("tanh", "tanh", {}),
+    ("softplus", "softplus", {}),
+    ("softplus_beta2_thr5", "softplus", {"beta": 2.0, "threshold": 5.0}),
+    ("logsigmoid", "logsigmoid", {}),
+]
+IDS = [a[0] for a in ACTIVATIONS]
+
+KINKS = [-6.0, -3.0, -2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 6.0]
+LARGE = [-800.0, -100.0, -30.0, -20.0, 20.0, 30.0, 100.0, 800.0]
+
+
+def sample(kind: str, seed: int) -> np.ndarray:
+    """A (2, 3, 4, 5) input: random, random plus every kink point, or random plus large magnitudes."""
+    x = np.random.default_rng(seed).standard_normal(120) * 4
+    if kind != "random":
+        points = KINKS if kind == "kinks" else LARGE
+        x[: len(points)] = points
+    return x.reshape(2, 3, 4, 5)
+
+
+def pair(name: str, kwargs: dict):
+    return (lambda x: getattr(F, name)(x, **kwargs)), (lambda x: getattr(TF, name)(x, **kwargs))
+
+
+@pytest.mark.parametrize("kind", ["random", "kinks", "large"])
+@pytest.mark.parametrize("case,name,kwargs", ACTIVATIONS, ids=IDS)
+def test_activation_matches_torch_float64(case, name, kwargs, kind):
+    compare(*pair(name, kwargs), [sample(kind, len(case))])
+
+
+@pytest.mark.parametrize("kind", ["random", "kinks"])
+@pytest.mark.parametrize("case,name,kwargs", ACTIVATIONS, ids=IDS)
+def test_activation_matches_torch_float32(case, name, kwargs, kind):
+    compare(*pair(name, kwargs), [sample(kind, len(case))], dtype=np.float32)
+
+
+# Torch's gradient at each kink (verified against torch below, so a change there shows up too).
+KINK_GRADS = [
+    ("relu", {}, 0.0, 0.0),
+    ("relu6", {}, 0.0, 0.0),
+    ("relu6", {}, 6.0, 0.0),
+    ("hardtanh", {}, -1.0, 0.0),
+    ("hardtanh", {}, 1.0, 0.0),
+    ("hardswish", {}, -3.0, 0.0),
+    ("hardswish", {}, 3.0, 1.0),
+    ("hardsigmoid", {}, -3.0, 0.0),
+    ("hardsigmoid", {}, 3.0, 0.0),
+    ("leaky_relu", {"negative_slope": 0.2}, 0.0, 0.2),
+    ("elu", {"alpha": 0.5}, 0.0, 0.5),
+    ("celu", {"alpha": 2.0}, 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,point,expected", KINK_GRADS,
+                         ids=[f"{k[0]}@{k[2]}" for k in KINK_GRADS])
+def test_gradient_at_kink(name, kwargs, point, expected):
+    x = cs.tensor(np.array([point]), requires_grad=True)
+    getattr(F, name)(x, **kwargs).backward(np.ones(1))
+    t = torch.tensor([point], dtype=torch.float64, requires_grad=True)
+    getattr(TF, name)(t, **kwargs).backward(torch.ones(1, dtype=torch.float64))
+    assert t.grad.item() == expected
+    assert x.grad[0] == expected
+
+
+def test_nan_propagates_like_torch():
+    x = np.array([np.nan, -1.0, 1.0])
+    for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu",
+                 "hardswish", "hardsigmoid", "softplus", "logsigmoid", "tanh"):
+        compare(*pair(name, {}), [x])
+
+
+# --- softmax -------------------------------------------------------------------------------------
+SOFTMAX_SHAPES = [((), 0), ((), -1), ((7,), 0), ((4, 6), 1), ((4, 6), 0), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), -1),
+                  ((2, 3, 4, 5), 2), ((3, 0), 1), ((0, 3), 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+@pytest.mark.parametrize("shape,dim", SOFTMAX_SHAPES, ids=[f"{s}-d{d}" for s, d in SOFTMAX_SHAPES])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_matches_torch(name, shape, dim, scale, dtype):
+    x = np.asarray(np.random.default_rng(10 * len(shape) + dim % 5).standard_normal(shape) * scale)
+    compare(lambda a: getattr(F, name)(a, dim), lambda a: getattr(TF, name)(a, dim), [x], dtype=dtype)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_with_infinities_and_nan(name):
+    inf = np.inf
+    x = np.array([[-inf, 1.0, 2.0, -inf], [-inf, -inf, -inf, -inf], [inf, 1.0, 2.0, 3.0], [np.nan, 1.0, 2.0, 3.0],
+                  [1e308, -1e308, 0.0, 5.0]])
+    compare(lambda a: getattr(F, name)(a, 1), lambda a: getattr(TF, name)(a, 1), [x])
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_dtype_argument_casts_first(name):
+    x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    c_out, t_out = compare(lambda a: getattr(F, name)(a, 1, dtype=np.float64),
+                           lambda a: getattr(TF, name)(a, 1, dtype=torch.float64), [x], dtype=np.float32)
+    assert c_out.dtype == np.float64
+
+
+def test_softmax_dim_none_raises_instead_of_guessing():
+    with pytest.raises(ValueError, match="pass dim explicitly.*pick dim 1 for a 4-d input"):
+        F.softmax(cs.Tensor.meta((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_dim_out_of_range(name):
+    both_refuse(lambda a: getattr(F, name)(a, 3), lambda a: getattr(TF, name)(a, 3), [np.zeros((2, 3, 4))],
+                match=rf"{name}: dim 3 is out of range for a 3-d input of shape \(2, 3, 4\)")
+
+
+# --- argument errors, erf fallback, inplace, meta -------------------------------------------------
+@pytest.mark.parametrize("call,match", [
+    (lambda x: F.hardtanh(x, 2.0, 1.0), "min_val 2.0 cannot be greater than max_val 1.0"),
+    (lambda x: F.celu(x, alpha=0.0), "alpha 0 is not allowed"),
+    (lambda x: F.gelu(x, approximate="erf"), "approximate must be 'none' or 'tanh', got 'erf'"),
+], ids=["hardtanh_bounds", "celu_alpha0", "gelu_approximate"])
+def test_bad_arguments_raise_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(cs.tensor(np.zeros(3)))
+
+
+def test_erf_fallback_matches_torch():
+    x = np.concatenate([np.linspace(-7, 7, 2001), [0.0, -0.0, 1e-300, 30.0, -30.0]])
+    assert_close(activation._erf_python(x), torch.erf(torch.from_numpy(x)).numpy())
+    got32 = activation._erf_python(x.astype(np.float32))
+    assert got32.dtype == np.float32
+    assert_close(got32, torch.erf(torch.from_numpy(x.astype(np.float32))).numpy(), np.float32)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_with_erf_fallback(monkeypatch, approximate):
+    monkeypatch.setattr(activation, "_erf", activation._erf_python)
+    compare(*pair("gelu", {"approximate": approximate}), [sample("kinks", 5)])
+
+
+def test_inplace_is_accepted_and_leaves_the_input_unchanged():
+    data = np.array([-1.0, 0.5, 2.0])
+    x = cs.tensor(data)
+    out = F.relu(x, inplace=True)
+    np.testing.assert_array_equal(x.numpy(), data)
+    np.testing.assert_array_equal(out.numpy(), [0.0, 0.5, 2.0])
+
+
+@pytest.mark.parametrize("case,name,kwargs", ACTIVATIONS, ids=IDS)
+def test_meta_matches_real_shape(case, name, kwargs):
+    fn = getattr(F, name)
+    real = fn(cs.tensor(np.ones((2, 3, 4), np.float32)), **kwargs)
+    meta = fn(cs.Tensor.meta((2, 3, 4)), **kwargs)
+    assert meta.is_meta and (meta.shape, meta.dtype) == (real.shape, real.dtype)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_meta_matches_real_shape(name):
+    fn = getattr(F, name)
+    real = fn(cs.tensor(np.ones((2, 3, 4), np.float32)), -2, dtype=np.float64)
+    meta = fn(cs.Tensor.meta((2, 3, 4)), -2, dtype=np.float64)
+    assert meta.is_meta and (meta.shape, meta.dtype) == (real.shape, real.dtype) == ((2, 3, 4), np.float64)
