@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch_ref import assert_close, both_refuse, compare
 
 import convscope as cs
 from convscope import nn
+from torch_ref import assert_close, both_refuse, compare
 
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
@@ -209,6 +209,7 @@ def _assert_same_state(ours: nn.Module, theirs: torch.nn.Module, dtype: type) ->
         assert_close(b.numpy(), their_buffers[name].numpy(), dtype, name)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,build,makers", CASES, ids=[c[0] for c in CASES])
 def test_module_matches_torch(name: str, build: Callable, makers: Any, dtype: type) -> None:
@@ -354,8 +355,8 @@ def test_error_names_layer_by_index_in_sequential() -> None:
 
 def test_error_names_nested_path_and_keeps_op_message() -> None:
     model = _cnn(nn)
+    model.features[3] = nn.Conv2d(16, 16, 3)
     with pytest.raises(cs.ShapeError, match=r"^features\.3 \(Conv2d\): expected input with 16 channels, got 8"):
-        model.features[3] = nn.Conv2d(16, 16, 3)
         model(cs.tensor(np.zeros((1, 3, 8, 8), np.float32)))
     model = _cnn(nn)
     with pytest.raises(cs.ShapeError, match=r"^classifier\.1 \(Linear\): expected input with 64 features, got 144"):
@@ -363,9 +364,6 @@ def test_error_names_nested_path_and_keeps_op_message() -> None:
     with pytest.raises(cs.ShapeError) as info:  # an op's own rule: kernel larger than the input
         model(cs.tensor(np.zeros((1, 3, 4, 4), np.float32)))
     assert info.value.layer == "features.3 (Conv2d)"
-    with pytest.raises(Exception) as torch_info:  # noqa: B017 - torch refuses too
-        _cnn(torch.nn)(torch.zeros(1, 3, 4, 4))
-    assert torch_info.value is not None
     out = model(cs.tensor(np.zeros((1, 3, 8, 8), np.float32)))  # the model still works afterwards
     assert out.shape == (1, 10)
 
@@ -507,20 +505,18 @@ def test_forward_hooks_see_inputs_and_outputs_and_can_be_removed() -> None:
 
 
 def test_hooks_can_replace_inputs_and_outputs_like_torch() -> None:
+    ours, theirs = _pair(lambda n: n.Linear(2, 2), np.float64)
+    x = np.array([[1.0, -2.0]])
     results = []
-    for lib, wrap in ((nn, cs.tensor), (torch.nn, torch.tensor)):
-        layer = lib.Linear(2, 2)
-        layer.load_state_dict({"weight": np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)[:, :],
-                               "bias": np.zeros(2, np.float32)} if lib is nn else
-                              {"weight": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "bias": torch.zeros(2)})
-        with layer.register_forward_pre_hook(lambda m, args: args[0] * 2):
+    for layer, wrap in ((ours, cs.tensor), (theirs, torch.tensor)):
+        with layer.register_forward_pre_hook(lambda m, args: args[0] * 2):  # a bare tensor replaces args
             handle = layer.register_forward_hook(lambda m, args, out: out + 1)
-            results.append(layer(wrap(np.array([[1.0, 1.0]], np.float32))).detach().numpy().copy())
+            hooked = layer(wrap(x)).detach().numpy().copy()
             handle.remove()
-        results.append(layer(wrap(np.array([[1.0, 1.0]], np.float32))).detach().numpy().copy())
-    np.testing.assert_array_equal(results[0], results[2])
-    np.testing.assert_array_equal(results[1], results[3])
-    np.testing.assert_array_equal(results[0], [[7.0, 15.0]])
+        results.append((hooked, layer(wrap(x)).detach().numpy().copy()))
+    for ours_out, theirs_out in zip(*results, strict=True):
+        assert_close(ours_out, theirs_out)
+    assert not np.allclose(results[0][0], results[0][1])
 
 
 def _nested(lib: Any) -> Any:
@@ -707,10 +703,10 @@ def test_meta_tensors_flow_through_a_model_without_touching_state() -> None:
     assert int(model[1].num_batches_tracked.item()) == 1
 
 
-@pytest.mark.parametrize("name,build,makers", CASES[:40], ids=[c[0] for c in CASES[:40]])
+@pytest.mark.parametrize("name,build,makers", CASES, ids=[c[0] for c in CASES])
 def test_meta_shape_equals_real_shape(name: str, build: Callable, makers: Any) -> None:
-    layer = build(nn)
-    args = [cs.tensor(a) for a in _inputs(makers, 0)]
+    layer = build(nn).float()
+    args = [cs.tensor(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in _inputs(makers, 0)]
     real = layer(*args)
     meta = layer(*[cs.Tensor.meta(a.shape, a.dtype) for a in args])
     real, meta = (real[0], meta[0]) if isinstance(real, tuple) else (real, meta)

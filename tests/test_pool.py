@@ -180,8 +180,11 @@ def _run(case: Case, dtype: Any = np.float64) -> tuple:
         x = np.abs(x) + 0.1
     extra, kwargs = _positional(case)
     cs_fn, torch_fn = getattr(F, case.op), getattr(TF, case.op)
+    sizes = np.atleast_1d(np.array(kwargs.get("output_size", 1), dtype=object))
+    # torch's adaptive backward refuses an empty output (test_empty_adaptive_output)
+    grad = 0 not in sizes.tolist()
     c_out, _ = compare(lambda t: cs_fn(t, *extra, **kwargs), lambda t: torch_fn(t, *extra, **kwargs), [x],
-                       dtype=dtype, seed=case.seed)
+                       dtype=dtype, seed=case.seed, grad=grad)
     real = c_out[0] if isinstance(c_out, tuple) else c_out
     meta = cs_fn(cs.Tensor.meta(case.shape, dtype), *extra, **kwargs)
     meta_main = meta[0] if isinstance(meta, tuple) else meta
@@ -374,6 +377,19 @@ def test_empty_batch() -> None:
                      ("adaptive_max_pool2d", ((2, 3),))):
         out = getattr(F, op)(cs.tensor(x), *args)
         assert out.shape == getattr(TF, op)(torch.from_numpy(x), *args).shape
+
+
+@pytest.mark.parametrize("op", ["adaptive_avg_pool1d", "adaptive_max_pool2d", "adaptive_avg_pool3d"])
+def test_empty_adaptive_output(op: str) -> None:
+    """Output size 0 is allowed; its gradient is zero (torch's backward refuses it instead)."""
+    nd = int(op[-2])
+    x = np.random.default_rng(0).standard_normal((2, 3) + (4,) * nd)
+    size = (0,) + (2,) * (nd - 1)
+    compare(lambda t: getattr(F, op)(t, size), lambda t: getattr(TF, op)(t, size), [x], grad=False)
+    x_cs = cs.tensor(x, requires_grad=True)
+    out = getattr(F, op)(x_cs, size)
+    out.backward(np.zeros(out.shape))
+    assert x_cs.grad.shape == x.shape and not x_cs.grad.any()
 
 
 def test_gradient_flows_only_through_the_pooled_input() -> None:

@@ -452,7 +452,8 @@ TORCHVISION_KEYS = {
 
 @pytest.mark.parametrize("name", MODELS)
 def test_state_dict_matches_torch_twin(name: str) -> None:
-    ours = shapes(build(name).state_dict())
+    model = build(name)
+    ours = shapes(model.state_dict())
     theirs = shapes(TORCH_TWINS[name]().state_dict())
     assert list(ours) == list(theirs)
     assert ours == theirs
@@ -460,7 +461,7 @@ def test_state_dict_matches_torch_twin(name: str) -> None:
         assert ours[key] == shape, key
     assert not any(key.startswith(("aux1", "aux2")) for key in ours)
     if name in PUBLISHED:
-        assert n_params(build(name)) == PUBLISHED[name]
+        assert n_params(model) == PUBLISHED[name]
 
 
 def _same_outputs(ours: Any, theirs: tnn.Module, shape: tuple[int, ...], seed: int = 0) -> None:

@@ -4,16 +4,17 @@ Each family lives in its own module (conv, pad, pool, activation, norm, loss, li
 interpolate); every op has a backward and accepts meta tensors.
 """
 
+import importlib
+
 from ..ops import flatten
-from .activation import *  # noqa: F403
-from .conv import *  # noqa: F403
-from .interpolate import *  # noqa: F403
-from .linear import *  # noqa: F403
-from .loss import *  # noqa: F403
-from .norm import *  # noqa: F403
-from .pad import *  # noqa: F403
-from .pool import *  # noqa: F403
+
+_FAMILIES = ("activation", "conv", "interpolate", "linear", "loss", "norm", "pad", "pool")
 
 __all__ = ["flatten"]
-for _m in (activation, conv, interpolate, linear, loss, norm, pad, pool):  # noqa: F405
-    __all__ += _m.__all__
+for _family in _FAMILIES:
+    # Read each family module by its full name: a function may share the module's name
+    # (``linear``, ``pad``, ``interpolate``) and would shadow it as a package attribute.
+    _module = importlib.import_module(f"{__name__}.{_family}")
+    globals().update({name: getattr(_module, name) for name in _module.__all__})
+    __all__ += _module.__all__
+del _family, _module

@@ -6,6 +6,9 @@ kernels exactly (``relu'(0) = 0``, ``relu6``/``hardtanh`` pass no gradient at ei
 ``hardswish'(-3) = 0`` and ``hardswish'(3) = 1``, ``leaky_relu'(0)`` is the negative slope,
 ``elu'(0) = alpha``).
 
+Shape:
+    - input: any shape ``(*)``; output: the same shape (softmax normalises along ``dim``)
+
 Unlike PyTorch, ``inplace=True`` is accepted for signature compatibility and ignored: the
 result is a new tensor and the input keeps its values.
 """
@@ -47,7 +50,7 @@ def _erf_python(a: np.ndarray) -> np.ndarray:
 
 try:
     from scipy.special import erf as _erf
-except ImportError:  # SciPy is optional; math.erf is exact but slower
+except ImportError:  # SciPy is optional; math.erf is as accurate, only slower
     _erf = _erf_python
 
 

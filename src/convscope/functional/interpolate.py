@@ -100,6 +100,13 @@ def _floorf(src: np.ndarray, n_in: int) -> np.ndarray:
     return np.minimum(np.floor(src.astype(np.float32)).astype(np.int64), n_in - 1)
 
 
+def _half_pixel_source(ratio: Any, n_out: int, op: type) -> np.ndarray:
+    """``max(ratio·(dst + ½) − ½, 0)`` as torch's compiled kernels evaluate it: a fused
+    multiply-add, i.e. one rounding (exact in float64 for float32 ratios, then rounded)."""
+    src = np.float64(ratio) * (np.arange(n_out) + 0.5) - 0.5
+    return np.maximum(src.astype(op), op(0))
+
+
 def _nearest_taps(mode: str, n_in: int, n_out: int, scale: float | None, dtype: np.dtype,
                   size_shortcuts: bool) -> Taps:
     """torch's CPU forward: ``floor(dst·ratio)`` (nearest) or ``floor(max((dst + ½)·ratio − ½, 0) + ½)``
@@ -114,8 +121,7 @@ def _nearest_taps(mode: str, n_in: int, n_out: int, scale: float | None, dtype: 
     ratio = _ratio(n_in, n_out, scale, op)
     if mode == "nearest":
         return [(_floorf(ratio * j.astype(op), n_in), None)]
-    half = op(0.5)
-    src = np.maximum(ratio * (j.astype(op) + half) - half, op(0))
+    src = _half_pixel_source(ratio, n_out, op)
     return [(_floorf(src.astype(np.float64) + 0.5, n_in), None)]
 
 
@@ -129,9 +135,7 @@ def _linear_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool
         ratio = op(n_in - 1) / op(n_out - 1) if n_out > 1 else op(0)
         src = ratio * j.astype(dtype)
     else:
-        ratio = _ratio(n_in, n_out, scale, op)
-        half = op(0.5)
-        src = np.maximum(ratio * (j.astype(dtype) + half) - half, op(0))
+        src = _half_pixel_source(_ratio(n_in, n_out, scale, op), n_out, op)
     idx0 = _floorf(src, n_in)
     lam1 = np.clip(src - idx0.astype(dtype), 0, 1).astype(dtype)
     idx1 = idx0 + (idx0 < n_in - 1)

@@ -47,8 +47,8 @@ def _linear_shape(input_shape: tuple, weight_shape: tuple) -> tuple:
         got = input_shape[-1]
         raise ShapeError(
             f"expected input with {in_features} features in its last dim, got {got} (input shape {input_shape}). "
-            f"Hint: the weight is {weight_shape} (out_features, in_features); if the previous layer really "
-            f"outputs {got} features, set in_features={got}", layer="linear")
+            f"Hint: the weight is {weight_shape} (out_features, in_features); the layer before outputs {got} "
+            f"features, so set in_features={got}", layer="linear")
     return input_shape[:-1] + (out_features,)
 
 

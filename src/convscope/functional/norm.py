@@ -107,15 +107,17 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     if b is not None:
         out = out + b
 
-    def backward(g: np.ndarray) -> tuple:
+    def input_grad(g: np.ndarray) -> np.ndarray:
         dxhat = (g if w is None else g * w).reshape(view)
-        if stats is None:
-            xhat_v = xhat.reshape(view)
-            dx = invstd * (dxhat - dxhat.mean(axis=axes, keepdims=True)
-                           - xhat_v * np.mean(dxhat * xhat_v, axis=axes, keepdims=True))
-        else:
-            dx = dxhat * invstd
-        grads = [dx.reshape(x.shape)]
+        if stats is not None:
+            return (dxhat * invstd).reshape(x.shape)
+        xhat_v = xhat.reshape(view)
+        dx = invstd * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                       - xhat_v * np.mean(dxhat * xhat_v, axis=axes, keepdims=True))
+        return dx.reshape(x.shape)
+
+    def backward(g: np.ndarray) -> tuple:
+        grads = [input_grad(g) if x.requires_grad else None]
         if weight is not None:
             grads.append(unbroadcast(g * xhat, affine).reshape(weight.shape) if weight.requires_grad else None)
         if bias is not None:
@@ -142,17 +144,17 @@ def batch_norm(input: Tensor, running_mean: RunningStat, running_var: RunningSta
                eps: float = 1e-5) -> Tensor:
     """Batch normalisation over every axis but the channel axis 1.
 
-    In training (or when no running statistics are given) normalises with the batch mean and
-    biased variance, and updates ``running_mean``/``running_var`` in place (Tensors'
-    ``.data`` or ndarrays) with ``running = (1 − momentum)·running + momentum·batch``, using
-    the unbiased variance. In evaluation uses the running statistics.
+    In training normalises with the batch mean and biased variance and, when running
+    statistics are given (Tensors, whose ``.data`` is updated, or ndarrays), updates them in
+    place with ``running = (1 − momentum)·running + momentum·batch`` using the unbiased
+    variance. In evaluation normalises with the running statistics, which are then required.
 
     Shape:
         - Input: ``(N, C, *)``; ``running_*``, ``weight``, ``bias``: ``C`` elements.
         - Output: same as input.
 
-    Unlike PyTorch, ``momentum=None`` is refused with a TypeError (as ``F.batch_norm``
-    does) whose hint explains the cumulative average that ``BatchNorm(momentum=None)`` uses.
+    As in ``F.batch_norm``, ``momentum=None`` is refused (TypeError); the message explains the
+    cumulative average that ``BatchNorm(momentum=None)`` gets by passing ``1/num_batches_tracked``.
     """
     op = "batch_norm"
     channels = _check_channel_input(op, input.shape)
@@ -223,10 +225,11 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Ten
     Unlike ``F.layer_norm`` (but like ``nn.LayerNorm``), an int ``normalized_shape`` is accepted.
     """
     op = "layer_norm"
-    ns = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    dims = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else normalized_shape
+    ns = tuple(int(d) for d in dims)
     if not ns:
         raise ShapeError("normalized_shape must contain at least one dim, got ()", layer=op)
-    if input.shape[len(input.shape) - len(ns):] != ns or len(ns) > input.ndim:
+    if len(ns) > input.ndim or input.shape[input.ndim - len(ns):] != ns:
         raise ShapeError(f"normalized_shape {ns} expects an input of shape (*, {', '.join(map(str, ns))}), "
                          f"got {input.shape}", layer=op)
     for name, value in (("weight", weight), ("bias", bias)):

@@ -358,8 +358,11 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
         return make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
     windows = _pool_windows(x.data, geo, 0)
     divisor = _avg_divisor(geo, count_include_pad, divisor_override, x.dtype)
+    total = np.zeros(windows.shape[: windows.ndim - len(geo.kernel)], x.dtype)
     with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
-        out = windows.sum(axis=tuple(range(-len(geo.kernel), 0))) / divisor
+        for tap in kernel_taps(geo.kernel):  # torch's summation order, and faster than a strided sum
+            total += windows[(Ellipsis,) + tap]
+    out = total / divisor
 
     def backward(g: np.ndarray) -> tuple:
         share = g / divisor

@@ -279,18 +279,22 @@ class Module:
             yield child
 
     def _post_order(self) -> list[Module]:
-        """Each module once, children (in order) before their parent."""
+        """Each module once (where a depth-first walk first meets it), children in order
+        before their parent."""
         order: list[Module] = []
-        seen: set[Module] = set()
-        stack: list[Module] = [self]
+        seen: set[Module] = {self}
+        stack: list[tuple[Module, Iterator[Module | None]]] = [(self, iter(self._modules.values()))]
         while stack:
-            module = stack.pop()
-            if module in seen:
-                continue
-            seen.add(module)
-            order.append(module)
-            stack.extend(child for child in module._modules.values() if child is not None)
-        return order[::-1]
+            module, children = stack[-1]
+            for child in children:
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(child._modules.values())))
+                    break
+            else:
+                stack.pop()
+                order.append(module)
+        return order
 
     def _named_members(self, store: str, prefix: str, recurse: bool,
                        remove_duplicate: bool) -> Iterator[tuple[str, Tensor]]:
@@ -485,9 +489,10 @@ class Sequential(Module):
         setattr(self, key, module)
 
     def __delitem__(self, idx: int | slice) -> None:
-        keys = list(self._modules)
-        for key in keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(keys))]]:
-            delattr(self, key)
+        """Delete, then renumber the remaining children ``"0"``, ``"1"``, ... (as torch)."""
+        values = list(self._modules.values())
+        del values[idx if isinstance(idx, slice) else _index(idx, len(values))]
+        object.__setattr__(self, "_modules", {str(i): m for i, m in enumerate(values)})
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -531,10 +536,7 @@ class ModuleList(Module):
     def __setitem__(self, idx: int, module: Module) -> None:
         setattr(self, str(_index(idx, len(self))), module)
 
-    def __delitem__(self, idx: int | slice) -> None:
-        values = list(self._modules.values())
-        del values[idx]
-        object.__setattr__(self, "_modules", {str(i): m for i, m in enumerate(values)})
+    __delitem__ = Sequential.__delitem__
 
     def __len__(self) -> int:
         return len(self._modules)

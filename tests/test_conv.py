@@ -1,0 +1,360 @@
+"""Convolution and transposed convolution, checked against torch.
+
+One registry of valid samples (a seeded random sweep plus named corner cases) drives the
+differential tests (output and every gradient, float64 and float32), the meta-tensor
+checks and the pure shape rules; one registry of invalid samples drives the error tests.
+"""
+
+from __future__ import annotations
+
+import doctest
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import convscope as cs
+import convscope.functional as F
+from convscope.functional import conv as conv_module
+from torch_ref import both_refuse, compare
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+
+@dataclass
+class Sample:
+    name: str
+    op: str
+    input_shape: tuple
+    weight_shape: tuple
+    bias: bool = True
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def transposed(self) -> bool:
+        return self.op.startswith("conv_transpose")
+
+    def arrays(self, seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        arrays = [rng.standard_normal(self.input_shape), rng.standard_normal(self.weight_shape)]
+        if self.bias:
+            c_out = self.weight_shape[1] * self.kwargs.get("groups", 1) if self.transposed else self.weight_shape[0]
+            arrays.append(rng.standard_normal(c_out))
+        return arrays
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _maybe_int(values: list[int], rng: np.random.Generator) -> int | tuple[int, ...]:
+    """Equal values sometimes collapse to an int, so both argument forms get exercised."""
+    values = [int(v) for v in values]
+    return values[0] if len(set(values)) == 1 and rng.random() < 0.5 else tuple(values)
+
+
+def _channels(kind: str, rng: np.random.Generator) -> tuple[int, int, int]:
+    """(C_in, C_out, groups) for a conv of the given kind."""
+    if kind == "plain":
+        return int(rng.integers(1, 5)), int(rng.integers(1, 5)), 1
+    if kind == "grouped":
+        groups = int(rng.integers(2, 4))
+        return groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3)), groups
+    c_in = int(rng.integers(1, 6))
+    multiplier = 1 if kind == "depthwise" else int(rng.integers(2, 4))
+    return c_in, c_in * multiplier, c_in
+
+
+KINDS = ("plain", "plain", "grouped", "depthwise", "multiplier")
+MAX_SIZE = {1: 12, 2: 8, 3: 5}
+
+
+def random_conv(i: int, rng: np.random.Generator) -> Sample:
+    nd = int(rng.choice([1, 2, 2, 3]))
+    kind = KINDS[i % len(KINDS)]
+    c_in, c_out, groups = _channels(kind, rng)
+    kernel = rng.integers(1, 5 if nd < 3 else 4, nd)
+    dilation = rng.integers(1, 3, nd)
+    mode = rng.choice(["int", "tuple", "same", "valid"], p=[0.35, 0.35, 0.15, 0.15])
+    stride = np.ones(nd, int) if mode == "same" else rng.integers(1, 4, nd)
+    if mode == "same":
+        padding, total = "same", dilation * (kernel - 1)
+    elif mode == "valid":
+        padding, total = "valid", np.zeros(nd, int)
+    else:
+        pads = rng.integers(0, 3, nd) if mode == "tuple" else np.full(nd, rng.integers(0, 3))
+        padding, total = _maybe_int(pads, rng) if mode == "tuple" else int(pads[0]), 2 * pads
+    # the smallest input the dilated kernel fits in, plus a random margin
+    sizes = [max(1, int(d * (k - 1) + 1 - t + rng.integers(0, MAX_SIZE[nd] - 2)))
+             for k, d, t in zip(kernel, dilation, total, strict=True)]
+    batch = rng.choice([0, 1, 2, 3], p=[0.15, 0.3, 0.35, 0.2])
+    lead = (int(batch),) if batch else ()
+    kwargs = {"stride": _maybe_int(stride, rng), "padding": padding, "dilation": _maybe_int(dilation, rng),
+              "groups": groups}
+    return Sample(f"rand{i}_{nd}d_{kind}", f"conv{nd}d", lead + (c_in, *sizes),
+                  (c_out, c_in // groups, *map(int, kernel)), bool(rng.random() < 0.75), kwargs)
+
+
+def random_transpose(i: int, rng: np.random.Generator) -> Sample:
+    nd = int(rng.choice([1, 2, 2, 3]))
+    kind = KINDS[i % len(KINDS)]
+    # the conv this is the gradient of has C_in and C_out swapped, so it is of the same kind
+    c_out, c_in, groups = _channels(kind, rng)
+    kernel = rng.integers(1, 5 if nd < 3 else 4, nd)
+    stride = rng.integers(1, 4, nd)
+    dilation = rng.integers(1, 3, nd)
+    sizes = rng.integers(1, 6 if nd < 3 else 4, nd)
+    extra = np.array([rng.integers(0, max(s, d)) for s, d in zip(stride, dilation, strict=True)])
+    full = (sizes - 1) * stride + dilation * (kernel - 1) + extra + 1
+    pad = np.array([rng.integers(0, (f - 1) // 2 + 1) for f in full])
+    batch = rng.choice([0, 1, 2])
+    lead = (int(batch),) if batch else ()
+    kwargs = {"stride": _maybe_int(stride, rng), "padding": _maybe_int(pad, rng),
+              "output_padding": _maybe_int(extra, rng), "groups": groups, "dilation": _maybe_int(dilation, rng)}
+    return Sample(f"trand{i}_{nd}d_{kind}", f"conv_transpose{nd}d", lead + (c_in, *map(int, sizes)),
+                  (c_in, c_out // groups, *map(int, kernel)), bool(rng.random() < 0.75), kwargs)
+
+
+_rng = np.random.default_rng(20240601)
+RANDOM_CONV = [random_conv(i, _rng) for i in range(160)]
+RANDOM_TRANSPOSE = [random_transpose(i, _rng) for i in range(60)]
+
+NAMED = [
+    Sample("1d_stride_gt_kernel", "conv1d", (2, 3, 13), (4, 3, 2), kwargs={"stride": 3}),
+    Sample("1d_odd_dilated_same", "conv1d", (2, 2, 9), (3, 2, 4), kwargs={"padding": "same", "dilation": 3}),
+    Sample("2d_asymmetric_tuples", "conv2d", (2, 3, 9, 7), (4, 3, 3, 2),
+           kwargs={"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)}),
+    Sample("2d_same_even_kernel", "conv2d", (1, 2, 6, 7), (3, 2, 4, 2), kwargs={"padding": "same", "dilation": (1, 3)}),
+    Sample("2d_valid", "conv2d", (2, 3, 6, 5), (2, 3, 3, 3), kwargs={"padding": "valid"}),
+    Sample("2d_stride_gt_kernel", "conv2d", (2, 2, 11, 10), (3, 2, 2, 3), kwargs={"stride": (4, 5)}),
+    Sample("2d_groups", "conv2d", (2, 6, 7, 7), (9, 2, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("2d_depthwise", "conv2d", (2, 4, 8, 8), (4, 1, 3, 3), kwargs={"groups": 4, "padding": 1, "stride": 2}),
+    Sample("2d_depthwise_multiplier", "conv2d", (2, 3, 7, 6), (6, 1, 3, 2), kwargs={"groups": 3, "dilation": 2}),
+    Sample("2d_single_input_channel", "conv2d", (2, 1, 8, 8), (5, 1, 3, 3), kwargs={"padding": 1}),
+    Sample("2d_batch1", "conv2d", (1, 3, 6, 6), (4, 3, 3, 3)),
+    Sample("2d_unbatched", "conv2d", (3, 6, 7), (4, 3, 3, 3), kwargs={"padding": 1}),
+    Sample("2d_unbatched_depthwise", "conv2d", (3, 6, 7), (3, 1, 3, 3), kwargs={"groups": 3}),
+    Sample("2d_no_bias", "conv2d", (2, 3, 6, 6), (4, 3, 3, 3), bias=False, kwargs={"stride": 2}),
+    Sample("2d_1x1_direct", "conv2d", (2, 5, 4, 6), (7, 5, 1, 1)),
+    Sample("2d_1x1_grouped_padded", "conv2d", (2, 6, 4, 5), (4, 3, 1, 1), kwargs={"groups": 2, "padding": 1}),
+    Sample("2d_1x1_stride2", "conv2d", (2, 5, 7, 6), (3, 5, 1, 1), kwargs={"stride": 2}),
+    Sample("2d_zero_batch", "conv2d", (0, 3, 6, 6), (4, 3, 3, 3), kwargs={"padding": 1}),
+    Sample("2d_kernel_equals_input", "conv2d", (2, 2, 3, 4), (3, 2, 3, 4)),
+    Sample("3d_groups_tuples", "conv3d", (2, 4, 5, 6, 4), (6, 2, 3, 2, 2),
+           kwargs={"groups": 2, "stride": (1, 2, 1), "padding": (1, 0, 1), "dilation": (1, 1, 2)}),
+    Sample("3d_depthwise", "conv3d", (1, 3, 5, 5, 5), (3, 1, 2, 3, 2), kwargs={"groups": 3, "padding": "same"}),
+    Sample("3d_unbatched", "conv3d", (2, 4, 5, 3), (3, 2, 2, 2, 2)),
+    Sample("t1d_output_padding", "conv_transpose1d", (2, 3, 5), (3, 2, 3), kwargs={"stride": 2, "output_padding": 1}),
+    Sample("t2d_output_padding_below_dilation", "conv_transpose2d", (2, 2, 4, 3), (2, 3, 3, 2),
+           kwargs={"stride": 2, "padding": 1, "output_padding": (2, 1), "dilation": 3}),
+    Sample("t2d_groups", "conv_transpose2d", (2, 4, 5, 4), (4, 3, 3, 3), kwargs={"groups": 2, "stride": 2}),
+    Sample("t2d_depthwise", "conv_transpose2d", (2, 4, 5, 5), (4, 1, 3, 3),
+           kwargs={"groups": 4, "stride": 2, "padding": 1, "output_padding": 1}),
+    Sample("t2d_1x1_output_padding", "conv_transpose2d", (2, 3, 4, 4), (3, 2, 1, 1),
+           kwargs={"output_padding": 1, "dilation": 2}),
+    Sample("t2d_unbatched_no_bias", "conv_transpose2d", (3, 4, 5), (3, 2, 2, 3), bias=False, kwargs={"stride": (1, 3)}),
+    Sample("t2d_k4_s2", "conv_transpose2d", (2, 4, 6, 6), (4, 3, 4, 4), kwargs={"stride": 2, "padding": 1}),
+    Sample("t3d_tuples", "conv_transpose3d", (1, 2, 3, 4, 3), (2, 2, 2, 3, 2),
+           kwargs={"stride": (2, 1, 3), "padding": (0, 1, 1), "output_padding": (1, 0, 2)}),
+]
+
+SAMPLES = NAMED + RANDOM_CONV + RANDOM_TRANSPOSE
+
+
+def run(sample: Sample, dtype: type = np.float64, seed: int = 0) -> None:
+    compare(getattr(F, sample.op), getattr(TF, sample.op), sample.arrays(seed), sample.kwargs, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=str)
+def test_matches_torch_float64(sample: Sample) -> None:
+    run(sample)
+
+
+@pytest.mark.parametrize("sample", SAMPLES[::4], ids=str)
+def test_matches_torch_float32(sample: Sample) -> None:
+    run(sample, np.float32, seed=1)
+
+
+def test_sweep_covers_every_feature() -> None:
+    """The random sweep itself (not only the named cases) reaches each feature."""
+    convs = RANDOM_CONV
+    assert {s.op for s in convs} == {"conv1d", "conv2d", "conv3d"}
+    assert sum(s.kwargs["padding"] == "same" for s in convs) >= 10
+    assert sum(s.kwargs["padding"] == "valid" for s in convs) >= 10
+    assert sum(len(s.input_shape) == len(s.weight_shape) - 1 for s in convs) >= 15  # unbatched
+    assert sum(s.input_shape[0] == 1 and len(s.input_shape) == len(s.weight_shape) for s in convs) >= 15
+    assert sum(not s.bias for s in convs) >= 15
+    assert sum(s.weight_shape[1] == 1 and s.weight_shape[0] > s.kwargs["groups"] > 1 for s in convs) >= 10
+    assert sum(max(np.atleast_1d(s.kwargs["stride"])) > max(s.weight_shape[2:]) for s in convs) >= 5
+    assert sum(isinstance(s.kwargs["stride"], tuple) and len(set(s.kwargs["stride"])) > 1 for s in convs) >= 10
+    assert sum(max(np.atleast_1d(s.kwargs["dilation"])) > 1 for s in convs) >= 30
+    assert sum(max(np.atleast_1d(s.kwargs["output_padding"])) > 0 for s in RANDOM_TRANSPOSE) >= 15
+    assert sum(s.kwargs["groups"] > 1 for s in RANDOM_TRANSPOSE) >= 20
+
+
+@pytest.mark.parametrize("budget", [1, 3000, 40000])
+@pytest.mark.parametrize("name", ["2d_groups", "3d_groups_tuples", "t2d_k4_s2", "2d_1x1_stride2",
+                                  "2d_asymmetric_tuples", "t2d_output_padding_below_dilation"])
+def test_tiling_matches_torch(name: str, budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny column budgets force tiles of a few samples, of one sample's rows, and of single rows."""
+    monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
+    run(next(s for s in NAMED if s.name == name))
+
+
+def test_only_some_inputs_require_grad() -> None:
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    cx, cw = cs.tensor(x), cs.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x), torch.tensor(w, requires_grad=True)
+    g = rng.standard_normal((2, 4, 3, 3))
+    F.conv2d(cx, cw, stride=2, padding=1).backward(g)
+    TF.conv2d(tx, tw, stride=2, padding=1).backward(torch.from_numpy(g))
+    assert cx.grad is None
+    np.testing.assert_allclose(cw.grad, tw.grad.numpy(), rtol=1e-12)
+    with cs.no_grad():
+        assert not F.conv2d(cs.tensor(x, requires_grad=True), cw).requires_grad
+
+
+def test_float32_stays_float32() -> None:
+    x = cs.tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True)
+    w = cs.tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True)
+    b = cs.tensor(np.ones(3, np.float32), requires_grad=True)
+    for y in (F.conv2d(x, w, b, padding=1), F.conv_transpose2d(x, cs.tensor(np.ones((2, 3, 3, 3), np.float32)), b)):
+        assert y.dtype == np.float32
+        y.backward(np.ones(y.shape, np.float32))
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
+
+
+# --- meta tensors and pure shape rules --------------------------------------------------------
+@pytest.mark.parametrize("sample", SAMPLES[::3], ids=str)
+def test_meta_and_shape_rule_match_real_output(sample: Sample) -> None:
+    arrays = sample.arrays(0)
+    real = getattr(F, sample.op)(*[cs.tensor(a) for a in arrays], **sample.kwargs)
+    meta = getattr(F, sample.op)(*[cs.Tensor.meta(a.shape, a.dtype) for a in arrays], **sample.kwargs)
+    assert meta.is_meta and meta.shape == real.shape and meta.dtype == real.dtype
+    rule = F.conv_transpose_output_shape if sample.transposed else F.conv_output_shape
+    bias_shape = arrays[2].shape if sample.bias else None
+    assert rule(sample.input_shape, sample.weight_shape, **sample.kwargs, op=sample.op, bias_shape=bias_shape) \
+        == real.shape
+
+
+def test_meta_mixed_with_real_weight() -> None:
+    w = cs.tensor(np.ones((8, 3, 3, 3)))
+    out = F.conv2d(cs.Tensor.meta((4, 3, 32, 32), np.float64), w, stride=2, padding=1)
+    assert out.is_meta and out.shape == (4, 8, 16, 16)
+
+
+def test_shape_rule_examples_and_docstrings() -> None:
+    assert F.conv_output_shape((8, 3, 224, 224), (64, 3, 7, 7), 2, 3) == (8, 64, 112, 112)
+    assert F.conv_output_shape((3, 10), (5, 3, 4), padding="same", op="conv1d") == (5, 10)
+    assert F.conv_transpose_output_shape((1, 4, 5, 5), (4, 3, 3, 3), 2, 1, 1) == (1, 3, 10, 10)
+    for module in (conv_module,):
+        assert doctest.testmod(module).failed == 0
+    assert "Shape:" in F.conv3d.__doc__ and "D_out, H_out, W_out" in F.conv3d.__doc__
+    assert "Shape:" in F.conv_transpose1d.__doc__ and "(C_in, C_out / groups, kW)" in F.conv_transpose1d.__doc__
+
+
+# --- invalid configurations -----------------------------------------------------------------
+@dataclass
+class Bad:
+    name: str
+    op: str
+    input_shape: tuple
+    weight_shape: tuple
+    kwargs: dict
+    match: str
+    bias_shape: tuple | None = None
+
+
+ERRORS = [
+    Bad("input_rank_low", "conv2d", (8, 8), (4, 3, 3, 3), {}, r"expected a 3 or 4-d input \(N, C, H, W\)"),
+    Bad("input_rank_high", "conv1d", (2, 3, 8, 8), (4, 3, 3), {}, r"got shape \(2, 3, 8, 8\)"),
+    Bad("weight_rank", "conv2d", (1, 3, 8, 8), (4, 3, 3), {},
+        r"expected a 4-d weight \(C_out, C_in/groups, kH, kW\), got shape \(4, 3, 3\)"),
+    Bad("channels", "conv2d", (1, 32, 8, 8), (16, 64, 3, 3), {},
+        r"expected input with 64 channels \(weight \(16, 64, 3, 3\): 64 per group × groups 1\), got 32\. "
+        r"Hint: set in_channels=32"),
+    Bad("channels_not_divisible_by_groups", "conv2d", (1, 5, 8, 8), (6, 2, 3, 3), {"groups": 3},
+        r"expected input with 6 channels .* got 5\. Hint: 5 channels cannot be split into groups=3"),
+    Bad("c_out_not_divisible_by_groups", "conv2d", (1, 4, 8, 8), (5, 2, 3, 3), {"groups": 2},
+        r"weight dim 0 \(C_out\) is 5; it must be a positive multiple of groups 2"),
+    Bad("c_out_below_groups", "conv2d", (1, 4, 8, 8), (2, 1, 3, 3), {"groups": 4}, r"C_out\) is 2"),
+    Bad("groups_zero", "conv2d", (1, 4, 8, 8), (2, 4, 3, 3), {"groups": 0}, r"groups must be a positive int, got 0"),
+    Bad("stride_zero", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"stride": (1, 0)},
+        r"stride must be positive, got \(1, 0\)"),
+    Bad("stride_negative", "conv1d", (1, 3, 8), (4, 3, 3), {"stride": -1}, r"stride must be positive"),
+    Bad("stride_length", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"stride": (1, 1, 1)},
+        r"stride must be an int or 2 ints, got \(1, 1, 1\)"),
+    Bad("dilation_zero", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"dilation": 0}, r"dilation must be positive"),
+    Bad("padding_negative", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"padding": -1},
+        r"padding must be non-negative, got \(-1, -1\)"),
+    Bad("kernel_wider_than_input", "conv2d", (1, 1, 5, 5), (1, 1, 5, 5), {"dilation": 2, "padding": 1},
+        r"kernel 5 with dilation 2 spans 9 > padded input 7 \(spatial dim 0: size 5 \+ padding 1 \+ 1\)"),
+    Bad("kernel_wider_than_input_3d", "conv3d", (1, 1, 8, 8, 2), (1, 1, 3, 3, 3), {},
+        r"kernel 3 with dilation 1 spans 3 > padded input 2 \(spatial dim 2"),
+    Bad("same_with_stride", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"padding": "same", "stride": (1, 2)},
+        r"padding='same' needs stride 1, got stride \(1, 2\)"),
+    Bad("padding_string", "conv2d", (1, 3, 8, 8), (4, 3, 3, 3), {"padding": "full"},
+        r"padding must be 'same', 'valid', an int or 2 ints, got 'full'"),
+    Bad("bias_length", "conv2d", (1, 4, 8, 8), (6, 2, 3, 3), {"groups": 2},
+        r"expected bias of shape \(6,\) for 6 output channels, got \(5,\)", (5,)),
+    Bad("bias_rank", "conv1d", (1, 4, 8), (6, 4, 3), {}, r"got \(6, 1\)", (6, 1)),
+    Bad("kernel_zero", "conv2d", (1, 4, 8, 8), (6, 4, 0, 3), {}, r"kernel size must be positive"),
+    Bad("empty_spatial", "conv2d", (2, 4, 0, 8), (6, 4, 1, 1), {"padding": 1},
+        r"expected non-empty spatial dims, got input shape \(2, 4, 0, 8\)"),
+    Bad("t_channels", "conv_transpose2d", (2, 5, 5, 5), (4, 3, 3, 3), {},
+        r"expected input with 4 channels \(weight \(4, 3, 3, 3\): dim 0\), got 5"),
+    Bad("t_c_in_not_divisible_by_groups", "conv_transpose2d", (2, 3, 5, 5), (3, 3, 3, 3), {"groups": 2},
+        r"weight dim 0 \(C_in\) is 3"),
+    Bad("t_output_padding_too_big", "conv_transpose2d", (1, 4, 5, 5), (4, 3, 3, 3),
+        {"stride": 2, "output_padding": (1, 2)}, r"output_padding 2 must be smaller than stride 2 or dilation 1 "
+                                                 r"\(spatial dim 1\)"),
+    Bad("t_output_padding_negative", "conv_transpose1d", (1, 4, 5), (4, 3, 3), {"output_padding": -1},
+        r"output_padding must be non-negative"),
+    Bad("t_padding_negative", "conv_transpose2d", (1, 4, 5, 5), (4, 3, 3, 3), {"padding": -1},
+        r"padding must be non-negative"),
+    Bad("t_output_not_positive", "conv_transpose2d", (1, 4, 1, 1), (4, 3, 3, 3), {"padding": (1, 2)},
+        r"output length -1 is not positive: \(1 − 1\)·1 − 2·2 \+ 1·\(3 − 1\) \+ 0 \+ 1 \(spatial dim 1\)"),
+    Bad("t_same", "conv_transpose1d", (1, 4, 5), (4, 3, 3), {"padding": "same"},
+        r"padding must be an int or 1 ints, got 'same'"),
+    Bad("t_bias", "conv_transpose2d", (1, 4, 5, 5), (4, 3, 3, 3), {}, r"expected bias of shape \(3,\)", (4,)),
+    Bad("t_stride_zero", "conv_transpose3d", (1, 4, 3, 3, 3), (4, 3, 2, 2, 2), {"stride": 0},
+        r"stride must be positive"),
+]
+
+
+@pytest.mark.parametrize("bad", ERRORS, ids=lambda b: b.name)
+def test_refused_like_torch(bad: Bad) -> None:
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(bad.input_shape), rng.standard_normal(bad.weight_shape)]
+    if bad.bias_shape:
+        args.append(rng.standard_normal(bad.bias_shape))
+    err = both_refuse(getattr(F, bad.op), getattr(TF, bad.op), args, bad.kwargs, match=bad.match)
+    assert err.layer == bad.op and str(err).startswith(f"{bad.op}: ")
+
+
+@pytest.mark.parametrize("bad", ERRORS, ids=lambda b: b.name)
+def test_shape_rule_refuses_the_same(bad: Bad) -> None:
+    rule = F.conv_transpose_output_shape if bad.op.startswith("conv_transpose") else F.conv_output_shape
+    with pytest.raises(cs.ShapeError, match=bad.match):
+        rule(bad.input_shape, bad.weight_shape, **bad.kwargs, op=bad.op, bias_shape=bad.bias_shape)
+
+
+@pytest.mark.parametrize("cast", ["input", "bias"])
+def test_dtype_mismatch_refused_like_torch(cast: str) -> None:
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal((1, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)]
+
+    def call(fn):
+        return lambda x, w, b: fn(x.float() if cast == "input" else x, w, b.float() if cast == "bias" else b)
+
+    match = rf"{cast} dtype float32 does not match" if cast == "bias" else r"weight dtype float64 does not match input"
+    both_refuse(call(F.conv2d), call(TF.conv2d), args, match=match)
+    with pytest.raises(cs.ShapeError, match=r"weight dtype float32 does not match input dtype float64"):
+        F.conv_output_shape((1, 3, 6, 6), (4, 3, 3, 3), dtypes=(np.float64, np.float32))
+
+
+def test_shape_rule_refuses_unknown_op() -> None:
+    with pytest.raises(cs.ShapeError, match=r"unknown op 'conv_transpose2d'; expected one of conv1d, conv2d"):
+        F.conv_output_shape((1, 3, 6, 6), (4, 3, 3, 3), op="conv_transpose2d")
