@@ -97,36 +97,39 @@ def _conv_fns(case: Case, lib):
     return lambda x, w, b: fn(x, w, b, **kwargs)
 
 
+def _time_engine(case: Case, lib, arrays: tuple[np.ndarray, ...], repeats: int) -> tuple[float, float, tuple]:
+    """Best forward time and best forward+backward time of one engine, and the output shape."""
+    conv = _conv_fns(case, lib)
+    x, w, b = (lib.tensor(a, requires_grad=True) for a in arrays)
+    no_grad = torch.no_grad if lib is torch else cs.no_grad
+
+    def forward():
+        with no_grad():
+            return conv(x, w, b)
+
+    shape = tuple(forward().shape)
+    g = np.ones(shape, np.float32)
+    if lib is torch:
+        g = torch.from_numpy(g)
+
+    def forward_backward():
+        x.grad = w.grad = b.grad = None
+        conv(x, w, b).backward(g)
+
+    return _best_time(forward, repeats), _best_time(forward_backward, repeats), shape
+
+
 def measure(case: Case, repeats: int) -> dict:
     rng = np.random.default_rng(0)
-    x_np = rng.standard_normal((case.n, case.c_in, *case.size), dtype=np.float32)
-    w_np = rng.standard_normal(case.weight_shape(), dtype=np.float32) * 0.05
-    b_np = rng.standard_normal(case.c_out, dtype=np.float32)
+    arrays = (rng.standard_normal((case.n, case.c_in, *case.size), dtype=np.float32),
+              rng.standard_normal(case.weight_shape(), dtype=np.float32) * 0.05,
+              rng.standard_normal(case.c_out, dtype=np.float32))
     row = {"case": case.name}
     for lib, key in ((cs, "cs"), (torch, "torch")):
-        conv = _conv_fns(case, lib)
-        x = lib.tensor(x_np, requires_grad=True)
-        w = lib.tensor(w_np, requires_grad=True)
-        b = lib.tensor(b_np, requires_grad=True)
-        grad_mode = torch.no_grad() if lib is torch else cs.no_grad()
-
-        def forward():
-            with grad_mode:
-                return conv(x, w, b)
-
-        out = forward()
-        g_np = np.ones(out.shape, np.float32)
-        g = torch.from_numpy(g_np) if lib is torch else g_np
-
-        def backward():
-            x.grad = w.grad = b.grad = None
-            conv(x, w, b).backward(g)
-
-        row[f"{key}_fwd_s"] = _best_time(forward, repeats)
-        row[f"{key}_fwd_bwd_s"] = _best_time(backward, repeats)
-        row["macs"] = case.macs(tuple(out.shape))  # the same for both engines
-    row["cs_bwd_s"] = max(row["cs_fwd_bwd_s"] - row["cs_fwd_s"], 1e-9)
-    row["torch_bwd_s"] = max(row["torch_fwd_bwd_s"] - row["torch_fwd_s"], 1e-9)
+        fwd, fwd_bwd, shape = _time_engine(case, lib, arrays, repeats)
+        row[f"{key}_fwd_s"] = fwd
+        row[f"{key}_bwd_s"] = max(fwd_bwd - fwd, 1e-9)
+    row["macs"] = case.macs(shape)
     return row
 
 
@@ -151,9 +154,11 @@ def main() -> None:
         rows = [measure(c, args.repeats) for c in cases]
 
     blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version', '')}" for i in threadpool_info()}))
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {args.threads} threads; {blas}; torch {torch.__version__}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {args.threads} threads; {blas}; "
+          f"torch {torch.__version__}")
     print(f"float32 matmul roof (2048²): {roof:.1f} GFLOP/s\n")
-    head = f"{'case':<30} {'fwd ms':>8} {'GFLOP/s':>8} {'×torch':>7} {'%roof':>6} {'bwd ms':>8} {'GFLOP/s':>8} {'×torch':>7}"
+    head = (f"{'case':<30} {'fwd ms':>8} {'GFLOP/s':>8} {'×torch':>7} {'%roof':>6} "
+            f"{'bwd ms':>8} {'GFLOP/s':>8} {'×torch':>7}")
     print(head)
     print("-" * len(head))
     ratios_f, ratios_b = [], []

@@ -218,8 +218,8 @@ def test_normalize_ties_and_clamped_rows(p):
 
 # --- meta tensors ---------------------------------------------------------------------------
 META_CASES = [
-    ("batch_norm", lambda x: batch_norm(x, np.zeros(3), np.ones(3), training=True), (4, 3, 5, 5)),
-    ("batch_norm eval", lambda x: batch_norm(x, np.zeros(3), np.ones(3)), (4, 3)),
+    ("batch_norm", lambda x: batch_norm(x, np.zeros(3, x.dtype), np.ones(3, x.dtype), training=True), (4, 3, 5, 5)),
+    ("batch_norm eval", lambda x: batch_norm(x, np.zeros(3, x.dtype), np.ones(3, x.dtype)), (4, 3)),
     ("instance_norm", instance_norm, (2, 3, 5)),
     ("layer_norm", lambda x: layer_norm(x, (5, 5)), (4, 3, 5, 5)),
     ("group_norm", lambda x: group_norm(x, 3), (2, 6, 4)),
@@ -236,11 +236,11 @@ def test_meta_shape_matches_real(name, fn, shape):
 
 
 def test_meta_batch_norm_leaves_running_stats_and_checks_shapes():
-    mean = np.zeros(3)
-    batch_norm(cs.Tensor.meta((4, 3, 2)), mean, np.ones(3), training=True)
+    mean = np.zeros(3, np.float32)
+    batch_norm(cs.Tensor.meta((4, 3, 2)), mean, np.ones(3, np.float32), training=True)
     np.testing.assert_array_equal(mean, 0)
     with pytest.raises(cs.ShapeError, match="should contain 3 elements"):
-        batch_norm(cs.Tensor.meta((4, 3, 2)), np.zeros(4), np.ones(4))
+        batch_norm(cs.Tensor.meta((4, 3, 2)), np.zeros(4, np.float32), np.ones(4, np.float32))
 
 
 def test_meta_weight_keeps_graph_free():

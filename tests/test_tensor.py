@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from torch_ref import assert_close, compare
 
 import convscope as cs
+from torch_ref import assert_close, compare
 
 RNG = np.random.default_rng(1234)
 

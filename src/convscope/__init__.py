@@ -3,13 +3,12 @@
 A NumPy CNN engine with PyTorch semantics, plus tools that explain every number it makes.
 """
 
+from . import functional, nn, optim  # noqa: E402  (after Tensor is complete)
 from . import ops as _ops  # noqa: F401  (binds Tensor operators)
 from .errors import ShapeError
 from .ops import cat, stack, where
 from .random import manual_seed
 from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, tensor
-
-from . import functional, nn, optim  # noqa: E402  (after Tensor is complete)
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convscope", description="Convolutional neural networks, transparent and exact.")
+    parser = argparse.ArgumentParser(prog="convscope",
+                                     description="Convolutional neural networks, transparent and exact.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the seed example and check one value by hand arithmetic")
     p.add_argument("--height", type=_positive, default=12, help="image height n (default 12)")

@@ -86,7 +86,8 @@ def hand_check(model: nn.Sequential, x: Tensor, index: tuple[int, int, int, int]
     return HandCheck(index, float(conv.bias.numpy()[c_out]), count, total, engine)
 
 
-def run(height: int = 12, width: int = 10, k1: int = 8, k2: int = 16, seed: int = 0) -> tuple[list[LayerRow], HandCheck]:
+def run(height: int = 12, width: int = 10, k1: int = 8, k2: int = 16,
+        seed: int = 0) -> tuple[list[LayerRow], HandCheck]:
     """Build the seed model in float64, run it on a seeded random image, check one value."""
     manual_seed(seed)
     model = zoo.build("seed", k1=k1, k2=k2).double()

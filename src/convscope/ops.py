@@ -7,10 +7,9 @@ shape. Every op accepts meta tensors and then only computes the output shape.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import builtins
 
 import numpy as np
 
@@ -284,7 +283,8 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
     try:
         new_shape = np.broadcast_to(np.empty((), x.dtype), x.shape).reshape(shape).shape
     except ValueError:
-        raise ShapeError(f"cannot reshape {x.shape} ({x.numel()} elements) to {tuple(shape)}", layer="reshape") from None
+        msg = f"cannot reshape {x.shape} ({x.numel()} elements) to {tuple(shape)}"
+        raise ShapeError(msg, layer="reshape") from None
     if x.is_meta:
         return make_result("reshape", None, (x,), None, shape=new_shape)
     return make_result("reshape", x.data.reshape(new_shape), (x,), lambda g: (g.reshape(x.shape),))
@@ -295,7 +295,8 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return reshape(x, (1,))
     s, e = start_dim % x.ndim, end_dim % x.ndim
     if s > e:
-        raise ShapeError(f"start_dim {start_dim} comes after end_dim {end_dim} for a {x.ndim}-d tensor", layer="flatten")
+        msg = f"start_dim {start_dim} comes after end_dim {end_dim} for a {x.ndim}-d tensor"
+        raise ShapeError(msg, layer="flatten")
     inner = int(np.prod(x.shape[s:e + 1], dtype=np.int64))
     return reshape(x, x.shape[:s] + (inner,) + x.shape[e + 1:])
 

@@ -93,9 +93,11 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
         return make_result(op, None, parents, None, shape=x.shape, dtype=x.dtype, attrs=attrs), None, None
     xv = x.data.reshape(view)
     if stats is None:
-        mean = xv.mean(axis=axes, keepdims=True)
-        centred = xv - mean
-        var = np.mean(centred * centred, axis=axes, keepdims=True)
+        count = math.prod(xv.shape[a] for a in axes)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an empty batch gives NaN statistics
+            mean = xv.sum(axis=axes, keepdims=True) / count
+            centred = xv - mean
+            var = (centred * centred).sum(axis=axes, keepdims=True) / count
     else:
         mean, var = stats
         centred = xv - mean
