@@ -3,8 +3,8 @@
 A NumPy CNN engine with PyTorch semantics, plus tools that explain every number it makes.
 """
 
-from . import functional, nn, optim  # noqa: E402  (after Tensor is complete)
-from . import ops as _ops  # noqa: F401  (binds Tensor operators)
+from . import functional, nn, optim
+from . import ops as _ops  # noqa: F401  (binds the Tensor operators and methods)
 from .errors import ShapeError
 from .ops import cat, stack, where
 from .random import manual_seed
