@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_ref import assert_close, both_refuse, compare
 
 import convscope as cs
 from convscope.functional import (
@@ -23,6 +22,7 @@ from convscope.functional import (
     local_response_norm,
     normalize,
 )
+from torch_ref import assert_close, both_refuse, compare
 
 RNG = np.random.default_rng(20240611)
 SHAPES = [(5, 3), (4, 3, 6), (2, 3, 4, 5), (2, 3, 2, 3, 4)]
@@ -275,7 +275,8 @@ ERRORS = [
     ("bn one value per channel", *_bn(training=True), (1, 3),
      r"Expected more than 1 value per channel when training, got input size \(1, 3\)"),
     ("bn one value per channel 3d", *_bn(training=True), (1, 3, 1), "more than 1 value per channel"),
-    ("bn running_mean channels", *_bn(mean=4), (2, 3, 5), r"running_mean should contain 3 elements .* got shape \(4,\)"),
+    ("bn running_mean channels", *_bn(mean=4), (2, 3, 5),
+     r"running_mean should contain 3 elements .* got shape \(4,\)"),
     ("bn running_var channels", *_bn(var=4, training=True), (2, 3), "running_var should contain 3 elements"),
     ("bn weight channels", *_bn(weight=4), (2, 3, 5), r"weight should contain 3 elements .*\(2, 3, 5\)"),
     ("bn bias channels", *_bn(bias=2), (2, 3, 5), "bias should contain 3 elements"),

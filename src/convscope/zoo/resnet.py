@@ -27,7 +27,11 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
 
 
 class _ResidualBlock(nn.Module):
-    """``relu(residual(x) + shortcut(x))``; the shortcut is ``downsample`` or the identity."""
+    """``relu(residual(x) + shortcut(x))``; the shortcut is ``downsample`` or the identity.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, planes·expansion, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
 
     expansion = 1
     downsample: nn.Module | None
