@@ -3,6 +3,9 @@ several steps, same parameters (float64: exact semantics; float32: ordinary tole
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -303,3 +306,29 @@ def test_training_with_scheduler_matches_torch() -> None:
             sched.step()
     for key in SHAPES:
         assert_close(cs_params[key].numpy(), t_params[key].detach().numpy(), np.float64, key)
+
+
+def test_step_with_closure_and_named_parameters_like_torch() -> None:
+    results = []
+    for lib, params, backward in ((optim, _cs_model(np.float64), _backward_cs),
+                                  (torch.optim, _torch_model(np.float64), _backward_torch)):
+        opt = lib.SGD(list(params.items()), lr=0.1, momentum=0.5)
+
+        def closure(opt: Any = opt, params: dict = params, backward: Callable = backward) -> str:
+            opt.zero_grad()
+            backward(params, 0, np.float64)
+            return "loss"
+
+        assert opt.step(closure) == "loss"
+        results.append((opt.state_dict()["param_groups"][0]["param_names"],
+                        {k: np.asarray(p.detach().numpy() if hasattr(p, "detach") else p.numpy()).copy()
+                         for k, p in params.items()}))
+    assert results[0][0] == results[1][0] == list(SHAPES)
+    for key in SHAPES:
+        assert_close(results[0][1][key], results[1][1][key], np.float64, key)
+
+
+def test_optimizer_repr_lists_groups() -> None:
+    text = repr(optim.Adam([Parameter(cs.tensor(np.zeros(2)))], lr=0.5))
+    assert text.startswith("Adam (\nParameter Group 0\n")
+    assert "    lr: 0.5\n" in text and "    betas: (0.9, 0.999)" in text

@@ -4,6 +4,8 @@ strict loading refuses with every problem listed."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections import OrderedDict
 from typing import Any
 
@@ -199,3 +201,14 @@ def test_state_dict_values_are_live_arrays_like_torch() -> None:
     assert (state["weight"] == 7.0).all()
     kept = model.state_dict(keep_vars=True)
     assert kept["weight"] is model.weight
+
+
+def test_deepcopy_and_pickle_give_independent_equal_models() -> None:
+    model = _net(nn).features  # library classes only: picklable
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert list(clone.state_dict()) == list(model.state_dict()) and repr(clone) == repr(model)
+        assert clone[0].weight is not model[0].weight
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(clone.state_dict()[key], value, err_msg=key)
+        clone[0].weight.data[...] = 0
+        assert model[0].weight.numpy().any()

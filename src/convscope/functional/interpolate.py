@@ -251,8 +251,3 @@ def upsample_bilinear(input: Tensor, size: int | Sequence[int] | None = None,  #
     """Deprecated torch alias: ``interpolate(..., mode="bilinear", align_corners=True)``."""
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
 
-
-# TEMPORARY shim, to remove once functional/__init__.py collects __all__ from the module objects:
-# its `from .interpolate import *` rebinds the name `interpolate` to this function, and its loop
-# then reads `interpolate.__all__`. Without this line `import convscope` fails.
-interpolate.__all__ = __all__  # type: ignore[attr-defined]

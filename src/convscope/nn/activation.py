@@ -206,6 +206,8 @@ class GELU(Module):
 
 
 class _AlongDim(Module):
+    """An activation normalised along ``dim`` (softmax family)."""
+
     def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim

@@ -92,6 +92,8 @@ class Unflatten(Module):
 
 
 class _DropoutNd(Module):
+    """Base of the dropout layers: ``p`` in [0, 1], active only in training mode."""
+
     _function_name: str
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:

@@ -13,6 +13,8 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 
 class _Loss(Module):
+    """Base of the losses: ``reduction`` is "none", "mean" or "sum"."""
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:

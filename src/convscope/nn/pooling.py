@@ -27,6 +27,8 @@ _Size = int | Sequence[int]
 
 
 class _Pool(Module):
+    """Base of the pooling layers: the spatial rank ``_nd`` and the functional op's name."""
+
     _nd: int
     _function_name: str
 
@@ -131,11 +133,15 @@ class _AdaptivePool(_Pool):
 
 
 class _AdaptiveAvgPoolNd(_AdaptivePool):
+    """Mean over each adaptive bin."""
+
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         return self._function()(input, self.output_size)
 
 
 class _AdaptiveMaxPoolNd(_AdaptivePool):
+    """Max over each adaptive bin (optionally with the flat indices of the maxima)."""
+
     def __init__(self, output_size: int | Sequence[int | None], return_indices: bool = False) -> None:
         super().__init__(output_size)
         self.return_indices = return_indices
