@@ -24,7 +24,7 @@ Each kernel takes one of three paths, chosen by the weight's shape:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,14 +235,15 @@ def _path(w: np.ndarray, geo: _Geometry) -> str:
     return "im2col"
 
 
-def _prepare(x: np.ndarray, before: Sequence[int], after: Sequence[int], w: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """Zero-pad ``x`` ``(N, C, *L)`` once, in the memory layout its path reads fastest.
+def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], w: np.ndarray, geo: _Geometry
+            ) -> np.ndarray:
+    """Zero-pad ``x`` ``(N, C, *S)`` once, in the memory layout the kernels read fastest.
 
-    im2col gets a channels-last copy (returned as an ``(N, C, *L)`` view), so that the
-    cells of one window tap are contiguous runs of channels; the other paths get ``x``
-    padded as is.
+    The matmul paths get a channels-last copy, returned as an ``(N, C, *S)`` view: a tile
+    of it is then a row-major ``(positions, C)`` matrix, and a window tap a run of
+    contiguous channels. The depthwise path slides over whole planes, so it keeps ``x``.
     """
-    if _path(w, geo) != "im2col":
+    if _path(w, geo) == "depthwise":
         return constant_pad_array(x, before, after)
     n, c, *sizes = x.shape
     out = np.zeros((n, *(s + b + a for s, b, a in zip(sizes, before, after, strict=True)), c), x.dtype)
@@ -256,7 +257,7 @@ def _crop(x: np.ndarray, before: Sequence[int], after: Sequence[int]) -> np.ndar
 
 
 def _gemm_weight(w: np.ndarray, groups: int) -> np.ndarray:
-    """``(C_out, Cg, *k)`` -> ``(G, C_out/G, K·Cg)`` in (tap, channel) order, the column order."""
+    """``(C_out, Cg, *k)`` -> ``(G, C_out/G, taps·Cg)`` in (tap, channel) order, the column order."""
     c_out, per_group = w.shape[:2]
     taps = math.prod(w.shape[2:])
     per_out = c_out // groups
@@ -270,15 +271,6 @@ def _from_gemm_weight(gw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(groups, per_out, taps, shape[1]).swapaxes(2, 3).reshape(shape))
 
 
-def _matmul_into(dest: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``dest[...] = a @ b`` (reshaped), written in place when ``dest`` is contiguous."""
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    if dest.flags.c_contiguous:
-        np.matmul(a, b, out=dest.reshape(shape))
-    else:
-        dest[...] = np.matmul(a, b).reshape(dest.shape)
-
-
 @dataclass(frozen=True)
 class _Tile:
     batch: slice       # samples
@@ -287,8 +279,12 @@ class _Tile:
     windows: tuple[int, ...]
 
     @property
+    def samples(self) -> int:
+        return self.batch.stop - self.batch.start
+
+    @property
     def positions(self) -> int:
-        return (self.batch.stop - self.batch.start) * math.prod(self.windows)
+        return self.samples * math.prod(self.windows)
 
 
 def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int) -> list[_Tile]:
@@ -298,7 +294,7 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
     row_bytes = max(1, position_bytes * math.prod(windows[1:]))
     if row_bytes * rows <= _COLUMN_BYTES:
         per_tile = _COLUMN_BYTES // (row_bytes * rows)
-        per_tile = -(-n // -(-n // per_tile)) if n else 1  # balanced tiles
+        per_tile = -(-n // -(-n // per_tile)) if n else 1  # the same size for every tile
         spans = [(b, min(b + per_tile, n), 0, rows) for b in range(0, n, per_tile)]
     else:
         step = max(1, _COLUMN_BYTES // row_bytes)
@@ -308,28 +304,60 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
                   (r1 - r0,) + windows[1:]) for b0, b1, r0, r1 in spans]
 
 
+def _rows(a: np.ndarray, t: _Tile, groups: int) -> np.ndarray:
+    """The tile's cells of ``a`` ``(N, C, *windows)`` as a ``(G, positions, C/G)`` matrix;
+    a view when ``a`` is channels-last (see :func:`_layout`), else a copy."""
+    part = np.moveaxis(a[t.batch, :, t.rows], 1, -1)
+    c = part.shape[-1]
+    return part.reshape(t.positions, groups, c // groups).swapaxes(0, 1)
+
+
+def _columns(xp: np.ndarray, geo: _Geometry, windows: tuple[int, ...], direct: bool) -> Iterator[
+        tuple[_Tile, np.ndarray]]:
+    """Each tile with its column matrix ``(G, positions, taps·Cg)``, rows in (sample, window)
+    order, columns in (tap, channel) order. A 1×1 stride-1 conv reads its input directly;
+    otherwise the windows are copied into one reused buffer."""
+    n, c = xp.shape[:2]
+    groups, taps = geo.groups, math.prod(geo.kernel)
+    depth = taps * c // groups
+    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize)
+    if direct:
+        x = xp[(Ellipsis,) + tuple(slice(0, o) for o in windows)]  # a transposed conv's output_padding tail
+        for t in tiles:
+            yield t, _rows(x, t, groups)
+        return
+    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
+    for t in tiles:
+        cols = buffer[: t.positions * depth * groups]
+        _im2col(xp[t.batch, :, t.reads], geo, t.windows,
+                cols.reshape(groups, t.samples, *t.windows, *geo.kernel, c // groups))
+        yield t, cols.reshape(groups, t.positions, depth)
+
+
 def _im2col(x: np.ndarray, geo: _Geometry, windows: tuple[int, ...], dest: np.ndarray) -> None:
-    """Copy the windows of ``x`` ``(nb, C, *L)`` into ``dest``, a ``(nb, G, *windows, *kernel, Cg)`` view."""
+    """Copy the windows of ``x`` ``(nb, C, *L)`` into ``dest`` ``(G, nb, *windows, *kernel, Cg)``."""
     nb, c = x.shape[:2]
+    nd = len(windows)
     win = sliding_windows(x, geo.kernel, geo.stride, geo.dilation, windows)
     win = win.reshape(nb, geo.groups, c // geo.groups, *win.shape[2:])
-    np.copyto(dest, np.moveaxis(win, 2, -1))
+    np.copyto(dest, win.transpose(1, 0, *range(3, 3 + 2 * nd), 2))
 
 
 def _col2im(cols: np.ndarray, target: np.ndarray, geo: _Geometry, windows: tuple[int, ...]) -> None:
-    """Adjoint of :func:`_im2col`: add ``cols`` ``(nb, G, *windows, *kernel, Cg)`` onto ``target`` ``(nb, C, *L)``."""
+    """Adjoint of :func:`_im2col`: add ``cols`` ``(G, nb, *windows, *kernel, Cg)`` onto ``target`` ``(nb, C, *L)``."""
     nb, c = target.shape[:2]
     nd = len(windows)
     split = target.reshape(nb, geo.groups, c // geo.groups, *target.shape[2:])
     lead = (slice(None),) * (2 + nd)
-    scatter_windows(split, lambda tap: np.moveaxis(cols[lead + tap], -1, 2), geo.kernel, geo.stride, geo.dilation,
+    order = (1, 0, 2 + nd, *range(2, 2 + nd))
+    scatter_windows(split, lambda tap: cols[lead + tap].transpose(order), geo.kernel, geo.stride, geo.dilation,
                     windows)
 
 
 def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, ...]) -> np.ndarray:
     """Convolve the padded input ``xp`` ``(N, C, *L)`` with ``w`` ``(C_out, C/G, *k)``: ``(N, C_out, *windows)``."""
-    n = xp.shape[0]
-    c_out, per_group = w.shape[:2]
+    n, nd = xp.shape[0], len(windows)
+    c_out = w.shape[0]
     groups, per_out = geo.groups, c_out // geo.groups
     y = np.empty((n, c_out, *windows), xp.dtype)
     path = _path(w, geo)
@@ -337,41 +365,31 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
         xv = xp.reshape(n, groups, 1, *xp.shape[2:])
         wd = w.reshape(groups, per_out, *geo.kernel)
         yv = y.reshape(n, groups, per_out, *windows)
-        ones = (1,) * len(windows)
         scratch = np.empty_like(yv)
         for i, tap in enumerate(kernel_taps(geo.kernel)):
             xs = xv[(slice(None),) * 3 + tap_slices(tap, geo.stride, geo.dilation, windows)]
-            wt = wd[(slice(None), slice(None)) + tap].reshape(groups, per_out, *ones)
+            wt = wd[(slice(None), slice(None)) + tap].reshape(groups, per_out, *(1,) * nd)
             np.multiply(xs, wt, out=yv if i == 0 else scratch)
             if i:
                 yv += scratch
         return y
-    wg = _gemm_weight(w, groups)
-    if path == "direct":
-        x = xp[(Ellipsis,) + tuple(slice(0, o) for o in windows)]
-        _matmul_into(y, wg, x.reshape(n, groups, per_group, math.prod(windows)))
-        return y
-    depth = wg.shape[2]  # taps × Cg, one column
-    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize)
-    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
-    for t in tiles:
-        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
-        cols = buffer[: t.positions * depth * groups].reshape(nb, groups, *t.windows, *geo.kernel, per_group)
-        _im2col(xp[t.batch, :, t.reads], geo, t.windows, cols)
-        _matmul_into(y[t.batch, :, t.rows], wg, cols.reshape(nb, groups, positions, depth).swapaxes(-1, -2))
+    wg_t = _gemm_weight(w, groups).swapaxes(1, 2)
+    for t, cols in _columns(xp, geo, windows, path == "direct"):
+        out = np.matmul(cols, wg_t).reshape(groups, t.samples, *t.windows, per_out)
+        target = y[t.batch, :, t.rows].reshape(t.samples, groups, per_out, *t.windows)
+        target[...] = out.transpose(1, 0, 2 + nd, *range(2, 2 + nd))
     return y
 
 
 def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
     """Gradient of :func:`_forward` with respect to its padded input, ``(N, C, *padded)``,
-    for the output gradient ``g`` ``(N, C_out, *windows)``."""
+    for the output gradient ``g`` ``(N, C_out, *windows)`` (best laid out by :func:`_layout`)."""
     n, c_out, *windows = g.shape
     windows = tuple(windows)
     per_group = w.shape[1]
     groups, per_out = geo.groups, c_out // geo.groups
     c = per_group * groups
-    path = _path(w, geo)
-    if path == "depthwise":
+    if _path(w, geo) == "depthwise":
         gx = np.zeros((n, c, *padded), g.dtype)
         gv = g.reshape(n, groups, per_out, *windows)
         wd = w.reshape(groups, per_out, *geo.kernel)
@@ -382,22 +400,12 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
             return gv[:, :, 0] * wt[:, 0] if per_out == 1 else (gv * wt).sum(axis=2)
 
         return scatter_windows(gx, tap_grad, geo.kernel, geo.stride, geo.dilation, windows)
-    wg = _gemm_weight(w, groups)
-    if path == "direct":
-        gx = np.zeros((n, c, *padded), g.dtype)
-        covered = gx[(Ellipsis,) + tuple(slice(0, o) for o in windows)]
-        _matmul_into(covered, wg.swapaxes(-1, -2), g.reshape(n, groups, per_out, math.prod(windows)))
-        return gx
     gx = np.moveaxis(np.zeros((n, *padded, c), g.dtype), -1, 1)  # channels-last, like the columns
-    depth = wg.shape[2]
-    tiles = _tiles(n, windows, geo, depth * groups * g.itemsize)
-    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, g.dtype)
-    for t in tiles:
-        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
-        cols = buffer[: t.positions * depth * groups].reshape(nb, groups, *t.windows, *geo.kernel, per_group)
-        gt = g[t.batch, :, t.rows].reshape(nb, groups, per_out, positions).swapaxes(-1, -2)
-        np.matmul(gt, wg, out=cols.reshape(nb, groups, positions, depth))
-        _col2im(cols, gx[t.batch, :, t.reads], geo, t.windows)
+    wg = _gemm_weight(w, groups)
+    for t in _tiles(n, windows, geo, wg.shape[2] * groups * g.itemsize):
+        cols = np.matmul(_rows(g, t, groups), wg)  # (G, positions, taps·Cg)
+        _col2im(cols.reshape(groups, t.samples, *t.windows, *geo.kernel, per_group), gx[t.batch, :, t.reads], geo,
+                t.windows)
     return gx
 
 
@@ -417,17 +425,10 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
             xs = xp[(slice(None),) * 2 + tap_slices(tap, geo.stride, geo.dilation, windows)]
             gwv[(slice(None), slice(None)) + tap] = np.einsum(f"ngm{space},ng{space}->gm", gv, xs)
         return gw
-    depth = math.prod(geo.kernel) * per_group
-    gw = np.zeros((groups, per_out, depth), g.dtype)
-    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize)
-    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
-    for t in tiles:
-        nb, positions = t.batch.stop - t.batch.start, math.prod(t.windows)
-        # group-major columns, so that (sample, position) is one contraction axis of the matmul
-        cols = buffer[: t.positions * depth * groups].reshape(groups, nb, *t.windows, *geo.kernel, per_group)
-        _im2col(xp[t.batch, :, t.reads], geo, t.windows, cols.swapaxes(0, 1))
-        gt = g[t.batch, :, t.rows].reshape(nb, groups, per_out, positions).transpose(1, 2, 0, 3)
-        gw += np.matmul(gt.reshape(groups, per_out, nb * positions), cols.reshape(groups, nb * positions, depth))
+    gw = np.zeros((groups, per_out, math.prod(geo.kernel) * per_group), g.dtype)
+    direct = max(geo.kernel) == 1 and max(geo.stride) == 1
+    for t, cols in _columns(xp, geo, windows, direct):
+        gw += np.matmul(_rows(g, t, groups).swapaxes(1, 2), cols)
     return _from_gemm_weight(gw, shape)
 
 
@@ -463,13 +464,14 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
     if any(p.is_meta for p in parents):
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
-    xp = _prepare(input.data if plan.batched else input.data[None], plan.before, plan.after, w, geo)
+    xp = _layout(input.data if plan.batched else input.data[None], plan.before, plan.after, w, geo)
     y = _forward(xp, w, geo, plan.windows)
 
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
-        gx = _crop(_grad_input(g, w, geo, plan.padded), plan.before, plan.after) if input.requires_grad else None
-        gw = _grad_weight(xp, g, geo) if weight.requires_grad else None
+        gl = _layout(g, (0,) * len(plan.windows), (0,) * len(plan.windows), w, geo)
+        gx = _crop(_grad_input(gl, w, geo, plan.padded), plan.before, plan.after) if input.requires_grad else None
+        gw = _grad_weight(xp, gl, geo) if weight.requires_grad else None
         return _grads(plan, parents, g, gx, gw)
 
     return _finish(op, plan, y, parents, backward)
@@ -484,14 +486,15 @@ def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None,
     if any(p.is_meta for p in parents):
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
-    x = input.data if plan.batched else input.data[None]
-    y = _crop(_grad_input(x, w, geo, plan.padded), plan.before, plan.after)
+    zeros = (0,) * len(plan.windows)
+    xl = _layout(input.data if plan.batched else input.data[None], zeros, zeros, w, geo)
+    y = _crop(_grad_input(xl, w, geo, plan.padded), plan.before, plan.after)
 
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
-        gp = _prepare(g, plan.before, plan.after, w, geo)
+        gp = _layout(g, plan.before, plan.after, w, geo)
         gx = _forward(gp, w, geo, plan.windows) if input.requires_grad else None
-        gw = _grad_weight(gp, x, geo) if weight.requires_grad else None
+        gw = _grad_weight(gp, xl, geo) if weight.requires_grad else None
         return _grads(plan, parents, g, gx, gw)
 
     return _finish(op, plan, y, parents, backward)

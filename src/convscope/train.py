@@ -1,0 +1,414 @@
+"""The training loop: ``convscope.train(model, data, epochs=..., ...)``.
+
+One function drives everything: seeded minibatches (:class:`~convscope.data.Batches`), the
+engine's autograd and optimizers (SGD, Adam, AdamW), learning-rate schedules (step, cosine),
+weight decay, early stopping on the validation loss, a rich progress bar, a metrics history
+(CSV and JSON) and atomic checkpoints after every epoch that ``resume`` continues from.
+
+Determinism: the model's starting weights, ``seed`` and the data fix the run. Epoch ``e``
+visits the batches drawn from ``(seed, e)``, the engine's RNG (dropout) is seeded with
+``seed`` and saved in every checkpoint, so the same seed gives bit-identical weights, and a
+resumed run ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import functional as F
+from . import optim
+from . import random as cs_random
+from .data import Batches, check_arrays, load
+from .data.checks import Split
+from .nn import Module
+from .tensor import Tensor, no_grad
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = (None, "step", "cosine")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+CHECKPOINT = "checkpoint.npz"
+WEIGHTS = "weights.npz"
+
+__all__ = ["History", "TrainConfig", "evaluate", "predict", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """The settings of a run (everything that shapes the trajectory), stored in checkpoints.
+
+    ``lr=None`` takes :data:`DEFAULT_LR` of the optimizer; ``step_size=None`` (StepLR) is a
+    third of the epochs. ``momentum`` applies to SGD only. ``early_stopping`` is the patience
+    in epochs without a lower validation loss. ``max_shift`` is random-shift augmentation.
+    ``model`` and ``data`` name what the command line rebuilds on ``--resume``.
+    """
+
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float | None = None
+    batch_size: int = 64
+    seed: int = 0
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str | None = None
+    step_size: int | None = None
+    gamma: float = 0.1
+    early_stopping: int | None = None
+    max_shift: int = 0
+    model: str | None = None
+    data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train: unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train: unknown schedule {self.schedule!r}; expected None, 'step' or 'cosine'")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train: {name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "momentum", "gamma", "max_shift"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train: {name} must be ≥ 0, got {getattr(self, name)}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"train: lr must be a positive number, got {self.lr}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise ValueError(f"train: early_stopping (patience in epochs) must be ≥ 1, got {self.early_stopping}")
+        if self.step_size is not None and self.step_size < 1:
+            raise ValueError(f"train: step_size must be ≥ 1, got {self.step_size}")
+
+    def differences(self, other: Mapping[str, Any]) -> list[str]:
+        """Settings that differ from ``other`` (a stored config), ignoring ``epochs``."""
+        return [f"{f.name}={getattr(self, f.name)!r} (checkpoint: {other.get(f.name)!r})" for f in fields(self)
+                if f.name not in ("epochs", "model", "data") and other.get(f.name) != getattr(self, f.name)]
+
+
+@dataclass
+class History:
+    """Per-epoch metrics: ``rows[i]`` holds ``epoch`` (1-based), ``lr``, ``train_loss``,
+    ``train_acc`` (over the epoch's augmented batches), ``val_loss``/``val_acc`` (if there is a
+    validation set), ``seconds`` and ``samples_per_s``."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def __getitem__(self, key: str) -> list[float]:
+        """One metric over the epochs, e.g. ``history["val_acc"]``."""
+        return [row[key] for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    def to_csv(self, path: str | Path) -> None:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+@dataclass
+class _Stopping:
+    """Early-stopping bookkeeping (kept in checkpoints so resume continues it exactly)."""
+
+    best_loss: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    best_state: dict[str, np.ndarray] | None = None
+
+    def update(self, epoch: int, val_loss: float, model: Module, patience: int | None) -> bool:
+        """Record epoch ``epoch``'s validation loss; ``True`` when patience has run out."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            if patience is not None:
+                self.best_state = {k: v.copy() for k, v in model.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        return patience is not None and self.bad_epochs >= patience
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+def _param_dtype(model: Module) -> np.dtype:
+    for p in model.parameters():
+        return p.dtype
+    return np.dtype(np.float32)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def predict(model: Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for ``X`` in eval mode, without a graph (the mode is restored).
+
+    Shape:
+        ``X (N, ...)`` → ``(N, num_classes)`` for a classifier.
+    """
+    was_training = model.training
+    model.eval()
+    dtype = _param_dtype(model)
+    try:
+        with no_grad():
+            outs = [model(Tensor.wrap(np.ascontiguousarray(X[s], dtype=dtype))).numpy() for s in _chunks(len(X), batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs)
+
+
+def evaluate(model: Module, X: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of ``model`` on ``(X, y)`` (eval mode, no graph).
+
+    Shape:
+        ``X (N, ...)``, ``y (N,)`` int → two floats.
+    """
+    logits = predict(model, X, batch_size)
+    loss = F.cross_entropy(Tensor.wrap(logits), Tensor.wrap(np.asarray(y, np.int64)), reduction="sum").item()
+    return loss / len(y), float(np.mean(logits.argmax(1) == y))
+
+
+# --- setup ----------------------------------------------------------------------------------------
+def _splits(data: Any) -> dict[str, Split]:
+    if isinstance(data, (str, Path)):
+        return load(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        return {"train": data}
+    if isinstance(data, Mapping) and "train" in data:
+        return {k: v for k, v in data.items() if k in ("train", "val", "test")}
+    raise ValueError("train: data must be 'digits', a path, an (X, y) pair, or a dict with 'train' (and 'val') pairs")
+
+
+def _num_outputs(model: Module, sample_shape: tuple, dtype: np.dtype) -> int:
+    """Run the model on a shape-only input: checks the input shape against every layer (a
+    ShapeError names the layer) and gives the number of classes."""
+    out = model(Tensor.meta((1, *sample_shape), dtype))
+    if not isinstance(out, Tensor) or len(out.shape) != 2:
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"train: the model must output class scores of shape (N, classes), got {shape}")
+    return out.shape[1]
+
+
+def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
+    h.update(np.ascontiguousarray(X).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _optimizer(model: Module, config: TrainConfig) -> optim.Optimizer:
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(opt: optim.Optimizer, config: TrainConfig) -> optim.lr_scheduler.LRScheduler | None:
+    if config.schedule == "step":
+        step_size = config.step_size if config.step_size is not None else max(1, config.epochs // 3)
+        return optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=config.gamma)
+    if config.schedule == "cosine":
+        return optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    return None
+
+
+# --- progress ---------------------------------------------------------------------------------------
+class _Progress:
+    """A rich progress bar on stderr (epoch, batch, loss, accuracy, samples/s); silent when
+    disabled or when stderr is not a terminal (CI, pipes, files)."""
+
+    def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
+        self.epochs, self.batches = epochs, batches
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[rate]:,.0f} samples/s"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, epoch: int) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task("", total=self.batches, epoch=f"{epoch + 1}/{self.epochs}",
+                                          loss=math.nan, acc=0.0, rate=0.0)
+
+    def advance(self, loss: float, acc: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, loss=loss, acc=acc, rate=rate)
+
+    def finish(self, row: Mapping[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.remove_task(self.task)
+            val = f"  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.2%}" if "val_loss" in row else ""
+            self.bar.console.print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.4f}  "
+                                   f"acc {row['train_acc']:.2%}{val}  ({row['seconds']:.1f} s)")
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+def _run_epoch(model: Module, opt: optim.Optimizer, batches: Batches, epoch: int, bar: _Progress) -> dict[str, float]:
+    model.train()
+    dtype = _param_dtype(model)
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    bar.start(epoch)
+    for xb, yb in batches.epoch(epoch):
+        logits = model(Tensor.wrap(np.ascontiguousarray(xb, dtype=dtype)))
+        loss = F.cross_entropy(logits, Tensor.wrap(yb))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise ValueError(f"train: the loss became {value} in epoch {epoch + 1} (batch "
+                                     f"{seen // batches.batch_size + 1}); lower the learning rate")
+        loss_sum += value * len(yb)
+        correct += int(np.sum(logits.numpy().argmax(1) == yb))
+        seen += len(yb)
+        bar.advance(loss_sum / seen, correct / seen, seen / max(time.perf_counter() - start, 1e-9))
+    seconds = time.perf_counter() - start
+    return {"epoch": epoch + 1, "lr": float(opt.param_groups[0]["lr"]), "train_loss": loss_sum / seen,
+            "train_acc": correct / seen, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
+
+
+def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig, history: History,
+          stopping: _Stopping, data_id: str) -> None:
+    extra = {"history": asdict(history), "stopping": asdict(stopping), "data_fingerprint": data_id}
+    state = ckpt.Checkpoint(epoch=len(history), model=dict(model.state_dict()), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict() if sched is not None else None,
+                            rng=cs_random.get_rng_state(), config=asdict(config), extra=extra)
+    ckpt.save(out / CHECKPOINT, state)
+    np.savez(out / WEIGHTS, **model.state_dict())
+    history.to_csv(out / "history.csv")
+    history.to_json(out / "history.json")
+
+
+def _restore(source: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig,
+             data_id: str) -> tuple[History, _Stopping]:
+    path = source / CHECKPOINT if source.is_dir() else source
+    state = ckpt.load(path)
+    changed = config.differences(state.config)
+    if changed:
+        raise ValueError(f"resume {path}: settings differ from the checkpoint's: {'; '.join(changed)}")
+    if state.extra.get("data_fingerprint") != data_id:
+        raise ValueError(f"resume {path}: the training data differ from the data the checkpoint was trained on")
+    if state.epoch > config.epochs:
+        raise ValueError(f"resume {path}: the checkpoint has {state.epoch} epochs, more than epochs={config.epochs}")
+    model.load_state_dict(state.model)
+    opt.load_state_dict(state.optimizer)
+    if sched is not None:
+        sched.load_state_dict(state.scheduler)
+    cs_random.set_rng_state(state.rng)
+    history = History(**state.extra["history"])
+    return history, _Stopping(**state.extra["stopping"])
+
+
+def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: str = "adam", lr: float | None = None,
+          batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0, momentum: float = 0.9,
+          schedule: str | None = None, step_size: int | None = None, gamma: float = 0.1,
+          early_stopping: int | None = None, max_shift: int = 0, out: str | Path | None = None,
+          resume: str | Path | None = None, progress: bool = True, model_name: str | None = None) -> History:
+    """Train a classifier with cross-entropy; returns the per-epoch :class:`History`.
+
+    Args:
+        model: a ``convscope.nn`` module mapping ``(N, ...)`` inputs to logits ``(N, classes)``.
+        data: ``"digits"``, a path (see :func:`convscope.data.load`), an ``(X, y)`` pair, or a
+            dict with ``"train"`` and optionally ``"val"`` pairs.
+        epochs: total epochs (a resumed run continues up to this number).
+        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"`` or ``"adamw"``.
+        lr: learning rate; ``None`` → 0.05 for SGD, 1e-3 for Adam/AdamW.
+        weight_decay: L2 (SGD, Adam) or decoupled (AdamW) weight decay.
+        schedule: ``None``, ``"step"`` (×``gamma`` every ``step_size`` epochs) or ``"cosine"``
+            (to 0 over ``epochs``), stepped once per epoch.
+        early_stopping: patience in epochs without a lower validation loss; the model ends
+            with the best epoch's weights. Needs a ``"val"`` set.
+        max_shift: random-shift augmentation of the training batches, in cells.
+        out: folder for ``checkpoint.npz`` (every epoch, atomic), ``weights.npz`` (the
+            state_dict), ``history.csv`` and ``history.json``.
+        resume: a run folder (or checkpoint file) to continue; the settings and the data
+            must be those of the checkpoint (``epochs`` may grow).
+        progress: show a progress bar; it is shown only when stderr is a terminal.
+        model_name: recorded in the checkpoint so ``convscope train --resume`` can rebuild it.
+
+    Shape:
+        inputs ``X (N, ...)`` as the model expects (checked layer by layer on a shape-only
+        pass before training), labels ``y (N,)`` in ``0 .. classes − 1``.
+
+    The model ends in eval mode. Unlike ``torch``, the batch order and augmentation come
+    from ``seed`` and the epoch number only (see :class:`~convscope.data.Batches`).
+    """
+    config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
+                         weight_decay=weight_decay, momentum=momentum, schedule=schedule, step_size=step_size,
+                         gamma=gamma, early_stopping=early_stopping, max_shift=max_shift, model=model_name,
+                         data=str(data) if isinstance(data, (str, Path)) else None)
+    dtype = _param_dtype(model)
+    splits = _splits(data)
+    if "train" not in splits:
+        raise ValueError("train: no 'train' set in the data")
+    num_classes = _num_outputs(model, np.shape(splits["train"][0])[1:], dtype)
+    sets = {name: check_arrays(X, y, name=f"{name} data", num_classes=num_classes) for name, (X, y) in splits.items()}
+    for name, (X, _) in sets.items():
+        if X.shape[1:] != sets["train"][0].shape[1:]:
+            raise ValueError(f"{name} data: examples of shape {X.shape[1:]} differ from the training "
+                             f"examples' {sets['train'][0].shape[1:]}")
+    if config.early_stopping is not None and "val" not in sets:
+        raise ValueError("train: early_stopping needs a validation set (data with a 'val' split)")
+    X_train, y_train = sets["train"]
+    data_id = _fingerprint(X_train, y_train)
+    opt = _optimizer(model, config)
+    sched = _scheduler(opt, config)
+    if resume is not None:
+        history, stopping = _restore(Path(resume), model, opt, sched, config, data_id)
+    else:
+        cs_random.manual_seed(config.seed)
+        history, stopping = History(), _Stopping()
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    batches = Batches(X_train, y_train, config.batch_size, seed=config.seed, max_shift=config.max_shift)
+    with _Progress(progress, config.epochs, len(batches)) as bar:
+        for epoch in range(len(history), config.epochs):
+            if history.stopped_early:
+                break
+            row = _run_epoch(model, opt, batches, epoch, bar)
+            if "val" in sets:
+                row["val_loss"], row["val_acc"] = evaluate(model, *sets["val"])
+                history.stopped_early = stopping.update(epoch + 1, row["val_loss"], model, config.early_stopping)
+                history.best_epoch = stopping.best_epoch
+            if sched is not None:
+                sched.step()
+            history.rows.append(row)
+            bar.finish(row)
+            if out_dir is not None:
+                _save(out_dir, model, opt, sched, config, history, stopping, data_id)
+    if history.stopped_early and stopping.best_state is not None:
+        model.load_state_dict(stopping.best_state)
+        if out_dir is not None:
+            np.savez(out_dir / WEIGHTS, **model.state_dict())
+    model.eval()
+    return history
