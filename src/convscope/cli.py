@@ -29,6 +29,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import train
+
+    options = {"epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
+               "seed": args.seed, "weight_decay": args.weight_decay, "schedule": args.schedule,
+               "early_stopping": args.early_stopping, "max_shift": args.max_shift}
+    model, history = train.run(args.model, args.data, out=args.out, resume=args.resume, progress=not args.quiet,
+                               **options)
+    last = history.rows[-1] if history.rows else {}
+    val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
+    stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
+    print(f"trained {len(history)} epochs{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convscope",
                                      description="Convolutional neural networks, transparent and exact.")
@@ -40,6 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k2", type=_positive, default=16, help="second-layer filters (5×5)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_demo)
+    p = sub.add_parser("train", help="train a model (default: the digits CNN on the embedded digits)")
+    p.add_argument("model", nargs="?", default=None, help="'digits' (default) or a zoo model name")
+    p.add_argument("--data", default=None,
+                   help="'digits' (default), an .npz file, an MNIST IDX folder or an image folder")
+    p.add_argument("--epochs", type=_positive, default=None)
+    p.add_argument("--out", default=None, help="run folder: checkpoint.npz, weights.npz, history.csv/json")
+    p.add_argument("--resume", default=None, help="continue the run in this folder")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--schedule", choices=["none", "step", "cosine"], default=None)
+    p.add_argument("--early-stopping", type=_positive, default=None, metavar="PATIENCE")
+    p.add_argument("--max-shift", type=int, default=None, help="random-shift augmentation in pixels")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_train)
     return parser
 
 

@@ -32,6 +32,7 @@ from . import optim
 from . import random as cs_random
 from .data import Batches, check_arrays, load
 from .data.checks import Split
+from .errors import ShapeError
 from .nn import Module
 from .tensor import Tensor, no_grad
 
@@ -70,6 +71,8 @@ class TrainConfig:
     data: str | None = None
 
     def __post_init__(self) -> None:
+        if self.schedule == "none":
+            self.schedule = None
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train: unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -166,7 +169,8 @@ def predict(model: Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
     dtype = _param_dtype(model)
     try:
         with no_grad():
-            outs = [model(Tensor.wrap(np.ascontiguousarray(X[s], dtype=dtype))).numpy() for s in _chunks(len(X), batch_size)]
+            outs = [model(Tensor.wrap(np.ascontiguousarray(X[s], dtype=dtype))).numpy()
+                    for s in _chunks(len(X), batch_size)]
     finally:
         model.train(was_training)
     return np.concatenate(outs)
@@ -197,7 +201,11 @@ def _splits(data: Any) -> dict[str, Split]:
 def _num_outputs(model: Module, sample_shape: tuple, dtype: np.dtype) -> int:
     """Run the model on a shape-only input: checks the input shape against every layer (a
     ShapeError names the layer) and gives the number of classes."""
-    out = model(Tensor.meta((1, *sample_shape), dtype))
+    try:
+        out = model(Tensor.meta((1, *sample_shape), dtype))
+    except ShapeError as err:
+        raise ShapeError(f"examples of shape {tuple(sample_shape)} do not fit the model: {err}",
+                         layer="train data") from err
     if not isinstance(out, Tensor) or len(out.shape) != 2:
         shape = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"train: the model must output class scores of shape (N, classes), got {shape}")
@@ -242,7 +250,8 @@ class _Progress:
 
             self.bar = Progress(
                 TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[rate]:,.0f} samples/s"),
+                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}"),
+                TextColumn("{task.fields[rate]:,.0f} samples/s"),
                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
     def __enter__(self) -> _Progress:
@@ -343,7 +352,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
         optimizer: ``"sgd"`` (with ``momentum``), ``"adam"`` or ``"adamw"``.
         lr: learning rate; ``None`` → 0.05 for SGD, 1e-3 for Adam/AdamW.
         weight_decay: L2 (SGD, Adam) or decoupled (AdamW) weight decay.
-        schedule: ``None``, ``"step"`` (×``gamma`` every ``step_size`` epochs) or ``"cosine"``
+        schedule: ``None`` (or ``"none"``), ``"step"`` (×``gamma`` every ``step_size`` epochs) or ``"cosine"``
             (to 0 over ``epochs``), stepped once per epoch.
         early_stopping: patience in epochs without a lower validation loss; the model ends
             with the best epoch's weights. Needs a ``"val"`` set.
@@ -412,3 +421,49 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
             np.savez(out_dir / WEIGHTS, **model.state_dict())
     model.eval()
     return history
+
+
+# --- the command line's entry -------------------------------------------------------------------------
+def build_model(name: str) -> Module:
+    """An untrained model by name: a pretrained architecture (``"digits"``, the default CNN)
+    or a zoo model (:func:`convscope.zoo.build`)."""
+    from . import zoo
+    from .pretrained import ARCHITECTURES
+
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]()
+    return zoo.build(name)
+
+
+def run(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
+        resume: str | Path | None = None, progress: bool = True, **options: Any) -> tuple[Module, History]:
+    """What ``convscope train`` does: build the model by name (default ``"digits"``), seeded
+    with ``seed``, and :func:`train` it; returns the model and its history.
+
+    Settings left ``None`` come from the checkpoint when resuming, else from the model's
+    recipe (:data:`convscope.pretrained.RECIPES`) if it has one, else :func:`train`'s
+    defaults. ``out`` defaults to the resumed folder.
+    """
+    stored: dict[str, Any] = {}
+    if resume is not None:
+        path = Path(resume)
+        stored = ckpt.load(path / CHECKPOINT if path.is_dir() else path).config
+        out = out if out is not None else (path if path.is_dir() else path.parent)
+    if out is None:
+        raise ValueError("train: give an output folder (--out run/) or a run to --resume")
+    name = model or stored.get("model") or "digits"
+    if stored and stored.get("model") not in (None, name):
+        raise ValueError(f"resume: the checkpoint is of model {stored['model']!r}, not {name!r}")
+    from .pretrained import RECIPES
+
+    tunable = {f.name for f in fields(TrainConfig)} - {"model", "data"}
+    base = {k: v for k, v in stored.items() if k in tunable} if stored else dict(RECIPES.get(name, {}))
+    settings = {**base, **{k: v for k, v in options.items() if v is not None}}
+    unknown = set(settings) - tunable
+    if unknown:
+        raise ValueError(f"train: unknown settings {sorted(unknown)}")
+    cs_random.manual_seed(int(settings.get("seed", 0)))
+    net = build_model(name)
+    history = train(net, data or stored.get("data") or "digits", **settings, out=out, resume=resume,
+                    progress=progress, model_name=name)
+    return net, history

@@ -11,9 +11,9 @@ arrays ``(X, y)``, and a set of splits is a dict of such pairs.
 from .batches import Batches, random_shift
 from .checks import Split, check_arrays
 from .digits import digits, digits_splits
-from .loaders import Splits, load, load_image_folder, load_mnist, load_npz, read_idx
+from .loaders import MissingDependencyError, Splits, load, load_image_folder, load_mnist, load_npz, read_idx
 
 __all__ = [
-    "Batches", "Split", "Splits", "check_arrays", "digits", "digits_splits", "load", "load_image_folder",
-    "load_mnist", "load_npz", "random_shift", "read_idx",
+    "Batches", "MissingDependencyError", "Split", "Splits", "check_arrays", "digits", "digits_splits", "load",
+    "load_image_folder", "load_mnist", "load_npz", "random_shift", "read_idx",
 ]

@@ -89,11 +89,16 @@ def _scale(X: np.ndarray) -> np.ndarray:
     return X if X.dtype.kind == "f" else X.astype(np.float32)
 
 
+class MissingDependencyError(ImportError, ValueError):
+    """An optional package a loader needs is not installed (an ``ImportError``, and a
+    ``ValueError`` so that the command line reports it as bad input)."""
+
+
 def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError as exc:
-        raise ImportError("loading a folder of images needs Pillow, which is not installed: "
+        raise MissingDependencyError("loading a folder of images needs Pillow, which is not installed: "
                           "pip install Pillow (or convert the images to an .npz file)") from exc
     return Image
 

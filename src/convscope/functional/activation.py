@@ -48,10 +48,14 @@ def _erf_python(a: np.ndarray) -> np.ndarray:
     return np.asarray(_erf_scalar(a), dtype=a.dtype)
 
 
-try:
-    from scipy.special import erf as _erf
-except ImportError:  # SciPy is optional; math.erf is as accurate, only slower
-    _erf = _erf_python
+def _erf(a: np.ndarray) -> np.ndarray:
+    """SciPy's vectorised erf when installed (imported on first use: it costs ~0.2 s of
+    import time), else :func:`_erf_python`, which is as accurate, only slower."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        return _erf_python(a)
+    return erf(a)
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:

@@ -10,15 +10,19 @@ A convolution runs ``_forward``, and the other two backward. A transposed convol
 the input gradient of a convolution with the same weight, so it runs ``_grad_input``
 forward and ``_forward`` + ``_grad_weight`` backward; there is no second implementation.
 
-Each kernel takes one of three paths, chosen by the weight's shape:
+The matmul paths work on *column matrices* ``(G, N·P, taps·Cg)``: a row per (sample,
+window position), a column per (kernel tap, input channel), so the whole batch is one
+matmul per group instead of a loop of small ones (small spatial sizes stay fast). The
+operands are laid out channels-last once (:func:`_layout`), which makes a tile of rows a
+strided view. Each kernel takes one of three paths, chosen by the weight's shape:
 
 - depthwise (one input channel per group): a loop over the kernel taps, each a
-  multiply-add of a strided slice of the input;
-- direct (1×1 kernel, stride 1): the input already is the matmul operand;
-- im2col: the windows are copied into a channels-last column buffer, one tile of the
-  batch (or of a sample's rows) at a time so the buffer stays near ``_COLUMN_BYTES``,
-  and each tile is one matmul (batched over groups); the input gradient goes back onto
-  the input through :func:`scatter_windows`, a loop over kernel taps.
+  multiply-add of a strided slice of the input; no matmul;
+- direct (1×1 kernel, stride 1): the channels-last input already is the column matrix;
+- im2col: the windows are copied into a reused column buffer, one tile of the batch (or
+  of one sample's rows) at a time so the buffer stays near ``_COLUMN_BYTES``; the input
+  gradient goes back onto the input through :func:`scatter_windows` (col2im, a loop over
+  kernel taps).
 """
 
 from __future__ import annotations
@@ -227,8 +231,9 @@ def conv_transpose_output_shape(input_shape: Sequence[int], weight_shape: Sequen
 
 
 # --- kernels --------------------------------------------------------------------------------------
-def _path(w: np.ndarray, geo: _Geometry) -> str:
-    if w.shape[1] == 1:
+def _path(per_group: int, geo: _Geometry) -> str:
+    """Which kernel path a conv with ``per_group`` input channels per group takes."""
+    if per_group == 1:
         return "depthwise"
     if max(geo.kernel) == 1 and max(geo.stride) == 1:
         return "direct"
@@ -243,7 +248,7 @@ def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], w: np.nd
     of it is then a row-major ``(positions, C)`` matrix, and a window tap a run of
     contiguous channels. The depthwise path slides over whole planes, so it keeps ``x``.
     """
-    if _path(w, geo) == "depthwise":
+    if _path(w.shape[1], geo) == "depthwise":
         return constant_pad_array(x, before, after)
     n, c, *sizes = x.shape
     out = np.zeros((n, *(s + b + a for s, b, a in zip(sizes, before, after, strict=True)), c), x.dtype)
@@ -304,6 +309,16 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
                   (r1 - r0,) + windows[1:]) for b0, b1, r0, r1 in spans]
 
 
+def _reuse(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous ``shape`` array in ``buffer``'s memory when it is big enough (tiles after
+    the first are never bigger), else a new one: fresh pages for every tile cost time."""
+    size = math.prod(shape)
+    flat = buffer if buffer.base is None else buffer.base  # the 1-d array owning the memory
+    if flat.size < size:
+        flat = np.empty(size, buffer.dtype)
+    return flat[:size].reshape(shape)
+
+
 def _rows(a: np.ndarray, t: _Tile, groups: int) -> np.ndarray:
     """The tile's cells of ``a`` ``(N, C, *windows)`` as a ``(G, positions, C/G)`` matrix;
     a view when ``a`` is channels-last (see :func:`_layout`), else a copy."""
@@ -326,11 +341,10 @@ def _columns(xp: np.ndarray, geo: _Geometry, windows: tuple[int, ...], direct: b
         for t in tiles:
             yield t, _rows(x, t, groups)
         return
-    buffer = np.empty(tiles[0].positions * depth * groups if tiles else 0, xp.dtype)
+    cols = np.empty(0, xp.dtype)
     for t in tiles:
-        cols = buffer[: t.positions * depth * groups]
-        _im2col(xp[t.batch, :, t.reads], geo, t.windows,
-                cols.reshape(groups, t.samples, *t.windows, *geo.kernel, c // groups))
+        cols = _reuse(cols, (groups, t.samples, *t.windows, *geo.kernel, c // groups))
+        _im2col(xp[t.batch, :, t.reads], geo, t.windows, cols)
         yield t, cols.reshape(groups, t.positions, depth)
 
 
@@ -360,7 +374,7 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
     c_out = w.shape[0]
     groups, per_out = geo.groups, c_out // geo.groups
     y = np.empty((n, c_out, *windows), xp.dtype)
-    path = _path(w, geo)
+    path = _path(w.shape[1], geo)
     if path == "depthwise":
         xv = xp.reshape(n, groups, 1, *xp.shape[2:])
         wd = w.reshape(groups, per_out, *geo.kernel)
@@ -374,8 +388,10 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
                 yv += scratch
         return y
     wg_t = _gemm_weight(w, groups).swapaxes(1, 2)
+    scratch = np.empty(0, y.dtype)
     for t, cols in _columns(xp, geo, windows, path == "direct"):
-        out = np.matmul(cols, wg_t).reshape(groups, t.samples, *t.windows, per_out)
+        scratch = _reuse(scratch, (groups, t.positions, per_out))
+        out = np.matmul(cols, wg_t, out=scratch).reshape(groups, t.samples, *t.windows, per_out)
         target = y[t.batch, :, t.rows].reshape(t.samples, groups, per_out, *t.windows)
         target[...] = out.transpose(1, 0, 2 + nd, *range(2, 2 + nd))
     return y
@@ -389,7 +405,7 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
     per_group = w.shape[1]
     groups, per_out = geo.groups, c_out // geo.groups
     c = per_group * groups
-    if _path(w, geo) == "depthwise":
+    if _path(per_group, geo) == "depthwise":
         gx = np.zeros((n, c, *padded), g.dtype)
         gv = g.reshape(n, groups, per_out, *windows)
         wd = w.reshape(groups, per_out, *geo.kernel)
@@ -402,8 +418,9 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
         return scatter_windows(gx, tap_grad, geo.kernel, geo.stride, geo.dilation, windows)
     gx = np.moveaxis(np.zeros((n, *padded, c), g.dtype), -1, 1)  # channels-last, like the columns
     wg = _gemm_weight(w, groups)
+    cols = np.empty(0, g.dtype)
     for t in _tiles(n, windows, geo, wg.shape[2] * groups * g.itemsize):
-        cols = np.matmul(_rows(g, t, groups), wg)  # (G, positions, taps·Cg)
+        cols = np.matmul(_rows(g, t, groups), wg, out=_reuse(cols, (groups, t.positions, wg.shape[2])))
         _col2im(cols.reshape(groups, t.samples, *t.windows, *geo.kernel, per_group), gx[t.batch, :, t.reads], geo,
                 t.windows)
     return gx
@@ -416,7 +433,8 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     c = xp.shape[1]
     groups, per_group, per_out = geo.groups, c // geo.groups, c_out // geo.groups
     shape = (c_out, per_group, *geo.kernel)
-    if per_group == 1:  # depthwise: one reduction per tap
+    path = _path(per_group, geo)
+    if path == "depthwise":  # one reduction per tap
         gw = np.empty(shape, g.dtype)
         gwv = gw.reshape(groups, per_out, *geo.kernel)
         gv = g.reshape(n, groups, per_out, *windows)
@@ -426,8 +444,7 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
             gwv[(slice(None), slice(None)) + tap] = np.einsum(f"ngm{space},ng{space}->gm", gv, xs)
         return gw
     gw = np.zeros((groups, per_out, math.prod(geo.kernel) * per_group), g.dtype)
-    direct = max(geo.kernel) == 1 and max(geo.stride) == 1
-    for t, cols in _columns(xp, geo, windows, direct):
+    for t, cols in _columns(xp, geo, windows, path == "direct"):
         gw += np.matmul(_rows(g, t, groups).swapaxes(1, 2), cols)
     return _from_gemm_weight(gw, shape)
 

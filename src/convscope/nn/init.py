@@ -71,17 +71,36 @@ def _fill(tensor: Tensor, values: Callable[[tuple[int, ...]], np.ndarray | float
     return tensor
 
 
+def _draw_dtype(tensor: Tensor) -> np.dtype:
+    # Drawing float32 directly halves the time of initialising a large model.
+    return tensor.dtype if tensor.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """Fill with values drawn from U(a, b)."""
     gen = generator or default_generator()
-    return _fill(tensor, lambda shape: gen.uniform(a, b, shape))
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        values = gen.random(shape, dtype=_draw_dtype(tensor))
+        values *= b - a
+        values += a
+        return values
+
+    return _fill(tensor, draw)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0,
             generator: np.random.Generator | None = None) -> Tensor:
     """Fill with values drawn from N(mean, std²)."""
     gen = generator or default_generator()
-    return _fill(tensor, lambda shape: gen.normal(mean, std, shape))
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        values = gen.standard_normal(shape, dtype=_draw_dtype(tensor))
+        values *= std
+        values += mean
+        return values
+
+    return _fill(tensor, draw)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
