@@ -21,8 +21,9 @@ def _checkpoint(epoch: int = 3, fill: float = 1.0) -> ckpt.Checkpoint:
     state = {"0.weight": np.full((4, 1, 3, 3), fill, np.float32), "0.bias": np.arange(4, dtype=np.float64)}
     optimizer = {"state": {0: {"step": 7.0, "exp_avg": np.ones(3)}, 1: {"momentum_buffer": cs.tensor([1.0, 2.0])}},
                  "param_groups": [{"lr": 0.01, "betas": (0.9, 0.999), "params": [0, 1], "initial_lr": 0.1}]}
-    return ckpt.Checkpoint(epoch=epoch, model=state, optimizer=optimizer, scheduler={"last_epoch": 2, "_last_lr": [0.1]},
-                           rng=cs.manual_seed(5).bit_generator.state, config={"model": "digits", "lr": None},
+    return ckpt.Checkpoint(epoch=epoch, model=state, optimizer=optimizer,
+                           scheduler={"last_epoch": 2, "_last_lr": [0.1]}, rng=cs.manual_seed(5).bit_generator.state,
+                           config={"model": "digits", "lr": None},
                            extra={"history": [{"epoch": 1, "loss": 0.5}], "__dunder__": 1})
 
 

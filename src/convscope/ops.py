@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
+from .rules import FREE, Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
 from .tensor import Tensor, as_tensor, make_result
 
 
@@ -229,14 +230,14 @@ def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False
     axes = _axes(dim, x.ndim)
     shape = _reduced_shape(x.shape, axes, keepdim)
     if x.is_meta:
-        return make_result("sum", None, (x,), None, shape=shape)
+        return make_result("sum", None, (x,), None, shape=shape, attrs={"dim": axes})
     out = np.asarray(x.data.sum(axis=axes, keepdims=keepdim))
     kept = _reduced_shape(x.shape, axes, True)
 
     def backward(g: np.ndarray) -> tuple:
         return (np.broadcast_to(g.reshape(kept), x.shape),)
 
-    return make_result("sum", out, (x,), backward)
+    return make_result("sum", out, (x,), backward, attrs={"dim": axes})
 
 
 def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
@@ -258,7 +259,7 @@ def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = Fals
     axes = _axes(dim, x.ndim)
     shape = _reduced_shape(x.shape, axes, keepdim)
     if x.is_meta:
-        return make_result("amax", None, (x,), None, shape=shape)
+        return make_result("amax", None, (x,), None, shape=shape, attrs={"dim": axes})
     xd = x.data
     out_keep = xd.max(axis=axes, keepdims=True)
     kept = out_keep.shape
@@ -267,7 +268,7 @@ def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = Fals
         hit = xd == out_keep
         return (hit * (g.reshape(kept) / hit.sum(axis=axes, keepdims=True)),)
 
-    return make_result("amax", np.asarray(out_keep.reshape(shape)), (x,), backward)
+    return make_result("amax", np.asarray(out_keep.reshape(shape)), (x,), backward, attrs={"dim": axes})
 
 
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -429,6 +430,40 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
         return make_result("to", None, (x,), None, shape=x.shape, dtype=dtype)
     back = (lambda g: (g.astype(x.dtype),)) if dtype.kind == "f" else None
     return make_result("to", x.data.astype(dtype), (x,), back)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "neg", "exp", "log", "sqrt",
+               "abs", "clamp")
+cost_rule(*ELEMENTWISE)(per_element(1, "one arithmetic op each"))
+field_rule(*ELEMENTWISE, "getitem", "expand", "to", "cat")(same_field)
+cost_rule("reshape", "permute", "expand", "getitem", "cat", "to")(lambda inputs, output, attrs: FREE)
+field_rule("permute", "matmul")(global_field)
+
+
+@cost_rule("sum", "amax")
+def _reduce_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    n = numel(inputs[0].shape)
+    return Cost(0, n, f"{n:,} inputs × 1 (add or compare)")
+
+
+@field_rule("sum", "amax")
+def _reduce_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
+    """Reducing over a spatial axis (any axis after batch and channel) makes the field global."""
+    return None if any(d >= 2 for d in attrs.get("dim", ())) else fields[0]
+
+
+@field_rule("reshape")
+def _reshape_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
+    """A reshape that keeps the spatial axes keeps the field; anything else mixes positions."""
+    return fields[0] if tuple(output.shape[2:]) == tuple(inputs[0].shape[2:]) else None
+
+
+@cost_rule("matmul")
+def _matmul_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    k = inputs[0].shape[-1]
+    n = numel(output.shape)
+    return Cost(n * k, 2 * n * k, f"{n:,} outputs × {k} = {n * k:,}")
 
 
 def _bind() -> None:

@@ -277,7 +277,7 @@ class _Progress:
             self.bar.remove_task(self.task)
             val = f"  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.2%}" if "val_loss" in row else ""
             self.bar.console.print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.4f}  "
-                                   f"acc {row['train_acc']:.2%}{val}  ({row['seconds']:.1f} s)")
+                                   f"acc {row['train_acc']:.2%}{val}  ({row['seconds']:.1f} s)", highlight=False)
 
 
 # --- the loop ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ dict ``{"train": (X, y), "val": (X, y), "test": (X, y)}`` (``val`` and ``test`` 
 from __future__ import annotations
 
 import gzip
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ def load_npz(path: str | Path) -> Splits:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
     lower = {key.lower(): key for key in arrays}
     pairs: dict[str, tuple[str, str]] = {}

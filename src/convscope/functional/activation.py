@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import astype, unary
+from ..rules import cost_rule, field_rule, per_element, same_field
 from ..tensor import Tensor, make_result
 
 __all__ = [
@@ -273,3 +274,11 @@ def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None) -> 
         return g - np.exp(o) * g.sum(axis=axis, keepdims=True)
 
     return _along("log_softmax", input, dim, dtype, fwd, grad)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+_ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "hardsigmoid", "hardswish", "elu", "selu", "celu", "softplus",
+                "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
+cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
+cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
+field_rule(*_ELEMENTWISE, "softmax", "log_softmax")(same_field)

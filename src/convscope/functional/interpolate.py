@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..rules import FREE, Cost, Field, cost_rule, field_rule, numel
 from ..tensor import Tensor, make_result
 
 __all__ = ["interpolate", "upsample", "upsample_bilinear", "upsample_nearest"]
@@ -251,3 +252,22 @@ def upsample_bilinear(input: Tensor, size: int | Sequence[int] | None = None,  #
     """Deprecated torch alias: ``interpolate(..., mode="bilinear", align_corners=True)``."""
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
 
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+@cost_rule("interpolate")
+def _interpolate_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    """Nearest modes copy; linear modes blend 2 neighbours per axis (a multiply-add each)."""
+    if attrs["mode"] in _NEAREST:
+        return FREE
+    n, axes = numel(output.shape), len(attrs["size"])
+    macs = n * 2 * axes
+    return Cost(macs, 2 * macs, f"{n:,} outputs × {axes} axes × 2 taps = {macs:,}")
+
+
+@field_rule("interpolate")
+def _interpolate_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    if fields[0] is None:
+        return None
+    taps = 1 if attrs["mode"] in _NEAREST else 2
+    return tuple(a.resample(n, o, taps) for a, n, o in zip(fields[0], inputs[0].shape[2:], attrs["size"]))

@@ -11,12 +11,14 @@ Unlike PyTorch, ``inplace=True`` is accepted and ignored: the input keeps its va
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..ops import unbroadcast
 from ..random import default_generator
+from ..rules import Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
 from ..tensor import Tensor, make_result
 
 __all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear"]
@@ -212,3 +214,18 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
         - input: ``(N, C, D, H, W)`` or ``(C, D, H, W)``; output: the same shape
     """
     return _feature_dropout("dropout3d", input, p, training, generator, 3)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+@cost_rule("linear")
+def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    """in_features × out_features per input row; bias adds are not MACs."""
+    rows, (out_f, in_f) = numel(output.shape[:-1]), inputs[1].shape
+    macs = rows * in_f * out_f
+    text = f"{in_f}·{out_f} = {macs:,}" if rows == 1 else f"{rows} rows × {in_f}·{out_f} = {macs:,}"
+    return Cost(macs, 2 * macs, text)
+
+
+field_rule("linear", "bilinear")(global_field)
+cost_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(per_element(1, "mask multiply"))
+field_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(same_field)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import _axes, unbroadcast
+from ..rules import Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
 from ..tensor import Tensor, make_result
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
@@ -360,3 +361,25 @@ def normalize(input: Tensor, p: float = 2.0, dim: int | Sequence[int] = 1, eps: 
         return (g / denom + g_norm * d_norm,)
 
     return make_result(op, out, (input,), backward, attrs=attrs)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+@cost_rule("batch_norm")
+def _batch_norm_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    """Eval: a folded scale and shift per element; training also computes mean and variance."""
+    each = 4 if attrs.get("training") else 2
+    n = numel(output.shape)
+    return Cost(0, each * n, f"{n:,} elements × {each} ({'statistics, ' if each == 4 else ''}scale, shift)")
+
+
+cost_rule("instance_norm", "layer_norm", "group_norm")(per_element(4, "mean, variance, scale, shift"))
+
+
+@cost_rule("local_response_norm")
+def _lrn_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    n, size = numel(output.shape), attrs["size"]
+    return Cost(n * size, 2 * n * size + 2 * n, f"{n:,} elements × {size} squares summed (+ power, divide)")
+
+
+field_rule("batch_norm", "instance_norm", "local_response_norm")(same_field)
+field_rule("layer_norm", "group_norm")(global_field)

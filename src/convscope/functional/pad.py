@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ShapeError
+from ..rules import FREE, Axis, Field, cost_rule, field_rule
 from ..tensor import Tensor, make_result
 
 __all__ = ["pad"]
@@ -197,3 +198,19 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
 # its `from .pad import *` rebinds the name `pad` to this function, and its loop then reads
 # `pad.__all__`. Without this line `import convscope` fails.
 pad.__all__ = __all__  # type: ignore[attr-defined]
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+cost_rule("pad")(lambda inputs, output, attrs: FREE)
+
+
+@field_rule("pad")
+def _pad_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Padding shifts where output 0 starts; pads are given last axis first."""
+    if not fields[0]:
+        return fields[0]
+    nd = len(fields[0])
+    before = [0] * nd
+    for k in range(min(len(attrs["pad"]) // 2, nd)):
+        before[nd - 1 - k] = attrs["pad"][2 * k]
+    return tuple(Axis(a.size, a.jump, a.start - b * a.jump) for a, b in zip(fields[0], before))

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ops import abs as _abs
 from ..ops import unary
+from ..rules import FREE, Cost, Field, cost_rule, field_rule, numel, per_element, same_field
 from ..tensor import Tensor, int64, make_result
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, window_count
 
@@ -762,3 +763,53 @@ def max_unpool3d(input: Tensor, indices: Tensor, kernel_size: Size, stride: Size
           as in :func:`max_unpool1d`.
     """
     return _max_unpool("max_unpool3d", input, indices, kernel_size, stride, padding, output_size)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+_WINDOWED = [f"{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)]
+
+
+@cost_rule(*_WINDOWED)
+def _window_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    window = math.prod(attrs["kernel_size"])
+    n = numel(output.shape)
+    return Cost(0, n * window, f"{n:,} outputs × {window} window cells (compare or add)")
+
+
+@field_rule(*_WINDOWED)
+def _window_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    if fields[0] is None:
+        return None
+    return tuple(a.window(k, s, d, p) for a, k, s, d, p in
+                 zip(fields[0], attrs["kernel_size"], attrs["stride"], attrs["dilation"], attrs["padding"]))
+
+
+_ADAPTIVE = [f"adaptive_{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)]
+
+
+@cost_rule(*_ADAPTIVE)
+def _adaptive_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    n = numel(inputs[0].shape)
+    return Cost(0, n, f"{n:,} inputs × 1 (each read once: compare or add)")
+
+
+@field_rule(*_ADAPTIVE)
+def _adaptive_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Input-size dependent: the widest bin at this input size."""
+    if fields[0] is None:
+        return None
+    sizes = inputs[0].shape[-len(fields[0]):]
+    return tuple(a.bins(n, o) for a, n, o in zip(fields[0], sizes, attrs["output_size"]))
+
+
+cost_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])(per_element(2, "scale and root"))
+field_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])(same_field)
+cost_rule(*_UNPOOL_RANK)(lambda inputs, output, attrs: FREE)
+
+
+@field_rule(*_UNPOOL_RANK)
+def _unpool_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    if fields[0] is None:
+        return None
+    nd = len(fields[0])
+    return tuple(a.resample(n, o, 1) for a, n, o in zip(fields[0], inputs[0].shape[-nd:], output.shape[-nd:]))

@@ -1,0 +1,125 @@
+"""Render a :class:`~convscope.analyze.summary.Summary` as text: an 80-column table, CSV
+and Markdown. Renderers only format numbers the summary already holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from .record import LayerRow
+
+
+def human(n: float) -> str:
+    """``1234567`` → ``1.23M``."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:g}"
+
+
+def shape_text(shape: tuple[int, ...] | None, drop_batch: bool = True) -> str:
+    if shape is None:
+        return "-"
+    dims = shape[1:] if drop_batch and len(shape) > 1 else shape
+    return "×".join(map(str, dims))
+
+
+def field_text(row: LayerRow) -> str:
+    rf = row.receptive_field
+    if rf is None:
+        return "-"
+    if rf == "global":
+        return "all"
+    sizes = [f"{a.size:g}" for a in rf]
+    return "×".join(sizes) if len(set(sizes)) > 1 else (sizes[0] if sizes else "-")
+
+
+def _visible(summary: Any, depth: int | None) -> list[LayerRow]:
+    if depth is None:
+        return summary.rows
+    return [r for r in summary.rows if r.depth <= depth] if depth >= 1 else summary.rows
+
+
+def grouped(summary: Any, depth: int) -> list[dict]:
+    """Rows aggregated by module path prefix of ``depth`` components (e.g. depth 1 gives one
+    entry per top-level block): params, MACs, FLOPs summed; output shape of the last row."""
+    groups: dict[str, dict] = {}
+    for r in summary.rows:
+        key = ".".join(r.name.split(".")[:depth])
+        g = groups.setdefault(key, {"name": key, "params": 0, "macs": 0, "flops": 0, "layers": 0,
+                                    "output_shape": None})
+        g["params"] += r.params
+        g["macs"] += r.macs
+        g["flops"] += r.flops
+        g["layers"] += 1
+        g["output_shape"] = r.output_shape
+    return list(groups.values())
+
+
+def table(summary: Any, depth: int | None = None) -> str:
+    """The readable table (fits 80 columns), totals, the uncounted ledger and any error."""
+    head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{'RF':>9}"
+    lines = [f"{summary.model_name}: input {', '.join(shape_text(s, False) for s in summary.input_shapes)}",
+             head, "─" * len(head)]
+    if depth is not None:
+        for g in grouped(summary, depth):
+            lines.append(f"{g['name'][:33]:<34}{shape_text(g['output_shape']):>14}{g['params']:>12,}"
+                         f"{human(g['macs']):>10}{g['layers']:>8}L")
+    else:
+        for r in summary.rows:
+            label = f"{r.name} ({r.type})"
+            if len(label) > 33:
+                label = label[:32] + "…"
+            lines.append(f"{label:<34}{shape_text(r.output_shape):>14}{r.params:>12,}{human(r.macs):>10}"
+                         f"{field_text(r):>9}")
+    t = summary.totals
+    lines += ["─" * len(head),
+              f"Params: {t.params:,} (trainable {t.trainable_params:,}, {human(t.param_bytes)}B)",
+              f"MACs: {t.macs:,} ({human(t.macs)})   FLOPs: {t.flops:,} ({human(t.flops)})",
+              f"Activations: peak {human(t.peak_activation_bytes)}B live in a forward pass "
+              f"(input {human(t.input_bytes)}B, output {human(t.output_bytes)}B)"]
+    if summary.unused_params:
+        lines.append(f"Unused parameters (modules never called): {summary.unused_params:,}")
+    if summary.uncounted:
+        ops = ", ".join(f"{u.op} ×{u.calls}" for u in summary.uncounted)
+        lines.append(f"Uncounted (no cost rule, counted as 0): {ops}")
+    if summary.error is not None:
+        lines.append(f"Error: {summary.error}")
+    return "\n".join(lines)
+
+
+COLUMNS = ("name", "type", "input_shapes", "output_shape", "weight_shape", "bias_shape", "params",
+           "trainable_params", "params_formula", "macs", "flops", "cost_formula", "activation_bytes",
+           "receptive_field", "use")
+
+
+def _cell(row: LayerRow, key: str) -> str:
+    if key == "receptive_field":
+        return field_text(row)
+    value = getattr(row, key)
+    if key == "input_shapes":
+        return "; ".join(shape_text(s, False) for s in value)
+    if key.endswith("shape"):
+        return shape_text(value, False)
+    return str(value)
+
+
+def csv_text(summary: Any) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for r in summary.rows:
+        writer.writerow([_cell(r, k) for k in COLUMNS])
+    return out.getvalue()
+
+
+def markdown(summary: Any) -> str:
+    cols = ("name", "type", "output_shape", "weight_shape", "params_formula", "macs", "receptive_field")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in summary.rows:
+        lines.append("| " + " | ".join(_cell(r, k).replace("|", "\\|") for k in cols) + " |")
+    t = summary.totals
+    lines += ["", f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
+                  f"**peak activations** {t.peak_activation_bytes:,} bytes"]
+    return "\n".join(lines)

@@ -1,0 +1,337 @@
+"""``convscope.summary``: per-layer shapes, parameters, MACs, FLOPs, receptive fields and
+memory, computed by running the model's own ``forward`` on meta tensors.
+
+Costs and receptive fields come from the rules each op registers beside its kernel
+(:mod:`convscope.rules`), so the summary and execution share one shape rule per op.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..nn.module import Module
+from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
+from ..tensor import Tensor
+from . import render
+from .record import FieldAxis, LayerRow, Totals, Uncounted
+from .walk import ModuleCall, Walk, output_tensors, walk
+
+
+@dataclass
+class Summary:
+    """The result of :func:`summary`: ``rows`` (one per layer call, in execution order),
+    ``totals``, the ``uncounted`` ledger and the ``error`` that stopped the walk, if any."""
+
+    model_name: str
+    input_shapes: list[tuple[int, ...]]
+    rows: list[LayerRow]
+    totals: Totals
+    uncounted: list[Uncounted] = field(default_factory=list)
+    error: ShapeError | None = None
+    unused_params: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def raise_for_error(self) -> Summary:
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "layers": [r.to_dict() for r in self.rows],
+            "totals": vars(self.totals).copy(),
+            "uncounted": [vars(u).copy() | {"output_shape": list(u.output_shape)} for u in self.uncounted],
+            "unused_params": self.unused_params,
+            "error": None if self.error is None else str(self.error),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_csv(self) -> str:
+        return render.csv_text(self)
+
+    def to_markdown(self) -> str:
+        return render.markdown(self)
+
+    def table(self, depth: int | None = None) -> str:
+        return render.table(self, depth)
+
+    def __str__(self) -> str:
+        return render.table(self)
+
+
+# --- resolving what the user passed ------------------------------------------------------
+def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
+    """A convscope module, a display name and a default input shape (no batch dim)."""
+    if isinstance(model, Module):
+        return model, type(model).__name__, getattr(model, "input_shape", None)
+    if isinstance(model, (str, Path)):
+        from .. import zoo
+
+        text = str(model)
+        if isinstance(model, str) and text in zoo.names():
+            entry = zoo.entry(text)
+            return entry.builder(), text, entry.input_shape
+        path = Path(text)
+        if path.suffix == ".onnx":
+            from ..interop.onnx_load import load_onnx
+
+            net = load_onnx(path)
+            return net, path.name, getattr(net, "input_shape", None)
+        if path.is_file() or "\n" in text:
+            from ..spec import load_spec
+
+            net = load_spec(text)
+            return net, path.name if path.is_file() else "spec", getattr(net, "input_shape", None)
+        zoo.entry(text)  # raises with did-you-mean suggestions
+    if type(model).__module__.startswith("torch"):
+        from ..interop.torch_convert import from_torch
+
+        return from_torch(model), type(model).__name__, None
+    raise TypeError(f"summary: expected a convscope.nn.Module, a zoo name, a spec or an ONNX file, got {type(model)}")
+
+
+_RANKS = {"Conv1d": 3, "Conv2d": 4, "Conv3d": 5, "ConvTranspose1d": 3, "ConvTranspose2d": 4, "ConvTranspose3d": 5,
+          "BatchNorm1d": 3, "BatchNorm2d": 4, "BatchNorm3d": 5}
+
+
+def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Prepend a batch of 1 unless ``shape`` already has the rank the first layer wants."""
+    for module in model.modules():
+        for cls in type(module).__mro__:
+            if cls.__name__ in _RANKS and cls.__module__.startswith("convscope.nn"):
+                return shape if len(shape) >= _RANKS[cls.__name__] else (1, *shape)
+    return (1, *shape)
+
+
+# --- building rows -------------------------------------------------------------------------
+def _is_layer(module: Module) -> bool:
+    return not module._modules or bool(module._parameters)
+
+
+def _param_formula(module: Module) -> tuple[int, int, str]:
+    """(count, trainable count, formula) of a module's own parameters. A module may define
+    ``parameter_count() -> (count, formula)`` to count differently (e.g. a partial
+    connection table)."""
+    own = [p for p in module._parameters.values() if p is not None]
+    trainable = sum(p.numel() for p in own if p.requires_grad)
+    custom = getattr(module, "parameter_count", None)
+    if callable(custom):
+        count, formula = custom()
+        return count, min(count, trainable), formula
+    total = sum(p.numel() for p in own)
+    if not own:
+        return 0, 0, ""
+    terms = ["·".join(map(str, p.shape)) if p.ndim > 1 else str(p.numel()) for p in own]
+    return total, trainable, f"{' + '.join(terms)} = {total:,}"
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    tensors = output_tensors(value)
+    return tuple(tensors[0].shape) if tensors else None
+
+
+def _field_out(field_: Field) -> list[FieldAxis] | str | None:
+    if field_ is NO_FIELD:
+        return None
+    if field_ is None:
+        return "global"
+    return [FieldAxis(float(a.size), float(a.jump), float(a.start)) for a in field_]
+
+
+class _Builder:
+    """Turns a :class:`Walk` into rows, totals and the uncounted ledger."""
+
+    def __init__(self, model: Module, run: Walk) -> None:
+        self.model = model
+        self.run = run
+        self.fields: dict[int, tuple[Tensor, Field]] = {}
+        self.costs: list[Cost] = []
+        self.uncounted: dict[str, Uncounted] = {}
+
+    def field_of(self, t: Any) -> Field:
+        entry = self.fields.get(id(t)) if isinstance(t, Tensor) else None
+        return entry[1] if entry is not None and entry[0] is t else NO_FIELD
+
+    def propagate(self) -> None:
+        for x in self.run.inputs:
+            spatial = max(x.ndim - 2, 0)
+            self.fields[id(x)] = (x, tuple(Axis(Fraction(1), Fraction(1), Fraction(0)) for _ in range(spatial)))
+        for ev in self.run.events:
+            fields = [self.field_of(t) for t in ev.inputs]
+            rule = FIELD_RULES.get(ev.op)
+            if all(f is NO_FIELD for f in fields):
+                out: Field = NO_FIELD
+            elif rule is None:
+                out = None
+            else:
+                out = rule(fields, ev.inputs, ev.output, ev.attrs)
+            self.fields[id(ev.output)] = (ev.output, out)
+            cost_rule = COST_RULES.get(ev.op)
+            if cost_rule is None:
+                self._ledger(ev.op, ev.output, ev.call)
+                self.costs.append(Cost(0, 0, "uncounted"))
+            else:
+                self.costs.append(cost_rule(ev.inputs, ev.output, ev.attrs))
+
+    def _ledger(self, op: str, output: Tensor, call: int | None) -> None:
+        where = self.run.calls[call].path if call is not None else ""
+        entry = self.uncounted.setdefault(op, Uncounted(op, 0, tuple(output.shape), []))
+        entry.calls += 1
+        if where not in entry.layers:
+            entry.layers.append(where)
+
+    def rows(self) -> list[LayerRow]:
+        calls, events = self.run.calls, self.run.events
+        uses: dict[int, int] = {}
+        pending: list[tuple[int, LayerRow]] = []
+        by_call: dict[int, LayerRow] = {}
+        for i, call in enumerate(calls):
+            if not _is_layer(call.module):
+                continue
+            row = self._module_row(call)
+            uses[id(call.module)] = row.use = uses.get(id(call.module), 0) + 1
+            if row.use > 1:
+                row.params = row.trainable_params = 0
+                row.params_formula = "shared: counted at first use"
+            by_call[i] = row
+            pending.append((call.tick, row))
+        for k, ev in enumerate(events):
+            owner = self._owner(ev.call)
+            cost = self.costs[k]
+            if owner is None:
+                parent = calls[ev.call].path if ev.call is not None else ""
+                row = LayerRow(f"{parent}.{ev.op}" if parent else ev.op, ev.op, parent.count(".") + 2 if parent else 1,
+                               [tuple(t.shape) for t in ev.inputs], tuple(ev.output.shape))
+                row.output_shape = tuple(ev.output.shape)
+                self._add_cost(row, cost, ev.op)
+                row.activation_bytes = _nbytes(ev.output)
+                row.receptive_field = _field_out(self.field_of(ev.output))
+                pending.append((ev.tick, row))
+            else:
+                self._add_cost(by_call[owner], cost, ev.op)
+        for i, row in by_call.items():
+            outs = output_tensors(calls[i].output)
+            if outs:
+                row.activation_bytes = _nbytes(outs[0])
+                row.receptive_field = _field_out(self.field_of(outs[0]))
+        return [row for _, row in sorted(pending, key=lambda item: item[0])]
+
+    def _owner(self, call: int | None) -> int | None:
+        """The innermost layer call enclosing an op run inside ``call``; None when the op
+        runs in a container's own forward (a residual addition, a concatenation)."""
+        calls = self.run.calls
+        while call is not None and not _is_layer(calls[call].module):
+            call = calls[call].parent
+        return call
+
+    @staticmethod
+    def _add_cost(row: LayerRow, cost: Cost, op: str) -> None:
+        row.macs += cost.macs
+        row.flops += cost.flops
+        row.ops.append(op)
+        if cost.formula and cost.formula != Cost(0, 0).formula:
+            row.cost_formula = f"{row.cost_formula}; {cost.formula}" if row.cost_formula else cost.formula
+
+    def _module_row(self, call: ModuleCall) -> LayerRow:
+        module = call.module
+        params, trainable, formula = _param_formula(module)
+        weight = module._parameters.get("weight")
+        bias = module._parameters.get("bias")
+        return LayerRow(
+            name=call.path or type(module).__name__, type=type(module).__name__,
+            depth=call.path.count(".") + 1 if call.path else 0,
+            input_shapes=[tuple(t.shape) for t in output_tensors(call.inputs)],
+            output_shape=_shape(call.output),
+            weight_shape=None if weight is None else tuple(weight.shape),
+            bias_shape=None if bias is None else tuple(bias.shape),
+            params=params, trainable_params=trainable, params_formula=formula)
+
+    def peak_activation_bytes(self) -> tuple[int, int]:
+        """(peak live bytes, input bytes): every op output is a fresh buffer, freed after
+        its last use; the model's inputs are live until their last use too."""
+        events = self.run.events
+        last_use: dict[int, int] = {}
+        for k, ev in enumerate(events):
+            for t in ev.inputs:
+                last_use[id(t)] = k
+        final = {id(t) for t in output_tensors(self.run.output)}
+        inputs = sum(_nbytes(x) for x in self.run.inputs)
+        sizes: dict[int, int] = {id(x): _nbytes(x) for x in self.run.inputs}
+        frees: dict[int, list[int]] = {}
+        for key, k in last_use.items():
+            if key not in final:
+                frees.setdefault(k, []).append(key)
+        live = peak = inputs
+        for k, ev in enumerate(events):
+            sizes[id(ev.output)] = _nbytes(ev.output)
+            live += sizes[id(ev.output)]
+            peak = max(peak, live)
+            for key in frees.get(k, []):
+                live -= sizes.pop(key, 0)  # parameters and constants were never counted
+        return peak, inputs
+
+
+def _nbytes(t: Tensor) -> int:
+    return int(np.prod(t.shape, dtype=np.int64)) * t.dtype.itemsize
+
+
+def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
+            inputs: Sequence[Sequence[int]] | None = None) -> Summary:
+    """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
+
+    Parameters
+    ----------
+    model:
+        A ``convscope.nn.Module``, a zoo name (``"resnet50"``), a spec file or text, an ONNX
+        file, or a torch module.
+    input_shape:
+        ``(C, H, W)`` or ``(N, C, H, W)``: a batch of 1 is added when the first layer needs
+        one. Defaults to the zoo entry's or spec's input shape.
+    inputs:
+        Several input shapes, for multi-input models (each as ``input_shape``).
+
+    The model runs on meta tensors (no data, no compute). A layer that fails its shape
+    rule stops the walk; the rows up to it are kept and ``Summary.error`` holds the error.
+    """
+    net, name, default = _resolve(model)
+    shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
+    if not shapes[0]:
+        raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
+    metas = tuple(Tensor.meta(_batched(net, s), dtype) for s in shapes)
+    run = walk(net, metas)
+    builder = _Builder(net, run)
+    builder.propagate()
+    rows = builder.rows()
+    params = list({id(p): p for p in net.parameters()}.values())
+    counted = sum(r.params for r in rows)
+    peak, input_bytes = builder.peak_activation_bytes()
+    out_bytes = sum(_nbytes(t) for t in output_tensors(run.output))
+    total_params = sum(p.numel() for p in params)
+    totals = Totals(
+        params=counted if counted != total_params and _has_custom_counts(net) else total_params,
+        trainable_params=sum(r.trainable_params for r in rows) if _has_custom_counts(net)
+        else sum(p.numel() for p in params if p.requires_grad),
+        macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
+        param_bytes=sum(p.numel() * p.dtype.itemsize for p in params),
+        input_bytes=input_bytes, peak_activation_bytes=peak, output_bytes=out_bytes)
+    unused = 0 if run.error or _has_custom_counts(net) else total_params - counted
+    return Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error, unused)
+
+
+def _has_custom_counts(model: Module) -> bool:
+    return any(callable(getattr(m, "parameter_count", None)) for m in model.modules())
