@@ -398,11 +398,11 @@ def test_lenet5_counts_follow_the_paper() -> None:
     assert sum(LENET5_TRAINABLE.values()) == 60_000
     c3 = model.c3
     assert isinstance(c3, PartialConv2d)
-    assert c3.connected_parameters() == LENET5_TRAINABLE["C3"]
-    assert c3.connected_parameters() * 10 * 10 == 151_600  # connections: every C3 unit at 10×10 positions
+    assert c3.parameter_count()[0] == LENET5_TRAINABLE["C3"]
+    assert c3.parameter_count()[0] * 10 * 10 == 151_600  # connections: every C3 unit at 10×10 positions
     # parameters() holds the full rectangular C3 weight: the 900 unconnected weights are zero.
     assert n_params(model) == 60_000 + LENET5_UNCONNECTED == 60_900
-    connected = sum(m.connected_parameters() if isinstance(m, PartialConv2d)
+    connected = sum(m.parameter_count()[0] if isinstance(m, PartialConv2d)
                     else sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
     assert connected == 60_000
     table = model.c3.connection_table.numpy()

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -341,7 +341,8 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
           batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0, momentum: float = 0.9,
           schedule: str | None = None, step_size: int | None = None, gamma: float = 0.1,
           early_stopping: int | None = None, max_shift: int = 0, out: str | Path | None = None,
-          resume: str | Path | None = None, progress: bool = True, model_name: str | None = None) -> History:
+          resume: str | Path | None = None, progress: bool = True, model_name: str | None = None,
+          on_epoch: Callable[[dict[str, float]], Any] | None = None) -> History:
     """Train a classifier with cross-entropy; returns the per-epoch :class:`History`.
 
     Args:
@@ -363,6 +364,8 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
             must be those of the checkpoint (``epochs`` may grow).
         progress: show a progress bar; it is shown only when stderr is a terminal.
         model_name: recorded in the checkpoint so ``convscope train --resume`` can rebuild it.
+        on_epoch: called with each epoch's metrics row after the epoch (and its checkpoint);
+            it may read the model but must not change it or draw from the engine's RNG.
 
     Shape:
         inputs ``X (N, ...)`` as the model expects (checked layer by layer on a shape-only
@@ -415,6 +418,8 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
             bar.finish(row)
             if out_dir is not None:
                 _save(out_dir, model, opt, sched, config, history, stopping, data_id)
+            if on_epoch is not None:
+                on_epoch(row)
     if history.stopped_early and stopping.best_state is not None:
         model.load_state_dict(stopping.best_state)
         if out_dir is not None:

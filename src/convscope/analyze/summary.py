@@ -317,21 +317,32 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     builder = _Builder(net, run)
     builder.propagate()
     rows = builder.rows()
-    params = list({id(p): p for p in net.parameters()}.values())
-    counted = sum(r.params for r in rows)
+    total_params, trainable = _count_parameters(net.modules())
+    called = {id(c.module) for c in run.calls}
+    unused, _ = _count_parameters(m for m in net.modules() if id(m) not in called)
     peak, input_bytes = builder.peak_activation_bytes()
-    out_bytes = sum(_nbytes(t) for t in output_tensors(run.output))
-    total_params = sum(p.numel() for p in params)
+    params = list({id(p): p for p in net.parameters()}.values())
     totals = Totals(
-        params=counted if counted != total_params and _has_custom_counts(net) else total_params,
-        trainable_params=sum(r.trainable_params for r in rows) if _has_custom_counts(net)
-        else sum(p.numel() for p in params if p.requires_grad),
+        params=total_params, trainable_params=trainable,
         macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
         param_bytes=sum(p.numel() * p.dtype.itemsize for p in params),
-        input_bytes=input_bytes, peak_activation_bytes=peak, output_bytes=out_bytes)
-    unused = 0 if run.error or _has_custom_counts(net) else total_params - counted
-    return Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error, unused)
+        input_bytes=input_bytes, peak_activation_bytes=peak,
+        output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)))
+    return Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
+                   0 if run.error else unused)
 
 
-def _has_custom_counts(model: Module) -> bool:
-    return any(callable(getattr(m, "parameter_count", None)) for m in model.modules())
+def _count_parameters(modules: Any) -> tuple[int, int]:
+    """(total, trainable) over modules, each parameter once even when tied between modules
+    (a module's own ``parameter_count()`` overrides its raw count)."""
+    seen: set[int] = set()
+    total = trainable = 0
+    for module in modules:
+        own = [p for p in module._parameters.values() if p is not None and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if not own:
+            continue
+        count, train, _ = _param_formula(module)
+        total += count
+        trainable += train
+    return total, trainable

@@ -3,12 +3,15 @@ initialisation, and the input-size check with its fix-it hint."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeError
+from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
@@ -18,8 +21,28 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype is None else np.dtype(dtype)
 
 
+class _Allocation:
+    meta = False
+
+
+@contextlib.contextmanager
+def meta_parameters() -> Iterator[None]:
+    """Layers built inside this block get *meta* parameters (shape and dtype, no data, no
+    random initialisation), like building under ``torch.device("meta")``: a 138M-parameter
+    VGG builds instantly, for counting and shape analysis only."""
+    previous = _Allocation.meta
+    _Allocation.meta = True
+    try:
+        yield
+    finally:
+        _Allocation.meta = previous
+
+
 def empty_parameter(shape: tuple[int, ...], dtype: Any = None) -> Parameter:
-    """An uninitialised parameter (float32 unless ``dtype`` says otherwise)."""
+    """An uninitialised parameter (float32 unless ``dtype`` says otherwise); a meta one
+    inside :func:`meta_parameters`."""
+    if _Allocation.meta:
+        return Parameter(Tensor.meta(shape, resolve_dtype(dtype)))
     return Parameter(np.empty(shape, resolve_dtype(dtype)))
 
 

@@ -114,7 +114,7 @@ class PartialConv2d(nn.Conv2d):
     buffer ``connection_table`` of shape ``(C_out, C_in)`` (0/1 floats), so
 
     * connected weights = ``connection_table.sum() · kh · kw``; parameters = that + ``C_out`` biases
-      (:meth:`connected_parameters`; 1,500 + 16 = 1,516 for C3);
+      (:meth:`parameter_count`; 1,500 + 16 = 1,516 for C3);
     * MACs = ``H_out · W_out · connection_table.sum() · kh · kw`` per sample (150,000 for C3).
 
     Shape:
@@ -129,17 +129,22 @@ class PartialConv2d(nn.Conv2d):
             raise ValueError(f"PartialConv2d: expected a 0/1 connection table of shape ({out_channels}, "
                              f"{in_channels}), got shape {table.shape}")
         self.register_buffer("connection_table", Tensor(table))
-        self.weight.data *= table[:, :, None, None]
+        if not self.weight.is_meta:
+            self.weight.data *= table[:, :, None, None]
 
     def _mask(self) -> Tensor:
         """The connection table broadcast over the kernel: ``(C_out, C_in, 1, 1)``."""
         return self.connection_table.reshape(self.out_channels, self.in_channels, 1, 1)
 
-    def connected_parameters(self) -> int:
-        """Trainable parameters that reach the output: connected weights plus biases."""
+    def parameter_count(self) -> tuple[int, str]:
+        """Trainable parameters that reach the output: connected weights plus biases, with
+        the formula (the analyzer calls this instead of counting the full weight array)."""
         kernel = int(np.prod(self.kernel_size))
+        links = int(self.connection_table.numpy().sum())
         biases = self.out_channels if self.bias is not None else 0
-        return int(self.connection_table.numpy().sum()) * kernel + biases
+        total = links * kernel + biases
+        dims = "·".join(map(str, self.kernel_size))
+        return total, f"{links} connections·{dims} + {biases} = {total:,}"
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)

@@ -1,0 +1,134 @@
+"""Small pieces the topics share: option parsing with clear errors, seeded data and weights
+(from the caller's seed, never the global generator), counts, and comparisons."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import nn
+from ..nn import init
+from ..tensor import Tensor
+
+# Agreement of two float64 computations that sum the same terms in different orders.
+REL_TOL = 1e-12
+
+
+def positive(topic: str, name: str, value: Any, *, zero_ok: bool = False) -> int:
+    """``value`` as an int ≥ 1 (≥ 0 with ``zero_ok``), else a ValueError naming the option."""
+    low = 0 if zero_ok else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        want = "a non-negative" if zero_ok else "a positive"
+        raise ValueError(f"explain {topic}: --{name.replace('_', '-')} must be {want} integer, got {value!r}")
+    return int(value)
+
+
+def sizes(topic: str, name: str, value: Any, lengths: Sequence[int], example: str) -> tuple[int, ...]:
+    """Parse ``"1x28x28"`` (or ``×``, or a sequence of ints) into positive ints; the number of
+    sizes must be one of ``lengths``."""
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            values = ()
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        values = (int(value),)
+    else:
+        try:
+            values = tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            values = ()
+    if len(values) not in lengths or min(values, default=0) < 1:
+        counts = " or ".join(str(n) for n in lengths)
+        raise ValueError(f"explain {topic}: --{name.replace('_', '-')} expects {counts} positive sizes like "
+                         f"{example}, got {value!r}")
+    return values
+
+
+def int_list(topic: str, name: str, value: Any, example: str) -> list[int]:
+    """Parse ``"1,2,4"`` (or a sequence) into positive ints."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        values = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"explain {topic}: --{name} expects positive integers like {example}, got {value!r}")
+    return values
+
+
+def generator(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def data(rng: np.random.Generator, *shape: int) -> Tensor:
+    """Standard-normal float64 data."""
+    return Tensor.wrap(rng.standard_normal(shape))
+
+
+def seeded(module: nn.Module, rng: np.random.Generator) -> nn.Module:
+    """Convert ``module`` to float64 and redraw every weight and bias from ``rng`` with torch's
+    default bounds (U(±1/√fan_in)), so the numbers depend on the seed only."""
+    module.double()
+    for m in module.modules():
+        weight = getattr(m, "weight", None)
+        if not isinstance(weight, Tensor) or weight.ndim < 2:
+            continue
+        bound = 1 / math.sqrt(weight.shape[1] * math.prod(weight.shape[2:]))
+        init.uniform_(weight, -bound, bound, generator=rng)
+        if getattr(m, "bias", None) is not None:
+            init.uniform_(m.bias, -bound, bound, generator=rng)
+    return module
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def conv_macs(weight_shape: Sequence[int], output_shape: Sequence[int]) -> int:
+    """MACs of one sample through a convolution (convscope's convention): output elements ×
+    (C_in / groups) × kernel volume; bias additions are not counted.
+
+    ``weight_shape`` is ``(C_out, C_in/groups, *k)``; ``output_shape`` is ``(C_out, *spatial)``
+    (one sample, no batch dim).
+    """
+    return math.prod(output_shape) * math.prod(weight_shape[1:])
+
+
+def max_diff(a: Any, b: Any) -> float:
+    a = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+    b = b.numpy() if isinstance(b, Tensor) else np.asarray(b)
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def close(a: Any, b: Any) -> bool:
+    """Same shape and equal to float64 rounding (``REL_TOL`` of the larger magnitude)."""
+    a = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+    b = b.numpy() if isinstance(b, Tensor) else np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+    return max_diff(a, b) <= REL_TOL * scale
+
+
+def changed_maps(before: Any, after: Any) -> list[int]:
+    """The indices along axis 1 (feature maps) where any value differs."""
+    a = before.numpy() if isinstance(before, Tensor) else np.asarray(before)
+    b = after.numpy() if isinstance(after, Tensor) else np.asarray(after)
+    moved = (a != b).reshape(a.shape[0], a.shape[1], -1).any(axis=(0, 2))
+    return [int(i) for i in np.flatnonzero(moved)]
+
+
+def with_map_shifted(x: Tensor, index: int, amount: float = 1.0) -> Tensor:
+    """A copy of ``x`` ``(N, C, ...)`` with ``amount`` added to every cell of map ``index``.
+
+    A positive shift of a whole map survives ReLU, max- and average-pooling, so any map it
+    does not change downstream is one the layer never reads.
+    """
+    shifted = x.numpy().copy()
+    shifted[:, index] += amount
+    return Tensor.wrap(shifted)
