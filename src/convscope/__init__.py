@@ -1,7 +1,12 @@
 """convscope: convolutional neural networks, transparent and exact.
 
 A NumPy CNN engine with PyTorch semantics, plus tools that explain every number it makes.
+Heavier parts (the analyzer, interop, training, tracing) load on first use, so
+``import convscope`` stays fast and never imports torch.
 """
+
+import importlib
+from typing import Any
 
 from . import functional, nn, optim, zoo
 from . import ops as _ops  # noqa: F401  (binds the Tensor operators and methods)
@@ -12,7 +17,35 @@ from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, t
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute); attribute None means the module itself
+_LAZY = {
+    "summary": ("convscope.analyze", "summary"),
+    "Summary": ("convscope.analyze", "Summary"),
+    "analyze": ("convscope.analyze", None),
+    "load_spec": ("convscope.spec", "load_spec"),
+    "from_torch": ("convscope.interop.torch_convert", "from_torch"),
+    "to_torch": ("convscope.interop.torch_convert", "to_torch"),
+    "load_onnx": ("convscope.interop.onnx_load", "load_onnx"),
+    "export_onnx": ("convscope.interop.onnx_export", "export_onnx"),
+    "trace": ("convscope.trace", "trace"),
+    "explain": ("convscope.explain", "explain"),
+    "train": ("convscope.train", "train"),
+    "pretrained": ("convscope.pretrained", "pretrained"),
+    "data": ("convscope.data", None),
+    "inspect": ("convscope.inspect", None),
+}
+
 __all__ = [
     "ShapeError", "Tensor", "cat", "float32", "float64", "functional", "int64", "is_grad_enabled",
-    "manual_seed", "nn", "no_grad", "optim", "stack", "tensor", "where", "zoo",
+    "manual_seed", "nn", "no_grad", "optim", "stack", "tensor", "where", "zoo", *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'convscope' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

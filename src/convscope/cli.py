@@ -29,6 +29,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"3x224x224"`` (or ``3,224,224``) → ``(3, 224, 224)``."""
+    parts = text.replace("×", "x").replace(",", "x").lower().split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--input must look like 3x224x224, got {text!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"--input sizes must be positive, got {text!r}")
+    return shape
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .analyze import summary
+
+    result = summary(args.model, parse_shape(args.input) if args.input else None)
+    if args.format == "json":
+        print(result.to_json())
+    elif args.format == "csv":
+        print(result.to_csv(), end="")
+    elif args.format == "md":
+        print(result.to_markdown())
+    else:
+        print(result.table(args.depth))
+    if result.error is not None:
+        print(f"convscope summary: error: {result.error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .analyze import summary
+    from .analyze.render import human, shape_text
+
+    print(f"{'model':<18}{'input':>12}{'params':>14}{'MACs':>10}  description")
+    for name in zoo.names():
+        entry = zoo.entry(name)
+        totals = summary(name).totals
+        print(f"{name:<18}{shape_text(entry.input_shape, False):>12}{totals.params:>14,}{human(totals.macs):>10}  "
+              f"{entry.description[:40]}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import train
 
@@ -55,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k2", type=_positive, default=16, help="second-layer filters (5×5)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_demo)
+    p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
+    p.add_argument("model", help="a zoo name (see `convscope zoo`), a spec file or an .onnx file")
+    p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
+    p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
+    p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
+    p.set_defaults(run=_cmd_summary)
+    p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
+    p.set_defaults(run=_cmd_zoo)
     p = sub.add_parser("train", help="train a model (default: the digits CNN on the embedded digits)")
     p.add_argument("model", nargs="?", default=None, help="'digits' (default) or a zoo model name")
     p.add_argument("--data", default=None,

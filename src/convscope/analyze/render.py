@@ -59,13 +59,14 @@ def grouped(summary: Any, depth: int) -> list[dict]:
 
 def table(summary: Any, depth: int | None = None) -> str:
     """The readable table (fits 80 columns), totals, the uncounted ledger and any error."""
-    head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{'RF':>9}"
+    last = "Layers" if depth is not None else "RF"
+    head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{last:>9}"
     lines = [f"{summary.model_name}: input {', '.join(shape_text(s, False) for s in summary.input_shapes)}",
              head, "─" * len(head)]
     if depth is not None:
         for g in grouped(summary, depth):
             lines.append(f"{g['name'][:33]:<34}{shape_text(g['output_shape']):>14}{g['params']:>12,}"
-                         f"{human(g['macs']):>10}{g['layers']:>8}L")
+                         f"{human(g['macs']):>10}{g['layers']:>9}")
     else:
         for r in summary.rows:
             label = f"{r.name} ({r.type})"

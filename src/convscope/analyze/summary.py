@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..nn._utils import meta_parameters
 from ..nn.module import Module
 from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
 from ..tensor import Tensor
@@ -85,7 +86,8 @@ def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
         text = str(model)
         if isinstance(model, str) and text in zoo.names():
             entry = zoo.entry(text)
-            return entry.builder(), text, entry.input_shape
+            with meta_parameters():  # counting needs shapes only: skip the random init
+                return entry.builder(), text, entry.input_shape
         path = Path(text)
         if path.suffix == ".onnx":
             from ..interop.onnx_load import load_onnx

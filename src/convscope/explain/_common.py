@@ -123,12 +123,12 @@ def changed_maps(before: Any, after: Any) -> list[int]:
     return [int(i) for i in np.flatnonzero(moved)]
 
 
-def with_map_shifted(x: Tensor, index: int, amount: float = 1.0) -> Tensor:
-    """A copy of ``x`` ``(N, C, ...)`` with ``amount`` added to every cell of map ``index``.
+def with_map_shifted(x: Tensor, index: int) -> Tensor:
+    """A copy of ``x`` ``(N, C, ...)`` with ``1 + max|x|`` added to every cell of map ``index``.
 
-    A positive shift of a whole map survives ReLU, max- and average-pooling, so any map it
-    does not change downstream is one the layer never reads.
+    The shift makes every cell of the map positive, so it survives ReLU, max- and average-
+    pooling: a map downstream that does not change is one that never reads map ``index``.
     """
     shifted = x.numpy().copy()
-    shifted[:, index] += amount
+    shifted[:, index] += 1 + np.abs(shifted).max()
     return Tensor.wrap(shifted)
