@@ -45,6 +45,14 @@ class Axis:
         span = dilation * (kernel - 1) + 1
         return Axis(self.size + (span - 1) * self.jump, self.jump * stride, self.start - pad_before * self.jump)
 
+    def scatter(self, kernel: int, stride: int, dilation: int, padding: int) -> Axis:
+        """After a transposed convolution: output ``o`` gathers the inputs ``i`` with
+        ``i·s + t·d − p = o`` for some tap ``t``, i.e. ``i ∈ [(o + p − (span − 1))/s, (o + p)/s]``
+        (the continuous bounding interval; exact cells are a subset)."""
+        span = dilation * (kernel - 1) + 1
+        jump = self.jump / stride
+        return Axis(self.size + (span - 1) * jump, jump, self.start + (padding - span + 1) * jump)
+
     def bins(self, length: int, out: int) -> Axis:
         """After adaptive pooling of ``length`` cells into ``out`` bins (bin i covers
         ``⌊i·L/out⌋ … ⌈(i+1)·L/out⌉ − 1``): the widest bin, stepping by ``L/out`` on average."""

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..rules import NO_FIELD, Cost, Field, cost_rule, field_rule, numel
 from ..tensor import Tensor, make_result
 from .pad import constant_pad_array
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, tap_slices
@@ -620,3 +621,41 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
                      dilation: IntOrTuple = 1) -> Tensor:
     return _conv_transpose("conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+# --- analysis rules (see convscope.rules) ------------------------------------------------
+_CONVS = [f"conv{n}d" for n in (1, 2, 3)]
+_TRANSPOSED = [f"conv_transpose{n}d" for n in (1, 2, 3)]
+
+
+@cost_rule(*_CONVS, *_TRANSPOSED)
+def _conv_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
+    """conv: output elements × (C_in/groups) × kernel volume; transposed: input elements ×
+    (C_out/groups) × kernel volume (each input cell scatters one kernel). Bias adds are not MACs."""
+    x, w = inputs[0], inputs[1]
+    kernel = w.shape[2:]
+    transposed = "padding" in attrs and "output_padding" in attrs
+    cells = numel(x.shape if transposed else output.shape)
+    per_cell = w.shape[1]
+    macs = cells * per_cell * math.prod(kernel)
+    what = "inputs" if transposed else "outputs"
+    text = f"{cells:,} {what} × {'·'.join(map(str, (per_cell, *kernel)))} = {macs:,}"
+    return Cost(macs, 2 * macs, text)
+
+
+@field_rule(*_CONVS)
+def _conv_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    if fields[0] is None or fields[0] is NO_FIELD:
+        return fields[0]
+    kernel = inputs[1].shape[2:]
+    return tuple(a.window(k, s, d, p[0]) for a, k, s, d, p in
+                 zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
+
+
+@field_rule(*_TRANSPOSED)
+def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    if fields[0] is None or fields[0] is NO_FIELD:
+        return fields[0]
+    kernel = inputs[1].shape[2:]
+    return tuple(a.scatter(k, s, d, p) for a, k, s, d, p in
+                 zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
