@@ -203,8 +203,8 @@ class _Builder:
         pending: list[tuple[int, LayerRow]] = []
         by_call: dict[int, LayerRow] = {}
         for i, call in enumerate(calls):
-            if not _is_layer(call.module):
-                continue
+            if not _is_layer(call.module) or (self.run.error is not None and call.output is None):
+                continue  # a container, or the layer whose shape rule failed
             row = self._module_row(call)
             uses[id(call.module)] = row.use = uses.get(id(call.module), 0) + 1
             if row.use > 1:
@@ -293,7 +293,7 @@ def _nbytes(t: Tensor) -> int:
 
 
 def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
-            inputs: Sequence[Sequence[int]] | None = None) -> Summary:
+            inputs: Sequence[Sequence[int]] | None = None, strict: bool = False) -> Summary:
     """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
 
     Parameters
@@ -306,6 +306,8 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         one. Defaults to the zoo entry's or spec's input shape.
     inputs:
         Several input shapes, for multi-input models (each as ``input_shape``).
+    strict:
+        Raise instead of listing ops that ran without a cost rule in ``Summary.uncounted``.
 
     The model runs on meta tensors (no data, no compute). A layer that fails its shape
     rule stops the walk; the rows up to it are kept and ``Summary.error`` holds the error.
@@ -319,6 +321,8 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     builder = _Builder(net, run)
     builder.propagate()
     rows = builder.rows()
+    if strict and builder.uncounted:
+        raise ValueError(f"summary: no cost rule for: {', '.join(builder.uncounted)} (strict=True)")
     total_params, trainable = _count_parameters(net.modules())
     called = {id(c.module) for c in run.calls}
     unused, _ = _count_parameters(m for m in net.modules() if id(m) not in called)

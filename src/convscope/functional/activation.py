@@ -282,3 +282,8 @@ _ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "hardsigmoid", "hardswish", "e
 cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
 cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
 field_rule(*_ELEMENTWISE, "softmax", "log_softmax")(same_field)
+
+# torch's tensor methods of the same names (x.relu(), x.softmax(1), …)
+for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    setattr(Tensor, _name, globals()[_name])
+del _name

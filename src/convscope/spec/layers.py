@@ -322,16 +322,14 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
         if "=" in text:
             key, raw = text.split("=", 1)
             if normalise(key) == "name":
-                args.name = _name(raw, token, len(key) + 1)
+                args.name = check_name(raw, token, len(key) + 1)
             else:
                 store(key, raw, token, token.column + len(key) + 1)
         elif word == "frozen":
             args.frozen = True
         elif word in kind.flags:
             key, value = kind.flags[word]
-            option = kind.option(key)
-            assert option is not None, f"flag {word} of {kind.name} names unknown option {key}"  # table bug
-            set_value(option, value, token)
+            set_value(kind.option(key), value, token)  # type: ignore[arg-type]  (tested: flags name options)
         elif _short_option(kind, text) is not None:
             option, raw = _short_option(kind, text)  # type: ignore[misc]
             store(option.key, raw, token, token.column + len(text) - len(raw))
@@ -368,7 +366,8 @@ def _parse(option: Option, raw: str, token: Token, column: int, layer: str) -> A
         raise SpecError(f"{layer}: {option.key} ({option.help}) {err}", line=token.line, column=column) from None
 
 
-def _name(raw: str, token: Token, offset: int) -> str:
+def check_name(raw: str, token: Token, offset: int) -> str:
+    """A ``name=`` value: letters, digits and ``_`` (it becomes one part of a module path)."""
     if not raw or not all(c.isalnum() or c == "_" for c in raw):
         raise SpecError(f"name must be letters, digits and '_' (it becomes a module path part), got {raw!r}",
                         line=token.line, column=token.column + offset)

@@ -1,0 +1,135 @@
+"""Run a model once and record what happened: every op call (in execution order, which is
+a topological order) and every module call (which ops ran inside it).
+
+The op calls come from :func:`convscope.tensor.observe`, so additions, concatenations and
+other functional code in a model's ``forward`` are recorded as well as its layers; the
+module calls come from forward hooks. Parameters are frozen for the run, so the recorded
+graph leads from the input only and a later backward pass touches no parameter's ``.grad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..nn.module import Module
+from ..tensor import Tensor, _GradMode, observe
+
+
+@dataclass(frozen=True)
+class Call:
+    """One op call: its name, the tensors it read, the tensor it made and its attributes."""
+
+    op: str
+    parents: tuple[Tensor, ...]
+    out: Tensor
+    attrs: dict
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of a module: ``calls[start:end]`` ran inside it; ``depth`` is its nesting level."""
+
+    path: str
+    module: Module
+    inputs: tuple
+    output: Any
+    start: int
+    end: int
+    depth: int
+
+
+@dataclass
+class Recording:
+    """The input, the calls and the module calls of one forward run."""
+
+    input: Tensor
+    output: Any
+    calls: list[Call]
+    modules: list[ModuleCall]
+    _producer: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._producer = {id(call.out): i for i, call in enumerate(self.calls)}
+
+    def producer(self, tensor: Tensor) -> int | None:
+        """Position of the call that made ``tensor`` (None for the input, parameters, constants)."""
+        return self._producer.get(id(tensor))
+
+    def owner(self, position: int) -> ModuleCall | None:
+        """The innermost module call inside which call ``position`` ran."""
+        inside = [m for m in self.modules if m.start <= position < m.end]
+        return max(inside, key=lambda m: m.depth, default=None)
+
+    def calls_of(self, module: Module) -> list[ModuleCall]:
+        """The calls of ``module``, in the order they started."""
+        return sorted((m for m in self.modules if m.module is module), key=lambda m: m.start)
+
+    def depends_on_input(self) -> set[int]:
+        """Ids of the input and of every recorded tensor computed from it."""
+        ids = {id(self.input)}
+        for call in self.calls:
+            if any(id(p) in ids for p in call.parents):
+                ids.add(id(call.out))
+        return ids
+
+
+@contextlib.contextmanager
+def grad_enabled() -> Iterator[None]:
+    """Record the graph even inside ``no_grad``: the tracer reads the adjoints of routing ops
+    (reshape, cat, indexing) and backpropagates for :meth:`Trace.contributions`."""
+    previous = _GradMode.enabled
+    _GradMode.enabled = True
+    try:
+        yield
+    finally:
+        _GradMode.enabled = previous
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: Module) -> Iterator[None]:
+    """Parameters stop requiring grad inside the block, then get their flag back."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def record(model: Module, x: Tensor) -> Recording:
+    """Run ``model(x)`` once (its own ``forward``), recording op and module calls.
+
+    ``x`` should require grad so that the graph from it is recorded.
+    """
+    calls: list[Call] = []
+    modules: list[ModuleCall] = []
+    starts: list[int] = []
+
+    def observer(op: str, parents: tuple, out: Tensor, attrs: dict) -> None:
+        calls.append(Call(op, tuple(parents), out, dict(attrs)))
+
+    def before(module: Module, args: tuple) -> None:
+        starts.append(len(calls))
+
+    def after_for(path: str) -> Any:
+        def after(module: Module, args: tuple, output: Any) -> None:
+            start = starts.pop()
+            modules.append(ModuleCall(path, module, args, output, start, len(calls), len(starts)))
+        return after
+
+    handles = []
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after_for(path)))
+    try:
+        with frozen_parameters(model), grad_enabled(), observe(observer):
+            output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Recording(x, output, calls, modules)

@@ -1,0 +1,241 @@
+"""convscope.summary: shapes against real forward passes, parameter counts against the
+published numbers, MACs against torch's flop counter, receptive fields against brute-force
+gradients, and reports that leave the model untouched."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import convscope as cs
+import convscope.functional as F
+from convscope import nn
+from convscope.cli import main as cli_main
+
+# Published parameter counts (torchvision's model cards; LeCun et al. 1998 for LeNet-5).
+PUBLISHED = {
+    "alexnet": 61_100_840, "vgg16": 138_357_544, "googlenet": 6_624_904, "resnet18": 11_689_512,
+    "resnet50": 25_557_032, "mobilenet_v2": 3_504_872, "squeezenet1_0": 1_248_424, "lenet5": 60_000,
+}
+# Published multiply-accumulate counts at 224×224 (fvcore/the papers: conv + fc only).
+PUBLISHED_MACS = {"resnet50": 4.09e9, "vgg16": 15.47e9, "resnet18": 1.82e9, "mobilenet_v2": 0.30e9}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_totals_match_published_parameter_counts(name):
+    assert cs.summary(name).totals.params == PUBLISHED[name]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_MACS))
+def test_macs_match_published_counts(name):
+    macs = cs.summary(name).totals.macs
+    assert abs(macs - PUBLISHED_MACS[name]) / PUBLISHED_MACS[name] < 0.01
+
+
+@pytest.mark.parametrize("name", ["seed", "lenet5_modern", "resnet18", "mobilenet_v2", "googlenet", "squeezenet1_1"])
+def test_row_shapes_equal_a_real_forward_pass(name):
+    cs.manual_seed(0)
+    model = cs.zoo.build(name).eval()
+    shape = (3, 64, 64) if cs.zoo.entry(name).input_shape[0] == 3 else cs.zoo.entry(name).input_shape
+    real: dict[str, list] = {}
+
+    def hook(module, args, output):
+        real.setdefault(paths[id(module)], []).append(tuple(output.shape))
+
+    paths = {id(m): p for p, m in model.named_modules()}
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not m._modules]
+    with cs.no_grad():
+        model(cs.tensor(np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)))
+    for h in handles:
+        h.remove()
+    s = cs.summary(model, shape)
+    assert s.ok
+    module_rows = [r for r in s.rows if r.name in real]
+    assert len(module_rows) == sum(len(v) for v in real.values())
+    seen: dict[str, int] = {}
+    for row in module_rows:
+        k = seen.get(row.name, 0)
+        assert row.output_shape == real[row.name][k], row.name
+        seen[row.name] = k + 1
+
+
+# --- MACs against torch.utils.flop_counter ------------------------------------------------
+LAYERS = [
+    ("conv", dict(c_in=3, c_out=8, k=3, s=1, p=1, d=1, g=1)),
+    ("conv", dict(c_in=8, c_out=16, k=5, s=2, p=0, d=1, g=2)),
+    ("conv", dict(c_in=16, c_out=16, k=3, s=1, p=2, d=2, g=16)),
+    ("deconv", dict(c_in=16, c_out=6, k=4, s=2, p=1, d=1, g=2)),
+]
+
+
+def _twins():
+    ours, theirs = [], []
+    for kind, c in LAYERS:
+        if kind == "conv":
+            ours.append(nn.Conv2d(c["c_in"], c["c_out"], c["k"], c["s"], c["p"], c["d"], c["g"]))
+            theirs.append(torch.nn.Conv2d(c["c_in"], c["c_out"], c["k"], c["s"], c["p"], c["d"], c["g"]))
+        else:
+            ours.append(nn.ConvTranspose2d(c["c_in"], c["c_out"], c["k"], c["s"], c["p"], groups=c["g"]))
+            theirs.append(torch.nn.ConvTranspose2d(c["c_in"], c["c_out"], c["k"], c["s"], c["p"], groups=c["g"]))
+    return nn.Sequential(*ours), torch.nn.Sequential(*theirs)
+
+
+def test_macs_equal_torch_flop_counter():
+    ours, theirs = _twins()
+    s = cs.summary(ours, (3, 31, 29))
+    with FlopCounterMode(display=False) as counter:
+        theirs(torch.zeros(1, 3, 31, 29))
+    assert s.totals.flops - sum(r.flops for r in s.rows if r.macs == 0) == counter.get_total_flops()
+    assert 2 * s.totals.macs == counter.get_total_flops()
+
+
+def test_linear_macs_and_formula():
+    s = cs.summary(nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5)), (20,))
+    assert [r.macs for r in s.rows] == [600, 0, 150]
+    assert s.rows[0].params_formula == "30·20 + 30 = 630"
+
+
+# --- receptive fields against brute force ------------------------------------------------
+class Branchy(nn.Module):
+    """Two paths of different reach, added: the field is the union over paths."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Conv2d(2, 2, 3, dilation=2, padding=2))
+        self.b = nn.Conv2d(1, 2, 5, padding=2)
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1)
+        self.head = nn.Conv2d(4, 1, 3, stride=2)
+
+    def forward(self, x):
+        y = self.a(x) + self.b(x)
+        return self.head(cs.cat([self.pool(y), self.pool(y.tanh())], 1))
+
+
+RF_MODELS = {
+    "strided": lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Tanh(), nn.Conv2d(2, 1, 3, stride=2)),
+    "dilated_padded": lambda: nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2, padding=1), nn.Sigmoid(),
+                                            nn.Conv2d(2, 1, 3, padding=1, dilation=3)),
+    "pooled": lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.Conv2d(2, 1, 3, stride=2)),
+    "branchy": Branchy,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RF_MODELS))
+def test_receptive_field_box_equals_gradient_support(name):
+    cs.manual_seed(1)
+    model = RF_MODELS[name]().double()
+    shape = (1, 1, 33, 31)
+    field = cs.summary(model, shape[1:], dtype=np.float64).rows[-1].receptive_field
+    x = cs.tensor(np.random.default_rng(2).standard_normal(shape), requires_grad=True)
+    out = model(x)
+    corners = [(0, 0, 0, 0), (0, 0) + tuple(s // 2 for s in out.shape[2:]),
+               (0, 0) + tuple(s - 1 for s in out.shape[2:])]
+    for index in corners:
+        x.grad = None
+        out = model(x)
+        out[index].backward()
+        support = np.nonzero(x.grad[0, 0])
+        for axis, (a, pos) in enumerate(zip(field, index[2:])):
+            lo = a.start + pos * a.jump
+            hi = lo + a.size - 1
+            got = (support[axis].min(), support[axis].max())
+            if lo >= 0 and hi <= shape[2 + axis] - 1:  # box inside the input: it is the exact extent
+                assert got == (lo, hi), (name, index, axis)
+            else:  # cells reached only through padding carry no gradient: the extent is within the box
+                assert max(0, math.ceil(lo)) <= got[0] and got[1] <= min(shape[2 + axis] - 1, math.floor(hi))
+
+
+def test_receptive_field_classic_numbers():
+    # Two 3×3 convs see 5×5; adding a 2×2/2 pool and another 3×3 conv gives 10×10 with jump 2.
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3))
+    rows = cs.summary(model, (1, 32, 32)).rows
+    assert [r.receptive_field[0].size for r in rows] == [3, 5, 6, 10]
+    assert rows[-1].receptive_field[0].jump == 2
+    # VGG-16's classic numbers: conv5_3 sees 196×196 input pixels, pool5 212×212, jump 32.
+    rows = {r.name: r for r in cs.summary("vgg16").rows}
+    assert rows["features.28"].receptive_field[0].size == 196
+    assert rows["features.30"].receptive_field[0].size == 212
+    assert rows["features.30"].receptive_field[0].jump == 32
+
+
+# --- reports that never half-fail ----------------------------------------------------------
+def test_summary_leaves_model_untouched():
+    cs.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.ReLU())
+    model.train()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    hooks = [dict(m._forward_hooks) for m in model.modules()]
+    rng_state = json.dumps(cs.random.get_rng_state())
+    cs.summary(model, (3, 8, 8))
+    assert model.training and all(m.training for m in model.modules())
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert [dict(m._forward_hooks) for m in model.modules()] == hooks
+    assert json.dumps(cs.random.get_rng_state()) == rng_state
+
+
+def test_failing_layer_keeps_rows_and_names_the_layer():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 5), nn.Conv2d(4, 4, 5))
+    s = cs.summary(model, (1, 10, 10))
+    assert not s.ok
+    assert [r.name for r in s.rows] == ["0", "1", "2"]
+    assert "3 (Conv2d)" in str(s.error) and "spans 5 > padded input 4" in str(s.error)
+    assert str(s.error) in str(s)
+
+
+def test_shared_module_counted_once_and_functional_calls_counted():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.extra = nn.Parameter(np.ones((2, 2, 1, 1), np.float32))
+
+        def forward(self, x):
+            x = self.conv(self.conv(x))
+            return F.conv2d(x, self.extra)
+
+    s = cs.summary(Tied(), (2, 5, 5))
+    assert s.totals.params == 2 * 2 * 9 + 2 + 4
+    conv_rows = [r for r in s.rows if r.name == "conv"]
+    assert [r.use for r in conv_rows] == [1, 2] and [r.params for r in conv_rows] == [38, 0]
+    assert s.totals.macs == 2 * (25 * 2 * 2 * 9) + 25 * 2 * 2
+    assert not s.uncounted
+
+
+class Custom(nn.Module):
+    """Runs an op that has no cost rule (made with the engine's own op constructor)."""
+
+    def forward(self, x):
+        from convscope.tensor import make_result
+
+        return make_result("mystery", None, (x,), None, shape=x.shape)
+
+
+def test_uncounted_ops_are_listed_never_silent():
+    s = cs.summary(nn.Sequential(nn.Conv2d(1, 2, 1), Custom(), Custom()), (1, 4, 4))
+    assert [(u.op, u.calls, u.output_shape) for u in s.uncounted] == [("mystery", 2, (1, 2, 4, 4))]
+    assert "Uncounted (no cost rule, counted as 0): mystery ×2" in str(s)
+    with pytest.raises(ValueError, match="no cost rule for: mystery"):
+        cs.summary(nn.Sequential(Custom()), (1, 4, 4), strict=True)
+    assert not cs.summary(nn.Sequential(nn.Conv2d(1, 1, 1), nn.Softmax(1), nn.Flatten()), (1, 4, 4)).uncounted
+
+
+def test_renderers():
+    s = cs.summary("lenet5_modern")
+    d = json.loads(s.to_json())
+    assert d["totals"]["params"] == 61_706 and d["layers"][0]["weight_shape"] == [6, 1, 5, 5]
+    assert s.to_csv().splitlines()[0].startswith("name,type,input_shapes")
+    assert s.to_markdown().startswith("| name |")
+    assert max(len(line) for line in str(cs.summary("resnet50")).splitlines()) <= 80
+
+
+def test_cli_summary_and_errors(capsys, tmp_path):
+    assert cli_main(["summary", "resnet18", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["params"] == 11_689_512
+    assert cli_main(["summary", "lenet5_modern", "--input", "1x8x8"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "(Conv2d)" in captured.err
+    assert cli_main(["summary", "resnet18", "--input", "3xbad"]) == 2
+    assert "--input must look like" in capsys.readouterr().err
