@@ -44,8 +44,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .analyze import summary
 
-    result = summary(args.model, parse_shape(args.input) if args.input else None)
-    if args.format == "json":
+    result = summary(args.model, parse_shape(args.input) if args.input else None, convention=args.convention)
+    if args.by_type:
+        from .analyze.render import by_type_table
+
+        print(by_type_table(result))
+    elif args.format == "json":
         print(result.to_json())
     elif args.format == "csv":
         print(result.to_csv(), end="")
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
+    p.add_argument("--convention", choices=["convscope", "paper"], default="convscope",
+                   help="what the totals count (paper: conv/fc multiply-adds, weights without biases)")
+    p.add_argument("--by-type", action="store_true", help="MACs and parameters per layer kind, with shares")
     p.set_defaults(run=_cmd_summary)
     p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
     p.set_defaults(run=_cmd_zoo)

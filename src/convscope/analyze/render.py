@@ -90,6 +90,17 @@ def table(summary: Any, depth: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def by_type_table(summary: Any) -> str:
+    """:meth:`Summary.by_type` as text: the "where does the compute go" table."""
+    head = f"{'layer kind':<28}{'layers':>7}{'MACs':>10}{'share':>8}{'params':>12}{'share':>8}"
+    lines = [f"{summary.model_name} ({summary.convention} convention)", head, "─" * len(head)]
+    for k in summary.by_type():
+        if k["macs"] or k["params"]:
+            lines.append(f"{k['type'][:27]:<28}{k['layers']:>7}{human(k['macs']):>10}{k['macs_share']:>8.2%}"
+                         f"{k['params']:>12,}{k['params_share']:>8.2%}")
+    return "\n".join(lines)
+
+
 COLUMNS = ("name", "type", "input_shapes", "output_shape", "weight_shape", "bias_shape", "params",
            "trainable_params", "params_formula", "macs", "flops", "cost_formula", "activation_bytes",
            "receptive_field", "use")

@@ -21,7 +21,8 @@ from ..nn._utils import meta_parameters
 from ..nn.module import Module
 from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
 from ..tensor import Tensor
-from . import render
+from . import conventions, render
+from .conventions import Convention
 from .record import FieldAxis, LayerRow, Totals, Uncounted
 from .walk import ModuleCall, Walk, output_tensors, walk
 
@@ -38,6 +39,7 @@ class Summary:
     uncounted: list[Uncounted] = field(default_factory=list)
     error: ShapeError | None = None
     unused_params: int = 0
+    convention: str = "convscope"
 
     @property
     def ok(self) -> bool:
@@ -48,9 +50,30 @@ class Summary:
             raise self.error
         return self
 
+    def by_module(self, depth: int = 1) -> list[dict]:
+        """Rows aggregated by module path prefix of ``depth`` components (one entry per
+        top-level block at depth 1): layers, params, MACs, FLOPs, output shape."""
+        return render.grouped(self, depth)
+
+    def by_type(self) -> list[dict]:
+        """MACs and parameters per layer kind (``Conv2d 1×1``, ``Conv2d 3×3 depthwise``,
+        ``Linear``, …) with their shares of the totals — MobileNet's Table 2."""
+        kinds: dict[str, dict] = {}
+        for r in self.rows:
+            k = kinds.setdefault(_kind(r), {"type": _kind(r), "layers": 0, "params": 0, "macs": 0})
+            k["layers"] += 1
+            k["params"] += r.params
+            k["macs"] += r.macs
+        params, macs = sum(k["params"] for k in kinds.values()), sum(k["macs"] for k in kinds.values())
+        for k in kinds.values():
+            k["params_share"] = k["params"] / params if params else 0.0
+            k["macs_share"] = k["macs"] / macs if macs else 0.0
+        return sorted(kinds.values(), key=lambda k: -k["macs"])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model_name,
+            "convention": self.convention,
             "input_shapes": [list(s) for s in self.input_shapes],
             "layers": [r.to_dict() for r in self.rows],
             "totals": vars(self.totals).copy(),
@@ -73,6 +96,18 @@ class Summary:
 
     def __str__(self) -> str:
         return render.table(self)
+
+
+def _kind(row: LayerRow) -> str:
+    """A layer's kind for :meth:`Summary.by_type`: conv rows carry their kernel size and
+    whether they are depthwise (one input channel per filter, several channels in)."""
+    w = row.weight_shape
+    if w is None or len(w) < 3:  # only convolution weights have kernel dims
+        return row.type
+    kernel = "×".join(map(str, w[2:]))
+    channels_in = row.input_shapes[0][1] if row.input_shapes and len(row.input_shapes[0]) > 1 else 1
+    depthwise = " depthwise" if w[1] == 1 and channels_in > 1 else ""
+    return f"{row.type} {kernel}{depthwise}"
 
 
 # --- resolving what the user passed ------------------------------------------------------
@@ -125,11 +160,11 @@ def _is_layer(module: Module) -> bool:
     return not module._modules or bool(module._parameters)
 
 
-def _param_formula(module: Module) -> tuple[int, int, str]:
-    """(count, trainable count, formula) of a module's own parameters. A module may define
-    ``parameter_count() -> (count, formula)`` to count differently (e.g. a partial
-    connection table)."""
-    own = [p for p in module._parameters.values() if p is not None]
+def _param_formula(module: Module, convention: Convention) -> tuple[int, int, str]:
+    """(count, trainable count, formula) of a module's own parameters under ``convention``.
+    A module may define ``parameter_count() -> (count, formula)`` to count differently
+    (e.g. a partial connection table)."""
+    own = [p for p in module._parameters.values() if p is not None and convention.counts_parameter(p.ndim)]
     trainable = sum(p.numel() for p in own if p.requires_grad)
     custom = getattr(module, "parameter_count", None)
     if callable(custom):
@@ -158,9 +193,10 @@ def _field_out(field_: Field) -> list[FieldAxis] | str | None:
 class _Builder:
     """Turns a :class:`Walk` into rows, totals and the uncounted ledger."""
 
-    def __init__(self, model: Module, run: Walk) -> None:
+    def __init__(self, model: Module, run: Walk, convention: Convention) -> None:
         self.model = model
         self.run = run
+        self.convention = convention
         self.fields: dict[int, tuple[Tensor, Field]] = {}
         self.costs: list[Cost] = []
         self.uncounted: dict[str, Uncounted] = {}
@@ -188,7 +224,7 @@ class _Builder:
                 self._ledger(ev.op, ev.output, ev.call)
                 self.costs.append(Cost(0, 0, "uncounted"))
             else:
-                self.costs.append(cost_rule(ev.inputs, ev.output, ev.attrs))
+                self.costs.append(self.convention.cost(ev.op, cost_rule(ev.inputs, ev.output, ev.attrs)))
 
     def _ledger(self, op: str, output: Tensor, call: int | None) -> None:
         where = self.run.calls[call].path if call is not None else ""
@@ -251,7 +287,7 @@ class _Builder:
 
     def _module_row(self, call: ModuleCall) -> LayerRow:
         module = call.module
-        params, trainable, formula = _param_formula(module)
+        params, trainable, formula = _param_formula(module, self.convention)
         weight = module._parameters.get("weight")
         bias = module._parameters.get("bias")
         return LayerRow(
@@ -293,7 +329,8 @@ def _nbytes(t: Tensor) -> int:
 
 
 def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
-            inputs: Sequence[Sequence[int]] | None = None, strict: bool = False) -> Summary:
+            inputs: Sequence[Sequence[int]] | None = None, strict: bool = False,
+            convention: str = "convscope") -> Summary:
     """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
 
     Parameters
@@ -308,24 +345,28 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         Several input shapes, for multi-input models (each as ``input_shape``).
     strict:
         Raise instead of listing ops that ran without a cost rule in ``Summary.uncounted``.
+    convention:
+        ``"convscope"`` (every op with a cost rule, all parameters) or ``"paper"`` (conv
+        and fully-connected multiply-adds; weights without biases or norm parameters).
 
     The model runs on meta tensors (no data, no compute). A layer that fails its shape
     rule stops the walk; the rows up to it are kept and ``Summary.error`` holds the error.
     """
+    counting = conventions.get(convention)
     net, name, default = _resolve(model)
     shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
     if not shapes[0]:
         raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
     metas = tuple(Tensor.meta(_batched(net, s), dtype) for s in shapes)
     run = walk(net, metas)
-    builder = _Builder(net, run)
+    builder = _Builder(net, run, counting)
     builder.propagate()
     rows = builder.rows()
     if strict and builder.uncounted:
         raise ValueError(f"summary: no cost rule for: {', '.join(builder.uncounted)} (strict=True)")
-    total_params, trainable = _count_parameters(net.modules())
+    total_params, trainable = _count_parameters(net.modules(), counting)
     called = {id(c.module) for c in run.calls}
-    unused, _ = _count_parameters(m for m in net.modules() if id(m) not in called)
+    unused, _ = _count_parameters((m for m in net.modules() if id(m) not in called), counting)
     peak, input_bytes = builder.peak_activation_bytes()
     params = list({id(p): p for p in net.parameters()}.values())
     totals = Totals(
@@ -335,10 +376,10 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         input_bytes=input_bytes, peak_activation_bytes=peak,
         output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)))
     return Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
-                   0 if run.error else unused)
+                   0 if run.error else unused, counting.name)
 
 
-def _count_parameters(modules: Any) -> tuple[int, int]:
+def _count_parameters(modules: Any, convention: Convention) -> tuple[int, int]:
     """(total, trainable) over modules, each parameter once even when tied between modules
     (a module's own ``parameter_count()`` overrides its raw count)."""
     seen: set[int] = set()
@@ -348,7 +389,7 @@ def _count_parameters(modules: Any) -> tuple[int, int]:
         seen.update(id(p) for p in own)
         if not own:
             continue
-        count, train, _ = _param_formula(module)
+        count, train, _ = _param_formula(module, convention)
         total += count
         trainable += train
     return total, trainable

@@ -138,6 +138,14 @@ def diff(x: float) -> str:
     return "0" if x == 0 else f"{x:.1e}"
 
 
+def signed(values: list[float], digits: int = 4) -> str:
+    """``[0.25, -0.5]`` → ``0.2500 − 0.5000``: a sum written as people write it."""
+    text = f"{values[0]:.{digits}f}" if values else ""
+    for v in values[1:]:
+        text += f" {'−' if v < 0 else '+'} {abs(v):.{digits}f}"
+    return text
+
+
 def mark(holds: bool) -> str:
     return "✓" if holds else "✗ FAILED"
 

@@ -52,6 +52,16 @@ def _located(token: Token, layer: str) -> Iterator[None]:
         raise SpecError(f"{layer}: {err}", line=token.line, column=token.column) from err
 
 
+def _shape_run(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` on a meta tensor, in eval mode: the shape rules are the same, and batch norm
+    does not ask a batch of one for batch statistics."""
+    module.eval()
+    try:
+        return module(x)
+    finally:
+        module.train()
+
+
 @dataclass
 class _Scope:
     """One container being filled: its path, children and the counters behind auto names."""
@@ -112,7 +122,7 @@ class Builder:
     def _check(self, model: nn.Sequential, x: Tensor) -> None:
         """Run the assembled model once on the meta input (a safety net: each layer already ran)."""
         try:
-            model(x)
+            _shape_run(model, x)
         except ShapeError as err:
             path = (err.layer or "").split(" (")[0]
             token = self.locations.get(path, Token("", 1, 1))
@@ -221,7 +231,8 @@ class Builder:
         outputs = []
         for branch in stmt.body or []:
             if branch.keyword != "branch":
-                raise _error(branch.head, f"only 'branch {{ ... }}' goes directly inside concat; got '{branch.head.text}'")
+                raise _error(branch.head, "only 'branch { ... }' goes directly inside concat; "
+                                          f"got '{branch.head.text}'")
             if branch.body is None:
                 raise _error(branch.head, "branch needs a body in braces (empty braces pass the input through)")
             name = scope.name("branch", bind_block(branch), "", branch.head)
@@ -256,10 +267,10 @@ class Builder:
         args = bind(kind, stmt.words)
         name = scope.name(kind.auto_prefix, args.name, suffix, head)
         path = _join(scope.path, name)
-        with _located(head, f"{path} ({kind.name})"):
-            module = make_module(kind, nd, args, x.shape)
-        with _located(head, f"{path} ({type(module).__name__})"):
-            y = module(x)
+        cls = kind.class_for(x.shape, nd, args)
+        with _located(head, f"{path} ({cls.__name__})"):
+            module = make_module(kind, cls, args, x.shape)
+            y = _shape_run(module, x)
         self.locations[path] = head
         return name, module, y
 

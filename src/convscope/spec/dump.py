@@ -18,18 +18,30 @@ from .values import SHAPE, render
 _Item = tuple[nn.Module, str, str, str]
 
 
-def _reverse_table() -> dict[type, tuple[Kind, str]]:
-    """class → (kind, keyword); the first kind listing a class wins (adaptiveavgpool before
-    globalavgpool). The bare keyword is used for one-class kinds and 2-d classes."""
-    table: dict[type, tuple[Kind, str]] = {}
-    for kind in KINDS:
+def _reverse_table() -> dict[type, list[tuple[Kind, str]]]:
+    """class → the (kind, keyword) pairs that build it, kinds with fixed settings first
+    (``globalavgpool`` before ``adaptiveavgpool``). The bare keyword is used for one-class
+    kinds and 2-d classes."""
+    table: dict[type, list[tuple[Kind, str]]] = {}
+    for kind in sorted(KINDS, key=lambda k: not k.fixed):
         for nd, cls in enumerate(kind.classes, start=1):
             bare = kind.generic and (not kind.dimensional or nd == 2)
-            table.setdefault(cls, (kind, kind.name if bare else f"{kind.name}{nd}d"))
+            table.setdefault(cls, []).append((kind, kind.name if bare else f"{kind.name}{nd}d"))
     return table
 
 
 _REVERSE = _reverse_table()
+
+
+def _keyword(module: nn.Module, path: str) -> tuple[Kind, str]:
+    """The first kind whose fixed settings the module has (the last one regardless)."""
+    candidates = _REVERSE.get(type(module))
+    if not candidates:
+        raise ValueError(f"dump_spec: no spec keyword for {path} ({type(module).__name__})")
+    for kind, keyword in candidates:
+        if all(_plain(getattr(module, key)) == _plain(value) for key, value in kind.fixed.items()):
+            return kind, keyword
+    return candidates[-1]
 
 
 def _plain(value: Any) -> Any:
@@ -72,10 +84,12 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
             bare = False
             continue
         text = "x".join(map(str, value)) if option.value is SHAPE else render(value)
-        if bare and option in positional:
-            words.append(text)
+        if kind.flags.get(option.key) == (option.key, value):
+            words.append(option.key)  # a flag named after its option: 'ceil'
         elif option.short:
             words.append(f"{option.key}{text}")
+        elif bare and option in positional:
+            words.append(text)
         else:
             words.append(f"{option.key}={text}")
     if depthwise:
@@ -149,9 +163,7 @@ def dump_spec(model: nn.Sequential, input_shape: Sequence[int] | None = None) ->
             children = _container(module, path) if role == "branch" else _children(module, path)
             stack.append((children, Counter()))
             continue
-        if type(module) not in _REVERSE:
-            raise ValueError(f"dump_spec: no spec keyword for {path} ({type(module).__name__})")
-        kind, keyword = _REVERSE[type(module)]
+        kind, keyword = _keyword(module, path)
         counts[kind.auto_prefix] += 1
         label = [] if name == f"{kind.auto_prefix}{counts[kind.auto_prefix]}" else [f"name={name}"]
         lines.append(indent + " ".join([keyword, *_arguments(kind, module), *label]))

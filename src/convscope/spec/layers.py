@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import nn
 from .errors import SpecError
 from .syntax import Token, normalise
 from .values import (
-    FLAG, INT, NONNEGATIVE_SIZES, NUMBER, PADDING, POSITIVE, SCALE, SHAPE, SIZES, Value, choice,
+    FLAG,
+    INT,
+    NONNEGATIVE_SIZES,
+    NUMBER,
+    PADDING,
+    POSITIVE,
+    SCALE,
+    SHAPE,
+    SIZES,
+    Value,
+    choice,
 )
 
 
@@ -36,6 +46,12 @@ class Option:
 
     def keys(self) -> tuple[str, ...]:
         return (normalise(self.key),) + tuple(normalise(a) for a in self.aliases)
+
+    def with_help(self, help: str) -> Option:  # noqa: A002
+        return replace(self, help=help)
+
+    def with_kwarg(self, kwarg: str) -> Option:
+        return replace(self, kwarg=kwarg, aliases=(*self.aliases, kwarg))
 
 
 @dataclass
@@ -137,18 +153,18 @@ def _avgpool_divisor(shape: tuple[int, ...], args: Arguments) -> dict[str, Any]:
 # --- shared option groups ---------------------------------------------------------------------
 _FILTERS = Option("filters", POSITIVE, "out_channels", "number of filters = output channels", ("out_channels",))
 _K = Option("k", SIZES, "kernel_size", "kernel size", ("kernel", "kernel_size"), short=True)
-_S = Option("s", SIZES, "stride", "stride (pools: default k)", ("stride",), short=True)
+_S = Option("s", SIZES, "stride", "stride", ("stride",), short=True)
 _D = Option("d", SIZES, "dilation", "dilation", ("dilation",), short=True)
 _G = Option("g", POSITIVE, "groups", "groups", ("groups",), short=True)
-_DW = Option("dw", FLAG, None, "depthwise: groups = input channels; filters default to them", ("depthwise",))
-_BIAS = Option("bias", FLAG, "bias", "learn a bias (default on)")
+_DW = Option("dw", FLAG, None, "depthwise: groups = input channels, filters default to them", ("depthwise",))
+_BIAS = Option("bias", FLAG, "bias", "learn a bias")
 _CEIL = Option("ceil", FLAG, "ceil_mode", "round the output size up", ("ceil_mode",))
 _EPS = Option("eps", NUMBER, "eps", "added to the variance")
-_AFFINE = Option("affine", FLAG, "affine", "learn a scale and shift (default on)")
-_POOL_P = Option("p", NONNEGATIVE_SIZES, "padding", "padding (at most k/2)", ("pad", "padding"), short=True)
+_AFFINE = Option("affine", FLAG, "affine", "learn a scale and shift")
+_POOL_P = Option("p", NONNEGATIVE_SIZES, "padding", "padding, at most k/2", ("pad", "padding"), short=True)
 _CONV_FLAGS = {"dw": ("dw", True), "nobias": ("bias", False)}
 
-_ACTIVATIONS: tuple[tuple[str, type, str, tuple[str, ...]], ...] = (
+_POINTWISE: tuple[tuple[str, type, str, tuple[str, ...]], ...] = (
     ("relu", nn.ReLU, "max(0, x)", ()),
     ("relu6", nn.ReLU6, "min(max(0, x), 6)", ()),
     ("sigmoid", nn.Sigmoid, "1 / (1 + exp(-x))", ()),
@@ -160,58 +176,61 @@ _ACTIVATIONS: tuple[tuple[str, type, str, tuple[str, ...]], ...] = (
 )
 
 
-def _kinds() -> tuple[Kind, ...]:
-    conv_like = dict(positional=("filters",), flags=_CONV_FLAGS, infer=_conv_channels, required=("k",))
-    window = (_K, _S, _POOL_P)
-    kinds = [
+def _convolutions() -> list[Kind]:
+    shared = dict(positional=("filters",), infer=_conv_channels, required=("k",))
+    padding = Option("p", PADDING, "padding", "padding on each side, or same or valid", ("pad", "padding"), short=True)
+    mode = Option("mode", choice("zeros", "reflect", "replicate", "circular"), "padding_mode", "padding mode",
+                  ("padding_mode",))
+    modes = {name: ("mode", name) for name in ("reflect", "replicate", "circular")}
+    output_padding = Option("op", NONNEGATIVE_SIZES, "output_padding", "output padding, less than the stride",
+                            ("output_padding",), short=True)
+    return [
         Kind("conv", (nn.Conv1d, nn.Conv2d, nn.Conv3d), "convolution", "conv 16 k3 p1",
-             options=(_FILTERS, _K, _S, Option("p", PADDING, "padding", "padding: zeros added on each side, or "
-                                               "same / valid", ("pad", "padding"), short=True), _D, _G, _DW, _BIAS,
-                      Option("mode", choice("zeros", "reflect", "replicate", "circular"), "padding_mode",
-                             "what the padding holds", ("padding_mode",))),
-             **conv_like, flags={**_CONV_FLAGS, "reflect": ("mode", "reflect"), "replicate": ("mode", "replicate"),
-                                 "circular": ("mode", "circular")}),
-        Kind("deconv", (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
-             "transposed convolution", "deconv 16 k2 s2", aliases=("convtranspose", "convt"),
-             options=(_FILTERS, _K, _S, Option("p", NONNEGATIVE_SIZES, "padding", "padding", ("pad", "padding"),
-                                               short=True),
-                      Option("op", NONNEGATIVE_SIZES, "output_padding", "output padding (< stride)",
-                             ("output_padding",), short=True), _D, _G, _DW, _BIAS),
-             **conv_like),
-        Kind("maxpool", (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d), "max pooling", "maxpool k2",
-             positional=("k",), required=("k",), options=(*window, _D, _CEIL), flags={"ceil": ("ceil", True)}),
+             options=(_FILTERS, _K, _S, padding, _D, _G, _DW, _BIAS, mode), flags={**_CONV_FLAGS, **modes}, **shared),
+        Kind("deconv", (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), "transposed convolution",
+             "deconv 16 k2 s2", aliases=("convtranspose", "convt"), flags=_CONV_FLAGS,
+             options=(_FILTERS, _K, _S, _POOL_P.with_help("padding"), output_padding, _D, _G, _DW, _BIAS), **shared),
+    ]
+
+
+def _pools() -> list[Kind]:
+    window, ceil = (_K, _S, _POOL_P), {"ceil": ("ceil", True)}
+    size = Option("size", SIZES, "output_size", "output size", ("output_size",))
+    avg_options = (Option("count_include_pad", FLAG, "count_include_pad", "divide by the whole window, padding "
+                          "included"),
+                   Option("divisor", POSITIVE, "divisor_override", "divide by this instead", ("divisor_override",)))
+    adaptive_avg = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+    adaptive_max = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+    return [
+        Kind("maxpool", (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d), "max pooling", "maxpool k2", positional=("k",),
+             required=("k",), options=(*window, _D, _CEIL), flags=ceil),
         Kind("avgpool", (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d), "average pooling", "avgpool k2",
-             positional=("k",), required=("k",), flags={"ceil": ("ceil", True)}, infer=_avgpool_divisor,
-             options=(*window, _CEIL,
-                      Option("count_include_pad", FLAG, "count_include_pad", "divide by the whole window, "
-                             "padding included (default on)"),
-                      Option("divisor", POSITIVE, "divisor_override", "divide by this instead",
-                             ("divisor_override",)))),
-        Kind("lppool", (nn.LPPool1d, nn.LPPool2d, nn.LPPool3d), "power-average pooling (Σ x^p)^(1/p)",
-             "lppool 2 k3 s2", positional=("norm", "k"), required=("norm", "k"), flags={"ceil": ("ceil", True)},
-             options=(Option("norm", NUMBER, "norm_type", "the power p", ("norm_type",)), _K,
-                      Option("s", SIZES, "stride", "stride (default k)", ("stride",), short=True), _CEIL)),
-        Kind("adaptiveavgpool", (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d),
-             "average pooling to a fixed output size", "adaptiveavgpool 6x6", positional=("size",),
-             required=("size",), options=(Option("size", SIZES, "output_size", "output size", ("output_size",)),)),
-        Kind("adaptivemaxpool", (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d),
-             "max pooling to a fixed output size", "adaptivemaxpool 1", positional=("size",),
-             required=("size",), options=(Option("size", SIZES, "output_size", "output size", ("output_size",)),)),
-        Kind("globalavgpool", (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d),
-             "average over all positions (adaptive average pooling to size 1)", "globalavgpool",
-             aliases=("gap",), prefix="gap", fixed={"output_size": 1}),
-        Kind("globalmaxpool", (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d),
-             "max over all positions (adaptive max pooling to size 1)", "globalmaxpool",
-             aliases=("gmp",), prefix="gmp", fixed={"output_size": 1}),
+             positional=("k",), required=("k",), options=(*window, _CEIL, *avg_options), flags=ceil,
+             infer=_avgpool_divisor),
+        Kind("lppool", (nn.LPPool1d, nn.LPPool2d, nn.LPPool3d), "power-average pooling, (Σ x^p)^(1/p)",
+             "lppool 2 k3 s2", positional=("norm", "k"), required=("norm", "k"), flags=ceil,
+             options=(Option("norm", NUMBER, "norm_type", "the power p", ("norm_type",)), _K, _S, _CEIL)),
+        Kind("adaptiveavgpool", adaptive_avg, "average pooling to a fixed output size", "adaptiveavgpool 6x6",
+             positional=("size",), required=("size",), options=(size,)),
+        Kind("adaptivemaxpool", adaptive_max, "max pooling to a fixed output size", "adaptivemaxpool 1",
+             positional=("size",), required=("size",), options=(size,)),
+        Kind("globalavgpool", adaptive_avg, "average over all positions: adaptive average pooling to size 1",
+             "globalavgpool", aliases=("gap",), prefix="gap", fixed={"output_size": 1}),
+        Kind("globalmaxpool", adaptive_max, "max over all positions: adaptive max pooling to size 1",
+             "globalmaxpool", aliases=("gmp",), prefix="gmp", fixed={"output_size": 1}),
+    ]
+
+
+def _norms() -> list[Kind]:
+    return [
         Kind("bn", (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), "batch norm over the channels", "bn",
              aliases=("batchnorm",), flat_1d=True, infer=_channels("num_features"),
              options=(_EPS, Option("momentum", NUMBER, "momentum", "running-statistics momentum"), _AFFINE,
-                      Option("track", FLAG, "track_running_stats", "keep running statistics (default on)",
+                      Option("track", FLAG, "track_running_stats", "keep running statistics",
                              ("track_running_stats",)))),
         Kind("ln", (nn.LayerNorm,), "layer norm over all non-batch dims", "ln", aliases=("layernorm",),
              infer=lambda shape, args: {"normalized_shape": shape[1:]},
-             options=(_EPS, Option("affine", FLAG, "elementwise_affine", "learn a scale and shift (default on)",
-                                   ("elementwise_affine",)))),
+             options=(_EPS, _AFFINE.with_kwarg("elementwise_affine"))),
         Kind("gn", (nn.GroupNorm,), "group norm", "gn 4", aliases=("groupnorm",), positional=("groups",),
              required=("groups",), infer=_channels("num_channels"),
              options=(Option("groups", POSITIVE, "num_groups", "number of groups", ("num_groups",)), _EPS, _AFFINE)),
@@ -220,10 +239,16 @@ def _kinds() -> tuple[Kind, ...]:
              options=(Option("size", POSITIVE, "size", "neighbouring channels"),
                       Option("alpha", NUMBER, "alpha", "scale"), Option("beta", NUMBER, "beta", "exponent"),
                       Option("k", NUMBER, "k", "additive constant"))),
-        *(Kind(name, (cls,), help, name, aliases=aliases) for name, cls, help, aliases in _ACTIVATIONS),
+    ]
+
+
+def _activations() -> list[Kind]:
+    dim = Option("dim", INT, "dim", "dimension to normalise")
+    return [
+        *(Kind(name, (cls,), about, name, aliases=aliases) for name, cls, about, aliases in _POINTWISE),
         Kind("leakyrelu", (nn.LeakyReLU,), "x, or slope · x below 0", "leakyrelu 0.1", aliases=("lrelu",),
-             positional=("slope",), options=(Option("slope", NUMBER, "negative_slope", "slope below 0",
-                                                    ("negative_slope",)),)),
+             positional=("slope",),
+             options=(Option("slope", NUMBER, "negative_slope", "slope below 0", ("negative_slope",)),)),
         Kind("elu", (nn.ELU,), "x, or alpha · (exp(x) − 1) below 0", "elu", positional=("alpha",),
              options=(Option("alpha", NUMBER, "alpha", "scale below 0"),)),
         Kind("gelu", (nn.GELU,), "x · Φ(x)", "gelu", flags={"tanh": ("approx", "tanh")},
@@ -232,36 +257,43 @@ def _kinds() -> tuple[Kind, ...]:
         Kind("hardtanh", (nn.Hardtanh,), "clamp(x, min, max)", "hardtanh min=-1 max=1", positional=("min", "max"),
              options=(Option("min", NUMBER, "min_val", "lower bound", ("min_val",)),
                       Option("max", NUMBER, "max_val", "upper bound", ("max_val",)))),
-        *(Kind(name, (cls,), help, name, fixed={"dim": 1},
-               options=(Option("dim", INT, "dim", "dimension to normalise (default 1, the channels)"),))
-          for name, cls, help in (("softmax", nn.Softmax, "exp(x) / Σ exp(x) along dim"),
-                                  ("logsoftmax", nn.LogSoftmax, "log(softmax(x)) along dim"))),
-        Kind("dropout", (nn.Dropout,), "zero each value with probability p (training only)", "dropout 0.5",
-             positional=("p",), options=(Option("p", NUMBER, "p", "drop probability (default 0.5)"),)),
+        Kind("softmax", (nn.Softmax,), "exp(x) / Σ exp(x) along dim", "softmax", fixed={"dim": 1}, options=(dim,)),
+        Kind("logsoftmax", (nn.LogSoftmax,), "log(softmax(x)) along dim", "logsoftmax", fixed={"dim": 1},
+             options=(dim,)),
+    ]
+
+
+def _others() -> list[Kind]:
+    p = Option("p", NUMBER, "p", "drop probability")
+    return [
+        Kind("dropout", (nn.Dropout,), "zero each value with probability p, in training only", "dropout 0.5",
+             positional=("p",), options=(p,)),
         Kind("dropout", (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d), "zero whole channels with probability p",
-             "dropout2d 0.2", positional=("p",), generic=False,
-             options=(Option("p", NUMBER, "p", "drop probability (default 0.5)"),)),
-        Kind("flatten", (nn.Flatten,), "merge dims start..end (default: all but the batch)", "flatten",
-             options=(Option("start", INT, "start_dim", "first dim (default 1)", ("start_dim",)),
-                      Option("end", INT, "end_dim", "last dim (default -1)", ("end_dim",)))),
+             "dropout2d 0.2", positional=("p",), generic=False, options=(p,)),
+        Kind("flatten", (nn.Flatten,), "merge dims start to end (default: all but the batch)", "flatten",
+             options=(Option("start", INT, "start_dim", "first dim", ("start_dim",)),
+                      Option("end", INT, "end_dim", "last dim", ("end_dim",)))),
         Kind("unflatten", (nn.Unflatten,), "split a dim into sizes", "unflatten 16x5x5", positional=("shape",),
              required=("shape",), fixed={"dim": 1},
              options=(Option("shape", SHAPE, "unflattened_size", "the sizes", ("unflattened_size",)),
-                      Option("dim", INT, "dim", "the dim to split (default 1)"))),
+                      Option("dim", INT, "dim", "the dim to split"))),
         Kind("linear", (nn.Linear,), "fully connected layer", "linear 10", aliases=("fc", "dense"), prefix="fc",
              positional=("features",), required=("features",), flags={"nobias": ("bias", False)},
              infer=lambda shape, args: {"in_features": shape[-1]},
              options=(Option("features", POSITIVE, "out_features", "output features", ("out_features",)), _BIAS)),
-        Kind("upsample", (nn.Upsample,), "resize by a scale factor or to a size", "upsample 2",
-             positional=("scale",),
+        Kind("upsample", (nn.Upsample,), "resize by a scale factor or to a size", "upsample 2", positional=("scale",),
              flags={mode: ("mode", mode) for mode in ("nearest", "linear", "bilinear", "trilinear")},
              options=(Option("scale", SCALE, "scale_factor", "scale factor", ("scale_factor",)),
                       Option("size", SIZES, "size", "output size"),
                       Option("mode", choice("nearest", "nearest-exact", "linear", "bilinear", "trilinear"), "mode",
-                             "interpolation (default nearest)"),
-                      Option("align", FLAG, "align_corners", "align corners (linear modes)", ("align_corners",)))),
+                             "interpolation mode"),
+                      Option("align", FLAG, "align_corners", "align corners, linear modes only",
+                             ("align_corners",)))),
     ]
-    return tuple(kinds)
+
+
+def _kinds() -> tuple[Kind, ...]:
+    return (*_convolutions(), *_pools(), *_norms(), *_activations(), *_others())
 
 
 KINDS: tuple[Kind, ...] = _kinds()
@@ -300,7 +332,7 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
     def store(key: str, raw: str, token: Token, value_column: int) -> None:
         option = kind.option(key)
         if option is None:
-            known = [opt.key for opt in kind.options] + list(kind.flags) + ["name", "frozen"]
+            known = _known(kind)
             listing = ", ".join(known) if known else "none besides name= and frozen"
             raise SpecError(f"{token_name} has no option '{key}'.{suggest(key, known)} Options: {listing}",
                             line=token.line, column=token.column)
@@ -336,17 +368,31 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
         elif positional:
             store(positional[0], text, token, token.column)
         else:
-            expected = f"takes at most {len(kind.positional)} bare value(s) " + (
-                f"({', '.join(kind.positional)})" if kind.positional else "")
-            known = [opt.key for opt in kind.options] + list(kind.flags)
-            hint = suggest(text, known) or f" Write options as key=value, e.g. '{kind.example}'."
-            raise SpecError(f"{token_name} {expected}; got '{text}'.{hint}", line=token.line, column=token.column)
+            raise SpecError(_surplus(kind, token_name, text, args), line=token.line, column=token.column)
     for key in kind.required:
         if key not in args.values:
             option = kind.option(key)
             what = f"{key} ({option.help})" if option else key
             raise args.error(f"{token_name} needs {what}, e.g. '{kind.example}'")
     return args
+
+
+def _known(kind: Kind) -> list[str]:
+    """Every option key and flag word of ``kind``, for listings and suggestions."""
+    keys = [opt.key for opt in kind.options]
+    return keys + [flag for flag in kind.flags if flag not in keys] + ["name", "frozen"]
+
+
+def _surplus(kind: Kind, layer: str, text: str, args: Arguments) -> str:
+    """The message for a bare word no positional slot is left for."""
+    count = len(kind.positional)
+    names = ", ".join(kind.positional)
+    slots = f"{count} bare value{'s' if count > 1 else ''} ({names})" if count else "no bare values"
+    if text[:1].isdigit() and kind.option("k") is not None and kind.option("k").short and "k" not in args.values:
+        hint = f" Did you mean 'k{text}' (kernel size)?"
+    else:
+        hint = suggest(text, _known(kind)) or f" Write options as key=value or glued like k3, e.g. '{kind.example}'."
+    return f"{layer} takes {slots}; '{text}' is one too many.{hint}"
 
 
 def _short_option(kind: Kind, text: str) -> tuple[Option, str] | None:
@@ -374,10 +420,9 @@ def check_name(raw: str, token: Token, offset: int) -> str:
     return raw
 
 
-def make_module(kind: Kind, nd: int | None, args: Arguments, shape: tuple[int, ...]) -> nn.Module:
-    """The module for bound ``args`` on an input of ``shape`` (batch first). Constructor errors
-    (``ShapeError``/``ValueError``) pass through for the builder to locate."""
-    cls = kind.class_for(shape, nd, args)
+def make_module(kind: Kind, cls: type, args: Arguments, shape: tuple[int, ...]) -> nn.Module:
+    """The ``cls`` module for bound ``args`` on an input of ``shape`` (batch first). Constructor
+    errors (``ShapeError``/``ValueError``) pass through for the builder to locate."""
     kwargs = dict(kind.fixed)
     for key, value in args.values.items():
         option = kind.option(key)

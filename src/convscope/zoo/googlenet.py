@@ -265,3 +265,26 @@ def paper_table(model: GoogLeNet) -> dict[str, Columns]:
         if isinstance(layer, _InceptionModule):
             table[name.removeprefix("inception")] = layer.columns()
     return table
+
+
+def table1(model: GoogLeNet | None = None, input_shape: tuple[int, int, int] = (3, 224, 224)) -> str:
+    """The paper's Table 1 for the inception modules, recomputed from ``model`` (default:
+    ``googlenet_paper``): the six column widths read from the layers, and "params" and
+    "ops" from :func:`convscope.summary` under the paper's counting convention — weights
+    only (no biases), in units of 1,024 (K), and conv multiply-adds at the module's input
+    size, in millions (M)."""
+    from ..analyze import summary
+
+    model = model if model is not None else googlenet_paper()
+    columns = paper_table(model)
+    totals = {g["name"].removeprefix("inception"): g
+              for g in summary(model, input_shape, convention="paper").by_module(1)}
+    head = (f"{'module':<8}{'output':>11}{'#1×1':>6}{'#3×3r':>7}{'#3×3':>6}{'#5×5r':>7}{'#5×5':>6}{'proj':>6}"
+            f"{'params':>9}{'ops':>7}")
+    lines = [head, "─" * len(head)]
+    for name, c in columns.items():
+        g = totals[name]
+        size = "×".join(map(str, g["output_shape"][2:] + g["output_shape"][1:2]))
+        lines.append(f"{name:<8}{size:>11}{c.n1x1:>6}{c.n3x3_reduce:>7}{c.n3x3:>6}{c.n5x5_reduce:>7}{c.n5x5:>6}"
+                     f"{c.pool_proj:>6}{g['params'] / 1024:>8.0f}K{g['macs'] / 1e6:>6.0f}M")
+    return "\n".join(lines)
