@@ -239,3 +239,49 @@ def test_cli_summary_and_errors(capsys, tmp_path):
     assert "Traceback" not in captured.err and "(Conv2d)" in captured.err
     assert cli_main(["summary", "resnet18", "--input", "3xbad"]) == 2
     assert "--input must look like" in capsys.readouterr().err
+
+
+# --- counting conventions and the papers' tables -----------------------------------------
+def test_mobilenet_table2_by_layer_kind():
+    """Howard et al. 2017, Table 2 (mult-adds %, params %). The paper prints 1.19 % for the
+    3×3 conv's mult-adds, a digit swap: with 1.19 its column sums to 99.29 %, with 1.91 to 100.01 %."""
+    paper = {"Conv2d 1×1": (94.86, 74.59), "Conv2d 3×3 depthwise": (3.06, 1.06), "Conv2d 3×3": (1.91, 0.02),
+             "Linear": (0.18, 24.33)}
+    s = cs.summary("mobilenet_v1", convention="paper")
+    kinds = {k["type"]: k for k in s.by_type() if k["macs"]}
+    assert set(kinds) == set(paper)
+    for kind, (macs_pct, params_pct) in paper.items():
+        assert round(100 * kinds[kind]["macs_share"], 2) == macs_pct
+        assert round(100 * kinds[kind]["params_share"], 2) == params_pct
+    assert round(s.totals.macs / 1e6) == 569 and round(s.totals.params / 1e6, 1) == 4.2
+
+
+def test_paper_convention_drops_biases_norms_and_non_mac_costs():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8 * 3 * 3, 10))
+    ours = cs.summary(model, (3, 8, 8))
+    paper = cs.summary(model, (3, 8, 8), convention="paper")
+    assert ours.totals.params == 8 * 27 + 8 + 16 + 720 + 10
+    assert paper.totals.params == 8 * 27 + 720
+    assert paper.totals.macs == ours.totals.macs == 36 * 8 * 27 + 720
+    assert paper.totals.flops == 2 * paper.totals.macs < ours.totals.flops
+    with pytest.raises(ValueError, match="unknown convention 'fancy'"):
+        cs.summary(model, (3, 8, 8), convention="fancy")
+
+
+def test_googlenet_table1_from_the_summary():
+    """Szegedy et al. 2014, Table 1: params (K = 1,024 weights) and ops (M multiply-adds)
+    per inception module. The paper's params column is inconsistent with its own layer
+    widths for 4a and 4c–5b (BVLC/caffe#3067), and its 5a ops are 1072K·49; only the rows
+    that agree with the printed widths are pinned."""
+    paper_params_k = {"3a": 159, "3b": 380, "4b": 437}
+    paper_ops_m = {"3a": 128, "3b": 304, "4a": 73, "4b": 88, "4c": 100, "4d": 119, "4e": 170, "5b": 71}
+    groups = {g["name"].removeprefix("inception"): g
+              for g in cs.summary("googlenet_paper", convention="paper").by_module(1)}
+    for name, k in paper_params_k.items():
+        assert abs(groups[name]["params"] / 1024 - k) <= 1, name
+    for name, m in paper_ops_m.items():
+        assert abs(groups[name]["macs"] / 1e6 - m) <= 1, name
+    from convscope.zoo.googlenet import table1
+
+    assert "3a        28×28×256    64     96   128     16    32    32" in table1()

@@ -78,17 +78,18 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import train
+    from .train import run
 
     options = {"epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "seed": args.seed, "weight_decay": args.weight_decay, "schedule": args.schedule,
                "early_stopping": args.early_stopping, "max_shift": args.max_shift}
-    model, history = train.run(args.model, args.data, out=args.out, resume=args.resume, progress=not args.quiet,
-                               **options)
+    _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, progress=not args.quiet,
+                           **options)
     last = history.rows[-1] if history.rows else {}
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
-    print(f"trained {len(history)} epochs{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}")
+    test_text = f", test accuracy {test[1]:.2%}" if test is not None else ""
+    print(f"trained {len(history)} epochs{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}{test_text}")
     return 0
 
 

@@ -441,9 +441,11 @@ def build_model(name: str) -> Module:
 
 
 def run(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
-        resume: str | Path | None = None, progress: bool = True, **options: Any) -> tuple[Module, History]:
+        resume: str | Path | None = None, progress: bool = True,
+        **options: Any) -> tuple[Module, History, tuple[float, float] | None]:
     """What ``convscope train`` does: build the model by name (default ``"digits"``), seeded
-    with ``seed``, and :func:`train` it; returns the model and its history.
+    with ``seed``, and :func:`train` it; returns the model, its history and, when the data
+    has a ``test`` split, the test loss and accuracy of the final model.
 
     Settings left ``None`` come from the checkpoint when resuming, else from the model's
     recipe (:data:`convscope.pretrained.RECIPES`) if it has one, else :func:`train`'s
@@ -469,6 +471,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
         raise ValueError(f"train: unknown settings {sorted(unknown)}")
     cs_random.manual_seed(int(settings.get("seed", 0)))
     net = build_model(name)
-    history = train(net, data or stored.get("data") or "digits", **settings, out=out, resume=resume,
-                    progress=progress, model_name=name)
-    return net, history
+    source = data or stored.get("data") or "digits"
+    history = train(net, source, **settings, out=out, resume=resume, progress=progress, model_name=name)
+    test = load(source).get("test")
+    return net, history, evaluate(net, *test) if test is not None else None

@@ -32,20 +32,25 @@ class Windows:
 
 @dataclass(frozen=True)
 class WindowAttrs:
-    """The window attributes of a Conv or pool node (``kernel`` may be None for a Conv whose
-    kernel comes from its weight)."""
+    """The window attributes of a Conv or pool node. ``kernel`` is None for a Conv that
+    leaves it to its weight; ``strides``/``dilations`` None mean 1 in every dim."""
 
     kernel: tuple[int, ...] | None
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
+    strides: tuple[int, ...] | None
+    dilations: tuple[int, ...] | None
     pads: tuple[int, ...] | None
     auto_pad: str
     ceil_mode: bool = False
 
-    def static_padding(self) -> tuple[int, ...] | None:
+    def stride(self, nd: int) -> tuple[int, ...]:
+        return self.strides or (1,) * nd
+
+    def dilation(self, nd: int) -> tuple[int, ...]:
+        return self.dilations or (1,) * nd
+
+    def static_padding(self, nd: int) -> tuple[int, ...] | None:
         """The torch-style padding when it does not depend on the input size: explicit pads
         equal at both ends (torch's floor and ceil rules then match ONNX's), or VALID."""
-        nd = len(self.strides)
         if self.auto_pad == "VALID":
             return (0,) * nd
         if self.auto_pad != "NOTSET":
@@ -53,10 +58,13 @@ class WindowAttrs:
         begins, ends = split_pads(self.pads, nd)
         return begins if begins == ends else None
 
-    def geometry(self, sizes: Sequence[int], kernel: Sequence[int] | None = None, label: str = "") -> Windows:
+    def geometry(self, sizes: Sequence[int], kernel: Sequence[int], label: str) -> Windows:
+        nd = len(kernel)
+        if len(sizes) != nd:
+            raise OnnxError(f"{label}: expected an input with {nd} spatial dims (N, C, ...), got {len(sizes)}")
         try:
-            return window_geometry(sizes, kernel or self.kernel, self.strides, self.dilations, self.pads,
-                                   self.auto_pad, self.ceil_mode)
+            return window_geometry(sizes, kernel, self.stride(nd), self.dilation(nd), self.pads, self.auto_pad,
+                                   self.ceil_mode)
         except ValueError as err:
             raise OnnxError(f"{label}: {err}") from None
 
@@ -66,33 +74,31 @@ def read_window_attrs(node: NodeSpec, *, kernel: Sequence[int] | None = None, ha
     """Read and check ``kernel_shape`` (which a Conv may leave to its weight's ``kernel``),
     ``strides``, ``dilations``, ``pads``, ``auto_pad`` (and ``ceil_mode``)."""
     shape = node.ints("kernel_shape")
-    if shape is None and kernel is None:
-        raise node.error("required attribute 'kernel_shape' is missing")
     if kernel is not None and shape is not None and tuple(shape) != tuple(kernel):
         raise node.error(f"kernel_shape {shape} does not match the weight's kernel {list(kernel)}")
-    kernel_t = tuple(shape if shape is not None else kernel)
-    nd = len(kernel_t)
+    kernel_t = tuple(shape) if shape is not None else (tuple(kernel) if kernel is not None else None)
+    if kernel_t is not None and (not kernel_t or min(kernel_t) < 1):
+        raise node.error(f"kernel_shape must hold positive values, got {list(kernel_t)}")
+    nd = len(kernel_t) if kernel_t is not None else None
 
-    def per_dim(name: str, available: bool = True) -> tuple[int, ...]:
+    def per_dim(name: str, available: bool = True) -> tuple[int, ...] | None:
         values = node.ints(name) if available else None
-        if values is None:
-            return (1,) * nd
-        if len(values) != nd or min(values) < 1:
-            raise node.error(f"{name} must hold {nd} positive values, got {values}")
-        return tuple(values)
+        if values is not None and ((nd is not None and len(values) != nd) or min(values, default=1) < 1):
+            raise node.error(f"{name} must hold {nd or 'one'} positive value(s) per spatial dim, got {values}")
+        return tuple(values) if values else None
 
     strides = per_dim("strides")
     dilations = per_dim("dilations", has_dilations)
     pads = node.ints("pads")
-    if pads is not None and (len(pads) != 2 * nd or min(pads, default=0) < 0):
-        raise node.error(f"pads must hold {2 * nd} non-negative values (begin and end per spatial dim), got {pads}")
+    if pads is not None and ((nd is not None and len(pads) != 2 * nd) or len(pads) % 2 or min(pads, default=0) < 0):
+        raise node.error(f"pads must hold non-negative begin and end values for each spatial dim, got {pads}")
     auto_pad = node.attr("auto_pad", "NOTSET") or "NOTSET"
     if auto_pad not in AUTO_PADS:
         raise node.error(f"auto_pad must be one of {', '.join(AUTO_PADS)}, got {auto_pad!r}")
+    if auto_pad != "NOTSET" and pads and any(pads):
+        raise node.error(f"explicit pads {pads} cannot be combined with auto_pad={auto_pad}")
     ceil_mode = bool(node.attr("ceil_mode", 0)) if has_ceil else False
-    if auto_pad != "NOTSET" and pads is not None and any(pads):
-        raise node.error(f"explicit pads {pads} cannot be used together with auto_pad={auto_pad}")
-    return WindowAttrs(kernel_t, strides, dilations, tuple(pads) if pads is not None else None, auto_pad, ceil_mode)
+    return WindowAttrs(kernel_t, strides, dilations, tuple(pads) if pads else None, auto_pad, ceil_mode)
 
 
 def span(kernel: int, dilation: int) -> int:

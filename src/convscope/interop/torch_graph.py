@@ -21,7 +21,10 @@ from .. import ops
 from ..nn.module import Module
 from ..tensor import Tensor
 
-__all__ = ["FUNCTIONS", "METHODS", "TENSOR_ATTRIBUTES", "ConversionError", "GraphModule", "GraphNode", "NodeRef"]
+__all__ = [
+    "FUNCTIONS", "METHODS", "TENSOR_ATTRIBUTES", "ConversionError", "GraphModule", "GraphNode", "NodeRef",
+    "graph_module_class", "map_args", "references", "substitute",
+]
 
 
 class ConversionError(ValueError):
@@ -114,18 +117,23 @@ TENSOR_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T"})
 """The tensor attributes traced code may read with ``getattr`` (``x.shape`` ...)."""
 
 
-def substitute(value: Any, env: dict[str, Any]) -> Any:
-    """``value`` with every :class:`NodeRef` replaced by that node's value in ``env``
-    (through tuples, lists, dicts and slices, as ``torch.fx`` arguments nest)."""
-    if isinstance(value, NodeRef):
-        return env[value.name]
-    if isinstance(value, (tuple, list)):
-        return type(value)(substitute(v, env) for v in value)
+def map_args(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``value`` with ``fn`` applied to every leaf, through tuples (plain tuples out), lists,
+    dicts and slices, as ``torch.fx`` arguments nest."""
+    if isinstance(value, tuple):
+        return tuple(map_args(v, fn) for v in value)
+    if isinstance(value, list):
+        return [map_args(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, env) for k, v in value.items()}
+        return {k: map_args(v, fn) for k, v in value.items()}
     if isinstance(value, slice):
-        return slice(substitute(value.start, env), substitute(value.stop, env), substitute(value.step, env))
-    return value
+        return slice(map_args(value.start, fn), map_args(value.stop, fn), map_args(value.step, fn))
+    return fn(value)
+
+
+def substitute(value: Any, env: dict[str, Any]) -> Any:
+    """``value`` with every :class:`NodeRef` replaced by that node's value in ``env``."""
+    return map_args(value, lambda v: env[v.name] if isinstance(v, NodeRef) else v)
 
 
 def references(value: Any) -> Iterator[str]:

@@ -1,0 +1,92 @@
+"""``explain separable``: depthwise-separable convolution (MobileNet) against a standard conv.
+
+A standard K×K conv from M to N maps costs ``H'·W'·N·M·K²`` MACs and ``N·M·K²`` weights. A
+depthwise K×K conv (one filter per map, ``groups = M``) followed by a 1×1 pointwise conv costs
+``H'·W'·M·K² + H'·W'·M·N`` MACs and ``M·K² + M·N`` weights; the ratio of either is exactly
+``1/N + 1/K²``. The layers are the engine's real ``nn.Conv2d`` modules run on a meta tensor of
+the user's size; the ratio is an exact fraction.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .. import nn
+from ..errors import ShapeError
+from ..tensor import Tensor
+from ._common import conv_macs, parameter_count, positive, sizes
+from .explanation import Claims, Facts, Option, Topic, count, dims, mark, table
+
+
+def _run(layers: list[nn.Conv2d], x: Tensor) -> list[dict]:
+    rows = []
+    for layer in layers:
+        y = layer(x)
+        rows.append({"weight_shape": layer.weight.shape, "groups": layer.groups, "output_shape": y.shape[1:],
+                     "weights": layer.weight.numel(), "params": parameter_count(layer),
+                     "macs": conv_macs(layer.weight.shape, y.shape[1:])})
+        x = y
+    return rows
+
+
+def compute(cin: int, cout: int, k: int, size: str, stride: int) -> tuple[Facts, Claims]:
+    cin, cout, k, stride = (positive("separable", n, v) for n, v in (("cin", cin), ("cout", cout), ("k", k),
+                                                                     ("stride", stride)))
+    height, width = sizes("separable", "size", size, (2,), "112x112")
+    x = Tensor.meta((1, cin, height, width))
+    pad = k // 2
+    try:
+        standard = _run([nn.Conv2d(cin, cout, k, stride, pad)], x)
+        separable = _run([nn.Conv2d(cin, cin, k, stride, pad, groups=cin), nn.Conv2d(cin, cout, 1)], x)
+    except ShapeError as exc:
+        raise ValueError(f"explain separable: {exc}") from None
+    std, dw, pw = standard[0], separable[0], separable[1]
+    macs = Fraction(dw["macs"] + pw["macs"], std["macs"])
+    weights = Fraction(dw["weights"] + pw["weights"], std["weights"])
+    formula = Fraction(1, cout) + Fraction(1, k * k)
+    facts = {"cin": cin, "cout": cout, "k": k, "size": (height, width), "stride": stride, "standard": std,
+             "depthwise": dw, "pointwise": pw, "macs_ratio": macs, "weights_ratio": weights, "formula": formula,
+             "params_ratio": Fraction(dw["params"] + pw["params"], std["params"])}
+    claims = {"both give the same output shape": std["output_shape"] == pw["output_shape"],
+              "standard weights = N·M·K²": std["weights"] == cout * cin * k * k,
+              "separable weights = M·K² + M·N": dw["weights"] + pw["weights"] == cin * k * k + cin * cout,
+              "MACs ratio = 1/N + 1/K² exactly": macs == formula,
+              "weights ratio = 1/N + 1/K² exactly": weights == formula}
+    return facts, claims
+
+
+def render(f: Facts) -> list[str]:
+    m, n, k = f["cin"], f["cout"], f["k"]
+    std, dw, pw = f["standard"], f["depthwise"], f["pointwise"]
+    row = lambda name, r: [name, str(tuple(r["weight_shape"])), str(r["groups"]), dims(r["output_shape"]),  # noqa: E731
+                           count(r["weights"]), count(r["params"]), count(r["macs"])]
+    total = ["depthwise + pointwise", "", "", dims(pw["output_shape"]), count(dw["weights"] + pw["weights"]),
+             count(dw["params"] + pw["params"]), count(dw["macs"] + pw["macs"])]
+    lines = [f"M = {m} input maps of {dims(f['size'])} → N = {n} output maps, K = {k}, stride {f['stride']}, "
+             f"padding {k // 2}.", ""]
+    lines += table(["layer", "weight", "groups", "output", "weights", "with bias", "MACs"],
+                   [row(f"standard {k}×{k}", std), row(f"depthwise {k}×{k}", dw), row("pointwise 1×1", pw), total],
+                   right={2, 4, 5, 6})
+    r, formula = f["macs_ratio"], f["formula"]
+    lines += ["",
+              f"MACs ratio    = {count(dw['macs'] + pw['macs'])} / {count(std['macs'])} = {r} ≈ {float(r):.4f}",
+              f"1/N + 1/K²    = 1/{n} + 1/{k * k} = {formula} {mark(r == formula)}",
+              f"weights ratio = {f['weights_ratio']} {mark(f['weights_ratio'] == formula)}; with biases "
+              f"{float(f['params_ratio']):.4f} (biases do not follow the formula)",
+              f"The separable pair costs {float(r):.1%} of the standard conv: {float(1 / r):.1f}× fewer MACs."]
+    return lines
+
+
+TOPIC = Topic(
+    name="separable",
+    title="Depthwise-separable vs standard convolution",
+    summary="parameters and MACs of a MobileNet depthwise + pointwise pair vs a standard conv: 1/N + 1/K²",
+    options=(Option("cin", int, 32, "input maps M"),
+             Option("cout", int, 64, "output maps N"),
+             Option("k", int, 3, "kernel size K"),
+             Option("size", str, "112x112", "map height×width"),
+             Option("stride", int, 1, "stride (of the standard and the depthwise conv)")),
+    compute=compute,
+    render=render,
+    aliases=("depthwise",),
+)

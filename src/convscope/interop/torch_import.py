@@ -1,0 +1,303 @@
+"""torch.nn.Module → convscope.nn: the module tree one-to-one, custom forwards through torch.fx.
+
+Every torch module becomes one convscope module under the same name, so ``state_dict`` keys
+are identical:
+
+* layers in :data:`~.torch_layers.SPECS` become the convscope layer of the same class name,
+  built from the same constructor arguments;
+* ``Sequential``, ``ModuleList`` and ``ModuleDict`` become the convscope containers;
+* any other module (a model, a residual block) is traced with ``torch.fx`` and becomes a
+  :class:`~.torch_graph.GraphModule` that replays the traced graph with convscope ops. Its own
+  parameters and buffers are copied; its children are converted by these same rules, and
+  the ones that can run on their own appear in its graph as calls. A custom module that
+  torch.fx cannot trace on its own (e.g. it branches on a Python argument its parent passes)
+  is traced as part of its parent's graph instead.
+
+The tree is walked as a flat list (children before parents), never recursively.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import nn
+from ..nn.module import Module, Parameter
+from ..tensor import Tensor
+from .torch_graph import (FUNCTIONS, METHODS, TENSOR_ATTRIBUTES, ConversionError, GraphNode, NodeRef,
+                          graph_module_class, map_args)
+from .torch_layers import SPECS, LayerSpec, constructor_kwargs
+from .torch_names import callable_name, function_names, numpy_dtype, type_name
+
+# How a torch module converts.
+LEAF = "leaf"                # a layer with a convscope twin
+SEQUENTIAL = "sequential"    # torch.nn.Sequential
+CONTAINER = "container"      # ModuleList / ModuleDict (never called)
+GRAPH = "graph"              # a custom module with its own traced graph
+INLINE = "inline"            # a custom module traced as part of its parent's graph
+UNSUPPORTED = "unsupported"  # a torch.nn layer convscope does not have
+
+_HINT = ("Hint: use layers and functions convscope has (convscope.interop.torch_layers.SPECS, "
+         "convscope.interop.torch_graph.FUNCTIONS and METHODS), or convert the supported parts of the model on "
+         "their own.")
+
+
+@dataclass
+class _Plan:
+    """What one torch module becomes; ``graph`` is its torch.fx graph (kind GRAPH)."""
+
+    module: Any
+    path: str
+    kind: str
+    spec: LayerSpec | None = None
+    graph: Any = None
+    reason: str = ""
+    unit: bool = True  # may appear as a call_module target in a parent's graph
+    constants: dict[str, Any] = field(default_factory=dict)  # plain tensor attributes the graph reads
+
+    def where(self) -> str:
+        name = type(self.module).__name__
+        return f"'{self.path}' ({name})" if self.path else f"the root module ({name})"
+
+
+def convert_module(torch: Any, root: Any) -> Module:
+    """The convscope twin of ``root`` with its weights, buffers, ``requires_grad`` and
+    training flags copied (dtypes preserved)."""
+    return _Importer(torch, root).run()
+
+
+class _Importer:
+    def __init__(self, torch: Any, root: Any) -> None:
+        self.torch = torch
+        self.root = root
+        self.specs = {getattr(torch.nn, s.name): s for s in SPECS if hasattr(torch.nn, s.name)}
+        self.functions = function_names()
+        self.plans: dict[int, _Plan] = {}
+        self.builtin_rule = torch.fx.Tracer()
+
+    def run(self) -> Module:
+        order = list(self.root.named_modules())[::-1]  # every child before its parent
+        for path, module in order:
+            self.plans[id(module)] = self._classify(path, module)
+        nodes = {key: self._nodes(plan) for key, plan in self.plans.items() if plan.kind == GRAPH}
+        converted: dict[int, Module] = {}
+        with nn.meta_parameters():  # the weights are copied below: skip the random initialisation
+            for _, module in order:
+                converted[id(module)] = self._build(self.plans[id(module)], nodes.get(id(module)), converted)
+        result = converted[id(self.root)]
+        self._copy_state(result, converted)
+        return result
+
+    # --- what each module becomes -------------------------------------------------------------
+    def _classify(self, path: str, module: Any) -> _Plan:
+        nn_ = self.torch.nn
+        kind = type(module)
+        if kind in self.specs:
+            return _Plan(module, path, LEAF, spec=self.specs[kind])
+        if kind is nn_.Sequential:
+            children = [self.plans[id(c)] for c in module._modules.values() if c is not None]
+            unit = all(p.unit and p.kind != UNSUPPORTED for p in children)
+            return _Plan(module, path, SEQUENTIAL, unit=unit)
+        if kind in (nn_.ModuleList, nn_.ModuleDict):
+            return _Plan(module, path, CONTAINER, unit=False)
+        if self.builtin_rule.is_leaf_module(module, path):
+            return _Plan(module, path, UNSUPPORTED)
+        units = {key for key, plan in self.plans.items() if plan.unit}
+        try:
+            graph = _tracer(self.torch, units).trace(module)
+        except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, RuntimeError ...)
+            plan = _Plan(module, path, INLINE, reason=f"torch.fx: {type(exc).__name__}: {exc}", unit=False)
+            if not path:
+                raise ConversionError(f"from_torch: torch.fx cannot trace {plan.where()}: {plan.reason}. Hint: "
+                                      "symbolic tracing cannot follow Python control flow that depends on tensor "
+                                      "values; make that part of forward a submodule, or convert the submodules "
+                                      "on their own.") from exc
+            return plan
+        return _Plan(module, path, GRAPH, graph=graph)
+
+    # --- torch.fx nodes → GraphNode -------------------------------------------------------------
+    def _nodes(self, plan: _Plan) -> list[GraphNode]:
+        out = []
+        for node in plan.graph.nodes:
+            args = self._args(node.args, node, plan)
+            kwargs = self._args(dict(node.kwargs), node, plan)
+            if node.op == "placeholder":
+                if str(node.target).startswith("*"):
+                    raise ConversionError(f"from_torch: {plan.where()} takes {node.target} in forward; convscope "
+                                          "graphs take named arguments only.")
+                out.append(GraphNode("placeholder", node.name, node.target, args))
+            elif node.op == "get_attr":
+                self._check_attribute(node, plan)
+                out.append(GraphNode("get_attr", node.name, node.target))
+            elif node.op == "call_module":
+                self._check_module(node, plan)
+                out.append(GraphNode("call_module", node.name, node.target, args, kwargs))
+            elif node.op == "call_function":
+                name = self._function(node, plan)
+                kwargs = self._kwargs(node, plan, FUNCTIONS[name], node.target, name, args, kwargs)
+                out.append(GraphNode("call_function", node.name, name, args, kwargs))
+            elif node.op == "call_method":
+                self._method(node, plan, args)
+                what = f"Tensor.{node.target}"
+                kwargs = self._kwargs(node, plan, METHODS[node.target], None, what, args, kwargs)
+                out.append(GraphNode("call_method", node.name, node.target, args, kwargs))
+            else:
+                out.append(GraphNode("output", node.name, "output", args))
+        return out
+
+    def _unsupported(self, node: Any, plan: _Plan, what: str) -> ConversionError:
+        return ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls {what}, which convscope "
+                               f"does not support. {_HINT}")
+
+    def _check_module(self, node: Any, plan: _Plan) -> None:
+        target = plan.module.get_submodule(node.target)
+        if self.plans[id(target)].kind == UNSUPPORTED:
+            raise self._unsupported(node, plan, f"{type_name(target)} (module '{node.target}')")
+
+    def _function(self, node: Any, plan: _Plan) -> str:
+        try:
+            name = self.functions.get(node.target)
+        except TypeError:  # an unhashable callable
+            name = None
+        if name is None:
+            raise self._unsupported(node, plan, callable_name(node.target))
+        if name == "getattr" and node.args[1] not in TENSOR_ATTRIBUTES:
+            raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} reads tensor attribute "
+                                  f"'{node.args[1]}'; convscope graphs can read {sorted(TENSOR_ATTRIBUTES)}.")
+        return name
+
+    def _method(self, node: Any, plan: _Plan, args: tuple) -> None:
+        if node.target not in METHODS:
+            raise self._unsupported(node, plan, f"Tensor.{node.target}")
+        if node.target == "to" and not all(isinstance(a, np.dtype) for a in args[1:]):
+            raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls Tensor.to{args[1:]}; "
+                                  "convscope converts dtypes only (there are no devices).")
+
+    def _check_attribute(self, node: Any, plan: _Plan) -> None:
+        owner_path, _, name = node.target.rpartition(".")
+        owner = plan.module.get_submodule(owner_path)
+        value = getattr(owner, name)
+        if not isinstance(value, self.torch.Tensor):
+            raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} reads '{node.target}', a "
+                                  f"{type(value).__name__}; convscope graphs read parameters and tensors only.")
+        if name not in owner._parameters and name not in owner._buffers:
+            owner_plan = self.plans[id(owner)]
+            if owner_plan.kind not in (GRAPH, INLINE):
+                raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} reads the plain tensor "
+                                      f"attribute '{node.target}'; register it as a buffer.")
+            owner_plan.constants[name] = value
+
+    def _args(self, value: Any, node: Any, plan: _Plan) -> Any:
+        """torch.fx arguments with convscope values: nodes → NodeRef, dtypes → NumPy."""
+        torch = self.torch
+
+        def convert(item: Any) -> Any:
+            if isinstance(item, torch.fx.Node):
+                return NodeRef(item.name)
+            if isinstance(item, torch.dtype):
+                return numpy_dtype(torch, item, f"node '{node.name}'")
+            if item is None or isinstance(item, (bool, int, float, str, type(Ellipsis))):
+                return item
+            raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} passes a {type_name(item)} "
+                                  f"({item!r}), which convscope has no equivalent for.")
+
+        return map_args(value, convert)
+
+    def _kwargs(self, node: Any, plan: _Plan, fn: Any, torch_fn: Any, what: str, args: tuple,
+                kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` without the ones convscope's ``fn`` does not take but that change nothing
+        (torch's private ``_stacklevel``, torch's defaults, None); any other mismatch is an error."""
+        params = inspect.signature(fn).parameters
+        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        try:
+            defaults = {k: p.default for k, p in inspect.signature(torch_fn).parameters.items()}
+        except (TypeError, ValueError):  # torch's C functions have no Python signature
+            defaults = {}
+        kept = {}
+        for key, value in kwargs.items():
+            if key in params or open_kwargs:
+                kept[key] = value
+            elif not (key.startswith("_") or value is None or (key in defaults and defaults[key] == value)):
+                raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls {what} with "
+                                      f"{key}={value!r}, which convscope's {what.split('.')[-1]} does not take.")
+        try:
+            inspect.signature(fn).bind(*args, **kept)
+        except TypeError as exc:
+            raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls {what} with arguments "
+                                  f"convscope's version does not accept: {exc}.") from None
+        return kept
+
+    # --- building the convscope tree ------------------------------------------------------------
+    def _build(self, plan: _Plan, nodes: list[GraphNode] | None, converted: dict[int, Module]) -> Module:
+        module = plan.module
+        if plan.kind == UNSUPPORTED:
+            raise ConversionError(f"from_torch: {plan.where()} is a {type_name(module)}, which convscope does not "
+                                  f"support. {_HINT}")
+        if plan.kind == LEAF:
+            return self._leaf(plan)
+        if plan.kind == SEQUENTIAL:
+            result: Module = nn.Sequential()
+        elif plan.kind == CONTAINER:
+            result = nn.ModuleList() if isinstance(module, self.torch.nn.ModuleList) else nn.ModuleDict()
+        else:
+            result = graph_module_class(type(module).__name__)(nodes, plan.reason)
+            self._own_tensors(plan, result)
+        for name, child in module._modules.items():
+            result.add_module(name, None if child is None else converted[id(child)])
+        return result
+
+    def _leaf(self, plan: _Plan) -> Module:
+        torch = self.torch
+
+        def dtype(d: Any) -> np.dtype | None:
+            return numpy_dtype(torch, d, plan.where()) if d.is_floating_point else None
+
+        kwargs = constructor_kwargs(plan.spec, plan.module, dtype)
+        try:
+            return getattr(nn, plan.spec.name)(**kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ConversionError(f"from_torch: convscope cannot build {plan.where()} with {kwargs}: {exc}") from exc
+
+    def _own_tensors(self, plan: _Plan, target: Module) -> None:
+        """Copy a custom module's own parameters, buffers and read tensor constants."""
+        module = plan.module
+        for name, param in module._parameters.items():
+            value = None if param is None else Parameter(self._array(param, plan, name), param.requires_grad)
+            target.register_parameter(name, value)
+        for name, buf in module._buffers.items():
+            value = None if buf is None else Tensor(self._array(buf, plan, name))
+            target.register_buffer(name, value, persistent=name not in module._non_persistent_buffers_set)
+        for name, const in plan.constants.items():
+            target.register_buffer(name, Tensor(self._array(const, plan, name)), persistent=False)
+
+    def _array(self, tensor: Any, plan: _Plan, name: str) -> np.ndarray:
+        numpy_dtype(self.torch, tensor.dtype, f"{name} of {plan.where()}")
+        return tensor.detach().cpu().numpy().copy()
+
+    def _copy_state(self, result: Module, converted: dict[int, Module]) -> None:
+        """Weights and buffers from torch (the layers were built with meta parameters), then
+        ``requires_grad`` and the training flags."""
+        for module in converted.values():
+            for param in module._parameters.values():
+                if param is not None and param.is_meta:
+                    param.data = np.empty(param.shape, param.dtype)
+        result.load_state_dict(self.root.state_dict())
+        params = dict(result.named_parameters(remove_duplicate=False))
+        for name, param in self.root.named_parameters(remove_duplicate=False):
+            params[name].requires_grad_(param.requires_grad)
+        for key, module in converted.items():
+            module.training = self.plans[key].module.training
+
+
+def _tracer(torch: Any, units: set[int]) -> Any:
+    """A torch.fx tracer that keeps the modules in ``units`` (by id) as calls, besides torch's own
+    layers (which it always keeps, so an unsupported one shows up as a node)."""
+
+    class _UnitTracer(torch.fx.Tracer):
+        def is_leaf_module(self, module: Any, qualified_name: str) -> bool:
+            return id(module) in units or super().is_leaf_module(module, qualified_name)
+
+    return _UnitTracer()

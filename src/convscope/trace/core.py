@@ -1,0 +1,193 @@
+"""``trace(model, x, layer, index)``: the full provenance of one output value of one layer."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..nn.module import Module
+from ..tensor import Tensor
+from .influence import contributions, influence_mask
+from .provenance import Site, build_step
+from .record import ModuleCall, Recording, record
+from .steps import ELEMENTWISE, Copy, Elementwise, Read, Step, Term, WeightedSum, plain
+
+
+@dataclass
+class Trace:
+    """The provenance of ``layer``'s output value at ``index``.
+
+    ``value`` is the engine's value; ``step`` records what the layer's op read and how it
+    combined it (a :class:`~convscope.trace.steps.WeightedSum`, ``WindowMax``,
+    ``WindowMean``, ``PowerMean``, ``Normalization``, ``Elementwise`` or ``Copy``), with
+    coordinates in the layer's input; ``then`` is the element-wise layer applied to this
+    value next, if there is one (``→ ReLU →``).
+
+    Shape:
+        ``index`` is a full index into the layer's output (batch first);
+        :meth:`influence` and :meth:`contributions` are shaped like the model input ``x``.
+    """
+
+    layer: str
+    layer_type: str
+    call: int
+    index: tuple[int, ...]
+    value: float
+    dtype: str
+    step: Step
+    then: Elementwise | None
+    then_value: float | None
+    _model: Module = field(repr=False)
+    _recording: Recording = field(repr=False)
+    _target: Tensor = field(repr=False)
+    _mask: np.ndarray | None = field(default=None, repr=False)
+
+    def recompute(self) -> float:
+        """The value again, from the recorded terms alone (float64, exactly rounded sums)."""
+        return self.step.recompute()
+
+    def terms(self) -> list[Term] | list[Read]:
+        """Every product of a weighted sum; for other layers every value read."""
+        return list(self.step.terms) if isinstance(self.step, WeightedSum) else list(self.step.reads)
+
+    def influence(self) -> np.ndarray:
+        """Bool array shaped like the model input: exactly the cells that structurally
+        influence the value through all earlier layers (see :mod:`convscope.trace.influence`).
+
+        It contains the support of :meth:`contributions` for every input and equals it when
+        no local derivative vanishes (convolutions, average pools, linear layers with
+        smooth activations); through max pools and ReLUs it is the union of the gradient
+        supports over inputs.
+        """
+        if self._mask is None:
+            self._mask = influence_mask(self._recording, self._target, self.index)
+        return self._mask.copy()
+
+    def receptive_box(self) -> tuple[tuple[int, int], ...] | None:
+        """Per input dim the ``(first, last)`` index (inclusive) of the influence mask; None if empty."""
+        cells = np.nonzero(self.influence())
+        if cells[0].size == 0:
+            return None
+        return tuple((int(c.min()), int(c.max())) for c in cells)
+
+    def contributions(self) -> np.ndarray:
+        """The effective contribution of each input cell: the gradient of the value with
+        respect to the model input, by the engine's autograd (shaped like ``x``)."""
+        return contributions(self._model, self._recording, self._target, self.index)
+
+    def to_dict(self, influence: bool = False) -> dict:
+        """JSON-ready data (lists, numbers, strings, None for non-finite numbers).
+
+        ``influence=True`` adds the influence mask's cell count, receptive box and cells.
+        """
+        out = {"layer": self.layer, "type": self.layer_type, "call": self.call, "index": list(self.index),
+               "value": self.value, "recomputed": self.recompute(), "dtype": self.dtype,
+               "step": plain(self.step), "then": plain(self.then), "then_value": plain(self.then_value)}
+        if influence:
+            mask = self.influence()
+            out["influence"] = {"input_shape": list(mask.shape), "count": int(mask.sum()),
+                                "receptive_box": plain(self.receptive_box()),
+                                "cells": np.argwhere(mask).tolist()}
+        return plain(out)
+
+    def format(self, full: bool = False, digits: int = 4) -> str:
+        """The worked example; ``full=True`` lists every term instead of a summary."""
+        from .render import render
+
+        return render(self, full=full, digits=digits)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _find_layer(model: Module, layer: str) -> Module:
+    paths = dict(model.named_modules())
+    if layer not in paths:
+        names = [p for p in paths if p]
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"layers: {', '.join(names[:30])}"
+        raise ValueError(f"trace: no layer {layer!r} in {type(model).__name__}; {hint}")
+    return paths[layer]
+
+
+def _check_index(index: Any, shape: tuple[int, ...], layer: str) -> tuple[int, ...]:
+    where = f"trace: layer {layer!r} output of shape {shape}"
+    try:
+        values = tuple(int(i) for i in index)
+    except TypeError:
+        raise ValueError(f"{where} needs a full index of {len(shape)} ints (batch first), got {index!r}") from None
+    if len(values) != len(shape):
+        raise ValueError(f"{where} needs a full index of {len(shape)} ints (batch first), got {len(values)}: "
+                         f"{values}")
+    for dim, (i, n) in enumerate(zip(values, shape, strict=True)):
+        if not -n <= i < n:
+            raise ValueError(f"{where}: index {i} is out of range for dim {dim} of size {n}")
+    return tuple(i % n for i, n in zip(values, shape, strict=True))
+
+
+def _as_input(x: Any) -> Tensor:
+    data = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if data.dtype.kind != "f":
+        raise ValueError(f"trace: x must be a floating-point array, got dtype {data.dtype}")
+    return Tensor(data, requires_grad=True)
+
+
+def _next_elementwise(recording: Recording, position: int, target: Tensor) -> int | None:
+    """The first element-wise call applied to ``target`` after it was made, if any."""
+    for j in range(position + 1, len(recording.calls)):
+        call = recording.calls[j]
+        if call.op in ELEMENTWISE and call.parents and call.parents[0] is target:
+            return j
+    return None
+
+
+def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Trace:
+    """Trace one output value of one layer of ``model`` run on ``x``.
+
+    Runs the model's own ``forward`` once on ``x`` with hooks (so branches, residual
+    additions and concatenations in ``forward`` are recorded) and records the layer's
+    provenance. ``layer`` is a module path as in ``named_modules()`` (``"conv2"``,
+    ``"features.3"``; ``""`` is the whole model); ``index`` a full index into its output,
+    batch first; ``call`` picks the call of a layer used more than once.
+
+    The model runs as it is: in training mode, dropout draws and batch norm updates its
+    running statistics as in any forward pass; trace in ``model.eval()`` for the layers'
+    inference arithmetic.
+
+    >>> import numpy as np, convscope as cs
+    >>> from convscope.trace import trace
+    >>> net = cs.nn.Sequential(cs.nn.Conv2d(1, 2, 3), cs.nn.ReLU())
+    >>> t = trace(net, np.ones((1, 1, 5, 5), np.float32), "0", (0, 1, 2, 2))
+    >>> len(t.terms()), abs(t.recompute() - t.value) < 1e-6
+    (9, True)
+    """
+    if not isinstance(model, Module):
+        raise ValueError(f"trace: model must be a convscope.nn.Module, got {type(model).__name__}")
+    target_module = _find_layer(model, layer)
+    recording = record(model, _as_input(x))
+    calls: list[ModuleCall] = recording.calls_of(target_module)
+    if not calls:
+        raise ValueError(f"trace: layer {layer!r} ({type(target_module).__name__}) was not called by the forward pass")
+    if not 0 <= call < len(calls):
+        raise ValueError(f"trace: layer {layer!r} ran {len(calls)} time(s); call {call} does not exist")
+    module_call = calls[call]
+    target = module_call.output[0] if isinstance(module_call.output, tuple) else module_call.output
+    if not isinstance(target, Tensor):
+        raise ValueError(f"trace: layer {layer!r} returned {type(target).__name__}, not a tensor")
+    idx = _check_index(index, target.shape, layer)
+    position = recording.producer(target)
+    if position is None:  # the layer returned a tensor it did not compute (Identity, dropout in eval)
+        source = module_call.inputs[0] if module_call.inputs else None
+        if source is not target:
+            raise ValueError(f"trace: layer {layer!r} returned a tensor the forward pass did not compute")
+        step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
+    else:
+        step = build_step(Site(recording, position), idx)
+    following = _next_elementwise(recording, -1 if position is None else position, target)
+    then = None if following is None else build_step(Site(recording, following), idx)
+    return Trace(layer, type(target_module).__name__, call, idx, float(target.data[idx]), str(target.dtype), step,
+                 then, None if following is None else float(recording.calls[following].out.data[idx]),
+                 model, recording, target)
