@@ -26,8 +26,18 @@ from ..functional.windows import ntuple
 from ..nn._utils import empty_parameter, require_positive, reset_weight_and_bias
 from ..ops import cat
 from ..tensor import Tensor
-from ._common import (changed_maps, close, data, generator, max_diff, parameter_count, positive, seeded, sizes,
-                      with_map_shifted)
+from ._common import (
+    changed_maps,
+    close,
+    data,
+    generator,
+    max_diff,
+    parameter_count,
+    positive,
+    seeded,
+    sizes,
+    with_map_shifted,
+)
 from .explanation import Claims, Facts, Option, Topic, count, diff, dims, mark
 
 __all__ = ["SeparatePerMapConv2d", "SharedAcrossMapsConv2d"]

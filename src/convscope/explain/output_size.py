@@ -84,7 +84,8 @@ def compute(n: int, k: int, p: int, s: int, d: int, ceil: bool) -> tuple[Facts, 
     engine = _engine_widths(n, k, p, s, d)
     floor_w, ceil_w = _windows(n, k, p, s, d, floor_out), _windows(n, k, p, s, d, ceil_out)
     facts = {"n": n, "k": k, "p": p, "s": s, "d": d, "ceil": bool(ceil), "effective": effective, "padded": padded,
-             "room": room, "quotient": Fraction(room, s), "integer": room % s == 0, "floor_out": floor_out,
+             "room": room, "quotient": Fraction(room, s), "fraction_dropped": Fraction(room % s, s),
+             "integer": room % s == 0, "floor_out": floor_out,
              "ceil_unchecked": ceil_raw, "ceil_last_start": ceil_last_start, "ceil_dropped": dropped,
              "ceil_out": ceil_out, "out": ceil_out if ceil else floor_out, "floor_windows": floor_w,
              "ceil_windows": ceil_w, "engine": engine}
@@ -118,9 +119,9 @@ def _floor_story(f: Facts) -> list[str]:
              f"at input pixel {_starts(w, f['s'])}; the last one covers {w['last_start']}…{w['last_end']}."]
     tail = w["unvisited_tail"]
     if tail:
-        lines.append(f"  Never visited: input pixel{'s' if len(tail) > 1 else ''} {_pixels(tail)} — the right-most "
-                     f"{len(tail)} pixel{'s' if len(tail) > 1 else ''}, past the last window (floor drops the fraction {f['quotient'] - f['room'] // f['s']}"
-                     f" of a stride).")
+        plural = "s" if len(tail) > 1 else ""
+        lines.append(f"  Never visited: input pixel{plural} {_pixels(tail)} — the right-most {len(tail)}, "
+                     f"past the last window (floor drops the fractional part {f['fraction_dropped']} of the quotient).")
     elif not f["integer"] and w["unvisited_right_padding"]:
         lines.append(f"  Only padding is left unread: the last {w['unvisited_right_padding']} padding cell(s) on the "
                      f"right.")
@@ -162,7 +163,7 @@ def render(f: Facts) -> list[str]:
              f"  5. floor + 1         floor({float(q):g}) + 1 = {f['floor_out']}",
              f"     ceil + 1          ceil({float(q):g}) + 1 = {f['ceil_unchecked']}"
              + (f", then the drop rule → {f['ceil_out']}" if f["ceil_dropped"] else ""),
-             f"  With D = 1 the span is K and this is the classic (N − K + 2P)/S + 1"
+             "  With D = 1 the span is K and this is the classic (N − K + 2P)/S + 1"
              + (f"; here D = {d}, so K is replaced by the span {f['effective']}." if d > 1 else "."),
              f"  Output size ({'ceil' if f['ceil'] else 'floor'} mode): {f['out']}",
              ""]

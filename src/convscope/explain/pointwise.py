@@ -19,8 +19,19 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..tensor import Tensor
-from ._common import (changed_maps, close, conv_macs, data, generator, max_diff, parameter_count, positive, seeded,
-                      sizes, with_map_shifted)
+from ._common import (
+    changed_maps,
+    close,
+    conv_macs,
+    data,
+    generator,
+    max_diff,
+    parameter_count,
+    positive,
+    seeded,
+    sizes,
+    with_map_shifted,
+)
 from .explanation import Claims, Facts, Option, Topic, count, diff, dims, mark, signed, table
 
 _VALUE_SIDE = 16  # the per-pixel demonstrations run on at most 16×16 pixels (a 1×1 conv is per pixel anyway)
@@ -92,7 +103,8 @@ def compute(cin: int, cout: int, size: str, conv_k: int, conv_out: int, seed: in
     direct = _cost([nn.Conv2d(cin, conv_out, conv_k, padding=pad)], cin, size)
     reduced = _cost([nn.Conv2d(cin, cout, 1), nn.Conv2d(cout, conv_out, conv_k, padding=pad)], cin, size)
     facts = {"cin": cin, "cout": cout, "size": size, "conv_k": conv_k, "conv_out": conv_out, "mixing": mix,
-             "direct": direct, "reduced": reduced, "macs_ratio": Fraction(reduced["macs"], direct["macs"]),
+             "direct": direct, "reduced": reduced, "macs_saved": direct["macs"] - reduced["macs"],
+ "macs_ratio": Fraction(reduced["macs"], direct["macs"]),
              "params_ratio": Fraction(reduced["params"], direct["params"])}
     claims = {"a 1×1 conv equals F.linear over C_in at every pixel": mix["per_pixel_linear"],
               "every output map reads every input map": mix["maps_changed_by_last_input_map"] == cout,
@@ -121,7 +133,7 @@ def render(f: Facts) -> list[str]:
     lines = [f"A 1×1 conv from {cin} to {cout} maps of {dims(f['size'])}: kernel {tuple(m['weight_shape'])}{where}.",
              "",
              "1. It mixes channels: at each pixel it is a linear layer over the C_in values there.",
-             f"   output map 0 at pixel (0, 0) = bias {ex['bias']:.4f} + Σ {ex['terms']} products ({products}"
+             f"   output map 0 at pixel (0, 0) = bias {ex['bias']:.4f} + Σ of {ex['terms']} products ({products}"
              f"{' + …' if ex['terms'] > 3 else ''}) = {ex['by_hand']:.6f}; engine {ex['engine']:.6f}",
              f"   conv vs F.linear(x at every pixel, W reshaped to {cout}×{cin}): max difference "
              f"{diff(m['per_pixel_linear_max_diff'])} {mark(m['per_pixel_linear'])}",
@@ -129,22 +141,21 @@ def render(f: Facts) -> list[str]:
              f"{mark(m['maps_changed_by_last_input_map'] == cout)}",
              "",
              "2. It multiplies by a constant only when C_in = 1.",
-             f"   C_in = 1: each output map is exactly w·x + b (w = {', '.join(f'{w:.4f}' for w in m['c_in_1_weights'])}"
-             f"{', …' if cout > 3 else ''}): max difference {diff(m['c_in_1_scaling_max_diff'])} "
-             f"{mark(m['c_in_1_is_scaling'])}"]
+             f"   C_in = 1: each output map is exactly w·x + b (w = "
+             f"{', '.join(f'{w:.4f}' for w in m['c_in_1_weights'])}{', …' if cout > 3 else ''}): max difference "
+             f"{diff(m['c_in_1_scaling_max_diff'])} {mark(m['c_in_1_is_scaling'])}"]
     if cin > 1:
         residual = m["best_single_map_residual"]
         lines.append(f"   C_in = {cin}: the best fit of any output map by a·(one input map) + b leaves a residual "
                      f"of {residual:.1%} of that map's spread (RMS) {mark(residual > 1e-6)}")
     else:
         lines.append("   Your C_in is 1, so your 1×1 conv is exactly such a scaling (plus bias).")
-    d, r = f["direct"], f["reduced"]
     lines += ["", f"3. It cuts cost (GoogLeNet's reduce): a {k}×{k} conv to {out} maps on {cin}×{dims(f['size'])}, "
                   f"directly or after a 1×1 reduce to {cout} maps.",
               *("   " + line for line in _cost_table(f)),
               f"   with the reduce: {float(f['macs_ratio']):.1%} of the MACs and {float(f['params_ratio']):.1%} of the "
-              f"parameters: " + (f"{count(d['macs'] - r['macs'])} MACs saved" if r["macs"] < d["macs"] else
-                                 f"{count(r['macs'] - d['macs'])} MACs more — a reduce pays only when it narrows "
+              f"parameters: " + (f"{count(f['macs_saved'])} MACs saved" if f["macs_saved"] > 0 else
+                                 f"{count(-f['macs_saved'])} MACs more — a reduce pays only when it narrows "
                                  f"the channels")]
     return lines
 

@@ -64,7 +64,8 @@ def _commuting(kernel: int, rng: np.random.Generator) -> dict:
     max_pool = lambda t: F.max_pool2d(t, kernel)  # noqa: E731
     avg_pool = lambda t: F.avg_pool2d(t, kernel)  # noqa: E731
     out = {"monotone": {name: _first_counterexample(f, max_pool, x) for name, f in _MONOTONE.items()},
-           "gelu_max": _first_counterexample(F.gelu, max_pool, x), "relu_avg": _first_counterexample(F.relu, avg_pool, x)}
+           "gelu_max": _first_counterexample(F.gelu, max_pool, x),
+           "relu_avg": _first_counterexample(F.relu, avg_pool, x)}
     for case in ("gelu_max", "relu_avg"):
         first = out[case]["first"]
         if first:

@@ -186,7 +186,7 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
         step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
     else:
         step = build_step(Site(recording, position), idx)
-    following = _next_elementwise(recording, -1 if position is None else position, target)
+    following = _next_elementwise(recording, module_call.end - 1 if position is None else position, target)
     then = None if following is None else build_step(Site(recording, following), idx)
     return Trace(layer, type(target_module).__name__, call, idx, float(target.data[idx]), str(target.dtype), step,
                  then, None if following is None else float(recording.calls[following].out.data[idx]),

@@ -1,0 +1,142 @@
+"""The worked example a :class:`~convscope.trace.Trace` prints: formatting only, no arithmetic
+beyond what the records provide."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .steps import Copy, Elementwise, Normalization, PowerMean, Read, Term, WeightedSum, WindowMax, WindowMean
+
+if TYPE_CHECKING:
+    from .core import Trace
+
+HEAD, TAIL = 5, 1  # terms shown around the "… more …" line of a long sum
+_PADDING = {"zeros": "zero padding", "constant": "constant padding", "-inf": "padding −∞",
+            "overhang": "past the padding (ceil mode)"}
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """``value`` with ``digits`` significant digits; ∞ and NaN spelt out."""
+    if value is None:
+        return "—"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value + 0.0:.{digits}g}"  # + 0.0 turns −0 into 0
+
+
+def _index(index: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in index)
+
+
+def read_text(read: Read, digits: int) -> str:
+    """``x[0, 2, -1, 3] (reflect of x[0, 2, 1, 3]) = 0.7``."""
+    where = f"x[{_index(read.index)}]"
+    if read.source is not None:
+        where += f" ({read.padding} of x[{_index(read.source)}])"
+    elif read.padding is not None:
+        where += f" ({_PADDING.get(read.padding, read.padding)})"
+    return f"{where} = {number(read.value, digits)}"
+
+
+def _term_text(term: Term, digits: int) -> str:
+    return (f"{read_text(term.read, digits)} × w[{_index(term.weight_index)}] = {number(term.weight, digits)}"
+            f" → {number(term.product, digits)}")
+
+
+def _listing(items: Sequence[Any], text: Callable[[Any], str], full: bool, noun: str) -> list[str]:
+    """One indented line per item, or the first and last few around a count of the rest."""
+    if full or len(items) <= HEAD + TAIL + 2:
+        return [f"    {text(item)}" for item in items]
+    hidden = len(items) - HEAD - TAIL
+    return ([f"    {text(item)}" for item in items[:HEAD]]
+            + [f"    … {hidden} more {noun} (Trace.terms() returns all; format(full=True) prints all) …"]
+            + [f"    {text(item)}" for item in items[-TAIL:]])
+
+
+def _extent(reads: Sequence[Read], shape: Sequence[int]) -> str:
+    """``reads 36 cells of the input (1, 8, 10, 10) within [0, 4..7, 2..4, 3..5]; 3 are padding (zeros)``."""
+    dims = list(zip(*(r.index for r in reads), strict=True))
+    box = ", ".join(str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in ((min(d), max(d)) for d in dims))
+    padding = [r.padding for r in reads if r.padding is not None]
+    kinds = ", ".join(sorted(set(padding)))
+    pad = f"; {len(padding)} are padding ({kinds})" if padding else ""
+    return f"  reads {len(reads)} cells of the input {tuple(shape)} within [{box}]{pad}"
+
+
+def _weighted_sum(step: WeightedSum, trace: Trace, full: bool, digits: int) -> list[str]:
+    lines = [_extent(step.reads, step.input_shape)]
+    if step.groups > 1:
+        lines.append(f"  group {step.group} of {step.groups}: input channels {step.channels[0]}..{step.channels[-1]}")
+    bias = "" if step.bias is None else f"bias {number(step.bias, digits)} + "
+    lines.append(f"  {bias}Σ {len(step.terms)} products = {number(trace.value, digits)}{_then(trace, digits)}")
+    lines += _listing(step.terms, lambda t: _term_text(t, digits), full, "products")
+    lines.append(f"    Σ products = {number(step.product_sum(), digits)}")
+    return lines
+
+
+def _window_max(step: WindowMax, trace: Trace, full: bool, digits: int) -> list[str]:
+    winner = step.reads[step.winner]
+    ties = f"; {len(step.ties)} cells tie, the first in scan order wins" if len(step.ties) > 1 else ""
+    lines = [_extent(step.reads, step.input_shape),
+             f"  max of {len(step.reads)} cells = {number(trace.value, digits)}{_then(trace, digits)}",
+             f"  winner x[{_index(winner.index)}]{ties}"]
+    return lines + _listing(step.reads, lambda r: read_text(r, digits) + (" ◀ winner" if r is winner else ""),
+                            full, "cells")
+
+
+def _window_mean(step: WindowMean, trace: Trace, full: bool, digits: int) -> list[str]:
+    return [_extent(step.reads, step.input_shape),
+            f"  (Σ {len(step.reads)} cells = {number(step.total(), digits)}) / {number(step.divisor, digits)}"
+            f" = {number(trace.value, digits)}{_then(trace, digits)}",
+            f"  divisor: {step.rule}"] + _listing(step.reads, lambda r: read_text(r, digits), full, "cells")
+
+
+def _power_mean(step: PowerMean, trace: Trace, full: bool, digits: int) -> list[str]:
+    p = number(step.norm_type, digits)
+    return [_extent(step.reads, step.input_shape),
+            f"  (Σ x^{p} = {number(step.power_sum(), digits)} / {number(step.divisor, digits)} cells"
+            f" · kernel {step.kernel_volume})^(1/{p}) = {number(trace.value, digits)}{_then(trace, digits)}",
+            ] + _listing(step.reads, lambda r: read_text(r, digits), full, "cells")
+
+
+def _normalization(step: Normalization, trace: Trace, full: bool, digits: int) -> list[str]:
+    scale = "" if step.weight is None else f" · γ {number(step.weight, digits)}"
+    shift = "" if step.bias is None else f" + β {number(step.bias, digits)}"
+    return [f"  {read_text(step.read, digits)}",
+            f"  (x {number(step.read.value, digits)} − mean {number(step.mean, digits)}) / √(var "
+            f"{number(step.var, digits)} + eps {number(step.eps, digits)}){scale}{shift}"
+            f" = {number(trace.value, digits)}{_then(trace, digits)}"]
+
+
+def _elementwise(step: Elementwise, trace: Trace, full: bool, digits: int) -> list[str]:
+    return [f"  {step.name}({read_text(step.read, digits)}) = {number(trace.value, digits)}{_then(trace, digits)}"]
+
+
+def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
+    operand = f" of input {step.operand}" if step.operand else ""
+    return [f"  copy ({step.op}){operand} of {read_text(step.read, digits)}{_then(trace, digits)}"]
+
+
+RENDERERS: dict[type, Callable[..., list[str]]] = {
+    WeightedSum: _weighted_sum, WindowMax: _window_max, WindowMean: _window_mean, PowerMean: _power_mean,
+    Normalization: _normalization, Elementwise: _elementwise, Copy: _copy,
+}
+
+
+def _then(trace: Trace, digits: int) -> str:
+    return "" if trace.then is None else f" → {trace.then.name} → {number(trace.then_value, digits)}"
+
+
+def render(trace: Trace, *, full: bool = False, digits: int = 4) -> str:
+    """The trace as a worked example: header, the arithmetic, the terms, the recomputation."""
+    step = trace.step
+    head = (f"{trace.layer or '(model)'} ({trace.layer_type}) output[{_index(trace.index)}] = "
+            f"{number(trace.value, digits)}   [{step.op}, {trace.dtype}]")
+    again = trace.recompute()
+    tail = (f"  recomputed from the recorded terms alone: {number(again, digits)} "
+            f"(engine {number(trace.value, digits)}, difference {abs(again - trace.value):.2g})")
+    return "\n".join([head, *RENDERERS[type(step)](step, trace, full, digits), tail])
