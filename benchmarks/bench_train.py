@@ -74,8 +74,8 @@ def main() -> None:
     reached = (f"epoch {result['epoch_of_98']} after {result['seconds_to_98']:.1f} s"
                if result["epoch_of_98"] else "never")
     print(f"  ≥ 98 % test accuracy: {reached}")
-    print(f"  all {result['epochs']} epochs: {result['wall_seconds']:.1f} s ({result['samples_per_s']:,.0f} samples/s), "
-          f"final test accuracy {result['final_test_acc']:.2%}")
+    print(f"  all {result['epochs']} epochs: {result['wall_seconds']:.1f} s "
+          f"({result['samples_per_s']:,.0f} samples/s), final test accuracy {result['final_test_acc']:.2%}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

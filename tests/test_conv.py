@@ -249,8 +249,7 @@ def test_shape_rule_examples_and_docstrings() -> None:
     assert F.conv_output_shape((8, 3, 224, 224), (64, 3, 7, 7), 2, 3) == (8, 64, 112, 112)
     assert F.conv_output_shape((3, 10), (5, 3, 4), padding="same", op="conv1d") == (5, 10)
     assert F.conv_transpose_output_shape((1, 4, 5, 5), (4, 3, 3, 3), 2, 1, 1) == (1, 3, 10, 10)
-    for module in (conv_module,):
-        assert doctest.testmod(module).failed == 0
+    assert doctest.testmod(conv_module).failed == 0
     assert "Shape:" in F.conv3d.__doc__ and "D_out, H_out, W_out" in F.conv3d.__doc__
     assert "Shape:" in F.conv_transpose1d.__doc__ and "(C_in, C_out / groups, kW)" in F.conv_transpose1d.__doc__
 

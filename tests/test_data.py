@@ -15,7 +15,9 @@ import pytest
 
 import convscope.data as data
 from convscope import ShapeError
-from convscope.data import Batches, check_arrays, digits, load, random_shift, read_idx
+from convscope.data import Batches, check_arrays, digits, load, mnist1d, random_shift, read_idx
+
+mnist1d_module = importlib.import_module("convscope.data.mnist1d")  # the module, not the function
 
 
 # --- the embedded digits ----------------------------------------------------------------------------
@@ -276,7 +278,54 @@ def test_augmented_batches_are_deterministic() -> None:
     assert not all(np.array_equal(a, X[: len(a)]) for a in first)
 
 
-@pytest.mark.parametrize("module", ["convscope.data.digits", "convscope.data.batches", "convscope.data"])
+# --- MNIST-1D -----------------------------------------------------------------------------------------
+def test_mnist1d_is_deterministic_standardised_and_balanced() -> None:
+    X, y = mnist1d("all")
+    assert X.shape == (5000, 1, 40) and X.dtype == np.float32 and y.dtype == np.int64
+    assert abs(float(X.mean())) < 1e-5 and abs(float(X.std()) - 1) < 1e-4
+    np.testing.assert_array_equal(np.bincount(y), [500] * 10)
+    train_X, train_y = mnist1d("train")
+    np.testing.assert_array_equal(train_X, X[:4000])
+    np.testing.assert_array_equal(mnist1d("test")[1], y[4000:])
+    assert not np.array_equal(mnist1d("test", seed=1)[0], mnist1d("test")[0])
+    assert set(load("mnist1d")) == {"train", "test"}
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        mnist1d("val")
+
+
+def test_mnist1d_steps_follow_the_recipe() -> None:
+    base = mnist1d_module.templates()
+    assert base.shape == (10, 12)
+    np.testing.assert_allclose(base[:, 0], 0, atol=1e-15)  # signals start at 0
+    np.testing.assert_allclose(base.std(1), 1 / 6)
+    noise = np.random.default_rng(0).standard_normal(72)
+    taps = np.exp(-0.5 * (np.arange(-8, 9) / 2.0) ** 2)
+    mirrored = np.concatenate([noise[7::-1], noise, noise[:-9:-1]])
+    want = np.convolve(mirrored, taps / taps.sum(), "valid")
+    np.testing.assert_allclose(mnist1d_module._smooth(noise[None])[0], want)
+    np.testing.assert_allclose(mnist1d_module._resample(np.array([[0.0, 2.0, 9.0]]), 5, np.array([2])),
+                               [[0, 0.5, 1, 1.5, 2]])
+    signal = np.random.default_rng(1).random((1, 30))
+    np.testing.assert_allclose(mnist1d_module._resample(signal, 72)[0],
+                               np.interp(np.linspace(0, 1, 72), np.linspace(0, 1, 30), signal[0]))
+
+
+def test_a_small_conv1d_net_learns_mnist1d() -> None:
+    """8 epochs of a 2-layer conv1d net: > 70 % test accuracy (77 % here; chance 10 %, a
+    linear model about 34 %)."""
+    import convscope as cs
+    from convscope import nn
+    from convscope.train import evaluate, train
+
+    cs.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 16, 5, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv1d(16, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(160, 10))
+    train(model, mnist1d("train"), epochs=8, optimizer="adam", lr=1e-2, batch_size=100, progress=False)
+    assert evaluate(model, *mnist1d("test"))[1] > 0.70
+
+
+@pytest.mark.parametrize("module", ["convscope.data.digits", "convscope.data.batches", "convscope.data.mnist1d",
+                                    "convscope.data"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

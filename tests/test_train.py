@@ -18,7 +18,6 @@ from convscope import nn
 from convscope.checkpoint import CheckpointError
 from convscope.cli import main
 from convscope.data import Batches, digits
-from convscope.pretrained import RECIPES, digits_cnn
 from convscope.train import evaluate, train
 from torch_ref import assert_close
 
@@ -52,17 +51,16 @@ def _assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> 
 
 
 # --- learning ---------------------------------------------------------------------------------------
-def test_loss_falls_and_reaches_92_percent_on_a_small_fixed_subset() -> None:
-    """The default CNN and recipe on the first 600 training digits, 8 epochs: the training loss
-    falls more than tenfold and the validation accuracy reaches ≥ 92 % (95.5 % here)."""
-    cs.manual_seed(0)
-    model = digits_cnn()
-    settings = {**RECIPES["digits"], "epochs": 8, "max_shift": 0}
+def test_loss_falls_and_reaches_90_percent_on_a_small_fixed_subset() -> None:
+    """A tiny CNN (4 conv maps, 690 weights) with Adam on the first 600 training digits, 8
+    epochs (under a second): the training loss falls more than tenfold and the accuracy on the
+    179 validation digits reaches ≥ 90 % (92.2 % here)."""
+    model = _small()
     data = _subset(600, n_val=179)
-    history = train(model, data, **settings, progress=False)
+    history = train(model, data, epochs=8, optimizer="adam", lr=1e-2, batch_size=32, progress=False)
     losses = history["train_loss"]
     assert len(history) == 8 and losses[-1] < losses[0] / 10
-    assert history["val_acc"][-1] >= 0.92
+    assert history["val_acc"][-1] >= 0.90
     assert not model.training, "the model ends in eval mode"
     assert history["val_loss"][-1] == pytest.approx(evaluate(model, *data["val"])[0])
 
@@ -280,7 +278,8 @@ def test_progress_is_silent_without_a_terminal_and_shown_with_one(capsys: pytest
 def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(run), "--batch-size", "128", "--lr", "0.01"]) == 0
-    assert "trained 1 epochs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("trained 1 epochs: loss ") and ", val accuracy " in out and ", test accuracy " in out
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert len((run / "history.csv").read_text().splitlines()) == 3
     stored = json.loads((run / "history.json").read_text())

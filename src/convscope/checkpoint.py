@@ -20,10 +20,10 @@ import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -109,29 +109,40 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
 
 
 # --- writing ----------------------------------------------------------------------------------
-def _write_npz(fh: Any, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write the zip (uncompressed: trained weights do not compress) and push it to disk."""
+def _write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write the zip (uncompressed: trained weights do not compress)."""
     np.savez(fh, **arrays)
-    fh.flush()
-    os.fsync(fh.fileno())
 
 
 def save(path: str | Path, checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (temp file in the same folder, verify,
     :func:`os.replace`). On any failure the temp file is removed and the file previously at
     ``path`` is left untouched. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: list[np.ndarray] = []
     skeleton = _encode(vars(checkpoint), arrays)
     named = {f"a{i}": arr for i, arr in enumerate(arrays)}
     meta = {"format": FORMAT, "version": VERSION, "sha256": _digest(named), "checkpoint": skeleton}
     named["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    # read back before the rename: what replaces the previous checkpoint is known to load
+    return write_atomic(path, lambda fh: _write_npz(fh, named), verify=load)
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
+                 verify: Callable[[Path], Any] | None = None) -> Path:
+    """Create or replace ``path`` atomically: ``write(fh)`` fills a temporary file in the same
+    folder, which is flushed to disk, checked with ``verify(temp_path)`` (which raises if the
+    file is bad) and renamed over ``path``. On any failure the temporary file is removed and
+    the previous file at ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            _write_npz(fh, named)
-        load(tmp)  # read back: what gets renamed into place is known to load
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if verify is not None:
+            verify(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

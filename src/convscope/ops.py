@@ -14,7 +14,30 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .rules import FREE, Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
+from .rules import (
+    FREE,
+    UNKNOWN,
+    Constraint,
+    Cost,
+    Sizes,
+    SymSize,
+    at_least,
+    broadcast,
+    check,
+    const,
+    consts,
+    cost_rule,
+    equal,
+    field_rule,
+    global_field,
+    numel,
+    opaque,
+    paren,
+    per_element,
+    product,
+    same_field,
+    size_rule,
+)
 from .tensor import Tensor, as_tensor, make_result
 
 
@@ -281,14 +304,20 @@ def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
 def reshape(x: Tensor, *shape: Any) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    return _reshape(x, shape, {"shape": tuple(shape)})
+
+
+def _reshape(x: Tensor, shape: tuple, attrs: dict) -> Tensor:
+    """``attrs`` tell the size rule what the caller asked for: an explicit ``shape`` (with
+    -1), or a ``flatten``/``unsqueeze``/``squeeze`` of the input's own dims."""
     try:
         new_shape = np.broadcast_to(np.empty((), x.dtype), x.shape).reshape(shape).shape
     except ValueError:
         msg = f"cannot reshape {x.shape} ({x.numel()} elements) to {tuple(shape)}"
         raise ShapeError(msg, layer="reshape") from None
     if x.is_meta:
-        return make_result("reshape", None, (x,), None, shape=new_shape)
-    return make_result("reshape", x.data.reshape(new_shape), (x,), lambda g: (g.reshape(x.shape),))
+        return make_result("reshape", None, (x,), None, shape=new_shape, attrs=attrs)
+    return make_result("reshape", x.data.reshape(new_shape), (x,), lambda g: (g.reshape(x.shape),), attrs=attrs)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -299,7 +328,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         msg = f"start_dim {start_dim} comes after end_dim {end_dim} for a {x.ndim}-d tensor"
         raise ShapeError(msg, layer="flatten")
     inner = int(np.prod(x.shape[s:e + 1], dtype=np.int64))
-    return reshape(x, x.shape[:s] + (inner,) + x.shape[e + 1:])
+    return _reshape(x, x.shape[:s] + (inner,) + x.shape[e + 1:], {"flatten": (s, e)})
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
@@ -310,9 +339,9 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
     dims = tuple(d % x.ndim for d in dims)
     shape = tuple(x.shape[d] for d in dims)
     if x.is_meta:
-        return make_result("permute", None, (x,), None, shape=shape)
+        return make_result("permute", None, (x,), None, shape=shape, attrs={"dims": dims})
     inverse = tuple(np.argsort(dims))
-    return make_result("permute", x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),))
+    return make_result("permute", x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),), attrs={"dims": dims})
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -323,16 +352,17 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     dim = dim % (x.ndim + 1)
-    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+    return _reshape(x, x.shape[:dim] + (1,) + x.shape[dim:], {"unsqueeze": dim})
 
 
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
-        return reshape(x, tuple(s for s in x.shape if s != 1))
+        return _reshape(x, tuple(s for s in x.shape if s != 1), {"squeeze": tuple(i for i, s in enumerate(x.shape)
+                                                                                    if s == 1)})
     dim = dim % x.ndim
     if x.shape[dim] != 1:
         return x
-    return reshape(x, x.shape[:dim] + x.shape[dim + 1:])
+    return _reshape(x, x.shape[:dim] + x.shape[dim + 1:], {"squeeze": (dim,)})
 
 
 def expand(x: Tensor, *shape: Any) -> Tensor:
@@ -360,7 +390,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     except IndexError as exc:
         raise ShapeError(f"index {index!r} does not fit shape {x.shape}: {exc}", layer="getitem") from None
     if x.is_meta:
-        return make_result("getitem", None, (x,), None, shape=shape)
+        return make_result("getitem", None, (x,), None, shape=shape, attrs={"index": index})
     out = np.array(x.data[index])
 
     def backward(g: np.ndarray) -> tuple:
@@ -368,7 +398,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         np.add.at(full, index, g)
         return (full,)
 
-    return make_result("getitem", out, (x,), backward)
+    return make_result("getitem", out, (x,), backward, attrs={"index": index})
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -464,6 +494,127 @@ def _matmul_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
     k = inputs[0].shape[-1]
     n = numel(output.shape)
     return Cost(n * k, 2 * n * k, f"{n:,} outputs × {k} = {n * k:,}")
+
+
+SizeResult = tuple[Sizes, list[Constraint]]
+
+
+@size_rule(*ELEMENTWISE)
+def _broadcast_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    return broadcast(sizes, output.ndim)
+
+
+@size_rule("cat")
+def _cat_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    """The sizes along the cat dim add up; every other dim must agree."""
+    shapes = [t.shape for t in inputs]
+    dim = next((d for d in range(output.ndim) if builtins.sum(s[d] for s in shapes) == output.shape[d]
+                and all(s[k] == output.shape[k] for s in shapes for k in range(output.ndim) if k != d)), None)
+    if dim is None:  # the dim cannot be told from the shapes (only empty inputs)
+        return (UNKNOWN,) * output.ndim, []
+    out, checks = list(sizes[0]), []
+    for i, other in enumerate(sizes[1:], 1):
+        out[dim] = out[dim] + other[dim]
+        for k in range(output.ndim):
+            if k != dim:
+                checks += equal(other[k], sizes[0][k], f"cat: tensor {i} dim {k} {{a}} = {{b}}")
+    return tuple(out), checks
+
+
+@size_rule("reshape")
+def _reshape_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    """flatten multiplies the merged dims; an explicit shape is constant (-1: inferred)."""
+    x = sizes[0]
+    if "flatten" in attrs:
+        s, e = attrs["flatten"]
+        return (*x[:s], product(x[s:e + 1]), *x[e + 1:]), []
+    if "unsqueeze" in attrs:
+        d = attrs["unsqueeze"]
+        return (*x[:d], const(1), *x[d:]), []
+    if "squeeze" in attrs:
+        gone = attrs["squeeze"]
+        return (tuple(e for i, e in enumerate(x) if i not in gone),
+                [c for i in gone for c in equal(x[i], const(1), "squeezed dim {a} = {b}")])
+    if "shape" not in attrs:
+        return (UNKNOWN,) * output.ndim, []
+    total, request = product(x), attrs["shape"]
+    known = int(np.prod([n for n in request if n != -1], dtype=np.int64))
+    if -1 not in request:
+        return consts(request), equal(total, const(known), "reshape keeps the {a} = {b} elements")
+    inferred = total.floor_div(0, known) if known != 1 else total
+    checks = check(f"reshape: {total.text} elements fill whole rows of {known}",
+                   lambda env: total.value(env) % known == 0, total)
+    return tuple(inferred if n == -1 else const(n) for n in request), checks
+
+
+@size_rule("permute")
+def _permute_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    return tuple(sizes[0][d] for d in attrs["dims"]), []
+
+
+@size_rule("sum", "amax")
+def _reduce_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    x, axes = sizes[0], attrs["dim"]
+    if output.ndim == len(x):  # keepdim
+        return tuple(const(1) if i in axes else e for i, e in enumerate(x)), []
+    return tuple(e for i, e in enumerate(x) if i not in axes), []
+
+
+@size_rule("matmul")
+def _matmul_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    a, b = sizes
+    a2 = (const(1), *a) if len(a) == 1 else a
+    b2 = (*b, const(1)) if len(b) == 1 else b
+    batch, checks = broadcast([a2[:-2], b2[:-2]], builtins.max(len(a2), len(b2)) - 2)
+    out = (*batch, *(a2[-2:-1] if len(a) > 1 else ()), *(b2[-1:] if len(b) > 1 else ()))
+    return out, checks + equal(a2[-1], b2[-2], "matmul inner dims {a} = {b}")
+
+
+def _slice_length(n: Any, sl: slice) -> Any:
+    """``len(range(n)[sl])`` for an array of lengths ``n`` (Python's clamping rules)."""
+    step = 1 if sl.step is None else sl.step
+
+    def at(v: int | None, default: Any, lo: Any, hi: Any) -> Any:
+        return default if v is None else np.clip(v + n if v < 0 else np.full_like(n, v), lo, hi)
+
+    if step > 0:
+        start, stop = at(sl.start, 0, 0, n), at(sl.stop, n, 0, n)
+        return np.maximum(0, (stop - start + step - 1) // step)
+    start, stop = at(sl.start, n - 1, -1, n - 1), at(sl.stop, -1, -1, n - 1)
+    return np.maximum(0, (start - stop - step - 1) // -step)
+
+
+def _sliced(e: SymSize, sl: slice) -> SymSize:
+    if sl in (slice(None), slice(None, None, 1)):
+        return e
+    text = ":".join("" if v is None else str(v) for v in (sl.start, sl.stop, sl.step)).rstrip(":")
+    return opaque(f"len({paren(e.text)}[{text}])", lambda env: _slice_length(np.asarray(e.value(env)), sl), e)
+
+
+@size_rule("getitem")
+def _getitem_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> SizeResult:
+    """Basic indexing (ints, slices, None, ...); advanced indices have no size formula."""
+    x, index = sizes[0], attrs["index"]
+    index = index if isinstance(index, tuple) else (index,)
+    basic = all(i is None or i is Ellipsis or isinstance(i, slice)
+                or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)) for i in index)
+    if not basic or builtins.sum(i is Ellipsis for i in index) > 1:
+        return (x if output.shape == inputs[0].shape else (UNKNOWN,) * output.ndim), []
+    used = builtins.sum(i is not None and i is not Ellipsis for i in index)
+    fill = (slice(None),) * (len(x) - used)
+    index = (*index, Ellipsis) if Ellipsis not in index else index
+    k = index.index(Ellipsis)
+    out, checks, dim = [], [], 0
+    for i in (*index[:k], *fill, *index[k + 1:]):
+        if i is None:
+            out.append(const(1))
+            continue
+        e, dim = x[dim], dim + 1
+        if isinstance(i, slice):
+            out.append(_sliced(e, i))
+        else:
+            checks += at_least(e, i + 1 if i >= 0 else -i, f"index {i} in range: {{size}} ≥ {{bound}}")
+    return tuple(out), checks
 
 
 def _bind() -> None:

@@ -1,10 +1,10 @@
-"""Registries for what the analyzer needs to know about each op: its cost and its
-receptive-field rule.
+"""Registries for what the analyzer needs to know about each op: its cost, its
+receptive-field rule and its symbolic size rule.
 
 The rules are registered next to the ops they describe (``functional/conv.py`` registers
-conv's), so a layer type's forward, backward, shape rule, cost and receptive field live
-in one file. This module only holds the registries and the small value types; it imports
-nothing from convscope.
+conv's), so a layer type's forward, backward, shape rule, cost, receptive field and size
+formula live in one file. This module only holds the registries and the small value types;
+it imports nothing from convscope.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -141,3 +144,282 @@ def same_field(fields: Sequence[Field], inputs: Sequence[Any], output: Any, attr
 def global_field(fields: Sequence[Field], inputs: Sequence[Any], output: Any, attrs: dict) -> Field:
     """Ops after which every output depends on every input cell (linear, flatten, …)."""
     return None if any(f is not NO_FIELD for f in fields) else NO_FIELD
+
+
+# --- symbolic sizes ------------------------------------------------------------------------
+Env = dict[str, np.ndarray]
+"""Symbol → int64 array of sizes; every array in one env has the same shape."""
+
+
+class UnknownSize(LookupError):
+    """A size past an op without a size rule was evaluated."""
+
+
+def _unknown(env: Env) -> np.ndarray:
+    raise UnknownSize("no size formula past an op without a size rule")
+
+
+def _signed(n: int) -> str:
+    return f" + {n}" if n > 0 else f" − {-n}" if n < 0 else ""
+
+
+def _number(n: int) -> str:
+    return f"−{-n}" if n < 0 else str(n)
+
+
+def _term(m: int, x: str) -> str:
+    return (x if m == 1 else f"−{x}" if m == -1 else f"{_number(m)}{x}") if x else _number(m)
+
+
+def paren(text: str) -> str:
+    """``text`` in parentheses when it is a sum at top level (``H − 4`` → ``(H − 4)``)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "(⌊⌈[") - (ch in ")⌋⌉]")
+        if depth == 0 and ch in "+−" and 0 < i < len(text) - 1 and text[i - 1] == text[i + 1] == " ":
+            return f"({text})"
+    return text
+
+
+@dataclass(frozen=True, eq=False)
+class SymSize:
+    """One size (a dim of a feature map) as an integer function of the symbolic input sizes.
+
+    Closed form ``⌊(m·X + b)/a⌋ + c`` of one symbol ``X`` (``m = 0``: the constant ``c``),
+    held canonical (``gcd(m, a) = 1``, ``−a < b ≤ 0``, ``b = 0`` when ``a = 1``), so equal
+    functions have equal ``affine`` tuples and equal text. The forms that do not close — a
+    product of two sizes, a transposed conv after a strided conv, a fractional scale factor —
+    are *opaque*: a vectorised ``fn(env)`` and a display text. ``known=False`` marks a size
+    past an op without a size rule; evaluating it raises :class:`UnknownSize`.
+
+    Windows compose exactly because ``⌊(⌊(mX + b)/a⌋ + c)/s⌋ = ⌊(mX + b + a·c)/(a·s)⌋``:
+
+    >>> symbol("H").window(3, 2, 1, 1, 1).text
+    '⌊(H − 1)/2⌋ + 1'
+    >>> symbol("H").window(3, 2, 1, 1, 1).window(3, 2, 1, 1, 1).text
+    '⌊(H − 1)/4⌋ + 1'
+    """
+
+    text: str
+    fn: Callable[[Env], Any]
+    affine: tuple[str, int, int, int, int] | None = None  # (X, m, b, a, c)
+    known: bool = True
+
+    def value(self, env: Env) -> Any:
+        """The size for every entry of the env's arrays (int64; a scalar for constants)."""
+        return self.fn(env)
+
+    @property
+    def is_const(self) -> bool:
+        return self.affine is not None and self.affine[1] == 0
+
+    def same(self, other: SymSize) -> bool:
+        """Structurally the same function (always true for equal closed forms)."""
+        return self is other or (self.affine is not None and self.affine == other.affine)
+
+    def __str__(self) -> str:
+        return self.text
+
+    # --- arithmetic (closed where the form allows, opaque otherwise) ----------------------
+    def shift(self, k: int) -> SymSize:
+        """``self + k`` (padding adds cells)."""
+        if k == 0 or not self.known:
+            return self
+        if self.affine is not None:
+            x, m, b, a, c = self.affine
+            return affine(x, m, b, a, c + k)
+        return opaque(f"{self.text}{_signed(k)}", lambda env: self.value(env) + k, self)
+
+    def floor_div(self, offset: int, divisor: int) -> SymSize:
+        """``⌊(self + offset)/divisor⌋``."""
+        if self.affine is not None:
+            x, m, b, a, c = self.affine
+            return affine(x, m, b + a * (c + offset), a * divisor, 0)
+        return opaque(f"⌊({self.text}{_signed(offset)})/{divisor}⌋",
+                      lambda env: (self.value(env) + offset) // divisor, self)
+
+    def times(self, k: int) -> SymSize:
+        """``k·self`` for an integer ``k`` (closed when ``self`` has no floor)."""
+        if k == 1 or not self.known:
+            return self
+        if self.affine is not None and self.affine[3] == 1:
+            x, m, _, _, c = self.affine
+            return affine(x, m * k, 0, 1, c * k)
+        return opaque(f"{_number(k)}·{paren(self.text)}", lambda env: self.value(env) * k, self)
+
+    def __add__(self, other: SymSize) -> SymSize:
+        if other.is_const:
+            return self.shift(other.affine[4])
+        if self.is_const:
+            return other.shift(self.affine[4])
+        (x, m, _, a, c), (y, n, _, d, e) = self.affine or ("", 0, 0, 0, 0), other.affine or ("", 0, 0, 0, 0)
+        if x and x == y and a == d == 1:
+            return affine(x, m + n, 0, 1, c + e)
+        return opaque(f"{self.text} + {other.text}", lambda env: self.value(env) + other.value(env), self, other)
+
+    def __mul__(self, other: SymSize) -> SymSize:
+        if other.is_const:
+            return self.times(other.affine[4])
+        if self.is_const:
+            return other.times(self.affine[4])
+        return opaque(f"{paren(self.text)}·{paren(other.text)}", lambda env: self.value(env) * other.value(env),
+                      self, other)
+
+    # --- the size rules of the layer families ---------------------------------------------
+    def window(self, kernel: int, stride: int, dilation: int, before: int, after: int, ceil: bool = False) -> SymSize:
+        """Window positions of a conv or pool: ``⌊(E + P − span)/s⌋ + 1`` (``P`` = both pads).
+
+        Ceil mode is ``⌈(E + P − span)/s⌉ + 1`` minus the last window when it starts in the
+        right padding (PyTorch's rule). While ``after ≤ span`` (always true for pools, whose
+        padding is at most half the kernel) that is exactly
+        ``min(⌈(E + P − span)/s⌉ + 1, ⌈(E + before)/s⌉)``, and both terms are floors of
+        ``E`` plus a constant over ``s``: the smaller constant wins for every ``E``.
+        """
+        span = dilation * (kernel - 1) + 1
+        reach = before + after - span
+        if not ceil:
+            return self.floor_div(reach, stride).shift(1)
+        if after <= span:
+            return self.floor_div(min(reach + 2 * stride - 1, before + stride - 1), stride)
+
+        def count(env: Env) -> Any:  # the rule itself, for pads wider than the kernel
+            e = self.value(env)
+            out = -(-(e + reach) // stride) + 1
+            return out - ((out - 1) * stride >= e + before)
+
+        return opaque(f"⌈({self.text}{_signed(reach)})/{stride}⌉ + 1 (− a window starting in the padding)",
+                      count, self)
+
+    def scatter(self, kernel: int, stride: int, dilation: int, padding: int, output_padding: int) -> SymSize:
+        """Transposed conv: ``(E − 1)·s − 2p + d·(k − 1) + output_padding + 1``."""
+        span = dilation * (kernel - 1) + 1
+        return self.times(stride).shift(span + output_padding - 2 * padding - stride)
+
+    def scale(self, factor: float) -> SymSize:
+        """``⌊E·factor⌋`` as interpolate computes it (``int(E * factor)`` in float64)."""
+        if float(factor).is_integer():
+            return self.times(int(factor))
+        return opaque(f"⌊{paren(self.text)}·{factor:g}⌋",
+                      lambda env: (np.asarray(self.value(env)) * float(factor)).astype(np.int64), self)
+
+
+def affine(x: str, m: int, b: int, a: int, c: int) -> SymSize:
+    """``⌊(m·x + b)/a⌋ + c`` in canonical form (see :class:`SymSize`)."""
+    if m == 0 or not x:
+        n = b // a + c
+        return SymSize(_number(n), lambda env: np.int64(n), ("", 0, 0, 1, n))
+    g = gcd(m, a)
+    m, b, a = m // g, b // g, a // g  # ⌊(g·m·X + b)/(g·a)⌋ = ⌊(m·X + ⌊b/g⌋)/a⌋ for integer X
+    k = -(-b // a)  # move whole multiples of a from b into c: −a < b ≤ 0
+    b, c = b - a * k, c + k
+    if a == 1:
+        text = f"{_term(m, x)}{_signed(c)}"
+    else:
+        inner = f"{_term(m, x)}{_signed(b)}"
+        text = f"⌊{paren(inner) if b else inner}/{a}⌋{_signed(c)}"
+    return SymSize(text, lambda env: (m * np.asarray(env[x], dtype=np.int64) + b) // a + c, (x, m, b, a, c))
+
+
+def const(n: int) -> SymSize:
+    return affine("", 0, int(n), 1, 0)
+
+
+def symbol(name: str) -> SymSize:
+    return affine(name, 1, 0, 1, 0)
+
+
+def opaque(text: str, fn: Callable[[Env], Any], *parts: SymSize) -> SymSize:
+    """A size with no closed form: ``fn(env)`` and its text (unknown if a part is unknown)."""
+    return SymSize(text, fn) if all(p.known for p in parts) else UNKNOWN
+
+
+UNKNOWN = SymSize("?", _unknown, None, False)
+
+Sizes = tuple[SymSize, ...]
+
+
+def consts(shape: Sequence[int]) -> Sizes:
+    return tuple(const(n) for n in shape)
+
+
+def product(sizes: Sequence[SymSize]) -> SymSize:
+    out = const(1)
+    for s in sizes:
+        out = out * s
+    return out
+
+
+def with_spatial(x: Sizes, output: Any, spatial: Sequence[SymSize]) -> Sizes:
+    """An ``(N, C, *spatial)`` or ``(C, *spatial)`` output: the input's leading dims, the
+    output's channel count, then ``spatial``."""
+    nd = len(spatial)
+    return (*x[:len(x) - nd - 1], const(output.shape[-nd - 1]), *spatial)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A condition on the input sizes under which one op accepts its input; ``holds(env)``
+    tests it for whole arrays of sizes at once."""
+
+    text: str
+    holds: Callable[[Env], Any]
+
+
+def check(text: str, holds: Callable[[Env], Any], *sizes: SymSize) -> list[Constraint]:
+    """``[Constraint]``, or ``[]`` when every size involved is a constant (the reference run
+    already showed that it holds)."""
+    return [] if all(s.is_const for s in sizes) else [Constraint(text, holds)]
+
+
+def at_least(size: SymSize, bound: int, what: str = "{size} ≥ {bound}") -> list[Constraint]:
+    """``size ≥ bound``; ``what`` is a template naming ``{size}`` and ``{bound}``."""
+    return check(what.format(size=size.text, bound=bound), lambda env: size.value(env) >= bound, size)
+
+
+def equal(a: SymSize, b: SymSize, what: str = "{a} = {b}") -> list[Constraint]:
+    if a.same(b):
+        return []
+    return check(what.format(a=a.text, b=b.text), lambda env: a.value(env) == b.value(env), a, b)
+
+
+def broadcast(shapes: Sequence[Sizes], ndim: int) -> tuple[Sizes, list[Constraint]]:
+    """NumPy broadcasting of symbolic shapes (right-aligned): sizes must agree or be 1."""
+    out: list[SymSize] = []
+    checks: list[Constraint] = []
+    for i in range(ndim):
+        dims = [s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0]
+        size = dims[0]
+        for d in dims[1:]:
+            if d.same(size) or (d.is_const and d.affine[4] == 1):
+                continue
+            if size.is_const and size.affine[4] == 1:
+                size = d
+                continue
+            a = size
+            checks += check(f"broadcast: {a.text} and {d.text} agree or one is 1",
+                            lambda env, a=a, d=d: (a.value(env) == d.value(env)) | (a.value(env) == 1)
+                            | (d.value(env) == 1), a, d)
+            if d.is_const:  # a ∈ {d, 1} wherever the check holds
+                size = d
+            elif not a.is_const:
+                size = opaque(a.text, lambda env, a=a, d=d: np.where(a.value(env) == 1, d.value(env), a.value(env)),
+                              a, d)
+        out.append(size)
+    return tuple(out), checks
+
+
+SizeRule = Callable[[Sequence[Sizes], Sequence[Any], Any, dict], tuple[Sizes, list[Constraint]]]
+SIZE_RULES: dict[str, SizeRule] = {}
+
+
+def size_rule(*ops: str) -> Callable[[SizeRule], SizeRule]:
+    """Register ``rule(sizes, inputs, output, attrs) -> (output sizes, constraints)`` for the
+    named ops: ``sizes`` are the inputs' :class:`SymSize` per dim, ``inputs``/``output`` the
+    tensors of the reference run (for weight shapes and constant dims)."""
+
+    def register(rule: SizeRule) -> SizeRule:
+        for op in ops:
+            SIZE_RULES[op] = rule
+        return rule
+
+    return register

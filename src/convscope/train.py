@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import sys
@@ -116,14 +117,18 @@ class History:
         return len(self.rows)
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+        """Write ``{"rows": [...], "best_epoch": ..., "stopped_early": ...}`` (atomically)."""
+        text = json.dumps(asdict(self), indent=1) + "\n"
+        ckpt.write_atomic(path, lambda fh: fh.write(text.encode()))
 
     def to_csv(self, path: str | Path) -> None:
+        """Write one row per epoch with a header line (atomically)."""
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        ckpt.write_atomic(path, lambda fh: fh.write(buffer.getvalue().encode()))
 
 
 @dataclass
@@ -305,6 +310,12 @@ def _run_epoch(model: Module, opt: optim.Optimizer, batches: Batches, epoch: int
             "train_acc": correct / seen, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
 
 
+def _save_weights(path: Path, model: Module) -> None:
+    """The plain state_dict as ``.npz`` (``model.load_state_dict(dict(np.load(path)))``)."""
+    state = model.state_dict()
+    ckpt.write_atomic(path, lambda fh: np.savez(fh, **state))
+
+
 def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig, history: History,
           stopping: _Stopping, data_id: str) -> None:
     extra = {"history": asdict(history), "stopping": asdict(stopping), "data_fingerprint": data_id}
@@ -312,7 +323,7 @@ def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: Tr
                             scheduler=sched.state_dict() if sched is not None else None,
                             rng=cs_random.get_rng_state(), config=asdict(config), extra=extra)
     ckpt.save(out / CHECKPOINT, state)
-    np.savez(out / WEIGHTS, **model.state_dict())
+    _save_weights(out / WEIGHTS, model)
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
 
@@ -423,7 +434,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     if history.stopped_early and stopping.best_state is not None:
         model.load_state_dict(stopping.best_state)
         if out_dir is not None:
-            np.savez(out_dir / WEIGHTS, **model.state_dict())
+            _save_weights(out_dir / WEIGHTS, model)
     model.eval()
     return history
 

@@ -38,6 +38,7 @@ class LayerRow:
     activation_bytes: int = 0
     receptive_field: list[FieldAxis] | str | None = None
     ops: list[str] = field(default_factory=list)
+    output_formula: list[str] | None = None  # symbolic inputs: one formula per non-batch dim
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -68,3 +69,40 @@ class Uncounted:
     calls: int
     output_shape: tuple[int, ...]
     layers: list[str]
+
+
+@dataclass
+class Validity:
+    """The input sizes (of ``symbol``, or of several symbols set equal: ``"H = W"``) at
+    which every op accepts its input, the other symbols held at their reference sizes.
+
+    ``intervals`` are inclusive ``(lo, hi)`` within ``1 … limit``; ``hi`` is None when the
+    interval reaches ``limit`` (checked up to there, and every size-monotone rule holds
+    beyond). ``reason`` names the first check that fails just outside the valid set.
+    """
+
+    symbol: str
+    intervals: list[tuple[int, int | None]]
+    text: str
+    held: dict[str, int]
+    limit: int
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"intervals": [list(i) for i in self.intervals]}
+
+
+@dataclass
+class Symbolic:
+    """What symbolic input sizes add to a summary: the symbolic input shapes, the reference
+    size of each symbol (where the shapes and counts of the rows were computed), the valid
+    sizes, and notes (e.g. an op past which no formula is known)."""
+
+    input_shapes: list[tuple[int | str, ...]]
+    reference: dict[str, int]
+    validity: dict[str, Validity]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_shapes": [list(s) for s in self.input_shapes], "reference": dict(self.reference),
+                "validity": {k: v.to_dict() for k, v in self.validity.items()}, "notes": list(self.notes)}

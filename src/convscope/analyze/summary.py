@@ -21,9 +21,9 @@ from ..nn._utils import meta_parameters
 from ..nn.module import Module
 from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
 from ..tensor import Tensor
-from . import conventions, render
+from . import conventions, render, symbolic
 from .conventions import Convention
-from .record import FieldAxis, LayerRow, Totals, Uncounted
+from .record import FieldAxis, LayerRow, Symbolic, Totals, Uncounted, Validity
 from .walk import ModuleCall, Walk, output_tensors, walk
 
 
@@ -40,10 +40,16 @@ class Summary:
     error: ShapeError | None = None
     unused_params: int = 0
     convention: str = "convscope"
+    symbolic: Symbolic | None = None  # set when the input shape names sizes ("H", "W")
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def validity(self) -> dict[str, Validity]:
+        """Symbolic inputs: the valid sizes per symbol (and ``"H = W"`` for the square case)."""
+        return self.symbolic.validity if self.symbolic is not None else {}
 
     def raise_for_error(self) -> Summary:
         if self.error is not None:
@@ -80,7 +86,7 @@ class Summary:
             "uncounted": [vars(u).copy() | {"output_shape": list(u.output_shape)} for u in self.uncounted],
             "unused_params": self.unused_params,
             "error": None if self.error is None else str(self.error),
-        }
+        } | ({} if self.symbolic is None else {"symbolic": self.symbolic.to_dict()})
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -200,6 +206,7 @@ class _Builder:
         self.fields: dict[int, tuple[Tensor, Field]] = {}
         self.costs: list[Cost] = []
         self.uncounted: dict[str, Uncounted] = {}
+        self.row_outputs: dict[int, Tensor] = {}  # id(row) -> the tensor the row shows
 
     def field_of(self, t: Any) -> Field:
         entry = self.fields.get(id(t)) if isinstance(t, Tensor) else None
@@ -259,6 +266,7 @@ class _Builder:
                 self._add_cost(row, cost, ev.op)
                 row.activation_bytes = _nbytes(ev.output)
                 row.receptive_field = _field_out(self.field_of(ev.output))
+                self.row_outputs[id(row)] = ev.output
                 pending.append((ev.tick, row))
             else:
                 self._add_cost(by_call[owner], cost, ev.op)
@@ -267,6 +275,7 @@ class _Builder:
             if outs:
                 row.activation_bytes = _nbytes(outs[0])
                 row.receptive_field = _field_out(self.field_of(outs[0]))
+                self.row_outputs[id(row)] = outs[0]
         return [row for _, row in sorted(pending, key=lambda item: item[0])]
 
     def _owner(self, call: int | None) -> int | None:
@@ -340,7 +349,10 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         file, or a torch module.
     input_shape:
         ``(C, H, W)`` or ``(N, C, H, W)``: a batch of 1 is added when the first layer needs
-        one. Defaults to the zoo entry's or spec's input shape.
+        one. Defaults to the zoo entry's or spec's input shape. Spatial sizes may be names
+        (``(3, "H", "W")``): the rows then get ``output_formula`` (``⌊(H − 1)/2⌋ + 1``), the
+        summary the valid sizes (``Summary.validity``); counts are at a reference size (see
+        :mod:`convscope.analyze.symbolic`).
     inputs:
         Several input shapes, for multi-input models (each as ``input_shape``).
     strict:
@@ -357,7 +369,21 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
     if not shapes[0]:
         raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
-    metas = tuple(Tensor.meta(_batched(net, s), dtype) for s in shapes)
+    batched = [_batched(net, s) for s in shapes]
+
+    def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
+        return _summarize(net, name, concrete, dtype, strict, counting)
+
+    if symbolic.has_symbols(batched):
+        return symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
+    return run(batched)[0]
+
+
+def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any, strict: bool,
+               counting: Convention) -> tuple[Summary, Walk, list[Tensor | None]]:
+    """The summary of one concrete (batched) input shape, with the walk it came from and the
+    tensor each row shows (for :mod:`.symbolic`)."""
+    metas = tuple(Tensor.meta(s, dtype) for s in shapes)
     run = walk(net, metas)
     builder = _Builder(net, run, counting)
     builder.propagate()
@@ -375,8 +401,9 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         param_bytes=sum(p.numel() * p.dtype.itemsize for p in params),
         input_bytes=input_bytes, peak_activation_bytes=peak,
         output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)))
-    return Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
-                   0 if run.error else unused, counting.name)
+    result = Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
+                     0 if run.error else unused, counting.name)
+    return result, run, [builder.row_outputs.get(id(r)) for r in rows]
 
 
 def _count_parameters(modules: Any, convention: Convention) -> tuple[int, int]:

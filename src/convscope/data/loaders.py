@@ -17,6 +17,7 @@ import numpy as np
 
 from .checks import Split, check_arrays
 from .digits import digits_splits
+from .mnist1d import mnist1d
 
 Splits = dict[str, Split]
 
@@ -210,16 +211,18 @@ def _folder_splits(root: Path) -> Splits:
 def load(source: str | Path) -> Splits:
     """Resolve a data source to splits.
 
-    ``"digits"`` is the embedded set; a ``.npz`` file goes to :func:`load_npz`; a folder with
-    ``train-images-idx3-ubyte[.gz]`` is MNIST/Fashion-MNIST (``train`` and, if present,
-    ``test``); any other folder is a folder of images per class, optionally with ``train/``,
+    ``"digits"`` is the embedded set, ``"mnist1d"`` the generated 1-D set; a ``.npz`` file goes
+    to :func:`load_npz`; a folder with ``train-images-idx3-ubyte[.gz]`` is MNIST/Fashion-MNIST
+    (``train`` and, if present, ``test``); any other folder is a folder of images per class, optionally with ``train/``,
     ``val/`` and ``test/`` sub-folders.
     """
     if str(source) == "digits":
         return digits_splits()
+    if str(source) == "mnist1d":
+        return {split: mnist1d(split) for split in ("train", "test")}
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"data source {str(source)!r}: no such file or folder (or use 'digits')")
+        raise FileNotFoundError(f"data source {str(source)!r}: no such file or folder (or use 'digits' or 'mnist1d')")
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise ValueError(f"{path}: unsupported data file; expected .npz, an IDX folder or an image folder")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import nn
+from ..analyze import summary
 from ..nn import init
 from ..tensor import Tensor
 
@@ -89,14 +90,18 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def conv_macs(weight_shape: Sequence[int], output_shape: Sequence[int]) -> int:
-    """MACs of one sample through a convolution (convscope's convention): output elements ×
-    (C_in / groups) × kernel volume; bias additions are not counted.
+def layer_costs(layers: Sequence[nn.Module], input_shape: Sequence[int], dtype: Any = np.float32) -> list[dict]:
+    """Per layer, run in sequence on one sample of ``input_shape`` (no batch dim): output shape
+    (no batch dim), weight shape, weights, parameters and MACs, as :func:`convscope.summary`
+    counts them (MACs of a conv: output elements × C_in/groups × kernel volume, bias excluded).
 
-    ``weight_shape`` is ``(C_out, C_in/groups, *k)``; ``output_shape`` is ``(C_out, *spatial)``
-    (one sample, no batch dim).
+    Runs on meta tensors, so layers built under ``nn.meta_parameters()`` cost no memory.
     """
-    return math.prod(output_shape) * math.prod(weight_shape[1:])
+    report = summary(nn.Sequential(*layers), (1, *input_shape), dtype=dtype)
+    if report.error is not None:
+        raise report.error
+    return [{"output_shape": tuple(r.output_shape[1:]), "weight_shape": r.weight_shape, "params": r.params,
+             "weights": math.prod(r.weight_shape) if r.weight_shape else 0, "macs": r.macs} for r in report.rows]
 
 
 def max_diff(a: Any, b: Any) -> float:

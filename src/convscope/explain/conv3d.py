@@ -1,8 +1,8 @@
 """``explain conv3d``: a stack of maps seen as one single-channel volume, convolved in 3-D.
 
 For the user's stack (default 1337 maps of 42×314, kernel 3×4×5): the output shape,
-parameters and MACs of a ``conv3d`` with one 3-D kernel, computed on meta tensors (shapes
-only — no values, so any size is instant). Then values: the engine's ``conv3d`` output is
+parameters and MACs of a ``conv3d`` with one 3-D kernel, counted by :func:`convscope.summary`
+on meta tensors (shapes only — no values, so any size is instant). Then values: the engine's ``conv3d`` output is
 recomputed position by position from the input windows in a shuffled order, and matches —
 each output position depends only on its own window, so the order of computation cannot
 matter. Values are computed on a reduced volume with the same kernel when the stack is large,
@@ -24,7 +24,7 @@ from .. import nn
 from ..errors import ShapeError
 from ..functional.windows import sliding_windows
 from ..tensor import Tensor
-from ._common import close, conv_macs, generator, max_diff, parameter_count, positive, sizes
+from ._common import close, generator, layer_costs, max_diff, positive, sizes
 from .explanation import Claims, Facts, Option, Topic, count, diff, dims, mark
 
 _FULL_CELLS = 200_000  # volumes up to this many cells get their values computed at full size
@@ -33,17 +33,12 @@ _SHOWN = 4             # shuffled positions printed
 
 
 def _shapes(volume: tuple[int, int, int], kernel: tuple[int, int, int], out_channels: int) -> dict:
-    """Output shapes, parameters and MACs at full size, from meta tensors and real (empty) layers."""
-    d, h, w = volume
-    conv3 = nn.Conv3d(1, 1, kernel, dtype="float64")
-    y3 = conv3(Tensor.meta((1, 1, d, h, w), "float64"))
-    conv2 = nn.Conv2d(d, out_channels, kernel[1:])
-    y2 = conv2(Tensor.meta((1, d, h, w)))
-    return {"conv3d": {"weight_shape": conv3.weight.shape, "output_shape": y3.shape, "params": parameter_count(conv3),
-                       "weights": conv3.weight.numel(), "outputs": y3.numel(),
-                       "macs": conv_macs(conv3.weight.shape, y3.shape[1:])},
-            "conv2d": {"weight_shape": conv2.weight.shape, "output_shape": y2.shape, "params": parameter_count(conv2),
-                       "macs": conv_macs(conv2.weight.shape, y2.shape[1:])}}
+    """Output shapes, parameters and MACs at full size, counted by the analyzer on meta tensors."""
+    with nn.meta_parameters():
+        (conv3,) = layer_costs([nn.Conv3d(1, 1, kernel)], (1, *volume))
+        (conv2,) = layer_costs([nn.Conv2d(volume[0], out_channels, kernel[1:])], volume)
+    conv3["outputs"] = math.prod(conv3["output_shape"])
+    return {"conv3d": conv3, "conv2d": conv2}
 
 
 def _shuffled_check(volume: tuple[int, int, int], kernel: tuple[int, int, int], sample: int,
@@ -98,7 +93,7 @@ def compute(maps: int, height: int, width: int, kernel: str, out_channels: int, 
     facts = {"volume": volume, "kernel": kernel, "out_channels": out_channels, **shapes, "reduced": not full,
              "check": check, "collapse": collapse, "expected_output": expected}
     c3, c2 = shapes["conv3d"], shapes["conv2d"]
-    claims = {"conv3d output is (D − kD + 1)×(H − kH + 1)×(W − kW + 1)": c3["output_shape"][2:] == expected,
+    claims = {"conv3d output is (D − kD + 1)×(H − kH + 1)×(W − kW + 1)": c3["output_shape"][1:] == expected,
               "conv3d parameters: kD·kH·kW + 1": c3["params"] == math.prod(kernel) + 1,
               "positions computed one by one in shuffled order equal the engine's conv3d": check["equal"],
               "the 2D conv has C_out·maps·kH·kW + C_out parameters":
@@ -111,7 +106,7 @@ def render(f: Facts) -> list[str]:
     d, h, w = f["volume"]
     kd, kh, kw = f["kernel"]
     c3, c2, ch, co = f["conv3d"], f["conv2d"], f["check"], f["collapse"]
-    out = c3["output_shape"][2:]
+    out = c3["output_shape"][1:]
     lines = [f"{d} maps of {h}×{w} as one single-channel volume: input {dims((1, 1, d, h, w))} (N, C, D, H, W), "
              f"a {dims(f['kernel'])} kernel.",
              "",
@@ -134,7 +129,7 @@ def render(f: Facts) -> list[str]:
               f"Contrast — a 2D conv whose kernel spans all {d} maps (C_out = {f['out_channels']}): weight "
               f"{dims(c2['weight_shape'])}, {count(c2['params'])} parameters",
               f"  output {dims(c2['output_shape'])}: the depth axis is gone — {f['out_channels']} map"
-              f"{'s' if f['out_channels'] > 1 else ''} of {dims(c2['output_shape'][2:])}; MACs {count(c2['macs'])}",
+              f"{'s' if f['out_channels'] > 1 else ''} of {dims(c2['output_shape'][1:])}; MACs {count(c2['macs'])}",
               f"  it is a conv3d whose kernel depth equals the number of maps (output depth "
               f"{co['conv3d_output_shape'][2]}): max difference {diff(co['max_diff'])} {mark(co['equal'])}"
               + (" [on the reduced volume]" if f["reduced"] else "")]

@@ -116,7 +116,8 @@ def _starts(w: dict, s: int) -> str:
 def _floor_story(f: Facts) -> list[str]:
     w = f["floor_windows"]
     lines = [f"What PyTorch does (floor, for every conv and by default for pooling): {w['count']} windows starting "
-             f"at input pixel {_starts(w, f['s'])}; the last one covers {w['last_start']}…{w['last_end']}."]
+             f"at input pixel {_starts(w, f['s'])}{' (negative: padding)' if f['p'] else ''}; the last one covers "
+             f"{w['last_start']}…{w['last_end']}."]
     tail = w["unvisited_tail"]
     if tail:
         plural = "s" if len(tail) > 1 else ""

@@ -22,11 +22,10 @@ from ..tensor import Tensor
 from ._common import (
     changed_maps,
     close,
-    conv_macs,
     data,
     generator,
+    layer_costs,
     max_diff,
-    parameter_count,
     positive,
     seeded,
     sizes,
@@ -82,13 +81,8 @@ def _mixing(cin: int, cout: int, size: tuple[int, int], seed: int) -> dict:
 
 
 def _cost(layers: list[nn.Conv2d], cin: int, size: tuple[int, int]) -> dict:
-    """MACs and parameters of conv layers run in sequence, from their real output shapes."""
-    x, rows = Tensor.meta((1, cin, *size)), []
-    for layer in layers:
-        y = layer(x)
-        rows.append({"weight_shape": layer.weight.shape, "output_shape": y.shape[1:], "params": parameter_count(layer),
-                     "macs": conv_macs(layer.weight.shape, y.shape[1:])})
-        x = y
+    """MACs and parameters of conv layers run in sequence, counted by the analyzer."""
+    rows = layer_costs(layers, (cin, *size))
     return {"layers": rows, "params": sum(r["params"] for r in rows), "macs": sum(r["macs"] for r in rows),
             "output_shape": rows[-1]["output_shape"]}
 
@@ -100,8 +94,9 @@ def compute(cin: int, cout: int, size: str, conv_k: int, conv_out: int, seed: in
     size = (size[0], size[-1])
     mix = _mixing(cin, cout, size, seed)
     pad = conv_k // 2
-    direct = _cost([nn.Conv2d(cin, conv_out, conv_k, padding=pad)], cin, size)
-    reduced = _cost([nn.Conv2d(cin, cout, 1), nn.Conv2d(cout, conv_out, conv_k, padding=pad)], cin, size)
+    with nn.meta_parameters():
+        direct = _cost([nn.Conv2d(cin, conv_out, conv_k, padding=pad)], cin, size)
+        reduced = _cost([nn.Conv2d(cin, cout, 1), nn.Conv2d(cout, conv_out, conv_k, padding=pad)], cin, size)
     facts = {"cin": cin, "cout": cout, "size": size, "conv_k": conv_k, "conv_out": conv_out, "mixing": mix,
              "direct": direct, "reduced": reduced, "macs_saved": direct["macs"] - reduced["macs"],
  "macs_ratio": Fraction(reduced["macs"], direct["macs"]),

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .. import functional as F
-from ..tensor import Tensor
-from ._common import conv_macs, int_list, positive, sizes
+from .. import nn
+from ._common import int_list, layer_costs, positive, sizes
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, table
 
 
 def _pair(shape: tuple[int, ...], k1: int, k2: int) -> dict:
-    """Both layers of the chain for filter counts ``k1``, ``k2`` on meta tensors."""
-    w1, w2 = (k1, shape[0], 3, 3), (k2, k1, 5, 5)
-    h = F.relu(F.conv2d(Tensor.meta((1, *shape), "float64"), Tensor.meta(w1, "float64"), padding=1))
-    y = F.conv2d(h, Tensor.meta(w2, "float64"))
-    return {"k1": k1, "k2": k2, "first_output": h.shape[1:], "second_output": y.shape[1:],
-            "first_macs": conv_macs(w1, h.shape[1:]), "second_macs": conv_macs(w2, y.shape[1:]),
-            "first_weights": k1 * shape[0] * 9, "second_weights": k2 * k1 * 25}
+    """Both layers of the chain for filter counts ``k1``, ``k2``, counted on meta tensors."""
+    with nn.meta_parameters():
+        first, _, second = layer_costs([nn.Conv2d(shape[0], k1, 3, padding=1), nn.ReLU(), nn.Conv2d(k1, k2, 5)],
+                                       shape)
+    return {"k1": k1, "k2": k2, "first_output": first["output_shape"], "second_output": second["output_shape"],
+            "first_macs": first["macs"], "second_macs": second["macs"], "first_weights": first["weights"],
+            "second_weights": second["weights"]}
 
 
 def compute(k1: int, k2: int, input: str, scales: str) -> tuple[Facts, Claims]:  # noqa: A002 - the option's name

@@ -63,7 +63,10 @@ def _commuting(kernel: int, rng: np.random.Generator) -> dict:
     x = Tensor.wrap(2 * rng.standard_normal((1, 1, _SEARCH, _SEARCH)))
     max_pool = lambda t: F.max_pool2d(t, kernel)  # noqa: E731
     avg_pool = lambda t: F.avg_pool2d(t, kernel)  # noqa: E731
-    out = {"monotone": {name: _first_counterexample(f, max_pool, x) for name, f in _MONOTONE.items()},
+    grid = Tensor.wrap(np.linspace(-3, 0, 30001))
+    dip = F.gelu(grid).numpy()
+    out = {"gelu_min_at": float(grid.numpy()[dip.argmin()]), "gelu_min": float(dip.min()),
+           "monotone": {name: _first_counterexample(f, max_pool, x) for name, f in _MONOTONE.items()},
            "gelu_max": _first_counterexample(F.gelu, max_pool, x),
            "relu_avg": _first_counterexample(F.relu, avg_pool, x)}
     for case in ("gelu_max", "relu_avg"):
@@ -75,16 +78,28 @@ def _commuting(kernel: int, rng: np.random.Generator) -> dict:
     return out
 
 
-def _batch_norm(x: Tensor, kernel: int, rng: np.random.Generator) -> dict:
-    conv = seeded(nn.Conv2d(x.shape[1], _BN_MAPS, kernel, padding=kernel // 2), rng)
+def conv_bn_layers(maps: int, kernel: int, rng: np.random.Generator) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    """A float64 conv (``maps`` → 4 maps, K×K, padding K//2) and an eval-mode batch norm with
+    random affine parameters and running statistics."""
+    conv = seeded(nn.Conv2d(maps, _BN_MAPS, kernel, padding=kernel // 2), rng)
     bn = nn.BatchNorm2d(_BN_MAPS).double().eval()
     bn.weight.data[...] = rng.uniform(0.5, 2, _BN_MAPS)
     bn.bias.data[...] = rng.uniform(-1, 1, _BN_MAPS)
     bn.running_mean.data[...] = rng.uniform(-1, 1, _BN_MAPS)
     bn.running_var.data[...] = rng.uniform(0.5, 2, _BN_MAPS)
+    return conv, bn
+
+
+def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scale, weight, bias)``: the per-map scale ``γ/√(var+ε)`` and the weight and bias of one
+    conv equal to ``bn(conv(x))`` in eval mode, ``w·scale`` and ``(b − mean)·scale + β``."""
     scale = bn.weight.numpy() / np.sqrt(bn.running_var.numpy() + bn.eps)
-    w = conv.weight.numpy() * scale.reshape(-1, 1, 1, 1)
-    b = (conv.bias.numpy() - bn.running_mean.numpy()) * scale + bn.bias.numpy()
+    weight = conv.weight.numpy() * scale.reshape(-1, 1, 1, 1)
+    return scale, weight, (conv.bias.numpy() - bn.running_mean.numpy()) * scale + bn.bias.numpy()
+
+
+def _batch_norm(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> dict:
+    scale, w, b = fold(conv, bn)
     reference = bn(conv(x))
     folded = F.conv2d(x, Tensor.wrap(w), Tensor.wrap(b), padding=conv.padding)
     bn_then_relu, relu_then_bn = F.relu(reference), bn(F.relu(conv(x)))
@@ -105,7 +120,7 @@ def compute(maps: int, size: str, kernel: int, pool: int, seed: int) -> tuple[Fa
         part2 = _commuting(pool, rng)
     except ShapeError as exc:
         raise ValueError(f"explain relu: {exc}") from None
-    part3 = _batch_norm(x, kernel, rng)
+    part3 = _batch_norm(x, *conv_bn_layers(maps, kernel, rng))
     facts = {"maps": maps, "size": (height, width), "kernel": kernel, "pool": pool, "sum": part1,
              "commute": part2, "bn": part3}
     claims = {"a conv + ReLU computes relu(bias + Σ maps)": part1["engine_matches_sum_then_relu"],
@@ -141,8 +156,9 @@ def render(f: Facts) -> list[str]:
     for name, r in c["monotone"].items():
         lines.append(f"   max_pool({name}(x)) vs {name}(max_pool(x)): {r['differing']} windows differ, max difference "
                      f"{diff(r['max_diff'])} {mark(r['differing'] == 0)}")
-    for case, title in (("gelu_max", "gelu (dips below 0 near x = −0.75, not monotone) with max_pool"),
-                        ("relu_avg", "relu with avg_pool")):
+    gelu = (f"gelu (not monotone: it falls to {c['gelu_min']:.4f} at x = {c['gelu_min_at']:.4f}, then rises) "
+            f"with max_pool")
+    for case, title in (("gelu_max", gelu), ("relu_avg", "relu with avg_pool")):
         r = c[case]
         first = r["first"]
         lines.append(f"   {title}: {r['differing']} windows differ {mark(first is not None)}")

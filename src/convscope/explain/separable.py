@@ -3,8 +3,8 @@
 A standard K×K conv from M to N maps costs ``H'·W'·N·M·K²`` MACs and ``N·M·K²`` weights. A
 depthwise K×K conv (one filter per map, ``groups = M``) followed by a 1×1 pointwise conv costs
 ``H'·W'·M·K² + H'·W'·M·N`` MACs and ``M·K² + M·N`` weights; the ratio of either is exactly
-``1/N + 1/K²``. The layers are the engine's real ``nn.Conv2d`` modules run on a meta tensor of
-the user's size; the ratio is an exact fraction.
+``1/N + 1/K²``. The layers are the engine's ``nn.Conv2d`` modules with meta parameters, counted
+by :func:`convscope.summary` on the user's size; the ratio is an exact fraction.
 """
 
 from __future__ import annotations
@@ -13,31 +13,23 @@ from fractions import Fraction
 
 from .. import nn
 from ..errors import ShapeError
-from ..tensor import Tensor
-from ._common import conv_macs, parameter_count, positive, sizes
+from ._common import layer_costs, positive, sizes
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, table
 
 
-def _run(layers: list[nn.Conv2d], x: Tensor) -> list[dict]:
-    rows = []
-    for layer in layers:
-        y = layer(x)
-        rows.append({"weight_shape": layer.weight.shape, "groups": layer.groups, "output_shape": y.shape[1:],
-                     "weights": layer.weight.numel(), "params": parameter_count(layer),
-                     "macs": conv_macs(layer.weight.shape, y.shape[1:])})
-        x = y
-    return rows
+def _counted(layers: list[nn.Conv2d], shape: tuple[int, ...]) -> list[dict]:
+    return [{**row, "groups": layer.groups} for row, layer in zip(layer_costs(layers, shape), layers)]
 
 
 def compute(cin: int, cout: int, k: int, size: str, stride: int) -> tuple[Facts, Claims]:
     cin, cout, k, stride = (positive("separable", n, v) for n, v in (("cin", cin), ("cout", cout), ("k", k),
                                                                      ("stride", stride)))
     height, width = sizes("separable", "size", size, (2,), "112x112")
-    x = Tensor.meta((1, cin, height, width))
-    pad = k // 2
+    shape, pad = (cin, height, width), k // 2
     try:
-        standard = _run([nn.Conv2d(cin, cout, k, stride, pad)], x)
-        separable = _run([nn.Conv2d(cin, cin, k, stride, pad, groups=cin), nn.Conv2d(cin, cout, 1)], x)
+        with nn.meta_parameters():
+            standard = _counted([nn.Conv2d(cin, cout, k, stride, pad)], shape)
+            separable = _counted([nn.Conv2d(cin, cin, k, stride, pad, groups=cin), nn.Conv2d(cin, cout, 1)], shape)
     except ShapeError as exc:
         raise ValueError(f"explain separable: {exc}") from None
     std, dw, pw = standard[0], separable[0], separable[1]

@@ -2,10 +2,11 @@
 
 After each layer: the number and size of the feature maps, the kernel shape
 ``(C_out, C_in/groups, kH, kW)``, parameters with and without bias and MACs, all read from
-the engine's real layers and outputs. Then, for every conv, a computed demonstration that
-each filter spans all maps of its input: shift one map of the previous conv's output and
-watch which maps of this conv change (all of them; with groups, only those of its group —
-shown also for a grouped copy of the second conv).
+the engine's real layers and outputs (MACs as :func:`convscope.summary` counts them). Then,
+for every conv, a computed demonstration that each filter spans all maps of its input:
+shift one map of the previous conv's output and watch which maps of this conv change (all
+of them; with groups, only those of its group — shown also for a grouped copy of the second
+conv).
 
 Layer syntax, comma-separated: ``conv K KxK [pP] [sS] [dD] [gG]``, ``relu``,
 ``maxpool KxK [sS] [pP]``, ``avgpool KxK [sS] [pP]``.
@@ -17,10 +18,12 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import nn
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._common import changed_maps, data, generator, parameter_count, seeded, sizes, with_map_shifted
+from ._common import changed_maps, data, generator, layer_costs, parameter_count, seeded, sizes, with_map_shifted
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, ranges, table
 
 SYNTAX = "conv K KxK [pP] [sS] [dD] [gG], relu, maxpool KxK [sS] [pP], avgpool KxK [sS] [pP]"
@@ -102,16 +105,14 @@ def _run(specs: list[LayerSpec], in_maps: int, x: Tensor, seed: int) -> tuple[nn
     return model, outs
 
 
-def _row(i: int, spec: LayerSpec, layer: nn.Module, x: Tensor, y: Tensor) -> dict:
+def _row(i: int, spec: LayerSpec, layer: nn.Module, x: Tensor, y: Tensor, macs: int) -> dict:
     weight = getattr(layer, "weight", None)
     row = {"layer": i, "spec": spec.text, "type": type(layer).__name__, "input_shape": x.shape[1:],
            "output_shape": y.shape[1:], "maps": y.shape[1], "size": y.shape[2:], "kernel_shape": None,
-           "groups": None, "params": parameter_count(layer), "params_without_bias": 0, "macs": 0}
+           "groups": None, "params": parameter_count(layer), "params_without_bias": 0, "macs": macs}
     if weight is not None:
-        in_maps = x.shape[1]
         row.update(kernel_shape=weight.shape, groups=spec.groups, params_without_bias=weight.numel(),
-                   macs=math.prod(y.shape[1:]) * math.prod(weight.shape[1:]),
-                   formula_params=spec.maps * (in_maps // spec.groups) * math.prod(spec.kernel) + spec.maps)
+                   formula_params=spec.maps * (x.shape[1] // spec.groups) * math.prod(spec.kernel) + spec.maps)
     return row
 
 
@@ -170,7 +171,9 @@ def compute(input: str, layers: str, seed: int) -> tuple[Facts, Claims]:  # noqa
     shape = (1, *shape) if len(shape) == 2 else shape
     specs = parse_layers(layers)
     model, outs = _run(specs, shape[0], data(generator(seed), 1, *shape), seed)
-    rows = [_row(i, spec, layer, outs[i - 1], outs[i]) for i, (spec, layer) in enumerate(zip(specs, model), 1)]
+    costs = layer_costs(list(model), shape, np.float64)
+    rows = [_row(i, spec, layer, outs[i - 1], outs[i], cost["macs"])
+            for i, (spec, layer, cost) in enumerate(zip(specs, model, costs), 1)]
     demos = _demonstrations(model, outs)
     second = next((d for d in demos if d["source"] > 0), None)
     contrast = _grouped_contrast(specs, model, outs, second, seed) if second and second["groups"] == 1 else None
@@ -205,8 +208,12 @@ def render(facts: Facts) -> list[str]:
     for d in facts["demonstrations"]:
         spec = facts["layers"][d["layer"] - 1]["spec"]
         per_filter = d["in_maps"] // d["groups"]
-        span = (f"every filter spans all {d['in_maps']} maps of {_source_name(d['source'])}" if d["groups"] == 1
-                else f"every filter spans only the {per_filter} maps of its group (groups={d['groups']})")
+        if d["groups"] > 1:
+            span = f"every filter spans only the {per_filter} maps of its group (groups={d['groups']})"
+        elif d["in_maps"] == 1:
+            span = f"every filter reads the single map of {_source_name(d['source'])}"
+        else:
+            span = f"every filter spans all {d['in_maps']} maps of {_source_name(d['source'])}"
         lines += ["", f"Layer {d['layer']} ({spec}) has kernel {tuple(d['kernel_shape'])}: {span}.",
                   f"  Shifting map {d['perturbed_map']} of {_source_name(d['source'])} changes maps "
                   f"{ranges(d['changed_maps'])} of layer {d['layer']}: {len(d['changed_maps'])} of {d['out_maps']} "

@@ -35,7 +35,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..rules import NO_FIELD, Cost, Field, cost_rule, field_rule, numel
+from ..rules import (
+    NO_FIELD,
+    Constraint,
+    Cost,
+    Field,
+    Sizes,
+    at_least,
+    cost_rule,
+    field_rule,
+    numel,
+    size_rule,
+    with_spatial,
+)
 from ..tensor import Tensor, make_result
 from .pad import constant_pad_array
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, tap_slices
@@ -659,3 +671,31 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
     kernel = inputs[1].shape[2:]
     return tuple(a.scatter(k, s, d, p) for a, k, s, d, p in
                  zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
+
+
+@size_rule(*_CONVS)
+def _conv_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """Per spatial dim ``⌊(E + before + after − span)/s⌋ + 1``, valid while the padded input
+    holds one dilated kernel."""
+    x, kernel = sizes[0], inputs[1].shape[2:]
+    spatial, checks = [], []
+    for e, k, s, d, (b, a) in zip(x[-len(kernel):], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]):
+        checks += at_least(e, 1, "non-empty input {size} ≥ {bound}")
+        checks += at_least(e.shift(b + a), span(k, d), "padded input {size} ≥ kernel span {bound}")
+        spatial.append(e.window(k, s, d, b, a))
+    return with_spatial(x, output, spatial), checks
+
+
+@size_rule(*_TRANSPOSED)
+def _conv_transpose_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                          attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """Per spatial dim ``(E − 1)·s − 2p + d·(k − 1) + output_padding + 1``, valid while positive."""
+    x, kernel = sizes[0], inputs[1].shape[2:]
+    spatial, checks = [], []
+    for e, k, s, d, p, o in zip(x[-len(kernel):], kernel, attrs["stride"], attrs["dilation"], attrs["padding"],
+                                attrs["output_padding"]):
+        out = e.scatter(k, s, d, p, o)
+        checks += at_least(e, 1, "non-empty input {size} ≥ {bound}") + at_least(out, 1, "output {size} ≥ {bound}")
+        spatial.append(out)
+    return with_spatial(x, output, spatial), checks

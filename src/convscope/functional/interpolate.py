@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..rules import FREE, Cost, Field, cost_rule, field_rule, numel
+from ..rules import FREE, Constraint, Cost, Field, Sizes, at_least, const, cost_rule, field_rule, numel, size_rule
 from ..tensor import Tensor, make_result
 
 __all__ = ["interpolate", "upsample", "upsample_bilinear", "upsample_nearest"]
@@ -213,7 +213,9 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
                                          recompute_scale_factor)
     if mode in _LINEAR_RANK and input.dtype.kind != "f":
         raise ShapeError(f"mode {mode!r} needs a floating-point input, got {input.dtype}", layer=op)
-    attrs = {"size": out_size, "mode": mode, "align_corners": align_corners}
+    attrs = {"size": out_size, "mode": mode, "align_corners": align_corners,
+             "scale_factor": None if scale_factor is None else _spatial_args(scale_factor, len(out_size),
+                                                                              "scale_factor", float, input.shape)}
     shape = input.shape[:2] + out_size
     if input.is_meta:
         return make_result(op, None, (input,), None, shape=shape, attrs=attrs)
@@ -271,3 +273,15 @@ def _interpolate_field(fields: Sequence[Field], inputs: Sequence[Tensor], output
         return None
     taps = 1 if attrs["mode"] in _NEAREST else 2
     return tuple(a.resample(n, o, taps) for a, n, o in zip(fields[0], inputs[0].shape[2:], attrs["size"]))
+
+
+@size_rule("interpolate")
+def _interpolate_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                       attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """A given ``size`` is constant; a ``scale_factor`` gives ``⌊E·f⌋`` (``f·E`` for whole f)."""
+    x, factors = sizes[0], attrs["scale_factor"]
+    nd = len(attrs["size"])
+    spatial = [const(o) for o in attrs["size"]] if factors is None else [e.scale(f) for e, f in zip(x[2:], factors)]
+    checks = [c for e in x[2:] for c in at_least(e, 1, "non-empty input {size} ≥ {bound}")]
+    checks += [c for o in spatial for c in at_least(o, 1, "output {size} ≥ {bound}")]
+    return (*x[:-nd], *spatial), checks

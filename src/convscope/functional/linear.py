@@ -18,7 +18,20 @@ import numpy as np
 from ..errors import ShapeError
 from ..ops import unbroadcast
 from ..random import default_generator
-from ..rules import Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
+from ..rules import (
+    Constraint,
+    Cost,
+    Sizes,
+    const,
+    cost_rule,
+    equal,
+    field_rule,
+    global_field,
+    numel,
+    per_element,
+    same_field,
+    size_rule,
+)
 from ..tensor import Tensor, make_result
 
 __all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear"]
@@ -229,3 +242,11 @@ def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 field_rule("linear", "bilinear")(global_field)
 cost_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(per_element(1, "mask multiply"))
 field_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(same_field)
+
+
+@size_rule("linear")
+def _linear_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                  attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """``(*, in_features) → (*, out_features)``: valid while the last dim is ``in_features``."""
+    x, (out_f, in_f) = sizes[0], inputs[1].shape
+    return (*x[:-1], const(out_f)), equal(x[-1], const(in_f), "input features {a} = in_features {b}")

@@ -16,7 +16,22 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import _axes, unbroadcast
-from ..rules import Cost, cost_rule, field_rule, global_field, numel, per_element, same_field
+from ..rules import (
+    Constraint,
+    Cost,
+    Sizes,
+    check,
+    const,
+    cost_rule,
+    equal,
+    field_rule,
+    global_field,
+    numel,
+    per_element,
+    product,
+    same_field,
+    size_rule,
+)
 from ..tensor import Tensor, make_result
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
@@ -209,7 +224,8 @@ def instance_norm(input: Tensor, running_mean: RunningStat = None, running_var: 
     affine = _channel_affine(input.ndim, channels)
     stats = None if use_input_stats else (_array(running_mean).reshape(affine), _array(running_var).reshape(affine))
     out, mean, var = _normalize(op, input, weight, bias, view=input.shape, axes=tuple(range(2, input.ndim)),
-                                affine=affine, eps=eps, stats=stats, attrs={"momentum": momentum, "eps": eps})
+                                affine=affine, eps=eps, stats=stats,
+                                attrs={"momentum": momentum, "eps": eps, "use_input_stats": use_input_stats})
     if running_mean is not None and mean is not None and input.shape[0] > 0:
         _update_running(running_mean, mean.mean(axis=0), momentum)
         _update_running(running_var, (var * (spatial / (spatial - 1))).mean(axis=0), momentum)
@@ -383,3 +399,23 @@ def _lrn_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 
 field_rule("batch_norm", "instance_norm", "local_response_norm")(same_field)
 field_rule("layer_norm", "group_norm")(global_field)
+
+
+def _more_than_one(count: Sequence, what: str) -> list[Constraint]:
+    size = product(count)
+    return check(f"more than 1 {what} when training: {size.text} ≠ 1", lambda env: size.value(env) != 1, size)
+
+
+@size_rule("batch_norm", "instance_norm", "group_norm", "layer_norm")
+def _norm_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """Shape-preserving; training statistics need more than one value (the op's own guards)."""
+    x = sizes[0]
+    if "normalized_shape" in attrs:  # layer_norm: the trailing dims are fixed
+        ns = attrs["normalized_shape"]
+        return x, [c for e, n in zip(x[-len(ns):], ns) for c in equal(e, const(n), "normalized dim {a} = {b}")]
+    if "num_groups" in attrs:  # torch counts (N·C/G)·∏spatial
+        return x, _more_than_one((x[0], const(inputs[0].shape[1] // attrs["num_groups"]), *x[2:]), "value per group")
+    if attrs.get("use_input_stats"):
+        return x, _more_than_one(x[2:], "spatial element")
+    return x, _more_than_one((x[0], *x[2:]), "value per channel") if attrs.get("training") else []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ShapeError
-from ..rules import FREE, Axis, Field, cost_rule, field_rule
+from ..rules import FREE, Axis, Constraint, Field, Sizes, at_least, cost_rule, field_rule, size_rule
 from ..tensor import Tensor, make_result
 
 __all__ = ["pad"]
@@ -193,13 +193,6 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     return make_result("pad", out, (input,), backward, attrs=attrs)
 
 
-
-# TEMPORARY shim, to remove once functional/__init__.py collects __all__ from the module objects:
-# its `from .pad import *` rebinds the name `pad` to this function, and its loop then reads
-# `pad.__all__`. Without this line `import convscope` fails.
-pad.__all__ = __all__  # type: ignore[attr-defined]
-
-
 # --- analysis rules (see convscope.rules) ------------------------------------------------
 cost_rule("pad")(lambda inputs, output, attrs: FREE)
 
@@ -214,3 +207,31 @@ def _pad_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor
     for k in range(min(len(attrs["pad"]) // 2, nd)):
         before[nd - 1 - k] = attrs["pad"][2 * k]
     return tuple(Axis(a.size, a.jump, a.start - b * a.jump) for a, b in zip(fields[0], before))
+
+
+@size_rule("pad")
+def _pad_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+               attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """``E + before + after`` per padded dim, with :func:`_pad_rule`'s checks per mode."""
+    x, mode = list(sizes[0]), attrs["mode"]
+    pairs = _pairs(inputs[0].shape, attrs["pad"])
+    checks = []
+    if mode not in ("constant", "circular"):
+        for e in x[len(x) - len(pairs) - 1:]:
+            checks += at_least(e, 1, f"{mode} padding needs a non-empty input: {{size}} ≥ {{bound}}")
+    for axis, lo, hi in pairs:
+        e = x[axis]
+        kept = e.shift(-max(-lo, 0) - max(-hi, 0))
+        if mode == "constant":
+            checks += at_least(kept, 0, f"padding ({lo}, {hi}) crops at most the input: {{size}} ≥ {{bound}}")
+        elif mode == "circular":
+            for bound in (lo, hi):
+                checks += at_least(e, bound, "circular padding wraps at most once: {size} ≥ {bound}")
+                checks += at_least(kept, bound, "circular padding wraps at most once: {size} ≥ {bound}")
+            checks += at_least(e.shift(lo + hi), 0, "circular padding leaves {size} ≥ {bound} cells")
+        else:
+            if mode == "reflect":
+                checks += at_least(e, max(lo, hi) + 1, "reflect padding is smaller than the input: {size} ≥ {bound}")
+            checks += at_least(e.shift(lo + hi), 1, f"{mode} padding leaves {{size}} ≥ {{bound}} cells")
+        x[axis] = e.shift(lo + hi)
+    return tuple(x), checks

@@ -24,7 +24,23 @@ import numpy as np
 from ..errors import ShapeError
 from ..ops import abs as _abs
 from ..ops import unary
-from ..rules import FREE, Cost, Field, cost_rule, field_rule, numel, per_element, same_field
+from ..rules import (
+    FREE,
+    Constraint,
+    Cost,
+    Field,
+    SizeRule,
+    Sizes,
+    at_least,
+    check,
+    const,
+    cost_rule,
+    field_rule,
+    numel,
+    per_element,
+    same_field,
+    size_rule,
+)
 from ..tensor import Tensor, int64, make_result
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, window_count
 
@@ -563,11 +579,18 @@ def _bin_means_adjoint(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
     return np.moveaxis(grad, -1, axis)
 
 
+def _adaptive_attrs(shape: tuple, output_size: Any, nd: int) -> dict:
+    """``keep``: the dims whose ``output_size`` was None (they keep the input size)."""
+    sizes = (output_size,) * nd if isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    return {"output_size": shape[-nd:], "keep": tuple(s is None for s in sizes)}
+
+
 def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
     shape = adaptive_output_shape(x.shape, output_size, op=op)
     nd = _ADAPTIVE_RANK[op]
+    attrs = _adaptive_attrs(shape, output_size, nd)
     if x.is_meta:
-        return make_result(op, None, (x,), None, shape=shape, attrs={"output_size": shape[-nd:]})
+        return make_result(op, None, (x,), None, shape=shape, attrs=attrs)
     out = x.data
     for axis in range(-nd, 0):  # averaging over a box is separable: one spatial dim at a time
         out = _bin_means(out, axis, shape[axis])
@@ -577,7 +600,7 @@ def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
             g = _bin_means_adjoint(g, axis, x.shape[axis])
         return (g,)
 
-    return make_result(op, out, (x,), backward, attrs={"output_size": shape[-nd:]})
+    return make_result(op, out, (x,), backward, attrs=attrs)
 
 
 def _adaptive_cells(in_sizes: tuple, out_sizes: tuple) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
@@ -600,7 +623,7 @@ def _box_argmax(box: np.ndarray, nd: int, check_nan: bool) -> np.ndarray:
 def _adaptive_max_pool(op: str, x: Tensor, output_size: Any, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
     shape = adaptive_output_shape(x.shape, output_size, op=op)
     nd = _ADAPTIVE_RANK[op]
-    attrs = {"output_size": shape[-nd:]}
+    attrs = _adaptive_attrs(shape, output_size, nd)
     if x.is_meta:
         out = make_result(op, None, (x,), None, shape=shape, attrs=attrs)
         return (out, Tensor.meta(shape, int64)) if return_indices else out
@@ -706,8 +729,10 @@ def _max_unpool(op: str, x: Tensor, indices: Tensor, kernel_size: Size, stride: 
                 output_size: Sequence[int] | None) -> Tensor:
     shape = unpool_output_shape(x.shape, indices.shape, kernel_size, stride, padding, output_size, op=op)
     nd = _UNPOOL_RANK[op]
+    attrs = {"output_size": shape[-nd:], "kernel_size": kernel_size, "stride": stride, "padding": padding,
+             "explicit": output_size is not None}
     if x.is_meta or indices.is_meta:
-        return make_result(op, None, (x,), None, shape=shape, dtype=x.dtype)
+        return make_result(op, None, (x,), None, shape=shape, dtype=x.dtype, attrs=attrs)
     idx = indices.numpy()
     if idx.dtype != np.int64:
         raise TypeError(f"{op}: indices must be int64 (as returned by max_pool), got {idx.dtype}")
@@ -723,7 +748,7 @@ def _max_unpool(op: str, x: Tensor, indices: Tensor, kernel_size: Size, stride: 
     def backward(g: np.ndarray) -> tuple:
         return (np.take_along_axis(g.reshape(lead + (cells,)), flat_index, axis=-1).reshape(x.shape),)
 
-    return make_result(op, out.reshape(shape), (x,), backward, attrs={"output_size": shape[-nd:]})
+    return make_result(op, out.reshape(shape), (x,), backward, attrs=attrs)
 
 
 def max_unpool1d(input: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None = None,  # noqa: A002
@@ -813,3 +838,61 @@ def _unpool_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Ten
         return None
     nd = len(fields[0])
     return tuple(a.resample(n, o, 1) for a, n, o in zip(fields[0], inputs[0].shape[-nd:], output.shape[-nd:]))
+
+
+def _window_sizes(spec: _PoolSpec) -> SizeRule:
+    def rule(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+             attrs: dict) -> tuple[Sizes, list[Constraint]]:
+        """Per spatial dim ``window_count`` (ceil mode included, see ``SymSize.window``)."""
+        x = sizes[0]
+        if "kernel_size" not in attrs:  # lp_pool's root: element-wise
+            return x, []
+        nd = len(attrs["kernel_size"])
+        spatial, checks = [], []
+        for e, k, s, p, d in zip(x[-nd:], attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"]):
+            out = e.window(k, s, d, p, p, attrs.get("ceil_mode", False))
+            checks += at_least(e, 1, "non-empty input {size} ≥ {bound}")
+            if spec.kernel_within_input:
+                checks += at_least(e, k, "input {size} ≥ kernel {bound}")
+            checks += at_least(out, 1, "window count {size} ≥ {bound}")
+            spatial.append(out)
+        return (*x[:-nd], *spatial), checks
+
+    return rule
+
+
+for _op, _spec_of in _POOL_SPECS.items():
+    size_rule(_op)(_window_sizes(_spec_of))
+del _op, _spec_of
+
+
+@size_rule(*_ADAPTIVE)
+def _adaptive_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                    attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """The requested ``output_size`` (constants), or the input size where it was None."""
+    x, keep = sizes[0], attrs["keep"]
+    nd = len(keep)
+    checks = [c for e in x[-nd:] for c in at_least(e, 1, "non-empty input {size} ≥ {bound}")]
+    return (*x[:-nd], *(e if k else const(o) for e, k, o in zip(x[-nd:], keep, attrs["output_size"]))), checks
+
+
+@size_rule(*_UNPOOL_RANK)
+def _unpool_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Tensor,
+                  attrs: dict) -> tuple[Sizes, list[Constraint]]:
+    """``(E − 1)·s + k − 2p``, or an explicit ``output_size`` within one stride of it."""
+    x, nd = sizes[0], len(attrs["output_size"])
+    op = f"max_unpool{nd}d"
+    kernel = ntuple(attrs["kernel_size"], nd, "kernel_size", op)
+    stride = kernel if attrs["stride"] is None else ntuple(attrs["stride"], nd, "stride", op)
+    pad = ntuple(attrs["padding"], nd, "padding", op)
+    spatial, checks = [], []
+    for e, k, s, p, o in zip(x[-nd:], kernel, stride, pad, attrs["output_size"]):
+        default = e.times(s).shift(k - 2 * p - s)
+        if attrs["explicit"]:
+            checks += check(f"output_size {o} within one stride of {default.text}",
+                            lambda env, f=default, o=o, s=s: abs(f.value(env) - o) < s, default)
+            spatial.append(const(o))
+        else:
+            checks += at_least(default, 0, "output {size} ≥ {bound}")
+            spatial.append(default)
+    return (*x[:-nd], *spatial), checks

@@ -22,9 +22,16 @@ import numpy as np
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 
-__all__ = ["NodeSpec", "OnnxError", "OnnxOp", "UnsupportedOnnxError", "known", "known_ints"]
+__all__ = ["ONNX_DTYPES", "NodeSpec", "OnnxError", "OnnxOp", "UnsupportedOnnxError", "known", "known_ints"]
 
 _REQUIRED = object()
+
+# ONNX TensorProto.DataType codes of the types convscope runs (the codes are fixed by the ONNX spec).
+ONNX_DTYPES: dict[int, np.dtype] = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
+    5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
+    11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+}
 
 
 class OnnxError(ValueError):
@@ -41,7 +48,9 @@ class NodeSpec:
 
     ``version`` is the operator version in effect (the schema's ``since_version`` for the
     model's opset); ``static`` holds the value of each input that is an initializer, by input
-    position; ``owned`` the positions whose initializer feeds this node only.
+    position; ``owned`` the positions whose initializer feeds this node only; ``input_types``
+    the (rank, element type) that ONNX shape inference found, by input position (None where
+    unknown).
     """
 
     name: str
@@ -53,6 +62,7 @@ class NodeSpec:
     input_names: list[str] = field(default_factory=list)
     static: dict[int, np.ndarray] = field(default_factory=dict)
     owned: set[int] = field(default_factory=set)
+    input_types: dict[int, tuple[int | None, np.dtype | None]] = field(default_factory=dict)
     _read: set[str] = field(default_factory=set)
 
     @property
@@ -96,6 +106,12 @@ class NodeSpec:
     def owned_value(self, index: int) -> np.ndarray | None:
         """The initializer at ``index`` when this node owns it (feeds no other node)."""
         return self.static.get(index) if index in self.owned else None
+
+    def input_rank(self, index: int) -> int | None:
+        return self.input_types.get(index, (None, None))[0]
+
+    def input_dtype(self, index: int) -> np.dtype | None:
+        return self.input_types.get(index, (None, None))[1]
 
     def wants_output(self, index: int) -> bool:
         return index < len(self.outputs) and bool(self.outputs[index])
@@ -158,11 +174,15 @@ class OnnxOp(Module):
         while name in self._slots or hasattr(self, name):
             name = f"{name}_{index}"
         tensor = Tensor.wrap(value)
-        if index in self.parameter_inputs and value.dtype.kind == "f":
+        if self.learnable(index) and value.dtype.kind == "f":
             self.register_parameter(name, Parameter(tensor))
         else:
             self.register_buffer(name, tensor)
         return name
+
+    def learnable(self, index: int) -> bool:
+        """Whether an owned floating-point initializer at input ``index`` is a Parameter."""
+        return index in self.parameter_inputs
 
     @property
     def runtime_inputs(self) -> list[int]:

@@ -26,7 +26,7 @@ from ..nn.module import Module
 from ..ops import abs as _abs
 from ..ops import reshape
 from ..tensor import Tensor
-from .onnx_geometry import Windows, WindowAttrs, read_window_attrs, torch_pad_list
+from .onnx_geometry import Windows, WindowAttrs, read_window_attrs, split_pads, torch_pad_list
 from .onnx_node import NodeSpec, OnnxError, OnnxOp
 
 __all__ = ["OPS", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "MaxPool"]
@@ -115,7 +115,8 @@ def window_sums(x: Tensor, window: WindowAttrs, nd: int) -> Tensor:
 
 
 def _count_mask(sizes: tuple, geo: Windows, declared_after: tuple, include_pad: bool, dtype: np.dtype) -> Tensor:
-    """``(1, 1, *P)``: 1 on the padded cells ONNX counts in an average, 0 elsewhere."""
+    """``(1, 1, *P)``: 1 on the padded cells ONNX counts in an average (the real ones, plus the
+    declared padding with ``include_pad``), 0 elsewhere."""
     mask = np.ones((), dtype)
     for n, b, a, e in zip(sizes, geo.before, geo.after, declared_after):
         j = np.arange(n + b + a)
@@ -136,12 +137,18 @@ class AveragePool(_Pool):
         super().__init__(node, window)
         self.count_include_pad = count_include_pad
 
+    def _declared_after(self, geo: Windows) -> tuple[int, ...]:
+        """The end padding ONNX declares (explicit, or SAME's computed one); cells past it are
+        the ceil-mode overhang, never counted."""
+        if self.window.auto_pad == "NOTSET":
+            return split_pads(self.window.pads, self.nd)[1]
+        return geo.after if self.window.auto_pad != "VALID" else (0,) * self.nd
+
     def compute(self, x: Tensor) -> Tensor:
         geo = self._geometry(x)
         if x.dtype.kind != "f":
             raise OnnxError(f"{self.label}: expected a floating-point input, got {x.dtype}")
-        declared = self.window.pads[self.nd:] if self.window.pads and self.window.auto_pad == "NOTSET" else geo.after
-        declared = tuple(min(e, a) for e, a in zip(declared, geo.after))
+        declared = self._declared_after(geo)
         mask = _count_mask(x.shape[2:], geo, declared, self.count_include_pad, x.dtype)
         counts = window_sums(mask, self.window, self.nd)
         return window_sums(self._padded(x, geo, 0.0), self.window, self.nd) / counts
@@ -195,7 +202,9 @@ def max_pool(node: NodeSpec) -> Module:
     nd = _rank(node, window)
     storage_order = int(node.attr("storage_order", 0)) if node.version >= 8 else 0
     padding = _torch_padding(window, nd)
-    if padding is None or node.wants_output(1):
+    dtype = node.input_dtype(0)
+    float_input = dtype is not None and dtype.kind == "f"  # the engine pads with −inf, which integers lack
+    if padding is None or node.wants_output(1) or (any(padding) and not float_input):
         return MaxPool(node, window, storage_order)
     return _MAX[nd](window.kernel, window.stride(nd), padding, window.dilation(nd), ceil_mode=window.ceil_mode)
 

@@ -27,8 +27,16 @@ import numpy as np
 from .. import nn
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
-from .torch_graph import (FUNCTIONS, METHODS, TENSOR_ATTRIBUTES, ConversionError, GraphNode, NodeRef,
-                          graph_module_class, map_args)
+from .torch_graph import (
+    FUNCTIONS,
+    METHODS,
+    TENSOR_ATTRIBUTES,
+    ConversionError,
+    GraphNode,
+    NodeRef,
+    graph_module_class,
+    map_args,
+)
 from .torch_layers import SPECS, LayerSpec, constructor_kwargs
 from .torch_names import callable_name, function_names, numpy_dtype, type_name
 
@@ -100,7 +108,8 @@ class _Importer:
         if kind is nn_.Sequential:
             children = [self.plans[id(c)] for c in module._modules.values() if c is not None]
             unit = all(p.unit and p.kind != UNSUPPORTED for p in children)
-            return _Plan(module, path, SEQUENTIAL, unit=unit)
+            if unit or path:  # a parent traces through the others; a root one is traced below
+                return _Plan(module, path, SEQUENTIAL, unit=unit)
         if kind in (nn_.ModuleList, nn_.ModuleDict):
             return _Plan(module, path, CONTAINER, unit=False)
         if self.builtin_rule.is_leaf_module(module, path):
@@ -109,7 +118,7 @@ class _Importer:
         try:
             graph = _tracer(self.torch, units).trace(module)
         except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, RuntimeError ...)
-            plan = _Plan(module, path, INLINE, reason=f"torch.fx: {type(exc).__name__}: {exc}", unit=False)
+            plan = _Plan(module, path, INLINE, reason=f"{type(exc).__name__}: {exc}", unit=False)
             if not path:
                 raise ConversionError(f"from_torch: torch.fx cannot trace {plan.where()}: {plan.reason}. Hint: "
                                       "symbolic tracing cannot follow Python control flow that depends on tensor "
@@ -163,7 +172,7 @@ class _Importer:
         except TypeError:  # an unhashable callable
             name = None
         if name is None:
-            raise self._unsupported(node, plan, callable_name(node.target))
+            raise self._unsupported(node, plan, callable_name(self.torch, node.target))
         if name == "getattr" and node.args[1] not in TENSOR_ATTRIBUTES:
             raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} reads tensor attribute "
                                   f"'{node.args[1]}'; convscope graphs can read {sorted(TENSOR_ATTRIBUTES)}.")
@@ -234,8 +243,8 @@ class _Importer:
     def _build(self, plan: _Plan, nodes: list[GraphNode] | None, converted: dict[int, Module]) -> Module:
         module = plan.module
         if plan.kind == UNSUPPORTED:
-            raise ConversionError(f"from_torch: {plan.where()} is a {type_name(module)}, which convscope does not "
-                                  f"support. {_HINT}")
+            raise ConversionError(f"from_torch: module '{plan.path}' is a {type_name(module)}, which convscope "
+                                  f"does not support. {_HINT}")
         if plan.kind == LEAF:
             return self._leaf(plan)
         if plan.kind == SEQUENTIAL:

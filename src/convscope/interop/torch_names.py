@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,11 +53,6 @@ def torch_dtype(torch: Any, dtype: Any) -> Any:
     return getattr(torch, np.dtype(dtype).name)
 
 
-def floating(convert: Callable[[Any], Any], is_floating: Callable[[Any], bool]) -> Callable[[Any], Any]:
-    """``convert`` for floating dtypes, None for the others (see ``constructor_kwargs``)."""
-    return lambda dtype: convert(dtype) if is_floating(dtype) else None
-
-
 def type_name(obj: Any) -> str:
     """``torch.nn.MultiheadAttention`` rather than ``torch.nn.modules.activation.MultiheadAttention``
     when the class is exported higher up."""
@@ -71,12 +65,9 @@ def type_name(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def callable_name(fn: Any) -> str:
-    """A readable qualified name for a traced function target."""
-    module = getattr(fn, "__module__", None) or ""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-    if module in ("_operator", "builtins"):
-        module = "operator" if module == "_operator" else ""
-    if module == "torch._C._nn" or module == "torch._C._VariableFunctions" or module.startswith("torch._C"):
-        module = "torch"
-    return f"{module}.{name}" if module else name
+def callable_name(torch: Any, fn: Any) -> str:
+    """A readable qualified name for a traced function target (``torch.cumsum``)."""
+    try:
+        return torch.fx.node._get_qualified_name(fn)
+    except (AttributeError, RuntimeError, TypeError):  # a private helper: fall back to the plain name
+        return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -37,7 +37,7 @@ class Residual(nn.Module):
         for name, module in body.items():
             self.add_module(name, module)
         self.body_names = tuple(body)
-        self.add_module("shortcut", shortcut)
+        self.shortcut = shortcut  # a child module, or a plain None attribute (as torch keeps ``downsample``)
 
     def body(self) -> list[tuple[str, nn.Module]]:
         return [(name, self._modules[name]) for name in self.body_names]

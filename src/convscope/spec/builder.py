@@ -29,6 +29,9 @@ BLOCKS = ("residual", "concat", "branch", "shortcut", "repeat", "sequential")
 BLOCK_ALIASES = {"seq": "sequential"}
 KEYWORDS = tuple(sorted({*TOKENS, *BLOCKS, *BLOCK_ALIASES, "input"}))
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# The batch size of the meta tensor the spec is checked with: two, because batch norm without
+# running statistics rightly refuses a batch of one, even in eval mode.
+META_BATCH = 2
 
 
 def _error(token: Token, message: str) -> SpecError:
@@ -103,7 +106,7 @@ class Builder:
         shape = self._input_shape(statements[0])
         if len(statements) == 1:
             raise _error(statements[0].head, "the spec has no layers after 'input'")
-        x = Tensor.meta((1, *shape))
+        x = Tensor.meta((META_BATCH, *shape))
         modules, _ = self.sequence(statements[1:], x, "")
         model = nn.Sequential(modules)
         model.input_shape = shape

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import nn
 from .blocks import Concat, Residual
-from .layers import KINDS, Kind, Option
+from .layers import KINDS, Kind
 from .values import SHAPE, render
 
 # (module, name, path, role) where role is "layer", "branch" or "shortcut"
@@ -53,21 +53,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _default(kind: Kind, option: Option, module: nn.Module) -> Any:
-    assert option.kwarg is not None
-    if option.kwarg in kind.fixed:
-        return kind.fixed[option.kwarg]
-    parameter = inspect.signature(type(module)).parameters.get(option.kwarg)
+def _default(kind: Kind, kwarg: str, module: nn.Module) -> Any:
+    """What the module would hold for ``kwarg`` had the spec not mentioned it."""
+    if kwarg in kind.fixed:
+        return kind.fixed[kwarg]
+    parameter = inspect.signature(type(module)).parameters.get(kwarg)
     default = parameter.default if parameter is not None else inspect.Parameter.empty
-    if option.kwarg == "stride" and default is None:  # pools: stride defaults to the kernel
+    if kwarg == "stride" and default is None:  # pools: stride defaults to the kernel
         return getattr(module, "kernel_size", None)
     return default
 
 
-def _value(option: Option, module: nn.Module) -> Any:
-    if option.kwarg == "bias" and "bias" in module._parameters:
+def _value(kwarg: str, module: nn.Module) -> Any:
+    if kwarg == "bias" and "bias" in module._parameters:
         return module.bias is not None
-    return getattr(module, option.kwarg)  # type: ignore[arg-type]
+    return getattr(module, kwarg)
 
 
 def _arguments(kind: Kind, module: nn.Module) -> list[str]:
@@ -79,8 +79,8 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
     for option in [*positional, *others]:
         if option is None or option.kwarg is None or (depthwise and option.key == "g"):
             continue
-        value = _value(option, module)
-        if _plain(value) == _plain(_default(kind, option, module)):
+        value = _value(option.kwarg, module)
+        if _plain(value) == _plain(_default(kind, option.kwarg, module)):
             bare = False
             continue
         text = "x".join(map(str, value)) if option.value is SHAPE else render(value)

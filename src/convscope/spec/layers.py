@@ -117,8 +117,8 @@ class Kind:
         if len(shape) in allowed:
             return allowed[len(shape)]
         wanted = " or ".join(_layout(rank) for rank in sorted(allowed))
-        token = args.head.text
-        raise args.error(f"{token} needs an input {wanted}, but the input here has shape {shape}")
+        got = "(N, " + ", ".join(map(str, shape[1:])) + ")"
+        raise args.error(f"{args.head.text} needs an input {wanted}, but the input here has shape {got}")
 
 
 def _layout(rank: int) -> str:
@@ -333,8 +333,8 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
         option = kind.option(key)
         if option is None:
             known = _known(kind)
-            listing = ", ".join(known) if known else "none besides name= and frozen"
-            raise SpecError(f"{token_name} has no option '{key}'.{suggest(key, known)} Options: {listing}",
+            every_key = known + [alias for opt in kind.options for alias in opt.aliases]
+            raise SpecError(f"{token_name} has no option '{key}'.{suggest(key, every_key)} Options: {', '.join(known)}",
                             line=token.line, column=token.column)
         set_value(option, _parse(option, raw, token, value_column, token_name), token)
 
@@ -354,6 +354,8 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
         if "=" in text:
             key, raw = text.split("=", 1)
             if normalise(key) == "name":
+                if args.name is not None:
+                    raise SpecError(f"{token_name}: name is given twice", line=token.line, column=token.column)
                 args.name = check_name(raw, token, len(key) + 1)
             else:
                 store(key, raw, token, token.column + len(key) + 1)
@@ -362,8 +364,8 @@ def bind(kind: Kind, words: list[Token]) -> Arguments:
         elif word in kind.flags:
             key, value = kind.flags[word]
             set_value(kind.option(key), value, token)  # type: ignore[arg-type]  (tested: flags name options)
-        elif _short_option(kind, text) is not None:
-            option, raw = _short_option(kind, text)  # type: ignore[misc]
+        elif (short := _short_option(kind, text)) is not None:
+            option, raw = short
             store(option.key, raw, token, token.column + len(text) - len(raw))
         elif positional:
             store(positional[0], text, token, token.column)
@@ -388,7 +390,8 @@ def _surplus(kind: Kind, layer: str, text: str, args: Arguments) -> str:
     count = len(kind.positional)
     names = ", ".join(kind.positional)
     slots = f"{count} bare value{'s' if count > 1 else ''} ({names})" if count else "no bare values"
-    if text[:1].isdigit() and kind.option("k") is not None and kind.option("k").short and "k" not in args.values:
+    kernel = kind.option("k")
+    if text[:1].isdigit() and kernel is not None and kernel.short and "k" not in args.values:
         hint = f" Did you mean 'k{text}' (kernel size)?"
     else:
         hint = suggest(text, _known(kind)) or f" Write options as key=value or glued like k3, e.g. '{kind.example}'."

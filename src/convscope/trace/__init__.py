@@ -8,7 +8,15 @@ receptive box and the gradient (:meth:`Trace.contributions`).
 
 from .core import Trace, trace
 from .steps import (
-    Copy, Elementwise, Normalization, PowerMean, Read, Term, WeightedSum, WindowMax, WindowMean,
+    Copy,
+    Elementwise,
+    Normalization,
+    PowerMean,
+    Read,
+    Term,
+    WeightedSum,
+    WindowMax,
+    WindowMean,
 )
 
 __all__ = [

@@ -179,10 +179,10 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
         raise ValueError(f"trace: layer {layer!r} returned {type(target).__name__}, not a tensor")
     idx = _check_index(index, target.shape, layer)
     position = recording.producer(target)
-    if position is None:  # the layer returned a tensor it did not compute (Identity, dropout in eval)
-        source = module_call.inputs[0] if module_call.inputs else None
-        if source is not target:
-            raise ValueError(f"trace: layer {layer!r} returned a tensor the forward pass did not compute")
+    if position is None or position < module_call.start:  # returned, not computed (Identity, dropout in eval)
+        if not module_call.inputs or module_call.inputs[0] is not target:
+            raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
+        position = None
         step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
     else:
         step = build_step(Site(recording, position), idx)

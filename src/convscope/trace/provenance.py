@@ -24,7 +24,17 @@ from ..functional.windows import kernel_taps, sliding_windows
 from ..tensor import Tensor, no_grad
 from .record import Call, ModuleCall, Recording
 from .steps import (
-    ELEMENTWISE, Copy, Elementwise, Normalization, PowerMean, Read, Step, Term, WeightedSum, WindowMax, WindowMean,
+    ELEMENTWISE,
+    Copy,
+    Elementwise,
+    Normalization,
+    PowerMean,
+    Read,
+    Step,
+    Term,
+    WeightedSum,
+    WindowMax,
+    WindowMean,
 )
 
 Index = tuple[int, ...]
@@ -79,8 +89,9 @@ def build_step(site: Site, index: Index) -> Step:
     """The provenance of ``site.call.out[index]``; ValueError for an op without a builder."""
     op = site.call.op
     if op not in BUILDERS:
-        raise ValueError(f"trace: no one-layer provenance for op {op!r} (it made the traced value); "
-                         f"supported ops: {', '.join(sorted(BUILDERS))}")
+        raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
+                         "convolutions, transposed convolutions, pools, linear, batch norm (eval), element-wise "
+                         "activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer inside it")
     return BUILDERS[op](site, index)
 
 

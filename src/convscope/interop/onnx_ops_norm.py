@@ -1,0 +1,141 @@
+"""BatchNormalization, LRN and Dropout nodes.
+
+An inference BatchNormalization whose four statistics are initializers it alone uses, on an
+input of known rank, becomes ``nn.BatchNorm{1,2,3}d`` (weight, bias, running statistics);
+otherwise it runs as :class:`BatchNormalization` on ``F.batch_norm``, including ONNX's
+training mode (batch statistics, and running statistics updated with the *biased* batch
+variance, ``running·momentum + batch·(1 − momentum)``, as ONNX defines it, unlike torch).
+
+LRN sums ``x²`` over channels ``[c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]``; torch's window is the
+mirror image for an even size, so an even-size LRN runs ``F.local_response_norm`` on the
+channel-reversed input and reverses the result back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn, ops
+from ..nn.module import Module, Parameter
+from ..tensor import Tensor
+from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
+
+__all__ = ["OPS", "BatchNormalization", "Dropout", "LRN"]
+
+_BATCH_NORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+
+
+class BatchNormalization(OnnxOp):
+    """``scale·(x − mean)/√(var + ε) + B`` per channel (axis 1).
+
+    Shape:
+        - Input: ``(N, C, *)``; scale, B, mean, var: ``(C,)``
+        - Output: ``(N, C, *)``; in training mode also the running mean and variance ``(C,)``.
+    """
+
+    parameter_inputs = (1, 2)
+
+    def __init__(self, node: NodeSpec, epsilon: float, momentum: float, training: bool) -> None:
+        super().__init__(node)
+        self.epsilon, self.momentum, self.training_mode = epsilon, momentum, training
+
+    def compute(self, x: Tensor, scale: Tensor, bias: Tensor, mean: Tensor, var: Tensor) -> Any:
+        if not self.training_mode:
+            return F.batch_norm(x, mean, var, scale, bias, False, 0.0, self.epsilon)
+        y = F.batch_norm(x, None, None, scale, bias, True, 0.1, self.epsilon)
+        if self.num_outputs == 1:
+            return y
+        axes = (0,) + tuple(range(2, x.ndim))
+        keep = self.momentum
+        running_mean = mean * keep + ops.mean(x, axes) * (1 - keep)
+        running_var = var * keep + ops.var(x, axes, correction=0) * (1 - keep)
+        return (y, running_mean, running_var)[: self.num_outputs]
+
+
+def _batch_norm(node: NodeSpec) -> Module:
+    epsilon = float(node.attr("epsilon", 1e-5))
+    momentum = float(node.attr("momentum", 0.9))
+    if node.version < 9 and int(node.attr("spatial", 1)) != 1:
+        raise node.unsupported("spatial=0 (statistics per element rather than per channel)")
+    training = bool(node.attr("training_mode", 0)) if node.version >= 14 else False
+    if not training and any(node.wants_output(i) for i in range(1, len(node.outputs))):
+        raise node.unsupported("the running-statistics outputs outside training mode")
+    values = [node.owned_value(i) for i in range(1, 5)]
+    rank = node.input_rank(0)
+    if training or any(v is None for v in values) or rank not in _BATCH_NORM:
+        return BatchNormalization(node, epsilon, momentum, training)
+    scale, bias, mean, var = values
+    with nn.meta_parameters():
+        layer = _BATCH_NORM[rank](scale.size, eps=epsilon, dtype=scale.dtype)
+    layer.weight, layer.bias = Parameter(Tensor.wrap(scale)), Parameter(Tensor.wrap(bias))
+    layer.running_mean, layer.running_var = Tensor.wrap(mean), Tensor.wrap(var)
+    return layer.eval()
+
+
+class LRN(OnnxOp):
+    """Local response normalisation with an even ``size`` (see the module docstring).
+
+    Shape:
+        - Input: ``(N, C, *)``
+        - Output: the same shape.
+    """
+
+    def __init__(self, node: NodeSpec, size: int, alpha: float, beta: float, bias: float) -> None:
+        super().__init__(node)
+        self.size, self.alpha, self.beta, self.bias = size, alpha, beta, bias
+
+    def compute(self, x: Tensor) -> Tensor:
+        flip = (slice(None), slice(None, None, -1))
+        return F.local_response_norm(x[flip], self.size, self.alpha, self.beta, self.bias)[flip]
+
+
+def _lrn(node: NodeSpec) -> Module:
+    size = int(node.attr("size"))
+    alpha, beta, bias = float(node.attr("alpha", 1e-4)), float(node.attr("beta", 0.75)), float(node.attr("bias", 1.0))
+    if size < 1:
+        raise node.error(f"size must be positive, got {size}")
+    if size % 2:
+        return nn.LocalResponseNorm(size, alpha, beta, bias)
+    return LRN(node, size, alpha, beta, bias)
+
+
+class Dropout(OnnxOp):
+    """The identity at inference (the ratio is read, but nothing is dropped); the optional
+    mask output is all True (all ones before Dropout-10). Training mode with a non-zero
+    ratio draws random numbers that no other runtime reproduces and is refused.
+
+    Shape:
+        - Input: any; output and mask: the same shape.
+    """
+
+    def __init__(self, node: NodeSpec, ratio: float) -> None:
+        super().__init__(node)
+        self.ratio = ratio
+
+    def compute(self, x: Tensor, ratio: Tensor | None = None, training_mode: Tensor | None = None) -> Any:
+        training = training_mode is not None and bool(known(training_mode, "training_mode", self).item())
+        rate = self.ratio if ratio is None else float(known(ratio, "ratio", self).item())
+        if training and rate != 0:
+            raise OnnxError(f"{self.label}: training_mode=True with ratio {rate} (random dropout) is not supported "
+                            "by convscope")
+        if self.num_outputs == 1:
+            return x
+        mask_type = np.bool_ if self.version >= 10 else x.dtype
+        mask = Tensor.meta(x.shape, mask_type) if x.is_meta else Tensor.wrap(np.ones(x.shape, mask_type))
+        return x, mask
+
+
+def _dropout(node: NodeSpec) -> Module:
+    if node.version >= 12:
+        node.attr("seed", 0)  # only used by random (training) dropout
+        return Dropout(node, 0.5)
+    return Dropout(node, float(node.attr("ratio", 0.5)))
+
+
+OPS: dict[str, Callable[[NodeSpec], Module]] = {
+    "BatchNormalization": _batch_norm, "LRN": _lrn, "Dropout": _dropout,
+}

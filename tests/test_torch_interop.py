@@ -1,0 +1,592 @@
+"""PyTorch interop: from_torch and to_torch.
+
+Differential tests against torch itself: torch models written here with plain ``torch.nn`` in
+torchvision's layout (ResNet-18, a MobileNet-v2 inverted residual, a GoogLeNet inception
+block, a SqueezeNet Fire module, a VGG-style Sequential) convert to convscope with the same
+outputs (float64 within 1e-10 of the output scale, float32 within 2e-5), state_dict keys and
+shapes; the zoo's convscope models convert to torch with the same outputs; both round trips
+hold; every one-to-one layer keeps its constructor arguments and outputs; unsupported layers,
+functions and methods are refused with the node named; gradients and meta tensors go through
+converted models. Batch-norm statistics are randomised so that no layer is an identity.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as TF
+
+import convscope as cs
+from convscope.interop import torch_graph
+from convscope.interop.torch_capture import OP_RULES
+from convscope.interop.torch_convert import ConversionError, GraphModule, from_torch, to_torch
+from convscope.interop.torch_layers import SPECS
+from torch_ref import assert_close
+
+
+# --- torch models, torchvision layout -------------------------------------------------------------
+class BasicBlock(tnn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: tnn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(planes)
+        self.relu = tnn.ReLU(inplace=True)
+        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = tnn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet18(tnn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = tnn.BatchNorm2d(64)
+        self.relu = tnn.ReLU(inplace=True)
+        self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        inplanes = 64
+        for i, (planes, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), 1):
+            downsample = None
+            if stride != 1 or inplanes != planes:
+                downsample = tnn.Sequential(tnn.Conv2d(inplanes, planes, 1, stride, bias=False), tnn.BatchNorm2d(planes))
+            setattr(self, f"layer{i}", tnn.Sequential(BasicBlock(inplanes, planes, stride, downsample),
+                                                      BasicBlock(planes, planes)))
+            inplanes = planes
+        self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+        self.fc = tnn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> tnn.Sequential:
+    return tnn.Sequential(tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                          tnn.BatchNorm2d(cout), tnn.ReLU6(inplace=True))
+
+
+class InvertedResidual(tnn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[tnn.Module] = [conv_bn_act(inp, hidden, 1)] if expand_ratio != 1 else []
+        layers += [conv_bn_act(hidden, hidden, 3, stride, groups=hidden), tnn.Conv2d(hidden, oup, 1, bias=False),
+                   tnn.BatchNorm2d(oup)]
+        self.conv = tnn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class BasicConv2d(tnn.Module):
+    def __init__(self, cin: int, cout: int, **kwargs: Any) -> None:
+        super().__init__()
+        self.conv = tnn.Conv2d(cin, cout, bias=False, **kwargs)
+        self.bn = tnn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return TF.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(tnn.Module):
+    def __init__(self, cin: int, ch1: int, ch3r: int, ch3: int, ch5r: int, ch5: int, pool_proj: int) -> None:
+        super().__init__()
+        self.branch1 = BasicConv2d(cin, ch1, kernel_size=1)
+        self.branch2 = tnn.Sequential(BasicConv2d(cin, ch3r, kernel_size=1), BasicConv2d(ch3r, ch3, kernel_size=3,
+                                                                                         padding=1))
+        self.branch3 = tnn.Sequential(BasicConv2d(cin, ch5r, kernel_size=1), BasicConv2d(ch5r, ch5, kernel_size=3,
+                                                                                         padding=1))
+        self.branch4 = tnn.Sequential(tnn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+                                      BasicConv2d(cin, pool_proj, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        return torch.cat(outputs, 1)
+
+
+class Fire(tnn.Module):
+    def __init__(self, cin: int, squeeze: int, e1: int, e3: int) -> None:
+        super().__init__()
+        self.squeeze = tnn.Conv2d(cin, squeeze, 1)
+        self.squeeze_activation = tnn.ReLU(inplace=True)
+        self.expand1x1 = tnn.Conv2d(squeeze, e1, 1)
+        self.expand1x1_activation = tnn.ReLU(inplace=True)
+        self.expand3x3 = tnn.Conv2d(squeeze, e3, 3, padding=1)
+        self.expand3x3_activation = tnn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
+                          self.expand3x3_activation(self.expand3x3(x))], 1)
+
+
+def vgg_style() -> tnn.Sequential:
+    features = tnn.Sequential(tnn.Conv2d(3, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU(inplace=True),
+                              tnn.MaxPool2d(2, 2), tnn.Conv2d(8, 16, 3, padding=1), tnn.ReLU(inplace=True),
+                              tnn.MaxPool2d(2, 2))
+    classifier = tnn.Sequential(tnn.Linear(16 * 2 * 2, 32), tnn.ReLU(True), tnn.Dropout(), tnn.Linear(32, 10))
+    return tnn.Sequential(OrderedDict(features=features, avgpool=tnn.AdaptiveAvgPool2d((2, 2)),
+                                      flatten=tnn.Flatten(), classifier=classifier))
+
+
+def randomise(model: tnn.Module, seed: int = 0) -> tnn.Module:
+    """Random batch-norm statistics and affine parameters (fresh ones make BN an identity)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, tnn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model.eval()
+
+
+TORCH_MODELS = {
+    "resnet18": (lambda: ResNet18(), (3, 32, 32)),
+    "inverted_residual": (lambda: tnn.Sequential(InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6)),
+                          (8, 12, 12)),
+    "inception": (lambda: Inception(16, 8, 8, 12, 4, 6, 6), (16, 9, 9)),
+    "fire": (lambda: Fire(16, 4, 8, 8), (16, 7, 7)),
+    "vgg_style": (vgg_style, (3, 8, 8)),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TORCH_MODELS))
+def converted(request: pytest.FixtureRequest) -> tuple[str, tnn.Module, cs.nn.Module, tuple[int, ...]]:
+    """(name, torch model, its from_torch conversion, input shape with a batch of 2)."""
+    factory, shape = TORCH_MODELS[request.param]
+    torch.manual_seed(0)
+    net = randomise(factory())
+    return request.param, net, from_torch(net), (2, *shape)
+
+
+def _input(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+# --- from_torch ---------------------------------------------------------------------------------
+def test_from_torch_same_state_dict(converted: tuple) -> None:
+    _, net, model, _ = converted
+    theirs, ours = net.state_dict(), model.state_dict()
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        assert ours[key].shape == tuple(value.shape), key
+        assert ours[key].dtype == value.numpy().dtype, key
+        np.testing.assert_array_equal(ours[key], value.numpy(), err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_from_torch_same_outputs(converted: tuple, dtype: Any) -> None:
+    _, net, model, shape = converted
+    x = _input(shape).astype(dtype)
+    if dtype == np.float64:
+        net, model = copy.deepcopy(net).double(), copy.deepcopy(model).double()
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = model(cs.tensor(x)).numpy()
+    assert got.dtype == want.dtype
+    assert_close(got, want, dtype, "output")
+
+
+def test_from_torch_runs_on_meta_tensors(converted: tuple) -> None:
+    _, net, model, shape = converted
+    with torch.no_grad():
+        want = net(torch.zeros(shape)).shape
+    out = model(cs.Tensor.meta(shape))
+    assert out.is_meta and out.shape == tuple(want)
+
+
+def test_from_torch_keeps_class_names_and_graphs() -> None:
+    net = randomise(ResNet18())
+    model = from_torch(net, input_shape=(3, 32, 32))  # also runs the built-in float64 check
+    assert type(model).__name__ == "ResNet18"
+    assert isinstance(model, GraphModule)
+    block = model.layer2[0]
+    assert type(block).__name__ == "BasicBlock" and isinstance(block.downsample, cs.nn.Sequential)
+    assert [n.target for n in block.graph_nodes if n.op == "call_function"] == ["operator.add"]
+    # torchvision's key layout is the zoo's: both name every tensor alike
+    zoo = cs.zoo.build("resnet18", num_classes=10).state_dict()
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in zoo.items()}
+
+
+def test_from_torch_keeps_flags_and_dtype() -> None:
+    net = randomise(Fire(4, 2, 3, 3)).double().train()
+    net.squeeze.weight.requires_grad_(False)
+    model = from_torch(net)
+    assert model.training and all(m.training for m in model.modules())
+    assert model.squeeze.weight.dtype == np.float64 and not model.squeeze.weight.requires_grad
+    assert model.expand1x1.weight.requires_grad
+
+
+def test_from_torch_training_mode_matches_batch_statistics() -> None:
+    torch.manual_seed(0)
+    net = randomise(tnn.Sequential(BasicBlock(4, 8, 2, tnn.Sequential(tnn.Conv2d(4, 8, 1, 2, bias=False),
+                                                                      tnn.BatchNorm2d(8))))).double().train()
+    model = from_torch(net)
+    x = _input((3, 4, 6, 6))
+    want = net(torch.from_numpy(x)).detach().numpy()
+    assert_close(model(cs.tensor(x)).numpy(), want, np.float64, "train-mode output")
+    for key, value in net.state_dict().items():  # running statistics updated alike
+        assert_close(np.asarray(model.state_dict()[key], np.float64), value.numpy().astype(np.float64), np.float64,
+                     key)
+
+
+def test_gradients_flow_like_torch() -> None:
+    torch.manual_seed(0)
+    net = randomise(ResNet18()).double()
+    model = from_torch(net)
+    x = _input((2, 3, 32, 32))
+    upstream = _input((2, 10), seed=2)
+    tx = torch.from_numpy(x).requires_grad_()
+    net(tx).backward(torch.from_numpy(upstream))
+    cx = cs.tensor(x, requires_grad=True)
+    model(cx).backward(upstream)
+    assert_close(cx.grad, tx.grad.numpy(), np.float64, "input gradient")
+    assert_close(model.layer3[0].conv1.weight.grad, net.layer3[0].conv1.weight.grad.numpy(), np.float64,
+                 "weight gradient")
+
+
+def test_functional_calls_and_methods_replay() -> None:
+    """A forward written with functions and tensor methods rather than modules."""
+
+    class Head(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = tnn.Conv2d(3, 6, 3)
+            self.register_buffer("scale", torch.linspace(0.5, 1.5, 6).reshape(1, 6, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = TF.max_pool2d(TF.leaky_relu(self.conv(x), 0.2), 2, ceil_mode=True) * self.scale
+            z = y.mean(dim=(2, 3), keepdim=True).sigmoid()
+            flat = (y * z).reshape(x.shape[0], -1)
+            w = TF.softmax(TF.adaptive_avg_pool2d(y, 1).view(y.size(0), -1), dim=1)
+            return torch.cat([flat[:, :5], w.transpose(0, 1).transpose(0, 1) + 1.0], dim=1)
+
+    net = Head().double()
+    model = from_torch(net, input_shape=(3, 9, 9))
+    x = _input((2, 3, 9, 9))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert_close(model(cs.tensor(x)).numpy(), want, np.float64, "output")
+    assert model(cs.Tensor.meta((4, 3, 9, 9), cs.float64)).shape == (4, 11)
+
+
+# --- one-to-one layers ----------------------------------------------------------------------------
+def _unpool() -> tnn.Module:
+    class PoolUnpool(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = tnn.MaxPool2d(2, return_indices=True)
+            self.unpool = tnn.MaxUnpool2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y, idx = self.pool(x)
+            return self.unpool(y, idx)
+
+    return PoolUnpool()
+
+
+# (torch layer, input shape); every SPECS class appears (test_every_layer_spec_is_tested)
+LAYERS: list[tuple[Any, tuple[int, ...]]] = [
+    (lambda: tnn.Conv1d(2, 4, 3, stride=2, padding=1, padding_mode="reflect"), (2, 2, 9)),
+    (lambda: tnn.Conv2d(4, 6, 3, padding="same", dilation=2, groups=2, padding_mode="circular"), (2, 4, 7, 7)),
+    (lambda: tnn.Conv3d(2, 3, 2, padding=1, bias=False, padding_mode="replicate"), (1, 2, 4, 4, 4)),
+    (lambda: tnn.ConvTranspose1d(2, 4, 3, stride=2, output_padding=1), (2, 2, 5)),
+    (lambda: tnn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, groups=2, dilation=2), (2, 4, 4, 4)),
+    (lambda: tnn.ConvTranspose3d(2, 2, 2, stride=2, bias=False), (1, 2, 2, 3, 3)),
+    (lambda: tnn.MaxPool1d(3, 2, 1, ceil_mode=True), (2, 3, 8)),
+    (lambda: tnn.MaxPool2d(3, 2, 1, dilation=2), (2, 3, 9, 9)),
+    (lambda: tnn.MaxPool3d(2), (1, 2, 4, 4, 4)),
+    (lambda: tnn.AvgPool1d(3, 2, 1, count_include_pad=False), (2, 3, 8)),
+    (lambda: tnn.AvgPool2d(3, 2, 1, ceil_mode=True, divisor_override=4), (2, 3, 8, 8)),
+    (lambda: tnn.AvgPool3d(2, count_include_pad=False), (1, 2, 4, 4, 4)),
+    (lambda: tnn.LPPool1d(2, 3, 2), (2, 3, 8)),
+    (lambda: tnn.LPPool2d(1.5, 2), (2, 3, 6, 6)),
+    (lambda: tnn.LPPool3d(2, 2), (1, 2, 4, 4, 4)),
+    (lambda: tnn.AdaptiveAvgPool1d(3), (2, 3, 8)),
+    (lambda: tnn.AdaptiveAvgPool2d((3, None)), (2, 3, 7, 5)),
+    (lambda: tnn.AdaptiveAvgPool3d(2), (1, 2, 5, 4, 3)),
+    (lambda: tnn.AdaptiveMaxPool1d(3), (2, 3, 8)),
+    (lambda: tnn.AdaptiveMaxPool2d((2, 3)), (2, 3, 7, 5)),
+    (lambda: tnn.AdaptiveMaxPool3d(2), (1, 2, 5, 4, 3)),
+    (_unpool, (2, 3, 4, 4)),
+    (lambda: tnn.Sequential(tnn.MaxPool1d(2, return_indices=True)), (2, 3, 8)),
+    (lambda: tnn.Sequential(tnn.MaxPool3d(2, return_indices=True)), (1, 2, 4, 4, 4)),
+    (lambda: tnn.BatchNorm1d(3, momentum=None), (4, 3, 5)),
+    (lambda: tnn.BatchNorm2d(3, eps=1e-3, affine=False), (2, 3, 4, 4)),
+    (lambda: tnn.BatchNorm3d(2, track_running_stats=False), (2, 2, 3, 3, 3)),
+    (lambda: tnn.LayerNorm((4, 5), eps=1e-4, bias=False), (2, 3, 4, 5)),
+    (lambda: tnn.GroupNorm(2, 4, affine=False), (2, 4, 3, 3)),
+    (lambda: tnn.LocalResponseNorm(3, alpha=1e-2, beta=0.5, k=2.0), (2, 5, 3, 3)),
+    (lambda: tnn.Linear(5, 3), (2, 4, 5)),
+    (lambda: tnn.Flatten(1, 2), (2, 3, 4, 5)),
+    (lambda: tnn.Unflatten(1, (2, 3)), (2, 6, 4)),
+    (lambda: tnn.Dropout(0.3), (2, 5)),
+    (lambda: tnn.Dropout1d(0.3), (2, 3, 5)),
+    (lambda: tnn.Dropout2d(0.3), (2, 3, 4, 4)),
+    (lambda: tnn.Dropout3d(0.3), (1, 2, 3, 3, 3)),
+    (lambda: tnn.ReLU(), (2, 7)),
+    (lambda: tnn.ReLU6(), (2, 7)),
+    (lambda: tnn.SiLU(), (2, 7)),
+    (lambda: tnn.Hardswish(), (2, 7)),
+    (lambda: tnn.Hardsigmoid(), (2, 7)),
+    (lambda: tnn.Hardtanh(-0.5, 0.7), (2, 7)),
+    (lambda: tnn.LeakyReLU(0.3), (2, 7)),
+    (lambda: tnn.ELU(0.7), (2, 7)),
+    (lambda: tnn.GELU("tanh"), (2, 7)),
+    (lambda: tnn.Sigmoid(), (2, 7)),
+    (lambda: tnn.Tanh(), (2, 7)),
+    (lambda: tnn.Softmax(dim=1), (2, 7)),
+    (lambda: tnn.LogSoftmax(dim=0), (2, 7)),
+    (lambda: tnn.Identity(), (2, 7)),
+    (lambda: tnn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True), (2, 3, 4, 4)),
+    (lambda: tnn.UpsamplingNearest2d(size=(5, 7)), (2, 3, 4, 4)),
+    (lambda: tnn.UpsamplingBilinear2d(scale_factor=2), (2, 3, 3, 3)),
+]
+
+
+def _leaves(net: tnn.Module) -> list[tnn.Module]:
+    return [m for m in net.modules() if not m._modules]
+
+
+def test_every_layer_spec_is_tested() -> None:
+    tested = {type(m).__name__ for factory, _ in LAYERS for m in _leaves(factory())}
+    assert tested == {spec.name for spec in SPECS}
+
+
+@pytest.mark.parametrize("factory,shape", LAYERS, ids=[f"{i}" for i in range(len(LAYERS))])
+def test_layer_converts_one_to_one(factory: Any, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = factory().double().eval()
+    model = from_torch(net)
+    for theirs, ours in zip(_leaves(net), [m for m in model.modules() if not m._modules]):
+        assert type(ours).__name__ == type(theirs).__name__
+        for spec in SPECS:
+            if spec.name == type(theirs).__name__:
+                assert {a: getattr(ours, a) for a in spec.args} == {a: getattr(theirs, a) for a in spec.args}
+    x = _input(shape)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x))
+    got = model(cs.tensor(x))
+    want, got = (want[0], got[0]) if isinstance(want, tuple) else (want, got)
+    assert_close(got.numpy(), want.numpy(), np.float64, "output")
+    back = to_torch(model, shape[1:])  # and back: same classes, arguments, outputs
+    assert [type(m) for m in _leaves(back)] == [type(m) for m in _leaves(net)]
+    with torch.no_grad():
+        again = back(torch.from_numpy(x))
+    again = again[0] if isinstance(again, tuple) else again
+    np.testing.assert_array_equal(again.numpy(), want.numpy())
+
+
+# --- to_torch on the zoo ---------------------------------------------------------------------------
+ZOO = {  # name → (build options, input shape): reduced class counts and image sizes
+    "resnet18": ({"num_classes": 10}, (3, 32, 32)),
+    "mobilenet_v2": ({"num_classes": 10}, (3, 32, 32)),
+    "squeezenet1_0": ({"num_classes": 10}, (3, 48, 48)),
+    "googlenet": ({"num_classes": 10}, (3, 32, 32)),
+    "alexnet": ({"num_classes": 10}, (3, 64, 64)),
+    "vgg11_bn": ({"num_classes": 10, "init_weights": False}, (3, 32, 32)),
+    "lenet5_modern": ({}, (1, 32, 32)),
+    "lenet5": ({}, (1, 32, 32)),  # the paper's custom layers: parameter reads, constants, sums
+}
+
+
+def randomise_cs(model: cs.nn.Module, seed: int = 0) -> cs.nn.Module:
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if isinstance(m, (cs.nn.BatchNorm1d, cs.nn.BatchNorm2d, cs.nn.BatchNorm3d)):
+            n = m.num_features
+            m.running_mean.data[...] = rng.standard_normal(n) * 0.1
+            m.running_var.data[...] = rng.random(n) + 0.5
+            m.weight.data[...] = rng.random(n) + 0.5
+            m.bias.data[...] = rng.standard_normal(n) * 0.1
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_to_torch_same_outputs(name: str) -> None:
+    options, shape = ZOO[name]
+    cs.manual_seed(0)
+    model = randomise_cs(cs.zoo.build(name, **options))
+    net = to_torch(model, shape, check=False)
+    assert list(net.state_dict()) == list(model.state_dict())
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), model.state_dict()[key], err_msg=key)
+    x = _input((2, *shape)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert_close(model(cs.tensor(x)).numpy(), want, np.float32, "float32 output")
+    if name not in ("alexnet", "vgg11_bn"):  # the big classifiers: float32 only, to keep the suite fast
+        net.double()
+        model.double()
+        x64 = _input((3, *shape))  # another batch size than the recording's
+        with torch.no_grad():
+            want = net(torch.from_numpy(x64)).numpy()
+        assert_close(model(cs.tensor(x64)).numpy(), want, np.float64, "float64 output")
+
+
+def test_zoo_to_torch_writes_graphs() -> None:
+    model = cs.zoo.build("resnet18", num_classes=10)
+    net = to_torch(model, (3, 32, 32))  # with the built-in float64 check
+    assert type(net).__name__ == "ResNet" and isinstance(net, torch.fx.GraphModule)
+    assert "torch.flatten" in net.code and "self.layer4" in net.code
+    block = net.layer2[0]
+    assert type(block).__name__ == "BasicBlock" and " + " in block.code
+    assert isinstance(block.downsample, tnn.Sequential) and isinstance(block.conv1, tnn.Conv2d)
+
+
+# --- round trips ---------------------------------------------------------------------------------
+def test_round_trip_torch_convscope_torch(converted: tuple) -> None:
+    _, net, model, shape = converted
+    back = to_torch(model)
+    assert list(back.state_dict()) == list(net.state_dict())
+    x = torch.from_numpy(_input(shape).astype(np.float32))
+    with torch.no_grad():
+        assert_close(back(x).numpy(), net(x).numpy(), np.float32, "round-trip output")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "googlenet"])
+def test_round_trip_convscope_torch_convscope(name: str) -> None:
+    options, shape = ZOO[name]
+    cs.manual_seed(1)
+    model = randomise_cs(cs.zoo.build(name, **options)).double()
+    again = from_torch(to_torch(model, shape, check=False))
+    assert list(again.state_dict()) == list(model.state_dict())
+    x = cs.tensor(_input((2, *shape)))
+    assert_close(again(x).numpy(), model(x).numpy(), np.float64, "round-trip output")
+
+
+# --- refusals -------------------------------------------------------------------------------------
+class _Attention(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = tnn.Sequential(tnn.Linear(4, 4), tnn.MultiheadAttention(4, 1))
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.features(x)
+
+
+class _Lambda(tnn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("net,match", [
+    (_Attention(), r"node 'features_1' in the root module \(_Attention\) calls torch.nn.MultiheadAttention "
+                   r"\(module 'features.1'\), which convscope does not support"),
+    (_Lambda(lambda x: torch.cumsum(x, 1)), r"node 'cumsum' .* calls torch.cumsum, which convscope does not support"),
+    (_Lambda(lambda x: x.chunk(2, 1)[0]), r"node 'chunk' .* calls Tensor.chunk"),
+    (_Lambda(lambda x: torch.add(x, x, alpha=2)), r"calls torch.add with alpha=2"),
+    (_Lambda(lambda x: x.to("cpu")), r"convscope converts dtypes only"),
+    (_Lambda(lambda x: x if x.sum() > 0 else -x), r"torch.fx cannot trace the root module \(_Lambda\)"),
+    (tnn.Sequential(tnn.ReLU(), tnn.InstanceNorm2d(3)), r"node '1' .* calls torch.nn.InstanceNorm2d"),
+])
+def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
+    with pytest.raises(ConversionError, match=match):
+        from_torch(net)
+
+
+def test_from_torch_refuses_an_unused_unsupported_layer() -> None:
+    net = Fire(4, 2, 2, 2)
+    net.norm = tnn.InstanceNorm2d(4)
+    with pytest.raises(ConversionError, match=r"module 'norm' is a torch.nn.InstanceNorm2d"):
+        from_torch(net)
+
+
+def test_from_torch_check_catches_a_wrong_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input_shape check really compares: replay ReLU wrongly and it must object."""
+    monkeypatch.setitem(torch_graph.FUNCTIONS, "torch.nn.functional.relu", cs.functional.relu6)
+    net = Inception(3, 2, 2, 2, 2, 2, 2)
+    with pytest.raises(ConversionError, match=r"output 0 differs from the original's by up to"):
+        from_torch(net, input_shape=(3, 5, 5))
+
+
+def test_to_torch_needs_input_shape_for_custom_forward() -> None:
+    with pytest.raises(ConversionError, match=r"'layer1.0' \(BasicBlock\)|the model \(ResNet\) has its own forward"):
+        to_torch(cs.zoo.build("resnet18"))
+
+
+def test_to_torch_refuses_ops_a_recording_cannot_express() -> None:
+    class Crop(cs.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = cs.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x: cs.Tensor) -> cs.Tensor:
+            return self.conv(x)[:, :2]
+
+    with pytest.raises(ConversionError, match=r"the root module \(Crop\) computes 'getitem'"):
+        to_torch(Crop(), (3, 4, 4))
+
+
+def test_recorded_ops_are_replayable_by_convscope() -> None:
+    """Every torch call a recording can write is one convscope can read back."""
+    targets = set()
+    for op, rule in OP_RULES.items():
+        if op not in ("reshape", "cat", "sum") and not op.startswith("conv"):
+            attrs = {k: 1 for k in ("min_val", "max_val", "negative_slope", "alpha", "beta", "threshold",
+                                    "approximate", "dim", "size", "k", "pad", "mode", "value", "align_corners",
+                                    "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                                    "count_include_pad", "divisor_override", "output_size", "output_padding",
+                                    "groups")}
+            targets.add(rule(["x"], (), cs.Tensor.meta((1,)), attrs)[0])
+    targets |= {"torch.flatten", "torch.reshape", "torch.cat", "torch.sum", "operator.pos",
+                "torch.nn.functional.conv2d"}
+    assert targets <= set(torch_graph.FUNCTIONS)
+
+
+# --- torch stays optional -------------------------------------------------------------------------
+def test_missing_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"pip install convscope\[torch\]"):
+        from_torch(object())
+    with pytest.raises(ImportError, match=r"pip install convscope\[torch\]"):
+        to_torch(cs.nn.ReLU())
+
+
+def test_import_convscope_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import convscope, convscope.interop.torch_convert, convscope.interop.torch_import\n"
+            "import convscope.interop.torch_export, convscope.interop.torch_capture\n"
+            "assert sys.modules['torch'] is None; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from convscope.interop import torch_convert
+
+    result = doctest.testmod(torch_convert)
+    assert result.attempted >= 2 and result.failed == 0
