@@ -198,14 +198,19 @@ def test_training_matches_torch_in_float64(case: str) -> None:
 
     opt, sched = _torch_optimizer(reference.parameters(), settings)
     batches = Batches(X, y, settings["batch_size"], seed=settings["seed"], max_shift=settings["max_shift"])
-    for epoch in range(settings["epochs"]):
-        for xb, yb in batches.epoch(epoch):
-            loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(xb)), torch.from_numpy(yb))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: worker threads only add contention on a busy machine
+    try:
+        for epoch in range(settings["epochs"]):
+            for xb, yb in batches.epoch(epoch):
+                loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(xb)), torch.from_numpy(yb))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if sched is not None:
+                sched.step()
+    finally:
+        torch.set_num_threads(threads)
     want = reference.net.state_dict()
     for key, value in model.state_dict().items():
         assert_close(value, want[key].numpy(), np.float64, key)

@@ -26,6 +26,9 @@ class Trace:
     coordinates in the layer's input; ``then`` is the element-wise layer applied to this
     value next, if there is one (``→ ReLU →``).
 
+    A trace keeps the recorded forward pass (every intermediate tensor) for
+    :meth:`influence` and :meth:`contributions`; drop it when done with a large model.
+
     Shape:
         ``index`` is a full index into the layer's output (batch first);
         :meth:`influence` and :meth:`contributions` are shaped like the model input ``x``.
@@ -46,7 +49,11 @@ class Trace:
     _mask: np.ndarray | None = field(default=None, repr=False)
 
     def recompute(self) -> float:
-        """The value again, from the recorded terms alone (float64, exactly rounded sums)."""
+        """The value again, from the recorded terms alone (float64, exactly rounded sums).
+
+        Equal to :attr:`value` up to float64 rounding for a float64 model; a float32 model
+        rounds every step in float32, so expect float32-sized differences there.
+        """
         return self.step.recompute()
 
     def terms(self) -> list[Term] | list[Read]:
