@@ -132,7 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-shift", type=int, default=None, help="random-shift augmentation in pixels")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_train)
+    _add_feature_commands(sub)
     return parser
+
+
+def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
+    """Sub-commands that live with their feature (each module's ``add_cli``)."""
+    from .trace.cli import add_cli as add_trace
+
+    add_trace(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class FieldAxis:
@@ -102,6 +104,19 @@ class Symbolic:
     reference: dict[str, int]
     validity: dict[str, Validity]
     notes: list[str] = field(default_factory=list)
+    sizes: list[tuple[Any, ...] | None] = field(default_factory=list, repr=False)  # SymSizes per row
+
+    def output_shapes(self, **sizes: int) -> list[tuple[int | None, ...] | None]:
+        """Every row's output shape (batch included) at other input sizes, from the formulas
+        alone (``None`` for a row without one; a ``None`` dim where the size is unknown).
+
+        >>> import convscope as cs
+        >>> cs.summary("lenet5_modern", (1, "H", "W")).symbolic.output_shapes(H=34, W=35)[2]
+        (1, 6, 15, 15)
+        """
+        env = {k: np.array([v]) for k, v in sizes.items()}
+        return [None if dims is None else tuple(int(np.asarray(d.value(env)).reshape(-1)[0]) if d.known else None
+                                                for d in dims) for dims in self.sizes]
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_shapes": [list(s) for s in self.input_shapes], "reference": dict(self.reference),

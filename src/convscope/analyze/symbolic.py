@@ -62,14 +62,16 @@ def summarize(name: str, shapes: list[tuple[Any, ...]], default: tuple[int, ...]
     reference, (result, walk, tensors) = _reference(name, shapes, symbols, default, run)
     table, checks, notes = _propagate(walk, shapes)
     _self_check(walk, table, checks, {s: np.array([v]) for s, v in reference.items()})
+    row_sizes: list[Sizes | None] = []
     for row, t in zip(result.rows, tensors):
         entry = table.get(id(t)) if t is not None else None
-        if entry is not None and entry[0] is t:
-            row.output_formula = [s.text for s in entry[1][1:]]
+        row_sizes.append(entry[1] if entry is not None and entry[0] is t else None)
+        if row_sizes[-1] is not None:
+            row.output_formula = [s.text for s in row_sizes[-1][1:]]
     skipped = {where for where, c in checks if not _evaluable(c, reference)}
     if skipped:
         notes.append(f"the valid sizes ignore {len(skipped)} check(s) on unknown sizes")
-    result.symbolic = Symbolic(shapes, reference, validity(checks, reference, symbols), notes)
+    result.symbolic = Symbolic(shapes, reference, validity(checks, reference, symbols), notes, row_sizes)
     return result
 
 
@@ -102,7 +104,8 @@ def _reference(name: str, shapes: list[tuple[Any, ...]], symbols: list[str], def
     then :data:`CANDIDATES` (one size for every symbol)."""
     tries: list[dict[str, int]] = []
     if default is not None and len(default) == len(shapes[0]):
-        tries.append({d: int(default[i]) for i, d in reversed(list(enumerate(shapes[0]))) if isinstance(d, str)})
+        first = {d: int(default[i]) for i, d in reversed(list(enumerate(shapes[0]))) if isinstance(d, str)}
+        tries.append({s: first[s] for s in symbols if s in first})
     tries += [{s: n for s in symbols} for n in CANDIDATES]
     error = None
     for sizes in tries:

@@ -23,6 +23,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..nn.module import Module
+from .. import ops
 from ..ops import abs as _abs
 from ..ops import reshape
 from ..tensor import Tensor
@@ -81,15 +82,18 @@ class MaxPool(_Pool):
 
     def compute(self, x: Tensor) -> Any:
         geo = self._geometry(x)
-        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        source = x
+        if x.dtype.kind != "f":  # the engine's max pool scans from −∞, so integers run exactly in float64
+            if x.dtype.itemsize > 4:
+                raise OnnxError(f"{self.label}: {x.dtype} max pooling is not supported by convscope")
+            source = ops.astype(x, np.float64)
         pool = getattr(F, f"max_pool{self.nd}d")
         want_indices = self.num_outputs > 1 and self.wanted_outputs[1]
-        result = pool(self._padded(x, geo, lowest), self.window.kernel, self.window.stride(self.nd), 0,
+        result = pool(self._padded(source, geo, -np.inf), self.window.kernel, self.window.stride(self.nd), 0,
                       self.window.dilation(self.nd), False, want_indices)
-        if not want_indices:
-            return result
-        values, plane = result
-        return values, self._indices(plane, x.shape, geo)
+        values, plane = result if want_indices else (result, None)
+        values = ops.astype(values, x.dtype)
+        return (values, self._indices(plane, x.shape, geo)) if want_indices else values
 
     def _indices(self, plane: Tensor, shape: tuple, geo: Windows) -> Tensor:
         if plane.is_meta:
@@ -203,8 +207,8 @@ def max_pool(node: NodeSpec) -> Module:
     storage_order = int(node.attr("storage_order", 0)) if node.version >= 8 else 0
     padding = _torch_padding(window, nd)
     dtype = node.input_dtype(0)
-    float_input = dtype is not None and dtype.kind == "f"  # the engine pads with −inf, which integers lack
-    if padding is None or node.wants_output(1) or (any(padding) and not float_input):
+    float_input = dtype is not None and dtype.kind == "f"  # integers take MaxPool's float64 detour
+    if padding is None or node.wants_output(1) or not float_input:
         return MaxPool(node, window, storage_order)
     return _MAX[nd](window.kernel, window.stride(nd), padding, window.dilation(nd), ceil_mode=window.ceil_mode)
 
