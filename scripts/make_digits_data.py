@@ -26,7 +26,7 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "convscope" / "data" / "digi
 
 
 def _default_source() -> Path:
-    import sklearn  # noqa: PLC0415 - only for locating the maintainer's source file
+    import sklearn  # only to locate the maintainer's source file; never a convscope dependency
 
     return Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
 

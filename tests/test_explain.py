@@ -162,6 +162,23 @@ def test_conventions_claims_hold_for_other_sizes(k1: int, k2: int, shape: str) -
     assert e.ok, e.failed
 
 
+def test_conventions_checks_a_subset_of_pairs_for_wide_layers_and_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = explain("conventions", k1=32, k2=64, input="1x7x7")
+    assert e.facts["conventions"]["1"]["pairs_checked"] == 256 and e.ok
+    assert "256 of the 32·64 pairs, evenly spaced" in e.render()
+    # a convention-1 layer that orders its maps filter-major (f·k1 + i) is caught
+    real = SeparatePerMapConv2d.forward
+
+    def filter_major(self: SeparatePerMapConv2d, x: cs.Tensor) -> cs.Tensor:
+        y = real(self, x)
+        n, _, h, w = y.shape
+        return y.reshape(n, self.in_maps, self.filters, h, w).permute(0, 2, 1, 3, 4).reshape(n, -1, h, w)
+
+    monkeypatch.setattr(SeparatePerMapConv2d, "forward", filter_major)
+    e = explain("conventions", k1=3, k2=4)
+    assert e.failed == ["1: map i·k2 + f is filter f on map i alone"]
+
+
 def _torch_separate(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Convention 1 the slow, obvious way: filter f on map i, for every (i, f), in that order."""
     maps = [torch.nn.functional.conv2d(x[:, i:i + 1], w[f:f + 1], b[f:f + 1], padding=1)
@@ -174,8 +191,14 @@ def _torch_shared(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
     return torch.nn.functional.conv2d(x.sum(1, keepdim=True), w, b, padding=1)
 
 
+def _torch_full(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Convention 2.2: torch's own conv2d."""
+    return torch.nn.functional.conv2d(x, w, b, padding=1)
+
+
 @pytest.mark.parametrize("layer_class, reference", [(SeparatePerMapConv2d, _torch_separate),
-                                                     (SharedAcrossMapsConv2d, _torch_shared)])
+                                                     (SharedAcrossMapsConv2d, _torch_shared),
+                                                     (cs.nn.Conv2d, _torch_full)])
 def test_convention_layers_forward_and_backward_match_torch(layer_class: type, reference: object) -> None:
     rng = np.random.default_rng(3)
     layer = layer_class(4, 3, 3, padding=1, dtype=np.float64)
@@ -579,6 +602,18 @@ def test_cli_bad_options_raise_one_line_value_errors(argv: list[str], message: s
     with pytest.raises(ValueError) as info:
         _run_cli(argv)
     assert "\n" not in str(info.value) and (message is None or message in str(info.value))
+
+
+@pytest.mark.parametrize("topic, options, message", [
+    ("output-size", {"n": 10 ** 8}, "a 1×100000000 input would hold 100,000,000 values"),
+    ("stack", {"input": "3x400x400", "layers": "conv 640 3x3"}, "the output of layer 1 ('conv 640 3x3') would hold"),
+    ("conventions", {"k1": 300, "k2": 300, "input": "1x20x20"}, "convention 1's output (300·300 maps of 20×20)"),
+    ("pooling", {"maps": 2000, "size": "200x200"}, "use fewer --maps or a smaller --size"),
+    ("1x1", {"cin": 10 ** 5, "cout": 10 ** 4}, "the 10000×100000 weight would hold"),
+])
+def test_options_too_large_to_compute_are_refused(topic: str, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        explain(topic, **options)
 
 
 def test_cli_unknown_topic_is_an_argparse_error() -> None:

@@ -67,7 +67,8 @@ class ResNet18(tnn.Module):
         for i, (planes, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), 1):
             downsample = None
             if stride != 1 or inplanes != planes:
-                downsample = tnn.Sequential(tnn.Conv2d(inplanes, planes, 1, stride, bias=False), tnn.BatchNorm2d(planes))
+                downsample = tnn.Sequential(tnn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                            tnn.BatchNorm2d(planes))
             setattr(self, f"layer{i}", tnn.Sequential(BasicBlock(inplanes, planes, stride, downsample),
                                                       BasicBlock(planes, planes)))
             inplanes = planes
@@ -281,7 +282,7 @@ def test_functional_calls_and_methods_replay() -> None:
             self.register_buffer("scale", torch.linspace(0.5, 1.5, 6).reshape(1, 6, 1, 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = TF.max_pool2d(TF.leaky_relu(self.conv(x), 0.2), 2, ceil_mode=True) * self.scale
+            y = TF.max_pool2d(TF.leaky_relu(self.conv(x), 0.2), 2, ceil_mode=True).to(torch.float64) * self.scale
             z = y.mean(dim=(2, 3), keepdim=True).sigmoid()
             flat = (y * z).reshape(x.shape[0], -1)
             w = TF.softmax(TF.adaptive_avg_pool2d(y, 1).view(y.size(0), -1), dim=1)
@@ -296,19 +297,49 @@ def test_functional_calls_and_methods_replay() -> None:
     assert model(cs.Tensor.meta((4, 3, 9, 9), cs.float64)).shape == (4, 11)
 
 
-# --- one-to-one layers ----------------------------------------------------------------------------
-def _unpool() -> tnn.Module:
-    class PoolUnpool(tnn.Module):
+def test_module_traceable_only_inside_its_parent() -> None:
+    """A block that branches on a Python argument is traced as part of its parent's graph."""
+
+    class Gate(tnn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.pool = tnn.MaxPool2d(2, return_indices=True)
-            self.unpool = tnn.MaxUnpool2d(2)
+            self.conv = tnn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor, double: bool) -> torch.Tensor:
+            return self.conv(x) * 2 if double else self.conv(x)
+
+    class Parent(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = Gate()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y, idx = self.pool(x)
-            return self.unpool(y, idx)
+            return self.gate(x, True) - self.gate(x, False)
 
-    return PoolUnpool()
+    net = Parent().double()
+    model = from_torch(net, input_shape=(2, 3, 3))
+    assert [n.target for n in model.graph_nodes if n.op == "call_module"] == ["gate.conv", "gate.conv"]
+    with pytest.raises(ConversionError, match=r"Gate has no graph of its own: .*TraceError"):
+        model.gate(cs.Tensor.meta((1, 2, 3, 3), cs.float64))
+    back = to_torch(model, (2, 3, 3))
+    x = torch.from_numpy(_input((2, 2, 3, 3)))
+    with torch.no_grad():
+        np.testing.assert_array_equal(back(x).numpy(), net(x).numpy())
+    assert list(back.state_dict()) == list(net.state_dict())
+
+
+# --- one-to-one layers ----------------------------------------------------------------------------
+class PoolUnpool(tnn.Module):
+    """Max pooling with indices, then unpooling: a tuple output inside a traced graph."""
+
+    def __init__(self, nd: int) -> None:
+        super().__init__()
+        self.pool = getattr(tnn, f"MaxPool{nd}d")(2, return_indices=True)
+        self.unpool = getattr(tnn, f"MaxUnpool{nd}d")(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, idx = self.pool(x)
+        return self.unpool(y, idx)
 
 
 # (torch layer, input shape); every SPECS class appears (test_every_layer_spec_is_tested)
@@ -326,7 +357,7 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.AvgPool2d(3, 2, 1, ceil_mode=True, divisor_override=4), (2, 3, 8, 8)),
     (lambda: tnn.AvgPool3d(2, count_include_pad=False), (1, 2, 4, 4, 4)),
     (lambda: tnn.LPPool1d(2, 3, 2), (2, 3, 8)),
-    (lambda: tnn.LPPool2d(1.5, 2), (2, 3, 6, 6)),
+    (lambda: tnn.LPPool2d(2, (2, 3), 1), (2, 3, 6, 6)),
     (lambda: tnn.LPPool3d(2, 2), (1, 2, 4, 4, 4)),
     (lambda: tnn.AdaptiveAvgPool1d(3), (2, 3, 8)),
     (lambda: tnn.AdaptiveAvgPool2d((3, None)), (2, 3, 7, 5)),
@@ -334,9 +365,10 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.AdaptiveMaxPool1d(3), (2, 3, 8)),
     (lambda: tnn.AdaptiveMaxPool2d((2, 3)), (2, 3, 7, 5)),
     (lambda: tnn.AdaptiveMaxPool3d(2), (1, 2, 5, 4, 3)),
-    (_unpool, (2, 3, 4, 4)),
-    (lambda: tnn.Sequential(tnn.MaxPool1d(2, return_indices=True)), (2, 3, 8)),
-    (lambda: tnn.Sequential(tnn.MaxPool3d(2, return_indices=True)), (1, 2, 4, 4, 4)),
+    (lambda: PoolUnpool(1), (2, 3, 8)),
+    (lambda: PoolUnpool(2), (2, 3, 4, 4)),
+    (lambda: PoolUnpool(3), (1, 2, 4, 4, 4)),
+    (lambda: tnn.Sequential(tnn.MaxPool2d(2, return_indices=True)), (2, 3, 4, 4)),
     (lambda: tnn.BatchNorm1d(3, momentum=None), (4, 3, 5)),
     (lambda: tnn.BatchNorm2d(3, eps=1e-3, affine=False), (2, 3, 4, 4)),
     (lambda: tnn.BatchNorm3d(2, track_running_stats=False), (2, 2, 3, 3, 3)),
@@ -395,8 +427,9 @@ def test_layer_converts_one_to_one(factory: Any, shape: tuple[int, ...]) -> None
     got = model(cs.tensor(x))
     want, got = (want[0], got[0]) if isinstance(want, tuple) else (want, got)
     assert_close(got.numpy(), want.numpy(), np.float64, "output")
-    back = to_torch(model, shape[1:])  # and back: same classes, arguments, outputs
+    back = to_torch(model, shape[1:])  # and back: same classes, arguments, dtypes, outputs
     assert [type(m) for m in _leaves(back)] == [type(m) for m in _leaves(net)]
+    assert {k: v.dtype for k, v in back.state_dict().items()} == {k: v.dtype for k, v in net.state_dict().items()}
     with torch.no_grad():
         again = back(torch.from_numpy(x))
     again = again[0] if isinstance(again, tuple) else again
@@ -508,7 +541,7 @@ class _Lambda(tnn.Module):
     (_Lambda(lambda x: torch.add(x, x, alpha=2)), r"calls torch.add with alpha=2"),
     (_Lambda(lambda x: x.to("cpu")), r"convscope converts dtypes only"),
     (_Lambda(lambda x: x if x.sum() > 0 else -x), r"torch.fx cannot trace the root module \(_Lambda\)"),
-    (tnn.Sequential(tnn.ReLU(), tnn.InstanceNorm2d(3)), r"node '1' .* calls torch.nn.InstanceNorm2d"),
+    (tnn.Sequential(tnn.ReLU(), tnn.InstanceNorm2d(3)), r"node '_1' .* calls torch.nn.InstanceNorm2d \(module '1'\)"),
 ])
 def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
     with pytest.raises(ConversionError, match=match):
@@ -524,7 +557,7 @@ def test_from_torch_refuses_an_unused_unsupported_layer() -> None:
 
 def test_from_torch_check_catches_a_wrong_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
     """The input_shape check really compares: replay ReLU wrongly and it must object."""
-    monkeypatch.setitem(torch_graph.FUNCTIONS, "torch.nn.functional.relu", cs.functional.relu6)
+    monkeypatch.setitem(torch_graph.FUNCTIONS, "torch.nn.functional.relu", cs.functional.silu)
     net = Inception(3, 2, 2, 2, 2, 2, 2)
     with pytest.raises(ConversionError, match=r"output 0 differs from the original's by up to"):
         from_torch(net, input_shape=(3, 5, 5))

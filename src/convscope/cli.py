@@ -29,14 +29,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3x224x224"`` (or ``3,224,224``) → ``(3, 224, 224)``."""
-    parts = text.replace("×", "x").replace(",", "x").lower().split("x")
+def parse_shape(text: str) -> tuple[int | str, ...]:
+    """``"3x224x224"`` (or ``3,224,224``) → ``(3, 224, 224)``; capitalised names are symbolic
+    sizes: ``"3xHxW"`` → ``(3, "H", "W")``."""
+    parts = text.replace("×", ",").replace("x", ",").replace("X", ",").split(",")
     try:
-        shape = tuple(int(p) for p in parts)
+        shape = tuple(p if p.isalpha() and p[0].isupper() else int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"--input must look like 3x224x224, got {text!r}") from None
-    if any(s < 1 for s in shape):
+        raise ValueError(f"--input must look like 3x224x224 or 3xHxW, got {text!r}") from None
+    if any(isinstance(s, int) and s < 1 for s in shape):
         raise ValueError(f"--input sizes must be positive, got {text!r}")
     return shape
 

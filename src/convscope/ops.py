@@ -584,11 +584,18 @@ def _slice_length(n: Any, sl: slice) -> Any:
     return np.maximum(0, (start - stop - step - 1) // -step)
 
 
-def _sliced(e: SymSize, sl: slice) -> SymSize:
-    if sl in (slice(None), slice(None, None, 1)):
-        return e
+def _sliced(e: SymSize, sl: slice, n: int) -> SymSize:
+    """The length of ``sl`` over ``e`` cells (``n`` at the reference size)."""
+    step = 1 if sl.step is None else sl.step
+    if e.is_const:
+        return const(len(range(n)[sl]))
+    length = lambda env: _slice_length(np.asarray(e.value(env)), sl)  # noqa: E731
+    skip, cut = sl.start or 0, -(sl.stop or 0)
+    if step > 0 and skip >= 0 and cut >= 0:  # k:-j:s keeps ⌈(E − k − j)/s⌉ cells, or none
+        f = e.floor_div(step - 1 - skip - cut, step)
+        return f if skip == cut == 0 else opaque(f"max({f.text}, 0)", length, e)
     text = ":".join("" if v is None else str(v) for v in (sl.start, sl.stop, sl.step)).rstrip(":")
-    return opaque(f"len({paren(e.text)}[{text}])", lambda env: _slice_length(np.asarray(e.value(env)), sl), e)
+    return opaque(f"len({paren(e.text)}[{text}])", length, e)
 
 
 @size_rule("getitem")
@@ -609,9 +616,9 @@ def _getitem_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Ten
         if i is None:
             out.append(const(1))
             continue
-        e, dim = x[dim], dim + 1
+        e, n, dim = x[dim], inputs[0].shape[dim], dim + 1
         if isinstance(i, slice):
-            out.append(_sliced(e, i))
+            out.append(_sliced(e, i, n))
         else:
             checks += at_least(e, i + 1 if i >= 0 else -i, f"index {i} in range: {{size}} ≥ {{bound}}")
     return tuple(out), checks

@@ -185,12 +185,13 @@ def paren(text: str) -> str:
 class SymSize:
     """One size (a dim of a feature map) as an integer function of the symbolic input sizes.
 
-    Closed form ``⌊(m·X + b)/a⌋ + c`` of one symbol ``X`` (``m = 0``: the constant ``c``),
-    held canonical (``gcd(m, a) = 1``, ``−a < b ≤ 0``, ``b = 0`` when ``a = 1``), so equal
-    functions have equal ``affine`` tuples and equal text. The forms that do not close — a
-    product of two sizes, a transposed conv after a strided conv, a fractional scale factor —
-    are *opaque*: a vectorised ``fn(env)`` and a display text. ``known=False`` marks a size
-    past an op without a size rule; evaluating it raises :class:`UnknownSize`.
+    Closed form ``q·⌊(m·X + b)/a⌋ + c`` of one symbol ``X`` (``m = 0``: the constant ``c``),
+    held canonical (``gcd(m, a) = 1``, ``−a < b ≤ 0``; ``a = 1`` folds ``q`` into ``m``), so
+    equal functions have equal ``affine`` tuples ``(X, m, b, a, c, q)`` and equal text. The
+    forms that do not close — a product of two sizes, a window of stride ``s`` over
+    ``q·⌊…⌋`` when ``s`` does not divide ``q``, a fractional scale factor — are *opaque*: a
+    vectorised ``fn(env)`` and a display text. ``known=False`` marks a size past an op
+    without a size rule; evaluating it raises :class:`UnknownSize`.
 
     Windows compose exactly because ``⌊(⌊(mX + b)/a⌋ + c)/s⌋ = ⌊(mX + b + a·c)/(a·s)⌋``:
 
@@ -198,11 +199,13 @@ class SymSize:
     '⌊(H − 1)/2⌋ + 1'
     >>> symbol("H").window(3, 2, 1, 1, 1).window(3, 2, 1, 1, 1).text
     '⌊(H − 1)/4⌋ + 1'
+    >>> symbol("H").window(3, 2, 1, 0, 0).scatter(2, 2, 1, 0, 0).text  # a strided conv, then its transpose
+    '2·⌊(H − 1)/2⌋'
     """
 
     text: str
     fn: Callable[[Env], Any]
-    affine: tuple[str, int, int, int, int] | None = None  # (X, m, b, a, c)
+    affine: tuple[str, int, int, int, int, int] | None = None  # (X, m, b, a, c, q)
     known: bool = True
 
     def value(self, env: Env) -> Any:
@@ -212,6 +215,9 @@ class SymSize:
     @property
     def is_const(self) -> bool:
         return self.affine is not None and self.affine[1] == 0
+
+    def is_value(self, n: int) -> bool:
+        return self.is_const and self.affine[4] == n
 
     def same(self, other: SymSize) -> bool:
         """Structurally the same function (always true for equal closed forms)."""
@@ -226,25 +232,28 @@ class SymSize:
         if k == 0 or not self.known:
             return self
         if self.affine is not None:
-            x, m, b, a, c = self.affine
-            return affine(x, m, b, a, c + k)
+            x, m, b, a, c, q = self.affine
+            return affine(x, m, b, a, c + k, q)
         return opaque(f"{self.text}{_signed(k)}", lambda env: self.value(env) + k, self)
 
     def floor_div(self, offset: int, divisor: int) -> SymSize:
         """``⌊(self + offset)/divisor⌋``."""
         if self.affine is not None:
-            x, m, b, a, c = self.affine
-            return affine(x, m, b + a * (c + offset), a * divisor, 0)
+            x, m, b, a, c, q = self.affine
+            if q == 1:
+                return affine(x, m, b + a * (c + offset), a * divisor, 0)
+            if q % divisor == 0:  # ⌊(q·F + c')/s⌋ = (q/s)·F + ⌊c'/s⌋ for an integer F
+                return affine(x, m, b, a, (c + offset) // divisor, q // divisor)
         return opaque(f"⌊({self.text}{_signed(offset)})/{divisor}⌋",
                       lambda env: (self.value(env) + offset) // divisor, self)
 
     def times(self, k: int) -> SymSize:
-        """``k·self`` for an integer ``k`` (closed when ``self`` has no floor)."""
+        """``k·self`` for an integer ``k``."""
         if k == 1 or not self.known:
             return self
-        if self.affine is not None and self.affine[3] == 1:
-            x, m, _, _, c = self.affine
-            return affine(x, m * k, 0, 1, c * k)
+        if self.affine is not None:
+            x, m, b, a, c, q = self.affine
+            return affine(x, m, b, a, c * k, q * k)
         return opaque(f"{_number(k)}·{paren(self.text)}", lambda env: self.value(env) * k, self)
 
     def __add__(self, other: SymSize) -> SymSize:
@@ -252,9 +261,12 @@ class SymSize:
             return self.shift(other.affine[4])
         if self.is_const:
             return other.shift(self.affine[4])
-        (x, m, _, a, c), (y, n, _, d, e) = self.affine or ("", 0, 0, 0, 0), other.affine or ("", 0, 0, 0, 0)
-        if x and x == y and a == d == 1:
-            return affine(x, m + n, 0, 1, c + e)
+        if self.affine and other.affine:
+            (x, m, b, a, c, q), (y, n, d, e, f, r) = self.affine, other.affine
+            if (x, m, b, a) == (y, n, d, e):
+                return affine(x, m, b, a, c + f, q + r)
+            if x == y and a == e == 1:
+                return affine(x, m + n, 0, 1, c + f)
         return opaque(f"{self.text} + {other.text}", lambda env: self.value(env) + other.value(env), self, other)
 
     def __mul__(self, other: SymSize) -> SymSize:
@@ -303,21 +315,22 @@ class SymSize:
                       lambda env: (np.asarray(self.value(env)) * float(factor)).astype(np.int64), self)
 
 
-def affine(x: str, m: int, b: int, a: int, c: int) -> SymSize:
-    """``⌊(m·x + b)/a⌋ + c`` in canonical form (see :class:`SymSize`)."""
-    if m == 0 or not x:
-        n = b // a + c
-        return SymSize(_number(n), lambda env: np.int64(n), ("", 0, 0, 1, n))
+def affine(x: str, m: int, b: int, a: int, c: int, q: int = 1) -> SymSize:
+    """``q·⌊(m·x + b)/a⌋ + c`` in canonical form (see :class:`SymSize`)."""
+    if m == 0 or q == 0 or not x:
+        n = q * (b // a) + c
+        return SymSize(_number(n), lambda env: np.int64(n), ("", 0, 0, 1, n, 1))
     g = gcd(m, a)
     m, b, a = m // g, b // g, a // g  # ⌊(g·m·X + b)/(g·a)⌋ = ⌊(m·X + ⌊b/g⌋)/a⌋ for integer X
     k = -(-b // a)  # move whole multiples of a from b into c: −a < b ≤ 0
-    b, c = b - a * k, c + k
+    b, c = b - a * k, c + q * k
     if a == 1:
+        m, q = m * q, 1
         text = f"{_term(m, x)}{_signed(c)}"
     else:
         inner = f"{_term(m, x)}{_signed(b)}"
-        text = f"⌊{paren(inner) if b else inner}/{a}⌋{_signed(c)}"
-    return SymSize(text, lambda env: (m * np.asarray(env[x], dtype=np.int64) + b) // a + c, (x, m, b, a, c))
+        text = f"{'' if q == 1 else _number(q) + '·'}⌊{paren(inner) if b else inner}/{a}⌋{_signed(c)}"
+    return SymSize(text, lambda env: q * ((m * np.asarray(env[x], dtype=np.int64) + b) // a) + c, (x, m, b, a, c, q))
 
 
 def const(n: int) -> SymSize:
@@ -343,9 +356,11 @@ def consts(shape: Sequence[int]) -> Sizes:
 
 
 def product(sizes: Sequence[SymSize]) -> SymSize:
-    out = const(1)
+    """The product, constants first (``512·(⌊(H − 1)/32⌋ + 1)·(⌊(W − 1)/32⌋ + 1)``)."""
+    out = const(int(np.prod([s.affine[4] for s in sizes if s.is_const], dtype=np.int64)))
     for s in sizes:
-        out = out * s
+        if not s.is_const:
+            out = out * s
     return out
 
 
@@ -390,9 +405,9 @@ def broadcast(shapes: Sequence[Sizes], ndim: int) -> tuple[Sizes, list[Constrain
         dims = [s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0]
         size = dims[0]
         for d in dims[1:]:
-            if d.same(size) or (d.is_const and d.affine[4] == 1):
+            if d.same(size) or d.is_value(1):
                 continue
-            if size.is_const and size.affine[4] == 1:
+            if size.is_value(1):
                 size = d
                 continue
             a = size

@@ -217,6 +217,21 @@ def _num_outputs(model: Module, sample_shape: tuple, dtype: np.dtype) -> int:
     return out.shape[1]
 
 
+def _checked_sets(model: Module, data: Any) -> dict[str, Split]:
+    """The data's splits, each validated against the model (input shape, number of classes)."""
+    splits = _splits(data)
+    if "train" not in splits:
+        raise ValueError("train: no 'train' set in the data")
+    sample_shape = np.shape(splits["train"][0])[1:]
+    num_classes = _num_outputs(model, sample_shape, _param_dtype(model))
+    sets = {name: check_arrays(X, y, name=f"{name} data", num_classes=num_classes) for name, (X, y) in splits.items()}
+    for name, (X, _) in sets.items():
+        if X.shape[1:] != sample_shape:
+            raise ValueError(f"{name} data: examples of shape {X.shape[1:]} differ from the training "
+                             f"examples' {sample_shape}")
+    return sets
+
+
 def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
     h = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
     h.update(np.ascontiguousarray(X).tobytes())
@@ -364,8 +379,9 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
         optimizer: ``"sgd"`` (with ``momentum``), ``"adam"`` or ``"adamw"``.
         lr: learning rate; ``None`` → 0.05 for SGD, 1e-3 for Adam/AdamW.
         weight_decay: L2 (SGD, Adam) or decoupled (AdamW) weight decay.
-        schedule: ``None`` (or ``"none"``), ``"step"`` (×``gamma`` every ``step_size`` epochs) or ``"cosine"``
-            (to 0 over ``epochs``), stepped once per epoch.
+        schedule: ``None`` (or ``"none"``), ``"step"`` (×``gamma`` every ``step_size`` epochs,
+            by default a third of ``epochs``) or ``"cosine"`` (to 0 over ``epochs``), stepped
+            once per epoch.
         early_stopping: patience in epochs without a lower validation loss; the model ends
             with the best epoch's weights. Needs a ``"val"`` set.
         max_shift: random-shift augmentation of the training batches, in cells.
@@ -389,16 +405,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
                          weight_decay=weight_decay, momentum=momentum, schedule=schedule, step_size=step_size,
                          gamma=gamma, early_stopping=early_stopping, max_shift=max_shift, model=model_name,
                          data=str(data) if isinstance(data, (str, Path)) else None)
-    dtype = _param_dtype(model)
-    splits = _splits(data)
-    if "train" not in splits:
-        raise ValueError("train: no 'train' set in the data")
-    num_classes = _num_outputs(model, np.shape(splits["train"][0])[1:], dtype)
-    sets = {name: check_arrays(X, y, name=f"{name} data", num_classes=num_classes) for name, (X, y) in splits.items()}
-    for name, (X, _) in sets.items():
-        if X.shape[1:] != sets["train"][0].shape[1:]:
-            raise ValueError(f"{name} data: examples of shape {X.shape[1:]} differ from the training "
-                             f"examples' {sets['train'][0].shape[1:]}")
+    sets = _checked_sets(model, data)
     if config.early_stopping is not None and "val" not in sets:
         raise ValueError("train: early_stopping needs a validation set (data with a 'val' split)")
     X_train, y_train = sets["train"]

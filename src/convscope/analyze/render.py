@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from typing import Any
 
+from ..rules import paren
 from .record import LayerRow
 
 
@@ -23,6 +25,38 @@ def shape_text(shape: tuple[int, ...] | None, drop_batch: bool = True) -> str:
         return "-"
     dims = shape[1:] if drop_batch and len(shape) > 1 else shape
     return "×".join(map(str, dims))
+
+
+def formula_text(formula: list[str] | None) -> str:
+    """``["64", "⌊(H − 1)/2⌋ + 1"]`` → ``64 × (⌊(H − 1)/2⌋ + 1)``."""
+    return "" if formula is None else " × ".join(paren(f) for f in formula)
+
+
+def _formula_lines(rows: list[tuple[str, tuple[int, ...] | None, list[str] | None]]) -> list[list[str]]:
+    """Per row, the ``↳ formula`` line to print under it: only where the formula changes
+    from the row before and says more than the numbers."""
+    out, last = [], None
+    for _, shape, formula in rows:
+        text = formula_text(formula)
+        show = formula is not None and text != last and formula != [str(d) for d in (shape or ())[1:]]
+        out.append([f"    ↳ {text}"] if show else [])
+        last = text
+    return out
+
+
+def _symbolic_lines(summary: Any) -> list[str]:
+    sym = summary.symbolic
+    lines = [f"Valid sizes (checked 1…{next(iter(sym.validity.values())).limit}):"] if sym.validity else []
+    for v in sym.validity.values():
+        held = ", ".join(f"{k} = {n}" for k, n in v.held.items())
+        lines.append(f"  {v.text}" + (f" (at {held})" if held else ""))
+        if v.reason:
+            lines += textwrap.wrap(v.reason, 79, initial_indent="    ", subsequent_indent="      ")
+    return lines + [_clip(f"Note: {n}") for n in sym.notes]
+
+
+def _clip(line: str, width: int = 80) -> str:
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def field_text(row: LayerRow) -> str:
@@ -48,12 +82,13 @@ def grouped(summary: Any, depth: int) -> list[dict]:
     for r in summary.rows:
         key = ".".join(r.name.split(".")[:depth])
         g = groups.setdefault(key, {"name": key, "params": 0, "macs": 0, "flops": 0, "layers": 0,
-                                    "output_shape": None})
+                                    "output_shape": None, "output_formula": None})
         g["params"] += r.params
         g["macs"] += r.macs
         g["flops"] += r.flops
         g["layers"] += 1
         g["output_shape"] = r.output_shape
+        g["output_formula"] = r.output_formula
     return list(groups.values())
 
 
@@ -61,19 +96,26 @@ def table(summary: Any, depth: int | None = None) -> str:
     """The readable table (fits 80 columns), totals, the uncounted ledger and any error."""
     last = "Layers" if depth is not None else "RF"
     head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{last:>9}"
-    lines = [f"{summary.model_name}: input {', '.join(shape_text(s, False) for s in summary.input_shapes)}",
-             head, "─" * len(head)]
+    sym = getattr(summary, "symbolic", None)
+    inputs = ", ".join(shape_text(s, False) for s in (sym.input_shapes if sym else summary.input_shapes))
+    at = f"; numbers at {', '.join(f'{k} = {n}' for k, n in sym.reference.items())}" if sym else ""
+    lines = [f"{summary.model_name}: input {inputs}{at}", head, "─" * len(head)]
     if depth is not None:
-        for g in grouped(summary, depth):
+        groups = grouped(summary, depth)
+        extra = _formula_lines([(g["name"], g["output_shape"], g["output_formula"]) for g in groups])
+        for g, more in zip(groups, extra):
             lines.append(f"{g['name'][:33]:<34}{shape_text(g['output_shape']):>14}{g['params']:>12,}"
                          f"{human(g['macs']):>10}{g['layers']:>9}")
+            lines += more
     else:
-        for r in summary.rows:
+        extra = _formula_lines([(r.name, r.output_shape, r.output_formula) for r in summary.rows])
+        for r, more in zip(summary.rows, extra):
             label = f"{r.name} ({r.type})"
             if len(label) > 33:
                 label = label[:32] + "…"
             lines.append(f"{label:<34}{shape_text(r.output_shape):>14}{r.params:>12,}{human(r.macs):>10}"
                          f"{field_text(r):>9}")
+            lines += more
     t = summary.totals
     lines += ["─" * len(head),
               f"Params: {t.params:,} (trainable {t.trainable_params:,}, {human(t.param_bytes)}B)",
@@ -87,6 +129,8 @@ def table(summary: Any, depth: int | None = None) -> str:
         lines.append(f"Uncounted (no cost rule, counted as 0): {ops}")
     if summary.error is not None:
         lines.append(f"Error: {summary.error}")
+    if sym is not None:
+        lines += _symbolic_lines(summary)
     return "\n".join(lines)
 
 
@@ -112,6 +156,8 @@ def _cell(row: LayerRow, key: str) -> str:
     value = getattr(row, key)
     if key == "input_shapes":
         return "; ".join(shape_text(s, False) for s in value)
+    if key == "output_formula":
+        return formula_text(value)
     if key.endswith("shape"):
         return shape_text(value, False)
     return str(value)
@@ -120,9 +166,10 @@ def _cell(row: LayerRow, key: str) -> str:
 def csv_text(summary: Any) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    columns = COLUMNS + (("output_formula",) if getattr(summary, "symbolic", None) else ())
+    writer.writerow(columns)
     for r in summary.rows:
-        writer.writerow([_cell(r, k) for k in COLUMNS])
+        writer.writerow([_cell(r, k) for k in columns])
     return out.getvalue()
 
 
@@ -130,7 +177,8 @@ def markdown(summary: Any) -> str:
     cols = ("name", "type", "output_shape", "weight_shape", "params_formula", "macs", "receptive_field")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary.rows:
-        lines.append("| " + " | ".join(_cell(r, k).replace("|", "\\|") for k in cols) + " |")
+        cells = [_cell(r, "output_formula" if k == "output_shape" and r.output_formula else k) for k in cols]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     t = summary.totals
     lines += ["", f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
                   f"**peak activations** {t.peak_activation_bytes:,} bytes"]

@@ -119,7 +119,7 @@ def _reference(name: str, shapes: list[tuple[Any, ...]], symbols: list[str], def
     at = ", ".join(f"{k} = {v}" for k, v in error[0].items()) if error else ""
     raise ValueError(f"summary: {name} fails at every reference size tried for {', '.join(symbols)} "
                      f"(its default, then {sizes_text}); at {at}: {error[1] if error else '?'}. "
-                     "Hint: give concrete sizes")
+                     "Hint: give concrete sizes, or set the model's input_shape to a size where it runs")
 
 
 # --- propagation ---------------------------------------------------------------------------
@@ -155,9 +155,9 @@ def _propagate(walk: Walk, shapes: list[tuple[Any, ...]]
             out = sizes[0]  # shape-preserving (activation, dropout, …)
         else:
             out = (UNKNOWN,) * ev.output.ndim
-            note = f"{_where(walk, ev.call, ev.op)}: no size rule for {ev.op}; sizes past it are unknown (?)"
-            if note not in notes:
-                notes.append(note)
+        if any(not s.known for s in out) and all(s.known for dims in sizes for s in dims):
+            why = "no size rule" if rule is None else "no size formula for these arguments"
+            notes.append(f"{_where(walk, ev.call, ev.op)}: {why}; sizes past it are unknown (?)")
         if len(out) != ev.output.ndim:
             raise AssertionError(f"convscope internal error: the size rule of {ev.op} gave {len(out)} dims for a "
                                  f"{ev.output.ndim}-d output")
@@ -231,25 +231,43 @@ def intervals_of(ok: np.ndarray) -> list[tuple[int, int | None]]:
 
 
 def interval_text(key: str, ok: np.ndarray, intervals: list[tuple[int, int | None]], limit: int) -> str:
-    """``H ≥ 32``, ``H = 32``, ``H ∈ [32, 63] ∪ [96, 2048+]``, ``H ≥ 33 with H ≡ 1 (mod 2)``."""
+    """``H ≥ 32``, ``H = 32``, ``H ∈ [32, 63] ∪ [96, 2048+]``; a set that ends periodic (sizes
+    of one parity, say) as ``H ≥ 2 with H ≡ 0 (mod 2)``, after any sizes before that."""
     if not intervals:
         return f"no {key} in 1…{limit}"
     if len(intervals) == 1:
         lo, hi = intervals[0]
         return f"{key} ≥ {lo}" if hi is None else f"{key} = {lo}" if hi == lo else f"{key} ∈ [{lo}, {hi}]"
-    values = np.flatnonzero(ok) + 1
-    lo, hi = int(values[0]), int(values[-1])
-    n = np.arange(1, limit + 1)
-    for d in range(2, 65):
-        if np.array_equal(ok, (n >= lo) & (n <= hi) & ((n - lo) % d == 0)):
-            if hi > limit - d:
-                return f"{key} ≥ {lo} with {key} ≡ {lo % d} (mod {d})"
-            return f"{key} ∈ {{{lo}, {lo + d}, …, {hi}}}"
+    periodic = _periodic_tail(ok) if len(intervals) > 2 else None
+    if periodic is not None:
+        start, d = periodic
+        residues = ", ".join(str(r) for r in sorted({n % d for n in range(start, start + d) if ok[n - 1]}))
+        tail = f"{key} ≥ {start} with {key} ≡ {residues} (mod {d})"
+        head = [(lo, start - 1 if hi is None else hi) for lo, hi in intervals_of(ok[:start - 1])]
+        return f"{_union(key, head, limit)}, or {tail}" if head else tail
+    return _union(key, intervals, limit)
+
+
+def _periodic_tail(ok: np.ndarray, longest: int = 64) -> tuple[int, int] | None:
+    """``(first size, period)`` of the longest periodic tail of ``ok`` with a period below
+    ``longest`` (smallest period first); None unless the tail covers most of the range."""
+    best = None
+    for d in range(2, longest + 1):
+        breaks = np.flatnonzero(ok[d:] != ok[:-d])
+        start = int(breaks[-1]) + 2 if len(breaks) else 1  # sizes from `start` on repeat every d
+        if not ok[start - 1:].any():
+            continue  # a finite set: no tail
+        start += int(np.argmax(ok[start - 1:]))  # begin at the first valid size
+        if best is None or start < best[0]:
+            best = (start, d)
+    return best if best is not None and best[0] < len(ok) // 2 else None
+
+
+def _union(key: str, intervals: list[tuple[int, int | None]], limit: int) -> str:
     pieces = [f"{{{a}}}" if a == b else f"[{a}, {limit if b is None else b}{'+' if b is None else ''}]"
               for a, b in intervals]
     if len(pieces) > 6:
         pieces = [*pieces[:3], "…", pieces[-1]]
-        return f"{key} ∈ {' ∪ '.join(pieces)} ({len(values)} sizes)"
     return f"{key} ∈ {' ∪ '.join(pieces)}"
 
 

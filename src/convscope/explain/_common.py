@@ -16,6 +16,9 @@ from ..tensor import Tensor
 
 # Agreement of two float64 computations that sum the same terms in different orders.
 REL_TOL = 1e-12
+# Topics compute real values; past this many float64 values per tensor they would take
+# seconds and hundreds of MB, so the options are refused with a hint instead.
+MAX_VALUES = 20_000_000
 
 
 def positive(topic: str, name: str, value: Any, *, zero_ok: bool = False) -> int:
@@ -25,6 +28,13 @@ def positive(topic: str, name: str, value: Any, *, zero_ok: bool = False) -> int
         want = "a non-negative" if zero_ok else "a positive"
         raise ValueError(f"explain {topic}: --{name.replace('_', '-')} must be {want} integer, got {value!r}")
     return int(value)
+
+
+def within_budget(topic: str, what: str, values: int, hint: str) -> None:
+    """Refuse options that would make a tensor of more than ``MAX_VALUES`` values."""
+    if values > MAX_VALUES:
+        raise ValueError(f"explain {topic}: {what} would hold {values:,} values, more than the {MAX_VALUES:,} this "
+                         f"explanation computes with; {hint}")
 
 
 def sizes(topic: str, name: str, value: Any, lengths: Sequence[int], example: str) -> tuple[int, ...]:

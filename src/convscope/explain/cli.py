@@ -20,7 +20,12 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     for topic in TOPICS.values():
         sub = topics.add_parser(topic.name, aliases=list(topic.aliases), help=topic.summary,
                                 description=f"{topic.title}: {topic.summary}.")
-        topic.add_arguments(sub)
+        for o in topic.options:
+            if o.parse is bool:
+                sub.add_argument(o.flag, dest=o.name, action="store_true", help=o.help)
+            else:
+                sub.add_argument(o.flag, dest=o.name, type=o.parse, default=o.default,
+                                 help=f"{o.help} (default {o.default})")
         sub.add_argument("--json", action="store_true", help="print the computed facts and claims as JSON")
         sub.set_defaults(run=run, explain_topic=topic.name)
     return parser

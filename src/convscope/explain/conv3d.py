@@ -24,7 +24,7 @@ from .. import nn
 from ..errors import ShapeError
 from ..functional.windows import sliding_windows
 from ..tensor import Tensor
-from ._common import close, generator, layer_costs, max_diff, positive, sizes
+from ._common import close, generator, layer_costs, max_diff, positive, sizes, within_budget
 from .explanation import Claims, Facts, Option, Topic, count, diff, dims, mark
 
 _FULL_CELLS = 200_000  # volumes up to this many cells get their values computed at full size
@@ -86,6 +86,8 @@ def compute(maps: int, height: int, width: int, kernel: str, out_channels: int, 
         raise ValueError(f"explain conv3d: kernel {dims(kernel)} on {dims(volume)} maps: {exc}") from None
     full = math.prod(volume) <= _FULL_CELLS
     reduced = volume if full else tuple(min(n, k + _MARGIN) for n, k in zip(volume, kernel))
+    within_budget("conv3d", "the contrasting 2D kernel on the computed volume",
+                  out_channels * reduced[0] * kernel[1] * kernel[2], "use a smaller --out-channels")
     rng = generator(seed)
     check = _shuffled_check(reduced, kernel, sample, rng)
     collapse = _depth_collapse(reduced, kernel, out_channels, rng)

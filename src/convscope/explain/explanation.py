@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -98,14 +97,6 @@ class Topic:
     def explain(self, **options: Any) -> Explanation:
         facts, claims = self.compute(**self.resolve(options))
         return Explanation(self.name, self.title, facts, claims, self.render)
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        for o in self.options:
-            if o.parse is bool:
-                parser.add_argument(o.flag, dest=o.name, action="store_true", help=o.help)
-            else:
-                parser.add_argument(o.flag, dest=o.name, type=o.parse, default=o.default,
-                                    help=f"{o.help} (default {o.default})")
 
 
 def plain(value: Any) -> Any:

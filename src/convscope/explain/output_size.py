@@ -18,7 +18,7 @@ from .. import functional as F
 from ..errors import ShapeError
 from ..functional.windows import span, tap_slices
 from ..tensor import Tensor
-from ._common import positive
+from ._common import positive, within_budget
 from .explanation import Claims, Facts, Option, Topic, mark
 
 _SHOWN = 6  # window starts and pixel lists longer than this are elided in the text
@@ -71,6 +71,7 @@ def _engine_widths(n: int, k: int, p: int, s: int, d: int) -> dict:
 def compute(n: int, k: int, p: int, s: int, d: int, ceil: bool) -> tuple[Facts, Claims]:
     n, k, s, d = (positive("output-size", name, v) for name, v in (("n", n), ("k", k), ("s", s), ("d", d)))
     p = positive("output-size", "p", p, zero_ok=True)
+    within_budget("output-size", f"a 1×{n} input", n + 2 * p, "use a smaller --n")
     effective, padded = span(k, d), n + 2 * p
     if effective > padded:
         raise ValueError(f"explain output-size: the kernel spans D·(K − 1) + 1 = {effective} cells but the padded "
@@ -85,8 +86,8 @@ def compute(n: int, k: int, p: int, s: int, d: int, ceil: bool) -> tuple[Facts, 
     floor_w, ceil_w = _windows(n, k, p, s, d, floor_out), _windows(n, k, p, s, d, ceil_out)
     facts = {"n": n, "k": k, "p": p, "s": s, "d": d, "ceil": bool(ceil), "effective": effective, "padded": padded,
              "room": room, "quotient": Fraction(room, s), "fraction_dropped": Fraction(room % s, s),
-             "integer": room % s == 0, "floor_out": floor_out,
-             "ceil_unchecked": ceil_raw, "ceil_last_start": ceil_last_start, "ceil_dropped": dropped,
+             "integer": room % s == 0, "floor_out": floor_out, "ceil_unchecked": ceil_raw,
+             "ceil_last_start": ceil_last_start, "ceil_limit": n + p, "ceil_dropped": dropped,
              "ceil_out": ceil_out, "out": ceil_out if ceil else floor_out, "floor_windows": floor_w,
              "ceil_windows": ceil_w, "engine": engine}
     claims = {"floor formula equals the engine's conv2d output size": floor_out == engine["conv2d"],
@@ -137,8 +138,8 @@ def _floor_story(f: Facts) -> list[str]:
 def _ceil_story(f: Facts) -> list[str]:
     w = f["ceil_windows"]
     rule = (f"the last window would start at (ceil − 1)·S = {f['ceil_last_start']} (padded coordinates) ≥ N + P = "
-            f"{f['n'] + f['p']}, inside the right padding → dropped: {f['ceil_out']}" if f["ceil_dropped"] else
-            f"the last window would start at (ceil − 1)·S = {f['ceil_last_start']} < N + P = {f['n'] + f['p']} "
+            f"{f['ceil_limit']}, inside the right padding → dropped: {f['ceil_out']}" if f["ceil_dropped"] else
+            f"the last window would start at (ceil − 1)·S = {f['ceil_last_start']} < N + P = {f['ceil_limit']} "
             f"→ kept: {f['ceil_out']}")
     lines = [f"Ceil mode (pooling only; conv has none): ceil({float(f['quotient']):g}) + 1 = {f['ceil_unchecked']}; "
              f"drop rule: {rule}.",

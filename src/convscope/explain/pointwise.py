@@ -30,6 +30,7 @@ from ._common import (
     seeded,
     sizes,
     with_map_shifted,
+    within_budget,
 )
 from .explanation import Claims, Facts, Option, Topic, count, diff, dims, mark, signed, table
 
@@ -92,6 +93,7 @@ def compute(cin: int, cout: int, size: str, conv_k: int, conv_out: int, seed: in
     conv_k, conv_out = positive("1x1", "conv_k", conv_k), positive("1x1", "conv_out", conv_out)
     size = sizes("1x1", "size", size, (1, 2), "28x28")
     size = (size[0], size[-1])
+    within_budget("1x1", f"the {cout}×{cin} weight", cin * cout, "use a smaller --cin or --cout")
     mix = _mixing(cin, cout, size, seed)
     pad = conv_k // 2
     with nn.meta_parameters():

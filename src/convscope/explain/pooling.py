@@ -18,7 +18,17 @@ from .. import nn
 from ..errors import ShapeError
 from ..ops import cat
 from ..tensor import Tensor
-from ._common import changed_maps, data, generator, parameter_count, positive, seeded, sizes, with_map_shifted
+from ._common import (
+    changed_maps,
+    data,
+    generator,
+    parameter_count,
+    positive,
+    seeded,
+    sizes,
+    with_map_shifted,
+    within_budget,
+)
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, ranges, table
 
 _SHOWN_MAPS = 4  # maps whose first window is printed
@@ -47,6 +57,8 @@ def compute(maps: int, size: str, kernel: int, stride: int | None, group: int, l
     stride = kernel if stride is None else positive("pooling", "stride", stride)
     group, lrn_size = positive("pooling", "group", group), positive("pooling", "lrn_size", lrn_size)
     height, width = sizes("pooling", "size", size, (2,), "6x6")
+    within_budget("pooling", f"{maps} maps of {height}×{width}", maps * height * width,
+                  "use fewer --maps or a smaller --size")
     if maps % group:
         raise ValueError(f"explain pooling: maxout needs --maps divisible by --group, got {maps} maps in groups "
                          f"of {group}")

@@ -37,7 +37,7 @@ def compute(k1: int, k2: int, input: str, scales: str) -> tuple[Facts, Claims]: 
     base = _pair(shape, k1, k2)
     rows = []
     for c in cs:
-        row = {"c": c, **_pair(shape, k1 * c, k2 * c)}
+        row = {"c": c, "c_squared": c * c, **_pair(shape, k1 * c, k2 * c)}
         row["second_ratio"] = Fraction(row["second_macs"], base["second_macs"])
         row["first_ratio"] = Fraction(row["first_macs"], base["first_macs"])
         row["second_weights_ratio"] = Fraction(row["second_weights"], base["second_weights"])
@@ -59,8 +59,8 @@ def render(f: Facts) -> list[str]:
              f"({dims(b['second_output'])}) × {b['k1']} × 25 = {count(b['second_macs'])} at c = 1; widening both "
              f"layers by c multiplies its output maps by c and its input maps by c.", ""]
     rows = [[str(r["c"]), str(r["k1"]), str(r["k2"]), dims(r["second_output"]), count(r["first_macs"]),
-             f"×{r['first_ratio']}", count(r["second_macs"]), f"×{r['second_ratio']}", f"{r['c'] ** 2}",
-             mark(r["second_ratio"] == r["c"] ** 2), count(r["second_weights"])] for r in f["rows"]]
+             f"×{r['first_ratio']}", count(r["second_macs"]), f"×{r['second_ratio']}", str(r["c_squared"]),
+             mark(r["second_ratio"] == r["c_squared"]), count(r["second_weights"])] for r in f["rows"]]
     lines += table(["c", "k1·c", "k2·c", "layer 2 output", "layer 1 MACs", "ratio", "layer 2 MACs", "ratio", "c²",
                     "", "layer 2 weights"], rows, right={0, 1, 2, 4, 5, 6, 7, 8, 10})
     return lines

@@ -21,7 +21,7 @@ from .. import functional as F
 from .. import nn
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._common import close, data, generator, max_diff, positive, seeded, sizes
+from ._common import close, data, generator, max_diff, positive, seeded, sizes, within_budget
 from .explanation import Claims, Facts, Option, Topic, diff, dims, mark, signed
 
 _SEARCH = 128  # counterexamples are searched among the 2×2 … windows of a 128×128 random map
@@ -113,6 +113,8 @@ def _batch_norm(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> dict:
 def compute(maps: int, size: str, kernel: int, pool: int, seed: int) -> tuple[Facts, Claims]:
     maps, kernel, pool = (positive("relu", n, v) for n, v in (("maps", maps), ("kernel", kernel), ("pool", pool)))
     height, width = sizes("relu", "size", size, (2,), "6x6")
+    within_budget("relu", f"{maps} maps of {height}×{width}", maps * height * width,
+                  "use fewer --maps or a smaller --size")
     rng = generator(seed)
     x = data(rng, 1, maps, height, width)
     try:

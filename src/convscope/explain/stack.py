@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .. import nn
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._common import changed_maps, data, generator, layer_costs, parameter_count, seeded, sizes, with_map_shifted
+from ._common import (
+    changed_maps,
+    data,
+    generator,
+    layer_costs,
+    parameter_count,
+    seeded,
+    sizes,
+    with_map_shifted,
+    within_budget,
+)
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, ranges, table
 
 SYNTAX = "conv K KxK [pP] [sS] [dD] [gG], relu, maxpool KxK [sS] [pP], avgpool KxK [sS] [pP]"
@@ -90,14 +100,17 @@ def _module(spec: LayerSpec, in_maps: int) -> nn.Module:
     return nn.ReLU()
 
 
-def _run(specs: list[LayerSpec], in_maps: int, x: Tensor, seed: int) -> tuple[nn.Sequential, list[Tensor]]:
+def _run(specs: list[LayerSpec], x: Tensor, seed: int) -> tuple[nn.Sequential, list[Tensor]]:
     """Build the layers and run ``x`` through them; ``outs[0]`` is ``x``, ``outs[i]`` layer i's output."""
     rng = generator(seed)
     model, outs = nn.Sequential(), [x]
     for i, spec in enumerate(specs, 1):
         try:
-            layer = _module(spec, outs[-1].shape[1])
-            model.append(seeded(layer, rng))
+            layer = seeded(_module(spec, outs[-1].shape[1]), rng)
+            planned = layer(Tensor.meta(outs[-1].shape, outs[-1].dtype)).shape
+            within_budget("stack", f"the output of layer {i} ({spec.text!r})", math.prod(planned),
+                          "use a smaller --input or fewer filters")
+            model.append(layer)
             outs.append(layer(outs[-1]))
         except ShapeError as exc:
             raise ValueError(f"explain stack: layer {i} ({spec.text!r}) on input {dims(outs[-1].shape[1:])}: "
@@ -155,8 +168,7 @@ def _grouped_contrast(specs: list[LayerSpec], model: nn.Sequential, outs: list[T
         return {"layer": demo["layer"], "groups": None,
                 "reason": f"{in_maps} input and {out_maps} output maps share no divisor > 1"}
     i, spec = demo["layer"], specs[demo["layer"] - 1]
-    grouped = seeded(nn.Conv2d(in_maps, out_maps, spec.kernel, spec.stride or 1, spec.padding, spec.dilation,
-                               groups), generator(seed + 1))
+    grouped = seeded(_module(replace(spec, groups=groups), in_maps), generator(seed + 1))
     layers = nn.Sequential(*list(model[demo["source"]:i - 1]), grouped)
     perturbed = demo["perturbed_map"]
     return {"layer": i, "groups": groups, "kernel_shape": grouped.weight.shape, "params": parameter_count(grouped),
@@ -170,7 +182,8 @@ def compute(input: str, layers: str, seed: int) -> tuple[Facts, Claims]:  # noqa
     shape = sizes("stack", "input", input, (2, 3), "1x28x28")
     shape = (1, *shape) if len(shape) == 2 else shape
     specs = parse_layers(layers)
-    model, outs = _run(specs, shape[0], data(generator(seed), 1, *shape), seed)
+    within_budget("stack", f"the {dims(shape)} input", math.prod(shape), "use a smaller --input")
+    model, outs = _run(specs, data(generator(seed), 1, *shape), seed)
     costs = layer_costs(list(model), shape, np.float64)
     rows = [_row(i, spec, layer, outs[i - 1], outs[i], cost["macs"])
             for i, (spec, layer, cost) in enumerate(zip(specs, model, costs), 1)]

@@ -115,14 +115,40 @@ class Min(_Variadic):
     function = staticmethod(ops.minimum)
 
 
-class Exp(OnnxOp):
-    def compute(self, x: Tensor) -> Tensor:
-        return ops.exp(x)
+class Pow(OnnxOp):
+    """``X ** Y``; the result has X's type (Y may be of another numeric type, as ONNX allows)."""
+
+    parameter_inputs = (0,)
+
+    def compute(self, x: Tensor, y: Tensor) -> Tensor:
+        return ops.pow(x, y if y.dtype == x.dtype else ops.astype(y, x.dtype))
 
 
-class Log(OnnxOp):
+class _Unary(OnnxOp):
+    function: Callable[[Tensor], Tensor]
+
     def compute(self, x: Tensor) -> Tensor:
-        return ops.log(x)
+        return type(self).function(x)
+
+
+class Exp(_Unary):
+    function = staticmethod(ops.exp)
+
+
+class Log(_Unary):
+    function = staticmethod(ops.log)
+
+
+class Neg(_Unary):
+    function = staticmethod(ops.neg)
+
+
+class Sqrt(_Unary):
+    function = staticmethod(ops.sqrt)
+
+
+class Abs(_Unary):
+    function = staticmethod(ops.abs)
 
 
 class Cast(OnnxOp):
@@ -329,7 +355,7 @@ def _reduce(cls: type[_Reduce], axes_input_since: int) -> Callable[[NodeSpec], M
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "Add": Add, "Sub": Sub, "Mul": Mul, "Div": Div, "Less": Less, "Where": Where, "Max": Max, "Min": Min,
-    "Exp": Exp, "Log": Log, "Cast": _cast, "CastLike": _cast_like,
+    "Pow": Pow, "Exp": Exp, "Log": Log, "Neg": Neg, "Sqrt": Sqrt, "Abs": Abs, "Cast": _cast, "CastLike": _cast_like,
     "Relu": lambda node: nn.ReLU(),
     "Sigmoid": lambda node: nn.Sigmoid(),
     "Tanh": lambda node: nn.Tanh(),

@@ -175,6 +175,19 @@ class Unsqueeze(OnnxOp):
         return ops.reshape(x, tuple(1 if i in inserted else next(dims) for i in range(rank)))
 
 
+class Expand(OnnxOp):
+    """Broadcast to ``shape`` (both ways, as NumPy broadcasting: the output shape is the
+    broadcast of the input's shape and ``shape``)."""
+
+    def compute(self, x: Tensor, shape: Tensor) -> Tensor:
+        target = known_ints(shape, "shape", self)
+        try:
+            full = np.broadcast_shapes(x.shape, tuple(target))
+        except ValueError:
+            raise OnnxError(f"{self.label}: shape {x.shape} cannot be expanded to {target}") from None
+        return ops.expand(x, full)
+
+
 class Gather(OnnxOp):
     """``data`` indexed along ``axis`` by ``indices`` (negative indices count from the end);
     the output shape is ``data.shape[:axis] + indices.shape + data.shape[axis+1:]``."""
@@ -299,5 +312,5 @@ OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "Transpose": lambda node: Transpose(node, node.ints("perm")),
     "Squeeze": _with_axes(Squeeze, 13), "Unsqueeze": _with_axes(Unsqueeze, 13),
     "Gather": lambda node: Gather(node, int(node.attr("axis", 0))),
-    "Slice": _slice, "Pad": _pad,
+    "Slice": _slice, "Pad": _pad, "Expand": Expand,
 }

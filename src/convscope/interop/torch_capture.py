@@ -16,10 +16,11 @@ output size) stay fixed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,10 +273,33 @@ class _Recorder:
             self.stack[-1].op(op, parents, out, attrs)
 
 
-def capture(model: Module, example: Tensor, needs_graph: Callable[[Module], bool]) -> dict[int, CapturedGraph]:
-    """Run ``model(example)`` once in eval mode (without gradients) and return, for every module
-    ``m`` with ``needs_graph(m)`` that ran, the graph of its first call, keyed by ``id(m)``.
-    Training flags are restored afterwards."""
+@contextlib.contextmanager
+def _float64_meta(model: Module) -> Iterator[None]:
+    """Inside the block every floating parameter of ``model`` is a float64 meta tensor (same
+    object, no data) and every floating buffer a float64 copy. Recording then costs no compute
+    and no parameter memory, and the Python numbers a forward mixes in (``x * 0.5``) are
+    recorded at full precision, not rounded to the model's float32. (Buffers keep data: ops such
+    as batch norm read running statistics even for a meta input.)"""
+    params = [(t, t.data, t.dtype) for t in model.parameters() if t.dtype.kind == "f" and t.data is not None]
+    buffers = [(t, t.data, t.dtype) for t in model.buffers() if t.dtype.kind == "f" and t.data is not None]
+    try:
+        for tensor, _, _ in params:
+            tensor.data, tensor.dtype = None, np.dtype(np.float64)
+        for tensor, data, _ in buffers:
+            tensor.data = data.astype(np.float64)
+            tensor.dtype = tensor.data.dtype
+        yield
+    finally:
+        for tensor, data, dtype in params + buffers:
+            tensor.data, tensor.dtype = data, dtype
+
+
+def capture(model: Module, input_shape: tuple[int, ...],
+            needs_graph: Callable[[Module], bool]) -> dict[int, CapturedGraph]:
+    """Run ``model`` once on a meta input of ``input_shape`` (in eval mode, without gradients,
+    with float64 meta parameters) and return, for every module ``m``
+    with ``needs_graph(m)`` that ran, the graph of its first call, keyed by ``id(m)``. The
+    model's tensors and training flags are restored afterwards."""
     recorder = _Recorder(model, needs_graph)
     modes = [(m, m.training) for m in model.modules()]
     handles = []
@@ -283,8 +307,8 @@ def capture(model: Module, example: Tensor, needs_graph: Callable[[Module], bool
         for module in model.modules():
             handles += [module.register_forward_pre_hook(recorder.pre), module.register_forward_hook(recorder.post)]
         model.eval()
-        with no_grad(), observe(recorder.observe):
-            model(example)
+        with _float64_meta(model), no_grad(), observe(recorder.observe):
+            model(Tensor.meta(input_shape, np.float64))
     finally:
         for handle in handles:
             handle.remove()

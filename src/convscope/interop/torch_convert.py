@@ -148,8 +148,7 @@ def to_torch(model: Module, input_shape: Sequence[int] | None = None, *, check: 
             where = f"'{path}' ({type(first).__name__})" if path else f"the model ({type(first).__name__})"
             raise ConversionError(f"to_torch: {where} has its own forward, which to_torch records by running the "
                                   "model once; pass input_shape=, e.g. to_torch(model, input_shape=(3, 224, 224)).")
-        example = Tensor.meta(_batched(model, input_shape, _RECORD_BATCH), _dtype(model))
-        graphs = capture(model, example, torch_export.is_custom)
+        graphs = capture(model, _batched(model, input_shape, _RECORD_BATCH), torch_export.is_custom)
     result = torch_export.convert_module(torch, model, graphs)
     if input_shape is not None and check:
         _check("to_torch", torch, result, model, input_shape)
@@ -214,10 +213,13 @@ def _check(direction: str, torch: Any, torch_model: Any, model: Module, input_sh
             if g != w:
                 raise ConversionError(f"{direction}: output {i} is {g!r}, the original's is {w!r}")
             continue
-        if np.shape(g) != w.shape:
-            raise ConversionError(f"{direction}: output {i} has shape {np.shape(g)}, the original's {w.shape}")
-        scale = max(1.0, float(np.abs(w).max(initial=0)))
-        diff = float(np.abs(np.asarray(g) - w).max(initial=0))
-        if not diff <= _CHECK_TOLERANCE * scale:
+        g = np.asarray(g)
+        if g.shape != w.shape or not np.array_equal(np.isnan(g), np.isnan(w)):
+            raise ConversionError(f"{direction}: output {i} has shape {g.shape} with {int(np.isnan(g).sum())} NaNs, "
+                                  f"the original's {w.shape} with {int(np.isnan(w).sum())}")
+        finite = np.isfinite(w)
+        scale = max(1.0, float(np.abs(w[finite]).max(initial=0)))
+        diff = float(np.abs(np.where(finite, g - w, 0)).max(initial=0))
+        if not diff <= _CHECK_TOLERANCE * scale or not np.array_equal(g[~finite], w[~finite], equal_nan=True):
             raise ConversionError(f"{direction}: output {i} differs from the original's by up to {diff:.3g} (largest "
                                   f"magnitude {scale:.3g}) on a random float64 input of shape {shape}")

@@ -1,0 +1,339 @@
+"""Op events -> ONNX nodes: the export side of the operator table.
+
+:class:`GraphBuilder` names values (the traced input, op results, and constants, which become
+initializers named after the parameter or buffer they are) and collects nodes; ``EMITTERS``
+maps each convscope op name, as the tensor observer reports it, to a function that writes
+the ONNX node(s) computing the same thing from the event's inputs, output and
+hyper-parameters. Where an op's event does not record a hyper-parameter (``cat``'s axis,
+``sum``'s dims, ``permute``'s order) it is recovered from the traced shapes and, if several
+values fit them, from the traced data. An op without an emitter, or whose settings ONNX
+cannot express, raises :class:`~convscope.interop.onnx_node.OnnxError` naming the layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+from .onnx_node import ONNX_DTYPES, OnnxError
+
+__all__ = ["EMITTERS", "Event", "GraphBuilder"]
+
+_DTYPE_CODES = {dtype: code for code, dtype in ONNX_DTYPES.items()}
+
+
+@dataclass
+class Event:
+    """One traced op: its name, inputs, output, hyper-parameters, and the innermost module
+    that ran it (its path, for names and messages)."""
+
+    op: str
+    inputs: tuple[Tensor, ...]
+    output: Tensor
+    attrs: dict
+    module: Any
+    path: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path or 'model'}: {self.op}"
+
+    def fail(self, what: str) -> OnnxError:
+        return OnnxError(f"export_onnx: {self.where}: {what}")
+
+
+class GraphBuilder:
+    """Value names, initializers and nodes of the graph being written."""
+
+    def __init__(self, onnx: Any, opset: int, parameter_names: dict[int, str]) -> None:
+        self.onnx = onnx
+        self.opset = opset
+        self.parameter_names = parameter_names
+        self.values: dict[int, str] = {}
+        self.nodes: list[Any] = []
+        self.initializers: dict[str, Any] = {}
+        self._counter = itertools.count()
+        self._node_names: set[str] = set()
+        self._keep: list[Tensor] = []  # keep traced tensors alive so their ids stay unique
+
+    def bind(self, tensor: Tensor, name: str) -> None:
+        self.values[id(tensor)] = name
+        self._keep.append(tensor)
+
+    def value(self, tensor: Tensor) -> str:
+        """The name of a traced value, or of a new initializer holding a constant tensor."""
+        name = self.values.get(id(tensor))
+        if name is None:
+            if tensor.is_meta:
+                raise OnnxError("export_onnx: a constant has no data (a meta parameter?); build the model with data")
+            name = self.constant(tensor.numpy(), self.parameter_names.get(id(tensor), "const"))
+            self.bind(tensor, name)
+        return name
+
+    def constant(self, array: Any, hint: str = "const") -> str:
+        array = np.asarray(array)
+        if array.dtype not in _DTYPE_CODES:
+            raise OnnxError(f"export_onnx: constant {hint!r} has type {array.dtype}, which ONNX export does not support")
+        name = hint if hint not in self.initializers and hint != "const" else f"{hint}_{next(self._counter)}"
+        self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
+        return name
+
+    def ints(self, values: Sequence[int], hint: str) -> str:
+        return self.constant(np.asarray(values, np.int64), hint)
+
+    def node(self, op_type: str, inputs: Sequence[str], name: str, outputs: int = 1, **attrs: Any) -> list[str]:
+        base, n = name, 0
+        while name in self._node_names:
+            n += 1
+            name = f"{base}_{n}"
+        self._node_names.add(name)
+        out = [f"{name}:{i}" if outputs > 1 else name for i in range(outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), out, name=name, **attrs))
+        return out
+
+
+Emitter = Callable[[GraphBuilder, Event, str], str]
+
+
+def _ins(g: GraphBuilder, e: Event) -> list[str]:
+    return [g.value(t) for t in e.inputs]
+
+
+def _simple(op_type: str, **fixed: Any) -> Emitter:
+    def emit(g: GraphBuilder, e: Event, name: str) -> str:
+        return g.node(op_type, _ins(g, e), name, **fixed)[0]
+
+    return emit
+
+
+def _with_attrs(op_type: str, mapping: dict[str, str]) -> Emitter:
+    def emit(g: GraphBuilder, e: Event, name: str) -> str:
+        return g.node(op_type, _ins(g, e), name, **{onnx: e.attrs[ours] for ours, onnx in mapping.items()})[0]
+
+    return emit
+
+
+def _pairs_to_pads(pairs: Sequence[Any]) -> list[int]:
+    """Per-dim ``(before, after)`` pairs or symmetric ints -> ONNX ``[begins..., ends...]``."""
+    pairs = [(p, p) if np.isscalar(p) else tuple(p) for p in pairs]
+    return [int(b) for b, _ in pairs] + [int(a) for _, a in pairs]
+
+
+def _conv(g: GraphBuilder, e: Event, name: str) -> str:
+    a = e.attrs
+    weight = e.inputs[1]
+    return g.node("Conv", _ins(g, e), name, kernel_shape=list(weight.shape[2:]), strides=list(a["stride"]),
+                  pads=_pairs_to_pads(a["padding"]), dilations=list(a["dilation"]), group=int(a["groups"]))[0]
+
+
+def _conv_transpose(g: GraphBuilder, e: Event, name: str) -> str:
+    a = e.attrs
+    weight = e.inputs[1]
+    return g.node("ConvTranspose", _ins(g, e), name, kernel_shape=list(weight.shape[2:]), strides=list(a["stride"]),
+                  pads=_pairs_to_pads(a["padding"]), output_padding=list(a["output_padding"]),
+                  dilations=list(a["dilation"]), group=int(a["groups"]))[0]
+
+
+def _max_pool(g: GraphBuilder, e: Event, name: str) -> str:
+    a = e.attrs
+    return g.node("MaxPool", _ins(g, e), name, kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+                  pads=_pairs_to_pads(a["padding"]), dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))[0]
+
+
+def _avg_pool(g: GraphBuilder, e: Event, name: str) -> str:
+    a = e.attrs
+    if a.get("dilation") and any(d != 1 for d in a["dilation"]):
+        raise e.fail("dilated average pooling")
+    out = g.node("AveragePool", _ins(g, e), f"{name}/avg" if a["divisor_override"] else name,
+                 kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]), pads=_pairs_to_pads(a["padding"]),
+                 ceil_mode=int(a["ceil_mode"]), count_include_pad=int(a["count_include_pad"]))[0]
+    divisor = a["divisor_override"]
+    if not divisor:
+        return out
+    x = e.inputs[0]
+    floor = [(n + 2 * p - k) // s + 1 for n, k, s, p in
+             zip(x.shape[2:], a["kernel_size"], a["stride"], a["padding"])]
+    if any(a["padding"]) or list(e.output.shape[2:]) != floor:
+        raise e.fail("divisor_override with padding or a ceil-mode overhang (ONNX AveragePool has no divisor)")
+    scale = float(np.prod(a["kernel_size"])) / divisor  # every window is whole: its sum is mean × volume
+    return g.node("Mul", [out, g.constant(np.asarray(scale, x.dtype), "divisor_scale")], name)[0]
+
+
+def _adaptive(kind: str) -> Emitter:
+    def emit(g: GraphBuilder, e: Event, name: str) -> str:
+        sizes, out = e.inputs[0].shape[2:], tuple(e.attrs["output_size"])
+        if all(o == 1 for o in out):
+            return g.node(f"Global{kind}Pool", _ins(g, e), name)[0]
+        if any(n % o for n, o in zip(sizes, out)):
+            raise e.fail(f"adaptive pooling from {sizes} to {out} (ONNX has it only when the sizes divide)")
+        kernel = [n // o for n, o in zip(sizes, out)]
+        return g.node(f"{kind}Pool", _ins(g, e), name, kernel_shape=kernel, strides=kernel)[0]
+
+    return emit
+
+
+def _hardtanh(g: GraphBuilder, e: Event, name: str) -> str:
+    dtype = e.inputs[0].dtype
+    low = g.constant(np.asarray(e.attrs["min_val"], dtype), "clip_min")
+    high = g.constant(np.asarray(e.attrs["max_val"], dtype), "clip_max")
+    return g.node("Clip", [g.value(e.inputs[0]), low, high], name)[0]
+
+
+def _silu(g: GraphBuilder, e: Event, name: str) -> str:
+    x = g.value(e.inputs[0])
+    return g.node("Mul", [x, g.node("Sigmoid", [x], f"{name}/sigmoid")[0]], name)[0]
+
+
+def _linear(g: GraphBuilder, e: Event, name: str) -> str:
+    x, weight, *bias = _ins(g, e)
+    if e.inputs[0].ndim == 2:
+        return g.node("Gemm", [x, weight, *bias], name, transB=1)[0]
+    product = g.node("MatMul", [x, g.node("Transpose", [weight], f"{name}/weight_t")[0]], f"{name}/matmul" if bias
+                     else name)[0]
+    return g.node("Add", [product, bias[0]], name)[0] if bias else product
+
+
+def _batch_norm(g: GraphBuilder, e: Event, name: str) -> str:
+    module = e.module
+    if e.attrs.get("training"):
+        raise e.fail("batch normalisation with batch statistics (training mode, or no running statistics); "
+                     "ONNX inference graphs use running statistics: call model.eval()")
+    if getattr(module, "running_mean", None) is None or getattr(module, "running_var", None) is None:
+        raise e.fail("batch_norm called outside a BatchNorm layer: its running statistics are unknown")
+    channels = e.inputs[0].shape[1]
+    dtype = e.inputs[0].dtype
+    scale = g.value(module.weight) if module.weight is not None else g.constant(np.ones(channels, dtype), "bn_scale")
+    bias = g.value(module.bias) if module.bias is not None else g.constant(np.zeros(channels, dtype), "bn_bias")
+    return g.node("BatchNormalization", [g.value(e.inputs[0]), scale, bias, g.value(module.running_mean),
+                                         g.value(module.running_var)], name, epsilon=float(e.attrs["eps"]))[0]
+
+
+def _lrn(g: GraphBuilder, e: Event, name: str) -> str:
+    a = e.attrs
+    if a["size"] % 2 == 0:
+        raise e.fail(f"an even LRN size ({a['size']}): ONNX centres the window differently from torch")
+    return g.node("LRN", _ins(g, e), name, size=int(a["size"]), alpha=float(a["alpha"]), beta=float(a["beta"]),
+                  bias=float(a["k"]))[0]
+
+
+def _softmax(op_type: str) -> Emitter:
+    def emit(g: GraphBuilder, e: Event, name: str) -> str:
+        return g.node(op_type, _ins(g, e), name, axis=int(e.attrs["dim"]))[0]
+
+    return emit
+
+
+def _reshape(g: GraphBuilder, e: Event, name: str) -> str:
+    return g.node("Reshape", [g.value(e.inputs[0]), g.ints(e.output.shape, "shape")], name)[0]
+
+
+def _expand(g: GraphBuilder, e: Event, name: str) -> str:
+    return g.node("Expand", [g.value(e.inputs[0]), g.ints(e.output.shape, "shape")], name)[0]
+
+
+def _unique(e: Event, candidates: list[Any], matches: Callable[[Any], bool], what: str) -> Any:
+    """The one candidate hyper-parameter that fits the traced shapes and data."""
+    if len(candidates) > 1 and not e.output.is_meta:
+        candidates = [c for c in candidates if matches(c)]
+    if len(candidates) != 1:
+        raise e.fail(f"cannot tell the {what} from the traced shapes and data ({len(candidates)} candidates)")
+    return candidates[0]
+
+
+def _cat(g: GraphBuilder, e: Event, name: str) -> str:
+    out, parts = e.output.shape, [t.shape for t in e.inputs]
+    fits = [d for d in range(len(out)) if sum(p[d] for p in parts) == out[d]
+            and all(p[:d] + p[d + 1:] == out[:d] + out[d + 1:] for p in parts)]
+    axis = _unique(e, fits, lambda d: np.array_equal(np.concatenate([t.numpy() for t in e.inputs], d),
+                                                     e.output.numpy()), "concatenation axis")
+    return g.node("Concat", _ins(g, e), name, axis=int(axis))[0]
+
+
+def _permute(g: GraphBuilder, e: Event, name: str) -> str:
+    x = e.inputs[0]
+    fits = [p for p in itertools.permutations(range(x.ndim)) if tuple(x.shape[i] for i in p) == e.output.shape]
+    perm = _unique(e, fits, lambda p: np.array_equal(np.transpose(x.numpy(), p), e.output.numpy()), "permutation")
+    return g.node("Transpose", _ins(g, e), name, perm=list(perm))[0]
+
+
+def _reduce(op_type: str, numpy_fn: Callable[..., np.ndarray], axes_input_since: int) -> Emitter:
+    def emit(g: GraphBuilder, e: Event, name: str) -> str:
+        x, out = e.inputs[0], e.output.shape
+        keep = len(out) == x.ndim
+        fits = []
+        for r in range(x.ndim + 1):
+            for axes in itertools.combinations(range(x.ndim), r):
+                kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+                if (kept if keep else tuple(s for i, s in enumerate(x.shape) if i not in axes)) == out:
+                    fits.append(axes)
+        if keep:  # reducing a size-1 dim or not gives the same values: take the smallest set
+            fits = [min(fits, key=len)] if fits else fits
+        axes = _unique(e, fits, lambda a: np.allclose(numpy_fn(x.numpy(), axis=a, keepdims=keep), e.output.numpy()),
+                       "reduced dims")
+        if not axes:
+            return g.node("Identity", [g.value(x)], name)[0]
+        if g.opset >= axes_input_since:
+            return g.node(op_type, [g.value(x), g.ints(list(axes), "axes")], name, keepdims=int(keep))[0]
+        return g.node(op_type, [g.value(x)], name, axes=list(axes), keepdims=int(keep))[0]
+
+    return emit
+
+
+def _cast(g: GraphBuilder, e: Event, name: str) -> str:
+    return g.node("Cast", _ins(g, e), name, to=_DTYPE_CODES[e.output.dtype])[0]
+
+
+def _pad(g: GraphBuilder, e: Event, name: str) -> str:
+    x, pad, mode = e.inputs[0], list(e.attrs["pad"]), e.attrs["mode"]
+    begins, ends = [0] * x.ndim, [0] * x.ndim
+    for i in range(len(pad) // 2):
+        begins[x.ndim - 1 - i], ends[x.ndim - 1 - i] = pad[2 * i], pad[2 * i + 1]
+    modes = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+    if mode == "circular" and g.opset < 19:
+        raise e.fail("circular padding needs opset 19 (Pad mode 'wrap')")
+    inputs = [g.value(x), g.ints(begins + ends, "pads")]
+    if mode == "constant":
+        inputs.append(g.constant(np.asarray(e.attrs["value"] or 0, x.dtype), "pad_value"))
+    return g.node("Pad", inputs, name, mode=modes[mode])[0]
+
+
+def _interpolate(g: GraphBuilder, e: Event, name: str) -> str:
+    a, x = e.attrs, e.inputs[0]
+    mode = a["mode"]
+    if mode == "nearest":
+        settings = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    elif mode == "nearest-exact":
+        settings = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                    "nearest_mode": "round_prefer_ceil"}
+    else:
+        coordinates = "align_corners" if a["align_corners"] else "half_pixel"
+        settings = {"mode": "linear", "coordinate_transformation_mode": coordinates}
+    sizes = g.ints(list(x.shape[:2]) + list(a["size"]), "sizes")
+    return g.node("Resize", [g.value(x), "", "", sizes], name, **settings)[0]
+
+
+EMITTERS: dict[str, Callable[..., str]] = {
+    **{f"conv{n}d": _conv for n in (1, 2, 3)},
+    **{f"conv_transpose{n}d": _conv_transpose for n in (1, 2, 3)},
+    **{f"max_pool{n}d": _max_pool for n in (1, 2, 3)},
+    **{f"avg_pool{n}d": _avg_pool for n in (1, 2, 3)},
+    **{f"adaptive_avg_pool{n}d": _adaptive("Average") for n in (1, 2, 3)},
+    **{f"adaptive_max_pool{n}d": _adaptive("Max") for n in (1, 2, 3)},
+    "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
+    "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _simple("HardSwish"),
+    "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
+    "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
+    "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
+    "pow": _simple("Pow"), "matmul": _simple("MatMul"), "maximum": _simple("Max"), "minimum": _simple("Min"),
+    "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
+    "abs": _simple("Abs"),
+    "linear": _linear, "batch_norm": _batch_norm, "local_response_norm": _lrn,
+    "reshape": _reshape, "expand": _expand, "cat": _cat, "permute": _permute,
+    "sum": _reduce("ReduceSum", np.sum, 13), "amax": _reduce("ReduceMax", np.max, 18),
+    "to": _cast, "pad": _pad, "interpolate": _interpolate,
+}
