@@ -15,6 +15,12 @@ from .ops import cat, stack, where
 from .random import manual_seed
 from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, tensor
 
+# These functions share their module's name: imported eagerly, the function wins the package
+# attribute (a lazy lookup would lose it to the submodule once anything imports the latter).
+from .pretrained import pretrained  # noqa: E402
+from .trace import trace  # noqa: E402
+from .train import train  # noqa: E402
+
 __version__ = "0.1.0"
 
 # public name -> (module, attribute); attribute None means the module itself
@@ -27,17 +33,15 @@ _LAZY = {
     "to_torch": ("convscope.interop.torch_convert", "to_torch"),
     "load_onnx": ("convscope.interop.onnx_load", "load_onnx"),
     "export_onnx": ("convscope.interop.onnx_export", "export_onnx"),
-    "trace": ("convscope.trace", "trace"),
     "explain": ("convscope.explain", "explain"),
-    "train": ("convscope.train", "train"),
-    "pretrained": ("convscope.pretrained", "pretrained"),
     "data": ("convscope.data", None),
     "inspect": ("convscope.inspect", None),
 }
 
 __all__ = [
     "ShapeError", "Tensor", "cat", "float32", "float64", "functional", "int64", "is_grad_enabled",
-    "manual_seed", "nn", "no_grad", "optim", "stack", "tensor", "where", "zoo", *_LAZY,
+    "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
+    *_LAZY,
 ]
 
 

@@ -139,13 +139,16 @@ class OnnxOp(Module):
     whose arguments are the node's inputs in ONNX order (``None`` for an omitted optional
     input) and whose result is a tensor or a tuple with one entry per node output.
     ``parameter_inputs`` lists the input positions that become Parameters when the node
-    owns a floating-point initializer there; other owned initializers become buffers.
+    owns a floating-point initializer there; other owned initializers become buffers. They
+    are named by ``owned_names`` (``weight``, ``bias``... as the ``nn`` layers name them),
+    else ``<ONNX input name>_value``.
 
     Shape:
         As the ONNX operator defines it.
     """
 
     parameter_inputs: tuple[int, ...] = ()
+    owned_names: dict[int, str] = {}
 
     def __init__(self, node: NodeSpec) -> None:
         super().__init__()
@@ -170,7 +173,7 @@ class OnnxOp(Module):
 
     def _own(self, node: NodeSpec, index: int, value: np.ndarray) -> str:
         formal = node.input_names[index] if index < len(node.input_names) else f"input{index}"
-        name = formal.lower() if formal.isidentifier() else f"input{index}"
+        name = self.owned_names.get(index) or f"{formal.lower() if formal.isidentifier() else 'input'}_value"
         while name in self._slots or hasattr(self, name):
             name = f"{name}_{index}"
         tensor = Tensor.wrap(value)

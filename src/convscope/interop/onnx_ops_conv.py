@@ -53,6 +53,7 @@ class Conv(OnnxOp):
     """
 
     parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias"}
 
     def __init__(self, node: NodeSpec, window: WindowAttrs, group: int) -> None:
         super().__init__(node)
@@ -82,6 +83,7 @@ class ConvTranspose(OnnxOp):
     """
 
     parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias"}
 
     def __init__(self, node: NodeSpec, window: WindowAttrs, group: int, output_padding: list[int] | None,
                  output_shape: list[int] | None) -> None:

@@ -257,6 +257,7 @@ def _softmax(legacy: type[_Softmax2d], layer: type[Module]) -> Callable[[NodeSpe
 # --- matrices -----------------------------------------------------------------------------------
 class MatMul(OnnxOp):
     parameter_inputs = (0, 1)
+    owned_names = {1: "weight"}
 
     def compute(self, a: Tensor, b: Tensor) -> Tensor:
         _same_dtype(self, a, b)
@@ -272,6 +273,7 @@ class Gemm(OnnxOp):
     """
 
     parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias"}
 
     def __init__(self, node: NodeSpec, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> None:
         super().__init__(node)

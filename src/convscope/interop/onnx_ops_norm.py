@@ -38,6 +38,7 @@ class BatchNormalization(OnnxOp):
     """
 
     parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias", 3: "running_mean", 4: "running_var"}
 
     def __init__(self, node: NodeSpec, epsilon: float, momentum: float, training: bool) -> None:
         super().__init__(node)
