@@ -26,6 +26,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     rows, check = demo.run(args.height, args.width, args.k1, args.k2, args.seed)
     print(f"convscope demo: the seed example on a 1×{args.height}×{args.width} image (seed {args.seed}, float64)\n")
     print(demo.render(rows, check))
+    print("\n" + "═" * 79 + "\n")
+    print(demo.render_digits(demo.digits_report(args.digit)))
     return 0 if check.ok else 1
 
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k1", type=_positive, default=8, help="first-layer filters (3×3, padding 1)")
     p.add_argument("--k2", type=_positive, default=16, help="second-layer filters (5×5)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
     p.add_argument("model", help="a zoo name (see `convscope zoo`), a spec file or an .onnx file")

@@ -1,9 +1,13 @@
 """`convscope demo`: a small, honest end-to-end run of the engine.
 
-Builds the project's seed example (an n×m greyscale image, a 3×3 conv with k1 filters and
-padding 1, ReLU, a 5×5 conv with k2 filters), prints every layer's shapes and parameter
-formula, then recomputes one second-layer output value by hand — a plain Python sum over
-all k1 first-layer maps — and checks it against the engine.
+Part 1 builds the project's seed example (an n×m greyscale image, a 3×3 conv with k1
+filters and padding 1, ReLU, a 5×5 conv with k2 filters), prints every layer's shapes and
+parameter formula, then recomputes one second-layer output value by hand — a plain Python
+sum over all k1 first-layer maps — and checks it against the engine.
+
+Part 2 runs the shipped, trained digits CNN on the embedded held-out digits: its accuracy,
+one digit drawn in the terminal with the class probabilities, and the provenance of the
+winning score traced back through the network.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import nn, zoo
+from .functional import softmax
 from .random import manual_seed
 from .tensor import Tensor
 
@@ -119,4 +124,55 @@ def render(rows: list[LayerRow], check: HandCheck) -> str:
         f"  engine value                                      = {check.engine:.12f}",
         f"  {'OK: identical' if check.ok else 'MISMATCH'} (difference {abs(check.by_hand - check.engine):.1e})",
     ]
+    return "\n".join(lines)
+
+
+@dataclass
+class DigitsReport:
+    accuracy: float
+    correct: int
+    total: int
+    image: np.ndarray
+    label: int
+    probabilities: np.ndarray
+    trace_text: str
+    influence: np.ndarray
+
+
+def digits_report(index: int = 0) -> DigitsReport:
+    """Evaluate the shipped digits CNN on the test split and explain test digit ``index``."""
+    from .data import digits
+    from .pretrained import pretrained
+    from .trace import trace
+    from .train import predict
+
+    model = pretrained("digits")
+    X, y = digits("test")
+    if not 0 <= index < len(X):
+        raise ValueError(f"--digit must be in 0..{len(X) - 1}, got {index}")
+    correct = int((predict(model, X).argmax(1) == y).sum())
+    x = Tensor(X[index:index + 1])
+    probs = softmax(model(x), 1).numpy()[0]
+    layer = [name for name, _ in model.named_children()][-1]
+    t = trace(model, x, layer, (0, int(probs.argmax())))
+    return DigitsReport(correct / len(X), correct, len(X), X[index, 0], int(y[index]), probs, str(t),
+                        t.influence()[0, 0])
+
+
+_SHADES = " ░▒▓█"
+
+
+def render_digits(report: DigitsReport) -> str:
+    """The digit as shaded blocks beside its class probabilities, then the trace."""
+    guess = int(report.probabilities.argmax())
+    rows = ["".join(_SHADES[min(int(v * 4.999), 4)] * 2 for v in line) for line in report.image]
+    bars = [f"{c}: {p:6.2%} {'█' * int(round(p * 20))}" for c, p in enumerate(report.probabilities)]
+    lines = [f"Test accuracy of the shipped digits CNN: {report.correct}/{report.total} = {report.accuracy:.2%}",
+             "", f"A held-out digit (label {report.label}) and the network's answer: {guess}"]
+    for i in range(max(len(rows), len(bars))):
+        left = rows[i] if i < len(rows) else " " * 16
+        lines.append(f"  {left}   {bars[i] if i < len(bars) else ''}")
+    touched = int(report.influence.sum())
+    lines += ["", f"Where the winning score comes from ({touched} of {report.influence.size} input pixels "
+                  "influence it):", report.trace_text]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The Resize node (nearest and linear modes), with ONNX's own coordinate rules.
+"""The Resize node (nearest and linear modes), with ONNX's own coordinate rules, and the
+older Upsample node it replaced.
 
 ONNX Resize maps output index ``y`` to a source coordinate by one of seven
 ``coordinate_transformation_mode`` rules and rounds it by one of four ``nearest_mode`` rules;
@@ -23,7 +24,7 @@ from ..nn.module import Module
 from ..tensor import Tensor
 from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
 
-__all__ = ["OPS", "Resize", "resize_taps"]
+__all__ = ["OPS", "Resize", "resize_taps", "source_coordinates"]
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                     "tf_crop_and_resize")
@@ -83,15 +84,19 @@ class Resize(OnnxOp):
     """
 
     def __init__(self, node: NodeSpec, mode: str, coordinate: str, nearest: str, extrapolation: float,
-                 policy: str, axes: list[int] | None) -> None:
+                 policy: str, axes: list[int] | None, legacy_scales: list[float] | None = None) -> None:
         super().__init__(node)
         self.mode, self.coordinate, self.nearest = mode, coordinate, nearest
         self.extrapolation, self.policy, self.axes = extrapolation, policy, axes
+        self.legacy = node.op_type == "Upsample" or node.version < 11
+        self.legacy_scales = legacy_scales
 
     def compute(self, x: Tensor, roi: Tensor | None = None, scales: Tensor | None = None,
                 sizes: Tensor | None = None) -> Tensor:
-        if self.version < 11:  # Resize-10 has inputs (X, scales)
+        if self.legacy:  # Resize-10 and Upsample-9 take (X, scales); Upsample-7 has a scales attribute
             roi, scales = None, roi
+            if self.legacy_scales is not None:
+                scales = Tensor.wrap(np.asarray(self.legacy_scales, np.float32))
         axes = list(range(x.ndim)) if self.axes is None else [a % x.ndim for a in self.axes]
         out_sizes, factors = self._targets(x.shape, axes, scales, sizes)
         bounds = self._roi(roi, len(axes))
@@ -153,7 +158,7 @@ class Resize(OnnxOp):
 
 def _resize(node: NodeSpec) -> Module:
     mode = node.choice("mode", "nearest", ("nearest", "linear"))
-    if node.version < 11:  # Resize-10 behaves as Upsample: asymmetric coordinates, floor for nearest
+    if node.version < 11:  # Resize-10 keeps Upsample's rules: asymmetric coordinates, floor for nearest
         return Resize(node, mode, "asymmetric", "floor", 0.0, "stretch", None)
     coordinate = node.choice("coordinate_transformation_mode", "half_pixel",
                              COORDINATE_MODES if node.version >= 19 else COORDINATE_MODES[:1] + COORDINATE_MODES[2:])
@@ -170,4 +175,11 @@ def _resize(node: NodeSpec) -> Module:
     return Resize(node, mode, coordinate, nearest, extrapolation, policy, axes)
 
 
-OPS: dict[str, Any] = {"Resize": _resize}
+def _upsample(node: NodeSpec) -> Module:
+    """Upsample (opsets 7 to 9; deprecated by Resize-10, which kept its rules)."""
+    mode = node.choice("mode", "nearest", ("nearest", "linear"))
+    scales = [float(s) for s in node.attr("scales")] if node.version < 9 else None
+    return Resize(node, mode, "asymmetric", "floor", 0.0, "stretch", None, scales)
+
+
+OPS: dict[str, Any] = {"Resize": _resize, "Upsample": _upsample}
