@@ -460,13 +460,18 @@ def _batch_macs(model: Module, sample_shape: tuple, batch_size: int) -> int:
 
 # --- the command line's entry -------------------------------------------------------------------------
 def build_model(name: str) -> Module:
-    """An untrained model by name: a pretrained architecture (``"digits"``, the default CNN)
-    or a zoo model (:func:`convscope.zoo.build`)."""
+    """An untrained model by name: a pretrained architecture (``"digits"``, the default CNN),
+    a spec file (``*.spec``, see :func:`convscope.load_spec`) or a zoo model
+    (:func:`convscope.zoo.build`)."""
     from . import zoo
     from .pretrained import ARCHITECTURES
 
     if name in ARCHITECTURES:
         return ARCHITECTURES[name]()
+    if name.endswith(".spec") or Path(name).is_file():
+        from .spec import load_spec
+
+        return load_spec(Path(name))
     return zoo.build(name)
 
 
