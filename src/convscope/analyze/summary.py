@@ -8,6 +8,7 @@ Costs and receptive fields come from the rules each op registers beside its kern
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -141,7 +142,8 @@ def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
             net = load_spec(text)
             return net, path.name if path.is_file() else "spec", getattr(net, "input_shape", None)
         zoo.entry(text)  # raises with did-you-mean suggestions
-    if type(model).__module__.startswith("torch"):
+    torch = sys.modules.get("torch")  # a torch module can only exist if torch was imported
+    if torch is not None and isinstance(model, torch.nn.Module):
         from ..interop.torch_convert import from_torch
 
         return from_torch(model), type(model).__name__, None
