@@ -10,6 +10,8 @@ vgg19 143,667,240; the ``_bn`` variants add 2 per conv output map (vgg16_bn 138,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import nn
 from ..tensor import Tensor
 from .registry import register
@@ -87,58 +89,22 @@ class VGG(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-def _vgg(config: str, batch_norm: bool, num_classes: int, init_weights: bool, dropout: float) -> VGG:
-    return VGG(make_features(CONFIGS[config], batch_norm), num_classes, init_weights, dropout)
+def _variant(depth: int, config: str, batch_norm: bool) -> Callable[..., VGG]:
+    """The builder torchvision calls ``vgg{depth}`` (``_bn`` with batch norm), registered in the zoo."""
+    name = f"vgg{depth}{'_bn' if batch_norm else ''}"
+    description = f"VGG-{depth} (configuration {config}{', batch norm' if batch_norm else ''}), torchvision layout"
+
+    def build(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
+        return VGG(make_features(CONFIGS[config], batch_norm), num_classes, init_weights, dropout)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{description}.\n\n    Shape:\n        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.\n"
+    return register(name, input_shape=(3, 224, 224), description=description, reference=REFERENCE)(build)
 
 
-def _describe(depth: int, config: str, batch_norm: bool) -> str:
-    return f"VGG-{depth} (configuration {config}{', batch norm' if batch_norm else ''}), torchvision layout"
-
-
-# One builder per torchvision name; each is configuration + batch-norm flag.
-@register("vgg11", input_shape=(3, 224, 224), description=_describe(11, "A", False), reference=REFERENCE)
-def vgg11(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-11, configuration A. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("A", False, num_classes, init_weights, dropout)
-
-
-@register("vgg13", input_shape=(3, 224, 224), description=_describe(13, "B", False), reference=REFERENCE)
-def vgg13(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-13, configuration B. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("B", False, num_classes, init_weights, dropout)
-
-
-@register("vgg16", input_shape=(3, 224, 224), description=_describe(16, "D", False), reference=REFERENCE)
-def vgg16(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-16, configuration D. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("D", False, num_classes, init_weights, dropout)
-
-
-@register("vgg19", input_shape=(3, 224, 224), description=_describe(19, "E", False), reference=REFERENCE)
-def vgg19(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-19, configuration E. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("E", False, num_classes, init_weights, dropout)
-
-
-@register("vgg11_bn", input_shape=(3, 224, 224), description=_describe(11, "A", True), reference=REFERENCE)
-def vgg11_bn(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-11 with batch norm. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("A", True, num_classes, init_weights, dropout)
-
-
-@register("vgg13_bn", input_shape=(3, 224, 224), description=_describe(13, "B", True), reference=REFERENCE)
-def vgg13_bn(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-13 with batch norm. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("B", True, num_classes, init_weights, dropout)
-
-
-@register("vgg16_bn", input_shape=(3, 224, 224), description=_describe(16, "D", True), reference=REFERENCE)
-def vgg16_bn(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-16 with batch norm. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("D", True, num_classes, init_weights, dropout)
-
-
-@register("vgg19_bn", input_shape=(3, 224, 224), description=_describe(19, "E", True), reference=REFERENCE)
-def vgg19_bn(num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-    """VGG-19 with batch norm. Shape: input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``."""
-    return _vgg("E", True, num_classes, init_weights, dropout)
+# One builder per torchvision name: configuration (Table 1 column) and the batch-norm flag.
+for _depth, _config in ((11, "A"), (13, "B"), (16, "D"), (19, "E")):
+    for _bn in (False, True):
+        _builder = _variant(_depth, _config, _bn)
+        globals()[_builder.__name__] = _builder
+del _depth, _config, _bn, _builder

@@ -1,0 +1,425 @@
+"""ONNX interop: torch-exported models load and match torch; convscope models export and match in
+onnxruntime; old operator versions match onnxruntime; unsupported input fails naming the node.
+
+References are independent engines: PyTorch (``torch.onnx.export`` with the TorchScript
+exporter, ``dynamo=False``) for imported models, onnxruntime for exported files and for the
+operator-version semantics (opsets 7 to 13) that the ``onnx`` backend cases do not cover.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import convscope as cs
+from convscope.interop.onnx_export import export_onnx
+from convscope.interop.onnx_load import OnnxError, UnsupportedOnnxError, load_onnx
+
+RNG = np.random.default_rng(0)
+
+
+def _close(got: np.ndarray, want: np.ndarray, dtype: type = np.float32) -> None:
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+# --- torch models (torchvision-style blocks) -----------------------------------------------------
+class SmallCNN(torch.nn.Module):
+    """LeNet-like: conv-bn-relu-maxpool twice, flatten, dropout, linear, softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+                                      nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(16 * 3 * 3, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(self.features(x)), dim=1)
+
+
+class BasicBlock(torch.nn.Module):
+    """ResNet-18's block with a strided 1×1 downsample on the shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.downsample(x))
+
+
+class ResNetLike(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        self.layer = nn.Sequential(BasicBlock(16, 16, 1), BasicBlock(16, 32, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.layer(self.stem(x))), 1))
+
+
+class InvertedResidual(torch.nn.Module):
+    """MobileNet-v2's block: 1×1 expand, 3×3 depthwise (ReLU6), 1×1 project, residual add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Sequential(nn.Conv2d(8, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU6(),
+                                  nn.Conv2d(48, 48, 3, 1, 1, groups=48, bias=False), nn.BatchNorm2d(48), nn.ReLU6(),
+                                  nn.Conv2d(48, 8, 1, bias=False), nn.BatchNorm2d(8))
+        self.tail = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1, groups=8), nn.Hardswish(), nn.Hardsigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(x + self.conv(x))
+
+
+class Inception(torch.nn.Module):
+    """GoogLeNet-style: four branches concatenated on channels, ceil-mode pools, LRN, avg pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.b1 = nn.Conv2d(6, 4, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(6, 3, 1), nn.ReLU(), nn.Conv2d(3, 5, 3, padding=1))
+        self.b3 = nn.Sequential(nn.Conv2d(6, 2, 1), nn.ReLU(), nn.Conv2d(2, 3, 5, padding=2))
+        self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), nn.Conv2d(6, 2, 1))
+        self.head = nn.Sequential(nn.LocalResponseNorm(5), nn.AvgPool2d(3, 2, 1, ceil_mode=True,
+                                                                        count_include_pad=False), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1))
+
+
+class Decoder(torch.nn.Module):
+    """Transposed convolutions, upsampling, padding and a few shape ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.up1 = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1, groups=2, bias=False)
+        self.pad = nn.ZeroPad2d((1, 0, 2, 1))
+        self.conv = nn.Conv2d(4, 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.tanh(self.up2(torch.relu(self.up1(x))))
+        y = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        y = torch.nn.functional.pad(self.conv(self.pad(y)), (1, 1, 1, 1), mode="reflect")
+        y = torch.nn.functional.interpolate(y, size=(9, 7), mode="bilinear", align_corners=False)
+        return y.permute(0, 2, 3, 1).reshape(y.shape[0], -1, 3).log_softmax(-1)
+
+
+def _randomise_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+    return model.eval()
+
+
+def _torch_onnx(model: torch.nn.Module, x: torch.Tensor, opset: int) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["output"])
+    return buffer.getvalue()
+
+
+TORCH_MODELS = {
+    "small_cnn": (SmallCNN, (2, 3, 12, 12)),
+    "resnet_like": (ResNetLike, (2, 3, 32, 32)),
+    "mobilenet_v2_block": (InvertedResidual, (2, 8, 10, 10)),
+    "inception_block": (Inception, (2, 6, 9, 9)),
+    "decoder": (Decoder, (1, 4, 5, 4)),
+}
+
+
+@pytest.mark.parametrize("opset", [9, 11, 13, 17])
+@pytest.mark.parametrize("name", list(TORCH_MODELS))
+def test_torch_exported_model_matches_torch(name: str, opset: int) -> None:
+    if name == "decoder" and opset < 11:
+        pytest.skip("torch exports bilinear interpolation (align_corners=False) only from opset 11")
+    factory, shape = TORCH_MODELS[name]
+    torch.manual_seed(0)
+    model = _randomise_batch_norms(factory())
+    x = torch.from_numpy(RNG.standard_normal(shape).astype(np.float32))
+    loaded = load_onnx(_torch_onnx(model, x, opset))
+    with torch.no_grad():
+        want = model(x).numpy()
+    _close(loaded.run({"input": x.numpy()})[0], want)
+
+
+def test_torch_exported_float64_model_is_exact() -> None:
+    torch.manual_seed(0)
+    model = _randomise_batch_norms(ResNetLike()).double()
+    x = torch.from_numpy(RNG.standard_normal((1, 3, 24, 24)))
+    loaded = load_onnx(_torch_onnx(model, x, 17))
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = loaded.run({"input": x.numpy()})[0]
+    assert got.dtype == np.float64
+    _close(got, want, np.float64)
+
+
+def test_loaded_model_is_a_convscope_module() -> None:
+    """Layers are nn layers holding the initializers; autograd matches torch's input gradient;
+    a meta forward gives shapes; the summary counts torch's parameters."""
+    torch.manual_seed(0)
+    model = _randomise_batch_norms(ResNetLike())
+    x = RNG.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    loaded = load_onnx(_torch_onnx(model, torch.from_numpy(x), 17))
+    kinds = {type(m).__name__ for m in loaded.modules()}
+    assert {"Conv2d", "MaxPool2d", "Linear"} <= kinds
+    params = sum(p.numel() for p in loaded.parameters())
+    # torch's exporter folds each BatchNorm into the conv before it: conv biases replace BN's affine
+    folded = sum(p.numel() for n, p in model.named_parameters() if "bn" not in n and "downsample.1" not in n
+                 and "stem.1" not in n) + sum(m.out_channels for m in model.modules()
+                                              if isinstance(m, torch.nn.Conv2d))
+    assert params == folded
+
+    xc = cs.tensor(x, requires_grad=True)
+    loaded(xc).sum().backward()
+    xt = torch.from_numpy(x).requires_grad_()
+    model(xt).sum().backward()
+    _close(xc.grad, xt.grad.numpy())
+
+    assert loaded(cs.Tensor.meta((4, 3, 32, 32))).shape == (4, 5)
+    summary = cs.summary(loaded, (3, 32, 32))
+    assert summary.to_dict()["totals"]["params"] == folded
+    assert summary.to_dict()["totals"]["macs"] > 0
+
+
+# --- convscope -> ONNX -> onnxruntime -------------------------------------------------------------
+ZOO_EXPORTS = {
+    "lenet5_modern": (1, 32, 32), "resnet18": (3, 64, 64), "mobilenet_v2": (3, 64, 64),
+    "squeezenet1_0": (3, 64, 64), "googlenet": (3, 64, 64), "alexnet_original": (3, 227, 227),
+}
+
+
+def _export_and_compare(name: str, shape: tuple[int, ...], tmp_path: object, batch: int = 2) -> None:
+    cs.manual_seed(0)
+    model = cs.zoo.build(name).eval()
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(model, path, shape, batch_size=batch)
+    onnx.checker.check_model(str(path))
+    x = np.random.default_rng(1).standard_normal((batch, *shape)).astype(np.float32)
+    with cs.no_grad():
+        want = model(cs.Tensor.wrap(x)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {"input": x})[0], want)
+    np.testing.assert_array_equal(load_onnx(path).run({"input": x})[0], want)  # same engine, same ops
+
+
+@pytest.mark.parametrize("name", list(ZOO_EXPORTS))
+def test_zoo_export_runs_in_onnxruntime(name: str, tmp_path: object) -> None:
+    _export_and_compare(name, ZOO_EXPORTS[name], tmp_path, batch=1 if name == "alexnet_original" else 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", cs.zoo.names())
+def test_every_zoo_model_exports_at_its_input_size(name: str, tmp_path: object) -> None:
+    _export_and_compare(name, cs.zoo.entry(name).input_shape, tmp_path, batch=1)
+
+
+def test_export_writes_atomically_and_keeps_the_old_file_on_failure(tmp_path: object) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"old")
+
+    class Indexing(cs.nn.Module):
+        def forward(self, x: cs.Tensor) -> cs.Tensor:
+            return x[:, :1]
+
+    with pytest.raises(OnnxError, match=r"getitem: this op has no ONNX export rule"):
+        export_onnx(Indexing(), path, (3, 4, 4))
+    assert path.read_bytes() == b"old"
+    export_onnx(cs.zoo.build("lenet5_modern"), path, (1, 32, 32))
+    assert onnx.load(str(path)).graph.input[0].name == "input"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+# --- operator versions, against onnxruntime ----------------------------------------------------------
+def _single_node(op: str, inputs: dict[str, np.ndarray], outputs: list[str], opset: int,
+                 initializers: dict[str, np.ndarray] | None = None, **attrs: object) -> onnx.ModelProto:
+    initializers = initializers or {}
+    types = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
+             np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.int8): TensorProto.INT8}
+    graph_inputs = [helper.make_tensor_value_info(n, types[a.dtype], a.shape) for n, a in inputs.items()]
+    graph_outputs = [onnx.ValueInfoProto(name=n) for n in outputs]
+    node = helper.make_node(op, [*inputs, *initializers], outputs, name=f"{op.lower()}_node", **attrs)
+    graph = helper.make_graph([node], "case", graph_inputs, graph_outputs,
+                              [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()])
+    return helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+F32 = np.float32
+X4 = RNG.standard_normal((2, 6, 7, 8)).astype(F32)
+X3 = RNG.standard_normal((2, 3, 5)).astype(F32)
+W = RNG.standard_normal((4, 3, 3, 3)).astype(F32)
+CASES = {
+    "softmax-11 coerces to 2-d": ("Softmax", {"x": X3}, 11, {}, {"axis": 1}),
+    "logsoftmax-7 default axis": ("LogSoftmax", {"x": X3}, 7, {}, {}),
+    "softmax-13 one axis": ("Softmax", {"x": X3}, 13, {}, {"axis": 1}),
+    "clip-6 attributes": ("Clip", {"x": X3}, 7, {}, {"min": -0.3, "max": 0.5}),
+    "clip-11 min only": ("Clip", {"x": X3}, 11, {"lo": np.array(-0.2, F32)}, {}),
+    "pad-7 reflect attributes": ("Pad", {"x": X4}, 7, {}, {"pads": [0, 0, 1, 2, 0, 0, 2, 1], "mode": "reflect"}),
+    "pad-7 edge attributes": ("Pad", {"x": X4}, 7, {}, {"pads": [0, 0, 0, 3, 0, 0, 0, 1], "mode": "edge"}),
+    "pad-11 constant crop": ("Pad", {"x": X4}, 11, {"p": np.array([0, 1, -1, 2, 0, 0, 2, -3])}, {}),
+    "slice-7 attributes": ("Slice", {"x": X4}, 7, {}, {"starts": [1, -5], "ends": [100, -1], "axes": [1, 3]}),
+    "slice-13 negative steps": ("Slice", {"x": X4}, 13, {"s": np.array([-1, 5]), "e": np.array([-100, 0]),
+                                                         "a": np.array([2, 3]), "st": np.array([-2, -3])}, {}),
+    "squeeze-11 attributes": ("Squeeze", {"x": X4[:, :1]}, 11, {}, {"axes": [1]}),
+    "unsqueeze-11 attributes": ("Unsqueeze", {"x": X3}, 11, {}, {"axes": [0, -1]}),
+    "reducemean-13 attributes": ("ReduceMean", {"x": X4}, 13, {}, {"axes": [1, -1], "keepdims": 0}),
+    "reducemean-18 axes input": ("ReduceMean", {"x": X4}, 18, {"a": np.array([2])}, {}),
+    "flatten-9 axis 0": ("Flatten", {"x": X4}, 9, {}, {"axis": 0}),
+    "gather-7 axis 1": ("Gather", {"x": X4}, 7, {"i": np.array([[0, 5], [-1, 2]])}, {"axis": 1}),
+    "gemm-7 all attributes": ("Gemm", {"a": RNG.standard_normal((5, 3)).astype(F32)}, 7,
+                              {"b": RNG.standard_normal((4, 5)).astype(F32), "c": RNG.standard_normal((1, 4)).astype(F32)},
+                              {"transA": 1, "transB": 1, "alpha": 0.7, "beta": 1.3}),
+    "batchnorm-7 spatial": ("BatchNormalization", {"x": X4}, 7,
+                            {"s": RNG.random(6).astype(F32), "b": RNG.random(6).astype(F32),
+                             "m": RNG.random(6).astype(F32), "v": RNG.random(6).astype(F32) + 0.5},
+                            {"epsilon": 1e-3, "spatial": 1}),
+    "lrn-7 even size": ("LRN", {"x": X4}, 7, {}, {"size": 4, "alpha": 0.01, "beta": 0.6, "bias": 2.0}),
+    "lrn-13 odd size": ("LRN", {"x": X4}, 13, {}, {"size": 3}),
+    "maxpool-8 indices column-major": ("MaxPool", {"x": X4}, 8, {}, {"kernel_shape": [3, 2], "strides": [2, 1],
+                                                                     "pads": [1, 0, 1, 1], "storage_order": 1}),
+    "maxpool-12 same_lower dilated": ("MaxPool", {"x": X4}, 12, {}, {"kernel_shape": [3, 3], "strides": [2, 2],
+                                                                     "dilations": [2, 1], "auto_pad": "SAME_LOWER"}),
+    "averagepool-7 asymmetric pads": ("AveragePool", {"x": X4}, 7, {}, {"kernel_shape": [3, 3], "pads": [0, 2, 2, 1],
+                                                                        "count_include_pad": 1}),
+    "averagepool-11 ceil": ("AveragePool", {"x": X4}, 11, {}, {"kernel_shape": [3, 2], "strides": [2, 3],
+                                                               "pads": [1, 0, 1, 1], "ceil_mode": 1}),
+    "lppool-11 p3": ("LpPool", {"x": X4}, 11, {}, {"kernel_shape": [2, 3], "strides": [1, 2], "p": 3,
+                                                  "pads": [1, 1, 0, 2]}),
+    "globalmaxpool-1d": ("GlobalMaxPool", {"x": X3}, 7, {}, {}),
+    "conv-11 same_lower strided": ("Conv", {"x": X4[:, :3]}, 11, {"w": W}, {"auto_pad": "SAME_LOWER",
+                                                                           "strides": [2, 3]}),
+    "conv-11 grouped dilated": ("Conv", {"x": X4}, 11, {"w": W[:, :2]}, {"group": 2, "dilations": [2, 1],
+                                                                          "pads": [2, 1, 0, 1]}),
+    "convtranspose-11 output_shape": ("ConvTranspose", {"x": X4[:, :4]}, 11, {"w": W}, {"strides": [2, 2],
+                                                                                         "output_shape": [16, 18]}),
+    "convtranspose-11 same_lower": ("ConvTranspose", {"x": X4[:, :4]}, 11, {"w": W},
+                                    {"strides": [2, 3], "auto_pad": "SAME_LOWER"}),
+    "convtranspose-11 asymmetric pads": ("ConvTranspose", {"x": X4[:, :4]}, 11, {"w": W},
+                                         {"strides": [3, 2], "pads": [0, 2, 1, 0], "output_padding": [2, 1],
+                                          "dilations": [1, 2]}),
+    "reshape-5 zero and -1": ("Reshape", {"x": X4}, 7, {"s": np.array([0, -1, 4])}, {}),
+    "reshape-14 allowzero": ("Reshape", {"x": X4}, 14, {"s": np.array([2, 6, 56])}, {"allowzero": 1}),
+    "transpose-7 default": ("Transpose", {"x": X4}, 7, {}, {}),
+    "upsample-7 nearest": ("Upsample", {"x": X4}, 7, {}, {"scales": [1.0, 1.0, 2.0, 3.0], "mode": "nearest"}),
+    "upsample-9 nearest": ("Upsample", {"x": X4}, 9, {"s": np.array([1, 1, 3, 2], F32)}, {"mode": "nearest"}),
+    "resize-10 nearest": ("Resize", {"x": X4}, 10, {"s": np.array([1, 1, 0.6, 1.7], F32)}, {"mode": "nearest"}),
+    "resize-10 linear": ("Resize", {"x": X4}, 10, {"s": np.array([1, 1, 2, 0.5], F32)}, {"mode": "linear"}),
+    "resize-11 linear align_corners": ("Resize", {"x": X4}, 11,
+                                       {"r": np.zeros(0, F32), "s": np.array([1, 1, 1.5, 0.75], F32)},
+                                       {"mode": "linear", "coordinate_transformation_mode": "align_corners"}),
+    "resize-13 nearest ceil asymmetric": ("Resize", {"x": X4}, 13,
+                                          {"r": np.zeros(0, F32), "s": np.zeros(0, F32), "z": np.array([2, 6, 11, 5])},
+                                          {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                                           "nearest_mode": "ceil"}),
+    "resize-13 linear pytorch_half_pixel": ("Resize", {"x": X4}, 13,
+                                            {"r": np.zeros(0, F32), "s": np.zeros(0, F32),
+                                             "z": np.array([2, 6, 1, 13])},
+                                            {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}),
+    "dropout-7 mask": ("Dropout", {"x": X3}, 7, {}, {"ratio": 0.3}),
+    "div-7 int8 truncates": ("Div", {"a": np.array([-7, 7, -9, 100], np.int8)}, 7, {"b": np.array([2, -2, 4, 7], np.int8)},
+                             {}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_operator_version_matches_onnxruntime(case: str) -> None:
+    op, inputs, opset, initializers, attrs = CASES[case]
+    outputs = ["y", "mask"] if op in ("Dropout",) or (op == "MaxPool" and "storage_order" in attrs) else ["y"]
+    model = _single_node(op, inputs, outputs, opset, initializers, **attrs)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
+    got = load_onnx(model).run(inputs)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        _close(g, w)
+
+
+# --- refusals -------------------------------------------------------------------------------------
+def test_unsupported_operator_names_the_node() -> None:
+    model = _single_node("Erf", {"x": X3}, ["y"], 13)
+    with pytest.raises(UnsupportedOnnxError, match=r"ONNX node 'erf_node' \(Erf-13\): operator 'Erf' is not supported"):
+        load_onnx(model)
+
+
+def test_unsupported_attribute_value_names_the_node() -> None:
+    model = _single_node("Resize", {"x": X4}, ["y"], 13, {"r": np.zeros(0, F32), "s": np.array([1, 1, 2, 2], F32)},
+                         mode="cubic")
+    with pytest.raises(UnsupportedOnnxError, match=r"'resize_node' \(Resize-13\): mode='cubic' .* not supported"):
+        load_onnx(model)
+
+
+def test_unknown_attribute_is_never_ignored() -> None:
+    model = _single_node("Relu", {"x": X3}, ["y"], 13, alpha=0.5)
+    with pytest.raises(UnsupportedOnnxError, match=r"'relu_node' \(Relu-13\): attribute 'alpha'"):
+        load_onnx(model)
+
+
+def test_bad_attribute_names_the_node() -> None:
+    model = _single_node("Conv", {"x": X4[:, :3]}, ["y"], 11, {"w": W}, pads=[1, 1, 1])
+    with pytest.raises(OnnxError, match=r"'conv_node' \(Conv-11\): pads must hold"):
+        load_onnx(model)
+    model = _single_node("Conv", {"x": X4[:, :3]}, ["y"], 11, {"w": W}, kernel_shape=[5, 5])
+    with pytest.raises(OnnxError, match=r"'conv_node' \(Conv-11\): kernel_shape \[5, 5\] does not match"):
+        load_onnx(model)
+
+
+def test_runtime_shape_error_names_the_node() -> None:
+    model = load_onnx(_single_node("Conv", {"x": X4[:, :3]}, ["y"], 11, {"w": W}))
+    with pytest.raises(cs.ShapeError, match=r"expected input with 3 channels.*ONNX node 'conv_node' \(Conv\)"):
+        model(cs.tensor(X4))
+
+
+def test_run_checks_feeds() -> None:
+    model = load_onnx(_single_node("Relu", {"x": X3}, ["y"], 13))
+    with pytest.raises(OnnxError, match=r"input 'x': expected element type float32, got float64"):
+        model.run({"x": X3.astype(np.float64)})
+    with pytest.raises(OnnxError, match=r"input 'x': expected shape \(2, 3, 5\), got \(2, 3\)"):
+        model.run({"x": X3[..., 0]})
+    with pytest.raises(OnnxError, match=r"unknown input name\(s\) \['z'\]"):
+        model.run({"x": X3, "z": X3})
+
+
+def test_old_and_new_opsets_are_refused_clearly() -> None:
+    with pytest.raises(UnsupportedOnnxError, match=r"opset 6 is not supported by convscope: it runs opsets 7 to"):
+        load_onnx(_single_node("Relu", {"x": X3}, ["y"], 6))
+
+
+def test_onnx_is_optional() -> None:
+    script = ("import sys, convscope, convscope.interop.onnx_load, convscope.interop.onnx_export\n"
+              "assert 'onnx' not in sys.modules, 'importing convscope imported onnx'\n"
+              "sys.modules['onnx'] = None\n"
+              "try:\n    convscope.load_onnx(b'')\nexcept ImportError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "pip install convscope[onnx]" in result.stdout
