@@ -17,6 +17,7 @@ from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, t
 
 # These functions share their module's name: imported eagerly, the function wins the package
 # attribute (a lazy lookup would lose it to the submodule once anything imports the latter).
+from .explain import explain  # noqa: E402
 from .pretrained import pretrained  # noqa: E402
 from .trace import trace  # noqa: E402
 from .train import train  # noqa: E402
@@ -33,14 +34,13 @@ _LAZY = {
     "to_torch": ("convscope.interop.torch_convert", "to_torch"),
     "load_onnx": ("convscope.interop.onnx_load", "load_onnx"),
     "export_onnx": ("convscope.interop.onnx_export", "export_onnx"),
-    "explain": ("convscope.explain", "explain"),
     "data": ("convscope.data", None),
     "inspect": ("convscope.inspect", None),
 }
 
 __all__ = [
     "ShapeError", "Tensor", "cat", "float32", "float64", "functional", "int64", "is_grad_enabled",
-    "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
+    "explain", "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
     *_LAZY,
 ]
 

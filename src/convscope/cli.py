@@ -142,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     """Sub-commands that live with their feature (each module's ``add_cli``)."""
+    from .explain.cli import add_cli as add_explain
     from .trace.cli import add_cli as add_trace
 
+    add_explain(sub)
     add_trace(sub)
 
 
