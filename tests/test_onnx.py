@@ -43,7 +43,7 @@ class SmallCNN(torch.nn.Module):
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                                       nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
                                       nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1, ceil_mode=True))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(16 * 3 * 3, 10))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(16 * 2 * 2, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(self.features(x)), dim=1)
@@ -160,11 +160,13 @@ TORCH_MODELS = {
 }
 
 
-@pytest.mark.parametrize("opset", [9, 11, 13, 17])
-@pytest.mark.parametrize("name", list(TORCH_MODELS))
+# torch exports bilinear interpolation with align_corners=False only from opset 11
+TORCH_EXPORTS = [(name, opset) for name in TORCH_MODELS for opset in (9, 11, 13, 17)
+                 if name != "decoder" or opset >= 11]
+
+
+@pytest.mark.parametrize(("name", "opset"), TORCH_EXPORTS)
 def test_torch_exported_model_matches_torch(name: str, opset: int) -> None:
-    if name == "decoder" and opset < 11:
-        pytest.skip("torch exports bilinear interpolation (align_corners=False) only from opset 11")
     factory, shape = TORCH_MODELS[name]
     torch.manual_seed(0)
     model = _randomise_batch_norms(factory())
@@ -268,7 +270,7 @@ def _single_node(op: str, inputs: dict[str, np.ndarray], outputs: list[str], ops
                  initializers: dict[str, np.ndarray] | None = None, **attrs: object) -> onnx.ModelProto:
     initializers = initializers or {}
     types = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
-             np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.int8): TensorProto.INT8}
+             np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.int32): TensorProto.INT32}
     graph_inputs = [helper.make_tensor_value_info(n, types[a.dtype], a.shape) for n, a in inputs.items()]
     graph_outputs = [onnx.ValueInfoProto(name=n) for n in outputs]
     node = helper.make_node(op, [*inputs, *initializers], outputs, name=f"{op.lower()}_node", **attrs)
@@ -300,18 +302,21 @@ CASES = {
     "flatten-9 axis 0": ("Flatten", {"x": X4}, 9, {}, {"axis": 0}),
     "gather-7 axis 1": ("Gather", {"x": X4}, 7, {"i": np.array([[0, 5], [-1, 2]])}, {"axis": 1}),
     "gemm-7 all attributes": ("Gemm", {"a": RNG.standard_normal((5, 3)).astype(F32)}, 7,
-                              {"b": RNG.standard_normal((4, 5)).astype(F32), "c": RNG.standard_normal((1, 4)).astype(F32)},
+                              {"b": RNG.standard_normal((4, 5)).astype(F32),
+                               "c": RNG.standard_normal((1, 4)).astype(F32)},
                               {"transA": 1, "transB": 1, "alpha": 0.7, "beta": 1.3}),
     "batchnorm-7 spatial": ("BatchNormalization", {"x": X4}, 7,
                             {"s": RNG.random(6).astype(F32), "b": RNG.random(6).astype(F32),
                              "m": RNG.random(6).astype(F32), "v": RNG.random(6).astype(F32) + 0.5},
                             {"epsilon": 1e-3, "spatial": 1}),
-    "lrn-7 even size": ("LRN", {"x": X4}, 7, {}, {"size": 4, "alpha": 0.01, "beta": 0.6, "bias": 2.0}),
     "lrn-13 odd size": ("LRN", {"x": X4}, 13, {}, {"size": 3}),
     "maxpool-8 indices column-major": ("MaxPool", {"x": X4}, 8, {}, {"kernel_shape": [3, 2], "strides": [2, 1],
                                                                      "pads": [1, 0, 1, 1], "storage_order": 1}),
-    "maxpool-12 same_lower dilated": ("MaxPool", {"x": X4}, 12, {}, {"kernel_shape": [3, 3], "strides": [2, 2],
-                                                                     "dilations": [2, 1], "auto_pad": "SAME_LOWER"}),
+    "maxpool-12 same_lower": ("MaxPool", {"x": X4}, 12, {}, {"kernel_shape": [3, 2], "strides": [2, 3],
+                                                             "auto_pad": "SAME_LOWER"}),
+    "maxpool-12 dilated ceil": ("MaxPool", {"x": X4}, 12, {}, {"kernel_shape": [3, 3], "strides": [2, 2],
+                                                               "dilations": [2, 1], "pads": [1, 0, 2, 1],
+                                                               "ceil_mode": 1}),
     "averagepool-7 asymmetric pads": ("AveragePool", {"x": X4}, 7, {}, {"kernel_shape": [3, 3], "pads": [0, 2, 2, 1],
                                                                         "count_include_pad": 1}),
     "averagepool-11 ceil": ("AveragePool", {"x": X4}, 11, {}, {"kernel_shape": [3, 2], "strides": [2, 3],
@@ -321,7 +326,7 @@ CASES = {
     "globalmaxpool-1d": ("GlobalMaxPool", {"x": X3}, 7, {}, {}),
     "conv-11 same_lower strided": ("Conv", {"x": X4[:, :3]}, 11, {"w": W}, {"auto_pad": "SAME_LOWER",
                                                                            "strides": [2, 3]}),
-    "conv-11 grouped dilated": ("Conv", {"x": X4}, 11, {"w": W[:, :2]}, {"group": 2, "dilations": [2, 1],
+    "conv-11 grouped dilated": ("Conv", {"x": X4}, 11, {"w": W}, {"group": 2, "dilations": [2, 1],
                                                                           "pads": [2, 1, 0, 1]}),
     "convtranspose-11 output_shape": ("ConvTranspose", {"x": X4[:, :4]}, 11, {"w": W}, {"strides": [2, 2],
                                                                                          "output_shape": [16, 18]}),
@@ -338,7 +343,7 @@ CASES = {
     "resize-10 nearest": ("Resize", {"x": X4}, 10, {"s": np.array([1, 1, 0.6, 1.7], F32)}, {"mode": "nearest"}),
     "resize-10 linear": ("Resize", {"x": X4}, 10, {"s": np.array([1, 1, 2, 0.5], F32)}, {"mode": "linear"}),
     "resize-11 linear align_corners": ("Resize", {"x": X4}, 11,
-                                       {"r": np.zeros(0, F32), "s": np.array([1, 1, 1.5, 0.75], F32)},
+                                       {"r": np.zeros(0, F32), "s": np.array([1, 1, 3, 0.75], F32)},
                                        {"mode": "linear", "coordinate_transformation_mode": "align_corners"}),
     "resize-13 nearest ceil asymmetric": ("Resize", {"x": X4}, 13,
                                           {"r": np.zeros(0, F32), "s": np.zeros(0, F32), "z": np.array([2, 6, 11, 5])},
@@ -349,21 +354,35 @@ CASES = {
                                              "z": np.array([2, 6, 1, 13])},
                                             {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}),
     "dropout-7 mask": ("Dropout", {"x": X3}, 7, {}, {"ratio": 0.3}),
-    "div-7 int8 truncates": ("Div", {"a": np.array([-7, 7, -9, 100], np.int8)}, 7, {"b": np.array([2, -2, 4, 7], np.int8)},
-                             {}),
+    "div-7 int32 truncates": ("Div", {"a": np.array([-7, 7, -9, 100], np.int32)}, 7,
+                              {"b": np.array([2, -2, 4, 7], np.int32)}, {}),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_operator_version_matches_onnxruntime(case: str) -> None:
     op, inputs, opset, initializers, attrs = CASES[case]
-    outputs = ["y", "mask"] if op in ("Dropout",) or (op == "MaxPool" and "storage_order" in attrs) else ["y"]
+    outputs = ["y", "indices"] if op == "MaxPool" and "storage_order" in attrs else ["y"]
     model = _single_node(op, inputs, outputs, opset, initializers, **attrs)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
     got = load_onnx(model).run(inputs)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         _close(g, w)
+
+
+def test_even_size_lrn_uses_the_onnx_window() -> None:
+    """onnxruntime refuses an even LRN size; the spec's window is ``[c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]``,
+    the mirror image of torch's, written out here element by element."""
+    size, alpha, beta, bias = 4, 0.01, 0.6, 2.0
+    model = _single_node("LRN", {"x": X4}, ["y"], 13, size=size, alpha=alpha, beta=beta, bias=bias)
+    want = np.empty_like(X4)
+    channels = X4.shape[1]
+    for c in range(channels):
+        lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + size // 2)
+        square_sum = (X4[:, lo:hi + 1] ** 2).sum(axis=1)
+        want[:, c] = X4[:, c] / (bias + alpha / size * square_sum) ** beta
+    _close(load_onnx(model).run({"x": X4})[0], want)
 
 
 # --- refusals -------------------------------------------------------------------------------------

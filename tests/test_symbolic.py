@@ -122,6 +122,18 @@ def _with_reference(model, shape):
     return model
 
 
+class Reshapes(nn.Module):
+    """unsqueeze/squeeze/permute, and view(1, -1, 3): 2·(H − 2)·(W − 2) cells must fill rows of 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x).unsqueeze(1).squeeze(1).permute(0, 2, 3, 1).reshape(1, -1, 2)
+        return y.sum(1, keepdim=True) + y.amax(1, keepdim=True), self.conv(x).reshape(1, -1, 3)
+
+
 class Unpool(nn.Module):
     def __init__(self):
         super().__init__()
@@ -136,8 +148,8 @@ class Unpool(nn.Module):
 HAND_MADE = {
     "dilation_padding": (nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2, padding=1), nn.ReLU(),
                                        nn.Conv2d(4, 4, (5, 3), stride=(3, 2), padding=(2, 0), dilation=(1, 3))), 1),
-    "ceil_mode": (nn.Sequential(nn.MaxPool2d(3, stride=2, ceil_mode=True), nn.AvgPool2d(3, 2, padding=1, ceil_mode=True),
-                                nn.MaxPool2d(2, stride=3, ceil_mode=True)), 1),
+    "ceil_mode": (nn.Sequential(nn.MaxPool2d(3, stride=2, ceil_mode=True), nn.AvgPool2d(3, 2, 1, ceil_mode=True),
+                                nn.MaxPool2d(2, stride=3, ceil_mode=True), nn.LPPool2d(2, 2, ceil_mode=True)), 1),
     # kernel 2, stride 2, padding 1: the last ceil-mode window sometimes starts in the padding and is dropped
     "ceil_drop": (nn.Sequential(nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True),
                                 nn.MaxPool2d((1, 2), stride=(3, 3), ceil_mode=True)), 1),
@@ -153,6 +165,7 @@ HAND_MADE = {
                                 Lambda(lambda x: F.pad(x, (1, 0, 1, 0), mode="replicate")),
                                 nn.Conv2d(1, 1, 5, padding="same"), nn.AvgPool2d(4, 3)), 1),
     "cat_parity": (TwoBranches("cat"), 2),
+    "reshapes": (Reshapes(), 1),
     "add_broadcast": (TwoBranches("add"), 2),
     # valid for H ∈ {13, 14}: ⌊(H − 2 − 3)/2⌋ + 1 = 5 rows reach the linear layer
     "slices_and_flatten": (_with_reference(nn.Sequential(
@@ -177,6 +190,24 @@ def test_hand_made_formulas_and_validity_equal_brute_force(name):
     sizes = [(v["H"], v["W"]) for v in square + tall] + [(h, w) for h in (5, 13, 14, 23) for w in (7, 13, 14, 31)]
     assert _assert_formulas_match(model, (c, "H", "W"), sizes) >= 5
     assert not s.symbolic.notes
+
+
+def test_1d_and_3d_formulas_and_validity():
+    """avg_pool3d also wants its input at least as large as the kernel before padding (torch's check)."""
+    model = nn.Sequential(nn.Conv3d(1, 2, 3, stride=(1, 2, 2), padding=(0, 1, 0)), nn.AvgPool3d(2, ceil_mode=True),
+                          nn.MaxPool3d((1, 3, 2), stride=(2, 1, 3), dilation=(1, 2, 1)))
+    s = cs.summary(model, (1, "D", "H", "W"))
+    values = [{"D": n, "H": n, "W": n} for n in range(1, 25)]
+    assert _brute_valid(model, (1, "D", "H", "W"), values) == [_claimed(s.validity["D = H = W"], n) for n in
+                                                                range(1, 25)]
+    assert _assert_formulas_match(model, (1, "D", "H", "W"), [(d, h, w) for d in (4, 9) for h in (17, 30)
+                                                               for w in (9, 20)]) == 8
+    model = nn.Sequential(nn.Conv1d(2, 3, 5, dilation=2), nn.MaxPool1d(3, ceil_mode=True), nn.Flatten(),
+                          nn.Linear(3 * 4, 2))
+    s = cs.summary(_with_reference(model, (2, 20)), (2, "L"))
+    assert s.validity["L"].text == "L ∈ [18, 20]"  # 4 = ⌈(L − 8 − 3)/3⌉ + 1
+    assert [n for n in range(1, 40) if cs.summary(model, (2, n)).ok] == [18, 19, 20]
+    assert s.rows[2].output_formula == ["3·⌊L/3⌋ − 6"]  # 3 channels × (⌊L/3⌋ − 2)
 
 
 def test_known_texts():

@@ -357,8 +357,8 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
-        return _reshape(x, tuple(s for s in x.shape if s != 1), {"squeeze": tuple(i for i, s in enumerate(x.shape)
-                                                                                    if s == 1)})
+        ones = tuple(i for i, s in enumerate(x.shape) if s == 1)
+        return _reshape(x, tuple(s for s in x.shape if s != 1), {"squeeze": ones})
     dim = dim % x.ndim
     if x.shape[dim] != 1:
         return x
@@ -541,9 +541,13 @@ def _reshape_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Ten
     known = int(np.prod([n for n in request if n != -1], dtype=np.int64))
     if -1 not in request:
         return consts(request), equal(total, const(known), "reshape keeps the {a} = {b} elements")
-    inferred = total.floor_div(0, known) if known != 1 else total
-    checks = check(f"reshape: {total.text} elements fill whole rows of {known}",
-                   lambda env: total.value(env) % known == 0, total)
+    fixed = int(np.prod([e.affine[4] for e in x if e.is_const], dtype=np.int64))
+    if fixed % known == 0:  # the constant dims alone fill whole rows
+        inferred, checks = product((const(fixed // known), *(e for e in x if not e.is_const))), []
+    else:
+        inferred = total.floor_div(0, known)
+        checks = check(f"reshape: {total.text} elements fill whole rows of {known}",
+                       lambda env: total.value(env) % known == 0, total)
     return tuple(inferred if n == -1 else const(n) for n in request), checks
 
 

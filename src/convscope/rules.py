@@ -187,7 +187,8 @@ class SymSize:
 
     Closed form ``q·⌊(m·X + b)/a⌋ + c`` of one symbol ``X`` (``m = 0``: the constant ``c``),
     held canonical (``gcd(m, a) = 1``, ``−a < b ≤ 0``; ``a = 1`` folds ``q`` into ``m``), so
-    equal functions have equal ``affine`` tuples ``(X, m, b, a, c, q)`` and equal text. The
+    one function built two ways (a residual branch and its shortcut) has one ``affine``
+    tuple ``(X, m, b, a, c, q)`` and one text. The
     forms that do not close — a product of two sizes, a window of stride ``s`` over
     ``q·⌊…⌋`` when ``s`` does not divide ``q``, a fractional scale factor — are *opaque*: a
     vectorised ``fn(env)`` and a display text. ``known=False`` marks a size past an op
@@ -356,12 +357,14 @@ def consts(shape: Sequence[int]) -> Sizes:
 
 
 def product(sizes: Sequence[SymSize]) -> SymSize:
-    """The product, constants first (``512·(⌊(H − 1)/32⌋ + 1)·(⌊(W − 1)/32⌋ + 1)``)."""
-    out = const(int(np.prod([s.affine[4] for s in sizes if s.is_const], dtype=np.int64)))
-    for s in sizes:
-        if not s.is_const:
-            out = out * s
-    return out
+    """The product, constants first: ``512·(⌊(H − 1)/32⌋ + 1)·(⌊(W − 1)/32⌋ + 1)`` (a
+    flatten); closed when at most one factor is not constant."""
+    k = const(int(np.prod([s.affine[4] for s in sizes if s.is_const], dtype=np.int64)))
+    factors = [s for s in sizes if not s.is_const]
+    if len(factors) <= 1:
+        return k * factors[0] if factors else k
+    text = "·".join(([] if k.is_value(1) else [k.text]) + [paren(f.text) for f in factors])
+    return opaque(text, lambda env: k.value(env) * np.prod([f.value(env) for f in factors], axis=0), *factors)
 
 
 def with_spatial(x: Sizes, output: Any, spatial: Sequence[SymSize]) -> Sizes:

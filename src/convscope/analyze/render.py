@@ -50,8 +50,10 @@ def _symbolic_lines(summary: Any) -> list[str]:
     for v in sym.validity.values():
         held = ", ".join(f"{k} = {n}" for k, n in v.held.items())
         lines.append(f"  {v.text}" + (f" (at {held})" if held else ""))
-        if v.reason:
-            lines += textwrap.wrap(v.reason, 79, initial_indent="    ", subsequent_indent="      ")
+        if v.reason:  # wrap between words, never inside a formula's "H − 1"
+            glued = v.reason.replace(" − ", "\u00a0−\u00a0").replace(" + ", "\u00a0+\u00a0")
+            lines += [line.replace("\u00a0", " ") for line in
+                      textwrap.wrap(glued, 80, initial_indent="    ", subsequent_indent="      ")]
     return lines + [_clip(f"Note: {n}") for n in sym.notes]
 
 

@@ -30,7 +30,7 @@ the checks that depend on them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,12 +39,15 @@ from ..tensor import Tensor
 from .record import Symbolic, Validity
 from .walk import Walk
 
+if TYPE_CHECKING:
+    from .summary import Summary
+
 CANDIDATES = (224, 227, 256, 299, 32, 64, 96, 128, 28, 512, 16, 8, 48, 112, 160, 192, 384, 1024)
 """Reference sizes tried (after the model's own default) until the network runs."""
 LIMIT = 2048
 """Valid sizes are checked for 1 … LIMIT."""
 
-Run = Callable[[list[tuple[int, ...]]], tuple[Any, Walk, list[Tensor | None]]]
+Run = Callable[[list[tuple[int, ...]]], tuple["Summary", Walk, list[Tensor | None]]]
 Located = tuple[str, Constraint]  # (layer (op), constraint)
 
 
@@ -52,7 +55,7 @@ def has_symbols(shapes: Sequence[Sequence[Any]]) -> bool:
     return any(isinstance(d, str) for s in shapes for d in s)
 
 
-def summarize(name: str, shapes: list[tuple[Any, ...]], default: tuple[int, ...] | None, run: Run) -> Any:
+def summarize(name: str, shapes: list[tuple[Any, ...]], default: tuple[int, ...] | None, run: Run) -> Summary:
     """The summary at a reference size, with ``output_formula`` per row and the valid sizes.
 
     ``shapes`` are the batched input shapes with names for symbolic sizes, ``default`` the
@@ -68,9 +71,9 @@ def summarize(name: str, shapes: list[tuple[Any, ...]], default: tuple[int, ...]
         row_sizes.append(entry[1] if entry is not None and entry[0] is t else None)
         if row_sizes[-1] is not None:
             row.output_formula = [s.text for s in row_sizes[-1][1:]]
-    skipped = {where for where, c in checks if not _evaluable(c, reference)}
+    skipped = sum(not _evaluable(c, reference) for _, c in checks)
     if skipped:
-        notes.append(f"the valid sizes ignore {len(skipped)} check(s) on unknown sizes")
+        notes.append(f"the valid sizes ignore {skipped} check(s) on unknown sizes")
     result.symbolic = Symbolic(shapes, reference, validity(checks, reference, symbols), notes, row_sizes)
     return result
 
@@ -99,7 +102,7 @@ def _concrete(shapes: list[tuple[Any, ...]], sizes: dict[str, int]) -> list[tupl
 
 
 def _reference(name: str, shapes: list[tuple[Any, ...]], symbols: list[str], default: tuple[int, ...] | None,
-               run: Run) -> tuple[dict[str, int], tuple[Any, Walk, list[Tensor | None]]]:
+               run: Run) -> tuple[dict[str, int], tuple[Summary, Walk, list[Tensor | None]]]:
     """The first size assignment at which the model runs: the model's default input size,
     then :data:`CANDIDATES` (one size for every symbol)."""
     tries: list[dict[str, int]] = []
@@ -282,10 +285,13 @@ def _reason(key: str, intervals: list[tuple[int, int | None]], first_fail: np.nd
             sizes.append(intervals[0][0] - 1)
         if intervals[-1][1] is not None:
             sizes.append(intervals[-1][1] + 1)
-    parts = []
+    failing: dict[int, list[int]] = {}
     for n in sizes:
-        k = int(first_fail[n - 1])
-        if k >= 0:
-            where, c = checks[k]
-            parts.append(f"{key} = {n} fails at {where}: {c.text}")
+        if first_fail[n - 1] >= 0:
+            failing.setdefault(int(first_fail[n - 1]), []).append(n)
+    parts = []
+    for k, at in failing.items():
+        where, c = checks[k]
+        sizes_text = " and ".join(f"{key} = {n}" for n in at)
+        parts.append(f"{sizes_text} {'fails' if len(at) == 1 else 'fail'} at {where}: {c.text}")
     return "; ".join(parts)

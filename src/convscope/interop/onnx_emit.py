@@ -78,7 +78,7 @@ class GraphBuilder:
     def constant(self, array: Any, hint: str = "const") -> str:
         array = np.asarray(array)
         if array.dtype not in _DTYPE_CODES:
-            raise OnnxError(f"export_onnx: constant {hint!r} has type {array.dtype}, which ONNX export does not support")
+            raise OnnxError(f"export_onnx: constant {hint!r} has type {array.dtype}, which the export does not support")
         name = hint if hint not in self.initializers and hint != "const" else f"{hint}_{next(self._counter)}"
         self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
         return name

@@ -24,10 +24,11 @@ __all__ = ["GraphInput", "OnnxModel", "Step"]
 
 @dataclass(frozen=True)
 class GraphInput:
-    """A graph input: its name, element type and dims (None where symbolic or unknown)."""
+    """A graph input: its name, element type and dims (None where symbolic or unknown; a
+    branch graph's inputs, the outer values it reads, declare neither)."""
 
     name: str
-    dtype: np.dtype
+    dtype: np.dtype | None
     dims: tuple[int | None, ...] | None
 
 
@@ -149,7 +150,7 @@ class OnnxModel(Module):
             raise OnnxError(f"missing input {spec.name!r}")
         value = feeds[spec.name]
         array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
-        if array.dtype != spec.dtype:
+        if spec.dtype is not None and array.dtype != spec.dtype:
             raise OnnxError(f"input {spec.name!r}: expected element type {spec.dtype}, got {array.dtype}")
         if spec.dims is not None:
             fits = len(spec.dims) == array.ndim and all(d is None or d == n for d, n in zip(spec.dims, array.shape))

@@ -51,40 +51,82 @@ def load_onnx(source: str | os.PathLike | bytes | Any) -> OnnxModel:
     onnx = require_onnx()
     proto = _read(onnx, source)
     opset = _opset(onnx, proto)
-    graph = proto.graph
-    if len(graph.sparse_initializer):
-        raise UnsupportedOnnxError("sparse initializers are not supported by convscope")
-    initializers = {t.name: _array(onnx, t, f"initializer {t.name!r}") for t in graph.initializer}
-    inputs = [_graph_input(onnx, v) for v in graph.input if v.name not in initializers]
-    outputs = [v.name for v in graph.output]
-    types = _value_types(onnx, proto)
-    uses = Counter(name for node in graph.node for name in node.input if name in initializers)
-    uses.update(name for name in outputs if name in initializers)
+    loader = _GraphLoader(onnx, opset, _value_types(onnx, proto))
+    initializers = loader.initializers(proto.graph)
+    inputs = [_graph_input(onnx, v) for v in proto.graph.input if v.name not in initializers]
+    return loader.graph(proto.graph, inputs)
 
-    defined = set(initializers) | {i.name for i in inputs}
-    names = _Names()
-    modules, steps, runtime_values = {}, [], set()
-    for index, proto_node in enumerate(graph.node):
-        node = _node_spec(onnx, proto_node, index, opset, initializers, uses, types)
-        undefined = [name for name in proto_node.input if name and name not in defined]
-        if undefined:
-            raise OnnxError(f"{node.label}: input(s) {undefined} are not produced by any earlier node, graph input "
-                            "or initializer (the graph must be topologically sorted)")
-        module, runtime = build_node(node)
-        attribute = names.take(node.name)
-        modules[attribute] = module
-        step_inputs = tuple(node.inputs[i] for i in runtime)
-        runtime_values.update(step_inputs)
-        steps.append(Step(attribute, node.name, node.op_type, step_inputs, tuple(node.outputs)))
-        defined.update(o for o in node.outputs if o)
-    missing = [name for name in outputs if name not in defined]
-    if missing:
-        raise OnnxError(f"graph output(s) {missing} are not produced by the graph")
-    shared = {}
-    for value in sorted((runtime_values | set(outputs)) & set(initializers)):
-        array = initializers[value]
-        shared[value] = (names.take(value), array, array.dtype.kind == "f")
-    return OnnxModel(inputs, outputs, _with_releases(steps, outputs), modules, shared, opset)
+
+class _GraphLoader:
+    """Builds the steps and modules of a graph, and of the branch graphs its If nodes hold."""
+
+    def __init__(self, onnx: Any, opset: int, types: dict[str, tuple[int | None, np.dtype | None]]) -> None:
+        self.onnx, self.opset, self.types = onnx, opset, types
+
+    def initializers(self, graph: Any) -> dict[str, np.ndarray]:
+        if len(graph.sparse_initializer):
+            raise UnsupportedOnnxError("sparse initializers are not supported by convscope")
+        return {t.name: _array(self.onnx, t, f"initializer {t.name!r}") for t in graph.initializer}
+
+    def graph(self, graph: Any, inputs: list[GraphInput]) -> OnnxModel:
+        """An OnnxModel running ``graph``; ``inputs`` are its graph inputs (for a branch, the
+        outer-scope values it reads)."""
+        initializers = self.initializers(graph)
+        outputs = [v.name for v in graph.output]
+        nodes = [(proto, self._subgraphs(proto)) for proto in graph.node]
+        uses = Counter(name for proto, sub in nodes for name in (*proto.input, *_free(sub)) if name in initializers)
+        uses.update(name for name in outputs if name in initializers)
+        defined = set(initializers) | {i.name for i in inputs}
+        names = _Names()
+        modules, steps, runtime_values = {}, [], set()
+        for index, (proto, sub) in enumerate(nodes):
+            node = _node_spec(self.onnx, proto, index, self.opset, initializers, uses, self.types, sub)
+            undefined = [name for name in node.inputs if name and name not in defined]
+            if undefined:
+                raise OnnxError(f"{node.label}: input(s) {undefined} are not produced by any earlier node, graph "
+                                "input or initializer (the graph must be topologically sorted)")
+            module, runtime = build_node(node)
+            attribute = names.take(node.name)
+            modules[attribute] = module
+            step_inputs = tuple(node.inputs[i] for i in runtime)
+            runtime_values.update(step_inputs)
+            steps.append(Step(attribute, node.name, node.op_type, step_inputs, tuple(node.outputs)))
+            defined.update(o for o in node.outputs if o)
+        missing = [name for name in outputs if name not in defined]
+        if missing:
+            raise OnnxError(f"graph output(s) {missing} are not produced by the graph")
+        shared = {}
+        for value in sorted((runtime_values | set(outputs)) & set(initializers)):
+            array = initializers[value]
+            shared[value] = (names.take(value), array, array.dtype.kind == "f")
+        return OnnxModel(inputs, outputs, _with_releases(steps, outputs), modules, shared, self.opset)
+
+    def _subgraphs(self, proto: Any) -> dict[str, tuple[OnnxModel, list[str]]]:
+        """The node's graph attributes, built, with the outer values each reads (in one order
+        shared by all of the node's branches)."""
+        graphs = {a.name: a.g for a in proto.attribute if a.type == self.onnx.AttributeProto.GRAPH}
+        if not graphs:
+            return {}
+        free = list(dict.fromkeys(name for g in graphs.values() for name in _free_names(g)))
+        outer = [GraphInput(name, None, None) for name in free]
+        return {key: (self.graph(g, outer), free) for key, g in graphs.items()}
+
+
+def _free_names(graph: Any) -> list[str]:
+    """Values a graph (or a graph nested in one of its nodes) reads from enclosing scopes."""
+    known = {t.name for t in graph.initializer} | {v.name for v in graph.input}
+    free: dict[str, None] = {}
+    for proto in graph.node:
+        nested = [name for a in proto.attribute if a.g.node for name in _free_names(a.g)]
+        for name in (*proto.input, *nested):
+            if name and name not in known:
+                free[name] = None
+        known.update(proto.output)
+    return list(free)
+
+
+def _free(subgraphs: dict[str, tuple[OnnxModel, list[str]]]) -> list[str]:
+    return next(iter(subgraphs.values()))[1] if subgraphs else []
 
 
 def _read(onnx: Any, source: Any) -> Any:
@@ -164,7 +206,10 @@ def _attribute(onnx: Any, attribute: Any, label: str) -> Any:
 
 
 def _node_spec(onnx: Any, proto: Any, index: int, opset: int, initializers: dict[str, np.ndarray],
-               uses: Counter, types: dict[str, tuple[int | None, np.dtype | None]]) -> NodeSpec:
+               uses: Counter, types: dict[str, tuple[int | None, np.dtype | None]],
+               subgraphs: dict[str, tuple[OnnxModel, list[str]]]) -> NodeSpec:
+    """Decode a node. A node holding branch graphs (If) also takes, after its own inputs, the
+    outer values its branches read; its graph attributes are the built branches."""
     name = proto.name or f"{proto.op_type}_{index}"
     if proto.domain not in _DEFAULT_DOMAINS:
         raise UnsupportedOnnxError(f"ONNX node {name!r} ({proto.op_type}): operator domain {proto.domain!r} is not "
@@ -175,12 +220,15 @@ def _node_spec(onnx: Any, proto: Any, index: int, opset: int, initializers: dict
     except onnx.defs.SchemaError:
         version, formal = opset, []
     label = f"ONNX node {name!r} ({proto.op_type}-{version})"
-    inputs = list(proto.input)
-    input_names = [formal[min(i, len(formal) - 1)] if formal else f"input{i}" for i in range(len(inputs))]
+    inputs = list(proto.input) + _free(subgraphs)
+    input_names = [formal[min(i, len(formal) - 1)] if formal else f"input{i}" for i in range(len(proto.input))]
+    input_names += ["outer"] * (len(inputs) - len(input_names))
     static = {i: initializers[n] for i, n in enumerate(inputs) if n in initializers}
+    attributes = {a.name: subgraphs[a.name][0] if a.name in subgraphs else _attribute(onnx, a, label)
+                  for a in proto.attribute}
     return NodeSpec(
         name=name, op_type=proto.op_type, version=version, inputs=inputs, outputs=list(proto.output),
-        attributes={a.name: _attribute(onnx, a, label) for a in proto.attribute}, input_names=input_names,
+        attributes=attributes, input_names=input_names,
         static=static, owned={i for i in static if uses[inputs[i]] == 1},
         input_types={i: types[n] for i, n in enumerate(inputs) if n in types})
 

@@ -8,14 +8,14 @@ takes at run time (an ``nn`` layer takes its data input only; it owns the rest).
 from __future__ import annotations
 
 from ..nn.module import Module
-from . import onnx_ops_conv, onnx_ops_math, onnx_ops_norm, onnx_ops_pool, onnx_ops_shape, onnx_resize
+from . import onnx_ops_control, onnx_ops_conv, onnx_ops_math, onnx_ops_norm, onnx_ops_pool, onnx_ops_shape, onnx_resize
 from .onnx_node import NodeSpec, OnnxOp
 
 __all__ = ["OPS", "build_node", "supported_ops"]
 
 OPS = {
     **onnx_ops_conv.OPS, **onnx_ops_pool.OPS, **onnx_ops_math.OPS, **onnx_ops_norm.OPS, **onnx_ops_shape.OPS,
-    **onnx_resize.OPS,
+    **onnx_resize.OPS, **onnx_ops_control.OPS,
 }
 
 

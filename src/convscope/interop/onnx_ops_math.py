@@ -77,10 +77,20 @@ class Div(_Binary):
         return ops.div(a, b)
 
 
-class Less(OnnxOp):
+class _Compare(OnnxOp):
+    function: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
     def compute(self, a: Tensor, b: Tensor) -> Tensor:
         _same_dtype(self, a, b)
-        return _no_grad_elementwise(np.less, np.bool_, a, b)
+        return _no_grad_elementwise(type(self).function, np.bool_, a, b)
+
+
+class Less(_Compare):
+    function = staticmethod(np.less)
+
+
+class Equal(_Compare):
+    function = staticmethod(np.equal)
 
 
 class Where(OnnxOp):
@@ -356,7 +366,8 @@ def _reduce(cls: type[_Reduce], axes_input_since: int) -> Callable[[NodeSpec], M
 
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
-    "Add": Add, "Sub": Sub, "Mul": Mul, "Div": Div, "Less": Less, "Where": Where, "Max": Max, "Min": Min,
+    "Add": Add, "Sub": Sub, "Mul": Mul, "Div": Div, "Max": Max, "Min": Min,
+    "Less": Less, "Equal": Equal, "Where": Where,
     "Pow": Pow, "Exp": Exp, "Log": Log, "Neg": Neg, "Sqrt": Sqrt, "Abs": Abs, "Cast": _cast, "CastLike": _cast_like,
     "Relu": lambda node: nn.ReLU(),
     "Sigmoid": lambda node: nn.Sigmoid(),

@@ -5,7 +5,8 @@ dilation for average pooling) becomes the ``nn`` layer (``MaxPool2d``, ``AvgPool
 torch's floor, ceil-mode and ``count_include_pad`` rules are ONNX's. Any other pool pads
 explicitly and then runs the engine op with padding 0:
 
-- max: pad with the lowest value of the dtype, ``F.max_pool{n}d`` (which has dilation);
+- max: pad with −∞, ``F.max_pool{n}d`` (which has dilation); integer inputs (up to 32 bits)
+  run exactly in float64, since the engine's max scan starts from −∞;
 - average: ``sum / count`` where both are window sums computed by a depthwise convolution
   with a kernel of ones (``F.conv{n}d``, which has dilation and any padding), the count
   being taken over a 0/1 mask of the cells ONNX counts (real cells, plus the declared
@@ -21,13 +22,12 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from .. import nn
+from .. import nn, ops
 from ..nn.module import Module
-from .. import ops
 from ..ops import abs as _abs
 from ..ops import reshape
 from ..tensor import Tensor
-from .onnx_geometry import Windows, WindowAttrs, read_window_attrs, split_pads, torch_pad_list
+from .onnx_geometry import WindowAttrs, Windows, read_window_attrs, split_pads, torch_pad_list
 from .onnx_node import NodeSpec, OnnxError, OnnxOp
 
 __all__ = ["OPS", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "MaxPool"]

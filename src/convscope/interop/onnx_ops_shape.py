@@ -65,6 +65,27 @@ def _constant(node: NodeSpec) -> Module:
     return Constant(node, array)
 
 
+class ConstantOfShape(OnnxOp):
+    """A tensor of the given shape filled with ``value`` (a one-element tensor, float32 0 by default)."""
+
+    def __init__(self, node: NodeSpec, value: np.ndarray) -> None:
+        super().__init__(node)
+        self.fill = value
+
+    def compute(self, shape: Tensor) -> Tensor:
+        dims = known_ints(shape, "input", self)
+        if min(dims, default=0) < 0:
+            raise OnnxError(f"{self.label}: shape {dims} has a negative size")
+        return Tensor.wrap(np.full(dims, self.fill.reshape(-1)[0], self.fill.dtype))
+
+
+def _constant_of_shape(node: NodeSpec) -> Module:
+    value = np.asarray(node.attr("value", np.zeros(1, np.float32)))
+    if value.size != 1:
+        raise node.error(f"value must hold one element, got shape {value.shape}")
+    return ConstantOfShape(node, value)
+
+
 class Shape(OnnxOp):
     """The input's shape (int64), sliced by ``start``/``end`` (Shape-15); real data even for
     a meta input."""
@@ -264,7 +285,8 @@ class Pad(OnnxOp):
                 axes: Tensor | None = None) -> Tensor:
         amounts = self.pads if pads is None else known_ints(pads, "pads", self)
         value = self.value if constant_value is None else known(constant_value, "constant_value", self).item()
-        listed = list(range(x.ndim)) if axes is None else [_axis(self, a, x.ndim) for a in known_ints(axes, "axes", self)]
+        listed = (list(range(x.ndim)) if axes is None
+                  else [_axis(self, a, x.ndim) for a in known_ints(axes, "axes", self)])
         if len(amounts) != 2 * len(listed):
             raise OnnxError(f"{self.label}: pads must hold {2 * len(listed)} values for axes {listed}, got {amounts}")
         before, after = [0] * x.ndim, [0] * x.ndim
@@ -305,7 +327,7 @@ def _slice(node: NodeSpec) -> Module:
 
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
-    "Identity": Identity, "Constant": _constant, "Shape": _shape,
+    "Identity": Identity, "Constant": _constant, "ConstantOfShape": _constant_of_shape, "Shape": _shape,
     "Concat": lambda node: Concat(node, int(node.attr("axis"))),
     "Flatten": lambda node: Flatten(node, int(node.attr("axis", 1))),
     "Reshape": lambda node: Reshape(node, bool(node.attr("allowzero", 0)) if node.version >= 14 else False),

@@ -10,6 +10,10 @@ to the input, ``tf_crop_and_resize`` positions outside the input take
 ``extrapolation_value``), and the sum is computed with convscope's indexing and arithmetic,
 so gradients flow. ``exclude_outside`` changes nothing for one- and two-tap kernels (the
 clamped taps already stay inside). Cubic mode and antialiasing are refused.
+
+Resize-10 and Upsample predate the coordinate attributes; the spec leaves their rule open,
+and convscope follows onnxruntime: asymmetric coordinates (``x = y / scale``), nearest
+rounding down when enlarging and up when shrinking.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
 from ..nn.module import Module
 from ..tensor import Tensor
 from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
@@ -69,6 +72,8 @@ def resize_taps(mode: str, coordinate: str, nearest: str, n_in: int, n_out: int,
     low = low.astype(np.int64)
     clamp = lambda i: np.clip(i, 0, n_in - 1)
     if mode == "nearest":
+        if nearest == "legacy":  # Resize-10 / Upsample, as onnxruntime runs them: ceil when shrinking
+            nearest = "ceil" if scale < 1 else "floor"
         up = {"round_prefer_floor": frac > 0.5, "round_prefer_ceil": frac >= 0.5, "floor": np.zeros_like(frac, bool),
               "ceil": frac > 0}[nearest]
         return [(clamp(low + up), None)], outside
@@ -158,8 +163,8 @@ class Resize(OnnxOp):
 
 def _resize(node: NodeSpec) -> Module:
     mode = node.choice("mode", "nearest", ("nearest", "linear"))
-    if node.version < 11:  # Resize-10 keeps Upsample's rules: asymmetric coordinates, floor for nearest
-        return Resize(node, mode, "asymmetric", "floor", 0.0, "stretch", None)
+    if node.version < 11:  # Resize-10 keeps Upsample's rules (see LEGACY)
+        return Resize(node, mode, "asymmetric", "legacy", 0.0, "stretch", None)
     coordinate = node.choice("coordinate_transformation_mode", "half_pixel",
                              COORDINATE_MODES if node.version >= 19 else COORDINATE_MODES[:1] + COORDINATE_MODES[2:])
     nearest = node.choice("nearest_mode", "round_prefer_floor", NEAREST_MODES)
@@ -179,7 +184,7 @@ def _upsample(node: NodeSpec) -> Module:
     """Upsample (opsets 7 to 9; deprecated by Resize-10, which kept its rules)."""
     mode = node.choice("mode", "nearest", ("nearest", "linear"))
     scales = [float(s) for s in node.attr("scales")] if node.version < 9 else None
-    return Resize(node, mode, "asymmetric", "floor", 0.0, "stretch", None, scales)
+    return Resize(node, mode, "asymmetric", "legacy", 0.0, "stretch", None, scales)
 
 
 OPS: dict[str, Any] = {"Resize": _resize, "Upsample": _upsample}

@@ -1,0 +1,110 @@
+"""Feature maps: every layer's activations for one input, one row per layer.
+
+The values are :func:`convscope.inspect.activations` (the model's own forward in eval
+mode). Each row has its own colour scale (a colour bar with the row's minimum and maximum);
+vector outputs (after ``Flatten``/``Linear``) are drawn as one strip of cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import inspect
+from . import style
+from .figure import new_figure, save
+from .models import resolve
+
+
+def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
+    """Test image ``index`` of the embedded digits ``(1, 1, 8, 8)`` and its label."""
+    from ..data import digits
+
+    images, labels = digits("test")
+    if not 0 <= index < len(images):
+        raise ValueError(f"digit {index} is out of range: the digits test set has {len(images)} images")
+    return images[index:index + 1], int(labels[index])
+
+
+def model_input(model: Any, x: Any, digit: int, input_shape: Sequence[int] | None = None
+                ) -> tuple[Any, str, np.ndarray, str]:
+    """(module with weights, name, one input ``(1, *shape)``, what the input is): the given
+    ``x``, digits test image ``digit`` for a model taking 1×8×8, else seeded uniform noise."""
+    net, name, shape = resolve(model, input_shape, weights=True)
+    if x is not None:
+        arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+        return net, name, arr if arr.ndim == len(shape) + 1 else arr[None], "the given input"
+    if tuple(shape) == (1, 8, 8):
+        image, label = digit_input(digit)
+        return net, name, image, f"digits test image {digit} (label {label})"
+    noise = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    return net, name, noise, "uniform random input (seed 0)"
+
+
+def _as_image(a: np.ndarray) -> np.ndarray:
+    """One sample's map ``(*spatial)`` as 2-D: 1-D as a row, 3-D as its middle depth slice."""
+    if a.ndim == 1:
+        return a[None, :]
+    if a.ndim == 3:
+        return a[a.shape[0] // 2]
+    return a
+
+
+def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers: Sequence[str] | None = None,
+                 max_channels: int = 8, input_shape: Sequence[int] | None = None,
+                 out: str | Path | None = None) -> Any:
+    """Activations of every layer (or of ``layers``) of ``model`` for one input (default: the
+    shipped digits CNN on digits test image ``digit``); the first ``max_channels`` channels
+    of each layer."""
+    import matplotlib
+
+    if max_channels < 1:
+        raise ValueError(f"max_channels must be ≥ 1, got {max_channels}")
+    net, name, x, described = model_input(model, x, digit, input_shape)
+    acts = {"input": x} | inspect.activations(net, x, layers)
+    rows = len(acts)
+    fig = new_figure(1.9 + max_channels * 0.95 + 0.9, 0.8 + rows * 1.05)
+    grid = fig.add_gridspec(rows, max_channels + 1, left=1.6 / fig.get_figwidth(), right=0.93,
+                            top=1 - 0.7 / fig.get_figheight(), bottom=0.25 / fig.get_figheight(),
+                            width_ratios=[1] * max_channels + [0.12], hspace=0.45, wspace=0.12)
+    cmap = matplotlib.colormaps[style.SEQUENTIAL]
+    modules = dict(net.named_modules())
+    for row, (layer, value) in enumerate(acts.items()):
+        sample = value[0]
+        typ = "" if layer == "input" else f" ({type(modules[layer.split('#')[0]]).__name__})"
+        label = f"{layer}{typ}\n{'×'.join(map(str, sample.shape))}"
+        lo, hi = float(sample.min()), float(sample.max())
+        norm = matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1)
+        if sample.ndim == 1:  # a vector: one strip over all channel columns
+            ax = fig.add_subplot(grid[row, :max_channels])
+            image = ax.imshow(sample[None, :], cmap=cmap, norm=norm, aspect="auto")
+            ax.set_yticks([])
+            if sample.size <= 16:
+                ax.set_xticks(range(sample.size))
+                for k, v in enumerate(sample):
+                    ax.text(k, 0, f"{v:.2g}", ha="center", va="center", fontsize=style.SMALL_SIZE,
+                            color="white" if norm(v) < 0.6 else "black")
+            else:
+                ax.set_xticks([])
+            ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=style.SMALL_SIZE + 0.5)
+        else:
+            channels = min(max_channels, sample.shape[0])
+            for c in range(channels):
+                ax = fig.add_subplot(grid[row, c])
+                image = ax.imshow(_as_image(sample[c]), cmap=cmap, norm=norm)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"ch {c}", fontsize=style.SMALL_SIZE, pad=2)
+                if c == 0:
+                    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=style.SMALL_SIZE + 0.5)
+        cbar = fig.colorbar(image, cax=fig.add_subplot(grid[row, max_channels]))
+        cbar.ax.tick_params(labelsize=style.SMALL_SIZE - 1)
+    fig.suptitle(f"{name}: activations of every layer for {described}\nfirst {max_channels} channels per layer; "
+                 "one colour scale per row (viridis, activation value)", x=0.02, ha="left",
+                 y=1 - 0.08 / fig.get_figheight(), va="top", fontsize=style.FONT_SIZE + 1)
+    if out is not None:
+        save(fig, out)
+    return fig

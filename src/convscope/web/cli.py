@@ -1,0 +1,89 @@
+"""``convscope serve [MODEL] [--port 8000] [--host 127.0.0.1]``: start the web explorer.
+
+Binds 127.0.0.1 by default and prints the URL; another ``--host`` gets a warning (the
+server has no authentication). ``MODEL`` is shown first: ``digits`` (default), a zoo
+name, or a spec or ``.onnx`` file read from the local disk once, at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register the ``serve`` sub-command (its ``run`` returns the exit code)."""
+    p = subparsers.add_parser("serve", help="start the web explorer on this machine (127.0.0.1)",
+                              description="Start a local web page for exploring a model: its architecture, every "
+                                          "layer's feature maps, how any value was computed, a digit you draw, "
+                                          "and a convolution playground. JSON API documented at /docs.")
+    p.add_argument("model", nargs="?", default="digits",
+                   help="model shown first: 'digits' (the trained digits CNN), a zoo name, a .spec or .onnx file")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--max-macs", type=float, default=None,
+                   help="largest forward pass the server runs, in MACs (default 2.5e9)")
+    p.set_defaults(run=run)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_model(app: Any, model: str) -> str:
+    """The id of ``model`` in ``app``'s store; a file is read now and added as an upload."""
+    from .errors import ApiError
+    from .upload import _onnx_entry, _spec_entry
+
+    path = Path(model)
+    store = app.state.store
+    try:
+        if not path.is_file():
+            model_id = model if model == "digits" or model.startswith("zoo:") else f"zoo:{model}"
+            return store.get(model_id).id
+        with store.engine:
+            if path.suffix == ".onnx":
+                entry = _onnx_entry(path.read_bytes(), path.name, None)
+            else:
+                entry = _spec_entry(path.read_text(encoding="utf-8"), path.name, store.limits)
+    except ApiError as err:
+        raise ValueError(f"{path}: {err.message}") from None
+    return store.add(entry).id
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .app import create_app
+        from .limits import Limits
+    except ImportError as err:
+        print(f"convscope serve: error: the web explorer needs FastAPI and uvicorn ({err.name} is missing): "
+              "pip install 'convscope[web]'", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must lie in 0 … 65535, got {args.port}")
+    limits = Limits() if args.max_macs is None else Limits(max_macs=int(args.max_macs))
+    app = create_app(limits)
+    app.state.default_model = _default_model(app, args.model)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    if not is_loopback(args.host):
+        print(f"convscope serve: warning: listening on {args.host}, reachable from other machines; the explorer has "
+              "no authentication and runs models for anyone who can reach it", file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"convscope explorer: http://{shown}:{port}/  (API: http://{shown}:{port}/docs; Ctrl+C stops)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+    return 0

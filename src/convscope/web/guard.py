@@ -1,0 +1,89 @@
+"""Before anything runs: the model's summary (on meta tensors), the compute check against
+the server's limits, and which layer feeds which (for the page's "step into" links).
+
+Call these with the store's engine lock held.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..analyze.render import human
+from ..nn.module import Module
+from ..tensor import Tensor
+from .errors import ApiError, engine_errors
+from .store import ModelEntry, ModelStore
+
+INPUT = "input"
+"""The name of the model input in a layer graph."""
+
+
+def summary_of(entry: ModelEntry) -> dict:
+    """The summary (``Summary.to_dict()``) of ``entry`` at its input shape, cached."""
+    if entry.summary is None:
+        with engine_errors("model_id", f"summary of {entry.name}"):
+            entry.summary = entry.summarize().to_dict()
+    return entry.summary
+
+
+def check_compute(store: ModelStore, entry: ModelEntry) -> dict:
+    """Refuse (422, kind ``limit``) a model whose forward pass is over the server's MAC or
+    parameter bound, or that fails its own shape rules; returns the summary."""
+    summary = summary_of(entry)
+    limits = store.limits
+    if summary["error"]:
+        raise ApiError(422, "model", f"{entry.name} cannot run on input {_shape(entry.input_shape)}: "
+                                     f"{summary['error']}", "model_id")
+    totals = summary["totals"]
+    if totals["macs"] > limits.max_macs:
+        raise ApiError(422, "limit", f"{entry.name} needs {human(totals['macs'])} MACs per forward pass; this server "
+                                     f"runs at most {human(limits.max_macs)} per request (convscope serve --max-macs)",
+                       "model_id")
+    if totals["params"] > limits.max_params:
+        raise ApiError(422, "limit", f"{entry.name} has {human(totals['params'])} parameters; this server builds "
+                                     f"models of at most {human(limits.max_params)}", "model_id")
+    return summary
+
+
+def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | None]:
+    """Leaf layer path → the leaf layer whose output is its (first) input, ``"input"`` for
+    the model input, None when a functional op in between made it (a residual addition).
+
+    Runs the model's own ``forward`` once on a meta tensor (shapes only) with hooks.
+    """
+    leaves = [(path, m) for path, m in model.named_modules() if path and not m._modules]
+    made_by: dict[int, str] = {}
+    graph: dict[str, str | None] = {}
+    alive: list[Any] = []  # keep every tensor alive so ids stay unique during the walk
+    x = Tensor.meta((1, *input_shape), next((p.dtype for p in model.parameters()), np.float32))
+    made_by[id(x)] = INPUT
+
+    def hook_for(path: str) -> Any:
+        def hook(module: Module, args: tuple, output: Any) -> None:
+            alive.append((args, output))
+            first = next((a for a in args if isinstance(a, Tensor)), None)
+            graph.setdefault(path, None if first is None else made_by.get(id(first)))
+            if isinstance(output, Tensor):
+                made_by[id(output)] = path
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(path)) for path, m in leaves]
+    try:
+        with engine_errors("model_id", "layer graph"):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return graph
+
+
+def graph_of(entry: ModelEntry, model: Module) -> dict[str, str | None]:
+    if entry.graph is None:
+        entry.graph = layer_graph(model, entry.input_shape or ())
+    return entry.graph
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "?" if shape is None else "×".join(map(str, shape))

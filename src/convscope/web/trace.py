@@ -1,0 +1,91 @@
+"""``/trace``: how one value of one layer was made (:func:`convscope.trace`), for the page's
+side panel: the reads, weights and products, bias and sum (or the pooling winner), the
+receptive field on the input, the sum per input channel, and which layer to step into.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from ..trace import trace as trace_value
+from .encode import answer, finite, pack
+from .errors import ApiError, engine_errors
+from .guard import graph_of
+from .inputs import InputSpec
+from .run import model_input
+from .store import store_of
+
+router = APIRouter(prefix="/api", tags=["trace"])
+
+
+class TraceRequest(BaseModel):
+    input: InputSpec = Field(default_factory=InputSpec)
+    layer: str = Field(..., max_length=200,
+                       description="module path as in named_modules(), e.g. '2' or 'layer1.0.conv1'")
+    index: list[int] = Field(..., min_length=1, max_length=8,
+                             description="full index into the layer's output, batch first, e.g. [0, 5, 3, 4]")
+    influence: bool = Field(True, description="also send the input cells that influence the value")
+
+
+def channel_sums(terms: list[dict]) -> list[dict[str, Any]] | None:
+    """Per input channel of a convolution's terms: ``{"channel", "sum", "terms"}`` (exact sums)."""
+    if not terms or len(terms[0]["read"]["index"]) < 3:
+        return None
+    by_channel: dict[int, list[float]] = {}
+    for term in terms:
+        by_channel.setdefault(term["read"]["index"][1], []).append(term["product"] or 0.0)
+    return [{"channel": c, "sum": math.fsum(p), "terms": len(p)} for c, p in sorted(by_channel.items())]
+
+
+def _influence(mask: np.ndarray, box: Any) -> dict[str, Any]:
+    """The influence mask as an image: channels merged for a ``(1, C, H, W)`` input."""
+    image = mask[0].any(axis=0) if mask.ndim == 4 else mask[0]
+    return {"input_shape": list(mask.shape), "count": int(mask.sum()), "receptive_box": box,
+            "mask": pack(image.astype(np.float32))}
+
+
+@router.post("/models/{model_id}/trace")
+def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
+    """Trace one value: ``convscope.trace(...).to_dict()`` (``value``, ``recomputed``, ``step``
+    with its ``terms``/``reads``, ``bias``, ``winner``, ...) plus ``input_from`` (the layer
+    whose output the reads index; ``"input"`` for the model input), ``channel_sums`` (a
+    convolution's sum per input channel), ``influence`` (``count``, ``receptive_box`` and the
+    ``mask`` image of the input cells that influence the value) and ``terms_total``. A
+    weighted sum of more than ``max_trace_terms`` terms sends the largest products only
+    (``terms_truncated``)."""
+    store = store_of(http)
+    entry = store.get(model_id)
+    if not request.layer:
+        raise ApiError(422, "validation", "layer must name a layer, not the whole model ('')", "layer")
+    with store.engine:
+        model, x = model_input(store, entry, request.input)
+        graph = graph_of(entry, model)
+        known = request.layer in dict(model.named_modules())
+        with engine_errors("index" if known else "layer"):
+            t = trace_value(model, x, request.layer, request.index)
+            out = t.to_dict()
+            if request.influence:
+                out["influence"] = _influence(t.influence(), _box(t))
+    step = out["step"]
+    terms = step.get("terms")
+    out["terms_total"] = len(terms) if terms is not None else len(step.get("reads") or [step.get("read")])
+    out["channel_sums"] = channel_sums(terms) if terms else None
+    out["terms_truncated"] = False
+    if terms is not None and len(terms) > store.limits.max_trace_terms:
+        keep = sorted(terms, key=lambda term: -abs(term["product"] or 0.0))[:store.limits.max_trace_terms]
+        step["terms"] = keep
+        out["terms_truncated"] = True
+    out["input_from"] = graph.get(request.layer)
+    out["model"] = entry.id
+    return answer(finite(out))
+
+
+def _box(t: Any) -> Any:
+    box = t.receptive_box()
+    return None if box is None else [list(b) for b in box]
