@@ -117,7 +117,8 @@ def draw_fields(image: np.ndarray, panels: list[FieldPanel], title: str) -> Any:
                                    edgecolor=style.HIGHLIGHT_EDGE, linewidth=1.6))
         ax.set_xticks([])
         ax.set_yticks([])
-        unit = ", ".join(map(str, panel.index[1:]))
+        spatial = panel.index[2:]
+        unit = f"ch {panel.index[1]}, ({', '.join(map(str, spatial))})" if spatial else f"{panel.index[1]} (most active)"
         size = f"{box[0][1] - box[0][0] + 1}×{box[1][1] - box[1][0] + 1} box" if box else "no pixels"
         ax.set_title(f"{panel.layer} ({panel.type})\nunit ({unit})\n{int(panel.mask.sum())} pixels, {size}",
                      fontsize=style.SMALL_SIZE + 0.5)
