@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from cases import BY_NAME, ConvCase, ModelCase, OpCase
 
 Timed = tuple[Callable[[], Any], Callable[[Any], Any]]  # (untimed preparation, timed call of its result)

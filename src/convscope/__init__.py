@@ -8,19 +8,19 @@ Heavier parts (the analyzer, interop, training, tracing) load on first use, so
 import importlib
 from typing import Any
 
+# explain, pretrained, trace and train share their module's name: imported eagerly, the
+# function wins the package attribute (a lazy lookup would lose it to the submodule once
+# anything imports the latter).
 from . import functional, nn, optim, zoo
 from . import ops as _ops  # noqa: F401  (binds the Tensor operators and methods)
 from .errors import ShapeError
+from .explain import explain
 from .ops import cat, stack, where
+from .pretrained import pretrained
 from .random import manual_seed
 from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, tensor
-
-# These functions share their module's name: imported eagerly, the function wins the package
-# attribute (a lazy lookup would lose it to the submodule once anything imports the latter).
-from .explain import explain  # noqa: E402
-from .pretrained import pretrained  # noqa: E402
-from .trace import trace  # noqa: E402
-from .train import train  # noqa: E402
+from .trace import trace
+from .train import train
 
 __version__ = "0.1.0"
 
@@ -34,13 +34,14 @@ _LAZY = {
     "to_torch": ("convscope.interop.torch_convert", "to_torch"),
     "load_onnx": ("convscope.interop.onnx_load", "load_onnx"),
     "export_onnx": ("convscope.interop.onnx_export", "export_onnx"),
+    "export_xlsx": ("convscope.export", "export_xlsx"),
     "data": ("convscope.data", None),
     "inspect": ("convscope.inspect", None),
 }
 
 __all__ = [
-    "ShapeError", "Tensor", "cat", "float32", "float64", "functional", "int64", "is_grad_enabled",
-    "explain", "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
+    "ShapeError", "Tensor", "cat", "explain", "float32", "float64", "functional", "int64", "is_grad_enabled",
+    "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
     *_LAZY,
 ]
 

@@ -47,6 +47,12 @@ def parse_shape(text: str) -> tuple[int | str, ...]:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .analyze import summary
 
+    if args.compare:
+        from .analyze.compare import compare
+
+        table = compare(args.model, parse_shape(args.input) if args.input else None)
+        print(table.to_json() if args.format == "json" else table)
+        return 0
     result = summary(args.model, parse_shape(args.input) if args.input else None, convention=args.convention)
     if args.by_type:
         from .analyze.render import by_type_table
@@ -113,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
-    p.add_argument("--convention", choices=["convscope", "paper"], default="convscope",
-                   help="what the totals count (paper: conv/fc multiply-adds, weights without biases)")
+    p.add_argument("--convention", choices=["convscope", "paper", "fvcore", "thop", "ptflops", "torch"],
+                   default="convscope", help="what the totals count (paper: conv/fc multiply-adds, weights without "
+                   "biases; fvcore, thop, ptflops, torch: those tools' rules)")
+    p.add_argument("--compare", action="store_true",
+                   help="the totals under every convention side by side, with the reason for each difference")
     p.add_argument("--by-type", action="store_true", help="MACs and parameters per layer kind, with shares")
     p.set_defaults(run=_cmd_summary)
     p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
@@ -143,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     """Sub-commands that live with their feature (each module's ``add_cli``)."""
     from .explain.cli import add_cli as add_explain
+    from .export.cli import add_cli as add_export_xlsx
     from .trace.cli import add_cli as add_trace
 
     add_explain(sub)
     add_trace(sub)
+    add_export_xlsx(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,8 +17,10 @@ from .errors import ShapeError
 from .rules import (
     FREE,
     UNKNOWN,
+    Axis,
     Constraint,
     Cost,
+    Saved,
     Sizes,
     SymSize,
     at_least,
@@ -27,15 +29,18 @@ from .rules import (
     const,
     consts,
     cost_rule,
+    elementwise_saved,
     equal,
     field_rule,
     global_field,
+    keeps,
     numel,
     opaque,
     paren,
     per_element,
     product,
     same_field,
+    saved_rule,
     size_rule,
 )
 from .tensor import Tensor, as_tensor, make_result
@@ -466,7 +471,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "neg", "exp", "log", "sqrt",
                "abs", "clamp")
 cost_rule(*ELEMENTWISE)(per_element(1, "one arithmetic op each"))
-field_rule(*ELEMENTWISE, "getitem", "expand", "to", "cat")(same_field)
+field_rule(*ELEMENTWISE, "expand", "to", "cat")(same_field)
 cost_rule("reshape", "permute", "expand", "getitem", "cat", "to")(lambda inputs, output, attrs: FREE)
 field_rule("permute", "matmul")(global_field)
 
@@ -481,6 +486,55 @@ def _reduce_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 def _reduce_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
     """Reducing over a spatial axis (any axis after batch and channel) makes the field global."""
     return None if any(d >= 2 for d in attrs.get("dim", ())) else fields[0]
+
+
+# What each backward closure keeps (see rules.Saved): _binary keeps both operands and the
+# output, unary its input and output; shape ops keep their input only for its shape.
+saved_rule("add")(elementwise_saved((0, 1), grads_alias=True))  # (g, g): views when no broadcast
+saved_rule("sub", "mul", "where")(elementwise_saved((0, 1)))
+saved_rule("div", "pow", "maximum", "minimum")(elementwise_saved((0, 1), backward=2))  # x/(y·y), masks, …
+saved_rule("neg", "exp", "log", "sqrt")(elementwise_saved())
+saved_rule("abs", "clamp")(elementwise_saved(backward=1))  # sign(a), the kept-range mask
+saved_rule("sum")(keeps(0, grads_alias=True))  # the gradient is a broadcast view
+saved_rule("amax")(elementwise_saved(backward=1))  # the mask of maxima
+saved_rule("reshape")(keeps(0, view=True, grads_alias=True))
+saved_rule("permute")(keeps(view=True, grads_alias=True))
+saved_rule("expand")(keeps(0, view=True))
+saved_rule("cat")(keeps(grads_alias=True))  # the gradients are slices of the output gradient
+saved_rule("getitem", "to", "matmul")(lambda inputs, output, attrs: Saved(tuple(range(len(inputs)))))
+
+
+@field_rule("getitem")
+def _getitem_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
+    """Basic indexing: a slice of a spatial dim shifts and strides its field, an integer
+    drops the axis; advanced (array) indices and reversed slices mix positions (global)."""
+    field = fields[0]
+    if not field:
+        return field
+    x = inputs[0]
+    index = attrs["index"] if isinstance(attrs["index"], tuple) else (attrs["index"],)
+    basic = all(i is None or i is Ellipsis or isinstance(i, slice)
+                or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)) for i in index)
+    if not basic or builtins.sum(i is Ellipsis for i in index) > 1:
+        return None
+    used = builtins.sum(i is not None and i is not Ellipsis for i in index)
+    k = index.index(Ellipsis) if Ellipsis in index else len(index)
+    index = (*index[:k], *(slice(None),) * (x.ndim - used), *index[k + 1:])
+    first = x.ndim - len(field)  # the input's first spatial dim
+    out, dim = [], 0
+    for i in index:
+        if i is None:
+            continue
+        if dim >= first:
+            axis = field[dim - first]
+            if isinstance(i, slice):
+                cells = range(x.shape[dim])[i]
+                if cells.step < 0:
+                    return None
+                out.append(Axis(axis.size, axis.jump * cells.step, axis.start + cells.start * axis.jump,
+                                axis.input_dependent))
+        dim += 1
+    return tuple(out)
 
 
 @field_rule("reshape")

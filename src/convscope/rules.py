@@ -10,7 +10,7 @@ it imports nothing from convscope.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd
 from typing import Any
@@ -36,17 +36,23 @@ class Axis:
     """Receptive field of one output unit along one spatial axis, in input pixels.
 
     Output unit ``i`` sees input cells ``start + i·jump … start + i·jump + size − 1``
-    (``jump`` is the cumulative stride; fractions arise after upsampling).
+    (``jump`` is the cumulative stride; fractions arise after upsampling). Where ``jump``
+    is fractional the unit's true field is not affine in ``i``: the box is then the
+    tightest affine bound, containing every unit's field and equal to it for some.
+    ``input_dependent`` marks a field that holds at this input size only (adaptive
+    pooling, resizing to a fixed size): at another input size it changes.
     """
 
     size: Fraction
     jump: Fraction
     start: Fraction
+    input_dependent: bool = False
 
     def window(self, kernel: int, stride: int, dilation: int, pad_before: int) -> Axis:
         """After a sliding window (conv or pool) with these hyper-parameters."""
         span = dilation * (kernel - 1) + 1
-        return Axis(self.size + (span - 1) * self.jump, self.jump * stride, self.start - pad_before * self.jump)
+        return Axis(self.size + (span - 1) * self.jump, self.jump * stride, self.start - pad_before * self.jump,
+                    self.input_dependent)
 
     def scatter(self, kernel: int, stride: int, dilation: int, padding: int) -> Axis:
         """After a transposed convolution: output ``o`` gathers the inputs ``i`` with
@@ -54,23 +60,39 @@ class Axis:
         (the continuous bounding interval; exact cells are a subset)."""
         span = dilation * (kernel - 1) + 1
         jump = self.jump / stride
-        return Axis(self.size + (span - 1) * jump, jump, self.start + (padding - span + 1) * jump)
+        return Axis(self.size + (span - 1) * jump, jump, self.start + (padding - span + 1) * jump,
+                    self.input_dependent)
+
+    def cells(self, first: Sequence[int], last: Sequence[int], ratio: Fraction, input_dependent: bool = False
+              ) -> Axis:
+        """After an op whose output unit ``o`` reads the input cells ``first[o] … last[o]``
+        (an adaptive bin, the taps of a resize): the tightest field stepping ``ratio``
+        input cells per output unit, ``lo ≤ first[o] − o·ratio`` and ``hi ≥ last[o] − o·ratio``."""
+        lo = min(Fraction(f) - o * ratio for o, f in enumerate(first))
+        hi = max(Fraction(v) - o * ratio for o, v in enumerate(last))
+        return Axis(self.size + (hi - lo) * self.jump, self.jump * ratio, self.start + lo * self.jump,
+                    self.input_dependent or input_dependent)
 
     def bins(self, length: int, out: int) -> Axis:
-        """After adaptive pooling of ``length`` cells into ``out`` bins (bin i covers
-        ``⌊i·L/out⌋ … ⌈(i+1)·L/out⌉ − 1``): the widest bin, stepping by ``L/out`` on average."""
-        widest = max(-(-(i + 1) * length // out) - (i * length // out) for i in range(out))
-        return Axis(self.size + (widest - 1) * self.jump, self.jump * Fraction(length, out), self.start)
+        """After adaptive pooling of ``length`` cells into ``out`` bins (bin ``i`` covers
+        ``⌊i·L/out⌋ … ⌈(i+1)·L/out⌉ − 1``), stepping ``L/out`` cells; input-size dependent."""
+        first = [i * length // out for i in range(out)]
+        last = [-(-(i + 1) * length // out) - 1 for i in range(out)]
+        return self.cells(first, last, Fraction(length, out), True)
 
-    def resample(self, length: int, out: int, taps: int) -> Axis:
-        """After interpolation from ``length`` to ``out`` cells reading ``taps`` neighbours."""
-        return Axis(self.size + (taps - 1) * self.jump, self.jump * Fraction(length, out), self.start)
+    def union(self, other: Axis, count: int = 1) -> Axis:
+        """The smallest field covering both for every one of ``count`` output units (a
+        residual addition or concatenation). Paths that step differently are bounded at
+        the first and the last unit, where they part most, stepping as whichever path
+        gives the smaller box."""
+        last = max(count - 1, 0)
 
-    def union(self, other: Axis) -> Axis:
-        """The smallest field covering both (a residual addition or concatenation)."""
-        lo = min(self.start, other.start)
-        hi = max(self.start + self.size, other.start + other.size)
-        return Axis(hi - lo, min(self.jump, other.jump), lo)
+        def bound(jump: Fraction) -> Axis:
+            lo = min(a.start + i * (a.jump - jump) for a in (self, other) for i in (0, last))
+            hi = max(a.start + a.size + i * (a.jump - jump) for a in (self, other) for i in (0, last))
+            return Axis(hi - lo, jump, lo, self.input_dependent or other.input_dependent)
+
+        return min((bound(self.jump), bound(other.jump)), key=lambda a: a.size)
 
 
 Field = tuple[Axis, ...] | None | bool
@@ -109,6 +131,77 @@ def field_rule(*ops: str) -> Callable[[FieldRule], FieldRule]:
     return register
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What one op call keeps for its backward in convscope's engine, read off its backward
+    closure, and the scratch memory it needs (all in bytes).
+
+    ``inputs``: the positions of the inputs the closure reads (it keeps them alive);
+    ``output``: whether it reads its own output; ``extra``: arrays it builds in the forward
+    and keeps for the backward, as ``(what, bytes)`` (a padded copy of the input, a mask, the
+    normalised input). ``view``: the output shares input 0's memory (reshape, permute);
+    ``grads_alias``: the input gradients it returns are views of the output gradient (add,
+    reshape), not new arrays. ``workspace``/``backward_workspace``: the largest transient
+    arrays alive while the forward/backward runs, beyond its inputs, output and gradients.
+
+    The engine's tape additionally keeps every input of every recorded op alive (a result
+    holds its parents), so the memory model adds all parents; ``inputs``/``output`` say what
+    the gradient formulas themselves need, the figure to compare with torch's saved tensors.
+    """
+
+    inputs: tuple[int, ...] = ()
+    output: bool = False
+    extra: tuple[tuple[str, int], ...] = ()
+    view: bool = False
+    grads_alias: bool = False
+    workspace: int = 0
+    backward_workspace: int = 0
+
+    @property
+    def extra_bytes(self) -> int:
+        return sum(b for _, b in self.extra)
+
+
+SavedRule = Callable[[Sequence[Any], Any, dict], Saved]
+SAVED_RULES: dict[str, SavedRule] = {}
+
+
+def saved_rule(*ops: str) -> Callable[[SavedRule], SavedRule]:
+    """Register ``rule(inputs, output, attrs) -> Saved`` for the named ops."""
+
+    def register(rule: SavedRule) -> SavedRule:
+        for op in ops:
+            SAVED_RULES[op] = rule
+        return rule
+
+    return register
+
+
+def keeps(*inputs: int, output: bool = False, view: bool = False, grads_alias: bool = False) -> SavedRule:
+    """A saved rule for ops that keep only some of their inputs and/or their output."""
+    fixed = Saved(inputs, output, view=view, grads_alias=grads_alias)
+    return lambda inputs_, output_, attrs: fixed
+
+
+def elementwise_saved(inputs: tuple[int, ...] = (0,), output: bool = True, forward: float = 0.0,
+                      backward: float = 0.0, grads_alias: bool = False) -> SavedRule:
+    """A saved rule for element-wise ops whose scratch arrays are output-sized:
+    ``forward``/``backward`` count them in units of the output's bytes (a bool mask is 1/4
+    of a float32 output)."""
+
+    def rule(inputs_: Sequence[Any], output_: Any, attrs: dict) -> Saved:
+        size = nbytes(output_)
+        return Saved(inputs, output, grads_alias=grads_alias, workspace=int(forward * size),
+                     backward_workspace=int(backward * size))
+
+    return rule
+
+
+def nbytes(t: Any) -> int:
+    """Bytes of a tensor's data (meta tensors included: shape × item size)."""
+    return numel(t.shape) * np.dtype(t.dtype).itemsize
+
+
 def numel(shape: Sequence[int]) -> int:
     total = 1
     for s in shape:
@@ -128,16 +221,22 @@ def per_element(flops_each: int, what: str) -> CostRule:
 
 def same_field(fields: Sequence[Field], inputs: Sequence[Any], output: Any, attrs: dict) -> Field:
     """Element-wise ops: the union of the operands' fields (operands without one, such as
-    parameters and constants, are ignored)."""
-    known = [f for f in fields if f is not NO_FIELD]
+    parameters and constants, are ignored). An operand broadcast along a spatial axis (size
+    1 there) gives every output unit its one unit's field: it steps by 0."""
+    known = [(f, t) for f, t in zip(fields, inputs) if f is not NO_FIELD]
     if not known:
         return NO_FIELD
-    if any(f is None for f in known):
+    if any(f is None for f, _ in known):
         return None
-    spatial = [f for f in known if len(f) == len(known[0])]
-    out = spatial[0]
-    for f in spatial[1:]:
-        out = tuple(a.union(b) for a, b in zip(out, f))
+    nd = len(known[0][0])
+    counts = tuple(output.shape[len(output.shape) - nd:]) if nd else ()
+    out = None
+    for f, t in known:
+        if len(f) != nd:
+            continue
+        sizes = tuple(t.shape[len(t.shape) - nd:])
+        f = tuple(replace(a, jump=Fraction(0)) if s == 1 and n > 1 else a for a, s, n in zip(f, sizes, counts))
+        out = f if out is None else tuple(a.union(b, n) for a, b, n in zip(out, f, counts))
     return out
 
 

@@ -12,11 +12,14 @@ import numpy as np
 
 @dataclass
 class FieldAxis:
-    """Receptive field of one output unit along one spatial axis, in input pixels."""
+    """Receptive field of one output unit along one spatial axis, in input pixels (unit ``i``
+    sees ``start + i·jump … start + i·jump + size − 1``). ``input_dependent``: the value
+    holds at this input size only (adaptive pooling or a resize to a fixed size before)."""
 
     size: float
     jump: float
     start: float
+    input_dependent: bool = False
 
 
 @dataclass

@@ -9,6 +9,7 @@ import textwrap
 from typing import Any
 
 from ..rules import paren
+from .conventions import CONVENTIONS
 from .record import LayerRow
 
 
@@ -68,7 +69,13 @@ def field_text(row: LayerRow) -> str:
     if rf == "global":
         return "all"
     sizes = [f"{a.size:g}" for a in rf]
-    return "×".join(sizes) if len(set(sizes)) > 1 else (sizes[0] if sizes else "-")
+    text = "×".join(sizes) if len(set(sizes)) > 1 else (sizes[0] if sizes else "-")
+    return text + "*" if any(a.input_dependent for a in rf) else text
+
+
+def _depends_on_input_size(summary: Any) -> bool:
+    return any(isinstance(r.receptive_field, list) and any(a.input_dependent for a in r.receptive_field)
+               for r in summary.rows)
 
 
 def _visible(summary: Any, depth: int | None) -> list[LayerRow]:
@@ -124,6 +131,10 @@ def table(summary: Any, depth: int | None = None) -> str:
               f"MACs: {t.macs:,} ({human(t.macs)})   FLOPs: {t.flops:,} ({human(t.flops)})",
               f"Activations: peak {human(t.peak_activation_bytes)}B live in a forward pass "
               f"(input {human(t.input_bytes)}B, output {human(t.output_bytes)}B)"]
+    if summary.convention != "convscope":
+        lines.append(_convention_line(summary))
+    if depth is None and _depends_on_input_size(summary):
+        lines.append("RF*: at this input size only (adaptive pooling or a resize to a fixed size)")
     if summary.unused_params:
         lines.append(f"Unused parameters (modules never called): {summary.unused_params:,}")
     if summary.uncounted:
@@ -134,6 +145,15 @@ def table(summary: Any, depth: int | None = None) -> str:
     if sym is not None:
         lines += _symbolic_lines(summary)
     return "\n".join(lines)
+
+
+def _convention_line(summary: Any) -> str:
+    """Which convention counted, and its total as the tool names it."""
+    c = CONVENTIONS.get(summary.convention)
+    if c is None:
+        return f"Convention: {summary.convention} (each row's formula names the rule it applied)"
+    return (f"Convention: {c.name}, which reports {c.reports}: {c.total(summary.totals.macs, summary.totals.flops):,}"
+            " (each row's formula names its rule)")
 
 
 def by_type_table(summary: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,8 +22,10 @@ from ..nn._utils import meta_parameters
 from ..nn.module import Module
 from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
 from ..tensor import Tensor
-from . import conventions, render, symbolic
+from . import conventions, memory, render, symbolic
 from .conventions import Convention
+from .erf import EffectiveField, effective_receptive_field
+from .memory import TrainingMemory
 from .record import FieldAxis, LayerRow, Symbolic, Totals, Uncounted, Validity
 from .walk import ModuleCall, Walk, output_tensors, walk
 
@@ -42,6 +44,8 @@ class Summary:
     unused_params: int = 0
     convention: str = "convscope"
     symbolic: Symbolic | None = None  # set when the input shape names sizes ("H", "W")
+    training: TrainingMemory | None = None  # set by summary(..., training=True)
+    erf: EffectiveField | None = None  # set by summary(..., erf=True)
 
     @property
     def ok(self) -> bool:
@@ -87,7 +91,9 @@ class Summary:
             "uncounted": [vars(u).copy() | {"output_shape": list(u.output_shape)} for u in self.uncounted],
             "unused_params": self.unused_params,
             "error": None if self.error is None else str(self.error),
-        } | ({} if self.symbolic is None else {"symbolic": self.symbolic.to_dict()})
+        } | ({} if self.symbolic is None else {"symbolic": self.symbolic.to_dict()}) \
+          | ({} if self.training is None else {"training": self.training.to_dict()}) \
+          | ({} if self.erf is None else {"erf": self.erf.to_dict()})
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -172,7 +178,7 @@ def _param_formula(module: Module, convention: Convention) -> tuple[int, int, st
     """(count, trainable count, formula) of a module's own parameters under ``convention``.
     A module may define ``parameter_count() -> (count, formula)`` to count differently
     (e.g. a partial connection table)."""
-    own = [p for p in module._parameters.values() if p is not None and convention.counts_parameter(p.ndim)]
+    own = [p for p in module._parameters.values() if p is not None and convention.counts_parameter(p, module)]
     trainable = sum(p.numel() for p in own if p.requires_grad)
     custom = getattr(module, "parameter_count", None)
     if callable(custom):
@@ -195,7 +201,7 @@ def _field_out(field_: Field) -> list[FieldAxis] | str | None:
         return None
     if field_ is None:
         return "global"
-    return [FieldAxis(float(a.size), float(a.jump), float(a.start)) for a in field_]
+    return [FieldAxis(float(a.size), float(a.jump), float(a.start), a.input_dependent) for a in field_]
 
 
 class _Builder:
@@ -209,6 +215,7 @@ class _Builder:
         self.costs: list[Cost] = []
         self.uncounted: dict[str, Uncounted] = {}
         self.row_outputs: dict[int, Tensor] = {}  # id(row) -> the tensor the row shows
+        self.event_rows: list[LayerRow | None] = []  # the row each op event belongs to
 
     def field_of(self, t: Any) -> Field:
         entry = self.fields.get(id(t)) if isinstance(t, Tensor) else None
@@ -233,7 +240,15 @@ class _Builder:
                 self._ledger(ev.op, ev.output, ev.call)
                 self.costs.append(Cost(0, 0, "uncounted"))
             else:
-                self.costs.append(self.convention.cost(ev.op, cost_rule(ev.inputs, ev.output, ev.attrs)))
+                native = cost_rule(ev.inputs, ev.output, ev.attrs)
+                self.costs.append(self.convention.cost(ev.op, native, ev.inputs, ev.output, ev.attrs, *self._layer(ev)))
+
+    def _layer(self, ev: Any) -> tuple[str | None, bool]:
+        """(the standard layer that ran ``ev`` or None, whether ``ev`` is that call's last op)."""
+        call = self.run.calls[ev.call] if ev.call is not None else None
+        if call is None or conventions.layer_name(call.module) is None:
+            return None, True
+        return conventions.layer_name(call.module), self.run.events[call.ops[-1]] is ev
 
     def _ledger(self, op: str, output: Tensor, call: int | None) -> None:
         where = self.run.calls[call].path if call is not None else ""
@@ -270,8 +285,10 @@ class _Builder:
                 row.receptive_field = _field_out(self.field_of(ev.output))
                 self.row_outputs[id(row)] = ev.output
                 pending.append((ev.tick, row))
+                self.event_rows.append(row)
             else:
                 self._add_cost(by_call[owner], cost, ev.op)
+                self.event_rows.append(by_call.get(owner))
         for i, row in by_call.items():
             outs = output_tensors(calls[i].output)
             if outs:
@@ -341,7 +358,8 @@ def _nbytes(t: Tensor) -> int:
 
 def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
             inputs: Sequence[Sequence[int]] | None = None, strict: bool = False,
-            convention: str = "convscope") -> Summary:
+            convention: str | Convention | Mapping[str, Any] = "convscope", training: bool = False,
+            batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False) -> Summary:
     """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
 
     Parameters
@@ -360,31 +378,60 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     strict:
         Raise instead of listing ops that ran without a cost rule in ``Summary.uncounted``.
     convention:
-        ``"convscope"`` (every op with a cost rule, all parameters) or ``"paper"`` (conv
-        and fully-connected multiply-adds; weights without biases or norm parameters).
+        ``"convscope"`` (every op with a cost rule, all parameters), ``"paper"`` (conv
+        and fully-connected multiply-adds; weights without biases or norm parameters), the
+        rules of a tool (``"fvcore"``, ``"thop"``, ``"ptflops"``, ``"torch"``), a
+        :class:`~convscope.analyze.conventions.Convention`, or a dict of op or layer name →
+        rule over the default (see :mod:`convscope.analyze.conventions`).
+
+    training:
+        Add ``Summary.training`` (:class:`~convscope.analyze.memory.TrainingMemory`): the
+        memory of one training step with ``optimizer`` (``"sgd"`` with momentum,
+        ``"plain_sgd"``, ``"adam"``, ``"adamw"``, ``"none"``), per layer and in total.
+    batch_size:
+        The batch the shapes get when ``input_shape`` has none (default 1).
+    erf:
+        Add ``Summary.erf``: the effective receptive field of the central output unit on the
+        model's real weights (:func:`~convscope.analyze.erf.effective_receptive_field`).
 
     The model runs on meta tensors (no data, no compute). A layer that fails its shape
     rule stops the walk; the rows up to it are kept and ``Summary.error`` holds the error.
     """
     counting = conventions.get(convention)
+    if training:
+        memory.optimizer_kind(optimizer)  # refuse an unknown name before any work
     net, name, default = _resolve(model)
     shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
     if not shapes[0]:
         raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
-    batched = [_batched(net, s) for s in shapes]
+    batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
 
     def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
-        return _summarize(net, name, concrete, dtype, strict, counting)
+        return _summarize(net, name, concrete, dtype, strict, counting, optimizer if training else None)
 
     if symbolic.has_symbols(batched):
-        return symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
-    return run(batched)[0]
+        result = symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
+    else:
+        result = run(batched)[0]
+    if erf and result.ok:
+        result.erf = effective_receptive_field(net if isinstance(model, Module) else model,
+                                               tuple(result.input_shapes[0][1:]))
+    return result
+
+
+def _with_batch(shape: tuple[Any, ...], given: tuple[Any, ...], batch_size: int | None) -> tuple[Any, ...]:
+    """``batch_size`` in place of the batch of 1 that :func:`_batched` added."""
+    if batch_size is None:
+        return shape
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
+    return (int(batch_size), *shape[1:]) if len(shape) > len(given) else shape
 
 
 def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any, strict: bool,
-               counting: Convention) -> tuple[Summary, Walk, list[Tensor | None]]:
+               counting: Convention, optimizer: str | None = None) -> tuple[Summary, Walk, list[Tensor | None]]:
     """The summary of one concrete (batched) input shape, with the walk it came from and the
-    tensor each row shows (for :mod:`.symbolic`)."""
+    tensor each row shows (for :mod:`.symbolic`); with ``optimizer``, the training memory."""
     metas = tuple(Tensor.meta(s, dtype) for s in shapes)
     run = walk(net, metas)
     builder = _Builder(net, run, counting)
@@ -405,6 +452,9 @@ def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any
         output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)))
     result = Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
                      0 if run.error else unused, counting.name)
+    if optimizer is not None and run.error is None:
+        result.training = memory.training_step(run, net, shapes[0][0] if shapes[0] else 1, optimizer,
+                                               builder.event_rows)
     return result, run, [builder.row_outputs.get(id(r)) for r in rows]
 
 

@@ -21,7 +21,7 @@ from .. import nn
 from ..functional.pool import _avg_divisor
 from ..tensor import Tensor, no_grad
 from .sheetgrid import Grid, Placed, column_grid, kernel_grid, map_grid, matrix_grid
-from .tables import SheetPlan, Step, Table, data_table, formula_table, number
+from .tables import SheetPlan, Step, data_table, formula_table, number
 
 Planned = tuple[list[SheetPlan], Placed]
 Planner = Callable[[Step], Planned]
@@ -217,7 +217,7 @@ def _flatten(step: Step) -> Planned:
                       f"supported)")
     cells = list(np.ndindex(*step.x.shape))
     names = [",".join(map(str, cell)) for cell in cells]
-    formulas = np.array(["=" + step.source.ref(cell) for cell in cells] or [], object)
+    formulas = np.array(["=" + step.source.ref(cell) for cell in cells], object)
     grid = column_grid(len(cells), names=names, header="value")
     caption = f"{step.name}: the input {_shape_text(step.x.shape)} in (channel, row, column) order, as references"
     return _output_sheet(step, grid, formulas, caption)
@@ -245,4 +245,4 @@ def supported() -> str:
     return ", ".join(sorted(t.__name__ for t in PLANNERS))
 
 
-__all__ = ["PLANNERS", "Planned", "Planner", "Table", "grid_for", "supported"]
+__all__ = ["PLANNERS", "Planned", "Planner", "grid_for", "supported"]

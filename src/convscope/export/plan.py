@@ -17,8 +17,8 @@ from .. import nn
 from ..nn.module import Module
 from ..tensor import Tensor, no_grad
 from .layer_sheets import PLANNERS, grid_for, supported
-from .sheetgrid import MAX_COLUMNS, MAX_ROWS, TOP, Placed, cell_grid, column_grid
-from .tables import SheetPlan, Step, Titles, data_table, formula_table
+from .sheetgrid import MAX_COLUMNS, MAX_ROWS, TOP, Grid, Placed, a1, cell_grid, column_grid
+from .tables import SheetPlan, Step, Table, Titles, data_table, formula_table
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ def as_input(x: Any, dtype: np.dtype) -> np.ndarray:
         raise ValueError(f"export_xlsx: expected a numeric input array, got dtype {array.dtype}")
     if array.ndim in (1, 3):
         array = array[None]
-    if array.ndim not in (2, 4):
+    if array.ndim not in (2, 4) or (array.ndim == 2 and array.shape[0] != 1):
+        hint = "; a single-channel image needs its channel dim: (1, H, W)" if array.ndim == 2 else ""
         raise ValueError(f"export_xlsx: expected one image (C, H, W) or feature vector (F,), with or without a batch "
-                         f"dim of 1, got shape {array.shape}")
+                         f"dim of 1, got shape {array.shape}{hint}")
     if array.shape[0] != 1:
         raise ValueError(f"export_xlsx: a workbook computes one sample; got a batch of {array.shape[0]} "
                          f"(shape {array.shape}); pass x[i:i+1]")
@@ -100,6 +101,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
         return F.softmax(Tensor.wrap(logits.astype(np.float64)), dim=0).numpy()
 
 
+def _at(grid: Grid, index: tuple[int, ...] = ()) -> str:
+    """An unqualified reference (same sheet) to one cell of ``grid``."""
+    return a1(int(grid.rows[index]), int(grid.cols[index]))
+
+
 def _prediction_sheet(scores: Placed, logits: np.ndarray, title: str) -> SheetPlan:
     """Class scores (references to the last layer), a softmax spelled out, and the argmax."""
     k = len(logits)
@@ -107,28 +113,24 @@ def _prediction_sheet(scores: Placed, logits: np.ndarray, title: str) -> SheetPl
     score = column_grid(k, header="score", names=[f"class {i}" for i in range(k)])
     expo = column_grid(k, header="exp(score − max)", col=3, row_labels=False)
     prob = column_grid(k, header="probability", col=4, row_labels=False)
-    first, last = f"B{TOP}", f"B{TOP + k - 1}"
-    top = cell_grid(TOP, 7, "max score")
-    total = cell_grid(TOP + 1, 7, "Σ exp")
-    predicted = cell_grid(TOP + 3, 7, "predicted class")
-    confidence = cell_grid(TOP + 4, 7, "its probability")
+    top, total = cell_grid(TOP, 7, "max score"), cell_grid(TOP + 1, 7, "Σ exp")
+    predicted, confidence = cell_grid(TOP + 3, 7, "predicted class"), cell_grid(TOP + 4, 7, "its probability")
+    column = {name: f"{_at(g, (0,))}:{_at(g, (k - 1,))}" for name, g in (("score", score), ("exp", expo),
+                                                                         ("prob", prob))}
     probs = _softmax(logits)
     shifted = np.exp(logits.astype(np.float64) - logits.max())
-    one = np.empty((), object)
 
-    def single(grid: Any, formula: str, value: float) -> Any:
-        cell = one.copy()
-        cell[()] = formula
-        return formula_table(grid, cell, np.asarray(value), where)
+    def cells(grid: Grid, formulas: list[str], values: np.ndarray) -> Table:
+        return formula_table(grid, np.array(formulas, object).reshape(grid.shape), values, where)
 
     tables = (
-        formula_table(score, np.array(["=" + scores.ref((i,)) for i in range(k)], object), logits, where),
-        formula_table(expo, np.array([f"=EXP(B{TOP + i}-G{TOP})" for i in range(k)], object), shifted, where),
-        formula_table(prob, np.array([f"=C{TOP + i}/G{TOP + 1}" for i in range(k)], object), probs, where),
-        single(top, f"=MAX({first}:{last})", float(logits.max())),
-        single(total, f"=SUM(C{TOP}:C{TOP + k - 1})", float(shifted.sum())),
-        single(predicted, f"=MATCH(G{TOP},{first}:{last},0)-1", float(np.argmax(logits))),
-        single(confidence, f"=MAX(D{TOP}:D{TOP + k - 1})", float(probs.max())),
+        cells(score, ["=" + scores.ref((i,)) for i in range(k)], logits),
+        cells(expo, [f"=EXP({_at(score, (i,))}-{_at(top)})" for i in range(k)], shifted),
+        cells(prob, [f"={_at(expo, (i,))}/{_at(total)}" for i in range(k)], probs),
+        cells(top, [f"=MAX({column['score']})"], np.asarray(logits.max())),
+        cells(total, [f"=SUM({column['exp']})"], np.asarray(shifted.sum())),
+        cells(predicted, [f"=MATCH({_at(top)},{column['score']},0)-1"], np.asarray(np.argmax(logits))),
+        cells(confidence, [f"=MAX({column['prob']})"], np.asarray(probs.max())),
     )
     caption = "prediction: the class scores, their softmax, and the class with the highest score (counted from 0)"
     return SheetPlan(title, caption, tables)

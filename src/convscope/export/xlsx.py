@@ -1,17 +1,21 @@
 """A CNN as a live spreadsheet: :func:`export_xlsx` writes a workbook that computes the
 model with formulas, cell by cell.
 
-Example (a tiny untrained model; the shipped ``convscope.pretrained("digits")`` works the
-same way)::
+>>> import pathlib, tempfile, numpy as np, convscope as cs
+>>> from convscope.export import export_xlsx
+>>> net = cs.nn.Sequential(cs.nn.Conv2d(1, 2, 3, padding=1), cs.nn.ReLU(), cs.nn.MaxPool2d(2),
+...                        cs.nn.Flatten(), cs.nn.Linear(8, 3))
+>>> result = export_xlsx(net, np.ones((1, 4, 4), np.float32), pathlib.Path(tempfile.mkdtemp()) / "net.xlsx")
+>>> [s.title for s in result.sheets]  # doctest: +NORMALIZE_WHITESPACE
+['input', '0 Conv2d weight', '0 Conv2d bias', '0 Conv2d padded', '0 Conv2d', '1 ReLU', '2 MaxPool2d',
+ '3 Flatten', '4 Linear weight', '4 Linear bias', '4 Linear', 'prediction']
+>>> print(result.sheets[4].tables[0].content[1, 0, 0])        # conv output channel 1, row 0, column 0
+=SUMPRODUCT('0 Conv2d padded'!B4:D6,'0 Conv2d weight'!B9:D11)+'0 Conv2d bias'!B4
+>>> print(result.sheets[6].tables[0].content[1, 0, 1])        # max pool, channel 1, row 0, column 1
+=MAX('1 ReLU'!I4:J5)
 
-    >>> import numpy as np, convscope as cs
-    >>> from convscope.export import export_xlsx
-    >>> net = cs.nn.Sequential(cs.nn.Conv2d(1, 2, 3, padding=1), cs.nn.ReLU(), cs.nn.MaxPool2d(2),
-    ...                        cs.nn.Flatten(), cs.nn.Linear(8, 3))
-    >>> result = export_xlsx(net, np.ones((1, 4, 4), np.float32), tmp_path / "net.xlsx")   # doctest: +SKIP
-    >>> [s.title for s in result.sheets]                                                # doctest: +SKIP
-    ['input', '0 Conv2d weight', '0 Conv2d bias', '0 Conv2d padded', '0 Conv2d', '1 ReLU', '2 MaxPool2d',
-     '3 Flatten', '4 Linear weight', '4 Linear bias', '4 Linear', 'prediction']
+The shipped ``convscope.pretrained("digits")`` exports the same way (``convscope
+export-xlsx digits --digit 0 -o digits.xlsx``).
 
 openpyxl (``pip install 'convscope[xlsx]'``) is imported only when a workbook is written;
 it writes formulas without cached values, so the file's numbers appear when a spreadsheet
@@ -21,7 +25,7 @@ program (Excel, LibreOffice Calc) opens and computes it.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +113,11 @@ def write_workbook(plan: WorkbookPlan, path: Path) -> None:
     openpyxl = _openpyxl()
     book = openpyxl.Workbook()
     book.remove(book.active)
+    book.calculation.fullCalcOnLoad = True  # no cached results: ask the reader to compute everything
     for sheet in plan.sheets:
         _write_sheet(openpyxl, book, sheet)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # not mkstemp: its 0600 mode would stick to the workbook; this file gets the umask's mode
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         book.save(tmp)
         os.replace(tmp, path)

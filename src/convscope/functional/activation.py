@@ -17,14 +17,14 @@ result is a new tensor and the input keeps its values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..ops import astype, unary
-from ..rules import cost_rule, field_rule, per_element, same_field
+from ..rules import NO_FIELD, Field, cost_rule, elementwise_saved, field_rule, per_element, same_field, saved_rule
 from ..tensor import Tensor, make_result
 
 __all__ = [
@@ -281,7 +281,26 @@ _ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "hardsigmoid", "hardswish", "e
                 "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
 cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
 cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
-field_rule(*_ELEMENTWISE, "softmax", "log_softmax")(same_field)
+field_rule(*_ELEMENTWISE)(same_field)
+
+
+@field_rule("softmax", "log_softmax")
+def _softmax_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Normalising along a spatial dim (after batch and channel) mixes every position."""
+    return None if fields[0] is not NO_FIELD and attrs["dim"] >= 2 else same_field(fields, inputs, output, attrs)
+
+# Every backward closure here keeps the input and the output (``unary``/``_along`` capture
+# both); the scratch counts are the output-sized temporaries of the NumPy expressions above.
+saved_rule("relu")(elementwise_saved(backward=0.25))  # the bool mask o <= 0
+saved_rule("hardtanh")(elementwise_saved(backward=0.75))
+saved_rule("leaky_relu")(elementwise_saved(forward=1.25, backward=1.25))
+saved_rule("hardsigmoid")(elementwise_saved(forward=2, backward=1.75))
+saved_rule("hardswish")(elementwise_saved(forward=3, backward=3.5))
+saved_rule("elu", "selu", "celu", "softplus", "logsigmoid")(elementwise_saved(forward=3, backward=4))
+saved_rule("sigmoid")(elementwise_saved(forward=4, backward=2))
+saved_rule("tanh")(elementwise_saved(backward=2))
+saved_rule("silu", "gelu")(elementwise_saved(forward=4, backward=5))
+saved_rule("softmax", "log_softmax")(elementwise_saved(forward=2, backward=2))
 
 # torch's tensor methods of the same names (x.relu(), x.softmax(1), …)
 for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):

@@ -11,12 +11,27 @@ segmented sum (the indices never decrease along a dim)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeError
-from ..rules import FREE, Constraint, Cost, Field, Sizes, at_least, const, cost_rule, field_rule, numel, size_rule
+from ..rules import (
+    FREE,
+    Constraint,
+    Cost,
+    Field,
+    Saved,
+    Sizes,
+    at_least,
+    const,
+    cost_rule,
+    field_rule,
+    numel,
+    saved_rule,
+    size_rule,
+)
 from ..tensor import Tensor, make_result
 
 __all__ = ["interpolate", "upsample", "upsample_bilinear", "upsample_nearest"]
@@ -177,6 +192,17 @@ def _apply_transpose(g: np.ndarray, taps: Taps, axis: int, n_in: int) -> np.ndar
     return out
 
 
+def _maps(shape: tuple, dtype: np.dtype, out_size: tuple[int, ...], scales: tuple[float | None, ...], mode: str,
+          align_corners: bool | None) -> list[tuple[int, int, Taps]]:
+    """Per spatial axis ``(axis, n_in, taps)``: the exact maps the forward applies."""
+    maps = []
+    for axis, (n_in, n_out, scale) in enumerate(zip(shape[2:], out_size, scales, strict=True), 2):
+        taps = (_nearest_taps(mode, n_in, n_out, scale, dtype, len(shape) == 4) if mode in _NEAREST
+                else _linear_taps(n_in, n_out, scale, bool(align_corners), dtype))
+        maps.append((axis, n_in, taps))
+    return maps
+
+
 # --- public ops -----------------------------------------------------------------------------
 def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa: A002 - torch name
                 scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
@@ -215,15 +241,12 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
         raise ShapeError(f"mode {mode!r} needs a floating-point input, got {input.dtype}", layer=op)
     attrs = {"size": out_size, "mode": mode, "align_corners": align_corners,
              "scale_factor": None if scale_factor is None else _spatial_args(scale_factor, len(out_size),
-                                                                              "scale_factor", float, input.shape)}
+                                                                              "scale_factor", float, input.shape),
+             "scales": scales}
     shape = input.shape[:2] + out_size
     if input.is_meta:
         return make_result(op, None, (input,), None, shape=shape, attrs=attrs)
-    maps = []
-    for axis, (n_in, n_out, scale) in enumerate(zip(input.shape[2:], out_size, scales, strict=True), 2):
-        taps = (_nearest_taps(mode, n_in, n_out, scale, input.dtype, input.ndim == 4) if mode in _NEAREST
-                else _linear_taps(n_in, n_out, scale, bool(align_corners), input.dtype))
-        maps.append((axis, n_in, taps))
+    maps = _maps(input.shape, input.dtype, out_size, scales, mode, align_corners)
     out = input.data
     for axis, _, taps in maps:
         out = _apply(out, taps, axis)
@@ -269,10 +292,37 @@ def _interpolate_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> 
 
 @field_rule("interpolate")
 def _interpolate_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """From the forward's own taps: output ``o`` reads the cells between its first and last
+    tap. A resize to a fixed ``size`` steps ``in/out`` cells, which depends on the input size."""
     if fields[0] is None:
         return None
-    taps = 1 if attrs["mode"] in _NEAREST else 2
-    return tuple(a.resample(n, o, taps) for a, n, o in zip(fields[0], inputs[0].shape[2:], attrs["size"]))
+    x = inputs[0]
+    maps = _maps(x.shape, x.dtype, attrs["size"], attrs["scales"], attrs["mode"], attrs["align_corners"])
+    fixed = attrs["scale_factor"] is None
+    return tuple(a.cells(np.min([i for i, _ in taps], axis=0), np.max([i for i, _ in taps], axis=0),
+                         Fraction(n_in, len(taps[0][0])), fixed) for a, (_, n_in, taps) in zip(fields[0], maps))
+
+
+@saved_rule("interpolate")
+def _interpolate_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps only the per-axis tap maps (one index, and for linear modes one
+    weight, per output position along each axis). The passes over the axes make
+    intermediate arrays; a linear pass also holds a gathered tap and its weighted copy."""
+    x = inputs[0]
+    nd = len(attrs["size"])
+    per_axis = 2 if attrs["mode"] in _NEAREST else 4
+    taps = sum(attrs["size"]) * (8 if attrs["mode"] in _NEAREST else 2 * (8 + x.dtype.itemsize))
+    forward, current = [], list(x.shape)
+    for k, n in enumerate(attrs["size"]):
+        current[x.ndim - nd + k] = n
+        forward.append(numel(current))
+    backward, current = [], list(output.shape)
+    for k in reversed(range(nd)):
+        current[x.ndim - nd + k] = x.shape[x.ndim - nd + k]
+        backward.append(numel(current))
+    item = x.dtype.itemsize
+    return Saved(extra=(("tap maps", taps),), workspace=(per_axis - 1) * max(forward) * item,
+                 backward_workspace=(per_axis - 1) * max(backward) * item)
 
 
 @size_rule("interpolate")

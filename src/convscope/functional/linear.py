@@ -21,15 +21,19 @@ from ..random import default_generator
 from ..rules import (
     Constraint,
     Cost,
+    Saved,
+    SavedRule,
     Sizes,
     const,
     cost_rule,
     equal,
     field_rule,
     global_field,
+    nbytes,
     numel,
     per_element,
     same_field,
+    saved_rule,
     size_rule,
 )
 from ..tensor import Tensor, make_result
@@ -242,6 +246,31 @@ def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 field_rule("linear", "bilinear")(global_field)
 cost_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(per_element(1, "mask multiply"))
 field_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(same_field)
+
+
+@saved_rule("linear", "bilinear")
+def _linear_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps the input(s) and the weight; with a bias, ``x·Wᵀ`` is a scratch
+    array before the bias is added."""
+    with_bias = len(inputs) >= 3 and len(inputs[-1].shape) == 1
+    return Saved(tuple(range(len(inputs))), workspace=nbytes(output) if with_bias else 0)
+
+
+def _dropout_saved(spatial: int) -> SavedRule:
+    def rule(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+        """The closure keeps the scaled mask (in the input's dtype); drawing it needs a
+        float64 uniform array and a bool array of the mask's shape."""
+        x = inputs[0]
+        cells = numel(x.shape[:x.ndim - spatial] if spatial else x.shape)
+        return Saved(extra=(("dropout mask", cells * x.dtype.itemsize),), workspace=cells * 9)
+
+    return rule
+
+
+saved_rule("dropout")(_dropout_saved(0))
+for _n in (1, 2, 3):
+    saved_rule(f"dropout{_n}d")(_dropout_saved(_n))
+del _n
 
 
 @size_rule("linear")

@@ -19,6 +19,8 @@ from ..ops import _axes, unbroadcast
 from ..rules import (
     Constraint,
     Cost,
+    Field,
+    Saved,
     Sizes,
     check,
     const,
@@ -26,10 +28,12 @@ from ..rules import (
     equal,
     field_rule,
     global_field,
+    nbytes,
     numel,
     per_element,
     product,
     same_field,
+    saved_rule,
     size_rule,
 )
 from ..tensor import Tensor, make_result
@@ -397,8 +401,50 @@ def _lrn_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
     return Cost(n * size, 2 * n * size + 2 * n, f"{n:,} elements × {size} squares summed (+ power, divide)")
 
 
-field_rule("batch_norm", "instance_norm", "local_response_norm")(same_field)
+field_rule("batch_norm", "local_response_norm")(same_field)  # batch norm in its inference form, per channel
+
+
+@field_rule("instance_norm")
+def _instance_norm_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Statistics of the input's own planes make every output depend on its whole plane."""
+    return global_field(fields, inputs, output, attrs) if attrs.get("use_input_stats") else same_field(
+        fields, inputs, output, attrs)
 field_rule("layer_norm", "group_norm")(global_field)
+
+
+@saved_rule("batch_norm", "instance_norm", "layer_norm", "group_norm")
+def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """``_normalize``'s closure keeps the normalised input ``xhat`` and ``1/√(var + eps)``
+    (one per statistic) besides its parents. With batch statistics the forward holds the
+    centred input and its square at once, the backward three input-sized temporaries."""
+    x = inputs[0]
+    if "normalized_shape" in attrs:
+        stats = numel(x.shape) // max(numel(attrs["normalized_shape"]), 1)
+    elif "num_groups" in attrs:
+        stats = x.shape[0] * attrs["num_groups"]
+    elif "use_input_stats" in attrs:
+        stats = x.shape[0] * x.shape[1]
+    else:
+        stats = x.shape[1] if x.ndim > 1 else 1
+    size = nbytes(x)
+    batch_stats = attrs.get("training", attrs.get("use_input_stats", True))
+    return Saved(tuple(range(len(inputs))), extra=(("normalised input", size), ("1/std", stats * x.dtype.itemsize)),
+                 workspace=2 * size if batch_stats else size, backward_workspace=3 * size if batch_stats else size)
+
+
+@saved_rule("local_response_norm")
+def _lrn_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps the input, the output, the scale and its power."""
+    size = nbytes(output)
+    return Saved((0,), True, (("scale", size), ("scale ** beta", size)), workspace=3 * size,
+                 backward_workspace=4 * size)
+
+
+@saved_rule("normalize")
+def _normalize_lp_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps ``|x|`` besides the input and output (the norms are small)."""
+    size = nbytes(output)
+    return Saved((0,), True, (("|x|", size),), workspace=size, backward_workspace=3 * size)
 
 
 def _more_than_one(count: Sequence, what: str) -> list[Constraint]:

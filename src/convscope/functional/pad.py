@@ -10,11 +10,24 @@ cell's gradient back onto the cell it copied.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import ShapeError
-from ..rules import FREE, Axis, Constraint, Field, Sizes, at_least, cost_rule, field_rule, size_rule
+from ..rules import (
+    FREE,
+    Constraint,
+    Field,
+    Saved,
+    Sizes,
+    at_least,
+    cost_rule,
+    field_rule,
+    nbytes,
+    saved_rule,
+    size_rule,
+)
 from ..tensor import Tensor, make_result
 
 __all__ = ["pad"]
@@ -197,6 +210,15 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
 cost_rule("pad")(lambda inputs, output, attrs: FREE)
 
 
+@saved_rule("pad")
+def _pad_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """Constant padding keeps nothing but the pad widths; the other modes keep their index
+    maps and read the input's shape, gathering one axis at a time."""
+    if attrs["mode"] == "constant":
+        return Saved()
+    return Saved((0,), workspace=nbytes(output), backward_workspace=nbytes(output))
+
+
 @field_rule("pad")
 def _pad_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
     """Padding shifts where output 0 starts; pads are given last axis first."""
@@ -206,7 +228,7 @@ def _pad_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor
     before = [0] * nd
     for k in range(min(len(attrs["pad"]) // 2, nd)):
         before[nd - 1 - k] = attrs["pad"][2 * k]
-    return tuple(Axis(a.size, a.jump, a.start - b * a.jump) for a, b in zip(fields[0], before))
+    return tuple(replace(a, start=a.start - b * a.jump) for a, b in zip(fields[0], before))
 
 
 @size_rule("pad")

@@ -3,7 +3,7 @@
 Max and average pooling share one path: a pure shape rule (:func:`pool_output_shape`)
 gives the window geometry, the input is padded (−∞ for max, 0 for average, plus the extra
 right cells a ceil-mode window may overhang) and viewed as windows with
-:func:`~convscope.functional.windows.sliding_windows`; max scans the kernel taps, average
+:func:`~convscope.functional.windows.clipped_taps` (no padded copy); max scans the kernel taps, average
 sums them. Both backwards scatter per-window values back with
 :func:`~convscope.functional.windows.scatter_windows`, one strided add per kernel tap.
 
@@ -29,6 +29,7 @@ from ..rules import (
     Constraint,
     Cost,
     Field,
+    Saved,
     SizeRule,
     Sizes,
     at_least,
@@ -36,13 +37,15 @@ from ..rules import (
     const,
     cost_rule,
     field_rule,
+    nbytes,
     numel,
     per_element,
     same_field,
+    saved_rule,
     size_rule,
 )
-from ..tensor import Tensor, int64, make_result
-from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span, window_count
+from ..tensor import Tensor, int64, is_grad_enabled, make_result
+from .windows import check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
@@ -253,17 +256,36 @@ def unpool_output_shape(input_shape: Sequence[int], indices_shape: Sequence[int]
 
 
 # --- max and average pooling: one window path ---------------------------------------------
-def _pool_windows(xd: np.ndarray, geo: PoolGeometry, fill: float) -> np.ndarray:
-    """``xd`` padded with ``fill`` (padding plus ceil-mode overhang) and viewed as windows."""
-    nd = len(geo.kernel)
-    if any(geo.padding) or any(geo.extra):
-        width = [(0, 0)] * (xd.ndim - nd) + [(p, p + e) for p, e in zip(geo.padding, geo.extra, strict=True)]
-        xd = np.pad(xd, width, constant_values=fill)
-    return sliding_windows(xd, geo.kernel, geo.stride, geo.dilation, geo.out)
+def _taps(geo: PoolGeometry) -> list[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+    """Per kernel tap, the windows it reaches inside the input and the cells it reads there;
+    padding and the ceil-mode overhang are skipped, never materialised."""
+    return clipped_taps(geo.input, geo.kernel, geo.stride, geo.padding, geo.dilation, geo.out)
+
+
+def _tap_reads(xd: np.ndarray, geo: PoolGeometry, taps: list) -> list[tuple[int, tuple[slice, ...], np.ndarray]]:
+    """Per tap: its scan index, its windows and the input cells it reads, as views.
+
+    With a stride ``s > 1`` along the last dim every tap would read every ``s``-th element,
+    which NumPy cannot vectorise; the last dim is split once into ``s`` contiguous phase
+    copies (``x[..., r::s]``) so that each tap reads unit-stride rows (≈ 2× faster per tap
+    at 3×3/2, for one extra pass over the input).
+    """
+    step = geo.stride[-1]
+    if step == 1:
+        return [(t, windows, xd[(Ellipsis,) + cells]) for t, windows, cells in taps]
+    phases = [np.ascontiguousarray(xd[..., r::step]) for r in range(min(step, xd.shape[-1]))]
+    return [(t, windows, _in_phase(phases, cells, step)) for t, windows, cells in taps]
+
+
+def _in_phase(phases: list[np.ndarray], cells: tuple[slice, ...], step: int) -> np.ndarray:
+    """The view of ``cells`` (last-dim step ``step``) in the phase copies ``x[..., r::step]``."""
+    last = cells[-1]
+    first, count = last.start // step, len(range(last.start, last.stop, step))
+    return phases[last.start % step][(Ellipsis,) + cells[:-1] + (slice(first, first + count),)]
 
 
 def _scatter_to_input(values: Any, geo: PoolGeometry, lead: tuple, dtype: np.dtype) -> np.ndarray:
-    """Adjoint of :func:`_pool_windows`: scatter per-tap window values, then drop the padding."""
+    """Adjoint of the window view: scatter per-tap window values, then drop the padding."""
     grad = np.zeros(lead + geo.padded, dtype)
     scatter_windows(grad, values, geo.kernel, geo.stride, geo.dilation, geo.out)
     inner = tuple(slice(p, p + n) for p, n in zip(geo.padding, geo.input, strict=True))
@@ -271,7 +293,7 @@ def _scatter_to_input(values: Any, geo: PoolGeometry, lead: tuple, dtype: np.dty
 
 
 def _first_real_tap(geo: PoolGeometry) -> np.ndarray:
-    """Per window, the scan index of its first tap inside the unpadded input.
+    """Per window, the scan index of its first tap at or past the input's start.
 
     torch starts each window's running max there (value −∞), so a window of −∞ reports
     that cell. Broadcastable over the output's spatial dims.
@@ -285,34 +307,64 @@ def _first_real_tap(geo: PoolGeometry) -> np.ndarray:
 
 
 def _plane_index(winner: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """Scan index of the winning tap -> flat index into the unpadded input plane."""
+    """Scan index of the winning tap -> flat index into the unpadded input plane: the
+    window's first cell plus the tap's offset (a table lookup, not an unravel per window)."""
     nd = len(geo.kernel)
-    taps = np.unravel_index(winner, geo.kernel)
-    flat = np.zeros(winner.shape, np.int64)
+    pitch = [math.prod(geo.input[i + 1:]) for i in range(nd)]
+    offsets = np.zeros((1,) * nd, np.int64)
+    starts = np.zeros((1,) * nd, np.int64)
     for i in range(nd):
-        starts = geo.window_starts(i).reshape((-1,) + (1,) * (nd - 1 - i))
-        flat = flat * geo.input[i] + starts + taps[i] * geo.dilation[i]
+        shape = (-1,) + (1,) * (nd - 1 - i)
+        offsets = offsets + (np.arange(geo.kernel[i]) * geo.dilation[i] * pitch[i]).reshape(shape)
+        starts = starts + (geo.window_starts(i) * pitch[i]).reshape(shape)
+    flat = np.take(offsets.ravel(), winner)
+    flat += starts
     return flat
 
 
-def _max_scan(windows: np.ndarray, geo: PoolGeometry, check_nan: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Max over each window and the scan index of its winning tap.
+def _max_values(xd: np.ndarray, geo: PoolGeometry, taps: list) -> np.ndarray:
+    """Max over each window: one in-place ``np.maximum`` per tap over the real cells (padding
+    is −∞ and never wins; a NaN anywhere in a window makes it NaN, as in torch)."""
+    best = np.full(xd.shape[: xd.ndim - len(geo.out)] + geo.out, -np.inf, xd.dtype)
+    for _, windows, cells in _tap_reads(xd, geo, taps):
+        view = best[(Ellipsis,) + windows]
+        np.maximum(view, cells, out=view)
+    return best
 
-    As in torch's kernel, a tap replaces the running max when it is greater or NaN: ties
-    keep the first maximum, a NaN window reports its last NaN. Padding is −∞ and never wins.
+
+def _max_winner(xd: np.ndarray, best: np.ndarray, geo: PoolGeometry, taps: list) -> np.ndarray:
+    """Scan index of each window's winning tap, from the maxima: the first tap equal to the
+    max (torch replaces its running max only when a tap is greater, so ties keep the first,
+    and a window of −∞ reports its first real cell), or for a NaN window its last NaN."""
+    winner = np.empty(best.shape, np.min_scalar_type(math.prod(geo.kernel)))
+    winner[...] = _first_real_tap(geo)  # kept only by a window without real cells (torch's index)
+    reads = _tap_reads(xd, geo, taps)
+    for t, windows, cells in reversed(reads):
+        np.copyto(winner[(Ellipsis,) + windows], t, where=cells == best[(Ellipsis,) + windows])
+    if np.isnan(best).any():
+        for t, windows, cells in reads:
+            np.copyto(winner[(Ellipsis,) + windows], t, where=np.isnan(cells))
+    return winner
+
+
+def _to_winners(g: np.ndarray, winner: np.ndarray, geo: PoolGeometry, taps: list, shape: tuple) -> np.ndarray:
+    """Add each window's gradient onto its winning cell: per tap, the windows it won.
+
+    Like the forward, the sums run in contiguous phase planes of the last dim (interleaved
+    once at the end). A window without real cells (torch points its index past the plane)
+    is reached by no tap, so its gradient is dropped instead of written out of bounds.
     """
-    nd = len(geo.kernel)
-    out_shape = windows.shape[: windows.ndim - nd]
-    best = np.full(out_shape, -np.inf, windows.dtype)
-    winner = np.array(np.broadcast_to(_first_real_tap(geo), out_shape))
-    for t, tap in enumerate(kernel_taps(geo.kernel)):
-        value = windows[(Ellipsis,) + tap]
-        take = value > best
-        if check_nan:
-            take |= np.isnan(value)
-        np.copyto(best, value, where=take)
-        np.copyto(winner, t, where=take)
-    return best, winner
+    step = min(geo.stride[-1], shape[-1])
+    phases = [np.zeros(shape[:-1] + (len(range(r, shape[-1], step)),), g.dtype) for r in range(step)]
+    for t, windows, cells in taps:
+        target = _in_phase(phases, cells, step)
+        np.add(target, np.where(winner[(Ellipsis,) + windows] == t, g[(Ellipsis,) + windows], 0), out=target)
+    if step == 1:
+        return phases[0]
+    grad = np.empty(shape, g.dtype)
+    for r, phase in enumerate(phases):
+        grad[..., r::step] = phase
+    return grad
 
 
 def _pool_attrs(geo: PoolGeometry, **extra: Any) -> dict:
@@ -328,12 +380,14 @@ def _max_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
     if x.is_meta:
         out = make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
         return (out, Tensor.meta(out.shape, int64)) if return_indices else out
-    xd = x.data
-    value, winner = _max_scan(_pool_windows(xd, geo, -np.inf), geo, bool(np.isnan(xd).any()))
+    xd, taps = x.data, _taps(geo)
+    value = _max_values(xd, geo, taps)
+    # the winners only when asked for or when a backward will need them (torch's indices)
+    winner = _max_winner(xd, value, geo, taps) if return_indices or (x.requires_grad and is_grad_enabled()) else None
 
     def backward(g: np.ndarray) -> tuple:
-        to_winner = lambda tap: np.where(winner == np.ravel_multi_index(tap, geo.kernel), g, 0)
-        return (_scatter_to_input(to_winner, geo, lead, g.dtype),)
+        won = _max_winner(xd, value, geo, taps) if winner is None else winner
+        return (_to_winners(g, won, geo, taps, xd.shape),)
 
     out = make_result(op, value, (x,), backward, attrs=attrs)
     return (out, Tensor.wrap(_plane_index(winner, geo))) if return_indices else out
@@ -373,17 +427,22 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
                         divisor_override=divisor_override)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
-    windows = _pool_windows(x.data, geo, 0)
+    xd, taps = x.data, _taps(geo)
     divisor = _avg_divisor(geo, count_include_pad, divisor_override, x.dtype)
-    total = np.zeros(windows.shape[: windows.ndim - len(geo.kernel)], x.dtype)
+    out = np.zeros(lead + geo.out, x.dtype)
     with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
-        for tap in kernel_taps(geo.kernel):  # torch's summation order, and faster than a strided sum
-            total += windows[(Ellipsis,) + tap]
-    out = total / divisor
+        for _, windows, cells in _tap_reads(xd, geo, taps):  # torch's summation order; padding is skipped
+            view = out[(Ellipsis,) + windows]
+            np.add(view, cells, out=view)
+    np.divide(out, divisor, out=out)
 
     def backward(g: np.ndarray) -> tuple:
         share = g / divisor
-        return (_scatter_to_input(lambda tap: share, geo, lead, g.dtype),)
+        grad = np.zeros(xd.shape, g.dtype)
+        for _, windows, cells in taps:
+            target = grad[(Ellipsis,) + cells]
+            np.add(target, share[(Ellipsis,) + windows], out=target)
+        return (grad,)
 
     return make_result(op, out, (x,), backward, attrs=attrs)
 
@@ -828,16 +887,96 @@ def _adaptive_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: T
 
 
 cost_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])(per_element(2, "scale and root"))
-field_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])(same_field)
+
+
+@field_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])
+def _lp_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """An LP pool records its window average (with ``kernel_size``) and then its root."""
+    rule = _window_field if "kernel_size" in attrs else same_field
+    return rule(fields, inputs, output, attrs)
+
+
+def _pool_scratch(kind: str, inputs: Sequence[Tensor], attrs: dict) -> tuple[int, int]:
+    """Bytes of the padded copy a windowed pool reads (0 without padding or ceil-mode
+    overhang) and the growth of its input gradient, which is a view into a padded array."""
+    x = inputs[0]
+    nd = len(attrs["kernel_size"])
+    geo = pool_geometry(x.shape, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"],
+                        attrs.get("ceil_mode", False), op=f"{kind}_pool{nd}d")
+    padded = numel(x.shape[:x.ndim - nd]) * math.prod(geo.padded) * x.dtype.itemsize
+    return (padded if padded > nbytes(x) else 0), padded - nbytes(x)
+
+
+@saved_rule(*[f"max_pool{n}d" for n in (1, 2, 3)])
+def _max_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps the winning tap of every window (int64); the scan holds a
+    window-sized comparison mask, the backward one output-sized routed gradient at a time."""
+    copy, growth = _pool_scratch("max", inputs, attrs)
+    return Saved(extra=(("winning taps", numel(output.shape) * 8),), workspace=copy + numel(output.shape),
+                 backward_workspace=growth + nbytes(output))
+
+
+@saved_rule(*[f"avg_pool{n}d" for n in (1, 2, 3)])
+def _avg_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps only the (per-position) divisors; the window sum is a scratch
+    array before the division, the shared gradient one in the backward."""
+    copy, growth = _pool_scratch("avg", inputs, attrs)
+    return Saved(workspace=copy + nbytes(output), backward_workspace=growth + nbytes(output))
+
+
+@saved_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])
+def _lp_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    if "kernel_size" in attrs:
+        return _avg_pool_saved(inputs, output, attrs)
+    return Saved((0,), True, workspace=nbytes(output), backward_workspace=3 * nbytes(output))
+
+
+def _adaptive_steps(shape: Sequence[int], out: Sequence[int]) -> list[int]:
+    """Elements of the arrays between separable passes (one spatial dim at a time)."""
+    nd, steps, current = len(out), [], list(shape)
+    for k in range(nd - 1):
+        current[len(shape) - nd + k] = out[k]
+        steps.append(numel(current))
+    return steps
+
+
+@saved_rule(*[f"adaptive_avg_pool{n}d" for n in (1, 2, 3)])
+def _adaptive_avg_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure reads the input's shape only; the separable passes make intermediate
+    arrays (forward: the input pooled along its first spatial dims; backward: the gradient
+    spread along its first dims)."""
+    x, out = inputs[0], attrs["output_size"]
+    item = x.dtype.itemsize
+    forward = _adaptive_steps(x.shape, out)
+    backward = _adaptive_steps(output.shape, x.shape[x.ndim - len(out):])
+    return Saved((0,), workspace=max(forward, default=0) * item, backward_workspace=max(backward, default=0) * item)
+
+
+@saved_rule(*[f"adaptive_max_pool{n}d" for n in (1, 2, 3)])
+def _adaptive_max_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps the input (as flat planes) and the int64 index of every maximum."""
+    return Saved((0,), extra=(("argmax indices", numel(output.shape) * 8),))
+
+
+@saved_rule(*[f"max_unpool{n}d" for n in (1, 2, 3)])
+def _unpool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """The closure keeps the int64 indices (the caller's array, kept alive by it)."""
+    return Saved((0,), extra=(("indices", numel(inputs[0].shape) * 8),))
 cost_rule(*_UNPOOL_RANK)(lambda inputs, output, attrs: FREE)
 
 
 @field_rule(*_UNPOOL_RANK)
 def _unpool_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Input cell ``i`` lands somewhere in its pooling window ``i·s − p … i·s − p + k − 1``:
+    the field of a transposed window (as a transposed convolution's)."""
     if fields[0] is None:
         return None
     nd = len(fields[0])
-    return tuple(a.resample(n, o, 1) for a, n, o in zip(fields[0], inputs[0].shape[-nd:], output.shape[-nd:]))
+    op = f"max_unpool{nd}d"
+    kernel = ntuple(attrs["kernel_size"], nd, "kernel_size", op)
+    stride = kernel if attrs["stride"] is None else ntuple(attrs["stride"], nd, "stride", op)
+    pad = ntuple(attrs["padding"], nd, "padding", op)
+    return tuple(a.scatter(k, s, 1, p) for a, k, s, p in zip(fields[0], kernel, stride, pad))
 
 
 def _window_sizes(spec: _PoolSpec) -> SizeRule:

@@ -88,6 +88,32 @@ def tap_slices(tap: Sequence[int], stride: Sequence[int], dilation: Sequence[int
     return tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, s, o in zip(tap, dilation, stride, out))
 
 
+def clipped_taps(input: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],  # noqa: A002
+                 dilation: Sequence[int], out: Sequence[int]) -> list[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+    """The windows over a padded input, tap by tap, without making the padded copy.
+
+    Tap ``t`` of window ``o`` reads unpadded cell ``o·s − p + t·d``. Per kernel tap (scan
+    index, as :func:`kernel_taps`) this gives the slice of windows whose tap lands inside
+    the input and the slice of input cells they read there; windows whose tap falls in the
+    padding or a ceil-mode overhang are left out, and taps that read no real cell at all
+    are dropped. A reduction then runs one strided pass per tap over the real cells only.
+    """
+    per_dim = []
+    for n, k, s, p, d, o in zip(input, kernel, stride, padding, dilation, out, strict=True):
+        options: list[tuple[slice, slice] | None] = []
+        for t in range(k):
+            start = t * d - p
+            lo, hi = max(0, -(start // s)), min(o - 1, (n - 1 - start) // s)
+            options.append((slice(lo, hi + 1), slice(lo * s + start, hi * s + start + 1, s)) if lo <= hi else None)
+        per_dim.append(options)
+    taps = []
+    for index, tap in enumerate(np.ndindex(*kernel)):
+        parts = [per_dim[i][t] for i, t in enumerate(tap)]
+        if all(parts):
+            taps.append((index, tuple(q[0] for q in parts), tuple(q[1] for q in parts)))
+    return taps
+
+
 def scatter_windows(target: np.ndarray, values: Any, kernel: Sequence[int], stride: Sequence[int],
                     dilation: Sequence[int], out: Sequence[int]) -> np.ndarray:
     """Adjoint of :func:`sliding_windows`: add each window's values back onto ``target``.

@@ -184,6 +184,13 @@ def _hardtanh(g: GraphBuilder, e: Event, name: str) -> str:
     return g.node("Clip", [g.value(e.inputs[0]), low, high], name)[0]
 
 
+def _hardswish(g: GraphBuilder, e: Event, name: str) -> str:
+    if g.opset >= 14:
+        return g.node("HardSwish", _ins(g, e), name)[0]
+    x = g.value(e.inputs[0])  # HardSwish arrived in opset 14: x · hardsigmoid(x)
+    return g.node("Mul", [x, g.node("HardSigmoid", [x], f"{name}/gate", alpha=1 / 6, beta=0.5)[0]], name)[0]
+
+
 def _silu(g: GraphBuilder, e: Event, name: str) -> str:
     x = g.value(e.inputs[0])
     return g.node("Mul", [x, g.node("Sigmoid", [x], f"{name}/sigmoid")[0]], name)[0]
@@ -325,7 +332,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     **{f"adaptive_avg_pool{n}d": _adaptive("Average") for n in (1, 2, 3)},
     **{f"adaptive_max_pool{n}d": _adaptive("Max") for n in (1, 2, 3)},
     "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
-    "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _simple("HardSwish"),
+    "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _hardswish,
     "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),

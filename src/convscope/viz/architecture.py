@@ -183,7 +183,7 @@ def draw(graph: Graph, *, title: str | None = None) -> Any:
     return fig
 
 
-def architecture(model: Any, input_shape: Sequence[int] | None = None, *, collapse: int = 3,
+def architecture_diagram(model: Any, input_shape: Sequence[int] | None = None, *, collapse: int = 3,
                  out: str | Path | None = None) -> Any:
     """The architecture diagram of ``model`` (a Module, ``"digits"``, a zoo name or a spec
     file): returns the Figure, and writes it to ``out`` (.png/.svg/.pdf) when given.

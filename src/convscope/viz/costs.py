@@ -114,7 +114,7 @@ def draw_costs(s: Summary, bars: CostBars, *, log: bool = False) -> Any:
     return fig
 
 
-def costs(model: Any, input_shape: Sequence[int] | None = None, *, log: bool = False, depth: int | None = None,
+def cost_chart(model: Any, input_shape: Sequence[int] | None = None, *, log: bool = False, depth: int | None = None,
           convention: str = "convscope", out: str | Path | None = None) -> Any:
     """Bar charts of parameters, MACs and activation memory per layer (per module with
     ``depth``; large models are grouped automatically); ``log`` for log-scale axes."""
@@ -136,7 +136,7 @@ def type_shares(s: Summary) -> list[dict]:
     return [k for k in s.by_type() if k["macs"] or k["params"]]
 
 
-def share(model: Any, input_shape: Sequence[int] | None = None, *, convention: str = "convscope",
+def share_chart(model: Any, input_shape: Sequence[int] | None = None, *, convention: str = "convscope",
           out: str | Path | None = None) -> Any:
     """Where the compute and the parameters go: each layer kind's share of the MACs and of
     the parameters (MobileNet's Table 2 as a chart)."""

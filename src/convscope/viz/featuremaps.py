@@ -32,12 +32,14 @@ def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
 def model_input(model: Any, x: Any, digit: int, input_shape: Sequence[int] | None = None
                 ) -> tuple[Any, str, np.ndarray, str]:
     """(module with weights, name, one input ``(1, *shape)``, what the input is): the given
-    ``x``, digits test image ``digit`` for a model taking 1×8×8, else seeded uniform noise."""
-    net, name, shape = resolve(model, input_shape, weights=True)
+    ``x``; else digits test image ``digit`` for a model taking 1×8×8 (or a Module without an
+    ``input_shape``); else seeded uniform noise of the model's input shape."""
+    net, name, shape = resolve(model, input_shape, weights=True, need_shape=x is not None)
     if x is not None:
         arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
-        return net, name, arr if arr.ndim == len(shape) + 1 else arr[None], "the given input"
-    if tuple(shape) == (1, 8, 8):
+        return net, name, arr if arr.ndim == 4 or (shape and arr.ndim == len(shape) + 1) else arr[None], \
+            "the given input"
+    if tuple(shape) in ((1, 8, 8), ()):
         image, label = digit_input(digit)
         return net, name, image, f"digits test image {digit} (label {label})"
     noise = np.random.default_rng(0).random((1, *shape), dtype=np.float32)

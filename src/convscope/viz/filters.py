@@ -187,7 +187,7 @@ def _first_conv(model: Module) -> str:
     raise ValueError(f"{type(model).__name__} has no convolution layer")
 
 
-def filters(model: Any, layer: str | None = None, *, layout: str = "auto", max_out: int = 64, max_in: int = 64,
+def filter_figure(model: Any, layer: str | None = None, *, layout: str = "auto", max_out: int = 64, max_in: int = 64,
             out: str | Path | None = None) -> Any:
     """The kernels of conv ``layer`` (default: the first conv) of ``model`` (a Module,
     ``"digits"`` — the shipped trained weights —, or a zoo name, seeded random init)."""

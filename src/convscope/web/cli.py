@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ def is_loopback(host: str) -> bool:
 
 def _default_model(app: Any, model: str) -> str:
     """The id of ``model`` in ``app``'s store; a file is read now and added as an upload."""
+    from .. import zoo
     from .errors import ApiError
     from .upload import _onnx_entry, _spec_entry
 
@@ -48,8 +48,12 @@ def _default_model(app: Any, model: str) -> str:
     store = app.state.store
     try:
         if not path.is_file():
-            model_id = model if model == "digits" or model.startswith("zoo:") else f"zoo:{model}"
-            return store.get(model_id).id
+            if path.suffix in (".spec", ".onnx"):
+                raise ValueError(f"{model}: no such file")
+            if model != "digits" and not model.startswith("zoo:"):
+                zoo.entry(model)  # an unknown name: a ValueError with did-you-mean suggestions
+                model = f"zoo:{model}"
+            return store.get(model).id
         with store.engine:
             if path.suffix == ".onnx":
                 entry = _onnx_entry(path.read_bytes(), path.name, None)
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .app import create_app
+        from .background import bind
         from .limits import Limits
     except ImportError as err:
         print(f"convscope serve: error: the web explorer needs FastAPI and uvicorn ({err.name} is missing): "
@@ -75,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits() if args.max_macs is None else Limits(max_macs=int(args.max_macs))
     app = create_app(limits)
     app.state.default_model = _default_model(app, args.model)
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     if not is_loopback(args.host):
         print(f"convscope serve: warning: listening on {args.host}, reachable from other machines; the explorer has "

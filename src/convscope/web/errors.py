@@ -50,9 +50,19 @@ def engine_errors(field: str | None = None, what: str = "") -> Iterator[None]:
         raise ApiError(422, "limit", f"{what or 'the request'} ran out of memory", field) from err
 
 
-def _field_name(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+def _field_name(error: dict) -> str:
+    if error.get("type") == "json_invalid":  # its loc is ("body", character position)
+        return "body"
+    parts = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"
+
+
+def _describe(error: dict) -> str:
+    where = _field_name(error)
+    if error.get("type") == "json_invalid":
+        return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'decode error')} at character " \
+               f"{error.get('loc', ('', '?'))[-1]})"
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def install(app: FastAPI) -> None:
@@ -64,10 +74,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
-        field = _field_name(tuple(first.get("loc", ())))
-        message = "; ".join(f"{_field_name(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors[:5])
+        errors = list(exc.errors()) or [{"loc": ("body",), "msg": "invalid request"}]
+        field = _field_name(errors[0])
+        message = "; ".join(_describe(e) for e in errors[:5])
         return JSONResponse(body("validation", message, field), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/explain", tags=["explain"])
 
 MAX_TEXT = 200  # characters of a text option
 
-Value = int | float | bool | str | None
+Value = Any  # checked against the topic's own options in options_of (a JSON number, string, bool or null)
 
 
 class ExplainRequest(BaseModel):

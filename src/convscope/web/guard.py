@@ -48,8 +48,9 @@ def check_compute(store: ModelStore, entry: ModelEntry) -> dict:
 
 
 def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | None]:
-    """Leaf layer path → the leaf layer whose output is its (first) input, ``"input"`` for
-    the model input, None when a functional op in between made it (a residual addition).
+    """Leaf layer call → the leaf layer call whose output is its (first) input, ``"input"``
+    for the model input, None when a functional op in between made it (a residual addition).
+    A layer's second call is named ``"path#2"`` (as :func:`convscope.inspect.activations` does).
 
     Runs the model's own ``forward`` once on a meta tensor (shapes only) with hooks.
     """
@@ -60,13 +61,17 @@ def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | 
     x = Tensor.meta((1, *input_shape), next((p.dtype for p in model.parameters()), np.float32))
     made_by[id(x)] = INPUT
 
+    calls: dict[str, int] = {}
+
     def hook_for(path: str) -> Any:
         def hook(module: Module, args: tuple, output: Any) -> None:
             alive.append((args, output))
+            calls[path] = calls.get(path, 0) + 1
+            name = path if calls[path] == 1 else f"{path}#{calls[path]}"  # as inspect.activations names calls
             first = next((a for a in args if isinstance(a, Tensor)), None)
-            graph.setdefault(path, None if first is None else made_by.get(id(first)))
+            graph[name] = None if first is None else made_by.get(id(first))
             if isinstance(output, Tensor):
-                made_by[id(output)] = path
+                made_by[id(output)] = name
         return hook
 
     handles = [m.register_forward_hook(hook_for(path)) for path, m in leaves]

@@ -112,8 +112,9 @@ def _animated(req: PlaygroundRequest) -> str | None:
 
 def frames(req: PlaygroundRequest, limit: int) -> dict[str, Any]:
     """The animation: small integer input, weights and bias (float64, exact), the engine's
-    output, and one :func:`convscope.trace` per output position of channel ``req.channel``
-    (scan order, at most ``limit``)."""
+    output, one :func:`convscope.trace` per output position of channel ``req.channel``
+    (scan order, at most ``limit``), and per input channel the kernel slice those traces
+    multiplied it by (``kernels``; None for taps no traced position used)."""
     rng = np.random.default_rng(req.seed)
     common = dict(stride=req.stride, padding=req.padding, dilation=req.dilation, groups=req.groups, bias=req.bias,
                   dtype=np.float64)
@@ -130,8 +131,13 @@ def frames(req: PlaygroundRequest, limit: int) -> dict[str, Any]:
     channel = min(req.channel, y.shape[1] - 1)
     positions = list(np.ndindex(*y.shape[2:]))
     shown = []
+    kh, kw = layer.weight.shape[-2:]
+    kernels: dict[str, list[list[float | None]]] = {}  # input channel → the kernel slice its terms used
     for i, j in positions[:limit]:
         step = trace(model, x, "0", (0, channel, i, j)).step
+        for t in step.terms:
+            kernels.setdefault(str(t.read.index[1]), [[None] * kw for _ in range(kh)])[
+                t.weight_index[-2]][t.weight_index[-1]] = t.weight
         terms = [[t.read.index[1], t.read.index[2], t.read.index[3], t.read.padding is not None, t.read.value,
                   t.weight, t.product] for t in step.terms]
         sums: dict[int, list[float]] = {}
@@ -141,7 +147,7 @@ def frames(req: PlaygroundRequest, limit: int) -> dict[str, Any]:
                       "channel_sums": {str(c): math.fsum(p) for c, p in sorted(sums.items())}})
     return {"input": x[0].tolist(), "weight": layer.weight.numpy().tolist(),
             "bias": None if layer.bias is None else layer.bias.numpy().tolist(), "output": y[0].tolist(),
-            "channel": channel, "frames": shown, "positions": len(positions)}
+            "channel": channel, "frames": shown, "positions": len(positions), "kernels": kernels}
 
 
 @router.post("/playground")

@@ -96,7 +96,7 @@ def run_payload(store: ModelStore, entry: ModelEntry, spec: InputSpec, maps: boo
     layers = []
     for name, value in acts.items():
         row: dict[str, Any] = {"name": name, "type": kinds.get(_base(name), "?"), "shape": list(value.shape),
-                               "input_from": graph.get(_base(name)), "map": None}
+                               "input_from": graph.get(name), "map": None}
         if maps and value.size <= budget:
             row["map"] = pack(value[0])
             budget -= value.size

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from ..trace import WeightedSum
 from ..trace import trace as trace_value
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
@@ -27,10 +28,19 @@ router = APIRouter(prefix="/api", tags=["trace"])
 class TraceRequest(BaseModel):
     input: InputSpec = Field(default_factory=InputSpec)
     layer: str = Field(..., max_length=200,
-                       description="module path as in named_modules(), e.g. '2' or 'layer1.0.conv1'")
+                       description="module path as in named_modules(), e.g. '2' or 'layer1.0.conv1'; 'path#2' is "
+                                   "the layer's second call")
     index: list[int] = Field(..., min_length=1, max_length=8,
                              description="full index into the layer's output, batch first, e.g. [0, 5, 3, 4]")
     influence: bool = Field(True, description="also send the input cells that influence the value")
+
+
+def split_call(layer: str) -> tuple[str, int]:
+    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: the path and which call (from 0)."""
+    path, _, n = layer.partition("#")
+    if n and not (n.isdigit() and int(n) >= 1):
+        raise ApiError(422, "validation", f"layer {layer!r}: a call number after '#' must be 1 or more", "layer")
+    return path, int(n) - 1 if n else 0
 
 
 def channel_sums(terms: list[dict]) -> list[dict[str, Any]] | None:
@@ -56,7 +66,8 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
     with its ``terms``/``reads``, ``bias``, ``winner``, ...) plus ``input_from`` (the layer
     whose output the reads index; ``"input"`` for the model input), ``channel_sums`` (a
     convolution's sum per input channel), ``influence`` (``count``, ``receptive_box`` and the
-    ``mask`` image of the input cells that influence the value) and ``terms_total``. A
+    ``mask`` image of the input cells that influence the value), ``product_sum`` (a weighted
+    sum's Σ products, exactly rounded) and ``terms_total``. A
     weighted sum of more than ``max_trace_terms`` terms sends the largest products only
     (``terms_truncated``)."""
     store = store_of(http)
@@ -66,10 +77,12 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
     with store.engine:
         model, x = model_input(store, entry, request.input)
         graph = graph_of(entry, model)
-        known = request.layer in dict(model.named_modules())
+        path, call = split_call(request.layer)
+        known = path in dict(model.named_modules())
         with engine_errors("index" if known else "layer"):
-            t = trace_value(model, x, request.layer, request.index)
+            t = trace_value(model, x, path, request.index, call=call)
             out = t.to_dict()
+            out["product_sum"] = t.step.product_sum() if isinstance(t.step, WeightedSum) else None
             if request.influence:
                 out["influence"] = _influence(t.influence(), _box(t))
     step = out["step"]
@@ -83,6 +96,7 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
         out["terms_truncated"] = True
     out["input_from"] = graph.get(request.layer)
     out["model"] = entry.id
+    out["layer"] = request.layer
     return answer(finite(out))
 
 

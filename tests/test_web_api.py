@@ -1,0 +1,511 @@
+"""The web explorer's JSON API (FastAPI TestClient): every endpoint, good and bad input.
+
+Numbers are checked against torch (the same trained weights run by torch), hand arithmetic
+(shapes, parameter counts, receptive boxes) or numpy written independently here; every bad
+request must be a 4xx naming the field, and the server must keep serving after it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+import torch  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from convscope import zoo  # noqa: E402
+from convscope.data import digits  # noqa: E402
+from convscope.pretrained import weights  # noqa: E402
+from convscope.web import create_app  # noqa: E402
+from convscope.web.encode import unpack  # noqa: E402
+from convscope.web.limits import Limits  # noqa: E402
+
+SPEC = "input 1x8x8\nconv 4 k3\nrelu\nflatten\nlinear 3\n"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(Limits(explain_seconds=20))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def torch_digits():
+    """The shipped digits CNN, run by torch with the same weights."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(512, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights("digits").items()})
+    return net.eval()
+
+
+def torch_outputs(net, x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output of a torch Sequential (float64 for comparing float32 engines)."""
+    outs, h = [], torch.from_numpy(x)
+    with torch.no_grad():
+        for layer in net:
+            h = layer(h)
+            outs.append(h.numpy().copy())
+    return outs
+
+
+def refused(response, status: int, field: str | None, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "message", "field"}, body
+    assert body["field"] == field, body
+    for word in words:
+        assert word in body["message"], body["message"]
+    return body
+
+
+def still_serving(client) -> None:
+    assert client.get("/api/models").status_code == 200
+
+
+# --- models and summaries ----------------------------------------------------------------------
+def test_models_lists_digits_and_the_whole_zoo(client):
+    data = client.get("/api/models").json()
+    ids = [m["id"] for m in data["models"]]
+    assert data["default"] == "digits" and ids[0] == "digits"
+    assert ids[1:1 + len(zoo.names())] == [f"zoo:{n}" for n in zoo.names()]
+    assert data["models"][0]["input_shape"] == [1, 8, 8]
+
+
+def test_summary_of_digits_matches_hand_counts(client):
+    s = client.get("/api/models/digits/summary").json()
+    rows = {r["name"]: r for r in s["layers"]}
+    assert s["runnable"] == {"ok": True, "reason": None}
+    assert s["totals"]["params"] == (32 * 1 * 9 + 32) + (32 * 32 * 9 + 32) + (512 * 64 + 64) + (64 * 10 + 10)
+    assert rows["2"]["weight_shape"] == [32, 32, 3, 3] and rows["2"]["params"] == 9248
+    assert rows["0"]["macs"] == 32 * 8 * 8 * 1 * 9  # outputs × C_in × kernel
+    assert rows["4"]["output_shape"] == [1, 32, 4, 4] and rows["5"]["output_shape"] == [1, 512]
+
+
+def test_a_model_over_the_compute_cap_is_summarised_but_not_run(client):
+    s = client.get("/api/models/zoo:vgg16/summary").json()
+    assert s["totals"]["params"] == 138_357_544  # VGG-16, Simonyan & Zisserman
+    assert not s["runnable"]["ok"] and "MACs" in s["runnable"]["reason"]
+    refused(client.post("/api/models/zoo:vgg16/run", json={}), 422, "model_id", "MACs", "2.50G")
+    still_serving(client)
+
+
+def test_unknown_model_is_a_404_naming_the_id(client):
+    refused(client.get("/api/models/zoo:nope/summary"), 404, "model_id", "'zoo:nope'")
+    refused(client.post("/api/models/spec:000000000000/run", json={}), 404, "model_id")
+    still_serving(client)
+
+
+# --- running ---------------------------------------------------------------------------------------
+def test_run_gives_every_layer_as_torch_computes_it(client, torch_digits):
+    images, _ = digits("test")
+    data = client.post("/api/models/digits/run", json={"input": {"source": "digit", "digit": 7}}).json()
+    want = torch_outputs(torch_digits, images[7:8])
+    assert [layer["name"] for layer in data["layers"]] == [str(i) for i in range(9)]
+    assert [layer["input_from"] for layer in data["layers"]] == ["input", "0", "1", "2", "3", "4", "5", "6", "7"]
+    np.testing.assert_array_equal(unpack(data["input"]), images[7])
+    for layer, expected in zip(data["layers"], want):
+        np.testing.assert_allclose(unpack(layer["map"]), expected[0], rtol=2e-5, atol=2e-5 * np.abs(expected).max())
+    probs = torch.softmax(torch.from_numpy(want[-1]).double(), 1).numpy()[0]
+    np.testing.assert_allclose(data["probabilities"], probs, atol=1e-6)
+    assert data["prediction"] == int(want[-1].argmax())
+
+
+def test_run_random_and_values_inputs(client):
+    x = np.random.default_rng(3).random((1, 8, 8))
+    a = client.post("/api/models/digits/run", json={"input": {"source": "values", "values": x.ravel().tolist()}})
+    np.testing.assert_allclose(unpack(a.json()["input"]), x, atol=1e-7)
+    b = client.post("/api/models/digits/run", json={"input": {"source": "random", "seed": 5}, "maps": False}).json()
+    np.testing.assert_allclose(unpack(b["input"]), np.random.default_rng(5).random((1, 8, 8)), atol=1e-7)
+    assert all(layer["map"] is None for layer in b["layers"])
+
+
+def test_run_bad_inputs(client):
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "digit", "digit": 10_000}}), 422,
+            "input.digit", "out of range", "359")
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "values", "values": [1, 2]}}), 422,
+            "input.values", "64", "got 2")
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "photo"}}), 422, "input.source")
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "digit", "digit": -1}}), 422,
+            "input.digit")
+    refused(client.post("/api/models/digits/run", content=b"{not json", headers={"content-type": "application/json"}),
+            422, "body")
+    still_serving(client)
+
+
+def test_activations_of_one_layer(client, torch_digits):
+    images, _ = digits("test")
+    data = client.post("/api/models/digits/activations",
+                       json={"input": {"source": "digit", "digit": 2}, "layer": "4", "channels": [3, 5]}).json()
+    want = torch_outputs(torch_digits, images[2:3])[4][0, 3:5]
+    assert data["shape"] == [1, 32, 4, 4] and data["channels"] == [3, 5]
+    np.testing.assert_allclose(unpack(data["map"]), want, rtol=2e-5, atol=1e-5)
+    refused(client.post("/api/models/digits/activations", json={"layer": "4", "channels": [30, 40]}), 422,
+            "channels", "32 channels")
+    refused(client.post("/api/models/digits/activations", json={"layer": "conv9"}), 422, "layer", "no layer")
+    still_serving(client)
+
+
+def test_predict_averages_4x4_blocks_and_runs_the_digits_cnn(client, torch_digits):
+    bitmap = np.zeros((32, 32))
+    bitmap[4:28, 14:19] = 1  # a vertical bar
+    data = client.post("/api/predict", json={"pixels": bitmap.ravel().tolist()}).json()
+    blocks = bitmap.reshape(8, 4, 8, 4).mean(axis=(1, 3))  # the UCI recipe: counts of 4×4 blocks / 16
+    np.testing.assert_allclose(np.reshape(data["digit"], (8, 8)), blocks, atol=1e-7)
+    logits = torch_outputs(torch_digits, blocks.astype(np.float32)[None, None])[-1]
+    assert data["prediction"] == int(logits.argmax())
+    np.testing.assert_allclose(data["probabilities"], torch.softmax(torch.from_numpy(logits).double(), 1)[0],
+                               atol=1e-6)
+    refused(client.post("/api/predict", json={"pixels": [0.5] * 100}), 422, "input.pixels", "1024", "got 100")
+    refused(client.post("/api/predict", json={"pixels": [2.0] * 1024}), 422, "input.pixels", "[0, 1]")
+    refused(client.post("/api/predict", json={}), 422, "pixels")
+    still_serving(client)
+
+
+# --- tracing ---------------------------------------------------------------------------------------
+def test_trace_of_a_conv_value_matches_torch_and_its_terms(client, torch_digits):
+    images, _ = digits("test")
+    t = client.post("/api/models/digits/trace", json={"input": {"source": "digit", "digit": 4}, "layer": "2",
+                                                      "index": [0, 5, 3, 4]}).json()
+    want = torch_outputs(torch_digits, images[4:5])
+    assert t["value"] == pytest.approx(float(want[2][0, 5, 3, 4]), abs=1e-5)
+    assert t["input_from"] == "1" and t["type"] == "Conv2d"
+    assert len(t["step"]["terms"]) == t["terms_total"] == 32 * 9
+    reads = np.array([term["read"]["value"] for term in t["step"]["terms"]])
+    cells = [term["read"]["index"] for term in t["step"]["terms"]]
+    relu1 = want[1][0]
+    np.testing.assert_allclose(reads, [relu1[c, y, x] for _, c, y, x in cells], rtol=1e-6, atol=1e-6)
+    assert sum(c["sum"] for c in t["channel_sums"]) + t["step"]["bias"] == pytest.approx(t["value"], abs=1e-5)
+    assert t["product_sum"] + t["step"]["bias"] == pytest.approx(t["value"], abs=1e-5)
+    # two 3×3 convs with padding 1: a 5×5 box around (3, 4), inside the 8×8 input
+    assert t["influence"]["receptive_box"] == [[0, 0], [0, 0], [1, 5], [2, 6]]
+    assert t["influence"]["count"] == 25
+    assert unpack(t["influence"]["mask"]).sum() == 25
+
+
+def test_trace_of_a_max_pool_names_the_winner(client, torch_digits):
+    images, _ = digits("test")
+    t = client.post("/api/models/digits/trace", json={"input": {"source": "digit", "digit": 0}, "layer": "4",
+                                                      "index": [0, 9, 1, 2]}).json()
+    relu2 = torch_outputs(torch_digits, images[0:1])[3][0, 9]
+    window = relu2[2:4, 4:6]
+    assert t["step"]["kind"] == "max" and t["input_from"] == "3"
+    assert [r["index"] for r in t["step"]["reads"]] == [[0, 9, 2, 4], [0, 9, 2, 5], [0, 9, 3, 4], [0, 9, 3, 5]]
+    assert t["value"] == pytest.approx(float(window.max()), abs=1e-6)
+    assert t["step"]["reads"][t["step"]["winner"]]["value"] == pytest.approx(float(window.max()), abs=1e-6)
+
+
+def test_trace_bad_requests_name_the_field(client):
+    url = "/api/models/digits/trace"
+    refused(client.post(url, json={"layer": "2", "index": [0, 32, 0, 0]}), 422, "index", "out of range", "size 32")
+    refused(client.post(url, json={"layer": "2", "index": [0, 1, 2]}), 422, "index", "4 ints")
+    refused(client.post(url, json={"layer": "conv2", "index": [0, 1, 2, 3]}), 422, "layer", "no layer 'conv2'")
+    refused(client.post(url, json={"layer": "", "index": [0, 1]}), 422, "layer")
+    refused(client.post(url, json={"layer": "2", "index": "0,1,2,3"}), 422, "index")
+    refused(client.post(url, json={"index": [0, 1, 2, 3]}), 422, "layer")
+    still_serving(client)
+
+
+def test_a_layer_called_twice_is_named_and_traced_per_call(client):
+    """torchvision's BasicBlock calls its ReLU twice: before and after the residual addition."""
+    run = client.post("/api/models/zoo:resnet18/run", json={"maps": False}).json()
+    feeds = {layer["name"]: layer["input_from"] for layer in run["layers"]}
+    assert feeds["layer1.0.relu"] == "layer1.0.bn1"
+    assert feeds["layer1.0.relu#2"] is None  # the residual addition made its input
+    assert feeds["layer1.1.conv1"] == "layer1.0.relu#2"
+    t = client.post("/api/models/zoo:resnet18/trace", json={"layer": "layer1.0.relu#2", "index": [0, 3, 10, 10],
+                                                             "influence": False}).json()
+    maps = client.post("/api/models/zoo:resnet18/activations", json={"layer": "layer1.0.relu#2",
+                                                                     "channels": [3, 4]}).json()
+    assert t["layer"] == "layer1.0.relu#2" and t["call"] == 1
+    assert t["value"] == float(unpack(maps["map"])[0, 10, 10])
+    refused(client.post("/api/models/zoo:resnet18/trace", json={"layer": "layer1.0.relu#0", "index": [0, 0, 0, 0]}),
+            422, "layer", "1 or more")
+
+
+# --- uploads: specs --------------------------------------------------------------------------------
+def test_spec_upload_builds_runs_and_traces(client):
+    r = client.post("/api/models/spec", json={"text": SPEC, "name": "tiny"})
+    assert r.status_code == 201, r.text
+    model, summary = r.json()["model"], r.json()["summary"]
+    assert model["id"].startswith("spec:") and model["input_shape"] == [1, 8, 8]
+    rows = {row["name"]: row for row in summary["layers"]}
+    assert rows["conv1"]["output_shape"] == [1, 4, 6, 6] and rows["conv1"]["params"] == 4 * 9 + 4
+    assert rows["fc1"]["weight_shape"] == [3, 144]
+    again = client.post("/api/models/spec", json={"text": SPEC, "name": "tiny"}).json()["model"]["id"]
+    assert again == model["id"]  # the same text gets the same id
+    run = client.post(f"/api/models/{model['id']}/run", json={"input": {"source": "digit", "digit": 1}}).json()
+    assert [layer["name"] for layer in run["layers"]] == ["conv1", "relu1", "flatten1", "fc1"]
+    t = client.post(f"/api/models/{model['id']}/trace", json={"input": {"source": "digit", "digit": 1},
+                                                               "layer": "fc1", "index": [0, 2]}).json()
+    assert t["value"] == pytest.approx(unpack(run["layers"][3]["map"])[2], abs=1e-5)
+    assert t["input_from"] == "flatten1" and t["terms_total"] == 144
+    assert any(m["id"] == model["id"] for m in client.get("/api/models").json()["models"])
+
+
+def test_malformed_specs_are_422_with_line_and_column(client):
+    body = refused(client.post("/api/models/spec", json={"text": "input 1x8x8\nconv 4 k3\nconv 2 k9\n"}), 422,
+                   "text", "spec:3:1", "spans 9")
+    assert "Traceback" not in body["message"]
+    refused(client.post("/api/models/spec", json={"text": "input 1x8x8\nconvolution 4\n"}), 422, "text", "spec:2:")
+    refused(client.post("/api/models/spec", json={"text": "input 1x8x8\nrepeat 3 {\nrelu\n"}), 422, "text")
+    refused(client.post("/api/models/spec", json={"text": 5}), 422, "text")
+    still_serving(client)
+
+
+def test_a_spec_is_text_never_a_path(client, tmp_path):
+    secret = tmp_path / "secret.spec"
+    secret.write_text("input 1x8x8\nconv 2 k3\n")
+    body = refused(client.post("/api/models/spec", json={"text": str(secret)}), 422, "text")
+    assert "input" in body["message"]  # parsed as a spec line, the file was not read
+    refused(client.post("/api/models/spec", json={"text": "/etc/passwd"}), 422, "text")
+
+
+def test_spec_size_and_compute_bounds(client):
+    refused(client.post("/api/models/spec", json={"text": "relu\n" * 20_000}), 413, "text", "65,536")
+    bomb = "input 1x8x8\nrepeat 100000 {\nrepeat 100000 {\nrelu\n}\n}\n"
+    refused(client.post("/api/models/spec", json={"text": bomb}), 422, "text", "1,000 layers")
+    huge = client.post("/api/models/spec", json={"text": "input 1x8x8\nflatten\nlinear 1000000\n"})
+    assert huge.status_code == 201  # built with meta parameters: nothing was allocated
+    assert huge.json()["summary"]["totals"]["params"] == 64 * 1_000_000 + 1_000_000
+    refused(client.post(f"/api/models/{huge.json()['model']['id']}/run", json={}), 422, "model_id", "parameters")
+    still_serving(client)
+
+
+def test_uploads_are_kept_in_a_bounded_store():
+    with TestClient(create_app(Limits(max_uploads=2))) as c:
+        ids = [c.post("/api/models/spec", json={"text": f"input 1x4x4\nconv {k} k3\n"}).json()["model"]["id"]
+               for k in (1, 2, 3)]
+        assert c.get(f"/api/models/{ids[0]}/summary").status_code == 404  # the oldest was dropped
+        assert c.get(f"/api/models/{ids[2]}/summary").status_code == 200
+
+
+# --- uploads: ONNX ---------------------------------------------------------------------------------
+def _onnx_model(op: str = "Relu", batch: int | str = 1, external: bool = False) -> tuple[bytes, np.ndarray]:
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32)
+    weight = numpy_helper.from_array(w, "w")
+    if external:
+        weight.data_location = TensorProto.EXTERNAL
+        weight.ClearField("raw_data")
+        weight.external_data.add(key="location", value="/etc/passwd")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node(op, ["c"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return model.SerializeToString(), w
+
+
+def test_onnx_upload_runs_like_torch(client):
+    data, w = _onnx_model()
+    r = client.post("/api/models/onnx?name=tiny.onnx", content=data,
+                    headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    model_id = r.json()["model"]["id"]
+    assert r.json()["model"]["input_shape"] == [1, 5, 5]
+    x = np.random.default_rng(1).random((1, 1, 5, 5))
+    run = client.post(f"/api/models/{model_id}/run",
+                      json={"input": {"source": "values", "values": x.ravel().tolist()}}).json()
+    want = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(w),
+                                                 padding=1)).numpy()
+    np.testing.assert_allclose(unpack(run["output"]), want, rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_bad_uploads(client):
+    unsupported, _ = _onnx_model("Sin")
+    refused(client.post("/api/models/onnx", content=unsupported), 422, "body", "Sin")
+    refused(client.post("/api/models/onnx", content=b"\x00garbage\xff"), 422, "body", "not a readable ONNX")
+    refused(client.post("/api/models/onnx", content=b""), 422, "body")
+    external, _ = _onnx_model(external=True)
+    refused(client.post("/api/models/onnx", content=external), 422, "body", "external")
+    symbolic, _ = _onnx_model(batch="N")
+    assert client.post("/api/models/onnx", content=symbolic).status_code == 201  # batch may be symbolic
+    big = b"\x00" * (16 * 2**20 + 1)
+    refused(client.post("/api/models/onnx", content=big), 413, "body", "16,777,216")
+    refused(client.post("/api/models/onnx?input_shape=1x-5", content=symbolic), 422, "input_shape")
+    still_serving(client)
+
+
+# --- the playground --------------------------------------------------------------------------------
+CONFIGS = [  # (C_in, C_out, size, kernel, stride, padding, dilation, groups, transposed, output_padding)
+    (2, 2, (6, 6), (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (0, 0)),
+    (3, 6, (11, 7), (5, 3), (2, 1), (2, 0), (1, 2), 3, False, (0, 0)),
+    (4, 4, (9, 9), (3, 3), (3, 3), (0, 0), (2, 2), 4, False, (0, 0)),
+    (2, 3, (5, 4), (3, 2), (2, 3), (1, 0), (1, 1), 1, True, (1, 2)),
+    (4, 2, (3, 3), (4, 4), (2, 2), (1, 1), (2, 1), 2, True, (1, 0)),
+]
+
+
+def _request(cfg) -> dict:
+    cin, cout, size, kernel, stride, padding, dilation, groups, transposed, extra = cfg
+    return {"in_channels": cin, "out_channels": cout, "size": size, "kernel": kernel, "stride": stride,
+            "padding": padding, "dilation": dilation, "groups": groups, "transposed": transposed,
+            "output_padding": extra}
+
+
+def _torch_layer(cfg):
+    cin, cout, _, kernel, stride, padding, dilation, groups, transposed, extra = cfg
+    if transposed:
+        return torch.nn.ConvTranspose2d(cin, cout, kernel, stride, padding, extra, groups, dilation=dilation)
+    return torch.nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_playground_sizes_and_params_match_torch(client, cfg):
+    data = client.post("/api/playground", json=_request(cfg)).json()
+    layer = _torch_layer(cfg)
+    out = layer(torch.zeros(1, cfg[0], *cfg[2]))
+    assert data["ok"] and data["output_shape"] == list(out.shape)
+    assert data["params"] == sum(p.numel() for p in layer.parameters())
+    assert [f["value"] for f in data["formulas"]] == list(out.shape[2:])
+    assert [f["formula_value"] for f in data["formulas"]] == list(out.shape[2:])
+    assert data["formulas"][0]["numbers"].endswith(f"= {out.shape[2]}")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_playground_animation_is_the_convolution(client, cfg):
+    a = client.post("/api/playground", json=_request(cfg) | {"channel": 1}).json()["animation"]
+    layer = _torch_layer(cfg).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(a["weight"]))
+        layer.bias.copy_(torch.tensor(a["bias"]))
+        want = layer(torch.tensor(a["input"], dtype=torch.float64)[None])[0].numpy()
+    np.testing.assert_allclose(a["output"], want, atol=1e-12)
+    assert a["channel"] == 1 and len(a["frames"]) == min(64, want[1].size)
+    for frame in a["frames"]:
+        i, j = frame["out"]
+        assert frame["value"] == want[1, i, j]
+        assert sum(frame["channel_sums"].values()) + frame["bias"] == pytest.approx(want[1, i, j], abs=1e-12)
+        assert all(t[4] * t[5] == t[6] for t in frame["terms"])
+    if cfg[7] == 1 and not cfg[8]:  # a plain conv: each input channel meets weight[channel, c]
+        assert a["kernels"] == {str(c): a["weight"][1][c] for c in range(cfg[0])}
+
+
+@pytest.mark.parametrize("change, rule", [
+    ({"groups": 3}, "divisible by groups"),
+    ({"kernel": [9, 9]}, "spans 9 > padded input 8"),
+    ({"stride": [0, 1]}, "stride"),
+    ({"padding": [-1, 0]}, "padding"),
+    ({"transposed": True, "output_padding": [2, 2]}, "smaller than stride (1, 1)"),
+])
+def test_playground_invalid_settings_show_the_rule(client, change, rule):
+    req = _request(CONFIGS[0]) | change
+    data = client.post("/api/playground", json=req).json()
+    assert data["ok"] is False and rule in data["error"]
+    with pytest.raises((RuntimeError, ValueError)):  # torch refuses the same setting
+        cfg = (req["in_channels"], req["out_channels"], tuple(req["size"]), tuple(req["kernel"]),
+               tuple(req["stride"]), tuple(req["padding"]), (1, 1), req["groups"], req["transposed"],
+               tuple(req["output_padding"]))
+        _torch_layer(cfg)(torch.zeros(1, cfg[0], *cfg[2]))
+
+
+def test_playground_bounds(client):
+    refused(client.post("/api/playground", json={"size": [5000, 5]}), 422, "size", "1024")
+    refused(client.post("/api/playground", json={"kernel": "big"}), 422, "kernel")
+    big = client.post("/api/playground", json={"size": [200, 200], "in_channels": 64, "out_channels": 64}).json()
+    assert big["ok"] and big["animation"] is None and "16×16" in big["animation_note"]
+
+
+# --- explain ---------------------------------------------------------------------------------------
+def test_explain_topics_and_an_answer(client):
+    from convscope.explain import TOPICS
+
+    topics = client.get("/api/explain").json()["topics"]
+    assert [t["name"] for t in topics] == list(TOPICS)
+    r = client.post("/api/explain/separable", json={"options": {"cin": 16, "cout": "32"}})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["ok"] and data["facts"]["cin"] == 16 and data["facts"]["cout"] == 32
+    assert data["text"].startswith(data["title"])
+    alias = client.post("/api/explain/output_size", json={"options": {"n": 10, "k": 3, "p": 1, "s": 2}}).json()
+    assert alias["topic"] == "output-size" and alias["facts"]["out"] == 5  # ⌊(10 + 2 − 3)/2⌋ + 1
+
+
+def test_explain_bad_requests(client):
+    refused(client.post("/api/explain/nonsense", json={}), 404, "topic", "separable")
+    refused(client.post("/api/explain/separable", json={"options": {"colour": 1}}), 422, "options.colour", "cin")
+    refused(client.post("/api/explain/separable", json={"options": {"cin": "many"}}), 422, "options.cin", "int")
+    refused(client.post("/api/explain/separable", json={"options": {"cin": [1]}}), 422, "options.cin")
+    refused(client.post("/api/explain/stack", json={"options": {"input": "1x2048x2048", "layers": "conv 64 3x3"}}),
+            422, "options")
+    still_serving(client)
+
+
+def test_explain_is_stopped_at_its_time_limit():
+    with TestClient(create_app(Limits(explain_seconds=1.0))) as c:
+        assert c.post("/api/explain/separable", json={}).status_code == 200  # warm: the worker has started
+        slow = {"input": "1x1024x1024", "layers": "conv 16 3x3, relu, conv 16 3x3"}
+        refused(c.post("/api/explain/stack", json={"options": slow}), 422, "options", "longer than", "1 s")
+        assert c.post("/api/explain/separable", json={}).status_code == 200  # a new worker answers
+
+
+# --- bounds, static files, docs, packaging ---------------------------------------------------------
+def test_request_bodies_over_the_limit_are_413(client):
+    big = json.dumps({"pixels": [0] * 600_000}).encode()
+    refused(client.post("/api/predict", content=big, headers={"content-type": "application/json"}), 413, "body",
+            "1,048,576")
+
+    def chunks():
+        for _ in range(300):
+            yield b" " * 4096
+
+    refused(client.post("/api/predict", content=chunks(), headers={"content-type": "application/json"}), 413,
+            "body", "at least")
+    still_serving(client)
+
+
+def test_page_static_files_and_docs(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "convscope explorer" in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/style.css").status_code == 200
+    refused(client.get("/static/secret.txt"), 404, "name")
+    assert client.get("/static/../../etc/passwd").status_code == 404
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "<script" not in docs.text and "http" not in docs.text.split("/openapi.json")[0]
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/models", "/api/models/{model_id}/summary", "/api/models/spec", "/api/models/onnx",
+                 "/api/models/{model_id}/run", "/api/models/{model_id}/trace", "/api/models/{model_id}/activations",
+                 "/api/predict", "/api/playground", "/api/explain", "/api/explain/{topic}", "/api/limits"):
+        assert path in paths and path in docs.text
+    assert client.get("/api/limits").json()["max_macs"] == 2_500_000_000
+
+
+def test_import_convscope_does_not_import_fastapi():
+    code = ("import sys, convscope, convscope.web, convscope.web.cli; convscope.summary; "
+            "print('fastapi' in sys.modules, 'uvicorn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
+    import argparse
+
+    import uvicorn
+
+    from convscope.web.cli import add_cli, is_loopback
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: sockets[0].close())
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--port", "0"])
+    assert args.host == "127.0.0.1" and args.model == "digits"
+    assert args.run(args) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("convscope explorer: http://127.0.0.1:") and out.err == ""
+    args = parser.parse_args(["serve", "lenet5", "--port", "0", "--host", "0.0.0.0"])
+    assert args.run(args) == 0
+    assert "warning" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown zoo model 'lenet'"):
+        args = parser.parse_args(["serve", "lenet", "--port", "0"])
+        args.run(args)
+    assert is_loopback("localhost") and is_loopback("::1") and not is_loopback("0.0.0.0")
