@@ -51,10 +51,7 @@ def load_onnx(source: str | os.PathLike | bytes | Any) -> OnnxModel:
     onnx = require_onnx()
     proto = _read(onnx, source)
     opset = _opset(onnx, proto)
-    loader = _GraphLoader(onnx, opset, _value_types(onnx, proto))
-    initializers = loader.initializers(proto.graph)
-    inputs = [_graph_input(onnx, v) for v in proto.graph.input if v.name not in initializers]
-    return loader.graph(proto.graph, inputs)
+    return _GraphLoader(onnx, opset, _value_types(onnx, proto)).graph(proto.graph)
 
 
 class _GraphLoader:
@@ -68,10 +65,12 @@ class _GraphLoader:
             raise UnsupportedOnnxError("sparse initializers are not supported by convscope")
         return {t.name: _array(self.onnx, t, f"initializer {t.name!r}") for t in graph.initializer}
 
-    def graph(self, graph: Any, inputs: list[GraphInput]) -> OnnxModel:
+    def graph(self, graph: Any, inputs: list[GraphInput] | None = None) -> OnnxModel:
         """An OnnxModel running ``graph``; ``inputs`` are its graph inputs (for a branch, the
-        outer-scope values it reads)."""
+        outer-scope values it reads; by default the declared inputs that no initializer fills)."""
         initializers = self.initializers(graph)
+        if inputs is None:
+            inputs = [_graph_input(self.onnx, v) for v in graph.input if v.name not in initializers]
         outputs = [v.name for v in graph.output]
         nodes = [(proto, self._subgraphs(proto)) for proto in graph.node]
         uses = Counter(name for proto, sub in nodes for name in (*proto.input, *_free(sub)) if name in initializers)

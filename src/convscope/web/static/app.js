@@ -249,7 +249,7 @@ function layerNode(layer) {
       `Load the maps of the first ${count} channel(s)`), el("span", { class: "muted", text: " (not sent with the run: too many values)" }));
     return node;
   }
-  const cell = shape.length === 1 ? 10 : Math.max(1, Math.min(12, Math.floor(96 / Math.max(view.h, view.w))));
+  const cell = shape.length === 1 ? 10 : Math.max(1, Math.min(24, Math.floor(96 / Math.max(view.h, view.w))));
   const canvases = [], sent = shape.length === 1 ? 1 : map.shape[0];  // a partial load sends the first channels
   for (let ch = 0; ch < Math.min(sent, MAX_MAPS); ch++) canvases.push(mapCanvas(layer.name, map, view, ch, cell));
   const more = view.count > Math.min(sent, MAX_MAPS) ? el("p", { class: "muted", text: `first ${Math.min(sent, MAX_MAPS)} of ${view.count} channels` }) : null;
