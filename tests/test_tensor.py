@@ -141,3 +141,26 @@ def test_backward_with_explicit_gradient_matches_torch():
     (x.exp() * x).backward(g)
     (t.exp() * t).backward(torch.from_numpy(g))
     assert_close(x.grad, t.grad.numpy())
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+
+    seen = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with cs.no_grad():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    x = cs.tensor(np.ones(2), requires_grad=True)
+    seen["main"] = (x * 2).requires_grad
+    release.set()
+    t.join()
+    assert seen["main"] and cs.is_grad_enabled()
+    with cs.no_grad(), cs.enable_grad():
+        assert (x * 2).requires_grad

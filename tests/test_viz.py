@@ -27,8 +27,18 @@ from PIL import Image, ImageSequence  # noqa: E402
 import convscope as cs  # noqa: E402
 from convscope.data import digits  # noqa: E402
 from convscope.train import History  # noqa: E402
-from convscope.viz import animate, architecture, costs, featuremaps, filters, frames, graph, receptive  # noqa: E402
-from convscope.viz import style, training  # noqa: E402
+from convscope.viz import (  # noqa: E402
+    animate,
+    architecture,
+    costs,
+    featuremaps,
+    filters,
+    frames,
+    graph,
+    receptive,
+    style,
+    training,
+)
 from convscope.viz.cli import add_cli  # noqa: E402
 from convscope.viz.figure import save, to_array  # noqa: E402
 
@@ -38,9 +48,9 @@ TF = torch.nn.functional
 
 def _digits_torch(net: cs.nn.Module) -> torch.nn.Module:
     """The digits CNN rebuilt in torch with the same weights (float64)."""
-    ref = torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3, padding=1),
-                              torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(512, 64),
-                              torch.nn.ReLU(), torch.nn.Linear(64, 10)).double()
+    tnn = torch.nn
+    ref = tnn.Sequential(tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.Conv2d(32, 32, 3, padding=1), tnn.ReLU(),
+                         tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(512, 64), tnn.ReLU(), tnn.Linear(64, 10)).double()
     ref.load_state_dict({k: torch.tensor(np.asarray(v, np.float64)) for k, v in net.state_dict().items()})
     return ref.eval()
 
@@ -174,7 +184,8 @@ def test_filter_image_pixels_follow_the_weights(tmp_path: Path) -> None:
     image = np.asarray(Image.open(tmp_path / "f.png").convert("RGB")).astype(int)
     ax = fig.axes[0]
     grid = filters.filter_grid(net[0].weight.numpy())
-    lut = (matplotlib.colormaps[style.DIVERGING](np.arange(256))[:, :3] * 255).round().astype(int)  # entry k: [k, k+1)/256
+    # colour-map entry k shows the values in [k, k + 1) / 256 of the range
+    lut = (matplotlib.colormaps[style.DIVERGING](np.arange(256))[:, :3] * 255).round().astype(int)
     shown, weights = [], []
     for (o, _), (top, left) in grid.tiles.items():
         for r in range(3):
@@ -196,15 +207,18 @@ def test_feature_maps_draw_every_layers_activations_with_one_scale_per_row() -> 
     fig = featuremaps.feature_maps(net, digit=5, max_channels=4)
     x = digits("test")[0][5:6]
     ref = _digits_torch(net)
-    expected, h = [x[0, 0]], torch.tensor(x, dtype=torch.float64)
+    expected, scales, h = [x[0, 0]], [(x.min(), x.max())], torch.tensor(x, dtype=torch.float64)
     for layer in ref:
         h = layer(h)
         value = h.detach().numpy()[0]
-        expected += list(value[:4]) if value.ndim == 3 else [value[None]]
+        shown = list(value[:4]) if value.ndim == 3 else [value[None]]
+        expected += shown
+        scales += [(value.min(), value.max())] * len(shown)  # one scale for the whole layer
     images = [im for ax in fig.axes for im in ax.images]
     assert len(images) == len(expected)
-    for im, want in zip(images, expected):
+    for im, want, (lo, hi) in zip(images, expected, scales):
         np.testing.assert_allclose(np.asarray(im.get_array()), want, rtol=1e-4, atol=1e-4)
+        assert (im.norm.vmin, im.norm.vmax) == pytest.approx((lo, hi), abs=1e-4)
 
 
 def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
@@ -221,12 +235,13 @@ def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
 def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][3:4]
-    fig = receptive.receptive_field(net, digit=3, out=tmp_path / "rf.png")
+    point = (1, 5)  # off-centre: fields clipped by the border, not symmetric
+    fig = receptive.receptive_field(net, digit=3, point=point, out=tmp_path / "rf.png")
     image = np.asarray(Image.open(tmp_path / "rf.png").convert("RGB")).astype(int)
     panels = fig.axes
     layers = ["0", "1", "2", "3", "4", "8"]
     assert len(panels) == len(layers)
-    for ax, panel in zip(panels, receptive.field_panels(net, x)):
+    for ax, panel in zip(panels, receptive.field_panels(net, x, point=point)):
         mask = cs.trace(net, x, panel.layer, panel.index).influence()[0, 0]
         lit = np.zeros((8, 8), bool)
         for r in range(8):

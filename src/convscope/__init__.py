@@ -18,7 +18,7 @@ from .explain import explain
 from .ops import cat, stack, where
 from .pretrained import pretrained
 from .random import manual_seed
-from .tensor import Tensor, float32, float64, int64, is_grad_enabled, no_grad, tensor
+from .tensor import Tensor, enable_grad, float32, float64, int64, is_grad_enabled, no_grad, tensor
 from .trace import trace
 from .train import train
 
@@ -40,7 +40,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "ShapeError", "Tensor", "cat", "explain", "float32", "float64", "functional", "int64", "is_grad_enabled",
+    "ShapeError", "Tensor", "cat", "enable_grad", "explain", "float32", "float64", "functional", "int64", "is_grad_enabled",
     "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
     *_LAZY,
 ]

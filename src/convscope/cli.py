@@ -154,10 +154,12 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     from .explain.cli import add_cli as add_explain
     from .export.cli import add_cli as add_export_xlsx
     from .trace.cli import add_cli as add_trace
+    from .web.cli import add_cli as add_serve
 
     add_explain(sub)
     add_trace(sub)
     add_export_xlsx(sub)
+    add_serve(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ which is how the analyzer runs a model's own ``forward`` for free.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,39 +27,51 @@ Backward = Callable[[np.ndarray], Sequence["np.ndarray | None"]]
 Observer = Callable[[str, tuple, "Tensor", dict], None]
 
 
-class _GradMode:
-    enabled = True
+class _ThreadState(threading.local):
+    """Grad mode and op observers are per thread, as torch's grad mode is: a server thread
+    running ``no_grad`` does not switch gradients off for another thread."""
+
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.observers: list[Observer] = []
 
 
-_observers: list[Observer] = []
+_STATE = _ThreadState()
 
 
 @contextlib.contextmanager
-def no_grad() -> Iterator[None]:
-    """Context manager: ops inside record no graph (like ``torch.no_grad``)."""
-    previous = _GradMode.enabled
-    _GradMode.enabled = False
+def _grad_mode(enabled: bool) -> Iterator[None]:
+    previous = _STATE.grad_enabled
+    _STATE.grad_enabled = enabled
     try:
         yield
     finally:
-        _GradMode.enabled = previous
+        _STATE.grad_enabled = previous
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
+    """Context manager: ops inside record no graph (like ``torch.no_grad``)."""
+    return _grad_mode(False)
+
+
+def enable_grad() -> contextlib.AbstractContextManager[None]:
+    """Context manager: ops inside record a graph even within ``no_grad`` (like ``torch.enable_grad``)."""
+    return _grad_mode(True)
 
 
 def is_grad_enabled() -> bool:
-    return _GradMode.enabled
+    return _STATE.grad_enabled
 
 
 @contextlib.contextmanager
 def observe(observer: Observer) -> Iterator[None]:
-    """Call ``observer(op, inputs, output, attrs)`` for every op run inside the block.
-
-    The analyzer uses this to count functional calls, not only module calls.
-    """
-    _observers.append(observer)
+    """Call ``observer(op, inputs, output, attrs)`` for every op this thread runs inside the
+    block. The analyzer uses this to count functional calls, not only module calls."""
+    _STATE.observers.append(observer)
     try:
         yield
     finally:
-        _observers.remove(observer)
+        _STATE.observers.remove(observer)
 
 
 def _as_dtype(dtype: Any) -> np.dtype | None:
@@ -261,12 +274,12 @@ def make_result(
     else:
         out = Tensor.wrap(data)
     out.op = op
-    if backward is not None and _GradMode.enabled and any(p.requires_grad for p in parents):
+    if backward is not None and _STATE.grad_enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
         out._parents = tuple(parents)
         out._backward = backward
-    if _observers:
-        for obs in tuple(_observers):
+    if _STATE.observers:
+        for obs in tuple(_STATE.observers):
             obs(op, tuple(parents), out, attrs or {})
     return out
 

@@ -162,7 +162,8 @@ def _buffers(run: Walk, rules: Sequence[Saved]) -> _Buffers:
 def inference_peak(run: Walk) -> tuple[int, int]:
     """(peak live activation bytes, peak with the ops' scratch arrays) of a forward pass
     without a graph: outputs are new buffers (views share their base) freed after their
-    last use; the model inputs count from the start, the outputs to the end."""
+    last use; the model inputs count from the start, the outputs to the end. Without a
+    graph, what a backward closure would keep is scratch too (freed when the op returns)."""
     rules, _ = _rules(run)
     buffers = _buffers(run, rules)
     params = {id(p) for c in run.calls for p in c.module._parameters.values() if p is not None}
@@ -179,7 +180,7 @@ def inference_peak(run: Walk) -> tuple[int, int]:
             live[key] = buffers.size[key]
         total = sum(live.values())
         peak = max(peak, total)
-        with_scratch = max(with_scratch, total + saved.workspace)
+        with_scratch = max(with_scratch, total + saved.workspace + saved.extra_bytes)  # no graph keeps the extras
         for t in ev.inputs:
             key = buffers.of(t)
             if last.get(key) == k and key not in keep:

@@ -290,17 +290,19 @@ def _softmax_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Te
     return None if fields[0] is not NO_FIELD and attrs["dim"] >= 2 else same_field(fields, inputs, output, attrs)
 
 # Every backward closure here keeps the input and the output (``unary``/``_along`` capture
-# both); the scratch counts are the output-sized temporaries of the NumPy expressions above.
-saved_rule("relu")(elementwise_saved(backward=0.25))  # the bool mask o <= 0
-saved_rule("hardtanh")(elementwise_saved(backward=0.75))
+# both); the scratch counts are the output-sized temporaries of the NumPy expressions above,
+# measured (tests/test_memory.py checks them).
+saved_rule("relu", "hardtanh")(elementwise_saved(backward=0.25))  # a bool mask (NumPy reuses temporaries)
 saved_rule("leaky_relu")(elementwise_saved(forward=1.25, backward=1.25))
-saved_rule("hardsigmoid")(elementwise_saved(forward=2, backward=1.75))
-saved_rule("hardswish")(elementwise_saved(forward=3, backward=3.5))
-saved_rule("elu", "selu", "celu", "softplus", "logsigmoid")(elementwise_saved(forward=3, backward=4))
-saved_rule("sigmoid")(elementwise_saved(forward=4, backward=2))
-saved_rule("tanh")(elementwise_saved(backward=2))
-saved_rule("silu", "gelu")(elementwise_saved(forward=4, backward=5))
-saved_rule("softmax", "log_softmax")(elementwise_saved(forward=2, backward=2))
+saved_rule("hardsigmoid")(elementwise_saved(forward=1, backward=1.5))
+saved_rule("hardswish")(elementwise_saved(forward=1, backward=1.5))
+saved_rule("elu", "selu", "celu", "softplus", "logsigmoid")(elementwise_saved(forward=2, backward=2))
+saved_rule("sigmoid")(elementwise_saved(forward=3.25))
+saved_rule("tanh")(elementwise_saved(backward=1))
+saved_rule("silu")(elementwise_saved(forward=3.25, backward=3.25))
+saved_rule("gelu")(elementwise_saved(forward=2, backward=2))
+saved_rule("softmax")(elementwise_saved(forward=1))
+saved_rule("log_softmax")(elementwise_saved(forward=1, backward=1))
 
 # torch's tensor methods of the same names (x.relu(), x.softmax(1), …)
 for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):

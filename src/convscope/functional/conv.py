@@ -771,9 +771,12 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     xp = padded_bytes if not depthwise or padded != tuple(x.shape[-nd:]) else 0
     own, columns, weight = _scratch(n, c_in, w.shape[0], padded, windows, geo, w.shape[1], item)
     g_layout = 0 if depthwise else nbytes(output)
-    backward = g_layout + max(padded_bytes + weight + columns + (own if depthwise else 0), 2 * weight + columns)
+    if depthwise:  # the padded input gradient and the spread output gradient, before the input gradient exists
+        backward = padded_bytes + own - nbytes(x)
+    else:
+        backward = g_layout + max(padded_bytes + weight + columns, 2 * weight + columns)
     return Saved(tuple(range(len(inputs))), extra=(("padded input", xp),) if xp else (),
-                 workspace=own + columns, backward_workspace=backward)
+                 workspace=own + columns + (0 if depthwise else weight), backward_workspace=backward)
 
 
 @saved_rule(*_TRANSPOSED)

@@ -310,7 +310,6 @@ def _interpolate_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) ->
     intermediate arrays; a linear pass also holds a gathered tap and its weighted copy."""
     x = inputs[0]
     nd = len(attrs["size"])
-    per_axis = 2 if attrs["mode"] in _NEAREST else 4
     taps = sum(attrs["size"]) * (8 if attrs["mode"] in _NEAREST else 2 * (8 + x.dtype.itemsize))
     forward, current = [], list(x.shape)
     for k, n in enumerate(attrs["size"]):
@@ -320,9 +319,12 @@ def _interpolate_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) ->
     for k in reversed(range(nd)):
         current[x.ndim - nd + k] = x.shape[x.ndim - nd + k]
         backward.append(numel(current))
-    item = x.dtype.itemsize
-    return Saved(extra=(("tap maps", taps),), workspace=(per_axis - 1) * max(forward) * item,
-                 backward_workspace=(per_axis - 1) * max(backward) * item)
+    item, between = x.dtype.itemsize, max([*forward[:-1], *backward[:-1]], default=0)
+    if attrs["mode"] in _NEAREST:
+        return Saved(extra=(("tap maps", taps),), workspace=max(forward[:-1], default=0) * item,
+                     backward_workspace=int(1.5 * max(backward[:-1], default=0) * item))
+    return Saved(extra=(("tap maps", taps),), workspace=(2 * max(forward) + between) * item,
+                 backward_workspace=(2 * numel(output.shape) + max(backward[:-1], default=0)) * item)
 
 
 @size_rule("interpolate")

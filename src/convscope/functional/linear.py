@@ -259,10 +259,11 @@ def _linear_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Save
 def _dropout_saved(spatial: int) -> SavedRule:
     def rule(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
         """The closure keeps the scaled mask (in the input's dtype); drawing it needs a
-        float64 uniform array and a bool array of the mask's shape."""
+        float64 uniform array and a bool array of the mask's shape (beyond mask and output)."""
         x = inputs[0]
         cells = numel(x.shape[:x.ndim - spatial] if spatial else x.shape)
-        return Saved(extra=(("dropout mask", cells * x.dtype.itemsize),), workspace=cells * 9)
+        mask = cells * x.dtype.itemsize
+        return Saved(extra=(("dropout mask", mask),), workspace=max(cells * 9 - mask - nbytes(output), 0))
 
     return rule
 

@@ -112,36 +112,54 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     if any(t.is_meta for t in parents):
         return make_result(op, None, parents, None, shape=x.shape, dtype=x.dtype, attrs=attrs), None, None
     xv = x.data.reshape(view)
+    w = None if weight is None else weight.data.reshape(affine)
+    b = None if bias is None else bias.data.reshape(affine)
     if stats is None:
         count = math.prod(xv.shape[a] for a in axes)
         with np.errstate(invalid="ignore", divide="ignore"):  # an empty batch gives NaN statistics
             mean = xv.sum(axis=axes, keepdims=True) / count
             centred = xv - mean
-            var = (centred * centred).sum(axis=axes, keepdims=True) / count
-    else:
+            spare = np.multiply(centred, centred)  # reused below as the output buffer
+            var = spare.sum(axis=axes, keepdims=True) / count
+        invstd = 1 / np.sqrt(var + eps)
+        xhat = np.multiply(centred, invstd, out=centred).reshape(x.shape)  # normalised in place
+        out = xhat
+        if w is not None or b is not None:
+            out = spare.reshape(x.shape)
+            if w is None:
+                out[...] = xhat
+            else:
+                np.multiply(xhat, w, out=out)
+            if b is not None:
+                out += b
+    else:  # constant statistics (view == x.shape): one scale and one shift per channel, two passes
         mean, var = stats
-        centred = xv - mean
-    invstd = 1 / np.sqrt(var + eps)
-    xhat = (centred * invstd).reshape(x.shape)
-    w = None if weight is None else weight.data.reshape(affine)
-    b = None if bias is None else bias.data.reshape(affine)
-    out = xhat if w is None else xhat * w
-    if b is not None:
-        out = out + b
+        invstd = 1 / np.sqrt(var + eps)
+        scale = invstd if w is None else invstd * w
+        out = np.multiply(xv, scale)
+        out += -mean * scale if b is None else b - mean * scale
+        xhat = None  # made by the backward if a weight gradient needs it
 
     def input_grad(g: np.ndarray) -> np.ndarray:
-        dxhat = (g if w is None else g * w).reshape(view)
         if stats is not None:
-            return (dxhat * invstd).reshape(x.shape)
+            return g * scale
+        dxhat = (g * w if w is not None else g.copy()).reshape(view)
         xhat_v = xhat.reshape(view)
-        dx = invstd * (dxhat - dxhat.mean(axis=axes, keepdims=True)
-                       - xhat_v * np.mean(dxhat * xhat_v, axis=axes, keepdims=True))
-        return dx.reshape(x.shape)
+        mean_d = dxhat.mean(axis=axes, keepdims=True)
+        along = np.multiply(dxhat, xhat_v)
+        np.multiply(xhat_v, along.mean(axis=axes, keepdims=True), out=along)
+        dxhat -= mean_d
+        dxhat -= along
+        dxhat *= invstd
+        return dxhat.reshape(x.shape)
 
     def backward(g: np.ndarray) -> tuple:
         grads = [input_grad(g) if x.requires_grad else None]
-        if weight is not None:
-            grads.append(unbroadcast(g * xhat, affine).reshape(weight.shape) if weight.requires_grad else None)
+        if weight is not None and weight.requires_grad:
+            normalised = xhat if xhat is not None else ((xv - mean) * invstd).reshape(x.shape)
+            grads.append(unbroadcast(g * normalised, affine).reshape(weight.shape))
+        elif weight is not None:
+            grads.append(None)
         if bias is not None:
             grads.append(unbroadcast(g, affine).reshape(bias.shape) if bias.requires_grad else None)
         return tuple(grads)
@@ -414,10 +432,16 @@ field_rule("layer_norm", "group_norm")(global_field)
 
 @saved_rule("batch_norm", "instance_norm", "layer_norm", "group_norm")
 def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """``_normalize``'s closure keeps the normalised input ``xhat`` and ``1/√(var + eps)``
-    (one per statistic) besides its parents. With batch statistics the forward holds the
-    centred input and its square at once, the backward three input-sized temporaries."""
+    """``_normalize``'s closure keeps its parents and, with batch statistics, the normalised
+    input ``xhat`` (made in place of the centred input) and ``1/√(var + eps)`` per
+    statistic; the output reuses the square's buffer, so the forward needs no scratch. The
+    backward then holds one input-sized temporary besides the input gradient it builds in
+    place. With constant statistics it keeps one scale per channel, and the weight gradient
+    recomputes the normalised input (two temporaries)."""
     x = inputs[0]
+    size, item = nbytes(x), x.dtype.itemsize
+    if not attrs.get("training", attrs.get("use_input_stats", True)):
+        return Saved(tuple(range(len(inputs))), extra=(("scale", 2 * x.shape[1] * item),), backward_workspace=2 * size)
     if "normalized_shape" in attrs:
         stats = numel(x.shape) // max(numel(attrs["normalized_shape"]), 1)
     elif "num_groups" in attrs:
@@ -426,10 +450,8 @@ def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> S
         stats = x.shape[0] * x.shape[1]
     else:
         stats = x.shape[1] if x.ndim > 1 else 1
-    size = nbytes(x)
-    batch_stats = attrs.get("training", attrs.get("use_input_stats", True))
-    return Saved(tuple(range(len(inputs))), extra=(("normalised input", size), ("1/std", stats * x.dtype.itemsize)),
-                 workspace=2 * size if batch_stats else size, backward_workspace=3 * size if batch_stats else size)
+    return Saved(tuple(range(len(inputs))), extra=(("normalised input", size), ("1/std", stats * item)),
+                 backward_workspace=size)
 
 
 @saved_rule("local_response_norm")

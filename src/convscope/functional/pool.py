@@ -347,21 +347,21 @@ def _max_winner(xd: np.ndarray, best: np.ndarray, geo: PoolGeometry, taps: list)
     return winner
 
 
-def _to_winners(g: np.ndarray, winner: np.ndarray, geo: PoolGeometry, taps: list, shape: tuple) -> np.ndarray:
-    """Add each window's gradient onto its winning cell: per tap, the windows it won.
+def _scatter_taps(part: Any, geo: PoolGeometry, taps: list, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """Adjoint of the tap reads: add ``part(t, windows)`` onto the cells tap ``t`` read.
 
-    Like the forward, the sums run in contiguous phase planes of the last dim (interleaved
-    once at the end). A window without real cells (torch points its index past the plane)
-    is reached by no tap, so its gradient is dropped instead of written out of bounds.
+    As in the forward, the sums run in contiguous phase planes of the last dim (interleaved
+    once at the end). Padding cells are never written; a window reached by no tap (without
+    real cells) sends nothing.
     """
     step = min(geo.stride[-1], shape[-1])
-    phases = [np.zeros(shape[:-1] + (len(range(r, shape[-1], step)),), g.dtype) for r in range(step)]
+    phases = [np.zeros(shape[:-1] + (len(range(r, shape[-1], step)),), dtype) for r in range(step)]
     for t, windows, cells in taps:
         target = _in_phase(phases, cells, step)
-        np.add(target, np.where(winner[(Ellipsis,) + windows] == t, g[(Ellipsis,) + windows], 0), out=target)
+        np.add(target, part(t, (Ellipsis,) + windows), out=target)
     if step == 1:
         return phases[0]
-    grad = np.empty(shape, g.dtype)
+    grad = np.empty(shape, dtype)
     for r, phase in enumerate(phases):
         grad[..., r::step] = phase
     return grad
@@ -387,7 +387,8 @@ def _max_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
 
     def backward(g: np.ndarray) -> tuple:
         won = _max_winner(xd, value, geo, taps) if winner is None else winner
-        return (_to_winners(g, won, geo, taps, xd.shape),)
+        # each window's gradient goes to its winning cell (a window of torch's out-of-plane index to none)
+        return (_scatter_taps(lambda t, w: np.where(won[w] == t, g[w], 0), geo, taps, xd.shape, g.dtype),)
 
     out = make_result(op, value, (x,), backward, attrs=attrs)
     return (out, Tensor.wrap(_plane_index(winner, geo))) if return_indices else out
@@ -438,11 +439,7 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
 
     def backward(g: np.ndarray) -> tuple:
         share = g / divisor
-        grad = np.zeros(xd.shape, g.dtype)
-        for _, windows, cells in taps:
-            target = grad[(Ellipsis,) + cells]
-            np.add(target, share[(Ellipsis,) + windows], out=target)
-        return (grad,)
+        return (_scatter_taps(lambda t, w: share[w], geo, taps, xd.shape, g.dtype),)
 
     return make_result(op, out, (x,), backward, attrs=attrs)
 
@@ -896,32 +893,30 @@ def _lp_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor,
     return rule(fields, inputs, output, attrs)
 
 
-def _pool_scratch(kind: str, inputs: Sequence[Tensor], attrs: dict) -> tuple[int, int]:
-    """Bytes of the padded copy a windowed pool reads (0 without padding or ceil-mode
-    overhang) and the growth of its input gradient, which is a view into a padded array."""
-    x = inputs[0]
-    nd = len(attrs["kernel_size"])
-    geo = pool_geometry(x.shape, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"],
-                        attrs.get("ceil_mode", False), op=f"{kind}_pool{nd}d")
-    padded = numel(x.shape[:x.ndim - nd]) * math.prod(geo.padded) * x.dtype.itemsize
-    return (padded if padded > nbytes(x) else 0), padded - nbytes(x)
+def _phase_copies(inputs: Sequence[Tensor], attrs: dict) -> int:
+    """Bytes of the contiguous phase copies ``x[..., r::s]`` the taps read when the last
+    dim has a stride ``s > 1`` (together one input's worth; see :func:`_tap_reads`)."""
+    return nbytes(inputs[0]) if attrs["stride"][-1] > 1 else 0
 
 
 @saved_rule(*[f"max_pool{n}d" for n in (1, 2, 3)])
 def _max_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure keeps the winning tap of every window (int64); the scan holds a
-    window-sized comparison mask, the backward one output-sized routed gradient at a time."""
-    copy, growth = _pool_scratch("max", inputs, attrs)
-    return Saved(extra=(("winning taps", numel(output.shape) * 8),), workspace=copy + numel(output.shape),
-                 backward_workspace=growth + nbytes(output))
+    """The closure keeps the input, the maxima and each window's winning tap (the smallest
+    integer type that holds a tap index). The scans compare tap by tap (a window-sized bool
+    mask); the backward sums into phase planes, then interleaves them into the gradient."""
+    taps = np.min_scalar_type(math.prod(attrs["kernel_size"])).itemsize
+    phases = _phase_copies(inputs, attrs)
+    return Saved((0,), True, (("winning taps", numel(output.shape) * taps),), workspace=phases + numel(output.shape),
+                 backward_workspace=max(phases, nbytes(output)))
 
 
 @saved_rule(*[f"avg_pool{n}d" for n in (1, 2, 3)])
 def _avg_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure keeps only the (per-position) divisors; the window sum is a scratch
-    array before the division, the shared gradient one in the backward."""
-    copy, growth = _pool_scratch("avg", inputs, attrs)
-    return Saved(workspace=copy + nbytes(output), backward_workspace=growth + nbytes(output))
+    """The closure keeps the input (for its shape) and the per-position divisors; the
+    backward divides the output gradient once (``share``) and adds it tap by tap (NumPy
+    buffers the strided adds: about one more input's worth, measured)."""
+    return Saved((0,), extra=(("divisors", numel(output.shape[-len(attrs["kernel_size"]):]) * output.dtype.itemsize),),
+                 workspace=_phase_copies(inputs, attrs), backward_workspace=nbytes(output) + nbytes(inputs[0]))
 
 
 @saved_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])
@@ -942,20 +937,26 @@ def _adaptive_steps(shape: Sequence[int], out: Sequence[int]) -> list[int]:
 
 @saved_rule(*[f"adaptive_avg_pool{n}d" for n in (1, 2, 3)])
 def _adaptive_avg_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure reads the input's shape only; the separable passes make intermediate
-    arrays (forward: the input pooled along its first spatial dims; backward: the gradient
-    spread along its first dims)."""
+    """The closure reads the input's shape only. The separable passes make intermediate
+    arrays (forward: the input pooled along its first spatial dims, plus a bin's sum at a
+    time; backward: the gradient spread along its first dims, plus a bin's share)."""
     x, out = inputs[0], attrs["output_size"]
-    item = x.dtype.itemsize
-    forward = _adaptive_steps(x.shape, out)
-    backward = _adaptive_steps(output.shape, x.shape[x.ndim - len(out):])
-    return Saved((0,), workspace=max(forward, default=0) * item, backward_workspace=max(backward, default=0) * item)
+    nd, item = len(out), x.dtype.itemsize
+    forward = max(_adaptive_steps(x.shape, out), default=0)
+    backward = max(_adaptive_steps(output.shape, x.shape[x.ndim - nd:]), default=0)
+    per_bin = numel(x.shape) // max(x.shape[x.ndim - nd], 1)  # one bin's sum along the first spatial dim
+    line = numel(x.shape[:x.ndim - nd + 1])  # one input line's share in the backward
+    return Saved((0,), workspace=(forward + 2 * per_bin) * item, backward_workspace=(backward + 2 * line) * item)
 
 
 @saved_rule(*[f"adaptive_max_pool{n}d" for n in (1, 2, 3)])
 def _adaptive_max_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure keeps the input (as flat planes) and the int64 index of every maximum."""
-    return Saved((0,), extra=(("argmax indices", numel(output.shape) * 8),))
+    """The closure keeps the input (as flat planes) and the int64 index of every maximum;
+    the search copies one bin of every plane at a time (and two masks of it)."""
+    x, nd = inputs[0], len(attrs["output_size"])
+    widest = math.prod(-(-n // o) + 1 for n, o in zip(x.shape[x.ndim - nd:], attrs["output_size"]))
+    box = numel(x.shape[:x.ndim - nd]) * min(widest, numel(x.shape[x.ndim - nd:])) * x.dtype.itemsize
+    return Saved((0,), extra=(("argmax indices", numel(output.shape) * 8),), workspace=3 * box)
 
 
 @saved_rule(*[f"max_unpool{n}d" for n in (1, 2, 3)])

@@ -32,8 +32,8 @@ from ..functional.pad import constant_pad_array
 from ..functional.pool import _adaptive_cells, _scatter_to_input, pool_geometry
 from ..functional.windows import scatter_windows, sliding_windows
 from ..nn.module import Module
-from ..tensor import Tensor
-from .record import Call, Recording, frozen_parameters, grad_enabled
+from ..tensor import Tensor, enable_grad
+from .record import Call, Recording, frozen_parameters
 from .steps import ELEMENTWISE
 
 Rule = Callable[[Call, np.ndarray], Sequence["np.ndarray | None"]]
@@ -191,7 +191,7 @@ def _ones_adjoint(fn: Callable[..., Tensor]) -> Rule:
     """Connectivity of an op linear in each operand: its adjoint at all-ones operands
     (every coefficient 1, so nothing cancels)."""
     def rule(call: Call, mask: np.ndarray) -> list:
-        with grad_enabled():
+        with enable_grad():
             out = fn(*(Tensor.wrap(np.ones(p.shape), requires_grad=True) for p in call.parents))
         return [None if g is None else g != 0 for g in out._backward(mask.astype(np.float64))]
     return rule

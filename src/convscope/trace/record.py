@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..nn.module import Module
-from ..tensor import Tensor, _GradMode, observe
+from ..tensor import Tensor, enable_grad, observe
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,6 @@ class Recording:
 
 
 @contextlib.contextmanager
-def grad_enabled() -> Iterator[None]:
-    """Record the graph even inside ``no_grad``: the tracer reads the adjoints of routing ops
-    (reshape, cat, indexing) and backpropagates for :meth:`Trace.contributions`."""
-    previous = _GradMode.enabled
-    _GradMode.enabled = True
-    try:
-        yield
-    finally:
-        _GradMode.enabled = previous
-
-
-@contextlib.contextmanager
 def frozen_parameters(model: Module) -> Iterator[None]:
     """Parameters stop requiring grad inside the block, then get their flag back."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -127,7 +115,7 @@ def record(model: Module, x: Tensor) -> Recording:
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after_for(path)))
     try:
-        with frozen_parameters(model), grad_enabled(), observe(observer):
+        with frozen_parameters(model), enable_grad(), observe(observer):
             output = model(x)
     finally:
         for handle in handles:

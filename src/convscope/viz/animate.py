@@ -289,6 +289,11 @@ def _fmt_index(o: int | None, pos: Sequence[int] | None) -> str:
     return ", ".join(map(str, ([o] if o is not None else []) + list(pos or ())))
 
 
+def _term(v: float) -> str:
+    """A summand: negative numbers in parentheses."""
+    return number(v) if v >= 0 else f"({number(v)})"
+
+
 def _status(anim: Animation, frame: Frame) -> str:
     k = "×".join(map(str, anim.kernel))
     if frame.kind == "intro":
@@ -303,9 +308,8 @@ def _status(anim: Animation, frame: Frame) -> str:
     where = _fmt_index(frame.out_channel, frame.position)
     if anim.family == "conv":
         sums = list(frame.channel_sums)
-        terms = " + ".join(number(v) if v >= 0 else f"({number(v)})" for v in sums) if len(sums) <= 6 \
-            else f"Σ over {len(sums)} channels"
-        bias = f" + {number(frame.bias)} (bias)" if anim.bias is not None else ""
+        terms = " + ".join(_term(v) for v in sums) if len(sums) <= 6 else f"Σ over {len(sums)} channels"
+        bias = f" + {_term(frame.bias)} (bias)" if anim.bias is not None else ""
         return f"y[{where}] = {terms}{bias} = {number(frame.value)}"
     if anim.family == "conv_transpose":
         pos = _fmt_index(None, frame.position)
@@ -337,8 +341,13 @@ def _background(anim: Animation, lay: _Layout, fonts: _Fonts, cell: int, numbers
     """What every frame shares: the input grids without highlights."""
     p = _Painter((lay.width, lay.height), fonts, cell, numbers)
     for c, y in enumerate(lay.rows):
-        p.grid(lay.grid_x, y, anim.padded[c], _input_style(anim, c, False))
+        p.grid(lay.grid_x, y, _shown(anim)[c], _input_style(anim, c, False))
     return p.image
+
+
+def _shown(anim: Animation) -> np.ndarray:
+    """The padded input as drawn: ceil-mode overhang cells (never real data) stay empty."""
+    return np.where(anim.supplied == OVERHANG, np.nan, anim.padded)
 
 
 def _draw_frame(anim: Animation, frame: Frame, lay: _Layout, background: Any, fonts: _Fonts, cell: int,
@@ -359,7 +368,7 @@ def _draw_frame(anim: Animation, frame: Frame, lay: _Layout, background: Any, fo
             if anim.family == "conv_transpose":
                 p.outline(lay.grid_x, y, in_shape, [frame.position], colour)
             else:
-                p.grid(lay.grid_x, y, anim.padded[c], _input_style(anim, c, True), only=frame.cells)
+                p.grid(lay.grid_x, y, _shown(anim)[c], _input_style(anim, c, True), only=frame.cells)
                 p.outline(lay.grid_x, y, in_shape, frame.cells, colour)
                 if frame.winner is not None:
                     p.outline(lay.grid_x, y, in_shape, [frame.cells[frame.winner]], style.HIGHLIGHT_EDGE, 4)

@@ -54,8 +54,8 @@ def _model_arg(p: argparse.ArgumentParser, default: str | None = "digits") -> No
         p.add_argument("model", help="'digits' (the shipped trained CNN), a zoo model name or a spec file")
     else:
         p.add_argument("model", nargs="?", default=default,
-                       help=f"'digits' (the shipped trained CNN, default), a zoo model (seeded random weights) "
-                            f"or a spec file")
+                       help="'digits' (the shipped trained CNN, default), a zoo model (seeded random weights) "
+                            "or a spec file")
 
 
 def add_cli(subparsers: Any) -> None:

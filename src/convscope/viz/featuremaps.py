@@ -68,10 +68,11 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
     net, name, x, described = model_input(model, x, digit, input_shape)
     acts = {"input": x} | inspect.activations(net, x, layers)
     rows = len(acts)
-    fig = new_figure(1.9 + max_channels * 0.95 + 0.9, 0.8 + rows * 1.05)
+    heights = [1.0 if a.ndim > 2 else 0.45 for a in acts.values()]  # vectors get a thin strip
+    fig = new_figure(1.9 + max_channels * 0.95 + 0.9, 0.8 + sum(heights) * 1.05 + 0.25 * rows)
     grid = fig.add_gridspec(rows, max_channels + 1, left=1.6 / fig.get_figwidth(), right=0.93,
-                            top=1 - 0.7 / fig.get_figheight(), bottom=0.25 / fig.get_figheight(),
-                            width_ratios=[1] * max_channels + [0.12], hspace=0.45, wspace=0.12)
+                            top=1 - 0.7 / fig.get_figheight(), bottom=0.3 / fig.get_figheight(),
+                            width_ratios=[1] * max_channels + [0.12], height_ratios=heights, hspace=0.5, wspace=0.12)
     cmap = matplotlib.colormaps[style.SEQUENTIAL]
     modules = dict(net.named_modules())
     for row, (layer, value) in enumerate(acts.items()):

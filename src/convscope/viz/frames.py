@@ -160,7 +160,7 @@ def conv_frames(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, paddi
     supplied = np.full(padded.shape[2:], PAD, np.int8)
     supplied[tuple(slice(p, p + n) for p, n in zip(pad, xb.shape[2:]))] = REAL
     description = _text(op, stride=stride_t, padding=pad, dilation=dilation_t, groups=groups,
-                        padding_mode=padding_mode)
+                        padding_mode=padding_mode) + (" — depthwise" if groups == xb.shape[1] > 1 else "")
     anim = Animation(op, description, xb[0], padded[0], supplied, pad, w, b, groups, out[0], "conv", w.shape[2:])
     progress = np.full(out[0].shape, np.nan)
     anim.frames.append(Frame("intro", progress.copy()))

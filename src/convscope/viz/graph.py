@@ -216,7 +216,7 @@ def _raw_nodes(run: Walk) -> list[Node]:
     input_shape = tuple(run.inputs[0].shape[1:])
     nodes = [Node(0, "input", "input", "input", "input", input_shape, [])]
     producer = {id(t): 0 for t in run.inputs}
-    for tick, kind, index in sorted(items):
+    for _, kind, index in sorted(items):
         if kind == "call":
             call = calls[index]
             events = [run.events[k] for k in owned.get(index, [])]

@@ -94,7 +94,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.6) -> np.ndarr
     grey = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image, dtype=float)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     tint = np.asarray(to_rgb(style.HIGHLIGHT))
-    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * tint
+    rgb[mask.T] = (1 - alpha) * rgb[mask.T] + alpha * tint
     return rgb
 
 
@@ -118,7 +118,8 @@ def draw_fields(image: np.ndarray, panels: list[FieldPanel], title: str) -> Any:
         ax.set_xticks([])
         ax.set_yticks([])
         spatial = panel.index[2:]
-        unit = f"ch {panel.index[1]}, ({', '.join(map(str, spatial))})" if spatial else f"{panel.index[1]} (most active)"
+        where = ", ".join(map(str, spatial))
+        unit = f"ch {panel.index[1]}, ({where})" if spatial else f"{panel.index[1]} (most active)"
         size = f"{box[0][1] - box[0][0] + 1}×{box[1][1] - box[1][0] + 1} box" if box else "no pixels"
         ax.set_title(f"{panel.layer} ({panel.type})\nunit ({unit})\n{int(panel.mask.sum())} pixels, {size}",
                      fontsize=style.SMALL_SIZE + 0.5)

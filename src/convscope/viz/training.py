@@ -53,8 +53,8 @@ def load_history(source: Any) -> History:
 
 def training_curves(history: Any, *, log_loss: bool = False, title: str | None = None,
                     out: str | Path | None = None) -> Any:
-    """Loss, accuracy and learning rate per epoch (train solid, validation dashed; the best
-    epoch of early stopping marked)."""
+    """Loss, accuracy and learning rate per epoch (train solid, validation dashed; the epoch
+    with the lowest validation loss marked when the history records it)."""
     h = load_history(history)
     if not h.rows:
         raise ValueError("training curves: the history has no epochs")
@@ -76,7 +76,8 @@ def training_curves(history: Any, *, log_loss: bool = False, title: str | None =
             ax.plot(epochs, values, dash, color=style.OKABE_ITO[colour], label=label, linewidth=1.6,
                     marker="o" if len(epochs) <= 12 else None, markersize=3)
         if h.best_epoch is not None:
-            ax.axvline(h.best_epoch, color=style.MUTED, linestyle=":", linewidth=1, label=f"best epoch {h.best_epoch}")
+            ax.axvline(h.best_epoch, color=style.MUTED, linestyle=":", linewidth=1,
+                       label=f"lowest val loss (epoch {h.best_epoch})")
         if name == "loss" and log_loss:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -86,9 +87,10 @@ def training_curves(history: Any, *, log_loss: bool = False, title: str | None =
         if name != "learning rate":
             ax.legend(frameon=False)
     last = h.rows[-1]
-    summary_text = ", ".join(f"{key.replace('_', ' ')} {last[key]:.2%}" for key in ("train_acc", "val_acc") if key in last)
+    finals = [f"{key.replace('_', ' ')} {last[key]:.2%}" for key in ("train_acc", "val_acc") if key in last]
+    summary_text = ", ".join(finals)
     stop = f"; stopped early, best epoch {h.best_epoch}" if h.stopped_early else ""
-    fig.suptitle(title or f"training run: {len(h)} epochs; final {summary_text}{stop}", x=0.01, ha="left",
+    fig.suptitle(f"{title or 'training run'}: {len(h)} epochs; final {summary_text}{stop}", x=0.01, ha="left",
                  fontsize=style.TITLE_SIZE)
     if out is not None:
         save(fig, out)

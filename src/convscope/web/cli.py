@@ -42,7 +42,7 @@ def _default_model(app: Any, model: str) -> str:
     """The id of ``model`` in ``app``'s store; a file is read now and added as an upload."""
     from .. import zoo
     from .errors import ApiError
-    from .upload import _onnx_entry, _spec_entry
+    from .upload import onnx_entry, spec_entry
 
     path = Path(model)
     store = app.state.store
@@ -56,9 +56,9 @@ def _default_model(app: Any, model: str) -> str:
             return store.get(model).id
         with store.engine:
             if path.suffix == ".onnx":
-                entry = _onnx_entry(path.read_bytes(), path.name, None)
+                entry = onnx_entry(path.read_bytes(), path.name, None)
             else:
-                entry = _spec_entry(path.read_text(encoding="utf-8"), path.name, store.limits)
+                entry = spec_entry(path.read_text(encoding="utf-8"), path.name, store.limits)
     except ApiError as err:
         raise ValueError(f"{path}: {err.message}") from None
     return store.add(entry).id

@@ -90,5 +90,13 @@ def graph_of(entry: ModelEntry, model: Module) -> dict[str, str | None]:
     return entry.graph
 
 
+def split_call(layer: str) -> tuple[str, int]:
+    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: the path and which call (from 0)."""
+    path, _, n = layer.partition("#")
+    if n and not (n.isdigit() and int(n) >= 1):
+        raise ApiError(422, "validation", f"layer {layer!r}: a call number after '#' must be 1 or more", "layer")
+    return path, int(n) - 1 if n else 0
+
+
 def _shape(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "×".join(map(str, shape))

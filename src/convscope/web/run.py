@@ -20,7 +20,7 @@ from ..nn.module import Module
 from ..tensor import Tensor, no_grad
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
-from .guard import INPUT, check_compute, graph_of
+from .guard import INPUT, check_compute, graph_of, split_call
 from .inputs import InputSpec, drawing_to_digit, make_input
 from .store import DIGITS, ModelEntry, ModelStore, store_of
 
@@ -80,10 +80,6 @@ def _output(output: Any) -> dict[str, Any]:
     return out
 
 
-def _base(name: str) -> str:
-    return name.split("#", 1)[0]
-
-
 def run_payload(store: ModelStore, entry: ModelEntry, spec: InputSpec, maps: bool) -> dict[str, Any]:
     """The answer of ``/run``: input, output, probabilities and the layers' maps."""
     with store.engine:
@@ -95,7 +91,7 @@ def run_payload(store: ModelStore, entry: ModelEntry, spec: InputSpec, maps: boo
     budget = store.limits.max_response_values
     layers = []
     for name, value in acts.items():
-        row: dict[str, Any] = {"name": name, "type": kinds.get(_base(name), "?"), "shape": list(value.shape),
+        row: dict[str, Any] = {"name": name, "type": kinds.get(split_call(name)[0], "?"), "shape": list(value.shape),
                                "input_from": graph.get(name), "map": None}
         if maps and value.size <= budget:
             row["map"] = pack(value[0])
@@ -125,11 +121,12 @@ def activations(model_id: str, request: ActivationsRequest, http: Request) -> Re
     with store.engine:
         model, x = model_input(store, entry, request.input)
         names = inspect.layers(model)
-        if _base(request.layer) not in names:
+        path = split_call(request.layer)[0]
+        if path not in names:
             raise ApiError(422, "validation", f"no layer {request.layer!r} in {entry.name}; layers: "
                                               f"{', '.join(names[:40])}", "layer")
         with engine_errors("layer", f"running {entry.name}"):
-            value = inspect.activations(model, x, [_base(request.layer)]).get(request.layer)
+            value = inspect.activations(model, x, [path]).get(request.layer)
     if value is None:
         raise ApiError(422, "validation", f"layer {request.layer!r} produced no tensor output", "layer")
     count = value.shape[1] if value.ndim > 1 else 1

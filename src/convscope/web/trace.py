@@ -17,7 +17,7 @@ from ..trace import WeightedSum
 from ..trace import trace as trace_value
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
-from .guard import graph_of
+from .guard import graph_of, split_call
 from .inputs import InputSpec
 from .run import model_input
 from .store import store_of
@@ -33,14 +33,6 @@ class TraceRequest(BaseModel):
     index: list[int] = Field(..., min_length=1, max_length=8,
                              description="full index into the layer's output, batch first, e.g. [0, 5, 3, 4]")
     influence: bool = Field(True, description="also send the input cells that influence the value")
-
-
-def split_call(layer: str) -> tuple[str, int]:
-    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: the path and which call (from 0)."""
-    path, _, n = layer.partition("#")
-    if n and not (n.isdigit() and int(n) >= 1):
-        raise ApiError(422, "validation", f"layer {layer!r}: a call number after '#' must be 1 or more", "layer")
-    return path, int(n) - 1 if n else 0
 
 
 def channel_sums(terms: list[dict]) -> list[dict[str, Any]] | None:

@@ -49,7 +49,8 @@ def unrolled_layers(statements: list[Any], stop: int) -> int:
     return total
 
 
-def _spec_entry(text: str, name: str, limits: Limits) -> ModelEntry:
+def spec_entry(text: str, name: str, limits: Limits) -> ModelEntry:
+    """The store entry of a spec: counted, then built with meta parameters (call with the engine lock)."""
     from ..analyze import summary
     from ..random import manual_seed
     from ..spec import SpecError, load_spec
@@ -86,7 +87,7 @@ def upload_spec(upload: SpecUpload, request: Request) -> Response:
         raise ApiError(413, "too_large", f"the spec is {size:,} bytes; the limit is {store.limits.max_spec_bytes:,}",
                        "text")
     with store.engine:
-        entry = store.add(_spec_entry(upload.text, upload.name or "spec", store.limits))
+        entry = store.add(spec_entry(upload.text, upload.name or "spec", store.limits))
         summary = summary_of(entry)
     return answer({"model": entry.listing(), "summary": summary}, 201)
 
@@ -119,7 +120,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("x"))
 
 
-def _onnx_entry(data: bytes, name: str, shape_text: str | None) -> ModelEntry:
+def onnx_entry(data: bytes, name: str, shape_text: str | None) -> ModelEntry:
+    """The store entry of an ONNX file's bytes (call with the engine lock)."""
     try:
         from ..interop.onnx_load import load_onnx, require_onnx
 
@@ -149,7 +151,7 @@ def _onnx_entry(data: bytes, name: str, shape_text: str | None) -> ModelEntry:
 
 def _add_onnx(store: ModelStore, data: bytes, name: str, shape_text: str | None) -> dict:
     with store.engine:
-        entry = store.add(_onnx_entry(data, name, shape_text))
+        entry = store.add(onnx_entry(data, name, shape_text))
         return {"model": entry.listing(), "summary": summary_of(entry)}
 
 

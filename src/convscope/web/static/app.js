@@ -364,7 +364,7 @@ function weightedSum(t, from) {
         el("td", { text: fmt(term.read.value) }), el("td", { text: fmt(term.weight) }), el("td", { text: fmt(term.product) })))));
   }
   out.push(el("p", { class: "kv", text: `Σ products = ${fmt(t.product_sum, 6)}${t.terms_truncated ? " (largest terms listed; the sum is over all)" : ""}` }));
-  out.push(el("p", { class: "kv", text: step.bias === null ? "no bias" : `bias ${signed(step.bias)}` }));
+  out.push(el("p", { class: "kv", text: step.bias === null ? "no bias" : `bias ${fmt(step.bias, 6)}` }));
   return out;
 }
 
