@@ -41,7 +41,8 @@ _LAZY = {
 
 __all__ = [
     "ShapeError", "Tensor", "cat", "enable_grad", "explain", "float32", "float64", "functional", "int64",
-    "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train", "where", "zoo",
+    "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim", "pretrained", "stack", "tensor", "trace", "train",
+    "where", "zoo",
     *_LAZY,
 ]
 
