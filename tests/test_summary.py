@@ -285,3 +285,16 @@ def test_googlenet_table1_from_the_summary():
     from convscope.zoo.googlenet import table1
 
     assert "3a        28×28×256    64     96   128     16    32    32" in table1()
+
+
+@pytest.mark.parametrize("name,shape", [("resnet18", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64)),
+                                        ("googlenet", (3, 96, 96)), ("alexnet_original", (3, 227, 227))])
+def test_zoo_macs_equal_torch_flop_counter_on_torch_twins(name, shape):
+    """Independent count: torch's flop counter (2 FLOPs per conv/linear MAC) on the torch
+    twin of each zoo model, against the conv + linear MACs of the summary."""
+    with nn.meta_parameters():
+        model = cs.zoo.build(name)
+    twin = cs.to_torch(cs.zoo.build(name).eval(), shape, check=False)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        twin(torch.zeros(1, *shape))
+    assert 2 * cs.summary(model, shape, convention="paper").totals.macs == counter.get_total_flops()

@@ -52,10 +52,11 @@ class EffectiveField:
                 "mass": self.mass, "samples": self.samples}
 
     def text(self) -> str:
-        """``Effective RF (95 % of the gradient): radius 4.1 px, box 9×9 of the theoretical 13×13``."""
+        """``Effective RF (95% of the gradient, 8 random inputs): radius 4.1 px, box 9×9;
+        theoretical field 13×13``."""
         theory = "the whole input" if self.theoretical is None else "×".join(map(str, self.theoretical))
         return (f"Effective RF ({self.mass:.0%} of the gradient, {self.samples} random inputs): radius "
-                f"{self.radius:.1f} px, box {'×'.join(map(str, self.box))} of the theoretical {theory}")
+                f"{self.radius:.1f} px, box {'×'.join(map(str, self.box))}; theoretical field {theory}")
 
 
 def _real_model(model: Any) -> Module:

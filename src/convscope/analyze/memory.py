@@ -102,11 +102,13 @@ class TrainingMemory:
         return asdict(self)
 
     def text(self) -> str:
+        """Three lines of at most 80 columns for the summary table."""
         from .render import human
 
-        return (f"Training (batch {self.batch_size}, {self.optimizer}): params {human(self.params)}B + grads "
-                f"{human(self.grads)}B + optimizer {human(self.optimizer_state)}B + saved {human(self.saved)}B"
-                f"\n  + transient {human(self.transient)}B = peak {human(self.peak)}B (in the {self.phase})")
+        return (f"Training step (batch {self.batch_size}, {self.optimizer}): peak {human(self.peak)}B in the "
+                f"{self.phase}\n  params {human(self.params)}B + grads {human(self.grads)}B + optimizer state "
+                f"{human(self.optimizer_state)}B + saved {human(self.saved)}B\n  + transient "
+                f"{human(self.transient)}B (gradients in flight, scratch, update temporaries)")
 
 
 def rule_of(ev: OpEvent) -> Saved | None:

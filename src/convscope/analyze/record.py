@@ -64,6 +64,7 @@ class Totals:
     input_bytes: int
     peak_activation_bytes: int
     output_bytes: int
+    peak_scratch_bytes: int = 0  # the forward's peak with the ops' scratch arrays (im2col columns, …)
 
 
 @dataclass

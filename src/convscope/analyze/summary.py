@@ -327,29 +327,12 @@ class _Builder:
             bias_shape=None if bias is None else tuple(bias.shape),
             params=params, trainable_params=trainable, params_formula=formula)
 
-    def peak_activation_bytes(self) -> tuple[int, int]:
-        """(peak live bytes, input bytes): every op output is a fresh buffer, freed after
-        its last use; the model's inputs are live until their last use too."""
-        events = self.run.events
-        last_use: dict[int, int] = {}
-        for k, ev in enumerate(events):
-            for t in ev.inputs:
-                last_use[id(t)] = k
-        final = {id(t) for t in output_tensors(self.run.output)}
-        inputs = sum(_nbytes(x) for x in self.run.inputs)
-        sizes: dict[int, int] = {id(x): _nbytes(x) for x in self.run.inputs}
-        frees: dict[int, list[int]] = {}
-        for key, k in last_use.items():
-            if key not in final:
-                frees.setdefault(k, []).append(key)
-        live = peak = inputs
-        for k, ev in enumerate(events):
-            sizes[id(ev.output)] = _nbytes(ev.output)
-            live += sizes[id(ev.output)]
-            peak = max(peak, live)
-            for key in frees.get(k, []):
-                live -= sizes.pop(key, 0)  # parameters and constants were never counted
-        return peak, inputs
+    def peak_activation_bytes(self) -> tuple[int, int, int]:
+        """(peak live bytes, the peak with the ops' scratch arrays, input bytes): every op
+        output is a fresh buffer (a view shares its base), freed after its last use; the
+        model's inputs are live until their last use too (see :func:`memory.inference_peak`)."""
+        peak, scratch = memory.inference_peak(self.run)
+        return peak, scratch, sum(_nbytes(x) for x in self.run.inputs)
 
 
 def _nbytes(t: Tensor) -> int:
@@ -442,14 +425,14 @@ def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any
     total_params, trainable = _count_parameters(net.modules(), counting)
     called = {id(c.module) for c in run.calls}
     unused, _ = _count_parameters((m for m in net.modules() if id(m) not in called), counting)
-    peak, input_bytes = builder.peak_activation_bytes()
+    peak, scratch, input_bytes = builder.peak_activation_bytes()
     params = list({id(p): p for p in net.parameters()}.values())
     totals = Totals(
         params=total_params, trainable_params=trainable,
         macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
         param_bytes=sum(p.numel() * p.dtype.itemsize for p in params),
         input_bytes=input_bytes, peak_activation_bytes=peak,
-        output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)))
+        output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)), peak_scratch_bytes=scratch)
     result = Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
                      0 if run.error else unused, counting.name)
     if optimizer is not None and run.error is None:

@@ -94,7 +94,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.6) -> np.ndarr
     grey = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image, dtype=float)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     tint = np.asarray(to_rgb(style.HIGHLIGHT))
-    rgb[mask.T] = (1 - alpha) * rgb[mask.T] + alpha * tint
+    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * tint
     return rgb
 
 

@@ -157,7 +157,7 @@ def saliency_map(model: Any = "digits", x: Any = None, *, digit: int = 0, target
     image = x[0].mean(axis=0)
     fig = new_figure(9.5, 3.7)
     cmap = matplotlib.colormaps[style.SEQUENTIAL]
-    axes = [fig.add_axes((0.03 + k * 0.31, 0.08, 0.25, 0.7)) for k in range(3)]
+    axes = [fig.add_axes((left, 0.08, 0.25, 0.7)) for left in (0.03, 0.34, 0.7)]
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title("input")
     shown = axes[1].imshow(sal, cmap=cmap)
