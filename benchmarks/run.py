@@ -166,17 +166,18 @@ def targets(rows: list[dict[str, Any]], memory: dict[str, dict]) -> list[dict[st
     low = [r for r in big if r["roof_share"] < 0.7]
     out.append({"target": "convs ≥ 1 GFLOP at ≥ 70% of the matmul roof (forward)",
                 "value": min((r["roof_share"] for r in big), default=None),
-                "where": [f"{r['case']} {100 * r['roof_share']:.0f}%" for r in low], "met": not low})
+                "where": [f"{r['case']} {100 * r['roof_share']:.0f}%" for r in low], "met": not low if big else None})
     mem_bound = [r for r in rows if BY_NAME[r["case"]].memory_bound and r.get("ratio")]
     slow = [r for r in mem_bound if r["ratio"] < 1.0]
     out.append({"target": "depthwise and pooling at least as fast as torch",
                 "value": min((r["ratio"] for r in mem_bound), default=None),
-                "where": [f"{r['case']} {r['phase']} {r['ratio']:.2f}" for r in slow], "met": not slow})
+                "where": [f"{r['case']} {r['phase']} {r['ratio']:.2f}" for r in slow],
+                "met": not slow if mem_bound else None})
     m = memory.get("resnet50 forward (N=8)", {})
     cs_m, t_m = m.get("convscope", {}).get("rss_peak_mib"), m.get("torch", {}).get("rss_peak_mib")
     ratio = cs_m / t_m if cs_m and t_m else None
     out.append({"target": "ResNet-50 forward (N=8) peak extra memory ≤ 1.5× torch's", "value": ratio,
-                "met": ratio is not None and ratio <= 1.5})
+                "met": None if ratio is None else ratio <= 1.5})
     return out
 
 
@@ -220,7 +221,8 @@ def render(result: dict[str, Any]) -> str:
         text = "—" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
         where = t.get("where")
         where = f" ({'; '.join(where) if isinstance(where, list) else where})" if where else ""
-        lines.append(f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {text}{where}")
+        state = "n/a: no case" if t["met"] is None else "met" if t["met"] else "NOT met"
+        lines.append(f"  [{state}] {t['target']}: {text}{where}")
     for key, label in (("import", "import convscope"), ("summary", "summary(resnet152)")):
         if key in result:
             t = result[key]

@@ -169,7 +169,7 @@ def main() -> int:
              "pretrained digits CNN (`convscope.pretrained(\"digits\")`), zoo models on meta tensors, and "
              "`F.conv2d` and friends for the animations. Made by `python scripts/make_gallery.py`; the figures are "
              "deterministic, so rerunning it gives the same files.", "",
-             "Colours are colour-blind safe (Okabe–Ito categories, viridis/cividis magnitudes, a diverging map for "
+             "Colours are colour-blind safe (Okabe–Ito categories, viridis magnitudes, a diverging map for "
              "signed weights). Figures: PNG, SVG or PDF; animations: GIF.", ""]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"

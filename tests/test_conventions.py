@@ -115,6 +115,13 @@ def test_resnet50_at_224_the_numbers_in_the_docs() -> None:
         assert re.search(rf"^{name} .*\b{total:,}\b", text, re.M), f"{name} {total:,} not in the docs table"
 
 
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2"])
+def test_the_docs_tables_are_the_compare_output(name: str) -> None:
+    """docs/why-tools-disagree.md shows `convscope summary NAME --compare` verbatim."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "why-tools-disagree.md").read_text(encoding="utf-8")
+    assert f"$ convscope summary {name} --compare\n{compare(name)}\n```" in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v2", "googlenet", "mobilenet_v1", "squeezenet1_1", "nin"])
 def test_presets_equal_the_tools_at_full_size(name: str) -> None:

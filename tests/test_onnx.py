@@ -491,7 +491,7 @@ def test_run_checks_feeds() -> None:
         model.run({"x": X3, "z": X3})
 
 
-def test_old_and_new_opsets_are_refused_clearly() -> None:
+def test_opsets_before_7_are_refused_clearly() -> None:
     with pytest.raises(UnsupportedOnnxError, match=r"opset 6 is not supported by convscope: it runs opsets 7 to"):
         load_onnx(_single_node("Relu", {"x": X3}, ["y"], 6))
 

@@ -9,6 +9,8 @@ counts, MobileNet Table 2) or from hand geometry, never from convscope's own out
 from __future__ import annotations
 
 import argparse
+import doctest
+import importlib
 import subprocess
 import sys
 import time
@@ -478,3 +480,9 @@ def test_gallery_page_shows_every_image_and_stays_small() -> None:
                  "saliency"):
         assert any(p.name.startswith(kind) for p in images), kind
     assert sum(p.suffix == ".gif" for p in images) >= 5
+
+
+@pytest.mark.parametrize("module", ["convscope.viz", "convscope.viz.graph", "convscope.viz.frames"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -28,6 +28,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "summary": ("convscope.analyze", "summary"),
     "Summary": ("convscope.analyze", "Summary"),
+    "training_memory": ("convscope.analyze", "training_memory"),
+    "effective_receptive_field": ("convscope.analyze", "effective_receptive_field"),
     "analyze": ("convscope.analyze", None),
     "load_spec": ("convscope.spec", "load_spec"),
     "from_torch": ("convscope.interop.torch_convert", "from_torch"),
@@ -37,6 +39,7 @@ _LAZY = {
     "export_xlsx": ("convscope.export", "export_xlsx"),
     "data": ("convscope.data", None),
     "inspect": ("convscope.inspect", None),
+    "viz": ("convscope.viz", None),
 }
 
 __all__ = [

@@ -154,11 +154,13 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     from .explain.cli import add_cli as add_explain
     from .export.cli import add_cli as add_export_xlsx
     from .trace.cli import add_cli as add_trace
+    from .viz.cli import add_cli as add_viz
     from .web.cli import add_cli as add_serve
 
     add_explain(sub)
     add_trace(sub)
     add_export_xlsx(sub)
+    add_viz(sub)
     add_serve(sub)
 
 

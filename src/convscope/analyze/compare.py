@@ -111,7 +111,7 @@ def _entry(convention: Convention, s: Summary, base: dict[str, tuple[int, str]],
         entry.notes.append(f"FLOPs {t.flops:,}: 2 per MAC + {t.flops - 2 * t.macs:,} for norms, activations, "
                            "pools and adds (1 to 4 per element)")
     if convention.unit == "FLOPs":
-        entry.differences.insert(0, Difference("everything", entry.total - t.macs,
+        entry.differences.insert(0, Difference("conv and mm", entry.total - t.macs,
                                                f"FLOPs, 2 per multiply-add ({t.macs:,} MACs counted)"))
     return entry
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..nn.module import Module
 from ..rules import SAVED_RULES, Saved, nbytes
 from ..tensor import Tensor
@@ -349,3 +351,23 @@ def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buff
                     layer.grads += nbytes(t)
                     layer.optimizer += kind.buffers * nbytes(t)
     return [m for m in out.values() if m.saved or m.params]
+
+
+def training_memory(model: Any, input_shape: Sequence[Any] | None = None, *, batch_size: int = 1,
+                    optimizer: str = "sgd", inputs: Sequence[Sequence[int]] | None = None,
+                    dtype: Any = np.float32) -> TrainingMemory:
+    """The memory of one training step (forward, backward, optimizer step) of ``model`` at
+    ``batch_size``; ``summary(model, input_shape, training=True, ...).training``.
+
+    >>> import convscope as cs
+    >>> m = training_memory("lenet5_modern", batch_size=32, optimizer="adam")
+    >>> m.optimizer_state == 2 * m.params, m.phase
+    (True, 'backward')
+    """
+    from .summary import summary
+
+    result = summary(model, input_shape, inputs=inputs, dtype=dtype, training=True, batch_size=batch_size,
+                     optimizer=optimizer)
+    result.raise_for_error()
+    assert result.training is not None  # set by summary(training=True) on a walk without error
+    return result.training

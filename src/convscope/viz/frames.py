@@ -308,7 +308,15 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
             count_include_pad: bool = True) -> Animation:
     """The frames of ``op`` on a seeded example with small integers (input 0…3, weights and
     bias −1…1), so the printed numbers stay short. ``input_shape`` is ``(C, *S)`` with 1–3
-    spatial dims; ``stride`` defaults to 1 (the kernel size for pooling)."""
+    spatial dims; ``stride`` defaults to 1 (the kernel size for pooling).
+
+    >>> anim = example("conv", (1, 7, 7), 3)
+    >>> len(anim.frames), anim.output.shape          # intro, 5 × 5 outputs, outro
+    (27, (1, 5, 5))
+    >>> step = anim.frames[1]
+    >>> bool(step.products.sum() + step.bias == step.value)
+    True
+    """
     if op not in OPS:
         raise ValueError(f"animation op must be one of {', '.join(OPS)}, got {op!r}")
     shape = tuple(int(s) for s in input_shape)

@@ -1,9 +1,10 @@
 """The one place for convscope's figure style: colours, colour maps, fonts, sizes, DPI.
 
 Every colour is colour-blind safe: the Okabe–Ito palette for categories (layer families,
-groups, train/validation), perceptually uniform ``viridis``/``cividis`` for magnitudes and
-ColorBrewer's ``RdBu_r`` (safe for the common colour-vision deficiencies) for signed values
-centred on zero. Plain data only: no matplotlib import here.
+groups, train/validation), perceptually uniform ``viridis`` for magnitudes and ColorBrewer's
+``RdBu_r`` (safe for the common colour-vision deficiencies) for signed values centred on
+zero; animation cells without printed numbers are shaded in grey. Plain data only: no
+matplotlib import here.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ CATEGORY_CYCLE = ("blue", "orange", "bluish_green", "reddish_purple", "vermillio
 """Order in which categories (groups of channels, curves) take Okabe–Ito colours."""
 
 SEQUENTIAL = "viridis"   # magnitudes: activations, saliency, counts
-SEQUENTIAL_ALT = "cividis"  # magnitudes where a second map must look different (cells without numbers)
 DIVERGING = "RdBu_r"     # signed values around 0: weights (red positive, blue negative)
 
 FAMILY_COLORS = {
     "input": "#FFFFFF", "conv": OKABE_ITO["sky_blue"], "pool": OKABE_ITO["orange"],
     "linear": OKABE_ITO["bluish_green"], "merge": OKABE_ITO["vermillion"], "norm": OKABE_ITO["yellow"],
-    "activation": OKABE_ITO["yellow"], "reshape": "#BBBBBB", "other": "#DDDDDD",
+    "activation": OKABE_ITO["yellow"], "dropout": "#DDDDDD", "reshape": "#BBBBBB", "other": "#DDDDDD",
 }
 """Architecture diagrams: fill colour of a node by what its op does."""
 
@@ -40,8 +40,7 @@ FONT_SIZE = 9
 TITLE_SIZE = 11
 SMALL_SIZE = 7.5
 
-DPI = 100                            # PNG resolution; sizes below are in inches at this DPI
-PANEL = 1.1                          # side of one small image panel (a filter, a feature map)
+DPI = 100                            # PNG resolution; figure sizes are in inches at this DPI
 
 RC = {
     "font.family": FONT_FAMILY, "font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1,
