@@ -175,14 +175,7 @@ def test_scratch_rules_match_tracemalloc(sample):
 
 
 def test_every_zoo_op_has_a_saved_rule():
-    missing = set()
-    for name in cs.zoo.names():
-        entry = cs.zoo.entry(name)
-        shape = (1, *entry.input_shape[:-2], *(min(s, 64) for s in entry.input_shape[-2:]))
-        if name.startswith(("alexnet", "googlenet", "vgg", "squeezenet", "nin")):
-            shape = (1, *entry.input_shape)
-        net = cs.summary(name, shape[1:])
-        missing |= set(cs.summary(name, shape[1:], training=True).training.no_rule) if net.ok else set()
+    missing = {op for name in cs.zoo.names() for op in cs.training_memory(name).no_rule}
     assert not missing
     assert {"conv2d", "batch_norm", "relu", "add", "linear", "max_pool2d", "cat", "reshape"} <= set(SAVED_RULES)
 
@@ -357,43 +350,50 @@ def test_torch_saved_tensors_are_explained_op_by_op(name, shape, batch, capsys):
               f"{ours.saved:,} B ({ours.saved / measured:.2f}×)")
 
 
-@pytest.mark.parametrize("op,fn,shapes,expected", [
-    ("conv2d", lambda x, w: F.conv2d(x, w, padding=1), [(2, 4, 8, 8), (6, 4, 3, 3)],
-     lambda x: x + 2 * 4 * 10 * 10 * 4),  # + xp: (8 + 2)² cells per channel, channels-last
-    ("relu", F.relu, [(2, 4, 8, 8)], lambda x: 2 * x),  # + the input
-    ("batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [(2, 4, 8, 8), (4,), (4,)],
-     lambda x: 2 * x),  # + xhat (the 1/std of both match: 4 floats vs torch's mean and 1/std, 2 × 4)
-    ("add", lambda x, y: x + y, [(2, 4, 8, 8), (2, 4, 8, 8)], lambda x: 3 * x),  # + both operands and the sum
-    ("max_pool2d", lambda x: F.max_pool2d(x, 2), [(2, 4, 8, 8)], lambda x: x + x // 4 + x // 16),
-])
-def test_single_op_difference_from_torch_is_pinned(op, fn, shapes, expected):
-    """Per op, convscope's needed bytes against the formula that follows from DIFFERENCES
-    (x = the input's bytes, float32), and torch's measured bytes against TORCH_SAVES."""
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    args = [cs.tensor(a, requires_grad=True) for a in arrays]
-    out, ev = _run(fn, args)
-    saved = rule_of(ev)
-    params = {i for i, a in enumerate(arrays) if a.ndim <= 1 or (op == "conv2d" and i == 1)}
-    needed = sum(_nbytes(ev.inputs[i]) for i in saved.inputs if i not in params) + (
-        _nbytes(ev.output) if saved.output else 0) + saved.extra_bytes
+TF = torch.nn.functional
+# (op, convscope call, torch call, shapes, parameter positions, convscope's needed bytes as a
+# function of the input's bytes x, torch's saved bytes as a function of x)
+SINGLE = [
+    ("conv2d", lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: TF.conv2d(x, w, padding=1),
+     [(2, 4, 8, 8), (6, 4, 3, 3)], {1}, lambda x: x + 2 * 4 * 10 * 10 * 4, lambda x: x),  # + xp: (8 + 2)² cells
+    ("relu", F.relu, torch.relu, [(2, 4, 8, 8)], set(), lambda x: 2 * x, lambda x: x),  # + the input
+    ("batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+     lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True), [(2, 4, 8, 8), (4,), (4,)], {1, 2},
+     lambda x: 2 * x + 4 * 4, lambda x: x + 2 * 4 * 4),  # + xhat; 1/std (4 floats) vs torch's mean and 1/std
+    ("add", lambda x, y: x + y, lambda x, y: x + y, [(2, 4, 8, 8), (2, 4, 8, 8)], set(), lambda x: 3 * x,
+     lambda x: 0),  # both operands and the sum, where torch keeps nothing
+    ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda x: TF.max_pool2d(x, 2), [(2, 4, 8, 8)], set(),
+     lambda x: x + x // 4 + x // 16, lambda x: x + 2 * x // 4),  # maxima + uint8 taps vs int64 indices
+]
+
+
+@pytest.mark.parametrize("op,ours,theirs,shapes,params,needed,saved", SINGLE, ids=[c[0] for c in SINGLE])
+def test_single_op_difference_from_torch_is_pinned(op, ours, theirs, shapes, params, needed, saved):
+    """Per op: what convscope's closure needs and what torch saves (x = the float32 input's
+    bytes), the gap being the DIFFERENCES entry; torch's figure is also TORCH_SAVES'."""
+    assert op in DIFFERENCES
+    arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
+    out, ev = _run(ours, [cs.tensor(a, requires_grad=True) for a in arrays])
+    rule = rule_of(ev)
+    ours_bytes = sum(_nbytes(ev.inputs[i]) for i in rule.inputs if i not in params) + rule.extra_bytes + (
+        _nbytes(ev.output) if rule.output else 0)
     x = arrays[0].nbytes
-    stats = 2 * shapes[0][1] * 4 if op == "batch_norm" else 0
-    assert needed == expected(x) + stats // 2
+    assert ours_bytes == needed(x)
     targs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    tfn = {"conv2d": lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), "relu": torch.relu,
-           "batch_norm": lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True),
-           "add": lambda x, y: x + y, "max_pool2d": lambda x: torch.nn.functional.max_pool2d(x, 2)}[op]
+    own = {targs[i].untyped_storage().data_ptr() for i in params}
     seen = {}
-    own = {t.untyped_storage().data_ptr() for t, a in zip(targs, arrays) if a.ndim <= 1 or op == "conv2d" and
-           a.ndim == 4 and a is arrays[1]}
-    with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: seen.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) and t,
-            lambda t: t):
-        tfn(*targs)
-    torch_bytes = sum(b for k, b in seen.items() if k not in own)
-    inputs, output, more = TORCH_SAVES.get(op, lambda ev: ((), False, 0))(ev)
-    assert torch_bytes == sum(_nbytes(ev.inputs[i]) for i in inputs) + (_nbytes(ev.output) if output else 0) + more
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in own:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        theirs(*targs)
+    assert sum(seen.values()) == saved(x)
+    if op in TORCH_SAVES:
+        inputs, output, more = TORCH_SAVES[op](ev)
+        assert saved(x) == sum(_nbytes(ev.inputs[i]) for i in inputs) + more + (_nbytes(ev.output) if output else 0)
 
 
 # --- the report ------------------------------------------------------------------------------
