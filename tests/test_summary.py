@@ -298,3 +298,18 @@ def test_zoo_macs_equal_torch_flop_counter_on_torch_twins(name, shape):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         twin(torch.zeros(1, *shape))
     assert 2 * cs.summary(model, shape, convention="paper").totals.macs == counter.get_total_flops()
+
+
+def test_cli_summary_of_a_torch_builder_and_an_onnx_file(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(
+        "import torch\n\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 4))\n")
+    assert cli_main(["summary", f"{tmp_path / 'net.py'}:build", "--input", "3x8x8", "--format", "json"]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals["params"] == 8 * 27 + 8 + 288 * 4 + 4 and totals["macs"] == 36 * 8 * 27 + 288 * 4
+    assert cli_main(["summary", f"{tmp_path / 'net.py'}:nothing", "--input", "3x8x8"]) == 2
+    assert "has no function 'nothing'" in capsys.readouterr().err
+    onnx_file = tmp_path / "lenet.onnx"
+    cs.export_onnx(cs.zoo.build("lenet5_modern"), onnx_file, (1, 32, 32))
+    assert cli_main(["summary", str(onnx_file), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["params"] == 61_706

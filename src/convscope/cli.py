@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
-    p.add_argument("model", help="a zoo name (see `convscope zoo`), a spec file or an .onnx file")
+    p.add_argument("model", help="a zoo name (see `convscope zoo`), a spec file, an .onnx file or FILE.py:FUNCTION "
+                   "returning a torch or convscope module")
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")

@@ -136,6 +136,8 @@ def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
             entry = zoo.entry(text)
             with meta_parameters():  # counting needs shapes only: skip the random init
                 return entry.builder(), text, entry.input_shape
+        if ".py:" in text:
+            return _from_python_file(text)
         path = Path(text)
         if path.suffix == ".onnx":
             from ..interop.onnx_load import load_onnx
@@ -154,6 +156,25 @@ def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
 
         return from_torch(model), type(model).__name__, None
     raise TypeError(f"summary: expected a convscope.nn.Module, a zoo name, a spec or an ONNX file, got {type(model)}")
+
+
+def _from_python_file(target: str) -> tuple[Module, str, tuple[int, ...] | None]:
+    """``path/to/module.py:build_fn``: import the file, call ``build_fn()``; a torch module
+    is converted with :func:`convscope.from_torch`."""
+    import importlib.util
+
+    file, _, function = target.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise ValueError(f"summary: no such Python file {file!r} (expected FILE.py:FUNCTION)")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    build = getattr(module, function, None)
+    if not callable(build):
+        raise ValueError(f"summary: {file} has no function {function!r}")
+    net, _, default = _resolve(build())
+    return net, f"{path.name}:{function}", default
 
 
 _RANKS = {"Conv1d": 3, "Conv2d": 4, "Conv3d": 5, "ConvTranspose1d": 3, "ConvTranspose2d": 4, "ConvTranspose3d": 5,
