@@ -513,3 +513,21 @@ def test_docstring_examples() -> None:
     for module in (onnx_geometry, onnx_resize):
         result = doctest.testmod(module)
         assert result.attempted and not result.failed, module.__name__
+
+
+def test_trace_and_summary_accept_a_loaded_onnx_model(tmp_path):
+    import convscope as cs
+
+    cs.manual_seed(0)
+    source = cs.zoo.build("lenet5_modern")
+    cs.export_onnx(source, tmp_path / "lenet.onnx", (1, 32, 32))
+    model = cs.load_onnx(tmp_path / "lenet.onnx")
+    x = cs.tensor(np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32))
+    conv = [name for name, m in model.named_modules() if isinstance(m, cs.nn.Conv2d)][1]
+    t = cs.trace(model, x, conv, (0, 3, 2, 2))
+    assert abs(t.recompute() - t.value) <= 1e-5 * max(1.0, abs(t.value))
+    with cs.no_grad():
+        expected = source[:4](x).numpy()[0, 3, 2, 2]
+    assert abs(t.value - expected) <= 1e-5
+    assert t.influence().sum() == 14 * 14  # two 5×5 convs and a 2×2 pool: a 14×14 box, all inside
+    assert cs.summary(model).totals.params == 61_706
