@@ -30,19 +30,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..interop.torch_layers import SPECS
 from ..rules import COST_RULES, Cost, numel
 
 MAC_OPS = frozenset({f"conv{n}d" for n in (1, 2, 3)} | {f"conv_transpose{n}d" for n in (1, 2, 3)}
                     | {"linear", "matmul", "bilinear"})
 
-# The layers that convert one-to-one to a torch.nn layer of the same name (convscope.interop
-# .torch_layers.SPECS); any other module's ops are calls in a forward, as in its torch twin.
-LAYERS = frozenset(
-    [f"{kind}{n}d" for kind in ("Conv", "ConvTranspose", "MaxPool", "AvgPool", "LPPool", "AdaptiveAvgPool",
-                                "AdaptiveMaxPool", "MaxUnpool", "BatchNorm", "Dropout") for n in (1, 2, 3)]
-    + ["AvgPool1d", "LayerNorm", "GroupNorm", "LocalResponseNorm", "Linear", "Flatten", "Unflatten", "Dropout",
-       "ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "Hardtanh", "LeakyReLU", "ELU", "GELU", "Sigmoid",
-       "Tanh", "Softmax", "LogSoftmax", "Identity", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"])
+LAYERS = frozenset(spec.name for spec in SPECS)
+"""The layers that convert one-to-one to the ``torch.nn`` layer of the same name: a tool that
+hooks torch modules sees these; any other module's ops are calls in a forward, as in its
+torch twin."""
 
 
 def layer_name(module: Any) -> str | None:
@@ -209,11 +206,13 @@ class Convention:
         return Cost(count, 2 * count, text)
 
     def _label(self, rule: Rule, op: str, layer: str | None) -> str:
-        """``"name: note: "``; a note may name ``{op}``, ``{layer}`` and ``{where}`` (the
-        layer, or the op as a call in a forward)."""
+        """``"name: note: "`` (the basis when the rule has no note); a note may name ``{op}``,
+        ``{layer}`` and ``{where}`` (the layer, or the op as a call in a forward)."""
         where = f"the {layer} layer" if layer else f"{op} (a call in a forward)"
-        note = rule.note.format(op=op, layer=layer or op, where=where)
-        return f"{self.name}: {note}: " if note else ""
+        note = rule.note or rule.basis
+        for key, value in (("{op}", op), ("{layer}", layer or op), ("{where}", where)):
+            note = note.replace(key, value)
+        return f"{self.name}: {note}: "
 
     def counts_parameter(self, param: Any, module: Any = None) -> bool:
         if self.params == "weights":
@@ -279,7 +278,7 @@ THOP = Convention(
     "thop", "module hooks only: conv and linear multiply-adds (a transposed conv by the conv formula), "
             "norms 2 or 4 per input, average pools, softmax and upsampling; ReLU, max pools and every call "
             "in a forward (residual adds, F.relu) cost 0; parameters of hooked layers only",
-    rules={**{name: Rule("macs", note="outputs × C_in/groups × kernel") for name in _dims("Conv")},
+    rules={**{name: Rule("gather", note="outputs × C_in/groups × kernel") for name in _dims("Conv")},
            **{name: Rule("gather", note="the conv formula, outputs × C_in/groups × kernel")
               for name in _dims("ConvTranspose")},
            **{name: _THOP_NORM for name in [*_dims("BatchNorm"), "LayerNorm"]},

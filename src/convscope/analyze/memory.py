@@ -325,7 +325,8 @@ def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buff
                kept: dict[int, int], event_rows: Sequence[LayerRow | None], kind: OptimizerKind,
                param_ids: set[int]) -> list[LayerMemory]:
     """Each kept buffer is charged to the row whose op made it (the model inputs to
-    ``"input"``); each parameter to the first row that used it."""
+    ``"input"``, a constant to the first op reading it); each parameter to the first row
+    that used it."""
     out: dict[str, LayerMemory] = {"input": LayerMemory("input")}
     charged: set[int] = set()
     for x in run.inputs:
@@ -337,10 +338,11 @@ def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buff
         row = event_rows[k] if k < len(event_rows) else None
         name = row.name if row is not None else ev.op
         layer = out.setdefault(name, LayerMemory(name))
-        key = buffers.of(ev.output)
-        if key in kept and key not in charged:
-            layer.saved += kept[key]
-            charged.add(key)
+        for t in (*ev.inputs, ev.output):  # its output, and constants made inside the forward
+            key = buffers.of(t)
+            if key in kept and key not in charged:
+                layer.saved += kept[key]
+                charged.add(key)
         if rec:
             layer.saved += saved.extra_bytes
         for t in ev.inputs:

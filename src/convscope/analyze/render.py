@@ -129,7 +129,7 @@ def table(summary: Any, depth: int | None = None) -> str:
     lines += ["─" * len(head),
               f"Params: {t.params:,} (trainable {t.trainable_params:,}, {human(t.param_bytes)}B)",
               f"MACs: {t.macs:,} ({human(t.macs)})   FLOPs: {t.flops:,} ({human(t.flops)})",
-              f"Activations: peak {human(t.peak_activation_bytes)}B live in a forward pass "
+              f"Activations: peak {human(t.peak_activation_bytes)}B in a forward pass "
               f"(input {human(t.input_bytes)}B, output {human(t.output_bytes)}B)"]
     if getattr(summary, "training", None) is not None:
         lines += summary.training.text().splitlines()

@@ -405,10 +405,14 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     if training:
         memory.optimizer_kind(optimizer)  # refuse an unknown name before any work
     net, name, default = _resolve(model)
+    if inputs is None and input_shape is None:
+        inputs = _declared_inputs(net)  # an ONNX graph's own input shapes
     shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
     if not shapes[0]:
         raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
     batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
+    if erf and len(batched) > 1:
+        raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
 
     def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
         return _summarize(net, name, concrete, dtype, strict, counting, optimizer if training else None)
@@ -421,6 +425,22 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         result.erf = effective_receptive_field(net if isinstance(model, Module) else model,
                                                tuple(result.input_shapes[0][1:]))
     return result
+
+
+def _declared_inputs(net: Module) -> list[tuple[Any, ...]] | None:
+    """The input shapes an ONNX graph declares, batch included: an unknown batch is 1 and
+    unknown spatial sizes become symbols (``H``, ``W``); None when a graph input has no
+    shape or an unknown channel count."""
+    declared = getattr(net, "graph_inputs", None)
+    if not declared or any(i.dims is None or len(i.dims) < 2 or i.dims[1] is None for i in declared):
+        return None
+    shapes = []
+    for spec in declared:
+        spatial = len(spec.dims) - 2
+        names = ("D", "H", "W")[3 - spatial:] if spatial <= 3 else tuple(f"S{k}" for k in range(spatial))
+        shapes.append((1 if spec.dims[0] is None else spec.dims[0], spec.dims[1],
+                       *(names[k] if d is None else d for k, d in enumerate(spec.dims[2:]))))
+    return shapes
 
 
 def _with_batch(shape: tuple[Any, ...], given: tuple[Any, ...], batch_size: int | None) -> tuple[Any, ...]:

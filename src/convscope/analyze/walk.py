@@ -71,7 +71,8 @@ def _tensors(value: Any) -> tuple[Tensor, ...]:
 
 def walk(model: Module, inputs: tuple[Tensor, ...]) -> Walk:
     """Call ``model(*inputs)`` with hooks and an op observer; a ShapeError stops the walk
-    and is returned in ``Walk.error`` with everything recorded up to that point."""
+    and is returned in ``Walk.error`` with everything recorded up to that point (so is a
+    layer that cannot run on meta tensors, as a ShapeError naming it)."""
     calls: list[ModuleCall] = []
     events: list[OpEvent] = []
     stack: list[int] = []
@@ -104,10 +105,23 @@ def walk(model: Module, inputs: tuple[Tensor, ...]) -> Walk:
             output = model(*inputs)
     except ShapeError as err:
         error = err
+    except (ValueError, TypeError, IndexError, NotImplementedError) as err:  # e.g. .item() on a meta tensor
+        error = _needs_data(err, calls[stack[-1]] if stack else None, model)
     finally:
         for handle in handles:
             handle.remove()
     return Walk(calls, events, inputs, output, error)
+
+
+def _needs_data(err: Exception, call: ModuleCall | None, model: Module) -> ShapeError:
+    """A layer that failed on meta tensors for another reason than its shape rule (it reads
+    values, or calls something without meta support), as the report's error."""
+    module = call.module if call is not None else model
+    layer = f"{call.path} ({type(module).__name__})" if call is not None and call.path else type(module).__name__
+    error = ShapeError(f"cannot run on shapes alone: {type(err).__name__}: {err}. Hint: the summary runs forward on "
+                       "meta tensors (shapes, no values); a forward that reads values stops it here", layer=layer)
+    error.__cause__ = err
+    return error
 
 
 def output_tensors(value: Any) -> tuple[Tensor, ...]:

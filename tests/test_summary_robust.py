@@ -1,0 +1,246 @@
+"""Reports that never half-fail: multi-input models, dict/list/tuple outputs, models in
+training mode left exactly as found, a failing layer in a branching model, a forward that
+reads values, and ONNX files summarised in a process where torch cannot be imported."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import convscope as cs
+from convscope import nn
+from convscope.cli import main as cli_main
+
+
+class TwoInputs(nn.Module):
+    """An image and a mask: the mask is concatenated after a first conv; dict output."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(5)
+        self.drop = nn.Dropout(0.5)
+        self.mix = nn.Conv2d(5, 6, 3, stride=2)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, image, mask):
+        x = self.drop(self.bn(cs.cat([self.stem(image).relu(), mask], 1)))
+        features = self.mix(x)
+        return {"features": features, "logits": self.head(features.mean((2, 3))), "extra": [mask, (image,)]}
+
+
+class Pair(nn.Module):
+    """A list output and a tuple output from one shared conv."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.kind = kind
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.kind([y, self.conv(x[:, :, 1:, 1:]).tanh()])
+
+
+def _state(model):
+    """Everything a report must leave as it found: modes, parameters and buffers, gradients,
+    requires_grad flags, hooks, the global random state."""
+    return (json.dumps(cs.random.get_rng_state()),
+            [(m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()],
+            {k: v.copy() for k, v in model.state_dict().items()},
+            [(p.requires_grad, None if p.grad is None else p.grad.copy()) for p in model.parameters()])
+
+
+def _same(a, b):
+    assert a[0] == b[0] and a[1] == b[1]
+    assert a[2].keys() == b[2].keys() and all(np.array_equal(a[2][k], b[2][k]) for k in a[2])
+    assert [(r, g is None) for r, g in a[3]] == [(r, g is None) for r, g in b[3]]
+    assert all(g is None or np.array_equal(g, h) for (_, g), (_, h) in zip(a[3], b[3]))
+
+
+def test_multi_input_dict_output_end_to_end():
+    cs.manual_seed(0)
+    model = TwoInputs().train()
+    model.stem.register_forward_hook(lambda m, a, o: None)
+    model.head.weight.grad = np.ones(model.head.weight.shape, np.float32)
+    before = _state(model)
+    s = cs.summary(model, inputs=[(3, 12, 12), (1, 12, 12)], training=True, batch_size=4)
+    _same(before, _state(model))
+    assert s.ok and s.input_shapes == [(4, 3, 12, 12), (4, 1, 12, 12)]
+    rows = {r.name: r for r in s.rows}
+    assert rows["mix"].output_shape == (4, 6, 5, 5) and rows["head"].output_shape == (4, 2)
+    assert rows["cat"].input_shapes == [(4, 4, 12, 12), (4, 1, 12, 12)]
+    # the mask reaches the cat unchanged: the union of a 3×3 field and a 1×1 one is 3×3
+    assert rows["mix"].receptive_field[0].size == 5 and rows["mix"].receptive_field[0].jump == 2
+    outputs = 4 * (6 * 25 + 2 + 144 + 3 * 144) * 4
+    assert s.totals.output_bytes == outputs
+    t = s.training
+    assert t.params == 4 * sum(p.numel() for p in model.parameters())
+    assert sum(m.saved for m in t.layers) == t.saved and t.layers[0].saved == 4 * (3 + 1) * 144 * 4
+    d = json.loads(s.to_json())
+    assert d["input_shapes"] == [[4, 3, 12, 12], [4, 1, 12, 12]] and d["training"]["batch_size"] == 4
+    assert "input 4×3×12×12, 4×1×12×12" in str(s) and s.to_csv().count("\n") == len(s.rows) + 1
+    # the real forward agrees with the rows
+    out = model.eval()(cs.tensor(np.zeros((4, 3, 12, 12), np.float32)), cs.tensor(np.zeros((4, 1, 12, 12), np.float32)))
+    assert out["features"].shape == rows["mix"].output_shape
+    with pytest.raises(ValueError, match="erf=True follows one input's gradient; TwoInputs takes 2 inputs"):
+        cs.summary(model, inputs=[(3, 12, 12), (1, 12, 12)], erf=True)
+
+
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_list_and_tuple_outputs_with_shared_module(kind):
+    model = Pair(kind)
+    before = _state(model)
+    s = cs.summary(model, (1, 9, 9), training=True, optimizer="adam", erf=True)
+    _same(before, _state(model))
+    assert s.ok and [r.use for r in s.rows if r.name == "conv"] == [1, 2]
+    assert s.totals.output_bytes == (2 * 49 + 2 * 36) * 4
+    assert s.training.params == 20 * 4 and s.training.optimizer_state == 2 * 20 * 4
+    assert s.erf is not None and s.erf.theoretical == (3, 3)
+
+
+def test_train_mode_model_with_erf_and_training_left_untouched():
+    cs.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.3), nn.ReLU(),
+                          nn.Conv2d(4, 2, 3)).train()
+    model[0].weight.requires_grad = False
+    before = _state(model)
+    s = cs.summary(model, (1, 16, 16), training=True, erf=True)
+    _same(before, _state(model))
+    assert s.training.grads == (4 + 4 + 4 + 2 * 4 * 9 + 2) * 4  # the frozen weight has no gradient
+    assert s.erf.box[0] <= 5
+
+
+class Branchy(nn.Module):
+    def __init__(self, wrong):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(1, 2, 5, padding=2), nn.ReLU(), nn.Conv2d(3 if wrong else 2, 2, 1))
+        self.head = nn.Conv2d(4, 1, 3)
+
+    def forward(self, x):
+        return self.head(cs.cat([self.a(x), self.b(x)], 1))
+
+
+def test_failing_layer_in_a_branch_keeps_the_table_and_names_layer_rule_numbers(capsys):
+    model = Branchy(wrong=True)
+    before = _state(model)
+    s = cs.summary(model, (1, 10, 10), training=True)
+    _same(before, _state(model))
+    assert not s.ok and s.training is None
+    assert [r.name for r in s.rows] == ["a.0", "a.1", "b.0", "b.1"]
+    message = str(s.error)
+    assert "b.2 (Conv2d)" in message and "expected input with 3 channels, got 2" in message
+    table = str(s)
+    assert "b.1 (ReLU)" in table and f"Error: {message}" in table
+    with pytest.raises(cs.ShapeError, match=r"b\.2 \(Conv2d\)"):
+        s.raise_for_error()
+    assert cs.summary(Branchy(wrong=False), (1, 10, 10)).ok
+
+
+def test_cli_prints_the_partial_table_and_the_error_then_exits_2(capsys):
+    """GoogLeNet (training mode, batch 1) at 16×16: inception 4a's 1×1 branch sees a single
+    value per channel, which batch norm refuses; the inception 3a and 3b rows before it stay."""
+    code = cli_main(["summary", "googlenet", "--input", "3x16x16"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert "inception3b.branch4.1.conv (Conv…" in out and "inception3b.cat (cat)" in out
+    lines = out.splitlines()
+    last_row = lines[[i for i, line in enumerate(lines) if line.startswith("───")][1] - 1]
+    assert last_row.split() == ["inception4a.branch1.conv", "(Conv2d)", "192×1×1", "92,160", "92.16K", "75"]
+    message = ("inception4a.branch1.bn (BatchNorm2d): Expected more than 1 value per channel when training, "
+               "got input size (1, 192, 1, 1)")
+    assert f"Error: {message}" in out and err.strip() == f"convscope summary: error: {message}"
+
+
+def test_a_forward_that_reads_values_stops_the_report_at_that_layer():
+    class Reads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.gate = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.gate(y) if y.sum().item() > 0 else y
+
+    s = cs.summary(Reads(), (1, 8, 8))
+    assert not s.ok and [r.name for r in s.rows] == ["conv", "sum"]
+    assert "Reads: cannot run on shapes alone: ValueError" in str(s.error) and "meta tensor" in str(s.error)
+    assert isinstance(s.error.__cause__, ValueError)
+
+
+# --- ONNX without torch -------------------------------------------------------------------------
+NO_TORCH = textwrap.dedent("""
+    import json, sys
+    sys.modules["torch"] = None  # any import of torch now fails
+    import convscope as cs
+    s = cs.summary(sys.argv[1], training=True)
+    print(json.dumps({"ok": s.ok, "error": None if s.ok else str(s.error), "inputs": s.input_shapes,
+                      "params": s.totals.params, "macs": s.totals.macs, "peak": s.totals.peak_activation_bytes,
+                      "saved": s.training.saved if s.training else None,
+                      "shapes": {r.name: r.output_shape for r in s.rows},
+                      "torch": [m for m in sys.modules if m.split(".")[0] == "torch" and sys.modules[m] is not None]}))
+""")
+
+
+def _summarise_without_torch(path):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_onnx_file_summarised_without_torch_matches_the_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    cs.manual_seed(0)
+    model = cs.zoo.build("resnet18")
+    path = tmp_path / "resnet18.onnx"
+    cs.export_onnx(model, path, (3, 32, 32), batch_size=2)
+    got = _summarise_without_torch(path)
+    ours = cs.summary(model, (2, 3, 32, 32), training=True)
+    assert got["ok"] and got["torch"] == []
+    assert got["inputs"] == [[2, 3, 32, 32]]  # the graph's own input shape, batch included
+    assert (got["params"], got["macs"]) == (ours.totals.params, ours.totals.macs)
+    assert got["peak"] == ours.totals.peak_activation_bytes
+    # every node output shape equals ONNX's own shape inference
+    loaded = cs.load_onnx(path)
+    inferred = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph.value_info}
+    checked = 0
+    for step in loaded.steps:
+        if step.module in got["shapes"] and step.outputs[0] in inferred:
+            assert got["shapes"][step.module] == inferred[step.outputs[0]], step.node
+            checked += 1
+    assert checked >= 40
+
+
+def test_onnx_file_without_shapes_uses_symbols_and_shape_inference(tmp_path):
+    """A file with no intermediate shapes and a symbolic batch and spatial size: the report
+    takes batch 1 and the sizes as symbols (at a reference size), and the output shape it
+    computes is what ONNX shape inference derives for that input."""
+    onnx = pytest.importorskip("onnx")
+    cs.manual_seed(0)
+    path = tmp_path / "seed.onnx"
+    proto = cs.export_onnx(cs.zoo.build("seed"), path, (1, 28, 28))
+    del proto.graph.value_info[:]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    for k, name in ((0, "N"), (2, "height"), (3, "width")):
+        dims[k].ClearField("dim_value")
+        dims[k].dim_param = name
+    for d in proto.graph.output[0].type.tensor_type.shape.dim:
+        d.ClearField("dim_value")
+    onnx.save(proto, str(path))
+    got = _summarise_without_torch(path)
+    assert got["ok"] and got["torch"] == []
+    (n, c, h, w), = got["inputs"]
+    assert (n, c) == (1, 1) and h == w
+    fixed = onnx.load(str(path))
+    for k, v in ((0, n), (2, h), (3, w)):
+        fixed.graph.input[0].type.tensor_type.shape.dim[k].dim_value = v
+    inferred = onnx.shape_inference.infer_shapes(fixed).graph.output[0].type.tensor_type.shape.dim
+    assert list(got["shapes"].values())[-1] == [d.dim_value for d in inferred] == [1, 16, h - 4, w - 4]
+    s = cs.summary(path)
+    assert s.symbolic is not None and s.rows[-1].output_formula == ["16", "H − 4", "W − 4"]
