@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .analyze.conventions import CONVENTIONS
 from .errors import ShapeError
 
 
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
-    p.add_argument("--convention", choices=["convscope", "paper", "fvcore", "thop", "ptflops", "torch"],
+    p.add_argument("--convention", choices=list(CONVENTIONS),
                    default="convscope", help="what the totals count (paper: conv/fc multiply-adds, weights without "
                    "biases; fvcore, thop, ptflops, torch: those tools' rules)")
     p.add_argument("--compare", action="store_true",

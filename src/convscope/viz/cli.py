@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..analyze.conventions import CONVENTIONS
 from .figure import FIGURE_SUFFIXES, check_suffix
 
 KINDS = {
@@ -75,7 +76,7 @@ def add_cli(subparsers: Any) -> None:
     parsers["architecture"].add_argument("--collapse", type=int, default=3,
                                          help="draw runs of at least N identical blocks once (0: never; default 3)")
     for kind in ("costs", "share"):
-        parsers[kind].add_argument("--convention", choices=["convscope", "paper"], default="convscope")
+        parsers[kind].add_argument("--convention", choices=list(CONVENTIONS), default="convscope")
     parsers["costs"].add_argument("--log", action="store_true", help="log-scale axes")
     parsers["costs"].add_argument("--depth", type=int, help="one bar per module at this path depth")
     p = parsers["filters"]
