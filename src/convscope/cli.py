@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     """Sub-commands that live with their feature (each module's ``add_cli``)."""
+    from .bench_cli import add_cli as add_bench
     from .explain.cli import add_cli as add_explain
     from .export.cli import add_cli as add_export_xlsx
     from .trace.cli import add_cli as add_trace
@@ -164,6 +165,7 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     add_export_xlsx(sub)
     add_viz(sub)
     add_serve(sub)
+    add_bench(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..nn.module import Module
-from ..random import get_rng_state, set_rng_state
+from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .walk import output_tensors
 
@@ -55,13 +55,15 @@ class EffectiveField:
         """``Effective RF (95% of the gradient, 8 random inputs): radius 4.1 px, box 9×9;
         theoretical field 13×13``."""
         theory = "the whole input" if self.theoretical is None else "×".join(map(str, self.theoretical))
-        return (f"Effective RF ({self.mass:.0%} of the gradient, {self.samples} random inputs): radius "
+        inputs = "1 random input" if self.samples == 1 else f"{self.samples} random inputs"
+        return (f"Effective RF ({self.mass:.0%} of the gradient, {inputs}): radius "
                 f"{self.radius:.1f} px, box {'×'.join(map(str, self.box))}; theoretical field {theory}")
 
 
-def _real_model(model: Any) -> Module:
-    """A module with real weights: zoo names are built with their initialisation (the global
-    random state is restored afterwards), everything else resolves as in ``summary``."""
+def _real_model(model: Any, seed: int) -> Module:
+    """A module with real weights: zoo names are built with their initialisation drawn from
+    ``seed`` (the global random state is restored afterwards), everything else resolves as
+    in ``summary``."""
     if isinstance(model, Module):
         return model
     from .. import zoo
@@ -69,6 +71,7 @@ def _real_model(model: Any) -> Module:
     if isinstance(model, str) and model in zoo.names():
         state = get_rng_state()
         try:
+            manual_seed(seed)
             return zoo.build(model)
         finally:
             set_rng_state(state)
@@ -79,11 +82,13 @@ def _real_model(model: Any) -> Module:
 
 def _theoretical(model: Module, input_shape: tuple[int, ...], layer: str | None, dtype: Any
                  ) -> tuple[str, Any, tuple[int, ...]]:
-    """The target row's name, receptive field and output shape (from the summary)."""
+    """The target row's name, receptive field and output shape (from the summary); a
+    container's (a block's) is its last row's."""
     from .summary import summary
 
     rows = summary(model, input_shape, dtype=dtype).raise_for_error().rows
-    row = rows[-1] if layer is None else next((r for r in rows if r.name == layer), None)
+    under = [r for r in rows if layer is not None and (r.name == layer or r.name.startswith(f"{layer}."))]
+    row = rows[-1] if layer is None else next((r for r in rows if r.name == layer), under[-1] if under else None)
     if row is None:
         names = ", ".join(dict.fromkeys(r.name for r in rows))
         raise ValueError(f"effective_receptive_field: no layer {layer!r}; layers: {names}")
@@ -91,7 +96,7 @@ def _theoretical(model: Module, input_shape: tuple[int, ...], layer: str | None,
 
 
 def _captured(model: Module, layer: str | None, x: Tensor) -> Tensor:
-    """The output of ``layer`` (its first call), or of the model, on ``x``."""
+    """The output of ``layer`` (a module path; its first call), or of the model, on ``x``."""
     if layer is None:
         return output_tensors(model(x))[0]
     modules = dict(model.named_modules())
@@ -133,8 +138,8 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
     output) for inputs of ``input_shape`` ``(C, H, W)`` (no batch dim).
 
     The model runs in evaluation mode on ``samples`` random N(0, 1) inputs drawn from its own
-    generator (``seed``); its mode, parameters, gradients and the global random state are
-    left as they were.
+    generator (``seed``; a zoo name is built with weights drawn from it too); its mode,
+    parameters, gradients and the global random state are left as they were.
 
     >>> import numpy as np, convscope as cs
     >>> conv = cs.nn.Conv2d(1, 1, 3, padding=1, bias=False)
@@ -147,7 +152,7 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
         raise ValueError(f"effective_receptive_field: mass must be in (0, 1], got {mass}")
     if samples < 1:
         raise ValueError(f"effective_receptive_field: samples must be at least 1, got {samples}")
-    net = _real_model(model)
+    net = _real_model(model, seed)
     params = list(net.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
     name, field, out_shape = _theoretical(net, tuple(input_shape), layer, dtype)
