@@ -319,6 +319,7 @@ def _run_epoch(model: Module, opt: optim.Optimizer, batches: Batches, epoch: int
                                      f"{seen // batches.batch_size + 1}); lower the learning rate")
         loss_sum += value * len(yb)
         correct += int(np.sum(logits.numpy().argmax(1) == yb))
+        del logits, loss  # free this step's graph before the next forward builds one
         seen += len(yb)
         bar.advance(loss_sum / seen, correct / seen, seen / max(time.perf_counter() - start, 1e-9))
     seconds = time.perf_counter() - start

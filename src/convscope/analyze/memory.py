@@ -241,8 +241,8 @@ def training_step(run: Walk, model: Module, batch_size: int, optimizer: str,
     saved_total = sum(kept.values()) + sum(extras)
 
     forward_peak = _forward_peak(run, rules, recorded, buffers, kept, is_param)
-    backward_peak, grads_total = _backward_peak(run, rules, recorded, buffers, {id(p) for p in trainable},
-                                                saved_total, outputs)
+    backward_peak, grads_at_peak = _backward_peak(run, rules, recorded, buffers, {id(p) for p in trainable},
+                                                  saved_total, outputs)
     param_bytes = sum(nbytes(p) for p in params)
     grad_bytes = sum(nbytes(p) for p in trainable)
     state = kind.buffers * grad_bytes
@@ -255,8 +255,8 @@ def training_step(run: Walk, model: Module, batch_size: int, optimizer: str,
     phases = {"forward": forward_peak, "backward": backward_peak, "optimizer step": step_peak}
     phase = max(phases, key=lambda k: phases[k])
     peak = param_bytes + phases[phase]
-    steady = param_bytes + saved_total + (grads_total if phase == "backward" else grad_bytes if phase != "forward"
-                                          else 0) + (state if phase == "optimizer step" else 0)
+    grads_then = {"forward": 0, "backward": grads_at_peak, "optimizer step": grad_bytes}[phase]
+    steady = param_bytes + saved_total + grads_then + (state if phase == "optimizer step" else 0)
     layers = _per_layer(run, rules, recorded, buffers, kept, event_rows, kind, param_ids)
     return TrainingMemory(batch_size, kind.name, param_bytes, grad_bytes, state, saved_total, sum(needed.values())
                           + sum(extras), peak, phase, max(peak - steady, 0), param_bytes + forward_peak,
@@ -288,14 +288,20 @@ def _forward_peak(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], b
 
 def _backward_peak(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buffers: _Buffers,
                    trainable: set[int], saved_total: int, outputs: Sequence[Tensor]) -> tuple[int, int]:
-    """(peak bytes beyond the parameters during the backward, parameter gradients at the end).
-    The graph stays alive; a gradient in flight is held until its producer runs (a view of
-    an output gradient keeps that alive); a parameter's gradient is copied into ``.grad``
-    right after its consumer ran (both alive for a moment)."""
+    """(peak bytes beyond the parameters during the backward, the parameter gradients done
+    at that moment). The graph stays alive; a gradient in flight is held until its producer
+    runs (a view of an output gradient keeps that alive); a parameter's gradient is copied
+    into ``.grad`` right after its consumer ran (both alive for a moment)."""
     needs = {id(ev.output) for ev, rec in zip(run.events, recorded) if rec} | trainable
     flight: dict[int, int] = {id(t): nbytes(t) for t in outputs if id(t) in needs}
     done = 0
-    peak = saved_total + sum(flight.values())
+    best = (saved_total + sum(flight.values()), 0)
+
+    def at(total: int) -> None:
+        nonlocal best
+        if total > best[0]:
+            best = (total, done)
+
     for k in reversed(range(len(run.events))):
         ev, saved = run.events[k], rules[k]
         if not recorded[k] or id(ev.output) not in flight:
@@ -304,21 +310,21 @@ def _backward_peak(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], 
         fresh = {i: 0 if saved.grads_alias else nbytes(t) for i, t in enumerate(ev.inputs) if id(t) in needs}
         alias = g if saved.grads_alias and fresh else 0
         before = saved_total + done + sum(flight.values())
-        peak = max(peak, before + g + sum(fresh.values()) + saved.backward_workspace)
+        at(before + g + sum(fresh.values()) + saved.backward_workspace)
         after = before + sum(fresh.values()) + alias
         for i, t in enumerate(ev.inputs):
             if i not in fresh:
                 continue
             if id(t) in trainable:
-                peak = max(peak, after + nbytes(t))  # the gradient and its copy into .grad
+                at(after + nbytes(t))  # the gradient and its copy into .grad
                 done += nbytes(t)
                 continue
             grad = fresh[i] + alias
             alias = 0
             if id(t) in flight:  # a second consumer: the old and new gradients and their sum
-                peak = max(peak, after + flight[id(t)] + grad)
+                at(after + flight[id(t)] + grad)
             flight[id(t)] = max(grad, flight.get(id(t), 0))
-    return peak, done
+    return best
 
 
 def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buffers: _Buffers,

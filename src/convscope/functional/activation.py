@@ -44,9 +44,14 @@ _ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
-def _erf_python(a: np.ndarray) -> np.ndarray:
-    """``math.erf`` applied element-wise (the fallback when SciPy is missing)."""
-    return np.asarray(_erf_scalar(a), dtype=a.dtype)
+def _erf_python(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``math.erf`` applied element-wise (the fallback when SciPy is missing), in chunks so
+    the temporary Python-object arrays stay small whatever the input size."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    out = np.empty(flat.shape, a.dtype)
+    for start in range(0, flat.size, chunk):
+        out[start:start + chunk] = _erf_scalar(flat[start:start + chunk])
+    return out.reshape(a.shape)
 
 
 def _erf(a: np.ndarray) -> np.ndarray:
