@@ -313,3 +313,12 @@ def test_cli_summary_of_a_torch_builder_and_an_onnx_file(tmp_path, capsys):
     cs.export_onnx(cs.zoo.build("lenet5_modern"), onnx_file, (1, 32, 32))
     assert cli_main(["summary", str(onnx_file), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["params"] == 61_706
+
+
+def test_cli_training_memory_and_erf_flags(capsys):
+    args = ["summary", "seed", "--training", "--batch-size", "4", "--optimizer", "adam", "--erf"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "Training step (batch 4, adam)" in out and "Effective RF" in out
+    s = cs.summary("seed", training=True, batch_size=4, optimizer="adam")
+    assert f"peak {cs.analyze.render.human(s.training.peak)}B" in out

@@ -54,7 +54,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         table = compare(args.model, parse_shape(args.input) if args.input else None)
         print(table.to_json() if args.format == "json" else table)
         return 0
-    result = summary(args.model, parse_shape(args.input) if args.input else None, convention=args.convention)
+    result = summary(args.model, parse_shape(args.input) if args.input else None, convention=args.convention,
+                     training=args.training, batch_size=args.batch_size, optimizer=args.optimizer, erf=args.erf)
     if args.by_type:
         from .analyze.render import by_type_table
 
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="the totals under every convention side by side, with the reason for each difference")
     p.add_argument("--by-type", action="store_true", help="MACs and parameters per layer kind, with shares")
+    p.add_argument("--training", action="store_true",
+                   help="add the memory of one training step: saved tensors, gradients, optimizer state")
+    p.add_argument("--batch-size", type=_positive, default=None, help="batch size for --training (default 1)")
+    p.add_argument("--optimizer", choices=["sgd", "plain_sgd", "adam", "adamw", "none"], default="sgd",
+                   help="optimizer state counted by --training (sgd = with momentum)")
+    p.add_argument("--erf", action="store_true",
+                   help="effective receptive field of the last layer (gradient mass on real weights)")
     p.set_defaults(run=_cmd_summary)
     p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
     p.set_defaults(run=_cmd_zoo)
