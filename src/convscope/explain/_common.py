@@ -13,6 +13,7 @@ from .. import nn
 from ..analyze import summary
 from ..nn import init
 from ..tensor import Tensor
+from .explanation import dims
 
 # Agreement of two float64 computations that sum the same terms in different orders.
 REL_TOL = 1e-12
@@ -58,6 +59,18 @@ def sizes(topic: str, name: str, value: Any, lengths: Sequence[int], example: st
         raise ValueError(f"explain {topic}: --{name.replace('_', '-')} expects {counts} positive sizes like "
                          f"{example}, got {value!r}")
     return values
+
+
+def seed_stack(topic: str, k1: Any, k2: Any, input_shape: Any, example: str) -> tuple[int, int, tuple[int, ...]]:
+    """The seed example's options (k1 3×3 filters, then k2 5×5 filters on ``input_shape``),
+    validated: ``(k1, k2, (C, H, W))`` with H and W at least 5 for the 5×5 layer."""
+    k1, k2 = positive(topic, "k1", k1), positive(topic, "k2", k2)
+    shape = sizes(topic, "input", input_shape, (2, 3), example)
+    shape = (1, *shape) if len(shape) == 2 else shape
+    if min(shape[1:]) < 5:
+        raise ValueError(f"explain {topic}: the 5×5 second layer needs an input of at least 5×5, "
+                         f"got {dims(shape[1:])}")
+    return k1, k2, shape
 
 
 def int_list(topic: str, name: str, value: Any, example: str) -> list[int]:

@@ -36,9 +36,8 @@ from ._common import (
     generator,
     max_diff,
     parameter_count,
-    positive,
+    seed_stack,
     seeded,
-    sizes,
     with_map_shifted,
     within_budget,
 )
@@ -155,12 +154,7 @@ def _convention_22(h: Tensor, k1: int, layer: nn.Conv2d) -> dict:
 
 
 def compute(k1: int, k2: int, input: str, seed: int) -> tuple[Facts, Claims]:  # noqa: A002 - the option's name
-    k1, k2 = positive("conventions", "k1", k1), positive("conventions", "k2", k2)
-    shape = sizes("conventions", "input", input, (2, 3), "1x12x10")
-    shape = (1, *shape) if len(shape) == 2 else shape
-    if min(shape[1:]) < 5:
-        raise ValueError(f"explain conventions: the 5×5 second layer needs an input of at least 5×5, "
-                         f"got {dims(shape[1:])}")
+    k1, k2, shape = seed_stack("conventions", k1, k2, input, "1x12x10")
     within_budget("conventions", f"convention 1's output ({k1}·{k2} maps of {dims(shape[1:])})",
                   k1 * k2 * math.prod(shape[1:]), "use smaller --k1, --k2 or --input")
     rng = generator(seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .. import nn
-from ._common import int_list, layer_costs, positive, sizes
+from ._common import int_list, layer_costs, seed_stack
 from .explanation import Claims, Facts, Option, Topic, count, dims, mark, table
 
 
@@ -27,12 +27,7 @@ def _pair(shape: tuple[int, ...], k1: int, k2: int) -> dict:
 
 
 def compute(k1: int, k2: int, input: str, scales: str) -> tuple[Facts, Claims]:  # noqa: A002 - the option's name
-    k1, k2 = positive("quadratic", "k1", k1), positive("quadratic", "k2", k2)
-    shape = sizes("quadratic", "input", input, (2, 3), "1x28x28")
-    shape = (1, *shape) if len(shape) == 2 else shape
-    if min(shape[1:]) < 5:
-        raise ValueError(f"explain quadratic: the 5×5 second layer needs an input of at least 5×5, "
-                         f"got {dims(shape[1:])}")
+    k1, k2, shape = seed_stack("quadratic", k1, k2, input, "1x28x28")
     cs = int_list("quadratic", "scales", scales, "1,2,4")
     base = _pair(shape, k1, k2)
     rows = []

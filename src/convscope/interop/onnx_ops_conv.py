@@ -61,15 +61,21 @@ class Conv(OnnxOp):
         self.group = group
 
     def compute(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        nd = w.ndim - 2
-        if nd not in (1, 2, 3):
-            raise OnnxError(f"{self.label}: weight of shape {w.shape} has {nd} spatial dims; convscope has 1 to 3")
+        nd = _spatial_dims(self, w)
         geo = self.window.geometry(x.shape[2:], w.shape[2:], self.label)
         padding = self.window.static_padding(nd) or geo.torch_padding()
         if padding is None:
             x, padding = F.pad(x, torch_pad_list(geo.before, geo.after)), 0
         conv = getattr(F, f"conv{nd}d")
         return conv(x, w, b, self.window.stride(nd), padding, self.window.dilation(nd), self.group)
+
+
+def _spatial_dims(op: OnnxOp, w: Tensor) -> int:
+    """Spatial dims of a (transposed) conv weight ``(C, C', *k)``: 1 to 3, as the engine has."""
+    nd = w.ndim - 2
+    if nd not in (1, 2, 3):
+        raise OnnxError(f"{op.label}: weight of shape {w.shape} has {nd} spatial dims; convscope has 1 to 3")
+    return nd
 
 
 class ConvTranspose(OnnxOp):
@@ -94,9 +100,7 @@ class ConvTranspose(OnnxOp):
         self.output_shape = output_shape
 
     def compute(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        nd = w.ndim - 2
-        if nd not in (1, 2, 3):
-            raise OnnxError(f"{self.label}: weight of shape {w.shape} has {nd} spatial dims; convscope has 1 to 3")
+        nd = _spatial_dims(self, w)
         stride, dilation = self.window.stride(nd), self.window.dilation(nd)
         extra = tuple(self.output_padding or (0,) * nd)
         try:
