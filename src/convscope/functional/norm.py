@@ -3,7 +3,9 @@
 Batch, instance, layer and group norm share one fused kernel: view the input so that the
 statistics are reductions over some axes, normalise, apply a per-element affine map; the
 backward is the closed form ``dx = invstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))`` instead of a
-chain of small ops. Running statistics are updated in place, outside the graph, as in torch.
+chain of small ops. The passes run block by block along an axis the statistics keep, blocks
+shared out over the threads (:mod:`.parallel`). Running statistics are updated in place,
+outside the graph, as in torch.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..rules import (
     saved_rule,
     size_rule,
 )
-from ..tensor import Tensor, make_result
+from ..tensor import Tensor, is_grad_enabled, make_result
+from .parallel import Scratch, tile_map
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
 
@@ -99,6 +102,24 @@ def _array(value: RunningStat) -> np.ndarray:
     return value.data if isinstance(value, Tensor) else value
 
 
+# Input elements per block of the normalisation passes: a block's passes (centre, square,
+# scale, shift; in the backward five) then run in cache, and blocks are shared out over the
+# threads (batch norm over 8×64×112²: 2-3× faster than whole-array passes on 2 cores).
+_NORM_BLOCK_ELEMENTS = 1 << 18
+
+
+def _norm_blocks(view: tuple, x_shape: tuple, axes: tuple) -> tuple[int, list[slice]]:
+    """The axis of ``view`` the passes are split along (the first one not reduced, when the
+    split is also one of ``x``) and the blocks along it."""
+    kept = [a for a in range(len(view)) if a not in axes]
+    if not kept or tuple(view[:kept[0] + 1]) != tuple(x_shape[:kept[0] + 1]):
+        return 0, [slice(None)]
+    axis = kept[0]
+    per_entry = max(1, math.prod(view) // max(view[axis], 1))
+    step = max(1, _NORM_BLOCK_ELEMENTS // per_entry)
+    return axis, [slice(i, i + step) for i in range(0, view[axis], step)]
+
+
 def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *, view: tuple, axes: tuple,
                affine: tuple, eps: float, stats: tuple[np.ndarray, np.ndarray] | None = None,
                attrs: dict | None = None) -> tuple[Tensor, np.ndarray | None, np.ndarray | None]:
@@ -107,6 +128,9 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     against ``x``). ``stats=(mean, var)`` (shaped to broadcast in ``view``) are constants
     used instead of the batch statistics. Returns the output and, for batch statistics,
     the mean and biased variance (kept dims, in ``view``) for running-average updates.
+
+    Every pass runs block by block along an axis the statistics keep (the channels of a
+    batch norm, the samples of the others), blocks spread over the threads.
     """
     parents = [t for t in (x, weight, bias) if t is not None]
     if any(t.is_meta for t in parents):
@@ -114,46 +138,125 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     xv = x.data.reshape(view)
     w = None if weight is None else weight.data.reshape(affine)
     b = None if bias is None else bias.data.reshape(affine)
+    axis, blocks = _norm_blocks(xv.shape, x.shape, axes)
+    lead = (slice(None),) * axis
+
+    def part(a: np.ndarray | None, blk: slice) -> np.ndarray | None:
+        """A block of ``a``, an array broadcast against ``x``."""
+        if a is None or a.ndim < x.ndim - axis or a.shape[axis - x.ndim] == 1:
+            return a
+        return a[(Ellipsis, blk) + (slice(None),) * (x.ndim - axis - 1)]
+
+    kept = tuple(1 if i in axes else n for i, n in enumerate(xv.shape))
+    out = np.empty(x.shape, x.dtype)
     if stats is None:
-        count = math.prod(xv.shape[a] for a in axes)
-        with np.errstate(invalid="ignore", divide="ignore"):  # an empty batch gives NaN statistics
-            mean = xv.sum(axis=axes, keepdims=True) / count
-            centred = xv - mean
-            spare = np.multiply(centred, centred)  # reused below as the output buffer
-            var = spare.sum(axis=axes, keepdims=True) / count
+        count = math.prod(xv.shape[i] for i in axes)
+        mean, var = np.empty(kept, x.dtype), np.empty(kept, x.dtype)
+        affine_map = w is not None or b is not None
+        # the normalised input is kept for the backward; without a graph it lives block by block
+        # (a second input-sized array of fresh pages costs more than the passes themselves)
+        graph = is_grad_enabled() and any(t.requires_grad for t in parents)
+        xhat = np.empty(xv.shape, x.dtype) if affine_map and graph else out.reshape(xv.shape)
+        scratch = Scratch()
+
+        def forward(blk: slice) -> None:
+            at = lead + (blk,)  # the block, in ``view`` and in ``x`` (they share the dims up to ``axis``)
+            xb = xv[at]
+            with np.errstate(invalid="ignore", divide="ignore"):  # an empty batch gives NaN statistics
+                np.divide(xb.sum(axis=axes, keepdims=True), count, out=mean[at])
+                dest = xhat[at] if graph or not affine_map else scratch.take("xhat", xb.shape, x.dtype)
+                centred = np.subtract(xb, mean[at], out=dest)
+                # the square in the output's block (overwritten below) when there is one to spare
+                square = out[at].reshape(xb.shape) if affine_map else scratch.take("square", xb.shape, x.dtype)
+                var[at] = np.multiply(centred, centred, out=square).sum(axis=axes, keepdims=True) / count
+            np.multiply(centred, 1 / np.sqrt(var[at] + eps), out=centred)  # normalised in place
+            if affine_map:
+                ob = out[at]
+                xb_hat = centred.reshape(ob.shape)
+                if w is None:
+                    ob[...] = xb_hat
+                else:
+                    np.multiply(xb_hat, part(w, blk), out=ob)
+                if b is not None:
+                    ob += part(b, blk)
+
+        tile_map(forward, blocks)
         invstd = 1 / np.sqrt(var + eps)
-        xhat = np.multiply(centred, invstd, out=centred).reshape(x.shape)  # normalised in place
-        out = xhat
-        if w is not None or b is not None:
-            out = spare.reshape(x.shape)
-            if w is None:
-                out[...] = xhat
-            else:
-                np.multiply(xhat, w, out=out)
-            if b is not None:
-                out += b
-    else:  # constant statistics (view == x.shape): one scale and one shift per channel, two passes
+        xhat = xhat.reshape(x.shape) if graph or not affine_map else None
+    else:  # constant statistics (view == x.shape): one scale and one shift per channel
         mean, var = stats
         invstd = 1 / np.sqrt(var + eps)
         scale = invstd if w is None else invstd * w
-        out = np.multiply(xv, scale)
-        out += -mean * scale if b is None else b - mean * scale
+        shift = -mean * scale if b is None else b - mean * scale
+
+        def forward(blk: slice) -> None:
+            ob = out[lead + (blk,)]
+            np.multiply(xv[lead + (blk,)], part(scale, blk), out=ob)
+            ob += part(shift, blk)
+
+        tile_map(forward, blocks)
         xhat = None  # made by the backward if a weight gradient needs it
 
     def input_grad(g: np.ndarray) -> np.ndarray:
         if stats is not None:
             return g * scale
-        dxhat = (g * w if w is not None else g.copy()).reshape(view)
-        xhat_v = xhat.reshape(view)
-        mean_d = dxhat.mean(axis=axes, keepdims=True)
-        along = np.multiply(dxhat, xhat_v)
-        np.multiply(xhat_v, along.mean(axis=axes, keepdims=True), out=along)
-        dxhat -= mean_d
-        dxhat -= along
-        dxhat *= invstd
-        return dxhat.reshape(x.shape)
+        gx = np.empty(x.shape, g.dtype)
+        xhat_v = xhat.reshape(xv.shape)
+
+        def backward_block(blk: slice) -> None:
+            at = lead + (blk,)
+            hb = xhat_v[at]
+            if w is None:
+                gx[at] = g[at]
+            else:
+                np.multiply(g[at], part(w, blk), out=gx[at])
+            dxhat = gx[at].reshape(hb.shape)
+            mean_d = dxhat.mean(axis=axes, keepdims=True)
+            along = np.multiply(dxhat, hb)
+            np.multiply(hb, along.mean(axis=axes, keepdims=True), out=along)
+            dxhat -= mean_d
+            dxhat -= along
+            dxhat *= invstd[at] if invstd.shape[axis] > 1 else invstd
+
+        tile_map(backward_block, blocks)
+        return gx
+
+    # with one weight per statistic (batch and instance norm) the weight and bias gradients are
+    # the sums the input gradient needs anyway: one blocked pass makes all three
+    per_statistic = (stats is None and tuple(xv.shape) == tuple(x.shape)
+                     and all(w is None or i - x.ndim < -w.ndim or w.shape[i - x.ndim] == 1 for i in axes))
+
+    def fused_backward(g: np.ndarray) -> tuple:
+        gx = np.empty(x.shape, g.dtype) if x.requires_grad else None
+        sums = np.empty((2,) + kept, g.dtype)  # Σ g and Σ g·x̂ per statistic
+        scratch = Scratch()
+
+        def backward_block(blk: slice) -> None:
+            at = lead + (blk,)
+            gb, hb = g[at], xhat[at]
+            total, along = sums[(0,) + at], sums[(1,) + at]
+            total[...] = gb.sum(axis=axes, keepdims=True)
+            along[...] = np.multiply(gb, hb, out=scratch.take("product", gb.shape, g.dtype)).sum(axis=axes,
+                                                                                                  keepdims=True)
+            if gx is None:
+                return
+            # dx = w·invstd·(g − mean(g) − x̂·mean(g·x̂))
+            dx = np.multiply(hb, along / count, out=gx[at])
+            np.subtract(gb, dx, out=dx)
+            dx -= total / count
+            dx *= invstd[at] if w is None else invstd[at] * part(w, blk)
+
+        tile_map(backward_block, blocks)
+        grads = [gx]
+        if weight is not None:
+            grads.append(unbroadcast(sums[1], affine).reshape(weight.shape) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(unbroadcast(sums[0], affine).reshape(bias.shape) if bias.requires_grad else None)
+        return tuple(grads)
 
     def backward(g: np.ndarray) -> tuple:
+        if per_statistic:
+            return fused_backward(g)
         grads = [input_grad(g) if x.requires_grad else None]
         if weight is not None and weight.requires_grad:
             normalised = xhat if xhat is not None else ((xv - mean) * invstd).reshape(x.shape)
@@ -164,7 +267,7 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
             grads.append(unbroadcast(g, affine).reshape(bias.shape) if bias.requires_grad else None)
         return tuple(grads)
 
-    result = make_result(op, np.asarray(out, dtype=x.dtype), parents, backward, attrs=attrs)
+    result = make_result(op, out, parents, backward, attrs=attrs)
     return result, (mean if stats is None else None), (var if stats is None else None)
 
 

@@ -7,15 +7,21 @@ right cells a ceil-mode window may overhang) and viewed as windows with
 sums them. Both backwards scatter per-window values back with
 :func:`~convscope.functional.windows.scatter_windows`, one strided add per kernel tap.
 
-Adaptive pools use bins ``[floor(i·In/Out), ceil((i+1)·In/Out))`` per dim; LP pooling is
-composed, exactly as torch composes it, from average pooling and element-wise ops.
+Both run block by block over the ``N·C`` planes (each block's tap passes in cache, blocks
+shared out over the threads, :mod:`.parallel`).
+
+Adaptive pools use bins ``[floor(i·In/Out), ceil((i+1)·In/Out))`` per dim. Bins that split
+the input evenly are the windows of a max/avg pool (few cells) or one reduction over a
+reshaped view (many cells); other bins reduce with ``ufunc.reduceat`` over an index table
+(average) or one output cell at a time (max). LP pooling is composed, exactly as torch
+composes it, from average pooling and element-wise ops.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +51,7 @@ from ..rules import (
     size_rule,
 )
 from ..tensor import Tensor, int64, is_grad_enabled, make_result
+from .parallel import matmul, tile_map
 from .windows import check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
@@ -262,16 +269,17 @@ def _taps(geo: PoolGeometry) -> list[tuple[int, tuple[slice, ...], tuple[slice, 
     return clipped_taps(geo.input, geo.kernel, geo.stride, geo.padding, geo.dilation, geo.out)
 
 
-def _tap_reads(xd: np.ndarray, geo: PoolGeometry, taps: list) -> list[tuple[int, tuple[slice, ...], np.ndarray]]:
+def _tap_reads(xd: np.ndarray, geo: PoolGeometry, taps: list, phases: bool = True
+               ) -> list[tuple[int, tuple[slice, ...], np.ndarray]]:
     """Per tap: its scan index, its windows and the input cells it reads, as views.
 
     With a stride ``s > 1`` along the last dim every tap would read every ``s``-th element,
-    which NumPy cannot vectorise; the last dim is split once into ``s`` contiguous phase
-    copies (``x[..., r::s]``) so that each tap reads unit-stride rows (≈ 2× faster per tap
-    at 3×3/2, for one extra pass over the input).
+    which NumPy cannot vectorise; unless ``phases`` is off, the last dim is split once into
+    ``s`` contiguous phase copies (``x[..., r::s]``) so that each tap reads unit-stride rows
+    (≈ 2× faster per tap at 3×3/2, for one extra pass over the input).
     """
     step = geo.stride[-1]
-    if step == 1:
+    if step == 1 or not phases:
         return [(t, windows, xd[(Ellipsis,) + cells]) for t, windows, cells in taps]
     phases = [np.ascontiguousarray(xd[..., r::step]) for r in range(min(step, xd.shape[-1]))]
     return [(t, windows, _in_phase(phases, cells, step)) for t, windows, cells in taps]
@@ -322,23 +330,23 @@ def _plane_index(winner: np.ndarray, geo: PoolGeometry) -> np.ndarray:
     return flat
 
 
-def _max_values(xd: np.ndarray, geo: PoolGeometry, taps: list) -> np.ndarray:
-    """Max over each window: one in-place ``np.maximum`` per tap over the real cells (padding
-    is −∞ and never wins; a NaN anywhere in a window makes it NaN, as in torch)."""
-    best = np.full(xd.shape[: xd.ndim - len(geo.out)] + geo.out, -np.inf, xd.dtype)
-    for _, windows, cells in _tap_reads(xd, geo, taps):
+def _max_values(xd: np.ndarray, geo: PoolGeometry, taps: list, best: np.ndarray, phases: bool = True) -> np.ndarray:
+    """Max over each window into ``best``: one in-place ``np.maximum`` per tap over the real
+    cells (padding is −∞ and never wins; a NaN anywhere in a window makes it NaN, as in torch)."""
+    best.fill(-np.inf)
+    for _, windows, cells in _tap_reads(xd, geo, taps, phases):
         view = best[(Ellipsis,) + windows]
         np.maximum(view, cells, out=view)
     return best
 
 
-def _max_winner(xd: np.ndarray, best: np.ndarray, geo: PoolGeometry, taps: list) -> np.ndarray:
+def _max_winner(xd: np.ndarray, best: np.ndarray, geo: PoolGeometry, taps: list, phases: bool = True) -> np.ndarray:
     """Scan index of each window's winning tap, from the maxima: the first tap equal to the
     max (torch replaces its running max only when a tap is greater, so ties keep the first,
     and a window of −∞ reports its first real cell), or for a NaN window its last NaN."""
-    winner = np.empty(best.shape, np.min_scalar_type(math.prod(geo.kernel)))
+    winner = np.empty(best.shape, _tap_type(geo))
     winner[...] = _first_real_tap(geo)  # kept only by a window without real cells (torch's index)
-    reads = _tap_reads(xd, geo, taps)
+    reads = _tap_reads(xd, geo, taps, phases)
     for t, windows, cells in reversed(reads):
         np.copyto(winner[(Ellipsis,) + windows], t, where=cells == best[(Ellipsis,) + windows])
     if np.isnan(best).any():
@@ -347,24 +355,43 @@ def _max_winner(xd: np.ndarray, best: np.ndarray, geo: PoolGeometry, taps: list)
     return winner
 
 
-def _scatter_taps(part: Any, geo: PoolGeometry, taps: list, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """Adjoint of the tap reads: add ``part(t, windows)`` onto the cells tap ``t`` read.
+def _tap_type(geo: PoolGeometry) -> np.dtype:
+    return np.min_scalar_type(math.prod(geo.kernel))
+
+
+def _scatter_taps(part: Any, geo: PoolGeometry, taps: list, grad: np.ndarray) -> np.ndarray:
+    """Adjoint of the tap reads: ``grad`` set to the sum of ``part(t, windows)`` over the cells
+    tap ``t`` read.
 
     As in the forward, the sums run in contiguous phase planes of the last dim (interleaved
     once at the end). Padding cells are never written; a window reached by no tap (without
     real cells) sends nothing.
     """
+    shape = grad.shape
     step = min(geo.stride[-1], shape[-1])
-    phases = [np.zeros(shape[:-1] + (len(range(r, shape[-1], step)),), dtype) for r in range(step)]
+    if step == 1:
+        grad.fill(0)
+        phases = [grad]
+    else:
+        phases = [np.zeros(shape[:-1] + (len(range(r, shape[-1], step)),), grad.dtype) for r in range(step)]
     for t, windows, cells in taps:
         target = _in_phase(phases, cells, step)
         np.add(target, part(t, (Ellipsis,) + windows), out=target)
-    if step == 1:
-        return phases[0]
-    grad = np.empty(shape, dtype)
-    for r, phase in enumerate(phases):
-        grad[..., r::step] = phase
+    if step > 1:
+        for r, phase in enumerate(phases):
+            grad[..., r::step] = phase
     return grad
+
+
+# Input elements per block of planes (N·C) in the max/avg pool kernels: a block's tap passes
+# then run in cache, and blocks are shared out over the threads.
+_POOL_BLOCK_ELEMENTS = 1 << 18
+
+
+def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> None:
+    """Run ``work`` over blocks of the ``planes`` (N·C) planes of ``plane_size`` input cells."""
+    step = max(1, _POOL_BLOCK_ELEMENTS // max(plane_size, 1))
+    tile_map(work, [slice(b, min(b + step, planes)) for b in range(0, planes, step)])
 
 
 def _pool_attrs(geo: PoolGeometry, **extra: Any) -> dict:
@@ -381,17 +408,38 @@ def _max_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
         out = make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
         return (out, Tensor.meta(out.shape, int64)) if return_indices else out
     xd, taps = x.data, _taps(geo)
-    value = _max_values(xd, geo, taps)
+    planes = xd.reshape((-1,) + geo.input)
+    value = np.empty((planes.shape[0],) + geo.out, xd.dtype)
     # the winners only when asked for or when a backward will need them (torch's indices)
-    winner = _max_winner(xd, value, geo, taps) if return_indices or (x.requires_grad and is_grad_enabled()) else None
+    keep = return_indices or (x.requires_grad and is_grad_enabled())
+    winner = np.empty(value.shape, _tap_type(geo)) if keep else None
+
+    def forward(b: slice) -> None:
+        _max_values(planes[b], geo, taps, value[b])
+        if winner is not None:
+            winner[b] = _max_winner(planes[b], value[b], geo, taps)
+
+    _by_planes(forward, planes.shape[0], math.prod(geo.input))
 
     def backward(g: np.ndarray) -> tuple:
-        won = _max_winner(xd, value, geo, taps) if winner is None else winner
-        # each window's gradient goes to its winning cell (a window of torch's out-of-plane index to none)
-        return (_scatter_taps(lambda t, w: np.where(won[w] == t, g[w], 0), geo, taps, xd.shape, g.dtype),)
+        gp = g.reshape(value.shape)
+        grad = np.empty(planes.shape, g.dtype)
 
-    out = make_result(op, value, (x,), backward, attrs=attrs)
-    return (out, Tensor.wrap(_plane_index(winner, geo))) if return_indices else out
+        def block(b: slice) -> None:
+            won = _max_winner(planes[b], value[b], geo, taps) if winner is None else winner[b]
+            wins, share = np.empty(won.shape, bool), np.empty(won.shape, g.dtype)
+
+            def part(t: int, w: tuple) -> np.ndarray:  # into reused buffers: 3× faster than np.where
+                return np.multiply(gp[b][w], np.equal(won[w], t, out=wins[w]), out=share[w])
+
+            # each window's gradient goes to its winning cell (a window of torch's out-of-plane index to none)
+            _scatter_taps(part, geo, taps, grad[b])
+
+        _by_planes(block, planes.shape[0], math.prod(geo.input))
+        return (grad.reshape(xd.shape),)
+
+    out = make_result(op, value.reshape(lead + geo.out), (x,), backward, attrs=attrs)
+    return (out, Tensor.wrap(_plane_index(winner.reshape(lead + geo.out), geo))) if return_indices else out
 
 
 def _avg_divisor(geo: PoolGeometry, count_include_pad: bool, divisor_override: int | None,
@@ -430,18 +478,33 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
         return make_result(op, None, (x,), None, shape=lead + geo.out, attrs=attrs)
     xd, taps = x.data, _taps(geo)
     divisor = _avg_divisor(geo, count_include_pad, divisor_override, x.dtype)
-    out = np.zeros(lead + geo.out, x.dtype)
-    with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
-        for _, windows, cells in _tap_reads(xd, geo, taps):  # torch's summation order; padding is skipped
-            view = out[(Ellipsis,) + windows]
-            np.add(view, cells, out=view)
-    np.divide(out, divisor, out=out)
+    planes = xd.reshape((-1,) + geo.input)
+    out = np.zeros((planes.shape[0],) + geo.out, x.dtype)
+
+    def forward(b: slice) -> None:
+        total = out[b]
+        with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
+            for _, windows, cells in _tap_reads(planes[b], geo, taps):  # torch's order; padding is skipped
+                view = total[(Ellipsis,) + windows]
+                np.add(view, cells, out=view)
+        np.divide(total, divisor, out=total)
+
+    _by_planes(forward, planes.shape[0], math.prod(geo.input))
+
+    windows = out.shape  # the closure keeps the shape, not the output
 
     def backward(g: np.ndarray) -> tuple:
-        share = g / divisor
-        return (_scatter_taps(lambda t, w: share[w], geo, taps, xd.shape, g.dtype),)
+        gp = g.reshape(windows)
+        grad = np.empty(planes.shape, g.dtype)
 
-    return make_result(op, out, (x,), backward, attrs=attrs)
+        def block(b: slice) -> None:
+            share = gp[b] / divisor
+            _scatter_taps(lambda t, w: share[w], geo, taps, grad[b])
+
+        _by_planes(block, planes.shape[0], math.prod(geo.input))
+        return (grad.reshape(xd.shape),)
+
+    return make_result(op, out.reshape(lead + geo.out), (x,), backward, attrs=attrs)
 
 
 # --- public max / average pools --------------------------------------------------------------
@@ -635,6 +698,48 @@ def _bin_means_adjoint(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
     return np.moveaxis(grad, -1, axis)
 
 
+# Even bins reduce as strided passes, one per cell of the bin (the window path of max/avg
+# pooling with kernel = stride = bin), except one bin per plane with more than this many
+# cells: a plain view of the planes then (global pooling). NumPy reduces axes of a few
+# elements slowly: 8×512×14² to 7² takes 7 ms reshaped and 1 ms in four strided passes;
+# 8×2048×7² to 1² 1 ms in 49 passes, 0.4 ms as a sum over the plane, 0.06 ms as a
+# matrix-vector product.
+_FEW_CELLS = 16
+
+
+def _phases(cells: tuple[int, ...]) -> bool:
+    """Whether the window path of even bins reads through phase copies: only for bins of 2
+    along the last dim (wider bins read few cells per tap; a copy of the input would cost more)."""
+    return cells[-1] <= 2
+
+
+def _global(cells: tuple[int, ...] | None, in_sizes: Sequence[int]) -> bool:
+    """Whether even bins are one bin per plane of more than ``_FEW_CELLS`` cells."""
+    return cells is not None and tuple(cells) == tuple(in_sizes) and math.prod(cells) > _FEW_CELLS
+
+
+def _even_bins(in_sizes: Sequence[int], out_sizes: Sequence[int]) -> tuple[int, ...] | None:
+    """Cells per bin along each dim when the bins split every dim evenly (they are then
+    disjoint windows with kernel = stride), else None."""
+    if any(o == 0 or n % o for n, o in zip(in_sizes, out_sizes, strict=True)):
+        return None
+    return tuple(n // o for n, o in zip(in_sizes, out_sizes, strict=True))
+
+
+def _bin_windows(in_sizes: Sequence[int], cells: tuple[int, ...]) -> PoolGeometry:
+    """Even bins as the windows of a pool (kernel = stride = bin, no padding)."""
+    nd = len(cells)
+    return PoolGeometry(tuple(in_sizes), cells, cells, (0,) * nd, (1,) * nd,
+                        tuple(n // k for n, k in zip(in_sizes, cells, strict=True)), (0,) * nd)
+
+
+def _bin_boxes(a: np.ndarray, cells: tuple[int, ...]) -> np.ndarray:
+    """``a`` ``(..., *in)`` as ``(..., 1, …, 1, cells)`` for one bin per plane: each plane's
+    cells in raster order."""
+    nd = len(cells)
+    return a.reshape(a.shape[: a.ndim - nd] + (1,) * nd + (math.prod(cells),))
+
+
 def _adaptive_attrs(shape: tuple, output_size: Any, nd: int) -> dict:
     """``keep``: the dims whose ``output_size`` was None (they keep the input size)."""
     sizes = (output_size,) * nd if isinstance(output_size, (int, np.integer)) else tuple(output_size)
@@ -647,11 +752,42 @@ def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
     attrs = _adaptive_attrs(shape, output_size, nd)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=shape, attrs=attrs)
-    out = x.data
-    for axis in range(-nd, 0):  # averaging over a box is separable: one spatial dim at a time
-        out = _bin_means(out, axis, shape[axis])
+    xd, in_sizes = x.data, x.shape[-nd:]
+    cells = _even_bins(in_sizes, shape[-nd:])
+    if cells is None:
+        out = xd
+        for axis in range(-nd, 0):  # averaging over a box is separable: one spatial dim at a time
+            out = _bin_means(out, axis, shape[axis])
+    elif _global(cells, in_sizes):  # sums as a matrix-vector product: 7× faster than a sum over the last axis
+        boxes = _bin_boxes(xd, cells)
+        # one item: a single pass is too short to share, but it runs with single-threaded BLAS
+        rows = boxes.reshape(-1, boxes.shape[-1])  # one matrix: a stack of rows would be one BLAS call per row
+        sums = matmul(rows, np.ones((rows.shape[-1], 1), xd.dtype))
+        out = (sums / xd.dtype.type(math.prod(cells))).reshape(boxes.shape[:-1])
+    else:
+        geo = _bin_windows(in_sizes, cells)
+        taps = _taps(geo)
+        planes = xd.reshape((-1,) + geo.input)
+        out = np.zeros((planes.shape[0],) + geo.out, xd.dtype)
+
+        def forward(b: slice) -> None:
+            total = out[b]
+            with np.errstate(invalid="ignore"):
+                for _, windows, read in _tap_reads(planes[b], geo, taps, _phases(cells)):
+                    view = total[(Ellipsis,) + windows]
+                    np.add(view, read, out=view)
+            total /= math.prod(cells)
+
+        _by_planes(forward, planes.shape[0], math.prod(geo.input))
+        out = out.reshape(shape)
 
     def backward(g: np.ndarray) -> tuple:
+        if cells is not None:  # each cell gets its one bin's share
+            share = (g / g.dtype.type(math.prod(cells))).reshape(
+                g.shape[:-nd] + tuple(v for o in shape[-nd:] for v in (o, 1)))
+            spread = np.broadcast_to(share, share.shape[:-2 * nd] + tuple(
+                v for o, k in zip(shape[-nd:], cells, strict=True) for v in (o, k)))
+            return (spread.reshape(x.shape),)
         for axis in range(-nd, 0):
             g = _bin_means_adjoint(g, axis, x.shape[axis])
         return (g,)
@@ -676,6 +812,57 @@ def _box_argmax(box: np.ndarray, nd: int, check_nan: bool) -> np.ndarray:
     return index
 
 
+def _even_bin_max(xd: np.ndarray, cells: tuple[int, ...]) -> np.ndarray:
+    """The maximum of every even bin (NaN where a bin holds one), as :func:`_adaptive_argmax`."""
+    if _global(cells, xd.shape[xd.ndim - len(cells):]):
+        return _bin_boxes(xd, cells).max(axis=-1)
+    geo = _bin_windows(xd.shape[xd.ndim - len(cells):], cells)
+    taps = _taps(geo)
+    planes = xd.reshape((-1,) + geo.input)
+    best = np.empty((planes.shape[0],) + geo.out, xd.dtype)
+    _by_planes(lambda b: _max_values(planes[b], geo, taps, best[b], _phases(cells)), planes.shape[0],
+               math.prod(geo.input))
+    return best.reshape(xd.shape[: xd.ndim - len(cells)] + geo.out)
+
+
+def _adaptive_argmax(xd: np.ndarray, shape: tuple, nd: int, cells: tuple[int, ...] | None) -> np.ndarray:
+    """Flat index into each input plane of every bin's first maximum (or last NaN), ``shape``.
+
+    Even bins run as the windows of a max pool, or as one search over the planes (one big bin
+    per plane); other bins one output cell at a time (a small output grid)."""
+    in_sizes, lead = xd.shape[-nd:], xd.shape[:-nd]
+    check_nan = bool(np.isnan(xd).any())
+    if _global(cells, in_sizes):
+        local = np.unravel_index(_box_argmax(_bin_boxes(xd, cells), 1, check_nan), cells)
+        index = np.zeros(shape, np.int64)
+        for i, (coord, k, n) in enumerate(zip(local, cells, in_sizes, strict=True)):
+            first = (np.arange(shape[i - nd]) * k).reshape((-1,) + (1,) * (nd - 1 - i))
+            index *= n
+            index += first + coord
+        return index
+    if cells is not None:
+        geo = _bin_windows(in_sizes, cells)
+        taps = _taps(geo)
+        planes = xd.reshape((-1,) + geo.input)
+        best = np.empty((planes.shape[0],) + geo.out, xd.dtype)
+        winner = np.empty(best.shape, _tap_type(geo))
+
+        def block(b: slice) -> None:
+            _max_values(planes[b], geo, taps, best[b], _phases(cells))
+            winner[b] = _max_winner(planes[b], best[b], geo, taps, _phases(cells))
+
+        _by_planes(block, planes.shape[0], math.prod(geo.input))
+        return _plane_index(winner, geo).reshape(shape)
+    index = np.empty(shape, np.int64)
+    for cell, box in _adaptive_cells(in_sizes, shape[-nd:]):
+        local = np.unravel_index(_box_argmax(xd[(Ellipsis,) + box], nd, check_nan), [b.stop - b.start for b in box])
+        flat = np.zeros(lead, np.int64)
+        for b, coord, n in zip(box, local, in_sizes, strict=True):
+            flat = flat * n + b.start + coord
+        index[(Ellipsis,) + cell] = flat
+    return index
+
+
 def _adaptive_max_pool(op: str, x: Tensor, output_size: Any, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
     shape = adaptive_output_shape(x.shape, output_size, op=op)
     nd = _ADAPTIVE_RANK[op]
@@ -686,20 +873,19 @@ def _adaptive_max_pool(op: str, x: Tensor, output_size: Any, return_indices: boo
     xd = x.data
     in_sizes, lead = x.shape[-nd:], x.shape[:-nd]
     plane = xd.reshape(lead + (math.prod(in_sizes),))
-    check_nan = bool(np.isnan(xd).any())
-    index = np.empty(shape, np.int64)
-    for cell, box in _adaptive_cells(in_sizes, shape[-nd:]):  # a small output grid
-        local = np.unravel_index(_box_argmax(xd[(Ellipsis,) + box], nd, check_nan), [b.stop - b.start for b in box])
-        flat = np.zeros(lead, np.int64)
-        for b, coord, n in zip(box, local, in_sizes, strict=True):
-            flat = flat * n + b.start + coord
-        index[(Ellipsis,) + cell] = flat
+    cells = _even_bins(in_sizes, shape[-nd:])
+    if cells is not None and not (return_indices or (x.requires_grad and is_grad_enabled())):
+        return make_result(op, _even_bin_max(xd, cells), (x,), None, attrs=attrs)  # the maxima only
+    index = _adaptive_argmax(xd, shape, nd, cells)
     flat_index = index.reshape(lead + (math.prod(shape[-nd:]),))
     out = np.take_along_axis(plane, flat_index, axis=-1).reshape(shape)
 
     def backward(g: np.ndarray) -> tuple:
         grad = np.zeros(plane.shape, g.dtype)
         g_flat = g.reshape(flat_index.shape)
+        if cells is not None:  # disjoint bins: every winner is a different cell
+            np.put_along_axis(grad, flat_index, g_flat, axis=-1)
+            return (grad.reshape(x.shape),)
         # overlapping bins may pick the same cell; one output cell per step never repeats an index
         for j in range(flat_index.shape[-1]):
             col = flat_index[..., j:j + 1]

@@ -1,0 +1,162 @@
+"""Tile parallelism (convscope.functional.parallel) and the kernels that use it.
+
+The helpers: results in order, errors raised, BLAS's thread count restored, no nesting. The
+kernels: every tiled or blocked path (conv tiles inside samples and whole samples, the
+planar, direct, channels-last and depthwise paths, pool and norm blocks) against torch,
+with the work split into many tiles and run on one thread and on two.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch.nn.functional as TF
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import convscope.functional as F
+from convscope.functional import conv as conv_module
+from convscope.functional import norm as norm_module
+from convscope.functional import pool as pool_module
+from convscope.functional.parallel import Scratch, thread_count, tile_map
+from torch_ref import compare
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_tile_map_keeps_order_and_restores_blas_threads() -> None:
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        seen = []
+
+        def square(i: int) -> int:
+            seen.append(_blas_threads())
+            return i * i
+
+        assert tile_map(square, list(range(50))) == [i * i for i in range(50)]
+        assert all(counts == [1] * len(counts) for counts in seen)  # BLAS single-threaded inside
+        assert _blas_threads() == before
+
+
+def test_tile_map_raises_the_first_error_and_restores_blas_threads() -> None:
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+
+        def fail(i: int) -> int:
+            if i == 7:
+                raise ValueError("item 7")
+            return i
+
+        with pytest.raises(ValueError, match="item 7"):
+            tile_map(fail, list(range(20)))
+        assert _blas_threads() == before
+
+
+def test_nested_tile_map_runs_serially_and_one_thread_runs_on_the_caller() -> None:
+    with threadpool_limits(2, user_api="blas"):
+        assert thread_count() == 2
+        inner = tile_map(lambda i: thread_count(), list(range(4)))
+        assert inner == [1, 1, 1, 1]
+    with threadpool_limits(1, user_api="blas"):
+        assert set(tile_map(lambda i: threading.get_ident(), list(range(5)))) == {threading.get_ident()}
+
+
+def test_scratch_reuses_memory_per_thread_and_name() -> None:
+    scratch = Scratch()
+    a = scratch.take("a", (4, 5), np.float32)
+    b = scratch.take("a", (3, 2), np.float32)  # smaller: same memory
+    assert np.shares_memory(a, b) and b.shape == (3, 2)
+    c = scratch.take("a", (10, 10), np.float32)  # bigger: new memory
+    assert c.shape == (10, 10) and not np.shares_memory(a, c)
+    assert not np.shares_memory(c, scratch.take("other", (2,), np.float32))
+    assert not scratch.zeros("z", (3, 3), np.float64).any()
+
+
+# (op, input shape, weight shape, kwargs): one sample per kernel path
+CONVS = [
+    ("conv2d", (3, 4, 9, 8), (6, 4, 3, 3), {"padding": 1}),                        # planar (few channels)
+    ("conv2d", (3, 6, 9, 8), (6, 2, 3, 3), {"padding": 1, "groups": 3}),           # planar, grouped
+    ("conv2d", (2, 5, 8, 7), (4, 5, 3, 2), {"stride": 2, "padding": (1, 0)}),       # channels-last im2col
+    ("conv2d", (3, 6, 5, 6), (4, 6, 1, 1), {}),                                    # direct
+    ("conv2d", (3, 4, 9, 8), (8, 1, 3, 3), {"padding": 1, "groups": 4}),           # depthwise
+    ("conv3d", (2, 3, 5, 6, 5), (4, 3, 3, 3, 2), {"padding": 1, "dilation": (1, 2, 1)}),
+    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 4, 4), {"stride": 2, "padding": 1}),
+]
+
+
+# which stride-1 convs take the planar path: (channels per group below, flat-row waste up to)
+PLANAR_RULES = {"default": (conv_module._PLANAR_CHANNELS, conv_module._PLANAR_WASTE), "all-planar": (1, 100.0),
+                "no-planar": (0, 0.0)}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("budget", [1, 2000])
+@pytest.mark.parametrize("rule", PLANAR_RULES)
+@pytest.mark.parametrize("op,x,w,kwargs", CONVS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CONVS)])
+def test_conv_tiles_match_torch(op: str, x: tuple, w: tuple, kwargs: dict, rule: str, budget: int, threads: int,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny budgets split every conv into tiles of single window rows or positions (and the
+    depthwise loop into single rows), shared out over the threads; every stride-1 conv runs
+    once on each of its possible paths (planar, channels-last)."""
+    channels, waste = PLANAR_RULES[rule]
+    monkeypatch.setattr(conv_module, "_PLANAR_CHANNELS", channels)
+    monkeypatch.setattr(conv_module, "_PLANAR_WASTE", waste)
+    monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
+    monkeypatch.setattr(conv_module, "_BLOCK_ELEMENTS", 1)
+    rng = np.random.default_rng(budget)
+    with threadpool_limits(threads, user_api="blas"):
+        compare(getattr(F, op), getattr(TF, op), [rng.standard_normal(x), rng.standard_normal(w)], kwargs)
+
+
+POOLS = [
+    (F.max_pool2d, TF.max_pool2d, (2, 5, 9, 8), (3, 2, 1)),
+    (F.avg_pool2d, TF.avg_pool2d, (2, 5, 9, 8), (3, 2, 1)),
+    (F.max_pool3d, TF.max_pool3d, (2, 3, 5, 6, 4), (2, 1, 1)),
+    (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, (2, 5, 8, 6), ((4, 3),)),
+    (F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d, (2, 5, 8, 6), ((4, 3),)),
+    (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, (2, 5, 8, 10), ((2, 1),)),
+    (F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d, (2, 5, 7, 6), ((3, 4),)),
+    (F.adaptive_max_pool2d, TF.adaptive_max_pool2d, (2, 5, 6, 5), (1,)),
+    (F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d, (2, 5, 6, 5), (1,)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("fn,ref,shape,args", POOLS, ids=[f"{p[0].__name__}-{i}" for i, p in enumerate(POOLS)])
+def test_pool_blocks_match_torch(fn, ref, shape: tuple, args: tuple, threads: int,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One plane per block; ties (integer-valued inputs) test the first-maximum rule across blocks."""
+    monkeypatch.setattr(pool_module, "_POOL_BLOCK_ELEMENTS", 1)
+    x = np.random.default_rng(1).integers(-3, 4, shape).astype(np.float64)
+    with threadpool_limits(threads, user_api="blas"):
+        compare(fn, ref, [x, *args])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_blocks_match_torch(training: bool, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal((4, 6, 5, 3)), rng.standard_normal(6), rng.random(6) + 0.5,
+            rng.standard_normal(6), rng.standard_normal(6)]
+    with threadpool_limits(threads, user_api="blas"):
+        compare(lambda x, m, v, w, b: F.batch_norm(x, m.detach(), v.detach(), w, b, training=training),
+                lambda x, m, v, w, b: TF.batch_norm(x, m.detach(), v.detach(), w, b, training=training), args)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_instance_and_layer_norm_blocks_match_torch(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((3, 4, 5, 6)), rng.standard_normal(4), rng.standard_normal(4)
+    with threadpool_limits(threads, user_api="blas"):
+        compare(lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+                lambda x, w, b: TF.instance_norm(x, weight=w, bias=b), [x, w, b])
+        compare(lambda x, w, b: F.layer_norm(x, (5, 6), w, b), lambda x, w, b: TF.layer_norm(x, (5, 6), w, b),
+                [x, rng.standard_normal((5, 6)), rng.standard_normal((5, 6))])
+        compare(lambda x, w, b: F.group_norm(x, 2, w, b), lambda x, w, b: TF.group_norm(x, 2, w, b), [x, w, b])
