@@ -1058,65 +1058,162 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
                  zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
 
 
-def _scratch(n: int, c_in: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
-             per_group: int, item: int) -> tuple[int, int, int]:
-    """Bytes of the scratch arrays of one ``_forward`` over a padded ``(n, c_in, *padded)``
-    input: (the kernel's own buffers, the largest column tile, the weight in GEMM layout)."""
-    taps = math.prod(geo.kernel)
-    weight = c_out * per_group * taps * item
-    if _path(per_group, geo) == "depthwise":
-        length = _FlatTaps(padded, geo, windows).length
-        block = min(n * c_in, max(1, _BLOCK_ELEMENTS // (c_out // geo.groups * length))) * (c_out // geo.groups)
-        return (n * c_out * length + block * length + n * c_out * taps) * item, 0, weight
-    positions = max(t.positions for t in _tiles(n, windows, geo, taps * c_in * item))
-    columns = 0 if _path(per_group, geo) == "direct" else positions * taps * c_in * item
-    return c_out * positions * item, columns, weight
+def _concurrent(count: int, threads: int) -> int:
+    """Items of :func:`tile_map` in flight at once: each has its own scratch buffers."""
+    return min(threads, count) if threads > 1 and count > 1 else 1
+
+
+def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
+    """(tiles in flight, positions of the largest tile): window positions, or with ``flat`` the
+    planar path's flat positions (the cells past each row's last window included)."""
+    if flat is None:
+        size = max(t.positions for t in tiles)
+    else:
+        size = max(t.samples * flat.tile_span(t)[1] for t in tiles)
+    return _concurrent(len(tiles), threads), size
+
+
+@functools.lru_cache(maxsize=4096)
+def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                     geo: _Geometry, threads: int, item: int) -> int:
+    """Elements :func:`_forward` allocates besides its output, for a padded ``(n, c, *padded)``
+    input of ``item``-byte elements (the tiles' byte budgets) and ``c_out`` outputs with
+    ``threads`` threads, each holding its tile's buffers."""
+    taps, per_group = math.prod(geo.kernel), c // geo.groups
+    weight = c_out * per_group * taps
+    if path == "depthwise":  # the wide rows, a block-sized product per thread, the weights per row
+        wide, spare, _ = _depthwise_rows(n, c_out, padded, windows, geo, threads)
+        return wide + spare + (n * c_out * taps if n > 1 else 0)  # weights broadcast over samples: a copy
+    if path == "direct":  # matmuls straight into the output
+        return 0
+    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
+    if path == "planar":
+        busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
+        return busy * size * (c * taps + c_out)
+    busy, positions = _tile_extent(tiles, threads)
+    return busy * positions * (c * taps + c_out) + _gemm_copy(geo, per_group, weight)
+
+
+@functools.lru_cache(maxsize=4096)
+def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                        geo: _Geometry, threads: int, item: int) -> int:
+    """Elements :func:`_grad_input` allocates besides the padded input gradient it returns."""
+    taps, per_group = math.prod(geo.kernel), c // geo.groups
+    weight = c_out * per_group * taps
+    if path == "depthwise":  # the spread output gradient, per thread a product (and its channel sum)
+        wide, spare, summed = _depthwise_rows(n, c_out, padded, windows, geo, threads)
+        return wide + spare + (summed if c_out > geo.groups else 0) + (n * c_out * taps if n > 1 else 0)
+    if path == "direct":
+        return 0
+    if path == "planar":  # a forward planar conv of g padded by the kernel's reach, flipped weight (a copy)
+        reach = tuple(span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True))
+        g_padded = tuple(o + 2 * r for o, r in zip(windows, reach, strict=True))
+        return (n * c_out * math.prod(g_padded) + weight
+                + _forward_scratch("planar", n, c_out, c, g_padded, padded, geo, threads, item))
+    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
+    busy, positions = _tile_extent(tiles, threads)
+    box = 0
+    if _overlapping(tiles, threads):  # tiles inside a sample sum their input cells apart
+        t = max(tiles, key=lambda t: t.positions)
+        box = t.samples * c * math.prod(q.stop - q.start for q in t.reads) * math.prod(padded[len(t.reads):])
+    return busy * (positions * c * taps + box) + _gemm_copy(geo, per_group, weight)
+
+
+@functools.lru_cache(maxsize=4096)
+def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                         geo: _Geometry, threads: int, item: int) -> int:
+    """Elements :func:`_grad_weight` allocates besides the weight gradient it returns: per busy
+    thread its tile's operands, a weight-sized partial product and running sum."""
+    taps, per_group = math.prod(geo.kernel), c // geo.groups
+    weight = c_out * per_group * taps
+    if path == "depthwise":
+        return _depthwise_rows(n, c_out, padded, windows, geo, threads)[0]
+    if path == "direct":
+        tiles = _tiles(n, windows, geo, c * item, threads, c_out * per_group, 1)
+        busy, positions = _tile_extent(tiles, threads)
+        samples = max(t.samples for t in tiles)
+        merged = samples > 1 and math.prod(windows) < _MERGE_POSITIONS  # the samples side by side: copies
+        return busy * ((positions * (c + c_out) if merged else samples * weight) + weight)
+    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
+    if path == "planar":  # columns, the output gradient spread to flat positions
+        busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
+        return busy * (size * (c * taps + c_out) + 2 * weight)
+    busy, positions = _tile_extent(tiles, threads)
+    return busy * (positions * c * taps + 2 * weight) + weight  # + the sum in GEMM layout
+
+
+def _gemm_copy(geo: _Geometry, per_group: int, weight: int) -> int:
+    """Elements of the weight's copy in GEMM layout (none when the reorder is a view)."""
+    return weight if math.prod(geo.kernel) > 1 and per_group > 1 else 0
+
+
+def _depthwise_rows(n: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
+                    threads: int) -> tuple[int, int, int]:
+    """Elements of the depthwise tap loop's wide rows ``(n·G, C_out/G, flat)``, of the busy
+    threads' block-sized products, and of their per-row sums."""
+    length = _FlatTaps(padded, geo, windows).length
+    rows, row = n * geo.groups, c_out // geo.groups * length
+    step = max(1, min(rows, _BLOCK_ELEMENTS // row))
+    busy = _concurrent(-(-rows // step), threads)
+    return rows * row, busy * step * row, busy * step * length
+
+
+_SCRATCH = (_forward_scratch, _grad_input_scratch, _grad_weight_scratch)
+
+
+def _crops(path: str, before: Sequence[int], after: Sequence[int]) -> bool:
+    """Whether removing ``before``/``after`` from a kernel result of ``path`` makes a copy
+    (the im2col path's results are channels-last, so always)."""
+    return path == "im2col" or any(before) or any(after)
 
 
 @saved_rule(*_CONVS)
 def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     """The closure keeps the input and weight and ``xp``, the zero-padded input in the
-    kernels' layout (a channels-last copy; the depthwise path pads only when asked). The
-    forward needs a column tile and a matmul tile; the backward the output gradient in that
-    layout, the padded input gradient, the weight in GEMM layout and a column tile."""
+    kernels' layout: a channels-last copy on the im2col path, the padded input on the others
+    (the input itself without padding). The forward needs each busy thread's column and output
+    tiles; the backward the output gradient in kernel layout, then the padded input gradient
+    with its kernel's tiles, then the weight gradient's tiles and partial sums."""
     x, w = inputs[0], inputs[1]
     nd = w.ndim - 2
     n, c_in, item = (x.shape[0] if x.ndim == nd + 2 else 1), x.shape[-nd - 1], x.dtype.itemsize
     geo = _Geometry(tuple(w.shape[2:]), attrs["stride"], attrs["dilation"], attrs["groups"])
-    padded = tuple(e + b + a for e, (b, a) in zip(x.shape[-nd:], attrs["padding"]))
+    before, after = (tuple(p) for p in zip(*attrs["padding"]))
+    padded = tuple(e + b + a for e, b, a in zip(x.shape[-nd:], before, after))
     windows = tuple(output.shape[-nd:])
+    path = _path(w.shape[1], geo, padded)
     padded_bytes = n * c_in * math.prod(padded) * item
-    depthwise = _path(w.shape[1], geo) == "depthwise"
-    xp = padded_bytes if not depthwise or padded != tuple(x.shape[-nd:]) else 0
-    own, columns, weight = _scratch(n, c_in, w.shape[0], padded, windows, geo, w.shape[1], item)
-    g_layout = 0 if depthwise else nbytes(output)
-    if depthwise:  # the padded input gradient and the spread output gradient, before the input gradient exists
-        backward = padded_bytes + own - nbytes(x)
-    else:
-        backward = g_layout + max(padded_bytes + weight + columns, 2 * weight + columns)
+    xp = padded_bytes if _crops(path, before, after) else 0
+    shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
+    forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
+    if _crops(path, before, after):  # the padded gradient and its kernel's scratch, before the cropped copy exists
+        grad_input = max(padded_bytes + grad_input - nbytes(x), padded_bytes)
+    backward = (nbytes(output) if path == "im2col" else 0) + max(grad_input, grad_weight)
     return Saved(tuple(range(len(inputs))), extra=(("padded input", xp),) if xp else (),
-                 workspace=own + columns + (0 if depthwise else weight), backward_workspace=backward)
+                 workspace=forward, backward_workspace=backward)
 
 
 @saved_rule(*_TRANSPOSED)
 def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """A transposed convolution runs a convolution's input gradient forward: the closure
-    keeps the input in the kernels' layout (a channels-last copy off the depthwise path);
-    the forward holds the full (uncropped) output and a column tile, the backward the padded
-    output gradient in kernel layout, a column tile and the weight in GEMM layout."""
+    """A transposed convolution runs a convolution's input gradient forward: the closure keeps
+    the input in the kernels' layout (a channels-last copy on the im2col path). The forward
+    holds the input gradient's scratch and the full (uncropped) output; the backward the
+    output gradient padded into kernel layout, then a convolution's or a weight gradient's tiles."""
     x, w = inputs[0], inputs[1]
     nd = w.ndim - 2
     n, c_in, item = (x.shape[0] if x.ndim == nd + 2 else 1), x.shape[-nd - 1], x.dtype.itemsize
     c_out = w.shape[1] * attrs["groups"]
     geo = _Geometry(tuple(w.shape[2:]), attrs["stride"], attrs["dilation"], attrs["groups"])
-    full = tuple(o + 2 * p for o, p in zip(output.shape[-nd:], attrs["padding"]))
-    depthwise = _path(w.shape[1], geo) == "depthwise"
-    xl = 0 if depthwise else nbytes(x)
-    full_bytes = n * c_out * math.prod(full) * item
-    own, columns, weight = _scratch(n, c_out, c_in, full, tuple(x.shape[-nd:]), geo, w.shape[1], item)
+    pad = tuple(attrs["padding"])
+    full = tuple(o + 2 * p for o, p in zip(output.shape[-nd:], pad))
+    path = _path(w.shape[1], geo, full)
+    xl = nbytes(x) if path == "im2col" else 0
+    full_bytes = n * c_out * math.prod(full) * item if _crops(path, pad, pad) else 0
+    shape = (path, n, c_out, c_in, full, tuple(x.shape[-nd:]), geo, thread_count())
+    forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
     return Saved(tuple(range(len(inputs))), extra=(("input in kernel layout", xl),) if xl else (),
-                 workspace=full_bytes + weight + columns + (own if depthwise else 0),
-                 backward_workspace=full_bytes + max(own + columns, 2 * weight + columns))
+                 workspace=max(full_bytes + grad_input - nbytes(output), full_bytes) if full_bytes else grad_input,
+                 backward_workspace=full_bytes + max(forward, grad_weight))
 
 
 @size_rule(*_CONVS)
