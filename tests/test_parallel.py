@@ -15,6 +15,7 @@ import pytest
 import torch.nn.functional as TF
 from threadpoolctl import threadpool_info, threadpool_limits
 
+import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional import norm as norm_module
@@ -111,6 +112,26 @@ def test_conv_tiles_match_torch(op: str, x: tuple, w: tuple, kwargs: dict, rule:
     rng = np.random.default_rng(budget)
     with threadpool_limits(threads, user_api="blas"):
         compare(getattr(F, op), getattr(TF, op), [rng.standard_normal(x), rng.standard_normal(w)], kwargs)
+
+
+@pytest.mark.parametrize("op,x,w,kwargs", CONVS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CONVS)])
+def test_conv_gradients_do_not_depend_on_thread_timing(op: str, x: tuple, w: tuple, kwargs: dict,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small tiles on two threads: tiles inside one sample add overlapping input-gradient
+    boxes and each thread sums weight-gradient partials, both in a fixed order, so repeated
+    runs give the same bits whichever thread takes which tile."""
+    monkeypatch.setattr(conv_module, "_COLUMN_BYTES", 64)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
+    rng = np.random.default_rng(4)
+    xs, ws = (cs.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in (x, w))
+    runs = []
+    with threadpool_limits(2, user_api="blas"):
+        for _ in range(6):
+            xs.grad = ws.grad = None
+            (getattr(F, op)(xs, ws, **kwargs) ** 2).sum().backward()
+            runs.append((xs.grad.copy(), ws.grad.copy()))
+    assert all(np.array_equal(a, runs[0][0]) and np.array_equal(b, runs[0][1]) for a, b in runs)
 
 
 POOLS = [

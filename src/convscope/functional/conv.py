@@ -694,7 +694,7 @@ def _grad_input_direct(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
 
 def _overlapping(tiles: list[_Tile], threads: int) -> bool:
     """Whether tiles run at the same time may add onto the same input cells: tiles inside one
-    sample read overlapping rows. Such tiles sum into a buffer of their own, added under a lock
+    sample read overlapping rows. Such tiles sum into a buffer of their own, added in tile order
     (an extra pass over the tile's input cells, in cache)."""
     return threads > 1 and any(t.box for t in tiles)
 
@@ -724,22 +724,32 @@ def _grad_input_im2col(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     wg = _gemm_weight(w, groups)
     scratch, threads = Scratch(), thread_count()
     tiles = _tiles(n, windows, geo, wg.shape[2] * groups * g.itemsize, threads, w.size)
-    shared, lock = _overlapping(tiles, threads), threading.Lock()
+    shared, turn = _overlapping(tiles, threads), threading.Condition()
+    added = 0  # tiles whose box is in gx: boxes go in in tile order, for a result independent of timing
 
-    def tile(t: _Tile) -> None:
-        cols = matmul(_rows(g, t, groups), wg, out=scratch.take("columns", (groups, t.positions, wg.shape[2]),
-                                                                     g.dtype))
-        cols = cols.reshape(groups, t.samples, *t.windows, *geo.kernel, per_group)
+    def tile(i: int) -> None:
+        nonlocal added
+        t, box = tiles[i], None
         target = gx[t.of_input()]
-        if not shared:
-            _col2im(cols, target, geo, t.windows)
-            return
-        box = np.moveaxis(scratch.zeros("box", (t.samples, *target.shape[2:], c), g.dtype), -1, 1)
-        _col2im(cols, box, geo, t.windows)
-        with lock:
-            target += box
+        try:
+            cols = matmul(_rows(g, t, groups), wg, out=scratch.take("columns", (groups, t.positions, wg.shape[2]),
+                                                                         g.dtype))
+            cols = cols.reshape(groups, t.samples, *t.windows, *geo.kernel, per_group)
+            if not shared:
+                _col2im(cols, target, geo, t.windows)
+                return
+            box = np.moveaxis(scratch.zeros("box", (t.samples, *target.shape[2:], c), g.dtype), -1, 1)
+            _col2im(cols, box, geo, t.windows)
+        finally:
+            if shared:  # a failed tile still takes its turn, or the next ones would wait forever
+                with turn:
+                    turn.wait_for(lambda: added == i)
+                    if box is not None:
+                        target += box
+                    added += 1
+                    turn.notify_all()
 
-    tile_map(tile, tiles, threads)
+    tile_map(tile, range(len(tiles)), threads)
     return gx
 
 
@@ -768,20 +778,22 @@ def _grad_weight_depthwise(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.
 
 def _sum_tiles(part: Callable[[_Tile], np.ndarray], tiles: list[_Tile], threads: int, shape: tuple[int, ...],
                dtype: Any) -> np.ndarray:
-    """``Σ part(t)`` over the tiles (each of ``shape``), one running sum per thread. Each tile's
-    matmul makes a whole weight-sized partial sum, so the weight gradients ask :func:`_tiles`
-    for one tile per thread (the column budget still splits big inputs further)."""
-    sums: dict[int, np.ndarray] = {0: np.zeros(shape, dtype)} if not tiles else {}
+    """``Σ part(t)`` over the tiles (each of ``shape``): each thread sums a contiguous run of
+    tiles in order, then the runs' sums are added in order, so the result does not depend on
+    which thread ran first. Each tile's matmul makes a whole weight-sized partial sum, so the
+    weight gradients ask :func:`_tiles` for one tile per thread (the column budget still
+    splits big inputs further)."""
+    if not tiles:
+        return np.zeros(shape, dtype)
+    step = -(-len(tiles) // max(1, threads))
 
-    def tile(t: _Tile) -> None:
-        value, key = part(t), threading.get_ident()
-        if key in sums:
-            sums[key] += value
-        else:
-            sums[key] = value.copy()
+    def run(first: int) -> np.ndarray:
+        total = part(tiles[first]).copy()
+        for t in tiles[first + 1:first + step]:
+            total += part(t)
+        return total
 
-    tile_map(tile, tiles, threads)
-    return functools.reduce(np.add, sums.values())
+    return functools.reduce(np.add, tile_map(run, range(0, len(tiles), step), threads))
 
 
 # Below this many positions per sample the 1×1 weight gradient puts a tile's samples side by
