@@ -7,7 +7,8 @@ Two worker processes (:mod:`worker`), one per engine, run the same cases on the 
 with the same number of threads; the runner asks them in turn, round after round (the
 engine that goes first alternates), and keeps each engine's best time, so a busy machine
 slows both alike and the idle engine never competes for the cores. The machine's roof is
-NumPy's float32 matmul speed at 2048² (best of the measurements at the start and the end).
+NumPy's float32 matmul speed at 2048², on BLAS's own threads or split over the engine's tile
+threads, whichever is faster (best of the measurements at the start and the end).
 Whole-model rows also get a correctness check (both engines' outputs on the same input and
 weights) and, in fresh processes, the peak resident memory of one forward.
 
