@@ -312,7 +312,8 @@ DIFFERENCES = {
     "relu": "the tape keeps the input too (every op result holds its parents); the closure reads both",
     "hardtanh": "keeps the output as well as the input (unary ops capture both)",
     "batch_norm": "keeps the normalised input xhat (torch recomputes it from the input and 1/std)",
-    "max_pool2d": "keeps the maxima and a uint8 winning tap per window instead of int64 plane indices",
+    "max_pool2d": "keeps less: only each window's winning cell as a uint8 offset from the window's start, "
+                  "where torch keeps the input and int64 plane indices",
     "add": "the tape keeps both operands and _binary's closure the sum, though the gradient needs none",
     "reshape": "the view's base stays referenced (no bytes: the same memory)",
     "adaptive_avg_pool2d": "the closure reads the input's shape, so the input stays; torch's 1×1 case is a mean "
@@ -397,7 +398,7 @@ SINGLE = [
     ("add", lambda x, y: x + y, lambda x, y: x + y, [(2, 4, 8, 8), (2, 4, 8, 8)], set(), lambda x: 3 * x,
      lambda x: 0),  # both operands and the sum, where torch keeps nothing
     ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda x: TF.max_pool2d(x, 2), [(2, 4, 8, 8)], set(),
-     lambda x: x + x // 4 + x // 16, lambda x: x + 2 * x // 4),  # maxima + uint8 taps vs int64 indices
+     lambda x: x // 16, lambda x: x + 2 * x // 4),  # uint8 offsets vs the input and int64 indices
 ]
 
 

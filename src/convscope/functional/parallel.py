@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,17 +47,21 @@ class _Pool:
     size = 0
     controller: Any = None
     blas: Any = None
+    modules = 0  # len(sys.modules) at the last scan
 
     @classmethod
     def blas_controller(cls) -> Any:
-        if cls.controller is None:
+        """The controller of the loaded BLAS libraries, scanned again after an import (an
+        import may load another BLAS: SciPy brings its own)."""
+        if cls.controller is None or cls.modules != len(sys.modules):
             with cls.lock:
-                if cls.controller is None:
-                    from threadpoolctl import ThreadpoolController  # scans the loaded libraries: a few ms, once
+                if cls.controller is None or cls.modules != len(sys.modules):
+                    from threadpoolctl import ThreadpoolController  # scans the loaded libraries: ~1 ms
 
+                    modules = len(sys.modules)
                     controller = ThreadpoolController()
                     cls.blas = controller.select(user_api="blas")
-                    cls.controller = controller
+                    cls.controller, cls.modules = controller, modules
         return cls.controller
 
     @classmethod
@@ -114,6 +119,7 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
     order = itertools.count()  # next() on a count is atomic under the GIL
     finished = threading.Condition()
     done = 0
+    work = [fn]  # emptied at the end: see below
 
     def run() -> None:
         nonlocal done
@@ -124,7 +130,7 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
                     return
                 try:
                     if not errors:  # after an error the remaining items only count as done
-                        results[i] = fn(items[i])
+                        results[i] = work[0](items[i])
                 except BaseException as exc:
                     errors.append(exc)
                 finally:
@@ -142,6 +148,9 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
         run()
         with finished:
             finished.wait_for(lambda: done == count)
+    # A helper may still be unwinding after the last item: cut its way to ``fn`` (and to the
+    # buffers ``fn`` holds) now, so they are freed when the caller returns, not some time later.
+    work.clear()
     if errors:
         raise errors[0]
     return results
@@ -190,6 +199,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     threads = thread_count()
     if threads <= 1:
         return np.matmul(a, b, out=out)
+    if a.ndim < 2 or b.ndim < 2:  # a matrix-vector product: not split
+        with _single_threaded_blas():
+            return np.matmul(a, b, out=out)
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         out = np.empty(shape, np.result_type(a, b))
