@@ -37,6 +37,7 @@ from ..rules import (
     size_rule,
 )
 from ..tensor import Tensor, make_result
+from .parallel import matmul
 
 __all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear"]
 
@@ -89,13 +90,15 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if any(p.is_meta for p in parents):
         return make_result("linear", None, parents, None, shape=shape, dtype=input.dtype)
     x, w = input.data, weight.data
-    out = x @ w.T
+    # parallel.matmul, not ``@``: a multi-threaded BLAS call on these small products stalls for
+    # a scheduler slice (20-90 ms measured) whenever the machine is busy (see functional.parallel)
+    out = matmul(x, w.T)
     if bias is not None:
         out = out + bias.data
 
     def backward(g: np.ndarray) -> tuple:
         g2 = g.reshape(-1, w.shape[0])
-        grads = (g @ w, g2.T @ x.reshape(-1, w.shape[1]))
+        grads = (matmul(g, w), matmul(g2.T, x.reshape(-1, w.shape[1])))
         return grads if bias is None else grads + (unbroadcast(g2.sum(0), bias.shape),)
 
     return make_result("linear", out, parents, backward)
