@@ -10,6 +10,7 @@ which is how the analyzer runs a model's own ``forward`` for free.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -136,7 +137,7 @@ class Tensor:
     def meta(cls, shape: Sequence[int], dtype: Any = float32, requires_grad: bool = False) -> Tensor:
         """A tensor with shape and dtype only; ops on it compute shapes, not values."""
         t = cls.__new__(cls)
-        t._init(None, tuple(int(s) for s in shape), np.dtype(dtype), requires_grad)
+        t._init(None, tuple(map(int, shape)), np.dtype(dtype), requires_grad)
         return t
 
     # --- basic properties -------------------------------------------------------------
@@ -155,7 +156,7 @@ class Tensor:
         return self.shape if dim is None else self.shape[dim]
 
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))
 
     def __len__(self) -> int:
         if not self.shape:

@@ -186,16 +186,25 @@ class Convention:
         whether it is the last op of that layer call (a layer rule counts the call once)."""
         if layer and layer in self.rules and not last:
             return Cost(0, 0, f"{self.name}: counted once by the {layer} rule")
-        known = facts(op, inputs, output, attrs or {}) if output is not None else {}
-        key, rule = self.rule_for(op, layer, known)
+        attrs = attrs or {}
+        known: Mapping[str, Any] | None = None  # the facts, computed only when a rule tests them
+        if (layer and layer in self.rules) or op in self.rules:
+            known = facts(op, inputs, output, attrs) if output is not None else {}
+            key, rule = self.rule_for(op, layer, known)
+        else:
+            key, rule = "", self.default
+        if rule.basis == "native" and not rule.note:
+            return native
         label = self._label(rule, op, layer if key != op else None)
         if rule.basis == "native":
-            return native if not rule.note else replace(native, formula=f"{label}{native.formula}")
+            return replace(native, formula=f"{label}{native.formula}")
         if rule.basis == "zero":
             return Cost(0, 0, f"{label}0")
-        count, text = BASES[rule.basis](inputs, output, attrs or {}, native)
+        count, text = BASES[rule.basis](inputs, output, attrs, native)
         count *= rule.times
         text = f"{text} × {rule.times}" if rule.times != 1 else text
+        if known is None and rule.bias:
+            known = facts(op, inputs, output, attrs) if output is not None else {}
         if rule.bias and known.get("bias"):
             extra = numel(output.shape)
             count += extra

@@ -170,25 +170,26 @@ def inference_peak(run: Walk) -> tuple[int, int]:
     graph, what a backward closure would keep is scratch too (freed when the op returns)."""
     rules, _ = _rules(run)
     buffers = _buffers(run, rules)
+    of, base, size = buffers.of, buffers.base, buffers.size  # every op's tensors are in ``base`` already
     params = {id(p) for c in run.calls for p in c.module._parameters.values() if p is not None}
+    inputs = [[base[id(t)] for t in ev.inputs] for ev in run.events]  # the buffer of each op input
     last: dict[int, int] = {}
-    for k, ev in enumerate(run.events):
-        for t in ev.inputs:
-            last[buffers.of(t)] = k
-    keep = {buffers.of(t) for t in output_tensors(run.output)}
-    live = {buffers.of(x): buffers.size[buffers.of(x)] for x in run.inputs}
-    peak = with_scratch = sum(live.values())
-    for k, (ev, saved) in enumerate(zip(run.events, rules)):
-        key = buffers.of(ev.output)
+    for k, keys in enumerate(inputs):
+        for key in keys:
+            last[key] = k
+    keep = {of(t) for t in output_tensors(run.output)}
+    live = {of(x): size[of(x)] for x in run.inputs}
+    total = peak = with_scratch = sum(live.values())  # total: the bytes in ``live``, kept up to date
+    for k, (ev, saved, keys) in enumerate(zip(run.events, rules, inputs)):
+        key = base[id(ev.output)]
         if key not in live and id(ev.output) not in params:
-            live[key] = buffers.size[key]
-        total = sum(live.values())
+            live[key] = size[key]
+            total += size[key]
         peak = max(peak, total)
         with_scratch = max(with_scratch, total + saved.workspace + saved.extra_bytes)  # no graph keeps the extras
-        for t in ev.inputs:
-            key = buffers.of(t)
-            if last.get(key) == k and key not in keep:
-                live.pop(key, None)
+        for key in keys:
+            if last[key] == k and key not in keep:
+                total -= live.pop(key, 0)
     return peak, with_scratch
 
 

@@ -8,6 +8,7 @@ Costs and receptive fields come from the rules each op registers beside its kern
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,34 +196,58 @@ def _is_layer(module: Module) -> bool:
     return not module._modules or bool(module._parameters)
 
 
+def _own_parameters(module: Module, convention: Convention) -> tuple[list[Tensor], int]:
+    """A module's own parameters that ``convention`` counts, and how many of their
+    elements are trainable."""
+    counts = convention.counts_parameter
+    own: list[Tensor] = []
+    trainable = 0
+    for p in module._parameters.values():
+        if p is not None and counts(p, module):
+            own.append(p)
+            if p.requires_grad:
+                trainable += p.numel()
+    return own, trainable
+
+
+def _custom_count(module: Module) -> Any:
+    """The module's ``parameter_count`` method, or None (looked up without the cost of a
+    failed ``Module.__getattr__`` for the many modules that have none)."""
+    if "parameter_count" in module.__dict__ or hasattr(type(module), "parameter_count"):
+        custom = getattr(module, "parameter_count", None)
+        return custom if callable(custom) else None
+    return None
+
+
+def _param_count(module: Module, convention: Convention) -> tuple[int, int]:
+    """(count, trainable count) of a module's own parameters, as :func:`_param_formula`
+    gives them, without building the formula."""
+    own, trainable = _own_parameters(module, convention)
+    custom = _custom_count(module)
+    if custom is not None:
+        count, _ = custom()
+        return count, min(count, trainable)
+    return sum(p.numel() for p in own), trainable
+
+
 def _param_formula(module: Module, convention: Convention) -> tuple[int, int, str]:
     """(count, trainable count, formula) of a module's own parameters under ``convention``.
     A module may define ``parameter_count() -> (count, formula)`` to count differently
     (e.g. a partial connection table)."""
-    own = [p for p in module._parameters.values() if p is not None and convention.counts_parameter(p, module)]
-    trainable = sum(p.numel() for p in own if p.requires_grad)
-    custom = getattr(module, "parameter_count", None)
-    if callable(custom):
+    own, trainable = _own_parameters(module, convention)
+    custom = _custom_count(module)
+    if custom is not None:
         count, formula = custom()
         return count, min(count, trainable), formula
-    total = sum(p.numel() for p in own)
     if not own:
         return 0, 0, ""
-    terms = ["·".join(map(str, p.shape)) if p.ndim > 1 else str(p.numel()) for p in own]
+    sizes = [p.numel() for p in own]
+    total = sum(sizes)
+    terms = ["·".join(map(str, p.shape)) if len(p.shape) > 1 else str(n) for p, n in zip(own, sizes)]
     return total, trainable, f"{' + '.join(terms)} = {total:,}"
 
 
-def _shape(value: Any) -> tuple[int, ...] | None:
-    tensors = output_tensors(value)
-    return tuple(tensors[0].shape) if tensors else None
-
-
-def _field_out(field_: Field) -> list[FieldAxis] | str | None:
-    if field_ is NO_FIELD:
-        return None
-    if field_ is None:
-        return "global"
-    return [FieldAxis(float(a.size), float(a.jump), float(a.start), a.input_dependent) for a in field_]
+_UNCOUNTED = Cost(0, 0, "uncounted")  # the cost of an op without a cost rule
 
 
 class _Builder:
@@ -237,39 +262,59 @@ class _Builder:
         self.uncounted: dict[str, Uncounted] = {}
         self.row_outputs: dict[int, Tensor] = {}  # id(row) -> the tensor the row shows
         self.event_rows: list[LayerRow | None] = []  # the row each op event belongs to
+        self.floats: dict[int, tuple[Axis, float, float, float]] = {}  # id(axis) -> its size, jump, start
+        self.counted: dict[int, tuple[int, int]] = {}  # id(module) -> its own (params, trainable), once counted
+
+    def field_out(self, t: Tensor) -> list[FieldAxis] | str | None:
+        """The receptive field of ``t`` as a row shows it (in floats; rows of one feature
+        map, such as a conv, its norm and its activation, share the conversion)."""
+        field_ = self.field_of(t)
+        if field_ is NO_FIELD:
+            return None
+        if field_ is None:
+            return "global"
+        out = []
+        for a in field_:
+            entry = self.floats.get(id(a))
+            if entry is None or entry[0] is not a:
+                entry = self.floats[id(a)] = (a, float(a.size), float(a.jump), float(a.start))
+            out.append(FieldAxis(entry[1], entry[2], entry[3], a.input_dependent))
+        return out
 
     def field_of(self, t: Any) -> Field:
         entry = self.fields.get(id(t)) if isinstance(t, Tensor) else None
         return entry[1] if entry is not None and entry[0] is t else NO_FIELD
 
     def propagate(self) -> None:
+        """The receptive field of every op output and the cost of every op call."""
+        field_of, fields, costs = self.field_of, self.fields, self.costs
         for x in self.run.inputs:
             spatial = max(x.ndim - 2, 0)
-            self.fields[id(x)] = (x, tuple(Axis(Fraction(1), Fraction(1), Fraction(0)) for _ in range(spatial)))
-        for ev in self.run.events:
-            fields = [self.field_of(t) for t in ev.inputs]
+            fields[id(x)] = (x, tuple(Axis(Fraction(1), Fraction(1), Fraction(0)) for _ in range(spatial)))
+        calls = self.run.calls
+        layers = [conventions.layer_name(call.module) for call in calls]  # the standard layer of each call
+        cost_of = self.convention.cost
+        for k, ev in enumerate(self.run.events):
+            inputs, output = ev.inputs, ev.output
+            field_in = [field_of(t) for t in inputs]
             rule = FIELD_RULES.get(ev.op)
-            if all(f is NO_FIELD for f in fields):
+            if all(f is NO_FIELD for f in field_in):
                 out: Field = NO_FIELD
             elif rule is None:
                 out = None
             else:
-                out = rule(fields, ev.inputs, ev.output, ev.attrs)
-            self.fields[id(ev.output)] = (ev.output, out)
+                out = rule(field_in, inputs, output, ev.attrs)
+            fields[id(output)] = (output, out)
             cost_rule = COST_RULES.get(ev.op)
             if cost_rule is None:
-                self._ledger(ev.op, ev.output, ev.call)
-                self.costs.append(Cost(0, 0, "uncounted"))
-            else:
-                native = cost_rule(ev.inputs, ev.output, ev.attrs)
-                self.costs.append(self.convention.cost(ev.op, native, ev.inputs, ev.output, ev.attrs, *self._layer(ev)))
-
-    def _layer(self, ev: Any) -> tuple[str | None, bool]:
-        """(the standard layer that ran ``ev`` or None, whether ``ev`` is that call's last op)."""
-        call = self.run.calls[ev.call] if ev.call is not None else None
-        if call is None or conventions.layer_name(call.module) is None:
-            return None, True
-        return conventions.layer_name(call.module), self.run.events[call.ops[-1]] is ev
+                self._ledger(ev.op, output, ev.call)
+                costs.append(_UNCOUNTED)
+                continue
+            native = cost_rule(inputs, output, ev.attrs)
+            # the standard layer that ran the op (or None), and whether it is that call's last op
+            layer = layers[ev.call] if ev.call is not None else None
+            last = layer is None or calls[ev.call].ops[-1] == k
+            costs.append(cost_of(ev.op, native, inputs, output, ev.attrs, layer, last))
 
     def _ledger(self, op: str, output: Tensor, call: int | None) -> None:
         where = self.run.calls[call].path if call is not None else ""
@@ -280,11 +325,15 @@ class _Builder:
 
     def rows(self) -> list[LayerRow]:
         calls, events = self.run.calls, self.run.events
+        failed = self.run.error is not None
         uses: dict[int, int] = {}
         pending: list[tuple[int, LayerRow]] = []
         by_call: dict[int, LayerRow] = {}
+        owners: list[int | None] = []  # per call: the innermost layer call enclosing it (None: only containers)
         for i, call in enumerate(calls):
-            if not _is_layer(call.module) or (self.run.error is not None and call.output is None):
+            layer = _is_layer(call.module)
+            owners.append(i if layer else owners[call.parent] if call.parent is not None else None)
+            if not layer or (failed and call.output is None):
                 continue  # a container, or the layer whose shape rule failed
             row = self._module_row(call)
             uses[id(call.module)] = row.use = uses.get(id(call.module), 0) + 1
@@ -293,60 +342,53 @@ class _Builder:
                 row.params_formula = "shared: counted at first use"
             by_call[i] = row
             pending.append((call.tick, row))
-        for k, ev in enumerate(events):
-            owner = self._owner(ev.call)
-            cost = self.costs[k]
-            if owner is None:
+        for ev, cost in zip(events, self.costs):
+            owner = owners[ev.call] if ev.call is not None else None
+            if owner is None:  # an op in a container's own forward (a residual addition, a concatenation)
                 parent = calls[ev.call].path if ev.call is not None else ""
+                output_shape = tuple(ev.output.shape)
                 row = LayerRow(f"{parent}.{ev.op}" if parent else ev.op, ev.op, parent.count(".") + 2 if parent else 1,
-                               [tuple(t.shape) for t in ev.inputs], tuple(ev.output.shape))
-                row.output_shape = tuple(ev.output.shape)
+                               [tuple(t.shape) for t in ev.inputs], output_shape)
                 self._add_cost(row, cost, ev.op)
                 row.activation_bytes = _nbytes(ev.output)
-                row.receptive_field = _field_out(self.field_of(ev.output))
+                row.receptive_field = self.field_out(ev.output)
                 self.row_outputs[id(row)] = ev.output
                 pending.append((ev.tick, row))
                 self.event_rows.append(row)
             else:
                 self._add_cost(by_call[owner], cost, ev.op)
                 self.event_rows.append(by_call.get(owner))
-        for i, row in by_call.items():
-            outs = output_tensors(calls[i].output)
-            if outs:
-                row.activation_bytes = _nbytes(outs[0])
-                row.receptive_field = _field_out(self.field_of(outs[0]))
-                self.row_outputs[id(row)] = outs[0]
         return [row for _, row in sorted(pending, key=lambda item: item[0])]
-
-    def _owner(self, call: int | None) -> int | None:
-        """The innermost layer call enclosing an op run inside ``call``; None when the op
-        runs in a container's own forward (a residual addition, a concatenation)."""
-        calls = self.run.calls
-        while call is not None and not _is_layer(calls[call].module):
-            call = calls[call].parent
-        return call
 
     @staticmethod
     def _add_cost(row: LayerRow, cost: Cost, op: str) -> None:
         row.macs += cost.macs
         row.flops += cost.flops
         row.ops.append(op)
-        if cost.formula and cost.formula != Cost(0, 0).formula:
+        if cost.formula:
             row.cost_formula = f"{row.cost_formula}; {cost.formula}" if row.cost_formula else cost.formula
 
     def _module_row(self, call: ModuleCall) -> LayerRow:
+        """The row of a layer call, with its output's size and receptive field."""
         module = call.module
         params, trainable, formula = _param_formula(module, self.convention)
+        self.counted[id(module)] = params, trainable
         weight = module._parameters.get("weight")
         bias = module._parameters.get("bias")
-        return LayerRow(
+        outs = output_tensors(call.output)
+        row = LayerRow(
             name=call.path or type(module).__name__, type=type(module).__name__,
             depth=call.path.count(".") + 1 if call.path else 0,
             input_shapes=[tuple(t.shape) for t in output_tensors(call.inputs)],
-            output_shape=_shape(call.output),
+            output_shape=tuple(outs[0].shape) if outs else None,
             weight_shape=None if weight is None else tuple(weight.shape),
             bias_shape=None if bias is None else tuple(bias.shape),
             params=params, trainable_params=trainable, params_formula=formula)
+        if outs:
+            row.activation_bytes = _nbytes(outs[0])
+            row.receptive_field = self.field_out(outs[0])
+            self.row_outputs[id(row)] = outs[0]
+        return row
 
     def peak_activation_bytes(self) -> tuple[int, int, int]:
         """(peak live bytes, the peak with the ops' scratch arrays, input bytes): every op
@@ -357,7 +399,7 @@ class _Builder:
 
 
 def _nbytes(t: Tensor) -> int:
-    return int(np.prod(t.shape, dtype=np.int64)) * t.dtype.itemsize
+    return math.prod(t.shape) * t.dtype.itemsize
 
 
 def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
@@ -463,11 +505,12 @@ def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any
     rows = builder.rows()
     if strict and builder.uncounted:
         raise ValueError(f"summary: no cost rule for: {', '.join(builder.uncounted)} (strict=True)")
-    total_params, trainable = _count_parameters(net.modules(), counting)
+    modules = list(net.modules())
+    total_params, trainable = _count_parameters(modules, counting, builder.counted)
     called = {id(c.module) for c in run.calls}
-    unused, _ = _count_parameters((m for m in net.modules() if id(m) not in called), counting)
+    unused, _ = _count_parameters((m for m in modules if id(m) not in called), counting)
     peak, scratch, input_bytes = builder.peak_activation_bytes()
-    params = list({id(p): p for p in net.parameters()}.values())
+    params = list({id(p): p for m in modules for p in m._parameters.values() if p is not None}.values())
     totals = Totals(
         params=total_params, trainable_params=trainable,
         macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
@@ -482,9 +525,11 @@ def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any
     return result, run, [builder.row_outputs.get(id(r)) for r in rows]
 
 
-def _count_parameters(modules: Any, convention: Convention) -> tuple[int, int]:
+def _count_parameters(modules: Any, convention: Convention,
+                      counted: Mapping[int, tuple[int, int]] | None = None) -> tuple[int, int]:
     """(total, trainable) over modules, each parameter once even when tied between modules
-    (a module's own ``parameter_count()`` overrides its raw count)."""
+    (a module's own ``parameter_count()`` overrides its raw count). ``counted``: the
+    modules' own counts where already known (by ``id``)."""
     seen: set[int] = set()
     total = trainable = 0
     for module in modules:
@@ -492,7 +537,7 @@ def _count_parameters(modules: Any, convention: Convention) -> tuple[int, int]:
         seen.update(id(p) for p in own)
         if not own:
             continue
-        count, train, _ = _param_formula(module, convention)
+        count, train = counted[id(module)] if counted and id(module) in counted else _param_count(module, convention)
         total += count
         trainable += train
     return total, trainable

@@ -76,7 +76,6 @@ def walk(model: Module, inputs: tuple[Tensor, ...]) -> Walk:
     calls: list[ModuleCall] = []
     events: list[OpEvent] = []
     stack: list[int] = []
-    paths = {id(m): path for path, m in model.named_modules()}
 
     def before(module: Module, args: tuple) -> None:
         parent = stack[-1] if stack else None
@@ -95,8 +94,10 @@ def walk(model: Module, inputs: tuple[Tensor, ...]) -> Walk:
         if current is not None:
             calls[current].ops.append(len(events) - 1)
 
+    paths: dict[int, str] = {}
     handles = []
-    for module in model.modules():
+    for path, module in model.named_modules():
+        paths[id(module)] = path
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after))
     output, error = None, None

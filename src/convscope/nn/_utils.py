@@ -59,7 +59,13 @@ def reset_weight_and_bias(weight: Parameter, bias: Parameter | None) -> None:
 def require_positive(layer: Module, **values: Any) -> None:
     """Every named int (or tuple of ints) must be > 0."""
     for name, value in values.items():
-        if any(v <= 0 for v in np.atleast_1d(value)):
+        if isinstance(value, int):  # ints and tuples of ints (the usual case) without NumPy
+            bad = value <= 0
+        elif isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+            bad = any(v <= 0 for v in value)
+        else:
+            bad = any(v <= 0 for v in np.atleast_1d(value))
+        if bad:
             raise ShapeError(f"{name} must be positive, got {value}", layer=type(layer).__name__)
 
 

@@ -162,8 +162,18 @@ class Module:
             raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
         if not name or "." in name:
             raise KeyError(f"{kind} name can't be empty or contain '.', got {name!r}")
-        if hasattr(self, name) and name not in store:
+        if name not in store and self._has_attribute(name):
             raise KeyError(f"attribute '{name}' already exists")
+
+    def _has_attribute(self, name: str) -> bool:
+        """``hasattr(self, name)``, without raising and catching an AttributeError for the
+        usual new name (one that no instance attribute, store or class attribute has)."""
+        cls = type(self)
+        if hasattr(cls, name) or cls.__getattr__ is not Module.__getattr__:
+            return hasattr(self, name)  # a class attribute or a custom lookup decides itself
+        state = self.__dict__
+        return (name in state or name in state.get("_parameters", ()) or name in state.get("_buffers", ())
+                or name in state.get("_modules", ()))
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         self._check_new_name(name, "parameter", self.__dict__.get("_parameters", {}))
@@ -232,11 +242,16 @@ class Module:
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
-        state = self.__dict__
-        for store in ("_parameters", "_buffers", "_modules"):
-            members = state.get(store)
-            if members is not None and name in members:
-                return members[name]
+        state = self.__dict__  # runs for every parameter, buffer and child access: the stores unrolled
+        members = state.get("_parameters")
+        if members is not None and name in members:
+            return members[name]
+        members = state.get("_buffers")
+        if members is not None and name in members:
+            return members[name]
+        members = state.get("_modules")
+        if members is not None and name in members:
+            return members[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
