@@ -20,6 +20,7 @@ import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional import norm as norm_module
 from convscope.functional import pool as pool_module
+from convscope.functional import winograd as winograd_module
 from convscope.functional.parallel import Scratch, thread_count, tile_map
 from torch_ref import compare
 
@@ -88,9 +89,10 @@ CONVS = [
 ]
 
 
-# which stride-1 convs take the planar path: (channels per group below, flat-row waste up to)
-PLANAR_RULES = {"default": (conv_module._PLANAR_CHANNELS, conv_module._PLANAR_WASTE), "all-planar": (1, 100.0),
-                "no-planar": (0, 0.0)}
+# which stride-1 convs take the planar path: (channels per group below, flat-row waste up to,
+# Winograd instead from this many channels)
+PLANAR_RULES = {"default": (conv_module._PLANAR_CHANNELS, conv_module._PLANAR_WASTE, conv_module._WINOGRAD_CHANNELS),
+                "all-planar": (1, 100.0, 10**9), "no-planar": (0, 0.0, 10**9), "winograd": (1, 100.0, 1)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -101,10 +103,13 @@ def test_conv_tiles_match_torch(op: str, x: tuple, w: tuple, kwargs: dict, rule:
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny budgets split every conv into tiles of single window rows or positions (and the
     depthwise loop into single rows), shared out over the threads; every stride-1 conv runs
-    once on each of its possible paths (planar, channels-last)."""
-    channels, waste = PLANAR_RULES[rule]
+    once on each of its possible paths (planar, channels-last, Winograd for 3×3 ones)."""
+    channels, waste, winograd = PLANAR_RULES[rule]
     monkeypatch.setattr(conv_module, "_PLANAR_CHANNELS", channels)
     monkeypatch.setattr(conv_module, "_PLANAR_WASTE", waste)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", winograd)
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", budget)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
     monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
     monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
     monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
@@ -121,6 +126,9 @@ def test_conv_gradients_do_not_depend_on_thread_timing(op: str, x: tuple, w: tup
     boxes and each thread sums weight-gradient partials, both in a fixed order, so repeated
     runs give the same bits whichever thread takes which tile."""
     monkeypatch.setattr(conv_module, "_COLUMN_BYTES", 64)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 1)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
     monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
     monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
     rng = np.random.default_rng(4)

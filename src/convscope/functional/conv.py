@@ -16,7 +16,8 @@ takes one of four paths, chosen by the weight's shape and the padded input's siz
 (:func:`_path`):
 
 - depthwise (one input channel per group): a loop over the kernel taps, each a
-  multiply-add of a strided slice of the input's flat planes; no matmul;
+  multiply-add of a strided slice of the input's flat planes; no matmul (with numba
+  installed, compiled loops instead, nine or three taps a pass: :mod:`.jit`);
 - direct (1×1 kernel, stride 1): the input's planes already are the matmul's operand, so
   each tile is one matmul straight into the output;
 - planar (stride 1, few channels per group or little waste): *columns* ``(G, Cg·taps,
@@ -64,6 +65,7 @@ from ..rules import (
     with_spatial,
 )
 from ..tensor import Tensor, make_result
+from . import jit, winograd
 from .pad import constant_pad_array
 from .parallel import Scratch, matmul, thread_count, tile_map
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span
@@ -270,11 +272,19 @@ def conv_transpose_output_shape(input_shape: Sequence[int], weight_shape: Sequen
 # 3×3×3 at 16×56² (1-7 % waste) 12-20 % faster; at 14² (14 % waste) 5-8 % slower.
 _PLANAR_CHANNELS = 32
 _PLANAR_WASTE = 1.1
+# Of the planar path's convs, the 2-d 3×3 dilation-1 ungrouped ones with at least this many
+# input channels run Winograd F(2×2, 3×3) (:mod:`.winograd`) instead; the weight gradient
+# stays planar. Measured on 2 threads (min of 15, loaded machine), forward / input gradient
+# faster than planar: 64 at 224² (N=1) 1.17× / 1.21×, 128 at 28² 1.13× / 1.19×, 64 at 56²
+# 1.04× / 1.14×, 64 at 28² 1.05× / 1.03×; 48 at 28² 0.94× / 0.79×, 32 at 56² 0.80×. Not
+# taken where im2col is (planes ≤ 14²): forward 1.2-1.4× there but input gradient 0.6-0.95×
+# and the weight gradient 3-20 % slower planar than channels-last.
+_WINOGRAD_CHANNELS = 64
 
 
 def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -> str:
     """Which kernel path a conv with ``per_group`` input channels per group takes over a padded
-    input of spatial size ``padded`` (without it, never the planar path)."""
+    input of spatial size ``padded`` (without it, never the planar or Winograd path)."""
     if per_group == 1 and len(set(geo.stride)) == 1:  # the flat tap loop needs one stride for all dims
         return "depthwise"
     if max(geo.kernel) == 1 and max(geo.stride) == 1:
@@ -283,7 +293,8 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
         if per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows):
-            return "planar"
+            winograd_fits = geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1
+            return "winograd" if winograd_fits and per_group >= _WINOGRAD_CHANNELS else "planar"
     return "im2col"
 
 
@@ -417,6 +428,85 @@ def _row_blocks(wide: np.ndarray) -> list[slice]:
     per_row = max(1, math.prod(wide.shape[1:]))
     step = max(1, min(wide.shape[0], _BLOCK_ELEMENTS // per_row))
     return [slice(r, min(r + step, wide.shape[0])) for r in range(0, wide.shape[0], step)]
+
+
+# --- the compiled depthwise kernels (:mod:`.jit`) ---
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Elements (read and written) per block of the compiled kernels, and the fewest blocks per
+# thread: blocks of a few hundred µs, enough of them that a descheduled thread leaves its
+# share to the other.
+_JIT_BLOCK_ELEMENTS = 1 << 18
+# Narrower windows rows than this (stride 1) run as runs of flat positions, _JIT_FLAT_LENGTH
+# or so at a time, the cells past each row's last window computed and dropped: long vector
+# loops on small planes (14²: 2-3× faster than row by row).
+_JIT_FLAT_WIDTH = 64
+_JIT_FLAT_LENGTH = 1024
+
+
+def _jit_kernels(dtype: Any) -> Any:
+    """The compiled depthwise kernels when they run for ``dtype`` (see :mod:`.jit`), else None."""
+    return jit.kernels() if np.dtype(dtype) in _JIT_DTYPES and jit.active() else None
+
+
+def _jit_runs(item: int) -> bool:
+    """Whether a depthwise conv of ``item``-byte floats runs the compiled kernels (the memory rules)."""
+    return item in (4, 8) and jit.active()
+
+
+def _as_3d(sizes: Sequence[int]) -> tuple[int, int, int]:
+    """Spatial sizes (or strides) of any rank as 3-d: leading 1s."""
+    return (1,) * (3 - len(sizes)) + tuple(sizes)  # type: ignore[return-value]
+
+
+def _jit_blocks(count: int, per_item: int, threads: int) -> list[tuple[int, int]]:
+    """``[first, last)`` ranges of ``count`` items (``per_item`` elements each) for the compiled
+    kernels: about ``_JIT_BLOCK_ELEMENTS`` each, at least ``_TILES_PER_THREAD`` per thread."""
+    parts = max(threads * _TILES_PER_THREAD if threads > 1 else 1, count * per_item // _JIT_BLOCK_ELEMENTS)
+    step = -(-count // max(1, min(count, parts))) if count else 1
+    return [(i, min(i + step, count)) for i in range(0, count, step)]
+
+
+def _jit_rows(windows: Sequence[int], pitch: int, stride: Sequence[int]) -> int:
+    """Rows of windows a compiled kernel takes as one run of flat positions (``pitch`` apart):
+    1 (row by row) for strided or wide windows."""
+    if max(stride) > 1 or windows[-1] >= _JIT_FLAT_WIDTH:
+        return 1
+    return max(1, min(windows[-2] if len(windows) > 1 else 1, _JIT_FLAT_LENGTH // pitch))
+
+
+class _JitPlan:
+    """A depthwise conv's arrays and numbers in the compiled kernels' terms (3-d, rows of
+    (sample, channel) planes; see :mod:`._depthwise_numba`)."""
+
+    def __init__(self, n: int, geo: _Geometry, per_out: int, padded: Sequence[int], windows: Sequence[int]) -> None:
+        self.n, self.groups, self.per_out = n, geo.groups, per_out
+        self.padded, self.windows, self.stride = _as_3d(padded), _as_3d(windows), _as_3d(geo.stride)
+        self.pitch = (self.padded[1] * self.padded[2], self.padded[2])
+        self.offsets = np.array(_FlatTaps(padded, geo, tuple(windows)).offsets, np.int64)
+        self.rows = _jit_rows(self.windows, self.pitch[1], self.stride)
+
+    def planes(self, a: np.ndarray) -> np.ndarray:
+        """``(N, C, *padded)`` -> ``(N·C, P)`` flat planes, C-contiguous (a copy only if ``a`` is not)."""
+        return np.ascontiguousarray(a).reshape(a.shape[0] * a.shape[1], math.prod(a.shape[2:]))
+
+    def outputs(self, a: np.ndarray) -> np.ndarray:
+        """``(N, C_out, *windows)`` -> ``(N·G, M, Do, Ho, Wo)``, C-contiguous (a copy only if
+        ``a`` is not: for inputs, never for arrays the kernels write)."""
+        return np.ascontiguousarray(a).reshape(self.n * self.groups, self.per_out, *self.windows)
+
+    def weights(self, w: np.ndarray) -> np.ndarray:
+        """``(C_out, 1, *k)`` -> ``(G, M, taps)``."""
+        return np.ascontiguousarray(w).reshape(self.groups, self.per_out, -1)
+
+    def row_blocks(self, threads: int) -> list[tuple[int, int]]:
+        """Blocks of (sample, channel) rows (a row: its padded plane and its outputs)."""
+        return _jit_blocks(self.n * self.groups, math.prod(self.padded) + self.per_out * math.prod(self.windows),
+                           threads)
+
+    def channel_blocks(self, threads: int) -> list[tuple[int, int]]:
+        """Blocks of channels, each with all its samples."""
+        return _jit_blocks(self.groups, self.n * (math.prod(self.padded) + self.per_out * math.prod(self.windows)),
+                           threads)
 
 
 @dataclass(frozen=True)
@@ -564,15 +654,24 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
     with ``w`` ``(C_out, C/G, *k)``: ``(N, C_out, *windows)``."""
     y = np.empty((xp.shape[0], w.shape[0], *windows), xp.dtype)
     {"depthwise": _forward_depthwise, "direct": _forward_direct, "planar": _forward_planar,
-     "im2col": _forward_im2col}[path](xp, w, geo, y)
+     "im2col": _forward_im2col, "winograd": lambda xp, w, _, y: winograd.forward(xp, w, y)}[path](xp, w, geo, y)
     return y
 
 
 def _forward_depthwise(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
+    """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, channel) rows, or
+    NumPy's tap loop, two passes a tap over blocks of the rows' flat planes."""
+    kernels = _jit_kernels(xp.dtype)
+    if kernels is not None:
+        plan = _JitPlan(xp.shape[0], geo, w.shape[0] // geo.groups, xp.shape[2:], y.shape[2:])
+        x, wd, out = plan.planes(xp), plan.weights(w), y.reshape(plan.n * plan.groups, plan.per_out, *plan.windows)
+        args = (*plan.pitch, *plan.stride, plan.offsets, plan.rows)
+        tile_map(lambda b: kernels.forward(x, wd, out, *b, *args), plan.row_blocks(thread_count()))
+        return
     n, groups = xp.shape[0], geo.groups
     per_out = w.shape[0] // groups
     flat = _FlatTaps(xp.shape[2:], geo, y.shape[2:])
-    rows = np.ascontiguousarray(xp).reshape(n * groups, 1, -1)  # one row per (sample, channel)
+    rows = np.ascontiguousarray(xp).reshape(n * groups, 1, math.prod(xp.shape[2:]))  # a row per (sample, channel)
     wide = np.empty((n * groups, per_out, flat.length), xp.dtype)
     weights = _depthwise_weight(w, n, groups)
     scratch = Scratch()
@@ -654,14 +753,20 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
     the output gradient ``g`` ``(N, C_out, *windows)`` laid out by :func:`_layout` for ``path``
     (the result is in that layout too)."""
     return {"depthwise": _grad_input_depthwise, "direct": _grad_input_direct, "planar": _grad_input_planar,
-            "im2col": _grad_input_im2col}[path](g, w, geo, padded)
+            "im2col": _grad_input_im2col,
+            "winograd": lambda g, w, _, padded: winograd.grad_input(g, w, padded)}[path](g, w, geo, padded)
 
 
 def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
+    kernels = _jit_kernels(g.dtype)
+    if kernels is not None:
+        return _grad_input_depthwise_jit(kernels, g, w, geo, padded)
+    if not np.isfinite(w).all():  # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
+        return _grad_input_im2col(g, w, geo, padded)
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
     flat = _FlatTaps(padded, geo, g.shape[2:])
     gx = np.zeros((n, groups, *padded), g.dtype)
-    rows = gx.reshape(n * groups, -1)
+    rows = gx.reshape(n * groups, math.prod(padded))
     wide = flat.spread(g).reshape(n * groups, per_out, flat.length)
     weights = _depthwise_weight(w, n, groups)
     scratch = Scratch()
@@ -674,6 +779,36 @@ def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: 
             np.add(target, part[:, 0] if per_out == 1 else part.sum(axis=1), out=target)
 
     tile_map(block_sum, _row_blocks(wide))
+    return gx
+
+
+def _grad_input_depthwise_jit(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry,
+                              padded: tuple[int, ...]) -> np.ndarray:
+    """Stride 1 with finite weights: a forward conv of the output gradient, padded by the
+    kernel's reach, with the flipped kernel (nine or three taps a pass, every cell written
+    once); otherwise each output gradient row added onto the cells its windows read, tap by
+    tap (for non-finite weights only the products the conv made: torch adds no ``0·inf``)."""
+    n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
+    plan = _JitPlan(n, geo, per_out, padded, g.shape[2:])
+    gx = np.empty((n, groups, *padded), g.dtype)
+    go, planes = plan.outputs(g), plan.planes(gx)
+    blocks = plan.row_blocks(thread_count())
+    finite = bool(np.isfinite(w).all())
+    if max(plan.stride) == 1 and finite:
+        kernel, dilation = _as_3d(geo.kernel), _as_3d(geo.dilation)
+        reach = tuple(span(k, d) - 1 for k, d in zip(kernel, dilation, strict=True))
+        sizes = tuple(p + r for p, r in zip(plan.padded, reach, strict=True))  # the padded output gradient
+        pitch = (sizes[1] * sizes[2], sizes[2], 1)
+        offsets = np.array([m * math.prod(sizes) + sum(t * d * p for t, d, p in zip(tap, dilation, pitch, strict=True))
+                            for m in range(per_out) for tap in kernel_taps(kernel)], np.int64)
+        flipped = np.ascontiguousarray(np.flip(plan.weights(w).reshape(groups, per_out, *kernel), (2, 3, 4)))
+        wf, cube = flipped.reshape(groups, offsets.size), gx.reshape(n * groups, *plan.padded)
+        rows = _jit_rows(plan.padded, sizes[2], plan.stride)
+        tile_map(lambda b: kernels.grad_input_gather(go, wf, cube, *b, *reach, offsets, rows), blocks)
+        return gx
+    wd = plan.weights(w)
+    args = (*plan.pitch, *plan.stride, plan.offsets, not finite)
+    tile_map(lambda b: kernels.grad_input_scatter(go, wd, planes, *b, *args), blocks)
     return gx
 
 
@@ -758,14 +893,27 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
     padded input and the output gradient laid out by :func:`_layout` for ``path``."""
     shape = (g.shape[1], xp.shape[1] // geo.groups, *geo.kernel)
     return {"depthwise": _grad_weight_depthwise, "direct": _grad_weight_direct, "planar": _grad_weight_planar,
-            "im2col": _grad_weight_im2col}[path](xp, g, geo).reshape(shape)
+            "im2col": _grad_weight_im2col, "winograd": _grad_weight_planar}[path](xp, g, geo).reshape(shape)
 
 
 def _grad_weight_depthwise(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """Per tap, one dot product per (sample, channel) row: ``(G, C_out/G, taps)``."""
+    """Per tap, one dot product per (sample, channel) row: ``(G, C_out/G, taps)``. The compiled
+    kernels sum each channel's products over all samples in one block: blocks of channels."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
+    kernels = _jit_kernels(g.dtype)
+    if kernels is not None:
+        plan = _JitPlan(n, geo, per_out, xp.shape[2:], g.shape[2:])
+        x, go = plan.planes(xp), plan.outputs(g)
+        gw = np.empty((groups, per_out, plan.offsets.size), g.dtype)
+        args = (*plan.pitch, *plan.stride, plan.offsets, plan.rows)
+        tile_map(lambda b: kernels.grad_weight(x, go, gw, *b, *args), plan.channel_blocks(thread_count()))
+        return gw
+    # The zeros between rows would take 0·inf = NaN from cells no window reads (torch takes none).
+    # A sum is non-finite if any cell is (or on overflow: the exact path then, still right), no temporary.
+    if not np.isfinite(xp.sum()):
+        return _grad_weight_im2col(xp, g, geo)
     flat = _FlatTaps(xp.shape[2:], geo, g.shape[2:])
-    rows = np.ascontiguousarray(xp).reshape(n, groups, 1, -1)
+    rows = np.ascontiguousarray(xp).reshape(n, groups, 1, math.prod(xp.shape[2:]))
     wide = flat.spread(g).reshape(n, groups, per_out, flat.length)
     gw = np.empty((groups, per_out, len(flat.offsets)), g.dtype)
 
@@ -1085,19 +1233,38 @@ def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None
     return _concurrent(len(tiles), threads), size
 
 
-@functools.lru_cache(maxsize=4096)
+def _scratch_rule(rule: Callable[..., int]) -> Callable[..., int]:
+    """``rule(path, n, c, c_out, padded, windows, geo, threads, item, compiled)`` cached, called
+    without ``compiled``: whether a depthwise conv runs the compiled kernels (:mod:`.jit`),
+    which allocate other buffers than the NumPy ones, is asked at each call."""
+    cached = functools.lru_cache(maxsize=4096)(rule)
+
+    @functools.wraps(rule)
+    def scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                geo: _Geometry, threads: int, item: int) -> int:
+        return cached(path, n, c, c_out, padded, windows, geo, threads, item, path == "depthwise" and _jit_runs(item))
+
+    return scratch
+
+
+@_scratch_rule
 def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
-                     geo: _Geometry, threads: int, item: int) -> int:
+                     geo: _Geometry, threads: int, item: int, compiled: bool) -> int:
     """Elements :func:`_forward` allocates besides its output, for a padded ``(n, c, *padded)``
     input of ``item``-byte elements (the tiles' byte budgets) and ``c_out`` outputs with
-    ``threads`` threads, each holding its tile's buffers."""
+    ``threads`` threads, each holding its tile's buffers (``compiled``: the depthwise kernels of
+    :mod:`.jit`)."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
+    if compiled:  # per busy thread a run of flat positions
+        return _depthwise_jit_scratch("forward", n, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the wide rows, a block-sized product per thread, the weights per row
         wide, spare, _ = _depthwise_rows(n, c_out, padded, windows, geo, threads)
         return wide + spare + (n * c_out * taps if n > 1 else 0)  # weights broadcast over samples: a copy
     if path == "direct":  # matmuls straight into the output
         return 0
+    if path == "winograd":
+        return winograd.scratch_elements(n, c, c_out, windows, threads, item)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     if path == "planar":
         busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
@@ -1106,17 +1273,21 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     return busy * positions * (c * taps + c_out) + _gemm_copy(geo, per_group, weight)
 
 
-@functools.lru_cache(maxsize=4096)
+@_scratch_rule
 def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
-                        geo: _Geometry, threads: int, item: int) -> int:
+                        geo: _Geometry, threads: int, item: int, compiled: bool) -> int:
     """Elements :func:`_grad_input` allocates besides the padded input gradient it returns."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
+    if compiled:  # stride 1: per busy thread the output gradient's planes of a channel, padded
+        return _depthwise_jit_scratch("grad_input", n, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the spread output gradient, per thread a product (and its channel sum)
         wide, spare, summed = _depthwise_rows(n, c_out, padded, windows, geo, threads)
         return wide + spare + (summed if c_out > geo.groups else 0) + (n * c_out * taps if n > 1 else 0)
     if path == "direct":
         return 0
+    if path == "winograd":  # a Winograd conv of g (its zero border copied per item), flipped weight
+        return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
     if path == "planar":  # a forward planar conv of g padded by the kernel's reach, flipped weight (a copy)
         reach = tuple(span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True))
         g_padded = tuple(o + 2 * r for o, r in zip(windows, reach, strict=True))
@@ -1131,13 +1302,15 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     return busy * (positions * c * taps + box) + _gemm_copy(geo, per_group, weight)
 
 
-@functools.lru_cache(maxsize=4096)
+@_scratch_rule
 def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
-                         geo: _Geometry, threads: int, item: int) -> int:
+                         geo: _Geometry, threads: int, item: int, compiled: bool) -> int:
     """Elements :func:`_grad_weight` allocates besides the weight gradient it returns: per busy
     thread its tile's operands, a weight-sized partial product and running sum."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
+    if compiled:  # per busy thread a lane per tap and the output gradient spread over a run
+        return _depthwise_jit_scratch("grad_weight", n, c_out, padded, windows, geo, threads)
     if path == "depthwise":
         return _depthwise_rows(n, c_out, padded, windows, geo, threads)[0]
     if path == "direct":
@@ -1147,7 +1320,7 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
         merged = samples > 1 and math.prod(windows) < _MERGE_POSITIONS  # the samples side by side: copies
         return busy * ((positions * (c + c_out) if merged else samples * weight) + weight)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
-    if path == "planar":  # columns, the output gradient spread to flat positions
+    if path in ("planar", "winograd"):  # columns, the output gradient spread to flat positions
         busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
         return busy * (size * (c * taps + c_out) + 2 * weight)
     busy, positions = _tile_extent(tiles, threads)
@@ -1168,6 +1341,32 @@ def _depthwise_rows(n: int, c_out: int, padded: tuple[int, ...], windows: tuple[
     step = max(1, min(rows, _BLOCK_ELEMENTS // row))
     busy = _concurrent(-(-rows // step), threads)
     return rows * row, busy * step * row, busy * step * length
+
+
+def _depthwise_jit_scratch(kernel: str, n: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                           geo: _Geometry, threads: int) -> int:
+    """Elements the compiled depthwise ``kernel`` allocates (see :mod:`._depthwise_numba`): each
+    busy thread's buffers, as :class:`_JitPlan` sizes them; the results are written in place.
+    (For finite weights: the input gradient for non-finite ones allocates less.)"""
+    per_out = c_out // geo.groups
+    plan = _JitPlan(n, geo, per_out, padded, windows)
+    rows_busy = _concurrent(len(plan.row_blocks(threads)), threads)
+    width, stride = plan.windows[2], plan.stride[2]
+    strided = (width - 1) * stride + 1  # a row of windows at every position
+    run = max((min(plan.rows, plan.windows[1]) - 1) * plan.pitch[1] + width, strided)  # and rows at a time
+    if kernel == "forward":
+        return rows_busy * run
+    if kernel == "grad_input":
+        if max(plan.stride) > 1:  # added onto the input gradient, a strided row spread out first
+            return rows_busy * strided
+        reach = [span(k, d) - 1 for k, d in zip(_as_3d(geo.kernel), _as_3d(geo.dilation), strict=True)]
+        sizes = [p + r for p, r in zip(plan.padded, reach, strict=True)]  # the padded output gradient
+        gather_run = (_jit_rows(plan.padded, sizes[2], plan.stride) - 1) * sizes[2] + plan.padded[2]
+        return rows_busy * (per_out * math.prod(sizes) + gather_run)
+    channels_busy = _concurrent(len(plan.channel_blocks(threads)), threads)
+    rows = min(plan.rows, plan.windows[1])
+    across = plan.pitch[1] if rows > 1 else strided  # a row of lanes
+    return channels_busy * ((plan.offsets.size + 1) * rows * across + across)  # lanes, spread rows, a fold
 
 
 _SCRATCH = (_forward_scratch, _grad_input_scratch, _grad_weight_scratch)

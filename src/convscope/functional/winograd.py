@@ -1,0 +1,198 @@
+"""Winograd F(2×2, 3×3) for 3×3, stride-1, dilation-1, ungrouped 2-d convolutions.
+
+Each 2×2 block of outputs (a *tile*) is computed from the 4×4 input cells under it as
+``Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A``: the 16 products per (output channel, input channel) are
+one ``(16, C_out, C) @ (16, C, tiles)`` stack of matmuls instead of the 36 multiply-adds of
+a 9-tap window per 2×2 outputs, 2.25× fewer. The transforms are additions and
+subtractions only (``G``'s halves are exact), so float64 results agree with the direct sum
+to rounding; in float32 the error grows by a small factor (see ``tests/test_winograd.py``).
+
+The work is split into items of whole samples, or one sample's rows of tiles, run with
+:func:`.parallel.tile_map`; every item writes its own output cells, so results do not depend
+on thread timing. Unlike PyTorch's CPU convolution (oneDNN picks Winograd only on some
+hardware) this path is chosen by shape alone, see ``conv._path``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .parallel import Scratch, matmul, thread_count, tile_map
+
+__all__ = ["forward", "grad_input", "scratch_elements"]
+
+# Tiles per item: matmuls over fewer tiles run slowly at many channels, transforms of more
+# spill out of cache at few (one thread, forward, tiles per item: 512 channels at 14² 100 ms
+# with 28, 62 with 98, 58 with 196; 64 at 224² 38 ms with 224, 54 with 1000), within
+# ``_ITEM_BYTES`` for the transformed input and product.
+_ITEM_TILES = 196
+_ITEM_BYTES = 16 << 20
+# Items per thread to aim for (a descheduled thread leaves its share to the others), and the
+# fewest tiles an item is cut to for that.
+_ITEMS_PER_THREAD = 3
+_MIN_ITEM_TILES = 96
+
+
+@dataclass(frozen=True)
+class _Item:
+    """Samples ``batch``, tile rows ``rows`` of them (all tile columns)."""
+
+    batch: slice
+    rows: slice
+
+
+def _grid(size: int) -> int:
+    """Tiles along a dim of ``size`` outputs."""
+    return -(-size // 2)
+
+
+def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int) -> list[_Item]:
+    """Items of about ``_ITEM_TILES`` tiles (``channels`` = C + C_out: the transformed input
+    and product within ``_ITEM_BYTES``): whole samples when one fits, else rows of tiles of
+    one sample; with several threads about ``_ITEMS_PER_THREAD`` items each, none under
+    ``_MIN_ITEM_TILES`` tiles."""
+    rows, cols = _grid(out[0]), _grid(out[1])
+    budget = max(1, min(_ITEM_TILES, _ITEM_BYTES // (16 * channels * item)))
+    if threads > 1:
+        budget = min(budget, max(_MIN_ITEM_TILES, n * rows * cols // (threads * _ITEMS_PER_THREAD)))
+    if rows * cols <= budget:
+        step = budget // (rows * cols)
+        step = -(-n // -(-n // step))  # the same size for every item
+        return [_Item(slice(b, min(b + step, n)), slice(0, rows)) for b in range(0, n, step)]
+    step = max(1, budget // cols)
+    step = -(-rows // -(-rows // step))
+    return [_Item(slice(b, b + 1), slice(r, min(r + step, rows))) for b in range(n) for r in range(0, rows, step)]
+
+
+def _weight(w: np.ndarray, flipped: bool = False) -> np.ndarray:
+    """``G w Gᵀ`` of ``w`` ``(C_out, C, 3, 3)``: ``(16, C_out, C)`` in ``w``'s dtype; with
+    ``flipped`` of the kernel rotated by 180°, channels swapped: ``(16, C, C_out)``. One matmul
+    by ``G ⊗ G`` (NumPy's ``einsum`` over the 3×3 blocks takes ~40× longer at 512 channels)."""
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], w.dtype)
+    if flipped:
+        w = np.flip(w, (2, 3)).swapaxes(0, 1)
+    taps = np.ascontiguousarray(w).reshape(-1, 9).T  # (9, C_out·C) view
+    return matmul(np.kron(g, g), taps).reshape(16, *w.shape[:2])
+
+
+def _input_tiles(x: np.ndarray, pad: int, out: tuple[int, int], it: _Item, scratch: Scratch) -> np.ndarray:
+    """The cells the item's tiles read, split by row and column parity: ``(S, C, 2, 2, rows + 1,
+    cols + 1)``, cell ``(2i + a, 2j + b)`` of the item at ``[..., a, b, i, j]``, so that every
+    tap of every tile is a contiguous run (``pad`` zero cells before each dim of ``x``
+    ``(N, C, H, W)``, and zeros after it as far as the tiles reach)."""
+    rows, cols = it.rows.stop - it.rows.start, _grid(out[1])
+    h, w = x.shape[2:]
+    patch = scratch.take("patch", (it.batch.stop - it.batch.start, x.shape[1], 2, 2, rows + 1, cols + 1), x.dtype)
+    top = 2 * it.rows.start - pad
+    if top < 0 or top + 2 * rows + 2 > h or pad or 2 * cols + 2 > w:
+        patch.fill(0)
+    for a in range(2):  # item row 2i + a is row top + a + 2i of x: those inside it
+        i0, i1 = max(0, -(-(-top - a) // 2)), min(rows + 1, (h - 1 - top - a) // 2 + 1)
+        for b in range(2):  # column 2j + b is column b − pad + 2j
+            j0, j1 = max(0, -(-(pad - b) // 2)), min(cols + 1, (w - 1 + pad - b) // 2 + 1)
+            if i1 > i0 and j1 > j0:
+                r, c = top + a + 2 * i0, b - pad + 2 * j0
+                patch[:, :, a, b, i0:i1, j0:j1] = x[it.batch, :, r:r + 2 * (i1 - i0) - 1:2, c:c + 2 * (j1 - j0) - 1:2]
+    return patch
+
+
+def _transform_input(d: np.ndarray, scratch: Scratch) -> np.ndarray:
+    """``Bᵀ d B`` of every tile of ``d`` (:func:`_input_tiles`): ``(16, C, S·rows·cols)``."""
+    s, c = d.shape[:2]
+    rows, cols = d.shape[4] - 1, d.shape[5] - 1
+    r = [d[:, :, k % 2, :, k // 2:k // 2 + rows] for k in range(4)]  # (S, C, 2, rows, cols + 1)
+    t = scratch.take("rows", (4, s, c, 2, rows, cols + 1), d.dtype)
+    np.subtract(r[0], r[2], out=t[0])
+    np.add(r[1], r[2], out=t[1])
+    np.subtract(r[2], r[1], out=t[2])
+    np.subtract(r[1], r[3], out=t[3])
+    v = scratch.take("input", (4, 4, c, s, rows, cols), d.dtype)
+    for i in range(4):
+        q = [t[i, :, :, k % 2, :, k // 2:k // 2 + cols] for k in range(4)]
+        vi = v[i].transpose(0, 2, 1, 3, 4)  # (4, S, C, rows, cols) views of the (C, S, ...) blocks
+        np.subtract(q[0], q[2], out=vi[0])
+        np.add(q[1], q[2], out=vi[1])
+        np.subtract(q[2], q[1], out=vi[2])
+        np.subtract(q[1], q[3], out=vi[3])
+    return v.reshape(16, c, s * rows * cols)
+
+
+def _transform_output(m: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], scratch: Scratch) -> None:
+    """``Aᵀ m A`` of every tile of ``m`` ``(16, C_out, S·rows·cols)``, written into its 2×2
+    cells of ``y`` ``(S, C_out, H_o, W_o)`` (the first of them at the item's first tile row;
+    cells past ``y``'s edge dropped). ``shape`` is ``(S, rows, cols)``."""
+    s, rows, cols = shape
+    c_out = m.shape[1]
+    mm = m.reshape(4, 4, c_out, s, rows, cols)
+    q = scratch.take("rows_out", (2, 4, c_out, s, rows, cols), m.dtype)
+    np.add(mm[0], mm[1], out=q[0])
+    q[0] += mm[2]
+    np.subtract(mm[1], mm[2], out=q[1])
+    q[1] -= mm[3]
+    q = q.transpose(0, 1, 3, 2, 4, 5)  # (2, 4, S, C_out, rows, cols)
+    for a in range(2):
+        for b in range(2):
+            target = y[:, :, a::2, b::2]  # this corner of every tile
+            hr, wc = target.shape[2:]
+            p = [q[a, k, :, :, :hr, :wc] for k in range(4)]
+            if b == 0:
+                np.add(p[0], p[1], out=target)
+                target += p[2]
+            else:
+                np.subtract(p[1], p[2], out=target)
+                target -= p[3]
+
+
+def _convolve(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
+    """``y`` ``(N, C_out, H_o, W_o)`` = the correlation of ``x`` ``(N, C, H, W)``, zero-padded
+    by ``pad`` cells before each spatial dim (and after it as far as ``y`` reaches), with the
+    transformed kernel ``u`` ``(16, C_out, C)`` (:func:`_weight`)."""
+    n, c = x.shape[:2]
+    out = y.shape[2:]
+    c_out = u.shape[1]
+    scratch, threads = Scratch(), thread_count()
+    items = _items(n, out, c + c_out, x.itemsize, threads)
+
+    def run(it: _Item) -> None:
+        d = _input_tiles(x, pad, out, it, scratch)
+        v = _transform_input(d, scratch)
+        m = matmul(u, v, out=scratch.take("product", (16, c_out, v.shape[2]), x.dtype))
+        rows = it.rows.stop - it.rows.start
+        target = y[it.batch, :, 2 * it.rows.start:2 * it.rows.stop]
+        _transform_output(m, target, (it.batch.stop - it.batch.start, rows, _grid(out[1])), scratch)
+
+    tile_map(run, items, threads)
+
+
+def forward(xp: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
+    """Write into ``y`` ``(N, C_out, H − 2, W − 2)`` the convolution of the padded input ``xp``
+    ``(N, C, H, W)`` with ``w`` ``(C_out, C, 3, 3)`` (stride 1, dilation 1, one group)."""
+    _convolve(xp, 0, _weight(w), y)
+
+
+def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
+    """Gradient ``(N, C, *padded)`` of :func:`forward` with respect to its padded input, for
+    the output gradient ``g`` ``(N, C_out, H − 2, W − 2)``: the full correlation of ``g`` (zero
+    border of 2) with the flipped kernel, input and output channels swapped."""
+    gx = np.empty((g.shape[0], w.shape[1], *padded), g.dtype)
+    _convolve(g, 2, _weight(w, flipped=True), gx)
+    return gx
+
+
+def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: int, item: int,
+                     flipped: bool = False) -> int:
+    """Elements :func:`forward` (or with ``flipped`` :func:`grad_input`) allocates besides its
+    result for ``n`` samples of ``c`` channels in, ``c_out`` out and an output of spatial size
+    ``out`` on ``threads`` threads: the transformed weight (and the flipped weight's copy),
+    and per busy thread its item's parity-split tiles, their row pass and transform, the
+    product and its row pass."""
+    items = _items(n, out, c + c_out, item, threads)
+    busy = min(threads, len(items)) if threads > 1 and len(items) > 1 else 1
+    it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    tiles = samples * rows * cols
+    patch = samples * c * 4 * (rows + 1) * (cols + 1)
+    per_item = patch + 8 * samples * c * rows * (cols + 1) + 16 * c * tiles + 24 * c_out * tiles
+    return (16 + 9 * flipped) * c_out * c + busy * per_item

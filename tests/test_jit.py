@@ -1,0 +1,339 @@
+"""The compiled depthwise kernels (:mod:`convscope.functional.jit`, numba) and their NumPy fallback.
+
+Both paths run the same samples against torch (output and both gradients, float64 to 1e-10
+and float32): the depthwise samples of test_conv's registry and a sweep of strides,
+dilations, paddings, channel multipliers, odd sizes and batch 1 in 1, 2 and 3 dims. Then: the
+compiled kernels' block splits and row runs, determinism across threads, torch's handling of
+non-finite weights, the switch, the lazy import, a failing numba import, and the scratch
+rules of both paths against tracemalloc.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from threadpoolctl import threadpool_limits
+
+import convscope as cs
+import convscope.functional as F
+from convscope.functional import conv as conv_module
+from convscope.functional import jit
+from test_conv import SAMPLES as CONV_SAMPLES
+from test_conv import Sample
+from test_memory import SAMPLES as MEMORY_SAMPLES
+from test_memory import _near, _scratch_measured
+from torch_ref import compare
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same'"),
+              pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")]
+
+NUMBA = importlib.util.find_spec("numba") is not None
+PATHS = [pytest.param("compiled", marks=pytest.mark.skipif(not NUMBA, reason="numba is not installed")), "numpy"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> str:
+    """Run the test with the compiled kernels, then with the NumPy ones; checks that the
+    intended kernels are the ones that run."""
+    with jit.enabled(request.param == "compiled"):
+        ran = conv_module._jit_kernels(np.float64) is not None
+        assert ran == (request.param == "compiled"), "the switch did not select the kernels"
+        yield request.param
+
+
+def test_ci_installs_numba() -> None:
+    """CI installs the dev extra, which pins numba: a broken install must fail here rather
+    than silently skip every compiled-kernel test."""
+    if not os.environ.get("CI"):
+        pytest.skip("only asserted in CI (set CI=1)")
+    import numba  # noqa: F401
+
+    assert jit.available() and jit.kernels() is not None
+
+
+def _depthwise(s: Sample) -> bool:
+    """Whether the sample takes the depthwise path: one input channel per group in the conv
+    whose kernels run (weight dim 1: a conv's C_in/G, a transposed conv's C_out/G), one stride."""
+    return s.weight_shape[1] == 1 and len(set(np.atleast_1d(s.kwargs.get("stride", 1)))) == 1
+
+
+REGISTRY = [s for s in CONV_SAMPLES if _depthwise(s)]
+
+# (name, op, input shape, weight shape, kwargs): the depthwise sweep
+SWEEP = [
+    Sample("s1_pad1", "conv2d", (2, 3, 9, 8), (3, 1, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("s2_pad1_mult2", "conv2d", (2, 3, 9, 8), (6, 1, 3, 3), kwargs={"groups": 3, "padding": 1, "stride": 2}),
+    Sample("s2_odd_dil2", "conv2d", (1, 4, 13, 11), (4, 1, 3, 3),
+           kwargs={"groups": 4, "padding": 2, "stride": 2, "dilation": 2}),
+    Sample("dil2_mult2_tuple_pad", "conv2d", (1, 4, 15, 70), (8, 1, 3, 2),
+           kwargs={"groups": 4, "padding": (1, 2), "dilation": 2}),
+    Sample("wide_rows_s1", "conv2d", (2, 2, 7, 100), (2, 1, 3, 3), kwargs={"groups": 2, "padding": 1}),
+    Sample("wide_rows_s2_5x5", "conv2d", (2, 2, 11, 99), (4, 1, 5, 5),
+           kwargs={"groups": 2, "padding": 2, "stride": 2, "dilation": 1}),
+    Sample("wide_rows_dil2_5x5", "conv2d", (1, 2, 12, 90), (2, 1, 5, 5),
+           kwargs={"groups": 2, "padding": 4, "dilation": 2}),
+    Sample("batch1_valid", "conv2d", (1, 5, 6, 7), (5, 1, 2, 3), kwargs={"groups": 5}),
+    Sample("unbatched", "conv2d", (3, 6, 7), (6, 1, 3, 3), kwargs={"groups": 3, "padding": "same"}),
+    Sample("zero_batch", "conv2d", (0, 3, 6, 6), (3, 1, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("1x1", "conv2d", (2, 3, 5, 4), (6, 1, 1, 1), kwargs={"groups": 3}),
+    Sample("one_tap_row", "conv2d", (2, 3, 6, 9), (3, 1, 1, 5), kwargs={"groups": 3, "padding": (0, 2)}),
+    Sample("1d_s1", "conv1d", (2, 3, 20), (6, 1, 4), kwargs={"groups": 3, "padding": 2}),
+    Sample("1d_s3_dil2", "conv1d", (2, 3, 21), (3, 1, 3), kwargs={"groups": 3, "stride": 3, "dilation": 2}),
+    Sample("1d_long", "conv1d", (1, 2, 300), (2, 1, 7), kwargs={"groups": 2, "padding": 3}),
+    Sample("3d_s1", "conv3d", (2, 2, 5, 6, 7), (4, 1, 3, 2, 3), kwargs={"groups": 2, "padding": 1}),
+    Sample("3d_s2", "conv3d", (1, 2, 7, 6, 9), (2, 1, 3, 3, 3), kwargs={"groups": 2, "padding": 1, "stride": 2}),
+    Sample("3d_same_dil", "conv3d", (1, 2, 5, 6, 7), (2, 1, 2, 3, 2),
+           kwargs={"groups": 2, "padding": "same", "dilation": (1, 2, 1)}),
+    Sample("t2d_s2", "conv_transpose2d", (2, 4, 5, 5), (4, 1, 3, 3), kwargs={"groups": 4, "stride": 2, "padding": 1}),
+    Sample("t2d_s1_mult2", "conv_transpose2d", (2, 6, 5, 6), (6, 1, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("t1d_dil2", "conv_transpose1d", (2, 2, 9), (2, 1, 3), kwargs={"groups": 2, "dilation": 2}),
+]
+
+
+def test_sweep_reaches_every_feature() -> None:
+    samples = REGISTRY + SWEEP
+    assert all(_depthwise(s) for s in samples)
+    assert len(REGISTRY) >= 15
+    kw = [s.kwargs for s in samples]
+    assert any(np.max(k.get("stride", 1)) == 1 for k in kw) and any(np.max(k.get("stride", 1)) == 2 for k in kw)
+    assert any(np.max(k.get("dilation", 1)) == 2 for k in kw)
+    assert any(s.weight_shape[0] > s.kwargs["groups"] for s in samples if not s.transposed)  # multiplier
+    assert {s.op for s in samples} >= {"conv1d", "conv2d", "conv3d", "conv_transpose2d"}
+    assert any(s.input_shape[0] == 1 for s in samples)
+    assert any(s.input_shape[-1] >= conv_module._JIT_FLAT_WIDTH for s in samples)  # row by row
+
+
+def _run(sample: Sample, dtype: type, seed: int = 0) -> None:
+    compare(getattr(F, sample.op), getattr(TF, sample.op), sample.arrays(seed), sample.kwargs, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("sample", SWEEP + REGISTRY, ids=str)
+def test_matches_torch_float64(sample: Sample, path: str) -> None:
+    _run(sample, np.float64)
+
+
+@pytest.mark.parametrize("sample", SWEEP + REGISTRY[::3], ids=str)
+def test_matches_torch_float32(sample: Sample, path: str) -> None:
+    _run(sample, np.float32, seed=1)
+
+
+MOBILENET = [Sample("mobilenet_112", "conv2d", (2, 8, 112, 112), (8, 1, 3, 3), kwargs={"groups": 8, "padding": 1}),
+             Sample("mobilenet_14", "conv2d", (2, 64, 14, 14), (64, 1, 3, 3), kwargs={"groups": 64, "padding": 1}),
+             Sample("mobilenet_s2", "conv2d", (2, 8, 56, 56), (8, 1, 3, 3),
+                    kwargs={"groups": 8, "padding": 1, "stride": 2})]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sample", MOBILENET, ids=str)
+def test_mobilenet_shapes_match_torch(sample: Sample, dtype: type, path: str) -> None:
+    """The benchmark's shapes (fewer channels): the kernels' fast paths at their real sizes,
+    float32 sums over 10⁴-10⁵ products included."""
+    _run(sample, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", ["row_by_row", "short_runs", "long_runs"])
+@pytest.mark.parametrize("sample", [s for s in SWEEP if s.name in
+                                    ("s1_pad1", "s2_pad1_mult2", "wide_rows_s1", "3d_s1", "t2d_s1_mult2", "1d_s1")],
+                         ids=str)
+def test_compiled_blocks_and_runs_match_torch(sample: Sample, rows: str, threads: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """One (sample, channel) row or one channel per block, shared out over the threads; windows
+    taken row by row, or in runs of a few rows (the last one shorter), or of all rows."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(conv_module, "_JIT_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(conv_module, "_JIT_FLAT_WIDTH", {"row_by_row": 0, "short_runs": 1000, "long_runs": 1000}[rows])
+    monkeypatch.setattr(conv_module, "_JIT_FLAT_LENGTH", {"row_by_row": 0, "short_runs": 20, "long_runs": 10**6}[rows])
+    with jit.enabled(True), threadpool_limits(threads, user_api="blas"):
+        _run(sample, np.float64, seed=threads)
+
+
+def test_compiled_gradients_do_not_depend_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every output cell and weight-gradient entry sums in one fixed order whatever the blocks
+    and threads: the same bits on one thread and on two, run after run."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(5)
+    x0 = rng.standard_normal((3, 6, 20, 18)).astype(np.float32)
+    w0 = rng.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    runs = []
+    for threads, block in ((1, 1 << 18), (2, 1), (2, 1), (2, 1 << 18)):
+        monkeypatch.setattr(conv_module, "_JIT_BLOCK_ELEMENTS", block)
+        x, w = cs.tensor(x0, requires_grad=True), cs.tensor(w0, requires_grad=True)
+        with jit.enabled(True), threadpool_limits(threads, user_api="blas"):
+            y = F.conv2d(x, w, padding=1, groups=6)
+            (y ** 2).sum().backward()
+        runs.append((y.numpy(), x.grad, w.grad))
+    for run in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(run, runs[0]))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_non_finite_weights_propagate_like_torch(stride: int, path: str) -> None:
+    """An infinite or NaN weight reaches exactly the input-gradient cells torch gives as
+    non-finite: the products the conv made, none with the padding (the compiled stride-1
+    gradient, a conv of the padded output gradient, would add ``0·inf`` there: it falls back to
+    adding each row's products onto its cells)."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((6, 1, 3, 3))
+    w[0, 0, 0, 0], w[3, 0, 2, 1], w[5, 0, 1, 1] = np.inf, np.nan, -np.inf
+    g = rng.standard_normal(F.conv_output_shape(x.shape, w.shape, stride, 1, groups=3))
+    cx, tx = cs.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    F.conv2d(cx, cs.tensor(w), stride=stride, padding=1, groups=3).backward(g)
+    TF.conv2d(tx, torch.tensor(w), stride=stride, padding=1, groups=3).backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(np.isfinite(cx.grad), np.isfinite(tx.grad.numpy()))
+    np.testing.assert_array_equal(np.isnan(cx.grad), np.isnan(tx.grad.numpy()))
+    finite = np.isfinite(cx.grad)
+    np.testing.assert_allclose(cx.grad[finite], tx.grad.numpy()[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell", [(4, 3), (4, 7), (0, 0), (8, 7)], ids=["inside", "last_column", "corner", "last"])
+def test_nan_input_propagates_like_torch(cell: tuple, path: str) -> None:
+    """A NaN input cell makes NaN the outputs whose windows read it and the weight gradients
+    of the taps that read it, as in torch (no fast-math: IEEE semantics); a tap that never
+    reads it (the last column is no first tap's) stays finite, though a run of flat
+    positions passes over it."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((2, 1, 3, 3))
+    x[1, 0, cell[0], cell[1]] = np.nan
+    cx, cw = cs.tensor(x), cs.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x), torch.tensor(w, requires_grad=True)
+    cy, ty = F.conv2d(cx, cw, padding=1, groups=2), TF.conv2d(tx, tw, padding=1, groups=2)
+    np.testing.assert_array_equal(np.isnan(cy.numpy()), np.isnan(ty.detach().numpy()))
+    g = rng.standard_normal(cy.shape)
+    cy.backward(g)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(np.isnan(cw.grad), np.isnan(tw.grad.numpy()))
+    assert np.isnan(cw.grad[0]).any() and (cell == (4, 3) or not np.isnan(cw.grad[0]).all())
+    np.testing.assert_allclose(cw.grad[1], tw.grad.numpy()[1], rtol=1e-10)
+    finite = ~np.isnan(cw.grad)
+    np.testing.assert_allclose(cw.grad[finite], tw.grad.numpy()[finite], rtol=1e-10)
+
+
+def test_only_float32_and_float64_are_compiled() -> None:
+    """Other dtypes keep the NumPy kernels."""
+    assert conv_module._jit_kernels(np.float16) is None and conv_module._jit_kernels(np.int64) is None
+
+
+# --- the switch, the lazy import, a broken numba ----------------------------------------------
+def test_switch_selects_the_kernels_and_restores() -> None:
+    before = jit.active()
+    with jit.enabled(False):
+        assert not jit.active() and jit.kernels() is None
+        with jit.enabled(True):
+            assert jit.active() == NUMBA
+        assert not jit.active()
+    assert jit.active() == before
+    try:
+        jit.set_enabled(False)
+        assert not jit.active()
+        with jit.enabled(True):
+            assert jit.active() == NUMBA
+    finally:
+        jit.set_enabled(True)
+    assert jit.active() == NUMBA
+    assert doctest.testmod(jit).failed == 0
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_import_does_not_import_numba() -> None:
+    """``import convscope`` (and non-depthwise work, and the memory rules of a depthwise conv)
+    leaves numba alone; the first depthwise conv imports it."""
+    out = _python("import sys, numpy as np, convscope as cs, convscope.functional as F\n"
+                  "x = cs.tensor(np.ones((1, 4, 6, 6), np.float32))\n"
+                  "F.conv2d(x, cs.tensor(np.ones((4, 4, 3, 3), np.float32)))\n"
+                  "cs.training_memory('mobilenet_v2')\n"
+                  "print('numba' in sys.modules)\n"
+                  "F.conv2d(x, cs.tensor(np.ones((4, 1, 3, 3), np.float32)), groups=4)\n"
+                  "print('numba' in sys.modules)")
+    assert out.split() == ["False", str(NUMBA)]
+
+
+def test_a_failing_numba_import_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba installed but broken (say, an llvmlite that does not load): one warning, then the
+    NumPy kernels, with the same results."""
+    real = importlib.import_module
+
+    def broken(name: str, *args: object) -> object:
+        if name.endswith("._depthwise_numba"):
+            raise OSError("libllvmlite.so: cannot open shared object file")
+        return real(name, *args)
+
+    monkeypatch.setattr(jit.importlib, "import_module", broken)
+    monkeypatch.setattr(jit._State, "module", None)
+    monkeypatch.setattr(jit._State, "error", None)
+    monkeypatch.setattr(jit._State, "installed", True)
+    with jit.enabled(True):
+        with pytest.warns(RuntimeWarning, match="numba failed to import .*libllvmlite"):
+            assert jit.kernels() is None
+        assert not jit.active() and not jit.available()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert jit.kernels() is None  # said once
+        _run(SWEEP[0], np.float64)
+
+
+def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
+    """A read-only install without a writable user cache: numba refuses ``cache=True`` (a
+    RuntimeError at decoration, checked on a read-only mount); the kernels then compile
+    without a cache, in every process."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    out = _python("import numba\n"
+                  "real = numba.njit\n"
+                  "def njit(*args, cache=False, **kwargs):\n"
+                  "    if cache:\n"
+                  "        raise RuntimeError('cannot cache function: no locator available for file')\n"
+                  "    return real(*args, **kwargs)\n"
+                  "numba.njit = njit\n"
+                  "import numpy as np\n"
+                  "from convscope.functional import _depthwise_numba as k\n"
+                  "y = np.empty((1, 1, 1, 1, 2))\n"
+                  "k.forward(np.arange(4.0).reshape(1, 4), np.ones((1, 1, 3)), y, 0, 1, 4, 4, 1, 1, 1,\n"
+                  "          np.arange(3), 1)\n"
+                  "print(y.ravel().tolist(), k.forward._cache.__class__.__name__)")
+    assert out == "[3.0, 6.0] NullCache"
+
+
+# --- scratch rules --------------------------------------------------------------------------------
+@pytest.mark.parametrize("sample", [s for s in MEMORY_SAMPLES if s[0].startswith("depthwise")], ids=lambda s: s[0])
+def test_scratch_rules_match_tracemalloc(sample: tuple, path: str) -> None:
+    """test_memory's check of the depthwise ops, on each path: the rule describes the kernels
+    that run (at one thread, and between the one- and two-thread rules at two). A first call
+    compiles the kernels (or loads them from numba's cache): not a kernel's scratch."""
+    _scratch_measured(sample)
+    with threadpool_limits(1):
+        single, forward, backward = _scratch_measured(sample)
+    for rule, measured in ((single.workspace, forward), (single.backward_workspace, backward)):
+        assert _near(rule, measured), (path, single, forward, backward)
+    with threadpool_limits(2):
+        double, forward, backward = _scratch_measured(sample)
+    for low, high, measured in ((single.workspace, double.workspace, forward),
+                                (single.backward_workspace, double.backward_workspace, backward)):
+        assert _near(low, measured) or _near(high, measured) or low <= measured <= high, (path, double, forward,
+                                                                                          backward)
+
+
+def test_scratch_rules_follow_the_switch() -> None:
+    """The rules are cached per path: switching the kernels changes the rule."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    shape = ("depthwise", 8, 32, 32, (26, 26), (24, 24), conv_module._Geometry((3, 3), (1, 1), (1, 1), 32), 1, 4)
+    with jit.enabled(True):
+        compiled = [f(*shape) for f in conv_module._SCRATCH]
+    with jit.enabled(False):
+        numpy_rules = [f(*shape) for f in conv_module._SCRATCH]
+    assert compiled != numpy_rules and max(compiled) < min(r for r in numpy_rules if r)

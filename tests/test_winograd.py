@@ -1,0 +1,134 @@
+"""The Winograd F(2×2, 3×3) path (convscope.functional.winograd): forced on small and odd
+shapes against torch (float64 exactly, float32 within tolerance), its input-gradient route,
+its float32 error next to the planar path's, and which convs take it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from threadpoolctl import threadpool_limits
+
+import convscope as cs
+import convscope.functional as F
+from convscope.functional import conv as conv_module
+from convscope.functional import winograd as winograd_module
+from torch_ref import compare
+
+
+@pytest.fixture
+def forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ungrouped 3×3 stride-1 conv takes the Winograd path, in items of a few tiles."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(conv_module, "_PLANAR_WASTE", 100.0)
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 3)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+
+
+def _geometry(groups: int = 1, stride: int = 1, dilation: int = 1) -> conv_module._Geometry:
+    return conv_module._Geometry((3, 3), (stride,) * 2, (dilation,) * 2, groups)
+
+
+# (input shape, weight shape, padding): odd and even sizes, batch 1, unbatched
+SHAPES = [
+    ((2, 3, 7, 9), (5, 3, 3, 3), 1),
+    ((1, 4, 6, 6), (4, 4, 3, 3), 0),
+    ((2, 2, 5, 8), (3, 2, 3, 3), 2),
+    ((3, 3, 3, 3), (2, 3, 3, 3), 0),  # one output cell
+    ((4, 11, 10), (6, 4, 3, 3), 1),  # unbatched
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x,w,padding", SHAPES)
+def test_forced_winograd_matches_torch_in_float64(forced: None, x: tuple, w: tuple, padding: int,
+                                                  threads: int) -> None:
+    assert conv_module._path(w[1], _geometry(), tuple(s + 2 * padding for s in x[-2:])) == "winograd"
+    rng = np.random.default_rng(len(x) + padding)
+    with threadpool_limits(threads, user_api="blas"):
+        compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w), rng.standard_normal(w[0])],
+                {"padding": padding})
+
+
+@pytest.mark.parametrize("x,w,padding", SHAPES[:3])
+def test_forced_winograd_matches_torch_in_float32(forced: None, x: tuple, w: tuple, padding: int) -> None:
+    rng = np.random.default_rng(7)
+    compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w)], {"padding": padding},
+            dtype=np.float32)
+
+
+def test_forced_winograd_runs_a_stride_1_transposed_conv(forced: None) -> None:
+    """A transposed conv runs the input gradient forward and the forward backward."""
+    rng = np.random.default_rng(3)
+    compare(F.conv_transpose2d, TF.conv_transpose2d, [rng.standard_normal((2, 4, 5, 7)),
+                                                      rng.standard_normal((4, 3, 3, 3))], {"padding": 1})
+
+
+def test_input_gradient_is_the_full_correlation_with_the_flipped_kernel() -> None:
+    rng = np.random.default_rng(5)
+    g, w = rng.standard_normal((2, 6, 5, 7)), rng.standard_normal((6, 4, 3, 3))
+    gx = winograd_module.grad_input(g, w, (7, 9))
+    x = torch.zeros((2, 4, 7, 9), dtype=torch.float64, requires_grad=True)
+    TF.conv2d(x, torch.from_numpy(w)).backward(torch.from_numpy(g))
+    np.testing.assert_allclose(gx, x.grad.numpy(), rtol=0, atol=1e-12 * np.abs(gx).max())
+
+
+def test_float32_error_is_close_to_the_planar_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a float64 reference, Winograd's float32 error stays within a small factor of
+    the planar path's (the transforms add and subtract only; ``G``'s halves are exact)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64, 20, 20))
+    w = rng.standard_normal((64, 64, 3, 3)) / 24
+    want = TF.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    errors = {}
+    for name, channels in (("winograd", 1), ("planar", 10**9)):
+        monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", channels)
+        got = F.conv2d(cs.tensor(x.astype(np.float32)), cs.tensor(w.astype(np.float32)), padding=1).data
+        errors[name] = np.abs(got - want).max() / np.abs(want).max()
+    assert errors["winograd"] < 4 * errors["planar"] + 1e-7, errors
+    assert errors["winograd"] < 2e-6, errors
+
+
+@pytest.mark.parametrize("geometry,per_group,padded,path", [
+    (_geometry(), 64, (30, 30), "winograd"),
+    (_geometry(), 63, (30, 30), "planar"),
+    (_geometry(), 256, (16, 16), "im2col"),  # small planes: channels-last columns
+    (_geometry(stride=2), 128, (30, 30), "im2col"),
+    (_geometry(dilation=2), 128, (30, 30), "not winograd"),
+    (_geometry(groups=2), 128, (30, 30), "not winograd"),
+    (conv_module._Geometry((3, 3, 3), (1,) * 3, (1,) * 3, 1), 64, (18, 30, 30), "not winograd"),
+    (conv_module._Geometry((5, 5), (1, 1), (1, 1), 1), 128, (32, 32), "not winograd"),
+])
+def test_which_convs_take_the_winograd_path(geometry: conv_module._Geometry, per_group: int, padded: tuple,
+                                             path: str) -> None:
+    got = conv_module._path(per_group, geometry, padded)
+    assert got != "winograd" if path == "not winograd" else got == path
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,size,channels", [(8, 30, 64), (1, 58, 64), (2, 17, 96)])
+def test_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, threads: int) -> None:
+    """The rule against the peak of the forward and input-gradient kernels (one thread: exact
+    up to small temporaries; two: at most the rule, as a late thread leaves its items; the
+    margins of test_memory)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    xp = rng.standard_normal((n, channels, size, size)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    out = (size - 2, size - 2)
+    y = np.empty((n, channels, *out), np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        for run, flipped in ((lambda: winograd_module.forward(xp, w, y), False),
+                             (lambda: winograd_module.grad_input(y, w, (size, size)), True)):
+            run()
+            tracemalloc.start()
+            result = run()
+            peak = tracemalloc.get_traced_memory()[1] - (0 if result is None else result.nbytes)
+            tracemalloc.stop()
+            rule = 4 * winograd_module.scratch_elements(n, channels, channels, (size, size) if flipped else out,
+                                                        threads, 4, flipped)
+            assert peak <= 1.25 * rule + 80_000, (peak, rule)  # as test_memory: NumPy temporaries
+            if threads == 1:
+                assert peak >= 0.9 * rule - 80_000, (peak, rule)
