@@ -91,8 +91,8 @@ def test_float32_error_is_close_to_the_planar_paths(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("geometry,per_group,padded,path", [
-    (_geometry(), 64, (30, 30), "winograd"),
-    (_geometry(), 63, (30, 30), "planar"),
+    (_geometry(), 128, (30, 30), "winograd"),
+    (_geometry(), 127, (30, 30), "planar"),
     (_geometry(), 256, (16, 16), "im2col"),  # small planes: channels-last columns
     (_geometry(stride=2), 128, (30, 30), "im2col"),
     (_geometry(dilation=2), 128, (30, 30), "not winograd"),

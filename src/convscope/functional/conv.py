@@ -274,12 +274,13 @@ _PLANAR_CHANNELS = 32
 _PLANAR_WASTE = 1.1
 # Of the planar path's convs, the 2-d 3×3 dilation-1 ungrouped ones with at least this many
 # input channels run Winograd F(2×2, 3×3) (:mod:`.winograd`) instead; the weight gradient
-# stays planar. Measured on 2 threads (min of 15, loaded machine), forward / input gradient
-# faster than planar: 64 at 224² (N=1) 1.17× / 1.21×, 128 at 28² 1.13× / 1.19×, 64 at 56²
-# 1.04× / 1.14×, 64 at 28² 1.05× / 1.03×; 48 at 28² 0.94× / 0.79×, 32 at 56² 0.80×. Not
-# taken where im2col is (planes ≤ 14²): forward 1.2-1.4× there but input gradient 0.6-0.95×
-# and the weight gradient 3-20 % slower planar than channels-last.
-_WINOGRAD_CHANNELS = 64
+# stays planar. Measured on 2 threads on the idle machine (best of 5), forward / input
+# gradient against planar: 128 at 28² 9.6 / 13.1 ms vs 12.0 / 14.6, 128 at 56² 37 / 37 vs 45 / 52,
+# 256 at 28² 31 / 36 vs 44 / 55, 128 at 112² (N=1) 19 / 19 vs 23 / 25; but 96 at 28² mixed
+# (6.9 / 9.6 vs 7.8 / 8.6), 64 at 56² 15 / 16 vs 14 / 15 and 64 at 224² (N=1) 38 / 37 vs 28 / 30:
+# the transforms, memory-bound, outweigh the smaller matmuls there. Not taken where im2col is
+# (planes ≤ 14²): the weight gradient is 3-20 % slower planar than channels-last.
+_WINOGRAD_CHANNELS = 128
 
 
 def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -> str:
