@@ -19,22 +19,9 @@ import torch.nn.functional as TF
 
 import convscope as cs
 import convscope.functional as F
-from torch_ref import both_refuse, compare
+from torch_ref import both_refuse, compare, pool_input
 
 DATA_KINDS = ("normal", "ties", "nan", "inf")
-
-
-def _data(rng: np.random.Generator, shape: tuple, kind: str) -> np.ndarray:
-    """Random input; "ties" has many equal values, "nan"/"inf" sprinkle non-finite cells."""
-    if kind == "ties":
-        return rng.integers(-2, 3, shape).astype(np.float64)
-    x = rng.standard_normal(shape)
-    if kind == "nan":
-        x[rng.random(shape) < 0.1] = np.nan
-    elif kind == "inf":
-        x[rng.random(shape) < 0.15] = -np.inf
-        x[rng.random(shape) < 0.05] = np.inf
-    return x
 
 
 def _batch(rng: np.random.Generator, spatial: tuple) -> tuple:
@@ -63,7 +50,7 @@ class Case:
     seed: int = 0
 
     def input(self, dtype: Any = np.float64) -> np.ndarray:
-        return _data(np.random.default_rng(self.seed), self.shape, self.data).astype(dtype)
+        return pool_input(np.random.default_rng(self.seed), self.shape, self.data).astype(dtype)
 
     def __str__(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.kwargs.items())

@@ -22,19 +22,11 @@ import convscope as cs
 import convscope.functional as F
 from convscope.functional import pool
 from convscope.functional.norm import _affine_tiles
-from torch_ref import compare
+from torch_ref import compare, pool_input
 
 
-def _data(shape: tuple, kind: str, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "ties":  # few distinct values: neighbouring windows often pick the same cell
-        return rng.integers(-1, 2, shape).astype(np.float64)
-    x = rng.standard_normal(shape)
-    if kind == "nan":
-        x[rng.random(shape) < 0.05] = np.nan
-    elif kind == "inf":
-        x[rng.random(shape) < 0.2] = -np.inf
-    return x
+def _input(shape: tuple, kind: str) -> np.ndarray:
+    return pool_input(np.random.default_rng(0), shape, kind)
 
 
 def _both(op: str, x: np.ndarray, dtype: Any, **kwargs: Any) -> tuple[cs.Tensor, torch.Tensor, tuple, tuple]:
@@ -55,7 +47,7 @@ def _both(op: str, x: np.ndarray, dtype: Any, **kwargs: Any) -> tuple[cs.Tensor,
 def test_max_pool_gradient_is_torchs_float32_sum(kwargs: dict, kind: str) -> None:
     """Cells that overlapping windows pick receive the gradients summed in torch's order
     (output raster order), so the float32 gradient is equal bit for bit, not just close."""
-    x = _data((2, 5, 23, 26), kind)
+    x = _input((2, 5, 23, 26), kind)
     a, t, ours, theirs = _both("max_pool2d", x, np.float32, return_indices=True, **kwargs)
     np.testing.assert_array_equal(ours[0].numpy(), theirs[0].detach().numpy())
     np.testing.assert_array_equal(ours[1].numpy(), theirs[1].numpy())
@@ -77,7 +69,7 @@ def test_winning_offsets_wider_than_a_byte(op: str, shape: tuple, kwargs: dict, 
     geo = pool.pool_geometry(shape, op=op, **kwargs)
     assert pool._offset_type(geo.kernel, geo.dilation, geo.input) == np.dtype(dtype)
     compare(lambda v: getattr(F, op)(v, return_indices=True, **kwargs),
-            lambda v: getattr(TF, op)(v, return_indices=True, **kwargs), [_data(shape, kind)])
+            lambda v: getattr(TF, op)(v, return_indices=True, **kwargs), [_input(shape, kind)])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -91,7 +83,7 @@ def test_many_blocks_on_one_or_two_threads(op: str, kwargs: dict, threads: int) 
     with threadpool_limits(threads):
         assert len(pool._plane_blocks(210, 90 * 90)) % threads == 0
         compare(lambda v: getattr(F, op)(v, return_indices=True, **kwargs),
-                lambda v: getattr(TF, op)(v, return_indices=True, **kwargs), [_data(shape, "ties")],
+                lambda v: getattr(TF, op)(v, return_indices=True, **kwargs), [_input(shape, "ties")],
                 dtype=np.float32)
 
 
@@ -104,7 +96,7 @@ def test_disjoint_windows_write_their_gradient(kwargs: dict, kind: str) -> None:
     geo = pool.pool_geometry((2, 3, 17, 19), **kwargs)
     assert all(s >= pool.span(k, d) for k, s, d in zip(geo.kernel, geo.stride, geo.dilation))
     compare(lambda v: F.max_pool2d(v, return_indices=True, **kwargs),
-            lambda v: TF.max_pool2d(v, return_indices=True, **kwargs), [_data((2, 3, 17, 19), kind)])
+            lambda v: TF.max_pool2d(v, return_indices=True, **kwargs), [_input((2, 3, 17, 19), kind)])
 
 
 def test_disjoint_window_without_real_cells_sends_nothing() -> None:
@@ -128,7 +120,7 @@ def test_adaptive_max_even_bins_as_windows(shape: tuple, output_size: Any, kind:
     offsets and scatter back like a max pool with kernel = stride = bin."""
     op = f"adaptive_max_pool{len(shape) - 2}d"
     compare(lambda v: getattr(F, op)(v, output_size, return_indices=True),
-            lambda v: getattr(TF, op)(v, output_size, return_indices=True), [_data(shape, kind)])
+            lambda v: getattr(TF, op)(v, output_size, return_indices=True), [_input(shape, kind)])
 
 
 def test_max_pool_backward_keeps_only_the_winners() -> None:

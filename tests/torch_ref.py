@@ -104,3 +104,16 @@ def both_refuse(cs_fn: Callable, torch_fn: Callable, args: Sequence[Any], kwargs
     with pytest.raises(cs.ShapeError, match=match) as info:
         cs_fn(*[p[0] for p in pairs], **kwargs)
     return info.value
+
+
+def pool_input(rng: np.random.Generator, shape: tuple, kind: str) -> np.ndarray:
+    """Random input; "ties" has many equal values, "nan"/"inf" sprinkle non-finite cells."""
+    if kind == "ties":
+        return rng.integers(-2, 3, shape).astype(np.float64)
+    x = rng.standard_normal(shape)
+    if kind == "nan":
+        x[rng.random(shape) < 0.1] = np.nan
+    elif kind == "inf":
+        x[rng.random(shape) < 0.15] = -np.inf
+        x[rng.random(shape) < 0.05] = np.inf
+    return x
