@@ -57,6 +57,31 @@ def test_tile_map_raises_the_first_error_and_restores_blas_threads() -> None:
         assert _blas_threads() == before
 
 
+def test_tile_maps_on_several_caller_threads_restore_blas_threads() -> None:
+    """The single-threaded BLAS setting is the process's: callers that overlap must not leave
+    BLAS on one thread when the last of them is done (and a first call with an explicit thread
+    count finds the BLAS libraries itself)."""
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        start, errors = threading.Barrier(3), []
+
+        def caller() -> None:
+            start.wait()
+            try:
+                for _ in range(200):
+                    assert tile_map(lambda i: i, list(range(3)), 2) == [0, 1, 2]
+            except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
+                errors.append(exc)
+
+        callers = [threading.Thread(target=caller) for _ in range(3)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join()
+        assert not errors
+        assert _blas_threads() == before
+
+
 def test_nested_tile_map_runs_serially_and_one_thread_runs_on_the_caller() -> None:
     with threadpool_limits(2, user_api="blas"):
         assert thread_count() == 2

@@ -48,6 +48,8 @@ class _Pool:
     controller: Any = None
     blas: Any = None
     modules = 0  # len(sys.modules) at the last scan
+    single = 0  # calls inside _single_threaded_blas
+    saved: list[tuple[Any, int]] = []  # (library, thread count) before the first of them
 
     @classmethod
     def blas_controller(cls) -> Any:
@@ -87,16 +89,24 @@ def thread_count() -> int:
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     """BLAS limited to one thread meanwhile (the libraries' own setters: ~1 µs, against ~0.1 ms
-    for ``threadpool_limits``)."""
-    libs = _Pool.blas.lib_controllers
-    before = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    for ``threadpool_limits``). The setting is the process's: when several of the caller's
+    threads run kernels at once, the first to enter saves the counts and the last to leave
+    restores them (restoring per call could leave BLAS on one thread for good)."""
+    _Pool.blas_controller()
+    with _Pool.lock:
+        if _Pool.single == 0:
+            _Pool.saved = [(lib, lib.num_threads) for lib in _Pool.blas.lib_controllers]
+            for lib, _ in _Pool.saved:
+                lib.set_num_threads(1)
+        _Pool.single += 1
     try:
         yield
     finally:
-        for lib, count in zip(libs, before, strict=True):
-            lib.set_num_threads(count)
+        with _Pool.lock:
+            _Pool.single -= 1
+            if _Pool.single == 0:
+                for lib, count in _Pool.saved:
+                    lib.set_num_threads(count)
 
 
 def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = None) -> list[R]:
