@@ -30,7 +30,7 @@ from convscope.functional import jit
 from test_conv import SAMPLES as CONV_SAMPLES
 from test_conv import Sample
 from test_memory import SAMPLES as MEMORY_SAMPLES
-from test_memory import _near, _scratch_measured
+from test_memory import assert_scratch_rules_hold
 from torch_ref import compare
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same'"),
@@ -312,19 +312,8 @@ def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
 @pytest.mark.parametrize("sample", [s for s in MEMORY_SAMPLES if s[0].startswith("depthwise")], ids=lambda s: s[0])
 def test_scratch_rules_match_tracemalloc(sample: tuple, path: str) -> None:
     """test_memory's check of the depthwise ops, on each path: the rule describes the kernels
-    that run (at one thread, and between the one- and two-thread rules at two). A first call
-    compiles the kernels (or loads them from numba's cache): not a kernel's scratch."""
-    _scratch_measured(sample)
-    with threadpool_limits(1):
-        single, forward, backward = _scratch_measured(sample)
-    for rule, measured in ((single.workspace, forward), (single.backward_workspace, backward)):
-        assert _near(rule, measured), (path, single, forward, backward)
-    with threadpool_limits(2):
-        double, forward, backward = _scratch_measured(sample)
-    for low, high, measured in ((single.workspace, double.workspace, forward),
-                                (single.backward_workspace, double.backward_workspace, backward)):
-        assert _near(low, measured) or _near(high, measured) or low <= measured <= high, (path, double, forward,
-                                                                                          backward)
+    that run."""
+    assert_scratch_rules_hold(sample)
 
 
 def test_scratch_rules_follow_the_switch() -> None:
