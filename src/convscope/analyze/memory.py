@@ -272,18 +272,19 @@ def _forward_peak(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], b
         for t in ev.inputs:
             last[buffers.of(t)] = k
     live = {buffers.of(x): buffers.size[buffers.of(x)] for x in run.inputs}
-    peak = sum(live.values())
+    total = peak = sum(live.values())  # total: the bytes in ``live``, kept up to date
     held = 0  # closure arrays of the ops run so far
     for k, (ev, saved, rec) in enumerate(zip(run.events, rules, recorded)):
         key = buffers.of(ev.output)
-        if key not in is_param:
-            live.setdefault(key, buffers.size[key])
-        peak = max(peak, sum(live.values()) + held + saved.extra_bytes + saved.workspace)
+        if key not in is_param and key not in live:
+            live[key] = buffers.size[key]
+            total += live[key]
+        peak = max(peak, total + held + saved.extra_bytes + saved.workspace)
         held += saved.extra_bytes if rec else 0
         for t in ev.inputs:
             key = buffers.of(t)
             if last.get(key) == k and key not in kept:
-                live.pop(key, None)
+                total -= live.pop(key, 0)
     return peak
 
 

@@ -8,7 +8,6 @@ Costs and receptive fields come from the rules each op registers beside its kern
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..nn._utils import meta_parameters
 from ..nn.module import Module
-from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field
+from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field, nbytes
 from ..tensor import Tensor
 from . import conventions, memory, render, symbolic
 from .conventions import Convention
@@ -213,21 +212,10 @@ def _own_parameters(module: Module, convention: Convention) -> tuple[list[Tensor
 def _custom_count(module: Module) -> Any:
     """The module's ``parameter_count`` method, or None (looked up without the cost of a
     failed ``Module.__getattr__`` for the many modules that have none)."""
-    if "parameter_count" in module.__dict__ or hasattr(type(module), "parameter_count"):
+    if module._has_attribute("parameter_count"):
         custom = getattr(module, "parameter_count", None)
         return custom if callable(custom) else None
     return None
-
-
-def _param_count(module: Module, convention: Convention) -> tuple[int, int]:
-    """(count, trainable count) of a module's own parameters, as :func:`_param_formula`
-    gives them, without building the formula."""
-    own, trainable = _own_parameters(module, convention)
-    custom = _custom_count(module)
-    if custom is not None:
-        count, _ = custom()
-        return count, min(count, trainable)
-    return sum(p.numel() for p in own), trainable
 
 
 def _param_formula(module: Module, convention: Convention) -> tuple[int, int, str]:
@@ -350,7 +338,7 @@ class _Builder:
                 row = LayerRow(f"{parent}.{ev.op}" if parent else ev.op, ev.op, parent.count(".") + 2 if parent else 1,
                                [tuple(t.shape) for t in ev.inputs], output_shape)
                 self._add_cost(row, cost, ev.op)
-                row.activation_bytes = _nbytes(ev.output)
+                row.activation_bytes = nbytes(ev.output)
                 row.receptive_field = self.field_out(ev.output)
                 self.row_outputs[id(row)] = ev.output
                 pending.append((ev.tick, row))
@@ -385,7 +373,7 @@ class _Builder:
             bias_shape=None if bias is None else tuple(bias.shape),
             params=params, trainable_params=trainable, params_formula=formula)
         if outs:
-            row.activation_bytes = _nbytes(outs[0])
+            row.activation_bytes = nbytes(outs[0])
             row.receptive_field = self.field_out(outs[0])
             self.row_outputs[id(row)] = outs[0]
         return row
@@ -395,11 +383,7 @@ class _Builder:
         output is a fresh buffer (a view shares its base), freed after its last use; the
         model's inputs are live until their last use too (see :func:`memory.inference_peak`)."""
         peak, scratch = memory.inference_peak(self.run)
-        return peak, scratch, sum(_nbytes(x) for x in self.run.inputs)
-
-
-def _nbytes(t: Tensor) -> int:
-    return math.prod(t.shape) * t.dtype.itemsize
+        return peak, scratch, sum(nbytes(x) for x in self.run.inputs)
 
 
 def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
@@ -510,13 +494,13 @@ def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any
     called = {id(c.module) for c in run.calls}
     unused, _ = _count_parameters((m for m in modules if id(m) not in called), counting)
     peak, scratch, input_bytes = builder.peak_activation_bytes()
-    params = list({id(p): p for m in modules for p in m._parameters.values() if p is not None}.values())
+    params = list(net.parameters())
     totals = Totals(
         params=total_params, trainable_params=trainable,
         macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
         param_bytes=sum(p.numel() * p.dtype.itemsize for p in params),
         input_bytes=input_bytes, peak_activation_bytes=peak,
-        output_bytes=sum(_nbytes(t) for t in output_tensors(run.output)), peak_scratch_bytes=scratch)
+        output_bytes=sum(nbytes(t) for t in output_tensors(run.output)), peak_scratch_bytes=scratch)
     result = Summary(name, [m.shape for m in metas], rows, totals, list(builder.uncounted.values()), run.error,
                      0 if run.error else unused, counting.name)
     if optimizer is not None and run.error is None:
@@ -537,7 +521,10 @@ def _count_parameters(modules: Any, convention: Convention,
         seen.update(id(p) for p in own)
         if not own:
             continue
-        count, train = counted[id(module)] if counted and id(module) in counted else _param_count(module, convention)
+        if counted and id(module) in counted:
+            count, train = counted[id(module)]
+        else:
+            count, train, _ = _param_formula(module, convention)
         total += count
         trainable += train
     return total, trainable

@@ -446,7 +446,7 @@ _JIT_FLAT_LENGTH = 1024
 
 def _jit_kernels(dtype: Any) -> Any:
     """The compiled depthwise kernels when they run for ``dtype`` (see :mod:`.jit`), else None."""
-    return jit.kernels() if np.dtype(dtype) in _JIT_DTYPES and jit.active() else None
+    return jit.kernels() if np.dtype(dtype) in _JIT_DTYPES else None
 
 
 def _jit_runs(item: int) -> bool:
