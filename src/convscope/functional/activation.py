@@ -96,7 +96,7 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
     return unary("hardtanh", input, lambda a: np.clip(a, min_val, max_val),
-                 lambda g, a, o: np.where((a <= min_val) | (a >= max_val), 0, g),
+                 lambda g, a, o: _zero_where((a <= min_val) | (a >= max_val), g),
                  attrs={"min_val": min_val, "max_val": max_val})
 
 
