@@ -477,6 +477,24 @@ def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> N
     tile_map(work, _plane_blocks(planes, plane_size))
 
 
+def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
+                phases: bool = True) -> np.ndarray:
+    """Sum over every window of ``planes`` ``(P, *input)`` divided by ``divisor`` (a scalar,
+    or per window): ``(P, *out)``, block by block, taps in torch's order; padding is skipped."""
+    out = np.zeros((planes.shape[0],) + geo.out, planes.dtype)
+
+    def block(b: slice) -> None:
+        total = out[b]
+        with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
+            for _, windows, cells in _tap_reads(planes[b], geo, taps, phases):
+                view = total[(Ellipsis,) + windows]
+                np.add(view, cells, out=view)
+        np.divide(total, divisor, out=total)
+
+    _by_planes(block, planes.shape[0], math.prod(geo.input))
+    return out
+
+
 def _pooled_max(planes: np.ndarray, geo: PoolGeometry, winners: bool,
                 phases: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Max over every window of ``planes`` ``(P, *input)``: the maxima ``(P, *out)`` and, with
@@ -557,17 +575,7 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
     xd, taps = x.data, _taps(geo)
     divisor = _avg_divisor(geo, count_include_pad, divisor_override, x.dtype)
     planes = xd.reshape((-1,) + geo.input)
-    out = np.zeros((planes.shape[0],) + geo.out, x.dtype)
-
-    def forward(b: slice) -> None:
-        total = out[b]
-        with np.errstate(invalid="ignore"):  # inf − inf gives NaN, silently as in torch
-            for _, windows, cells in _tap_reads(planes[b], geo, taps):  # torch's order; padding is skipped
-                view = total[(Ellipsis,) + windows]
-                np.add(view, cells, out=view)
-        np.divide(total, divisor, out=total)
-
-    _by_planes(forward, planes.shape[0], math.prod(geo.input))
+    out = _pooled_sum(planes, geo, taps, divisor)
 
     windows = out.shape  # the closure keeps the shape, not the output
 
@@ -846,18 +854,7 @@ def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
         geo = _bin_windows(in_sizes, cells)
         taps = _taps(geo)
         planes = xd.reshape((-1,) + geo.input)
-        out = np.zeros((planes.shape[0],) + geo.out, xd.dtype)
-
-        def forward(b: slice) -> None:
-            total = out[b]
-            with np.errstate(invalid="ignore"):
-                for _, windows, read in _tap_reads(planes[b], geo, taps, _phases(cells)):
-                    view = total[(Ellipsis,) + windows]
-                    np.add(view, read, out=view)
-            total /= math.prod(cells)
-
-        _by_planes(forward, planes.shape[0], math.prod(geo.input))
-        out = out.reshape(shape)
+        out = _pooled_sum(planes, geo, taps, xd.dtype.type(math.prod(cells)), _phases(cells)).reshape(shape)
 
     def backward(g: np.ndarray) -> tuple:
         if cells is not None:  # each cell gets its one bin's share
