@@ -67,7 +67,7 @@ from ..rules import (
 from ..tensor import Tensor, make_result
 from . import jit, winograd
 from .pad import constant_pad_array
-from .parallel import Scratch, matmul, thread_count, tile_map
+from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span
 
 __all__ = [
@@ -1219,11 +1219,6 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
                  zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
 
 
-def _concurrent(count: int, threads: int) -> int:
-    """Items of :func:`tile_map` in flight at once: each has its own scratch buffers."""
-    return min(threads, count) if threads > 1 and count > 1 else 1
-
-
 def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
     """(tiles in flight, positions of the largest tile): window positions, or with ``flat`` the
     planar path's flat positions (the cells past each row's last window included)."""
@@ -1231,7 +1226,7 @@ def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None
         size = max(t.positions for t in tiles)
     else:
         size = max(t.samples * flat.tile_span(t)[1] for t in tiles)
-    return _concurrent(len(tiles), threads), size
+    return in_flight(len(tiles), threads), size
 
 
 def _scratch_rule(rule: Callable[..., int]) -> Callable[..., int]:
@@ -1340,7 +1335,7 @@ def _depthwise_rows(n: int, c_out: int, padded: tuple[int, ...], windows: tuple[
     length = _FlatTaps(padded, geo, windows).length
     rows, row = n * geo.groups, c_out // geo.groups * length
     step = max(1, min(rows, _BLOCK_ELEMENTS // row))
-    busy = _concurrent(-(-rows // step), threads)
+    busy = in_flight(-(-rows // step), threads)
     return rows * row, busy * step * row, busy * step * length
 
 
@@ -1351,7 +1346,7 @@ def _depthwise_jit_scratch(kernel: str, n: int, c_out: int, padded: tuple[int, .
     (For finite weights: the input gradient for non-finite ones allocates less.)"""
     per_out = c_out // geo.groups
     plan = _JitPlan(n, geo, per_out, padded, windows)
-    rows_busy = _concurrent(len(plan.row_blocks(threads)), threads)
+    rows_busy = in_flight(len(plan.row_blocks(threads)), threads)
     width, stride = plan.windows[2], plan.stride[2]
     strided = (width - 1) * stride + 1  # a row of windows at every position
     run = max((min(plan.rows, plan.windows[1]) - 1) * plan.pitch[1] + width, strided)  # and rows at a time
@@ -1364,7 +1359,7 @@ def _depthwise_jit_scratch(kernel: str, n: int, c_out: int, padded: tuple[int, .
         sizes = [p + r for p, r in zip(plan.padded, reach, strict=True)]  # the padded output gradient
         gather_run = (_jit_rows(plan.padded, sizes[2], plan.stride) - 1) * sizes[2] + plan.padded[2]
         return rows_busy * (per_out * math.prod(sizes) + gather_run)
-    channels_busy = _concurrent(len(plan.channel_blocks(threads)), threads)
+    channels_busy = in_flight(len(plan.channel_blocks(threads)), threads)
     rows = min(plan.rows, plan.windows[1])
     across = plan.pitch[1] if rows > 1 else strided  # a row of lanes
     return channels_busy * ((plan.offsets.size + 1) * rows * across + across)  # lanes, spread rows, a fold

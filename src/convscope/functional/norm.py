@@ -39,7 +39,7 @@ from ..rules import (
     size_rule,
 )
 from ..tensor import Tensor, is_grad_enabled, make_result
-from .parallel import Scratch, thread_count, tile_map
+from .parallel import Scratch, in_flight, thread_count, tile_map
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
 
@@ -590,7 +590,7 @@ def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> S
         tiles = _affine_tiles(x.shape[1], per_channel, thread_count())
         rows = 2 * (tiles[0].stop - tiles[0].start) * per_channel * item  # a tile's scale and shift rows
         return Saved(tuple(range(len(inputs))), extra=(("scale", 2 * x.shape[1] * item),),
-                     workspace=min(thread_count(), len(tiles)) * rows, backward_workspace=2 * size)
+                     workspace=in_flight(len(tiles), thread_count()) * rows, backward_workspace=2 * size)
     if "normalized_shape" in attrs:
         stats = numel(x.shape) // max(numel(attrs["normalized_shape"]), 1)
     elif "num_groups" in attrs:

@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Scratch", "matmul", "thread_count", "tile_map"]
+__all__ = ["Scratch", "in_flight", "matmul", "thread_count", "tile_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -164,6 +164,12 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
     if errors:
         raise errors[0]
     return results
+
+
+def in_flight(count: int, threads: int) -> int:
+    """Items of a :func:`tile_map` over ``count`` items on ``threads`` threads that run at once,
+    each with its own :class:`Scratch` buffers (the memory rules' count of busy threads)."""
+    return min(threads, count) if threads > 1 and count > 1 else 1
 
 
 class Scratch:

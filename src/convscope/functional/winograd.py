@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .parallel import Scratch, matmul, thread_count, tile_map
+from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 
 __all__ = ["forward", "grad_input", "scratch_elements"]
 
@@ -189,7 +189,7 @@ def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: 
     and per busy thread its item's parity-split tiles, their row pass and transform, the
     product and its row pass."""
     items = _items(n, out, c + c_out, item, threads)
-    busy = min(threads, len(items)) if threads > 1 and len(items) > 1 else 1
+    busy = in_flight(len(items), threads)
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
     tiles = samples * rows * cols
