@@ -93,14 +93,12 @@ class Axis:
         the first and the last unit, where they part most, stepping as whichever path
         gives the smaller box."""
         flag = self.input_dependent or other.input_dependent
-        if self.jump == other.jump:  # the usual case (a residual addition): one box, no stepping apart
-            start, size, other_start, other_size = self.start, self.size, other.start, other.size
-            if _whole(start, size, other_start, other_size):  # int arithmetic, several times faster
-                lo = min(start.numerator, other_start.numerator)
-                hi = max(start.numerator + size.numerator, other_start.numerator + other_size.numerator)
-                return Axis(Fraction(hi - lo), self.jump, Fraction(lo), flag)
-            lo, hi = min(start, other_start), max(start + size, other_start + other_size)
-            return Axis(hi - lo, self.jump, lo, flag)
+        start, size, other_start, other_size = self.start, self.size, other.start, other.size
+        if self.jump == other.jump and _whole(start, size, other_start, other_size):
+            # the usual case (a residual addition): one box, in int arithmetic (several times faster)
+            lo = min(start.numerator, other_start.numerator)
+            hi = max(start.numerator + size.numerator, other_start.numerator + other_size.numerator)
+            return Axis(Fraction(hi - lo), self.jump, Fraction(lo), flag)
         last = max(count - 1, 0)
 
         def bound(jump: Fraction) -> Axis:
