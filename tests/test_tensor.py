@@ -1,10 +1,13 @@
 """Tensor, autograd and the element-wise/shape ops, checked against torch."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import convscope as cs
+from convscope.tensor import make_result
 from torch_ref import assert_close, compare
 
 RNG = np.random.default_rng(1234)
@@ -164,3 +167,174 @@ def test_grad_mode_is_per_thread():
     assert seen["main"] and cs.is_grad_enabled()
     with cs.no_grad(), cs.enable_grad():
         assert (x * 2).requires_grad
+
+
+# --- leaf gradients: no copy when nothing else can reach the gradient, never an alias ----------------
+def test_a_leafs_gradient_is_its_own_array_whatever_the_closures_return():
+    """Closures hand back the upstream gradient itself (add, x·1 through add), one array for
+    two parents (add), the user's seed (a leaf's own backward), a view of it: every leaf's
+    ``.grad`` is then a copy, sharing memory with no other leaf's gradient nor with the seed."""
+    a, b = cs.tensor(np.ones(3), requires_grad=True), cs.tensor(np.ones(3), requires_grad=True)
+    seed = np.array([1.0, 2.0, 3.0])
+    (a + b).backward(seed)  # add returns (g, g): the seed itself, to both leaves
+    (a * 1).sum()  # no backward: a is untouched
+    assert not np.shares_memory(a.grad, b.grad) and not np.shares_memory(a.grad, seed)
+    seed[:] = 0  # the user reuses the seed: the gradients keep their values
+    a.grad[0] = 9
+    np.testing.assert_array_equal(a.grad, [9, 2, 3])
+    np.testing.assert_array_equal(b.grad, [1, 2, 3])
+    x = cs.tensor(np.ones(3), requires_grad=True)
+    g = np.full(3, 4.0)
+    x.backward(g)  # a leaf's own seed
+    g[:] = 0
+    np.testing.assert_array_equal(x.grad, [4, 4, 4])
+    y = cs.tensor(np.ones((2, 3)), requires_grad=True)
+    seed2 = np.arange(6.0)
+    y.reshape(6).backward(seed2)  # a view of the seed
+    assert not np.shares_memory(y.grad, seed2)
+
+
+def test_x_plus_x_and_x_times_one_sum_their_gradients():
+    x = cs.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x + x).backward(np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad, [2, 20])
+    z = cs.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    g = np.array([3.0, 4.0])
+    (z * 1 + z).backward(g)
+    np.testing.assert_array_equal(z.grad, [6, 8])
+    np.testing.assert_array_equal(g, [3, 4])
+
+
+def test_a_closures_saved_array_is_never_handed_out_or_changed():
+    """A closure may return an array it keeps (here: the same constant every time); the leaf
+    gets a copy, and accumulating a second backward leaves the closure's array alone."""
+    saved = np.array([1.0, 2.0])
+    x = cs.tensor(np.zeros(2), requires_grad=True)
+    for expected in ([1, 2], [2, 4]):
+        out = make_result("constant_grad", np.zeros(2), (x,), lambda g: (saved,))
+        out.backward(np.ones(2))
+        np.testing.assert_array_equal(x.grad, expected)
+        np.testing.assert_array_equal(saved, [1, 2])
+        assert not np.shares_memory(x.grad, saved)
+    view = make_result("view_grad", np.zeros(2), (x,), lambda g: (saved[::-1][::-1],))
+    view.backward(np.ones(2))
+    assert not np.shares_memory(x.grad, saved)
+
+
+def test_accumulating_keeps_a_retained_gradient_and_its_views():
+    """A second backward adds in place only when ``.grad`` is the array's one holder: a
+    reference kept before (or a view of it, or an array the user assigned) keeps its values."""
+    x = cs.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * x).sum().backward()
+    first, row = x.grad, x.grad[:1]
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(first, [2, 4])
+    np.testing.assert_array_equal(row, [2])
+    np.testing.assert_array_equal(x.grad, [5, 7])
+    mine = np.array([10.0, 10.0])
+    x.grad = mine
+    (x * 1).sum().backward()
+    np.testing.assert_array_equal(mine, [10, 10])
+    np.testing.assert_array_equal(x.grad, [11, 11])
+
+
+def test_a_fresh_gradient_is_kept_without_a_copy_and_accumulated_in_place():
+    """Nothing else holds a max pool's input gradient: it becomes ``.grad`` as it is (peak
+    memory of the backward: one gradient, not two), and the next backward adds into it."""
+    import tracemalloc
+
+    import convscope.functional as F
+
+    warm = cs.tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+    F.max_pool2d(warm, 3, 2, 1).sum().backward()  # loads (or compiles) the optional compiled kernels
+    x = cs.tensor(np.random.default_rng(0).standard_normal((4, 8, 64, 64)), requires_grad=True)
+    y = F.max_pool2d(x, 3, 2, 1)
+    upstream = np.ones(y.shape)
+    tracemalloc.start()
+    y.backward(upstream)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert x.grad.nbytes <= peak < 1.5 * x.grad.nbytes
+    before = id(x.grad)
+    F.max_pool2d(x, 3, 2, 1).backward(upstream)
+    assert id(x.grad) == before
+    want = torch.tensor(x.numpy(), requires_grad=True)
+    for _ in range(2):
+        torch.nn.functional.max_pool2d(want, 3, 2, 1).backward(torch.from_numpy(upstream))
+    np.testing.assert_array_equal(x.grad, want.grad.numpy())
+
+
+def test_two_leaves_fed_from_one_fresh_array_do_not_share_it():
+    """A closure that returns one fresh array for two parents: the first leaf to take it sees a
+    second holder and copies; the other may keep it."""
+    a, b = cs.tensor(np.ones(4), requires_grad=True), cs.tensor(np.ones(4), requires_grad=True)
+    out = make_result("twice", np.zeros(4), (a, b), lambda g: (g * 2,) * 2)
+    out.backward(np.ones(4))
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad += 1
+    np.testing.assert_array_equal(b.grad, [2, 2, 2, 2])
+
+
+def test_reference_counts_tell_a_second_holder():
+    """The engine's count of references (calibrated at import on this interpreter) sees one
+    variable alone, then a second holder, then a view's hold on its base."""
+    engine = sys.modules["convscope.tensor"]
+    if engine._ALONE is None:
+        pytest.skip("this interpreter has no reference counts: leaf gradients are always copied")
+    a = np.empty(3)
+    assert engine._references(a) == engine._ALONE
+    held = [a]
+    assert engine._references(a) == engine._ALONE + 1 and engine._private(a)
+    view = np.empty(4).reshape(2, 2)
+    assert engine._private(view)
+    base = view.base
+    assert not engine._private(view)  # ``base`` is a second way to its memory
+    del held, base
+    assert not engine._private(view[:, :1]) and not engine._private(view.T)
+
+
+def _tracked_closure(refs: list):
+    """A backward closure returning a fresh array, remembered by a weak reference (which leaves
+    the reference count alone)."""
+    import weakref
+
+    def backward(g):
+        fresh = g * 2
+        refs.append(weakref.ref(fresh))
+        return (fresh,)
+
+    return backward
+
+
+@pytest.mark.parametrize("counts", [True, False], ids=["refcounts", "no_refcounts"])
+def test_the_closures_own_array_becomes_grad_unless_counts_cannot_tell(counts, monkeypatch):
+    """torch's rule: a fresh gradient nothing else holds becomes ``.grad`` itself, and the next
+    one adds into it; without reference counts (another interpreter) always a copy, then a sum."""
+    if not counts:
+        monkeypatch.setattr(sys.modules["convscope.tensor"], "_ALONE", None)
+    elif sys.modules["convscope.tensor"]._ALONE is None:
+        pytest.skip("this interpreter has no reference counts")
+    x = cs.tensor(np.ones(3), requires_grad=True)
+    refs: list = []
+    for expected in ([2, 2, 2], [4, 4, 4]):
+        make_result("fresh", np.zeros(3), (x,), _tracked_closure(refs)).backward(np.ones(3))
+        np.testing.assert_array_equal(x.grad, expected)
+    assert (refs[0]() is x.grad) == counts  # kept (then added into) or copied
+    assert refs[1]() is None  # the second gradient was added, then freed
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_large_gradient_accumulates_in_parts_on_the_threads(threads):
+    """Past a million elements the in-place sum runs in parts (the last one shorter) on the
+    engine's threads: the same bits as one sum."""
+    from threadpoolctl import threadpool_limits
+
+    engine = sys.modules["convscope.tensor"]
+    n = engine._ADD_PARALLEL + engine._ADD_PART // 3
+    upstream = np.random.default_rng(2).standard_normal(n).astype(np.float32)
+    x = cs.tensor(np.zeros(n, np.float32), requires_grad=True)
+    with threadpool_limits(threads, user_api="blas"):
+        for _ in range(3):
+            make_result("scaled", np.zeros(n, np.float32), (x,), lambda g: (g * np.float32(1.5),)).backward(upstream)
+    part = upstream * np.float32(1.5)
+    np.testing.assert_array_equal(x.grad, part + part + part)

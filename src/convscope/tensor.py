@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -225,18 +226,90 @@ class Tensor:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            if node._backward is None:
-                node.grad = g.copy() if node.grad is None else node.grad + g
-                continue
-            for parent, pg in zip(node._parents, node._backward(g)):
-                if pg is None or not parent.requires_grad:
-                    continue
-                if pg.shape != parent.shape:
-                    raise AssertionError(f"internal: {node.op} gave grad {pg.shape} for parent {parent.shape}")
-                key = id(parent)
-                grads[key] = pg.astype(parent.dtype, copy=False) if key not in grads else grads[key] + pg
+            if node._backward is not None:
+                _send_to_parents(node, g, grads)
+            elif node.grad is None:
+                # torch's rule: the gradient itself when nothing else can reach it, else a copy
+                # (``g`` may be the seed, the upstream gradient, another leaf's, a closure's array)
+                node.grad = g if _ALONE is not None and _references(g) == _ALONE and _private(g) else g.copy()
+            else:
+                current = node.grad
+                # in place when only ``.grad`` holds it (a reference the user kept sees no change)
+                if (_ALONE is not None and _references(current) == _ALONE + 1 and _private(current)
+                        and current.shape == g.shape and current.dtype == g.dtype):
+                    _add_into(current, g)
+                else:
+                    node.grad = current + g
 
     # --- arithmetic (implemented in ops.py; bound below) ----------------------------------
+
+
+def _send_to_parents(node: Tensor, g: np.ndarray, grads: dict[int, np.ndarray]) -> None:
+    """Run ``node``'s backward closure on its gradient ``g`` and add the parents' gradients to
+    ``grads`` (a function of its own: its locals, the last gradient among them, are gone when
+    the caller counts the references to a leaf's gradient)."""
+    for parent, pg in zip(node._parents, node._backward(g)):
+        if pg is None or not parent.requires_grad:
+            continue
+        if pg.shape != parent.shape:
+            raise AssertionError(f"internal: {node.op} gave grad {pg.shape} for parent {parent.shape}")
+        key = id(parent)
+        grads[key] = pg.astype(parent.dtype, copy=False) if key not in grads else grads[key] + pg
+
+
+def _references(a: object) -> int:
+    """``sys.getrefcount(a)`` seen from here: compared with :data:`_ALONE`, how many references
+    to ``a`` exist besides the caller's one variable (call it as ``_references(v)``)."""
+    return sys.getrefcount(a)
+
+
+def _calibrate() -> int | None:
+    """What :func:`_references` says of an object that one variable of the caller holds and
+    nothing else, measured the same way as it is used; None where reference counts do not
+    tell (an interpreter without them, or one whose count of a second holder is not one more)."""
+    if not hasattr(sys, "getrefcount"):
+        return None
+    fresh = np.empty(0)
+    alone = _references(fresh)
+    holder = [fresh]
+    return alone if _references(holder[0]) == alone + 1 else None
+
+
+_ALONE = _calibrate()
+
+
+def _private(a: np.ndarray) -> bool:
+    """Whether no other array can reach ``a``'s memory (its references are counted by the
+    caller): a plain, writeable, C-contiguous ndarray that owns its memory or is a view of
+    all of an array only it references (a reshaped result). Views of the user's arrays, of
+    saved arrays and read-only or strided views fail, and are copied."""
+    if type(a) is not np.ndarray or not a.flags.writeable or not a.flags.c_contiguous:
+        return False
+    if a.flags.owndata:
+        return True
+    base = a.base
+    return (type(base) is np.ndarray and base.flags.owndata and base.nbytes == a.nbytes
+            and _references(base) == _ALONE + 1)  # held by ``a`` alone
+
+
+# A leaf gradient of at least this many elements adds in place in parts of ``_ADD_PART`` on
+# the engine's threads, as torch's in-place add runs on its threads (8×64×112² float32 on two
+# idle cores: 1.05 ms against 1.6 ms in one call); smaller ones in one call.
+_ADD_PARALLEL = 1 << 20
+_ADD_PART = 1 << 18
+
+
+def _add_into(total: np.ndarray, g: np.ndarray) -> None:
+    """``total += g`` (``total`` C-contiguous, ``g`` of its shape and dtype): element-wise, so
+    the same bits in parts on the threads of :func:`~convscope.functional.parallel.tile_map`."""
+    if total.size < _ADD_PARALLEL or not g.flags.c_contiguous:
+        np.add(total, g, out=total)
+        return
+    from .functional.parallel import tile_map  # here: convscope.functional imports this module
+
+    flat, add = total.reshape(-1), g.reshape(-1)
+    tile_map(lambda i: np.add(flat[i:i + _ADD_PART], add[i:i + _ADD_PART], out=flat[i:i + _ADD_PART]),
+             range(0, flat.size, _ADD_PART))
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

@@ -1,19 +1,29 @@
-"""Optional compiled kernels (numba) for depthwise convolutions, and the switch that turns them off.
+"""Optional compiled kernels (numba) for depthwise convolutions, pooling and batch norm, and their switch.
 
-NumPy has no fused loop over a depthwise convolution's taps: its kernels make two passes over
-the planes per tap. With numba installed (``pip install "convscope[jit]"``), depthwise
-convolutions (one input channel per group, any channel multiplier, stride, dilation, padding,
-1-d to 3-d; forward, input and weight gradients; float32 and float64) run compiled loops
-instead: one pass over a plane for nine taps (a 3×3 kernel) or three, blocks of planes on the
-engine's threads (as many as ``threadpoolctl`` allows BLAS, like the other kernels): 1.5-4×
-faster than the NumPy kernels on MobileNet's layers. Other dtypes, and every process without
-numba, run the NumPy kernels; both give the same results within float rounding, propagate NaN
-and infinity alike, and are tested against PyTorch.
+NumPy has no fused loop over a kernel's taps: its passes go over the planes once per tap, and
+scatters (``np.add.at``) run element by element through Python-level dispatch. With numba
+installed (``pip install "convscope[jit]"``) these run compiled loops instead, float32 and
+float64, blocks of planes on the engine's threads (as many as ``threadpoolctl`` allows BLAS,
+like the other kernels):
 
-``import convscope`` does not import numba. The first depthwise convolution does (about half a
-second) and compiles the kernels for its dtype (about five seconds, once), then they load from
-numba's cache next to the module (``__pycache__``; a read-only install uses the user's cache
-directory, or compiles again in each process when there is none).
+- depthwise convolutions (one input channel per group, any channel multiplier, stride,
+  dilation, padding, 1-d to 3-d; forward, input and weight gradients): one pass over a plane
+  for nine taps (a 3×3 kernel) or three, 1.5-4× faster than the NumPy kernels on MobileNet's
+  layers (``_depthwise_numba``);
+- the backward of max pooling and of adaptive max pooling over even bins (each window's
+  gradient added onto its winning cell, in torch's order), average and LP pooling forward and
+  backward, adaptive average pooling over even bins forward, and eval batch norm (``x·scale +
+  shift`` per channel, one pass): 1.5-2× faster than the NumPy kernels, float32 sums in torch's
+  order (``_pool_numba``).
+
+Other dtypes, and every process without numba, run the NumPy kernels; both give the same
+results within float rounding (bit for bit where the NumPy kernel sums in the same order),
+propagate NaN and infinity alike, and are tested against PyTorch.
+
+``import convscope`` does not import numba. The first call that runs a compiled kernel does
+(about half a second) and compiles the kernels for its dtypes (a few seconds, once), then they
+load from numba's cache next to the module (``__pycache__``; a read-only install uses the
+user's cache directory, or compiles again in each process when there is none).
 
 Switch the compiled kernels off for a block, or for the process:
 
@@ -23,8 +33,8 @@ Switch the compiled kernels off for a block, or for the process:
 False
 >>> jit.set_enabled(True)
 
-Unlike PyTorch (whose depthwise kernels are always compiled in), convscope computes the same
-convolution with or without the extra; :func:`active` says which kernels the next call runs.
+Unlike PyTorch (whose kernels are always compiled in), convscope computes the same results
+with or without the extra; :func:`active` says which kernels the next call runs.
 """
 
 from __future__ import annotations
@@ -37,28 +47,36 @@ import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
-__all__ = ["active", "available", "enabled", "kernels", "set_enabled"]
+import numpy as np
+
+__all__ = ["active", "available", "enabled", "kernels", "runs", "set_enabled"]
+
+# The kernel modules by family: (module name, the ``_State`` attribute that holds it once imported).
+_FAMILIES = {"depthwise": ("_depthwise_numba", "module"), "pool": ("_pool_numba", "pool")}
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _State:
     """Whether the compiled kernels may run (the process default, and a per-context override
-    from :func:`enabled`), and the kernel module once imported."""
+    from :func:`enabled`), and the kernel modules once imported."""
 
     default = True
     override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("convscope_jit", default=None)
     lock = threading.Lock()
     installed: bool | None = None  # numba findable, without importing it
-    module: ModuleType | None = None
-    error: str | None = None  # why importing the kernels failed
+    module: ModuleType | None = None  # the depthwise kernels
+    pool: ModuleType | None = None  # the pooling and batch-norm kernels
+    error: str | None = None  # why importing kernels failed (then none run)
 
 
 def available() -> bool:
     """Whether numba is installed and (as far as known) imports; does not import it."""
-    if _State.module is not None:
-        return True
     if _State.error is not None:
         return False
+    if _State.module is not None or _State.pool is not None:
+        return True
     if _State.installed is None:
         try:
             _State.installed = importlib.util.find_spec("numba") is not None
@@ -68,9 +86,15 @@ def available() -> bool:
 
 
 def active() -> bool:
-    """Whether the next depthwise convolution (float32 or float64) runs the compiled kernels."""
+    """Whether the next call that has compiled kernels (float32 or float64) runs them."""
     override = _State.override.get()
     return (_State.default if override is None else override) and available()
+
+
+def runs(dtype: Any) -> bool:
+    """Whether the next call on arrays of ``dtype`` runs compiled kernels: :func:`active`, and
+    float32 or float64 (the memory rules ask this; it does not import numba)."""
+    return np.dtype(dtype) in _DTYPES and active()
 
 
 @contextlib.contextmanager
@@ -91,18 +115,20 @@ def set_enabled(flag: bool) -> None:
     _State.default = bool(flag)
 
 
-def kernels() -> ModuleType | None:
-    """The compiled kernels' module, imported (with numba) on first call; ``None`` when they
-    are switched off or numba is missing or fails to import (a warning says why, once)."""
+def kernels(family: str = "depthwise") -> ModuleType | None:
+    """The compiled kernels of ``family`` (``"depthwise"`` or ``"pool"``: pooling and batch
+    norm), their module imported (with numba) on first call; ``None`` when they are switched
+    off or numba is missing or fails to import (a warning says why, once; then no family runs)."""
+    name, slot = _FAMILIES[family]
     if not active():
         return None
-    if _State.module is None:
+    if getattr(_State, slot) is None:
         with _State.lock:
-            if _State.module is None and _State.error is None:
+            if getattr(_State, slot) is None and _State.error is None:
                 try:
-                    _State.module = importlib.import_module(f"{__package__}._depthwise_numba")
+                    setattr(_State, slot, importlib.import_module(f"{__package__}.{name}"))
                 except Exception as exc:  # a broken numba/llvmlite install: fall back, say so
                     _State.error = f"{type(exc).__name__}: {exc}"
-                    warnings.warn(f"convscope: the compiled depthwise kernels are off: numba failed to import "
+                    warnings.warn(f"convscope: the compiled kernels are off: numba failed to import "
                                   f"({_State.error}); the NumPy kernels run instead", RuntimeWarning, stacklevel=2)
-    return _State.module
+    return None if _State.error is not None else getattr(_State, slot)

@@ -4,8 +4,9 @@ Batch, instance, layer and group norm share one fused kernel: view the input so 
 statistics are reductions over some axes, normalise, apply a per-element affine map; the
 backward is the closed form ``dx = invstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))`` instead of a
 chain of small ops. The passes run block by block along an axis the statistics keep, blocks
-shared out over the threads (:mod:`.parallel`). Running statistics are updated in place,
-outside the graph, as in torch.
+shared out over the threads (:mod:`.parallel`). With constant statistics (eval batch norm)
+the map is one scale and shift per channel, one compiled pass with numba (:mod:`.jit`).
+Running statistics are updated in place, outside the graph, as in torch.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..rules import (
     size_rule,
 )
 from ..tensor import Tensor, is_grad_enabled, make_result
+from . import jit
 from .parallel import Scratch, in_flight, thread_count, tile_map
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
@@ -142,14 +144,20 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     """``out = x·scale + shift`` with one scale and shift per channel (axis 1).
 
     Shapes: ``x`` and ``out`` ``(N, C, *)``, ``scale`` and ``shift`` ``(C,)``. Tiles of
-    channels are shared out over the threads; a tile spreads its scales and shifts into rows
-    as long as a channel's plane, so that both passes run contiguous and unbroadcast (a
-    stride-0 operand halves NumPy's speed), sample by sample while the output is in cache.
+    channels are shared out over the threads. Compiled (:mod:`.jit`), a tile is one pass over
+    its planes (the same bits: a product rounded, then a sum). Else a tile spreads its scales
+    and shifts into rows as long as a channel's plane, so that both NumPy passes run
+    contiguous and unbroadcast (a stride-0 operand halves NumPy's speed), sample by sample
+    while the output is in cache.
     """
     n, c = x.shape[:2]
     per_channel = math.prod(x.shape[2:])
     xv, ov = x.reshape(n, c, per_channel), out.reshape(n, c, per_channel)
     tiles = _affine_tiles(c, per_channel, thread_count())
+    kernels = jit.kernels("pool") if jit.runs(x.dtype) else None
+    if kernels is not None:
+        tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c)), tiles)
+        return
     samples = max(1, _AFFINE_TILE_ELEMENTS // max((tiles[0].stop - tiles[0].start) * per_channel, 1))
     scratch = Scratch()
 
@@ -581,16 +589,18 @@ def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> S
     statistic; the output reuses the square's buffer, so the forward needs no scratch. The
     backward then holds one input-sized temporary besides the input gradient it builds in
     place. With constant statistics it keeps one scale per channel, the forward spreads a
-    tile's scales and shifts into rows on each busy thread (:func:`_scale_shift_channels`),
-    and the weight gradient recomputes the normalised input (two temporaries)."""
+    tile's scales and shifts into rows on each busy thread (:func:`_scale_shift_channels`;
+    none when compiled), and the weight gradient recomputes the normalised input (two
+    temporaries)."""
     x = inputs[0]
     size, item = nbytes(x), x.dtype.itemsize
     if not attrs.get("training", attrs.get("use_input_stats", True)):
         per_channel = numel(x.shape[2:])
         tiles = _affine_tiles(x.shape[1], per_channel, thread_count())
         rows = 2 * (tiles[0].stop - tiles[0].start) * per_channel * item  # a tile's scale and shift rows
-        return Saved(tuple(range(len(inputs))), extra=(("scale", 2 * x.shape[1] * item),),
-                     workspace=in_flight(len(tiles), thread_count()) * rows, backward_workspace=2 * size)
+        workspace = 0 if jit.runs(x.dtype) else in_flight(len(tiles), thread_count()) * rows  # compiled: none
+        return Saved(tuple(range(len(inputs))), extra=(("scale", 2 * x.shape[1] * item),), workspace=workspace,
+                     backward_workspace=2 * size)
     if "normalized_shape" in attrs:
         stats = numel(x.shape) // max(numel(attrs["normalized_shape"]), 1)
     elif "num_groups" in attrs:

@@ -10,7 +10,10 @@ from the window's first cell, not torch's int64 index) and its backward adds the
 at those cells in torch's order (:func:`_scatter_to_winners`).
 
 Both run block by block over the ``N·C`` planes (each block's tap passes in cache, blocks
-shared out over the threads, :mod:`.parallel`).
+shared out over the threads, :mod:`.parallel`). With numba (:mod:`.jit`), max pooling's
+backward and average pooling (forward and backward) run compiled loops over the blocks
+instead (:mod:`._pool_numba`, 1.5-2× faster), which sum every cell in torch's order: float32
+results are torch's bits.
 
 Adaptive pools use bins ``[floor(i·In/Out), ceil((i+1)·In/Out))`` per dim. Bins that split
 the input evenly are the windows of a max/avg pool (few cells) or one reduction over a
@@ -53,7 +56,8 @@ from ..rules import (
     size_rule,
 )
 from ..tensor import Tensor, int64, is_grad_enabled, make_result
-from .parallel import Scratch, matmul, thread_count, tile_map
+from . import jit
+from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 from .windows import check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
@@ -384,22 +388,31 @@ def _scatter_to_winners(g: np.ndarray, winner: np.ndarray, geo: PoolGeometry) ->
     """Adjoint of the max: each window's gradient added onto its winning cell.
 
     ``g`` and ``winner`` (:func:`_max_and_winner`) are ``(planes, *out)``; returns
-    ``(planes, ∏input)``. Per block of planes one ``np.add.at`` adds the gradients at the
-    winners' flat indices in output raster order, torch's order, so windows that pick the same
-    cell sum exactly as in torch (3×3/2 over 8×64×112² on one thread: 4 ms, against 19 ms
-    for a masked add per tap into phase planes). Windows that share no cell write their
-    gradient instead (10% faster). A window without real cells sends nothing.
+    ``(planes, ∏input)``. The gradients add at the winners in output raster order, torch's
+    order, so windows that pick the same cell sum exactly as in torch. A window without real
+    cells sends nothing. Block by block of planes: compiled (:mod:`.jit`), one loop over the
+    windows (3×3/2 over 8×64×112² on one thread: 2.6 ms); else one ``np.add.at`` (4 ms,
+    against 19 ms for a masked add per tap into phase planes), or for windows that share no
+    cell one fancy write (10% faster).
     """
     planes, plane = winner.shape[0], math.prod(geo.input)
     blocks = _plane_blocks(planes, plane)
+    gp = g.reshape(winner.shape)
+    grad = np.empty((planes, plane), g.dtype)
+    reached = _reaches_input(geo)
+    kernels = _compiled(g.dtype)
+    if kernels is not None:
+        windows = (planes, math.prod(geo.out))
+        starts = _flat_offsets(geo)[1].reshape(-1)
+        sends = np.ones(windows[1], bool) if reached is None else np.ascontiguousarray(reached).reshape(-1)
+        values, won = np.ascontiguousarray(gp).reshape(windows), winner.reshape(windows)
+        tile_map(lambda b: kernels.scatter_winners(values, won, starts, sends, grad, b.start, b.stop), blocks)
+        return grad
     # each window's first cell in a block of planes (read-only, shared by the threads)
     longest = max((b.stop - b.start for b in blocks), default=0)
     starts = _flat_offsets(geo)[1] + (np.arange(longest) * plane).reshape((-1,) + (1,) * len(geo.out))
-    reached = _reaches_input(geo)
     disjoint = reached is None and all(s >= span(k, d) for k, s, d in
                                        zip(geo.kernel, geo.stride, geo.dilation, strict=True))
-    gp = g.reshape(winner.shape)
-    grad = np.empty((planes, plane), g.dtype)
     scratch = Scratch()
 
     def block(b: slice) -> None:
@@ -421,7 +434,10 @@ def _scatter_to_winners(g: np.ndarray, winner: np.ndarray, geo: PoolGeometry) ->
 
 
 def _reaches_input(geo: PoolGeometry) -> np.ndarray | None:
-    """Which windows read at least one real cell (``out``, bool), or None when all do."""
+    """Which windows read at least one real cell (``out``, bool), or None when all do (as
+    without dilation: padding ≤ k // 2 and the ceil-mode drop rule keep a real cell in each)."""
+    if all(d == 1 for d in geo.dilation):
+        return None
     nd = len(geo.kernel)
     reached = np.ones((1,) * nd, bool)
     for i, (n, k, d) in enumerate(zip(geo.input, geo.kernel, geo.dilation, strict=True)):
@@ -477,10 +493,50 @@ def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> N
     tile_map(work, _plane_blocks(planes, plane_size))
 
 
+# --- the compiled kernels (:mod:`.jit`) ---
+def _compiled(dtype: Any) -> Any:
+    """The compiled pooling kernels when they run for ``dtype`` (see :mod:`.jit`), else None."""
+    return jit.kernels("pool") if jit.runs(dtype) else None
+
+
+def _as_3d(sizes: Sequence[int], fill: int = 1) -> tuple[int, ...]:
+    """Spatial sizes (or strides, paddings with ``fill=0``) of any rank as 3-d: leading ``fill``s."""
+    return (fill,) * (3 - len(sizes)) + tuple(sizes)
+
+
+def _window_args(geo: PoolGeometry) -> tuple[tuple[int, ...], ...]:
+    """The windows as the compiled kernels take them: kernel, stride, padding and the padded
+    plane's size (with the ceil-mode overhang), 3-d."""
+    return _as_3d(geo.kernel), _as_3d(geo.stride), _as_3d(geo.padding, 0), _as_3d(geo.padded)
+
+
+def _divisor_grid(divisor: Any, geo: PoolGeometry, dtype: np.dtype) -> np.ndarray:
+    """A window sum's divisor (a scalar or per window) as a C-contiguous 3-d ``out`` grid."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(divisor, dtype), geo.out)).reshape(_as_3d(geo.out))
+
+
+def _by_planes_compiled(kernel: Callable, source: np.ndarray, target: np.ndarray, geo: PoolGeometry,
+                        divisor: Any) -> np.ndarray:
+    """Run the compiled window sums (or their adjoint) ``kernel`` from ``source`` into ``target``
+    (``(P, *spatial)`` each, viewed as 3-d) over the blocks of planes, shared out over the
+    threads; returns ``target``."""
+    planes = source.shape[0]
+    a = np.ascontiguousarray(source).reshape((planes,) + _as_3d(source.shape[1:]))
+    b = target.reshape((planes,) + _as_3d(target.shape[1:]))
+    by, args = _divisor_grid(divisor, geo, source.dtype), _window_args(geo)
+    _by_planes(lambda blk: kernel(a, b, by, *args, blk.start, blk.stop), planes, math.prod(geo.input))
+    return target
+
+
 def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
                 phases: bool = True) -> np.ndarray:
     """Sum over every window of ``planes`` ``(P, *input)`` divided by ``divisor`` (a scalar,
-    or per window): ``(P, *out)``, block by block, taps in torch's order; padding is skipped."""
+    or per window): ``(P, *out)``, block by block, taps in torch's order; padding is skipped
+    (compiled: added as zeros, which changes no sum, see :mod:`._pool_numba`)."""
+    kernels = _compiled(planes.dtype)
+    if kernels is not None:
+        return _by_planes_compiled(kernels.window_sums, planes, np.empty((planes.shape[0],) + geo.out, planes.dtype),
+                                   geo, divisor)
     out = np.zeros((planes.shape[0],) + geo.out, planes.dtype)
 
     def block(b: slice) -> None:
@@ -493,6 +549,23 @@ def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
 
     _by_planes(block, planes.shape[0], math.prod(geo.input))
     return out
+
+
+def _pooled_shares(g: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any) -> np.ndarray:
+    """Adjoint of :func:`_pooled_sum`: each window's share ``g / divisor`` added onto the real
+    cells it summed, ``(P, *out)`` -> ``(P, *input)``, block by block (compiled: a cell's
+    shares in torch's order, window raster order; NumPy: tap by tap)."""
+    grad = np.empty((g.shape[0],) + geo.input, g.dtype)
+    kernels = _compiled(g.dtype)
+    if kernels is not None:
+        return _by_planes_compiled(kernels.window_shares, g, grad, geo, divisor)
+
+    def block(b: slice) -> None:
+        share = g[b] / divisor
+        _scatter_taps(lambda t, w: share[w], geo, taps, grad[b])
+
+    _by_planes(block, g.shape[0], math.prod(geo.input))
+    return grad
 
 
 def _pooled_max(planes: np.ndarray, geo: PoolGeometry, winners: bool,
@@ -580,15 +653,7 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
     windows = out.shape  # the closure keeps the shape, not the output
 
     def backward(g: np.ndarray) -> tuple:
-        gp = g.reshape(windows)
-        grad = np.empty(planes.shape, g.dtype)
-
-        def block(b: slice) -> None:
-            share = gp[b] / divisor
-            _scatter_taps(lambda t, w: share[w], geo, taps, grad[b])
-
-        _by_planes(block, planes.shape[0], math.prod(geo.input))
-        return (grad.reshape(xd.shape),)
+        return (_pooled_shares(g.reshape(windows), geo, taps, divisor).reshape(xd.shape),)
 
     return make_result(op, out.reshape(lead + geo.out), (x,), backward, attrs=attrs)
 
@@ -1143,36 +1208,80 @@ def _lp_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor,
     return rule(fields, inputs, output, attrs)
 
 
-def _phase_copies(inputs: Sequence[Tensor], attrs: dict) -> int:
-    """Bytes of the contiguous phase copies ``x[..., r::s]`` the taps read when the last
-    dim has a stride ``s > 1`` (together one input's worth; see :func:`_tap_reads`)."""
-    return nbytes(inputs[0]) if attrs["stride"][-1] > 1 else 0
+def _busy_blocks(x: Tensor, nd: int) -> tuple[int, int]:
+    """The kernels' blocks of planes of ``x`` (``nd`` spatial dims): (planes per block, blocks
+    busy at once, each with its own buffers; see :func:`_plane_blocks`)."""
+    blocks = _plane_blocks(numel(x.shape[:x.ndim - nd]), numel(x.shape[x.ndim - nd:]))
+    return (blocks[0].stop - blocks[0].start if blocks else 0), in_flight(len(blocks), thread_count())
 
 
-def _winner_rule(x: Tensor, output: Tensor, kernel: Sequence[int], dilation: Sequence[int], phases: int) -> Saved:
+def _phase_copies(x: Tensor, nd: int, phases: bool) -> int:
+    """Bytes of the contiguous phase copies ``x[..., r::s]`` the taps of a block read (with
+    ``phases``: a stride ``s > 1`` along the last dim; see :func:`_tap_reads`), per busy block."""
+    block, busy = _busy_blocks(x, nd)
+    return busy * block * numel(x.shape[x.ndim - nd:]) * x.dtype.itemsize if phases else 0
+
+
+def _winner_rule(x: Tensor, output: Tensor, kernel: Sequence[int], dilation: Sequence[int], phases: bool) -> Saved:
     """A max computed with its winners (:func:`_pooled_max`) and scattered back to them
     (:func:`_scatter_to_winners`): the closure keeps only each window's winning offset (the
-    smallest unsigned type that holds one). The scan holds the phase copies, a bool mask and
-    an offset-sized array per window (and one more bool mask for the NaN check); the backward
-    the windows' first cells for a block of planes and the flat indices."""
-    windows = numel(output.shape)
-    offset = _offset_type(kernel, dilation, x.shape[x.ndim - len(kernel):]).itemsize
-    return Saved((), False, (("winning offsets", windows * offset),), workspace=phases + windows * (2 + offset),
-                 backward_workspace=2 * windows * np.dtype(np.intp).itemsize)
+    smallest unsigned type that holds one). Per busy block the scan holds the phase copies, a
+    bool mask and an offset-sized array per window (and one more bool mask for the NaN check);
+    the NumPy backward the windows' first cells for a block of planes and per busy block the
+    flat indices, the compiled one the first cells and a flag per window of one plane."""
+    nd = len(kernel)
+    windows, per_plane = numel(output.shape), numel(output.shape[output.ndim - nd:])
+    offset = _offset_type(kernel, dilation, x.shape[x.ndim - nd:]).itemsize
+    intp = np.dtype(np.intp).itemsize
+    block, busy = _busy_blocks(x, nd)
+    backward = (intp + 1) * per_plane if jit.runs(x.dtype) else (1 + busy) * block * per_plane * intp
+    return Saved((), False, (("winning offsets", windows * offset),),
+                 workspace=_phase_copies(x, nd, phases) + busy * block * per_plane * (2 + offset),
+                 backward_workspace=backward)
 
 
 @saved_rule(*[f"max_pool{n}d" for n in (1, 2, 3)])
 def _max_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    return _winner_rule(inputs[0], output, attrs["kernel_size"], attrs["dilation"], _phase_copies(inputs, attrs))
+    return _winner_rule(inputs[0], output, attrs["kernel_size"], attrs["dilation"], attrs["stride"][-1] > 1)
+
+
+def _compiled_window_scratch(x: Tensor, output: Tensor, attrs: dict) -> tuple[int, int]:
+    """Bytes the compiled window sums allocate, forward and backward (:mod:`._pool_numba`):
+    per busy block a plane's padded rows (split into the stride's row phases) and a run of
+    window sums (forward) or of spread shares and a row of them (backward); and the divisors
+    as a grid."""
+    nd = len(attrs["kernel_size"])
+    sizes, out = x.shape[x.ndim - nd:], output.shape[output.ndim - nd:]
+    kernel, stride, padding = (_as_3d(attrs[k], f) for k, f in (("kernel_size", 1), ("stride", 1), ("padding", 0)))
+    extent = _as_3d([n + 2 * p + max(0, (o - 1) * s + k - n - 2 * p) for n, o, k, s, p in
+                     zip(sizes, out, attrs["kernel_size"], attrs["stride"], attrs["padding"], strict=True)])
+    wide, (out_d, out_h, out_w) = extent[2], _as_3d(out)
+    tall = -(-extent[1] // stride[1])
+    rows = stride[1] * extent[0] * tall * wide
+    run = (out_h - 1) * wide + (out_w - 1) * stride[2] + 1
+    reach = (kernel[1] - 1) // stride[1] * wide + kernel[2] - 1
+    busy, item, grid = _busy_blocks(x, nd)[1], x.dtype.itemsize, out_d * out_h * out_w
+    return (busy * (rows + run) + grid) * item, (busy * (rows + reach + tall * wide + out_w) + grid) * item
 
 
 @saved_rule(*[f"avg_pool{n}d" for n in (1, 2, 3)])
 def _avg_pool_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure keeps the input (for its shape) and the per-position divisors; the
-    backward divides the output gradient once (``share``) and adds it tap by tap (NumPy
-    buffers the strided adds: about one more input's worth, measured)."""
-    return Saved((0,), extra=(("divisors", numel(output.shape[-len(attrs["kernel_size"]):]) * output.dtype.itemsize),),
-                 workspace=_phase_copies(inputs, attrs), backward_workspace=nbytes(output) + nbytes(inputs[0]))
+    """The closure keeps the input (for its shape) and the per-position divisors. Per busy
+    block the NumPy backward divides the output gradient once (``share``) and adds it tap by
+    tap (with a stride, into phase planes: the block's input's worth); the compiled kernels
+    work plane by plane (:func:`_compiled_window_scratch`). The forward counts the divisors in
+    int64 before it keeps them in the input's dtype."""
+    x, nd = inputs[0], len(attrs["kernel_size"])
+    per_plane = numel(output.shape[output.ndim - nd:])
+    if jit.runs(x.dtype):
+        workspace, backward = _compiled_window_scratch(x, output, attrs)
+    else:
+        block, busy = _busy_blocks(x, nd)
+        phases = _phase_copies(x, nd, attrs["stride"][-1] > 1)  # the forward's copies, the backward's sums
+        workspace, backward = phases, busy * block * per_plane * x.dtype.itemsize + phases
+    counted = 8 * per_plane if attrs.get("divisor_override") is None else 0  # the divisors counted in int64 first
+    return Saved((0,), extra=(("divisors", per_plane * output.dtype.itemsize),), workspace=workspace + counted,
+                 backward_workspace=backward)
 
 
 @saved_rule(*[f"lp_pool{n}d" for n in (1, 2, 3)])
@@ -1215,7 +1324,7 @@ def _adaptive_max_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -
     in_sizes = x.shape[x.ndim - nd:]
     cells = _even_bins(in_sizes, out)
     if cells is not None and not _global(cells, in_sizes):
-        return _winner_rule(x, output, cells, (1,) * nd, nbytes(x) if _phases(cells) else 0)
+        return _winner_rule(x, output, cells, (1,) * nd, _phases(cells))
     widest = math.prod(-(-n // o) + 1 for n, o in zip(in_sizes, out))
     box = numel(x.shape[:x.ndim - nd]) * min(widest, numel(in_sizes)) * x.dtype.itemsize
     return Saved((0,), extra=(("argmax indices", numel(output.shape) * 8),), workspace=3 * box)
