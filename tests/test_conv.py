@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+from threadpoolctl import threadpool_limits
 
 import convscope as cs
 import convscope.functional as F
@@ -200,6 +201,100 @@ def test_tiling_matches_torch(name: str, budget: int, monkeypatch: pytest.Monkey
     """Tiny column budgets force tiles of a few samples, of one sample's rows, and of single rows."""
     monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
     run(next(s for s in NAMED if s.name == name))
+
+
+# Convs on the planar path. Strided ones (columns from the input split into its stride phases):
+# strides 2 and 3, dilations sharing a factor with the stride or not, groups, padding, 1-3 d,
+# odd sizes (phases of unequal length), strides above the kernel (phases no tap reads), and
+# transposed convs whose backward runs a strided conv; two of stride 1 (one phase: the input).
+PLANAR = [
+    Sample("s2_1d_odd", "conv1d", (2, 3, 15), (4, 3, 5), kwargs={"stride": 2, "padding": 2}),
+    Sample("s3_1d_dilated", "conv1d", (2, 2, 20), (3, 2, 3), kwargs={"stride": 3, "dilation": 2, "padding": 1}),
+    Sample("s2_2d_stem", "conv2d", (2, 3, 23, 21), (4, 3, 7, 7), kwargs={"stride": 2, "padding": 3}),
+    Sample("s3_2d_groups", "conv2d", (2, 6, 17, 16), (6, 2, 4, 3),
+           kwargs={"stride": 3, "padding": (1, 2), "groups": 3}),
+    Sample("s2_2d_dilation_2", "conv2d", (2, 4, 13, 12), (5, 4, 3, 3),
+           kwargs={"stride": 2, "dilation": 2, "padding": 1}),
+    Sample("s23_2d_mixed", "conv2d", (1, 3, 14, 19), (2, 3, 3, 5),
+           kwargs={"stride": (2, 3), "dilation": (3, 1), "padding": (2, 0)}),
+    Sample("s3_2d_above_kernel", "conv2d", (2, 2, 11, 10), (3, 2, 2, 2), kwargs={"stride": 3}),
+    Sample("s2_2d_1x1", "conv2d", (2, 5, 9, 8), (3, 5, 1, 1), bias=False, kwargs={"stride": 2}),
+    Sample("s2_2d_unbatched", "conv2d", (3, 12, 11), (4, 3, 3, 3), kwargs={"stride": 2, "padding": 1}),
+    Sample("s2_2d_depthwise_mixed", "conv2d", (2, 3, 9, 10), (3, 1, 3, 3), kwargs={"stride": (1, 2), "groups": 3}),
+    Sample("s2_3d", "conv3d", (2, 3, 7, 8, 9), (4, 3, 3, 2, 3), kwargs={"stride": (2, 1, 3), "padding": 1}),
+    Sample("s2_3d_dilated_groups", "conv3d", (1, 4, 9, 7, 8), (4, 2, 2, 3, 2),
+           kwargs={"stride": 2, "dilation": (1, 2, 3), "groups": 2}),
+    Sample("t_s2_2d", "conv_transpose2d", (2, 4, 6, 5), (4, 3, 3, 4), kwargs={"stride": 2, "padding": 1}),
+    Sample("t_s3_1d", "conv_transpose1d", (2, 3, 7), (3, 2, 4), kwargs={"stride": 3, "output_padding": 2}),
+    Sample("s1_2d_groups", "conv2d", (2, 4, 9, 8), (6, 2, 3, 2), kwargs={"groups": 2, "padding": (1, 0)}),
+    Sample("s1_3d_dilated", "conv3d", (2, 3, 6, 7, 8), (2, 3, 2, 3, 3), kwargs={"dilation": (2, 1, 2), "padding": 1}),
+]
+# columns of flat runs (the cells past each row's last window computed and dropped), or of the
+# windows alone (a tile inside one sample multiplies straight into the output)
+COLUMNS = {"flat runs": 10**9, "windows": 1}
+
+
+def _planar_path(sample: Sample) -> str:
+    kwargs = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1} | sample.kwargs
+    if sample.transposed:
+        plan = conv_module._conv_transpose_plan(sample.op, sample.input_shape, sample.weight_shape,
+                                                **{"output_padding": 0} | kwargs)
+    else:
+        plan = conv_module._conv_plan(sample.op, sample.input_shape, sample.weight_shape, **kwargs)
+    return conv_module._path(sample.weight_shape[1], plan.geometry, plan.padded)
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sample", PLANAR, ids=str)
+def test_planar_matches_torch(sample: Sample, dtype: type, columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _planar_path(sample) == "planar"
+    monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    run(sample, dtype, seed=2)
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("budget", [1, 3000])
+@pytest.mark.parametrize("name", ["s2_2d_stem", "s3_2d_groups", "s2_3d", "t_s2_2d", "s1_3d_dilated"])
+def test_planar_tiles_match_torch(name: str, budget: int, columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles of single window rows (and positions), a sample's rows shared out over two threads,
+    and the phase split in blocks of single planes."""
+    monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
+    monkeypatch.setattr(conv_module, "_BLOCK_ELEMENTS", 1)
+    with threadpool_limits(2, user_api="blas"):
+        run(next(s for s in PLANAR if s.name == name))
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+def test_planar_into_strided_output(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input gradient of a strided conv with 8 channels runs per stride phase, each phase a
+    stride-1 planar conv written into a strided view of the gradient (never straight from the
+    matmul, which needs the tile's windows contiguous)."""
+    monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    sample = Sample("s2_phased", "conv2d", (2, 8, 13, 12), (6, 8, 3, 3), kwargs={"stride": 2, "padding": 1})
+    assert conv_module._phased(8, conv_module._Geometry((3, 3), (2, 2), (1, 1), 1))
+    run(sample)
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("stride,kernel", [(3, 2), (2, 3)])
+def test_planar_ignores_cells_no_window_reads(stride: int, kernel: int, columns: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells no window reads: every third one for a stride 3 over 2 taps (a phase no tap reads),
+    the last row and column for a stride 2 over 3 taps on 14 cells (in the phase of the middle
+    tap, which reaches one cell less than the others). Infinities there reach neither the output
+    nor the gradients, as in torch, whichever cells of the phases the columns' runs read."""
+    monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    x = np.random.default_rng(3).standard_normal((2, 3, 14, 14))
+    unread = slice(2, None, 3) if stride == 3 else slice(-1, None)
+    x[:, :, unread] = np.inf
+    x[:, :, :, unread] = -np.inf
+    sample = Sample("unread", "conv2d", x.shape, (4, 3, kernel, kernel), kwargs={"stride": stride})
+    assert _planar_path(sample) == "planar"
+    compare(F.conv2d, TF.conv2d, [x, *sample.arrays(0)[1:]], sample.kwargs)
 
 
 def test_only_some_inputs_require_grad() -> None:

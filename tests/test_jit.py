@@ -96,6 +96,11 @@ SWEEP = [
     Sample("t2d_s2", "conv_transpose2d", (2, 4, 5, 5), (4, 1, 3, 3), kwargs={"groups": 4, "stride": 2, "padding": 1}),
     Sample("t2d_s1_mult2", "conv_transpose2d", (2, 6, 5, 6), (6, 1, 3, 3), kwargs={"groups": 3, "padding": 1}),
     Sample("t1d_dil2", "conv_transpose1d", (2, 2, 9), (2, 1, 3), kwargs={"groups": 2, "dilation": 2}),
+    # padding past the kernel's reach: the stride-1 input gradient's conv of the output gradient crops it
+    Sample("pad_beyond_reach", "conv2d", (2, 3, 7, 6), (3, 1, 3, 3), kwargs={"groups": 3, "padding": (3, 2)}),
+    Sample("1d_pad_beyond_span_mult2", "conv1d", (1, 2, 5), (4, 1, 2), kwargs={"groups": 2, "padding": 3}),
+    Sample("t1d_dil2_output_padding", "conv_transpose1d", (2, 2, 9), (2, 1, 3),
+           kwargs={"groups": 2, "dilation": 2, "padding": 1, "output_padding": 1}),
 ]
 
 
@@ -110,6 +115,8 @@ def test_sweep_reaches_every_feature() -> None:
     assert {s.op for s in samples} >= {"conv1d", "conv2d", "conv3d", "conv_transpose2d"}
     assert any(s.input_shape[0] == 1 for s in samples)
     assert any(s.input_shape[-1] >= conv_module._JIT_FLAT_WIDTH for s in samples)  # row by row
+    pads = [k.get("padding", 0) for k in kw if not isinstance(k.get("padding", 0), str)]
+    assert any(np.max(p) > 2 for p in pads)  # past a 3×3's reach
 
 
 def _run(sample: Sample, dtype: type, seed: int = 0) -> None:
@@ -195,6 +202,21 @@ def test_non_finite_weights_propagate_like_torch(stride: int, path: str) -> None
     np.testing.assert_array_equal(np.isnan(cx.grad), np.isnan(tx.grad.numpy()))
     finite = np.isfinite(cx.grad)
     np.testing.assert_allclose(cx.grad[finite], tx.grad.numpy()[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_pad_first_like_torch(mode: str, path: str) -> None:
+    """A layer's non-zero padding mode pads with ``F.pad`` and convolves with padding 0 (as
+    torch does): the kernels then read an unpadded input; the gradient goes back through the pad."""
+    def ours(x: cs.Tensor, w: cs.Tensor) -> cs.Tensor:
+        return F.conv2d(F.pad(x, (2, 1, 1, 1), mode=mode), w, groups=3)
+
+    def theirs(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return TF.conv2d(TF.pad(x, (2, 1, 1, 1), mode=mode), w, groups=3)
+
+    rng = np.random.default_rng(6)
+    for dtype in (np.float64, np.float32):
+        compare(ours, theirs, [rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((6, 1, 3, 3))], dtype=dtype)
 
 
 @pytest.mark.parametrize("cell", [(4, 3), (4, 7), (0, 0), (8, 7)], ids=["inside", "last_column", "corner", "last"])
@@ -302,8 +324,8 @@ def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
                   "import numpy as np\n"
                   "from convscope.functional import _depthwise_numba as k\n"
                   "y = np.empty((1, 1, 1, 1, 2))\n"
-                  "k.forward(np.arange(4.0).reshape(1, 4), np.ones((1, 1, 3)), y, 0, 1, 4, 4, 1, 1, 1,\n"
-                  "          np.arange(3), 1)\n"
+                  "k.forward(np.arange(4.0).reshape(1, 4), np.ones((1, 1, 3)), y, 0, 1, (1, 1, 4), (0, 0, 0),\n"
+                  "          (1, 1, 4), (1, 1, 1), np.arange(3), 1)\n"
                   "print(y.ravel().tolist(), k.forward._cache.__class__.__name__)")
     assert out == "[3.0, 6.0] NullCache"
 
@@ -326,3 +348,235 @@ def test_scratch_rules_follow_the_switch() -> None:
     with jit.enabled(False):
         numpy_rules = [f(*shape) for f in conv_module._SCRATCH]
     assert compiled != numpy_rules and max(compiled) < min(r for r in numpy_rules if r)
+
+
+# --- pooling and eval batch norm: ``jit.kernels("pool")`` ----------------------------------------
+# (imported here to keep this family's tests in one block)
+from convscope.functional import norm as norm_module  # noqa: E402
+from convscope.functional import pool as pool_module  # noqa: E402
+from test_pool import ADAPTIVE_CASES, POOL_CASES  # noqa: E402
+from test_pool import Case as PoolCase  # noqa: E402
+from test_pool import _run as run_pool_case  # noqa: E402
+from torch_ref import pool_input  # noqa: E402
+
+
+@pytest.fixture(params=PATHS)
+def pool_path(request: pytest.FixtureRequest) -> str:
+    """The pooling and batch-norm kernels compiled, then NumPy's; checks that the switch picks them."""
+    with jit.enabled(request.param == "compiled"):
+        assert (pool_module._compiled(np.float32) is not None) == (request.param == "compiled")
+        yield request.param
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_registry_on_both_paths(case: PoolCase, pool_path: str) -> None:
+    """test_pool's sweep (max and average, 1-3 d, padding, dilation, ceil mode, divisors,
+    unbatched, ties, NaN and infinities), output and input gradient, float64."""
+    run_pool_case(case)
+
+
+@pytest.mark.parametrize("case", POOL_CASES[::5] + ADAPTIVE_CASES[::4], ids=str)
+def test_pool_registry_on_both_paths_float32(case: PoolCase, pool_path: str) -> None:
+    run_pool_case(case, np.float32)
+
+
+@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=str)
+def test_adaptive_registry_on_both_paths(case: PoolCase, pool_path: str) -> None:
+    run_pool_case(case)
+
+
+def _pool_both(op: str, x: np.ndarray, upstream_seed: int = 1, **kwargs: object) -> tuple:
+    """``op`` forward and backward in both engines: (convscope output, input gradient, torch's)."""
+    a, t = cs.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours, theirs = getattr(F, op)(a, **kwargs), getattr(TF, op)(t, **kwargs)
+    upstream = np.random.default_rng(upstream_seed).standard_normal(theirs.shape).astype(x.dtype)
+    ours.backward(upstream)
+    theirs.backward(torch.from_numpy(upstream))
+    return ours.numpy(), a.grad, theirs.detach().numpy(), t.grad.numpy()
+
+
+FLOAT32_BITS = [("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+                ("max_pool2d", dict(kernel_size=3, stride=1, dilation=2, padding=1, ceil_mode=True)),
+                ("max_pool1d", dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+                ("max_pool3d", dict(kernel_size=3, stride=(1, 2, 2), padding=1)),
+                ("adaptive_max_pool2d", dict(output_size=(5, 19))),  # even bins (4, 1): max-pool windows
+                ("avg_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+                ("avg_pool2d", dict(kernel_size=(3, 2), stride=(1, 3), padding=1, ceil_mode=True,
+                                    count_include_pad=False)),
+                ("avg_pool2d", dict(kernel_size=4, stride=1, padding=2, divisor_override=5)),
+                ("avg_pool1d", dict(kernel_size=5, stride=2, padding=2)),
+                ("avg_pool3d", dict(kernel_size=3, stride=(2, 1, 3), padding=1, ceil_mode=True))]
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "nan", "inf"])
+@pytest.mark.parametrize("op,kwargs", FLOAT32_BITS, ids=str)
+def test_compiled_pools_are_torchs_float32_bits(op: str, kwargs: dict, kind: str) -> None:
+    """The compiled kernels sum every window and every gradient cell in torch's order, so the
+    float32 outputs and input gradients are torch's bits (the NumPy average-pool backward adds
+    tap by tap instead: equal within rounding only)."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    nd = 3 if op.endswith("3d") else 1 if op.endswith("1d") else 2
+    x = pool_input(np.random.default_rng(3), (2, 3) + (20, 19, 21)[:nd], kind).astype(np.float32)
+    with jit.enabled(True):
+        out, grad, want, want_grad = _pool_both(op, x, **kwargs)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("op,kwargs", [b for b in FLOAT32_BITS if "max" in b[0]], ids=str)
+def test_max_pool_float32_gradient_bits_on_both_paths(op: str, kwargs: dict, pool_path: str) -> None:
+    """Cells that overlapping windows pick sum their gradients in torch's order on either path."""
+    nd = 3 if op.endswith("3d") else 1 if op.endswith("1d") else 2
+    x = pool_input(np.random.default_rng(4), (2, 3) + (20, 19, 21)[:nd], "ties").astype(np.float32)
+    out, grad, want, want_grad = _pool_both(op, x, **kwargs)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("op,args", [("max_pool2d", (3, 2, 1)), ("max_pool1d", (2,)), ("avg_pool2d", (3, 2, 1)),
+                                     ("avg_pool3d", (2,)), ("adaptive_max_pool2d", ((2, 3),)),
+                                     ("adaptive_avg_pool2d", ((2, 3),))], ids=str)
+def test_empty_batch_on_both_paths(op: str, args: tuple, pool_path: str) -> None:
+    """Batch 0: an empty output and an empty input gradient, as torch."""
+    nd = int(op[-2])
+    x = np.zeros((0, 2) + (4, 6, 6)[3 - nd:])
+    a, t = cs.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours, theirs = getattr(F, op)(a, *args), getattr(TF, op)(t, *args)
+    assert ours.shape == tuple(theirs.shape)
+    ours.backward(np.zeros(ours.shape))
+    assert a.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pool_and_norm_bits_do_not_depend_on_blocks_or_threads(threads: int, monkeypatch: pytest.MonkeyPatch,
+                                                                 pool_path: str) -> None:
+    """Every output and gradient cell sums in one fixed order: one plane per block on one or two
+    threads gives the bits of one block of all planes (max and average pools, eval batch norm)."""
+    rng = np.random.default_rng(6)
+    x0 = rng.standard_normal((3, 7, 31, 30)).astype(np.float32)
+    stats = [np.abs(rng.standard_normal(7)).astype(np.float32) + 0.5 for _ in range(4)]
+
+    def run() -> list[np.ndarray]:
+        results = []
+        for op, kwargs in (("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+                           ("avg_pool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True))):
+            x = cs.tensor(x0, requires_grad=True)
+            y = getattr(F, op)(x, **kwargs)
+            y.backward(np.cos(np.arange(y.numpy().size, dtype=np.float32)).reshape(y.shape))
+            results += [y.numpy(), x.grad]
+        weight, bias = (cs.tensor(s) for s in stats[2:])
+        results.append(F.batch_norm(cs.tensor(x0), cs.tensor(stats[0]), cs.tensor(stats[1]), weight, bias).numpy())
+        return results
+
+    whole = run()
+    monkeypatch.setattr(pool_module, "_POOL_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(norm_module, "_AFFINE_TILE_ELEMENTS", 1)
+    with threadpool_limits(threads, user_api="blas"):
+        assert len(pool_module._plane_blocks(21, 31 * 30)) == 21
+        for a, b in zip(run(), whole):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 9, 11), (3, 4, 300), (0, 3, 4, 4), (2, 3, 0), (4, 6), (2, 2, 3, 4, 5)],
+                         ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str) -> None:
+    """Eval batch norm's one pass (compiled) or two (NumPy) against torch, gradients included,
+    NaN and infinite inputs propagating to their own cells; and the two paths' float32 bits
+    are the same (a product rounded, then a sum)."""
+    rng = np.random.default_rng(7)
+    c = shape[1]
+    x = rng.standard_normal(shape)
+    if x.size:
+        x.reshape(-1)[::7] = np.nan
+        x.reshape(-1)[3::11] = -np.inf
+    mean, var = rng.standard_normal(c), np.abs(rng.standard_normal(c)) + 0.5
+    params = [rng.standard_normal(c), rng.standard_normal(c)]
+    cast = [a.astype(dtype) for a in (mean, var)]
+    compare(lambda v, w, b: F.batch_norm(v, cs.tensor(cast[0]), cs.tensor(cast[1]), w, b),
+            lambda v, w, b: TF.batch_norm(v, torch.tensor(cast[0]), torch.tensor(cast[1]), w, b),
+            [x, *params], dtype=dtype, grad=0 not in shape)
+    out = F.batch_norm(cs.tensor(x.astype(dtype)), cs.tensor(cast[0]), cs.tensor(cast[1]),
+                       *(cs.tensor(p.astype(dtype)) for p in params)).numpy()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(x))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(x))
+    with jit.enabled(pool_path == "numpy"):  # the other path
+        other = F.batch_norm(cs.tensor(x.astype(dtype)), cs.tensor(cast[0]), cs.tensor(cast[1]),
+                             *(cs.tensor(p.astype(dtype)) for p in params)).numpy()
+    np.testing.assert_array_equal(out, other)
+
+
+POOL_MEMORY = [s for s in MEMORY_SAMPLES if s[0] in ("max_pool", "max_pool_2x2", "avg_pool", "adaptive_max",
+                                                     "batch_norm_eval")] + [
+    # planes big enough that a busy thread's buffers of the compiled average pool pass the slack
+    ("avg_pool_wide", lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True), [(4, 8, 150, 151)], []),
+    ("avg_pool_3d", lambda x: F.avg_pool3d(x, 3, (1, 2, 2), 1), [(2, 4, 10, 60, 61)], []),
+    ("avg_pool_stride1", lambda x: F.avg_pool2d(x, 3, 1, 1), [(4, 8, 100, 101)], []),
+    ("max_pool_3d", lambda x: F.max_pool3d(x, 3, 2, 1), [(2, 4, 10, 60, 61)], []),
+    ("batch_norm_eval_wide", lambda x, w, b: F.batch_norm(x, np.zeros(64, np.float32), np.ones(64, np.float32), w, b),
+     [(4, 64, 40, 40)], [("param", (64,)), ("param", (64,))]),
+]
+
+
+@pytest.mark.parametrize("sample", POOL_MEMORY, ids=lambda s: s[0])
+def test_pool_and_norm_scratch_rules_on_both_paths(sample: tuple, pool_path: str) -> None:
+    """test_memory's tracemalloc check of the pools and eval batch norm, on each path, for one
+    block of planes and several: the rule describes the kernels that run. (Two calls first: a
+    process's first compiled call imports modules, after which the thread count rescans the
+    BLAS libraries once, on the next call.)"""
+    _, fn, shapes, params = sample
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        out = fn(*(cs.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes),
+                 *(cs.tensor(np.ones(s, np.float32), requires_grad=True) for _, s in params))
+        out.backward(np.ones(out.shape, np.float32))
+    assert_scratch_rules_hold(sample)
+
+
+def test_pool_rules_follow_the_switch() -> None:
+    """The compiled kernels allocate other buffers than the NumPy ones, and the rules say so."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    x, out = cs.Tensor.meta((8, 64, 112, 112)), cs.Tensor.meta((8, 64, 56, 56))
+    attrs = {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1), "dilation": (1, 1)}
+    with jit.enabled(True):
+        compiled = (pool_module._avg_pool_saved([x], out, attrs), pool_module._max_pool_saved([x], out, attrs))
+    with jit.enabled(False):
+        numpy_rules = (pool_module._avg_pool_saved([x], out, attrs), pool_module._max_pool_saved([x], out, attrs))
+    for fast, slow in zip(compiled, numpy_rules):  # a plane's buffers per thread, not a block's
+        assert fast.backward_workspace * 10 < slow.backward_workspace
+
+
+def test_pool_kernels_switch_and_dtypes() -> None:
+    """``jit.runs`` says which dtypes the compiled kernels take (float32, float64), without
+    importing numba; switched off, no kernels."""
+    assert not jit.runs(np.float16) and not jit.runs(np.int64)
+    with jit.enabled(False):
+        assert not jit.runs(np.float32) and jit.kernels("pool") is None
+    with jit.enabled(True):
+        assert jit.runs(np.float64) == NUMBA
+        assert (jit.kernels("pool") is not None) == NUMBA
+    with pytest.raises(KeyError):
+        jit.kernels("winograd")
+
+
+def test_a_failing_pool_kernel_import_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pooling kernels fail to import: one warning, every compiled kernel off, the NumPy
+    pools with the same results."""
+    real = importlib.import_module
+
+    def broken(name: str, *args: object) -> object:
+        if name.endswith("._pool_numba"):
+            raise ImportError("numba: cannot load the cached kernels")
+        return real(name, *args)
+
+    monkeypatch.setattr(jit.importlib, "import_module", broken)
+    monkeypatch.setattr(jit._State, "pool", None)
+    monkeypatch.setattr(jit._State, "error", None)
+    monkeypatch.setattr(jit._State, "installed", True)
+    with jit.enabled(True):
+        with pytest.warns(RuntimeWarning, match="numba failed to import .*cached kernels"):
+            assert jit.kernels("pool") is None
+        assert not jit.active() and jit.kernels("depthwise") is None
+        run_pool_case(POOL_CASES[0])

@@ -39,6 +39,19 @@ SAMPLES = [
      [_p(32, 1, 3, 3)]),
     ("conv_transpose", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(N, 16, 12, 12)],
      [_p(16, 8, 4, 4)]),
+    # per stride phase: a whole-g phase (1×1), phases no tap reaches, a depthwise phase, 3-d
+    ("conv_1x1_stride2", lambda x, w: F.conv2d(x, w, stride=2), [(N, 16, 15, 15)], [_p(24, 16, 1, 1)]),
+    ("conv_transpose_s3_d2", lambda x, w: F.conv_transpose2d(x, w, stride=3, padding=1, output_padding=1,
+                                                             dilation=2), [(N, 16, 9, 10)], [_p(16, 8, 3, 3)]),
+    ("conv_stride2_one_output_per_group", lambda x, w: F.conv2d(x, w, stride=2, groups=2), [(N, 16, 17, 17)],
+     [_p(2, 8, 3, 3)]),
+    ("conv3d_stride2", lambda x, w: F.conv3d(x, w, stride=2, padding=1), [(N, 8, 9, 10, 11)], [_p(8, 8, 3, 3, 3)]),
+    ("conv_transpose_wide_phases", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(2, 16, 3, 70)],
+     [_p(16, 8, 4, 4)]),
+    # planar: over stride phases (few channels), columns of the windows alone (wide rows, one sample)
+    ("conv_stride2_few_channels", lambda x, w: F.conv2d(x, w, stride=2, padding=3), [(N, 3, 30, 28)],
+     [_p(16, 3, 7, 7)]),
+    ("conv_wide_rows", lambda x, w: F.conv2d(x, w, padding=1), [(1, 2, 20, 80)], [_p(32, 2, 3, 3)]),
     ("linear", lambda x, w, b: F.linear(x, w, b), [(64, 300)], [_p(200, 300), _p(200)]),
     ("relu", F.relu, [(N, 32, 32, 32)], []),
     ("relu6", F.relu6, [(N, 32, 32, 32)], []),
@@ -212,11 +225,14 @@ def _build(name):
 
 
 def _load_compiled_kernels():
-    """The optional JIT imports numba and loads (or compiles) its depthwise kernels on the first
-    depthwise conv of a process: memory of the process, not of a step."""
+    """The optional JIT imports numba and loads (or compiles) its kernels on the first
+    depthwise conv, pool or eval batch norm of a process: memory of the process, not of a step."""
     x = cs.tensor(np.zeros((1, 2, 5, 5), np.float32), requires_grad=True)
     w = cs.tensor(np.zeros((2, 1, 3, 3), np.float32), requires_grad=True)
-    F.conv2d(x, w, padding=1, groups=2).sum().backward()
+    y = F.conv2d(x, w, padding=1, groups=2)
+    pooled = F.max_pool2d(y, 2) + F.avg_pool2d(y, 2)
+    normed = F.batch_norm(pooled, np.zeros(2, np.float32), np.ones(2, np.float32))
+    normed.sum().backward()
 
 
 def _measured_step(model, shape, batch, optimizer):

@@ -106,7 +106,7 @@ def test_scratch_reuses_memory_per_thread_and_name() -> None:
 CONVS = [
     ("conv2d", (3, 4, 9, 8), (6, 4, 3, 3), {"padding": 1}),                        # planar (few channels)
     ("conv2d", (3, 6, 9, 8), (6, 2, 3, 3), {"padding": 1, "groups": 3}),           # planar, grouped
-    ("conv2d", (2, 5, 8, 7), (4, 5, 3, 2), {"stride": 2, "padding": (1, 0)}),       # channels-last im2col
+    ("conv2d", (2, 5, 8, 7), (4, 5, 3, 2), {"stride": 2, "padding": (1, 0)}),       # strided: planar or im2col
     ("conv2d", (3, 6, 5, 6), (4, 6, 1, 1), {}),                                    # direct
     ("conv2d", (3, 4, 9, 8), (8, 1, 3, 3), {"padding": 1, "groups": 4}),           # depthwise
     ("conv3d", (2, 3, 5, 6, 5), (4, 3, 3, 3, 2), {"padding": 1, "dilation": (1, 2, 1)}),
@@ -114,10 +114,13 @@ CONVS = [
 ]
 
 
-# which stride-1 convs take the planar path: (channels per group below, flat-row waste up to,
-# Winograd instead from this many channels)
-PLANAR_RULES = {"default": (conv_module._PLANAR_CHANNELS, conv_module._PLANAR_WASTE, conv_module._WINOGRAD_CHANNELS),
-                "all-planar": (1, 100.0, 10**9), "no-planar": (0, 0.0, 10**9), "winograd": (1, 100.0, 1)}
+# which convs take the planar path: (stride-1 convs with channels per group below, flat-row
+# waste up to, Winograd instead from this many channels; strided convs with channels per group
+# below), and from how many channels per group a strided conv's input gradient runs per phase
+PLANAR_RULES = {"default": (conv_module._PLANAR_CHANNELS, conv_module._PLANAR_WASTE, conv_module._WINOGRAD_CHANNELS,
+                            conv_module._STRIDED_PLANAR_CHANNELS, conv_module._PHASED_CHANNELS),
+                "all-planar": (1, 100.0, 10**9, 10**9, 1), "no-planar": (0, 0.0, 10**9, 0, 10**9),
+                "winograd": (1, 100.0, 1, 10**9, 1)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -128,9 +131,12 @@ def test_conv_tiles_match_torch(op: str, x: tuple, w: tuple, kwargs: dict, rule:
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny budgets split every conv into tiles of single window rows or positions (and the
     depthwise loop into single rows), shared out over the threads; every stride-1 conv runs
-    once on each of its possible paths (planar, channels-last, Winograd for 3×3 ones)."""
-    channels, waste, winograd = PLANAR_RULES[rule]
+    once on each of its possible paths (planar, channels-last, Winograd for 3×3 ones), a strided
+    one on the split planar path and on channels-last columns, its input gradient per phase or not."""
+    channels, waste, winograd, strided, phased = PLANAR_RULES[rule]
     monkeypatch.setattr(conv_module, "_PLANAR_CHANNELS", channels)
+    monkeypatch.setattr(conv_module, "_STRIDED_PLANAR_CHANNELS", strided)
+    monkeypatch.setattr(conv_module, "_PHASED_CHANNELS", phased)
     monkeypatch.setattr(conv_module, "_PLANAR_WASTE", waste)
     monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", winograd)
     monkeypatch.setattr(winograd_module, "_ITEM_TILES", budget)

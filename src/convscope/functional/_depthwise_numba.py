@@ -8,257 +8,355 @@ follows ``threadpoolctl`` like the rest of the engine).
 Every spatial rank runs as 3-d: ``(N, C, L)`` is ``(N, C, 1, 1, L)`` and ``(N, C, H, W)`` is
 ``(N, C, 1, H, W)``. The arrays are C-contiguous:
 
-- ``x``  ``(N·G, P)``: the padded input's planes, flattened (``P = Dp·Hp·Wp``), one row per
-  (sample, channel);
-- ``w``  ``(G, M, T)``: the weight, ``M`` outputs per channel (the channel multiplier), ``T``
-  taps; a tap ``t`` reads the plane at ``offsets[t]`` from a window's first cell;
+- ``x``  ``(N·G, K·S)``: the input's planes, unpadded (``S = D·H·W`` cells), one row per
+  (sample, channel), ``K`` planes a row (1; the input gradient's: the ``M`` output gradients);
+- ``w``  ``(G, M, K·T)``: the weight, ``M`` outputs per channel (the channel multiplier), ``T``
+  taps per plane; a tap ``t`` reads the padded plane at ``offsets[t]`` from a window's first cell;
 - ``y``/``g`` ``(N·G, M, Do, Ho, Wo)``: the output, or the output gradient.
+
+The zero padding is not in ``x``: a row's planes are copied into a zeroed buffer of the padded
+size, ``before`` cells in (a negative ``before`` crops), a row of cells at a time as the
+windows come to it (:func:`_fill`: the copies go along with the reads, in cache). The windows
+then read the buffer's contiguous runs, padding included, with the padding's products (``w·0``:
+NaN for an infinite weight, as a padded copy gives). Without padding the rows are copied all
+the same: reading them in place, the buffer or the input chosen at run time, measured 30 %
+slower at 14². A gradient with respect to a padded input comes back without its padding the
+same way (:func:`grad_input_scatter`), or from a conv whose windows are the input cells.
 
 Sums run in the arrays' dtype (float32 stays float32, like torch), without fast-math: IEEE
 semantics, NaN and infinity propagate. Each output cell's sum is in a fixed order whatever the
 blocks and threads, so results do not depend on the thread count or timing.
 
-Two ways through a plane's windows (:func:`_plane`): one row of windows at a time (any stride),
+Two ways through a plane's windows (:func:`_run`): one row of windows at a time (any stride),
 or, for stride 1, ``rows`` rows of windows at a time as one run of flat positions (``Wp``
 apart), the cells past each row's last window computed and dropped: long vector loops for
 narrow planes (14² → 14 windows a row, 222 flat positions for all of them).
+
+The loops index flat arrays with unsigned integers: numba checks a signed index for
+wrap-around (a negative index counts from the end), which stops a loop vectorising, and every
+slice of an array costs a reference count (tens of ns a plane at 14²).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # nogil: the blocks run on tile_map's threads; cache: compiled once, kept in __pycache__ (or the
 # user's cache dir); no fastmath: IEEE semantics, no reassociation or contraction.
 _OPTIONS = {"nogil": True, "fastmath": False}
 
 
-def _compile(fn):  # noqa: ANN001, ANN202
+def _compile(fn, inline: str = "never"):  # noqa: ANN001, ANN202
     """``njit`` with an on-disk cache, or without one where no cache directory is writable
     (numba refuses ``cache=True`` then; the kernels compile again in every process)."""
     try:
-        return njit(cache=True, **_OPTIONS)(fn)
+        return njit(cache=True, inline=inline, **_OPTIONS)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, **_OPTIONS)(fn)
+        return njit(cache=False, inline=inline, **_OPTIONS)(fn)
 
 
-@_compile
-def _taps(out, x, start, offsets, weights):  # noqa: ANN001, ANN202
-    """``out[q] = Σₜ weights[t]·x[start + offsets[t] + q]`` for every ``q``, summed in tap
-    order: the first nine taps in one pass when there are nine or more (a 3×3 kernel writes
-    ``out`` once), then three a pass (one load and store of ``out`` for three products).
+def _inline(fn):  # noqa: ANN001, ANN202
+    """A helper compiled into each caller (no call, no array arguments passed per plane)."""
+    return _compile(fn, "always")
 
-    The reads are contiguous views, one loop per kind of view: ``x[a + q]`` keeps numba's
-    negative-index check in the loop, and a loop over a view that may be strided is compiled
-    for strides; either stops it vectorising (5-10× slower)."""
-    length, taps = out.size, offsets.size
+
+@intrinsic
+def _copy(typingctx, dst, at, src, start, count):  # noqa: ANN001, ANN202, ARG001
+    """``dst[at:at + count] = src[start:start + count]`` for 1-d C-contiguous arrays of one
+    dtype, ranges inside both and apart: LLVM's ``memcpy`` (a 14-cell row in ~2 ns, against ~5
+    for a loop, which is scalar below one vector's length)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        dst_arr, at_v, src_arr, start_v, count_v = args
+        item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        to = builder.gep(context.make_array(signature.args[0])(context, builder, dst_arr).data, [at_v])
+        frm = builder.gep(context.make_array(signature.args[2])(context, builder, src_arr).data, [start_v])
+        cgutils.raw_memcpy(builder, to, frm, count_v, item)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.intp, src, types.intp, types.intp), codegen
+
+
+@_inline
+def _taps(out, at, x, start, offsets, weights, first, length):  # noqa: ANN001, ANN202
+    """``out[at + q] = Σₜ weights[first + t]·x[start + offsets[t] + q]`` for ``q < length``,
+    summed in tap order: the first nine taps in one pass when there are nine or more (a 3×3
+    kernel writes ``out`` once), then three a pass (one load and store of ``out`` for three
+    products). Indices unsigned: every read is inside ``x``."""
+    n, taps, o = np.uint64(length), offsets.size, np.uint64(at)
     t = 0
     if taps >= 9:
-        s0, s1, s2 = start + offsets[0], start + offsets[1], start + offsets[2]
-        s3, s4, s5 = start + offsets[3], start + offsets[4], start + offsets[5]
-        s6, s7, s8 = start + offsets[6], start + offsets[7], start + offsets[8]
-        x0, x1, x2 = x[s0:s0 + length], x[s1:s1 + length], x[s2:s2 + length]
-        x3, x4, x5 = x[s3:s3 + length], x[s4:s4 + length], x[s5:s5 + length]
-        x6, x7, x8 = x[s6:s6 + length], x[s7:s7 + length], x[s8:s8 + length]
-        w0, w1, w2, w3, w4 = weights[0], weights[1], weights[2], weights[3], weights[4]
-        w5, w6, w7, w8 = weights[5], weights[6], weights[7], weights[8]
-        for q in range(length):
-            out[q] = (w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q] + w4 * x4[q] + w5 * x5[q] + w6 * x6[q]
-                      + w7 * x7[q] + w8 * x8[q])
+        s0, s1, s2 = np.uint64(start + offsets[0]), np.uint64(start + offsets[1]), np.uint64(start + offsets[2])
+        s3, s4, s5 = np.uint64(start + offsets[3]), np.uint64(start + offsets[4]), np.uint64(start + offsets[5])
+        s6, s7, s8 = np.uint64(start + offsets[6]), np.uint64(start + offsets[7]), np.uint64(start + offsets[8])
+        w0, w1, w2 = weights[first], weights[first + 1], weights[first + 2]
+        w3, w4, w5 = weights[first + 3], weights[first + 4], weights[first + 5]
+        w6, w7, w8 = weights[first + 6], weights[first + 7], weights[first + 8]
+        for q in range(n):
+            out[o + q] = (w0 * x[s0 + q] + w1 * x[s1 + q] + w2 * x[s2 + q] + w3 * x[s3 + q] + w4 * x[s4 + q]
+                          + w5 * x[s5 + q] + w6 * x[s6 + q] + w7 * x[s7 + q] + w8 * x[s8 + q])
         t = 9
     else:
-        for q in range(length):
-            out[q] = 0
+        for q in range(n):
+            out[o + q] = 0
     while t < taps:
-        a = start + offsets[t]
-        wa = weights[t]
+        sa, wa = np.uint64(start + offsets[t]), weights[first + t]
         if taps - t >= 3:
-            b, c = start + offsets[t + 1], start + offsets[t + 2]
-            wb, wc = weights[t + 1], weights[t + 2]
-            xa, xb, xc = x[a:a + length], x[b:b + length], x[c:c + length]
-            for q in range(length):
-                out[q] = out[q] + wa * xa[q] + wb * xb[q] + wc * xc[q]
+            sb, sc = np.uint64(start + offsets[t + 1]), np.uint64(start + offsets[t + 2])
+            wb, wc = weights[first + t + 1], weights[first + t + 2]
+            for q in range(n):
+                out[o + q] = out[o + q] + wa * x[sa + q] + wb * x[sb + q] + wc * x[sc + q]
             t += 3
         else:
-            xa = x[a:a + length]
-            for q in range(length):
-                out[q] = out[q] + wa * xa[q]
+            for q in range(n):
+                out[o + q] = out[o + q] + wa * x[sa + q]
             t += 1
 
 
-@_compile
-def _copy(dst, src):  # noqa: ANN001, ANN202
-    """``dst[:] = src[:dst.size]`` as an explicit loop: numba's slice copies cost ~20 ns more
-    a row (inlined by LLVM, like a written-out loop)."""
-    for q in range(dst.size):
-        dst[q] = src[q]
+@_inline
+def _fill(buffer, x, start, planes, size, before, padded, done, last):  # noqa: ANN001, ANN202
+    """Copy rows of cells of ``planes`` planes of ``x`` (from ``start``) into the zero-padded
+    planes of ``buffer``, ``before`` cells in (cells past the padded size are dropped): those
+    in the padded rows (``Dp·Hp`` a plane) from the ``done``-th to the ``last``-th, so that the
+    copies go along with the reads. Returns the rows done."""
+    (depth, height, width), (bd, bh, bw), (dp, hp, wp) = size, before, padded
+    w0 = max(0, -bw)
+    count = min(width, wp - bw) - w0
+    last = min(dp * hp - 1, last)
+    while done <= last and count > 0:
+        d, h = (0, done) if dp == 1 else (done // hp, done % hp)
+        end = min(hp, h + last - done + 1)  # this slice's rows to do
+        if bd <= d < depth + bd:
+            for k in range(planes):
+                for row in range(max(h, bh), min(end, height + bh)):
+                    _copy(buffer, ((k * dp + d) * hp + row) * wp + w0 + bw, x,
+                          start + ((k * depth + d - bd) * height + row - bh) * width + w0, count)
+        done += end - h
+    return done
 
 
-@_compile
-def _plane(out, x, pitch_d, pitch_h, stride_d, stride_h, stride_w, offsets, weights, rows, wide):  # noqa: ANN001, ANN202
-    """One plane of windows ``out`` ``(Do, Ho, Wo)`` over the flat plane ``x`` (pitches
-    ``pitch_d``, ``pitch_h``): a row at a time straight into ``out``, or through ``wide``:
-    ``rows`` rows at a time as one run of flat positions (stride 1), or a row at every
-    position, every ``stride_w``-th kept (strided: contiguous reads beat gathers 2-4×)."""
-    depth, height, width = out.shape
-    flat = out.reshape(-1)
-    span = (width - 1) * stride_w + 1
-    for od in range(depth):
-        oh = 0
-        while oh < height:
-            count = min(rows, height - oh)
-            start = od * stride_d * pitch_d + oh * stride_h * pitch_h
-            first = (od * height + oh) * width
-            direct = count == 1 and stride_w == 1
-            dst = flat[first:first + width] if direct else wide[:(count - 1) * pitch_h + span]
-            _taps(dst, x, start, offsets, weights)
-            if not direct and stride_w == 1:
-                for i in range(count):
-                    _copy(flat[first + i * width:first + (i + 1) * width], wide[i * pitch_h:])
-            elif not direct:
-                _copy(flat[first:first + width], wide[:span:stride_w])
-            oh += count
+@_inline
+def _run(y, cell, x, begin, pitch_h, stride_w, width, count, offsets, weights, first, wide):  # noqa: ANN001, ANN202
+    """``count`` rows of windows of ``width``, from ``y[cell]`` on, over the flat padded plane
+    of ``x`` from ``begin``: one row straight into ``y``, or through ``wide``: rows at a time
+    as one run of flat positions (stride 1), or a row at every position, every ``stride_w``-th
+    kept (strided: contiguous reads beat gathers 2-4×)."""
+    if count == 1 and stride_w == 1:
+        _taps(y, cell, x, begin, offsets, weights, first, width)
+        return
+    _taps(wide, 0, x, begin, offsets, weights, first, (count - 1) * pitch_h + (width - 1) * stride_w + 1)
+    if stride_w == 1:
+        for i in range(count):
+            _copy(y, cell + i * width, wide, i * pitch_h, width)
+    else:
+        for q in range(width):
+            y[cell + q] = wide[q * stride_w]
 
 
 @_compile
 def _wide(rows, pitch_h, width, stride_w):  # noqa: ANN001, ANN202
-    """Elements of :func:`_plane`'s ``wide`` buffer."""
+    """Elements of :func:`_run`'s ``wide`` buffer."""
     return max((rows - 1) * pitch_h + width, (width - 1) * stride_w + 1)
 
 
 @_compile
-def forward(x, w, y, first, last, pitch_d, pitch_h, stride_d, stride_h, stride_w, offsets, rows):  # noqa: ANN001, ANN201
-    """``y[r]`` for the rows ``first <= r < last``: every output of the row's channel."""
-    groups, per_out = w.shape[0], w.shape[1]
-    wide = np.empty(_wide(rows, pitch_h, y.shape[4], stride_w), y.dtype)
+def forward(x, w, y, first, last, size, before, padded, stride, offsets, rows):  # noqa: ANN001, ANN201
+    """``y[r]`` for the rows ``first <= r < last``: every output of the row's channel, a sum
+    over the row's ``K`` planes (each padded to ``padded``) of all ``K·T`` taps, ``rows`` rows
+    of windows at a time (1: a row at a time). The input gradient of a stride-1 conv is this
+    too: a conv of the output gradient's ``M`` planes, padded by the kernel's reach less the
+    conv's padding, with the flipped kernel (the outputs of a channel sum as more taps)."""
+    groups, per_out, taps = w.shape
+    depth, height, width = y.shape[2], y.shape[3], y.shape[4]
+    (stride_d, stride_h, stride_w), pitch_h = stride, padded[2]
+    pitch_d = padded[1] * pitch_h
+    row_cells, planes = x.shape[1], x.shape[1] // (size[0] * size[1] * size[2])
+    reach = (offsets[taps // planes - 1] + (width - 1) * stride_w) // pitch_h  # padded rows a row of windows reads
+    xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    buffer = np.zeros(planes * padded[0] * pitch_d, x.dtype)
+    wide = np.empty(_wide(rows, pitch_h, width, stride_w), y.dtype)
     for r in range(first, last):
-        g = r % groups
+        done = 0
         for m in range(per_out):
-            _plane(y[r, m], x[r], pitch_d, pitch_h, stride_d, stride_h, stride_w, offsets, w[g, m], rows, wide)
-
-
-@_compile
-def grad_input_gather(g, w, gx, first, last, reach_d, reach_h, reach_w, offsets, rows):  # noqa: ANN001, ANN201
-    """Stride 1: the padded input gradient ``gx`` ``(N·G, Dp, Hp, Wp)`` of the rows
-    ``first <= r < last`` as a forward conv of the output gradient, zero-padded by the kernel's
-    reach, with the flipped kernel: ``w`` ``(G, M·T)`` holds every output's flipped taps and
-    ``offsets`` their cells in the padded gradient ``(M, Dp + reach_d, …)`` (one plane per
-    output: the outputs of a channel sum as more taps). Only for finite weights: a window's
-    padding cells add ``0·w`` where the conv has no product (torch: none)."""
-    per_out = g.shape[1]
-    depth, height, width = g.shape[2], g.shape[3], g.shape[4]
-    groups = w.shape[0]
-    # the gradient's windows at [reach, reach + windows), zeros around them and up to the input
-    # gradient's size + reach (more than windows + 2·reach after a transposed conv's output_padding)
-    padded = np.zeros((per_out, gx.shape[1] + reach_d, gx.shape[2] + reach_h, gx.shape[3] + reach_w), g.dtype)
-    flat = padded.reshape(-1)
-    pitch_h = padded.shape[3]
-    pitch_d = padded.shape[2] * pitch_h
-    wide = np.empty(_wide(rows, pitch_h, gx.shape[3], 1), g.dtype)
-    for r in range(first, last):
-        for m in range(per_out):
+            cell, weight = (r * per_out + m) * depth * height * width, ((r % groups) * per_out + m) * taps
             for od in range(depth):
-                for oh in range(height):
-                    _copy(padded[m, reach_d + od, reach_h + oh, reach_w:reach_w + width], g[r, m, od, oh])
-        _plane(gx[r], flat, pitch_d, pitch_h, 1, 1, 1, offsets, w[r % groups], rows, wide)
+                oh = 0
+                while oh < height:
+                    count = min(rows, height - oh)
+                    begin = od * stride_d * pitch_d + oh * stride_h * pitch_h
+                    done = _fill(buffer, xf, r * row_cells, planes, size, before, padded, done,
+                                 od * stride_d * padded[1] + (oh + count - 1) * stride_h + reach)
+                    _run(yf, cell, buffer, begin, pitch_h, stride_w, width, count, offsets, wf, weight, wide)
+                    cell += count * width
+                    oh += count
 
 
 @_compile
-def grad_input_scatter(g, w, gx, first, last, pitch_d, pitch_h, stride_d, stride_h, stride_w, offsets, exact):  # noqa: ANN001, ANN201
-    """The padded input gradient ``gx`` ``(N·G, P)`` of the rows ``first <= r < last``: each
-    output gradient row added onto the cells its windows read, tap by tap. Strided rows are
-    spread over every position (zeros between) and added contiguously, which adds ``0·w`` to
-    cells no window reads; ``exact`` adds each product to its cell alone instead (slower: for
-    non-finite weights, where ``0·inf`` would be NaN and torch adds nothing)."""
-    groups, per_out, taps = w.shape[0], w.shape[1], w.shape[2]
+def grad_input_scatter(g, w, gx, first, last, size, before, padded, stride, offsets, exact):  # noqa: ANN001, ANN201
+    """The input gradient ``gx`` ``(N·G, S)`` (without the padding) of the rows ``first <= r <
+    last``: each output gradient row added onto the padded plane's cells its windows read, tap
+    by tap, then the input cells copied out. Strided rows are spread over every position (zeros
+    between) and added contiguously, which adds ``0·w`` to cells no window reads; ``exact`` adds
+    each product to its cell alone instead (slower: for non-finite weights, where ``0·inf``
+    would be NaN and torch adds nothing)."""
+    groups, per_out, taps = w.shape
     depth, height, width = g.shape[2], g.shape[3], g.shape[4]
+    (stride_d, stride_h, stride_w), pitch_h = stride, padded[2]
+    pitch_d = padded[1] * pitch_h
     span = (width - 1) * stride_w + 1
+    gf, wf, gxf = g.reshape(-1), w.reshape(-1), gx.reshape(-1)
+    target = np.empty(padded[0] * pitch_d, g.dtype)
     spread = np.zeros(span, g.dtype)
+    n, jump = np.uint64(width), np.uint64(stride_w)
     for r in range(first, last):
-        target = gx[r]
         for i in range(target.size):
             target[i] = 0
-        wr = w[r % groups]
         for m in range(per_out):
+            row = np.uint64((r * per_out + m) * depth * height * width)
             for od in range(depth):
                 for oh in range(height):
-                    row = g[r, m, od, oh]
                     start = od * stride_d * pitch_d + oh * stride_h * pitch_h
                     if stride_w > 1 and not exact:
-                        _copy(spread[:span:stride_w], row)
+                        for q in range(n):
+                            spread[q * jump] = gf[row + q]
                     for t in range(taps):
-                        a = start + offsets[t]
-                        wt = wr[m, t]
+                        a, wt = np.uint64(start + offsets[t]), wf[((r % groups) * per_out + m) * taps + t]
                         if stride_w == 1:
-                            cells = target[a:a + width]
-                            for q in range(width):
-                                cells[q] = cells[q] + wt * row[q]
+                            for q in range(n):
+                                target[a + q] = target[a + q] + wt * gf[row + q]
                         elif not exact:
-                            run = target[a:a + span]
-                            for q in range(span):
-                                run[q] = run[q] + wt * spread[q]
+                            for q in range(np.uint64(span)):
+                                target[a + q] = target[a + q] + wt * spread[q]
                         else:
-                            strided = target[a:a + span:stride_w]
-                            for q in range(width):
-                                strided[q] = strided[q] + wt * row[q]
+                            for q in range(n):
+                                target[a + q * jump] = target[a + q * jump] + wt * gf[row + q]
+                    row += n
+        for d in range(size[0]):
+            for h in range(size[1]):
+                _copy(gxf, r * gx.shape[1] + (d * size[1] + h) * size[2], target,
+                      ((d + before[0]) * padded[1] + h + before[1]) * pitch_h + before[2], size[2])
+
+
+@_inline
+def _products(lanes, at, length, g, start, x, begin, g2, start2, x2, begin2, offsets, n, pair):  # noqa: ANN001, ANN202
+    """``lanes[at + t·length + q] += g[start + q]·x[begin + offsets[t] + q]`` for every tap ``t``
+    and ``q < n``, then (``pair``) the same of ``g2`` and ``x2``: three taps a pass (a load of
+    ``g`` and of the loop for three products), two samples a pass (a load and a store of the
+    lanes for two products, added in turn: the order of one sample after the other)."""
+    taps, n, ga, gb = offsets.size, np.uint64(n), np.uint64(start), np.uint64(start2)
+    t = 0
+    while t < taps:
+        k = 3 if taps - t >= 3 else 1
+        la, lb, lc = np.uint64(at + t * length), np.uint64(at + (t + 1) * length), np.uint64(at + (t + 2) * length)
+        xa, ya = np.uint64(begin + offsets[t]), np.uint64(begin2 + offsets[t])
+        tb, tc = t + (k - 1) // 2, t + k - 1  # the second and third taps (k = 3), or t again
+        xb, yb = np.uint64(begin + offsets[tb]), np.uint64(begin2 + offsets[tb])
+        xc, yc = np.uint64(begin + offsets[tc]), np.uint64(begin2 + offsets[tc])
+        if k == 3 and pair:
+            for q in range(n):
+                g1, g2q = g[ga + q], g2[gb + q]
+                lanes[la + q] = lanes[la + q] + g1 * x[xa + q] + g2q * x2[ya + q]
+                lanes[lb + q] = lanes[lb + q] + g1 * x[xb + q] + g2q * x2[yb + q]
+                lanes[lc + q] = lanes[lc + q] + g1 * x[xc + q] + g2q * x2[yc + q]
+        elif k == 3:
+            for q in range(n):
+                g1 = g[ga + q]
+                lanes[la + q] = lanes[la + q] + g1 * x[xa + q]
+                lanes[lb + q] = lanes[lb + q] + g1 * x[xb + q]
+                lanes[lc + q] = lanes[lc + q] + g1 * x[xc + q]
+        elif pair:
+            for q in range(n):
+                lanes[la + q] = lanes[la + q] + g[ga + q] * x[xa + q] + g2[gb + q] * x2[ya + q]
+        else:
+            for q in range(n):
+                lanes[la + q] = lanes[la + q] + g[ga + q] * x[xa + q]
+        t += k
+
+
+@_inline
+def _fold(lanes, at, rows, across):  # noqa: ANN001, ANN202
+    """Add the ``rows`` rows of lanes from ``at`` (``across`` apart) onto the first: the last
+    half of the rows onto the first half, until one is left (long vector adds, a fixed order)."""
+    while rows > 1:
+        half = rows // 2
+        dst, src = np.uint64(at), np.uint64(at + (rows - half) * across)
+        for q in range(np.uint64(half * across)):
+            lanes[dst + q] = lanes[dst + q] + lanes[src + q]
+        rows -= half
+
+
+@_inline
+def _sample(g, row, count, width, pitch_h, stride_w, spread):  # noqa: ANN001, ANN202
+    """One sample's output gradient over a run: its row in ``g`` (from ``row``), or its ``count``
+    rows at their flat positions in ``spread`` (zeros between), or a strided row at every
+    position. Returns the array and the run's first cell."""
+    if stride_w == 1 and count > 1:  # rows at a time
+        for i in range(count):
+            _copy(spread, i * pitch_h, g, row + i * width, width)
+        return spread, 0
+    if stride_w > 1:  # a strided row at every position
+        for q in range(width):
+            spread[q * stride_w] = g[row + q]
+        return spread, 0
+    return g, row
 
 
 @_compile
-def grad_weight(x, g, gw, first, last, pitch_d, pitch_h, stride_d, stride_h, stride_w, offsets, rows):  # noqa: ANN001, ANN201
+def grad_weight(x, g, gw, first, last, size, before, padded, stride, offsets, rows):  # noqa: ANN001, ANN201
     """``gw`` ``(G, M, T)`` for the channels ``first <= c < last``, summed over all samples:
     per tap, lane ``q`` of a row, or of a run of flat positions (stride 1), or of a row at every
-    position (strided), sums its products over the samples and rows, contiguous reads; then
-    the lanes of real windows are added up (the other lanes hold products of no window and are
-    left out, so a non-finite input cell there changes nothing)."""
-    groups, per_out, taps = gw.shape[0], gw.shape[1], gw.shape[2]
+    position (strided), sums its products over the samples (two at a time) and rows,
+    contiguous reads; then the lanes of real windows are added up (the other lanes hold
+    products of no window and are left out, so a non-finite input cell there changes nothing)."""
+    groups, per_out, taps = gw.shape
     samples = g.shape[0] // groups
     depth, height, width = g.shape[2], g.shape[3], g.shape[4]
+    (stride_d, stride_h, stride_w), pitch_h = stride, padded[2]
+    pitch_d = padded[1] * pitch_h
     rows = min(rows, height)
     span = (width - 1) * stride_w + 1
     across = pitch_h if rows > 1 else span  # a row's lanes (rows > 1: stride 1, pitch_h ≥ width)
     length = rows * across  # the lanes of the last row past its windows too: the fold reads whole rows
-    lanes = np.empty((taps, length), g.dtype)
-    spread = np.zeros(length, g.dtype)  # output-gradient rows at their flat positions, zeros between
-    fold = np.empty(across, g.dtype)
+    reach = (offsets[taps - 1] + span - 1) // pitch_h  # padded rows a row of windows reads
+    xf, gf, cells = x.reshape(-1), g.reshape(-1), depth * height * width
+    buffer, other = np.zeros(padded[0] * pitch_d, x.dtype), np.zeros(padded[0] * pitch_d, x.dtype)
+    spread, spread2 = np.zeros(length, g.dtype), np.zeros(length, g.dtype)  # rows at their flat positions
+    lanes = np.empty(per_out * taps * length, g.dtype)
     zero = spread[0]
     for c in range(first, last):
-        for m in range(per_out):
-            for t in range(taps):
-                lane = lanes[t]
-                for q in range(length):
-                    lane[q] = 0
-            for n in range(samples):
-                r = n * groups + c
-                xr = x[r]
+        for i in range(lanes.size):
+            lanes[i] = 0
+        for n in range(0, samples, 2):
+            r, pair = n * groups + c, n + 1 < samples
+            r2 = r + groups if pair else r
+            done = done2 = 0
+            for m in range(per_out):
+                row, row2 = (r * per_out + m) * cells, (r2 * per_out + m) * cells  # of the output gradient
                 for od in range(depth):
                     oh = 0
                     while oh < height:
                         count = min(rows, height - oh)
-                        start = od * stride_d * pitch_d + oh * stride_h * pitch_h
-                        if count == 1 and stride_w == 1:
-                            src = g[r, m, od, oh]
-                        elif stride_w == 1:  # rows at a time
-                            for i in range(count):
-                                _copy(spread[i * pitch_h:i * pitch_h + width], g[r, m, od, oh + i])
-                            src = spread[:(count - 1) * pitch_h + width]
-                        else:  # a strided row at every position
-                            _copy(spread[:span:stride_w], g[r, m, od, oh])
-                            src = spread[:span]
-                        size = src.size
-                        for t in range(taps):
-                            lane, a = lanes[t, :size], start + offsets[t]
-                            cells = xr[a:a + size]
-                            for q in range(size):
-                                lane[q] = lane[q] + src[q] * cells[q]
+                        begin = od * stride_d * pitch_d + oh * stride_h * pitch_h
+                        last_row = od * stride_d * padded[1] + (oh + count - 1) * stride_h + reach
+                        done = _fill(buffer, xf, r * x.shape[1], 1, size, before, padded, done, last_row)
+                        ours, at = _sample(gf, row, count, width, pitch_h, stride_w, spread)
+                        ours2, at2 = ours, at
+                        if pair:
+                            done2 = _fill(other, xf, r2 * x.shape[1], 1, size, before, padded, done2, last_row)
+                            ours2, at2 = _sample(gf, row2, count, width, pitch_h, stride_w, spread2)
+                        run = (count - 1) * pitch_h + width if stride_w == 1 else span
+                        _products(lanes, m * taps * length, length, ours, at, buffer, begin, ours2, at2, other, begin,
+                                  offsets, run, pair)
+                        row, row2 = row + count * width, row2 + count * width
                         oh += count
-            for t in range(taps):  # the rows' lanes added up lane by lane (whole rows: vector adds), then a row's
-                _copy(fold[:across], lanes[t, :across])
-                for i in range(1, rows):
-                    row = lanes[t, i * across:(i + 1) * across]
-                    for q in range(across):
-                        fold[q] = fold[q] + row[q]
+        for m in range(per_out):
+            for t in range(taps):  # the rows of lanes added up, then a row's lanes of real windows
+                lane = (m * taps + t) * length
+                _fold(lanes, lane, rows, across)
                 total = zero
                 for q in range(width):
-                    total += fold[q * stride_w]
+                    total += lanes[lane + q * stride_w]
                 gw[c, m, t] = total

@@ -17,32 +17,40 @@ takes one of four paths, chosen by the weight's shape and the padded input's siz
 
 - depthwise (one input channel per group): a loop over the kernel taps, each a
   multiply-add of a strided slice of the input's flat planes; no matmul (with numba
-  installed, compiled loops instead, nine or three taps a pass: :mod:`.jit`);
+  installed, compiled loops instead, nine or three taps a pass, each plane zero-padded in
+  cache as it is read: :mod:`.jit`);
 - direct (1×1 kernel, stride 1): the input's planes already are the matmul's operand, so
   each tile is one matmul straight into the output;
-- planar (stride 1, few channels per group or little waste): *columns* ``(G, Cg·taps,
-  positions)`` copied as long runs of the flat padded planes (a tap is a shift of the flat
-  plane; the cells past each row's last window are computed and dropped), one matmul per
-  group with the weight in its own ``(C_out/G, Cg·taps)`` order;
-- im2col (the rest: strided convs; many channels on small planes): the input laid out
-  channels-last once
+- planar (few channels per group, or stride 1 and little waste, or a strided 1×1 kernel):
+  *columns* ``(G, Cg·taps, positions)`` copied as long runs of the flat padded planes (a tap
+  is a shift of the flat plane; the cells past each row's last window are computed and
+  dropped), or for wide rows the windows alone, row by row; one matmul per group with the
+  weight in its own ``(C_out/G, Cg·taps)`` order. A strided conv's input is split into its
+  stride phases first, where each tap reads one phase at stride 1;
+- im2col (the rest: strided convs with many channels; many channels on small planes): the
+  input laid out channels-last once
   (:func:`_layout`), a tile's windows copied into columns ``(G, positions, taps·Cg)``, a
   column per (kernel tap, input channel).
 
 The column buffers are reused per thread and hold about ``_COLUMN_BYTES`` (less when tiles
 are shared out over threads). Input gradients go back through a col2im, a loop over the
 kernel taps (:func:`scatter_windows`, or flat shifts for the depthwise path); the planar
-path's instead is a forward planar conv of the padded output gradient with the flipped kernel.
+path's of stride 1 instead is a forward planar conv of the padded output gradient with the
+flipped kernel.
+A strided conv with enough channels per group (and so a transposed conv, its input gradient)
+splits the input gradient by stride phase instead: per phase one stride-1 conv of the output
+gradient with the taps that reach it (:mod:`.subpixel`), no col2im.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -65,7 +73,7 @@ from ..rules import (
     with_spatial,
 )
 from ..tensor import Tensor, make_result
-from . import jit, winograd
+from . import jit, subpixel, winograd
 from .pad import constant_pad_array
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span
@@ -272,6 +280,15 @@ def conv_transpose_output_shape(input_shape: Sequence[int], weight_shape: Sequen
 # 3×3×3 at 16×56² (1-7 % waste) 12-20 % faster; at 14² (14 % waste) 5-8 % slower.
 _PLANAR_CHANNELS = 32
 _PLANAR_WASTE = 1.1
+# Strided convs take it (over the input split into its stride phases) with fewer channels per
+# group than this, where channels-last columns copy runs of a few floats, or with a 1×1 kernel
+# (the split is the subsampling: a quarter of the input, where im2col lays out all of it). Measured
+# (forward, N=8, one thread, im2col → planar): 7×7/2 3→64 at 224² 35.0 → 27.5 ms, 3×3/2 3→32
+# at 224² 7.5 → 4.9, 3×3/2 4→32 at 112² 2.5 → 1.9, 7×7/2 8→32 at 112² 14.7 → 12.6, 1×1/2 256→512
+# at 56² 27.2 → 21.0, 512→1024 at 28² 21.7 → 18.8; but with 16-128 channels 3×3/2 as fast or
+# up to 20 % slower (64 at 112²: 36.9 → 44.7): the split, rows of a few dozen strided floats
+# each, costs more than channels-last columns of 64-byte runs.
+_STRIDED_PLANAR_CHANNELS = 8
 # Of the planar path's convs, the 2-d 3×3 dilation-1 ungrouped ones with at least this many
 # input channels run Winograd F(2×2, 3×3) (:mod:`.winograd`) instead; the weight gradient
 # stays planar. Measured on 2 threads on the idle machine (best of 5), forward / input
@@ -290,7 +307,9 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -
         return "depthwise"
     if max(geo.kernel) == 1 and max(geo.stride) == 1:
         return "direct"
-    if padded is not None and max(geo.stride) == 1:
+    if padded is not None and max(geo.stride) > 1:
+        return "planar" if per_group < _STRIDED_PLANAR_CHANNELS or max(geo.kernel) == 1 else "im2col"
+    if padded is not None:
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
         if per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows):
@@ -299,13 +318,17 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -
     return "im2col"
 
 
-def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str) -> np.ndarray:
+def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str) -> np.ndarray | _ZeroPadded:
     """Zero-pad ``x`` ``(N, C, *S)`` once, in the memory layout the kernels of ``path`` read fastest.
 
     The im2col path gets a channels-last copy, returned as an ``(N, C, *S)`` view: a tile
     of it is then a row-major ``(positions, C)`` matrix, and a window tap a run of
-    contiguous channels. The other paths read whole planes, so they keep ``x`` (padded).
+    contiguous channels. The other paths read whole planes, so they keep ``x`` (padded);
+    the depthwise path's compiled kernels pad each plane as they read it, so they get ``x``
+    itself in a :class:`_ZeroPadded` (no copy).
     """
+    if path == "depthwise" and (any(before) or any(after)) and _jit_runs(x.dtype.itemsize):
+        return _ZeroPadded(x, tuple(before), tuple(after))
     if path != "im2col":
         return constant_pad_array(x, before, after)
     n, c, *sizes = x.shape
@@ -313,6 +336,37 @@ def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: st
                       -1, 1)
     _copy(out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(before, sizes, strict=True))], x)
     return out
+
+
+@dataclass(frozen=True)
+class _ZeroPadded:
+    """``data`` ``(N, C, *S)`` with ``before``/``after`` zero cells around its spatial dims, not
+    copied: the padded input of the compiled depthwise kernels (:func:`_layout`), which read
+    ``data`` and pad each plane in cache. ``np.asarray`` makes the padded array (the NumPy kernels)."""
+
+    data: np.ndarray
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape[:2] + tuple(s + b + a for s, b, a in zip(self.data.shape[2:], self.before, self.after,
+                                                                          strict=True))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        padded = constant_pad_array(self.data, self.before, self.after)
+        return padded if dtype is None else padded.astype(dtype, copy=False)
+
+
+def _unpadded(xp: np.ndarray | _ZeroPadded) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The input cells of a padded input from :func:`_layout`, and the zero cells before them."""
+    if isinstance(xp, _ZeroPadded):
+        return xp.data, xp.before
+    return xp, (0,) * (xp.ndim - 2)
 
 
 def _crop(x: np.ndarray, before: Sequence[int], after: Sequence[int]) -> np.ndarray:
@@ -369,22 +423,97 @@ def _from_gemm_weight(gw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(groups, per_out, taps, shape[1]).swapaxes(2, 3).reshape(shape))
 
 
+class _PhaseTaps(NamedTuple):
+    """The taps ``range(k)[taps]`` of one spatial dim that read stride phase ``phase`` (the
+    padded cells ``phase + s·q``): window ``q`` reads its cells ``q + shift``, ``q + shift +
+    jump``, … up to ``q + last``."""
+
+    taps: slice
+    phase: int
+    shift: int
+    jump: int
+    last: int
+
+
+def _phase_taps(k: int, s: int, d: int) -> list[_PhaseTaps]:
+    """A dim's ``k`` taps (dilation ``d``) by the phase of stride ``s`` they read, for each phase
+    some tap reads: tap ``t`` reads phase ``t·d mod s`` at shift ``⌊t·d/s⌋``, so taps
+    ``s/gcd(s, d)`` apart share a phase and their shifts are ``d/gcd(s, d)`` apart."""
+    period, jump = s // math.gcd(s, d), d // math.gcd(s, d)
+    lasts = [r + (k - 1 - r) // period * period for r in range(min(period, k))]  # each phase's last tap
+    return [_PhaseTaps(slice(r, None, period), r * d % s, r * d // s, jump, t * d // s) for r, t in enumerate(lasts)]
+
+
 class _FlatTaps:
-    """Kernel taps as shifts of a flattened padded plane, for one stride ``s`` in all dims.
+    """Kernel taps as shifts of a flattened padded plane, for one stride ``s`` in all dims (or,
+    split into stride phases, any strides).
 
     Window position ``m`` (counted on the padded grid: ``m = Σ iₐ·strideₐ`` over the padded
     plane's element strides) reads cell ``offset + s·m`` for every tap, so a tap over all
     windows of a ``(rows, plane)`` array is one long 1-d slice instead of many short rows.
     The flat positions past each row's last window (``padded − windows`` per row) are computed
     and then dropped by :meth:`crop`: a few percent of extra work for long inner loops.
+
+    With ``split`` (the planar path) the strides may differ and the reads are contiguous: the
+    padded plane is split into its stride phases first (space-to-depth, :meth:`planes`). Along
+    a dim, phase ``r`` holds the cells ``r + s·q`` and tap ``k`` reads phase ``k·d mod s``
+    shifted by ``⌊k·d/s⌋`` at stride 1, so a strided conv's taps are long runs again and the
+    columns keep their depth ``C·taps``. The phases some tap reads lie side by side, each of
+    ``sizes`` cells (the windows and the largest shift); :attr:`blocks` lists each phase's taps
+    as a strided set (see :func:`_phase_taps`). Without strides the one phase is the plane.
     """
 
-    def __init__(self, padded: Sequence[int], geo: _Geometry, windows: tuple[int, ...]) -> None:
-        pitch = [math.prod(padded[i + 1:]) for i in range(len(padded))]  # element strides of the plane
-        self.pitch, self.windows, self.step = pitch, windows, geo.stride[0]
-        self.offsets = [sum(t * d * p for t, d, p in zip(tap, geo.dilation, pitch, strict=True))
-                        for tap in kernel_taps(geo.kernel)]
+    def __init__(self, padded: Sequence[int], geo: _Geometry, windows: tuple[int, ...], split: bool = False) -> None:
+        by = geo.stride if split else (1,) * len(padded)  # the strides the plane is split by
+        sizes = tuple(padded) if not split else tuple(
+            o + (k - 1) * d // s for o, k, s, d in zip(windows, geo.kernel, by, geo.dilation, strict=True))
+        pitch = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]  # element strides of a phase's plane
+        self.sizes, self.pitch, self.windows, self.split_by = sizes, pitch, windows, by
+        self.step = 1 if split else geo.stride[0]
+        axes = [_phase_taps(k, s, d) for k, s, d in zip(geo.kernel, by, geo.dilation, strict=True)]
+        self.phases = list(itertools.product(*axes))
+        plane = math.prod(sizes)
+        # per phase: its taps (slices of the kernel dims), the flat offset of the first, the steps between them
+        self.blocks = [(tuple(a.taps for a in phase), i * plane + sum(a.shift * p for a, p in zip(phase, pitch)),
+                        tuple(a.jump * p for a, p in zip(phase, pitch))) for i, phase in enumerate(self.phases)]
+        # per dim and tap t: its share of the tap's offset, the phase (of index t mod phases along the
+        # dim; phases in row-major order) and the shift; the taps in kernel_taps order
+        counts = [len(axis) for axis in axes]
+        shares = [[t % c * math.prod(counts[i + 1:]) * plane + t * d // s * p for t in range(k)]
+                  for i, (k, c, d, s, p) in enumerate(zip(geo.kernel, counts, geo.dilation, by, pitch, strict=True))]
+        self.offsets = [sum(parts) for parts in itertools.product(*shares)]
         self.length = sum((o - 1) * p for o, p in zip(windows, pitch, strict=True)) + 1
+
+    def planes(self, xp: np.ndarray, groups: int) -> np.ndarray:
+        """``(N, C, *padded)`` -> ``(N, G, C/G, flat)``, C-contiguous: the padded planes (a copy
+        only if ``xp`` is not), or split into the phases, in blocks of planes spread over the
+        threads, each phase zero past the cells its taps read (and past the end of ``xp``, which
+        the input gradient of a stride-1 transposed conv with output padding reaches)."""
+        n, c = xp.shape[:2]
+        flat = (n, groups, c // groups, len(self.phases) * math.prod(self.sizes))
+        if not self.copies(xp.shape[2:]):
+            return np.ascontiguousarray(xp).reshape(flat)
+        out = np.zeros((n, c, len(self.phases), *self.sizes), xp.dtype)
+        parts = []  # per phase: where its cells go, which cells of xp they are
+        for phase in self.phases:
+            reach = [min(o + a.last, -(-(p - a.phase) // s))
+                     for o, a, p, s in zip(self.windows, phase, xp.shape[2:], self.split_by)]
+            parts.append((tuple(slice(0, e) for e in reach),
+                          tuple(slice(a.phase, a.phase + s * (e - 1) + 1, s) for a, e, s in
+                                zip(phase, reach, self.split_by))))
+
+        def split(block: tuple[int, slice]) -> None:
+            b, channels = block
+            for i, (inside, cells) in enumerate(parts):
+                out[(b, channels, i, *inside)] = xp[(b, channels, *cells)]
+
+        step = max(1, _BLOCK_ELEMENTS // math.prod(out.shape[2:]))  # channels per block
+        tile_map(split, [(b, slice(c0, c0 + step)) for b in range(n) for c0 in range(0, c, step)])
+        return out.reshape(flat)
+
+    def copies(self, padded: Sequence[int]) -> bool:
+        """Whether :meth:`planes` splits (copies) an input of spatial size ``padded``."""
+        return len(self.phases) > 1 or self.sizes != tuple(padded)
 
     def reads(self, offset: int) -> slice:
         """The plane cells one tap reads, in window order."""
@@ -454,15 +583,17 @@ def _jit_runs(item: int) -> bool:
     return item in (4, 8) and jit.active()
 
 
-def _as_3d(sizes: Sequence[int]) -> tuple[int, int, int]:
-    """Spatial sizes (or strides) of any rank as 3-d: leading 1s."""
-    return (1,) * (3 - len(sizes)) + tuple(sizes)  # type: ignore[return-value]
+def _as_3d(sizes: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
+    """Spatial sizes (or strides, or paddings with ``fill=0``) of any rank as 3-d: leading ``fill``s."""
+    return (fill,) * (3 - len(sizes)) + tuple(int(s) for s in sizes)  # type: ignore[return-value]
 
 
 def _jit_blocks(count: int, per_item: int, threads: int) -> list[tuple[int, int]]:
     """``[first, last)`` ranges of ``count`` items (``per_item`` elements each) for the compiled
-    kernels: about ``_JIT_BLOCK_ELEMENTS`` each, at least ``_TILES_PER_THREAD`` per thread."""
+    kernels: about ``_JIT_BLOCK_ELEMENTS`` each, at least ``_TILES_PER_THREAD`` per thread, as
+    many for each thread (7 blocks on 2 threads leave one thread 4/7 of the work, 8 blocks 4/8)."""
     parts = max(threads * _TILES_PER_THREAD if threads > 1 else 1, count * per_item // _JIT_BLOCK_ELEMENTS)
+    parts = -(-parts // threads) * threads
     step = -(-count // max(1, min(count, parts))) if count else 1
     return [(i, min(i + step, count)) for i in range(0, count, step)]
 
@@ -477,18 +608,26 @@ def _jit_rows(windows: Sequence[int], pitch: int, stride: Sequence[int]) -> int:
 
 class _JitPlan:
     """A depthwise conv's arrays and numbers in the compiled kernels' terms (3-d, rows of
-    (sample, channel) planes; see :mod:`._depthwise_numba`)."""
+    (sample, channel) planes; see :mod:`._depthwise_numba`): ``planes`` input planes a row of
+    ``size`` cells, zero-padded to ``padded`` with ``before`` cells in (by the kernels, as they
+    read them), taps over all of them."""
 
-    def __init__(self, n: int, geo: _Geometry, per_out: int, padded: Sequence[int], windows: Sequence[int]) -> None:
+    def __init__(self, n: int, geo: _Geometry, per_out: int, size: Sequence[int], before: Sequence[int],
+                 padded: Sequence[int], windows: Sequence[int], planes: int = 1) -> None:
         self.n, self.groups, self.per_out = n, geo.groups, per_out
-        self.padded, self.windows, self.stride = _as_3d(padded), _as_3d(windows), _as_3d(geo.stride)
-        self.pitch = (self.padded[1] * self.padded[2], self.padded[2])
-        self.offsets = np.array(_FlatTaps(padded, geo, tuple(windows)).offsets, np.int64)
-        self.rows = _jit_rows(self.windows, self.pitch[1], self.stride)
+        self.size, self.before, self.padded = _as_3d(size), _as_3d(before, 0), _as_3d(padded)
+        self.windows, self.stride = _as_3d(windows), _as_3d(geo.stride)
+        pitch, cells = (self.padded[1] * self.padded[2], self.padded[2], 1), math.prod(self.padded)
+        self.offsets = np.array([k * cells + sum(t * d * p for t, d, p in zip(tap, _as_3d(geo.dilation), pitch,
+                                                                              strict=True))
+                                 for k in range(planes) for tap in kernel_taps(_as_3d(geo.kernel))], np.int64)
+        self.rows = _jit_rows(self.windows, self.padded[2], self.stride)
+        self.cells = planes * cells  # of a row's padded planes
+        self.args = (self.size, self.before, self.padded, self.stride, self.offsets)
 
     def planes(self, a: np.ndarray) -> np.ndarray:
-        """``(N, C, *padded)`` -> ``(N·C, P)`` flat planes, C-contiguous (a copy only if ``a`` is not)."""
-        return np.ascontiguousarray(a).reshape(a.shape[0] * a.shape[1], math.prod(a.shape[2:]))
+        """``(N, G·K, *S)`` -> ``(N·G, K·S)``: the rows' planes, C-contiguous (a copy only if ``a`` is not)."""
+        return np.ascontiguousarray(a).reshape(self.n * self.groups, math.prod(a.shape[1:]) // self.groups)
 
     def outputs(self, a: np.ndarray) -> np.ndarray:
         """``(N, C_out, *windows)`` -> ``(N·G, M, Do, Ho, Wo)``, C-contiguous (a copy only if
@@ -500,14 +639,17 @@ class _JitPlan:
         return np.ascontiguousarray(w).reshape(self.groups, self.per_out, -1)
 
     def row_blocks(self, threads: int) -> list[tuple[int, int]]:
-        """Blocks of (sample, channel) rows (a row: its padded plane and its outputs)."""
-        return _jit_blocks(self.n * self.groups, math.prod(self.padded) + self.per_out * math.prod(self.windows),
-                           threads)
+        """Blocks of (sample, channel) rows (a row: its padded planes and its outputs)."""
+        return _jit_blocks(self.n * self.groups, self.cells + self.per_out * math.prod(self.windows), threads)
 
     def channel_blocks(self, threads: int) -> list[tuple[int, int]]:
         """Blocks of channels, each with all its samples."""
-        return _jit_blocks(self.groups, self.n * (math.prod(self.padded) + self.per_out * math.prod(self.windows)),
-                           threads)
+        return _jit_blocks(self.groups, self.n * (self.cells + self.per_out * math.prod(self.windows)), threads)
+
+    def forward(self, kernels: Any, x: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
+        """The forward kernel on blocks of rows: ``y`` ``(N·G, M, *windows)`` from the rows'
+        planes ``x`` and the weight ``w`` ``(G, M, K·T)``."""
+        tile_map(lambda b: kernels.forward(x, w, y, *b, *self.args, self.rows), self.row_blocks(thread_count()))
 
 
 @dataclass(frozen=True)
@@ -625,28 +767,49 @@ def _col2im(cols: np.ndarray, target: np.ndarray, geo: _Geometry, windows: tuple
                     windows)
 
 
+# Windows rows at least this wide give the planar path columns of the windows alone (a copy
+# per row) instead of flat runs (whose cells past each row's last window are computed, then
+# dropped): a tile inside one sample then multiplies straight into the output, and its weight
+# gradient reads the output gradient in place. A row costs more to copy than a stretch of a
+# run (rows of 56 floats 2.2×, of 112 and 224 1.4× the time), what it saves is bigger. Measured
+# on one thread, flat runs → windows, forward / weight gradient: 7×7/2 3→64 at 224² (N=8) 28.0
+# → 26.1 / 32.2 → 28.7 ms, 3×3/2 3→32 at 224² (N=8) 5.2 → 4.6 / 7.1 → 6.2, 3×3 16→32 at 112²
+# (N=8) 15.7 → 14.9 / 16.7 → 15.2, 3×3 64 at 224² (N=1) 47.8 → 47.4 / 47.5 → 45.6, 3×3 3→64 at
+# 224² (N=1) 3.6 → 3.9 / 5.2 → 4.2.
+_EXACT_WIDTH = 64
+
+
+def _exact(windows: Sequence[int]) -> bool:
+    """Whether the planar path's columns hold only the windows (see ``_EXACT_WIDTH``)."""
+    return windows[-1] >= _EXACT_WIDTH
+
+
 def _planar_columns(xf: np.ndarray, flat: _FlatTaps, geo: _Geometry, t: _Tile, scratch: Scratch) -> np.ndarray:
-    """The planar path's columns of a tile, ``(G, Cg·taps, samples·flat)``: per (channel, tap)
-    a run of the flat padded plane ``xf`` ``(N, G, Cg, plane)``, one long copy each."""
+    """The planar path's columns of a tile, ``(G, Cg·taps, samples·positions)``: per (channel,
+    tap) a run of the flat planes ``xf`` ``(N, G, Cg, flat)`` (:meth:`_FlatTaps.planes`), one long
+    copy each, or only its windows (:func:`_exact`, a copy per row); a phase's taps at a time."""
     start, length = flat.tile_span(t)
     src = xf[t.batch, :, :, flat.step * start:]
     item = xf.itemsize
-    view = as_strided(src, (*src.shape[1:3], *geo.kernel, t.samples, length),
-                      (*src.strides[1:3], *(d * p * item for d, p in zip(geo.dilation, flat.pitch, strict=True)),
-                       src.strides[0], flat.step * item), writeable=False)
-    cols = scratch.take("columns", view.shape, xf.dtype)
-    np.copyto(cols, view)
-    return cols.reshape(xf.shape[1], -1, t.samples * length)
+    positions, pitch = (t.windows, flat.pitch) if _exact(flat.windows) else ((length,), [1])
+    cols = scratch.take("columns", (*src.shape[1:3], *geo.kernel, t.samples, *positions), xf.dtype)
+    for taps, offset, steps in flat.blocks:
+        part = cols[(slice(None), slice(None), *taps)]
+        strides = (*(s * item for s in steps), src.strides[0], *(flat.step * p * item for p in pitch))
+        np.copyto(part, as_strided(src[..., offset:], part.shape, src.strides[1:3] + strides, writeable=False))
+    return cols.reshape(xf.shape[1], -1, t.samples * math.prod(positions))
 
 
 def _planar_rows(a: np.ndarray, flat: _FlatTaps, t: _Tile, groups: int, scratch: Scratch) -> np.ndarray:
-    """A tile of ``a`` ``(N, C_out, *windows)`` spread over the flat positions, zeros between
-    rows: ``(G, C_out/G, samples·flat)``, the planar path's operand of the output side."""
+    """A tile of ``a`` ``(N, C_out, *windows)`` at the positions of its columns: ``(G, C_out/G,
+    samples·positions)``, the planar path's operand of the output side; spread over the flat
+    positions with zeros between rows, or (:func:`_exact`) the tile itself (a view for one sample)."""
+    part = a[t.of_windows()].reshape(t.samples, groups, -1, *t.windows)
+    if _exact(flat.windows):
+        return np.moveaxis(part, 0, 2).reshape(groups, part.shape[2], t.positions)
     _, length = flat.tile_span(t)
-    part = a[t.of_windows()]
-    wide = scratch.zeros("wide", (groups, part.shape[1] // groups, t.samples, length), a.dtype)
-    flat.crop(wide, t.windows, writeable=True)[...] = np.moveaxis(
-        part.reshape(t.samples, groups, -1, *t.windows), 0, 2)
+    wide = scratch.zeros("wide", (groups, part.shape[2], t.samples, length), a.dtype)
+    flat.crop(wide, t.windows, writeable=True)[...] = np.moveaxis(part, 0, 2)
     return wide.reshape(groups, -1, t.samples * length)
 
 
@@ -654,21 +817,21 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
     """Convolve the padded input ``xp`` ``(N, C, *L)`` (laid out by :func:`_layout` for ``path``)
     with ``w`` ``(C_out, C/G, *k)``: ``(N, C_out, *windows)``."""
     y = np.empty((xp.shape[0], w.shape[0], *windows), xp.dtype)
-    {"depthwise": _forward_depthwise, "direct": _forward_direct, "planar": _forward_planar,
-     "im2col": _forward_im2col, "winograd": lambda xp, w, _, y: winograd.forward(xp, w, y)}[path](xp, w, geo, y)
+    _FORWARD[path](xp, w, geo, y)
     return y
 
 
-def _forward_depthwise(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
-    """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, channel) rows, or
-    NumPy's tap loop, two passes a tap over blocks of the rows' flat planes."""
+def _forward_depthwise(xp: np.ndarray | _ZeroPadded, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
+    """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, channel) rows, each
+    plane padded as it is read, or NumPy's tap loop, two passes a tap over blocks of the rows'
+    flat padded planes."""
     kernels = _jit_kernels(xp.dtype)
     if kernels is not None:
-        plan = _JitPlan(xp.shape[0], geo, w.shape[0] // geo.groups, xp.shape[2:], y.shape[2:])
-        x, wd, out = plan.planes(xp), plan.weights(w), y.reshape(plan.n * plan.groups, plan.per_out, *plan.windows)
-        args = (*plan.pitch, *plan.stride, plan.offsets, plan.rows)
-        tile_map(lambda b: kernels.forward(x, wd, out, *b, *args), plan.row_blocks(thread_count()))
+        x, before = _unpadded(xp)
+        plan = _JitPlan(x.shape[0], geo, w.shape[0] // geo.groups, x.shape[2:], before, xp.shape[2:], y.shape[2:])
+        plan.forward(kernels, plan.planes(x), plan.weights(w), plan.outputs(y))
         return
+    xp = np.asarray(xp)
     n, groups = xp.shape[0], geo.groups
     per_out = w.shape[0] // groups
     flat = _FlatTaps(xp.shape[2:], geo, y.shape[2:])
@@ -717,17 +880,25 @@ def _matmul_into(a: np.ndarray, b: np.ndarray, target: np.ndarray) -> None:
 
 
 def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
+    """Per tile, the weight in its own ``(C_out/G, Cg·taps)`` order times the tile's columns
+    (:func:`_planar_columns`): straight into a C-contiguous ``y`` for a tile inside one sample
+    with columns of the windows alone, else into a buffer then copied."""
     n, c = xp.shape[:2]
     groups, per_out, windows = geo.groups, w.shape[0] // geo.groups, y.shape[2:]
-    flat = _FlatTaps(xp.shape[2:], geo, windows)
-    xf = np.ascontiguousarray(xp).reshape(n, groups, c // groups, math.prod(xp.shape[2:]))
+    flat = _FlatTaps(xp.shape[2:], geo, windows, split=True)
+    xf = flat.planes(xp, groups)
     wg = w.reshape(groups, per_out, -1)  # (channel, tap) columns: the weight's own order
-    scratch, threads = Scratch(), thread_count()
+    scratch, threads, exact = Scratch(), thread_count(), _exact(windows)
+    direct = exact and y.flags.c_contiguous
 
     def tile(t: _Tile) -> None:
         cols = _planar_columns(xf, flat, geo, t, scratch)
+        if direct and t.samples == 1:
+            _matmul_into(wg, cols, y[t.of_windows()])
+            return
         out = matmul(wg, cols, out=scratch.take("out", (groups, per_out, cols.shape[-1]), y.dtype))
-        real = flat.crop(out.reshape(groups, per_out, t.samples, -1), t.windows)
+        out = out.reshape(groups, per_out, t.samples, -1)
+        real = out.reshape(out.shape[:3] + t.windows) if exact else flat.crop(out, t.windows)
         y[t.of_windows()].reshape(t.samples, groups, per_out, *t.windows)[...] = np.moveaxis(real, 2, 0)
 
     tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.itemsize, threads, w.size), threads)
@@ -749,21 +920,36 @@ def _forward_im2col(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray
     tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.itemsize, threads, w.size), threads)
 
 
+# Each path's forward kernel, writing into its last argument ``y`` (a view with any strides).
+_FORWARD: dict[str, Callable[[np.ndarray, np.ndarray, _Geometry, np.ndarray], None]] = {
+    "depthwise": _forward_depthwise, "direct": _forward_direct, "planar": _forward_planar, "im2col": _forward_im2col,
+    "winograd": lambda xp, w, _, y: winograd.forward(xp, w, y)}
+
+
 def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...], path: str) -> np.ndarray:
     """Gradient of :func:`_forward` with respect to its padded input, ``(N, C, *padded)``, for
     the output gradient ``g`` ``(N, C_out, *windows)`` laid out by :func:`_layout` for ``path``
-    (the result is in that layout too)."""
-    return {"depthwise": _grad_input_depthwise, "direct": _grad_input_direct, "planar": _grad_input_planar,
-            "im2col": _grad_input_im2col,
+    (the result is in that layout too). The depthwise path's is :func:`_grad_input_depthwise`,
+    which leaves the padding out."""
+    return {"direct": _grad_input_direct, "planar": _grad_input_planar, "im2col": _grad_input_im2col,
             "winograd": lambda g, w, _, padded: winograd.grad_input(g, w, padded)}[path](g, w, geo, padded)
 
 
-def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
+def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                          before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous:
+    the compiled kernels write those cells only; NumPy's tap loop fills the padded gradient,
+    which is then cropped."""
     kernels = _jit_kernels(g.dtype)
     if kernels is not None:
-        return _grad_input_depthwise_jit(kernels, g, w, geo, padded)
-    if not np.isfinite(w).all():  # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
-        return _grad_input_im2col(g, w, geo, padded)
+        return _grad_input_depthwise_jit(kernels, g, w, geo, padded, before, after)
+    # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
+    finite = np.isfinite(w).all()
+    return _crop((_grad_input_depthwise_numpy if finite else _grad_input_im2col)(g, w, geo, padded), before, after)
+
+
+def _grad_input_depthwise_numpy(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
+    """The padded input gradient, one strided add per tap (col2im) over blocks of rows."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
     flat = _FlatTaps(padded, geo, g.shape[2:])
     gx = np.zeros((n, groups, *padded), g.dtype)
@@ -783,33 +969,29 @@ def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: 
     return gx
 
 
-def _grad_input_depthwise_jit(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry,
-                              padded: tuple[int, ...]) -> np.ndarray:
+def _grad_input_depthwise_jit(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                              before: Sequence[int], after: Sequence[int]) -> np.ndarray:
     """Stride 1 with finite weights: a forward conv of the output gradient, padded by the
-    kernel's reach, with the flipped kernel (nine or three taps a pass, every cell written
-    once); otherwise each output gradient row added onto the cells its windows read, tap by
-    tap (for non-finite weights only the products the conv made: torch adds no ``0·inf``)."""
+    kernel's reach less the conv's padding, with the flipped kernel, whose windows are the
+    input cells (nine or three taps a pass, every cell written once); otherwise each output
+    gradient row added onto the padded plane's cells its windows read, tap by tap, the input
+    cells then copied out (for non-finite weights only the products the conv made: torch adds
+    no ``0·inf``)."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
-    plan = _JitPlan(n, geo, per_out, padded, g.shape[2:])
-    gx = np.empty((n, groups, *padded), g.dtype)
-    go, planes = plan.outputs(g), plan.planes(gx)
-    blocks = plan.row_blocks(thread_count())
+    size = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    gx = np.empty((n, groups, *size), g.dtype)
     finite = bool(np.isfinite(w).all())
-    if max(plan.stride) == 1 and finite:
-        kernel, dilation = _as_3d(geo.kernel), _as_3d(geo.dilation)
-        reach = tuple(span(k, d) - 1 for k, d in zip(kernel, dilation, strict=True))
-        sizes = tuple(p + r for p, r in zip(plan.padded, reach, strict=True))  # the padded output gradient
-        pitch = (sizes[1] * sizes[2], sizes[2], 1)
-        offsets = np.array([m * math.prod(sizes) + sum(t * d * p for t, d, p in zip(tap, dilation, pitch, strict=True))
-                            for m in range(per_out) for tap in kernel_taps(kernel)], np.int64)
-        flipped = np.ascontiguousarray(np.flip(plan.weights(w).reshape(groups, per_out, *kernel), (2, 3, 4)))
-        wf, cube = flipped.reshape(groups, offsets.size), gx.reshape(n * groups, *plan.padded)
-        rows = _jit_rows(plan.padded, sizes[2], plan.stride)
-        tile_map(lambda b: kernels.grad_input_gather(go, wf, cube, *b, *reach, offsets, rows), blocks)
+    if max(geo.stride) == 1 and finite:
+        reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+        plan = _JitPlan(n, geo, 1, g.shape[2:], [r - b for r, b in zip(reach, before, strict=True)],
+                        [s + r for s, r in zip(size, reach, strict=True)], size, planes=per_out)
+        flipped = np.flip(w.reshape(groups, per_out, *geo.kernel), tuple(range(2, 2 + len(geo.kernel))))
+        plan.forward(kernels, plan.planes(g), np.ascontiguousarray(flipped).reshape(groups, 1, -1), plan.outputs(gx))
         return gx
-    wd = plan.weights(w)
-    args = (*plan.pitch, *plan.stride, plan.offsets, not finite)
-    tile_map(lambda b: kernels.grad_input_scatter(go, wd, planes, *b, *args), blocks)
+    plan = _JitPlan(n, geo, per_out, size, before, padded, g.shape[2:])
+    go, planes, wd = plan.outputs(g), plan.planes(gx), plan.weights(w)
+    tile_map(lambda b: kernels.grad_input_scatter(go, wd, planes, *b, *plan.args, not finite),
+             plan.row_blocks(thread_count()))
     return gx
 
 
@@ -841,7 +1023,10 @@ def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     kernel's span − 1. Its columns are copies and its tiles write disjoint outputs, where a
     col2im adds per tap and tiles inside one sample overlap (2 threads against a planar col2im:
     grouped 3×3 g32 at 28² 20-30 % faster, 3×3 64 at 224² 20 %, 3×3×3 64 at 16·56² 40 %,
-    3×3 128 at 28² 10 %; for depthwise convs 5-15 % slower, so they keep their own)."""
+    3×3 128 at 28² 10 %; for depthwise convs 5-15 % slower, so they keep their own). A strided
+    conv's (the planar path's over stride phases) goes through im2col's col2im, channels-last."""
+    if max(geo.stride) > 1:
+        return _grad_input_im2col(g, w, geo, padded)
     groups, per_group = geo.groups, w.shape[1]
     per_out, nd = w.shape[0] // groups, len(geo.kernel)
     flipped = np.flip(w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2), tuple(range(3, 3 + nd)))
@@ -889,6 +1074,69 @@ def _grad_input_im2col(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     return gx
 
 
+# Fewest input channels per group for which a strided conv's input gradient runs one stride-1
+# conv per stride phase (:func:`_grad_input_phased`) instead of a matmul into columns and a
+# col2im. Measured on one thread, float32, N=8 (phased vs col2im): transposed k4/2 128→64 at 28²
+# 25 vs 28 ms, 3×3/2 128 at 56² 24 vs 31, 1×1/2 256→512 at 56² 21 vs 38, 3×3/2 8→32 at 112²
+# 4.3 vs 6.0; ResNet's stem (3 channels, 7×7/2) 164 vs 109: a phase's matmul has as many rows
+# as the conv has input channels, so few channels make thin matmuls over deep columns.
+_PHASED_CHANNELS = 8
+
+
+def _phased(per_group: int, geo: _Geometry) -> bool:
+    """Whether the input gradient of a conv with ``per_group`` input channels per group (or a
+    transposed conv's forward) runs per stride phase."""
+    return max(geo.stride) > 1 and per_group >= _PHASED_CHANNELS
+
+
+def _phase_plan(geo: _Geometry, per_out: int, padded: Sequence[int], before: Sequence[int],
+                after: Sequence[int]) -> list[tuple[subpixel.Phase, _Geometry, str]]:
+    """The phases some tap reaches, each with its stride-1 conv's geometry and kernel path (its
+    input: ``per_out`` output-gradient channels per group)."""
+    region = [(b, p - a) for b, p, a in zip(before, padded, after, strict=True)]
+    plan = []
+    for ph in subpixel.phases(geo.kernel, geo.stride, geo.dilation, region):
+        if not ph.empty:
+            sub = _Geometry(ph.kernel, (1,) * len(geo.kernel), ph.dilation, geo.groups)
+            plan.append((ph, sub, _path(per_out, sub, ph.length)))
+    return plan
+
+
+def _grad_input_phased(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                       before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """The input gradient of a strided conv without its ``before``/``after`` cells,
+    ``(N, C, *region)`` C-contiguous: per stride phase a stride-1 conv (on its own path) of the
+    output gradient ``g`` ``(N, C_out, *windows)`` with the phase's taps of the kernel,
+    reversed, channels swapped per group (:mod:`.subpixel`), written into the phase's cells."""
+    groups, per_group, per_out = geo.groups, w.shape[1], w.shape[0] // geo.groups
+    plan = _phase_plan(geo, per_out, padded, before, after)
+    region = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    filled = len(plan) == math.prod(min(s, size) for s, size in zip(geo.stride, region, strict=True))
+    gx = (np.empty if filled else np.zeros)((g.shape[0], groups * per_group, *region), g.dtype)
+    swapped = w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2)
+    for ph, sub, path in plan:
+        _run_phase(g, swapped[(Ellipsis,) + np.ix_(*ph.taps)], ph, sub, path, gx)
+    return gx
+
+
+def _run_phase(g: np.ndarray, taps: np.ndarray, ph: subpixel.Phase, sub: _Geometry, path: str,
+               gx: np.ndarray) -> None:
+    """One phase: ``g`` over the phase's reach, zero-padded in ``path``'s layout (``g`` itself
+    when the reach is exactly ``g``), convolved with ``taps`` ``(G, C/G, C_out/G, *k')`` into
+    the phase's cells of ``gx``. A function of its own so that each phase's buffers are freed
+    before the next phase allocates its own."""
+    inside = tuple(slice(max(s, 0), min(s + length, o)) for s, length, o in zip(ph.start, ph.length, g.shape[2:]))
+    gp = _layout(g[(slice(None), slice(None)) + inside], [q.start - s for q, s in zip(inside, ph.start)],
+                 [s + length - q.stop for q, s, length in zip(inside, ph.start, ph.length)], path)
+    if path != "im2col":
+        gp = np.ascontiguousarray(gp)  # a cropped view of g: the planar kernels read whole planes
+    weight, cells = taps.reshape(-1, *taps.shape[2:]), gx[(slice(None), slice(None)) + ph.cells]
+    if path == "depthwise":  # (one output channel per group) its kernels write C-contiguous outputs
+        cells[...] = _forward(gp, weight, sub, ph.size, path)
+    else:
+        _FORWARD[path](gp, weight, sub, cells)
+
+
 def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np.ndarray:
     """Gradient of :func:`_forward` with respect to its weight, ``(C_out, C/G, *k)``, from the
     padded input and the output gradient laid out by :func:`_layout` for ``path``."""
@@ -897,18 +1145,21 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
             "im2col": _grad_weight_im2col, "winograd": _grad_weight_planar}[path](xp, g, geo).reshape(shape)
 
 
-def _grad_weight_depthwise(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """Per tap, one dot product per (sample, channel) row: ``(G, C_out/G, taps)``. The compiled
-    kernels sum each channel's products over all samples in one block: blocks of channels."""
+    kernels sum each channel's products over all samples in one block (blocks of channels),
+    each plane padded as it is read."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
     kernels = _jit_kernels(g.dtype)
     if kernels is not None:
-        plan = _JitPlan(n, geo, per_out, xp.shape[2:], g.shape[2:])
-        x, go = plan.planes(xp), plan.outputs(g)
+        x, before = _unpadded(xp)
+        plan = _JitPlan(n, geo, per_out, x.shape[2:], before, xp.shape[2:], g.shape[2:])
+        xs, go = plan.planes(x), plan.outputs(g)
         gw = np.empty((groups, per_out, plan.offsets.size), g.dtype)
-        args = (*plan.pitch, *plan.stride, plan.offsets, plan.rows)
-        tile_map(lambda b: kernels.grad_weight(x, go, gw, *b, *args), plan.channel_blocks(thread_count()))
+        tile_map(lambda b: kernels.grad_weight(xs, go, gw, *b, *plan.args, plan.rows),
+                 plan.channel_blocks(thread_count()))
         return gw
+    xp = np.asarray(xp)
     # The zeros between rows would take 0·inf = NaN from cells no window reads (torch takes none).
     # A sum is non-finite if any cell is (or on overflow: the exact path then, still right), no temporary.
     if not np.isfinite(xp.sum()):
@@ -972,21 +1223,25 @@ def _grad_weight_direct(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.nda
 
 
 def _grad_weight_planar(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """Per tile, the columns times the output gradient at their positions, transposed: the
+    product ``(Cg·taps, C_out/G)`` per group, row-major columns times a transposed operand,
+    runs faster in BLAS than ``(C_out/G, Cg·taps)`` (one thread, N=8 unless said: stem 7×7/2
+    3→64 34 → 29 ms, 3×3 16→32 at 56² 5.3 → 4.1, 3×3 64 at 224² (N=1) 57 → 54; grouped 3×3
+    g32 256 at 28² 7.2 → 7.4)."""
     n, c = xp.shape[:2]
-    groups, windows = geo.groups, g.shape[2:]
-    flat = _FlatTaps(xp.shape[2:], geo, windows)
-    xf = np.ascontiguousarray(xp).reshape(n, groups, c // groups, math.prod(xp.shape[2:]))
+    groups, windows, per_out = geo.groups, g.shape[2:], g.shape[1] // geo.groups
+    flat = _FlatTaps(xp.shape[2:], geo, windows, split=True)
+    xf = flat.planes(xp, groups)
     depth = c // groups * len(flat.offsets)
     scratch, threads = Scratch(), thread_count()
 
     def part(t: _Tile) -> np.ndarray:
         cols = _planar_columns(xf, flat, geo, t, scratch)
-        rows = _planar_rows(g, flat, t, groups, scratch)  # zeros where the flat positions are no window
-        return matmul(rows, cols.swapaxes(1, 2), out=scratch.take("part", (groups, rows.shape[1], depth), g.dtype))
+        rows = _planar_rows(g, flat, t, groups, scratch)  # flat runs: zeros where no window is
+        return matmul(cols, rows.swapaxes(1, 2), out=scratch.take("part", (groups, depth, per_out), g.dtype))
 
-    return _sum_tiles(part, _tiles(n, windows, geo, depth * groups * xp.itemsize, threads, g.shape[1] * depth, 1),
-                      threads,
-                      (groups, g.shape[1] // groups, depth), g.dtype)
+    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize, threads, g.shape[1] * depth, 1)
+    return _sum_tiles(part, tiles, threads, (groups, depth, per_out), g.dtype).swapaxes(1, 2)
 
 
 def _grad_weight_im2col(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
@@ -1029,6 +1284,18 @@ def _grads(plan: _Plan, parents: tuple[Tensor, ...], g: np.ndarray, gx: np.ndarr
     return grads
 
 
+def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _Geometry, plan: _Plan,
+                    path: str) -> np.ndarray:
+    """A conv's input gradient (a transposed conv's output) without the padding, ``(N, C, *S)``
+    C-contiguous, from the output gradient ``g`` ``(N, C_out, *windows)`` and the same in
+    ``path``'s layout ``gl`` (unused, and may be None, when the gradient runs per phase)."""
+    if _phased(w.shape[1], geo):
+        return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
+    if path == "depthwise":
+        return _grad_input_depthwise(gl, w, geo, plan.padded, plan.before, plan.after)
+    return _crop(_grad_input(gl, w, geo, plan.padded, path), plan.before, plan.after)
+
+
 def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrTuple,  # noqa: A002
           padding: IntOrTuple | str, dilation: IntOrTuple, groups: int) -> Tensor:
     bias_shape = None if bias is None else bias.shape
@@ -1045,8 +1312,7 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
         gl = _layout(g, (0,) * len(plan.windows), (0,) * len(plan.windows), path)
-        gx = (_crop(_grad_input(gl, w, geo, plan.padded, path), plan.before, plan.after) if input.requires_grad
-              else None)
+        gx = _input_gradient(g, gl, w, geo, plan, path) if input.requires_grad else None
         gw = _grad_weight(xp, gl, geo, path) if weight.requires_grad else None
         return _grads(plan, parents, g, gx, gw)
 
@@ -1064,14 +1330,17 @@ def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None,
     geo, w = plan.geometry, weight.data
     path = _path(w.shape[1], geo, plan.padded)
     zeros = (0,) * len(plan.windows)
-    xl = _layout(input.data if plan.batched else input.data[None], zeros, zeros, path)
-    y = _crop(_grad_input(xl, w, geo, plan.padded, path), plan.before, plan.after)
+    x = input.data if plan.batched else input.data[None]
+    # in kernel layout; for the phased path only when the weight gradient needs it
+    xl = None if _phased(w.shape[1], geo) else _layout(x, zeros, zeros, path)
+    y = _input_gradient(x, xl, w, geo, plan, path)
 
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
         gp = _layout(g, plan.before, plan.after, path)
         gx = _forward(gp, w, geo, plan.windows, path) if input.requires_grad else None
-        gw = _grad_weight(gp, xl, geo, path) if weight.requires_grad else None
+        gw = (_grad_weight(gp, _layout(x, zeros, zeros, path) if xl is None else xl, geo, path)
+              if weight.requires_grad else None)
         return _grads(plan, parents, g, gx, gw)
 
     return _finish(op, plan, y, parents, backward)
@@ -1221,8 +1490,8 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
 
 def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
     """(tiles in flight, positions of the largest tile): window positions, or with ``flat`` the
-    planar path's flat positions (the cells past each row's last window included)."""
-    if flat is None:
+    planar path's column positions (flat runs: the cells past each row's last window included)."""
+    if flat is None or _exact(flat.windows):
         size = max(t.positions for t in tiles)
     else:
         size = max(t.samples * flat.tile_span(t)[1] for t in tiles)
@@ -1252,7 +1521,7 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     :mod:`.jit`)."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
-    if compiled:  # per busy thread a run of flat positions
+    if compiled:  # per busy thread a padded plane and a run of flat positions
         return _depthwise_jit_scratch("forward", n, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the wide rows, a block-sized product per thread, the weights per row
         wide, spare, _ = _depthwise_rows(n, c_out, padded, windows, geo, threads)
@@ -1262,9 +1531,10 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     if path == "winograd":
         return winograd.scratch_elements(n, c, c_out, windows, threads, item)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
-    if path == "planar":
-        busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
-        return busy * size * (c * taps + c_out)
+    if path == "planar":  # the input split into stride phases, per busy thread columns (and an output tile)
+        flat = _FlatTaps(padded, geo, windows, split=True)
+        busy, size = _tile_extent(tiles, threads, flat)
+        return _split_copy(flat, n, c, padded) + busy * size * (c * taps + _planar_copy(tiles, windows, c_out))
     busy, positions = _tile_extent(tiles, threads)
     return busy * positions * (c * taps + c_out) + _gemm_copy(geo, per_group, weight)
 
@@ -1275,7 +1545,7 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     """Elements :func:`_grad_input` allocates besides the padded input gradient it returns."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
-    if compiled:  # stride 1: per busy thread the output gradient's planes of a channel, padded
+    if compiled:  # per busy thread a padded plane (stride 1: the output gradient's of a channel) and a run
         return _depthwise_jit_scratch("grad_input", n, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the spread output gradient, per thread a product (and its channel sum)
         wide, spare, summed = _depthwise_rows(n, c_out, padded, windows, geo, threads)
@@ -1284,7 +1554,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
         return 0
     if path == "winograd":  # a Winograd conv of g (its zero border copied per item), flipped weight
         return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
-    if path == "planar":  # a forward planar conv of g padded by the kernel's reach, flipped weight (a copy)
+    if path == "planar" and max(geo.stride) == 1:
+        # a forward planar conv of g padded by the kernel's reach, flipped weight (a copy)
         reach = tuple(span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True))
         g_padded = tuple(o + 2 * r for o, r in zip(windows, reach, strict=True))
         return (n * c_out * math.prod(g_padded) + weight
@@ -1295,7 +1566,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     if _overlapping(tiles, threads):  # tiles inside a sample sum their input cells apart
         t = max(tiles, key=lambda t: t.positions)
         box = t.samples * c * math.prod(q.stop - q.start for q in t.reads) * math.prod(padded[len(t.reads):])
-    return busy * (positions * c * taps + box) + _gemm_copy(geo, per_group, weight)
+    rows = positions * c_out if path == "planar" else 0  # a strided planar conv's g, not channels-last: tiles copied
+    return busy * (positions * c * taps + box + rows) + _gemm_copy(geo, per_group, weight)
 
 
 @_scratch_rule
@@ -1316,11 +1588,49 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
         merged = samples > 1 and math.prod(windows) < _MERGE_POSITIONS  # the samples side by side: copies
         return busy * ((positions * (c + c_out) if merged else samples * weight) + weight)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
-    if path in ("planar", "winograd"):  # columns, the output gradient spread to flat positions
-        busy, size = _tile_extent(tiles, threads, _FlatTaps(padded, geo, windows))
-        return busy * (size * (c * taps + c_out) + 2 * weight)
+    if path in ("planar", "winograd"):  # stride phases; columns, the output gradient spread to flat positions
+        flat = _FlatTaps(padded, geo, windows, split=True)
+        busy, size = _tile_extent(tiles, threads, flat)
+        return _split_copy(flat, n, c, padded) + busy * (size * (c * taps + _planar_copy(tiles, windows, c_out))
+                                                         + 2 * weight)
     busy, positions = _tile_extent(tiles, threads)
     return busy * (positions * c * taps + 2 * weight) + weight  # + the sum in GEMM layout
+
+
+@functools.lru_cache(maxsize=1024)
+def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
+                    threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
+    """Elements :func:`_grad_input_phased` allocates besides the gradient it returns, its
+    phases one at a time: the output gradient over the phase's reach in its path's layout
+    (none when that is ``g`` itself), the phase's taps of the weight, its conv's scratch."""
+    per_out = c_out // geo.groups
+    peak = 0
+    for ph, sub, path in _phase_plan(geo, per_out, padded, before, after):
+        whole = path != "im2col" and ph.start == (0,) * len(windows) and ph.length == windows
+        gp = 0 if whole else n * c_out * math.prod(ph.length)
+        taps = c * per_out * math.prod(ph.kernel)
+        out = n * c * math.prod(ph.size) if path == "depthwise" else 0
+        if path == "planar" and _exact(ph.size):  # products the rule sends straight into y: copied into the cells
+            tiles = _tiles(n, ph.size, sub, c_out * math.prod(ph.kernel) * item, threads, taps)
+            if not _planar_copy(tiles, ph.size, c):
+                busy, size = _tile_extent(tiles, threads)
+                out = busy * size * c
+        peak = max(peak, gp + taps + out + _forward_scratch(path, n, c_out, c, ph.length, ph.size, sub, threads, item))
+    return peak
+
+
+def _split_copy(flat: _FlatTaps, n: int, c: int, padded: tuple[int, ...]) -> int:
+    """Elements of :meth:`_FlatTaps.planes`' copy of an ``(n, c, *padded)`` input (none when
+    the planes are the padded input's own)."""
+    return n * c * len(flat.phases) * math.prod(flat.sizes) if flat.copies(padded) else 0
+
+
+def _planar_copy(tiles: list[_Tile], windows: tuple[int, ...], c_out: int) -> int:
+    """Elements per column position of the planar path's output-side tile copy: ``c_out``, or
+    none when every tile's columns are its windows inside one sample (:func:`_exact`): those
+    multiply straight into the output and read the output gradient in place (for an output
+    that is not C-contiguous, a strided view, :func:`_forward_planar` copies: ``c_out``)."""
+    return 0 if _exact(windows) and all(t.samples == 1 for t in tiles) else c_out
 
 
 def _gemm_copy(geo: _Geometry, per_group: int, weight: int) -> int:
@@ -1343,42 +1653,51 @@ def _depthwise_jit_scratch(kernel: str, n: int, c_out: int, padded: tuple[int, .
                            geo: _Geometry, threads: int) -> int:
     """Elements the compiled depthwise ``kernel`` allocates (see :mod:`._depthwise_numba`): each
     busy thread's buffers, as :class:`_JitPlan` sizes them; the results are written in place.
-    (For finite weights: the input gradient for non-finite ones allocates less.)"""
+    The rules do not see the padding: for the stride-1 input gradient they count the output
+    gradient's planes padded by the kernel's whole reach (less by the conv's padding): the most.
+    (For finite weights: the input gradient for non-finite ones allocates a padded plane and a row.)"""
     per_out = c_out // geo.groups
-    plan = _JitPlan(n, geo, per_out, padded, windows)
-    rows_busy = in_flight(len(plan.row_blocks(threads)), threads)
+    plan = _JitPlan(n, geo, per_out, padded, (0,) * len(padded), padded, windows)
     width, stride = plan.windows[2], plan.stride[2]
     strided = (width - 1) * stride + 1  # a row of windows at every position
-    run = max((min(plan.rows, plan.windows[1]) - 1) * plan.pitch[1] + width, strided)  # and rows at a time
-    if kernel == "forward":
-        return rows_busy * run
-    if kernel == "grad_input":
-        if max(plan.stride) > 1:  # added onto the input gradient, a strided row spread out first
-            return rows_busy * strided
-        reach = [span(k, d) - 1 for k, d in zip(_as_3d(geo.kernel), _as_3d(geo.dilation), strict=True)]
-        sizes = [p + r for p, r in zip(plan.padded, reach, strict=True)]  # the padded output gradient
-        gather_run = (_jit_rows(plan.padded, sizes[2], plan.stride) - 1) * sizes[2] + plan.padded[2]
-        return rows_busy * (per_out * math.prod(sizes) + gather_run)
+    if kernel == "grad_input" and stride == 1:  # a forward conv of the output gradient's planes, padded
+        reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+        plan = _JitPlan(n, geo, 1, windows, reach, [p + r for p, r in zip(padded, reach, strict=True)], padded,
+                        planes=per_out)
+        kernel, width = "forward", plan.windows[2]
+    rows_busy = in_flight(len(plan.row_blocks(threads)), threads)
+    if kernel == "forward":  # the padded planes, a run of flat positions (rows at a time) or a strided row
+        return rows_busy * (plan.cells + max((plan.rows - 1) * plan.padded[2] + width, strided))
+    if kernel == "grad_input":  # added onto a padded plane, a strided row spread out first
+        return rows_busy * (plan.cells + strided)
     channels_busy = in_flight(len(plan.channel_blocks(threads)), threads)
     rows = min(plan.rows, plan.windows[1])
-    across = plan.pitch[1] if rows > 1 else strided  # a row of lanes
-    return channels_busy * ((plan.offsets.size + 1) * rows * across + across)  # lanes, spread rows, a fold
+    across = plan.padded[2] if rows > 1 else strided  # a row of lanes
+    # per busy thread two samples' padded planes and spread rows, a lane per (output, tap) over a run
+    return channels_busy * (2 * plan.cells + (per_out * plan.offsets.size + 2) * rows * across)
 
 
 _SCRATCH = (_forward_scratch, _grad_input_scratch, _grad_weight_scratch)
 
 
-def _crops(path: str, before: Sequence[int], after: Sequence[int]) -> bool:
-    """Whether removing ``before``/``after`` from a kernel result of ``path`` makes a copy
-    (the im2col path's results are channels-last, so always)."""
-    return path == "im2col" or any(before) or any(after)
+def _crops(path: str, before: Sequence[int], after: Sequence[int], item: int,
+           geo: _Geometry | None = None) -> bool:
+    """Whether adding or removing ``before``/``after`` for the kernels of ``path`` makes a copy
+    (the im2col path's results are channels-last, so always; with ``geo``, of an input
+    gradient: a strided planar conv's comes from im2col's col2im, so always too; never for the
+    compiled depthwise kernels, which read and write the cells inside the padding only)."""
+    if path == "depthwise" and _jit_runs(item):
+        return False
+    strided_planar = geo is not None and path == "planar" and max(geo.stride) > 1
+    return path == "im2col" or strided_planar or any(before) or any(after)
 
 
 @saved_rule(*_CONVS)
 def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     """The closure keeps the input and weight and ``xp``, the zero-padded input in the
     kernels' layout: a channels-last copy on the im2col path, the padded input on the others
-    (the input itself without padding). The forward needs each busy thread's column and output
+    (the input itself without padding, or for the compiled depthwise kernels, which pad each
+    plane as they read it). The forward needs each busy thread's column and output
     tiles; the backward the output gradient in kernel layout, then the padded input gradient
     with its kernel's tiles, then the weight gradient's tiles and partial sums."""
     x, w = inputs[0], inputs[1]
@@ -1390,10 +1709,12 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     windows = tuple(output.shape[-nd:])
     path = _path(w.shape[1], geo, padded)
     padded_bytes = n * c_in * math.prod(padded) * item
-    xp = padded_bytes if _crops(path, before, after) else 0
+    xp = padded_bytes if _crops(path, before, after, item) else 0
     shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
-    if _crops(path, before, after):  # the padded gradient and its kernel's scratch, before the cropped copy exists
+    if _phased(w.shape[1], geo):
+        grad_input = _phased_scratch(*shape[1:], item, before, after) * item
+    elif _crops(path, before, after, item, geo):  # the padded gradient and its kernel's scratch, before the crop
         grad_input = max(padded_bytes + grad_input - nbytes(x), padded_bytes)
     backward = (nbytes(output) if path == "im2col" else 0) + max(grad_input, grad_weight)
     return Saved(tuple(range(len(inputs))), extra=(("padded input", xp),) if xp else (),
@@ -1415,12 +1736,17 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     full = tuple(o + 2 * p for o, p in zip(output.shape[-nd:], pad))
     path = _path(w.shape[1], geo, full)
     xl = nbytes(x) if path == "im2col" else 0
-    full_bytes = n * c_out * math.prod(full) * item if _crops(path, pad, pad) else 0
+    full_bytes = n * c_out * math.prod(full) * item
+    padded_g = full_bytes if _crops(path, pad, pad, item) else 0  # the output gradient padded into kernel layout
     shape = (path, n, c_out, c_in, full, tuple(x.shape[-nd:]), geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
+    if _phased(w.shape[1], geo):  # the output straight from the phases; the input in kernel layout made backward
+        return Saved(tuple(range(len(inputs))), workspace=_phased_scratch(*shape[1:], item, pad, pad) * item,
+                     backward_workspace=padded_g + max(forward, xl + grad_weight))
+    cropped = (max(full_bytes + grad_input - nbytes(output), full_bytes) if _crops(path, pad, pad, item, geo)
+               else grad_input)
     return Saved(tuple(range(len(inputs))), extra=(("input in kernel layout", xl),) if xl else (),
-                 workspace=max(full_bytes + grad_input - nbytes(output), full_bytes) if full_bytes else grad_input,
-                 backward_workspace=full_bytes + max(forward, grad_weight))
+                 workspace=cropped, backward_workspace=padded_g + max(forward, grad_weight))
 
 
 @size_rule(*_CONVS)
