@@ -18,7 +18,8 @@ runner) instead of spinning. Inputs are drawn from the same seed in both engines
 weights are built once by convscope (seeded) and copied into the torch twin made by
 :func:`convscope.interop.torch_convert.to_torch`.
 
-The memory probe runs in a fresh process: it builds the case, resets the kernel's peak-RSS
+The memory probe runs in a fresh process: it runs each kind of layer once on a few cells
+(loading what a process loads on its first call), builds the case, resets the kernel's peak-RSS
 mark (``/proc/self/clear_refs``), runs one forward and reports the peak resident memory
 above the resident memory before the call (and, for convscope, the tracemalloc peak of the
 NumPy allocations).
@@ -277,8 +278,26 @@ def _rss_kib(field: str) -> int:
     raise OSError(f"{field} not found in /proc/self/status")
 
 
+def warm_up(engine: Any) -> None:
+    """Run a depthwise conv, the pools and an eval batch norm once on a few cells: what a
+    process loads on its first call (convscope's optional numba kernels, ~140 MiB with numba
+    itself) is not memory of a forward; torch's kernels are loaded at import."""
+    x = engine.tensor(np.zeros((1, 2, 6, 6), np.float32))
+    w = engine.tensor(np.zeros((2, 1, 3, 3), np.float32))
+    stats = engine.tensor(np.ones(2, np.float32))
+    f = engine.F
+    with engine.no_grad():
+        y = f.conv2d(x, w, padding=1, groups=2)
+        pooled = f.max_pool2d(y, 2) + f.avg_pool2d(y, 2) + f.adaptive_avg_pool2d(y, 3) + f.adaptive_max_pool2d(y, 3)
+        f.batch_norm(pooled, stats, stats)
+
+
 def memory_probe(engine: Any, name: str) -> dict[str, float]:
-    """Peak resident memory of one forward above the resident memory just before it (MiB)."""
+    """Peak resident memory of one forward above the resident memory just before it (MiB).
+
+    Each kind of layer runs once first on a few cells (:func:`warm_up`).
+    """
+    warm_up(engine)
     prepare, run = calls(engine, name, "fwd")
     state = prepare()
     gc.collect()
