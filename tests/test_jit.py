@@ -13,6 +13,7 @@ from __future__ import annotations
 import doctest
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -284,30 +285,6 @@ def test_import_does_not_import_numba() -> None:
     assert out.split() == ["False", str(NUMBA)]
 
 
-def test_a_failing_numba_import_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """numba installed but broken (say, an llvmlite that does not load): one warning, then the
-    NumPy kernels, with the same results."""
-    real = importlib.import_module
-
-    def broken(name: str, *args: object) -> object:
-        if name.endswith("._depthwise_numba"):
-            raise OSError("libllvmlite.so: cannot open shared object file")
-        return real(name, *args)
-
-    monkeypatch.setattr(jit.importlib, "import_module", broken)
-    monkeypatch.setattr(jit._State, "module", None)
-    monkeypatch.setattr(jit._State, "error", None)
-    monkeypatch.setattr(jit._State, "installed", True)
-    with jit.enabled(True):
-        with pytest.warns(RuntimeWarning, match="numba failed to import .*libllvmlite"):
-            assert jit.kernels() is None
-        assert not jit.active() and not jit.available()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert jit.kernels() is None  # said once
-        _run(SWEEP[0], np.float64)
-
-
 def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
     """A read-only install without a writable user cache: numba refuses ``cache=True`` (a
     RuntimeError at decoration, checked on a read-only mount); the kernels then compile
@@ -561,22 +538,31 @@ def test_pool_kernels_switch_and_dtypes() -> None:
         jit.kernels("winograd")
 
 
-def test_a_failing_pool_kernel_import_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pooling kernels fail to import: one warning, every compiled kernel off, the NumPy
-    pools with the same results."""
+@pytest.mark.parametrize("module,slot,error", [
+    ("_depthwise_numba", "module", OSError("libllvmlite.so: cannot open shared object file")),
+    ("_pool_numba", "pool", ImportError("numba: cannot load the cached kernels"))], ids=["depthwise", "pool"])
+def test_a_failing_kernel_import_falls_back_with_a_warning(module: str, slot: str, error: Exception,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba installed but a kernel module fails to import (an llvmlite that does not load, a
+    broken cache): one warning, every compiled kernel off, the NumPy kernels with the same results."""
     real = importlib.import_module
 
     def broken(name: str, *args: object) -> object:
-        if name.endswith("._pool_numba"):
-            raise ImportError("numba: cannot load the cached kernels")
+        if name.endswith("." + module):
+            raise error
         return real(name, *args)
 
     monkeypatch.setattr(jit.importlib, "import_module", broken)
-    monkeypatch.setattr(jit._State, "pool", None)
+    monkeypatch.setattr(jit._State, slot, None)
     monkeypatch.setattr(jit._State, "error", None)
     monkeypatch.setattr(jit._State, "installed", True)
+    family = "pool" if slot == "pool" else "depthwise"
     with jit.enabled(True):
-        with pytest.warns(RuntimeWarning, match="numba failed to import .*cached kernels"):
-            assert jit.kernels("pool") is None
-        assert not jit.active() and jit.kernels("depthwise") is None
+        with pytest.warns(RuntimeWarning, match="numba failed to import .*" + re.escape(str(error))):
+            assert jit.kernels(family) is None
+        assert not jit.active() and jit.kernels("depthwise") is None and jit.kernels("pool") is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert jit.kernels(family) is None  # said once
+        _run(SWEEP[0], np.float64)
         run_pool_case(POOL_CASES[0])

@@ -71,30 +71,22 @@ def _rows(stride, extent):  # noqa: ANN001, ANN202
 
 
 @_compile
-def _split(plane, rows, padding):  # noqa: ANN001, ANN202
-    """Row ``(d, h)`` of ``plane`` ``(D, H, W)`` into its padded place in ``rows``: row
-    ``h + p_h`` of phase ``(h + p_h) % s_h``, from column ``p_w`` (the padding is left alone)."""
+def _exchange(rows, plane, padding, into_rows):  # noqa: ANN001, ANN202
+    """Row ``(d, h)`` of ``plane`` ``(D, H, W)`` and its padded place in ``rows``: row
+    ``h + p_h`` of phase ``(h + p_h) % s_h``, from column ``p_w``; copied into ``rows`` (the
+    padding is left alone) or, not ``into_rows``, back into ``plane``."""
     step = rows.shape[0]
     for d in range(plane.shape[0]):
         for h in range(plane.shape[1]):
             hp = h + padding[1]
-            src = plane[d, h]
-            dst = rows[hp % step, d + padding[0], hp // step, padding[2]:padding[2] + src.size]
-            for w in range(src.size):
-                dst[w] = src[w]
-
-
-@_compile
-def _merge(rows, plane, padding):  # noqa: ANN001, ANN202
-    """Inverse of :func:`_split`: the real cells of ``rows`` into ``plane``."""
-    step = rows.shape[0]
-    for d in range(plane.shape[0]):
-        for h in range(plane.shape[1]):
-            hp = h + padding[1]
-            dst = plane[d, h]
-            src = rows[hp % step, d + padding[0], hp // step, padding[2]:padding[2] + dst.size]
-            for w in range(dst.size):
-                dst[w] = src[w]
+            cells = plane[d, h]
+            run = rows[hp % step, d + padding[0], hp // step, padding[2]:padding[2] + cells.size]
+            if into_rows:
+                for w in range(cells.size):
+                    run[w] = cells[w]
+            else:
+                for w in range(cells.size):
+                    cells[w] = run[w]
 
 
 @_compile
@@ -166,7 +158,7 @@ def window_sums(x, out, divisor, kernel, stride, padding, extent, first, last): 
     starts = phase * (rows.shape[1] * depth_size) + offset  # in the whole buffer, from depth 0
     total = np.empty((out_h - 1) * pitch + (out_w - 1) * step + 1, x.dtype)
     for p in range(first, last):
-        _split(x[p], rows, padding)
+        _exchange(rows, x[p], padding, True)
         for od in range(out.shape[1]):
             total[:] = 0
             for kd in range(kernel[0]):
@@ -210,7 +202,7 @@ def window_shares(g, grad, divisor, kernel, stride, padding, extent, first, last
             for kd in range(kernel[0]):
                 for r in range(stride[1]):
                     _add_runs(rows[r, od * stride[0] + kd].reshape(-1), share, 0, reads[r])
-        _merge(rows, grad[p], padding)
+        _exchange(rows, grad[p], padding, False)
 
 
 @_compile
