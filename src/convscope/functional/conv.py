@@ -50,7 +50,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -423,27 +423,6 @@ def _from_gemm_weight(gw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(groups, per_out, taps, shape[1]).swapaxes(2, 3).reshape(shape))
 
 
-class _PhaseTaps(NamedTuple):
-    """The taps ``range(k)[taps]`` of one spatial dim that read stride phase ``phase`` (the
-    padded cells ``phase + s·q``): window ``q`` reads its cells ``q + shift``, ``q + shift +
-    jump``, … up to ``q + last``."""
-
-    taps: slice
-    phase: int
-    shift: int
-    jump: int
-    last: int
-
-
-def _phase_taps(k: int, s: int, d: int) -> list[_PhaseTaps]:
-    """A dim's ``k`` taps (dilation ``d``) by the phase of stride ``s`` they read, for each phase
-    some tap reads: tap ``t`` reads phase ``t·d mod s`` at shift ``⌊t·d/s⌋``, so taps
-    ``s/gcd(s, d)`` apart share a phase and their shifts are ``d/gcd(s, d)`` apart."""
-    period, jump = s // math.gcd(s, d), d // math.gcd(s, d)
-    lasts = [r + (k - 1 - r) // period * period for r in range(min(period, k))]  # each phase's last tap
-    return [_PhaseTaps(slice(r, None, period), r * d % s, r * d // s, jump, t * d // s) for r, t in enumerate(lasts)]
-
-
 class _FlatTaps:
     """Kernel taps as shifts of a flattened padded plane, for one stride ``s`` in all dims (or,
     split into stride phases, any strides).
@@ -460,7 +439,7 @@ class _FlatTaps:
     shifted by ``⌊k·d/s⌋`` at stride 1, so a strided conv's taps are long runs again and the
     columns keep their depth ``C·taps``. The phases some tap reads lie side by side, each of
     ``sizes`` cells (the windows and the largest shift); :attr:`blocks` lists each phase's taps
-    as a strided set (see :func:`_phase_taps`). Without strides the one phase is the plane.
+    as a strided set (see :func:`.subpixel.phase_taps`). Without strides the one phase is the plane.
     """
 
     def __init__(self, padded: Sequence[int], geo: _Geometry, windows: tuple[int, ...], split: bool = False) -> None:
@@ -470,7 +449,7 @@ class _FlatTaps:
         pitch = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]  # element strides of a phase's plane
         self.sizes, self.pitch, self.windows, self.split_by = sizes, pitch, windows, by
         self.step = 1 if split else geo.stride[0]
-        axes = [_phase_taps(k, s, d) for k, s, d in zip(geo.kernel, by, geo.dilation, strict=True)]
+        axes = [subpixel.phase_taps(k, s, d) for k, s, d in zip(geo.kernel, by, geo.dilation, strict=True)]
         self.phases = list(itertools.product(*axes))
         plane = math.prod(sizes)
         # per phase: its taps (slices of the kernel dims), the flat offset of the first, the steps between them

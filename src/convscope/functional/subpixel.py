@@ -9,8 +9,10 @@ that subset of the kernel, reversed, channels in and out swapped. So the gradien
 ``s^nd`` ordinary convolutions whose multiply-adds sum inside one matmul each, instead of a
 matmul into columns followed by a col2im that adds every tap onto a strided view.
 
-This module does the index arithmetic only (:func:`phases`); :mod:`.conv` runs the phase
-convolutions with its own kernels. Per spatial dim, with ``m_k = (k·d − r)/s`` for the taps of
+This module does the index arithmetic only; :mod:`.conv` runs the convolutions with its own
+kernels. :func:`phase_taps` says which phase each tap of a kernel reads (the planar path's
+forward over an input split into its stride phases); :func:`phases` turns it around for the
+input gradient: which taps reach each phase of a region. Per spatial dim, with ``m_k = (k·d − r)/s`` for the taps of
 phase ``r``, the phase cell ``q`` (``p = r + s·q``) is ``Σ_k g[q − m_k]·w[k]``: consecutive
 taps are ``s/gcd(d, s)`` apart in ``k`` and ``d/gcd(d, s)`` apart in ``m``, the phase
 convolution's dilation. A phase no tap reaches is zero.
@@ -22,8 +24,30 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["Phase", "phases"]
+__all__ = ["Phase", "PhaseTaps", "phase_taps", "phases"]
+
+
+class PhaseTaps(NamedTuple):
+    """The taps ``range(k)[taps]`` of one spatial dim that read stride phase ``phase`` (the
+    padded cells ``phase + s·q``): window ``q`` reads its cells ``q + shift``, ``q + shift +
+    jump``, … up to ``q + last``."""
+
+    taps: slice
+    phase: int
+    shift: int
+    jump: int
+    last: int
+
+
+def phase_taps(k: int, s: int, d: int) -> list[PhaseTaps]:
+    """A dim's ``k`` taps (dilation ``d``) by the phase of stride ``s`` they read, for each phase
+    some tap reads: tap ``t`` reads phase ``t·d mod s`` at shift ``⌊t·d/s⌋``, so taps
+    ``s/gcd(s, d)`` apart share a phase and their shifts are ``d/gcd(s, d)`` apart."""
+    period, jump = s // math.gcd(s, d), d // math.gcd(s, d)
+    lasts = [r + (k - 1 - r) // period * period for r in range(min(period, k))]  # each phase's last tap
+    return [PhaseTaps(slice(r, None, period), r * d % s, r * d // s, jump, t * d // s) for r, t in enumerate(lasts)]
 
 
 @dataclass(frozen=True)
@@ -68,22 +92,24 @@ class Phase:
 
 
 def _axes(kernel: int, stride: int, dilation: int, lo: int, hi: int) -> list[_Axis]:
-    """The phases of one dim, for the region ``[lo, hi)`` of the padded input's cells."""
-    step = math.gcd(dilation, stride)
+    """The phases of one dim, for the region ``[lo, hi)`` of the padded input's cells: the
+    taps ``k`` that read a phase (:func:`phase_taps`) bring it the output gradient's cells
+    ``q − ⌊k·d/s⌋``, so a phase conv's input starts ``⌊k·d/s⌋`` of the phase's last tap before
+    the phase's first cell."""
+    reading = {a.phase: a for a in phase_taps(kernel, stride, dilation)}
     axes = []
     for rho in range(min(stride, hi - lo)):
         cells = slice(rho, hi - lo, stride)
-        count = len(range(rho, hi - lo, stride))
         residue = (lo + rho) % stride
-        first = (lo + rho - residue) // stride  # p = residue + stride·(first + q)
-        taps = [k for k in range(kernel) if (k * dilation - residue) % stride == 0]
-        if not taps:
+        at = reading.get(residue)
+        if at is None:
             axes.append(_Axis(cells, (), 1, 0, 0))
             continue
-        reach = [(k * dilation - residue) // stride for k in taps]  # m_k, ascending
-        spacing = dilation // step
-        start = first - reach[-1]
-        axes.append(_Axis(cells, tuple(reversed(taps)), spacing, start, count + (len(taps) - 1) * spacing))
+        taps = range(kernel)[at.taps]
+        first = (lo + rho - residue) // stride  # p = residue + stride·(first + q)
+        count = len(range(rho, hi - lo, stride))
+        axes.append(_Axis(cells, tuple(reversed(taps)), at.jump, first - at.last,
+                          count + (len(taps) - 1) * at.jump))
     return axes
 
 
