@@ -76,7 +76,7 @@ from ..tensor import Tensor, make_result
 from . import jit, subpixel, winograd
 from .pad import constant_pad_array
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
-from .windows import check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span
+from .windows import as_3d, check_input_rank, kernel_taps, ntuple, scatter_windows, sliding_windows, span
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_output_shape",
@@ -562,11 +562,6 @@ def _jit_runs(item: int) -> bool:
     return item in (4, 8) and jit.active()
 
 
-def _as_3d(sizes: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
-    """Spatial sizes (or strides, or paddings with ``fill=0``) of any rank as 3-d: leading ``fill``s."""
-    return (fill,) * (3 - len(sizes)) + tuple(int(s) for s in sizes)  # type: ignore[return-value]
-
-
 def _jit_blocks(count: int, per_item: int, threads: int) -> list[tuple[int, int]]:
     """``[first, last)`` ranges of ``count`` items (``per_item`` elements each) for the compiled
     kernels: about ``_JIT_BLOCK_ELEMENTS`` each, at least ``_TILES_PER_THREAD`` per thread, as
@@ -594,12 +589,12 @@ class _JitPlan:
     def __init__(self, n: int, geo: _Geometry, per_out: int, size: Sequence[int], before: Sequence[int],
                  padded: Sequence[int], windows: Sequence[int], planes: int = 1) -> None:
         self.n, self.groups, self.per_out = n, geo.groups, per_out
-        self.size, self.before, self.padded = _as_3d(size), _as_3d(before, 0), _as_3d(padded)
-        self.windows, self.stride = _as_3d(windows), _as_3d(geo.stride)
+        self.size, self.before, self.padded = as_3d(size), as_3d(before, 0), as_3d(padded)
+        self.windows, self.stride = as_3d(windows), as_3d(geo.stride)
         pitch, cells = (self.padded[1] * self.padded[2], self.padded[2], 1), math.prod(self.padded)
-        self.offsets = np.array([k * cells + sum(t * d * p for t, d, p in zip(tap, _as_3d(geo.dilation), pitch,
+        self.offsets = np.array([k * cells + sum(t * d * p for t, d, p in zip(tap, as_3d(geo.dilation), pitch,
                                                                               strict=True))
-                                 for k in range(planes) for tap in kernel_taps(_as_3d(geo.kernel))], np.int64)
+                                 for k in range(planes) for tap in kernel_taps(as_3d(geo.kernel))], np.int64)
         self.rows = _jit_rows(self.windows, self.padded[2], self.stride)
         self.cells = planes * cells  # of a row's padded planes
         self.args = (self.size, self.before, self.padded, self.stride, self.offsets)

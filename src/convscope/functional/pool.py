@@ -58,7 +58,7 @@ from ..rules import (
 from ..tensor import Tensor, int64, is_grad_enabled, make_result
 from . import jit
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
-from .windows import check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
+from .windows import as_3d, check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
@@ -499,20 +499,15 @@ def _compiled(dtype: Any) -> Any:
     return jit.kernels("pool") if jit.runs(dtype) else None
 
 
-def _as_3d(sizes: Sequence[int], fill: int = 1) -> tuple[int, ...]:
-    """Spatial sizes (or strides, paddings with ``fill=0``) of any rank as 3-d: leading ``fill``s."""
-    return (fill,) * (3 - len(sizes)) + tuple(sizes)
-
-
 def _window_args(geo: PoolGeometry) -> tuple[tuple[int, ...], ...]:
     """The windows as the compiled kernels take them: kernel, stride, padding and the padded
     plane's size (with the ceil-mode overhang), 3-d."""
-    return _as_3d(geo.kernel), _as_3d(geo.stride), _as_3d(geo.padding, 0), _as_3d(geo.padded)
+    return as_3d(geo.kernel), as_3d(geo.stride), as_3d(geo.padding, 0), as_3d(geo.padded)
 
 
 def _divisor_grid(divisor: Any, geo: PoolGeometry, dtype: np.dtype) -> np.ndarray:
     """A window sum's divisor (a scalar or per window) as a C-contiguous 3-d ``out`` grid."""
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(divisor, dtype), geo.out)).reshape(_as_3d(geo.out))
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(divisor, dtype), geo.out)).reshape(as_3d(geo.out))
 
 
 def _by_planes_compiled(kernel: Callable, source: np.ndarray, target: np.ndarray, geo: PoolGeometry,
@@ -521,8 +516,8 @@ def _by_planes_compiled(kernel: Callable, source: np.ndarray, target: np.ndarray
     (``(P, *spatial)`` each, viewed as 3-d) over the blocks of planes, shared out over the
     threads; returns ``target``."""
     planes = source.shape[0]
-    a = np.ascontiguousarray(source).reshape((planes,) + _as_3d(source.shape[1:]))
-    b = target.reshape((planes,) + _as_3d(target.shape[1:]))
+    a = np.ascontiguousarray(source).reshape((planes,) + as_3d(source.shape[1:]))
+    b = target.reshape((planes,) + as_3d(target.shape[1:]))
     by, args = _divisor_grid(divisor, geo, source.dtype), _window_args(geo)
     _by_planes(lambda blk: kernel(a, b, by, *args, blk.start, blk.stop), planes, math.prod(geo.input))
     return target
@@ -1252,10 +1247,10 @@ def _compiled_window_scratch(x: Tensor, output: Tensor, attrs: dict) -> tuple[in
     as a grid."""
     nd = len(attrs["kernel_size"])
     sizes, out = x.shape[x.ndim - nd:], output.shape[output.ndim - nd:]
-    kernel, stride, padding = (_as_3d(attrs[k], f) for k, f in (("kernel_size", 1), ("stride", 1), ("padding", 0)))
-    extent = _as_3d([n + 2 * p + max(0, (o - 1) * s + k - n - 2 * p) for n, o, k, s, p in
+    kernel, stride, padding = (as_3d(attrs[k], f) for k, f in (("kernel_size", 1), ("stride", 1), ("padding", 0)))
+    extent = as_3d([n + 2 * p + max(0, (o - 1) * s + k - n - 2 * p) for n, o, k, s, p in
                      zip(sizes, out, attrs["kernel_size"], attrs["stride"], attrs["padding"], strict=True)])
-    wide, (out_d, out_h, out_w) = extent[2], _as_3d(out)
+    wide, (out_d, out_h, out_w) = extent[2], as_3d(out)
     tall = -(-extent[1] // stride[1])
     rows = stride[1] * extent[0] * tall * wide
     run = (out_h - 1) * wide + (out_w - 1) * stride[2] + 1

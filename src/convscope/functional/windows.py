@@ -31,6 +31,12 @@ def ntuple(value: Any, n: int, name: str, op: str) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+def as_3d(sizes: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
+    """Spatial sizes (or strides, or paddings with ``fill=0``) of rank 1 to 3 as 3-d, leading
+    ``fill``s: the shape the compiled kernels (:mod:`.jit`) take every rank in."""
+    return (fill,) * (3 - len(sizes)) + tuple(int(s) for s in sizes)  # type: ignore[return-value]
+
+
 def check_input_rank(shape: tuple, nd: int, op: str, *, allow_unbatched: bool = True) -> None:
     """Require ``(N, C, *spatial)`` (or ``(C, *spatial)`` when unbatched is allowed)."""
     ranks = (nd + 1, nd + 2) if allow_unbatched else (nd + 2,)
