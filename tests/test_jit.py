@@ -46,7 +46,7 @@ def path(request: pytest.FixtureRequest) -> str:
     """Run the test with the compiled kernels, then with the NumPy ones; checks that the
     intended kernels are the ones that run."""
     with jit.enabled(request.param == "compiled"):
-        ran = conv_module._jit_kernels(np.float64) is not None
+        ran = jit.kernels_for(np.float64) is not None
         assert ran == (request.param == "compiled"), "the switch did not select the kernels"
         yield request.param
 
@@ -245,7 +245,7 @@ def test_nan_input_propagates_like_torch(cell: tuple, path: str) -> None:
 
 def test_only_float32_and_float64_are_compiled() -> None:
     """Other dtypes keep the NumPy kernels."""
-    assert conv_module._jit_kernels(np.float16) is None and conv_module._jit_kernels(np.int64) is None
+    assert jit.kernels_for(np.float16) is None and jit.kernels_for(np.int64) is None
 
 
 # --- the switch, the lazy import, a broken numba ----------------------------------------------
@@ -341,7 +341,7 @@ from torch_ref import pool_input  # noqa: E402
 def pool_path(request: pytest.FixtureRequest) -> str:
     """The pooling and batch-norm kernels compiled, then NumPy's; checks that the switch picks them."""
     with jit.enabled(request.param == "compiled"):
-        assert (pool_module._compiled(np.float32) is not None) == (request.param == "compiled")
+        assert (jit.kernels_for(np.float32, "pool") is not None) == (request.param == "compiled")
         yield request.param
 
 

@@ -540,7 +540,6 @@ def _row_blocks(wide: np.ndarray) -> list[slice]:
 
 
 # --- the compiled depthwise kernels (:mod:`.jit`) ---
-_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Elements (read and written) per block of the compiled kernels, and the fewest blocks per
 # thread: blocks of a few hundred µs, enough of them that a descheduled thread leaves its
 # share to the other.
@@ -550,11 +549,6 @@ _JIT_BLOCK_ELEMENTS = 1 << 18
 # loops on small planes (14²: 2-3× faster than row by row).
 _JIT_FLAT_WIDTH = 64
 _JIT_FLAT_LENGTH = 1024
-
-
-def _jit_kernels(dtype: Any) -> Any:
-    """The compiled depthwise kernels when they run for ``dtype`` (see :mod:`.jit`), else None."""
-    return jit.kernels() if np.dtype(dtype) in _JIT_DTYPES else None
 
 
 def _jit_runs(item: int) -> bool:
@@ -799,7 +793,7 @@ def _forward_depthwise(xp: np.ndarray | _ZeroPadded, w: np.ndarray, geo: _Geomet
     """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, channel) rows, each
     plane padded as it is read, or NumPy's tap loop, two passes a tap over blocks of the rows'
     flat padded planes."""
-    kernels = _jit_kernels(xp.dtype)
+    kernels = jit.kernels_for(xp.dtype)
     if kernels is not None:
         x, before = _unpadded(xp)
         plan = _JitPlan(x.shape[0], geo, w.shape[0] // geo.groups, x.shape[2:], before, xp.shape[2:], y.shape[2:])
@@ -914,7 +908,7 @@ def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: 
     """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous:
     the compiled kernels write those cells only; NumPy's tap loop fills the padded gradient,
     which is then cropped."""
-    kernels = _jit_kernels(g.dtype)
+    kernels = jit.kernels_for(g.dtype)
     if kernels is not None:
         return _grad_input_depthwise_jit(kernels, g, w, geo, padded, before, after)
     # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
@@ -1124,7 +1118,7 @@ def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Ge
     kernels sum each channel's products over all samples in one block (blocks of channels),
     each plane padded as it is read."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
-    kernels = _jit_kernels(g.dtype)
+    kernels = jit.kernels_for(g.dtype)
     if kernels is not None:
         x, before = _unpadded(xp)
         plan = _JitPlan(n, geo, per_out, x.shape[2:], before, xp.shape[2:], g.shape[2:])

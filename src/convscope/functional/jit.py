@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["active", "available", "enabled", "kernels", "runs", "set_enabled"]
+__all__ = ["active", "available", "enabled", "kernels", "kernels_for", "runs", "set_enabled"]
 
 # The kernel modules by family: (module name, the ``_State`` attribute that holds it once imported).
 _FAMILIES = {"depthwise": ("_depthwise_numba", "module"), "pool": ("_pool_numba", "pool")}
@@ -113,6 +113,12 @@ def set_enabled(flag: bool) -> None:
     """Use the compiled kernels (``True``, the default) or the NumPy ones (``False``) from now
     on, in every thread (a :func:`enabled` block still decides inside it)."""
     _State.default = bool(flag)
+
+
+def kernels_for(dtype: Any, family: str = "depthwise") -> ModuleType | None:
+    """The compiled kernels of ``family`` (see :func:`kernels`) when they run for arrays of
+    ``dtype`` (:func:`runs`), else None."""
+    return kernels(family) if runs(dtype) else None
 
 
 def kernels(family: str = "depthwise") -> ModuleType | None:

@@ -154,7 +154,7 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     per_channel = math.prod(x.shape[2:])
     xv, ov = x.reshape(n, c, per_channel), out.reshape(n, c, per_channel)
     tiles = _affine_tiles(c, per_channel, thread_count())
-    kernels = jit.kernels("pool") if jit.runs(x.dtype) else None
+    kernels = jit.kernels_for(x.dtype, "pool")
     if kernels is not None:
         tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c)), tiles)
         return

@@ -400,7 +400,7 @@ def _scatter_to_winners(g: np.ndarray, winner: np.ndarray, geo: PoolGeometry) ->
     gp = g.reshape(winner.shape)
     grad = np.empty((planes, plane), g.dtype)
     reached = _reaches_input(geo)
-    kernels = _compiled(g.dtype)
+    kernels = jit.kernels_for(g.dtype, "pool")
     if kernels is not None:
         windows = (planes, math.prod(geo.out))
         starts = _flat_offsets(geo)[1].reshape(-1)
@@ -494,11 +494,6 @@ def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> N
 
 
 # --- the compiled kernels (:mod:`.jit`) ---
-def _compiled(dtype: Any) -> Any:
-    """The compiled pooling kernels when they run for ``dtype`` (see :mod:`.jit`), else None."""
-    return jit.kernels("pool") if jit.runs(dtype) else None
-
-
 def _window_args(geo: PoolGeometry) -> tuple[tuple[int, ...], ...]:
     """The windows as the compiled kernels take them: kernel, stride, padding and the padded
     plane's size (with the ceil-mode overhang), 3-d."""
@@ -528,7 +523,7 @@ def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
     """Sum over every window of ``planes`` ``(P, *input)`` divided by ``divisor`` (a scalar,
     or per window): ``(P, *out)``, block by block, taps in torch's order; padding is skipped
     (compiled: added as zeros, which changes no sum, see :mod:`._pool_numba`)."""
-    kernels = _compiled(planes.dtype)
+    kernels = jit.kernels_for(planes.dtype, "pool")
     if kernels is not None:
         return _by_planes_compiled(kernels.window_sums, planes, np.empty((planes.shape[0],) + geo.out, planes.dtype),
                                    geo, divisor)
@@ -551,7 +546,7 @@ def _pooled_shares(g: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any) -
     cells it summed, ``(P, *out)`` -> ``(P, *input)``, block by block (compiled: a cell's
     shares in torch's order, window raster order; NumPy: tap by tap)."""
     grad = np.empty((g.shape[0],) + geo.input, g.dtype)
-    kernels = _compiled(g.dtype)
+    kernels = jit.kernels_for(g.dtype, "pool")
     if kernels is not None:
         return _by_planes_compiled(kernels.window_shares, g, grad, geo, divisor)
 
