@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
+from convscope.functional import jit
 from torch_ref import both_refuse, compare
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -234,23 +235,26 @@ PLANAR = [
 COLUMNS = {"flat runs": 10**9, "windows": 1}
 
 
-def _planar_path(sample: Sample) -> str:
+def kernel_path(sample: Sample, compiled: bool = False) -> str:
+    """The kernel path the sample's conv takes (``compiled``: with the compiled kernels running)."""
     kwargs = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1} | sample.kwargs
     if sample.transposed:
         plan = conv_module._conv_transpose_plan(sample.op, sample.input_shape, sample.weight_shape,
                                                 **{"output_padding": 0} | kwargs)
     else:
         plan = conv_module._conv_plan(sample.op, sample.input_shape, sample.weight_shape, **kwargs)
-    return conv_module._path(sample.weight_shape[1], plan.geometry, plan.padded)
+    return conv_module._path(sample.weight_shape[1], plan.geometry, plan.padded, compiled)
 
 
 @pytest.mark.parametrize("columns", COLUMNS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sample", PLANAR, ids=str)
 def test_planar_matches_torch(sample: Sample, dtype: type, columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _planar_path(sample) == "planar"
+    """(Without the compiled kernels, which take a stride-1 grouped conv with few channels per group.)"""
+    assert kernel_path(sample) == "planar"
     monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
-    run(sample, dtype, seed=2)
+    with jit.enabled(False):
+        run(sample, dtype, seed=2)
 
 
 @pytest.mark.parametrize("columns", COLUMNS)
@@ -264,7 +268,7 @@ def test_planar_tiles_match_torch(name: str, budget: int, columns: str, monkeypa
     monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
     monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
     monkeypatch.setattr(conv_module, "_BLOCK_ELEMENTS", 1)
-    with threadpool_limits(2, user_api="blas"):
+    with threadpool_limits(2, user_api="blas"), jit.enabled(False):
         run(next(s for s in PLANAR if s.name == name))
 
 
@@ -293,8 +297,23 @@ def test_planar_ignores_cells_no_window_reads(stride: int, kernel: int, columns:
     x[:, :, unread] = np.inf
     x[:, :, :, unread] = -np.inf
     sample = Sample("unread", "conv2d", x.shape, (4, 3, kernel, kernel), kwargs={"stride": stride})
-    assert _planar_path(sample) == "planar"
+    assert kernel_path(sample) == "planar"
     compare(F.conv2d, TF.conv2d, [x, *sample.arrays(0)[1:]], sample.kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("groups", [1, 2])
+def test_planar_non_finite_weight_like_torch(groups: int) -> None:
+    """An infinite and a NaN weight: the stride-1 planar input gradient (a conv of the output
+    gradient with a zero border) would add ``0·inf`` where torch adds nothing; non-finite
+    weights take col2im's route, which adds only the products the conv made."""
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((6, 16 // groups, 3, 3))
+    w[1, 2, 0, 0], w[4, 3, 2, 1] = np.inf, np.nan
+    sample = Sample("inf_weight", "conv2d", (2, 16, 9, 8), w.shape, kwargs={"padding": 1, "groups": groups})
+    assert kernel_path(sample) == "planar"
+    with jit.enabled(False):
+        compare(F.conv2d, TF.conv2d, [rng.standard_normal(sample.input_shape), w], sample.kwargs)
 
 
 def test_only_some_inputs_require_grad() -> None:

@@ -29,7 +29,7 @@ import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional import jit
 from test_conv import SAMPLES as CONV_SAMPLES
-from test_conv import Sample
+from test_conv import Sample, kernel_path
 from test_memory import SAMPLES as MEMORY_SAMPLES
 from test_memory import assert_scratch_rules_hold
 from torch_ref import compare
@@ -104,6 +104,22 @@ SWEEP = [
            kwargs={"groups": 2, "dilation": 2, "padding": 1, "output_padding": 1}),
 ]
 
+# grouped convs with 2-8 channels per group, stride 1: with the compiled kernels, the depthwise path
+GROUPED = [
+    Sample("g_pad1", "conv2d", (2, 6, 9, 8), (6, 2, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("g_mult", "conv2d", (2, 8, 10, 9), (12, 4, 3, 3), kwargs={"groups": 2, "padding": 1}, bias=True),
+    Sample("g_8_dil2", "conv2d", (1, 16, 13, 11), (8, 8, 3, 3), kwargs={"groups": 2, "padding": 2, "dilation": 2}),
+    Sample("g_valid_5x5", "conv2d", (2, 6, 12, 10), (6, 3, 5, 5), kwargs={"groups": 2}),
+    Sample("g_wide_rows", "conv2d", (1, 4, 6, 90), (4, 2, 3, 3), kwargs={"groups": 2, "padding": 1}),
+    Sample("g_pad_beyond_reach", "conv2d", (2, 4, 7, 6), (4, 2, 3, 3), kwargs={"groups": 2, "padding": (3, 2)}),
+    Sample("g_1d", "conv1d", (2, 6, 20), (9, 2, 4), kwargs={"groups": 3, "padding": 2}),
+    Sample("g_3d", "conv3d", (1, 4, 5, 6, 7), (4, 2, 3, 2, 3), kwargs={"groups": 2, "padding": 1}),
+    Sample("g_same_unbatched", "conv2d", (6, 7, 7), (6, 3, 2, 3), kwargs={"groups": 2, "padding": "same"}),
+    Sample("g_t2d", "conv_transpose2d", (2, 6, 5, 6), (6, 2, 3, 3), kwargs={"groups": 3, "padding": 1}),
+    Sample("g_t1d_dil2", "conv_transpose1d", (2, 4, 9), (4, 3, 3),
+           kwargs={"groups": 2, "dilation": 2, "padding": 1, "output_padding": 0}),
+]
+
 
 def test_sweep_reaches_every_feature() -> None:
     samples = REGISTRY + SWEEP
@@ -151,8 +167,8 @@ def test_mobilenet_shapes_match_torch(sample: Sample, dtype: type, path: str) ->
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("rows", ["row_by_row", "short_runs", "long_runs"])
 @pytest.mark.parametrize("sample", [s for s in SWEEP if s.name in
-                                    ("s1_pad1", "s2_pad1_mult2", "wide_rows_s1", "3d_s1", "t2d_s1_mult2", "1d_s1")],
-                         ids=str)
+                                    ("s1_pad1", "s2_pad1_mult2", "wide_rows_s1", "3d_s1", "t2d_s1_mult2", "1d_s1")]
+                         + [s for s in GROUPED if s.name in ("g_mult", "g_wide_rows", "g_t2d")], ids=str)
 def test_compiled_blocks_and_runs_match_torch(sample: Sample, rows: str, threads: int,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """One (sample, channel) row or one channel per block, shared out over the threads; windows
@@ -166,20 +182,21 @@ def test_compiled_blocks_and_runs_match_torch(sample: Sample, rows: str, threads
         _run(sample, np.float64, seed=threads)
 
 
-def test_compiled_gradients_do_not_depend_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("per_group", [1, 3])
+def test_compiled_gradients_do_not_depend_on_threads(per_group: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every output cell and weight-gradient entry sums in one fixed order whatever the blocks
-    and threads: the same bits on one thread and on two, run after run."""
+    and threads: the same bits on one thread and on two, run after run (depthwise, grouped)."""
     if not NUMBA:
         pytest.skip("numba is not installed")
     rng = np.random.default_rng(5)
     x0 = rng.standard_normal((3, 6, 20, 18)).astype(np.float32)
-    w0 = rng.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    w0 = rng.standard_normal((12, per_group, 3, 3)).astype(np.float32)
     runs = []
     for threads, block in ((1, 1 << 18), (2, 1), (2, 1), (2, 1 << 18)):
         monkeypatch.setattr(conv_module, "_JIT_BLOCK_ELEMENTS", block)
         x, w = cs.tensor(x0, requires_grad=True), cs.tensor(w0, requires_grad=True)
         with jit.enabled(True), threadpool_limits(threads, user_api="blas"):
-            y = F.conv2d(x, w, padding=1, groups=6)
+            y = F.conv2d(x, w, padding=1, groups=6 // per_group)
             (y ** 2).sum().backward()
         runs.append((y.numpy(), x.grad, w.grad))
     for run in runs[1:]:
@@ -202,6 +219,83 @@ def test_non_finite_weights_propagate_like_torch(stride: int, path: str) -> None
     np.testing.assert_array_equal(np.isfinite(cx.grad), np.isfinite(tx.grad.numpy()))
     np.testing.assert_array_equal(np.isnan(cx.grad), np.isnan(tx.grad.numpy()))
     finite = np.isfinite(cx.grad)
+    np.testing.assert_allclose(cx.grad[finite], tx.grad.numpy()[finite], rtol=1e-10, atol=1e-10)
+
+
+# --- grouped convs with few channels per group: the depthwise kernels over a group's planes ---------
+@pytest.mark.parametrize("sample", GROUPED, ids=str)
+def test_grouped_takes_the_depthwise_path_only_compiled(sample: Sample) -> None:
+    """2-8 channels per group, stride 1: the compiled kernels' path; without them the planar."""
+    assert kernel_path(sample, compiled=True) == "depthwise" and kernel_path(sample) == "planar"
+
+
+@pytest.mark.parametrize("sample", [
+    Sample("strided", "conv2d", (2, 4, 9, 8), (4, 2, 3, 3), kwargs={"groups": 2, "stride": 2}),
+    Sample("9_per_group", "conv2d", (2, 18, 9, 8), (4, 9, 3, 3), kwargs={"groups": 2}),
+    Sample("ungrouped", "conv2d", (2, 4, 9, 8), (4, 4, 3, 3)),
+    Sample("1x1", "conv2d", (2, 4, 9, 8), (4, 2, 1, 1), kwargs={"groups": 2})], ids=str)
+def test_other_convs_keep_their_paths(sample: Sample) -> None:
+    assert kernel_path(sample, compiled=True) == kernel_path(sample) != "depthwise"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sample", GROUPED, ids=str)
+def test_grouped_matches_torch(sample: Sample, dtype: type, path: str) -> None:
+    _run(sample, dtype, seed=3)
+
+
+def test_grouped_runs_no_planar_forward_or_input_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the kernels on, the forward and the input gradient are the compiled ones (the
+    weight gradient stays planar)."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+
+    def planar(*args: object) -> None:
+        raise AssertionError("the planar kernels ran")
+
+    monkeypatch.setattr(conv_module, "_forward_planar", planar)
+    monkeypatch.setattr(conv_module, "_grad_input_planar", planar)
+    with jit.enabled(True):
+        for sample in GROUPED:
+            _run(sample, np.float64)
+
+
+def test_grouped_backward_without_the_kernels() -> None:
+    """A forward run compiled, its backward with the kernels switched off: the NumPy kernels
+    take over the compiled path's unpadded input and give torch's gradients."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 8, 9, 7)), rng.standard_normal((8, 4, 3, 3))
+    cx, cw = cs.tensor(x, requires_grad=True), cs.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    with jit.enabled(True):
+        y = F.conv2d(cx, cw, padding=1, groups=2)
+    g = rng.standard_normal(y.shape)
+    with jit.enabled(False):
+        y.backward(g)
+    TF.conv2d(tx, tw, padding=1, groups=2).backward(torch.from_numpy(g))
+    np.testing.assert_allclose(cx.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cw.grad, tw.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_non_finite_weights_like_torch(path: str) -> None:
+    """An infinite or NaN weight of a grouped conv: the input gradient falls back to the planar
+    path (the flipped conv would add ``0·inf`` from the padding); non-finite where torch's is."""
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 6, 7, 6)), rng.standard_normal((6, 3, 3, 3))
+    w[0, 1, 0, 0], w[4, 2, 2, 1] = np.inf, np.nan
+    g = rng.standard_normal((2, 6, 7, 6))
+    cx, tx = cs.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cy = F.conv2d(cx, cs.tensor(w), padding=1, groups=2)
+    ty = TF.conv2d(tx, torch.tensor(w), padding=1, groups=2)
+    np.testing.assert_array_equal(np.isnan(cy.numpy()), np.isnan(ty.detach().numpy()))
+    cy.backward(g)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(np.isfinite(cx.grad), np.isfinite(tx.grad.numpy()))
+    np.testing.assert_array_equal(np.isnan(cx.grad), np.isnan(tx.grad.numpy()))
+    finite = np.isfinite(cx.grad)
+    assert not finite.all()
     np.testing.assert_allclose(cx.grad[finite], tx.grad.numpy()[finite], rtol=1e-10, atol=1e-10)
 
 
@@ -308,10 +402,11 @@ def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
 
 
 # --- scratch rules --------------------------------------------------------------------------------
-@pytest.mark.parametrize("sample", [s for s in MEMORY_SAMPLES if s[0].startswith("depthwise")], ids=lambda s: s[0])
+@pytest.mark.parametrize("sample", [s for s in MEMORY_SAMPLES if s[0].startswith("depthwise") or "grouped" in s[0]],
+                         ids=lambda s: s[0])
 def test_scratch_rules_match_tracemalloc(sample: tuple, path: str) -> None:
-    """test_memory's check of the depthwise ops, on each path: the rule describes the kernels
-    that run."""
+    """test_memory's check of the depthwise and grouped ops, on each path: the rule describes
+    the kernels that run."""
     assert_scratch_rules_hold(sample)
 
 

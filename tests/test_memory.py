@@ -34,6 +34,10 @@ SAMPLES = [
     ("conv1x1", lambda x, w: F.conv2d(x, w), [(N, 32, 20, 20)], [_p(48, 32, 1, 1)]),
     ("conv_stride2", lambda x, w: F.conv2d(x, w, stride=2, padding=2), [(N, 8, 31, 29)], [_p(16, 8, 5, 5)]),
     ("conv_grouped", lambda x, w: F.conv2d(x, w, padding=1, groups=4), [(N, 16, 20, 20)], [_p(32, 4, 3, 3)]),
+    # planes big enough that the compiled path's padded copy for the weight gradient passes the slack
+    ("conv_grouped_wide", lambda x, w: F.conv2d(x, w, padding=1, groups=8), [(N, 32, 40, 40)], [_p(32, 4, 3, 3)]),
+    ("conv_transpose_grouped", lambda x, w: F.conv_transpose2d(x, w, padding=1, groups=4), [(N, 16, 30, 30)],
+     [_p(16, 2, 3, 3)]),
     ("depthwise", lambda x, w: F.conv2d(x, w, padding=1, groups=32), [(N, 32, 24, 24)], [_p(32, 1, 3, 3)]),
     ("depthwise_s2", lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=32), [(N, 32, 24, 24)],
      [_p(32, 1, 3, 3)]),

@@ -14,7 +14,7 @@ import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional import winograd as winograd_module
-from torch_ref import compare
+from torch_ref import assert_close, compare
 
 
 @pytest.fixture
@@ -132,3 +132,27 @@ def test_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, thre
             assert peak <= 1.25 * rule + 80_000, (peak, rule)  # as test_memory: NumPy temporaries
             if threads == 1:
                 assert peak >= 0.9 * rule - 80_000, (peak, rule)
+
+
+def _run_both(x: np.ndarray, w: np.ndarray, g: np.ndarray) -> None:
+    cx, cw = cs.tensor(x, requires_grad=True), cs.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    cy, ty = F.conv2d(cx, cw, padding=1), TF.conv2d(tx, tw, padding=1)
+    cy.backward(g)
+    ty.backward(torch.from_numpy(g))
+    for got, want, what in ((cy.numpy(), ty.detach().numpy(), "output"), (cx.grad, tx.grad.numpy(), "input grad"),
+                            (cw.grad, tw.grad.numpy(), "weight grad")):
+        assert_close(got, want, np.float64, what)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("where", ["input", "weight", "output gradient"])
+def test_non_finite_cells_like_torch(forced: None, where: str) -> None:
+    """An infinite cell gives NaN and ±inf in exactly torch's cells: the Winograd transforms,
+    which add and subtract a tile's cells, would spread NaN over the tile, so a conv whose
+    Winograd result is not all finite runs the planar kernels instead."""
+    rng = np.random.default_rng(11)
+    x, w, g = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal((2, 5, 9, 8))
+    {"input": x, "weight": w, "output gradient": g}[where].reshape(-1)[37] = np.inf
+    assert conv_module._path(4, _geometry(), (11, 10)) == "winograd"
+    _run_both(x, w, g)

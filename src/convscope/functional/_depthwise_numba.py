@@ -1,4 +1,4 @@
-"""Compiled depthwise convolution kernels (numba), imported by :mod:`.jit` on the first depthwise call.
+"""Compiled depthwise and grouped convolution kernels (numba), imported by :mod:`.jit` on the first call.
 
 Not part of the API: :mod:`.conv` calls these through :func:`convscope.functional.jit.kernels`,
 on blocks of rows that :func:`~convscope.functional.parallel.tile_map` shares out over its
@@ -9,7 +9,8 @@ Every spatial rank runs as 3-d: ``(N, C, L)`` is ``(N, C, 1, 1, L)`` and ``(N, C
 ``(N, C, 1, H, W)``. The arrays are C-contiguous:
 
 - ``x``  ``(N·G, K·S)``: the input's planes, unpadded (``S = D·H·W`` cells), one row per
-  (sample, channel), ``K`` planes a row (1; the input gradient's: the ``M`` output gradients);
+  (sample, group), ``K`` planes a row (a depthwise conv's 1, a grouped conv's channels per
+  group; the input gradient's: the ``M`` output gradients);
 - ``w``  ``(G, M, K·T)``: the weight, ``M`` outputs per channel (the channel multiplier), ``T``
   taps per plane; a tap ``t`` reads the padded plane at ``offsets[t]`` from a window's first cell;
 - ``y``/``g`` ``(N·G, M, Do, Ho, Wo)``: the output, or the output gradient.
@@ -83,25 +84,31 @@ def _copy(typingctx, dst, at, src, start, count):  # noqa: ANN001, ANN202, ARG00
 @_inline
 def _taps(out, at, x, start, offsets, weights, first, length):  # noqa: ANN001, ANN202
     """``out[at + q] = Σₜ weights[first + t]·x[start + offsets[t] + q]`` for ``q < length``,
-    summed in tap order: the first nine taps in one pass when there are nine or more (a 3×3
-    kernel writes ``out`` once), then three a pass (one load and store of ``out`` for three
-    products). Indices unsigned: every read is inside ``x``."""
+    summed in tap order: nine taps a pass while nine remain (a 3×3 kernel writes ``out`` once;
+    a group's eight 3×3 planes in eight passes), then three a pass (one load and store of
+    ``out`` for three products). Indices unsigned: every read is inside ``x``."""
     n, taps, o = np.uint64(length), offsets.size, np.uint64(at)
     t = 0
-    if taps >= 9:
-        s0, s1, s2 = np.uint64(start + offsets[0]), np.uint64(start + offsets[1]), np.uint64(start + offsets[2])
-        s3, s4, s5 = np.uint64(start + offsets[3]), np.uint64(start + offsets[4]), np.uint64(start + offsets[5])
-        s6, s7, s8 = np.uint64(start + offsets[6]), np.uint64(start + offsets[7]), np.uint64(start + offsets[8])
-        w0, w1, w2 = weights[first], weights[first + 1], weights[first + 2]
-        w3, w4, w5 = weights[first + 3], weights[first + 4], weights[first + 5]
-        w6, w7, w8 = weights[first + 6], weights[first + 7], weights[first + 8]
-        for q in range(n):
-            out[o + q] = (w0 * x[s0 + q] + w1 * x[s1 + q] + w2 * x[s2 + q] + w3 * x[s3 + q] + w4 * x[s4 + q]
-                          + w5 * x[s5 + q] + w6 * x[s6 + q] + w7 * x[s7 + q] + w8 * x[s8 + q])
-        t = 9
-    else:
+    if taps < 9:
         for q in range(n):
             out[o + q] = 0
+    off = offsets
+    while taps - t >= 9:
+        s0, s1, s2 = np.uint64(start + off[t]), np.uint64(start + off[t + 1]), np.uint64(start + off[t + 2])
+        s3, s4, s5 = np.uint64(start + off[t + 3]), np.uint64(start + off[t + 4]), np.uint64(start + off[t + 5])
+        s6, s7, s8 = np.uint64(start + off[t + 6]), np.uint64(start + off[t + 7]), np.uint64(start + off[t + 8])
+        w0, w1, w2 = weights[first + t], weights[first + t + 1], weights[first + t + 2]
+        w3, w4, w5 = weights[first + t + 3], weights[first + t + 4], weights[first + t + 5]
+        w6, w7, w8 = weights[first + t + 6], weights[first + t + 7], weights[first + t + 8]
+        if t == 0:
+            for q in range(n):
+                out[o + q] = (w0 * x[s0 + q] + w1 * x[s1 + q] + w2 * x[s2 + q] + w3 * x[s3 + q] + w4 * x[s4 + q]
+                              + w5 * x[s5 + q] + w6 * x[s6 + q] + w7 * x[s7 + q] + w8 * x[s8 + q])
+        else:
+            for q in range(n):
+                out[o + q] = (out[o + q] + w0 * x[s0 + q] + w1 * x[s1 + q] + w2 * x[s2 + q] + w3 * x[s3 + q]
+                              + w4 * x[s4 + q] + w5 * x[s5 + q] + w6 * x[s6 + q] + w7 * x[s7 + q] + w8 * x[s8 + q])
+        t += 9
     while t < taps:
         sa, wa = np.uint64(start + offsets[t]), weights[first + t]
         if taps - t >= 3:

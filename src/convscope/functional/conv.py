@@ -298,15 +298,26 @@ _STRIDED_PLANAR_CHANNELS = 8
 # the transforms, memory-bound, outweigh the smaller matmuls there. Not taken where im2col is
 # (planes ≤ 14²): the weight gradient is 3-20 % slower planar than channels-last.
 _WINOGRAD_CHANNELS = 128
+# With the compiled kernels (:mod:`.jit`), stride-1 grouped convs with at most this many input
+# channels per group take the depthwise path too: its kernels sum a group's planes tap by tap,
+# nine taps a pass over a plane in cache, with no columns. Measured (forward, N=8, 2 threads,
+# planar → compiled, 2 / 4 / 8 / 16 channels per group): 3×3 256 at 28² 7.8 / 3.8 / 4.4 / 7.5 ms
+# → 0.9 / 1.5 / 3.1 / 5.5; 128 at 56² 8.3 / 7.9 / 9.0 / 13.0 → 2.3 / 3.5 / 5.7 / 10.2; 512 at 14²
+# 2.4 / 3.4 / 2.1 / 2.8 → 0.6 / 0.9 / 1.7 / 3.1; 5×5 256 at 28² 1.9-5.3× faster. The weight
+# gradient stays planar.
+_GROUPED_CHANNELS = 8
 
 
-def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -> str:
+def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, compiled: bool = False) -> str:
     """Which kernel path a conv with ``per_group`` input channels per group takes over a padded
-    input of spatial size ``padded`` (without it, never the planar or Winograd path)."""
+    input of spatial size ``padded`` (without it, never the planar or Winograd path);
+    ``compiled``: whether the compiled kernels run for its dtype (:func:`_jit_runs`)."""
     if per_group == 1 and len(set(geo.stride)) == 1:  # the flat tap loop needs one stride for all dims
         return "depthwise"
     if max(geo.kernel) == 1 and max(geo.stride) == 1:
         return "direct"
+    if compiled and _grouped(per_group, geo):
+        return "depthwise"
     if padded is not None and max(geo.stride) > 1:
         return "planar" if per_group < _STRIDED_PLANAR_CHANNELS or max(geo.kernel) == 1 else "im2col"
     if padded is not None:
@@ -316,6 +327,12 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None) -
             winograd_fits = geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1
             return "winograd" if winograd_fits and per_group >= _WINOGRAD_CHANNELS else "planar"
     return "im2col"
+
+
+def _grouped(per_group: int, geo: _Geometry) -> bool:
+    """Whether a conv with ``per_group`` (> 1) input channels per group takes the depthwise path
+    when the compiled kernels run: stride 1, groups, few channels per group."""
+    return geo.groups > 1 and per_group <= _GROUPED_CHANNELS and max(geo.stride) == 1
 
 
 def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str) -> np.ndarray | _ZeroPadded:
@@ -790,16 +807,20 @@ def _forward(xp: np.ndarray, w: np.ndarray, geo: _Geometry, windows: tuple[int, 
 
 
 def _forward_depthwise(xp: np.ndarray | _ZeroPadded, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
-    """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, channel) rows, each
+    """Into ``y`` (C-contiguous): the compiled kernels on blocks of (sample, group) rows, each
     plane padded as it is read, or NumPy's tap loop, two passes a tap over blocks of the rows'
-    flat padded planes."""
+    flat padded planes (a grouped conv: the planar path)."""
     kernels = jit.kernels_for(xp.dtype)
     if kernels is not None:
         x, before = _unpadded(xp)
-        plan = _JitPlan(x.shape[0], geo, w.shape[0] // geo.groups, x.shape[2:], before, xp.shape[2:], y.shape[2:])
+        plan = _JitPlan(x.shape[0], geo, w.shape[0] // geo.groups, x.shape[2:], before, xp.shape[2:], y.shape[2:],
+                        planes=w.shape[1])
         plan.forward(kernels, plan.planes(x), plan.weights(w), plan.outputs(y))
         return
     xp = np.asarray(xp)
+    if w.shape[1] > 1:  # the compiled kernels' grouped conv, its backward run without them
+        _forward_planar(xp, w, geo, y)
+        return
     n, groups = xp.shape[0], geo.groups
     per_out = w.shape[0] // groups
     flat = _FlatTaps(xp.shape[2:], geo, y.shape[2:])
@@ -888,10 +909,21 @@ def _forward_im2col(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray
     tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.itemsize, threads, w.size), threads)
 
 
+def _forward_winograd(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
+    """Winograd's F(2×2, 3×3) (:mod:`.winograd`), or where its output is not all finite the
+    planar path's: the transforms add and subtract a tile's cells, so an infinite cell makes NaN
+    of outputs whose windows do not read it, and large finite cells can overflow (torch sums each
+    window's products alone). A finite output is right: a non-finite input or weight leaves NaN
+    or infinity in every tile that reads it."""
+    winograd.forward(xp, w, y)
+    if not np.isfinite(y.sum()):  # (a sum that overflows: planar too, still right)
+        _forward_planar(xp, w, geo, y)
+
+
 # Each path's forward kernel, writing into its last argument ``y`` (a view with any strides).
 _FORWARD: dict[str, Callable[[np.ndarray, np.ndarray, _Geometry, np.ndarray], None]] = {
     "depthwise": _forward_depthwise, "direct": _forward_direct, "planar": _forward_planar, "im2col": _forward_im2col,
-    "winograd": lambda xp, w, _, y: winograd.forward(xp, w, y)}
+    "winograd": _forward_winograd}
 
 
 def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...], path: str) -> np.ndarray:
@@ -900,19 +932,34 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
     (the result is in that layout too). The depthwise path's is :func:`_grad_input_depthwise`,
     which leaves the padding out."""
     return {"direct": _grad_input_direct, "planar": _grad_input_planar, "im2col": _grad_input_im2col,
-            "winograd": lambda g, w, _, padded: winograd.grad_input(g, w, padded)}[path](g, w, geo, padded)
+            "winograd": _grad_input_winograd}[path](g, w, geo, padded)
+
+
+def _grad_input_winograd(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
+    """Winograd's, or where it is not all finite the planar path's (see :func:`_forward_winograd`)."""
+    gx = winograd.grad_input(g, w, padded)
+    return gx if np.isfinite(gx.sum()) else _grad_input_planar(g, w, geo, padded)
 
 
 def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
                           before: Sequence[int], after: Sequence[int]) -> np.ndarray:
-    """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous:
-    the compiled kernels write those cells only; NumPy's tap loop fills the padded gradient,
-    which is then cropped."""
+    """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous.
+    The compiled kernels write those cells only: for stride 1 and finite weights a forward conv
+    of the output gradient, padded by the kernel's reach less the conv's padding, with the
+    flipped kernel, whose windows are the input cells; otherwise each output gradient row added
+    onto the padded plane's cells its windows read, tap by tap, the input cells then copied out
+    (for non-finite weights only the products the conv made: torch adds no ``0·inf``). NumPy's
+    tap loop fills the padded gradient, which is then cropped; a grouped conv's (several
+    channels per group) is the planar path's then."""
     kernels = jit.kernels_for(g.dtype)
+    finite = bool(np.isfinite(w).all())
+    if kernels is not None and max(geo.stride) == 1 and finite:
+        return _grad_input_flipped(kernels, g, w, geo, padded, before, after)
+    if w.shape[1] > 1:
+        return _crop(_grad_input_planar(g, w, geo, padded), before, after)
     if kernels is not None:
-        return _grad_input_depthwise_jit(kernels, g, w, geo, padded, before, after)
+        return _grad_input_scatter(kernels, g, w, geo, padded, before, after, finite)
     # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
-    finite = np.isfinite(w).all()
     return _crop((_grad_input_depthwise_numpy if finite else _grad_input_im2col)(g, w, geo, padded), before, after)
 
 
@@ -937,26 +984,34 @@ def _grad_input_depthwise_numpy(g: np.ndarray, w: np.ndarray, geo: _Geometry, pa
     return gx
 
 
-def _grad_input_depthwise_jit(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
-                              before: Sequence[int], after: Sequence[int]) -> np.ndarray:
-    """Stride 1 with finite weights: a forward conv of the output gradient, padded by the
-    kernel's reach less the conv's padding, with the flipped kernel, whose windows are the
-    input cells (nine or three taps a pass, every cell written once); otherwise each output
-    gradient row added onto the padded plane's cells its windows read, tap by tap, the input
-    cells then copied out (for non-finite weights only the products the conv made: torch adds
-    no ``0·inf``)."""
+def _unpadded_size(padded: Sequence[int], before: Sequence[int], after: Sequence[int]) -> tuple[int, ...]:
+    return tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+
+
+def _grad_input_flipped(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                        before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """Stride 1: the compiled forward kernel over the output gradient's ``C_out/G`` planes of
+    each group with the weight flipped and transposed, ``(G, C/G, C_out/G·taps)``."""
+    n, groups, per_group, per_out = g.shape[0], geo.groups, w.shape[1], g.shape[1] // geo.groups
+    size = _unpadded_size(padded, before, after)
+    gx = np.empty((n, groups * per_group, *size), g.dtype)
+    reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+    plan = _JitPlan(n, geo, per_group, g.shape[2:], [r - b for r, b in zip(reach, before, strict=True)],
+                    [s + r for s, r in zip(size, reach, strict=True)], size, planes=per_out)
+    spatial = tuple(range(3, 3 + len(geo.kernel)))
+    flipped = np.flip(w.reshape(groups, per_out, per_group, *geo.kernel), spatial).swapaxes(1, 2)
+    plan.forward(kernels, plan.planes(g), np.ascontiguousarray(flipped).reshape(groups, per_group, -1),
+                 plan.outputs(gx))
+    return gx
+
+
+def _grad_input_scatter(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                        before: Sequence[int], after: Sequence[int], finite: bool) -> np.ndarray:
+    """One input channel per group: the compiled scatter of each output gradient row onto the
+    padded plane (``finite``: ``0·w`` added to cells no window reads too)."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
-    size = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
-    gx = np.empty((n, groups, *size), g.dtype)
-    finite = bool(np.isfinite(w).all())
-    if max(geo.stride) == 1 and finite:
-        reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
-        plan = _JitPlan(n, geo, 1, g.shape[2:], [r - b for r, b in zip(reach, before, strict=True)],
-                        [s + r for s, r in zip(size, reach, strict=True)], size, planes=per_out)
-        flipped = np.flip(w.reshape(groups, per_out, *geo.kernel), tuple(range(2, 2 + len(geo.kernel))))
-        plan.forward(kernels, plan.planes(g), np.ascontiguousarray(flipped).reshape(groups, 1, -1), plan.outputs(gx))
-        return gx
-    plan = _JitPlan(n, geo, per_out, size, before, padded, g.shape[2:])
+    gx = np.empty((n, groups, *_unpadded_size(padded, before, after)), g.dtype)
+    plan = _JitPlan(n, geo, per_out, gx.shape[2:], before, padded, g.shape[2:])
     go, planes, wd = plan.outputs(g), plan.planes(gx), plan.weights(w)
     tile_map(lambda b: kernels.grad_input_scatter(go, wd, planes, *b, *plan.args, not finite),
              plan.row_blocks(thread_count()))
@@ -992,8 +1047,10 @@ def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     col2im adds per tap and tiles inside one sample overlap (2 threads against a planar col2im:
     grouped 3×3 g32 at 28² 20-30 % faster, 3×3 64 at 224² 20 %, 3×3×3 64 at 16·56² 40 %,
     3×3 128 at 28² 10 %; for depthwise convs 5-15 % slower, so they keep their own). A strided
-    conv's (the planar path's over stride phases) goes through im2col's col2im, channels-last."""
-    if max(geo.stride) > 1:
+    conv's (the planar path's over stride phases) goes through im2col's col2im, channels-last;
+    so does one with a non-finite weight, which the flipped conv would multiply by ``g``'s zero
+    border (``0·inf``: NaN in cells torch adds no such product to)."""
+    if max(geo.stride) > 1 or not np.isfinite(w).all():
         return _grad_input_im2col(g, w, geo, padded)
     groups, per_group = geo.groups, w.shape[1]
     per_out, nd = w.shape[0] // groups, len(geo.kernel)
@@ -1116,7 +1173,10 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
 def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """Per tap, one dot product per (sample, channel) row: ``(G, C_out/G, taps)``. The compiled
     kernels sum each channel's products over all samples in one block (blocks of channels),
-    each plane padded as it is read."""
+    each plane padded as it is read. A grouped conv's (several channels per group): the planar
+    path's, over the padded input made here."""
+    if xp.shape[1] > geo.groups:
+        return _grad_weight_planar(np.asarray(xp), g, geo)
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
     kernels = jit.kernels_for(g.dtype)
     if kernels is not None:
@@ -1273,7 +1333,7 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
     if any(p.is_meta for p in parents):
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
-    path = _path(w.shape[1], geo, plan.padded)
+    path = _path(w.shape[1], geo, plan.padded, _jit_runs(w.dtype.itemsize))
     xp = _layout(input.data if plan.batched else input.data[None], plan.before, plan.after, path)
     y = _forward(xp, w, geo, plan.windows, path)
 
@@ -1296,7 +1356,7 @@ def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None,
     if any(p.is_meta for p in parents):
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
-    path = _path(w.shape[1], geo, plan.padded)
+    path = _path(w.shape[1], geo, plan.padded, _jit_runs(w.dtype.itemsize))
     zeros = (0,) * len(plan.windows)
     x = input.data if plan.batched else input.data[None]
     # in kernel layout; for the phased path only when the weight gradient needs it
@@ -1489,8 +1549,8 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     :mod:`.jit`)."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
-    if compiled:  # per busy thread a padded plane and a run of flat positions
-        return _depthwise_jit_scratch("forward", n, c_out, padded, windows, geo, threads)
+    if compiled:  # per busy thread a group's padded planes and a run of flat positions
+        return _depthwise_jit_scratch("forward", n, c, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the wide rows, a block-sized product per thread, the weights per row
         wide, spare, _ = _depthwise_rows(n, c_out, padded, windows, geo, threads)
         return wide + spare + (n * c_out * taps if n > 1 else 0)  # weights broadcast over samples: a copy
@@ -1513,8 +1573,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     """Elements :func:`_grad_input` allocates besides the padded input gradient it returns."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
-    if compiled:  # per busy thread a padded plane (stride 1: the output gradient's of a channel) and a run
-        return _depthwise_jit_scratch("grad_input", n, c_out, padded, windows, geo, threads)
+    if compiled:  # per busy thread a padded plane (stride 1: the output gradient's of a group) and a run
+        return _depthwise_jit_scratch("grad_input", n, c, c_out, padded, windows, geo, threads)
     if path == "depthwise":  # the spread output gradient, per thread a product (and its channel sum)
         wide, spare, summed = _depthwise_rows(n, c_out, padded, windows, geo, threads)
         return wide + spare + (summed if c_out > geo.groups else 0) + (n * c_out * taps if n > 1 else 0)
@@ -1545,8 +1605,11 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     thread its tile's operands, a weight-sized partial product and running sum."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
+    if compiled and per_group > 1:  # the planar path's, over the padded input made for it
+        return n * c * math.prod(padded) + _grad_weight_scratch("planar", n, c, c_out, padded, windows, geo,
+                                                                  threads, item)
     if compiled:  # per busy thread a lane per tap and the output gradient spread over a run
-        return _depthwise_jit_scratch("grad_weight", n, c_out, padded, windows, geo, threads)
+        return _depthwise_jit_scratch("grad_weight", n, c, c_out, padded, windows, geo, threads)
     if path == "depthwise":
         return _depthwise_rows(n, c_out, padded, windows, geo, threads)[0]
     if path == "direct":
@@ -1617,25 +1680,27 @@ def _depthwise_rows(n: int, c_out: int, padded: tuple[int, ...], windows: tuple[
     return rows * row, busy * step * row, busy * step * length
 
 
-def _depthwise_jit_scratch(kernel: str, n: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
-                           geo: _Geometry, threads: int) -> int:
+def _depthwise_jit_scratch(kernel: str, n: int, c: int, c_out: int, padded: tuple[int, ...],
+                           windows: tuple[int, ...], geo: _Geometry, threads: int) -> int:
     """Elements the compiled depthwise ``kernel`` allocates (see :mod:`._depthwise_numba`): each
     busy thread's buffers, as :class:`_JitPlan` sizes them; the results are written in place.
     The rules do not see the padding: for the stride-1 input gradient they count the output
-    gradient's planes padded by the kernel's whole reach (less by the conv's padding): the most.
-    (For finite weights: the input gradient for non-finite ones allocates a padded plane and a row.)"""
-    per_out = c_out // geo.groups
-    plan = _JitPlan(n, geo, per_out, padded, (0,) * len(padded), padded, windows)
+    gradient's planes padded by the kernel's whole reach (less by the conv's padding): the most,
+    and the flipped weight. (For finite weights: the input gradient for non-finite ones
+    allocates a padded plane and a row.)"""
+    per_group, per_out = c // geo.groups, c_out // geo.groups
+    plan = _JitPlan(n, geo, per_out, padded, (0,) * len(padded), padded, windows, planes=per_group)
     width, stride = plan.windows[2], plan.stride[2]
     strided = (width - 1) * stride + 1  # a row of windows at every position
+    flipped = 0
     if kernel == "grad_input" and stride == 1:  # a forward conv of the output gradient's planes, padded
         reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
-        plan = _JitPlan(n, geo, 1, windows, reach, [p + r for p, r in zip(padded, reach, strict=True)], padded,
-                        planes=per_out)
-        kernel, width = "forward", plan.windows[2]
+        plan = _JitPlan(n, geo, per_group, windows, reach, [p + r for p, r in zip(padded, reach, strict=True)],
+                        padded, planes=per_out)
+        kernel, width, flipped = "forward", plan.windows[2], c_out * per_group * math.prod(geo.kernel)
     rows_busy = in_flight(len(plan.row_blocks(threads)), threads)
     if kernel == "forward":  # the padded planes, a run of flat positions (rows at a time) or a strided row
-        return rows_busy * (plan.cells + max((plan.rows - 1) * plan.padded[2] + width, strided))
+        return flipped + rows_busy * (plan.cells + max((plan.rows - 1) * plan.padded[2] + width, strided))
     if kernel == "grad_input":  # added onto a padded plane, a strided row spread out first
         return rows_busy * (plan.cells + strided)
     channels_busy = in_flight(len(plan.channel_blocks(threads)), threads)
@@ -1675,7 +1740,7 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     before, after = (tuple(p) for p in zip(*attrs["padding"]))
     padded = tuple(e + b + a for e, b, a in zip(x.shape[-nd:], before, after))
     windows = tuple(output.shape[-nd:])
-    path = _path(w.shape[1], geo, padded)
+    path = _path(w.shape[1], geo, padded, _jit_runs(item))
     padded_bytes = n * c_in * math.prod(padded) * item
     xp = padded_bytes if _crops(path, before, after, item) else 0
     shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
@@ -1702,7 +1767,7 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     geo = _Geometry(tuple(w.shape[2:]), attrs["stride"], attrs["dilation"], attrs["groups"])
     pad = tuple(attrs["padding"])
     full = tuple(o + 2 * p for o, p in zip(output.shape[-nd:], pad))
-    path = _path(w.shape[1], geo, full)
+    path = _path(w.shape[1], geo, full, _jit_runs(item))
     xl = nbytes(x) if path == "im2col" else 0
     full_bytes = n * c_out * math.prod(full) * item
     padded_g = full_bytes if _crops(path, pad, pad, item) else 0  # the output gradient padded into kernel layout
