@@ -6,7 +6,8 @@
 Serving, it reads one JSON command per line on stdin and answers one JSON line on stdout:
 
 - ``{"op": "time", "case": NAME, "phase": PHASE, "repeats": R}`` → ``{"best": seconds}``, the
-  best of R timed calls (the first call of a case and phase is an untimed warm-up);
+  best of at least R timed calls, more for fast ops (see ``ROUND_S``; the first call of a case
+  and phase is an untimed warm-up);
 - ``{"op": "output", "case": NAME, "path": FILE}`` → saves the forward output as ``.npy``;
 - ``{"op": "roof"}`` → ``{"gflops": ...}``, this engine's float32 matmul speed at 2048²;
 - ``{"op": "macs", "case": NAME}`` → the model's multiply-adds per sample (convscope only);
@@ -204,13 +205,21 @@ def calls(engine: Any, name: str, phase: str) -> Timed:
     return model_calls(engine, case, phase)
 
 
+# A round times at least ``repeats`` calls, and more (up to ROUND_CALLS) until they have taken
+# ROUND_S: a sub-millisecond op's best of a few calls right after the other engine ran is mostly
+# cache and scheduler noise (eval batch norm's best of 3 cold calls moved 0.8-1.3× torch).
+ROUND_S = 0.05
+ROUND_CALLS = 50
+
+
 def best_time(prepare: Callable[[], Any], run: Callable[[Any], Any], repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
+    best, spent, calls = math.inf, 0.0, 0
+    while calls < repeats or (spent < ROUND_S and calls < ROUND_CALLS):
         state = prepare()
         start = time.perf_counter()
         run(state)
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        best, spent, calls = min(best, took), spent + took, calls + 1
         del state
     return best
 
