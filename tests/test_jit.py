@@ -524,7 +524,8 @@ def test_empty_batch_on_both_paths(op: str, args: tuple, pool_path: str) -> None
 def test_pool_and_norm_bits_do_not_depend_on_blocks_or_threads(threads: int, monkeypatch: pytest.MonkeyPatch,
                                                                  pool_path: str) -> None:
     """Every output and gradient cell sums in one fixed order: one plane per block on one or two
-    threads gives the bits of one block of all planes (max and average pools, eval batch norm)."""
+    threads gives the bits of one block of all planes (max and average pools, eval batch norm;
+    training batch norm's gradients, a channel per block)."""
     rng = np.random.default_rng(6)
     x0 = rng.standard_normal((3, 7, 31, 30)).astype(np.float32)
     stats = [np.abs(rng.standard_normal(7)).astype(np.float32) + 0.5 for _ in range(4)]
@@ -539,11 +540,22 @@ def test_pool_and_norm_bits_do_not_depend_on_blocks_or_threads(threads: int, mon
             results += [y.numpy(), x.grad]
         weight, bias = (cs.tensor(s) for s in stats[2:])
         results.append(F.batch_norm(cs.tensor(x0), cs.tensor(stats[0]), cs.tensor(stats[1]), weight, bias).numpy())
+        if pool_path == "compiled":  # (NumPy's sums follow its blocks' shapes, the threads aside)
+            x, weight = cs.tensor(symmetric, requires_grad=True), cs.tensor(stats[2], requires_grad=True)
+            y = F.batch_norm(x, None, None, weight, bias, training=True)
+            y.backward(np.sin(np.arange(y.numpy().size, dtype=np.float32)).reshape(y.shape))
+            results += [x.grad, weight.grad]
         return results
+
+    # training batch norm: every channel's sum of cells 0 and of squares an integer in any order,
+    # so the forward (NumPy's, in blocks) has the same bits whatever the blocks
+    half = rng.integers(-3, 4, (3, 7, 31, 15)).astype(np.float32)
+    symmetric = np.concatenate([half, -half], axis=-1)
 
     whole = run()
     monkeypatch.setattr(pool_module, "_POOL_BLOCK_ELEMENTS", 1)
     monkeypatch.setattr(norm_module, "_AFFINE_TILE_ELEMENTS", 1)
+    monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)
     with threadpool_limits(threads, user_api="blas"):
         assert len(pool_module._plane_blocks(21, 31 * 30)) == 21
         for a, b in zip(run(), whole):
@@ -579,14 +591,66 @@ def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str
     np.testing.assert_array_equal(out, other)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("affine", ["weight_and_bias", "none", "weight_only"])
+@pytest.mark.parametrize("shape", [(4, 5, 9, 11), (6, 3), (3, 4, 300), (2, 3, 4, 5, 6)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_batch_norm_on_both_paths(shape: tuple, dtype: type, affine: str, pool_path: str) -> None:
+    """Training batch norm's backward (compiled: float64 sums per channel, one kernel) against
+    torch: output, input, weight and bias gradients; 2-d to 5-d inputs, with and without the
+    affine parameters."""
+    rng = np.random.default_rng(13)
+    c = shape[1]
+    params = {"weight_and_bias": [rng.standard_normal(c), rng.standard_normal(c)],
+              "weight_only": [rng.standard_normal(c)], "none": []}[affine]
+    x = rng.standard_normal(shape) * 3 + 1
+    compare(lambda v, *p: F.batch_norm(v, None, None, *p, training=True),
+            lambda v, *p: TF.batch_norm(v, None, None, *p, training=True), [x, *params], dtype=dtype)
+
+
+def test_training_batch_norm_partial_grads_and_strided_upstream(pool_path: str) -> None:
+    """Only the weight requires a gradient (no input gradient is built), and an upstream
+    gradient that is a strided view; a NaN input cell makes its channel's gradients NaN, as in torch."""
+    rng = np.random.default_rng(14)
+    x, w, b = rng.standard_normal((3, 4, 6, 5)), rng.standard_normal(4), rng.standard_normal(4)
+    x[1, 2, 3, 3] = np.nan
+    upstream = rng.standard_normal((3, 4, 6, 10))[..., ::2]
+    for x_grad in (False, True):
+        cx, cw, cb = cs.tensor(x, requires_grad=x_grad), cs.tensor(w, requires_grad=True), cs.tensor(b)
+        tx, tw, tb = torch.tensor(x, requires_grad=x_grad), torch.tensor(w, requires_grad=True), torch.tensor(b)
+        F.batch_norm(cx, None, None, cw, cb, training=True).backward(upstream)
+        TF.batch_norm(tx, None, None, tw, tb, training=True).backward(torch.from_numpy(upstream.copy()))
+        np.testing.assert_allclose(cw.grad, tw.grad.numpy(), rtol=1e-10, equal_nan=True)
+        assert np.isnan(cw.grad[2]) and not np.isnan(cw.grad[[0, 1, 3]]).any()
+        if x_grad:
+            np.testing.assert_allclose(cx.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
+        else:
+            assert cx.grad is None
+
+
+def test_training_batch_norm_runs_the_compiled_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    kernels, calls = jit.kernels("pool"), []
+    real = kernels.norm_backward
+    monkeypatch.setattr(kernels, "norm_backward", lambda *args: calls.append(args[-2:]) or real(*args))
+    monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)  # a block per channel
+    x = cs.tensor(np.random.default_rng(15).standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
+    with jit.enabled(True):
+        F.batch_norm(x, None, None, training=True).sum().backward()
+    assert sorted(calls) == [(0, 1), (1, 2), (2, 3)]
+
+
 POOL_MEMORY = [s for s in MEMORY_SAMPLES if s[0] in ("max_pool", "max_pool_2x2", "avg_pool", "adaptive_max",
-                                                     "batch_norm_eval")] + [
+                                                     "batch_norm_eval", "batch_norm_train")] + [
     # planes big enough that a busy thread's buffers of the compiled average pool pass the slack
     ("avg_pool_wide", lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True), [(4, 8, 150, 151)], []),
     ("avg_pool_3d", lambda x: F.avg_pool3d(x, 3, (1, 2, 2), 1), [(2, 4, 10, 60, 61)], []),
     ("avg_pool_stride1", lambda x: F.avg_pool2d(x, 3, 1, 1), [(4, 8, 100, 101)], []),
     ("max_pool_3d", lambda x: F.max_pool3d(x, 3, 2, 1), [(2, 4, 10, 60, 61)], []),
     ("batch_norm_eval_wide", lambda x, w, b: F.batch_norm(x, np.zeros(64, np.float32), np.ones(64, np.float32), w, b),
+     [(4, 64, 40, 40)], [("param", (64,)), ("param", (64,))]),
+    ("batch_norm_train_wide", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
      [(4, 64, 40, 40)], [("param", (64,)), ("param", (64,))]),
 ]
 

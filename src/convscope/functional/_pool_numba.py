@@ -15,7 +15,10 @@ Every spatial rank runs as 3-d: a plane ``(L,)`` is ``(1, 1, L)`` and ``(H, W)``
 Sums run in the arrays' dtype (float32 stays float32, like torch), without fast-math: IEEE
 semantics, NaN and infinity propagate. Every cell sums in torch's order (a window's real cells
 in raster order; a gradient cell's windows in raster order), whatever the blocks and threads,
-so results do not depend on the thread count and match torch's float32 bits.
+so results do not depend on the thread count and match torch's float32 bits. The one exception
+is training batch norm's backward, whose per-channel sums run in float64 (as torch's do) with
+the additions reassociated within a plane so that they vectorise (:func:`_plane_sums`): still
+one fixed order whatever the blocks and threads, NaN and infinity still propagating.
 
 Average pooling copies a plane once into zero-padded rows, split into the phases of the
 stride along H (:func:`_split`); every tap is then one contiguous run over them for all the
@@ -35,13 +38,20 @@ from numba import njit
 _OPTIONS = {"nogil": True, "fastmath": False, "error_model": "numpy"}
 
 
-def _compile(fn):  # noqa: ANN001, ANN202
+def _compile(fn, **options):  # noqa: ANN001, ANN003, ANN202
     """``njit`` with an on-disk cache, or without one where no cache directory is writable
     (numba refuses ``cache=True`` then; the kernels compile again in every process)."""
+    options = _OPTIONS | options
     try:
-        return njit(cache=True, **_OPTIONS)(fn)
+        return njit(cache=True, **options)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, **_OPTIONS)(fn)
+        return njit(cache=False, **options)(fn)
+
+
+def _reassociated(fn):  # noqa: ANN001, ANN202
+    """:func:`_compile` with additions in any order (so that a sum vectorises), nothing else of
+    fast-math: NaN and infinity still propagate."""
+    return _compile(fn, fastmath={"reassoc"})
 
 
 @_compile
@@ -216,3 +226,40 @@ def scale_shift(x, scale, shift, out, first, last):  # noqa: ANN001, ANN201
             src, dst = x[n, c], out[n, c]
             for q in range(src.size):
                 dst[q] = src[q] * a + b
+
+
+@_reassociated
+def _plane_sums(g, xhat, start, count):  # noqa: ANN001, ANN202
+    """``(Σ g, Σ g·x̂)`` over ``count`` elements from ``start`` of the flat ``g`` and ``xhat``,
+    in float64. Called, never inlined: its ``reassoc`` flag (add in any order, so the loop
+    vectorises) is its own, not its caller's."""
+    total, along = 0.0, 0.0
+    at = np.uint64(start)
+    for q in range(np.uint64(count)):
+        v = np.float64(g[at + q])
+        total += v
+        along += v * np.float64(xhat[at + q])
+    return total, along
+
+
+@_compile
+def norm_backward(g, xhat, scale, count, gx, sums, first, last):  # noqa: ANN001, ANN201
+    """Training batch norm's backward for the channels ``first <= c < last`` of ``g`` and
+    ``xhat`` ``(N, C, S)``: ``sums[0, c] = Σ g``, ``sums[1, c] = Σ g·x̂`` (float64, sample by
+    sample), then (``gx`` not empty) ``gx = ((g − x̂·Σ(g·x̂)/count) − Σg/count)·scale[c]``, the
+    channel's planes read again while in cache."""
+    samples, channels, cells = g.shape
+    gf, hf, of = g.reshape(-1), xhat.reshape(-1), gx.reshape(-1)
+    for c in range(first, last):
+        total, along = 0.0, 0.0
+        for n in range(samples):
+            t, a = _plane_sums(gf, hf, (n * channels + c) * cells, cells)
+            total += t
+            along += a
+        sums[0, c], sums[1, c] = total, along
+        if of.size:
+            mean_g, mean_along, k = g.dtype.type(total / count), g.dtype.type(along / count), scale[c]
+            for n in range(samples):
+                at = np.uint64((n * channels + c) * cells)
+                for q in range(np.uint64(cells)):
+                    of[at + q] = ((gf[at + q] - hf[at + q] * mean_along) - mean_g) * k

@@ -277,6 +277,9 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
 
     def fused_backward(g: np.ndarray) -> tuple:
         gx = np.empty(x.shape, g.dtype) if x.requires_grad else None
+        kernels = jit.kernels_for(g.dtype, "pool") if axis == 1 and axes == (0, *range(2, x.ndim)) else None
+        if kernels is not None:  # batch norm: the compiled pass per channel (float64 sums)
+            return _gradients(_batch_norm_backward(kernels, g, gx), gx)
         sums = np.empty((2,) + kept, g.dtype)  # Σ g and Σ g·x̂ per statistic
         scratch = Scratch()
 
@@ -296,6 +299,21 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
             dx *= invstd[at] if w is None else invstd[at] * part(w, blk)
 
         tile_map(backward_block, blocks)
+        return _gradients(sums, gx)
+
+    def _batch_norm_backward(kernels: Any, g: np.ndarray, gx: np.ndarray | None) -> np.ndarray:
+        """The compiled kernel on the blocks of channels: ``gx`` filled, the sums returned."""
+        n, c = x.shape[:2]
+        g3 = np.ascontiguousarray(g).reshape(n, c, -1)
+        gx3 = np.empty((0, 0, 0), g.dtype) if gx is None else gx.reshape(g3.shape)
+        scale = (invstd if w is None else invstd * w).reshape(c)
+        sums = np.empty((2, c))
+        tile_map(lambda blk: kernels.norm_backward(g3, xhat.reshape(g3.shape), scale, count, gx3, sums, blk.start,
+                                                   min(blk.stop, c)), blocks)
+        return sums.astype(g.dtype).reshape((2,) + kept)
+
+    def _gradients(sums: np.ndarray, gx: np.ndarray | None) -> tuple:
+        """The input gradient, then the weight's (``Σ g·x̂``) and the bias's (``Σ g``)."""
         grads = [gx]
         if weight is not None:
             grads.append(unbroadcast(sums[1], affine).reshape(weight.shape) if weight.requires_grad else None)
@@ -588,7 +606,8 @@ def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> S
     input ``xhat`` (made in place of the centred input) and ``1/√(var + eps)`` per
     statistic; the output reuses the square's buffer, so the forward needs no scratch. The
     backward then holds one input-sized temporary besides the input gradient it builds in
-    place. With constant statistics it keeps one scale per channel, the forward spreads a
+    place (training batch norm: a product per busy thread's block of channels; compiled,
+    none). With constant statistics it keeps one scale per channel, the forward spreads a
     tile's scales and shifts into rows on each busy thread (:func:`_scale_shift_channels`;
     none when compiled), and the weight gradient recomputes the normalised input (two
     temporaries)."""
@@ -609,8 +628,13 @@ def _normalize_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> S
         stats = x.shape[0] * x.shape[1]
     else:
         stats = x.shape[1] if x.ndim > 1 else 1
+    backward = size
+    if "training" in attrs:  # batch norm: compiled, no temporary; else a product per busy thread's block
+        axis, blocks = _norm_blocks(x.shape, x.shape, (0, *range(2, x.ndim)))
+        block = numel(x.shape) // max(x.shape[axis], 1) * len(range(*blocks[0].indices(x.shape[axis])))
+        backward = 0 if jit.runs(x.dtype) else in_flight(len(blocks), thread_count()) * block * item
     return Saved(tuple(range(len(inputs))), extra=(("normalised input", size), ("1/std", stats * item)),
-                 backward_workspace=size)
+                 backward_workspace=backward)
 
 
 @saved_rule("local_response_norm")
