@@ -316,6 +316,54 @@ def test_planar_non_finite_weight_like_torch(groups: int) -> None:
         compare(F.conv2d, TF.conv2d, [rng.standard_normal(sample.input_shape), w], sample.kwargs)
 
 
+# Every kernel path with a non-finite cell in the input, the weight or the output gradient:
+# (transposed, C_in, C_out, groups, kernel, stride, padding, dilation)
+NON_FINITE = [(t, *c, *k) for t in (False, True)
+              for c in ((16, 8, 1), (3, 8, 1), (8, 8, 8), (16, 16, 4), (128, 8, 1))
+              for k in ((3, 1, 1, 1), (3, 2, 1, 1), (4, 2, 1, 1), (1, 1, 0, 1), (1, 2, 0, 1), (3, 1, 2, 2),
+                        (7, 2, 3, 1))]
+
+
+def _same_non_finite(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(got), test(want), err_msg=f"{what}: {test.__name__}")
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9, err_msg=what)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("compiled", [True, False], ids=["jit_on", "jit_off"])
+@pytest.mark.parametrize("where", ["input", "weight", "output gradient"])
+@pytest.mark.parametrize("case", NON_FINITE, ids=str)
+def test_non_finite_cells_reach_torchs_cells(case: tuple, where: str, compiled: bool) -> None:
+    """An infinity and a NaN reach exactly torch's cells of the output and both gradients on
+    every path (with and without the compiled kernels): the kernels' extra products (a flat
+    run's cells past each row's last window, the zero border of a phase's or a flipped conv's
+    input) must not make NaN of finite cells."""
+    transposed, c_in, c_out, groups, k, s, p, d = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x = rng.standard_normal((2, c_in, 12, 12))
+    w = rng.standard_normal((c_in, c_out // groups, k, k) if transposed else (c_out, c_in // groups, k, k))
+    if where == "input":
+        x[1, 0, 5, 6], x[0, -1, 0, 0] = np.inf, np.nan
+    if where == "weight":
+        w[0, 0, 0, 0], w[-1, -1, -1, -1] = np.inf, np.nan
+    op = "conv_transpose2d" if transposed else "conv2d"
+    kwargs = {"stride": s, "padding": p, "dilation": d, "groups": groups}
+    cx, cw = cs.tensor(x, requires_grad=True), cs.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    with jit.enabled(compiled):
+        cy, ty = getattr(F, op)(cx, cw, **kwargs), getattr(TF, op)(tx, tw, **kwargs)
+        g = rng.standard_normal(cy.shape)
+        if where == "output gradient":
+            g[0, 0, 1, 1] = np.inf
+        cy.backward(g)
+    ty.backward(torch.from_numpy(g))
+    _same_non_finite(cy.numpy(), ty.detach().numpy(), "output")
+    _same_non_finite(cx.grad, tx.grad.numpy(), "input gradient")
+    _same_non_finite(cw.grad, tw.grad.numpy(), "weight gradient")
+
+
 def test_only_some_inputs_require_grad() -> None:
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))

@@ -1264,7 +1264,16 @@ def _grad_weight_planar(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.nda
     product ``(Cg·taps, C_out/G)`` per group, row-major columns times a transposed operand,
     runs faster in BLAS than ``(C_out/G, Cg·taps)`` (one thread, N=8 unless said: stem 7×7/2
     3→64 34 → 29 ms, 3×3 16→32 at 56² 5.3 → 4.1, 3×3 64 at 224² (N=1) 57 → 54; grouped 3×3
-    g32 256 at 28² 7.2 → 7.4)."""
+    g32 256 at 28² 7.2 → 7.4). A result that is not all finite is made again by im2col's
+    kernel, which takes only the products of real windows: the flat runs' cells past each row's
+    last window meet zeros of the spread output gradient (``0·inf``: NaN where torch is finite).
+    A finite result is right: every product torch takes is among the planar path's."""
+    gw = _grad_weight_planar_runs(xp, g, geo)
+    return gw if np.isfinite(gw).all() else _grad_weight_im2col(xp, g, geo).reshape(gw.shape)
+
+
+def _grad_weight_planar_runs(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """:func:`_grad_weight_planar`'s products, ``(G, C_out/G, Cg·taps)``."""
     n, c = xp.shape[:2]
     groups, windows, per_out = geo.groups, g.shape[2:], g.shape[1] // geo.groups
     flat = _FlatTaps(xp.shape[2:], geo, windows, split=True)
@@ -1327,7 +1336,10 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
     C-contiguous, from the output gradient ``g`` ``(N, C_out, *windows)`` and the same in
     ``path``'s layout ``gl`` (unused, and may be None, when the gradient runs per phase)."""
     if _phased(w.shape[1], geo):
-        return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
+        if np.isfinite(w).all():
+            return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
+        # the phases' convs would multiply g's zero border by the non-finite weight (0·inf: NaN)
+        return _crop(_grad_input_im2col(g, w, geo, plan.padded), plan.before, plan.after)
     if path == "depthwise":
         return _grad_input_depthwise(gl, w, geo, plan.padded, plan.before, plan.after)
     return _crop(_grad_input(gl, w, geo, plan.padded, path), plan.before, plan.after)
