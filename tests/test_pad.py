@@ -8,6 +8,7 @@ import importlib
 import numpy as np
 import pytest
 import torch.nn.functional as TF
+from threadpoolctl import threadpool_limits
 
 import convscope as cs
 import convscope.functional as F
@@ -150,3 +151,24 @@ def test_circular_wrap_after_crop_is_refused(pads: tuple) -> None:
     """Unlike torch, which reads uninitialised memory (or fails inside a copy) here."""
     with pytest.raises(cs.ShapeError, match=r"wraps around more than once: dim 2 of size 5 keeps"):
         F.pad(cs.tensor(np.zeros((1, 1, 5))), pads, mode="circular")
+
+
+@pytest.mark.parametrize("shape,before,after", [
+    ((2, 3, 300, 300), (1, 2), (2, 1)),  # blocks of samples
+    ((1, 5, 300, 300), (1, 1), (1, 1)),  # one sample: blocks of channels
+    ((3, 2, 2, 200, 250), (1, 0, 2), (0, 3, -1)),  # 3-d, a crop at the end of one dim
+    ((600, 700), (2, 3), (1, 0)),  # no leading dims: one copy
+])
+def test_large_pads_are_copied_in_blocks_on_the_threads(shape: tuple, before: tuple, after: tuple,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrays past ``_PARALLEL_COPY_BYTES`` are copied in blocks of a leading dim on two threads:
+    the same cells as NumPy's pad (and crop)."""
+    monkeypatch.setattr(pad_module, "_PARALLEL_COPY_BYTES", 1)
+    x = np.random.default_rng(0).standard_normal(shape)
+    lead = len(shape) - len(before)
+    want = np.pad(x, [(0, 0)] * lead + [(max(b, 0), max(a, 0)) for b, a in zip(before, after)])
+    want = want[(Ellipsis,) + tuple(slice(max(-b, 0), want.shape[lead + i] - max(-a, 0))
+                                    for i, (b, a) in enumerate(zip(before, after)))]
+    with threadpool_limits(2, user_api="blas"):
+        got = pad_module.constant_pad_array(x, before, after)
+    np.testing.assert_array_equal(got, want)
