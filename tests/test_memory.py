@@ -343,8 +343,9 @@ NOTHING = ("add", "cat", "reshape", "sum", "div", "dropout")  # dropout is ident
 
 # convscope's engine keeps more, op by op; each difference with its reason (checked below).
 DIFFERENCES = {
-    "conv2d": "also keeps xp, the zero-padded input in channels-last layout, so the weight gradient "
-              "needs no second pad and transpose",
+    "conv2d": "also keeps xp, the zero-padded input in its kernels' layout (channels-last on the im2col path; "
+              "none on the compiled depthwise path, which pads as it reads), so the weight gradient needs no "
+              "second pad and transpose",
     "relu": "the tape keeps the input too (every op result holds its parents); the closure reads both",
     "hardtanh": "keeps the output as well as the input (unary ops capture both)",
     "batch_norm": "keeps the normalised input xhat (torch recomputes it from the input and 1/std)",

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
-from numba.core import cgutils
+from numba.core.cgutils import raw_memcpy  # semi-internal: by name, so a numba without it fails the import
 from numba.extending import intrinsic
 
 # nogil: the blocks run on tile_map's threads; cache: compiled once, kept in __pycache__ (or the
@@ -75,7 +75,7 @@ def _copy(typingctx, dst, at, src, start, count):  # noqa: ANN001, ANN202, ARG00
         item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
         to = builder.gep(context.make_array(signature.args[0])(context, builder, dst_arr).data, [at_v])
         frm = builder.gep(context.make_array(signature.args[2])(context, builder, src_arr).data, [start_v])
-        cgutils.raw_memcpy(builder, to, frm, count_v, item)
+        raw_memcpy(builder, to, frm, count_v, item)
         return context.get_dummy_value()
 
     return types.void(dst, types.intp, src, types.intp, types.intp), codegen
