@@ -317,8 +317,9 @@ def _backward_peak(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], 
         for i, t in enumerate(ev.inputs):
             if i not in fresh:
                 continue
-            if id(t) in trainable:
-                at(after + nbytes(t))  # the gradient and its copy into .grad
+            if id(t) in trainable:  # a fresh gradient becomes .grad as it is; an aliased one is copied
+                if not fresh[i]:
+                    at(after + nbytes(t))
                 done += nbytes(t)
                 continue
             grad = fresh[i] + alias
