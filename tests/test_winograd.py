@@ -93,7 +93,9 @@ def test_float32_error_is_close_to_the_planar_paths(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("geometry,per_group,padded,path", [
     (_geometry(), 128, (30, 30), "winograd"),
     (_geometry(), 127, (30, 30), "planar"),
-    (_geometry(), 256, (16, 16), "im2col"),  # small planes: channels-last columns
+    (_geometry(), 256, (16, 16), "winograd"),  # 14² planes from 256 channels
+    (_geometry(), 255, (16, 16), "im2col"),  # small planes: channels-last columns
+    (_geometry(), 512, (9, 9), "im2col"),  # 7² planes: the tiles' edges cost more
     (_geometry(stride=2), 128, (30, 30), "im2col"),
     (_geometry(dilation=2), 128, (30, 30), "not winograd"),
     (_geometry(groups=2), 128, (30, 30), "not winograd"),
@@ -156,3 +158,17 @@ def test_non_finite_cells_like_torch(forced: None, where: str) -> None:
     {"input": x, "weight": w, "output gradient": g}[where].reshape(-1)[37] = np.inf
     assert conv_module._path(4, _geometry(), (11, 10)) == "winograd"
     _run_both(x, w, g)
+
+
+def test_small_planes_match_torch_and_their_memory_rules() -> None:
+    """A 14² conv with 256 channels runs Winograd forward and input gradient, and im2col's weight
+    gradient over channels-last copies: torch's results (float64), and the scratch rules
+    against tracemalloc (test_memory's check)."""
+    from test_memory import assert_scratch_rules_hold
+
+    x, w = (2, 256, 14, 14), (256, 256, 3, 3)
+    assert conv_module._path(256, _geometry(), (16, 16)) == "winograd"
+    assert conv_module._small_winograd((14, 14)) and not conv_module._small_winograd((28, 28))
+    rng = np.random.default_rng(12)
+    compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w) * 0.05], {"padding": 1})
+    assert_scratch_rules_hold(("winograd_14", lambda a, b: F.conv2d(a, b, padding=1), [x], [("param", w)]))

@@ -298,6 +298,12 @@ _STRIDED_PLANAR_CHANNELS = 8
 # the transforms, memory-bound, outweigh the smaller matmuls there. Not taken where im2col is
 # (planes ≤ 14²): the weight gradient is 3-20 % slower planar than channels-last.
 _WINOGRAD_CHANNELS = 128
+# Planes of 14² (the im2col path's) take Winograd too from this many channels: forward,
+# N=8, 2 threads, im2col → Winograd: 3×3 256 at 14² 19.1 → 14.5 ms, 512 at 14² 44.7 → 36.7, the
+# input gradient 17.4 → 17.7 and 52.2 → 44.0, the weight gradient (planar) 20.6 → 21.6 and
+# 53.3 → 53.2; but 128 at 14² 5.9 → 6.6 and 7² planes 14 → 18 (512 at 7²): the tiles' edges cost.
+_WINOGRAD_SMALL_CHANNELS = 256
+_WINOGRAD_SMALL_PLANE = 14
 # With the compiled kernels (:mod:`.jit`), stride-1 grouped convs with at most this many input
 # channels per group take the depthwise path too: its kernels sum a group's planes tap by tap,
 # nine taps a pass over a plane in cache, with no columns. Measured (forward, N=8, 2 threads,
@@ -323,9 +329,11 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, c
     if padded is not None:
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
+        winograd_fits = geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1
         if per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows):
-            winograd_fits = geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1
             return "winograd" if winograd_fits and per_group >= _WINOGRAD_CHANNELS else "planar"
+        if winograd_fits and per_group >= _WINOGRAD_SMALL_CHANNELS and min(windows) >= _WINOGRAD_SMALL_PLANE:
+            return "winograd"
     return "im2col"
 
 
@@ -1176,7 +1184,23 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
     padded input and the output gradient laid out by :func:`_layout` for ``path``."""
     shape = (g.shape[1], xp.shape[1] // geo.groups, *geo.kernel)
     return {"depthwise": _grad_weight_depthwise, "direct": _grad_weight_direct, "planar": _grad_weight_planar,
-            "im2col": _grad_weight_im2col, "winograd": _grad_weight_planar}[path](xp, g, geo).reshape(shape)
+            "im2col": _grad_weight_im2col, "winograd": _grad_weight_winograd}[path](xp, g, geo).reshape(shape)
+
+
+def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """The planar path's; on the small planes only Winograd's forward takes from im2col
+    (:func:`_small_winograd`), im2col's over channels-last copies of ``xp`` and ``g``: 3×3 256
+    at 14² (N=8, 2 threads) 14.6 ms planar, 11.5 im2col's kernel."""
+    if not _small_winograd(g.shape[2:]):
+        return _grad_weight_planar(xp, g, geo)
+    zeros = (0,) * (g.ndim - 2)
+    return _grad_weight_im2col(_layout(xp, zeros, zeros, "im2col"), _layout(g, zeros, zeros, "im2col"), geo)
+
+
+def _small_winograd(windows: Sequence[int]) -> bool:
+    """Whether a Winograd conv's windows are the small planes :func:`_path` gives it from
+    ``_WINOGRAD_SMALL_CHANNELS`` channels (the others have the planar path's flat runs)."""
+    return min(windows) <= _WINOGRAD_SMALL_PLANE
 
 
 def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
@@ -1641,6 +1665,9 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
         samples = max(t.samples for t in tiles)
         merged = samples > 1 and math.prod(windows) < _MERGE_POSITIONS  # the samples side by side: copies
         return busy * ((positions * (c + c_out) if merged else samples * weight) + weight)
+    if path == "winograd" and _small_winograd(windows):  # im2col's, over channels-last copies of xp and g
+        return n * (c * math.prod(padded) + c_out * math.prod(windows)) + _grad_weight_scratch(
+            "im2col", n, c, c_out, padded, windows, geo, threads, item)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
     if path in ("planar", "winograd"):  # stride phases; columns, the output gradient spread to flat positions
         flat = _FlatTaps(padded, geo, windows, split=True)

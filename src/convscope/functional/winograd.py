@@ -185,9 +185,9 @@ def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: 
                      flipped: bool = False) -> int:
     """Elements :func:`forward` (or with ``flipped`` :func:`grad_input`) allocates besides its
     result for ``n`` samples of ``c`` channels in, ``c_out`` out and an output of spatial size
-    ``out`` on ``threads`` threads: the transformed weight (and the flipped weight's copy),
-    and per busy thread its item's parity-split tiles, their row pass and transform, the
-    product and its row pass."""
+    ``out`` on ``threads`` threads: the transformed weight (made beside the flipped weight's
+    copy, which is gone before the items run), and per busy thread its item's parity-split
+    tiles, their row pass and transform, the product and its row pass."""
     items = _items(n, out, c + c_out, item, threads)
     busy = in_flight(len(items), threads)
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
@@ -195,4 +195,5 @@ def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: 
     tiles = samples * rows * cols
     patch = samples * c * 4 * (rows + 1) * (cols + 1)
     per_item = patch + 8 * samples * c * rows * (cols + 1) + 16 * c * tiles + 24 * c_out * tiles
-    return (16 + 9 * flipped) * c_out * c + busy * per_item
+    transformed = 16 * c_out * c
+    return max(transformed + 9 * flipped * c_out * c, transformed + busy * per_item)
