@@ -946,16 +946,17 @@ _FORWARD: dict[str, Callable[[np.ndarray, np.ndarray, _Geometry, np.ndarray], No
 def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...], path: str) -> np.ndarray:
     """Gradient of :func:`_forward` with respect to its padded input, ``(N, C, *padded)``, for
     the output gradient ``g`` ``(N, C_out, *windows)`` laid out by :func:`_layout` for ``path``
-    (the result is in that layout too). The depthwise path's is :func:`_grad_input_depthwise`,
-    which leaves the padding out."""
-    return {"direct": _grad_input_direct, "planar": _grad_input_planar, "im2col": _grad_input_im2col,
-            "winograd": _grad_input_winograd}[path](g, w, geo, padded)
+    (the result is in that layout too). The depthwise and planar paths' are
+    :func:`_grad_input_depthwise` and :func:`_grad_input_planar`, which leave the padding out."""
+    return {"direct": _grad_input_direct, "im2col": _grad_input_im2col, "winograd": _grad_input_winograd}[path](
+        g, w, geo, padded)
 
 
 def _grad_input_winograd(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
     """Winograd's, or where it is not all finite the planar path's (see :func:`_forward_winograd`)."""
     gx = winograd.grad_input(g, w, padded)
-    return gx if np.isfinite(gx.sum()) else _grad_input_planar(g, w, geo, padded)
+    zeros = (0,) * len(padded)
+    return gx if np.isfinite(gx.sum()) else _grad_input_planar(g, w, geo, padded, zeros, zeros)
 
 
 def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
@@ -973,7 +974,7 @@ def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: 
     if kernels is not None and max(geo.stride) == 1 and finite:
         return _grad_input_flipped(kernels, g, w, geo, padded, before, after)
     if w.shape[1] > 1:
-        return _crop(_grad_input_planar(g, w, geo, padded), before, after)
+        return _grad_input_planar(g, w, geo, padded, before, after)
     if kernels is not None:
         return _grad_input_scatter(kernels, g, w, geo, padded, before, after, finite)
     # the zeros between rows would add 0·inf = NaN onto real cells (torch adds none)
@@ -1057,24 +1058,29 @@ def _overlapping(tiles: list[_Tile], threads: int) -> bool:
     return threads > 1 and any(t.box for t in tiles)
 
 
-def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...]) -> np.ndarray:
-    """A stride-1 conv's input gradient is the full correlation of ``g`` with the flipped kernel,
-    channels in and out swapped per group: a forward planar conv over ``g`` padded by the
-    kernel's span − 1. Its columns are copies and its tiles write disjoint outputs, where a
-    col2im adds per tap and tiles inside one sample overlap (2 threads against a planar col2im:
-    grouped 3×3 g32 at 28² 20-30 % faster, 3×3 64 at 224² 20 %, 3×3×3 64 at 16·56² 40 %,
-    3×3 128 at 28² 10 %; for depthwise convs 5-15 % slower, so they keep their own). A strided
+def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                       before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous.
+    A stride-1 conv's is the full correlation of ``g`` with the flipped kernel, channels in and
+    out swapped per group: a forward planar conv over ``g`` padded by the kernel's span − 1
+    less the conv's padding, whose windows are the input cells (no padded gradient, no crop:
+    3×3×3 64 at 16·56², N=8, 2 threads: 1021 → 662 ms). Its columns are copies and its tiles
+    write disjoint outputs, where a col2im adds per tap and tiles inside one sample overlap
+    (2 threads against a planar col2im: grouped 3×3 g32 at 28² 20-30 % faster, 3×3 64 at 224²
+    20 %, 3×3×3 64 at 16·56² 40 %, 3×3 128 at 28² 10 %; for depthwise convs 5-15 % slower, so
+    they keep their own). A strided
     conv's (the planar path's over stride phases) goes through im2col's col2im, channels-last;
     so does one with a non-finite weight, which the flipped conv would multiply by ``g``'s zero
     border (``0·inf``: NaN in cells torch adds no such product to)."""
     if max(geo.stride) > 1 or not np.isfinite(w).all():
-        return _grad_input_im2col(g, w, geo, padded)
+        return _crop(_grad_input_im2col(g, w, geo, padded), before, after)
     groups, per_group = geo.groups, w.shape[1]
     per_out, nd = w.shape[0] // groups, len(geo.kernel)
     flipped = np.flip(w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2), tuple(range(3, 3 + nd)))
-    reach = tuple(span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True))
-    gp = constant_pad_array(g, reach, reach)
-    gx = np.empty((g.shape[0], groups * per_group, *padded), g.dtype)
+    reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+    gp = constant_pad_array(g, [r - b for r, b in zip(reach, before, strict=True)],
+                            [r - a for r, a in zip(reach, after, strict=True)])
+    gx = np.empty((g.shape[0], groups * per_group, *_unpadded_size(padded, before, after)), g.dtype)
     _forward_planar(gp, flipped.reshape(groups * per_group, per_out, *geo.kernel), geo, gx)
     return gx
 
@@ -1366,6 +1372,8 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
         return _crop(_grad_input_im2col(g, w, geo, plan.padded), plan.before, plan.after)
     if path == "depthwise":
         return _grad_input_depthwise(gl, w, geo, plan.padded, plan.before, plan.after)
+    if path == "planar":
+        return _grad_input_planar(gl, w, geo, plan.padded, plan.before, plan.after)
     return _crop(_grad_input(gl, w, geo, plan.padded, path), plan.before, plan.after)
 
 
@@ -1630,11 +1638,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     if path == "winograd":  # a Winograd conv of g (its zero border copied per item), flipped weight
         return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
     if path == "planar" and max(geo.stride) == 1:
-        # a forward planar conv of g padded by the kernel's reach, flipped weight (a copy)
-        reach = tuple(span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True))
-        g_padded = tuple(o + 2 * r for o, r in zip(windows, reach, strict=True))
-        return (n * c_out * math.prod(g_padded) + weight
-                + _forward_scratch("planar", n, c_out, c, g_padded, padded, geo, threads, item))
+        zeros = (0,) * len(padded)
+        return _flipped_scratch(n, c, c_out, padded, windows, geo, threads, item, zeros, zeros)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     busy, positions = _tile_extent(tiles, threads)
     box = 0
@@ -1698,6 +1703,21 @@ def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows
                 out = busy * size * c
         peak = max(peak, gp + taps + out + _forward_scratch(path, n, c_out, c, ph.length, ph.size, sub, threads, item))
     return peak
+
+
+@functools.lru_cache(maxsize=1024)
+def _flipped_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
+                     threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
+    """Elements :func:`_grad_input_planar` allocates besides the gradient it returns for a
+    stride-1 conv with ``before``/``after`` padding (finite weights): a forward planar conv of
+    ``g`` padded by the kernel's reach less the padding (no copy when that is none), with the
+    flipped weight (a copy)."""
+    reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
+    g_padded = tuple(o + 2 * r - b - a for o, r, b, a in zip(windows, reach, before, after, strict=True))
+    size = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    copy = 0 if g_padded == windows and min(before + after, default=0) >= 0 else n * c_out * math.prod(g_padded)
+    weight = c_out * (c // geo.groups) * math.prod(geo.kernel)
+    return copy + weight + _forward_scratch("planar", n, c_out, c, g_padded, size, geo, threads, item)
 
 
 def _split_copy(flat: _FlatTaps, n: int, c: int, padded: tuple[int, ...]) -> int:
@@ -1767,12 +1787,14 @@ def _crops(path: str, before: Sequence[int], after: Sequence[int], item: int,
            geo: _Geometry | None = None) -> bool:
     """Whether adding or removing ``before``/``after`` for the kernels of ``path`` makes a copy
     (the im2col path's results are channels-last, so always; with ``geo``, of an input
-    gradient: a strided planar conv's comes from im2col's col2im, so always too; never for the
-    compiled depthwise kernels, which read and write the cells inside the padding only)."""
+    gradient: a strided planar conv's comes from im2col's col2im, so always too, a stride-1
+    one's is made without the padding; never for the compiled depthwise kernels, which read
+    and write the cells inside the padding only)."""
     if path == "depthwise" and _jit_runs(item):
         return False
-    strided_planar = geo is not None and path == "planar" and max(geo.stride) > 1
-    return path == "im2col" or strided_planar or any(before) or any(after)
+    if geo is not None and path == "planar":  # from im2col's col2im when strided; else unpadded as made
+        return max(geo.stride) > 1
+    return path == "im2col" or any(before) or any(after)
 
 
 @saved_rule(*_CONVS)
@@ -1800,6 +1822,8 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     grad_weight -= padded_bytes if kept else 0
     if _phased(w.shape[1], geo):
         grad_input = _phased_scratch(*shape[1:], item, before, after) * item
+    elif path == "planar" and max(geo.stride) == 1:
+        grad_input = _flipped_scratch(*shape[1:], item, before, after) * item
     elif _crops(path, before, after, item, geo):  # the padded gradient and its kernel's scratch, before the crop
         grad_input = max(padded_bytes + grad_input - nbytes(x), padded_bytes)
     backward = (nbytes(output) if path == "im2col" else 0) + max(grad_input, grad_weight)
@@ -1829,6 +1853,8 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     if _phased(w.shape[1], geo):  # the output straight from the phases; the input in kernel layout made backward
         return Saved(tuple(range(len(inputs))), workspace=_phased_scratch(*shape[1:], item, pad, pad) * item,
                      backward_workspace=padded_g + max(forward, xl + grad_weight))
+    if path == "planar" and max(geo.stride) == 1:  # made without the cropped cells
+        grad_input = _flipped_scratch(*shape[1:], item, pad, pad) * item
     cropped = (max(full_bytes + grad_input - nbytes(output), full_bytes) if _crops(path, pad, pad, item, geo)
                else grad_input)
     return Saved(tuple(range(len(inputs))), extra=(("input in kernel layout", xl),) if xl else (),
