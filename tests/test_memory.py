@@ -34,6 +34,10 @@ SAMPLES = [
     ("conv1x1", lambda x, w: F.conv2d(x, w), [(N, 32, 20, 20)], [_p(48, 32, 1, 1)]),
     ("conv_stride2", lambda x, w: F.conv2d(x, w, stride=2, padding=2), [(N, 8, 31, 29)], [_p(16, 8, 5, 5)]),
     ("conv_grouped", lambda x, w: F.conv2d(x, w, padding=1, groups=4), [(N, 16, 20, 20)], [_p(32, 4, 3, 3)]),
+    # stride-1 planar input gradients made without the padding: padding past the kernel's reach
+    # (g cropped, not padded), and a transposed conv's forward (its cropped cells never made)
+    ("conv_pad_beyond_reach", lambda x, w: F.conv2d(x, w, padding=3), [(N, 4, 60, 60)], [_p(32, 4, 3, 3)]),
+    ("conv_transpose_s1", lambda x, w: F.conv_transpose2d(x, w, padding=1), [(N, 16, 30, 30)], [_p(16, 16, 3, 3)]),
     # planes big enough that the compiled path's padded copy for the weight gradient passes the slack
     ("conv_grouped_wide", lambda x, w: F.conv2d(x, w, padding=1, groups=8), [(N, 32, 40, 40)], [_p(32, 4, 3, 3)]),
     ("conv_transpose_grouped", lambda x, w: F.conv_transpose2d(x, w, padding=1, groups=4), [(N, 16, 30, 30)],
