@@ -172,12 +172,14 @@ def forward(xp: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
     _convolve(xp, 0, _weight(w), y)
 
 
-def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
-    """Gradient ``(N, C, *padded)`` of :func:`forward` with respect to its padded input, for
-    the output gradient ``g`` ``(N, C_out, H − 2, W − 2)``: the full correlation of ``g`` (zero
-    border of 2) with the flipped kernel, input and output channels swapped."""
-    gx = np.empty((g.shape[0], w.shape[1], *padded), g.dtype)
-    _convolve(g, 2, _weight(w, flipped=True), gx)
+def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: int = 0) -> np.ndarray:
+    """Gradient of :func:`forward` with respect to its padded input ``(N, C, *padded)``, for the
+    output gradient ``g`` ``(N, C_out, H − 2, W − 2)``: the full correlation of ``g`` (zero
+    border of 2) with the flipped kernel, input and output channels swapped; without ``before``
+    (≤ 2) cells at the start of each spatial dim and as many at the end, which are never made:
+    ``(N, C, H − 2·before, W − 2·before)``."""
+    gx = np.empty((g.shape[0], w.shape[1], *(p - 2 * before for p in padded)), g.dtype)
+    _convolve(g, 2 - before, _weight(w, flipped=True), gx)
     return gx
 
 
