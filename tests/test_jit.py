@@ -244,9 +244,8 @@ def test_grouped_matches_torch(sample: Sample, dtype: type, path: str) -> None:
     _run(sample, dtype, seed=3)
 
 
-def test_grouped_runs_no_planar_forward_or_input_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the kernels on, the forward and the input gradient are the compiled ones (the
-    weight gradient stays planar)."""
+def test_grouped_runs_no_planar_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the kernels on, the forward and both gradients are the compiled ones."""
     if not NUMBA:
         pytest.skip("numba is not installed")
 
@@ -255,6 +254,7 @@ def test_grouped_runs_no_planar_forward_or_input_gradient(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(conv_module, "_forward_planar", planar)
     monkeypatch.setattr(conv_module, "_grad_input_planar", planar)
+    monkeypatch.setattr(conv_module, "_grad_weight_planar", planar)
     with jit.enabled(True):
         for sample in GROUPED:
             _run(sample, np.float64)

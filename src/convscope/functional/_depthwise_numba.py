@@ -64,6 +64,15 @@ def _inline(fn):  # noqa: ANN001, ANN202
     return _compile(fn, "always")
 
 
+def _reassociated(fn):  # noqa: ANN001, ANN202
+    """:func:`_compile`d with additions in any order (so that a sum vectorises), nothing else of
+    fast-math (NaN and infinity propagate); called, never inlined: the flag is its own."""
+    try:
+        return njit(cache=True, nogil=True, fastmath={"reassoc"})(fn)
+    except RuntimeError:  # no cache directory: as _compile
+        return njit(cache=False, nogil=True, fastmath={"reassoc"})(fn)
+
+
 @intrinsic
 def _copy(typingctx, dst, at, src, start, count):  # noqa: ANN001, ANN202, ARG001
     """``dst[at:at + count] = src[start:start + count]`` for 1-d C-contiguous arrays of one
@@ -367,3 +376,76 @@ def grad_weight(x, g, gw, first, last, size, before, padded, stride, offsets, ro
                 for q in range(width):
                     total += lanes[lane + q * stride_w]
                 gw[c, m, t] = total
+
+
+@_reassociated
+def _dots(a, a2, b, s0, s1, s2, count, zero):  # noqa: ANN001, ANN202
+    """``Σ a[q]·b[sᵢ + q]`` and ``Σ a2[q]·b[sᵢ + q]`` for ``q < count`` and the three starts
+    ``sᵢ`` (five loads for six products), in ``zero``'s dtype (the arrays'), the additions in
+    whatever order vectorises (a fixed one for a build)."""
+    t0, t1, t2, p0, p1, p2 = zero, zero, zero, zero, zero, zero
+    u0, u1, u2 = np.uint64(s0), np.uint64(s1), np.uint64(s2)
+    for q in range(np.uint64(count)):
+        v, v2 = a[q], a2[q]
+        b0, b1, b2 = b[u0 + q], b[u1 + q], b[u2 + q]
+        t0 += v * b0
+        t1 += v * b1
+        t2 += v * b2
+        p0 += v2 * b0
+        p1 += v2 * b1
+        p2 += v2 * b2
+    return t0, t1, t2, p0, p1, p2
+
+
+@_compile
+def grad_weight_planes(x, g, gw, first, last, size, before, padded, offsets):  # noqa: ANN001, ANN201
+    """A stride-1 conv's weight gradient with ``K`` planes a row: ``gw`` ``(G, M, K·T)`` for the
+    groups ``first <= c < last``, summed over all samples. Per (sample, group) the row's planes
+    padded (all of them), per output its gradient's rows at their flat positions (zeros past
+    each row's windows), then per tap one dot product with the planes' run from the tap's offset.
+    Samples, depths and taps add in a fixed order (whatever the blocks and threads); a dot
+    product's own additions are reassociated (:func:`_dot`). The zeros between rows meet
+    padded cells: a non-finite cell there gives NaN where torch takes no product (the caller
+    checks)."""
+    groups, per_out, taps = gw.shape
+    samples = g.shape[0] // groups
+    depth, height, width = g.shape[2], g.shape[3], g.shape[4]
+    pitch_h = padded[2]
+    pitch_d = padded[1] * pitch_h
+    planes = x.shape[1] // (size[0] * size[1] * size[2])
+    xf, gf = x.reshape(-1), g.reshape(-1)
+    buffer = np.zeros(planes * padded[0] * pitch_d, x.dtype)
+    length = (height - 1) * pitch_h + width  # a depth's windows as one run of flat positions
+    spread, spread2 = np.zeros(length, g.dtype), np.zeros(length, g.dtype)
+    zero = spread[0]
+    for c in range(first, last):
+        for m in range(per_out):
+            for t in range(taps):
+                gw[c, m, t] = zero
+        for n in range(samples):
+            r = n * groups + c
+            _fill(buffer, xf, r * x.shape[1], planes, size, before, padded, 0, padded[0] * padded[1])
+            for m in range(0, per_out, 2):  # two outputs a pass (an odd last one twice)
+                m2 = min(m + 1, per_out - 1)
+                row, row2 = (r * per_out + m) * depth * height * width, (r * per_out + m2) * depth * height * width
+                for od in range(depth):
+                    for i in range(height):
+                        _copy(spread, i * pitch_h, gf, row + i * width, width)
+                        _copy(spread2, i * pitch_h, gf, row2 + i * width, width)
+                    begin = od * pitch_d
+                    for t in range(0, taps, 3):  # three taps a pass (the last pass repeats the last tap)
+                        t1, t2 = min(t + 1, taps - 1), min(t + 2, taps - 1)
+                        d0, d1, d2, e0, e1, e2 = _dots(spread, spread2, buffer, begin + offsets[t], begin + offsets[t1],
+                                                       begin + offsets[t2], length, zero)
+                        gw[c, m, t] += d0
+                        if m2 > m:
+                            gw[c, m2, t] += e0
+                        if t1 > t:
+                            gw[c, m, t1] += d1
+                            if m2 > m:
+                                gw[c, m2, t1] += e1
+                        if t2 > t1:
+                            gw[c, m, t2] += d2
+                            if m2 > m:
+                                gw[c, m2, t2] += e2
+                    row, row2 = row + height * width, row2 + height * width

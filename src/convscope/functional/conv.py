@@ -72,7 +72,7 @@ from ..rules import (
     size_rule,
     with_spatial,
 )
-from ..tensor import Tensor, is_grad_enabled, make_result
+from ..tensor import Tensor, make_result
 from . import jit, subpixel, winograd
 from .pad import constant_pad_array
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
@@ -310,7 +310,7 @@ _WINOGRAD_SMALL_PLANE = 14
 # planar → compiled, 2 / 4 / 8 / 16 channels per group): 3×3 256 at 28² 7.8 / 3.8 / 4.4 / 7.5 ms
 # → 0.9 / 1.5 / 3.1 / 5.5; 128 at 56² 8.3 / 7.9 / 9.0 / 13.0 → 2.3 / 3.5 / 5.7 / 10.2; 512 at 14²
 # 2.4 / 3.4 / 2.1 / 2.8 → 0.6 / 0.9 / 1.7 / 3.1; 5×5 256 at 28² 1.9-5.3× faster. The weight
-# gradient stays planar.
+# gradient is compiled too (dot products of the gradient's rows with the padded planes).
 _GROUPED_CHANNELS = 8
 
 
@@ -341,15 +341,6 @@ def _grouped(per_group: int, geo: _Geometry) -> bool:
     """Whether a conv with ``per_group`` (> 1) input channels per group takes the depthwise path
     when the compiled kernels run: stride 1, groups, few channels per group."""
     return geo.groups > 1 and per_group <= _GROUPED_CHANNELS and max(geo.stride) == 1
-
-
-def _pads_for_weight(path: str, per_group: int, before: Sequence[int], after: Sequence[int]) -> bool:
-    """Whether a conv on the compiled depthwise path with several channels per group, whose
-    weight gradient is the planar path's (over the padded input), keeps the padded input for
-    it when the weight requires a gradient: made once in the forward, as the planar path's is,
-    rather than in every backward (at 8×256×28², the ResNeXt layer, a padded copy of fresh
-    pages took 2-4 ms of a 6-9 ms weight gradient)."""
-    return path == "depthwise" and per_group > 1 and (any(before) or any(after))
 
 
 def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str) -> np.ndarray | _ZeroPadded:
@@ -1224,12 +1215,23 @@ def _small_winograd(windows: Sequence[int]) -> bool:
 def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """Per tap, one dot product per (sample, channel) row: ``(G, C_out/G, taps)``. The compiled
     kernels sum each channel's products over all samples in one block (blocks of channels),
-    each plane padded as it is read. A grouped conv's (several channels per group): the planar
-    path's, over the padded input made here."""
-    if xp.shape[1] > geo.groups:
-        return _grad_weight_planar(np.asarray(xp), g, geo)
+    each plane padded as it is read. A grouped conv's (several channels per group): compiled,
+    per (sample, group) and output the dot products of its gradient's rows with the group's
+    padded planes at each tap (3×3 g32 256 at 28², N=8, 2 threads: 2.6 ms, the planar path's
+    4.0-4.5); a result that is not all finite made again by im2col's kernel (the zeros between
+    the gradient's rows meet padded cells: ``0·inf``); without the kernels, the planar path's."""
     n, groups, per_out = g.shape[0], geo.groups, g.shape[1] // geo.groups
     kernels = jit.kernels_for(g.dtype)
+    if xp.shape[1] > groups:
+        if kernels is None:
+            return _grad_weight_planar(np.asarray(xp), g, geo)
+        x, before = _unpadded(xp)
+        plan = _JitPlan(n, geo, per_out, x.shape[2:], before, xp.shape[2:], g.shape[2:], planes=x.shape[1] // groups)
+        gw = np.empty((groups, per_out, plan.offsets.size), g.dtype)
+        xs, go = plan.planes(x), plan.outputs(g)
+        tile_map(lambda b: kernels.grad_weight_planes(xs, go, gw, *b, *plan.args[:3], plan.offsets),
+                 plan.channel_blocks(thread_count()))
+        return gw if np.isfinite(gw).all() else _grad_weight_im2col(np.asarray(xp), g, geo)
     if kernels is not None:
         x, before = _unpadded(xp)
         plan = _JitPlan(n, geo, per_out, x.shape[2:], before, xp.shape[2:], g.shape[2:])
@@ -1401,8 +1403,6 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
     geo, w = plan.geometry, weight.data
     path = _path(w.shape[1], geo, plan.padded, _jit_runs(w.dtype.itemsize))
     xp = _layout(input.data if plan.batched else input.data[None], plan.before, plan.after, path)
-    if _pads_for_weight(path, w.shape[1], plan.before, plan.after) and weight.requires_grad and is_grad_enabled():
-        xp = np.asarray(xp)  # the planar weight gradient's padded input, made once (reused by a 2nd backward)
     y = _forward(xp, w, geo, plan.windows, path)
 
     def backward(g: np.ndarray) -> tuple:
@@ -1670,10 +1670,7 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     thread its tile's operands, a weight-sized partial product and running sum."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
-    if compiled and per_group > 1:  # the planar path's, over the padded input made for it
-        return n * c * math.prod(padded) + _grad_weight_scratch("planar", n, c, c_out, padded, windows, geo,
-                                                                  threads, item)
-    if compiled:  # per busy thread a lane per tap and the output gradient spread over a run
+    if compiled:  # per busy thread a lane per tap and the output gradient spread over a run (or two)
         return _depthwise_jit_scratch("grad_weight", n, c, c_out, padded, windows, geo, threads)
     if path == "depthwise":
         return _depthwise_rows(n, c_out, padded, windows, geo, threads)[0]
@@ -1806,6 +1803,8 @@ def _depthwise_jit_scratch(kernel: str, n: int, c: int, c_out: int, padded: tupl
     if kernel == "grad_input":  # added onto a padded plane, a strided row spread out first
         return rows_busy * (plan.cells + strided)
     channels_busy = in_flight(len(plan.channel_blocks(threads)), threads)
+    if per_group > 1:  # a group's padded planes, two outputs' gradients over a depth's run
+        return channels_busy * (plan.cells + 2 * ((plan.windows[1] - 1) * plan.padded[2] + width))
     rows = min(plan.rows, plan.windows[1])
     across = plan.padded[2] if rows > 1 else strided  # a row of lanes
     # per busy thread two samples' padded planes and spread rows, a lane per (output, tap) over a run
@@ -1835,8 +1834,7 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     """The closure keeps the input and weight and ``xp``, the zero-padded input in the
     kernels' layout: a channels-last copy on the im2col path, the padded input on the others
     (the input itself without padding, or for the compiled depthwise kernels, which pad each
-    plane as they read it, but for a grouped conv's planar weight gradient; the rule assumes
-    the weight requires a gradient). The forward needs each busy thread's column and output
+    plane as they read it). The forward needs each busy thread's column and output
     tiles; the backward the output gradient in kernel layout, then the padded input gradient
     with its kernel's tiles, then the weight gradient's tiles and partial sums."""
     x, w = inputs[0], inputs[1]
@@ -1848,11 +1846,9 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     windows = tuple(output.shape[-nd:])
     path = _path(w.shape[1], geo, padded, _jit_runs(item))
     padded_bytes = n * c_in * math.prod(padded) * item
-    kept = _pads_for_weight(path, w.shape[1], before, after)  # then the weight gradient makes no copy
-    xp = padded_bytes if kept or _crops(path, before, after, item) else 0
+    xp = padded_bytes if _crops(path, before, after, item) else 0
     shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
-    grad_weight -= padded_bytes if kept else 0
     if _phased(w.shape[1], geo):
         grad_input = _phased_scratch(*shape[1:], item, before, after) * item
     elif _unpadded_gradient(path, geo, before, after):

@@ -9,9 +9,9 @@ like the other kernels):
 - depthwise convolutions (one input channel per group, any channel multiplier, stride,
   dilation, padding, 1-d to 3-d; forward, input and weight gradients): one pass over a plane
   for nine taps (a 3×3 kernel) or three, 1.5-4× faster than the NumPy kernels on MobileNet's
-  layers (``_depthwise_numba``); the same kernels run the forward and input gradient of
-  stride-1 grouped convolutions with 2-8 channels per group (ResNeXt's), 1.3-9× faster than
-  the planar path's columns;
+  layers (``_depthwise_numba``); the same kernels run stride-1 grouped convolutions with 2-8
+  channels per group (ResNeXt's), forward and both gradients, 1.3-9× faster than the planar
+  path's columns;
 - the backward of max pooling and of adaptive max pooling over even bins (each window's
   gradient added onto its winning cell, in torch's order), average and LP pooling forward and
   backward, adaptive average pooling over even bins forward, and eval batch norm (``x·scale +
