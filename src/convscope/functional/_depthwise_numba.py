@@ -50,13 +50,14 @@ from numba.extending import intrinsic
 _OPTIONS = {"nogil": True, "fastmath": False}
 
 
-def _compile(fn, inline: str = "never"):  # noqa: ANN001, ANN202
+def _compile(fn, inline: str = "never", **options):  # noqa: ANN001, ANN003, ANN202
     """``njit`` with an on-disk cache, or without one where no cache directory is writable
     (numba refuses ``cache=True`` then; the kernels compile again in every process)."""
+    options = _OPTIONS | options
     try:
-        return njit(cache=True, inline=inline, **_OPTIONS)(fn)
+        return njit(cache=True, inline=inline, **options)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, inline=inline, **_OPTIONS)(fn)
+        return njit(cache=False, inline=inline, **options)(fn)
 
 
 def _inline(fn):  # noqa: ANN001, ANN202
@@ -65,12 +66,9 @@ def _inline(fn):  # noqa: ANN001, ANN202
 
 
 def _reassociated(fn):  # noqa: ANN001, ANN202
-    """:func:`_compile`d with additions in any order (so that a sum vectorises), nothing else of
+    """:func:`_compile` with additions in any order (so that a sum vectorises), nothing else of
     fast-math (NaN and infinity propagate); called, never inlined: the flag is its own."""
-    try:
-        return njit(cache=True, nogil=True, fastmath={"reassoc"})(fn)
-    except RuntimeError:  # no cache directory: as _compile
-        return njit(cache=False, nogil=True, fastmath={"reassoc"})(fn)
+    return _compile(fn, fastmath={"reassoc"})
 
 
 @intrinsic
@@ -404,7 +402,7 @@ def grad_weight_planes(x, g, gw, first, last, size, before, padded, offsets):  #
     padded (all of them), per output its gradient's rows at their flat positions (zeros past
     each row's windows), then per tap one dot product with the planes' run from the tap's offset.
     Samples, depths and taps add in a fixed order (whatever the blocks and threads); a dot
-    product's own additions are reassociated (:func:`_dot`). The zeros between rows meet
+    product's own additions are reassociated (:func:`_dots`). The zeros between rows meet
     padded cells: a non-finite cell there gives NaN where torch takes no product (the caller
     checks)."""
     groups, per_out, taps = gw.shape
