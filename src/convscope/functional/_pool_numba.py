@@ -1,4 +1,4 @@
-"""Compiled pooling and eval batch-norm kernels (numba), imported by :mod:`.jit` on the first call that runs one.
+"""Compiled pooling and batch-norm kernels (numba), imported by :mod:`.jit` on the first call that runs one.
 
 Not part of the API: :mod:`.pool` and :mod:`.norm` call these through
 :func:`convscope.functional.jit.kernels` (``"pool"``), on blocks of planes that
