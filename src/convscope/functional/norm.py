@@ -41,7 +41,7 @@ from ..rules import (
 )
 from ..tensor import Tensor, is_grad_enabled, make_result
 from . import jit
-from .parallel import Scratch, in_flight, thread_count, tile_map
+from .parallel import Scratch, even_blocks, in_flight, thread_count, tile_map
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "normalize"]
 
@@ -131,13 +131,8 @@ _AFFINE_TILE_ELEMENTS = 1 << 18
 
 def _affine_tiles(channels: int, per_channel: int, threads: int) -> list[slice]:
     """Tiles of channels of about ``_AFFINE_TILE_ELEMENTS`` per sample; more than one tile
-    only when a sample is larger, then a multiple of ``threads`` of them of one size (the
-    threads finish together)."""
-    count = max(1, -(-channels * per_channel // _AFFINE_TILE_ELEMENTS))
-    if count > 1:
-        count = min(channels, -(-count // threads) * threads)
-    step = -(-channels // count)
-    return [slice(j, j + step) for j in range(0, channels, step)]
+    only when a sample is larger, then as many for each thread (:func:`.parallel.even_blocks`)."""
+    return even_blocks(channels, per_channel, _AFFINE_TILE_ELEMENTS, threads)
 
 
 def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, out: np.ndarray) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Scratch", "in_flight", "matmul", "thread_count", "tile_map"]
+__all__ = ["Scratch", "even_blocks", "in_flight", "matmul", "thread_count", "tile_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -164,6 +164,17 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
     if errors:
         raise errors[0]
     return results
+
+
+def even_blocks(count: int, per_item: int, budget: int, threads: int) -> list[slice]:
+    """Blocks of ``count`` items of ``per_item`` elements, about ``budget`` elements each; when
+    there are several, a multiple of ``threads`` of them, of one size, so that the threads
+    finish together (4 blocks of 1337, 1337, 1337 and 85 planes left one thread 30 % more work)."""
+    blocks = -(-count * per_item // budget)
+    if blocks > 1:
+        blocks = min(count, -(-blocks // threads) * threads)
+    step = max(1, -(-count // max(blocks, 1)))
+    return [slice(b, min(b + step, count)) for b in range(0, count, step)]
 
 
 def in_flight(count: int, threads: int) -> int:

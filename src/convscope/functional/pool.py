@@ -57,7 +57,7 @@ from ..rules import (
 )
 from ..tensor import Tensor, int64, is_grad_enabled, make_result
 from . import jit
-from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
+from .parallel import Scratch, even_blocks, in_flight, matmul, thread_count, tile_map
 from .windows import as_3d, check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
@@ -477,15 +477,8 @@ _POOL_BLOCK_ELEMENTS = 1 << 18
 
 def _plane_blocks(planes: int, plane_size: int) -> list[slice]:
     """Blocks of the ``planes`` (N·C) planes of ``plane_size`` input cells, of about
-    ``_POOL_BLOCK_ELEMENTS`` cells; when there are several, a multiple of the thread count of
-    them, of one size, so that the threads finish together (4 blocks of 1337, 1337, 1337 and
-    85 planes left one thread 30% more work)."""
-    count = -(-planes * plane_size // _POOL_BLOCK_ELEMENTS)
-    if count > 1:
-        threads = thread_count()
-        count = min(planes, -(-count // threads) * threads)
-    step = max(1, -(-planes // max(count, 1)))
-    return [slice(b, min(b + step, planes)) for b in range(0, planes, step)]
+    ``_POOL_BLOCK_ELEMENTS`` cells, as many for each thread (:func:`.parallel.even_blocks`)."""
+    return even_blocks(planes, plane_size, _POOL_BLOCK_ELEMENTS, thread_count())
 
 
 def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> None:
