@@ -1006,6 +1006,7 @@ def _grad_input_depthwise_numpy(g: np.ndarray, w: np.ndarray, geo: _Geometry, pa
 
 
 def _unpadded_size(padded: Sequence[int], before: Sequence[int], after: Sequence[int]) -> tuple[int, ...]:
+    """The input's spatial size: ``padded`` less ``before``/``after``."""
     return tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
 
 
@@ -1161,7 +1162,7 @@ def _grad_input_phased(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     reversed, channels swapped per group (:mod:`.subpixel`), written into the phase's cells."""
     groups, per_group, per_out = geo.groups, w.shape[1], w.shape[0] // geo.groups
     plan = _phase_plan(geo, per_out, padded, before, after)
-    region = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    region = _unpadded_size(padded, before, after)
     filled = len(plan) == math.prod(min(s, size) for s, size in zip(geo.stride, region, strict=True))
     gx = (np.empty if filled else np.zeros)((g.shape[0], groups * per_group, *region), g.dtype)
     swapped = w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2)
@@ -1231,7 +1232,7 @@ def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Ge
         xs, go = plan.planes(x), plan.outputs(g)
         tile_map(lambda b: kernels.grad_weight_planes(xs, go, gw, *b, *plan.args[:3], plan.offsets),
                  plan.channel_blocks(thread_count()))
-        return gw if np.isfinite(gw).all() else _grad_weight_im2col(np.asarray(xp), g, geo)
+        return _exact_if_non_finite(gw, xp, g, geo)
     if kernels is not None:
         x, before = _unpadded(xp)
         plan = _JitPlan(n, geo, per_out, x.shape[2:], before, xp.shape[2:], g.shape[2:])
@@ -1312,8 +1313,14 @@ def _grad_weight_planar(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.nda
     kernel, which takes only the products of real windows: the flat runs' cells past each row's
     last window meet zeros of the spread output gradient (``0·inf``: NaN where torch is finite).
     A finite result is right: every product torch takes is among the planar path's."""
-    gw = _grad_weight_planar_runs(xp, g, geo)
-    return gw if np.isfinite(gw).all() else _grad_weight_im2col(xp, g, geo).reshape(gw.shape)
+    return _exact_if_non_finite(_grad_weight_planar_runs(xp, g, geo), xp, g, geo)
+
+
+def _exact_if_non_finite(gw: np.ndarray, xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """``gw`` from flat runs, or where it is not all finite im2col's weight gradient (only the
+    products of real windows: the runs' extra cells met zeros of the spread gradient, ``0·inf``),
+    in ``gw``'s shape."""
+    return gw if np.isfinite(gw).all() else _grad_weight_im2col(np.asarray(xp), g, geo).reshape(gw.shape)
 
 
 def _grad_weight_planar_runs(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
@@ -1730,7 +1737,7 @@ def _unpadded_gradient_scratch(path: str, n: int, c: int, c_out: int, padded: tu
     allocates besides the gradient it returns."""
     if path == "planar":
         return _flipped_scratch(n, c, c_out, padded, windows, geo, threads, item, before, after)
-    size = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    size = _unpadded_size(padded, before, after)
     return winograd.scratch_elements(n, c_out, c, size, threads, item, flipped=True)
 
 
@@ -1743,7 +1750,7 @@ def _flipped_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], window
     flipped weight (a copy)."""
     reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
     g_padded = tuple(o + 2 * r - b - a for o, r, b, a in zip(windows, reach, before, after, strict=True))
-    size = tuple(p - b - a for p, b, a in zip(padded, before, after, strict=True))
+    size = _unpadded_size(padded, before, after)
     copy = 0 if g_padded == windows and min(before + after, default=0) >= 0 else n * c_out * math.prod(g_padded)
     weight = c_out * (c // geo.groups) * math.prod(geo.kernel)
     return copy + weight + _forward_scratch("planar", n, c_out, c, g_padded, size, geo, threads, item)
