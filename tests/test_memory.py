@@ -56,6 +56,12 @@ SAMPLES = [
     ("conv3d_stride2", lambda x, w: F.conv3d(x, w, stride=2, padding=1), [(N, 8, 9, 10, 11)], [_p(8, 8, 3, 3, 3)]),
     ("conv_transpose_wide_phases", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(2, 16, 3, 70)],
      [_p(16, 8, 4, 4)]),
+    # the phases as one stacked conv: planar tiles copied into the cells (wide rows, one sample),
+    # and 1×1 phases (direct path) through the stacked output
+    ("conv_transpose_stacked_wide", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(1, 16, 12, 70)],
+     [_p(16, 8, 4, 4)]),
+    ("conv_transpose_stacked_k2", lambda x, w: F.conv_transpose2d(x, w, stride=2), [(N, 16, 20, 20)],
+     [_p(16, 16, 2, 2)]),
     # planar: over stride phases (few channels), columns of the windows alone (wide rows, one sample)
     ("conv_stride2_few_channels", lambda x, w: F.conv2d(x, w, stride=2, padding=3), [(N, 3, 30, 28)],
      [_p(16, 3, 7, 7)]),

@@ -10,11 +10,13 @@ sizes real networks have.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch.nn.functional as TF
 
+import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional.subpixel import phases
@@ -91,9 +93,12 @@ def test_every_cell_in_exactly_one_phase() -> None:
         assert (hits == 1).all()
 
 
-@pytest.fixture
-def always_phased(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["stacked", "one_by_one"])
+def always_phased(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The phased path forced on, its phases run as one stacked conv wherever they share a
+    kernel and dilation (whatever the waste), or always one by one."""
     monkeypatch.setattr(conv_module, "_PHASED_CHANNELS", 1)
+    monkeypatch.setattr(conv_module, "_STACK_WASTE", math.inf if request.param == "stacked" else 0)
 
 
 @pytest.mark.parametrize("sample", STRIDED, ids=str)
@@ -123,6 +128,23 @@ LAYERS = [
     ("conv_s2_one_output_per_group", "conv2d", (2, 16, 9, 9), (2, 8, 3, 3), {"stride": 2, "groups": 2}),
     ("transposed_k6_s2_winograd", "conv_transpose2d", (1, 128, 24, 24), (128, 8, 6, 6), {"stride": 2, "padding": 2}),
 ]
+# Layers whose phases run as one stacked conv unforced (kernel 2·stride), on each of its paths:
+# planar (flat runs; wide rows into the cells tile by tile), direct (1×1 phases), depthwise (one
+# input channel per group), im2col, Winograd; grouped, 1-d and 3-d (8 phases).
+STACKED = [
+    ("transposed_k4_s2", "conv_transpose2d", (2, 16, 14, 13), (16, 8, 4, 4), {"stride": 2, "padding": 1}),
+    ("transposed_k4_s2_wide", "conv_transpose2d", (1, 16, 12, 70), (16, 8, 4, 4), {"stride": 2, "padding": 1}),
+    ("transposed_k2_s2_direct", "conv_transpose2d", (2, 16, 9, 10), (16, 8, 2, 2), {"stride": 2}),
+    ("transposed_k4_s2_grouped", "conv_transpose2d", (2, 16, 12, 12), (16, 8, 4, 4),
+     {"stride": 2, "padding": 1, "groups": 2}),
+    ("transposed_k4_s2_depthwise", "conv_transpose2d", (2, 4, 12, 12), (4, 8, 4, 4),
+     {"stride": 2, "padding": 1, "groups": 4}),
+    ("transposed_k4_s2_im2col", "conv_transpose3d", (1, 32, 17, 17, 17), (32, 8, 4, 4, 4), {"stride": 2, "padding": 1}),
+    ("transposed_k6_s2_winograd", "conv_transpose2d", (1, 128, 24, 24), (128, 8, 6, 6), {"stride": 2, "padding": 2}),
+    ("transposed_1d_k6_s3", "conv_transpose1d", (2, 8, 30), (8, 12, 6), {"stride": 3, "padding": 2}),
+    ("transposed_3d_k2_s2", "conv_transpose3d", (1, 8, 5, 6, 7), (8, 8, 2, 2, 2), {"stride": 2}),
+    ("conv_k2_s2_grad", "conv2d", (2, 8, 20, 18), (16, 8, 2, 2), {"stride": 2}),
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -137,3 +159,30 @@ def test_layers_take_the_phased_path_and_match_torch(layer: tuple, dtype: type,
     arrays = [rng.standard_normal(input_shape), rng.standard_normal(weight_shape)]
     compare(getattr(F, op), getattr(TF, op), arrays, kwargs, dtype=dtype, seed=2)
     assert calls  # the conv's backward, or the transposed conv's forward
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layer", STACKED, ids=lambda layer: layer[0])
+def test_layers_stack_their_phases_and_match_torch(layer: tuple, dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, op, input_shape, weight_shape, kwargs = layer
+    paths = []
+    stacked = conv_module._run_stacked
+    monkeypatch.setattr(conv_module, "_run_stacked", lambda g, w, plan, stack, gx: paths.append(stack.path)
+                        or stacked(g, w, plan, stack, gx))
+    rng = np.random.default_rng(4)
+    arrays = [rng.standard_normal(input_shape), rng.standard_normal(weight_shape)]
+    compare(getattr(F, op), getattr(TF, op), arrays, kwargs, dtype=dtype, seed=2)
+    assert paths
+
+
+def test_stacked_layers_cover_every_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layers above reach the stacked conv on each kernel path."""
+    seen = set()
+    stacked = conv_module._run_stacked
+    monkeypatch.setattr(conv_module, "_run_stacked", lambda g, w, plan, stack, gx: seen.add(stack.path)
+                        or stacked(g, w, plan, stack, gx))
+    rng = np.random.default_rng(5)
+    for _, op, input_shape, weight_shape, kwargs in STACKED:
+        x = cs.tensor(rng.standard_normal(input_shape), requires_grad=True)
+        getattr(F, op)(x, cs.tensor(rng.standard_normal(weight_shape)), **kwargs).sum().backward()
+    assert seen == {"planar", "direct", "depthwise", "im2col", "winograd"}, seen

@@ -50,7 +50,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -876,17 +876,18 @@ def _matmul_into(a: np.ndarray, b: np.ndarray, target: np.ndarray) -> None:
     matmul(a, b, out=view)
 
 
-def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
+def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray | _PhaseCells) -> None:
     """Per tile, the weight in its own ``(C_out/G, Cg·taps)`` order times the tile's columns
     (:func:`_planar_columns`): straight into a C-contiguous ``y`` for a tile inside one sample
-    with columns of the windows alone, else into a buffer then copied."""
+    with columns of the windows alone, else into a buffer then copied (into the phase cells of
+    a :class:`_PhaseCells` ``y``)."""
     n, c = xp.shape[:2]
     groups, per_out, windows = geo.groups, w.shape[0] // geo.groups, y.shape[2:]
     flat = _FlatTaps(xp.shape[2:], geo, windows, split=True)
     xf = flat.planes(xp, groups)
     wg = w.reshape(groups, per_out, -1)  # (channel, tap) columns: the weight's own order
     scratch, threads, exact = Scratch(), thread_count(), _exact(windows)
-    direct = exact and y.flags.c_contiguous
+    direct = exact and isinstance(y, np.ndarray) and y.flags.c_contiguous
 
     def tile(t: _Tile) -> None:
         cols = _planar_columns(xf, flat, geo, t, scratch)
@@ -895,8 +896,11 @@ def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray
             return
         out = matmul(wg, cols, out=scratch.take("out", (groups, per_out, cols.shape[-1]), y.dtype))
         out = out.reshape(groups, per_out, t.samples, -1)
-        real = out.reshape(out.shape[:3] + t.windows) if exact else flat.crop(out, t.windows)
-        y[t.of_windows()].reshape(t.samples, groups, per_out, *t.windows)[...] = np.moveaxis(real, 2, 0)
+        real = np.moveaxis(out.reshape(out.shape[:3] + t.windows) if exact else flat.crop(out, t.windows), 2, 0)
+        if isinstance(y, _PhaseCells):
+            y.store(t, real)
+        else:
+            y[t.of_windows()].reshape(real.shape)[...] = real
 
     tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.itemsize, threads, w.size), threads)
 
@@ -1159,34 +1163,143 @@ def _grad_input_phased(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     """The input gradient of a strided conv without its ``before``/``after`` cells,
     ``(N, C, *region)`` C-contiguous: per stride phase a stride-1 conv (on its own path) of the
     output gradient ``g`` ``(N, C_out, *windows)`` with the phase's taps of the kernel,
-    reversed, channels swapped per group (:mod:`.subpixel`), written into the phase's cells."""
+    reversed, channels swapped per group (:mod:`.subpixel`), written into the phase's cells;
+    or all phases as one conv when they stack (:func:`_stacked`)."""
     groups, per_group, per_out = geo.groups, w.shape[1], w.shape[0] // geo.groups
     plan = _phase_plan(geo, per_out, padded, before, after)
     region = _unpadded_size(padded, before, after)
     filled = len(plan) == math.prod(min(s, size) for s, size in zip(geo.stride, region, strict=True))
     gx = (np.empty if filled else np.zeros)((g.shape[0], groups * per_group, *region), g.dtype)
     swapped = w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2)
+    stack = _stacked(plan, per_out)
+    if stack is not None:
+        _run_stacked(g, swapped, plan, stack, gx)
+        return gx
     for ph, sub, path in plan:
         _run_phase(g, swapped[(Ellipsis,) + np.ix_(*ph.taps)], ph, sub, path, gx)
     return gx
 
 
+def _reach(g: np.ndarray, start: Sequence[int], length: Sequence[int], path: str) -> np.ndarray | _ZeroPadded:
+    """``g`` over ``[start, start + length)`` per spatial dim, zero outside it, in ``path``'s
+    layout (``g`` itself when that is exactly ``g``)."""
+    inside = tuple(slice(max(s, 0), min(s + n, o)) for s, n, o in zip(start, length, g.shape[2:], strict=True))
+    gp = _layout(g[(slice(None), slice(None)) + inside], [q.start - s for q, s in zip(inside, start)],
+                 [s + n - q.stop for q, s, n in zip(inside, start, length)], path)
+    return gp if path == "im2col" else np.ascontiguousarray(gp)  # the planar kernels read whole planes
+
+
 def _run_phase(g: np.ndarray, taps: np.ndarray, ph: subpixel.Phase, sub: _Geometry, path: str,
                gx: np.ndarray) -> None:
-    """One phase: ``g`` over the phase's reach, zero-padded in ``path``'s layout (``g`` itself
-    when the reach is exactly ``g``), convolved with ``taps`` ``(G, C/G, C_out/G, *k')`` into
-    the phase's cells of ``gx``. A function of its own so that each phase's buffers are freed
-    before the next phase allocates its own."""
-    inside = tuple(slice(max(s, 0), min(s + length, o)) for s, length, o in zip(ph.start, ph.length, g.shape[2:]))
-    gp = _layout(g[(slice(None), slice(None)) + inside], [q.start - s for q, s in zip(inside, ph.start)],
-                 [s + length - q.stop for q, s, length in zip(inside, ph.start, ph.length)], path)
-    if path != "im2col":
-        gp = np.ascontiguousarray(gp)  # a cropped view of g: the planar kernels read whole planes
+    """One phase: ``g`` over the phase's reach (:func:`_reach`) convolved with ``taps``
+    ``(G, C/G, C_out/G, *k')`` into the phase's cells of ``gx``. A function of its own so that
+    each phase's buffers are freed before the next phase allocates its own."""
+    gp = _reach(g, ph.start, ph.length, path)
     weight, cells = taps.reshape(-1, *taps.shape[2:]), gx[(slice(None), slice(None)) + ph.cells]
     if path == "depthwise":  # (one output channel per group) its kernels write C-contiguous outputs
         cells[...] = _forward(gp, weight, sub, ph.size, path)
     else:
         _FORWARD[path](gp, weight, sub, cells)
+
+
+class _Stack(NamedTuple):
+    """The phases of a strided conv's input gradient as one stride-1 conv (:func:`_stacked`):
+    its input is ``g`` over ``[start, start + length)``, its geometry ``sub``, ``windows`` its
+    output's size, ``path`` its kernel path."""
+
+    start: tuple[int, ...]
+    length: tuple[int, ...]
+    windows: tuple[int, ...]
+    sub: _Geometry
+    path: str
+
+
+# The phases of an input gradient run as one conv (:func:`_stacked`) while its windows, which
+# cover every phase's, are at most this many times the phases' cells: a kernel of k = 2s (a
+# transposed k4/2 conv's phases are 2×2 convs whose reaches start one cell apart) computes
+# (29/28)² = 7 % more at 28², and saves each phase's padded copy of g and columns; its matmul
+# has the phases' outputs as rows. Measured (transposed k4/2 128→64 at 28², N=8, phases one by
+# one → stacked, planar tiles copied into the cells, best of 15): one thread 28.8 → 22.3 ms,
+# two 17.0 → 12.8 (through a whole stacked output, then copied: 23.1 and 13.5).
+_STACK_WASTE = 1.2
+
+
+def _stacked(plan: list[tuple[subpixel.Phase, _Geometry, str]], per_out: int) -> _Stack | None:
+    """The phases of ``plan`` (:func:`_phase_plan`) as one conv over the union of their reaches,
+    with the phases' taps stacked as its output channels: when there are several, all with one
+    kernel and dilation, and their union wastes at most ``_STACK_WASTE``; else ``None``."""
+    if len(plan) < 2 or len({(ph.kernel, ph.dilation) for ph, _, _ in plan}) > 1:
+        return None
+    start = tuple(map(min, zip(*(ph.start for ph, _, _ in plan))))
+    stop = tuple(map(max, zip(*((s + n for s, n in zip(ph.start, ph.length)) for ph, _, _ in plan))))
+    length = tuple(b - a for a, b in zip(start, stop))
+    sub = plan[0][1]
+    windows = tuple(n - span(k, d) + 1 for n, k, d in zip(length, sub.kernel, sub.dilation, strict=True))
+    if len(plan) * math.prod(windows) > _STACK_WASTE * sum(math.prod(ph.size) for ph, _, _ in plan):
+        return None
+    return _Stack(start, length, windows, sub, _path(per_out, sub, length))
+
+
+def _run_stacked(g: np.ndarray, swapped: np.ndarray, plan: list[tuple[subpixel.Phase, _Geometry, str]],
+                 stack: _Stack, gx: np.ndarray) -> None:
+    """All phases as one conv (:func:`_stacked`): ``g`` over their union reach with the
+    phases' taps of ``swapped`` ``(G, C/G, C_out/G, *k)`` stacked per group, ``(G, phase,
+    C/G)`` output channels, into the phases' cells of ``gx`` (:class:`_PhaseCells`): by the
+    planar path tile by tile, by the others through their whole output, copied afterwards in
+    blocks of samples and channels on the threads."""
+    groups, per_group, per_out = swapped.shape[:3]
+    taps = np.empty((groups, len(plan), per_group, per_out, *stack.sub.kernel), swapped.dtype)
+    for i, (ph, _, _) in enumerate(plan):
+        taps[:, i] = swapped[(Ellipsis,) + np.ix_(*ph.taps)]
+    gp, weight = _reach(g, stack.start, stack.length, stack.path), taps.reshape(-1, *taps.shape[3:])
+    cells = _PhaseCells(gx, groups, [ph for ph, _, _ in plan], stack)
+    if stack.path == "planar":
+        _forward_planar(gp, weight, stack.sub, cells)
+        return
+    out = _forward(gp, weight, stack.sub, stack.windows, stack.path)
+    n = g.shape[0]
+    threads = thread_count()
+    per_block = per_group if n >= 2 * threads else -(-per_group * n // (2 * threads))  # channels per block
+    blocks = [(b, slice(c0, c0 + per_block)) for b in range(n) for c0 in range(0, per_group, per_block)]
+
+    def copy(block: tuple[int, slice]) -> None:
+        b, channels = block
+        cells.store(_Tile(slice(b, b + 1), (), (), stack.windows), out[b:b + 1], channels)
+
+    tile_map(copy, blocks)
+
+
+class _PhaseCells:
+    """The phase cells of an input gradient ``gx`` ``(N, C, *region)`` as the output of the
+    phases' stacked conv (:func:`_run_stacked`), whose output channels are ``(G, phase, C/G)``
+    and whose window ``m`` is cell ``m − offset`` of each phase (outside a phase's cells:
+    dropped). Only :meth:`store` writes it."""
+
+    def __init__(self, gx: np.ndarray, groups: int, phases: list[subpixel.Phase], stack: _Stack) -> None:
+        self.target = gx.reshape(gx.shape[0], groups, -1, *gx.shape[2:])
+        self.phases, self.start = phases, stack.start
+        self.shape = (gx.shape[0], gx.shape[1] * len(phases), *stack.windows)
+        self.dtype = gx.dtype
+
+    def store(self, t: _Tile, part: np.ndarray, channels: slice = slice(None)) -> None:
+        """Copy a tile's outputs ``part`` ``(samples, C_out, *t.windows)`` (of windows ``t.box``
+        along the leading dims, all along the rest) into the phases' cells (``channels``: of
+        each phase, only these)."""
+        groups, per_group = self.target.shape[1:3]
+        part = part.reshape(t.samples, groups, len(self.phases), per_group, *t.windows)
+        box = t.box + tuple(slice(0, w) for w in self.shape[2 + len(t.box):])
+        for i, ph in enumerate(self.phases):
+            src, dst = [], []
+            for q, cells, start, lo, size in zip(box, ph.cells, ph.start, self.start, ph.size, strict=True):
+                first, stop = max(q.start, start - lo), min(q.stop, start - lo + size)  # windows of this phase
+                if first >= stop:
+                    break
+                src.append(slice(first - q.start, stop - q.start))
+                at = cells.start + cells.step * (first - start + lo)
+                dst.append(slice(at, at + cells.step * (stop - first - 1) + 1, cells.step))
+            else:
+                every = (slice(None),)
+                self.target[(t.batch, *every, channels, *dst)] = part[(*every * 2, i, channels, *src)]
 
 
 def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np.ndarray:
@@ -1705,21 +1818,57 @@ def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows
                     threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
     """Elements :func:`_grad_input_phased` allocates besides the gradient it returns, its
     phases one at a time: the output gradient over the phase's reach in its path's layout
-    (none when that is ``g`` itself), the phase's taps of the weight, its conv's scratch."""
+    (none when that is ``g`` itself), the phase's taps of the weight, its conv's scratch; or
+    the same for the phases' stacked conv (:func:`_stacked_scratch`)."""
     per_out = c_out // geo.groups
+    plan = _phase_plan(geo, per_out, padded, before, after)
+    stack = _stacked(plan, per_out)
+    if stack is not None:
+        return _stacked_scratch(n, c, c_out, windows, len(plan), stack, threads, item)
     peak = 0
-    for ph, sub, path in _phase_plan(geo, per_out, padded, before, after):
-        whole = path != "im2col" and ph.start == (0,) * len(windows) and ph.length == windows
-        gp = 0 if whole else n * c_out * math.prod(ph.length)
+    for ph, sub, path in plan:
         taps = c * per_out * math.prod(ph.kernel)
-        out = n * c * math.prod(ph.size) if path == "depthwise" else 0
-        if path == "planar" and _exact(ph.size):  # products the rule sends straight into y: copied into the cells
-            tiles = _tiles(n, ph.size, sub, c_out * math.prod(ph.kernel) * item, threads, taps)
-            if not _planar_copy(tiles, ph.size, c):
-                busy, size = _tile_extent(tiles, threads)
-                out = busy * size * c
-        peak = max(peak, gp + taps + out + _forward_scratch(path, n, c_out, c, ph.length, ph.size, sub, threads, item))
+        out = n * c * math.prod(ph.size) if path == "depthwise" else _cells_copy(path, n, c, c_out, ph.size, sub,
+                                                                               threads, item)
+        peak = max(peak, _reach_copy(path, n, c_out, ph.start, ph.length, windows) + taps + out
+                   + _forward_scratch(path, n, c_out, c, ph.length, ph.size, sub, threads, item))
     return peak
+
+
+def _stacked_scratch(n: int, c: int, c_out: int, windows: tuple[int, ...], phases: int, stack: _Stack, threads: int,
+                     item: int) -> int:
+    """Elements :func:`_run_stacked` allocates: the stacked taps (and one phase's, while they
+    are gathered), ``g`` over the union reach, the stacked conv's scratch and, off the planar
+    path, its whole output (copied into the cells afterwards)."""
+    taps = c * (c_out // stack.sub.groups) * math.prod(stack.sub.kernel)
+    stacked = phases * c
+    out = (_cells_copy(stack.path, n, stacked, c_out, stack.windows, stack.sub, threads, item, always=True)
+           if stack.path == "planar" else n * stacked * math.prod(stack.windows))
+    work = (_reach_copy(stack.path, n, c_out, stack.start, stack.length, windows) + out
+            + _forward_scratch(stack.path, n, c_out, stacked, stack.length, stack.windows, stack.sub, threads, item))
+    return phases * taps + max(taps, work)
+
+
+def _reach_copy(path: str, n: int, c_out: int, start: tuple[int, ...], length: tuple[int, ...],
+                windows: tuple[int, ...]) -> int:
+    """Elements of :func:`_reach`'s copy of ``g`` ``(n, c_out, *windows)`` (none when it is ``g``)."""
+    whole = path != "im2col" and start == (0,) * len(windows) and length == windows
+    return 0 if whole else n * c_out * math.prod(length)
+
+
+def _cells_copy(path: str, n: int, c: int, c_out: int, size: tuple[int, ...], sub: _Geometry, threads: int,
+                item: int, always: bool = False) -> int:
+    """Elements of the output tiles a planar phase conv (``c`` outputs from ``c_out`` channels over
+    windows ``size``) copies into the gradient's cells where :func:`_forward_scratch` has its
+    products go straight into the output (``always``: into :class:`_PhaseCells`, every tile)."""
+    if path != "planar" or not (_exact(size) or always):
+        return 0
+    taps = math.prod(sub.kernel)
+    tiles = _tiles(n, size, sub, c_out * taps * item, threads, c * (c_out // sub.groups) * taps)
+    if _planar_copy(tiles, size, c):
+        return 0
+    busy, extent = _tile_extent(tiles, threads)
+    return busy * extent * c
 
 
 def _unpadded_gradient(path: str, geo: _Geometry, before: Sequence[int], after: Sequence[int]) -> bool:
