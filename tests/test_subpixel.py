@@ -132,14 +132,15 @@ LAYERS = [
 # planar (flat runs; wide rows into the cells tile by tile), direct (1×1 phases), depthwise (one
 # input channel per group), im2col, Winograd; grouped, 1-d and 3-d (8 phases).
 STACKED = [
-    ("transposed_k4_s2", "conv_transpose2d", (2, 16, 14, 13), (16, 8, 4, 4), {"stride": 2, "padding": 1}),
+    ("transposed_k4_s2", "conv_transpose2d", (2, 16, 18, 17), (16, 8, 4, 4), {"stride": 2, "padding": 1}),
     ("transposed_k4_s2_wide", "conv_transpose2d", (1, 16, 12, 70), (16, 8, 4, 4), {"stride": 2, "padding": 1}),
     ("transposed_k2_s2_direct", "conv_transpose2d", (2, 16, 9, 10), (16, 8, 2, 2), {"stride": 2}),
-    ("transposed_k4_s2_grouped", "conv_transpose2d", (2, 16, 12, 12), (16, 8, 4, 4),
+    ("transposed_k4_s2_grouped", "conv_transpose2d", (2, 16, 18, 18), (16, 8, 4, 4),
      {"stride": 2, "padding": 1, "groups": 2}),
-    ("transposed_k4_s2_depthwise", "conv_transpose2d", (2, 4, 12, 12), (4, 8, 4, 4),
+    ("transposed_k4_s2_depthwise", "conv_transpose2d", (2, 4, 18, 18), (4, 8, 4, 4),
      {"stride": 2, "padding": 1, "groups": 4}),
-    ("transposed_k4_s2_im2col", "conv_transpose3d", (1, 32, 17, 17, 17), (32, 8, 4, 4, 4), {"stride": 2, "padding": 1}),
+    ("transposed_k4_s2_d3_im2col", "conv_transpose2d", (1, 32, 20, 20), (32, 8, 4, 4),
+     {"stride": 2, "dilation": 3, "padding": 2}),
     ("transposed_k6_s2_winograd", "conv_transpose2d", (1, 128, 24, 24), (128, 8, 6, 6), {"stride": 2, "padding": 2}),
     ("transposed_1d_k6_s3", "conv_transpose1d", (2, 8, 30), (8, 12, 6), {"stride": 3, "padding": 2}),
     ("transposed_3d_k2_s2", "conv_transpose3d", (1, 8, 5, 6, 7), (8, 8, 2, 2, 2), {"stride": 2}),

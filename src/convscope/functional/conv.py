@@ -1218,10 +1218,13 @@ class _Stack(NamedTuple):
 # cover every phase's, are at most this many times the phases' cells: a kernel of k = 2s (a
 # transposed k4/2 conv's phases are 2×2 convs whose reaches start one cell apart) computes
 # (29/28)² = 7 % more at 28², and saves each phase's padded copy of g and columns; its matmul
-# has the phases' outputs as rows. Measured (transposed k4/2 128→64 at 28², N=8, phases one by
-# one → stacked, planar tiles copied into the cells, best of 15): one thread 28.8 → 22.3 ms,
-# two 17.0 → 12.8 (through a whole stacked output, then copied: 23.1 and 13.5).
-_STACK_WASTE = 1.2
+# has the phases' outputs as rows. Measured (transposed convs, N=8, phases one by one →
+# stacked, planar tiles copied into the cells, one thread unless stated, best of 9-15): k4/2
+# 128→64 at 28² 28.8 → 22.3 ms (two threads 17.0 → 12.8), 64→32 at 56² 36.1 → 23.1, 32→16 at
+# 20² (waste 1.10) 1.70 → 1.13, 256→128 at 20² (1.10) 48.3 → 43.5, 512→256 at 28² 367 → 333;
+# k2/2 128→64 at 28² 9.2 → 8.0; but at 14² (1.15) 128→64 7.9 → 7.9, 512→256 97 → 104, and at
+# 12² (1.17) 256→128 19.1 → 21.2, 64→64 3.1 → 3.5.
+_STACK_WASTE = 1.12
 
 
 def _stacked(plan: list[tuple[subpixel.Phase, _Geometry, str]], per_out: int) -> _Stack | None:
