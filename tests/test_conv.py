@@ -195,6 +195,14 @@ def test_sweep_covers_every_feature() -> None:
     assert sum(s.kwargs["groups"] > 1 for s in RANDOM_TRANSPOSE) >= 20
 
 
+@pytest.mark.parametrize("sample", SAMPLES[::3], ids=str)
+def test_im2col_weight_times_columns_matches_torch(sample: Sample, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The im2col forward's other product order (weight × columns, taken from
+    ``_IM2COL_POSITIONS_FIRST`` outputs per group; the sweep's layers have fewer)."""
+    monkeypatch.setattr(conv_module, "_IM2COL_POSITIONS_FIRST", 0)
+    run(sample)
+
+
 @pytest.mark.parametrize("budget", [1, 3000, 40000])
 @pytest.mark.parametrize("name", ["2d_groups", "3d_groups_tuples", "t2d_k4_s2", "2d_1x1_stride2",
                                   "2d_asymmetric_tuples", "t2d_output_padding_below_dilation"])
