@@ -56,6 +56,12 @@ SAMPLES = [
     ("conv3d_stride2", lambda x, w: F.conv3d(x, w, stride=2, padding=1), [(N, 8, 9, 10, 11)], [_p(8, 8, 3, 3, 3)]),
     ("conv_transpose_wide_phases", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(2, 16, 3, 70)],
      [_p(16, 8, 4, 4)]),
+    # im2col's stride-1 input gradient as a flipped conv over a channels-last copy of g (small
+    # planes; padding past the kernel's reach: g cropped), and a transposed conv's forward
+    ("conv_im2col_small_planes", lambda x, w: F.conv2d(x, w, padding=1), [(N, 64, 12, 12)], [_p(64, 64, 3, 3)]),
+    ("conv_im2col_pad_beyond_reach", lambda x, w: F.conv2d(x, w, padding=3), [(N, 64, 10, 10)], [_p(64, 64, 3, 3)]),
+    ("conv_transpose_im2col", lambda x, w: F.conv_transpose2d(x, w, padding=1), [(N, 64, 12, 12)],
+     [_p(64, 64, 3, 3)]),
     # the phases as one stacked conv: planar tiles copied into the cells (wide rows, one sample),
     # and 1×1 phases (direct path) through the stacked output
     ("conv_transpose_stacked_wide", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(1, 16, 12, 70)],

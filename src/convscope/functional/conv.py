@@ -356,6 +356,10 @@ def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: st
         return _ZeroPadded(x, tuple(before), tuple(after))
     if path != "im2col":
         return constant_pad_array(x, before, after)
+    if min(*before, *after) < 0:  # cells cropped (a flipped conv's gradient past the kernel's reach)
+        x = x[(slice(None), slice(None)) + tuple(slice(max(-b, 0), s - max(-a, 0))
+                                                  for b, a, s in zip(before, after, x.shape[2:], strict=True))]
+        before, after = [max(b, 0) for b in before], [max(a, 0) for a in after]
     n, c, *sizes = x.shape
     out = np.moveaxis(np.zeros((n, *(s + b + a for s, b, a in zip(sizes, before, after, strict=True)), c), x.dtype),
                       -1, 1)
@@ -912,6 +916,13 @@ def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray
 # 2.4 ms, 3×3/2 128 at 56² 18.4 → 16.4, 4×4/2 64→128 at 56² 15.7 → 14.7; but 3×3/2 128→256
 # at 28² 10.3 → 10.8, 3×3 256 at 7² 6.1 → 6.6, 3×3/2 256→512 at 14² 7.5 → 8.4.
 _IM2COL_POSITIONS_FIRST = 128
+# Up to this many input channels per group a stride-1 im2col conv's input gradient is a flipped
+# conv on the im2col path's forward kernel (whose product is then columns × weight, see above):
+# copies of the gradient's windows instead of a col2im's strided adds. Measured (the input
+# gradient's backward, N=8 unless stated, two threads, col2im → flipped conv): the digits CNN's
+# 3×3 32 at 8² (N=64) 2.8 → 1.8 ms, 3×3 64 at 14² 2.4 → 1.7, 128 at 7² 1.6 → 1.4; 3×3 d2 256
+# at 28² 55 → 54 (even), but 512 at 7² 14.7 → 19.0.
+_FLIPPED_IM2COL_CHANNELS = 128
 
 
 def _forward_im2col(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray) -> None:
@@ -1079,7 +1090,7 @@ def _overlapping(tiles: list[_Tile], threads: int) -> bool:
 
 
 def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
-                       before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+                       before: Sequence[int], after: Sequence[int], path: str = "planar") -> np.ndarray:
     """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous.
     A stride-1 conv's is the full correlation of ``g`` with the flipped kernel, channels in and
     out swapped per group: a forward planar conv over ``g`` padded by the kernel's span − 1
@@ -1091,17 +1102,21 @@ def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     they keep their own). A strided
     conv's (the planar path's over stride phases) goes through im2col's col2im, channels-last;
     so does one with a non-finite weight, which the flipped conv would multiply by ``g``'s zero
-    border (``0·inf``: NaN in cells torch adds no such product to)."""
+    border (``0·inf``: NaN in cells torch adds no such product to).
+
+    The im2col path's stride-1 gradient with few channels (``path``, ``g`` channels-last; see
+    ``_FLIPPED_IM2COL_CHANNELS``) is the same flipped conv on its own forward kernel over a
+    channels-last copy."""
     if max(geo.stride) > 1 or not np.isfinite(w).all():
         return _crop(_grad_input_im2col(g, w, geo, padded), before, after)
     groups, per_group = geo.groups, w.shape[1]
     per_out, nd = w.shape[0] // groups, len(geo.kernel)
     flipped = np.flip(w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2), tuple(range(3, 3 + nd)))
     reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
-    gp = constant_pad_array(g, [r - b for r, b in zip(reach, before, strict=True)],
-                            [r - a for r, a in zip(reach, after, strict=True)])
+    gp = _layout(g, [r - b for r, b in zip(reach, before, strict=True)],
+                 [r - a for r, a in zip(reach, after, strict=True)], path)
     gx = np.empty((g.shape[0], groups * per_group, *_unpadded_size(padded, before, after)), g.dtype)
-    _forward_planar(gp, flipped.reshape(groups * per_group, per_out, *geo.kernel), geo, gx)
+    _FORWARD[path](gp, flipped.reshape(groups * per_group, per_out, *geo.kernel), geo, gx)
     return gx
 
 
@@ -1521,9 +1536,10 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
         return _crop(_grad_input_im2col(g, w, geo, plan.padded), plan.before, plan.after)
     if path == "depthwise":
         return _grad_input_depthwise(gl, w, geo, plan.padded, plan.before, plan.after)
-    if path in ("planar", "winograd"):
-        return (_grad_input_planar if path == "planar" else _grad_input_winograd)(gl, w, geo, plan.padded,
-                                                                                  plan.before, plan.after)
+    if path == "winograd":
+        return _grad_input_winograd(gl, w, geo, plan.padded, plan.before, plan.after)
+    if path == "planar" or _unpadded_gradient(path, geo, plan.before, plan.after, w.shape[1]):
+        return _grad_input_planar(gl, w, geo, plan.padded, plan.before, plan.after, path)
     return _crop(_grad_input(gl, w, geo, plan.padded, path), plan.before, plan.after)
 
 
@@ -1787,7 +1803,7 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
         return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
     if path == "planar" and max(geo.stride) == 1:
         zeros = (0,) * len(padded)
-        return _flipped_scratch(n, c, c_out, padded, windows, geo, threads, item, zeros, zeros)
+        return _flipped_scratch(path, n, c, c_out, padded, windows, geo, threads, item, zeros, zeros)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     busy, positions = _tile_extent(tiles, threads)
     box = 0
@@ -1886,11 +1902,16 @@ def _cells_copy(path: str, n: int, c: int, c_out: int, size: tuple[int, ...], su
     return busy * extent * c
 
 
-def _unpadded_gradient(path: str, geo: _Geometry, before: Sequence[int], after: Sequence[int]) -> bool:
-    """Whether the input gradient of a conv on ``path`` is made without its padding (finite
-    weights): a stride-1 planar conv's always, a Winograd conv's for the same ≤ 2 cells a side."""
+def _unpadded_gradient(path: str, geo: _Geometry, before: Sequence[int], after: Sequence[int],
+                       per_group: int) -> bool:
+    """Whether the input gradient of a conv on ``path`` with ``per_group`` input channels per
+    group is made without its padding (finite weights): a stride-1 planar conv's always, an
+    im2col one's up to ``_FLIPPED_IM2COL_CHANNELS``, a Winograd conv's for the same ≤ 2 cells a
+    side."""
     if path == "planar":
         return max(geo.stride) == 1
+    if path == "im2col":
+        return max(geo.stride) == 1 and per_group <= _FLIPPED_IM2COL_CHANNELS
     return path == "winograd" and _winograd_unpadded(before, after)
 
 
@@ -1899,25 +1920,26 @@ def _unpadded_gradient_scratch(path: str, n: int, c: int, c_out: int, padded: tu
                                before: tuple[int, ...], after: tuple[int, ...]) -> int:
     """Elements an input gradient made without the padding (:func:`_unpadded_gradient`)
     allocates besides the gradient it returns."""
-    if path == "planar":
-        return _flipped_scratch(n, c, c_out, padded, windows, geo, threads, item, before, after)
+    if path in ("planar", "im2col"):
+        return _flipped_scratch(path, n, c, c_out, padded, windows, geo, threads, item, before, after)
     size = _unpadded_size(padded, before, after)
     return winograd.scratch_elements(n, c_out, c, size, threads, item, flipped=True)
 
 
 @functools.lru_cache(maxsize=1024)
-def _flipped_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
-                     threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
+def _flipped_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
+                     geo: _Geometry, threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
     """Elements :func:`_grad_input_planar` allocates besides the gradient it returns for a
-    stride-1 conv with ``before``/``after`` padding (finite weights): a forward planar conv of
-    ``g`` padded by the kernel's reach less the padding (no copy when that is none), with the
-    flipped weight (a copy)."""
+    stride-1 conv on ``path`` with ``before``/``after`` padding (finite weights): a forward conv
+    of ``g`` padded by the kernel's reach less the padding in the path's layout (a planar conv
+    makes no copy when that is none), with the flipped weight (a copy)."""
     reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
     g_padded = tuple(o + 2 * r - b - a for o, r, b, a in zip(windows, reach, before, after, strict=True))
     size = _unpadded_size(padded, before, after)
-    copy = 0 if g_padded == windows and min(before + after, default=0) >= 0 else n * c_out * math.prod(g_padded)
+    same = path == "planar" and g_padded == windows and min(before + after, default=0) >= 0
+    copy = 0 if same else n * c_out * math.prod(g_padded)
     weight = c_out * (c // geo.groups) * math.prod(geo.kernel)
-    return copy + weight + _forward_scratch("planar", n, c_out, c, g_padded, size, geo, threads, item)
+    return copy + weight + _forward_scratch(path, n, c_out, c, g_padded, size, geo, threads, item)
 
 
 def _split_copy(flat: _FlatTaps, n: int, c: int, padded: tuple[int, ...]) -> int:
@@ -1989,12 +2011,10 @@ def _crops(path: str, before: Sequence[int], after: Sequence[int], item: int,
            geo: _Geometry | None = None) -> bool:
     """Whether adding or removing ``before``/``after`` for the kernels of ``path`` makes a copy
     (the im2col path's results are channels-last, so always; with ``geo``, of an input
-    gradient: a strided planar conv's comes from im2col's col2im, so always too, a stride-1
-    one's is made without the padding; never for the compiled depthwise kernels, which read
-    and write the cells inside the padding only)."""
+    gradient made with the padding (not :func:`_unpadded_gradient`): a strided planar conv's
+    comes from im2col's col2im, so always too; never for the compiled depthwise kernels, which
+    read and write the cells inside the padding only)."""
     if path == "depthwise" and _jit_runs(item):
-        return False
-    if geo is not None and _unpadded_gradient(path, geo, before, after):
         return False
     strided_planar = geo is not None and path == "planar" and max(geo.stride) > 1
     return path == "im2col" or strided_planar or any(before) or any(after)
@@ -2022,7 +2042,7 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
     if _phased(w.shape[1], geo):
         grad_input = _phased_scratch(*shape[1:], item, before, after) * item
-    elif _unpadded_gradient(path, geo, before, after):
+    elif _unpadded_gradient(path, geo, before, after, w.shape[1]):
         grad_input = _unpadded_gradient_scratch(*shape, item, before, after) * item
     elif _crops(path, before, after, item, geo):  # the padded gradient and its kernel's scratch, before the crop
         grad_input = max(padded_bytes + grad_input - nbytes(x), padded_bytes)
@@ -2053,10 +2073,12 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     if _phased(w.shape[1], geo):  # the output straight from the phases; the input in kernel layout made backward
         return Saved(tuple(range(len(inputs))), workspace=_phased_scratch(*shape[1:], item, pad, pad) * item,
                      backward_workspace=padded_g + max(forward, xl + grad_weight))
-    if _unpadded_gradient(path, geo, pad, pad):  # made without the cropped cells
-        grad_input = _unpadded_gradient_scratch(*shape, item, pad, pad) * item
-    cropped = (max(full_bytes + grad_input - nbytes(output), full_bytes) if _crops(path, pad, pad, item, geo)
-               else grad_input)
+    if _unpadded_gradient(path, geo, pad, pad, w.shape[1]):  # made without the cropped cells
+        cropped = _unpadded_gradient_scratch(*shape, item, pad, pad) * item
+    elif _crops(path, pad, pad, item, geo):
+        cropped = max(full_bytes + grad_input - nbytes(output), full_bytes)
+    else:
+        cropped = grad_input
     return Saved(tuple(range(len(inputs))), extra=(("input in kernel layout", xl),) if xl else (),
                  workspace=cropped, backward_workspace=padded_g + max(forward, grad_weight))
 
