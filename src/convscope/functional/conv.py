@@ -1328,8 +1328,8 @@ class _PhaseCells:
                 at = cells.start + cells.step * (first - start + lo)
                 dst.append(slice(at, at + cells.step * (stop - first - 1) + 1, cells.step))
             else:
-                every = (slice(None),)
-                self.target[(t.batch, *every, channels, *dst)] = part[(*every * 2, i, channels, *src)]
+                each = slice(None)
+                self.target[(t.batch, each, channels, *dst)] = part[(each, each, i, channels, *src)]
 
 
 def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np.ndarray:
