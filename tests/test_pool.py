@@ -305,6 +305,22 @@ def test_windows_of_minus_inf_report_their_first_real_cell() -> None:
     _pair("adaptive_max_pool2d", x.reshape(1, 1, 2, 2), (1, 1), return_indices=True)
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+def test_max_pool_of_integers_like_torch(nd: int) -> None:
+    """Integer inputs (torch pools them in 2-d and 3-d): the padding is the type's minimum, not
+    −∞, so windows full of it, extremes included, still give torch's values and indices."""
+    info = np.iinfo(np.int64)
+    x = np.random.default_rng(0).integers(-50, 50, (2, 3) + (7,) * nd)
+    x.flat[::5] = info.min  # as low as the padding
+    x.flat[1::7] = info.max
+    op = f"max_pool{nd}d"
+    out, index = getattr(F, op)(cs.tensor(x), 3, 2, 1, return_indices=True)
+    expected, expected_index = getattr(TF, op)(torch.from_numpy(x), 3, 2, 1, return_indices=True)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    np.testing.assert_array_equal(index.numpy(), expected_index.numpy())
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_window_without_real_cells(nd: int) -> None:
     """Kernel 2 with dilation 3 and padding 1 over 2 cells reads only padding: torch yields

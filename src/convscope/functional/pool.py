@@ -346,10 +346,16 @@ def _plane_index(winner: np.ndarray, geo: PoolGeometry) -> np.ndarray:
     return _flat_offsets(geo)[1] + winner.astype(np.int64)
 
 
+def _lowest(dtype: np.dtype) -> Any:
+    """The value no cell is below: −∞, or an integer type's minimum (the padding of a max pool)."""
+    return np.iinfo(dtype).min if np.issubdtype(dtype, np.integer) else -np.inf
+
+
 def _max_values(xd: np.ndarray, geo: PoolGeometry, taps: list, best: np.ndarray, phases: bool = True) -> np.ndarray:
     """Max over each window into ``best``: one in-place ``np.maximum`` per tap over the real
-    cells (padding is −∞ and never wins; a NaN anywhere in a window makes it NaN, as in torch)."""
-    best.fill(-np.inf)
+    cells (padding is −∞, or an integer type's minimum, and never wins; a NaN anywhere in a
+    window makes it NaN, as in torch)."""
+    best.fill(_lowest(best.dtype))
     for _, windows, cells in _tap_reads(xd, geo, taps, phases):
         view = best[(Ellipsis,) + windows]
         np.maximum(view, cells, out=view)
@@ -368,7 +374,7 @@ def _max_and_winner(xd: np.ndarray, geo: PoolGeometry, taps: list, best: np.ndar
     masked copy (6 µs against 160 µs for ``np.copyto(where=)`` over 63k windows, a random mask).
     """
     offsets = _flat_offsets(geo)[0]
-    best.fill(-np.inf)
+    best.fill(_lowest(best.dtype))
     # kept by a window of −∞ (or without real cells: torch's index, which its backward never uses)
     winner[...] = offsets[_first_real_tap(geo)]
     greater, beaten = np.empty(best.shape, bool), np.empty(best.shape, winner.dtype)
