@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
+from .functional.parallel import matmul as parallel_matmul
 from .rules import (
     FREE,
     UNKNOWN,
@@ -203,14 +204,15 @@ def matmul(a: Any, b: Any) -> Tensor:
         shape = _matmul_shape(a.shape, b.shape)
         return make_result("matmul", None, (a, b), None, shape=shape, dtype=np.result_type(a.dtype, b.dtype))
     ad, bd = a.data, b.data
-    out = np.matmul(ad, bd)
+    # the engine's matmul: split over its threads, each part on single-threaded BLAS (see .parallel)
+    out = parallel_matmul(ad, bd)
 
     def backward(g: np.ndarray) -> tuple:
         a2 = ad[None, :] if ad.ndim == 1 else ad
         b2 = bd[:, None] if bd.ndim == 1 else bd
         g2 = g.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
-        ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
-        gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+        ga = parallel_matmul(g2, np.swapaxes(b2, -1, -2))
+        gb = parallel_matmul(np.swapaxes(a2, -1, -2), g2)
         if ad.ndim == 1:
             ga = ga[..., 0, :]
         if bd.ndim == 1:
