@@ -3,8 +3,9 @@
 :mod:`convscope.functional.subpixel` plans the phases; ``conv._grad_input_phased`` runs them.
 The plan is checked against a direct scatter of every (window, tap) product; the kernels
 against torch, over the whole conv sweep of ``test_conv`` with the phased path forced on
-(in normal use it needs ``_PHASED_CHANNELS`` input channels per group), and on layers of the
-sizes real networks have.
+(in normal use it needs ``_PHASED_CHANNELS`` input channels per group), its phases run one by
+one or stacked into one conv wherever they can be (``conv._stacked``), and on layers of the
+sizes real networks have, stacked or not.
 """
 
 from __future__ import annotations
