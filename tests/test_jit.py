@@ -150,6 +150,28 @@ def test_matches_torch_float32(sample: Sample, path: str) -> None:
     _run(sample, np.float32, seed=1)
 
 
+PAIRED = [s for s in SWEEP + GROUPED if not s.transposed and s.weight_shape[0] > s.kwargs["groups"]]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sample", PAIRED, ids=str)
+def test_outputs_in_pairs_keep_each_channels_bits(sample: Sample, dtype: type) -> None:
+    """The compiled forward computes a group's outputs two at a time (an odd last one alone):
+    each output channel gets the bits it gets computed alone, as a conv with one output per
+    group."""
+    x, w = (a.astype(dtype) for a in sample.arrays(0)[:2])
+    groups, per_out = sample.kwargs["groups"], w.shape[0] // sample.kwargs["groups"]
+    kwargs = {k: v for k, v in sample.kwargs.items() if k != "groups"}
+    conv = getattr(F, sample.op)
+    y = conv(cs.tensor(x), cs.tensor(w), groups=groups, **kwargs).numpy()
+    assert per_out > 1
+    for m in range(per_out):
+        alone = conv(cs.tensor(x), cs.tensor(np.ascontiguousarray(w[m::per_out])), groups=groups, **kwargs).numpy()
+        channel_axis = y.ndim - w.ndim + 1  # 0 when unbatched
+        assert np.array_equal(np.take(y, range(m, w.shape[0], per_out), axis=channel_axis), alone), m
+
+
 MOBILENET = [Sample("mobilenet_112", "conv2d", (2, 8, 112, 112), (8, 1, 3, 3), kwargs={"groups": 8, "padding": 1}),
              Sample("mobilenet_14", "conv2d", (2, 64, 14, 14), (64, 1, 3, 3), kwargs={"groups": 64, "padding": 1}),
              Sample("mobilenet_s2", "conv2d", (2, 8, 56, 56), (8, 1, 3, 3),

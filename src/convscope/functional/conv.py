@@ -1991,8 +1991,9 @@ def _depthwise_jit_scratch(kernel: str, n: int, c: int, c_out: int, padded: tupl
                         padded, planes=per_out)
         kernel, width, flipped = "forward", plan.windows[2], c_out * per_group * math.prod(geo.kernel)
     rows_busy = in_flight(len(plan.row_blocks(threads)), threads)
-    if kernel == "forward":  # the padded planes, a run of flat positions (rows at a time) or a strided row
-        return flipped + rows_busy * (plan.cells + max((plan.rows - 1) * plan.padded[2] + width, strided))
+    if kernel == "forward":  # the padded planes, a run of flat positions (rows at a time) or a strided row: two
+        runs = 2 if plan.per_out > 1 else 1  # with two outputs a pass
+        return flipped + rows_busy * (plan.cells + runs * max((plan.rows - 1) * plan.padded[2] + width, strided))
     if kernel == "grad_input":  # added onto a padded plane, a strided row spread out first
         return rows_busy * (plan.cells + strided)
     channels_busy = in_flight(len(plan.channel_blocks(threads)), threads)
