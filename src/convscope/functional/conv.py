@@ -356,10 +356,6 @@ def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: st
         return _ZeroPadded(x, tuple(before), tuple(after))
     if path != "im2col":
         return constant_pad_array(x, before, after)
-    if min(*before, *after) < 0:  # cells cropped (a flipped conv's gradient past the kernel's reach)
-        x = x[(slice(None), slice(None)) + tuple(slice(max(-b, 0), s - max(-a, 0))
-                                                  for b, a, s in zip(before, after, x.shape[2:], strict=True))]
-        before, after = [max(b, 0) for b in before], [max(a, 0) for a in after]
     n, c, *sizes = x.shape
     out = np.moveaxis(np.zeros((n, *(s + b + a for s, b, a in zip(sizes, before, after, strict=True)), c), x.dtype),
                       -1, 1)
@@ -1113,8 +1109,9 @@ def _grad_input_planar(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     per_out, nd = w.shape[0] // groups, len(geo.kernel)
     flipped = np.flip(w.reshape(groups, per_out, per_group, *geo.kernel).swapaxes(1, 2), tuple(range(3, 3 + nd)))
     reach = [span(k, d) - 1 for k, d in zip(geo.kernel, geo.dilation, strict=True)]
-    gp = _layout(g, [r - b for r, b in zip(reach, before, strict=True)],
-                 [r - a for r, a in zip(reach, after, strict=True)], path)
+    # g padded by the reach less the padding (cropped where the padding is past the reach)
+    gp = _reach(g, [b - r for b, r in zip(before, reach, strict=True)],
+                [o + 2 * r - b - a for o, r, b, a in zip(g.shape[2:], reach, before, after, strict=True)], path)
     gx = np.empty((g.shape[0], groups * per_group, *_unpadded_size(padded, before, after)), g.dtype)
     _FORWARD[path](gp, flipped.reshape(groups * per_group, per_out, *geo.kernel), geo, gx)
     return gx
