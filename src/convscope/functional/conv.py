@@ -1786,7 +1786,9 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
 @_scratch_rule
 def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...],
                         geo: _Geometry, threads: int, item: int, compiled: bool) -> int:
-    """Elements :func:`_grad_input` allocates besides the padded input gradient it returns."""
+    """Elements an input gradient made with its padding allocates besides it (:func:`_grad_input`'s
+    col2im, Winograd's, the depthwise kernels'); the ones made without it (a stride-1 planar or
+    im2col conv's, finite weights) are :func:`_unpadded_gradient_scratch`'s."""
     taps, per_group = math.prod(geo.kernel), c // geo.groups
     weight = c_out * per_group * taps
     if compiled:  # per busy thread a padded plane (stride 1: the output gradient's of a group) and a run
@@ -1798,16 +1800,13 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
         return 0
     if path == "winograd":  # a Winograd conv of g (its zero border copied per item), flipped weight
         return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
-    if path == "planar" and max(geo.stride) == 1:
-        zeros = (0,) * len(padded)
-        return _flipped_scratch(path, n, c, c_out, padded, windows, geo, threads, item, zeros, zeros)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     busy, positions = _tile_extent(tiles, threads)
     box = 0
     if _overlapping(tiles, threads):  # tiles inside a sample sum their input cells apart
         t = max(tiles, key=lambda t: t.positions)
         box = t.samples * c * math.prod(q.stop - q.start for q in t.reads) * math.prod(padded[len(t.reads):])
-    rows = positions * c_out if path == "planar" else 0  # a strided planar conv's g, not channels-last: tiles copied
+    rows = positions * c_out if path == "planar" else 0  # a planar conv's g, not channels-last: tiles copied
     return busy * (positions * c * taps + box + rows) + _gemm_copy(geo, per_group, weight)
 
 
