@@ -716,12 +716,14 @@ def test_pool_kernels_switch_and_dtypes() -> None:
         assert jit.runs(np.float64) == NUMBA
         assert (jit.kernels("pool") is not None) == NUMBA
     with pytest.raises(KeyError):
-        jit.kernels("winograd")
+        jit.kernels("fft")
 
 
 @pytest.mark.parametrize("module,slot,error", [
     ("_depthwise_numba", "module", OSError("libllvmlite.so: cannot open shared object file")),
-    ("_pool_numba", "pool", ImportError("numba: cannot load the cached kernels"))], ids=["depthwise", "pool"])
+    ("_pool_numba", "pool", ImportError("numba: cannot load the cached kernels")),
+    ("_winograd_numba", "winograd", ImportError("numba: cannot load the cached kernels"))],
+    ids=["depthwise", "pool", "winograd"])
 def test_a_failing_kernel_import_falls_back_with_a_warning(module: str, slot: str, error: Exception,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """numba installed but a kernel module fails to import (an llvmlite that does not load, a
@@ -737,11 +739,11 @@ def test_a_failing_kernel_import_falls_back_with_a_warning(module: str, slot: st
     monkeypatch.setattr(jit._State, slot, None)
     monkeypatch.setattr(jit._State, "error", None)
     monkeypatch.setattr(jit._State, "installed", True)
-    family = "pool" if slot == "pool" else "depthwise"
+    family = "depthwise" if slot == "module" else slot
     with jit.enabled(True):
         with pytest.warns(RuntimeWarning, match="numba failed to import .*" + re.escape(str(error))):
             assert jit.kernels(family) is None
-        assert not jit.active() and jit.kernels("depthwise") is None and jit.kernels("pool") is None
+        assert not jit.active() and all(jit.kernels(f) is None for f in ("depthwise", "pool", "winograd"))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert jit.kernels(family) is None  # said once

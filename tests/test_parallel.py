@@ -139,6 +139,8 @@ def test_conv_tiles_match_torch(op: str, x: tuple, w: tuple, kwargs: dict, rule:
     monkeypatch.setattr(conv_module, "_PHASED_CHANNELS", phased)
     monkeypatch.setattr(conv_module, "_PLANAR_WASTE", waste)
     monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", winograd)
+    if rule != "default":
+        monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((winograd, 1),))
     monkeypatch.setattr(winograd_module, "_ITEM_TILES", budget)
     monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
     monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
@@ -158,6 +160,7 @@ def test_conv_gradients_do_not_depend_on_thread_timing(op: str, x: tuple, w: tup
     runs give the same bits whichever thread takes which tile."""
     monkeypatch.setattr(conv_module, "_COLUMN_BYTES", 64)
     monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
     monkeypatch.setattr(winograd_module, "_ITEM_TILES", 1)
     monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
     monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)

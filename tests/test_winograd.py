@@ -13,14 +13,21 @@ from threadpoolctl import threadpool_limits
 import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
+from convscope.functional import jit
 from convscope.functional import winograd as winograd_module
 from torch_ref import assert_close, compare
+
+NUMBA = jit.available()
+# the compiled transforms (numba) and the NumPy ones
+TRANSFORMS = [pytest.param(True, id="compiled", marks=pytest.mark.skipif(not NUMBA, reason="numba is not installed")),
+              pytest.param(False, id="numpy")]
 
 
 @pytest.fixture
 def forced(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ungrouped 3×3 stride-1 conv takes the Winograd path, in items of a few tiles."""
     monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
     monkeypatch.setattr(conv_module, "_PLANAR_WASTE", 100.0)
     monkeypatch.setattr(winograd_module, "_ITEM_TILES", 3)
     monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
@@ -40,13 +47,14 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("compiled", TRANSFORMS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("x,w,padding", SHAPES)
 def test_forced_winograd_matches_torch_in_float64(forced: None, x: tuple, w: tuple, padding: int,
-                                                  threads: int) -> None:
-    assert conv_module._path(w[1], _geometry(), tuple(s + 2 * padding for s in x[-2:])) == "winograd"
+                                                  threads: int, compiled: bool) -> None:
+    assert conv_module._path(w[1], _geometry(), tuple(s + 2 * padding for s in x[-2:]), compiled) == "winograd"
     rng = np.random.default_rng(len(x) + padding)
-    with threadpool_limits(threads, user_api="blas"):
+    with threadpool_limits(threads, user_api="blas"), jit.enabled(compiled):
         compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w), rng.standard_normal(w[0])],
                 {"padding": padding})
 
@@ -84,10 +92,42 @@ def test_float32_error_is_close_to_the_planar_paths(monkeypatch: pytest.MonkeyPa
     errors = {}
     for name, channels in (("winograd", 1), ("planar", 10**9)):
         monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", channels)
+        monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((channels, 1),))
         got = F.conv2d(cs.tensor(x.astype(np.float32)), cs.tensor(w.astype(np.float32)), padding=1).data
         errors[name] = np.abs(got - want).max() / np.abs(want).max()
     assert errors["winograd"] < 4 * errors["planar"] + 1e-7, errors
     assert errors["winograd"] < 2e-6, errors
+
+
+# (samples, channels in, out, rows, columns, padding of the input gradient's g): odd and even
+# sizes, a plane narrower than a tile, the grad's zero border of 2
+BITS = [(2, 3, 5, 7, 9, 0), (1, 4, 4, 6, 6, 1), (3, 2, 3, 5, 8, 2), (2, 3, 2, 3, 3, 0), (1, 5, 3, 1, 4, 2),
+        (2, 64, 32, 30, 31, 1), (1, 16, 8, 57, 58, 2)]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("item_tiles", [3, 196])
+@pytest.mark.parametrize("n,c,c_out,h,w,pad", BITS)
+def test_compiled_transforms_give_the_numpy_transforms_bits(n: int, c: int, c_out: int, h: int, w: int, pad: int,
+                                                            item_tiles: int, dtype: type,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled transforms read the cells and add and subtract them in the NumPy
+    transforms' order, so the two give the same bits, in items of a few tiles (rows of one
+    sample) or of whole samples, with cells of the zero border on every side."""
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", item_tiles)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+    rng = np.random.default_rng(h * w + pad)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    u = winograd_module._weight(rng.standard_normal((c_out, c, 3, 3)).astype(dtype))
+    results = []
+    for compiled in (True, False):
+        y = np.full((n, c_out, h + 2 * pad - 2, w + 2 * pad - 2), np.nan, dtype)
+        with jit.enabled(compiled), threadpool_limits(2, user_api="blas"):
+            winograd_module._convolve(x, pad, u, y)
+        results.append(y)
+    assert not np.isnan(results[0]).any(), "every output cell written"
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize("geometry,per_group,padded,path", [
@@ -108,9 +148,29 @@ def test_which_convs_take_the_winograd_path(geometry: conv_module._Geometry, per
     assert got != "winograd" if path == "not winograd" else got == path
 
 
+@pytest.mark.parametrize("geometry,per_group,padded,path", [
+    (_geometry(), 48, (30, 30), "winograd"),  # from 48 channels on 28² planes and larger
+    (_geometry(), 47, (30, 30), "planar"),
+    (_geometry(), 64, (226, 226), "winograd"),
+    (_geometry(), 127, (16, 16), "im2col"),  # 14² planes from 128 channels
+    (_geometry(), 128, (16, 16), "winograd"),
+    (_geometry(), 512, (9, 9), "im2col"),
+    (_geometry(stride=2), 128, (30, 30), "im2col"),
+    (_geometry(dilation=2), 128, (30, 30), "not winograd"),
+    (_geometry(groups=2), 256, (30, 30), "not winograd"),
+    (conv_module._Geometry((3, 3, 3), (1,) * 3, (1,) * 3, 1), 64, (18, 30, 30), "not winograd"),
+])
+def test_which_convs_take_the_winograd_path_with_compiled_transforms(geometry: conv_module._Geometry,
+                                                                     per_group: int, padded: tuple,
+                                                                     path: str) -> None:
+    got = conv_module._path(per_group, geometry, padded, compiled=True)
+    assert got != "winograd" if path == "not winograd" else got == path
+
+
+@pytest.mark.parametrize("compiled", TRANSFORMS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n,size,channels", [(8, 30, 64), (1, 58, 64), (2, 17, 96)])
-def test_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, threads: int) -> None:
+def test_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, threads: int, compiled: bool) -> None:
     """The rule against the peak of the forward and input-gradient kernels (one thread: exact
     up to small temporaries; two: at most the rule, as a late thread leaves its items; the
     margins of test_memory)."""
@@ -121,7 +181,7 @@ def test_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, thre
     w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
     out = (size - 2, size - 2)
     y = np.empty((n, channels, *out), np.float32)
-    with threadpool_limits(threads, user_api="blas"):
+    with threadpool_limits(threads, user_api="blas"), jit.enabled(compiled):
         for run, flipped in ((lambda: winograd_module.forward(xp, w, y), False),
                              (lambda: winograd_module.grad_input(y, w, (size, size)), True)):
             run()

@@ -304,6 +304,15 @@ _WINOGRAD_CHANNELS = 128
 # 53.3 → 53.2; but 128 at 14² 5.9 → 6.6 and 7² planes 14 → 18 (512 at 7²): the tiles' edges cost.
 _WINOGRAD_SMALL_CHANNELS = 256
 _WINOGRAD_SMALL_PLANE = 14
+# With the compiled transforms (:mod:`._winograd_numba`: one pass over a tile row in cache,
+# bit for bit the NumPy transforms' sums), Winograd pays from fewer channels: (channels,
+# smallest plane) pairs from which it is taken. Measured (N=8 unless stated, 2 threads,
+# forward / input and weight gradients, the path before → Winograd): 3×3 64 at 224² (N=1)
+# 28.5 / 49.9 → 17.9 / 41.1 ms, 64 at 56² 15.3 / 29.4 → 11.6 / 23.2, 48 at 56² 9.8 / 18.4 →
+# 8.5 / 15.6, 96 at 28² 8.8 / 16.7 → 5.9 / 13.5, 64 at 28² 4.4 / 7.7 → 3.2 / 7.1, 128 at 14²
+# 4.1 / 7.8 → 3.8 / 7.1; but 32 at 56² 5.5 → 5.7 forward, 64 at 14² even, 128 at 14² (N=1)
+# 0.75 → 0.83 and 256 at 7² 3.4 → 3.9 forward: the matmuls too thin, or the tiles' edges.
+_WINOGRAD_COMPILED = ((48, 28), (128, 14))
 # With the compiled kernels (:mod:`.jit`), stride-1 grouped convs with at most this many input
 # channels per group take the depthwise path too: its kernels sum a group's planes tap by tap,
 # nine taps a pass over a plane in cache, with no columns. Measured (forward, N=8, 2 threads,
@@ -329,12 +338,24 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, c
     if padded is not None:
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
-        winograd_fits = geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1
-        if per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows):
-            return "winograd" if winograd_fits and per_group >= _WINOGRAD_CHANNELS else "planar"
-        if winograd_fits and per_group >= _WINOGRAD_SMALL_CHANNELS and min(windows) >= _WINOGRAD_SMALL_PLANE:
+        planar = per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows)
+        if geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1 and _winograd(
+                per_group, windows, planar, compiled):
             return "winograd"
+        if planar:
+            return "planar"
     return "im2col"
+
+
+def _winograd(per_group: int, windows: Sequence[int], planar: bool, compiled: bool) -> bool:
+    """Whether a conv that fits Winograd (3×3, stride and dilation 1, one group) takes it, over
+    ``windows`` that the planar path would take (``planar``) or im2col, with its transforms
+    compiled or not."""
+    if compiled:
+        return any(per_group >= c and min(windows) >= size for c, size in _WINOGRAD_COMPILED)
+    if planar:
+        return per_group >= _WINOGRAD_CHANNELS
+    return per_group >= _WINOGRAD_SMALL_CHANNELS and min(windows) >= _WINOGRAD_SMALL_PLANE
 
 
 def _grouped(per_group: int, geo: _Geometry) -> bool:

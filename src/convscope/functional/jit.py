@@ -1,4 +1,4 @@
-"""Optional compiled kernels (numba) for depthwise convolutions, pooling and batch norm, and their switch.
+"""Optional compiled kernels (numba) for depthwise convolutions, pooling, batch norm and Winograd, and their switch.
 
 NumPy has no fused loop over a kernel's taps: its passes go over the planes once per tap, and
 scatters (``np.add.at``) run element by element through Python-level dispatch. With numba
@@ -17,7 +17,9 @@ like the other kernels):
   backward, adaptive average pooling over even bins forward, and eval batch norm (``x·scale +
   shift`` per channel, one pass): 1.5-2× faster than the NumPy kernels, float32 sums in torch's
   order; training batch norm's backward (per channel one pass for its float64 sums, one for the
-  input gradient: ~1.4× faster) (``_pool_numba``).
+  input gradient: ~1.4× faster) (``_pool_numba``);
+- the transforms of Winograd's 3×3 convolutions, 2-4× faster than the NumPy ones and with
+  their bits, so that Winograd pays from 48 channels instead of 128 (``_winograd_numba``).
 
 Other dtypes, and every process without numba, run the NumPy kernels; both give the same
 results within float rounding (bit for bit where the NumPy kernel sums in the same order),
@@ -57,7 +59,8 @@ import numpy as np
 __all__ = ["active", "available", "enabled", "kernels", "kernels_for", "runs", "set_enabled"]
 
 # The kernel modules by family: (module name, the ``_State`` attribute that holds it once imported).
-_FAMILIES = {"depthwise": ("_depthwise_numba", "module"), "pool": ("_pool_numba", "pool")}
+_FAMILIES = {"depthwise": ("_depthwise_numba", "module"), "pool": ("_pool_numba", "pool"),
+             "winograd": ("_winograd_numba", "winograd")}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -71,6 +74,7 @@ class _State:
     installed: bool | None = None  # numba findable, without importing it
     module: ModuleType | None = None  # the depthwise kernels
     pool: ModuleType | None = None  # the pooling and batch-norm kernels
+    winograd: ModuleType | None = None  # the Winograd transforms
     error: str | None = None  # why importing kernels failed (then none run)
 
 
@@ -78,7 +82,7 @@ def available() -> bool:
     """Whether numba is installed and (as far as known) imports; does not import it."""
     if _State.error is not None:
         return False
-    if _State.module is not None or _State.pool is not None:
+    if any(getattr(_State, slot) is not None for _, slot in _FAMILIES.values()):
         return True
     if _State.installed is None:
         try:
@@ -125,9 +129,10 @@ def kernels_for(dtype: Any, family: str = "depthwise") -> ModuleType | None:
 
 
 def kernels(family: str = "depthwise") -> ModuleType | None:
-    """The compiled kernels of ``family`` (``"depthwise"`` or ``"pool"``: pooling and batch
-    norm), their module imported (with numba) on first call; ``None`` when they are switched
-    off or numba is missing or fails to import (a warning says why, once; then no family runs)."""
+    """The compiled kernels of ``family`` (``"depthwise"``, ``"pool"``: pooling and batch
+    norm, or ``"winograd"``: its transforms), their module imported (with numba) on first
+    call; ``None`` when they are switched off or numba is missing or fails to import (a
+    warning says why, once; then no family runs)."""
     name, slot = _FAMILIES[family]
     if not active():
         return None

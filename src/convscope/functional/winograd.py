@@ -9,8 +9,11 @@ to rounding; in float32 the error grows by a small factor (see ``tests/test_wino
 
 The work is split into items of whole samples, or one sample's rows of tiles, run with
 :func:`.parallel.tile_map`; every item writes its own output cells, so results do not depend
-on thread timing. Unlike PyTorch's CPU convolution (oneDNN picks Winograd only on some
-hardware) this path is chosen by shape alone, see ``conv._path``.
+on thread timing. With numba (:mod:`.jit`) the transforms run compiled
+(:mod:`._winograd_numba`, a plane's tile rows in cache), with the same bits as the NumPy
+transforms here. Unlike PyTorch's CPU convolution (oneDNN picks Winograd only on some
+hardware) this path is chosen by shape alone (and whether the transforms run compiled),
+see ``conv._path``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import jit
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 
 __all__ = ["forward", "grad_input", "scratch_elements"]
@@ -154,14 +158,25 @@ def _convolve(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
     c_out = u.shape[1]
     scratch, threads = Scratch(), thread_count()
     items = _items(n, out, c + c_out, x.itemsize, threads)
+    kernels = jit.kernels_for(x.dtype, "winograd")  # the compiled transforms, or None: NumPy's
 
     def run(it: _Item) -> None:
-        d = _input_tiles(x, pad, out, it, scratch)
-        v = _transform_input(d, scratch)
+        samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+        if kernels is not None:
+            v = scratch.take("input", (4, 4, c, samples, rows, cols), x.dtype)
+            kernels.transform_input(x, it.batch.start, 2 * it.rows.start - pad, -pad, v,
+                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype),
+                                    scratch.take("rows", (4, 2, rows, cols + 1), x.dtype))
+            v = v.reshape(16, c, -1)
+        else:
+            v = _transform_input(_input_tiles(x, pad, out, it, scratch), scratch)
         m = matmul(u, v, out=scratch.take("product", (16, c_out, v.shape[2]), x.dtype))
-        rows = it.rows.stop - it.rows.start
-        target = y[it.batch, :, 2 * it.rows.start:2 * it.rows.stop]
-        _transform_output(m, target, (it.batch.stop - it.batch.start, rows, _grid(out[1])), scratch)
+        if kernels is not None:
+            kernels.transform_output(m.reshape(4, 4, c_out, samples, rows, cols), y, it.batch.start,
+                                     2 * it.rows.start, scratch.take("tile_row", (4, cols), x.dtype))
+        else:
+            target = y[it.batch, :, 2 * it.rows.start:2 * it.rows.stop]
+            _transform_output(m, target, (samples, rows, cols), scratch)
 
     tile_map(run, items, threads)
 
@@ -188,14 +203,18 @@ def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: 
     """Elements :func:`forward` (or with ``flipped`` :func:`grad_input`) allocates besides its
     result for ``n`` samples of ``c`` channels in, ``c_out`` out and an output of spatial size
     ``out`` on ``threads`` threads: the transformed weight (made beside the flipped weight's
-    copy, which is gone before the items run), and per busy thread its item's parity-split
-    tiles, their row pass and transform, the product and its row pass."""
+    copy, which is gone before the items run), and per busy thread its item's transform and
+    product, with the NumPy transforms' parity-split tiles and the row passes of both
+    transforms, or the compiled transforms' cells of a plane, their row pass and a row of tiles."""
     items = _items(n, out, c + c_out, item, threads)
     busy = in_flight(len(items), threads)
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
     tiles = samples * rows * cols
-    patch = samples * c * 4 * (rows + 1) * (cols + 1)
-    per_item = patch + 8 * samples * c * rows * (cols + 1) + 16 * c * tiles + 24 * c_out * tiles
+    per_item = 16 * c * tiles + 16 * c_out * tiles
+    if item in (4, 8) and jit.active():
+        per_item += 4 * (rows + 1) * (cols + 1) + 8 * rows * (cols + 1) + 4 * cols
+    else:
+        per_item += samples * c * 4 * (rows + 1) * (cols + 1) + 8 * samples * c * rows * (cols + 1) + 8 * c_out * tiles
     transformed = 16 * c_out * c
     return max(transformed + 9 * flipped * c_out * c, transformed + busy * per_item)

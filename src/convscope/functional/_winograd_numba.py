@@ -1,0 +1,112 @@
+"""Compiled Winograd F(2×2, 3×3) transforms (numba), imported by :mod:`.jit` on the first call that runs one.
+
+Not part of the API: :mod:`.winograd` calls these through
+:func:`convscope.functional.jit.kernels` (``"winograd"``) for one item (samples, rows of
+tiles) at a time, on :func:`~convscope.functional.parallel.tile_map`'s threads (the kernels
+release the GIL). The NumPy transforms make a parity-split copy of the item's cells, then run
+a row pass and a column pass over all of it, each a dozen array operations through memory;
+these read the input once, a tile row at a time in cache, and write each transformed value
+once. Every value is the same sum in the same order as the NumPy transforms' (additions and
+subtractions only, no fast-math), so both give the same bits.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+# As the other kernel modules: nogil, cached, IEEE semantics (no contraction or reassociation).
+_OPTIONS = {"nogil": True, "fastmath": False, "error_model": "numpy"}
+
+
+def _compile(fn):  # noqa: ANN001, ANN202
+    """``njit`` with an on-disk cache, or without one where no cache directory is writable."""
+    try:
+        return njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(cache=False, **_OPTIONS)(fn)
+
+
+@_compile
+def transform_input(x, first, top, left, v, cells, t):  # noqa: ANN001, ANN201
+    """``Bᵀ d B`` of every tile of the item into ``v`` ``(4, 4, C, S, rows, cols)``: tile
+    ``(i, j)`` of sample ``s`` reads the 4×4 cells of ``x[first + s]`` ``(C, H, W)`` from row
+    ``top + 2i`` and column ``left + 2j`` (cells outside ``x`` are zero).
+
+    A plane at a time, in two scratch arrays: ``cells`` ``(2, 2, rows + 1, cols + 1)``, the
+    plane's cells split by row and column parity (cell ``(2I + a, 2J + b)`` at ``[a, b, I, J]``),
+    so that the row pass reads each of its four rows as one contiguous run; ``t`` ``(4, 2, rows,
+    cols + 1)``, the row pass, whose even and odd columns the column pass then reads."""
+    h, w = x.shape[2], x.shape[3]
+    channels, samples, rows, cols = v.shape[2], v.shape[3], v.shape[4], v.shape[5]
+    run = rows * (cols + 1)
+    for s in range(samples):
+        for c in range(channels):
+            plane = x[first + s, c]
+            for b in range(2):  # the tile columns J whose cell left + 2J + b is inside x
+                lo, hi = max(0, (1 - left - b) // 2), min(cols + 1, (w - left - b + 1) // 2)
+                for a in range(2):
+                    for row in range(rows + 1):
+                        r = top + 2 * row + a
+                        if 0 <= r < h and lo < hi:
+                            for q in range(lo):
+                                cells[a, b, row, q] = 0
+                            src = plane[r, left + b + 2 * lo:left + b + 2 * hi - 1:2]
+                            for q in range(hi - lo):
+                                cells[a, b, row, lo + q] = src[q]
+                            for q in range(hi, cols + 1):
+                                cells[a, b, row, q] = 0
+                        else:
+                            for q in range(cols + 1):
+                                cells[a, b, row, q] = 0
+            for b in range(2):  # the row pass, Bᵀ down each column of the tiles: rows 2i + k
+                # flat runs, the next row's cells as their own views: an index q + cols + 1 would
+                # need numba's negative-index check, which stops the loop vectorising
+                d0, d1 = cells[0, b].reshape(-1), cells[1, b].reshape(-1)
+                d0n, d1n = d0[cols + 1:], d1[cols + 1:]
+                t0, t1, t2, t3 = t[0, b].reshape(-1), t[1, b].reshape(-1), t[2, b].reshape(-1), t[3, b].reshape(-1)
+                for q in range(run):
+                    t0[q] = d0[q] - d0n[q]
+                    t1[q] = d1[q] + d0n[q]
+                    t2[q] = d0n[q] - d1[q]
+                    t3[q] = d1[q] - d1n[q]
+            for a in range(4):  # the column pass, · B along each row: columns 2j + k
+                for i in range(rows):
+                    for j in range(cols):
+                        v[a, 0, c, s, i, j] = t[a, 0, i, j] - t[a, 0, i, j + 1]
+                        v[a, 1, c, s, i, j] = t[a, 1, i, j] + t[a, 0, i, j + 1]
+                        v[a, 2, c, s, i, j] = t[a, 0, i, j + 1] - t[a, 1, i, j]
+                        v[a, 3, c, s, i, j] = t[a, 1, i, j] - t[a, 1, i, j + 1]
+
+
+@_compile
+def transform_output(m, y, first, top, e):  # noqa: ANN001, ANN201
+    """``Aᵀ m A`` of every tile of ``m`` ``(4, 4, C_out, S, rows, cols)`` into its 2×2 cells of
+    ``y`` ``(N, C_out, H_o, W_o)``: tile ``(i, j)`` of sample ``s`` at ``y[first + s, :, top +
+    2i:, 2j:]``, cells past ``y``'s edge dropped. ``e`` ``(4, cols)`` is scratch: a row of
+    tiles' column pass."""
+    h, w = y.shape[2], y.shape[3]
+    channels, samples, rows, cols = m.shape[2], m.shape[3], m.shape[4], m.shape[5]
+    pairs = min(cols, w // 2)  # tiles whose two columns are both inside y
+    for c in range(channels):
+        for s in range(samples):
+            plane = y[first + s, c]
+            for i in range(rows):
+                for a in range(2):
+                    r = top + 2 * i + a
+                    if r >= h:
+                        break
+                    for k in range(4):  # Aᵀ down each column of the tiles: their row a
+                        m0, m1, m2, m3 = m[0, k, c, s, i], m[1, k, c, s, i], m[2, k, c, s, i], m[3, k, c, s, i]
+                        row = e[k]
+                        if a == 0:
+                            for j in range(cols):
+                                row[j] = (m0[j] + m1[j]) + m2[j]
+                        else:
+                            for j in range(cols):
+                                row[j] = (m1[j] - m2[j]) - m3[j]
+                    out = plane[r]
+                    for j in range(pairs):  # · A along the row
+                        out[2 * j] = (e[0, j] + e[1, j]) + e[2, j]
+                        out[2 * j + 1] = (e[1, j] - e[2, j]) - e[3, j]
+                    if pairs < cols:  # an odd width: the last tile's first column only
+                        out[2 * pairs] = (e[0, pairs] + e[1, pairs]) + e[2, pairs]
