@@ -37,6 +37,10 @@ def _geometry(groups: int = 1, stride: int = 1, dilation: int = 1) -> conv_modul
     return conv_module._Geometry((3, 3), (stride,) * 2, (dilation,) * 2, groups)
 
 
+def _volume() -> conv_module._Geometry:
+    return conv_module._Geometry((3, 3, 3), (1,) * 3, (1,) * 3, 1)
+
+
 # (input shape, weight shape, padding): odd and even sizes, batch 1, unbatched
 SHAPES = [
     ((2, 3, 7, 9), (5, 3, 3, 3), 1),
@@ -139,7 +143,7 @@ def test_compiled_transforms_give_the_numpy_transforms_bits(n: int, c: int, c_ou
     (_geometry(stride=2), 128, (30, 30), "im2col"),
     (_geometry(dilation=2), 128, (30, 30), "not winograd"),
     (_geometry(groups=2), 128, (30, 30), "not winograd"),
-    (conv_module._Geometry((3, 3, 3), (1,) * 3, (1,) * 3, 1), 64, (18, 30, 30), "not winograd"),
+    (_volume(), 64, (18, 30, 30), "not winograd"),  # 3-d: only with the compiled transforms
     (conv_module._Geometry((5, 5), (1, 1), (1, 1), 1), 128, (32, 32), "not winograd"),
 ])
 def test_which_convs_take_the_winograd_path(geometry: conv_module._Geometry, per_group: int, padded: tuple,
@@ -158,7 +162,12 @@ def test_which_convs_take_the_winograd_path(geometry: conv_module._Geometry, per
     (_geometry(stride=2), 128, (30, 30), "im2col"),
     (_geometry(dilation=2), 128, (30, 30), "not winograd"),
     (_geometry(groups=2), 256, (30, 30), "not winograd"),
-    (conv_module._Geometry((3, 3, 3), (1,) * 3, (1,) * 3, 1), 64, (18, 30, 30), "not winograd"),
+    (_volume(), 64, (18, 58, 58), "winograd"),  # 3×3×3 from 16 channels on 14² planes
+    (_volume(), 16, (4, 16, 16), "winograd"),
+    (_volume(), 15, (18, 58, 58), "planar"),
+    (_volume(), 64, (18, 9, 9), "not winograd"),
+    (conv_module._Geometry((3, 3, 3), (1,) * 3, (2,) * 3, 1), 64, (18, 58, 58), "not winograd"),
+    (conv_module._Geometry((1, 3, 3), (1,) * 3, (1,) * 3, 1), 64, (18, 58, 58), "not winograd"),
 ])
 def test_which_convs_take_the_winograd_path_with_compiled_transforms(geometry: conv_module._Geometry,
                                                                      per_group: int, padded: tuple,
@@ -232,3 +241,98 @@ def test_small_planes_match_torch_and_their_memory_rules() -> None:
     rng = np.random.default_rng(12)
     compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w) * 0.05], {"padding": 1})
     assert_scratch_rules_hold(("winograd_14", lambda a, b: F.conv2d(a, b, padding=1), [x], [("param", w)]))
+
+
+# --- 3×3×3 convs (compiled transforms only) ------------------------------------------------
+
+@pytest.fixture
+def forced_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 3×3×3 stride-1 conv takes the Winograd path, in items of a few tiles."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_VOLUME", (1, 1))
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 3)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+
+
+# (input shape, output channels, padding): odd and even sizes, fewer depths than a chunk, one
+# output depth, unbatched
+VOLUMES = [((2, 3, 6, 7, 9), 5, 1), ((1, 4, 5, 6, 6), 4, 0), ((2, 2, 4, 5, 8), 3, 2), ((1, 3, 3, 3, 4), 2, 0),
+           ((3, 4, 5, 6), 2, 1)]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("chunk", [1, 4])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x,c_out,padding", VOLUMES)
+def test_forced_volume_winograd_matches_torch_in_float64(forced_volume: None, x: tuple, c_out: int, padding: int,
+                                                         threads: int, chunk: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output, input gradient (the flipped kernel over the gradient's zero border) and weight
+    gradient, output depths one or four an item."""
+    monkeypatch.setattr(winograd_module, "_DEPTH_CHUNK", chunk)
+    w = (c_out, x[-4], 3, 3, 3)
+    assert conv_module._path(w[1], _volume(), tuple(s + 2 * padding for s in x[-3:]), True) == "winograd"
+    rng = np.random.default_rng(len(x) + padding)
+    with threadpool_limits(threads, user_api="blas"):
+        compare(F.conv3d, TF.conv3d, [rng.standard_normal(x), rng.standard_normal(w), rng.standard_normal(c_out)],
+                {"padding": padding})
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+def test_forced_volume_winograd_matches_torch_in_float32(forced_volume: None) -> None:
+    rng = np.random.default_rng(8)
+    compare(F.conv3d, TF.conv3d, [rng.standard_normal((2, 16, 5, 9, 10)), rng.standard_normal((8, 16, 3, 3, 3))],
+            {"padding": 1}, dtype=np.float32)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+def test_volume_backward_without_the_compiled_transforms_runs_planar(forced_volume: None) -> None:
+    """A 3-d conv that took Winograd forward, its backward run with the compiled kernels off:
+    the planar kernels make its input gradient (NumPy has no 3-d transforms), torch's results."""
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 4, 5, 6, 7)), rng.standard_normal((3, 4, 3, 3, 3))
+    g = rng.standard_normal((2, 3, 5, 6, 7))
+    cx, cw = cs.tensor(x, requires_grad=True), cs.tensor(w, requires_grad=True)
+    assert conv_module._path(4, _volume(), (7, 8, 9), True) == "winograd"
+    y = F.conv3d(cx, cw, padding=1)
+    with jit.enabled(False):
+        y.backward(g)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    TF.conv3d(tx, tw, padding=1).backward(torch.from_numpy(g))
+    assert_close(cx.grad, tx.grad.numpy(), np.float64, "input grad")
+    assert_close(cw.grad, tw.grad.numpy(), np.float64, "weight grad")
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_volume_non_finite_cells_like_torch(forced_volume: None) -> None:
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 5, 6, 7))
+    x[1, 2, 3, 4, 5] = np.inf
+    compare(F.conv3d, TF.conv3d, [x, rng.standard_normal((4, 3, 3, 3, 3))], {"padding": 1})
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,depth,size,channels", [(2, 9, 30, 32), (1, 3, 58, 16)])
+def test_volume_scratch_rule_matches_tracemalloc(n: int, depth: int, size: int, channels: int, threads: int) -> None:
+    """As test_scratch_rule_matches_tracemalloc, for 3×3×3 convs."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    xp = rng.standard_normal((n, channels, depth, size, size)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3, 3)).astype(np.float32)
+    out = (depth - 2, size - 2, size - 2)
+    y = np.empty((n, channels, *out), np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        for run, flipped in ((lambda: winograd_module.forward(xp, w, y), False),
+                             (lambda: winograd_module.grad_input(y, w, (depth, size, size)), True)):
+            run()
+            tracemalloc.start()
+            result = run()
+            peak = tracemalloc.get_traced_memory()[1] - (0 if result is None else result.nbytes)
+            tracemalloc.stop()
+            rule = 4 * winograd_module.scratch_elements(n, channels, channels, xp.shape[2:] if flipped else out,
+                                                        threads, 4, flipped)
+            assert peak <= 1.25 * rule + 80_000, (peak, rule)
+            if threads == 1:
+                assert peak >= 0.9 * rule - 80_000, (peak, rule)

@@ -27,27 +27,31 @@ def _compile(fn):  # noqa: ANN001, ANN202
 
 
 @_compile
-def transform_input(x, first, top, left, v, cells, t):  # noqa: ANN001, ANN201
-    """``Bᵀ d B`` of every tile of the item into ``v`` ``(4, 4, C, S, rows, cols)``: tile
-    ``(i, j)`` of sample ``s`` reads the 4×4 cells of ``x[first + s]`` ``(C, H, W)`` from row
-    ``top + 2i`` and column ``left + 2j`` (cells outside ``x`` are zero).
+def transform_input(x, first, top, left, v, cells, t, slices):  # noqa: ANN001, ANN201
+    """``Bᵀ d B`` of every tile of the item into ``v`` ``(4, 4, C, S, rows, cols)`` (with
+    ``slices``: ``(4, 4, S, C, rows, cols)``, a volume's depth slices before the channels):
+    tile ``(i, j)`` of ``s`` reads the 4×4 cells of ``x[first + s]`` ``(C, H, W)`` from row
+    ``top + 2i`` and column ``left + 2j`` (cells outside ``x``, and the whole of an ``s``
+    outside it, are zero).
 
     A plane at a time, in two scratch arrays: ``cells`` ``(2, 2, rows + 1, cols + 1)``, the
     plane's cells split by row and column parity (cell ``(2I + a, 2J + b)`` at ``[a, b, I, J]``),
     so that the row pass reads each of its four rows as one contiguous run; ``t`` ``(4, 2, rows,
     cols + 1)``, the row pass, whose even and odd columns the column pass then reads."""
-    h, w = x.shape[2], x.shape[3]
-    channels, samples, rows, cols = v.shape[2], v.shape[3], v.shape[4], v.shape[5]
+    count, h, w = x.shape[0], x.shape[2], x.shape[3]
+    rows, cols = v.shape[4], v.shape[5]
+    samples, channels = (v.shape[2], v.shape[3]) if slices else (v.shape[3], v.shape[2])
     run = rows * (cols + 1)
     for s in range(samples):
+        inside = 0 <= first + s < count
         for c in range(channels):
-            plane = x[first + s, c]
+            plane = x[min(max(first + s, 0), count - 1), c]  # read only when inside
             for b in range(2):  # the tile columns J whose cell left + 2J + b is inside x
                 lo, hi = max(0, (1 - left - b) // 2), min(cols + 1, (w - left - b + 1) // 2)
                 for a in range(2):
                     for row in range(rows + 1):
                         r = top + 2 * row + a
-                        if 0 <= r < h and lo < hi:
+                        if inside and 0 <= r < h and lo < hi:
                             for q in range(lo):
                                 cells[a, b, row, q] = 0
                             src = plane[r, left + b + 2 * lo:left + b + 2 * hi - 1:2]
@@ -71,11 +75,16 @@ def transform_input(x, first, top, left, v, cells, t):  # noqa: ANN001, ANN201
                     t3[q] = d1[q] - d1n[q]
             for a in range(4):  # the column pass, · B along each row: columns 2j + k
                 for i in range(rows):
+                    # rows of v indexed whole: C-contiguous runs, so that the loop vectorises
+                    if slices:
+                        out0, out1, out2, out3 = v[a, 0, s, c, i], v[a, 1, s, c, i], v[a, 2, s, c, i], v[a, 3, s, c, i]
+                    else:
+                        out0, out1, out2, out3 = v[a, 0, c, s, i], v[a, 1, c, s, i], v[a, 2, c, s, i], v[a, 3, c, s, i]
                     for j in range(cols):
-                        v[a, 0, c, s, i, j] = t[a, 0, i, j] - t[a, 0, i, j + 1]
-                        v[a, 1, c, s, i, j] = t[a, 1, i, j] + t[a, 0, i, j + 1]
-                        v[a, 2, c, s, i, j] = t[a, 0, i, j + 1] - t[a, 1, i, j]
-                        v[a, 3, c, s, i, j] = t[a, 1, i, j] - t[a, 1, i, j + 1]
+                        out0[j] = t[a, 0, i, j] - t[a, 0, i, j + 1]
+                        out1[j] = t[a, 1, i, j] + t[a, 0, i, j + 1]
+                        out2[j] = t[a, 0, i, j + 1] - t[a, 1, i, j]
+                        out3[j] = t[a, 1, i, j] - t[a, 1, i, j + 1]
 
 
 @_compile

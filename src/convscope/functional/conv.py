@@ -313,6 +313,13 @@ _WINOGRAD_SMALL_PLANE = 14
 # 4.1 / 7.8 → 3.8 / 7.1; but 32 at 56² 5.5 → 5.7 forward, 64 at 14² even, 128 at 14² (N=1)
 # 0.75 → 0.83 and 256 at 7² 3.4 → 3.9 forward: the matmuls too thin, or the tiles' edges.
 _WINOGRAD_COMPILED = ((48, 28), (128, 14))
+# 3×3×3 convs (stride and dilation 1, one group) take it, with the compiled transforms, from
+# (channels, smallest plane): three slices' transforms side by side make one matmul of 3·C
+# (:func:`.winograd._convolve_volume`). Measured (N=8, 2 threads, planar → Winograd, forward /
+# both gradients): 64 at 16×56² 652 / 1279 → 357 / 974 ms, 32 at 16×56² 193 / 397 → 100 / 302,
+# 16 at 16×56² 64 / 126 → 40 / 94, 16 at 8×28² 14.8 / 20.7 → 8.0 / 17.7, 64 at 8×14² 24 / 53 →
+# 15 / 32; but 8 at 8×14² 1.2 → 1.5 forward, 3 at 16×112² 8.9 → 10.7, 64 at 4×7² (N=1) 0.7 → 1.0.
+_WINOGRAD_VOLUME = (16, 14)
 # With the compiled kernels (:mod:`.jit`), stride-1 grouped convs with at most this many input
 # channels per group take the depthwise path too: its kernels sum a group's planes tap by tap,
 # nine taps a pass over a plane in cache, with no columns. Measured (forward, N=8, 2 threads,
@@ -339,8 +346,9 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, c
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
         planar = per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows)
-        if geo.kernel == (3, 3) and max(geo.dilation) == 1 and geo.groups == 1 and _winograd(
-                per_group, windows, planar, compiled):
+        if max(geo.dilation) == 1 and geo.groups == 1 and (
+                geo.kernel == (3, 3) and _winograd(per_group, windows, planar, compiled)
+                or geo.kernel == (3, 3, 3) and compiled and _winograd_volume(per_group, windows)):
             return "winograd"
         if planar:
             return "planar"
@@ -356,6 +364,12 @@ def _winograd(per_group: int, windows: Sequence[int], planar: bool, compiled: bo
     if planar:
         return per_group >= _WINOGRAD_CHANNELS
     return per_group >= _WINOGRAD_SMALL_CHANNELS and min(windows) >= _WINOGRAD_SMALL_PLANE
+
+
+def _winograd_volume(per_group: int, windows: Sequence[int]) -> bool:
+    """Whether a 3×3×3 conv (stride and dilation 1, one group) takes Winograd, with its
+    transforms compiled (see ``_WINOGRAD_VOLUME``)."""
+    return per_group >= _WINOGRAD_VOLUME[0] and min(windows[1:]) >= _WINOGRAD_VOLUME[1]
 
 
 def _grouped(per_group: int, geo: _Geometry) -> bool:
@@ -967,6 +981,9 @@ def _forward_winograd(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarr
     of outputs whose windows do not read it, and large finite cells can overflow (torch sums each
     window's products alone). A finite output is right: a non-finite input or weight leaves NaN
     or infinity in every tile that reads it."""
+    if not winograd.runs(xp.dtype, xp.ndim):  # a 3-d conv's kernels switched off after its path was chosen
+        _forward_planar(xp, w, geo, y)
+        return
     winograd.forward(xp, w, y)
     if not np.isfinite(y.sum()):  # (a sum that overflows: planar too, still right)
         _forward_planar(xp, w, geo, y)
@@ -993,6 +1010,8 @@ def _grad_input_winograd(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: t
     made without the padding when it is the same ≤ 2 cells on every side (a 3×3 conv's
     ``padding=1``; 3×3 128 at 28², N=8, 2 threads: 13.5 → 9.9 ms), else made padded and cropped; where it
     is not all finite, the planar path's (see :func:`_forward_winograd`)."""
+    if not winograd.runs(g.dtype, g.ndim):  # a 3-d conv's kernels switched off since its forward
+        return _grad_input_planar(g, w, geo, padded, before, after)
     if _winograd_unpadded(before, after):
         gx = winograd.grad_input(g, w, padded, before[0])
     else:
@@ -1371,7 +1390,7 @@ def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.n
 def _small_winograd(windows: Sequence[int]) -> bool:
     """Whether a Winograd conv's windows are the small planes :func:`_path` gives it from
     ``_WINOGRAD_SMALL_CHANNELS`` channels (the others have the planar path's flat runs)."""
-    return min(windows) <= _WINOGRAD_SMALL_PLANE
+    return min(windows[-2:]) <= _WINOGRAD_SMALL_PLANE
 
 
 def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Winograd F(2×2, 3×3) for 3×3, stride-1, dilation-1, ungrouped 2-d convolutions.
+"""Winograd F(2×2, 3×3) for 3×3, stride-1, dilation-1, ungrouped 2-d convolutions (and
+3×3×3 3-d ones, as sums of three 2-d ones over depth, with the compiled transforms).
 
 Each 2×2 block of outputs (a *tile*) is computed from the 4×4 input cells under it as
 ``Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A``: the 16 products per (output channel, input channel) are
@@ -25,7 +26,7 @@ import numpy as np
 from . import jit
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 
-__all__ = ["forward", "grad_input", "scratch_elements"]
+__all__ = ["forward", "grad_input", "runs", "scratch_elements"]
 
 # Tiles per item: matmuls over fewer tiles run slowly at many channels, transforms of more
 # spill out of cache at few (one thread, forward, tiles per item: 512 channels at 14² 100 ms
@@ -71,14 +72,17 @@ def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int)
 
 
 def _weight(w: np.ndarray, flipped: bool = False) -> np.ndarray:
-    """``G w Gᵀ`` of ``w`` ``(C_out, C, 3, 3)``: ``(16, C_out, C)`` in ``w``'s dtype; with
-    ``flipped`` of the kernel rotated by 180°, channels swapped: ``(16, C, C_out)``. One matmul
-    by ``G ⊗ G`` (NumPy's ``einsum`` over the 3×3 blocks takes ~40× longer at 512 channels)."""
+    """``G w Gᵀ`` of ``w`` ``(C_out, C, 3, 3)``: ``(16, C_out, C)`` in ``w``'s dtype; of a 3-d
+    kernel ``(C_out, C, 3, 3, 3)`` each depth tap's, side by side: ``(16, C_out, 3·C)`` (tap-major,
+    as :func:`_convolve_volume` stacks the slices). With ``flipped`` of the kernel rotated by 180°
+    in every dim, channels swapped. One matmul by ``G ⊗ G`` (NumPy's ``einsum`` over the 3×3
+    blocks takes ~40× longer at 512 channels)."""
     g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], w.dtype)
     if flipped:
-        w = np.flip(w, (2, 3)).swapaxes(0, 1)
-    taps = np.ascontiguousarray(w).reshape(-1, 9).T  # (9, C_out·C) view
-    return matmul(np.kron(g, g), taps).reshape(16, *w.shape[:2])
+        w = np.flip(w, tuple(range(2, w.ndim))).swapaxes(0, 1)
+    depth = w.shape[2] if w.ndim == 5 else 1
+    taps = np.ascontiguousarray(np.moveaxis(w.reshape(*w.shape[:2], depth, 9), 2, 1))  # (C_out, depth, C, 9)
+    return matmul(np.kron(g, g), taps.reshape(-1, 9).T).reshape(16, w.shape[0], depth * w.shape[1])
 
 
 def _input_tiles(x: np.ndarray, pad: int, out: tuple[int, int], it: _Item, scratch: Scratch) -> np.ndarray:
@@ -166,7 +170,7 @@ def _convolve(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
             v = scratch.take("input", (4, 4, c, samples, rows, cols), x.dtype)
             kernels.transform_input(x, it.batch.start, 2 * it.rows.start - pad, -pad, v,
                                     scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype),
-                                    scratch.take("rows", (4, 2, rows, cols + 1), x.dtype))
+                                    scratch.take("rows", (4, 2, rows, cols + 1), x.dtype), False)
             v = v.reshape(16, c, -1)
         else:
             v = _transform_input(_input_tiles(x, pad, out, it, scratch), scratch)
@@ -181,40 +185,101 @@ def _convolve(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
     tile_map(run, items, threads)
 
 
+# Output depths per item of a 3-d conv: its transformed input holds two slices more, each made
+# once (3×3×3 64 at 16×56², N=8, 2 threads: 341 / 334 / 338 ms with 2 / 4 / 8).
+_DEPTH_CHUNK = 4
+
+
+def _convolve_volume(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
+    """``y`` ``(N, C_out, D_o, H_o, W_o)`` = the correlation of ``x`` ``(N, C, D, H, W)``,
+    zero-padded by ``pad`` cells before each spatial dim (and after it as far as ``y`` reaches),
+    with the transformed 3×3×3 kernel ``u`` ``(16, C_out, 3·C)`` (:func:`_weight`), by the
+    compiled transforms only.
+
+    An output depth slice is the sum of three 2-d convs of input slices, so in the Winograd
+    domain one matmul over the three transformed slices side by side (``K = 3·C``). An item
+    transforms the slices of ``_DEPTH_CHUNK`` output depths (and two more) of one sample once,
+    for a row range of tiles, then runs a matmul and an output transform per depth."""
+    n, c, depth = x.shape[:3]
+    c_out, out = u.shape[1], y.shape[3:]
+    chunks = [(b, d, min(d + _DEPTH_CHUNK, y.shape[2])) for b in range(n) for d in range(0, y.shape[2], _DEPTH_CHUNK)]
+    scratch, threads = Scratch(), thread_count()
+    kernels = jit.kernels("winograd")
+    items = _items(len(chunks), out, c + c_out, x.itemsize, threads)
+    slices = min(_DEPTH_CHUNK, y.shape[2]) + 2
+    most = max(it.rows.stop - it.rows.start for it in items)
+
+    def run(it: _Item) -> None:
+        rows, cols = it.rows.stop - it.rows.start, _grid(out[1])
+        # the largest buffers first: a sample's last chunk, or last rows, may have fewer
+        scratch.take("input", (4, 4, slices, c, most, cols), x.dtype)
+        scratch.take("product", (16, c_out, most * cols), x.dtype)
+        cells = scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype)
+        passed = scratch.take("rows", (4, 2, rows, cols + 1), x.dtype)
+        for b, first, last in chunks[it.batch]:
+            v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), x.dtype)
+            kernels.transform_input(x[b].swapaxes(0, 1), first - pad, 2 * it.rows.start - pad, -pad, v, cells, passed,
+                                    True)
+            v = v.reshape(16, -1, c, rows * cols)
+            for d in range(first, last):
+                m = matmul(u, v[:, d - first:d - first + 3].reshape(16, 3 * c, -1),
+                           out=scratch.take("product", (16, c_out, rows * cols), x.dtype))
+                kernels.transform_output(m.reshape(4, 4, c_out, 1, rows, cols), y[b:b + 1, :, d], 0, 2 * it.rows.start,
+                                         scratch.take("tile_row", (4, cols), x.dtype))
+
+    tile_map(run, items, threads)
+
+
+def runs(dtype: np.dtype, ndim: int) -> bool:
+    """Whether :func:`forward` and :func:`grad_input` take inputs of ``ndim`` dims (4 or 5) and
+    ``dtype``: 3-d convs only with the compiled transforms (:mod:`.jit`, imported here if they
+    run: a failed import leaves them off)."""
+    return ndim == 4 or jit.kernels_for(dtype, "winograd") is not None
+
+
 def forward(xp: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
     """Write into ``y`` ``(N, C_out, H − 2, W − 2)`` the convolution of the padded input ``xp``
-    ``(N, C, H, W)`` with ``w`` ``(C_out, C, 3, 3)`` (stride 1, dilation 1, one group)."""
-    _convolve(xp, 0, _weight(w), y)
+    ``(N, C, H, W)`` with ``w`` ``(C_out, C, 3, 3)`` (stride 1, dilation 1, one group); or of
+    ``(N, C, D, H, W)`` with ``(C_out, C, 3, 3, 3)`` (where :func:`runs`)."""
+    (_convolve if xp.ndim == 4 else _convolve_volume)(xp, 0, _weight(w), y)
 
 
 def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: int = 0) -> np.ndarray:
     """Gradient of :func:`forward` with respect to its padded input ``(N, C, *padded)``, for the
-    output gradient ``g`` ``(N, C_out, H − 2, W − 2)``: the full correlation of ``g`` (zero
+    output gradient ``g`` ``(N, C_out, *(padded − 2))``: the full correlation of ``g`` (zero
     border of 2) with the flipped kernel, input and output channels swapped; without ``before``
     (≤ 2) cells at the start of each spatial dim and as many at the end, which are never made:
-    ``(N, C, H − 2·before, W − 2·before)``."""
+    ``(N, C, *(padded − 2·before))``."""
     gx = np.empty((g.shape[0], w.shape[1], *(p - 2 * before for p in padded)), g.dtype)
-    _convolve(g, 2 - before, _weight(w, flipped=True), gx)
+    (_convolve if g.ndim == 4 else _convolve_volume)(g, 2 - before, _weight(w, flipped=True), gx)
     return gx
 
 
-def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: int, item: int,
+def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: int, item: int,
                      flipped: bool = False) -> int:
     """Elements :func:`forward` (or with ``flipped`` :func:`grad_input`) allocates besides its
     result for ``n`` samples of ``c`` channels in, ``c_out`` out and an output of spatial size
-    ``out`` on ``threads`` threads: the transformed weight (made beside the flipped weight's
-    copy, which is gone before the items run), and per busy thread its item's transform and
-    product, with the NumPy transforms' parity-split tiles and the row passes of both
-    transforms, or the compiled transforms' cells of a plane, their row pass and a row of tiles."""
-    items = _items(n, out, c + c_out, item, threads)
+    ``out`` (2-d or 3-d) on ``threads`` threads: the transformed weight (made beside the copies of
+    the flipped or 3-d weight in tap-major order, which are gone before the items run), and per
+    busy thread its item's transform and product, with the NumPy transforms' parity-split tiles
+    and the row passes of both transforms, or the compiled transforms' cells of a plane, their
+    row pass and a row of tiles. A 3-d item transforms ``_DEPTH_CHUNK`` + 2 slices of one sample."""
+    depth = 1 if len(out) == 2 else min(_DEPTH_CHUNK, out[0])
+    units = n if len(out) == 2 else n * -(-out[0] // depth)
+    items = _items(units, out[-2:], c + c_out, item, threads)
     busy = in_flight(len(items), threads)
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
-    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[-1])
+    if len(out) == 3:
+        samples = 1  # an item's (sample, depths) one at a time
     tiles = samples * rows * cols
-    per_item = 16 * c * tiles + 16 * c_out * tiles
+    slices = depth + 2 if len(out) == 3 else 1
+    per_item = 16 * c * slices * tiles + 16 * c_out * tiles
     if item in (4, 8) and jit.active():
         per_item += 4 * (rows + 1) * (cols + 1) + 8 * rows * (cols + 1) + 4 * cols
     else:
         per_item += samples * c * 4 * (rows + 1) * (cols + 1) + 8 * samples * c * rows * (cols + 1) + 8 * c_out * tiles
-    transformed = 16 * c_out * c
-    return max(transformed + 9 * flipped * c_out * c, transformed + busy * per_item)
+    taps = 3 ** len(out)
+    transformed = 16 * c_out * c * (taps // 9)
+    copies = taps * c_out * c if len(out) == 3 or flipped else 0
+    return max(transformed + copies, transformed + busy * per_item)
