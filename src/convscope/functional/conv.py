@@ -634,6 +634,19 @@ def _jit_rows(windows: Sequence[int], pitch: int, stride: Sequence[int]) -> int:
     return max(1, min(windows[-2] if len(windows) > 1 else 1, _JIT_FLAT_LENGTH // pitch))
 
 
+@functools.lru_cache(maxsize=256)
+def _tap_offsets(kernel: tuple[int, int, int], dilation: tuple[int, int, int], padded: tuple[int, int, int],
+                 planes: int) -> np.ndarray:
+    """Flat offsets of every tap of each of ``planes`` padded planes in a row (3-d sizes): what
+    the compiled kernels add to a window's first cell, computed once per shape (tens of µs of
+    Python, a tenth of a small depthwise conv's time)."""
+    pitch, cells = (padded[1] * padded[2], padded[2], 1), math.prod(padded)
+    offsets = np.array([k * cells + sum(t * d * p for t, d, p in zip(tap, dilation, pitch, strict=True))
+                        for k in range(planes) for tap in kernel_taps(kernel)], np.int64)
+    offsets.flags.writeable = False
+    return offsets
+
+
 class _JitPlan:
     """A depthwise conv's arrays and numbers in the compiled kernels' terms (3-d, rows of
     (sample, channel) planes; see :mod:`._depthwise_numba`): ``planes`` input planes a row of
@@ -645,12 +658,9 @@ class _JitPlan:
         self.n, self.groups, self.per_out = n, geo.groups, per_out
         self.size, self.before, self.padded = as_3d(size), as_3d(before, 0), as_3d(padded)
         self.windows, self.stride = as_3d(windows), as_3d(geo.stride)
-        pitch, cells = (self.padded[1] * self.padded[2], self.padded[2], 1), math.prod(self.padded)
-        self.offsets = np.array([k * cells + sum(t * d * p for t, d, p in zip(tap, as_3d(geo.dilation), pitch,
-                                                                              strict=True))
-                                 for k in range(planes) for tap in kernel_taps(as_3d(geo.kernel))], np.int64)
+        self.offsets = _tap_offsets(as_3d(geo.kernel), as_3d(geo.dilation), self.padded, planes)
         self.rows = _jit_rows(self.windows, self.padded[2], self.stride)
-        self.cells = planes * cells  # of a row's padded planes
+        self.cells = planes * math.prod(self.padded)  # of a row's padded planes
         self.args = (self.size, self.before, self.padded, self.stride, self.offsets)
 
     def planes(self, a: np.ndarray) -> np.ndarray:
