@@ -128,7 +128,7 @@ def test_compiled_transforms_give_the_numpy_transforms_bits(n: int, c: int, c_ou
     for compiled in (True, False):
         y = np.full((n, c_out, h + 2 * pad - 2, w + 2 * pad - 2), np.nan, dtype)
         with jit.enabled(compiled), threadpool_limits(2, user_api="blas"):
-            winograd_module._convolve(x, pad, u, y)
+            winograd_module._convolve([(x, y)], pad, u)
         results.append(y)
     assert not np.isnan(results[0]).any(), "every output cell written"
     np.testing.assert_array_equal(results[0], results[1])
@@ -160,8 +160,10 @@ def test_which_convs_take_the_winograd_path(geometry: conv_module._Geometry, per
     (_geometry(), 128, (16, 16), "winograd"),
     (_geometry(), 512, (9, 9), "im2col"),
     (_geometry(stride=2), 128, (30, 30), "im2col"),
-    (_geometry(dilation=2), 128, (30, 30), "not winograd"),
     (_geometry(groups=2), 256, (30, 30), "not winograd"),
+    (_geometry(dilation=2), 128, (32, 32), "winograd"),  # dilated: its phases' planes
+    (_geometry(dilation=2), 128, (30, 30), "im2col"),  # 13² phases
+    (_geometry(dilation=3), 48, (90, 90), "winograd"),
     (_volume(), 64, (18, 58, 58), "winograd"),  # 3×3×3 from 16 channels on 14² planes
     (_volume(), 16, (4, 16, 16), "winograd"),
     (_volume(), 15, (18, 58, 58), "planar"),
@@ -241,6 +243,77 @@ def test_small_planes_match_torch_and_their_memory_rules() -> None:
     rng = np.random.default_rng(12)
     compare(F.conv2d, TF.conv2d, [rng.standard_normal(x), rng.standard_normal(w) * 0.05], {"padding": 1})
     assert_scratch_rules_hold(("winograd_14", lambda a, b: F.conv2d(a, b, padding=1), [x], [("param", w)]))
+
+
+# --- dilated 3×3 convs: a Winograd conv per dilation phase ---------------------------------
+
+# (input shape, output channels, padding, dilation): padding a multiple of the dilation (the
+# input gradient made without it) or not, phases of unequal sizes, a phase of one window
+DILATED = [((2, 3, 11, 12), 4, 2, 2), ((1, 4, 13, 9), 3, 1, 2), ((2, 2, 14, 13), 5, 6, 3), ((1, 3, 8, 9), 2, 0, 3),
+           ((2, 3, 10, 10), 4, 4, 2)]
+
+
+@pytest.mark.parametrize("compiled", TRANSFORMS)
+@pytest.mark.parametrize("x,c_out,padding,dilation", DILATED)
+def test_dilated_phases_match_torch_in_float64(x: tuple, c_out: int, padding: int, dilation: int, compiled: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`winograd.forward` and :func:`winograd.grad_input` per dilation phase, with either
+    transforms, in items of a few tiles on two threads: torch's output and input gradient."""
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 3)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+    rng = np.random.default_rng(sum(x) + dilation)
+    xs, w = rng.standard_normal(x), rng.standard_normal((c_out, x[1], 3, 3))
+    tx = torch.tensor(xs, requires_grad=True)
+    want = TF.conv2d(tx, torch.from_numpy(w), padding=padding, dilation=dilation)
+    g = rng.standard_normal(want.shape)
+    want.backward(torch.from_numpy(g))
+    xp = np.pad(xs, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    y = np.empty(want.shape)
+    with jit.enabled(compiled), threadpool_limits(2, user_api="blas"):
+        winograd_module.forward(xp, w, y, dilation)
+        gx = winograd_module.grad_input(g, w, xp.shape[2:], dilation=dilation)
+        if padding % dilation == 0 and padding // dilation <= 2:
+            unpadded = winograd_module.grad_input(g, w, xp.shape[2:], padding // dilation, dilation)
+            assert_close(unpadded, tx.grad.numpy(), np.float64, "input gradient made without the padding")
+    assert_close(y, want.detach().numpy(), np.float64, "output")
+    inner = (slice(None), slice(None), slice(padding, xp.shape[2] - padding), slice(padding, xp.shape[3] - padding))
+    assert_close(gx[inner], tx.grad.numpy(), np.float64, "input gradient")
+
+
+@pytest.fixture
+def forced_dilated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ungrouped 3×3 stride-1 conv (dilated too) takes the Winograd path with the compiled
+    transforms, in items of a few tiles."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 3)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x,c_out,padding,dilation", DILATED)
+def test_forced_dilated_winograd_matches_torch(forced_dilated: None, x: tuple, c_out: int, padding: int,
+                                               dilation: int) -> None:
+    """Through conv2d: output, input and weight gradients (float64), and float32."""
+    geo = conv_module._Geometry((3, 3), (1, 1), (dilation,) * 2, 1)
+    assert conv_module._path(x[1], geo, tuple(s + 2 * padding for s in x[2:]), True) == "winograd"
+    rng = np.random.default_rng(sum(x))
+    arrays = [rng.standard_normal(x), rng.standard_normal((c_out, x[1], 3, 3))]
+    kwargs = {"padding": padding, "dilation": dilation}
+    compare(F.conv2d, TF.conv2d, arrays, kwargs)
+    compare(F.conv2d, TF.conv2d, arrays, kwargs, dtype=np.float32)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+def test_dilated_memory_rules() -> None:
+    """A dilated conv that takes Winograd unforced: its scratch rules against tracemalloc
+    (test_memory's check), the input gradient made without the padding and with it."""
+    from test_memory import assert_scratch_rules_hold
+
+    geo = conv_module._Geometry((3, 3), (1, 1), (2, 2), 1)
+    assert conv_module._path(128, geo, (32, 32), True) == "winograd"
+    for padding in (2, 3):
+        assert_scratch_rules_hold((f"dilated_{padding}", lambda a, b, p=padding: F.conv2d(a, b, padding=p, dilation=2),
+                                   [(2, 128, 28, 28)], [("param", (64, 128, 3, 3))]))
 
 
 # --- 3×3×3 convs (compiled transforms only) ------------------------------------------------
@@ -336,3 +409,14 @@ def test_volume_scratch_rule_matches_tracemalloc(n: int, depth: int, size: int, 
             assert peak <= 1.25 * rule + 80_000, (peak, rule)
             if threads == 1:
                 assert peak >= 0.9 * rule - 80_000, (peak, rule)
+
+
+@pytest.mark.parametrize("x,w,dilation", [((0, 4, 9, 9), (3, 4, 3, 3), 1), ((0, 4, 9, 9), (3, 4, 3, 3), 2),
+                                          ((0, 4, 5, 6, 6), (3, 4, 3, 3, 3), 1)])
+def test_empty_batch(x: tuple, w: tuple, dilation: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No samples: empty output and gradients on every Winograd route (2-d, per dilation phase, 3-d)."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
+    monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_VOLUME", (1, 1))
+    compare(getattr(F, f"conv{len(x) - 2}d"), getattr(TF, f"conv{len(x) - 2}d"),
+            [np.zeros(x), np.ones(w)], {"padding": dilation, "dilation": dilation})

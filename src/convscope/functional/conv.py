@@ -312,6 +312,10 @@ _WINOGRAD_SMALL_PLANE = 14
 # 8.5 / 15.6, 96 at 28² 8.8 / 16.7 → 5.9 / 13.5, 64 at 28² 4.4 / 7.7 → 3.2 / 7.1, 128 at 14²
 # 4.1 / 7.8 → 3.8 / 7.1; but 32 at 56² 5.5 → 5.7 forward, 64 at 14² even, 128 at 14² (N=1)
 # 0.75 → 0.83 and 256 at 7² 3.4 → 3.9 forward: the matmuls too thin, or the tiles' edges.
+# A dilated 3×3 conv is a 3×3 conv per dilation phase (:func:`.winograd.forward`), so it takes
+# the same rule on its phases' planes: (forward / both gradients, the path before → Winograd)
+# d2 256 at 28² 46.8 / 93.3 → 32.7 / 85.3 ms, d2 128 at 28² 13.5 / 26.9 → 12.4 / 18.9, d2 64 at
+# 56² 16.2 / 28.6 → 14.4 / 22.9; but d2 256 at 14² 12.8 / 25.8 → 16.2 / 36.3 (7² phases).
 _WINOGRAD_COMPILED = ((48, 28), (128, 14))
 # 3×3×3 convs (stride and dilation 1, one group) take it, with the compiled transforms, from
 # (channels, smallest plane): three slices' transforms side by side make one matmul of 3·C
@@ -346,30 +350,30 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, c
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
         length = _FlatTaps(padded, geo, windows).length
         planar = per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows)
-        if max(geo.dilation) == 1 and geo.groups == 1 and (
-                geo.kernel == (3, 3) and _winograd(per_group, windows, planar, compiled)
-                or geo.kernel == (3, 3, 3) and compiled and _winograd_volume(per_group, windows)):
+        if _winograd(per_group, geo, windows, planar, compiled):
             return "winograd"
         if planar:
             return "planar"
     return "im2col"
 
 
-def _winograd(per_group: int, windows: Sequence[int], planar: bool, compiled: bool) -> bool:
-    """Whether a conv that fits Winograd (3×3, stride and dilation 1, one group) takes it, over
-    ``windows`` that the planar path would take (``planar``) or im2col, with its transforms
-    compiled or not."""
+def _winograd(per_group: int, geo: _Geometry, windows: Sequence[int], planar: bool, compiled: bool) -> bool:
+    """Whether a stride-1 conv takes Winograd over ``windows`` that the planar path would take
+    (``planar``) or im2col, with its transforms compiled or not: ungrouped, 3×3 (a dilated one,
+    compiled, as a conv per dilation phase: :func:`.winograd.forward`) or 3×3×3 (compiled)."""
+    if geo.groups > 1 or len(set(geo.dilation)) > 1 or geo.kernel not in ((3, 3), (3, 3, 3)):
+        return False
+    if len(geo.kernel) == 3:
+        return compiled and geo.dilation[0] == 1 and per_group >= _WINOGRAD_VOLUME[0] and \
+            min(windows[1:]) >= _WINOGRAD_VOLUME[1]
     if compiled:
-        return any(per_group >= c and min(windows) >= size for c, size in _WINOGRAD_COMPILED)
+        phases = [-(-o // geo.dilation[0]) for o in windows]
+        return any(per_group >= c and min(phases) >= size for c, size in _WINOGRAD_COMPILED)
+    if geo.dilation[0] > 1:
+        return False
     if planar:
         return per_group >= _WINOGRAD_CHANNELS
     return per_group >= _WINOGRAD_SMALL_CHANNELS and min(windows) >= _WINOGRAD_SMALL_PLANE
-
-
-def _winograd_volume(per_group: int, windows: Sequence[int]) -> bool:
-    """Whether a 3×3×3 conv (stride and dilation 1, one group) takes Winograd, with its
-    transforms compiled (see ``_WINOGRAD_VOLUME``)."""
-    return per_group >= _WINOGRAD_VOLUME[0] and min(windows[1:]) >= _WINOGRAD_VOLUME[1]
 
 
 def _grouped(per_group: int, geo: _Geometry) -> bool:
@@ -994,7 +998,7 @@ def _forward_winograd(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarr
     if not winograd.runs(xp.dtype, xp.ndim):  # a 3-d conv's kernels switched off after its path was chosen
         _forward_planar(xp, w, geo, y)
         return
-    winograd.forward(xp, w, y)
+    winograd.forward(xp, w, y, geo.dilation[0])
     if not np.isfinite(y.sum()):  # (a sum that overflows: planar too, still right)
         _forward_planar(xp, w, geo, y)
 
@@ -1017,22 +1021,24 @@ def _grad_input(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int,
 def _grad_input_winograd(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
                          before: Sequence[int], after: Sequence[int]) -> np.ndarray:
     """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)``: Winograd's,
-    made without the padding when it is the same ≤ 2 cells on every side (a 3×3 conv's
-    ``padding=1``; 3×3 128 at 28², N=8, 2 threads: 13.5 → 9.9 ms), else made padded and cropped; where it
-    is not all finite, the planar path's (see :func:`_forward_winograd`)."""
+    made without the padding when it is the same on every side, ≤ 2 cells of each dilation
+    phase (a 3×3 conv's ``padding=1``; 3×3 128 at 28², N=8, 2 threads: 13.5 → 9.9 ms), else
+    made padded and cropped; where it is not all finite, the planar path's (see
+    :func:`_forward_winograd`)."""
     if not winograd.runs(g.dtype, g.ndim):  # a 3-d conv's kernels switched off since its forward
         return _grad_input_planar(g, w, geo, padded, before, after)
-    if _winograd_unpadded(before, after):
-        gx = winograd.grad_input(g, w, padded, before[0])
+    if _winograd_unpadded(geo, before, after):
+        gx = winograd.grad_input(g, w, padded, before[0] // geo.dilation[0], geo.dilation[0])
     else:
-        gx = _crop(winograd.grad_input(g, w, padded), before, after)
+        gx = _crop(winograd.grad_input(g, w, padded, dilation=geo.dilation[0]), before, after)
     return gx if np.isfinite(gx.sum()) else _grad_input_planar(g, w, geo, padded, before, after)
 
 
-def _winograd_unpadded(before: Sequence[int], after: Sequence[int]) -> bool:
+def _winograd_unpadded(geo: _Geometry, before: Sequence[int], after: Sequence[int]) -> bool:
     """Whether Winograd's input gradient is made without the conv's padding (see
-    :func:`.winograd.grad_input`)."""
-    return len(set(before) | set(after)) == 1 and 0 <= before[0] <= 2
+    :func:`.winograd.grad_input`): the same on every side, ≤ 2 cells of each dilation phase."""
+    d = geo.dilation[0]
+    return len(set(before) | set(after)) == 1 and before[0] % d == 0 and 0 <= before[0] // d <= 2
 
 
 def _grad_input_depthwise(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
@@ -1395,6 +1401,12 @@ def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.n
         return _grad_weight_planar(xp, g, geo)
     zeros = (0,) * (g.ndim - 2)
     return _grad_weight_im2col(_layout(xp, zeros, zeros, "im2col"), _layout(g, zeros, zeros, "im2col"), geo)
+
+
+def _dilation_phase(sizes: Sequence[int], geo: _Geometry) -> tuple[int, ...]:
+    """The first (largest) dilation phase of ``sizes``: the cells a Winograd conv per phase
+    takes at a time (:func:`.winograd.forward`)."""
+    return tuple(-(-s // d) for s, d in zip(sizes, geo.dilation, strict=True))
 
 
 def _small_winograd(windows: Sequence[int]) -> bool:
@@ -1822,8 +1834,8 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
         return wide + spare + (n * c_out * taps if n > 1 else 0)  # weights broadcast over samples: a copy
     if path == "direct":  # matmuls straight into the output
         return 0
-    if path == "winograd":
-        return winograd.scratch_elements(n, c, c_out, windows, threads, item)
+    if path == "winograd":  # a dilated conv's phases share the items' buffers: the first phase's are the largest
+        return winograd.scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     if path == "planar":  # the input split into stride phases, per busy thread columns (and an output tile)
         flat = _FlatTaps(padded, geo, windows, split=True)
@@ -1848,8 +1860,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
         return wide + spare + (summed if c_out > geo.groups else 0) + (n * c_out * taps if n > 1 else 0)
     if path == "direct":
         return 0
-    if path == "winograd":  # a Winograd conv of g (its zero border copied per item), flipped weight
-        return winograd.scratch_elements(n, c_out, c, padded, threads, item, flipped=True)
+    if path == "winograd":  # a Winograd conv of g (per dilation phase), flipped weight
+        return winograd.scratch_elements(n, c_out, c, _dilation_phase(padded, geo), threads, item, flipped=True)
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     busy, positions = _tile_extent(tiles, threads)
     box = 0
@@ -1958,7 +1970,7 @@ def _unpadded_gradient(path: str, geo: _Geometry, before: Sequence[int], after: 
         return max(geo.stride) == 1
     if path == "im2col":
         return max(geo.stride) == 1 and per_group <= _FLIPPED_IM2COL_CHANNELS
-    return path == "winograd" and _winograd_unpadded(before, after)
+    return path == "winograd" and _winograd_unpadded(geo, before, after)
 
 
 def _unpadded_gradient_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, ...],
@@ -1968,7 +1980,7 @@ def _unpadded_gradient_scratch(path: str, n: int, c: int, c_out: int, padded: tu
     allocates besides the gradient it returns."""
     if path in ("planar", "im2col"):
         return _flipped_scratch(path, n, c, c_out, padded, windows, geo, threads, item, before, after)
-    size = _unpadded_size(padded, before, after)
+    size = _dilation_phase(_unpadded_size(padded, before, after), geo)
     return winograd.scratch_elements(n, c_out, c, size, threads, item, flipped=True)
 
 

@@ -153,36 +153,39 @@ def _transform_output(m: np.ndarray, y: np.ndarray, shape: tuple[int, int, int],
                 target -= p[3]
 
 
-def _convolve(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> None:
-    """``y`` ``(N, C_out, H_o, W_o)`` = the correlation of ``x`` ``(N, C, H, W)``, zero-padded
-    by ``pad`` cells before each spatial dim (and after it as far as ``y`` reaches), with the
-    transformed kernel ``u`` ``(16, C_out, C)`` (:func:`_weight`)."""
-    n, c = x.shape[:2]
-    out = y.shape[2:]
-    c_out = u.shape[1]
+def _convolve(parts: list[tuple[np.ndarray, np.ndarray]], pad: int, u: np.ndarray) -> None:
+    """For each ``(x, y)`` of ``parts`` (a conv's dilation phases, largest first: one set of
+    items over all of them), ``y`` ``(N, C_out, H_o, W_o)`` = the correlation of ``x`` ``(N, C,
+    H, W)``, zero-padded by ``pad`` cells before each spatial dim (and after it as far as ``y``
+    reaches), with the transformed kernel ``u`` ``(16, C_out, C)`` (:func:`_weight`)."""
+    if not parts:  # no output cells (an empty batch)
+        return
+    c, c_out = u.shape[2], u.shape[1]
+    dtype = parts[0][0].dtype
     scratch, threads = Scratch(), thread_count()
-    items = _items(n, out, c + c_out, x.itemsize, threads)
-    kernels = jit.kernels_for(x.dtype, "winograd")  # the compiled transforms, or None: NumPy's
+    jobs = [(x, y, it) for x, y in parts for it in _items(x.shape[0], y.shape[2:], c + c_out, x.itemsize, threads)]
+    kernels = jit.kernels_for(dtype, "winograd")  # the compiled transforms, or None: NumPy's
 
-    def run(it: _Item) -> None:
-        samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    def run(job: tuple[np.ndarray, np.ndarray, _Item]) -> None:
+        x, y, it = job
+        samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(y.shape[3])
         if kernels is not None:
-            v = scratch.take("input", (4, 4, c, samples, rows, cols), x.dtype)
+            v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
             kernels.transform_input(x, it.batch.start, 2 * it.rows.start - pad, -pad, v,
-                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype),
-                                    scratch.take("rows", (4, 2, rows, cols + 1), x.dtype), False)
+                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
+                                    scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
             v = v.reshape(16, c, -1)
         else:
-            v = _transform_input(_input_tiles(x, pad, out, it, scratch), scratch)
-        m = matmul(u, v, out=scratch.take("product", (16, c_out, v.shape[2]), x.dtype))
+            v = _transform_input(_input_tiles(x, pad, y.shape[2:], it, scratch), scratch)
+        m = matmul(u, v, out=scratch.take("product", (16, c_out, v.shape[2]), dtype))
         if kernels is not None:
             kernels.transform_output(m.reshape(4, 4, c_out, samples, rows, cols), y, it.batch.start,
-                                     2 * it.rows.start, scratch.take("tile_row", (4, cols), x.dtype))
+                                     2 * it.rows.start, scratch.take("tile_row", (4, cols), dtype))
         else:
             target = y[it.batch, :, 2 * it.rows.start:2 * it.rows.stop]
             _transform_output(m, target, (samples, rows, cols), scratch)
 
-    tile_map(run, items, threads)
+    tile_map(run, jobs, threads)
 
 
 # Output depths per item of a 3-d conv: its transformed input holds two slices more, each made
@@ -203,6 +206,8 @@ def _convolve_volume(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> N
     n, c, depth = x.shape[:3]
     c_out, out = u.shape[1], y.shape[3:]
     chunks = [(b, d, min(d + _DEPTH_CHUNK, y.shape[2])) for b in range(n) for d in range(0, y.shape[2], _DEPTH_CHUNK)]
+    if not chunks:  # an empty batch
+        return
     scratch, threads = Scratch(), thread_count()
     kernels = jit.kernels("winograd")
     items = _items(len(chunks), out, c + c_out, x.itemsize, threads)
@@ -237,21 +242,41 @@ def runs(dtype: np.dtype, ndim: int) -> bool:
     return ndim == 4 or jit.kernels_for(dtype, "winograd") is not None
 
 
-def forward(xp: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
-    """Write into ``y`` ``(N, C_out, H − 2, W − 2)`` the convolution of the padded input ``xp``
-    ``(N, C, H, W)`` with ``w`` ``(C_out, C, 3, 3)`` (stride 1, dilation 1, one group); or of
-    ``(N, C, D, H, W)`` with ``(C_out, C, 3, 3, 3)`` (where :func:`runs`)."""
-    (_convolve if xp.ndim == 4 else _convolve_volume)(xp, 0, _weight(w), y)
+def _phases(x: np.ndarray, y: np.ndarray, dilation: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The dilation phases of ``x`` and ``y``: views of every ``dilation``-th row and column from
+    each offset, the largest first; none where ``y`` has no cells (an output narrower than the
+    dilation)."""
+    parts = [(x[:, :, p::dilation, q::dilation], y[:, :, p::dilation, q::dilation])
+             for p in range(dilation) for q in range(dilation)]
+    return [(a, b) for a, b in parts if b.size]
 
 
-def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: int = 0) -> np.ndarray:
+def forward(xp: np.ndarray, w: np.ndarray, y: np.ndarray, dilation: int = 1) -> None:
+    """Write into ``y`` ``(N, C_out, H − 2d, W − 2d)`` the convolution of the padded input ``xp``
+    ``(N, C, H, W)`` with ``w`` ``(C_out, C, 3, 3)`` (stride 1, dilation ``d``, one group); or of
+    ``(N, C, D, H, W)`` with ``(C_out, C, 3, 3, 3)`` (dilation 1, where :func:`runs`).
+
+    With a dilation each phase of ``y`` (its cells ``p + d·i``, ``q + d·j``) is the undilated
+    conv of the same phase of ``xp``: a Winograd conv over strided views, no copies."""
+    if xp.ndim == 5:
+        _convolve_volume(xp, 0, _weight(w), y)
+    else:
+        _convolve(_phases(xp, y, dilation), 0, _weight(w))
+
+
+def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: int = 0,
+               dilation: int = 1) -> np.ndarray:
     """Gradient of :func:`forward` with respect to its padded input ``(N, C, *padded)``, for the
-    output gradient ``g`` ``(N, C_out, *(padded − 2))``: the full correlation of ``g`` (zero
-    border of 2) with the flipped kernel, input and output channels swapped; without ``before``
-    (≤ 2) cells at the start of each spatial dim and as many at the end, which are never made:
-    ``(N, C, *(padded − 2·before))``."""
-    gx = np.empty((g.shape[0], w.shape[1], *(p - 2 * before for p in padded)), g.dtype)
-    (_convolve if g.ndim == 4 else _convolve_volume)(g, 2 - before, _weight(w, flipped=True), gx)
+    output gradient ``g`` ``(N, C_out, *(padded − 2d))``: the full correlation of ``g`` (zero
+    border of 2d) with the flipped kernel, input and output channels swapped, phase by phase
+    with a dilation ``d``; without ``before·d`` cells at the start of each spatial dim and as
+    many at the end (``before`` ≤ 2 cells of each phase), which are never made:
+    ``(N, C, *(padded − 2·before·d))``."""
+    gx = np.empty((g.shape[0], w.shape[1], *(p - 2 * before * dilation for p in padded)), g.dtype)
+    if g.ndim == 5:
+        _convolve_volume(g, 2 - before, _weight(w, flipped=True), gx)
+    else:
+        _convolve(_phases(g, gx, dilation), 2 - before, _weight(w, flipped=True))
     return gx
 
 
