@@ -420,3 +420,97 @@ def test_empty_batch(x: tuple, w: tuple, dilation: int, monkeypatch: pytest.Monk
     monkeypatch.setattr(conv_module, "_WINOGRAD_VOLUME", (1, 1))
     compare(getattr(F, f"conv{len(x) - 2}d"), getattr(TF, f"conv{len(x) - 2}d"),
             [np.zeros(x), np.ones(w)], {"padding": dilation, "dilation": dilation})
+
+
+# --- the weight gradient: Gᵀ [Σ_tiles (A g Aᵀ) ⊙ (Bᵀ d B)] G --------------------------------
+
+# (padded input shape, output channels, dilation): odd and even sizes, tiles past the edges,
+# dilation phases of unequal sizes
+WEIGHTS = [((2, 3, 9, 11), 5, 1), ((1, 4, 6, 6), 4, 1), ((3, 2, 5, 5), 3, 1), ((2, 2, 13, 12), 3, 2),
+           ((1, 5, 16, 17), 3, 3), ((2, 6, 20, 19), 7, 1)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("item_tiles", [3, 196])
+@pytest.mark.parametrize("xp,c_out,dilation", WEIGHTS)
+def test_weight_gradient_matches_torch_and_both_transforms_agree(xp: tuple, c_out: int, dilation: int,
+                                                                 item_tiles: int, threads: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`winograd.grad_weight` against torch's weight gradient (float64), in items of a few
+    tiles or whole samples on one or two threads; the compiled and NumPy transforms give the
+    same bits."""
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", item_tiles)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+    rng = np.random.default_rng(sum(xp) + dilation)
+    x, w = rng.standard_normal(xp), rng.standard_normal((c_out, xp[1], 3, 3))
+    tw = torch.tensor(w, requires_grad=True)
+    y = TF.conv2d(torch.from_numpy(x), tw, dilation=dilation)
+    g = rng.standard_normal(y.shape)
+    y.backward(torch.from_numpy(g))
+    results = []
+    for compiled in ([True, False] if NUMBA else [False]):
+        with jit.enabled(compiled), threadpool_limits(threads, user_api="blas"):
+            results.append(winograd_module.grad_weight(x, g, dilation))
+    assert_close(results[0], tw.grad.numpy(), np.float64, "weight gradient")
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+def test_weight_gradient_through_conv2d(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv on the Winograd path with planes over 14² (so not im2col's weight gradient):
+    torch's gradients in float64 and float32, the same bits on every run on two threads."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", 5)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+    x, w = (2, 3, 17, 18), (4, 3, 3, 3)
+    assert conv_module._path(3, _geometry(), (19, 20), True) == "winograd"
+    assert not conv_module._small_winograd((17, 18))
+    rng = np.random.default_rng(13)
+    arrays = [rng.standard_normal(x), rng.standard_normal(w)]
+    compare(F.conv2d, TF.conv2d, arrays, {"padding": 1})
+    compare(F.conv2d, TF.conv2d, arrays, {"padding": 1}, dtype=np.float32)
+    xs, ws = (cs.tensor(a.astype(np.float32), requires_grad=True) for a in arrays)
+    runs = []
+    with threadpool_limits(2, user_api="blas"):
+        for _ in range(5):
+            ws.grad = None
+            (F.conv2d(xs, ws, padding=1) ** 2).sum().backward()
+            runs.append(ws.grad.copy())
+    assert all(np.array_equal(r, runs[0]) for r in runs)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_weight_gradient_non_finite_like_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite input cell: Winograd's weight gradient is not all finite, so the planar
+    path's makes it (torch's NaN and infinities, in torch's cells)."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 3, 16, 17))
+    x[1, 2, 7, 8] = np.inf
+    compare(F.conv2d, TF.conv2d, [x, rng.standard_normal((4, 3, 3, 3))], {"padding": 1})
+
+
+@pytest.mark.parametrize("compiled", TRANSFORMS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,size,channels,dilation", [(8, 30, 64, 1), (1, 58, 32, 1), (2, 32, 48, 2)])
+def test_weight_scratch_rule_matches_tracemalloc(n: int, size: int, channels: int, dilation: int, threads: int,
+                                                 compiled: bool) -> None:
+    """As test_scratch_rule_matches_tracemalloc, for :func:`winograd.grad_weight`."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    xp = rng.standard_normal((n, channels, size, size)).astype(np.float32)
+    out = (size - 2 * dilation,) * 2
+    g = rng.standard_normal((n, channels, *out)).astype(np.float32)
+    with threadpool_limits(threads, user_api="blas"), jit.enabled(compiled):
+        winograd_module.grad_weight(xp, g, dilation)
+        tracemalloc.start()
+        result = winograd_module.grad_weight(xp, g, dilation)
+        peak = tracemalloc.get_traced_memory()[1] - result.nbytes
+        tracemalloc.stop()
+        phase = tuple(-(-o // dilation) for o in out)
+        rule = 4 * winograd_module.weight_scratch_elements(n, channels, channels, phase, threads, 4, dilation ** 2)
+    assert peak <= 1.25 * rule + 80_000, (peak, rule)
+    if threads == 1:
+        assert peak >= 0.9 * rule - 80_000, (peak, rule)

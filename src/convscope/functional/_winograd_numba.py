@@ -119,3 +119,42 @@ def transform_output(m, y, first, top, e):  # noqa: ANN001, ANN201
                         out[2 * j + 1] = (e[1, j] - e[2, j]) - e[3, j]
                     if pairs < cols:  # an odd width: the last tile's first column only
                         out[2 * pairs] = (e[0, pairs] + e[1, pairs]) + e[2, pairs]
+
+
+@_compile
+def transform_gradient(g, first, top, m, t):  # noqa: ANN001, ANN201
+    """``A g Aᵀ`` of every 2×2 tile of the output gradient into ``m`` ``(4, 4, C_out, S, rows,
+    cols)``: tile ``(i, j)`` of sample ``s`` holds the cells of ``g[first + s]`` ``(C_out, H_o,
+    W_o)`` from row ``top + 2i`` and column ``2j`` (zero past ``g``'s edge). ``t`` ``(5, 2, cols)``
+    is scratch: a tile row's two rows of cells split by column parity, then their row pass."""
+    h, w = g.shape[2], g.shape[3]
+    channels, samples, rows, cols = m.shape[2], m.shape[3], m.shape[4], m.shape[5]
+    full = min(cols, w // 2)  # tiles whose two columns are both inside g
+    for s in range(samples):
+        for c in range(channels):
+            plane = g[first + s, c]
+            for i in range(rows):
+                for a in range(2):
+                    r = top + 2 * i + a
+                    for j in range(cols):
+                        t[a, 0, j] = 0
+                        t[a, 1, j] = 0
+                    if r < h:
+                        for j in range(full):
+                            t[a, 0, j] = plane[r, 2 * j]
+                            t[a, 1, j] = plane[r, 2 * j + 1]
+                        if full < cols:  # an odd width: the last tile's first column only
+                            t[a, 0, full] = plane[r, 2 * full]
+                for j in range(cols):  # the row pass, A down each column: g0, g0 + g1, g0 − g1, −g1
+                    for b in range(2):
+                        t[2, b, j] = t[0, b, j] + t[1, b, j]
+                        t[3, b, j] = t[0, b, j] - t[1, b, j]
+                        t[4, b, j] = -t[1, b, j]
+                for a in range(4):  # the column pass, · Aᵀ along each row
+                    k = 0 if a == 0 else a + 1
+                    out0, out1, out2, out3 = m[a, 0, c, s, i], m[a, 1, c, s, i], m[a, 2, c, s, i], m[a, 3, c, s, i]
+                    for j in range(cols):
+                        out0[j] = t[k, 0, j]
+                        out1[j] = t[k, 0, j] + t[k, 1, j]
+                        out2[j] = t[k, 0, j] - t[k, 1, j]
+                        out3[j] = -t[k, 1, j]

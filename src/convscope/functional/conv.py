@@ -1394,19 +1394,31 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
 
 
 def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """The planar path's; on the small planes only Winograd's forward takes from im2col
-    (:func:`_small_winograd`), im2col's over channels-last copies of ``xp`` and ``g``: 3×3 256
-    at 14² (N=8, 2 threads) 14.6 ms planar, 11.5 im2col's kernel."""
-    if not _small_winograd(g.shape[2:]):
+    """Winograd's (:func:`.winograd.grad_weight`, per dilation phase), or where it is not all
+    finite the planar path's (as :func:`_forward_winograd`). On the small planes only Winograd's
+    forward takes from im2col (:func:`_small_winograd`) im2col's over channels-last copies of
+    ``xp`` and ``g``, and 3-d convs the planar path's. Measured (N=8 unless said, 2 threads):
+    planar → Winograd 3×3 128 at 28² 13.8 → 8.0 ms, 64 at 56² 13.2 → 10.1, 48 at 56² 8.4 → 6.7,
+    64 at 224² (N=1) 23.7 → 21.1, d2 256 at 28² 50.8 → 39.8; but 256 at 14² 12.6 → 17.3, where
+    im2col's kernel takes 11.5 (planar 14.6)."""
+    if xp.ndim == 5:
         return _grad_weight_planar(xp, g, geo)
-    zeros = (0,) * (g.ndim - 2)
-    return _grad_weight_im2col(_layout(xp, zeros, zeros, "im2col"), _layout(g, zeros, zeros, "im2col"), geo)
+    if _small_winograd(g.shape[2:]):
+        zeros = (0,) * (g.ndim - 2)
+        return _grad_weight_im2col(_layout(xp, zeros, zeros, "im2col"), _layout(g, zeros, zeros, "im2col"), geo)
+    gw = winograd.grad_weight(xp, g, geo.dilation[0])
+    return gw if np.isfinite(gw).all() else _grad_weight_planar(xp, g, geo)
 
 
 def _dilation_phase(sizes: Sequence[int], geo: _Geometry) -> tuple[int, ...]:
     """The first (largest) dilation phase of ``sizes``: the cells a Winograd conv per phase
     takes at a time (:func:`.winograd.forward`)."""
     return tuple(-(-s // d) for s, d in zip(sizes, geo.dilation, strict=True))
+
+
+def _phase_count(geo: _Geometry) -> int:
+    """How many dilation phases a Winograd conv runs (one without a dilation)."""
+    return math.prod(geo.dilation)
 
 
 def _small_winograd(windows: Sequence[int]) -> bool:
@@ -1835,7 +1847,8 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     if path == "direct":  # matmuls straight into the output
         return 0
     if path == "winograd":  # a dilated conv's phases share the items' buffers: the first phase's are the largest
-        return winograd.scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item)
+        return winograd.scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item,
+                                         phases=_phase_count(geo))
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     if path == "planar":  # the input split into stride phases, per busy thread columns (and an output tile)
         flat = _FlatTaps(padded, geo, windows, split=True)
@@ -1861,7 +1874,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     if path == "direct":
         return 0
     if path == "winograd":  # a Winograd conv of g (per dilation phase), flipped weight
-        return winograd.scratch_elements(n, c_out, c, _dilation_phase(padded, geo), threads, item, flipped=True)
+        return winograd.scratch_elements(n, c_out, c, _dilation_phase(padded, geo), threads, item, flipped=True,
+                                         phases=_phase_count(geo))
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
     busy, positions = _tile_extent(tiles, threads)
     box = 0
@@ -1892,6 +1906,9 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     if path == "winograd" and _small_winograd(windows):  # im2col's, over channels-last copies of xp and g
         return n * (c * math.prod(padded) + c_out * math.prod(windows)) + _grad_weight_scratch(
             "im2col", n, c, c_out, padded, windows, geo, threads, item)
+    if path == "winograd" and len(windows) == 2:  # per dilation phase: the first is the largest
+        return winograd.weight_scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item,
+                                                _phase_count(geo))
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
     if path in ("planar", "winograd"):  # stride phases; columns, the output gradient spread to flat positions
         flat = _FlatTaps(padded, geo, windows, split=True)
@@ -1981,7 +1998,7 @@ def _unpadded_gradient_scratch(path: str, n: int, c: int, c_out: int, padded: tu
     if path in ("planar", "im2col"):
         return _flipped_scratch(path, n, c, c_out, padded, windows, geo, threads, item, before, after)
     size = _dilation_phase(_unpadded_size(padded, before, after), geo)
-    return winograd.scratch_elements(n, c_out, c, size, threads, item, flipped=True)
+    return winograd.scratch_elements(n, c_out, c, size, threads, item, flipped=True, phases=_phase_count(geo))
 
 
 @functools.lru_cache(maxsize=1024)

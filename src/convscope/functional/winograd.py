@@ -19,6 +19,7 @@ see ``conv._path``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from . import jit
 from .parallel import Scratch, in_flight, matmul, thread_count, tile_map
 
-__all__ = ["forward", "grad_input", "runs", "scratch_elements"]
+__all__ = ["forward", "grad_input", "grad_weight", "runs", "scratch_elements", "weight_scratch_elements"]
 
 # Tiles per item: matmuls over fewer tiles run slowly at many channels, transforms of more
 # spill out of cache at few (one thread, forward, tiles per item: 512 channels at 14² 100 ms
@@ -53,15 +54,16 @@ def _grid(size: int) -> int:
     return -(-size // 2)
 
 
-def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int) -> list[_Item]:
-    """Items of about ``_ITEM_TILES`` tiles (``channels`` = C + C_out: the transformed input
+def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int, most: int = _ITEM_TILES,
+           least: int = _MIN_ITEM_TILES) -> list[_Item]:
+    """Items of about ``most`` tiles (``channels`` = C + C_out: the transformed input
     and product within ``_ITEM_BYTES``): whole samples when one fits, else rows of tiles of
     one sample; with several threads about ``_ITEMS_PER_THREAD`` items each, none under
-    ``_MIN_ITEM_TILES`` tiles."""
+    ``least`` tiles."""
     rows, cols = _grid(out[0]), _grid(out[1])
-    budget = max(1, min(_ITEM_TILES, _ITEM_BYTES // (16 * channels * item)))
+    budget = max(1, min(most, _ITEM_BYTES // (16 * channels * item)))
     if threads > 1:
-        budget = min(budget, max(_MIN_ITEM_TILES, n * rows * cols // (threads * _ITEMS_PER_THREAD)))
+        budget = min(budget, max(least, n * rows * cols // (threads * _ITEMS_PER_THREAD)))
     if rows * cols <= budget:
         step = budget // (rows * cols)
         step = -(-n // -(-n // step))  # the same size for every item
@@ -188,6 +190,78 @@ def _convolve(parts: list[tuple[np.ndarray, np.ndarray]], pad: int, u: np.ndarra
     tile_map(run, jobs, threads)
 
 
+def _transform_gradient(g: np.ndarray, top: int, it: _Item, cols: int, scratch: Scratch) -> np.ndarray:
+    """``A g Aᵀ`` of every 2×2 tile of the output gradient ``g`` ``(N, C_out, H_o, W_o)`` in the
+    item (its rows from row ``top``; cells past ``g``'s edge zero): ``(16, C_out, S·rows·cols)``,
+    by NumPy (the compiled :func:`._winograd_numba.transform_gradient` gives the same bits)."""
+    samples, rows = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start
+    c_out = g.shape[1]
+    cells = scratch.zeros("g_cells", (2, 2, samples, c_out, rows, cols), g.dtype)  # [a, b, ...] = g[2i + a, 2j + b]
+    for a in range(2):
+        for b in range(2):
+            part = g[it.batch, :, top + a::2, b::2][:, :, :rows, :cols]
+            cells[a, b, :, :, :part.shape[2], :part.shape[3]] = part
+    t = scratch.take("g_rows", (3, 2, samples, c_out, rows, cols), g.dtype)  # the row pass: g0 + g1, g0 − g1, −g1
+    np.add(cells[0], cells[1], out=t[0])
+    np.subtract(cells[0], cells[1], out=t[1])
+    np.negative(cells[1], out=t[2])
+    m = scratch.take("gradient", (4, 4, c_out, samples, rows, cols), g.dtype)
+    for a, r in enumerate((cells[0], t[0], t[1], t[2])):  # the column pass
+        r = r.swapaxes(1, 2)  # (2, C_out, S, rows, cols)
+        m[a, 0] = r[0]
+        np.add(r[0], r[1], out=m[a, 1])
+        np.subtract(r[0], r[1], out=m[a, 2])
+        np.negative(r[1], out=m[a, 3])
+    return m.reshape(16, c_out, -1)
+
+
+def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
+    """Gradient of :func:`forward` (2-d) with respect to its weight, ``(C_out, C, 3, 3)``, for the
+    padded input ``xp`` ``(N, C, H, W)`` and the output gradient ``g`` ``(N, C_out, H − 2d, W −
+    2d)``: ``Gᵀ [Σ_tiles (A g Aᵀ) ⊙ (Bᵀ d B)] G``, the adjoint of the forward's transforms, so
+    the 16 products per (output, input channel) are one matmul over the tiles (2.25× fewer
+    multiply-adds than the windows'); per dilation phase with a dilation. Each thread sums the
+    partial products of a contiguous run of items in order, then the runs' sums are added in
+    order: the result does not depend on which thread ran first."""
+    c, c_out, dtype = xp.shape[1], g.shape[1], xp.dtype
+    threads = thread_count()
+    jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
+            for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
+    if not jobs:  # an empty batch
+        return np.zeros((c_out, c, 3, 3), dtype)
+    kernels = jit.kernels_for(dtype, "winograd")
+    scratch = Scratch()
+    step = -(-len(jobs) // threads)
+
+    def partial(job: tuple[np.ndarray, np.ndarray, _Item]) -> np.ndarray:
+        x, gp, it = job
+        samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(gp.shape[3])
+        if kernels is not None:
+            v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
+            kernels.transform_input(x, it.batch.start, 2 * it.rows.start, 0, v,
+                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
+                                    scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
+            m = scratch.take("gradient", (4, 4, c_out, samples, rows, cols), dtype)
+            kernels.transform_gradient(gp, it.batch.start, 2 * it.rows.start, m,
+                                       scratch.take("g_rows", (5, 2, cols), dtype))
+            v, m = v.reshape(16, c, -1), m.reshape(16, c_out, -1)
+        else:
+            v = _transform_input(_input_tiles(x, 0, gp.shape[2:], it, scratch), scratch)
+            m = _transform_gradient(gp, 2 * it.rows.start, it, cols, scratch)
+        return matmul(m, v.swapaxes(1, 2), out=scratch.take("partial", (16, c_out, c), dtype))
+
+    def run(first: int) -> np.ndarray:
+        total = partial(jobs[first]).copy()
+        for job in jobs[first + 1:first + step]:
+            total += partial(job)
+        return total
+
+    summed = functools.reduce(np.add, tile_map(run, range(0, len(jobs), step), threads))
+    back = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype)
+    gw = matmul(np.kron(back, back).T, summed.reshape(16, -1))  # Gᵀ · G, (9, C_out·C)
+    return np.ascontiguousarray(gw.reshape(3, 3, c_out, c).transpose(2, 3, 0, 1))
+
+
 # Output depths per item of a 3-d conv: its transformed input holds two slices more, each made
 # once (3×3×3 64 at 16×56², N=8, 2 threads: 341 / 334 / 338 ms with 2 / 4 / 8).
 _DEPTH_CHUNK = 4
@@ -280,19 +354,40 @@ def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: in
     return gx
 
 
+def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: int, item: int,
+                            phases: int = 1) -> int:
+    """Elements :func:`grad_weight` allocates besides the gradient it returns, for an output
+    of spatial size ``out`` (the first of ``phases`` dilation phases): per busy run its item's
+    transformed input and gradient with the transforms' scratch, the partial product and the
+    run's sum; the sum of the runs' sums, and the weight gradient before its final copy."""
+    items = _items(n, out, c + c_out, item, threads, least=_ITEM_TILES)
+    jobs = phases * len(items)
+    runs = -(-jobs // -(-jobs // threads))
+    it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    tiles = samples * rows * cols
+    per_run = 16 * (c + c_out) * tiles + 32 * c_out * c
+    if item in (4, 8) and jit.active():
+        per_run += 4 * (rows + 1) * (cols + 1) + 8 * rows * (cols + 1) + 10 * cols
+    else:
+        per_run += samples * c * 4 * (rows + 1) * (cols + 1) + 8 * samples * c * rows * (cols + 1) + 10 * c_out * tiles
+    return in_flight(runs, threads) * per_run + (16 * c_out * c if runs > 1 else 0) + 9 * c_out * c
+
+
 def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: int, item: int,
-                     flipped: bool = False) -> int:
+                     flipped: bool = False, phases: int = 1) -> int:
     """Elements :func:`forward` (or with ``flipped`` :func:`grad_input`) allocates besides its
     result for ``n`` samples of ``c`` channels in, ``c_out`` out and an output of spatial size
     ``out`` (2-d or 3-d) on ``threads`` threads: the transformed weight (made beside the copies of
     the flipped or 3-d weight in tap-major order, which are gone before the items run), and per
     busy thread its item's transform and product, with the NumPy transforms' parity-split tiles
     and the row passes of both transforms, or the compiled transforms' cells of a plane, their
-    row pass and a row of tiles. A 3-d item transforms ``_DEPTH_CHUNK`` + 2 slices of one sample."""
+    row pass and a row of tiles. A 3-d item transforms ``_DEPTH_CHUNK`` + 2 slices of one sample;
+    a dilated conv's items are those of ``phases`` phases (``out`` the first, the largest)."""
     depth = 1 if len(out) == 2 else min(_DEPTH_CHUNK, out[0])
     units = n if len(out) == 2 else n * -(-out[0] // depth)
     items = _items(units, out[-2:], c + c_out, item, threads)
-    busy = in_flight(len(items), threads)
+    busy = in_flight(phases * len(items), threads)
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[-1])
     if len(out) == 3:
