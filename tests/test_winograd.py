@@ -514,3 +514,62 @@ def test_weight_scratch_rule_matches_tracemalloc(n: int, size: int, channels: in
     assert peak <= 1.25 * rule + 80_000, (peak, rule)
     if threads == 1:
         assert peak >= 0.9 * rule - 80_000, (peak, rule)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("chunk", [1, 4])
+@pytest.mark.parametrize("item_tiles", [3, 196])
+@pytest.mark.parametrize("xp,c_out", [((2, 3, 6, 9, 11), 5), ((1, 4, 3, 6, 6), 4), ((2, 2, 9, 13, 12), 3)])
+def test_volume_weight_gradient_matches_torch(xp: tuple, c_out: int, item_tiles: int, chunk: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`winograd.grad_weight` of a 3×3×3 conv (each output depth against its three input
+    slices side by side), items of a few tiles or whole planes, one or four depths an item."""
+    monkeypatch.setattr(winograd_module, "_ITEM_TILES", item_tiles)
+    monkeypatch.setattr(winograd_module, "_MIN_ITEM_TILES", 1)
+    monkeypatch.setattr(winograd_module, "_DEPTH_CHUNK", chunk)
+    rng = np.random.default_rng(sum(xp))
+    x, w = rng.standard_normal(xp), rng.standard_normal((c_out, xp[1], 3, 3, 3))
+    tw = torch.tensor(w, requires_grad=True)
+    y = TF.conv3d(torch.from_numpy(x), tw)
+    g = rng.standard_normal(y.shape)
+    y.backward(torch.from_numpy(g))
+    with threadpool_limits(2, user_api="blas"):
+        assert_close(winograd_module.grad_weight(x, g), tw.grad.numpy(), np.float64, "weight gradient")
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,depth,size,channels", [(2, 9, 30, 32), (1, 3, 58, 16), (2, 3, 18, 8)])
+def test_volume_weight_scratch_rule_matches_tracemalloc(n: int, depth: int, size: int, channels: int,
+                                                        threads: int) -> None:
+    """As test_weight_scratch_rule_matches_tracemalloc, for 3×3×3 convs (one output depth too)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    xp = rng.standard_normal((n, channels, depth, size, size)).astype(np.float32)
+    out = (depth - 2, size - 2, size - 2)
+    g = rng.standard_normal((n, channels, *out)).astype(np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        winograd_module.grad_weight(xp, g)
+        tracemalloc.start()
+        result = winograd_module.grad_weight(xp, g)
+        peak = tracemalloc.get_traced_memory()[1] - result.nbytes
+        tracemalloc.stop()
+        rule = 4 * winograd_module.weight_scratch_elements(n, channels, channels, out, threads, 4)
+    assert peak <= 1.25 * rule + 80_000, (peak, rule)
+    if threads == 1:
+        assert peak >= 0.9 * rule - 80_000, (peak, rule)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+def test_volume_through_conv3d_and_its_memory_rules() -> None:
+    """A 3×3×3 conv on planes over 14² takes Winograd unforced, all three gradients with it:
+    torch's results (float64), and the scratch rules against tracemalloc (test_memory's check)."""
+    from test_memory import assert_scratch_rules_hold
+
+    x, w = (2, 16, 4, 16, 17), (8, 16, 3, 3, 3)
+    assert conv_module._path(16, _volume(), (6, 18, 19), True) == "winograd"
+    assert not conv_module._small_winograd((4, 16, 17))
+    rng = np.random.default_rng(15)
+    compare(F.conv3d, TF.conv3d, [rng.standard_normal(x), rng.standard_normal(w)], {"padding": 1})
+    assert_scratch_rules_hold(("winograd_3d", lambda a, b: F.conv3d(a, b, padding=1), [x], [("param", w)]))

@@ -1397,11 +1397,11 @@ def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.n
     """Winograd's (:func:`.winograd.grad_weight`, per dilation phase), or where it is not all
     finite the planar path's (as :func:`_forward_winograd`). On the small planes only Winograd's
     forward takes from im2col (:func:`_small_winograd`) im2col's over channels-last copies of
-    ``xp`` and ``g``, and 3-d convs the planar path's. Measured (N=8 unless said, 2 threads):
-    planar → Winograd 3×3 128 at 28² 13.8 → 8.0 ms, 64 at 56² 13.2 → 10.1, 48 at 56² 8.4 → 6.7,
-    64 at 224² (N=1) 23.7 → 21.1, d2 256 at 28² 50.8 → 39.8; but 256 at 14² 12.6 → 17.3, where
+    ``xp`` and ``g``. Measured (N=8 unless said, 2 threads): planar → Winograd 3×3 128 at 28²
+    13.8 → 8.0 ms, 64 at 56² 13.2 → 10.1, 48 at 56² 8.4 → 6.7, 64 at 224² (N=1) 23.7 → 21.1, d2
+    256 at 28² 50.8 → 39.8, 3×3×3 64 at 16×56² 645 → 493; but 256 at 14² 12.6 → 17.3, where
     im2col's kernel takes 11.5 (planar 14.6)."""
-    if xp.ndim == 5:
+    if xp.ndim == 5 and not winograd.runs(xp.dtype, xp.ndim):  # the compiled kernels switched off since
         return _grad_weight_planar(xp, g, geo)
     if _small_winograd(g.shape[2:]):
         zeros = (0,) * (g.ndim - 2)
@@ -1906,11 +1906,11 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     if path == "winograd" and _small_winograd(windows):  # im2col's, over channels-last copies of xp and g
         return n * (c * math.prod(padded) + c_out * math.prod(windows)) + _grad_weight_scratch(
             "im2col", n, c, c_out, padded, windows, geo, threads, item)
-    if path == "winograd" and len(windows) == 2:  # per dilation phase: the first is the largest
+    if path == "winograd":  # per dilation phase: the first is the largest
         return winograd.weight_scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item,
                                                 _phase_count(geo))
     tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
-    if path in ("planar", "winograd"):  # stride phases; columns, the output gradient spread to flat positions
+    if path == "planar":  # stride phases; columns, the output gradient spread to flat positions
         flat = _FlatTaps(padded, geo, windows, split=True)
         busy, size = _tile_extent(tiles, threads, flat)
         return _split_copy(flat, n, c, padded) + busy * (size * (c * taps + _planar_copy(tiles, windows, c_out))

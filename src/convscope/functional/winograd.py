@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -216,39 +217,30 @@ def _transform_gradient(g: np.ndarray, top: int, it: _Item, cols: int, scratch: 
 
 
 def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
-    """Gradient of :func:`forward` (2-d) with respect to its weight, ``(C_out, C, 3, 3)``, for the
+    """Gradient of :func:`forward` with respect to its weight, ``(C_out, C, 3, 3)``, for the
     padded input ``xp`` ``(N, C, H, W)`` and the output gradient ``g`` ``(N, C_out, H − 2d, W −
-    2d)``: ``Gᵀ [Σ_tiles (A g Aᵀ) ⊙ (Bᵀ d B)] G``, the adjoint of the forward's transforms, so
-    the 16 products per (output, input channel) are one matmul over the tiles (2.25× fewer
-    multiply-adds than the windows'); per dilation phase with a dilation. Each thread sums the
-    partial products of a contiguous run of items in order, then the runs' sums are added in
-    order: the result does not depend on which thread ran first."""
+    2d)`` (or ``(C_out, C, 3, 3, 3)`` of 3-d ones, where :func:`runs`): ``Gᵀ [Σ_tiles (A g Aᵀ) ⊙
+    (Bᵀ d B)] G``, the adjoint of the forward's transforms, so the 16 products per (output,
+    input channel) are one matmul over the tiles (2.25× fewer multiply-adds than the windows');
+    per dilation phase with a dilation; a 3-d output depth's against its three input slices side
+    by side (as :func:`_convolve_volume`). Each thread sums the partial products of a contiguous
+    run of items in order, then the runs' sums are added in order: the result does not depend
+    on which thread ran first."""
     c, c_out, dtype = xp.shape[1], g.shape[1], xp.dtype
-    threads = thread_count()
-    jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
-            for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
-    if not jobs:  # an empty batch
-        return np.zeros((c_out, c, 3, 3), dtype)
+    threads, scratch = thread_count(), Scratch()
     kernels = jit.kernels_for(dtype, "winograd")
-    scratch = Scratch()
+    if xp.ndim == 5:
+        chunks = _depth_chunks(g.shape[0], g.shape[2])
+        jobs = [(chunks, it) for it in _items(len(chunks), g.shape[3:], c + c_out, xp.itemsize, threads,
+                                              least=_ITEM_TILES)]
+        depth, partial = 3, lambda job: _volume_weight_partial(xp, g, *job, scratch, kernels)
+    else:
+        jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
+                for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
+        depth, partial = 1, lambda job: _weight_partial(*job, scratch, kernels)
+    if not jobs:  # an empty batch
+        return np.zeros((c_out, c) + (3,) * (xp.ndim - 2), dtype)
     step = -(-len(jobs) // threads)
-
-    def partial(job: tuple[np.ndarray, np.ndarray, _Item]) -> np.ndarray:
-        x, gp, it = job
-        samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(gp.shape[3])
-        if kernels is not None:
-            v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
-            kernels.transform_input(x, it.batch.start, 2 * it.rows.start, 0, v,
-                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
-                                    scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
-            m = scratch.take("gradient", (4, 4, c_out, samples, rows, cols), dtype)
-            kernels.transform_gradient(gp, it.batch.start, 2 * it.rows.start, m,
-                                       scratch.take("g_rows", (5, 2, cols), dtype))
-            v, m = v.reshape(16, c, -1), m.reshape(16, c_out, -1)
-        else:
-            v = _transform_input(_input_tiles(x, 0, gp.shape[2:], it, scratch), scratch)
-            m = _transform_gradient(gp, 2 * it.rows.start, it, cols, scratch)
-        return matmul(m, v.swapaxes(1, 2), out=scratch.take("partial", (16, c_out, c), dtype))
 
     def run(first: int) -> np.ndarray:
         total = partial(jobs[first]).copy()
@@ -258,8 +250,66 @@ def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
 
     summed = functools.reduce(np.add, tile_map(run, range(0, len(jobs), step), threads))
     back = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype)
-    gw = matmul(np.kron(back, back).T, summed.reshape(16, -1))  # Gᵀ · G, (9, C_out·C)
-    return np.ascontiguousarray(gw.reshape(3, 3, c_out, c).transpose(2, 3, 0, 1))
+    gw = matmul(np.kron(back, back).T, summed.reshape(16, -1))  # Gᵀ · G, (9, C_out·depth·C)
+    gw = gw.reshape(3, 3, c_out, depth, c).transpose(2, 4, 3, 0, 1)
+    return np.ascontiguousarray(gw if xp.ndim == 5 else gw[:, :, 0])
+
+
+def _transformed_pair(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The item's transformed input ``(16, C, T)`` of ``x`` (padded) and output gradient ``(16,
+    C_out, T)`` of ``gp`` (2-d)."""
+    c, c_out, dtype = x.shape[1], gp.shape[1], x.dtype
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(gp.shape[3])
+    if kernels is None:
+        return (_transform_input(_input_tiles(x, 0, gp.shape[2:], it, scratch), scratch),
+                _transform_gradient(gp, 2 * it.rows.start, it, cols, scratch))
+    v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
+    kernels.transform_input(x, it.batch.start, 2 * it.rows.start, 0, v,
+                            scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
+                            scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
+    m = scratch.take("gradient", (4, 4, c_out, samples, rows, cols), dtype)
+    kernels.transform_gradient(gp, it.batch.start, 2 * it.rows.start, m, scratch.take("g_rows", (5, 2, cols), dtype))
+    return v.reshape(16, c, -1), m.reshape(16, c_out, -1)
+
+
+def _weight_partial(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any) -> np.ndarray:
+    """``Σ (A g Aᵀ) ⊙ (Bᵀ d B)`` over a 2-d item's tiles: ``(16, C_out, C)``."""
+    v, m = _transformed_pair(x, gp, it, scratch, kernels)
+    return matmul(m, v.swapaxes(1, 2), out=scratch.take("partial", (16, gp.shape[1], x.shape[1]), x.dtype))
+
+
+def _volume_weight_partial(xp: np.ndarray, g: np.ndarray, chunks: list[tuple[int, int, int]], it: _Item,
+                           scratch: Scratch, kernels: Any) -> np.ndarray:
+    """``(16, C_out, 3·C)``: per output depth of the item's chunks, the transformed gradient of
+    its slice times the transforms of its three input slices side by side, summed in order (the
+    compiled transforms only, as :func:`_convolve_volume`)."""
+    c, c_out, dtype = xp.shape[1], g.shape[1], xp.dtype
+    rows, cols = it.rows.stop - it.rows.start, _grid(g.shape[4])
+    total = scratch.take("partial", (16, c_out, 3 * c), dtype)
+    started = False
+    for b, first, last in chunks[it.batch]:
+        v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), dtype)
+        kernels.transform_input(xp[b].swapaxes(0, 1), first, 2 * it.rows.start, 0, v,
+                                scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
+                                scratch.take("rows", (4, 2, rows, cols + 1), dtype), True)
+        v = v.reshape(16, -1, c, rows * cols)
+        for d in range(first, last):
+            m = scratch.take("gradient", (4, 4, c_out, 1, rows, cols), dtype)
+            kernels.transform_gradient(g[b:b + 1, :, d], 0, 2 * it.rows.start, m,
+                                       scratch.take("g_rows", (5, 2, cols), dtype))
+            stacked = v[:, d - first:d - first + 3].reshape(16, 3 * c, -1).swapaxes(1, 2)
+            if not started:
+                matmul(m.reshape(16, c_out, -1), stacked, out=total)
+                started = True
+            else:
+                total += matmul(m.reshape(16, c_out, -1), stacked, out=scratch.take("depth", total.shape, dtype))
+    return total
+
+
+def _depth_chunks(n: int, depth: int) -> list[tuple[int, int, int]]:
+    """``(sample, first, last)`` output depths of each 3-d item: ``_DEPTH_CHUNK`` at a time."""
+    return [(b, d, min(d + _DEPTH_CHUNK, depth)) for b in range(n) for d in range(0, depth, _DEPTH_CHUNK)]
 
 
 # Output depths per item of a 3-d conv: its transformed input holds two slices more, each made
@@ -279,7 +329,7 @@ def _convolve_volume(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> N
     for a row range of tiles, then runs a matmul and an output transform per depth."""
     n, c, depth = x.shape[:3]
     c_out, out = u.shape[1], y.shape[3:]
-    chunks = [(b, d, min(d + _DEPTH_CHUNK, y.shape[2])) for b in range(n) for d in range(0, y.shape[2], _DEPTH_CHUNK)]
+    chunks = _depth_chunks(n, y.shape[2])
     if not chunks:  # an empty batch
         return
     scratch, threads = Scratch(), thread_count()
@@ -354,24 +404,31 @@ def grad_input(g: np.ndarray, w: np.ndarray, padded: tuple[int, ...], before: in
     return gx
 
 
-def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, int], threads: int, item: int,
+def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: int, item: int,
                             phases: int = 1) -> int:
     """Elements :func:`grad_weight` allocates besides the gradient it returns, for an output
-    of spatial size ``out`` (the first of ``phases`` dilation phases): per busy run its item's
-    transformed input and gradient with the transforms' scratch, the partial product and the
-    run's sum; the sum of the runs' sums, and the weight gradient before its final copy."""
-    items = _items(n, out, c + c_out, item, threads, least=_ITEM_TILES)
+    of spatial size ``out`` (2-d: the first of ``phases`` dilation phases; or 3-d): per busy run
+    its item's transformed input and gradient with the transforms' scratch, the partial product
+    (3-d: and the next depth's) and the run's sum; the sum of the runs' sums, and the weight
+    gradient before its final copy."""
+    volume = len(out) == 3
+    units = n * -(-out[0] // _DEPTH_CHUNK) if volume else n
+    items = _items(units, out[-2:], c + c_out, item, threads, least=_ITEM_TILES)
     jobs = phases * len(items)
     runs = -(-jobs // -(-jobs // threads))
     it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
-    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[-1])
+    if volume:
+        samples = 1  # an item's (sample, depths) one at a time
     tiles = samples * rows * cols
-    per_run = 16 * (c + c_out) * tiles + 32 * c_out * c
+    slices = min(_DEPTH_CHUNK, out[0]) + 2 if volume else 1
+    weight = 16 * c_out * c * (3 if volume else 1)
+    per_run = 16 * (slices * c + c_out) * tiles + (3 if volume and out[0] > 1 else 2) * weight
     if item in (4, 8) and jit.active():
         per_run += 4 * (rows + 1) * (cols + 1) + 8 * rows * (cols + 1) + 10 * cols
     else:
         per_run += samples * c * 4 * (rows + 1) * (cols + 1) + 8 * samples * c * rows * (cols + 1) + 10 * c_out * tiles
-    return in_flight(runs, threads) * per_run + (16 * c_out * c if runs > 1 else 0) + 9 * c_out * c
+    return in_flight(runs, threads) * per_run + (weight if runs > 1 else 0) + weight * 9 // 16
 
 
 def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: int, item: int,
