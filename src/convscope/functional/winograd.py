@@ -156,6 +156,21 @@ def _transform_output(m: np.ndarray, y: np.ndarray, shape: tuple[int, int, int],
                 target -= p[3]
 
 
+def _transformed_input(x: np.ndarray, pad: int, out: tuple[int, int], it: _Item, scratch: Scratch,
+                       kernels: Any) -> np.ndarray:
+    """``Bᵀ d B`` of the item's tiles of ``x`` ``(N, C, H, W)`` (``pad`` zero cells before each
+    spatial dim) for an output of spatial size ``out``: ``(16, C, S·rows·cols)``, by the compiled
+    ``kernels`` or (``None``) NumPy."""
+    if kernels is None:
+        return _transform_input(_input_tiles(x, pad, out, it, scratch), scratch)
+    samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[1])
+    v = scratch.take("input", (4, 4, x.shape[1], samples, rows, cols), x.dtype)
+    kernels.transform_input(x, it.batch.start, 2 * it.rows.start - pad, -pad, v,
+                            scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype),
+                            scratch.take("rows", (4, 2, rows, cols + 1), x.dtype), False)
+    return v.reshape(16, x.shape[1], -1)
+
+
 def _convolve(parts: list[tuple[np.ndarray, np.ndarray]], pad: int, u: np.ndarray) -> None:
     """For each ``(x, y)`` of ``parts`` (a conv's dilation phases, largest first: one set of
     items over all of them), ``y`` ``(N, C_out, H_o, W_o)`` = the correlation of ``x`` ``(N, C,
@@ -172,14 +187,7 @@ def _convolve(parts: list[tuple[np.ndarray, np.ndarray]], pad: int, u: np.ndarra
     def run(job: tuple[np.ndarray, np.ndarray, _Item]) -> None:
         x, y, it = job
         samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(y.shape[3])
-        if kernels is not None:
-            v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
-            kernels.transform_input(x, it.batch.start, 2 * it.rows.start - pad, -pad, v,
-                                    scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
-                                    scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
-            v = v.reshape(16, c, -1)
-        else:
-            v = _transform_input(_input_tiles(x, pad, y.shape[2:], it, scratch), scratch)
+        v = _transformed_input(x, pad, y.shape[2:], it, scratch, kernels)
         m = matmul(u, v, out=scratch.take("product", (16, c_out, v.shape[2]), dtype))
         if kernels is not None:
             kernels.transform_output(m.reshape(4, 4, c_out, samples, rows, cols), y, it.batch.start,
@@ -233,7 +241,8 @@ def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
         chunks = _depth_chunks(g.shape[0], g.shape[2])
         jobs = [(chunks, it) for it in _items(len(chunks), g.shape[3:], c + c_out, xp.itemsize, threads,
                                               least=_ITEM_TILES)]
-        depth, partial = 3, lambda job: _volume_weight_partial(xp, g, *job, scratch, kernels)
+        largest = (min(_DEPTH_CHUNK, g.shape[2]) + 2, max((it.rows.stop - it.rows.start for _, it in jobs), default=0))
+        depth, partial = 3, lambda job: _volume_weight_partial(xp, g, *job, largest, scratch, kernels)
     else:
         jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
                 for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
@@ -259,18 +268,13 @@ def _transformed_pair(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The item's transformed input ``(16, C, T)`` of ``x`` (padded) and output gradient ``(16,
     C_out, T)`` of ``gp`` (2-d)."""
-    c, c_out, dtype = x.shape[1], gp.shape[1], x.dtype
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(gp.shape[3])
+    v = _transformed_input(x, 0, gp.shape[2:], it, scratch, kernels)
     if kernels is None:
-        return (_transform_input(_input_tiles(x, 0, gp.shape[2:], it, scratch), scratch),
-                _transform_gradient(gp, 2 * it.rows.start, it, cols, scratch))
-    v = scratch.take("input", (4, 4, c, samples, rows, cols), dtype)
-    kernels.transform_input(x, it.batch.start, 2 * it.rows.start, 0, v,
-                            scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
-                            scratch.take("rows", (4, 2, rows, cols + 1), dtype), False)
-    m = scratch.take("gradient", (4, 4, c_out, samples, rows, cols), dtype)
-    kernels.transform_gradient(gp, it.batch.start, 2 * it.rows.start, m, scratch.take("g_rows", (5, 2, cols), dtype))
-    return v.reshape(16, c, -1), m.reshape(16, c_out, -1)
+        return v, _transform_gradient(gp, 2 * it.rows.start, it, cols, scratch)
+    m = scratch.take("gradient", (4, 4, gp.shape[1], samples, rows, cols), gp.dtype)
+    kernels.transform_gradient(gp, it.batch.start, 2 * it.rows.start, m, scratch.take("g_rows", (5, 2, cols), gp.dtype))
+    return v, m.reshape(16, gp.shape[1], -1)
 
 
 def _weight_partial(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any) -> np.ndarray:
@@ -280,12 +284,16 @@ def _weight_partial(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, 
 
 
 def _volume_weight_partial(xp: np.ndarray, g: np.ndarray, chunks: list[tuple[int, int, int]], it: _Item,
-                           scratch: Scratch, kernels: Any) -> np.ndarray:
+                           largest: tuple[int, int], scratch: Scratch, kernels: Any) -> np.ndarray:
     """``(16, C_out, 3·C)``: per output depth of the item's chunks, the transformed gradient of
     its slice times the transforms of its three input slices side by side, summed in order (the
-    compiled transforms only, as :func:`_convolve_volume`)."""
+    compiled transforms only, as :func:`_convolve_volume`). ``largest``: the most slices and
+    rows of tiles of any item."""
     c, c_out, dtype = xp.shape[1], g.shape[1], xp.dtype
     rows, cols = it.rows.stop - it.rows.start, _grid(g.shape[4])
+    slices, most = largest  # the largest buffers first: a sample's last chunk, or last rows, may have fewer
+    scratch.take("input", (4, 4, slices, c, most, cols), dtype)
+    scratch.take("gradient", (4, 4, c_out, 1, most, cols), dtype)
     total = scratch.take("partial", (16, c_out, 3 * c), dtype)
     started = False
     for b, first, last in chunks[it.batch]:
