@@ -307,7 +307,8 @@ _WINOGRAD_SMALL_PLANE = 14
 # With the compiled transforms (:mod:`._winograd_numba`: one pass over a tile row in cache,
 # bit for bit the NumPy transforms' sums), Winograd pays from fewer channels: (channels,
 # smallest plane) pairs from which it is taken. Measured (N=8 unless stated, 2 threads,
-# forward / input and weight gradients, the path before → Winograd): 3×3 64 at 224² (N=1)
+# forward / input and weight gradients, the weight's then still planar's; the path before →
+# Winograd): 3×3 64 at 224² (N=1)
 # 28.5 / 49.9 → 17.9 / 41.1 ms, 64 at 56² 15.3 / 29.4 → 11.6 / 23.2, 48 at 56² 9.8 / 18.4 →
 # 8.5 / 15.6, 96 at 28² 8.8 / 16.7 → 5.9 / 13.5, 64 at 28² 4.4 / 7.7 → 3.2 / 7.1, 128 at 14²
 # 4.1 / 7.8 → 3.8 / 7.1; but 32 at 56² 5.5 → 5.7 forward, 64 at 14² even, 128 at 14² (N=1)
@@ -1395,13 +1396,13 @@ def _grad_weight(xp: np.ndarray, g: np.ndarray, geo: _Geometry, path: str) -> np
 
 def _grad_weight_winograd(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """Winograd's (:func:`.winograd.grad_weight`, per dilation phase), or where it is not all
-    finite the planar path's (as :func:`_forward_winograd`). On the small planes only Winograd's
-    forward takes from im2col (:func:`_small_winograd`) im2col's over channels-last copies of
-    ``xp`` and ``g``. Measured (N=8 unless said, 2 threads): planar → Winograd 3×3 128 at 28²
+    finite the planar path's (as :func:`_forward_winograd`). Convs on small planes
+    (:func:`_small_winograd`) take im2col's kernel over channels-last copies of ``xp`` and
+    ``g`` instead. Measured (N=8 unless said, 2 threads): planar → Winograd 3×3 128 at 28²
     13.8 → 8.0 ms, 64 at 56² 13.2 → 10.1, 48 at 56² 8.4 → 6.7, 64 at 224² (N=1) 23.7 → 21.1, d2
     256 at 28² 50.8 → 39.8, 3×3×3 64 at 16×56² 645 → 493; but 256 at 14² 12.6 → 17.3, where
     im2col's kernel takes 11.5 (planar 14.6)."""
-    if xp.ndim == 5 and not winograd.runs(xp.dtype, xp.ndim):  # the compiled kernels switched off since
+    if xp.ndim == 5 and not winograd.runs(xp.dtype, xp.ndim):  # its kernels switched off since the forward
         return _grad_weight_planar(xp, g, geo)
     if _small_winograd(g.shape[2:]):
         zeros = (0,) * (g.ndim - 2)
