@@ -242,26 +242,28 @@ def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
         jobs = [(chunks, it) for it in _items(len(chunks), g.shape[3:], c + c_out, xp.itemsize, threads,
                                               least=_ITEM_TILES)]
         largest = (min(_DEPTH_CHUNK, g.shape[2]) + 2, max((it.rows.stop - it.rows.start for _, it in jobs), default=0))
-        depth, partial = 3, lambda job: _volume_weight_partial(xp, g, *job, largest, scratch, kernels)
+        depth, partial = 3, lambda job, out: _volume_weight_partial(xp, g, *job, largest, scratch, kernels, out)
     else:
         jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
                 for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
-        depth, partial = 1, lambda job: _weight_partial(*job, scratch, kernels)
+        depth, partial = 1, lambda job, out: _weight_partial(*job, scratch, kernels, out)
     if not jobs:  # an empty batch
         return np.zeros((c_out, c) + (3,) * (xp.ndim - 2), dtype)
     step = -(-len(jobs) // threads)
+    shape = (16, c_out, depth * c)
 
     def run(first: int) -> np.ndarray:
-        total = partial(jobs[first]).copy()
+        total = partial(jobs[first], np.empty(shape, dtype))
         for job in jobs[first + 1:first + step]:
-            total += partial(job)
+            total += partial(job, scratch.take("partial", shape, dtype))
         return total
 
     summed = functools.reduce(np.add, tile_map(run, range(0, len(jobs), step), threads))
     back = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype)
-    gw = matmul(np.kron(back, back).T, summed.reshape(16, -1))  # Gᵀ · G, (9, C_out·depth·C)
-    gw = gw.reshape(3, 3, c_out, depth, c).transpose(2, 4, 3, 0, 1)
-    return np.ascontiguousarray(gw if xp.ndim == 5 else gw[:, :, 0])
+    gw = matmul(summed.reshape(16, -1).T, np.kron(back, back))  # Gᵀ · G, (C_out·depth·C, 9): the result's order
+    if xp.ndim == 4:
+        return gw.reshape(c_out, c, 3, 3)
+    return np.ascontiguousarray(gw.reshape(c_out, depth, c, 3, 3).swapaxes(1, 2))
 
 
 def _transformed_pair(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any
@@ -277,24 +279,25 @@ def _transformed_pair(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch
     return v, m.reshape(16, gp.shape[1], -1)
 
 
-def _weight_partial(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any) -> np.ndarray:
-    """``Σ (A g Aᵀ) ⊙ (Bᵀ d B)`` over a 2-d item's tiles: ``(16, C_out, C)``."""
+def _weight_partial(x: np.ndarray, gp: np.ndarray, it: _Item, scratch: Scratch, kernels: Any,
+                    out: np.ndarray) -> np.ndarray:
+    """``Σ (A g Aᵀ) ⊙ (Bᵀ d B)`` over a 2-d item's tiles, into ``out`` ``(16, C_out, C)``."""
     v, m = _transformed_pair(x, gp, it, scratch, kernels)
-    return matmul(m, v.swapaxes(1, 2), out=scratch.take("partial", (16, gp.shape[1], x.shape[1]), x.dtype))
+    return matmul(m, v.swapaxes(1, 2), out=out)
 
 
 def _volume_weight_partial(xp: np.ndarray, g: np.ndarray, chunks: list[tuple[int, int, int]], it: _Item,
-                           largest: tuple[int, int], scratch: Scratch, kernels: Any) -> np.ndarray:
-    """``(16, C_out, 3·C)``: per output depth of the item's chunks, the transformed gradient of
-    its slice times the transforms of its three input slices side by side, summed in order (the
-    compiled transforms only, as :func:`_convolve_volume`). ``largest``: the most slices and
-    rows of tiles of any item."""
+                           largest: tuple[int, int], scratch: Scratch, kernels: Any, out: np.ndarray) -> np.ndarray:
+    """Into ``out`` ``(16, C_out, 3·C)``: per output depth of the item's chunks, the transformed
+    gradient of its slice times the transforms of its three input slices side by side, summed
+    in order (the compiled transforms only, as :func:`_convolve_volume`). ``largest``: the most
+    slices and rows of tiles of any item."""
     c, c_out, dtype = xp.shape[1], g.shape[1], xp.dtype
     rows, cols = it.rows.stop - it.rows.start, _grid(g.shape[4])
     slices, most = largest  # the largest buffers first: a sample's last chunk, or last rows, may have fewer
     scratch.take("input", (4, 4, slices, c, most, cols), dtype)
     scratch.take("gradient", (4, 4, c_out, 1, most, cols), dtype)
-    total = scratch.take("partial", (16, c_out, 3 * c), dtype)
+    total = out
     started = False
     for b, first, last in chunks[it.batch]:
         v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), dtype)
@@ -417,8 +420,8 @@ def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], th
     """Elements :func:`grad_weight` allocates besides the gradient it returns, for an output
     of spatial size ``out`` (2-d: the first of ``phases`` dilation phases; or 3-d): per busy run
     its item's transformed input and gradient with the transforms' scratch, the partial product
-    (3-d: and the next depth's) and the run's sum; the sum of the runs' sums, and the weight
-    gradient before its final copy."""
+    (3-d: and the next depth's) and the run's sum; the sum of the runs' sums, and (3-d) the
+    weight gradient before its final copy."""
     volume = len(out) == 3
     units = n * -(-out[0] // _DEPTH_CHUNK) if volume else n
     items = _items(units, out[-2:], c + c_out, item, threads, least=_ITEM_TILES)
@@ -431,12 +434,14 @@ def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], th
     tiles = samples * rows * cols
     slices = min(_DEPTH_CHUNK, out[0]) + 2 if volume else 1
     weight = 16 * c_out * c * (3 if volume else 1)
-    per_run = 16 * (slices * c + c_out) * tiles + (3 if volume and out[0] > 1 else 2) * weight
+    # the run's sum, a partial product from its second item on, a depth's beside a 3-d item's sum
+    sums = 1 + (jobs > threads) + (volume and out[0] > 1)
+    per_run = 16 * (slices * c + c_out) * tiles + sums * weight
     if item in (4, 8) and jit.active():
         per_run += 4 * (rows + 1) * (cols + 1) + 8 * rows * (cols + 1) + 10 * cols
     else:
         per_run += samples * c * 4 * (rows + 1) * (cols + 1) + 8 * samples * c * rows * (cols + 1) + 10 * c_out * tiles
-    return in_flight(runs, threads) * per_run + (weight if runs > 1 else 0) + weight * 9 // 16
+    return in_flight(runs, threads) * per_run + (weight if runs > 1 else 0) + (weight * 9 // 16 if volume else 0)
 
 
 def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: int, item: int,
