@@ -3,11 +3,12 @@
 Not part of the API: :mod:`.winograd` calls these through
 :func:`convscope.functional.jit.kernels` (``"winograd"``) for one item (samples, rows of
 tiles) at a time, on :func:`~convscope.functional.parallel.tile_map`'s threads (the kernels
-release the GIL). The NumPy transforms make a parity-split copy of the item's cells, then run
-a row pass and a column pass over all of it, each a dozen array operations through memory;
-these read the input once, a tile row at a time in cache, and write each transformed value
-once. Every value is the same sum in the same order as the NumPy transforms' (additions and
-subtractions only, no fast-math), so both give the same bits.
+release the GIL): the input's transform ``Bᵀ d B``, the output's ``Aᵀ m A`` and the output
+gradient's ``A g Aᵀ`` (for the weight gradient). The NumPy transforms make a parity-split copy
+of the item's cells, then run a row pass and a column pass over all of it, each a dozen array
+operations through memory; these read the input once, a plane at a time in cache, and write
+each transformed value once. Every value is the same sum in the same order as the NumPy
+transforms' (additions and subtractions only, no fast-math), so both give the same bits.
 """
 
 from __future__ import annotations
