@@ -156,6 +156,17 @@ def _transform_output(m: np.ndarray, y: np.ndarray, shape: tuple[int, int, int],
                 target -= p[3]
 
 
+def _largest_first(jobs: list[tuple[np.ndarray, np.ndarray, _Item]]) -> list[tuple[np.ndarray, np.ndarray, _Item]]:
+    """``(x, y, item)`` jobs with the most tiles first (in order otherwise): threads take them in
+    turn, so a thread's first item is its largest and its scratch buffers (the memory rules'
+    largest item) are never made again bigger (a sample's shorter last rows, a smaller phase)."""
+    def tiles(job: tuple[np.ndarray, np.ndarray, _Item]) -> int:
+        _, y, it = job
+        return (it.batch.stop - it.batch.start) * (it.rows.stop - it.rows.start) * _grid(y.shape[3])
+
+    return sorted(jobs, key=lambda job: -tiles(job))
+
+
 def _transformed_input(x: np.ndarray, pad: int, out: tuple[int, int], it: _Item, scratch: Scratch,
                        kernels: Any) -> np.ndarray:
     """``Bᵀ d B`` of the item's tiles of ``x`` ``(N, C, H, W)`` (``pad`` zero cells before each
@@ -181,7 +192,8 @@ def _convolve(parts: list[tuple[np.ndarray, np.ndarray]], pad: int, u: np.ndarra
     c, c_out = u.shape[2], u.shape[1]
     dtype = parts[0][0].dtype
     scratch, threads = Scratch(), thread_count()
-    jobs = [(x, y, it) for x, y in parts for it in _items(x.shape[0], y.shape[2:], c + c_out, x.itemsize, threads)]
+    jobs = _largest_first([(x, y, it) for x, y in parts
+                           for it in _items(x.shape[0], y.shape[2:], c + c_out, x.itemsize, threads)])
     kernels = jit.kernels_for(dtype, "winograd")  # the compiled transforms, or None: NumPy's
 
     def run(job: tuple[np.ndarray, np.ndarray, _Item]) -> None:
@@ -244,8 +256,9 @@ def grad_weight(xp: np.ndarray, g: np.ndarray, dilation: int = 1) -> np.ndarray:
         largest = (min(_DEPTH_CHUNK, g.shape[2]) + 2, max((it.rows.stop - it.rows.start for _, it in jobs), default=0))
         depth, partial = 3, lambda job, out: _volume_weight_partial(xp, g, *job, largest, scratch, kernels, out)
     else:
-        jobs = [(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: the matmuls' K
-                for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads, least=_ITEM_TILES)]
+        jobs = _largest_first([(x, gp, it) for x, gp in _phases(xp, g, dilation)  # none under _ITEM_TILES: K
+                               for it in _items(x.shape[0], gp.shape[2:], c + c_out, xp.itemsize, threads,
+                                                least=_ITEM_TILES)])
         depth, partial = 1, lambda job, out: _weight_partial(*job, scratch, kernels, out)
     if not jobs:  # an empty batch
         return np.zeros((c_out, c) + (3,) * (xp.ndim - 2), dtype)
