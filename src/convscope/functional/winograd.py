@@ -313,11 +313,7 @@ def _volume_weight_partial(xp: np.ndarray, g: np.ndarray, chunks: list[tuple[int
     total = out
     started = False
     for b, first, last in chunks[it.batch]:
-        v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), dtype)
-        kernels.transform_input(xp[b].swapaxes(0, 1), first, 2 * it.rows.start, 0, v,
-                                scratch.take("cells", (2, 2, rows + 1, cols + 1), dtype),
-                                scratch.take("rows", (4, 2, rows, cols + 1), dtype), True)
-        v = v.reshape(16, -1, c, rows * cols)
+        v = _transformed_slices(xp, b, first, last, 0, it, cols, scratch, kernels)
         for d in range(first, last):
             m = scratch.take("gradient", (4, 4, c_out, 1, rows, cols), dtype)
             kernels.transform_gradient(g[b:b + 1, :, d], 0, 2 * it.rows.start, m,
@@ -329,6 +325,19 @@ def _volume_weight_partial(xp: np.ndarray, g: np.ndarray, chunks: list[tuple[int
             else:
                 total += matmul(m.reshape(16, c_out, -1), stacked, out=scratch.take("depth", total.shape, dtype))
     return total
+
+
+def _transformed_slices(x: np.ndarray, b: int, first: int, last: int, pad: int, it: _Item, cols: int,
+                        scratch: Scratch, kernels: Any) -> np.ndarray:
+    """``Bᵀ d B`` of the depth slices of sample ``b`` of ``x`` ``(N, C, D, H, W)`` (``pad`` zero
+    cells before each spatial dim) that output depths ``first <= d < last`` read, over the item's
+    rows of ``cols`` tiles: ``(16, last − first + 2, C, rows·cols)``, by the compiled transforms."""
+    c, rows = x.shape[1], it.rows.stop - it.rows.start
+    v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), x.dtype)
+    kernels.transform_input(x[b].swapaxes(0, 1), first - pad, 2 * it.rows.start - pad, -pad, v,
+                            scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype),
+                            scratch.take("rows", (4, 2, rows, cols + 1), x.dtype), True)
+    return v.reshape(16, -1, c, rows * cols)
 
 
 def _depth_chunks(n: int, depth: int) -> list[tuple[int, int, int]]:
@@ -367,13 +376,8 @@ def _convolve_volume(x: np.ndarray, pad: int, u: np.ndarray, y: np.ndarray) -> N
         # the largest buffers first: a sample's last chunk, or last rows, may have fewer
         scratch.take("input", (4, 4, slices, c, most, cols), x.dtype)
         scratch.take("product", (16, c_out, most * cols), x.dtype)
-        cells = scratch.take("cells", (2, 2, rows + 1, cols + 1), x.dtype)
-        passed = scratch.take("rows", (4, 2, rows, cols + 1), x.dtype)
         for b, first, last in chunks[it.batch]:
-            v = scratch.take("input", (4, 4, last - first + 2, c, rows, cols), x.dtype)
-            kernels.transform_input(x[b].swapaxes(0, 1), first - pad, 2 * it.rows.start - pad, -pad, v, cells, passed,
-                                    True)
-            v = v.reshape(16, -1, c, rows * cols)
+            v = _transformed_slices(x, b, first, last, pad, it, cols, scratch, kernels)
             for d in range(first, last):
                 m = matmul(u, v[:, d - first:d - first + 3].reshape(16, 3 * c, -1),
                            out=scratch.take("product", (16, c_out, rows * cols), x.dtype))
