@@ -349,7 +349,7 @@ def _path(per_group: int, geo: _Geometry, padded: Sequence[int] | None = None, c
         return "planar" if per_group < _STRIDED_PLANAR_CHANNELS or max(geo.kernel) == 1 else "im2col"
     if padded is not None:
         windows = tuple(p - span(k, d) + 1 for p, k, d in zip(padded, geo.kernel, geo.dilation, strict=True))
-        length = _FlatTaps(padded, geo, windows).length
+        length = _flat_length(padded, windows)
         planar = per_group < _PLANAR_CHANNELS or length <= _PLANAR_WASTE * math.prod(windows)
         if _winograd(per_group, geo, windows, planar, compiled):
             return "winograd"
@@ -488,6 +488,13 @@ def _from_gemm_weight(gw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(groups, per_out, taps, shape[1]).swapaxes(2, 3).reshape(shape))
 
 
+def _flat_length(sizes: Sequence[int], windows: Sequence[int]) -> int:
+    """Flat positions from the first window to the last, inclusive, of row-major planes of
+    ``sizes`` (:class:`_FlatTaps`' runs, unsplit: those of the windows and of the cells past
+    each row's last window)."""
+    return sum((o - 1) * math.prod(sizes[i + 1:]) for i, o in enumerate(windows)) + 1
+
+
 class _FlatTaps:
     """Kernel taps as shifts of a flattened padded plane, for one stride ``s`` in all dims (or,
     split into stride phases, any strides).
@@ -526,7 +533,7 @@ class _FlatTaps:
         shares = [[t % c * math.prod(counts[i + 1:]) * plane + t * d // s * p for t in range(k)]
                   for i, (k, c, d, s, p) in enumerate(zip(geo.kernel, counts, geo.dilation, by, pitch, strict=True))]
         self.offsets = [sum(parts) for parts in itertools.product(*shares)]
-        self.length = sum((o - 1) * p for o, p in zip(windows, pitch, strict=True)) + 1
+        self.length = _flat_length(sizes, windows)
 
     def planes(self, xp: np.ndarray, groups: int) -> np.ndarray:
         """``(N, C, *padded)`` -> ``(N, G, C/G, flat)``, C-contiguous: the padded planes (a copy
@@ -2041,7 +2048,7 @@ def _depthwise_rows(n: int, c_out: int, padded: tuple[int, ...], windows: tuple[
                     threads: int) -> tuple[int, int, int]:
     """Elements of the depthwise tap loop's wide rows ``(n·G, C_out/G, flat)``, of the busy
     threads' block-sized products, and of their per-row sums."""
-    length = _FlatTaps(padded, geo, windows).length
+    length = _flat_length(padded, windows)
     rows, row = n * geo.groups, c_out // geo.groups * length
     step = max(1, min(rows, _BLOCK_ELEMENTS // row))
     busy = in_flight(-(-rows // step), threads)
