@@ -95,6 +95,23 @@ def test_gradient_at_kink(name, kwargs, point, expected):
     assert x.grad[0] == expected
 
 
+SPECIAL = [np.nan, -np.nan, -np.inf, np.inf, -0.0, 0.0, -1.5, 1.5, 1e-30, -1e-30]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("slope", [None, 0.01, -0.5, 1.0, 2.0, 0.0])
+def test_relu_and_leaky_relu_give_torchs_bits(slope, dtype):
+    """Bit for bit, signed zeros and NaN signs included (ReLU keeps −0.0, as torch does)."""
+    x = np.array(SPECIAL * 3, dtype)
+    ours = F.relu if slope is None else (lambda a: F.leaky_relu(a, slope))
+    theirs = torch.relu if slope is None else (lambda t: TF.leaky_relu(t, slope))
+    with np.errstate(invalid="ignore"):  # inf·0 with a zero slope, as torch computes it
+        got = ours(cs.tensor(x)).data
+    want = theirs(torch.from_numpy(x)).numpy()
+    bits = f"u{x.itemsize}"
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, -1.0, 1.0])
     for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu",

@@ -24,7 +24,17 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import astype, unary
-from ..rules import NO_FIELD, Field, cost_rule, elementwise_saved, field_rule, per_element, same_field, saved_rule
+from ..rules import (
+    NO_FIELD,
+    Field,
+    Saved,
+    cost_rule,
+    elementwise_saved,
+    field_rule,
+    per_element,
+    same_field,
+    saved_rule,
+)
 from ..tensor import Tensor, make_result
 
 __all__ = [
@@ -85,10 +95,27 @@ def _zero_where(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.bitwise_and(g.view(bits), keep, out=keep).view(g.dtype)
 
 
+def _relu(a: np.ndarray) -> np.ndarray:
+    """``max(a, 0)`` with torch's bits: NaN passes, −0.0 stays −0.0. For floats, NumPy's clip:
+    ``np.maximum(a, 0)`` runs an unvectorised loop for its scalar operand (a float32 ReLU of
+    64×112² took 295 µs, the clip 87 µs) and turns −0.0 into +0.0."""
+    return np.clip(a, 0, np.inf) if a.dtype.kind == "f" else np.maximum(a, 0)
+
+
+def _leaky(a: np.ndarray, slope: float) -> np.ndarray:
+    """``a`` where ``a > 0``, else ``slope·a`` (NaN passes): for a non-zero finite slope the
+    larger of ``a`` and ``slope·a`` (up to 1) or the smaller (above), ~10× faster than
+    ``np.where`` on a random mask; a zero slope would take ``inf·0 = NaN`` for ``a = inf``."""
+    if a.dtype.kind != "f" or slope == 0 or not math.isfinite(slope):
+        return np.where(a > 0, a, a * slope)
+    scaled = np.multiply(a, slope, out=np.empty_like(a))  # an array also for a 0-d input
+    return (np.maximum if slope <= 1 else np.minimum)(a, scaled, out=scaled)
+
+
 # --- piecewise-linear -----------------------------------------------------------------------
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """``max(x, 0)``; the gradient at 0 is 0 (NaN passes through, as in torch)."""
-    return unary("relu", input, lambda a: np.maximum(a, 0), lambda g, a, o: _zero_where(o <= 0, g))
+    return unary("relu", input, _relu, lambda g, a, o: _zero_where(o <= 0, g))
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
@@ -107,7 +134,7 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``x`` for ``x > 0``, else ``negative_slope·x``; the gradient at 0 is the slope."""
-    return unary("leaky_relu", input, lambda a: np.where(a > 0, a, a * negative_slope),
+    return unary("leaky_relu", input, lambda a: _leaky(a, negative_slope),
                  lambda g, a, o: np.where(a > 0, g, g * negative_slope), attrs={"negative_slope": negative_slope})
 
 
@@ -308,7 +335,17 @@ def _softmax_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Te
 # both); the scratch counts are the output-sized temporaries of the NumPy expressions above,
 # measured (tests/test_memory.py checks them).
 saved_rule("relu", "hardtanh")(elementwise_saved(backward=0.25))  # a bool mask (NumPy reuses temporaries)
-saved_rule("leaky_relu")(elementwise_saved(forward=1.25, backward=1.25))
+
+
+@saved_rule("leaky_relu")
+def _leaky_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """:func:`_leaky` writes into ``slope·x`` (no scratch), except with a zero slope (then
+    ``np.where``: ``slope·x`` and a mask, as in the backward) or a non-float input."""
+    slope = attrs["negative_slope"]
+    forward = 0.0 if slope != 0 and math.isfinite(slope) and np.dtype(output.dtype).kind == "f" else 1.25
+    return elementwise_saved(forward=forward, backward=1.25)(inputs, output, attrs)
+
+
 saved_rule("hardsigmoid")(elementwise_saved(forward=1, backward=1.5))
 saved_rule("hardswish")(elementwise_saved(forward=1, backward=1.5))
 saved_rule("elu", "selu", "celu", "softplus", "logsigmoid")(elementwise_saved(forward=2, backward=2))
