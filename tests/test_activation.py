@@ -112,6 +112,29 @@ def test_relu_and_leaky_relu_give_torchs_bits(slope, dtype):
     np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_select_is_np_where_bit_for_bit(dtype):
+    """The activations' branch-free select: NaN payloads, signed zeros, scalars and 0-d arrays."""
+    rng = np.random.default_rng(4)
+    x = np.array((SPECIAL + list(rng.standard_normal(30))) * 2, dtype)
+    y = rng.permutation(x)
+    mask = rng.random(x.size) < 0.5
+    bits = f"u{x.itemsize}"
+    for a, b, m in ((x, y, mask), (x, 0, mask), (-0.0, y, mask), (x[3:4].reshape(()), y[5:6].reshape(()), mask[0]),
+                    (x, y, np.zeros(x.size, bool)), (x, y, np.ones(x.size, bool))):
+        want = np.where(m, a, b).astype(dtype)
+        for overwrite in (False, True) if np.shape(a) == want.shape else (False,):  # x of the result's shape
+            got = activation._select(m, np.array(a, dtype, copy=True) if overwrite else a, b, dtype, overwrite)
+            np.testing.assert_array_equal(np.asarray(got).view(bits), want.view(bits))
+
+
+@pytest.mark.parametrize("case,name,kwargs", ACTIVATIONS, ids=IDS)
+def test_zero_d_input_forward_and_backward(case, name, kwargs):
+    """A 0-d tensor (NumPy's 0-d arithmetic returns scalars, which ``out=`` refuses)."""
+    for value in (-1.5, -0.0, 2.0):
+        compare(*pair(name, kwargs), [np.array(value)])
+
+
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, -1.0, 1.0])
     for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu",
