@@ -78,7 +78,7 @@ def _erf(a: np.ndarray) -> np.ndarray:
 # mask (branchy: ~10× slower than arithmetic, see :func:`_select`) and ``np.maximum`` /
 # ``np.minimum`` with a scalar operand (unvectorised: 3.4× slower than ``np.clip``); and they
 # work in place, in one or two arrays, rather than in a temporary per operation (a float32 sigmoid
-# of 8×64×56²: 12.5 → ~2 ms).
+# of 8×64×56²: 12.6 → 3.9 ms; torch's one fused pass takes 0.35).
 
 
 def _work(a: np.ndarray) -> np.ndarray:
