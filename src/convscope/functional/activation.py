@@ -156,7 +156,7 @@ def _leaky(a: np.ndarray, slope: float) -> np.ndarray:
     ``np.where`` on a random mask; a zero slope would take ``inf·0 = NaN`` for ``a = inf``."""
     if a.dtype.kind != "f" or slope == 0 or not math.isfinite(slope):
         return np.where(a > 0, a, a * slope)
-    scaled = np.multiply(a, slope, out=np.empty_like(a))  # an array also for a 0-d input
+    scaled = np.multiply(a, slope, out=_work(a))
     return (np.maximum if slope <= 1 else np.minimum)(a, scaled, out=scaled)
 
 
@@ -187,6 +187,14 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
                  attrs={"negative_slope": negative_slope})
 
 
+def _relu6_shifted(a: np.ndarray) -> np.ndarray:
+    """``relu6(a + 3)`` into a new array (:func:`_work`): the hard sigmoid's and hard swish's
+    common factor, before their own operations (each rounds in torch's order)."""
+    t = np.add(a, 3, out=_work(a))
+    np.clip(t, 0, 6, out=t)
+    return t
+
+
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """``relu6(x + 3) / 6``; the gradient is 1/6 strictly inside ``(-3, 3)``, else 0.
 
@@ -194,8 +202,7 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     (a relative difference of 3e-8 from the exact 1/6 in float64).
     """
     def fwd(a: np.ndarray) -> np.ndarray:
-        t = np.add(a, 3, out=_work(a))
-        np.clip(t, 0, 6, out=t)
+        t = _relu6_shifted(a)
         return np.divide(t, 6, out=t)
 
     def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
@@ -208,8 +215,7 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """``x · relu6(x + 3) / 6``; torch's gradient is 0 for ``x <= -3``, 1 for ``x >= 3``."""
     def fwd(a: np.ndarray) -> np.ndarray:
-        t = np.add(a, 3, out=_work(a))
-        np.clip(t, 0, 6, out=t)
+        t = _relu6_shifted(a)
         np.multiply(a, t, out=t)
         return np.divide(t, 6, out=t)
 
