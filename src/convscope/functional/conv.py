@@ -383,16 +383,19 @@ def _grouped(per_group: int, geo: _Geometry) -> bool:
     return geo.groups > 1 and per_group <= _GROUPED_CHANNELS and max(geo.stride) == 1
 
 
-def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str) -> np.ndarray | _ZeroPadded:
-    """Zero-pad ``x`` ``(N, C, *S)`` once, in the memory layout the kernels of ``path`` read fastest.
+def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: str, strided: bool = False
+            ) -> np.ndarray | _ZeroPadded:
+    """Zero-pad ``x`` ``(N, C, *S)`` once, in the memory layout the kernels of ``path`` read
+    fastest (``strided``: for a conv with a stride above 1).
 
     The im2col path gets a channels-last copy, returned as an ``(N, C, *S)`` view: a tile
     of it is then a row-major ``(positions, C)`` matrix, and a window tap a run of
-    contiguous channels. The other paths read whole planes, so they keep ``x`` (padded);
-    the depthwise path's compiled kernels pad each plane as they read it, so they get ``x``
-    itself in a :class:`_ZeroPadded` (no copy).
+    contiguous channels. The other paths read whole planes, so they keep ``x`` (padded).
+    Two get ``x`` itself in a :class:`_ZeroPadded` (no copy): the depthwise path's compiled
+    kernels, which pad each plane as they read it, and the strided planar path, whose split
+    into stride phases (:meth:`_FlatTaps.planes`) pads as it copies.
     """
-    if path == "depthwise" and (any(before) or any(after)) and _jit_runs(x.dtype.itemsize):
+    if (any(before) or any(after)) and _reads_padded(path, x.dtype.itemsize, strided):
         return _ZeroPadded(x, tuple(before), tuple(after))
     if path != "im2col":
         return constant_pad_array(x, before, after)
@@ -401,6 +404,12 @@ def _layout(x: np.ndarray, before: Sequence[int], after: Sequence[int], path: st
                       -1, 1)
     _copy(out[(slice(None), slice(None)) + tuple(slice(b, b + s) for b, s in zip(before, sizes, strict=True))], x)
     return out
+
+
+def _reads_padded(path: str, item: int, strided: bool) -> bool:
+    """Whether the kernels of ``path`` pad the input as they read it (``item`` bytes per
+    element, ``strided``: a stride above 1), so that :func:`_layout` gives them a :class:`_ZeroPadded`."""
+    return path == "depthwise" and _jit_runs(item) or path == "planar" and strided
 
 
 @dataclass(frozen=True)
@@ -535,28 +544,35 @@ class _FlatTaps:
         self.offsets = [sum(parts) for parts in itertools.product(*shares)]
         self.length = _flat_length(sizes, windows)
 
-    def planes(self, xp: np.ndarray, groups: int) -> np.ndarray:
+    def planes(self, xp: np.ndarray | _ZeroPadded, groups: int) -> np.ndarray:
         """``(N, C, *padded)`` -> ``(N, G, C/G, flat)``, C-contiguous: the padded planes (a copy
         only if ``xp`` is not), or split into the phases, in blocks of planes spread over the
         threads, each phase zero past the cells its taps read (and past the end of ``xp``, which
-        the input gradient of a stride-1 transposed conv with output padding reaches)."""
+        the input gradient of a stride-1 transposed conv with output padding reaches); a
+        :class:`_ZeroPadded` ``xp`` is padded as it is split."""
         n, c = xp.shape[:2]
         flat = (n, groups, c // groups, len(self.phases) * math.prod(self.sizes))
         if not self.copies(xp.shape[2:]):
             return np.ascontiguousarray(xp).reshape(flat)
+        x, before = _unpadded(xp)
         out = np.zeros((n, c, len(self.phases), *self.sizes), xp.dtype)
-        parts = []  # per phase: where its cells go, which cells of xp they are
+        parts = []  # per phase: where its cells go, which cells of x they are
         for phase in self.phases:
-            reach = [min(o + a.last, -(-(p - a.phase) // s))
-                     for o, a, p, s in zip(self.windows, phase, xp.shape[2:], self.split_by)]
-            parts.append((tuple(slice(0, e) for e in reach),
-                          tuple(slice(a.phase, a.phase + s * (e - 1) + 1, s) for a, e, s in
-                                zip(phase, reach, self.split_by))))
+            inside, cells = [], []
+            for o, a, p, s, b, size in zip(self.windows, phase, xp.shape[2:], self.split_by, before, x.shape[2:],
+                                           strict=True):
+                reach = min(o + a.last, -(-(p - a.phase) // s))  # the phase's cells q: padded cell a.phase + s·q
+                first, stop = -(-(b - a.phase) // s), -(-(b + size - a.phase) // s)  # those inside x
+                first, stop = max(first, 0), max(min(stop, reach), max(first, 0))
+                inside.append(slice(first, stop))
+                cells.append(slice(a.phase + s * first - b, a.phase + s * (stop - 1) - b + 1, s) if stop > first
+                             else slice(0, 0))
+            parts.append((tuple(inside), tuple(cells)))
 
         def split(block: tuple[int, slice]) -> None:
             b, channels = block
             for i, (inside, cells) in enumerate(parts):
-                out[(b, channels, i, *inside)] = xp[(b, channels, *cells)]
+                out[(b, channels, i, *inside)] = x[(b, channels, *cells)]
 
         step = max(1, _BLOCK_ELEMENTS // math.prod(out.shape[2:]))  # channels per block
         tile_map(split, [(b, slice(c0, c0 + step)) for b in range(n) for c0 in range(0, c, step)])
@@ -933,7 +949,7 @@ def _matmul_into(a: np.ndarray, b: np.ndarray, target: np.ndarray) -> None:
     matmul(a, b, out=view)
 
 
-def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray | _PhaseCells) -> None:
+def _forward_planar(xp: np.ndarray | _ZeroPadded, w: np.ndarray, geo: _Geometry, y: np.ndarray | _PhaseCells) -> None:
     """Per tile, the weight in its own ``(C_out/G, Cg·taps)`` order times the tile's columns
     (:func:`_planar_columns`): straight into a C-contiguous ``y`` for a tile inside one sample
     with columns of the windows alone, else into a buffer then copied (into the phase cells of
@@ -959,7 +975,7 @@ def _forward_planar(xp: np.ndarray, w: np.ndarray, geo: _Geometry, y: np.ndarray
         else:
             y[t.of_windows()].reshape(real.shape)[...] = real
 
-    tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.itemsize, threads, w.size), threads)
+    tile_map(tile, _tiles(n, windows, geo, wg.shape[2] * groups * xp.dtype.itemsize, threads, w.size), threads)
 
 
 # With at most this many outputs per group the im2col path multiplies columns × weight, a
@@ -1526,7 +1542,7 @@ def _grad_weight_direct(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.nda
                       (groups, g.shape[1] // groups, x.shape[1] // groups), g.dtype)
 
 
-def _grad_weight_planar(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+def _grad_weight_planar(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """Per tile, the columns times the output gradient at their positions, transposed: the
     product ``(Cg·taps, C_out/G)`` per group, row-major columns times a transposed operand,
     runs faster in BLAS than ``(C_out/G, Cg·taps)`` (one thread, N=8 unless said: stem 7×7/2
@@ -1545,7 +1561,7 @@ def _exact_if_non_finite(gw: np.ndarray, xp: np.ndarray | _ZeroPadded, g: np.nda
     return gw if np.isfinite(gw).all() else _grad_weight_im2col(np.asarray(xp), g, geo).reshape(gw.shape)
 
 
-def _grad_weight_planar_runs(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> np.ndarray:
+def _grad_weight_planar_runs(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Geometry) -> np.ndarray:
     """:func:`_grad_weight_planar`'s products, ``(G, C_out/G, Cg·taps)``."""
     n, c = xp.shape[:2]
     groups, windows, per_out = geo.groups, g.shape[2:], g.shape[1] // geo.groups
@@ -1559,7 +1575,7 @@ def _grad_weight_planar_runs(xp: np.ndarray, g: np.ndarray, geo: _Geometry) -> n
         rows = _planar_rows(g, flat, t, groups, scratch)  # flat runs: zeros where no window is
         return matmul(cols, rows.swapaxes(1, 2), out=scratch.take("part", (groups, depth, per_out), g.dtype))
 
-    tiles = _tiles(n, windows, geo, depth * groups * xp.itemsize, threads, g.shape[1] * depth, 1)
+    tiles = _tiles(n, windows, geo, depth * groups * xp.dtype.itemsize, threads, g.shape[1] * depth, 1)
     return _sum_tiles(part, tiles, threads, (groups, depth, per_out), g.dtype).swapaxes(1, 2)
 
 
@@ -1632,7 +1648,8 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
     path = _path(w.shape[1], geo, plan.padded, _jit_runs(w.dtype.itemsize))
-    xp = _layout(input.data if plan.batched else input.data[None], plan.before, plan.after, path)
+    strided = max(geo.stride) > 1
+    xp = _layout(input.data if plan.batched else input.data[None], plan.before, plan.after, path, strided)
     y = _forward(xp, w, geo, plan.windows, path)
 
     def backward(g: np.ndarray) -> tuple:
@@ -1663,7 +1680,7 @@ def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None,
 
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
-        gp = _layout(g, plan.before, plan.after, path)
+        gp = _layout(g, plan.before, plan.after, path, max(geo.stride) > 1)
         gx = _forward(gp, w, geo, plan.windows, path) if input.requires_grad else None
         gw = (_grad_weight(gp, _layout(x, zeros, zeros, path) if xl is None else xl, geo, path)
               if weight.requires_grad else None)
@@ -2091,27 +2108,30 @@ def _depthwise_jit_scratch(kernel: str, n: int, c: int, c_out: int, padded: tupl
 _SCRATCH = (_forward_scratch, _grad_input_scratch, _grad_weight_scratch)
 
 
-def _crops(path: str, before: Sequence[int], after: Sequence[int], item: int,
-           geo: _Geometry | None = None) -> bool:
-    """Whether adding or removing ``before``/``after`` for the kernels of ``path`` makes a copy
-    (the im2col path's results are channels-last, so always; with ``geo``, of an input
-    gradient made with the padding (not :func:`_unpadded_gradient`): a strided planar conv's
-    comes from im2col's col2im, so always too; never for the compiled depthwise kernels, which
-    read and write the cells inside the padding only)."""
+def _pads(path: str, before: Sequence[int], after: Sequence[int], item: int, strided: bool) -> bool:
+    """Whether :func:`_layout` copies an input to add ``before``/``after`` for the kernels of
+    ``path`` (the im2col path's layout is channels-last, so always; see :func:`_reads_padded`)."""
+    return path == "im2col" or (any(before) or any(after)) and not _reads_padded(path, item, strided)
+
+
+def _crops(path: str, before: Sequence[int], after: Sequence[int], item: int, geo: _Geometry) -> bool:
+    """Whether removing ``before``/``after`` from an input gradient made with the padding (not
+    :func:`_unpadded_gradient`) for the kernels of ``path`` makes a copy: the im2col path's is
+    channels-last and a strided planar conv's comes from im2col's col2im, so always; never for
+    the compiled depthwise kernels, which write the cells inside the padding only."""
     if path == "depthwise" and _jit_runs(item):
         return False
-    strided_planar = geo is not None and path == "planar" and max(geo.stride) > 1
-    return path == "im2col" or strided_planar or any(before) or any(after)
+    return path == "im2col" or path == "planar" and max(geo.stride) > 1 or any(before) or any(after)
 
 
 @saved_rule(*_CONVS)
 def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     """The closure keeps the input and weight and ``xp``, the zero-padded input in the
     kernels' layout: a channels-last copy on the im2col path, the padded input on the others
-    (the input itself without padding, or for the compiled depthwise kernels, which pad each
-    plane as they read it). The forward needs each busy thread's column and output
-    tiles; the backward the output gradient in kernel layout, then the padded input gradient
-    with its kernel's tiles, then the weight gradient's tiles and partial sums."""
+    (the input itself without padding, or for kernels that pad as they read: :func:`_reads_padded`).
+    The forward needs each busy thread's column and output tiles; the backward the output
+    gradient in kernel layout, then the padded input gradient with its kernel's tiles, then the
+    weight gradient's tiles and partial sums."""
     x, w = inputs[0], inputs[1]
     nd = w.ndim - 2
     n, c_in, item = (x.shape[0] if x.ndim == nd + 2 else 1), x.shape[-nd - 1], x.dtype.itemsize
@@ -2121,7 +2141,7 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     windows = tuple(output.shape[-nd:])
     path = _path(w.shape[1], geo, padded, _jit_runs(item))
     padded_bytes = n * c_in * math.prod(padded) * item
-    xp = padded_bytes if _crops(path, before, after, item) else 0
+    xp = padded_bytes if _pads(path, before, after, item, max(geo.stride) > 1) else 0
     shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
     if _phased(w.shape[1], geo):
@@ -2151,7 +2171,7 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     path = _path(w.shape[1], geo, full, _jit_runs(item))
     xl = nbytes(x) if path == "im2col" else 0
     full_bytes = n * c_out * math.prod(full) * item
-    padded_g = full_bytes if _crops(path, pad, pad, item) else 0  # the output gradient padded into kernel layout
+    padded_g = full_bytes if _pads(path, pad, pad, item, max(geo.stride) > 1) else 0  # g padded into kernel layout
     shape = (path, n, c_out, c_in, full, tuple(x.shape[-nd:]), geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
     if _phased(w.shape[1], geo):  # the output straight from the phases; the input in kernel layout made backward
