@@ -334,54 +334,6 @@ def grad_input_scatter(g, w, gx, first, last, size, before, padded, stride, offs
 
 
 @_inline
-def _products(lanes, at, length, g, start, x, begin, g2, start2, x2, begin2, offsets, n, pair):  # noqa: ANN001, ANN202
-    """``lanes[at + t·length + q] += g[start + q]·x[begin + offsets[t] + q]`` for every tap ``t``
-    and ``q < n``, then (``pair``) the same of ``g2`` and ``x2``: three taps a pass (a load of
-    ``g`` and of the loop for three products), two samples a pass (a load and a store of the
-    lanes for two products, added in turn: the order of one sample after the other)."""
-    taps, n, ga, gb = offsets.size, np.uint64(n), np.uint64(start), np.uint64(start2)
-    t = 0
-    while t < taps:
-        k = 3 if taps - t >= 3 else 1
-        la, lb, lc = np.uint64(at + t * length), np.uint64(at + (t + 1) * length), np.uint64(at + (t + 2) * length)
-        xa, ya = np.uint64(begin + offsets[t]), np.uint64(begin2 + offsets[t])
-        tb, tc = t + (k - 1) // 2, t + k - 1  # the second and third taps (k = 3), or t again
-        xb, yb = np.uint64(begin + offsets[tb]), np.uint64(begin2 + offsets[tb])
-        xc, yc = np.uint64(begin + offsets[tc]), np.uint64(begin2 + offsets[tc])
-        if k == 3 and pair:
-            for q in range(n):
-                g1, g2q = g[ga + q], g2[gb + q]
-                lanes[la + q] = lanes[la + q] + g1 * x[xa + q] + g2q * x2[ya + q]
-                lanes[lb + q] = lanes[lb + q] + g1 * x[xb + q] + g2q * x2[yb + q]
-                lanes[lc + q] = lanes[lc + q] + g1 * x[xc + q] + g2q * x2[yc + q]
-        elif k == 3:
-            for q in range(n):
-                g1 = g[ga + q]
-                lanes[la + q] = lanes[la + q] + g1 * x[xa + q]
-                lanes[lb + q] = lanes[lb + q] + g1 * x[xb + q]
-                lanes[lc + q] = lanes[lc + q] + g1 * x[xc + q]
-        elif pair:
-            for q in range(n):
-                lanes[la + q] = lanes[la + q] + g[ga + q] * x[xa + q] + g2[gb + q] * x2[ya + q]
-        else:
-            for q in range(n):
-                lanes[la + q] = lanes[la + q] + g[ga + q] * x[xa + q]
-        t += k
-
-
-@_inline
-def _fold(lanes, at, rows, across):  # noqa: ANN001, ANN202
-    """Add the ``rows`` rows of lanes from ``at`` (``across`` apart) onto the first: the last
-    half of the rows onto the first half, until one is left (long vector adds, a fixed order)."""
-    while rows > 1:
-        half = rows // 2
-        dst, src = np.uint64(at), np.uint64(at + (rows - half) * across)
-        for q in range(np.uint64(half * across)):
-            lanes[dst + q] = lanes[dst + q] + lanes[src + q]
-        rows -= half
-
-
-@_inline
 def _sample(g, row, count, width, pitch_h, stride_w, spread):  # noqa: ANN001, ANN202
     """One sample's output gradient over a run: its row in ``g`` (from ``row``), or its ``count``
     rows at their flat positions in ``spread`` (zeros between), or a strided row at every
@@ -397,13 +349,30 @@ def _sample(g, row, count, width, pitch_h, stride_w, spread):  # noqa: ANN001, A
     return g, row
 
 
+@_reassociated
+def _tap_dots(a, at, b, s0, s1, s2, count, zero):  # noqa: ANN001, ANN202
+    """``Σ a[at + q]·b[sᵢ + q]`` for ``q < count`` and the three starts ``sᵢ`` (four loads for
+    three products), in ``zero``'s dtype (the arrays'), the additions in whatever order
+    vectorises (a fixed one for a build)."""
+    t0, t1, t2 = zero, zero, zero
+    u, u0, u1, u2 = np.uint64(at), np.uint64(s0), np.uint64(s1), np.uint64(s2)
+    for q in range(np.uint64(count)):
+        v = a[u + q]
+        t0 += v * b[u0 + q]
+        t1 += v * b[u1 + q]
+        t2 += v * b[u2 + q]
+    return t0, t1, t2
+
+
 @_compile
 def grad_weight(x, g, gw, first, last, size, before, padded, stride, offsets, rows):  # noqa: ANN001, ANN201
     """``gw`` ``(G, M, T)`` for the channels ``first <= c < last``, summed over all samples:
-    per tap, lane ``q`` of a row, or of a run of flat positions (stride 1), or of a row at every
-    position (strided), sums its products over the samples (two at a time) and rows,
-    contiguous reads; then the lanes of real windows are added up (the other lanes hold
-    products of no window and are left out, so a non-finite input cell there changes nothing)."""
+    per sample its padded plane, per run of windows (``rows`` rows as one run of flat
+    positions, stride 1; or a row at every position, strided) its output gradient at their
+    flat positions (zeros between), then per tap one dot product with the plane's run from the
+    tap's offset (:func:`_tap_dots`, three taps a pass). Samples and runs add in a fixed order
+    (whatever the blocks and threads). The zeros between windows meet input cells: a
+    non-finite cell there gives NaN where torch takes no product (the caller checks)."""
     groups, per_out, taps = gw.shape
     samples = g.shape[0] // groups
     depth, height, width = g.shape[2], g.shape[3], g.shape[4]
@@ -411,48 +380,37 @@ def grad_weight(x, g, gw, first, last, size, before, padded, stride, offsets, ro
     pitch_d = padded[1] * pitch_h
     rows = min(rows, height)
     span = (width - 1) * stride_w + 1
-    across = pitch_h if rows > 1 else span  # a row's lanes (rows > 1: stride 1, pitch_h ≥ width)
-    length = rows * across  # the lanes of the last row past its windows too: the fold reads whole rows
-    reach = (offsets[taps - 1] + span - 1) // pitch_h  # padded rows a row of windows reads
     xf, gf, cells = x.reshape(-1), g.reshape(-1), depth * height * width
-    buffer, other = np.zeros(padded[0] * pitch_d, x.dtype), np.zeros(padded[0] * pitch_d, x.dtype)
-    spread, spread2 = np.zeros(length, g.dtype), np.zeros(length, g.dtype)  # rows at their flat positions
-    lanes = np.empty(per_out * taps * length, g.dtype)
+    buffer = np.zeros(padded[0] * pitch_d, x.dtype)
+    spread = np.zeros(max(rows * pitch_h, span), g.dtype)  # a run's windows at their flat positions
     zero = spread[0]
     for c in range(first, last):
-        for i in range(lanes.size):
-            lanes[i] = 0
-        for n in range(0, samples, 2):
-            r, pair = n * groups + c, n + 1 < samples
-            r2 = r + groups if pair else r
-            done = done2 = 0
+        for m in range(per_out):
+            for t in range(taps):
+                gw[c, m, t] = zero
+        for n in range(samples):
+            r = n * groups + c
+            _fill(buffer, xf, r * x.shape[1], 1, size, before, padded, 0, padded[0] * padded[1])
             for m in range(per_out):
-                row, row2 = (r * per_out + m) * cells, (r2 * per_out + m) * cells  # of the output gradient
+                row = (r * per_out + m) * cells
                 for od in range(depth):
                     oh = 0
                     while oh < height:
                         count = min(rows, height - oh)
                         begin = od * stride_d * pitch_d + oh * stride_h * pitch_h
-                        last_row = od * stride_d * padded[1] + (oh + count - 1) * stride_h + reach
-                        done = _fill(buffer, xf, r * x.shape[1], 1, size, before, padded, done, last_row)
                         ours, at = _sample(gf, row, count, width, pitch_h, stride_w, spread)
-                        ours2, at2 = ours, at
-                        if pair:
-                            done2 = _fill(other, xf, r2 * x.shape[1], 1, size, before, padded, done2, last_row)
-                            ours2, at2 = _sample(gf, row2, count, width, pitch_h, stride_w, spread2)
                         run = (count - 1) * pitch_h + width if stride_w == 1 else span
-                        _products(lanes, m * taps * length, length, ours, at, buffer, begin, ours2, at2, other, begin,
-                                  offsets, run, pair)
-                        row, row2 = row + count * width, row2 + count * width
+                        for t in range(0, taps, 3):  # three taps a pass (the last pass repeats the last tap)
+                            t1, t2 = min(t + 1, taps - 1), min(t + 2, taps - 1)
+                            d0, d1, d2 = _tap_dots(ours, at, buffer, begin + offsets[t], begin + offsets[t1],
+                                                   begin + offsets[t2], run, zero)
+                            gw[c, m, t] += d0
+                            if t1 > t:
+                                gw[c, m, t1] += d1
+                            if t2 > t1:
+                                gw[c, m, t2] += d2
+                        row += count * width
                         oh += count
-        for m in range(per_out):
-            for t in range(taps):  # the rows of lanes added up, then a row's lanes of real windows
-                lane = (m * taps + t) * length
-                _fold(lanes, lane, rows, across)
-                total = zero
-                for q in range(width):
-                    total += lanes[lane + q * stride_w]
-                gw[c, m, t] = total
 
 
 @_reassociated
