@@ -28,8 +28,8 @@ import convscope as cs
 import convscope.functional as F
 from convscope.functional import conv as conv_module
 from convscope.functional import jit
+from test_conv import COLUMNS, PLANAR, Sample, kernel_path
 from test_conv import SAMPLES as CONV_SAMPLES
-from test_conv import Sample, kernel_path
 from test_memory import SAMPLES as MEMORY_SAMPLES
 from test_memory import assert_scratch_rules_hold
 from torch_ref import compare
@@ -202,6 +202,38 @@ def test_compiled_blocks_and_runs_match_torch(sample: Sample, rows: str, threads
     monkeypatch.setattr(conv_module, "_JIT_FLAT_LENGTH", {"row_by_row": 0, "short_runs": 20, "long_runs": 10**6}[rows])
     with jit.enabled(True), threadpool_limits(threads, user_api="blas"):
         _run(sample, np.float64, seed=threads)
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("budget", [1, 3000, None])
+@pytest.mark.parametrize("sample", [s for s in PLANAR if kernel_path(s, compiled=True) == "planar"], ids=str)
+def test_compiled_columns_give_the_numpy_columns_bits(sample: Sample, budget: int | None, columns: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planar path's columns copied by the compiled kernel (a run at a time) and through
+    NumPy's strided views are the same copies: the output and both gradients have the same
+    bits, in tiles of single window rows (budget 1), of a few rows or of whole samples."""
+    monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    if budget is not None:
+        monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
+        monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
+        monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
+    calls = []
+    kernel = jit.kernels("columns").planar_columns
+    monkeypatch.setattr(jit.kernels("columns"), "planar_columns", lambda *a: calls.append(1) or kernel(*a))
+    results = []
+    for compiled in (True, False):
+        calls.clear()
+        rng = np.random.default_rng(5)
+        x, w = (cs.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+                for s in (sample.input_shape, sample.weight_shape))
+        with jit.enabled(compiled), threadpool_limits(2, user_api="blas"):
+            y = getattr(F, sample.op)(x, w, **sample.kwargs)
+            y.backward(rng.standard_normal(y.shape).astype(np.float32))
+        results.append((y.numpy(), x.grad, w.grad))
+        assert bool(calls) == compiled, "the compiled columns ran exactly when switched on"
+    for got, want in zip(*results, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("per_group", [1, 3])
@@ -389,11 +421,11 @@ def _python(code: str) -> str:
 
 
 def test_import_does_not_import_numba() -> None:
-    """``import convscope`` (and non-depthwise work, and the memory rules of a depthwise conv)
-    leaves numba alone; the first depthwise conv imports it."""
+    """``import convscope`` (and work without compiled kernels, here a 1×1 conv, and the memory
+    rules of a depthwise conv) leaves numba alone; the first depthwise conv imports it."""
     out = _python("import sys, numpy as np, convscope as cs, convscope.functional as F\n"
                   "x = cs.tensor(np.ones((1, 4, 6, 6), np.float32))\n"
-                  "F.conv2d(x, cs.tensor(np.ones((4, 4, 3, 3), np.float32)))\n"
+                  "F.conv2d(x, cs.tensor(np.ones((4, 4, 1, 1), np.float32)))\n"
                   "cs.training_memory('mobilenet_v2')\n"
                   "print('numba' in sys.modules)\n"
                   "F.conv2d(x, cs.tensor(np.ones((4, 1, 3, 3), np.float32)), groups=4)\n"
