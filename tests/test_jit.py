@@ -236,6 +236,55 @@ def test_compiled_columns_give_the_numpy_columns_bits(sample: Sample, budget: in
         np.testing.assert_array_equal(got, want)
 
 
+# Strided input gradients with >= 8 channels per group (transposed convs' outputs and convs'
+# input gradients), for the compiled col2im over the products of every tap
+TAPS = [
+    Sample("t_k4s2", "conv_transpose2d", (2, 9, 5, 6), (9, 8, 4, 4), kwargs={"stride": 2, "padding": 1}),
+    Sample("t_k3s2_out_pad", "conv_transpose2d", (3, 8, 4, 5), (8, 8, 3, 3),
+           kwargs={"stride": 2, "padding": 1, "output_padding": 1}),
+    Sample("t_groups_dilated", "conv_transpose2d", (2, 6, 5, 4), (6, 8, 3, 2),
+           kwargs={"stride": (3, 2), "padding": (2, 0), "dilation": (2, 1), "groups": 2}),
+    Sample("t_1d_s3", "conv_transpose1d", (2, 4, 7), (4, 9, 5),
+           kwargs={"stride": 3, "padding": 2, "output_padding": 2}),
+    Sample("t_3d", "conv_transpose3d", (1, 3, 3, 4, 3), (3, 8, 3, 2, 3), kwargs={"stride": (2, 1, 3), "padding": 1}),
+    Sample("t_wide_padding", "conv_transpose2d", (1, 2, 3, 3), (2, 8, 2, 5), kwargs={"stride": 2, "padding": (1, 4)}),
+    Sample("conv_s2", "conv2d", (2, 8, 11, 10), (5, 8, 3, 3), kwargs={"stride": 2, "padding": 1}),
+    Sample("conv_s3_d2_groups", "conv2d", (2, 16, 13, 14), (4, 8, 3, 2),
+           kwargs={"stride": 3, "dilation": 2, "padding": (2, 1), "groups": 2}),
+]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sample", TAPS, ids=str)
+def test_taps_input_gradient_matches_torch(sample: Sample, dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The products of every tap added onto their cells by the compiled col2im: output
+    padding, dilation, groups, 1-d to 3-d, padding past the kernel's reach; in blocks of
+    one channel on two threads."""
+    monkeypatch.setattr(conv_module, "_TAPS_POSITIONS", 1)
+    monkeypatch.setattr(conv_module, "_TAPS_BYTES", 1)
+    calls = []
+    taps = conv_module._grad_input_taps
+    monkeypatch.setattr(conv_module, "_grad_input_taps", lambda *a: calls.append(1) or taps(*a))
+    with jit.enabled(True), threadpool_limits(2, user_api="blas"):
+        _run(sample, dtype, seed=4)
+    assert calls, "the taps path ran"
+
+
+def test_taps_only_compiled_and_over_enough_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transposed conv over 10² windows takes the taps with the compiled kernels; over 9²,
+    or without them, the stride phases."""
+    calls = []
+    taps = conv_module._grad_input_taps
+    monkeypatch.setattr(conv_module, "_grad_input_taps", lambda *a: calls.append(1) or taps(*a))
+    w = cs.tensor(np.ones((8, 8, 4, 4), np.float32))
+    for size, compiled, expected in ((10, True, NUMBA), (9, True, False), (10, False, False)):
+        calls.clear()
+        with jit.enabled(compiled):
+            F.conv_transpose2d(cs.tensor(np.ones((1, 8, size, size), np.float32)), w, stride=2, padding=1)
+        assert bool(calls) == expected, (size, compiled)
+
+
 @pytest.mark.parametrize("per_group", [1, 3])
 def test_compiled_gradients_do_not_depend_on_threads(per_group: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every output cell and weight-gradient entry sums in one fixed order whatever the blocks

@@ -5,7 +5,9 @@ The plan is checked against a direct scatter of every (window, tap) product; the
 against torch, over the whole conv sweep of ``test_conv`` with the phased path forced on
 (in normal use it needs ``_PHASED_CHANNELS`` input channels per group), its phases run one by
 one or stacked into one conv wherever they can be (``conv._stacked``), and on layers of the
-sizes real networks have, stacked or not.
+sizes real networks have, stacked or not. With the compiled kernels the same gradients over
+enough windows take the products of every tap instead (``conv._grad_input_taps``, tested in
+``test_jit``); here that path is off, so the phases run whichever kernels do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from convscope.functional import conv as conv_module
 from convscope.functional.subpixel import phases
 from test_conv import SAMPLES, Sample, run
 from torch_ref import compare
+
+
+@pytest.fixture(autouse=True)
+def _phases_not_taps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conv_module, "_TAPS_POSITIONS", math.inf)
 
 
 def _strided(sample: Sample) -> bool:

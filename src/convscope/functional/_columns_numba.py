@@ -1,17 +1,22 @@
-"""Compiled column copies of the planar path (numba), imported by :mod:`.jit` on the first call that runs one.
+"""Compiled columns and their adjoint (numba), imported by :mod:`.jit` on the first call that runs one.
 
-Not part of the API: :func:`convscope.functional.conv._planar_columns` calls this through
-:func:`convscope.functional.jit.kernels` (``"columns"``) for one tile at a time, on
-:func:`~convscope.functional.parallel.tile_map`'s threads (the kernel releases the GIL).
+Not part of the API: :mod:`.conv` calls these through :func:`convscope.functional.jit.kernels`
+(``"columns"``) for one tile at a time, on :func:`~convscope.functional.parallel.tile_map`'s
+threads (the kernels release the GIL):
 
-NumPy copies a tile's columns through strided views, one inner loop per (channel, tap, row):
-a 7×7 stem's tile of 28 rows of 112 windows is 4,116 loops of 448 bytes, and the loop's own
-overhead is as long as its copy. Here each run is one ``memcpy``; the values are the same
-copies, so both give the same bits.
+- :func:`planar_columns`, the planar path's columns. NumPy copies a tile's columns through
+  strided views, one inner loop per (channel, tap, row): a 7×7 stem's tile of 28 rows of 112
+  windows is 4,116 loops of 448 bytes, and the loop's own overhead is as long as its copy. Here
+  each run is one ``memcpy``; the values are the same copies, so both give the same bits.
+- :func:`add_taps`, col2im: the products of every tap added onto the cells they belong to (a
+  strided conv's input gradient, a transposed conv's output), per channel through its stride
+  phases' planes in cache, then interleaved into the output's rows. Each cell's sum runs in tap
+  order, without fast-math.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ._depthwise_numba import _copy
@@ -40,3 +45,66 @@ def planar_columns(x, first, samples, offsets, starts, width, cols):  # noqa: AN
                 for k in range(starts.size):
                     _copy(dst, at, src, base + starts[k], width)
                     at += width
+
+
+@_compile
+def _phase_span(out, k, s, d, b, size):  # noqa: ANN001, ANN202
+    """Along one dim (``out`` cells, stride ``s``, dilation ``d``, ``b`` cells cropped before,
+    ``size`` windows): tap ``k``'s products land in phase ``p`` (cells ``p + s·r``) at row
+    ``r = i + shift`` of window ``i``, for the windows ``lo <= i < hi``."""
+    off = k * d - b
+    p = off % s
+    shift = (off - p) // s
+    return p, shift, max(0, -shift), min(size, (out - p + s - 1) // s - shift)
+
+
+@_compile
+def add_taps(z, y, kernel, size, stride, dilation, before):  # noqa: ANN001, ANN201
+    """``y`` ``(C, D, H, W)`` (C-contiguous) from the products ``z`` ``(C, T, d·h·w)``: tap ``t``
+    (``kernel`` ``(kd, kh, kw)`` in row-major order) of window ``(i, j, l)`` (``size`` windows per
+    dim) adds onto cell ``(i·s + t·dil − before)`` per dim when that is inside ``y``. Per channel
+    its stride phases' planes (zeroed) gather the taps' rows, in tap order, then the output
+    rows interleave them."""
+    (kd_, kh_, kw_), (d_, h_, w_), (sd, sh, sw) = kernel, size, stride
+    od_, oh_, ow_ = y.shape[1], y.shape[2], y.shape[3]
+    rd, rh, rw = (od_ + sd - 1) // sd, (oh_ + sh - 1) // sh, (ow_ + sw - 1) // sw
+    plane = rd * rh * rw
+    buf = np.zeros(sd * sh * sw * plane, z.dtype)
+    zero = buf[0]
+    taps, zf = kd_ * kh_ * kw_, z.reshape(-1)
+    for c in range(y.shape[0]):
+        for q in range(np.uint64(buf.size)):
+            buf[q] = zero
+        t = 0
+        for kd in range(kd_):
+            pd, fd, d0, d1 = _phase_span(od_, kd, sd, dilation[0], before[0], d_)
+            for kh in range(kh_):
+                ph, fh, h0, h1 = _phase_span(oh_, kh, sh, dilation[1], before[1], h_)
+                for kw in range(kw_):
+                    pw, fw, w0, w1 = _phase_span(ow_, kw, sw, dilation[2], before[2], w_)
+                    base, n = ((pd * sh + ph) * sw + pw) * plane, np.uint64(max(0, w1 - w0))
+                    for i in range(d0, d1):
+                        for j in range(h0, h1):
+                            src = np.uint64(((c * taps + t) * d_ + i) * h_ * w_ + j * w_ + w0)
+                            dst = np.uint64(base + ((i + fd) * rh + j + fh) * rw + w0 + fw)
+                            for q in range(n):
+                                buf[dst + q] = buf[dst + q] + zf[src + q]
+                    t += 1
+        out = y[c].reshape(-1)
+        for a in range(od_):
+            for b in range(oh_):
+                o = np.uint64((a * oh_ + b) * ow_)
+                row = np.uint64(((a % sd) * sh + b % sh) * sw * plane + ((a // sd) * rh + b // sh) * rw)
+                if sw == 1:
+                    for m in range(np.uint64(ow_)):
+                        out[o + m] = buf[row + m]
+                elif sw == 2:  # two phases side by side: a vector loop
+                    other = row + np.uint64(plane)
+                    for m in range(np.uint64(ow_ // 2)):
+                        out[o + 2 * m] = buf[row + m]
+                        out[o + 2 * m + 1] = buf[other + m]
+                    if ow_ % 2:
+                        out[o + ow_ - 1] = buf[row + ow_ // 2]
+                else:
+                    for m in range(ow_):
+                        out[o + m] = buf[row + (m % sw) * plane + m // sw]

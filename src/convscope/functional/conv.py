@@ -1260,6 +1260,70 @@ def _grad_input_im2col(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
 _PHASED_CHANNELS = 8
 
 
+# With the compiled kernels, a strided conv's input gradient (a transposed conv's output) that
+# runs per stride phase (:func:`_phased`) is instead one matmul per sample for the products of
+# every tap, ``(Cg·taps, C_out/G) @ (C_out/G, positions)``: ``g`` itself is its operand (no
+# padded copy, no columns, no product of a zero border: none of the stacked phases' waste), and
+# the products are added onto the cells by the compiled col2im (per channel, through its stride
+# phases' planes in cache). From this many windows per sample: smaller planes make thin
+# matmuls. Measured (N=8, 2 threads, phases → taps, best of 12 alternating): transposed k4/2
+# 128→64 at 28² 14.0 → 10.6 ms, 256→128 at 14² 17.0 → 11.3, 64→32 at 56² 13.5 → 11.2, k2/2
+# 128→64 at 28² 3.7 → 3.1; the input gradient of 3×3/2 128 at 56² 38 → 32, 256 at 28² 35 → 28,
+# of 1×1/2 256→512 at 56² 26 → 25, 3×3/2 64 at 112² (N=1) 7.6 → 5.1; but over 7² windows
+# k4/2 512→256 17.3 → 18.4, 256→128 (N=1) 1.9 → 2.4, the input gradient of 3×3/2 512 at 14²
+# 34 → 35.
+_TAPS_POSITIONS = 100
+# Bytes of products per tile at most: a sample's channels in blocks that stay in cache.
+_TAPS_BYTES = 4 << 20
+
+
+def _by_taps(windows: Sequence[int]) -> bool:
+    """Whether a phased input gradient (:func:`_phased`) over ``windows`` (the output
+    gradient's spatial size) with the compiled kernels running takes :func:`_grad_input_taps`."""
+    return math.prod(windows) >= _TAPS_POSITIONS
+
+
+def _grad_input_taps(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
+                     before: Sequence[int], after: Sequence[int]) -> np.ndarray:
+    """The input gradient without the ``before``/``after`` padding, ``(N, C, *S)`` C-contiguous,
+    per tile (a sample's block of channels of one group) one matmul for the products of every
+    tap, ``(Cg·taps, C_out/G)`` (the weight, transposed) times the sample's output gradient
+    ``(C_out/G, positions)``, added onto the cells by the compiled col2im
+    (``kernels.add_taps``). Every product torch takes and no other: a non-finite weight reaches
+    torch's cells."""
+    n, groups, per_group = g.shape[0], geo.groups, w.shape[1]
+    per_out, taps, windows = w.shape[0] // groups, math.prod(geo.kernel), g.shape[2:]
+    positions, region = math.prod(windows), _unpadded_size(padded, before, after)
+    gx = np.empty((n, groups * per_group, *region), g.dtype)
+    if gx.size == 0:
+        return gx
+    wt = np.ascontiguousarray(w.reshape(groups, per_out, per_group * taps).swapaxes(1, 2))
+    gs = np.ascontiguousarray(g).reshape(n, groups, per_out, positions)
+    threads = thread_count()
+    step = _taps_step(n, groups, per_group, taps * positions * g.itemsize, threads)
+    tiles = [(b, grp, c0) for b in range(n) for grp in range(groups) for c0 in range(0, per_group, step)]
+    out = gx.reshape(n, groups, per_group, *as_3d(region))
+    sizes = (as_3d(geo.kernel), as_3d(windows), as_3d(geo.stride), as_3d(geo.dilation), as_3d(before, 0))
+    scratch = Scratch()
+
+    def tile(t: tuple[int, int, int]) -> None:
+        b, grp, c0 = t
+        c1 = min(c0 + step, per_group)
+        z = matmul(wt[grp, c0 * taps:c1 * taps], gs[b, grp],
+                   out=scratch.take("products", ((c1 - c0) * taps, positions), g.dtype))
+        kernels.add_taps(z.reshape(c1 - c0, taps, positions), out[b, grp, c0:c1], *sizes)
+
+    tile_map(tile, tiles, threads)
+    return gx
+
+
+def _taps_step(n: int, groups: int, per_group: int, channel_bytes: int, threads: int) -> int:
+    """Channels per tile of :func:`_grad_input_taps` (``channel_bytes`` of products each): at
+    most ``_TAPS_BYTES`` of products, and about ``_TILES_PER_THREAD`` tiles per thread."""
+    return max(1, min(per_group, _TAPS_BYTES // channel_bytes,
+                      -(-per_group * n * groups // (threads * _TILES_PER_THREAD))))
+
+
 def _phased(per_group: int, geo: _Geometry) -> bool:
     """Whether the input gradient of a conv with ``per_group`` input channels per group (or a
     transposed conv's forward) runs per stride phase."""
@@ -1645,6 +1709,9 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
     C-contiguous, from the output gradient ``g`` ``(N, C_out, *windows)`` and the same in
     ``path``'s layout ``gl`` (unused, and may be None, when the gradient runs per phase)."""
     if _phased(w.shape[1], geo):
+        kernels = jit.kernels_for(g.dtype, "columns")
+        if kernels is not None and _by_taps(g.shape[2:]):
+            return _grad_input_taps(kernels, g, w, geo, plan.padded, plan.before, plan.after)
         if np.isfinite(w).all():
             return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
         # the phases' convs would multiply g's zero border by the non-finite weight (0·inf: NaN)
@@ -1970,8 +2037,11 @@ def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows
     """Elements :func:`_grad_input_phased` allocates besides the gradient it returns, its
     phases one at a time: the output gradient over the phase's reach in its path's layout
     (none when that is ``g`` itself), the phase's taps of the weight, its conv's scratch; or
-    the same for the phases' stacked conv (:func:`_stacked_scratch`)."""
+    the same for the phases' stacked conv (:func:`_stacked_scratch`). With the compiled
+    kernels over enough windows, :func:`_grad_input_taps`'s (:func:`_taps_scratch`)."""
     per_out = c_out // geo.groups
+    if _jit_runs(item) and _by_taps(windows):
+        return _taps_scratch(n, c, c_out, windows, geo, threads, item)
     plan = _phase_plan(geo, per_out, padded, before, after)
     stack = _stacked(plan, per_out)
     if stack is not None:
@@ -1984,6 +2054,16 @@ def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows
         peak = max(peak, _reach_copy(path, n, c_out, ph.start, ph.length, windows) + taps + out
                    + _forward_scratch(path, n, c_out, c, ph.length, ph.size, sub, threads, item))
     return peak
+
+
+def _taps_scratch(n: int, c: int, c_out: int, windows: tuple[int, ...], geo: _Geometry, threads: int,
+                  item: int) -> int:
+    """Elements :func:`_grad_input_taps` allocates: the transposed weight, and each busy
+    thread's products (the compiled col2im's phase planes are not NumPy's)."""
+    taps, positions, per_group = math.prod(geo.kernel), math.prod(windows), c // geo.groups
+    step = _taps_step(n, geo.groups, per_group, taps * positions * item, threads)
+    tiles = n * geo.groups * -(-per_group // step)
+    return c * (c_out // geo.groups) * taps + in_flight(tiles, threads) * step * taps * positions
 
 
 def _stacked_scratch(n: int, c: int, c_out: int, windows: tuple[int, ...], phases: int, stack: _Stack, threads: int,
