@@ -22,7 +22,10 @@ like the other kernels):
   their bits, so that Winograd pays from 48 channels instead of 128; 3×3×3 convolutions take
   Winograd only with them (1.6-2× faster than the planar path) (``_winograd_numba``);
 - the planar path's columns (convolutions with few channels, such as a stem), a ``memcpy`` a
-  run of windows where NumPy loops over strided views: 1.5× faster, the same bits (``_columns_numba``).
+  run of windows where NumPy loops over strided views: 1.5× faster, the same bits; and a col2im
+  for strided input gradients (transposed convolutions) over enough windows: the products of
+  every tap from one matmul, added onto their cells through each channel's stride-phase planes,
+  instead of the stacked stride phases (1.2-1.5× faster) (``_columns_numba``).
 
 Other dtypes, and every process without numba, run the NumPy kernels; both give the same
 results within float rounding (bit for bit where the NumPy kernel sums in the same order),
@@ -134,9 +137,8 @@ def kernels_for(dtype: Any, family: str = "depthwise") -> ModuleType | None:
 
 def kernels(family: str = "depthwise") -> ModuleType | None:
     """The compiled kernels of ``family`` (``"depthwise"``, ``"pool"``: pooling and batch
-    norm, ``"winograd"``: its transforms, or ``"columns"``: the planar path's column copies),
-    their module imported (with numba) on first
-    call; ``None`` when they are switched off or numba is missing or fails to import (a
+    norm, ``"winograd"``: its transforms, or ``"columns"``: the planar path's column copies
+    and col2im), their module imported (with numba) on first call; ``None`` when they are switched off or numba is missing or fails to import (a
     warning says why, once; then no family runs)."""
     name, slot = _FAMILIES[family]
     if not active():
