@@ -39,7 +39,9 @@ path's of stride 1 instead is a forward planar conv of the padded output gradien
 flipped kernel.
 A strided conv with enough channels per group (and so a transposed conv, its input gradient)
 splits the input gradient by stride phase instead: per phase one stride-1 conv of the output
-gradient with the taps that reach it (:mod:`.subpixel`), no col2im.
+gradient with the taps that reach it (:mod:`.subpixel`), no col2im; or, with the compiled
+kernels over enough windows, one matmul per sample for the products of every tap, added onto
+their cells by a compiled col2im (:func:`_grad_input_taps`).
 """
 
 from __future__ import annotations

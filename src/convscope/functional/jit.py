@@ -138,8 +138,9 @@ def kernels_for(dtype: Any, family: str = "depthwise") -> ModuleType | None:
 def kernels(family: str = "depthwise") -> ModuleType | None:
     """The compiled kernels of ``family`` (``"depthwise"``, ``"pool"``: pooling and batch
     norm, ``"winograd"``: its transforms, or ``"columns"``: the planar path's column copies
-    and col2im), their module imported (with numba) on first call; ``None`` when they are switched off or numba is missing or fails to import (a
-    warning says why, once; then no family runs)."""
+    and col2im), their module imported (with numba) on first call; ``None`` when they are
+    switched off or numba is missing or fails to import (a warning says why, once; then no
+    family runs)."""
     name, slot = _FAMILIES[family]
     if not active():
         return None
