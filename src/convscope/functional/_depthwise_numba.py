@@ -349,6 +349,17 @@ def _sample(g, row, count, width, pitch_h, stride_w, spread):  # noqa: ANN001, A
     return g, row
 
 
+@_inline
+def _add_three(gw, c, m, t, t1, t2, d0, d1, d2):  # noqa: ANN001, ANN202
+    """``gw[c, m, ·] +=`` a pass's three dot products for its taps ``t``, ``t1``, ``t2``, each
+    tap once (a last pass repeats the last tap)."""
+    gw[c, m, t] += d0
+    if t1 > t:
+        gw[c, m, t1] += d1
+    if t2 > t1:
+        gw[c, m, t2] += d2
+
+
 @_reassociated
 def _tap_dots(a, at, b, s0, s1, s2, count, zero):  # noqa: ANN001, ANN202
     """``Σ a[at + q]·b[sᵢ + q]`` for ``q < count`` and the three starts ``sᵢ`` (four loads for
@@ -404,11 +415,7 @@ def grad_weight(x, g, gw, first, last, size, before, padded, stride, offsets, ro
                             t1, t2 = min(t + 1, taps - 1), min(t + 2, taps - 1)
                             d0, d1, d2 = _tap_dots(ours, at, buffer, begin + offsets[t], begin + offsets[t1],
                                                    begin + offsets[t2], run, zero)
-                            gw[c, m, t] += d0
-                            if t1 > t:
-                                gw[c, m, t1] += d1
-                            if t2 > t1:
-                                gw[c, m, t2] += d2
+                            _add_three(gw, c, m, t, t1, t2, d0, d1, d2)
                         row += count * width
                         oh += count
 
@@ -472,15 +479,7 @@ def grad_weight_planes(x, g, gw, first, last, size, before, padded, offsets):  #
                         t1, t2 = min(t + 1, taps - 1), min(t + 2, taps - 1)
                         d0, d1, d2, e0, e1, e2 = _dots(spread, spread2, buffer, begin + offsets[t], begin + offsets[t1],
                                                        begin + offsets[t2], length, zero)
-                        gw[c, m, t] += d0
+                        _add_three(gw, c, m, t, t1, t2, d0, d1, d2)
                         if m2 > m:
-                            gw[c, m2, t] += e0
-                        if t1 > t:
-                            gw[c, m, t1] += d1
-                            if m2 > m:
-                                gw[c, m2, t1] += e1
-                        if t2 > t1:
-                            gw[c, m, t2] += d2
-                            if m2 > m:
-                                gw[c, m2, t2] += e2
+                            _add_three(gw, c, m2, t, t1, t2, e0, e1, e2)
                     row, row2 = row + height * width, row2 + height * width
