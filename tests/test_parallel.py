@@ -91,6 +91,26 @@ def test_nested_tile_map_runs_serially_and_one_thread_runs_on_the_caller() -> No
         assert set(tile_map(lambda i: threading.get_ident(), list(range(5)))) == {threading.get_ident()}
 
 
+def test_tile_map_items_see_the_callers_jit_switch() -> None:
+    """A :func:`jit.enabled` block (a context variable) reaches the items the helper threads
+    run, not only the caller's, whichever way it is switched (the items sleep so that the
+    helper gets some)."""
+    import time
+
+    from convscope.functional import jit
+
+    def item(_: int) -> tuple[int, bool]:
+        time.sleep(0.002)
+        return threading.get_ident(), jit.active()
+
+    with threadpool_limits(2, user_api="blas"):
+        for flag in (False, True):
+            with jit.enabled(flag):
+                seen = tile_map(item, list(range(16)))
+            assert len({ident for ident, _ in seen}) == 2, "a helper ran items"
+            assert {active for _, active in seen} == {flag and jit.available()}
+
+
 def test_scratch_reuses_memory_per_thread_and_name() -> None:
     scratch = Scratch()
     a = scratch.take("a", (4, 5), np.float32)

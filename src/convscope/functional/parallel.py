@@ -18,6 +18,7 @@ separate intra-op thread setting.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import math
 import sys
@@ -114,9 +115,11 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
     threads with BLAS limited to one thread meanwhile; results in the order of ``items``.
 
     Threads take the next item as they finish one, so a thread the OS deschedules delays only
-    its own item. ``fn`` must write only to memory no other item writes (or serialise that
-    part itself). The calling thread works too and returns once every item is done, without
-    waiting for a helper that woke too late to find one (waking a thread takes ~40 µs here).
+    its own item; each helper runs in a copy of the caller's context (so a
+    :func:`.jit.enabled` block reaches the items it runs). ``fn`` must write only to memory no
+    other item writes (or serialise that part itself). The calling thread works too and returns
+    once every item is done, without waiting for a helper that woke too late to find one
+    (waking a thread takes ~40 µs here).
     With one thread or one item the caller does all the work and BLAS keeps its threads (the
     kernels' matmuls go through :func:`matmul`, which then splits them).
     """
@@ -154,7 +157,7 @@ def tile_map(fn: Callable[[T], R], items: Sequence[T], threads: int | None = Non
     pool = _Pool.workers(threads - 1)
     with _single_threaded_blas():
         for _ in range(min(threads, count) - 1):
-            pool.submit(run)
+            pool.submit(contextvars.copy_context().run, run)
         run()
         with finished:
             finished.wait_for(lambda: done == count)
