@@ -17,17 +17,8 @@ threads (the kernels release the GIL):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._depthwise_numba import _copy
-
-
-def _compile(fn):  # noqa: ANN001, ANN202
-    """``njit`` (nogil) with an on-disk cache, or without one where no cache directory is writable."""
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=True)(fn)
+from ._depthwise_numba import _compile, _copy  # the same options: nogil, cached, no fast-math
 
 
 @_compile

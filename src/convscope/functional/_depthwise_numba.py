@@ -25,8 +25,10 @@ slower at 14². A gradient with respect to a padded input comes back without its
 same way (:func:`grad_input_scatter`), or from a conv whose windows are the input cells.
 
 Sums run in the arrays' dtype (float32 stays float32, like torch), without fast-math: IEEE
-semantics, NaN and infinity propagate. Each output cell's sum is in a fixed order whatever the
-blocks and threads, so results do not depend on the thread count or timing.
+semantics, NaN and infinity propagate. The weight gradients' dot products alone may add in any
+order (:func:`_reassociated`: the order vectorisation picks, fixed for a build). Each output
+cell's sum is in a fixed order whatever the blocks and threads, so results do not depend on the
+thread count or timing.
 
 Two ways through a plane's windows (:func:`_run`): one row of windows at a time (any stride),
 or, for stride 1, ``rows`` rows of windows at a time as one run of flat positions (``Wp``

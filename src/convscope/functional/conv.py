@@ -1711,8 +1711,8 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
     C-contiguous, from the output gradient ``g`` ``(N, C_out, *windows)`` and the same in
     ``path``'s layout ``gl`` (unused, and may be None, when the gradient runs per phase)."""
     if _phased(w.shape[1], geo):
-        kernels = jit.kernels_for(g.dtype, "columns")
-        if kernels is not None and _by_taps(g.shape[2:]):
+        kernels = jit.kernels_for(g.dtype, "columns") if _by_taps(g.shape[2:]) else None
+        if kernels is not None:
             return _grad_input_taps(kernels, g, w, geo, plan.padded, plan.before, plan.after)
         if np.isfinite(w).all():
             return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
