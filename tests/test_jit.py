@@ -665,13 +665,23 @@ def test_pool_and_norm_bits_do_not_depend_on_blocks_or_threads(threads: int, mon
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.fixture(params=["cached", "streamed"])
+def stores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The compiled batch-norm kernels' outputs stored through the caches, then streamed past
+    them (every output over the threshold, so that small planes with a misaligned head and a
+    tail run the streamed lines too)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(norm_module, "_STREAM_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 9, 11), (3, 4, 300), (0, 3, 4, 4), (2, 3, 0), (4, 6), (2, 2, 3, 4, 5)],
                          ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str) -> None:
-    """Eval batch norm's one pass (compiled) or two (NumPy) against torch, gradients included,
-    NaN and infinite inputs propagating to their own cells; and the two paths' float32 bits
-    are the same (a product rounded, then a sum)."""
+def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str, stores: str) -> None:
+    """Eval batch norm's one pass (compiled, stored through the caches or streamed) or two
+    (NumPy) against torch, gradients included, NaN and infinite inputs propagating to their own
+    cells; and the paths' float32 bits are the same (a product rounded, then a sum)."""
     rng = np.random.default_rng(7)
     c = shape[1]
     x = rng.standard_normal(shape)
@@ -698,10 +708,11 @@ def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str
 @pytest.mark.parametrize("affine", ["weight_and_bias", "none", "weight_only"])
 @pytest.mark.parametrize("shape", [(4, 5, 9, 11), (6, 3), (3, 4, 300), (2, 3, 4, 5, 6)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_training_batch_norm_on_both_paths(shape: tuple, dtype: type, affine: str, pool_path: str) -> None:
-    """Training batch norm's backward (compiled: float64 sums per channel, one kernel) against
-    torch: output, input, weight and bias gradients; 2-d to 5-d inputs, with and without the
-    affine parameters."""
+def test_training_batch_norm_on_both_paths(shape: tuple, dtype: type, affine: str, pool_path: str,
+                                           stores: str) -> None:
+    """Training batch norm's backward (compiled: float64 sums per channel, one kernel, the input
+    gradient stored through the caches or streamed) against torch: output, input, weight and
+    bias gradients; 2-d to 5-d inputs, with and without the affine parameters."""
     rng = np.random.default_rng(13)
     c = shape[1]
     params = {"weight_and_bias": [rng.standard_normal(c), rng.standard_normal(c)],
@@ -736,12 +747,34 @@ def test_training_batch_norm_runs_the_compiled_kernel(monkeypatch: pytest.Monkey
         pytest.skip("numba is not installed")
     kernels, calls = jit.kernels("pool"), []
     real = kernels.norm_backward
-    monkeypatch.setattr(kernels, "norm_backward", lambda *args: calls.append(args[-2:]) or real(*args))
+    monkeypatch.setattr(kernels, "norm_backward", lambda *args: calls.append(args[-3:-1]) or real(*args))
     monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)  # a block per channel
     x = cs.tensor(np.random.default_rng(15).standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
     with jit.enabled(True):
         F.batch_norm(x, None, None, training=True).sum().backward()
     assert sorted(calls) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_batch_norm_streams_only_large_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled batch-norm kernels stream their stores from ``_STREAM_BYTES`` of output
+    (eval's output, training's input gradient), and store through the caches below it."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    kernels, calls = jit.kernels("pool"), []
+    for name in ("scale_shift", "norm_backward"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, real=real, name=name: calls.append((name, args[-1]))
+                            or real(*args))
+    monkeypatch.setattr(norm_module, "_STREAM_BYTES", 4 * 3 * 16 * 16)
+    stats = [cs.tensor(np.zeros(3, np.float32)), cs.tensor(np.ones(3, np.float32))]
+    with jit.enabled(True):
+        for side in (15, 16):
+            x = cs.tensor(np.ones((1, 3, side, side), np.float32), requires_grad=True)
+            F.batch_norm(x, *stats)
+            F.batch_norm(x, None, None, training=True).sum().backward()
+    assert set(calls) == {("scale_shift", False), ("norm_backward", False), ("scale_shift", True),
+                          ("norm_backward", True)}
+    assert calls[0][1] is False and calls[-1][1] is True
 
 
 POOL_MEMORY = [s for s in MEMORY_SAMPLES if s[0] in ("max_pool", "max_pool_2x2", "avg_pool", "adaptive_max",

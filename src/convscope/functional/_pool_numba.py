@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._stream_numba import LINE, affine_line, fence, lines, norm_grad_line
+
 # nogil: the blocks run on tile_map's threads; cache: compiled once, kept in __pycache__ (or the
 # user's cache dir); no fastmath: IEEE semantics, no reassociation or contraction; numpy's error
 # model: a float division is IEEE's (numba's default checks for zero in every division, which
@@ -216,16 +218,25 @@ def window_shares(g, grad, divisor, kernel, stride, padding, extent, first, last
 
 
 @_compile
-def scale_shift(x, scale, shift, out, first, last):  # noqa: ANN001, ANN201
+def scale_shift(x, scale, shift, out, first, last, stream):  # noqa: ANN001, ANN201
     """Eval batch norm for the channels ``first <= c < last`` of every sample: ``out = x·scale[c]
     + shift[c]`` in one pass (a product rounded, then a sum rounded: the NumPy kernels' two
-    passes, bit for bit). ``x``, ``out`` ``(N, C, per_channel)``."""
-    for n in range(x.shape[0]):
+    passes, bit for bit). ``x``, ``out`` ``(N, C, per_channel)``; ``stream``: the output's whole
+    lines stored past the caches (:mod:`._stream_numba`)."""
+    samples, channels, cells = x.shape
+    xf, of = x.reshape(-1), out.reshape(-1)
+    for n in range(samples):
         for c in range(first, last):
             a, b = scale[c], shift[c]
-            src, dst = x[n, c], out[n, c]
-            for q in range(src.size):
-                dst[q] = src[q] * a + b
+            at = (n * channels + c) * cells
+            start, stop = lines(of, at, at + cells, stream)
+            for q in range(start, stop, LINE // of.itemsize):
+                affine_line(of, xf, q, a, b)
+            for part in ((at, start), (stop, at + cells)):
+                for q in range(part[0], part[1]):
+                    of[q] = xf[q] * a + b
+    if stream:
+        fence()
 
 
 @_reassociated
@@ -243,11 +254,12 @@ def _plane_sums(g, xhat, start, count):  # noqa: ANN001, ANN202
 
 
 @_compile
-def norm_backward(g, xhat, scale, count, gx, sums, first, last):  # noqa: ANN001, ANN201
+def norm_backward(g, xhat, scale, count, gx, sums, first, last, stream):  # noqa: ANN001, ANN201
     """Training batch norm's backward for the channels ``first <= c < last`` of ``g`` and
     ``xhat`` ``(N, C, S)``: ``sums[0, c] = Σ g``, ``sums[1, c] = Σ g·x̂`` (float64, sample by
     sample), then (``gx`` not empty) ``gx = ((g − x̂·Σ(g·x̂)/count) − Σg/count)·scale[c]``, the
-    channel's planes read again while in cache."""
+    channel's planes read again while in cache; ``stream``: ``gx``'s whole lines stored past
+    the caches (:mod:`._stream_numba`)."""
     samples, channels, cells = g.shape
     gf, hf, of = g.reshape(-1), xhat.reshape(-1), gx.reshape(-1)
     for c in range(first, last):
@@ -260,6 +272,12 @@ def norm_backward(g, xhat, scale, count, gx, sums, first, last):  # noqa: ANN001
         if of.size:
             mean_g, mean_along, k = g.dtype.type(total / count), g.dtype.type(along / count), scale[c]
             for n in range(samples):
-                at = np.uint64((n * channels + c) * cells)
-                for q in range(np.uint64(cells)):
-                    of[at + q] = ((gf[at + q] - hf[at + q] * mean_along) - mean_g) * k
+                at = (n * channels + c) * cells
+                start, stop = lines(of, at, at + cells, stream)
+                for q in range(start, stop, LINE // of.itemsize):
+                    norm_grad_line(of, gf, hf, q, mean_along, mean_g, k)
+                for part in ((at, start), (stop, at + cells)):
+                    for q in range(np.uint64(part[0]), np.uint64(part[1])):
+                        of[q] = ((gf[q] - hf[q] * mean_along) - mean_g) * k
+    if stream:
+        fence()

@@ -129,6 +129,12 @@ def _norm_blocks(view: tuple, x_shape: tuple, axes: tuple) -> tuple[int, list[sl
 _AFFINE_TILE_ELEMENTS = 1 << 18
 
 
+# Output bytes from which the compiled elementwise kernels stream their stores past the caches
+# (:mod:`._stream_numba`): eval batch norm over 6 MB was 1.3× faster streamed, even when the
+# output was summed right after; over 1.5 MB, which stays in L2 and L3, 1.4× slower.
+_STREAM_BYTES = 4 << 20
+
+
 def _affine_tiles(channels: int, per_channel: int, threads: int) -> list[slice]:
     """Tiles of channels of about ``_AFFINE_TILE_ELEMENTS`` per sample; more than one tile
     only when a sample is larger, then as many for each thread (:func:`.parallel.even_blocks`)."""
@@ -140,7 +146,8 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
 
     Shapes: ``x`` and ``out`` ``(N, C, *)``, ``scale`` and ``shift`` ``(C,)``. Tiles of
     channels are shared out over the threads. Compiled (:mod:`.jit`), a tile is one pass over
-    its planes (the same bits: a product rounded, then a sum). Else a tile spreads its scales
+    its planes (the same bits: a product rounded, then a sum), streamed past the caches from
+    ``_STREAM_BYTES`` of output. Else a tile spreads its scales
     and shifts into rows as long as a channel's plane, so that both NumPy passes run
     contiguous and unbroadcast (a stride-0 operand halves NumPy's speed), sample by sample
     while the output is in cache.
@@ -151,7 +158,8 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     tiles = _affine_tiles(c, per_channel, thread_count())
     kernels = jit.kernels_for(x.dtype, "pool")
     if kernels is not None:
-        tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c)), tiles)
+        stream = out.nbytes >= _STREAM_BYTES
+        tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c), stream), tiles)
         return
     samples = max(1, _AFFINE_TILE_ELEMENTS // max((tiles[0].stop - tiles[0].start) * per_channel, 1))
     scratch = Scratch()
@@ -303,8 +311,9 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
         gx3 = np.empty((0, 0, 0), g.dtype) if gx is None else gx.reshape(g3.shape)
         scale = (invstd if w is None else invstd * w).reshape(c)
         sums = np.empty((2, c))
+        stream = gx3.nbytes >= _STREAM_BYTES
         tile_map(lambda blk: kernels.norm_backward(g3, xhat.reshape(g3.shape), scale, count, gx3, sums, blk.start,
-                                                   min(blk.stop, c)), blocks)
+                                                   min(blk.stop, c), stream), blocks)
         return sums.astype(g.dtype).reshape((2,) + kept)
 
     def _gradients(sums: np.ndarray, gx: np.ndarray | None) -> tuple:
