@@ -900,7 +900,6 @@ def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
             out = _bin_means(out, axis, shape[axis])
     elif _global(cells, in_sizes):  # means as a matrix-vector product: 7× faster than a sum over the last axis
         boxes = _bin_boxes(xd, cells)
-        # one item: a single pass is too short to share, but it runs with single-threaded BLAS
         rows = boxes.reshape(-1, boxes.shape[-1])  # one matrix: a stack of rows would be one BLAS call per row
         # a vector, not a (cells, 1) matrix: BLAS's gemv (8×2048×7²: 76 → 61 µs), weighted 1/cells (no pass to divide)
         out = matmul(rows, np.full(rows.shape[-1], 1 / math.prod(cells), xd.dtype)).reshape(boxes.shape[:-1])
