@@ -236,6 +236,52 @@ def test_compiled_columns_give_the_numpy_columns_bits(sample: Sample, budget: in
         np.testing.assert_array_equal(got, want)
 
 
+# (kernel, stride, dilation, input size, zeros before, after, compiled): the stride phases of
+# an input, split by the compiled kernel (a stride of 2 along the last dim whose two phases
+# some tap reads) or by NumPy's copies
+SPLITS = [
+    ((7, 7), (2, 2), (1, 1), (20, 21), (3, 3), (3, 3), True),  # a stem, odd width
+    ((3,), (2,), (1,), (9,), (1,), (0,), True),
+    ((4,), (2,), (3,), (17,), (0,), (2,), True),  # dilation 3: taps in both phases
+    ((3, 3, 3), (1, 2, 2), (1, 1, 1), (4, 7, 8), (1, 0, 2), (1, 1, 0), True),
+    ((2, 5), (3, 2), (2, 1), (11, 12), (2, 4), (0, 1), True),  # rows some tap never reads
+    ((5, 5), (2, 2), (1, 1), (3, 3), (4, 4), (4, 4), True),  # more padding than input
+    ((3, 3), (2, 2), (2, 2), (10, 11), (2, 2), (2, 2), False),  # dilation 2: one phase along W
+    ((1, 1), (2, 2), (1, 1), (9, 9), (0, 0), (0, 0), False),
+    ((3, 3), (2, 3), (1, 1), (10, 11), (1, 1), (1, 1), False),  # stride 3 along W
+]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SPLITS, ids=str)
+def test_compiled_split_gives_numpy_phases(case: tuple, dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planar path's split of a zero-padded input into its stride phases: the compiled
+    kernel (each row dealt out to its two phases along W) fills the same cells as NumPy's
+    strided copies, for 1-d to 3-d inputs, padding past the input, dilations and strides, in
+    blocks of single planes; it runs exactly where it applies."""
+    kernel, stride, dilation, size, before, after, compiled = case
+    padded = tuple(n + b + a for n, b, a in zip(size, before, after, strict=True))
+    windows = tuple((p - (k - 1) * d - 1) // s + 1 for p, k, d, s in zip(padded, kernel, dilation, stride, strict=True))
+    flat = conv_module._FlatTaps(padded, conv_module._Geometry(kernel, stride, dilation, 1), windows, split=True)
+    x = np.random.default_rng(8).standard_normal((2, 3, *size)).astype(dtype)
+    monkeypatch.setattr(conv_module, "_BLOCK_ELEMENTS", 1)
+    calls, kernels = [], jit.kernels("columns")
+    real = kernels.split_phases
+    monkeypatch.setattr(kernels, "split_phases", lambda *a: calls.append(a[-2:]) or real(*a))
+    planes = {}
+    for on in (True, False):
+        with jit.enabled(on):
+            planes[on] = flat.planes(conv_module._ZeroPadded(x, before, after), 1)
+    np.testing.assert_array_equal(planes[True], planes[False])
+    assert calls == ([(i, i + 1) for i in range(6)] if compiled else [])
+    with jit.enabled(True):  # a strided input: NumPy's copies
+        calls.clear()
+        strided = np.repeat(x, 2, axis=-1)[..., ::2]
+        np.testing.assert_array_equal(flat.planes(conv_module._ZeroPadded(strided, before, after), 1), planes[False])
+        assert not calls
+
+
 # Strided input gradients with >= 8 channels per group (transposed convs' outputs and convs'
 # input gradients), for the compiled col2im over the products of every tap
 TAPS = [
