@@ -47,12 +47,13 @@ def split_phases(x, out, rows, ranges, before, first, last):  # noqa: ANN001, AN
     """For the planes ``first <= p < last`` of ``x`` ``(P, R, W)`` (C-contiguous; ``R`` the rows,
     all the dims but the last): ``out[p, rows[r, ρ] + j] = x[p, r, ρ + 2·j − before]`` for the
     phases ``ρ`` 0 and 1 along W, ``ranges[ρ, 0] <= j < ranges[ρ, 1]``, and the rows ``r`` with
-    ``rows[r, ρ] >= 0`` (``out`` ``(P, L)``, flat). Where both phases have a cell ``j`` (and the
-    row goes to both), one loop deals out the pair (through views: flat unsigned indices ran
-    2.5× slower here)."""
+    ``rows[r, ρ] >= 0`` (``out`` ``(P, L)``, flat), every other cell of the planes zero. Where
+    both phases have a cell ``j`` (and the row goes to both), one loop deals out the pair
+    (through views: flat unsigned indices ran 2.5× slower here)."""
     lo, hi = max(ranges[0, 0], ranges[1, 0]), min(ranges[0, 1], ranges[1, 1])
     for p in range(first, last):
         planes = out[p]
+        planes[:] = 0  # in cache, where np.zeros would clear the whole array in memory first
         for r in range(x.shape[1]):
             src = x[p, r]
             for rho in range(2):  # the cells of one phase only, one at a time

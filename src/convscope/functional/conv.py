@@ -563,9 +563,9 @@ class _FlatTaps:
         if not self.copies(xp.shape[2:]):
             return np.ascontiguousarray(xp).reshape(flat)
         x, before = _unpadded(xp)
-        out = np.zeros((n, c, len(self.phases), *self.sizes), xp.dtype)
         parts, rows, ranges = _split_plan(self.key, xp.shape[2:], x.shape[2:], before)
         kernels = jit.kernels_for(x.dtype, "columns") if rows is not None and x.flags.c_contiguous else None
+        out = (np.empty if kernels is not None else np.zeros)((n, c, len(self.phases), *self.sizes), xp.dtype)
 
         def split(block: tuple[int, slice]) -> None:
             b, channels = block
