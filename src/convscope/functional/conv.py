@@ -800,7 +800,7 @@ _TILES_PER_THREAD = 3
 
 
 def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int = 1,
-           position_macs: int = 0, per_thread: int = _TILES_PER_THREAD) -> list[_Tile]:
+           position_macs: int = 0, per_thread: int = _TILES_PER_THREAD) -> tuple[_Tile, ...]:
     """Split the work into tiles of about ``_TILE_POSITIONS`` window positions whose columns
     (``position_bytes`` per position) take at most ``_COLUMN_BYTES``, or fewer positions when
     ``threads`` threads share the work: about ``per_thread`` tiles each, none under
@@ -808,18 +808,28 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
 
     Whole samples when one fits; otherwise one sample's rows along the first window dim; when
     even one row is too big (3-d volumes) one row at a time and a range along the next dim,
-    and so on. A tile's positions are then contiguous in a channels-last array."""
-    budget = min(_COLUMN_BYTES, max(2 << 20, _TILE_POSITIONS * position_bytes))
+    and so on. A tile's positions are then contiguous in a channels-last array. Computed once
+    per shape (the stem's 32 tiles took 0.16 ms of Python, in every call)."""
+    return _tile_plan(n, tuple(windows), geo, position_bytes, threads, position_macs, per_thread,
+                      (_COLUMN_BYTES, _TILE_POSITIONS, _MIN_TILE_MACS, _MIN_TILE_POSITIONS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_plan(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int,
+               position_macs: int, per_thread: int, limits: tuple[int, int, int, int]) -> tuple[_Tile, ...]:
+    """:func:`_tiles`, with the module's limits in force (``limits``: a test may change them)."""
+    column_bytes, tile_positions, min_macs, min_positions = limits
+    budget = min(column_bytes, max(2 << 20, tile_positions * position_bytes))
     positions = n * math.prod(windows)
-    parts = min(threads * per_thread, positions * position_macs // _MIN_TILE_MACS,
-                positions // _MIN_TILE_POSITIONS) if threads > 1 else 1
+    parts = min(threads * per_thread, positions * position_macs // min_macs,
+                positions // min_positions) if threads > 1 else 1
     if parts > 1:
         budget = min(budget, max(1, positions * position_bytes // parts))
     unit = [max(1, position_bytes * math.prod(windows[k:])) for k in range(len(windows) + 1)]  # one index of dims < k
     if unit[0] <= budget:
         per_tile = budget // unit[0]
         per_tile = -(-n // -(-n // per_tile)) if n else 1  # the same size for every tile
-        return [_Tile(slice(b, min(b + per_tile, n)), (), (), windows) for b in range(0, n, per_tile)]
+        return tuple(_Tile(slice(b, min(b + per_tile, n)), (), (), windows) for b in range(0, n, per_tile))
     level = next((k for k in range(1, len(windows) + 1) if unit[k] <= budget), len(windows))
     count = windows[level - 1]
     step = max(1, budget // unit[level])
@@ -833,7 +843,7 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
                               for q, s, k, d in zip(box, geo.stride, geo.kernel, geo.dilation))
                 sizes = tuple(q.stop - q.start for q in box)
                 tiles.append(_Tile(slice(b, b + 1), box, reads, sizes + windows[level:]))
-    return tiles
+    return tuple(tiles)
 
 
 def _rows(a: np.ndarray, t: _Tile, groups: int) -> np.ndarray:
@@ -1212,7 +1222,7 @@ def _grad_input_direct(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
     return gx
 
 
-def _overlapping(tiles: list[_Tile], threads: int) -> bool:
+def _overlapping(tiles: Sequence[_Tile], threads: int) -> bool:
     """Whether tiles run at the same time may add onto the same input cells: tiles inside one
     sample read overlapping rows. Such tiles sum into a buffer of their own, added in tile order
     (an extra pass over the tile's input cells, in cache)."""
@@ -1617,7 +1627,7 @@ def _grad_weight_depthwise(xp: np.ndarray | _ZeroPadded, g: np.ndarray, geo: _Ge
     return gw
 
 
-def _sum_tiles(part: Callable[[_Tile], np.ndarray], tiles: list[_Tile], threads: int, shape: tuple[int, ...],
+def _sum_tiles(part: Callable[[_Tile], np.ndarray], tiles: Sequence[_Tile], threads: int, shape: tuple[int, ...],
                dtype: Any) -> np.ndarray:
     """``Σ part(t)`` over the tiles (each of ``shape``): each thread sums a contiguous run of
     tiles in order, then the runs' sums are added in order, so the result does not depend on
@@ -1955,7 +1965,7 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
                  zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
 
 
-def _tile_extent(tiles: list[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
+def _tile_extent(tiles: Sequence[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
     """(tiles in flight, positions of the largest tile): window positions, or with ``flat`` the
     planar path's column positions (flat runs: the cells past each row's last window included)."""
     if flat is None or _exact(flat.windows):
@@ -2185,7 +2195,7 @@ def _split_copy(flat: _FlatTaps, n: int, c: int, padded: tuple[int, ...]) -> int
     return n * c * len(flat.phases) * math.prod(flat.sizes) if flat.copies(padded) else 0
 
 
-def _planar_copy(tiles: list[_Tile], windows: tuple[int, ...], c_out: int) -> int:
+def _planar_copy(tiles: Sequence[_Tile], windows: tuple[int, ...], c_out: int) -> int:
     """Elements per column position of the planar path's output-side tile copy: ``c_out``, or
     none when every tile's columns are its windows inside one sample (:func:`_exact`): those
     multiply straight into the output and read the output gradient in place (for an output
