@@ -50,6 +50,11 @@ def _compile(fn, **options):  # noqa: ANN001, ANN003, ANN202
         return njit(cache=False, **options)(fn)
 
 
+def _inline(fn):  # noqa: ANN001, ANN202
+    """A helper compiled into each caller."""
+    return _compile(fn, inline="always")
+
+
 def _reassociated(fn):  # noqa: ANN001, ANN202
     """:func:`_compile` with additions in any order (so that a sum vectorises), nothing else of
     fast-math: NaN and infinity still propagate."""
@@ -223,20 +228,27 @@ def scale_shift(x, scale, shift, out, first, last, stream):  # noqa: ANN001, ANN
     + shift[c]`` in one pass (a product rounded, then a sum rounded: the NumPy kernels' two
     passes, bit for bit). ``x``, ``out`` ``(N, C, per_channel)``; ``stream``: the output's whole
     lines stored past the caches (:mod:`._stream_numba`)."""
-    samples, channels, cells = x.shape
-    xf, of = x.reshape(-1), out.reshape(-1)
-    for n in range(samples):
+    for n in range(x.shape[0]):
         for c in range(first, last):
             a, b = scale[c], shift[c]
-            at = (n * channels + c) * cells
-            start, stop = lines(of, at, at + cells, stream)
-            for q in range(start, stop, LINE // of.itemsize):
-                affine_line(of, xf, q, a, b)
-            for part in ((at, start), (stop, at + cells)):
-                for q in range(part[0], part[1]):
-                    of[q] = xf[q] * a + b
+            src, dst = x[n, c], out[n, c]
+            if not stream:  # (its own branch: one loop shared with the streamed lines ran 1.7× slower)
+                _affine_cells(dst, src, 0, dst.size, a, b)
+                continue
+            start, stop = lines(dst, 0, dst.size)
+            for q in range(start, stop, LINE // dst.itemsize):
+                affine_line(dst, src, q, a, b)
+            _affine_cells(dst, src, 0, start, a, b)
+            _affine_cells(dst, src, stop, dst.size, a, b)
     if stream:
         fence()
+
+
+@_inline
+def _affine_cells(dst, src, first, last, a, b):  # noqa: ANN001, ANN202
+    """``dst[q] = src[q]·a + b`` for ``first <= q < last``."""
+    for q in range(first, last):
+        dst[q] = src[q] * a + b
 
 
 @_reassociated
@@ -273,11 +285,21 @@ def norm_backward(g, xhat, scale, count, gx, sums, first, last, stream):  # noqa
             mean_g, mean_along, k = g.dtype.type(total / count), g.dtype.type(along / count), scale[c]
             for n in range(samples):
                 at = (n * channels + c) * cells
-                start, stop = lines(of, at, at + cells, stream)
+                if not stream:  # (flat indices: views of each plane cost 20 % on 14² planes)
+                    _norm_grad_cells(of, gf, hf, at, at + cells, mean_along, mean_g, k)
+                    continue
+                start, stop = lines(of, at, at + cells)
                 for q in range(start, stop, LINE // of.itemsize):
                     norm_grad_line(of, gf, hf, q, mean_along, mean_g, k)
-                for part in ((at, start), (stop, at + cells)):
-                    for q in range(np.uint64(part[0]), np.uint64(part[1])):
-                        of[q] = ((gf[q] - hf[q] * mean_along) - mean_g) * k
+                _norm_grad_cells(of, gf, hf, at, start, mean_along, mean_g, k)
+                _norm_grad_cells(of, gf, hf, stop, at + cells, mean_along, mean_g, k)
     if stream:
         fence()
+
+
+@_inline
+def _norm_grad_cells(dst, g, xhat, first, last, along, mean, scale):  # noqa: ANN001, ANN202
+    """``dst[q] = ((g[q] − x̂[q]·along) − mean)·scale`` for ``first <= q < last`` (unsigned: the
+    loop vectorises)."""
+    for q in range(np.uint64(first), np.uint64(last)):
+        dst[q] = ((g[q] - xhat[q] * along) - mean) * scale

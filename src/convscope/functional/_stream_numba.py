@@ -108,11 +108,9 @@ def fence(typingctx):  # noqa: ANN001, ANN201, ARG001
 
 
 @njit(nogil=True, inline="always")
-def lines(out, first, last, stream):  # noqa: ANN001, ANN201
-    """``(start, stop)``: the whole lines of ``out[first:last]`` (1-d), to stream; ``(last,
-    last)`` when not ``stream``. The cells before ``start`` and from ``stop`` take plain stores."""
-    if not stream:
-        return last, last
+def lines(out, first, last):  # noqa: ANN001, ANN201
+    """``(start, stop)``: the whole lines of ``out[first:last]`` (1-d), to stream. The cells
+    before ``start`` and from ``stop`` take plain stores."""
     per = LINE // out.itemsize
     misaligned = np.int64(out.ctypes.data % LINE) // out.itemsize
     start = min(last, first + (per - (misaligned + first) % per) % per)
