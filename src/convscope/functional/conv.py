@@ -610,9 +610,12 @@ class _FlatTaps:
         return wide
 
 
+_SplitParts = tuple[tuple[tuple[slice, ...], tuple[slice, ...]], ...]  # per phase: (inside, cells)
+
+
 @functools.lru_cache(maxsize=256)
 def _split_plan(key: tuple, padded: tuple[int, ...], size: tuple[int, ...], before: tuple[int, ...]
-                ) -> tuple[list[tuple[tuple[slice, ...], tuple[slice, ...]]], np.ndarray | None, np.ndarray | None]:
+                ) -> tuple[_SplitParts, np.ndarray | None, np.ndarray | None]:
     """How :meth:`_FlatTaps.planes` (of the :class:`_FlatTaps` made of ``key``) splits an input
     of ``size`` cells with ``before`` zero cells, ``padded`` in all: per phase the cells it
     fills (``inside``) and the input cells they are (``cells``). For the compiled split
@@ -632,6 +635,7 @@ def _split_plan(key: tuple, padded: tuple[int, ...], size: tuple[int, ...], befo
             cells.append(slice(a.phase + s * first - b, a.phase + s * (stop - 1) - b + 1, s) if stop > first
                          else slice(0, 0))
         parts.append((tuple(inside), tuple(cells)))
+    parts = tuple(parts)  # shared by every call of this shape: read-only
     if flat.split_by[-1] != 2 or sorted({phase[-1].phase for phase in flat.phases}) != [0, 1]:
         return parts, None, None
     lead = size[:-1]
