@@ -26,7 +26,7 @@ import platform
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core.extending import intrinsic
+from numba.extending import intrinsic
 
 LINE = 64  # bytes: a cache line, and the store's alignment
 
