@@ -716,9 +716,9 @@ def test_pool_and_norm_bits_do_not_depend_on_blocks_or_threads(threads: int, mon
 
 @pytest.fixture(params=["cached", "streamed"])
 def stores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The compiled batch-norm kernels' outputs stored through the caches, then streamed past
-    them (every output over the threshold, so that small planes with a misaligned head and a
-    tail run the streamed lines too)."""
+    """The compiled batch-norm kernels' outputs (and training's normalised input) stored
+    through the caches, then streamed past them (every output over the threshold, so that
+    small planes with a misaligned head and a tail run the streamed lines too)."""
     if request.param == "streamed":
         monkeypatch.setattr(norm_module, "_STREAM_BYTES", 0)
     return request.param
@@ -754,21 +754,21 @@ def test_eval_batch_norm_on_both_paths(shape: tuple, dtype: type, pool_path: str
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-@pytest.mark.parametrize("affine", ["weight_and_bias", "none", "weight_only"])
+@pytest.mark.parametrize("affine", [("weight", "bias"), (), ("weight",), ("bias",)], ids=str)
 @pytest.mark.parametrize("shape", [(4, 5, 9, 11), (6, 3), (3, 4, 300), (2, 3, 4, 5, 6)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_training_batch_norm_on_both_paths(shape: tuple, dtype: type, affine: str, pool_path: str,
+def test_training_batch_norm_on_both_paths(shape: tuple, dtype: type, affine: tuple, pool_path: str,
                                            stores: str) -> None:
-    """Training batch norm's backward (compiled: float64 sums per channel, one kernel, the input
-    gradient stored through the caches or streamed) against torch: output, input, weight and
-    bias gradients; 2-d to 5-d inputs, with and without the affine parameters."""
+    """Training batch norm's forward and backward (compiled: float64 sums per channel, one
+    kernel each way, the output, the normalised input and the input gradient stored through the
+    caches or streamed) against torch: output, input, weight and bias gradients; 2-d to 5-d
+    inputs, with and without the affine parameters."""
     rng = np.random.default_rng(13)
-    c = shape[1]
-    params = {"weight_and_bias": [rng.standard_normal(c), rng.standard_normal(c)],
-              "weight_only": [rng.standard_normal(c)], "none": []}[affine]
+    params = [rng.standard_normal(shape[1]) for _ in affine]
     x = rng.standard_normal(shape) * 3 + 1
-    compare(lambda v, *p: F.batch_norm(v, None, None, *p, training=True),
-            lambda v, *p: TF.batch_norm(v, None, None, *p, training=True), [x, *params], dtype=dtype)
+    compare(lambda v, *p: F.batch_norm(v, None, None, **dict(zip(affine, p)), training=True),
+            lambda v, *p: TF.batch_norm(v, None, None, **dict(zip(affine, p)), training=True), [x, *params],
+            dtype=dtype)
 
 
 def test_training_batch_norm_partial_grads_and_strided_upstream(pool_path: str) -> None:
@@ -791,26 +791,51 @@ def test_training_batch_norm_partial_grads_and_strided_upstream(pool_path: str) 
             assert cx.grad is None
 
 
-def test_training_batch_norm_runs_the_compiled_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_batch_norm_runs_the_compiled_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training batch norm's forward and backward each run their kernel on every block of
+    channels; instance norm (statistics per sample and channel) runs neither."""
     if not NUMBA:
         pytest.skip("numba is not installed")
     kernels, calls = jit.kernels("pool"), []
-    real = kernels.norm_backward
-    monkeypatch.setattr(kernels, "norm_backward", lambda *args: calls.append(args[-3:-1]) or real(*args))
+    for name in ("norm_forward", "norm_backward"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, real=real, name=name: calls.append((name, *args[-3:-1]))
+                            or real(*args))
     monkeypatch.setattr(norm_module, "_NORM_BLOCK_ELEMENTS", 1)  # a block per channel
     x = cs.tensor(np.random.default_rng(15).standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
     with jit.enabled(True):
+        F.instance_norm(x).sum().backward()
+        assert calls == []
         F.batch_norm(x, None, None, training=True).sum().backward()
-    assert sorted(calls) == [(0, 1), (1, 2), (2, 3)]
+    assert sorted(calls) == [(name, c, c + 1) for name in ("norm_backward", "norm_forward") for c in range(3)]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_batch_norm_non_finite_channels(dtype: type, pool_path: str, stores: str) -> None:
+    """A NaN or an infinite cell makes its channel's statistics and outputs NaN, as in torch;
+    the other channels and the running statistics are torch's."""
+    x = np.random.default_rng(16).standard_normal((3, 4, 5, 6)).astype(dtype)
+    x[1, 1, 2, 3], x[0, 2, 0, 0] = np.nan, np.inf
+    running = [cs.tensor(np.zeros(4, dtype)), cs.tensor(np.ones(4, dtype))]
+    torch_running = [torch.zeros(4, dtype=torch.from_numpy(x).dtype), torch.ones(4, dtype=torch.from_numpy(x).dtype)]
+    out = F.batch_norm(cs.tensor(x), *running, training=True).numpy()
+    want = TF.batch_norm(torch.from_numpy(x.copy()), *torch_running, training=True).numpy()
+    assert np.isnan(out[:, 1:3]).all() and np.isfinite(out[:, [0, 3]]).all()
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol, equal_nan=True)
+    for got, expected in zip(running, torch_running, strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=tol, equal_nan=True)
 
 
 def test_batch_norm_streams_only_large_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled batch-norm kernels stream their stores from ``_STREAM_BYTES`` of output
-    (eval's output, training's input gradient), and store through the caches below it."""
+    (eval's and training's output, training's input gradient), and store through the caches
+    below it."""
     if not NUMBA:
         pytest.skip("numba is not installed")
     kernels, calls = jit.kernels("pool"), []
-    for name in ("scale_shift", "norm_backward"):
+    for name in ("scale_shift", "norm_forward", "norm_backward"):
         real = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *args, real=real, name=name: calls.append((name, args[-1]))
                             or real(*args))
@@ -821,8 +846,8 @@ def test_batch_norm_streams_only_large_outputs(monkeypatch: pytest.MonkeyPatch) 
             x = cs.tensor(np.ones((1, 3, side, side), np.float32), requires_grad=True)
             F.batch_norm(x, *stats)
             F.batch_norm(x, None, None, training=True).sum().backward()
-    assert set(calls) == {("scale_shift", False), ("norm_backward", False), ("scale_shift", True),
-                          ("norm_backward", True)}
+    assert set(calls) == {(name, stream) for name in ("scale_shift", "norm_forward", "norm_backward")
+                          for stream in (False, True)}
     assert calls[0][1] is False and calls[-1][1] is True
 
 

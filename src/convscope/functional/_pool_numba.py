@@ -16,9 +16,10 @@ Sums run in the arrays' dtype (float32 stays float32, like torch), without fast-
 semantics, NaN and infinity propagate. Every cell sums in torch's order (a window's real cells
 in raster order; a gradient cell's windows in raster order), whatever the blocks and threads,
 so results do not depend on the thread count and match torch's float32 bits. The one exception
-is training batch norm's backward, whose per-channel sums run in float64 (as torch's do) with
-the additions reassociated within a plane so that they vectorise (:func:`_plane_sums`): still
-one fixed order whatever the blocks and threads, NaN and infinity still propagating.
+is training batch norm (:func:`norm_forward`, :func:`norm_backward`), whose per-channel sums
+run in float64 (as torch's do) with the additions reassociated within a plane so that they
+vectorise (:func:`_plane_sum`, :func:`_plane_squares`, :func:`_plane_sums`): still one fixed
+order whatever the blocks and threads, NaN and infinity still propagating.
 
 Average pooling copies a plane once into zero-padded rows, split into the phases of the
 stride along H (:func:`_split`); every tap is then one contiguous run over them for all the
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._stream_numba import LINE, affine_line, fence, lines, norm_grad_line
+from ._stream_numba import LINE, affine_line, fence, lines, norm_grad_line, norm_line
 
 # nogil: the blocks run on tile_map's threads; cache: compiled once, kept in __pycache__ (or the
 # user's cache dir); no fastmath: IEEE semantics, no reassociation or contraction; numpy's error
@@ -249,6 +250,83 @@ def _affine_cells(dst, src, first, last, a, b):  # noqa: ANN001, ANN202
     """``dst[q] = src[q]·a + b`` for ``first <= q < last``."""
     for q in range(first, last):
         dst[q] = src[q] * a + b
+
+
+@_reassociated
+def _plane_sum(x, start, count):  # noqa: ANN001, ANN202
+    """``Σ x`` over ``count`` elements from ``start`` of the flat ``x``, in float64 (called, never
+    inlined: see :func:`_plane_sums`)."""
+    total = 0.0
+    at = np.uint64(start)
+    for q in range(np.uint64(count)):
+        total += np.float64(x[at + q])
+    return total
+
+
+@_reassociated
+def _plane_squares(x, start, count, centre):  # noqa: ANN001, ANN202
+    """``Σ (x − centre)²`` over ``count`` elements from ``start`` of the flat ``x``, in float64."""
+    total = 0.0
+    at = np.uint64(start)
+    for q in range(np.uint64(count)):
+        d = np.float64(x[at + q]) - centre
+        total += d * d
+    return total
+
+
+@_compile
+def norm_forward(x, weight, bias, eps, out, xhat, stats, first, last, stream):  # noqa: ANN001, ANN201
+    """Training batch norm's forward for the channels ``first <= c < last`` of ``x`` ``(N, C,
+    S)``: the channel's mean, then the mean square of its cells less that mean (the biased
+    variance), as float64 sums sample by sample, rounded into ``stats[0, c]`` and ``stats[1, c]``
+    (``x``'s dtype); then, the channel's planes read again while in cache, ``x̂ = (x − mean)·invstd``
+    with ``invstd = 1/√(var + eps)`` rounded as NumPy rounds it, and ``out = x̂·weight[c] +
+    bias[c]`` (``weight`` empty: ``out = x̂``), ``xhat`` (not empty) ``= x̂`` as well;
+    ``stream``: the outputs' whole lines stored past the caches (:mod:`._stream_numba`)."""
+    samples, channels, cells = x.shape
+    xf, of, hf = x.reshape(-1), out.reshape(-1), xhat.reshape(-1)
+    one, zero = x.dtype.type(1), x.dtype.type(0)
+    for c in range(first, last):
+        total = 0.0
+        for n in range(samples):
+            total += _plane_sum(xf, (n * channels + c) * cells, cells)
+        centre = total / (samples * cells)
+        squares = 0.0
+        for n in range(samples):
+            squares += _plane_squares(xf, (n * channels + c) * cells, cells, centre)
+        mean, var = x.dtype.type(centre), x.dtype.type(squares / (samples * cells))
+        stats[0, c], stats[1, c] = mean, var
+        invstd = x.dtype.type(one / np.sqrt(var + x.dtype.type(eps)))
+        a, b = (weight[c], bias[c]) if weight.size else (one, zero)
+        for n in range(samples):
+            at = (n * channels + c) * cells
+            if hf.size:
+                _norm_run(hf, xf, at, at + cells, mean, invstd, one, zero, stream)
+            _norm_run(of, xf, at, at + cells, mean, invstd, a, b, stream)
+    if stream:
+        fence()
+
+
+@_inline
+def _norm_run(dst, src, first, last, mean, invstd, a, b, stream):  # noqa: ANN001, ANN202
+    """``dst[q] = ((src[q] − mean)·invstd)·a + b`` for ``first <= q < last``; ``stream``: the
+    whole lines streamed, the head and tail plain stores."""
+    if not stream:
+        _norm_cells(dst, src, first, last, mean, invstd, a, b)
+        return
+    start, stop = lines(dst, first, last)
+    for q in range(start, stop, LINE // dst.itemsize):
+        norm_line(dst, src, q, mean, invstd, a, b)
+    _norm_cells(dst, src, first, start, mean, invstd, a, b)
+    _norm_cells(dst, src, stop, last, mean, invstd, a, b)
+
+
+@_inline
+def _norm_cells(dst, src, first, last, mean, invstd, a, b):  # noqa: ANN001, ANN202
+    """``dst[q] = ((src[q] − mean)·invstd)·a + b`` for ``first <= q < last`` (unsigned: the loop
+    vectorises)."""
+    for q in range(np.uint64(first), np.uint64(last)):
+        dst[q] = ((src[q] - mean) * invstd) * a + b
 
 
 @_reassociated

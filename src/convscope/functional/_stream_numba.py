@@ -1,7 +1,7 @@
 """Nontemporal ("streaming") stores for compiled kernels whose output is larger than the caches.
 
-Not part of the API: :mod:`._pool_numba`'s elementwise batch-norm kernels call these when their
-caller asks them to stream (an output of ``norm._STREAM_BYTES`` or more).
+Not part of the API: :mod:`._pool_numba`'s batch-norm kernels call these when their caller asks
+them to stream (an output of ``norm._STREAM_BYTES`` or more).
 
 A plain store first reads the cache line it writes into (a read for ownership). For an output
 that leaves the caches before anyone reads it, that read is wasted: a nontemporal store writes a
@@ -89,6 +89,22 @@ def norm_grad_line(typingctx, out, g, xhat, at, along, mean, scale):  # noqa: AN
         return _store(context, builder, signature.args[0], out_v, at_v, result)
 
     return types.void(out, g, xhat, types.intp, out.dtype, out.dtype, out.dtype), codegen
+
+
+@intrinsic
+def norm_line(typingctx, out, x, at, mean, invstd, a, b):  # noqa: ANN001, ANN201, ARG001
+    """``out[at:at + line] = ((x[at:at + line] − mean)·invstd)·a + b``, streamed (training batch
+    norm's output, or with ``a = 1``, ``b = 0`` its normalised input); arrays and scalars as in
+    :func:`affine_line`."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        out_v, x_v, at_v, mean_v, invstd_v, a_v, b_v = args
+        values = _load(context, builder, signature.args[1], x_v, at_v)
+        centred = builder.fmul(builder.fsub(values, _splat(builder, mean_v, values)), _splat(builder, invstd_v, values))
+        result = builder.fadd(builder.fmul(centred, _splat(builder, a_v, centred)), _splat(builder, b_v, centred))
+        return _store(context, builder, signature.args[0], out_v, at_v, result)
+
+    return types.void(out, x, types.intp, out.dtype, out.dtype, out.dtype, out.dtype), codegen
 
 
 @intrinsic

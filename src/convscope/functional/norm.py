@@ -5,8 +5,10 @@ statistics are reductions over some axes, normalise, apply a per-element affine 
 backward is the closed form ``dx = invstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))`` instead of a
 chain of small ops. The passes run block by block along an axis the statistics keep, blocks
 shared out over the threads (:mod:`.parallel`). With constant statistics (eval batch norm)
-the map is one scale and shift per channel, one compiled pass with numba (:mod:`.jit`).
-Running statistics are updated in place, outside the graph, as in torch.
+the map is one scale and shift per channel, one compiled pass with numba (:mod:`.jit`);
+training batch norm's forward and backward are one compiled kernel each, a channel at a time
+(its statistics as float64 sums, then its outputs while its planes are in cache). Running
+statistics are updated in place, outside the graph, as in torch.
 """
 
 from __future__ import annotations
@@ -178,6 +180,27 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     tile_map(tile, tiles)
 
 
+def _batch_norm_forward(kernels: Any, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None, eps: float,
+                        out: np.ndarray, xhat: np.ndarray | None, blocks: list[slice]) -> np.ndarray:
+    """Training batch norm's forward by the compiled kernel (``kernels.norm_forward``: each
+    channel's statistics, then its outputs while its planes are in cache), on ``blocks`` of
+    channels over the threads. ``x``, ``out`` and ``xhat`` (the normalised input, or None: not
+    kept) ``(N, C, *)``; ``w``, ``b`` one per channel, or None. Returns each channel's mean and
+    biased variance, ``(2, C)``."""
+    view = (*x.shape[:2], math.prod(x.shape[2:]))
+    c = view[1]
+    x3, out3 = np.ascontiguousarray(x).reshape(view), out.reshape(view)
+    hat3 = np.empty((0, 0, 0), x.dtype) if xhat is None else xhat.reshape(out3.shape)
+    if w is None and b is None:
+        scale = shift = np.empty(0, x.dtype)  # out = x̂
+    else:
+        scale, shift = (np.full(c, fill, x.dtype) if a is None else a.reshape(c) for a, fill in ((w, 1), (b, 0)))
+    moments, stream = np.empty((2, c), x.dtype), out.nbytes >= _STREAM_BYTES
+    tile_map(lambda blk: kernels.norm_forward(x3, scale, shift, eps, out3, hat3, moments, blk.start,
+                                              min(blk.stop, c), stream), blocks)
+    return moments
+
+
 def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *, view: tuple, axes: tuple,
                affine: tuple, eps: float, stats: tuple[np.ndarray, np.ndarray] | None = None,
                attrs: dict | None = None) -> tuple[Tensor, np.ndarray | None, np.ndarray | None]:
@@ -207,6 +230,11 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
 
     kept = tuple(1 if i in axes else n for i, n in enumerate(xv.shape))
     out = np.empty(x.shape, x.dtype)
+    # with one weight per statistic (batch and instance norm) the weight and bias gradients are
+    # the sums the input gradient needs anyway: one blocked pass makes all three
+    per_statistic = (stats is None and tuple(xv.shape) == tuple(x.shape)
+                     and all(w is None or i - x.ndim < -w.ndim or w.shape[i - x.ndim] == 1 for i in axes))
+    by_channel = per_statistic and axis == 1 and axes == (0, *range(2, x.ndim))  # batch norm: compiled kernels
     if stats is None:
         count = math.prod(xv.shape[i] for i in axes)
         mean, var = np.empty(kept, x.dtype), np.empty(kept, x.dtype)
@@ -238,7 +266,13 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
                 if b is not None:
                     ob += part(b, blk)
 
-        tile_map(forward, blocks)
+        compiled = jit.kernels_for(x.dtype, "pool") if by_channel else None
+        if compiled is not None:
+            moments = _batch_norm_forward(compiled, x.data, w, b, eps, out, xhat if affine_map and graph else None,
+                                          blocks)
+            mean[...], var[...] = moments.reshape((2,) + kept)
+        else:
+            tile_map(forward, blocks)
         invstd = 1 / np.sqrt(var + eps)
         xhat = xhat.reshape(x.shape) if graph or not affine_map else None
     else:  # constant statistics (view == x.shape): one scale and one shift per channel
@@ -273,14 +307,9 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
         tile_map(backward_block, blocks)
         return gx
 
-    # with one weight per statistic (batch and instance norm) the weight and bias gradients are
-    # the sums the input gradient needs anyway: one blocked pass makes all three
-    per_statistic = (stats is None and tuple(xv.shape) == tuple(x.shape)
-                     and all(w is None or i - x.ndim < -w.ndim or w.shape[i - x.ndim] == 1 for i in axes))
-
     def fused_backward(g: np.ndarray) -> tuple:
         gx = np.empty(x.shape, g.dtype) if x.requires_grad else None
-        kernels = jit.kernels_for(g.dtype, "pool") if axis == 1 and axes == (0, *range(2, x.ndim)) else None
+        kernels = jit.kernels_for(g.dtype, "pool") if by_channel else None
         if kernels is not None:  # batch norm: the compiled pass per channel (float64 sums)
             return _gradients(_batch_norm_backward(kernels, g, gx), gx)
         sums = np.empty((2,) + kept, g.dtype)  # Σ g and Σ g·x̂ per statistic
