@@ -129,18 +129,10 @@ def _inputs(shape: tuple[int, ...], seed: int = 0, scale: float = 1.0) -> np.nda
     return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) * np.float32(scale)
 
 
-def _backward(engine: Any, make: Callable[[], Any], g: np.ndarray, leaves: tuple[Any, ...]) -> Timed:
-    """Prepare: the ``leaves``' gradients cleared, as a training step's ``zero_grad()`` does
-    (torch's sets them to None), then a fresh forward with its graph; timed: the backward from
-    it, which hands each leaf its gradient (without the clearing, every call would also add
-    the gradient onto the last call's, an input-sized add that is no part of the op)."""
+def _backward(engine: Any, make: Callable[[], Any], g: np.ndarray) -> Timed:
+    """Prepare: a fresh forward with its graph; timed: the backward from it."""
     grad = engine.grad(g)
-
-    def prepare() -> Any:
-        for leaf in leaves:
-            leaf.grad = None
-        return make()
-    return prepare, lambda y: y.backward(grad)
+    return make, lambda y: y.backward(grad)
 
 
 def conv_calls(engine: Any, case: ConvCase, phase: str) -> Timed:
@@ -154,13 +146,12 @@ def conv_calls(engine: Any, case: ConvCase, phase: str) -> Timed:
                 return fn(x, w, None, **kwargs)
         return (lambda: None), forward
     g = _inputs((case.n, case.c_out, *case.output_size()), 2)
-    return _backward(engine, lambda: fn(x, w, None, **kwargs), g, (x, w))
+    return _backward(engine, lambda: fn(x, w, None, **kwargs), g)
 
 
 def op_calls(engine: Any, case: OpCase, phase: str) -> Timed:
     F = engine.F
     x = engine.tensor(_inputs(case.shape), phase != "fwd")
-    leaves = (x,)
     if case.kind == "max_pool":
         call = lambda: F.max_pool2d(x, case.kernel, case.stride, case.padding)  # noqa: E731
     elif case.kind == "avg_pool":
@@ -176,13 +167,12 @@ def op_calls(engine: Any, case: OpCase, phase: str) -> Timed:
         mean, var = engine.tensor(np.zeros(c, np.float32)), engine.tensor(np.ones(c, np.float32))
         training = case.kind == "batch_norm"
         call = lambda: F.batch_norm(x, mean, var, weight, bias, training=training)  # noqa: E731
-        leaves = (x, weight, bias)
     if phase == "fwd":
         def forward(_: Any) -> Any:
             with engine.no_grad():
                 return call()
         return (lambda: None), forward
-    return _backward(engine, call, _inputs(case.output_shape(), 2), leaves)
+    return _backward(engine, call, _inputs(case.output_shape(), 2))
 
 
 def model_calls(engine: Any, case: ModelCase, phase: str) -> Timed:
