@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._stream_numba import LINE, affine_line, fence, lines, norm_grad_line, norm_line
+from ._stream_numba import LINE, fence, lines, norm_grad_line, norm_line
 
 # nogil: the blocks run on tile_map's threads; cache: compiled once, kept in __pycache__ (or the
 # user's cache dir); no fastmath: IEEE semantics, no reassociation or contraction; numpy's error
@@ -227,29 +227,18 @@ def window_shares(g, grad, divisor, kernel, stride, padding, extent, first, last
 def scale_shift(x, scale, shift, out, first, last, stream):  # noqa: ANN001, ANN201
     """Eval batch norm for the channels ``first <= c < last`` of every sample: ``out = x·scale[c]
     + shift[c]`` in one pass (a product rounded, then a sum rounded: the NumPy kernels' two
-    passes, bit for bit). ``x``, ``out`` ``(N, C, per_channel)``; ``stream``: the output's whole
-    lines stored past the caches (:mod:`._stream_numba`)."""
-    for n in range(x.shape[0]):
+    passes, bit for bit; :func:`_norm_run` with no centring, ``(x − 0)·1`` being ``x``). ``x``,
+    ``out`` ``(N, C, per_channel)``; ``stream``: the output's whole lines stored past the caches
+    (:mod:`._stream_numba`)."""
+    samples, channels, cells = x.shape
+    xf, of = x.reshape(-1), out.reshape(-1)
+    one, zero = x.dtype.type(1), x.dtype.type(0)
+    for n in range(samples):
         for c in range(first, last):
-            a, b = scale[c], shift[c]
-            src, dst = x[n, c], out[n, c]
-            if not stream:  # (its own branch: one loop shared with the streamed lines ran 1.7× slower)
-                _affine_cells(dst, src, 0, dst.size, a, b)
-                continue
-            start, stop = lines(dst, 0, dst.size)
-            for q in range(start, stop, LINE // dst.itemsize):
-                affine_line(dst, src, q, a, b)
-            _affine_cells(dst, src, 0, start, a, b)
-            _affine_cells(dst, src, stop, dst.size, a, b)
+            at = (n * channels + c) * cells
+            _norm_run(of, xf, at, at + cells, zero, one, scale[c], shift[c], stream)
     if stream:
         fence()
-
-
-@_inline
-def _affine_cells(dst, src, first, last, a, b):  # noqa: ANN001, ANN202
-    """``dst[q] = src[q]·a + b`` for ``first <= q < last``."""
-    for q in range(first, last):
-        dst[q] = src[q] * a + b
 
 
 @_reassociated

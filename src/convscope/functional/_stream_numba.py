@@ -62,23 +62,26 @@ def _store(context, builder, array_type, array, at, value):  # noqa: ANN001, ANN
 
 
 @intrinsic
-def affine_line(typingctx, out, x, at, a, b):  # noqa: ANN001, ANN201, ARG001
-    """``out[at:at + line] = x[at:at + line]·a + b``, streamed: 1-d C-contiguous arrays of one
-    dtype, ``a`` and ``b`` scalars of it, ``out``'s element ``at`` on a line's start."""
+def norm_line(typingctx, out, x, at, mean, invstd, a, b):  # noqa: ANN001, ANN201, ARG001
+    """``out[at:at + line] = ((x[at:at + line] − mean)·invstd)·a + b``, streamed: 1-d C-contiguous
+    arrays of one dtype, the scalars of it, ``out``'s element ``at`` on a line's start. Training
+    batch norm's output (or with ``a = 1``, ``b = 0`` its normalised input), and eval batch
+    norm's (``mean = 0``, ``invstd = 1``: ``(x − 0)·1`` is ``x``, so the line is ``x·a + b``)."""
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        out_v, x_v, at_v, a_v, b_v = args
+        out_v, x_v, at_v, mean_v, invstd_v, a_v, b_v = args
         values = _load(context, builder, signature.args[1], x_v, at_v)
-        result = builder.fadd(builder.fmul(values, _splat(builder, a_v, values)), _splat(builder, b_v, values))
+        centred = builder.fmul(builder.fsub(values, _splat(builder, mean_v, values)), _splat(builder, invstd_v, values))
+        result = builder.fadd(builder.fmul(centred, _splat(builder, a_v, centred)), _splat(builder, b_v, centred))
         return _store(context, builder, signature.args[0], out_v, at_v, result)
 
-    return types.void(out, x, types.intp, out.dtype, out.dtype), codegen
+    return types.void(out, x, types.intp, out.dtype, out.dtype, out.dtype, out.dtype), codegen
 
 
 @intrinsic
 def norm_grad_line(typingctx, out, g, xhat, at, along, mean, scale):  # noqa: ANN001, ANN201, ARG001
     """``out[at:at + line] = ((g − x̂·along) − mean)·scale`` over the line, streamed (training
-    batch norm's input gradient); arrays and scalars as in :func:`affine_line`."""
+    batch norm's input gradient); arrays and scalars as in :func:`norm_line`."""
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         out_v, g_v, h_v, at_v, along_v, mean_v, scale_v = args
@@ -89,22 +92,6 @@ def norm_grad_line(typingctx, out, g, xhat, at, along, mean, scale):  # noqa: AN
         return _store(context, builder, signature.args[0], out_v, at_v, result)
 
     return types.void(out, g, xhat, types.intp, out.dtype, out.dtype, out.dtype), codegen
-
-
-@intrinsic
-def norm_line(typingctx, out, x, at, mean, invstd, a, b):  # noqa: ANN001, ANN201, ARG001
-    """``out[at:at + line] = ((x[at:at + line] − mean)·invstd)·a + b``, streamed (training batch
-    norm's output, or with ``a = 1``, ``b = 0`` its normalised input); arrays and scalars as in
-    :func:`affine_line`."""
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        out_v, x_v, at_v, mean_v, invstd_v, a_v, b_v = args
-        values = _load(context, builder, signature.args[1], x_v, at_v)
-        centred = builder.fmul(builder.fsub(values, _splat(builder, mean_v, values)), _splat(builder, invstd_v, values))
-        result = builder.fadd(builder.fmul(centred, _splat(builder, a_v, centred)), _splat(builder, b_v, centred))
-        return _store(context, builder, signature.args[0], out_v, at_v, result)
-
-    return types.void(out, x, types.intp, out.dtype, out.dtype, out.dtype, out.dtype), codegen
 
 
 @intrinsic
