@@ -213,8 +213,10 @@ def test_compiled_columns_give_the_numpy_columns_bits(sample: Sample, budget: in
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The planar path's columns copied by the compiled kernel (a run at a time) and through
     NumPy's strided views are the same copies: the output and both gradients have the same
-    bits, in tiles of single window rows (budget 1), of a few rows or of whole samples."""
+    bits, in tiles of single window rows (budget 1), of a few rows or of whole samples. (A
+    strided conv's input gradient by taps, compiled only, would sum in another order.)"""
     monkeypatch.setattr(conv_module, "_EXACT_WIDTH", COLUMNS[columns])
+    monkeypatch.setattr(conv_module, "_TAPS_POSITIONS", math.inf)
     if budget is not None:
         monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
         monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
@@ -285,8 +287,9 @@ def test_compiled_split_gives_numpy_phases(case: tuple, dtype: type, monkeypatch
         assert not calls
 
 
-# Strided input gradients with >= 8 channels per group (transposed convs' outputs and convs'
-# input gradients), for the compiled col2im over the products of every tap
+# Strided input gradients (transposed convs' outputs and convs' input gradients), for the
+# compiled col2im over the products of every tap: >= 8 channels per group, then fewer (a stem,
+# two per group, one with 16 outputs per group)
 TAPS = [
     Sample("t_k4s2", "conv_transpose2d", (2, 9, 5, 6), (9, 8, 4, 4), kwargs={"stride": 2, "padding": 1}),
     Sample("t_k3s2_out_pad", "conv_transpose2d", (3, 8, 4, 5), (8, 8, 3, 3),
@@ -300,6 +303,12 @@ TAPS = [
     Sample("conv_s2", "conv2d", (2, 8, 11, 10), (5, 8, 3, 3), kwargs={"stride": 2, "padding": 1}),
     Sample("conv_s3_d2_groups", "conv2d", (2, 16, 13, 14), (4, 8, 3, 2),
            kwargs={"stride": 3, "dilation": 2, "padding": (2, 1), "groups": 2}),
+    Sample("stem", "conv2d", (2, 3, 13, 12), (6, 3, 7, 7), kwargs={"stride": 2, "padding": 3}),
+    Sample("t_few_outputs", "conv_transpose2d", (2, 6, 5, 4), (6, 3, 4, 4), kwargs={"stride": 2, "padding": 1}),
+    Sample("two_per_group", "conv2d", (2, 8, 11, 10), (8, 2, 3, 3), kwargs={"stride": 2, "padding": 1, "groups": 4}),
+    Sample("one_channel", "conv2d", (2, 1, 12, 11), (16, 1, 5, 5), kwargs={"stride": 2, "padding": 2}),
+    Sample("multiplier_16", "conv2d", (2, 2, 9, 9), (32, 1, 3, 3), kwargs={"stride": 2, "padding": 1, "groups": 2}),
+    Sample("conv3d_few", "conv3d", (1, 2, 5, 6, 5), (4, 2, 3, 3, 3), kwargs={"stride": 2, "padding": 1}),
 ]
 
 
@@ -332,6 +341,24 @@ def test_taps_only_compiled_and_over_enough_windows(monkeypatch: pytest.MonkeyPa
         with jit.enabled(compiled):
             F.conv_transpose2d(cs.tensor(np.ones((1, 8, size, size), np.float32)), w, stride=2, padding=1)
         assert bool(calls) == expected, (size, compiled)
+
+
+@pytest.mark.parametrize("c,c_out,groups,expected", [(3, 8, 1, True), (8, 8, 4, True), (1, 16, 1, True),
+                                                     (2, 32, 2, True), (1, 8, 1, False), (8, 8, 8, False),
+                                                     (16, 64, 16, False)])
+def test_taps_with_few_channels_per_group(c: int, c_out: int, groups: int, expected: bool,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below 8 input channels per group a strided conv's input gradient takes the taps too
+    (with the compiled kernels over >= 100 windows), but with one input channel per group only
+    from 16 outputs per group: the depthwise path's scatter is faster with fewer."""
+    calls = []
+    taps = conv_module._grad_input_taps
+    monkeypatch.setattr(conv_module, "_grad_input_taps", lambda *a: calls.append(1) or taps(*a))
+    x = cs.tensor(np.ones((1, c, 20, 20), np.float32), requires_grad=True)
+    with jit.enabled(True):
+        F.conv2d(x, cs.tensor(np.ones((c_out, c // groups, 3, 3), np.float32)), stride=2, padding=1,
+                 groups=groups).sum().backward()
+    assert bool(calls) == (expected and NUMBA)
 
 
 @pytest.mark.parametrize("per_group", [1, 3])

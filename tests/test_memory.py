@@ -68,12 +68,18 @@ SAMPLES = [
      [_p(16, 8, 4, 4)]),
     ("conv_transpose_stacked_k2", lambda x, w: F.conv_transpose2d(x, w, stride=2), [(N, 16, 20, 20)],
      [_p(16, 16, 2, 2)]),
-    # planar: over stride phases (few channels), columns of the windows alone (wide rows, one sample)
+    # planar: over stride phases (few channels), columns of the windows alone (wide rows, one
+    # sample); the input gradient by taps (compiled, >= 100 windows) or by im2col's col2im
     ("conv_stride2_few_channels", lambda x, w: F.conv2d(x, w, stride=2, padding=3), [(N, 3, 30, 28)],
      [_p(16, 3, 7, 7)]),
-    # a transposed conv with few outputs: forward by im2col's col2im, backward a strided planar conv
+    ("conv_stride2_few_channels_few_windows", lambda x, w: F.conv2d(x, w, stride=2, padding=3), [(N, 3, 18, 16)],
+     [_p(16, 3, 7, 7)]),
+    # a transposed conv with few outputs: forward by taps or by im2col's col2im, backward a
+    # strided planar conv
     ("conv_transpose_few_outputs", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [(N, 16, 100, 101)],
      [_p(16, 3, 4, 4)]),
+    ("conv_transpose_few_outputs_few_windows", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+     [(N, 16, 9, 10)], [_p(16, 3, 4, 4)]),
     ("conv_wide_rows", lambda x, w: F.conv2d(x, w, padding=1), [(1, 2, 20, 80)], [_p(32, 2, 3, 3)]),
     ("linear", lambda x, w, b: F.linear(x, w, b), [(64, 300)], [_p(200, 300), _p(200)]),
     ("relu", F.relu, [(N, 32, 32, 32)], []),

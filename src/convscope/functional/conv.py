@@ -1311,27 +1311,41 @@ def _grad_input_im2col(g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tup
 _PHASED_CHANNELS = 8
 
 
-# With the compiled kernels, a strided conv's input gradient (a transposed conv's output) that
-# runs per stride phase (:func:`_phased`) is instead one matmul per sample for the products of
-# every tap, ``(Cg·taps, C_out/G) @ (C_out/G, positions)``: ``g`` itself is its operand (no
-# padded copy, no columns, no product of a zero border: none of the stacked phases' waste), and
-# the products are added onto the cells by the compiled col2im (per channel, through its stride
-# phases' planes in cache). From this many windows per sample: smaller planes make thin
-# matmuls. Measured (N=8, 2 threads, phases → taps, best of 12 alternating): transposed k4/2
-# 128→64 at 28² 14.0 → 10.6 ms, 256→128 at 14² 17.0 → 11.3, 64→32 at 56² 13.5 → 11.2, k2/2
-# 128→64 at 28² 3.7 → 3.1; the input gradient of 3×3/2 128 at 56² 38 → 32, 256 at 28² 35 → 28,
-# of 1×1/2 256→512 at 56² 26 → 25, 3×3/2 64 at 112² (N=1) 7.6 → 5.1; but over 7² windows
-# k4/2 512→256 17.3 → 18.4, 256→128 (N=1) 1.9 → 2.4, the input gradient of 3×3/2 512 at 14²
-# 34 → 35.
+# With the compiled kernels, a strided conv's input gradient (a transposed conv's output) is
+# instead one matmul per sample for the products of every tap, ``(Cg·taps, C_out/G) @ (C_out/G,
+# positions)``: ``g`` itself is its operand (no padded copy, no columns, no product of a zero
+# border: none of the stacked phases' waste), and the products are added onto the cells by the
+# compiled col2im (per channel, through its stride phases' planes in cache). From this many
+# windows per sample: smaller planes make thin matmuls. Measured (N=8, 2 threads, phases → taps,
+# best of 12 alternating): transposed k4/2 128→64 at 28² 14.0 → 10.6 ms, 256→128 at 14² 17.0 →
+# 11.3, 64→32 at 56² 13.5 → 11.2, k2/2 128→64 at 28² 3.7 → 3.1; the input gradient of 3×3/2 128
+# at 56² 38 → 32, 256 at 28² 35 → 28, of 1×1/2 256→512 at 56² 26 → 25, 3×3/2 64 at 112² (N=1)
+# 7.6 → 5.1; but over 7² windows k4/2 512→256 17.3 → 18.4, 256→128 (N=1) 1.9 → 2.4, the input
+# gradient of 3×3/2 512 at 14² 34 → 35.
+#
+# With fewer than ``_PHASED_CHANNELS`` channels per group its matmul is no thinner (its rows are
+# Cg·taps), where NumPy's col2im adds each tap's products in a strided pass over the whole
+# gradient. Measured (N=8, 2 threads, col2im → taps, best of 15): ResNet's stem 7×7/2 3→64 at
+# 224² 53 → 14 ms, 3×3/2 3→32 at 224² 9.5 → 2.2, 4→16 at 56² 1.3 → 0.4, grouped 3×3/2 32→32
+# g16 at 112² 29 → 2.2, 64→64 g32 at 56² 14.5 → 3.5.
 _TAPS_POSITIONS = 100
 # Bytes of products per tile at most: a sample's channels in blocks that stay in cache.
 _TAPS_BYTES = 4 << 20
+# With one input channel per group (the depthwise path's compiled scatter otherwise), fewest
+# output channels per group for the taps: each tile's matmul is ``(taps, C_out/G) @ (C_out/G,
+# positions)``, which one or a few outputs reduce to a scaled copy per tap. Measured as above
+# (scatter → taps): 3×3/2 1→16 at 112² 1.4 → 0.5 ms (5×5), 4→64 g4 at 112² 2.2 → 0.9, 2→64 g2
+# at 56² 0.8 → 0.3; 8→64 g8 at 56² 1.1 → 1.2, 16→64 g16 1.0 → 2.1, depthwise 32 at 112² 1.7 →
+# 6.4.
+_TAPS_DEPTHWISE_OUTPUTS = 16
 
 
-def _by_taps(windows: Sequence[int]) -> bool:
-    """Whether a phased input gradient (:func:`_phased`) over ``windows`` (the output
-    gradient's spatial size) with the compiled kernels running takes :func:`_grad_input_taps`."""
-    return math.prod(windows) >= _TAPS_POSITIONS
+def _by_taps(per_group: int, per_out: int, geo: _Geometry, windows: Sequence[int], item: int) -> bool:
+    """Whether the input gradient of a conv with ``per_group`` input and ``per_out`` output
+    channels per group over ``windows`` (the output gradient's spatial size), for
+    ``item``-byte floats, takes :func:`_grad_input_taps` (when the compiled kernels import)."""
+    return (max(geo.stride) > 1 and _jit_runs(item) and math.prod(windows) >= _TAPS_POSITIONS
+            and (per_group > 1 or per_out >= _TAPS_DEPTHWISE_OUTPUTS))
 
 
 def _grad_input_taps(kernels: Any, g: np.ndarray, w: np.ndarray, geo: _Geometry, padded: tuple[int, ...],
@@ -1758,11 +1772,13 @@ def _input_gradient(g: np.ndarray, gl: np.ndarray | None, w: np.ndarray, geo: _G
                     path: str) -> np.ndarray:
     """A conv's input gradient (a transposed conv's output) without the padding, ``(N, C, *S)``
     C-contiguous, from the output gradient ``g`` ``(N, C_out, *windows)`` and the same in
-    ``path``'s layout ``gl`` (unused, and may be None, when the gradient runs per phase)."""
-    if _phased(w.shape[1], geo):
-        kernels = jit.kernels_for(g.dtype, "columns") if _by_taps(g.shape[2:]) else None
+    ``path``'s layout ``gl`` (unused when the gradient runs by taps or per phase, and None
+    only for a transposed conv's that runs per phase)."""
+    if _by_taps(w.shape[1], w.shape[0] // geo.groups, geo, g.shape[2:], g.dtype.itemsize):
+        kernels = jit.kernels_for(g.dtype, "columns")
         if kernels is not None:
             return _grad_input_taps(kernels, g, w, geo, plan.padded, plan.before, plan.after)
+    if _phased(w.shape[1], geo):
         if np.isfinite(w).all():
             return _grad_input_phased(g, w, geo, plan.padded, plan.before, plan.after)
         # the phases' convs would multiply g's zero border by the non-finite weight (0·inf: NaN)
@@ -2082,17 +2098,27 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     return busy * (positions * c * taps + 2 * weight) + weight  # + the sum in GEMM layout
 
 
+def _strided_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
+                     threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int | None:
+    """Elements a strided conv's input gradient allocates besides the gradient it returns when
+    it runs by taps (:func:`_taps_scratch`) or per phase (:func:`_phased_scratch`); None when
+    it runs neither way."""
+    per_group, per_out = c // geo.groups, c_out // geo.groups
+    if _by_taps(per_group, per_out, geo, windows, item):
+        return _taps_scratch(n, c, c_out, windows, geo, threads, item)
+    if _phased(per_group, geo):
+        return _phased_scratch(n, c, c_out, padded, windows, geo, threads, item, before, after)
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
 def _phased_scratch(n: int, c: int, c_out: int, padded: tuple[int, ...], windows: tuple[int, ...], geo: _Geometry,
                     threads: int, item: int, before: tuple[int, ...], after: tuple[int, ...]) -> int:
     """Elements :func:`_grad_input_phased` allocates besides the gradient it returns, its
     phases one at a time: the output gradient over the phase's reach in its path's layout
     (none when that is ``g`` itself), the phase's taps of the weight, its conv's scratch; or
-    the same for the phases' stacked conv (:func:`_stacked_scratch`). With the compiled
-    kernels over enough windows, :func:`_grad_input_taps`'s (:func:`_taps_scratch`)."""
+    the same for the phases' stacked conv (:func:`_stacked_scratch`)."""
     per_out = c_out // geo.groups
-    if _jit_runs(item) and _by_taps(windows):
-        return _taps_scratch(n, c, c_out, windows, geo, threads, item)
     plan = _phase_plan(geo, per_out, padded, before, after)
     stack = _stacked(plan, per_out)
     if stack is not None:
@@ -2295,8 +2321,9 @@ def _conv_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
     xp = padded_bytes if _pads(path, before, after, item, max(geo.stride) > 1) else 0
     shape = (path, n, c_in, w.shape[0], padded, windows, geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
-    if _phased(w.shape[1], geo):
-        grad_input = _phased_scratch(*shape[1:], item, before, after) * item
+    strided = _strided_scratch(*shape[1:], item, before, after)
+    if strided is not None:
+        grad_input = strided * item
     elif _unpadded_gradient(path, geo, before, after, w.shape[1]):
         grad_input = _unpadded_gradient_scratch(*shape, item, before, after) * item
     elif _crops(path, before, after, item, geo):  # the padded gradient and its kernel's scratch, before the crop
@@ -2325,8 +2352,9 @@ def _conv_transpose_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict)
     padded_g = full_bytes if _pads(path, pad, pad, item, max(geo.stride) > 1) else 0  # g padded into kernel layout
     shape = (path, n, c_out, c_in, full, tuple(x.shape[-nd:]), geo, thread_count())
     forward, grad_input, grad_weight = (f(*shape, item) * item for f in _SCRATCH)
-    if _phased(w.shape[1], geo):  # the output straight from the phases; the input in kernel layout made backward
-        return Saved(tuple(range(len(inputs))), workspace=_phased_scratch(*shape[1:], item, pad, pad) * item,
+    strided = _strided_scratch(*shape[1:], item, pad, pad)
+    if strided is not None:  # the output straight from the taps or phases; the input in kernel layout made backward
+        return Saved(tuple(range(len(inputs))), workspace=strided * item,
                      backward_workspace=padded_g + max(forward, xl + grad_weight))
     if _unpadded_gradient(path, geo, pad, pad, w.shape[1]):  # made without the cropped cells
         cropped = _unpadded_gradient_scratch(*shape, item, pad, pad) * item
