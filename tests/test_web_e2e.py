@@ -87,12 +87,12 @@ def _first_paint(page) -> float | None:
 
 def test_page_first_paint_and_layout(page, server):
     paints = [_first_paint(page)]
-    assert paints[0] is not None
     # the best of up to three loads: other processes on a shared machine only ever add time
-    while min(paints) >= 1000 and len(paints) < 3:
+    while paints[-1] is not None and min(paints) >= 1000 and len(paints) < 3:
         page.reload()
         page.wait_for_selector("body[data-ready=true]", timeout=30_000)
         paints.append(_first_paint(page))
+    assert None not in paints, paints
     print(f"\nfirst contentful paint (ms): {[round(p) for p in paints]}")
     assert min(paints) < 1000
     unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea')]
