@@ -27,11 +27,12 @@ from ._depthwise_numba import _compile, _copy  # the same options: nogil, cached
 
 @_compile
 def planar_columns(x, first, samples, offsets, starts, width, cols):  # noqa: ANN001, ANN201
-    """Fill ``cols`` ``(C, T, samples, R·width)`` (C-contiguous): for channel ``c``, tap ``t``,
-    sample ``b`` and run ``k``, the ``width`` cells of ``x[first + b, c]`` ``(N, C, L)`` (flat
-    planes) from ``offsets[t] + starts[k]``."""
+    """Fill ``cols``, ``(C, T, samples, R·width)`` flattened (one dimensionality for every conv:
+    one compiled specialisation per dtype): for channel ``c``, tap ``t``, sample ``b`` and run
+    ``k``, the ``width`` cells of ``x[first + b, c]`` ``(N, C, L)`` (flat planes) from
+    ``offsets[t] + starts[k]``."""
     channels, length = x.shape[1], x.shape[2]
-    src, dst = x.reshape(-1), cols.reshape(-1)
+    src, dst = x.reshape(-1), cols
     at = 0
     for c in range(channels):
         for t in range(offsets.size):

@@ -924,7 +924,7 @@ def _planar_columns(xf: np.ndarray, flat: _FlatTaps, geo: _Geometry, t: _Tile, s
         for count, p in zip(positions[:-1], pitch[:-1]):
             starts = np.add.outer(starts, np.arange(count, dtype=np.int64) * p)
         kernels.planar_columns(xf.reshape(xf.shape[0], -1, xf.shape[-1]), t.batch.start, t.samples,
-                               flat.offset_array, starts.reshape(-1), positions[-1], cols)
+                               flat.offset_array, starts.reshape(-1), positions[-1], cols.reshape(-1))
         return cols.reshape(xf.shape[1], -1, t.samples * math.prod(positions))
     for taps, offset, steps in flat.blocks:
         part = cols[(slice(None), slice(None), *taps)]
