@@ -10,6 +10,7 @@ import pytest
 import convscope as cs
 import convscope.functional as F
 from convscope import nn
+from convscope.analyze.compare import compare
 from convscope.cli import main as cli_main
 from convscope.rules import symbol
 
@@ -281,3 +282,15 @@ def test_cli_symbolic_input(capsys):
     assert "only spatial sizes may be symbolic" in err and "Traceback" not in err
     assert cli_main(["summary", "resnet18", "--input", "3xH-1xW"]) == 2
     assert "--input must look like" in capsys.readouterr().err
+
+
+def test_summary_and_compare_take_the_shape_as_text():
+    assert cs.summary("resnet18", "3x224x224").to_dict() == cs.summary("resnet18", (3, 224, 224)).to_dict()
+    assert cs.summary("resnet18", "1×3×HxW").rows[0].output_formula == ["64", "⌊(H − 1)/2⌋ + 1", "⌊(W − 1)/2⌋ + 1"]
+    several = cs.summary(cs.nn.Conv2d(1, 2, 3), inputs=["1x9x9"])
+    assert several.input_shapes == [(1, 1, 9, 9)] and several.rows[0].output_shape == (1, 2, 7, 7)
+    assert compare("lenet5", "1x32x32").to_dict() == compare("lenet5", (1, 32, 32)).to_dict()
+    with pytest.raises(ValueError, match=r"^input_shape must look like 3x224x224 or 3xHxW, got '3y224'$"):
+        cs.summary("resnet18", "3y224")
+    with pytest.raises(ValueError, match=r"^input_shape sizes must be positive, got '3x0x9'$"):
+        cs.summary("resnet18", "3x0x9")

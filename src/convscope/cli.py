@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .analyze.conventions import CONVENTIONS
+from .analyze.symbolic import parse_shape
 from .errors import ShapeError
 
 
@@ -32,29 +33,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
-def parse_shape(text: str) -> tuple[int | str, ...]:
-    """``"3x224x224"`` (or ``3,224,224``) → ``(3, 224, 224)``; capitalised names are symbolic
-    sizes: ``"3xHxW"`` → ``(3, "H", "W")``."""
-    parts = text.replace("×", ",").replace("x", ",").replace("X", ",").split(",")
-    try:
-        shape = tuple(p if p.isalpha() and p[0].isupper() else int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"--input must look like 3x224x224 or 3xHxW, got {text!r}") from None
-    if any(isinstance(s, int) and s < 1 for s in shape):
-        raise ValueError(f"--input sizes must be positive, got {text!r}")
-    return shape
-
-
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .analyze import summary
 
     if args.compare:
         from .analyze.compare import compare
 
-        table = compare(args.model, parse_shape(args.input) if args.input else None)
+        table = compare(args.model, parse_shape(args.input, "--input") if args.input else None)
         print(table.to_json() if args.format == "json" else table)
         return 0
-    result = summary(args.model, parse_shape(args.input) if args.input else None, convention=args.convention,
+    result = summary(args.model, parse_shape(args.input, "--input") if args.input else None, convention=args.convention,
                      training=args.training, batch_size=args.batch_size, optimizer=args.optimizer, erf=args.erf)
     if args.by_type:
         from .analyze.render import by_type_table

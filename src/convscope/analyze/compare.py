@@ -21,7 +21,7 @@ from typing import Any
 from . import conventions
 from .conventions import Convention
 from .render import human, shape_text
-from .summary import Summary, _resolve, summary
+from .summary import Summary, _resolve, input_shape_of, summary
 
 
 @dataclass
@@ -116,14 +116,14 @@ def _entry(convention: Convention, s: Summary, base: dict[str, tuple[int, str]],
     return entry
 
 
-def compare(model: Any, input_shape: Sequence[Any] | None = None, *, training: bool = False,
+def compare(model: Any, input_shape: str | Sequence[Any] | None = None, *, training: bool = False,
             names: Sequence[str | Convention] | None = None) -> Comparison:
     """Count ``model`` under every preset (or ``names``) in eval mode (``training=False``, as
     thop and ptflops force) and explain each total against the ``paper`` count.
 
     The model's mode is restored afterwards."""
     net, name, default = _resolve(model)
-    shape = tuple(input_shape or default or ())
+    shape = input_shape_of(input_shape or default)
     if not shape:
         raise ValueError(f"compare: {name} needs an input_shape, e.g. (3, 224, 224)")
     modes = [(m, m.training) for m in net.modules()]

@@ -386,8 +386,8 @@ class _Builder:
         return peak, scratch, sum(nbytes(x) for x in self.run.inputs)
 
 
-def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any = np.float32,
-            inputs: Sequence[Sequence[int]] | None = None, strict: bool = False,
+def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = np.float32,
+            inputs: Sequence[str | Sequence[int]] | None = None, strict: bool = False,
             convention: str | Convention | Mapping[str, Any] = "convscope", training: bool = False,
             batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False) -> Summary:
     """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
@@ -398,8 +398,8 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         A ``convscope.nn.Module``, a zoo name (``"resnet50"``), a spec file or text, an ONNX
         file, or a torch module.
     input_shape:
-        ``(C, H, W)`` or ``(N, C, H, W)``: a batch of 1 is added when the first layer needs
-        one. Defaults to the zoo entry's or spec's input shape. Spatial sizes may be names
+        ``(C, H, W)`` or ``(N, C, H, W)``, or as text (``"3x224x224"``): a batch of 1 is added
+        when the first layer needs one. Defaults to the zoo entry's or spec's input shape. Spatial sizes may be names
         (``(3, "H", "W")``): the rows then get ``output_formula`` (``⌊(H − 1)/2⌋ + 1``), the
         summary the valid sizes (``Summary.validity``); counts are at a reference size (see
         :mod:`convscope.analyze.symbolic`).
@@ -433,7 +433,7 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
     net, name, default = _resolve(model)
     if inputs is None and input_shape is None:
         inputs = _declared_inputs(net)  # an ONNX graph's own input shapes
-    shapes = [tuple(s) for s in inputs] if inputs is not None else [tuple(input_shape or default or ())]
+    shapes = [input_shape_of(s) for s in inputs] if inputs is not None else [input_shape_of(input_shape or default)]
     if not shapes[0]:
         raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
     batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
@@ -451,6 +451,11 @@ def summary(model: Any, input_shape: Sequence[Any] | None = None, *, dtype: Any 
         result.erf = effective_receptive_field(net if isinstance(model, Module) else model,
                                                tuple(result.input_shapes[0][1:]))
     return result
+
+
+def input_shape_of(shape: str | Sequence[Any] | None) -> tuple[Any, ...]:
+    """An input shape as a tuple: text (``"3x224x224"``, ``"3xHxW"``) is parsed."""
+    return symbolic.parse_shape(shape) if isinstance(shape, str) else tuple(shape or ())
 
 
 def _declared_inputs(net: Module) -> list[tuple[Any, ...]] | None:

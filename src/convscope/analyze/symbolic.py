@@ -51,6 +51,19 @@ Run = Callable[[list[tuple[int, ...]]], tuple["Summary", Walk, list[Tensor | Non
 Located = tuple[str, Constraint]  # (layer (op), constraint)
 
 
+def parse_shape(text: str, what: str = "input_shape") -> tuple[int | str, ...]:
+    """``"3x224x224"`` (or ``"3,224,224"``, ``"3×224×224"``) → ``(3, 224, 224)``; capitalised
+    names are symbolic sizes: ``"3xHxW"`` → ``(3, "H", "W")``. ``what`` names the text in errors."""
+    parts = text.replace("×", ",").replace("x", ",").replace("X", ",").split(",")
+    try:
+        shape = tuple(p if p.isalpha() and p[0].isupper() else int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what} must look like 3x224x224 or 3xHxW, got {text!r}") from None
+    if any(isinstance(s, int) and s < 1 for s in shape):
+        raise ValueError(f"{what} sizes must be positive, got {text!r}")
+    return shape
+
+
 def has_symbols(shapes: Sequence[Sequence[Any]]) -> bool:
     return any(isinstance(d, str) for s in shapes for d in s)
 
