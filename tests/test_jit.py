@@ -580,6 +580,25 @@ def test_kernels_compile_where_no_cache_directory_is_writable() -> None:
     assert out == "[3.0, 6.0] NullCache"
 
 
+def test_the_first_compile_is_announced_once(tmp_path) -> None:
+    """A process whose kernels are not in numba's cache logs one warning (on stderr) when it
+    compiles the first; a process that loads them from the cache, or compiles only other
+    code's numba functions, logs nothing."""
+    if not NUMBA:
+        pytest.skip("numba is not installed")
+    code = ("import numba, numpy as np, convscope as cs, convscope.functional as F\n"
+            "numba.njit(lambda v: v + 1)(1)\n"
+            "x = cs.tensor(np.ones((1, 4, 6, 6), np.float32))\n"
+            "print(F.avg_pool2d(x, 2).sum().item(), F.avg_pool2d(x, 3).sum().item())")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+            for _ in range(2)]
+    assert [r.stdout for r in runs] == ["36.0 16.0\n"] * 2
+    assert runs[0].stderr == "convscope: compiling the engine's numba kernels on first use (a few seconds each; " \
+                             "numba caches them)\n"
+    assert runs[1].stderr == ""
+
+
 # --- scratch rules --------------------------------------------------------------------------------
 @pytest.mark.parametrize("sample", [s for s in MEMORY_SAMPLES if s[0].startswith("depthwise") or "grouped" in s[0]],
                          ids=lambda s: s[0])

@@ -38,7 +38,9 @@ propagate NaN and infinity alike, and are tested against PyTorch.
 ``import convscope`` does not import numba. The first call that runs a compiled kernel does
 (about half a second) and compiles the kernels for its dtypes (a few seconds, once), then they
 load from numba's cache next to the module (``__pycache__``; a read-only install uses the
-user's cache directory, or compiles again in each process when there is none).
+user's cache directory, or compiles again in each process when there is none). The first
+compile in a process logs one warning on the ``convscope`` logger (on stderr unless logging is
+configured), since a fresh install's first calls wait on it with nothing else to show.
 
 Switch the compiled kernels off for a block, or for the process:
 
@@ -58,6 +60,7 @@ import contextlib
 import contextvars
 import importlib
 import importlib.util
+import logging
 import threading
 import warnings
 from collections.abc import Iterator
@@ -87,6 +90,7 @@ class _State:
     winograd: ModuleType | None = None  # the Winograd transforms
     columns: ModuleType | None = None  # the planar path's column copies
     error: str | None = None  # why importing kernels failed (then none run)
+    listening = False  # whether the first compile will be announced (:func:`_announce_first_compile`)
 
 
 def available() -> bool:
@@ -153,8 +157,36 @@ def kernels(family: str = "depthwise") -> ModuleType | None:
             if getattr(_State, slot) is None and _State.error is None:
                 try:
                     setattr(_State, slot, importlib.import_module(f"{__package__}.{name}"))
+                    _announce_first_compile()
                 except Exception as exc:  # a broken numba/llvmlite install: fall back, say so
                     _State.error = f"{type(exc).__name__}: {exc}"
                     warnings.warn(f"convscope: the compiled kernels are off: numba failed to import "
                                   f"({_State.error}); the NumPy kernels run instead", RuntimeWarning, stacklevel=2)
     return None if _State.error is not None else getattr(_State, slot)
+
+
+def _announce_first_compile() -> None:
+    """Log once, at the first compile of one of this package's kernels (numba's cache had no
+    copy), that compiling is under way: it takes seconds per kernel, tens of seconds over a
+    first run. Cache hits do not compile; other code's numba functions are not counted."""
+    if _State.listening:
+        return
+    from numba.core import event
+
+    class FirstCompile(event.Listener):
+        announced = False
+
+        def on_start(self, ev: event.Event) -> None:
+            dispatcher = ev.data["dispatcher"]
+            if not self.announced and getattr(dispatcher, "py_func", None) is not None and \
+                    dispatcher.py_func.__module__.startswith(__package__):
+                self.announced = True
+                logging.getLogger("convscope").warning(
+                    "convscope: compiling the engine's numba kernels on first use (a few seconds each; "
+                    "numba caches them)")
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    event.register("numba:compile", FirstCompile())
+    _State.listening = True
