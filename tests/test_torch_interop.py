@@ -563,6 +563,90 @@ def test_from_torch_check_catches_a_wrong_conversion(monkeypatch: pytest.MonkeyP
         from_torch(net, input_shape=(3, 5, 5))
 
 
+def _conv_2() -> tnn.Conv2d:
+    return tnn.Conv2d(2, 2, 3, padding=1)
+
+
+class _InPlaceChain(tnn.Module):
+    """In-place changes under one tensor's names: a method's result (``z``) is ``y`` itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu = _conv_2(), tnn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        TF.relu(y, True)
+        y.add_(-0.5)
+        z = y.clamp_(max=1.0)
+        z.mul_(3)
+        self.relu(y)
+        return y - 2 * z + x
+
+
+class _ReshapedThenChanged(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = _conv_2()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.conv(x).view(x.shape[0], -1)
+        v.relu_()
+        return v
+
+
+class _BodyThenInPlaceReLU(tnn.Module):
+    """The Sequential cannot return its input, so changing its output leaves ``x`` alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.relu = tnn.Sequential(_conv_2(), tnn.BatchNorm2d(2)), tnn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x)) + x
+
+
+class _PassThrough(tnn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape)
+
+
+@pytest.mark.parametrize("net", [_InPlaceChain(), _ReshapedThenChanged(), _BodyThenInPlaceReLU()],
+                         ids=lambda n: type(n).__name__)
+def test_from_torch_follows_in_place_changes(net: tnn.Module) -> None:
+    """In-place ops whose torch result is read under the old name: the conversion reads each
+    later use from the op that changed it (checked without input_shape, which would compare)."""
+    net = net.double().eval()
+    x = _input((2, 2, 5, 5))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.copy())).numpy()
+    assert_close(from_torch(net)(cs.tensor(x)).numpy(), want, np.float64, "output")
+
+
+@pytest.mark.parametrize("forward,changed,reached", [
+    (lambda m, x: (lambda y: (y[:, :1], y.relu_())[0])(m.conv(x)), "conv", "getitem"),
+    (lambda m, x: (lambda y: (y[:, :1].relu_(), y)[1])(m.conv(x)), "getitem", "conv"),
+    (lambda m, x: (lambda y: (y.relu_(), x + y)[1])(m.drop(m.same(x))), "drop", "x"),
+    (lambda m, x: (lambda y: (m.through(y).relu_(), y * 2)[1])(m.conv(x)), "through", "conv"),
+])
+def test_from_torch_refuses_in_place_changes_through_shared_memory(forward: Any, changed: str,
+                                                                    reached: str) -> None:
+    """A change that also reaches a view, the tensor viewed, or a pass-through layer's input
+    (Identity, Dropout in eval, a custom forward returning its input) read later."""
+
+    class Net(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.same, self.drop, self.through = _conv_2(), tnn.Identity(), tnn.Dropout(), _PassThrough()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return forward(self, x)
+
+    with pytest.raises(ConversionError, match=rf"node 'relu_' .* changes '{changed}' in place, and with it "
+                                              rf"'{reached}' \(read later\), which shares its memory"):
+        from_torch(Net().eval())
+
+
 def test_to_torch_needs_input_shape_for_custom_forward() -> None:
     with pytest.raises(ConversionError, match=r"'layer1.0' \(BasicBlock\)|the model \(ResNet\) has its own forward"):
         to_torch(cs.zoo.build("resnet18"))
@@ -619,7 +703,8 @@ def test_import_convscope_without_torch() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    from convscope.interop import torch_convert
+    from convscope.interop import torch_convert, torch_inplace
 
-    result = doctest.testmod(torch_convert)
-    assert result.attempted >= 2 and result.failed == 0
+    for module, examples in ((torch_convert, 2), (torch_inplace, 4)):
+        result = doctest.testmod(module)
+        assert result.attempted >= examples and result.failed == 0

@@ -52,8 +52,11 @@ def from_torch(module: Any, input_shape: Sequence[int] | None = None) -> Module:
     residual additions, ``torch.cat``, ``F.relu``, ``torch.flatten``, ``x.view(x.size(0), -1)``,
     ``x.mean(...)``, adaptive pooling calls and the other functions in
     :data:`~convscope.interop.torch_graph.FUNCTIONS` and methods in
-    :data:`~convscope.interop.torch_graph.METHODS`. The result runs on real and on meta
-    tensors, with gradients, like any convscope model.
+    :data:`~convscope.interop.torch_graph.METHODS`. In-place calls (``y.relu_()``,
+    ``F.relu(y, inplace=True)``, ``ReLU(inplace=True)`` on a value read later) are replayed as
+    new tensors that later uses read (:mod:`~convscope.interop.torch_inplace`); one that would
+    also change another tensor read later (a view of it) is refused. The result runs on real
+    and on meta tensors, with gradients, like any convscope model.
 
     Args:
         module: the torch module (float32 or float64).

@@ -19,6 +19,7 @@ The tree is walked as a flat list (children before parents), never recursively.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from .torch_graph import (
     graph_module_class,
     map_args,
 )
+from .torch_inplace import InPlace
 from .torch_layers import SPECS, LayerSpec, constructor_kwargs
 from .torch_names import callable_name, function_names, numpy_dtype, type_name
 
@@ -130,9 +132,10 @@ class _Importer:
     # --- torch.fx nodes → GraphNode -------------------------------------------------------------
     def _nodes(self, plan: _Plan) -> list[GraphNode]:
         out = []
+        changes = InPlace(plan.graph.nodes)
         for node in plan.graph.nodes:
-            args = self._args(node.args, node, plan)
-            kwargs = self._args(dict(node.kwargs), node, plan)
+            args = self._args(node.args, node, plan, changes.latest)
+            kwargs = self._args(dict(node.kwargs), node, plan, changes.latest)
             if node.op == "placeholder":
                 if str(node.target).startswith("*"):
                     raise ConversionError(f"from_torch: {plan.where()} takes {node.target} in forward; convscope "
@@ -149,13 +152,76 @@ class _Importer:
                 kwargs = self._kwargs(node, plan, FUNCTIONS[name], node.target, name, args, kwargs)
                 out.append(GraphNode("call_function", node.name, name, args, kwargs))
             elif node.op == "call_method":
-                self._method(node, plan, args)
+                method = self._method(node, plan, args)
                 what = f"Tensor.{node.target}"
-                kwargs = self._kwargs(node, plan, METHODS[node.target], None, what, args, kwargs)
-                out.append(GraphNode("call_method", node.name, node.target, args, kwargs))
+                kwargs = self._kwargs(node, plan, METHODS[method], None, what, args, kwargs)
+                out.append(GraphNode("call_method", node.name, method, args, kwargs))
             else:
                 out.append(GraphNode("output", node.name, "output", args))
+            if node.args and isinstance(node.args[0], self.torch.fx.Node):
+                self._follow(node, plan, changes)
         return out
+
+    def _follow(self, node: Any, plan: _Plan, changes: InPlace) -> None:
+        """Record what ``node`` does to its first argument's memory: changes it in place, or may
+        return (a view of) it."""
+        source = node.args[0].name
+        if self._in_place(node, plan):
+            reached = changes.record(source, node.name)
+            if reached is not None:
+                raise ConversionError(
+                    f"from_torch: node '{node.name}' in {plan.where()} changes '{source}' in place, and with it "
+                    f"'{reached}' (read later), which shares its memory; convscope replays in-place changes as new "
+                    f"tensors and cannot follow that. Hint: assign the result instead, e.g. y = y.relu() for "
+                    f"y.relu_().")
+        elif self._may_alias(node, plan):
+            changes.share(source, node.name)
+
+    def _may_alias(self, node: Any, plan: _Plan) -> bool:
+        """Whether torch's ``node`` may return its first argument's memory: a view, a conversion
+        to the same dtype, dropout in eval mode, a pass-through layer (``Identity``), or a
+        module whose forward may return its input (a ``Sequential`` of such layers, a custom
+        forward whose output is its input through such calls)."""
+        if node.op == "call_module":
+            return self._returns_input(self.plans[id(plan.module.get_submodule(node.target))])
+        if node.op == "call_function":
+            try:
+                name = self.functions.get(node.target) or ""
+            except TypeError:  # an unhashable callable
+                name = ""
+        else:
+            name = str(node.target)
+        name = name.rpartition(".")[2]
+        return name in _VIEWS or "dropout" in name
+
+    def _returns_input(self, plan: _Plan) -> bool:
+        if plan.kind == LEAF:
+            return plan.spec is None or plan.spec.name in _PASS_THROUGH_LAYERS
+        if plan.kind == SEQUENTIAL:
+            return all(self._returns_input(self.plans[id(child)]) for child in plan.module.children())
+        if plan.kind != GRAPH:
+            return True
+        node = next(n for n in plan.graph.nodes if n.op == "output").args[0]
+        while isinstance(node, self.torch.fx.Node) and node.op != "placeholder":
+            if not node.args or not isinstance(node.args[0], self.torch.fx.Node) or not (
+                    self._in_place(node, plan) or self._may_alias(node, plan)):
+                return False
+            node = node.args[0]
+        return isinstance(node, self.torch.fx.Node)
+
+    def _in_place(self, node: Any, plan: _Plan) -> bool:
+        """Whether ``node`` changes its first argument in place: a method such as ``relu_``, a
+        function called with ``inplace=True``, or a module built with ``inplace=True``."""
+        if node.op == "call_method":
+            return node.target not in METHODS
+        if node.op == "call_module":
+            return getattr(plan.module.get_submodule(node.target), "inplace", False) is True
+        if node.op != "call_function":
+            return False
+        try:
+            return inspect.signature(node.target).bind(*node.args, **node.kwargs).arguments.get("inplace") is True
+        except (TypeError, ValueError):  # no Python signature (torch's C functions take no inplace flag)
+            return False
 
     def _unsupported(self, node: Any, plan: _Plan, what: str) -> ConversionError:
         return ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls {what}, which convscope "
@@ -178,12 +244,16 @@ class _Importer:
                                   f"'{node.args[1]}'; convscope graphs can read {sorted(TENSOR_ATTRIBUTES)}.")
         return name
 
-    def _method(self, node: Any, plan: _Plan, args: tuple) -> None:
-        if node.target not in METHODS:
+    def _method(self, node: Any, plan: _Plan, args: tuple) -> str:
+        """The METHODS key that computes ``node``'s value: its own name, or an in-place method's
+        (``relu_``) without the underscore."""
+        method = node.target if node.target in METHODS else node.target.removesuffix("_")
+        if method not in METHODS:
             raise self._unsupported(node, plan, f"Tensor.{node.target}")
         if node.target == "to" and not all(isinstance(a, np.dtype) for a in args[1:]):
             raise ConversionError(f"from_torch: node '{node.name}' in {plan.where()} calls Tensor.to{args[1:]}; "
                                   "convscope converts dtypes only (there are no devices).")
+        return method
 
     def _check_attribute(self, node: Any, plan: _Plan) -> None:
         owner_path, _, name = node.target.rpartition(".")
@@ -199,13 +269,14 @@ class _Importer:
                                       f"attribute '{node.target}'; register it as a buffer.")
             owner_plan.constants[name] = value
 
-    def _args(self, value: Any, node: Any, plan: _Plan) -> Any:
-        """torch.fx arguments with convscope values: nodes → NodeRef, dtypes → NumPy."""
+    def _args(self, value: Any, node: Any, plan: _Plan, latest: Callable[[str], str]) -> Any:
+        """torch.fx arguments with convscope values: nodes → NodeRef (to the node that holds
+        their value: ``latest``), dtypes → NumPy."""
         torch = self.torch
 
         def convert(item: Any) -> Any:
             if isinstance(item, torch.fx.Node):
-                return NodeRef(item.name)
+                return NodeRef(latest(item.name))
             if isinstance(item, torch.dtype):
                 return numpy_dtype(torch, item, f"node '{node.name}'")
             if item is None or isinstance(item, (bool, int, float, str, type(Ellipsis))):
@@ -299,6 +370,15 @@ class _Importer:
             params[name].requires_grad_(param.requires_grad)
         for key, module in converted.items():
             module.training = self.plans[key].module.training
+
+
+# Ops whose torch result may be (a view of) their first argument's memory.
+_VIEWS = frozenset({"getitem", "getattr", "view", "reshape", "flatten", "unflatten", "permute", "transpose",
+                    "unsqueeze", "squeeze", "expand", "view_as", "reshape_as", "expand_as", "contiguous", "detach",
+                    "to", "float", "double", "identity"})
+# Layers whose torch forward may return their input itself (dropout: in eval mode).
+_PASS_THROUGH_LAYERS = frozenset({"Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d",
+                                  "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"})
 
 
 def _tracer(torch: Any, units: set[int]) -> Any:
