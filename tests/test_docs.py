@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 DOCUMENTED_SERVER = "http://127.0.0.1:8000"
+EXAMPLE = re.compile(r"^\s*>>> (?!.*doctest: \+SKIP)", re.M)  # an example doctest runs
 
 
 def test_zoo_page_is_up_to_date():
@@ -61,3 +62,18 @@ def _run(code: str, page: Path, folder: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, f"{page.name}'s examples failed:\n{done.stderr[-3000:]}"
+
+
+def _modules_with_examples() -> list[str]:
+    src = ROOT / "src"
+    return sorted(".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+                  for path in (src / "convscope").rglob("*.py") if EXAMPLE.search(path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("name", _modules_with_examples())
+def test_docstring_examples_run(name: str):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
