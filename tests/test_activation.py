@@ -23,6 +23,7 @@ ACTIVATIONS = [
     ("selu", "selu", {}),
     ("celu", "celu", {}),
     ("celu_2", "celu", {"alpha": 2.0}),
+    ("celu_0_4", "celu", {"alpha": 0.4}),  # not a float32: torch's derivative rounds it (see F.celu)
     ("gelu", "gelu", {}),
     ("gelu_tanh", "gelu", {"approximate": "tanh"}),
     ("silu", "silu", {}),

@@ -372,6 +372,9 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.BatchNorm1d(3, momentum=None), (4, 3, 5)),
     (lambda: tnn.BatchNorm2d(3, eps=1e-3, affine=False), (2, 3, 4, 4)),
     (lambda: tnn.BatchNorm3d(2, track_running_stats=False), (2, 2, 3, 3, 3)),
+    (lambda: tnn.InstanceNorm1d(3, affine=True), (2, 3, 5)),
+    (lambda: tnn.InstanceNorm2d(3, eps=1e-3, track_running_stats=True), (2, 3, 4, 4)),
+    (lambda: tnn.InstanceNorm3d(2, momentum=None, affine=True, track_running_stats=True), (2, 2, 3, 3, 3)),
     (lambda: tnn.LayerNorm((4, 5), eps=1e-4, bias=False), (2, 3, 4, 5)),
     (lambda: tnn.GroupNorm(2, 4, affine=False), (2, 4, 3, 3)),
     (lambda: tnn.LocalResponseNorm(3, alpha=1e-2, beta=0.5, k=2.0), (2, 5, 3, 3)),
@@ -390,12 +393,31 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.Hardtanh(-0.5, 0.7), (2, 7)),
     (lambda: tnn.LeakyReLU(0.3), (2, 7)),
     (lambda: tnn.ELU(0.7), (2, 7)),
+    (lambda: tnn.CELU(0.6), (2, 7)),
+    (lambda: tnn.SELU(), (2, 7)),
+    (lambda: tnn.Softplus(2, 1.5), (2, 7)),
+    (lambda: tnn.LogSigmoid(), (2, 7)),
     (lambda: tnn.GELU("tanh"), (2, 7)),
     (lambda: tnn.Sigmoid(), (2, 7)),
     (lambda: tnn.Tanh(), (2, 7)),
     (lambda: tnn.Softmax(dim=1), (2, 7)),
     (lambda: tnn.LogSoftmax(dim=0), (2, 7)),
     (lambda: tnn.Identity(), (2, 7)),
+    (lambda: tnn.ConstantPad1d((1, 2), -0.5), (2, 3, 5)),
+    (lambda: tnn.ConstantPad2d(1, 2.0), (2, 3, 4, 4)),
+    (lambda: tnn.ConstantPad3d((1, 0, 0, 2, 1, 1), 1.0), (1, 2, 3, 3, 3)),
+    (lambda: tnn.ZeroPad1d(2), (2, 3, 5)),
+    (lambda: tnn.ZeroPad2d((1, 2, 0, 3)), (2, 3, 4, 4)),
+    (lambda: tnn.ZeroPad3d(1), (1, 2, 3, 3, 3)),
+    (lambda: tnn.ReflectionPad1d(2), (2, 3, 5)),
+    (lambda: tnn.ReflectionPad2d((1, 2, 3, 0)), (2, 3, 4, 5)),
+    (lambda: tnn.ReflectionPad3d(1), (1, 2, 3, 3, 3)),
+    (lambda: tnn.ReplicationPad1d((3, 1)), (2, 3, 5)),
+    (lambda: tnn.ReplicationPad2d(2), (2, 3, 4, 4)),
+    (lambda: tnn.ReplicationPad3d((1, 2, 0, 1, 2, 0)), (1, 2, 3, 3, 3)),
+    (lambda: tnn.CircularPad1d(2), (2, 3, 5)),
+    (lambda: tnn.CircularPad2d((1, 2, 3, 0)), (2, 3, 4, 4)),
+    (lambda: tnn.CircularPad3d(1), (1, 2, 3, 3, 3)),
     (lambda: tnn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True), (2, 3, 4, 4)),
     (lambda: tnn.UpsamplingNearest2d(size=(5, 7)), (2, 3, 4, 4)),
     (lambda: tnn.UpsamplingBilinear2d(scale_factor=2), (2, 3, 3, 3)),
@@ -541,7 +563,7 @@ class _Lambda(tnn.Module):
     (_Lambda(lambda x: torch.add(x, x, alpha=2)), r"calls torch.add with alpha=2"),
     (_Lambda(lambda x: x.to("cpu")), r"convscope converts dtypes only"),
     (_Lambda(lambda x: x if x.sum() > 0 else -x), r"torch.fx cannot trace the root module \(_Lambda\)"),
-    (tnn.Sequential(tnn.ReLU(), tnn.InstanceNorm2d(3)), r"node '_1' .* calls torch.nn.InstanceNorm2d \(module '1'\)"),
+    (tnn.Sequential(tnn.ReLU(), tnn.Mish()), r"node '_1' .* calls torch.nn.Mish \(module '1'\)"),
 ])
 def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
     with pytest.raises(ConversionError, match=match):
@@ -550,8 +572,8 @@ def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
 
 def test_from_torch_refuses_an_unused_unsupported_layer() -> None:
     net = Fire(4, 2, 2, 2)
-    net.norm = tnn.InstanceNorm2d(4)
-    with pytest.raises(ConversionError, match=r"module 'norm' is a torch.nn.InstanceNorm2d"):
+    net.shuffle = tnn.PixelShuffle(2)
+    with pytest.raises(ConversionError, match=r"module 'shuffle' is a torch.nn.PixelShuffle"):
         from_torch(net)
 
 

@@ -229,9 +229,13 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 # --- exponential family -----------------------------------------------------------------------
-def _elu(op: str, x: Tensor, alpha: float, scale: float, input_scale: float) -> Tensor:
+def _elu(op: str, x: Tensor, alpha: float, scale: float, input_scale: float,
+         grad_input_scale: float | None = None) -> Tensor:
     """torch's shared ELU kernel: ``scale·x`` for ``x > 0``, else ``alpha·(exp(input_scale·x) − 1)``,
-    where ``alpha`` already includes ``scale`` (as in ATen). The ``x <= 0`` branch owns 0."""
+    where ``alpha`` already includes ``scale`` (as in ATen). The ``x <= 0`` branch owns 0. The
+    backward uses ``grad_input_scale`` for ``input_scale`` where torch's derivative does."""
+    grad_scale = input_scale if grad_input_scale is None else grad_input_scale
+
     def fwd(a: np.ndarray) -> np.ndarray:
         negative = _min0(a)
         negative *= input_scale
@@ -241,9 +245,9 @@ def _elu(op: str, x: Tensor, alpha: float, scale: float, input_scale: float) -> 
 
     def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:  # NaN takes the positive branch
         negative = _min0(a)
-        negative *= input_scale
+        negative *= grad_scale
         np.exp(negative, out=negative)
-        np.multiply(g * (input_scale * alpha), negative, out=negative)
+        np.multiply(g * (grad_scale * alpha), negative, out=negative)
         return _select(a <= 0, negative, g * scale, negative.dtype, overwrite_x=True)
 
     return unary(op, x, fwd, grad, attrs={"alpha": alpha, "scale": scale, "input_scale": input_scale})
@@ -263,7 +267,9 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """``x`` for ``x > 0``, else ``alpha·(exp(x / alpha) − 1)``."""
     if alpha == 0:
         raise ValueError("celu: alpha 0 is not allowed (the negative branch divides by alpha)")
-    return _elu("celu", input, alpha, 1.0, 1.0 / alpha)
+    # torch's derivative of celu divides by alpha rounded to float32 (derivatives.yaml:
+    # ``1.0/alpha.toFloat()``), the forward by alpha itself: float64 gradients differ by ~1e-8.
+    return _elu("celu", input, alpha, 1.0, 1.0 / alpha, 1.0 / float(np.float32(alpha)))
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:

@@ -8,8 +8,8 @@ from ..tensor import Tensor
 from .module import Module
 
 __all__ = [
-    "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSoftmax", "ReLU", "ReLU6", "SiLU",
-    "Sigmoid", "Softmax", "Tanh",
+    "CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "ReLU",
+    "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
 ]
 
 
@@ -122,6 +122,30 @@ class ELU(_Pointwise):
         return self._inplace_repr(f"alpha={self.alpha}")
 
 
+class CELU(ELU):
+    """``x`` for x > 0, ``alpha·(exp(x/alpha) − 1)`` otherwise (continuously differentiable ELU).
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.celu(input, self.alpha, self.inplace)
+
+
+class SELU(_Pointwise):
+    """``scale·elu(x, alpha)`` with the self-normalising constants (scale ≈ 1.0507, alpha ≈ 1.6733).
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.selu(input, self.inplace)
+
+
 class SiLU(_Pointwise):
     """``x·sigmoid(x)`` (swish).
 
@@ -172,6 +196,38 @@ class Sigmoid(Module):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         return F.sigmoid(input)
+
+
+class LogSigmoid(Module):
+    """``log(sigmoid(x))``, finite for inputs of any magnitude.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.logsigmoid(input)
+
+
+class Softplus(Module):
+    """``log(1 + exp(beta·x)) / beta``, linear where ``beta·x > threshold``.
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = beta
+        self.threshold = threshold
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class Tanh(Module):

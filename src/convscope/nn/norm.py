@@ -1,7 +1,8 @@
-"""Normalisation layers: batch norm (1/2/3-d), layer norm, group norm and local response norm."""
+"""Normalisation layers: batch and instance norm (1/2/3-d), layer norm, group norm and local response norm."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,8 @@ from . import init
 from ._utils import check_size, empty_parameter, require_positive, resolve_dtype
 from .module import Module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "LayerNorm", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "InstanceNorm3d", "LayerNorm", "LocalResponseNorm"]
 
 
 def _affine(module: Module, shape: tuple[int, ...], enabled: bool, bias: bool, dtype: Any) -> None:
@@ -27,16 +29,10 @@ def _affine(module: Module, shape: tuple[int, ...], enabled: bool, bias: bool, d
         init.zeros_(module.bias)
 
 
-class _BatchNorm(Module):
-    """Normalise each channel over the batch (and spatial dims).
-
-    Training uses the batch statistics and, with ``track_running_stats``, updates
-    ``running_mean``/``running_var`` (unbiased variance) by ``momentum``; ``momentum=None``
-    gives the cumulative average ``1/num_batches_tracked``. Eval mode uses the running
-    statistics. Meta inputs leave every buffer untouched.
-    """
-
-    _ranks: tuple[int, ...]
+class _NormBase(Module):
+    """A per-channel norm's parameters (``weight``, ``bias`` with ``affine``) and running
+    statistics (``running_mean``, ``running_var``, ``num_batches_tracked`` with
+    ``track_running_stats``), as torch's ``_NormBase``."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, *, bias: bool = True, dtype: Any = None) -> None:
@@ -63,6 +59,22 @@ class _BatchNorm(Module):
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_NormBase):
+    """Normalise each channel over the batch (and spatial dims).
+
+    Training uses the batch statistics and, with ``track_running_stats``, updates
+    ``running_mean``/``running_var`` (unbiased variance) by ``momentum``; ``momentum=None``
+    gives the cumulative average ``1/num_batches_tracked``. Eval mode uses the running
+    statistics. Meta inputs leave every buffer untouched.
+    """
+
+    _ranks: tuple[int, ...]
+
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if input.ndim not in self._ranks:
             want = " or ".join(f"{r}D" for r in self._ranks)
@@ -78,10 +90,6 @@ class _BatchNorm(Module):
         keep = not self.training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None,
                             self.weight, self.bias, use_batch_stats, factor, self.eps)
-
-    def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -115,6 +123,73 @@ class BatchNorm3d(_BatchNorm):
     """
 
     _ranks = (5,)
+
+
+class _InstanceNorm(_NormBase):
+    """Normalise each channel of each sample over its spatial positions. torch's defaults: no
+    affine parameters and no running statistics; with ``track_running_stats``, training updates
+    them (the per-sample statistics averaged over the batch, by ``momentum``) and eval mode
+    uses them. A channel count other than ``num_features`` is refused where the parameters or
+    statistics need it, else warned about (``num_features`` is then unused), as in torch.
+    """
+
+    _spatial: int  # spatial dims
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
+                 track_running_stats: bool = False, *, bias: bool = True, dtype: Any = None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, bias=bias, dtype=dtype)
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        batched = self._spatial + 2
+        if input.ndim not in (batched - 1, batched):
+            raise ShapeError(f"expected {batched - 1}D (unbatched) or {batched}D input, got {input.ndim}D input of "
+                             f"shape {input.shape}", layer=type(self).__name__)
+        unbatched = input.ndim < batched
+        channels = input.shape[0 if unbatched else 1]
+        if self.affine or self.track_running_stats:
+            check_size(self, channels, self.num_features, "num_features")
+        elif channels != self.num_features:
+            warnings.warn(f"{type(self).__name__}: input has {channels} channels, not num_features "
+                          f"({self.num_features}); num_features is unused without affine parameters or running "
+                          "statistics", stacklevel=2)
+        x = input.unsqueeze(0) if unbatched else input
+        y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training or not self.track_running_stats,
+                            0.0 if self.momentum is None else self.momentum, self.eps)
+        return y.squeeze(0) if unbatched else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance norm over ``(N, C, L)``.
+
+    Shape:
+        - Input: :math:`(N, C, L)` or :math:`(C, L)`.
+        - Output: the same shape.
+    """
+
+    _spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance norm over ``(N, C, H, W)``.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)` or :math:`(C, H, W)`.
+        - Output: the same shape.
+    """
+
+    _spatial = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance norm over ``(N, C, D, H, W)``.
+
+    Shape:
+        - Input: :math:`(N, C, D, H, W)` or :math:`(C, D, H, W)`.
+        - Output: the same shape.
+    """
+
+    _spatial = 3
 
 
 class LayerNorm(Module):
