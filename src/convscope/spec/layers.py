@@ -22,6 +22,7 @@ from .values import (
     NONNEGATIVE_SIZES,
     NUMBER,
     PADDING,
+    PADS,
     POSITIVE,
     SCALE,
     SHAPE,
@@ -172,6 +173,8 @@ _POINTWISE: tuple[tuple[str, type, str, tuple[str, ...]], ...] = (
     ("silu", nn.SiLU, "x · sigmoid(x)", ("swish",)),
     ("hardswish", nn.Hardswish, "x · relu6(x + 3) / 6", ()),
     ("hardsigmoid", nn.Hardsigmoid, "relu6(x + 3) / 6", ()),
+    ("selu", nn.SELU, "scale · elu(x) with the self-normalising constants", ()),
+    ("logsigmoid", nn.LogSigmoid, "log(sigmoid(x))", ()),
     ("identity", nn.Identity, "passes its input through", ()),
 )
 
@@ -231,6 +234,13 @@ def _norms() -> list[Kind]:
         Kind("ln", (nn.LayerNorm,), "layer norm over all non-batch dims", "ln", aliases=("layernorm",),
              infer=lambda shape, args: {"normalized_shape": shape[1:]},
              options=(_EPS, _AFFINE.with_kwarg("elementwise_affine"))),
+        Kind("instancenorm", (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
+             "instance norm: each sample's channels over their own positions", "instancenorm affine",
+             aliases=("inorm",), prefix="in", infer=_channels("num_features"),
+             flags={"affine": ("affine", True), "track": ("track", True)},
+             options=(_EPS, Option("momentum", NUMBER, "momentum", "running-statistics momentum"), _AFFINE,
+                      Option("track", FLAG, "track_running_stats", "keep running statistics",
+                             ("track_running_stats",)))),
         Kind("gn", (nn.GroupNorm,), "group norm", "gn 4", aliases=("groupnorm",), positional=("groups",),
              required=("groups",), infer=_channels("num_channels"),
              options=(Option("groups", POSITIVE, "num_groups", "number of groups", ("num_groups",)), _EPS, _AFFINE)),
@@ -251,6 +261,11 @@ def _activations() -> list[Kind]:
              options=(Option("slope", NUMBER, "negative_slope", "slope below 0", ("negative_slope",)),)),
         Kind("elu", (nn.ELU,), "x, or alpha · (exp(x) − 1) below 0", "elu", positional=("alpha",),
              options=(Option("alpha", NUMBER, "alpha", "scale below 0"),)),
+        Kind("celu", (nn.CELU,), "x, or alpha · (exp(x / alpha) − 1) below 0", "celu 0.5", positional=("alpha",),
+             options=(Option("alpha", NUMBER, "alpha", "scale below 0"),)),
+        Kind("softplus", (nn.Softplus,), "log(1 + exp(beta · x)) / beta, x above threshold / beta", "softplus",
+             positional=("beta",), options=(Option("beta", NUMBER, "beta", "sharpness"),
+                                            Option("threshold", NUMBER, "threshold", "linear above this beta · x"))),
         Kind("gelu", (nn.GELU,), "x · Φ(x)", "gelu", flags={"tanh": ("approx", "tanh")},
              options=(Option("approx", choice("none", "tanh"), "approximate", "tanh approximation",
                              ("approximate",)),)),
@@ -292,8 +307,28 @@ def _others() -> list[Kind]:
     ]
 
 
+def _paddings() -> list[Kind]:
+    pads = Option("p", PADS, "padding", "padding: one size for every side, or one per side in torch's order",
+                  ("pad", "padding"), short=True)
+    shared = dict(positional=("p",), required=("p",))
+    return [
+        Kind("zeropad", (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d), "pad with zeros", "zeropad 1", options=(pads,),
+             **shared),
+        Kind("constpad", (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d), "pad with a constant value",
+             "constpad 2 value=-1", aliases=("constantpad",), positional=("p", "value"), required=("p", "value"),
+             options=(pads, Option("value", NUMBER, "value", "the fill value"))),
+        Kind("reflectpad", (nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d),
+             "pad with the mirrored cells, edge not repeated", "reflectpad 3", aliases=("reflectionpad",),
+             options=(pads,), **shared),
+        Kind("replicatepad", (nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d),
+             "pad with copies of the edge", "replicatepad 1", aliases=("replicationpad",), options=(pads,), **shared),
+        Kind("circularpad", (nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d),
+             "pad with the other end's cells (wrap around)", "circularpad 1", options=(pads,), **shared),
+    ]
+
+
 def _kinds() -> tuple[Kind, ...]:
-    return (*_convolutions(), *_pools(), *_norms(), *_activations(), *_others())
+    return (*_convolutions(), *_pools(), *_norms(), *_activations(), *_paddings(), *_others())
 
 
 KINDS: tuple[Kind, ...] = _kinds()

@@ -75,6 +75,8 @@ SIZES = Value(lambda t: _sizes(t, 1), "a positive integer or one per dim like 3x
 NONNEGATIVE_SIZES = Value(lambda t: _sizes(t, 0), "a non-negative integer or one per dim like 1x2")
 PADDING = Value(lambda t: t.lower() if t.lower() in ("same", "valid") else _sizes(t, 0),
                 "a non-negative integer, one per dim like 1x2, 'same' or 'valid'")
+PADS = Value(lambda t: _sizes(t, 0), "a non-negative integer for every side, or one per side in torch's order "
+                                    "(the last dim's two first) like 1x1x0x2")
 NUMBER = Value(_number, "a number")
 SCALE = Value(lambda t: tuple(_number(p) for p in t.split("x")) if "x" in t else _number(t),
               "a number or one per dim like 2x1.5")
