@@ -131,12 +131,30 @@ class Decoder(torch.nn.Module):
         return y.permute(0, 2, 3, 1).reshape(y.shape[0], -1, 3).log_softmax(-1)
 
 
+class StyleNet(torch.nn.Module):
+    """A style-transfer-like stack: reflection padding, instance norms, the ELU family, softplus."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(2), nn.Conv2d(3, 6, 5), nn.InstanceNorm2d(6, affine=True), nn.ELU(0.7),
+            nn.ReplicationPad2d((1, 0, 1, 2)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(),
+            nn.ConstantPad2d(1, 0.5), nn.Conv2d(6, 4, 3), nn.CELU(0.6), nn.Softplus())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 def _randomise_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(1)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
             m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+        if isinstance(m, torch.nn.InstanceNorm2d) and m.affine:
             m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
     return model.eval()
@@ -157,12 +175,14 @@ TORCH_MODELS = {
     "mobilenet_v2_block": (InvertedResidual, (2, 8, 10, 10)),
     "inception_block": (Inception, (2, 6, 9, 9)),
     "decoder": (Decoder, (1, 4, 5, 4)),
+    "style": (StyleNet, (2, 3, 9, 8)),
 }
 
 
 # torch exports bilinear interpolation with align_corners=False only from opset 11
+# (and CELU from opset 12)
 TORCH_EXPORTS = [(name, opset) for name in TORCH_MODELS for opset in (9, 11, 13, 17)
-                 if name != "decoder" or opset >= 11]
+                 if name not in ("decoder", "style") or opset >= {"decoder": 11, "style": 12}[name]]
 
 
 @pytest.mark.parametrize(("name", "opset"), TORCH_EXPORTS)
@@ -291,6 +311,40 @@ class Gadgets(cs.nn.Module):
         y = F.interpolate(y, scale_factor=2, mode="nearest") - y.amax(dim=(2, 3), keepdim=True)
         z = self.fc(y.permute(0, 2, 3, 1))
         return F.log_softmax(z.sum(dim=1), dim=-1), F.adaptive_max_pool2d(y, 1).reshape(y.shape[0], -1) ** 2
+
+
+class Styled(cs.nn.Module):
+    """Instance norms (affine, plain, and with running statistics in eval mode), padding layers,
+    the ELU family, softplus with a low threshold and log-sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = cs.nn
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(2), nn.Conv2d(3, 6, 5), nn.InstanceNorm2d(6, affine=True), nn.ELU(0.7),
+            nn.ZeroPad2d((1, 0, 2, 1)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(), nn.CELU(0.5),
+            nn.Softplus(2, 0.5), nn.ConstantPad2d(1, -0.5), nn.ReplicationPad2d(1),
+            nn.InstanceNorm2d(6, track_running_stats=True), nn.LogSigmoid())
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        return self.body(x * 4)  # beyond the low softplus threshold somewhere, and log-sigmoid's tails
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_export_of_norms_paddings_and_activations_runs_in_onnxruntime(opset: int, tmp_path: object) -> None:
+    cs.manual_seed(0)
+    model = Styled().eval()
+    norm, tracked = model.body[2], model.body[12]
+    norm.weight.data[:], norm.bias.data[:] = RNG.random(6) + 0.5, RNG.standard_normal(6)
+    tracked.running_mean.data[:], tracked.running_var.data[:] = RNG.standard_normal(6), RNG.random(6) + 0.5
+    path = tmp_path / "styled.onnx"
+    export_onnx(model, path, (3, 9, 8), batch_size=2, opset=opset)
+    x = RNG.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    with cs.no_grad():
+        want = model(cs.Tensor.wrap(x)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {"input": x})[0], want)
+    _close(load_onnx(path).run({"input": x})[0], want)
 
 
 @pytest.mark.parametrize("opset", [13, 18])

@@ -46,8 +46,8 @@ _SQRT1_2 = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal pdf at 0
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_TANH_KAPPA = 0.044715
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717  # the self-normalising constants (also ONNX Selu's)
+SELU_SCALE = 1.0507009873554804934193349852946
 _ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
 
 
@@ -260,7 +260,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """``scale · elu(x, alpha)`` with the self-normalising constants."""
-    return _elu("selu", input, _SELU_ALPHA * _SELU_SCALE, _SELU_SCALE, 1.0)
+    return _elu("selu", input, SELU_ALPHA * SELU_SCALE, SELU_SCALE, 1.0)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import nn
+from ..functional.activation import SELU_ALPHA, SELU_SCALE
 from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, OnnxError
 
@@ -205,19 +207,61 @@ def _linear(g: GraphBuilder, e: Event, name: str) -> str:
     return g.node("Add", [product, bias[0]], name)[0] if bias else product
 
 
-def _batch_norm(g: GraphBuilder, e: Event, name: str) -> str:
+def _scale_and_bias(g: GraphBuilder, e: Event) -> tuple[str, str]:
+    """A per-channel norm's weight and bias, or ones and zeros without them."""
+    module, channels, dtype = e.module, e.inputs[0].shape[1], e.inputs[0].dtype
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    return (g.value(weight) if weight is not None else g.constant(np.ones(channels, dtype), "norm_scale"),
+            g.value(bias) if bias is not None else g.constant(np.zeros(channels, dtype), "norm_bias"))
+
+
+def _running_norm(g: GraphBuilder, e: Event, name: str) -> str:
+    """A norm that uses its layer's running statistics: BatchNormalization."""
     module = e.module
+    if getattr(module, "running_mean", None) is None or getattr(module, "running_var", None) is None:
+        raise e.fail(f"{e.op} called outside a norm layer with running statistics: they are unknown")
+    return g.node("BatchNormalization", [g.value(e.inputs[0]), *_scale_and_bias(g, e), g.value(module.running_mean),
+                                         g.value(module.running_var)], name, epsilon=float(e.attrs["eps"]))[0]
+
+
+def _batch_norm(g: GraphBuilder, e: Event, name: str) -> str:
     if e.attrs.get("training"):
         raise e.fail("batch normalisation with batch statistics (training mode, or no running statistics); "
                      "ONNX inference graphs use running statistics: call model.eval()")
-    if getattr(module, "running_mean", None) is None or getattr(module, "running_var", None) is None:
-        raise e.fail("batch_norm called outside a BatchNorm layer: its running statistics are unknown")
-    channels = e.inputs[0].shape[1]
-    dtype = e.inputs[0].dtype
-    scale = g.value(module.weight) if module.weight is not None else g.constant(np.ones(channels, dtype), "bn_scale")
-    bias = g.value(module.bias) if module.bias is not None else g.constant(np.zeros(channels, dtype), "bn_bias")
-    return g.node("BatchNormalization", [g.value(e.inputs[0]), scale, bias, g.value(module.running_mean),
-                                         g.value(module.running_var)], name, epsilon=float(e.attrs["eps"]))[0]
+    return _running_norm(g, e, name)
+
+
+def _instance_norm(g: GraphBuilder, e: Event, name: str) -> str:
+    """Each sample's own statistics (InstanceNormalization), or in eval mode with tracked running
+    statistics those (BatchNormalization)."""
+    if not e.attrs["use_input_stats"]:
+        return _running_norm(g, e, name)
+    if not isinstance(e.module, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)):
+        raise e.fail("instance_norm called outside an InstanceNorm layer: its weight and bias are unknown")
+    return g.node("InstanceNormalization", [g.value(e.inputs[0]), *_scale_and_bias(g, e)], name,
+                  epsilon=float(e.attrs["eps"]))[0]
+
+
+def _selu(g: GraphBuilder, e: Event, name: str) -> str:
+    return g.node("Selu", _ins(g, e), name, alpha=SELU_ALPHA, gamma=SELU_SCALE)[0]
+
+
+def _softplus(g: GraphBuilder, e: Event, name: str) -> str:
+    """``where(beta·x > threshold, x, softplus(beta·x)/beta)``: ONNX's Softplus has no beta or threshold."""
+    x, dtype = g.value(e.inputs[0]), e.inputs[0].dtype
+    beta, threshold = e.attrs["beta"], e.attrs["threshold"]
+    scaled = x if beta == 1 else g.node("Mul", [x, g.constant(np.asarray(beta, dtype), "beta")], f"{name}/scaled")[0]
+    soft = g.node("Softplus", [scaled], f"{name}/soft")[0]
+    if beta != 1:
+        soft = g.node("Div", [soft, g.constant(np.asarray(beta, dtype), "beta")], f"{name}/unscaled")[0]
+    linear = g.node("Less", [g.constant(np.asarray(threshold, dtype), "threshold"), scaled], f"{name}/linear")[0]
+    return g.node("Where", [linear, x, soft], name)[0]
+
+
+def _logsigmoid(g: GraphBuilder, e: Event, name: str) -> str:
+    """``−softplus(−x)``, finite where ``log(sigmoid(x))`` would round to log 0."""
+    negated = g.node("Neg", _ins(g, e), f"{name}/negated")[0]
+    return g.node("Neg", [g.node("Softplus", [negated], f"{name}/soft")[0]], name)[0]
 
 
 def _lrn(g: GraphBuilder, e: Event, name: str) -> str:
@@ -334,12 +378,14 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
     "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _hardswish,
     "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
+    "elu": _with_attrs("Elu", {"alpha": "alpha"}), "selu": _selu, "celu": _with_attrs("Celu", {"alpha": "alpha"}),
+    "softplus": _softplus, "logsigmoid": _logsigmoid,
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
     "pow": _simple("Pow"), "matmul": _simple("MatMul"), "maximum": _simple("Max"), "minimum": _simple("Min"),
     "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
     "abs": _simple("Abs"),
-    "linear": _linear, "batch_norm": _batch_norm, "local_response_norm": _lrn,
+    "linear": _linear, "batch_norm": _batch_norm, "instance_norm": _instance_norm, "local_response_norm": _lrn,
     "reshape": _reshape, "expand": _expand, "cat": _cat, "permute": _permute,
     "sum": _reduce("ReduceSum", np.sum, 13), "amax": _reduce("ReduceMax", np.max, 18),
     "to": _cast, "pad": _pad, "interpolate": _interpolate,

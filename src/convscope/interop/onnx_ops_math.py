@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn, ops
+from ..functional.activation import SELU_ALPHA, SELU_SCALE
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, NodeSpec, OnnxError, OnnxOp, known, known_ints
@@ -228,6 +229,24 @@ def _hard_sigmoid(node: NodeSpec) -> Module:
     return HardSigmoid(node, alpha, beta)
 
 
+class Selu(OnnxOp):
+    """``gamma·elu(x, alpha)`` for attributes other than torch's constants (those build ``nn.SELU``)."""
+
+    def __init__(self, node: NodeSpec, alpha: float, gamma: float) -> None:
+        super().__init__(node)
+        self.alpha, self.gamma = alpha, gamma
+
+    def compute(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha) * self.gamma
+
+
+def _selu(node: NodeSpec) -> Module:
+    alpha, gamma = float(node.attr("alpha", np.float32(SELU_ALPHA))), float(node.attr("gamma", np.float32(SELU_SCALE)))
+    if np.float32(alpha) == np.float32(SELU_ALPHA) and np.float32(gamma) == np.float32(SELU_SCALE):
+        return nn.SELU()
+    return Selu(node, alpha, gamma)
+
+
 class _Softmax2d(OnnxOp):
     """Softmax / LogSoftmax before opset 13: the input is coerced to 2-d
     ``(∏ shape[:axis], ∏ shape[axis:])``, normalised along dim 1, and reshaped back."""
@@ -375,6 +394,10 @@ OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "LeakyRelu": lambda node: nn.LeakyReLU(float(node.attr("alpha", 0.01))),
     "HardSwish": lambda node: nn.Hardswish(),
     "HardSigmoid": _hard_sigmoid,
+    "Elu": lambda node: nn.ELU(float(node.attr("alpha", 1.0))),
+    "Celu": lambda node: nn.CELU(float(node.attr("alpha", 1.0))),
+    "Selu": _selu,
+    "Softplus": lambda node: nn.Softplus(),
     "Clip": _clip,
     "Softmax": _softmax(Softmax, nn.Softmax),
     "LogSoftmax": _softmax(LogSoftmax, nn.LogSoftmax),

@@ -1,4 +1,4 @@
-"""BatchNormalization, LRN and Dropout nodes.
+"""BatchNormalization, InstanceNormalization, LRN and Dropout nodes.
 
 An inference BatchNormalization whose four statistics are initializers it alone uses, on an
 input of known rank, becomes ``nn.BatchNorm{1,2,3}d`` (weight, bias, running statistics);
@@ -24,7 +24,7 @@ from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
 
-__all__ = ["OPS", "BatchNormalization", "Dropout", "LRN"]
+__all__ = ["OPS", "BatchNormalization", "Dropout", "InstanceNormalization", "LRN"]
 
 _BATCH_NORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
@@ -75,6 +75,25 @@ def _batch_norm(node: NodeSpec) -> Module:
     layer.weight, layer.bias = Parameter(Tensor.wrap(scale)), Parameter(Tensor.wrap(bias))
     layer.running_mean, layer.running_var = Tensor.wrap(mean), Tensor.wrap(var)
     return layer.eval()
+
+
+class InstanceNormalization(OnnxOp):
+    """``scale·(x − mean)/√(var + ε) + B`` with each sample's own per-channel statistics.
+
+    Shape:
+        - Input: ``(N, C, *)`` with at least one spatial dim; scale, B: ``(C,)``
+        - Output: ``(N, C, *)``.
+    """
+
+    parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias"}
+
+    def __init__(self, node: NodeSpec) -> None:
+        super().__init__(node)
+        self.epsilon = float(node.attr("epsilon", 1e-5))
+
+    def compute(self, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        return F.instance_norm(x, None, None, scale, bias, True, 0.1, self.epsilon)
 
 
 class LRN(OnnxOp):
@@ -138,5 +157,6 @@ def _dropout(node: NodeSpec) -> Module:
 
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
-    "BatchNormalization": _batch_norm, "LRN": _lrn, "Dropout": _dropout,
+    "BatchNormalization": _batch_norm, "InstanceNormalization": InstanceNormalization, "LRN": _lrn,
+    "Dropout": _dropout,
 }
