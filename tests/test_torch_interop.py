@@ -607,14 +607,19 @@ class _InPlaceChain(tnn.Module):
 
 
 class _ReshapedThenChanged(tnn.Module):
+    """A view changed in place whose base is not read again; a size read before the change
+    and used after it (sizes share no memory)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.conv = _conv_2()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.conv(x).view(x.shape[0], -1)
+        y = self.conv(x)
+        shape = y.shape
+        v = y.view(-1)
         v.relu_()
-        return v
+        return v.reshape(shape[0], -1)
 
 
 class _BodyThenInPlaceReLU(tnn.Module):

@@ -132,7 +132,7 @@ class _Importer:
     # --- torch.fx nodes → GraphNode -------------------------------------------------------------
     def _nodes(self, plan: _Plan) -> list[GraphNode]:
         out = []
-        changes = InPlace(plan.graph.nodes)
+        changes = InPlace(plan.graph.nodes, _reads_metadata_only)
         for node in plan.graph.nodes:
             args = self._args(node.args, node, plan, changes.latest)
             kwargs = self._args(dict(node.kwargs), node, plan, changes.latest)
@@ -192,6 +192,8 @@ class _Importer:
         else:
             name = str(node.target)
         name = name.rpartition(".")[2]
+        if name == "getattr":  # x.shape, x.ndim, x.dtype are not tensors; x.T is a view
+            return node.args[1] == "T"
         return name in _VIEWS or "dropout" in name
 
     def _returns_input(self, plan: _Plan) -> bool:
@@ -213,7 +215,7 @@ class _Importer:
         """Whether ``node`` changes its first argument in place: a method such as ``relu_``, a
         function called with ``inplace=True``, or a module built with ``inplace=True``."""
         if node.op == "call_method":
-            return node.target not in METHODS
+            return node.target not in METHODS and node.target.removesuffix("_") in METHODS
         if node.op == "call_module":
             return getattr(plan.module.get_submodule(node.target), "inplace", False) is True
         if node.op != "call_function":
@@ -373,9 +375,16 @@ class _Importer:
 
 
 # Ops whose torch result may be (a view of) their first argument's memory.
-_VIEWS = frozenset({"getitem", "getattr", "view", "reshape", "flatten", "unflatten", "permute", "transpose",
+_VIEWS = frozenset({"getitem", "view", "reshape", "flatten", "unflatten", "permute", "transpose",
                     "unsqueeze", "squeeze", "expand", "view_as", "reshape_as", "expand_as", "contiguous", "detach",
                     "to", "float", "double", "identity"})
+def _reads_metadata_only(node: Any) -> bool:
+    """Whether a torch.fx node reads only its input's shape or dtype (``x.shape``, ``x.size(0)``)."""
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] in TENSOR_ATTRIBUTES - {"T"}
+    return node.op == "call_method" and node.target in ("size", "dim", "numel")
+
+
 # Layers whose torch forward may return their input itself (dropout: in eval mode).
 _PASS_THROUGH_LAYERS = frozenset({"Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d",
                                   "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"})

@@ -19,17 +19,18 @@ read after it (a view of the changed tensor, or the tensor it is a view of) is n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
 class InPlace:
-    """The in-place changes of one graph's ``nodes`` (torch.fx nodes, in order), by node name."""
+    """The in-place changes of one graph's ``nodes`` (torch.fx nodes, in order), by node name;
+    readers for which ``metadata_only`` is true (``x.shape``) do not read a tensor's values."""
 
-    def __init__(self, nodes: Iterable[Any]) -> None:
+    def __init__(self, nodes: Iterable[Any], metadata_only: Callable[[Any], bool] = lambda node: False) -> None:
         nodes = list(nodes)
         self._order = {n.name: i for i, n in enumerate(nodes)}
-        self._readers = {n.name: [u.name for u in n.users] for n in nodes}
+        self._readers = {n.name: [u.name for u in n.users if not metadata_only(u)] for n in nodes}
         self._tensor: dict[str, str] = {}         # node → the first node of the same tensor
         self._holder: dict[str, str] = {}         # first node → the node that holds its value now
         self._memory: dict[str, list[str]] = {}   # node → the nodes that may share its memory (one list a group)

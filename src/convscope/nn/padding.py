@@ -66,6 +66,24 @@ class _ZeroPad(_ConstantPad):
 
 
 
+class _ReflectionPad(_Pad):
+    """The new cells mirror the input, the edge not repeated (each pad smaller than its dim)."""
+
+    _mode = "reflect"
+
+
+class _ReplicationPad(_Pad):
+    """The new cells copy the edge."""
+
+    _mode = "replicate"
+
+
+class _CircularPad(_Pad):
+    """The new cells wrap around: those of the other end."""
+
+    _mode = "circular"
+
+
 class ConstantPad1d(_ConstantPad):
     """Pad the last dim with ``value``.
 
@@ -126,7 +144,7 @@ class ZeroPad3d(_ZeroPad, ConstantPad3d):
     """
 
 
-class ReflectionPad1d(_Pad):
+class ReflectionPad1d(_ReflectionPad):
     """Pad the last dim with mirrored cells, without repeating the edge (each pad smaller than its dim).
 
     Shape:
@@ -135,10 +153,9 @@ class ReflectionPad1d(_Pad):
     """
 
     _dims = 1
-    _mode = "reflect"
 
 
-class ReflectionPad2d(_Pad):
+class ReflectionPad2d(_ReflectionPad):
     """Pad the last 2 dims with mirrored cells, without repeating the edge (each pad smaller than its dim).
 
     Shape:
@@ -147,10 +164,9 @@ class ReflectionPad2d(_Pad):
     """
 
     _dims = 2
-    _mode = "reflect"
 
 
-class ReflectionPad3d(_Pad):
+class ReflectionPad3d(_ReflectionPad):
     """Pad the last 3 dims with mirrored cells, without repeating the edge (each pad smaller than its dim).
 
     Shape:
@@ -159,10 +175,9 @@ class ReflectionPad3d(_Pad):
     """
 
     _dims = 3
-    _mode = "reflect"
 
 
-class ReplicationPad1d(_Pad):
+class ReplicationPad1d(_ReplicationPad):
     """Pad the last dim with copies of the edge.
 
     Shape:
@@ -171,10 +186,9 @@ class ReplicationPad1d(_Pad):
     """
 
     _dims = 1
-    _mode = "replicate"
 
 
-class ReplicationPad2d(_Pad):
+class ReplicationPad2d(_ReplicationPad):
     """Pad the last 2 dims with copies of the edge.
 
     Shape:
@@ -183,10 +197,9 @@ class ReplicationPad2d(_Pad):
     """
 
     _dims = 2
-    _mode = "replicate"
 
 
-class ReplicationPad3d(_Pad):
+class ReplicationPad3d(_ReplicationPad):
     """Pad the last 3 dims with copies of the edge.
 
     Shape:
@@ -195,10 +208,9 @@ class ReplicationPad3d(_Pad):
     """
 
     _dims = 3
-    _mode = "replicate"
 
 
-class CircularPad1d(_Pad):
+class CircularPad1d(_CircularPad):
     """Pad the last dim with the cells of the other end (wrapped around).
 
     Shape:
@@ -207,10 +219,9 @@ class CircularPad1d(_Pad):
     """
 
     _dims = 1
-    _mode = "circular"
 
 
-class CircularPad2d(_Pad):
+class CircularPad2d(_CircularPad):
     """Pad the last 2 dims with the cells of the other end (wrapped around).
 
     Shape:
@@ -219,10 +230,9 @@ class CircularPad2d(_Pad):
     """
 
     _dims = 2
-    _mode = "circular"
 
 
-class CircularPad3d(_Pad):
+class CircularPad3d(_CircularPad):
     """Pad the last 3 dims with the cells of the other end (wrapped around).
 
     Shape:
@@ -231,4 +241,3 @@ class CircularPad3d(_Pad):
     """
 
     _dims = 3
-    _mode = "circular"
