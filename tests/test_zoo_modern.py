@@ -28,15 +28,19 @@ import torch.nn.functional as TF
 import convscope as cs
 from convscope.zoo import build, entry
 from convscope.zoo.googlenet import paper_table
+from convscope.zoo.resnet import BasicBlock, ResNet
 from torch_ref import assert_close
 
 MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+          "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
           "mobilenet_v1", "mobilenet_v2", "squeezenet1_0", "squeezenet1_1")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
 PUBLISHED = {
     "googlenet": 6_624_904, "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808, "mobilenet_v2": 3_504_872,
+    "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272,
+    "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
     "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
 }
 
@@ -263,13 +267,15 @@ class TBasicBlock(tnn.Module):
 class TBottleneck(tnn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: tnn.Module | None = None) -> None:
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: tnn.Module | None = None,
+                 groups: int = 1, base_width: int = 64) -> None:
         super().__init__()
-        self.conv1 = tnn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
+        width = int(planes * (base_width / 64.0)) * groups  # torchvision's Bottleneck
+        self.conv1 = tnn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(width)
+        self.conv2 = tnn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = tnn.BatchNorm2d(width)
+        self.conv3 = tnn.Conv2d(width, planes * 4, 1, bias=False)
         self.bn3 = tnn.BatchNorm2d(planes * 4)
         self.relu = tnn.ReLU()
         self.downsample = downsample
@@ -281,7 +287,7 @@ class TBottleneck(tnn.Module):
 
 
 class TResNet(tnn.Module):
-    def __init__(self, block: type, layers: list[int]) -> None:
+    def __init__(self, block: type, layers: list[int], **width: int) -> None:
         super().__init__()
         self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = tnn.BatchNorm2d(64)
@@ -294,7 +300,7 @@ class TResNet(tnn.Module):
             down = None
             if stride != 1 or cin != out:
                 down = tnn.Sequential(tnn.Conv2d(cin, out, 1, stride, bias=False), tnn.BatchNorm2d(out))
-            blocks = [block(cin, planes, stride, down)] + [block(out, planes) for _ in range(n - 1)]
+            blocks = [block(cin, planes, stride, down, **width)] + [block(out, planes, **width) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
             cin = out
         self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
@@ -415,6 +421,11 @@ TORCH_TWINS = {
     "resnet50": lambda: TResNet(TBottleneck, [3, 4, 6, 3]),
     "resnet101": lambda: TResNet(TBottleneck, [3, 4, 23, 3]),
     "resnet152": lambda: TResNet(TBottleneck, [3, 8, 36, 3]),
+    "resnext50_32x4d": lambda: TResNet(TBottleneck, [3, 4, 6, 3], groups=32, base_width=4),
+    "resnext101_32x8d": lambda: TResNet(TBottleneck, [3, 4, 23, 3], groups=32, base_width=8),
+    "resnext101_64x4d": lambda: TResNet(TBottleneck, [3, 4, 23, 3], groups=64, base_width=4),
+    "wide_resnet50_2": lambda: TResNet(TBottleneck, [3, 4, 6, 3], base_width=128),
+    "wide_resnet101_2": lambda: TResNet(TBottleneck, [3, 4, 23, 3], base_width=128),
     "mobilenet_v1": lambda: TMobileNetV1(),
     "mobilenet_v2": lambda: TMobileNetV2(),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
@@ -437,6 +448,10 @@ TORCHVISION_KEYS = {
                  "fc.weight": (1000, 2048)},
     "resnet101": {"layer3.22.conv1.weight": (256, 1024, 1, 1), "layer4.0.downsample.0.weight": (2048, 1024, 1, 1)},
     "resnet152": {"layer2.7.conv1.weight": (128, 512, 1, 1), "layer3.35.bn3.running_mean": (1024,)},
+    "resnext50_32x4d": {"layer1.0.conv1.weight": (128, 64, 1, 1), "layer1.0.conv2.weight": (128, 4, 3, 3),
+                        "layer4.2.conv2.weight": (1024, 32, 3, 3), "layer4.2.conv3.weight": (2048, 1024, 1, 1)},
+    "wide_resnet50_2": {"layer1.0.conv2.weight": (128, 128, 3, 3), "layer4.0.conv1.weight": (1024, 1024, 1, 1),
+                        "layer4.2.bn2.running_var": (1024,)},
     "mobilenet_v2": {"features.0.0.weight": (32, 3, 3, 3), "features.0.1.running_mean": (32,),
                      "features.1.conv.0.0.weight": (32, 1, 3, 3), "features.1.conv.1.weight": (16, 32, 1, 1),
                      "features.1.conv.2.running_var": (16,), "features.2.conv.0.0.weight": (96, 16, 1, 1),
@@ -492,6 +507,7 @@ OUTPUT_CASES = [
     ("googlenet_paper", {}, (1, 3, 224, 224)),
     ("resnet18", {}, (2, 3, 32, 32)),
     ("resnet50", {}, (1, 3, 32, 32)),
+    ("resnext50_32x4d", {}, (1, 3, 32, 32)),
     ("mobilenet_v1", {}, (2, 3, 32, 32)),
     ("mobilenet_v2", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
@@ -509,7 +525,9 @@ def test_googlenet_transform_input_matches_torchvision() -> None:
 
 
 # Small inputs for the real forward; the meta forward also runs at the registry's input shape.
-SMALL = {"googlenet_paper": (1, 3, 224, 224), "resnet101": (1, 3, 32, 32), "resnet152": (1, 3, 32, 32)}
+SMALL = {"googlenet_paper": (1, 3, 224, 224), "resnet101": (1, 3, 32, 32), "resnet152": (1, 3, 32, 32),
+         **{name: (1, 3, 32, 32) for name in ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                                               "wide_resnet101_2")}}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -526,9 +544,11 @@ def test_meta_forward_shape_matches_real(name: str) -> None:
 
 # --- ResNet --------------------------------------------------------------------------------------
 
-def resnet_params_by_hand(block: str, layers: list[int]) -> int:
+def resnet_params_by_hand(block: str, layers: list[int], groups: int = 1, group_width: int = 64) -> int:
     """Table 1 of He et al.: stem conv 7×7 64, four stages of (64, 128, 256, 512)-wide blocks, fc.
-    Every conv is bias-free and followed by BatchNorm (γ, β); projection shortcuts are 1×1 + BN."""
+    Every conv is bias-free and followed by BatchNorm (γ, β); projection shortcuts are 1×1 + BN.
+    ResNeXt (Xie et al., Table 1) and Wide ResNet widen a bottleneck's inside to
+    ``stage width · group_width/64 · groups`` channels, its 3×3 conv in ``groups`` groups."""
     bn = lambda c: 2 * c
     total = 64 * 3 * 7 * 7 + bn(64)
     cin = 64
@@ -539,7 +559,9 @@ def resnet_params_by_hand(block: str, layers: list[int]) -> int:
             if block == "basic":
                 total += 3 * 3 * cin * width + bn(width) + 3 * 3 * width * width + bn(width)
             else:
-                total += cin * width + bn(width) + 3 * 3 * width * width + bn(width) + width * cout + bn(cout)
+                inner = width * group_width // 64 * groups
+                total += cin * inner + bn(inner) + 3 * 3 * inner * (inner // groups) + bn(inner)
+                total += inner * cout + bn(cout)
             if j == 0 and (i > 0 or cin != cout):
                 total += cin * cout + bn(cout)
             cin = cout
@@ -552,6 +574,30 @@ def resnet_params_by_hand(block: str, layers: list[int]) -> int:
 ])
 def test_resnet_parameter_counts_by_hand(depth: int, block: str, layers: list[int]) -> None:
     assert resnet_params_by_hand(block, layers) == PUBLISHED[f"resnet{depth}"]
+
+
+@pytest.mark.parametrize(("name", "layers", "groups", "group_width"), [
+    ("resnext50_32x4d", [3, 4, 6, 3], 32, 4), ("resnext101_32x8d", [3, 4, 23, 3], 32, 8),
+    ("resnext101_64x4d", [3, 4, 23, 3], 64, 4), ("wide_resnet50_2", [3, 4, 6, 3], 1, 128),
+    ("wide_resnet101_2", [3, 4, 23, 3], 1, 128),
+])
+def test_resnext_and_wide_resnet_parameter_counts_by_hand(name: str, layers: list[int], groups: int,
+                                                          group_width: int) -> None:
+    assert resnet_params_by_hand("bottleneck", layers, groups, group_width) == PUBLISHED[name]
+
+
+def test_resnext_paper_table1() -> None:
+    """Xie et al. 2017, Table 1: ResNet-50 25.5M parameters and 4.1 GFLOPs, ResNeXt-50 (32×4d)
+    25.0M and 4.2 (multiply-adds, in 10^9), to the table's last printed digit (its ResNet-50
+    strides the first 1×1 conv, torchvision's the 3×3: 25.56M, 4.09)."""
+    for name, params, macs in (("resnet50", 25.5, 4.1), ("resnext50_32x4d", 25.0, 4.2)):
+        totals = cs.summary(name).totals
+        assert abs(totals.params / 1e6 - params) <= 0.1 and abs(totals.macs / 1e9 - macs) <= 0.1, name
+
+
+def test_basic_blocks_have_no_grouped_variant() -> None:
+    with pytest.raises(ValueError, match="BasicBlock has no grouped or wider variant: groups=32"):
+        ResNet(BasicBlock, (2, 2, 2, 2), groups=32, width_per_group=4)
 
 
 def test_resnet_v1_5_stride_and_fast_build() -> None:

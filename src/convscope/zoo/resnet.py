@@ -1,5 +1,8 @@
 """ResNet: He et al. 2015, "Deep Residual Learning for Image Recognition", Table 1, in
-torchvision's layout and state_dict keys (``layer2.0.downsample.0.weight``, ...).
+torchvision's layout and state_dict keys (``layer2.0.downsample.0.weight``, ...); and its two
+bottleneck variants: ResNeXt (Xie et al. 2017, Table 1: the 3×3 conv split into ``groups``
+paths of ``width_per_group`` channels each) and Wide ResNet (Zagoruyko & Komodakis 2016, as
+torchvision builds it: bottlenecks twice as wide inside).
 
 Bottleneck blocks put the stride on the 3×3 conv ("ResNet v1.5", as torchvision does; the
 paper's Caffe models stride the first 1×1). Shortcuts are identity, or a 1×1 conv + batch norm
@@ -15,6 +18,8 @@ from .. import nn
 from .registry import register
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385), Table 1"
+RESNEXT_PAPER = "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (arXiv:1611.05431)"
+WIDE_PAPER = "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146)"
 
 # Table 1's stages conv2_x … conv5_x (torchvision's layer1 … layer4): base width and stride.
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -53,8 +58,12 @@ class BasicBlock(_ResidualBlock):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64) -> None:
         super().__init__()
+        if (groups, width_per_group) != (1, 64):
+            raise ValueError(f"BasicBlock has no grouped or wider variant: groups={groups}, "
+                             f"width_per_group={width_per_group} need Bottleneck (ResNet-50 and deeper)")
         self.conv1 = _conv(inplanes, planes, 3, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
@@ -68,7 +77,9 @@ class BasicBlock(_ResidualBlock):
 
 
 class Bottleneck(_ResidualBlock):
-    """1×1 (reduce to ``planes``) → 3×3 (strided) → 1×1 (expand to ``4·planes``), each with batch norm.
+    """1×1 (reduce to ``width``) → 3×3 (strided, in ``groups`` groups) → 1×1 (expand to
+    ``4·planes``), each with batch norm; ``width = planes·width_per_group/64·groups`` (``planes``
+    for ResNet, 2·planes for ResNeXt 32×4d and Wide ResNet-50-2).
 
     Shape:
         input ``(N, C_in, H, W)`` → output ``(N, 4·planes, ⌈H/stride⌉, ⌈W/stride⌉)``.
@@ -76,13 +87,15 @@ class Bottleneck(_ResidualBlock):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64) -> None:
         super().__init__()
-        self.conv1 = _conv(inplanes, planes, 1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv(planes, planes, 3, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv(planes, planes * self.expansion, 1)
+        width = int(planes * width_per_group / 64) * groups
+        self.conv1 = _conv(inplanes, width, 1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = _conv(width, planes * self.expansion, 1)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU()
         self.downsample = downsample
@@ -104,14 +117,16 @@ CONFIGS: dict[int, tuple[type[_ResidualBlock], tuple[int, int, int, int]]] = {
 }
 
 
-def _stage(block: type[_ResidualBlock], inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+def _stage(block: type[_ResidualBlock], inplanes: int, planes: int, blocks: int, stride: int,
+           **shape: int) -> nn.Sequential:
     """One ``layerK``: the first block changes stride/width (with a 1×1 conv + BN shortcut when
-    the shape changes), the others keep it."""
+    the shape changes), the others keep it; ``shape``: the blocks' groups and width per group."""
     out = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != out:
         downsample = nn.Sequential(_conv(inplanes, out, 1, stride), nn.BatchNorm2d(out))
-    return nn.Sequential(block(inplanes, planes, stride, downsample), *(block(out, planes) for _ in range(blocks - 1)))
+    return nn.Sequential(block(inplanes, planes, stride, downsample, **shape),
+                         *(block(out, planes, **shape) for _ in range(blocks - 1)))
 
 
 class ResNet(nn.Module):
@@ -125,7 +140,8 @@ class ResNet(nn.Module):
         ``(N, 512·expansion, ⌈H/32⌉, ⌈W/32⌉)``, so any H, W ≥ 1 works (224 in the paper).
     """
 
-    def __init__(self, block: type[_ResidualBlock], layers: tuple[int, ...], num_classes: int = 1000) -> None:
+    def __init__(self, block: type[_ResidualBlock], layers: tuple[int, ...], num_classes: int = 1000,
+                 groups: int = 1, width_per_group: int = 64) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -133,7 +149,8 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
         for i, (planes, blocks, stride) in enumerate(zip(STAGE_WIDTHS, layers, STAGE_STRIDES, strict=True), 1):
-            setattr(self, f"layer{i}", _stage(block, inplanes, planes, blocks, stride))
+            setattr(self, f"layer{i}", _stage(block, inplanes, planes, blocks, stride, groups=groups,
+                                              width_per_group=width_per_group))
             inplanes = planes * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
@@ -204,3 +221,76 @@ def resnet152(num_classes: int = 1000) -> ResNet:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
     return _resnet(152, num_classes)
+
+
+# name → (title, depth, groups, width per group, reference)
+VARIANTS: dict[str, tuple[str, int, int, int, str]] = {
+    "resnext50_32x4d": ("ResNeXt-50 32×4d", 50, 32, 4, RESNEXT_PAPER + ", Table 1"),
+    "resnext101_32x8d": ("ResNeXt-101 32×8d", 101, 32, 8, RESNEXT_PAPER),
+    "resnext101_64x4d": ("ResNeXt-101 64×4d", 101, 64, 4, RESNEXT_PAPER),
+    "wide_resnet50_2": ("Wide ResNet-50-2", 50, 1, 128, WIDE_PAPER),
+    "wide_resnet101_2": ("Wide ResNet-101-2", 101, 1, 128, WIDE_PAPER),
+}
+
+
+def _variant(name: str, num_classes: int) -> ResNet:
+    _, depth, groups, width, _ = VARIANTS[name]
+    return ResNet(Bottleneck, CONFIGS[depth][1], num_classes, groups=groups, width_per_group=width)
+
+
+def _variant_entry(name: str) -> Any:
+    title, depth, groups, width, reference = VARIANTS[name]
+    inside = (f"{groups}-group 3×3 convs ({width} channels a group in layer1, doubling each stage)" if groups > 1
+              else f"bottlenecks {width // 64}× as wide inside")
+    return register(name, input_shape=(3, 224, 224), reference=reference + "; torchvision.models.resnet",
+                    description=f"{title}: ResNet-{depth}'s stages with {inside}, torchvision layout")
+
+
+@_variant_entry("resnext50_32x4d")
+def resnext50_32x4d(num_classes: int = 1000) -> ResNet:
+    """ResNeXt-50 (32×4d: 32 groups of 4 channels in the first stage's 3×3 convs): 25,028,904 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _variant("resnext50_32x4d", num_classes)
+
+
+@_variant_entry("resnext101_32x8d")
+def resnext101_32x8d(num_classes: int = 1000) -> ResNet:
+    """ResNeXt-101 (32×8d): 88,791,336 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _variant("resnext101_32x8d", num_classes)
+
+
+@_variant_entry("resnext101_64x4d")
+def resnext101_64x4d(num_classes: int = 1000) -> ResNet:
+    """ResNeXt-101 (64×4d): 83,455,272 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _variant("resnext101_64x4d", num_classes)
+
+
+@_variant_entry("wide_resnet50_2")
+def wide_resnet50_2(num_classes: int = 1000) -> ResNet:
+    """Wide ResNet-50-2 (bottlenecks twice as wide inside): 68,883,240 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _variant("wide_resnet50_2", num_classes)
+
+
+@_variant_entry("wide_resnet101_2")
+def wide_resnet101_2(num_classes: int = 1000) -> ResNet:
+    """Wide ResNet-101-2: 126,886,696 parameters.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return _variant("wide_resnet101_2", num_classes)
