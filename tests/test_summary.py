@@ -23,7 +23,8 @@ PUBLISHED = {
 # Published multiply-accumulate counts at 224×224 (fvcore/the papers: conv + fc only).
 # torchvision's metadata (GFLOPS, meaning multiply-adds) and the ResNeXt paper's 4.2e9 (Table 1)
 PUBLISHED_MACS = {"resnet50": 4.09e9, "vgg16": 15.47e9, "resnet18": 1.82e9, "mobilenet_v2": 0.30e9,
-                  "resnext50_32x4d": 4.23e9, "resnext101_32x8d": 16.41e9, "wide_resnet50_2": 11.40e9}
+                  "resnext50_32x4d": 4.23e9, "resnext101_32x8d": 16.41e9, "wide_resnet50_2": 11.40e9,
+                  "densenet121": 2.83e9, "densenet201": 4.29e9}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -291,7 +292,7 @@ def test_googlenet_table1_from_the_summary():
 
 @pytest.mark.parametrize("name,shape", [("resnet18", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64)),
                                         ("googlenet", (3, 96, 96)), ("alexnet_original", (3, 227, 227)),
-                                        ("resnext50_32x4d", (3, 64, 64))])
+                                        ("resnext50_32x4d", (3, 64, 64)), ("densenet121", (3, 64, 64))])
 def test_zoo_macs_equal_torch_flop_counter_on_torch_twins(name, shape):
     """Independent count: torch's flop counter (2 FLOPs per conv/linear MAC) on the torch
     twin of each zoo model, against the conv + linear MACs of the summary."""

@@ -462,6 +462,8 @@ def test_layer_converts_one_to_one(factory: Any, shape: tuple[int, ...]) -> None
 ZOO = {  # name → (build options, input shape): reduced class counts and image sizes
     "resnet18": ({"num_classes": 10}, (3, 32, 32)),
     "mobilenet_v2": ({"num_classes": 10}, (3, 32, 32)),
+    "densenet121": ({"num_classes": 10}, (3, 32, 32)),  # layers taking a list of every earlier map
+    "resnext50_32x4d": ({"num_classes": 10}, (3, 32, 32)),
     "squeezenet1_0": ({"num_classes": 10}, (3, 48, 48)),
     "googlenet": ({"num_classes": 10}, (3, 32, 32)),
     "alexnet": ({"num_classes": 10}, (3, 64, 64)),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from torch_ref import assert_close
 
 MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+          "densenet121", "densenet161", "densenet169", "densenet201",
           "mobilenet_v1", "mobilenet_v2", "squeezenet1_0", "squeezenet1_1")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
@@ -41,6 +43,7 @@ PUBLISHED = {
     "resnet101": 44_549_160, "resnet152": 60_192_808, "mobilenet_v2": 3_504_872,
     "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272,
     "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
+    "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480, "densenet201": 20_013_928,
     "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
 }
 
@@ -413,6 +416,60 @@ class TSqueezeNet(tnn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+class TDenseLayer(tnn.Module):
+    """torchvision's _DenseLayer (without dropout and checkpointing)."""
+
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.norm1, self.relu1 = tnn.BatchNorm2d(cin), tnn.ReLU()
+        self.conv1 = tnn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.norm2, self.relu2 = tnn.BatchNorm2d(4 * growth), tnn.ReLU()
+        self.conv2 = tnn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
+        return self.conv2(self.relu2(self.norm2(x)))
+
+
+class TDenseBlock(tnn.ModuleDict):
+    def __init__(self, n: int, cin: int, growth: int) -> None:
+        super().__init__()
+        for i in range(n):
+            self.add_module(f"denselayer{i + 1}", TDenseLayer(cin + i * growth, growth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class TDenseNet(tnn.Module):
+    """torchvision's DenseNet: features (conv0, norm0, relu0, pool0, denseblockK, transitionK,
+    norm5), then ReLU, global average pool and the classifier."""
+
+    def __init__(self, growth: int, blocks: tuple[int, ...], stem: int) -> None:
+        super().__init__()
+        self.features = tnn.Sequential(OrderedDict([
+            ("conv0", tnn.Conv2d(3, stem, 7, 2, 3, bias=False)), ("norm0", tnn.BatchNorm2d(stem)),
+            ("relu0", tnn.ReLU()), ("pool0", tnn.MaxPool2d(3, 2, 1))]))
+        c = stem
+        for i, n in enumerate(blocks, 1):
+            self.features.add_module(f"denseblock{i}", TDenseBlock(n, c, growth))
+            c += n * growth
+            if i < len(blocks):
+                self.features.add_module(f"transition{i}", tnn.Sequential(OrderedDict([
+                    ("norm", tnn.BatchNorm2d(c)), ("relu", tnn.ReLU()), ("conv", tnn.Conv2d(c, c // 2, 1, bias=False)),
+                    ("pool", tnn.AvgPool2d(2, 2))])))
+                c //= 2
+        self.features.add_module("norm5", tnn.BatchNorm2d(c))
+        self.classifier = tnn.Linear(c, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.features(x)), (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
 TORCH_TWINS = {
     "googlenet": lambda: TGoogLeNet(),
     "googlenet_paper": lambda: TGoogLeNet(paper=True),
@@ -426,6 +483,10 @@ TORCH_TWINS = {
     "resnext101_64x4d": lambda: TResNet(TBottleneck, [3, 4, 23, 3], groups=64, base_width=4),
     "wide_resnet50_2": lambda: TResNet(TBottleneck, [3, 4, 6, 3], base_width=128),
     "wide_resnet101_2": lambda: TResNet(TBottleneck, [3, 4, 23, 3], base_width=128),
+    "densenet121": lambda: TDenseNet(32, (6, 12, 24, 16), 64),
+    "densenet161": lambda: TDenseNet(48, (6, 12, 36, 24), 96),
+    "densenet169": lambda: TDenseNet(32, (6, 12, 32, 32), 64),
+    "densenet201": lambda: TDenseNet(32, (6, 12, 48, 32), 64),
     "mobilenet_v1": lambda: TMobileNetV1(),
     "mobilenet_v2": lambda: TMobileNetV2(),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
@@ -452,6 +513,14 @@ TORCHVISION_KEYS = {
                         "layer4.2.conv2.weight": (1024, 32, 3, 3), "layer4.2.conv3.weight": (2048, 1024, 1, 1)},
     "wide_resnet50_2": {"layer1.0.conv2.weight": (128, 128, 3, 3), "layer4.0.conv1.weight": (1024, 1024, 1, 1),
                         "layer4.2.bn2.running_var": (1024,)},
+    "densenet121": {"features.conv0.weight": (64, 3, 7, 7), "features.denseblock1.denselayer1.norm1.weight": (64,),
+                    "features.denseblock1.denselayer1.conv1.weight": (128, 64, 1, 1),
+                    "features.denseblock1.denselayer6.conv2.weight": (32, 128, 3, 3),
+                    "features.transition1.conv.weight": (128, 256, 1, 1),
+                    "features.denseblock4.denselayer16.norm1.running_var": (992,), "features.norm5.weight": (1024,),
+                    "classifier.weight": (1000, 1024)},
+    "densenet161": {"features.conv0.weight": (96, 3, 7, 7), "features.transition3.conv.weight": (1056, 2112, 1, 1),
+                    "classifier.weight": (1000, 2208)},
     "mobilenet_v2": {"features.0.0.weight": (32, 3, 3, 3), "features.0.1.running_mean": (32,),
                      "features.1.conv.0.0.weight": (32, 1, 3, 3), "features.1.conv.1.weight": (16, 32, 1, 1),
                      "features.1.conv.2.running_var": (16,), "features.2.conv.0.0.weight": (96, 16, 1, 1),
@@ -508,6 +577,7 @@ OUTPUT_CASES = [
     ("resnet18", {}, (2, 3, 32, 32)),
     ("resnet50", {}, (1, 3, 32, 32)),
     ("resnext50_32x4d", {}, (1, 3, 32, 32)),
+    ("densenet121", {}, (2, 3, 32, 32)),
     ("mobilenet_v1", {}, (2, 3, 32, 32)),
     ("mobilenet_v2", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
@@ -527,7 +597,7 @@ def test_googlenet_transform_input_matches_torchvision() -> None:
 # Small inputs for the real forward; the meta forward also runs at the registry's input shape.
 SMALL = {"googlenet_paper": (1, 3, 224, 224), "resnet101": (1, 3, 32, 32), "resnet152": (1, 3, 32, 32),
          **{name: (1, 3, 32, 32) for name in ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
-                                               "wide_resnet101_2")}}
+                                               "wide_resnet101_2", "densenet161", "densenet169", "densenet201")}}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -593,6 +663,40 @@ def test_resnext_paper_table1() -> None:
     for name, params, macs in (("resnet50", 25.5, 4.1), ("resnext50_32x4d", 25.0, 4.2)):
         totals = cs.summary(name).totals
         assert abs(totals.params / 1e6 - params) <= 0.1 and abs(totals.macs / 1e9 - macs) <= 0.1, name
+
+
+# --- DenseNet ------------------------------------------------------------------------------------
+
+def densenet_params_by_hand(growth: int, blocks: tuple[int, ...], stem: int) -> int:
+    """Table 1 of Huang et al. (DenseNet-BC): stem conv 7×7/2 + BN; per dense layer BN, 1×1 conv
+    to 4k maps, BN, 3×3 conv to k maps (no biases); per transition BN and a 1×1 conv halving the
+    channels; a final BN and the fc layer. Every BN has γ and β."""
+    total, c = 3 * 7 * 7 * stem + 2 * stem, stem
+    for i, n in enumerate(blocks):
+        for _ in range(n):
+            total += 2 * c + c * 4 * growth + 2 * 4 * growth + 4 * growth * 9 * growth
+            c += growth
+        if i < len(blocks) - 1:
+            total += 2 * c + c * (c // 2)
+            c //= 2
+    return total + 2 * c + c * 1000 + 1000
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169", "densenet201"])
+def test_densenet_parameter_counts_by_hand(name: str) -> None:
+    from convscope.zoo.densenet import CONFIGS
+
+    assert densenet_params_by_hand(*CONFIGS[name]) == PUBLISHED[name]
+
+
+def test_densenet_layers_see_every_earlier_map() -> None:
+    """Each dense layer's 1×1 conv reads the block's input and every earlier layer's k maps."""
+    s = cs.summary("densenet121")
+    rows = {r.name: r for r in s.rows}
+    for j in (1, 6):
+        assert rows[f"features.denseblock1.denselayer{j}.conv1"].input_shapes[0][1] == 64 + (j - 1) * 32
+    assert rows["features.transition1.conv"].input_shapes[0][1] == 64 + 6 * 32 == 256
+    assert rows["features.transition1.conv"].output_shape[1] == 128
 
 
 def test_basic_blocks_have_no_grouped_variant() -> None:

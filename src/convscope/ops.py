@@ -423,7 +423,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     shape = ref.shape[:dim] + (builtins.sum(sizes),) + ref.shape[dim + 1:]
     dtype = np.result_type(*[t.dtype for t in tensors])
     if any(t.is_meta for t in tensors):
-        return make_result("cat", None, tensors, None, shape=shape, dtype=dtype)
+        return make_result("cat", None, tensors, None, shape=shape, dtype=dtype, attrs={"dim": dim})
     out = np.concatenate([t.data for t in tensors], axis=dim).astype(dtype, copy=False)
     bounds = np.cumsum([0] + sizes)
 
@@ -435,7 +435,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             parts.append(g[tuple(index)])
         return tuple(parts)
 
-    return make_result("cat", out, tensors, backward)
+    return make_result("cat", out, tensors, backward, attrs={"dim": dim})
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

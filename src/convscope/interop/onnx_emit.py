@@ -297,12 +297,7 @@ def _unique(e: Event, candidates: list[Any], matches: Callable[[Any], bool], wha
 
 
 def _cat(g: GraphBuilder, e: Event, name: str) -> str:
-    out, parts = e.output.shape, [t.shape for t in e.inputs]
-    fits = [d for d in range(len(out)) if sum(p[d] for p in parts) == out[d]
-            and all(p[:d] + p[d + 1:] == out[:d] + out[d + 1:] for p in parts)]
-    axis = _unique(e, fits, lambda d: np.array_equal(np.concatenate([t.numpy() for t in e.inputs], d),
-                                                     e.output.numpy()), "concatenation axis")
-    return g.node("Concat", _ins(g, e), name, axis=int(axis))[0]
+    return g.node("Concat", _ins(g, e), name, axis=int(e.attrs["dim"]))[0]
 
 
 def _permute(g: GraphBuilder, e: Event, name: str) -> str:

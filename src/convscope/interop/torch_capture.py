@@ -9,9 +9,8 @@ computes the same value (:data:`OP_RULES`). Meta tensors carry no data, so a rec
 can never secretly depend on the input.
 
 A recording is made for one input shape. Reshapes are written as ``torch.flatten`` or with a
-``-1`` batch dimension where the shapes allow, and concatenation dimensions are read from the
-shapes, so the torch graph also runs at other batch sizes; sizes an op fixed (``interpolate``'s
-output size) stay fixed.
+``-1`` batch dimension where the shapes allow, so the torch graph also runs at other batch
+sizes; sizes an op fixed (``interpolate``'s output size) stay fixed.
 """
 
 from __future__ import annotations
@@ -61,17 +60,6 @@ def _reshape(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str,
     if src and dst and src[0] == dst[0]:
         return "torch.reshape", (refs[0], (-1,) + dst[1:]), {}
     return "torch.reshape", (refs[0], dst), {}
-
-
-def _cat(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tuple, dict]:
-    """``torch.cat`` along the one dim the shapes allow."""
-    shapes = [p.shape for p in parents]
-    dims = [d for d in range(len(out.shape))
-            if sum(s[d] for s in shapes) == out.shape[d]
-            and all(s[:d] + s[d + 1:] == out.shape[:d] + out.shape[d + 1:] for s in shapes)]
-    if len(dims) != 1 and len(parents) > 1:
-        raise ConversionError(f"cannot tell the concatenation dim of {shapes} → {out.shape}")
-    return "torch.cat", (list(refs), dims[0] if len(parents) > 1 else 0), {}
 
 
 def _sum(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tuple, dict]:
@@ -127,7 +115,7 @@ OP_RULES: dict[str, Rule] = {
     "pad": _call(_functional("pad"), "pad", "mode", "value"),
     "interpolate": _call(_functional("interpolate"), "size", "mode", "align_corners"),
     "reshape": _reshape,
-    "cat": _cat,
+    "cat": lambda refs, parents, out, attrs: ("torch.cat", (list(refs), attrs["dim"]), {}),
     "sum": _sum,
     **{f"max_pool{n}d": _call(_functional(f"max_pool{n}d"), *_POOL_ARGS, "dilation", "ceil_mode") for n in (1, 2, 3)},
     "avg_pool1d": _call(_functional("avg_pool1d"), *_POOL_ARGS, "ceil_mode", "count_include_pad"),
@@ -186,7 +174,8 @@ class _Frame:
         return NodeRef(node.name)
 
     def placeholders(self, args: tuple) -> None:
-        """One placeholder per positional argument, named after ``forward``'s parameters."""
+        """One placeholder per positional argument, named after ``forward``'s parameters; the
+        tensors of a list or tuple argument (DenseNet's layers take every earlier map) are its items."""
         params = [p.name for p in inspect.signature(self.module.forward).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         for i, value in enumerate(args):
@@ -195,6 +184,10 @@ class _Frame:
             if isinstance(value, Tensor):
                 self.names[id(value)] = name
                 self.keep.append(value)
+            elif isinstance(value, (list, tuple)):
+                for j, item in enumerate(value):
+                    if isinstance(item, Tensor):
+                        self.add("call_function", f"{name}_{j}", "operator.getitem", (NodeRef(name), j), value=item)
 
     def ref(self, value: Any) -> Any:
         """The argument form of ``value``: a node, a parameter read, or a constant."""
