@@ -464,6 +464,7 @@ ZOO = {  # name → (build options, input shape): reduced class counts and image
     "mobilenet_v2": ({"num_classes": 10}, (3, 32, 32)),
     "densenet121": ({"num_classes": 10}, (3, 32, 32)),  # layers taking a list of every earlier map
     "resnext50_32x4d": ({"num_classes": 10}, (3, 32, 32)),
+    "mobilenet_v3_small": ({"num_classes": 10}, (3, 32, 32)),  # squeeze-and-excite: a gate times the maps
     "squeezenet1_0": ({"num_classes": 10}, (3, 48, 48)),
     "googlenet": ({"num_classes": 10}, (3, 32, 32)),
     "alexnet": ({"num_classes": 10}, (3, 64, 64)),

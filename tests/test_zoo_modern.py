@@ -35,7 +35,7 @@ from torch_ref import assert_close
 MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
           "densenet121", "densenet161", "densenet169", "densenet201",
-          "mobilenet_v1", "mobilenet_v2", "squeezenet1_0", "squeezenet1_1")
+          "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "squeezenet1_0", "squeezenet1_1")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
 PUBLISHED = {
@@ -44,6 +44,7 @@ PUBLISHED = {
     "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272,
     "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
     "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480, "densenet201": 20_013_928,
+    "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
     "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
 }
 
@@ -352,6 +353,73 @@ class TMobileNetV2(tnn.Module):
         return self.classifier(torch.flatten(TF.adaptive_avg_pool2d(self.features(x), (1, 1)), 1))
 
 
+def t_conv_bn_v3(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: type | None = None
+                 ) -> tnn.Sequential:
+    """torchvision's Conv2dNormActivation with MobileNet v3's BatchNorm2d(eps=0.001, momentum=0.01)."""
+    return tnn.Sequential(tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                          tnn.BatchNorm2d(cout, eps=0.001, momentum=0.01), *([act()] if act else []))
+
+
+class TSqueezeExcitation(tnn.Module):
+    """torchvision.ops.SqueezeExcitation(channels, squeeze, scale_activation=Hardsigmoid)."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = tnn.Conv2d(channels, squeeze, 1), tnn.Conv2d(squeeze, channels, 1)
+        self.activation, self.scale_activation = tnn.ReLU(), tnn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x))))) * x
+
+
+class TBneck(tnn.Module):
+    def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, act: str, stride: int) -> None:
+        super().__init__()
+        a = tnn.Hardswish if act == "HS" else tnn.ReLU
+        self.use_res_connect = stride == 1 and cin == cout
+        layers = [t_conv_bn_v3(cin, exp, 1, act=a)] if exp != cin else []
+        layers.append(t_conv_bn_v3(exp, exp, k, stride, groups=exp, act=a))
+        if se:
+            squeeze = max(8, int(exp // 4 + 4) // 8 * 8)  # _make_divisible(exp // 4, 8)
+            layers.append(TSqueezeExcitation(exp, squeeze + 8 if squeeze < 0.9 * (exp // 4) else squeeze))
+        layers.append(t_conv_bn_v3(exp, cout, 1))
+        self.block = tnn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.use_res_connect else self.block(x)
+
+
+# torchvision's _mobilenet_v3_conf: (input channels, kernel, expanded, output, SE, activation, stride)
+TV3 = {
+    "large": ([(16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2), (24, 3, 72, 24, False, "RE", 1),
+               (24, 5, 72, 40, True, "RE", 2), (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
+               (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
+               (80, 3, 184, 80, False, "HS", 1), (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
+               (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1),
+               (160, 5, 960, 160, True, "HS", 1)], 1280),
+    "small": ([(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2), (24, 3, 88, 24, False, "RE", 1),
+               (24, 5, 96, 40, True, "HS", 2), (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+               (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1), (48, 5, 288, 96, True, "HS", 2),
+               (96, 5, 576, 96, True, "HS", 1), (96, 5, 576, 96, True, "HS", 1)], 1024),
+}
+
+
+class TMobileNetV3(tnn.Module):
+    def __init__(self, size: str) -> None:
+        super().__init__()
+        setting, head = TV3[size]
+        last = 6 * setting[-1][3]
+        self.features = tnn.Sequential(t_conv_bn_v3(3, 16, 3, 2, act=tnn.Hardswish), *(TBneck(*c) for c in setting),
+                                       t_conv_bn_v3(setting[-1][3], last, 1, act=tnn.Hardswish))
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(tnn.Linear(last, head), tnn.Hardswish(), tnn.Dropout(0.2),
+                                         tnn.Linear(head, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 class TSeparable(tnn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -488,6 +556,8 @@ TORCH_TWINS = {
     "densenet169": lambda: TDenseNet(32, (6, 12, 32, 32), 64),
     "densenet201": lambda: TDenseNet(32, (6, 12, 48, 32), 64),
     "mobilenet_v1": lambda: TMobileNetV1(),
+    "mobilenet_v3_large": lambda: TMobileNetV3("large"),
+    "mobilenet_v3_small": lambda: TMobileNetV3("small"),
     "mobilenet_v2": lambda: TMobileNetV2(),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
     "squeezenet1_1": lambda: TSqueezeNet("1_1"),
@@ -526,6 +596,14 @@ TORCHVISION_KEYS = {
                      "features.1.conv.2.running_var": (16,), "features.2.conv.0.0.weight": (96, 16, 1, 1),
                      "features.2.conv.1.0.weight": (96, 1, 3, 3), "features.17.conv.2.weight": (320, 960, 1, 1),
                      "features.18.0.weight": (1280, 320, 1, 1), "classifier.1.weight": (1000, 1280)},
+    "mobilenet_v3_large": {"features.0.0.weight": (16, 3, 3, 3), "features.1.block.0.0.weight": (16, 1, 3, 3),
+                           "features.2.block.0.0.weight": (64, 16, 1, 1),
+                           "features.4.block.2.fc1.weight": (24, 72, 1, 1), "features.4.block.2.fc2.bias": (72,),
+                           "features.4.block.3.0.weight": (40, 72, 1, 1),
+                           "features.16.0.weight": (960, 160, 1, 1), "classifier.0.weight": (1280, 960),
+                           "classifier.3.weight": (1000, 1280)},
+    "mobilenet_v3_small": {"features.1.block.1.fc1.weight": (8, 16, 1, 1), "features.12.0.weight": (576, 96, 1, 1),
+                           "classifier.0.weight": (1024, 576)},
     "squeezenet1_0": {"features.0.weight": (96, 3, 7, 7), "features.3.squeeze.weight": (16, 96, 1, 1),
                       "features.3.expand3x3.weight": (64, 16, 3, 3), "features.12.expand3x3.weight": (256, 64, 3, 3),
                       "classifier.1.weight": (1000, 512, 1, 1), "classifier.1.bias": (1000,)},
@@ -580,6 +658,8 @@ OUTPUT_CASES = [
     ("densenet121", {}, (2, 3, 32, 32)),
     ("mobilenet_v1", {}, (2, 3, 32, 32)),
     ("mobilenet_v2", {}, (2, 3, 32, 32)),
+    ("mobilenet_v3_large", {}, (2, 3, 32, 32)),
+    ("mobilenet_v3_small", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
     ("squeezenet1_1", {}, (2, 3, 35, 35)),
 ]
@@ -697,6 +777,17 @@ def test_densenet_layers_see_every_earlier_map() -> None:
         assert rows[f"features.denseblock1.denselayer{j}.conv1"].input_shapes[0][1] == 64 + (j - 1) * 32
     assert rows["features.transition1.conv"].input_shapes[0][1] == 64 + 6 * 32 == 256
     assert rows["features.transition1.conv"].output_shape[1] == 128
+
+
+@pytest.mark.parametrize(("name", "torchvision_gflops", "paper_madds_m"), [
+    ("mobilenet_v3_large", 0.22, 219), ("mobilenet_v3_small", 0.06, 56)])
+def test_mobilenet_v3_mult_adds(name: str, torchvision_gflops: float, paper_madds_m: int) -> None:
+    """torchvision's GFLOPS (multiply-adds, two decimals) exactly; Howard et al. 2019, Table 3's
+    MAdds within 1.5 % (216.6M for Large: the paper's count of the SE and hard-swish units is
+    not given)."""
+    macs = cs.summary(name, convention="paper").totals.macs
+    assert round(macs / 1e9, 2) == torchvision_gflops
+    assert abs(macs / 1e6 - paper_madds_m) / paper_madds_m < 0.015
 
 
 def test_basic_blocks_have_no_grouped_variant() -> None:

@@ -5,8 +5,11 @@
   of section 3.3 – 3.4.
 * ``mobilenet_v2`` — Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear
   Bottlenecks", Table 2, in torchvision's layout and state_dict keys.
+* ``mobilenet_v3_large``, ``mobilenet_v3_small`` — Howard et al. 2019, "Searching for
+  MobileNetV3", Tables 1 and 2: inverted residuals with 3×3 or 5×5 depthwise convs, hard-swish
+  in the later blocks and squeeze-and-excitation in some, in torchvision's layout.
 
-Both build every conv unit with :func:`conv_bn_act` (torchvision's ``ConvNormActivation``
+All build every conv unit with :func:`conv_bn_act` (torchvision's ``ConvNormActivation``
 layout: ``Sequential(conv, bn, activation)`` → keys ``0.weight``, ``1.running_mean``, ...).
 
 Counting convention of the MobileNet papers: "mult-adds" are the multiply-accumulates of the
@@ -24,12 +27,13 @@ from .registry import register
 
 PAPER_V1 = "Howard et al. 2017, MobileNets (arXiv:1704.04861), Table 1"
 PAPER_V2 = "Sandler et al. 2018, MobileNetV2 (arXiv:1801.04381), Table 2"
+PAPER_V3 = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244), Tables 1 and 2"
 
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-                activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """``Conv2d(bias=False, padding=(k−1)//2) → BatchNorm2d → activation``; ``groups=in_channels``
-    makes it depthwise.
+                activation: type[nn.Module] | None = nn.ReLU, **norm: float) -> nn.Sequential:
+    """``Conv2d(bias=False, padding=(k−1)//2) → BatchNorm2d(**norm) → activation`` (none:
+    a linear unit); ``groups=in_channels`` makes it depthwise.
 
     Shape:
         input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
@@ -37,8 +41,8 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, strid
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                   groups=groups, bias=False),
-        nn.BatchNorm2d(out_channels),
-        activation(),
+        nn.BatchNorm2d(out_channels, **norm),
+        *([activation()] if activation is not None else []),
     )
 
 
@@ -224,3 +228,134 @@ def mobilenet_v2(num_classes: int = 1000, width_mult: float = 1.0, dropout: floa
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
     return MobileNetV2(num_classes, width_mult, dropout)
+
+
+# --- MobileNet v3 -----------------------------------------------------------------------------
+
+# Tables 1 and 2 after the stem (3×3/2, 16 filters, hard-swish): each bneck as (kernel, expansion
+# size, output channels, squeeze-and-excite, non-linearity: "RE" ReLU or "HS" hard-swish, stride);
+# then a 1×1 conv to ``V3_LAST_CONV`` (hard-swish), the pool, and a 1×1 "conv" (torchvision: a
+# linear layer) to ``V3_HEAD`` channels before the classifier.
+V3_BLOCKS = {
+    "large": (
+        (3, 16, 16, False, "RE", 1), (3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1),
+        (5, 72, 40, True, "RE", 2), (5, 120, 40, True, "RE", 1), (5, 120, 40, True, "RE", 1),
+        (3, 240, 80, False, "HS", 2), (3, 200, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1), (3, 480, 112, True, "HS", 1), (3, 672, 112, True, "HS", 1),
+        (5, 672, 160, True, "HS", 2), (5, 960, 160, True, "HS", 1), (5, 960, 160, True, "HS", 1),
+    ),
+    "small": (
+        (3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1),
+        (5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1),
+        (5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1), (5, 288, 96, True, "HS", 2),
+        (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1),
+    ),
+}
+V3_STEM = 16
+V3_HEAD = {"large": 1280, "small": 1024}
+V3_NORM = {"eps": 0.001, "momentum": 0.01}  # the batch norm settings of torchvision's MobileNet v3
+_V3_ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
+
+
+class SqueezeExcitation(nn.Module):
+    """Global average pool → 1×1 conv to ``squeeze`` channels → ReLU → 1×1 conv back →
+    hard-sigmoid: one weight per channel, which multiplies the input (torchvision's
+    ``SqueezeExcitation`` with a hard-sigmoid gate).
+
+    Shape:
+        input ``(N, C, H, W)`` → output ``(N, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = nn.ReLU()
+        self.scale_activation = nn.Hardsigmoid()
+
+    def forward(self, x: Any) -> Any:
+        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+        return self.scale_activation(scale) * x
+
+
+class InvertedResidualV3(nn.Module):
+    """1×1 expansion (skipped when the expansion size is the input's) → k×k depthwise (strided)
+    → squeeze-and-excite (optional) → 1×1 linear projection; ReLU or hard-swish after the first
+    two, a residual connection when stride is 1 and the channel count is unchanged. ``block``
+    holds the layers as torchvision names them.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    def __init__(self, in_channels: int, kernel: int, expanded: int, out_channels: int, se: bool,
+                 nonlinearity: str, stride: int) -> None:
+        super().__init__()
+        act = _V3_ACTIVATIONS[nonlinearity]
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        layers: list[nn.Module] = []
+        if expanded != in_channels:
+            layers.append(conv_bn_act(in_channels, expanded, 1, activation=act, **V3_NORM))
+        layers.append(conv_bn_act(expanded, expanded, kernel, stride, groups=expanded, activation=act, **V3_NORM))
+        if se:
+            layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
+        layers.append(conv_bn_act(expanded, out_channels, 1, activation=None, **V3_NORM))
+        self.block = nn.Sequential(*layers)
+        self.out_channels = out_channels
+
+    def forward(self, x: Any) -> Any:
+        return x + self.block(x) if self.use_res_connect else self.block(x)
+
+
+class MobileNetV3(nn.Module):
+    """``features`` (stem, the bnecks, 1×1 conv to 6× the last bneck's channels) → global average
+    pool → ``classifier`` (linear to the head width, hard-swish, dropout, linear).
+
+    Shape:
+        input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
+        ``(N, 960 or 576, ⌈H/32⌉, ⌈W/32⌉)``.
+    """
+
+    def __init__(self, size: str, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        channels = make_divisible(V3_STEM * width_mult)
+        layers: list[nn.Module] = [conv_bn_act(3, channels, 3, stride=2, activation=nn.Hardswish, **V3_NORM)]
+        for kernel, expanded, out, se, nonlinearity, stride in V3_BLOCKS[size]:
+            out = make_divisible(out * width_mult)
+            layers.append(InvertedResidualV3(channels, kernel, make_divisible(expanded * width_mult), out, se,
+                                             nonlinearity, stride))
+            channels = out
+        layers.append(conv_bn_act(channels, 6 * channels, 1, activation=nn.Hardswish, **V3_NORM))
+        self.features = nn.Sequential(*layers)
+        head = make_divisible(V3_HEAD[size] * width_mult)
+        self.classifier = nn.Sequential(nn.Linear(6 * channels, head), nn.Hardswish(), nn.Dropout(dropout),
+                                        nn.Linear(head, num_classes))
+
+    def forward(self, x: Any) -> Any:
+        x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(F.flatten(x, 1))
+
+
+@register("mobilenet_v3_large", input_shape=(3, 224, 224),
+          description="MobileNet v3 Large: 15 bnecks, hard-swish, squeeze-and-excite, torchvision layout",
+          reference=PAPER_V3 + "; torchvision.models.mobilenet_v3_large")
+def mobilenet_v3_large(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
+    """MobileNet v3 Large as torchvision builds it (Table 1): 5,483,032 parameters at ``width_mult=1``.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return MobileNetV3("large", num_classes, width_mult, dropout)
+
+
+@register("mobilenet_v3_small", input_shape=(3, 224, 224),
+          description="MobileNet v3 Small: 11 bnecks, hard-swish, squeeze-and-excite, torchvision layout",
+          reference=PAPER_V3 + "; torchvision.models.mobilenet_v3_small")
+def mobilenet_v3_small(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
+    """MobileNet v3 Small as torchvision builds it (Table 2): 2,542,856 parameters at ``width_mult=1``.
+
+    Shape:
+        input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
+    """
+    return MobileNetV3("small", num_classes, width_mult, dropout)
