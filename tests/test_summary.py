@@ -293,7 +293,7 @@ def test_googlenet_table1_from_the_summary():
 @pytest.mark.parametrize("name,shape", [("resnet18", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64)),
                                         ("googlenet", (3, 96, 96)), ("alexnet_original", (3, 227, 227)),
                                         ("resnext50_32x4d", (3, 64, 64)), ("densenet121", (3, 64, 64)),
-                                        ("mobilenet_v3_large", (3, 64, 64))])
+                                        ("mobilenet_v3_large", (3, 64, 64)), ("shufflenet_v2_x1_0", (3, 64, 64))])
 def test_zoo_macs_equal_torch_flop_counter_on_torch_twins(name, shape):
     """Independent count: torch's flop counter (2 FLOPs per conv/linear MAC) on the torch
     twin of each zoo model, against the conv + linear MACs of the summary."""

@@ -35,7 +35,8 @@ from torch_ref import assert_close
 MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
           "densenet121", "densenet161", "densenet169", "densenet201",
-          "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "squeezenet1_0", "squeezenet1_1")
+          "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x0_5",
+          "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
 PUBLISHED = {
@@ -45,6 +46,8 @@ PUBLISHED = {
     "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
     "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480, "densenet201": 20_013_928,
     "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
+    "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604, "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
     "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
 }
 
@@ -420,6 +423,47 @@ class TMobileNetV3(tnn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class TShuffleUnit(tnn.Module):
+    """torchvision's shufflenetv2.InvertedResidual."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        dw = lambda c: [tnn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False), tnn.BatchNorm2d(c)]  # noqa: E731
+        pw = lambda i, o: [tnn.Conv2d(i, o, 1, bias=False), tnn.BatchNorm2d(o), tnn.ReLU()]  # noqa: E731
+        self.branch1 = tnn.Sequential(*(dw(cin) + pw(cin, half))) if stride > 1 else tnn.Sequential()
+        self.branch2 = tnn.Sequential(*pw(cin if stride > 1 else half, half), *dw(half), *pw(half, half))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        n, c, h, w = out.shape
+        return out.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+
+
+class TShuffleNetV2(tnn.Module):
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        self.conv1 = tnn.Sequential(tnn.Conv2d(3, widths[0], 3, 2, 1, bias=False), tnn.BatchNorm2d(widths[0]),
+                                    tnn.ReLU())
+        self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        cin = widths[0]
+        for name, repeats, cout in zip(("stage2", "stage3", "stage4"), (4, 8, 4), widths[1:4]):
+            setattr(self, name, tnn.Sequential(TShuffleUnit(cin, cout, 2),
+                                               *(TShuffleUnit(cout, cout, 1) for _ in range(repeats - 1))))
+            cin = cout
+        self.conv5 = tnn.Sequential(tnn.Conv2d(cin, widths[4], 1, bias=False), tnn.BatchNorm2d(widths[4]), tnn.ReLU())
+        self.fc = tnn.Linear(widths[4], 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage4(self.stage3(self.stage2(self.maxpool(self.conv1(x)))))
+        return self.fc(self.conv5(x).mean([2, 3]))
+
+
 class TSeparable(tnn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -558,6 +602,10 @@ TORCH_TWINS = {
     "mobilenet_v1": lambda: TMobileNetV1(),
     "mobilenet_v3_large": lambda: TMobileNetV3("large"),
     "mobilenet_v3_small": lambda: TMobileNetV3("small"),
+    "shufflenet_v2_x0_5": lambda: TShuffleNetV2([24, 48, 96, 192, 1024]),
+    "shufflenet_v2_x1_0": lambda: TShuffleNetV2([24, 116, 232, 464, 1024]),
+    "shufflenet_v2_x1_5": lambda: TShuffleNetV2([24, 176, 352, 704, 1024]),
+    "shufflenet_v2_x2_0": lambda: TShuffleNetV2([24, 244, 488, 976, 2048]),
     "mobilenet_v2": lambda: TMobileNetV2(),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
     "squeezenet1_1": lambda: TSqueezeNet("1_1"),
@@ -604,6 +652,11 @@ TORCHVISION_KEYS = {
                            "classifier.3.weight": (1000, 1280)},
     "mobilenet_v3_small": {"features.1.block.1.fc1.weight": (8, 16, 1, 1), "features.12.0.weight": (576, 96, 1, 1),
                            "classifier.0.weight": (1024, 576)},
+    "shufflenet_v2_x1_0": {"conv1.0.weight": (24, 3, 3, 3), "stage2.0.branch1.0.weight": (24, 1, 3, 3),
+                           "stage2.0.branch1.2.weight": (58, 24, 1, 1), "stage2.0.branch2.0.weight": (58, 24, 1, 1),
+                           "stage2.1.branch2.0.weight": (58, 58, 1, 1), "stage2.1.branch2.3.weight": (58, 1, 3, 3),
+                           "stage4.3.branch2.6.running_var": (232,), "conv5.0.weight": (1024, 464, 1, 1),
+                           "fc.weight": (1000, 1024)},
     "squeezenet1_0": {"features.0.weight": (96, 3, 7, 7), "features.3.squeeze.weight": (16, 96, 1, 1),
                       "features.3.expand3x3.weight": (64, 16, 3, 3), "features.12.expand3x3.weight": (256, 64, 3, 3),
                       "classifier.1.weight": (1000, 512, 1, 1), "classifier.1.bias": (1000,)},
@@ -660,6 +713,7 @@ OUTPUT_CASES = [
     ("mobilenet_v2", {}, (2, 3, 32, 32)),
     ("mobilenet_v3_large", {}, (2, 3, 32, 32)),
     ("mobilenet_v3_small", {}, (2, 3, 32, 32)),
+    ("shufflenet_v2_x1_0", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
     ("squeezenet1_1", {}, (2, 3, 35, 35)),
 ]
@@ -788,6 +842,25 @@ def test_mobilenet_v3_mult_adds(name: str, torchvision_gflops: float, paper_madd
     macs = cs.summary(name, convention="paper").totals.macs
     assert round(macs / 1e9, 2) == torchvision_gflops
     assert abs(macs / 1e6 - paper_madds_m) / paper_madds_m < 0.015
+
+
+@pytest.mark.parametrize(("name", "torchvision_gflops", "paper_mflops"), [
+    ("shufflenet_v2_x0_5", 0.04, 41), ("shufflenet_v2_x1_0", 0.14, 146), ("shufflenet_v2_x1_5", 0.30, 299),
+    ("shufflenet_v2_x2_0", 0.58, 591)])
+def test_shufflenet_v2_complexity(name: str, torchvision_gflops: float, paper_mflops: int) -> None:
+    """torchvision's GFLOPS (multiply-adds, two decimals) exactly; Ma et al. 2018, Table 5's
+    complexity (MFLOPs, meaning multiply-adds) within 1.5 %."""
+    macs = cs.summary(name, convention="paper").totals.macs
+    assert round(macs / 1e9, 2) == torchvision_gflops
+    assert abs(macs / 1e6 - paper_mflops) / paper_mflops < 0.015
+
+
+def test_channel_shuffle_interleaves_the_groups() -> None:
+    from convscope.zoo.shufflenet import channel_shuffle
+
+    x = cs.tensor(np.arange(6, dtype=np.float32).reshape(1, 6, 1, 1))
+    assert channel_shuffle(x, 2).numpy().ravel().tolist() == [0, 3, 1, 4, 2, 5]
+    assert channel_shuffle(x, 3).numpy().ravel().tolist() == [0, 2, 4, 1, 3, 5]
 
 
 def test_basic_blocks_have_no_grouped_variant() -> None:

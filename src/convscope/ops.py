@@ -399,10 +399,15 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     if x.is_meta:
         return make_result("getitem", None, (x,), None, shape=shape, attrs={"index": index})
     out = np.array(x.data[index])
+    basic = all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice))
+                for i in (index if isinstance(index, tuple) else (index,)))
 
     def backward(g: np.ndarray) -> tuple:
         full = np.zeros(x.shape, g.dtype)
-        np.add.at(full, index, g)
+        if basic:  # each cell at most once: a plain store (np.add.at is for repeated indices)
+            full[index] = g
+        else:
+            np.add.at(full, index, g)
         return (full,)
 
     return make_result("getitem", out, (x,), backward, attrs={"index": index})

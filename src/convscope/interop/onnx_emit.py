@@ -301,10 +301,24 @@ def _cat(g: GraphBuilder, e: Event, name: str) -> str:
 
 
 def _permute(g: GraphBuilder, e: Event, name: str) -> str:
-    x = e.inputs[0]
-    fits = [p for p in itertools.permutations(range(x.ndim)) if tuple(x.shape[i] for i in p) == e.output.shape]
-    perm = _unique(e, fits, lambda p: np.array_equal(np.transpose(x.numpy(), p), e.output.numpy()), "permutation")
-    return g.node("Transpose", _ins(g, e), name, perm=list(perm))[0]
+    return g.node("Transpose", _ins(g, e), name, perm=[int(d) for d in e.attrs["dims"]])[0]
+
+
+def _getitem(g: GraphBuilder, e: Event, name: str) -> str:
+    """Basic slicing (``x[:, :c]``, ``x[..., 1::2]``) as one Slice; other indices are refused."""
+    shape = e.inputs[0].shape
+    index = e.attrs["index"] if isinstance(e.attrs["index"], tuple) else (e.attrs["index"],)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
+    if not all(isinstance(i, slice) for i in index) or any(i.step is not None and i.step <= 0 for i in index):
+        raise e.fail(f"indexing with {e.attrs['index']!r}: the export writes slices with positive steps only")
+    bounds = [(axis, *i.indices(shape[axis])) for axis, i in enumerate(index) if i != slice(None)]
+    if not bounds:
+        return g.node("Identity", _ins(g, e), name)[0]
+    axes, starts, stops, steps = zip(*bounds)
+    return g.node("Slice", [g.value(e.inputs[0]), g.ints(starts, "starts"), g.ints(stops, "ends"),
+                            g.ints(axes, "axes"), g.ints(steps, "steps")], name)[0]
 
 
 def _reduce(op_type: str, numpy_fn: Callable[..., np.ndarray], axes_input_since: int) -> Emitter:
@@ -381,7 +395,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
     "abs": _simple("Abs"),
     "linear": _linear, "batch_norm": _batch_norm, "instance_norm": _instance_norm, "local_response_norm": _lrn,
-    "reshape": _reshape, "expand": _expand, "cat": _cat, "permute": _permute,
+    "reshape": _reshape, "expand": _expand, "cat": _cat, "permute": _permute, "getitem": _getitem,
     "sum": _reduce("ReduceSum", np.sum, 13), "amax": _reduce("ReduceMax", np.max, 18),
     "to": _cast, "pad": _pad, "interpolate": _interpolate,
 }

@@ -116,6 +116,8 @@ OP_RULES: dict[str, Rule] = {
     "interpolate": _call(_functional("interpolate"), "size", "mode", "align_corners"),
     "reshape": _reshape,
     "cat": lambda refs, parents, out, attrs: ("torch.cat", (list(refs), attrs["dim"]), {}),
+    "permute": lambda refs, parents, out, attrs: ("torch.permute", (refs[0], tuple(attrs["dims"])), {}),
+    "getitem": lambda refs, parents, out, attrs: ("operator.getitem", (refs[0], attrs["index"]), {}),
     "sum": _sum,
     **{f"max_pool{n}d": _call(_functional(f"max_pool{n}d"), *_POOL_ARGS, "dilation", "ceil_mode") for n in (1, 2, 3)},
     "avg_pool1d": _call(_functional("avg_pool1d"), *_POOL_ARGS, "ceil_mode", "count_include_pad"),

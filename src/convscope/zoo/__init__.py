@@ -13,7 +13,8 @@ from typing import Any
 
 from .registry import ENTRIES, ZooEntry, register
 
-FAMILIES = ("seed", "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "mobilenet", "squeezenet")
+FAMILIES = ("seed", "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "mobilenet", "shufflenet",
+            "squeezenet")
 
 __all__ = ["FAMILIES", "ZooEntry", "build", "entry", "names", "register"]
 
