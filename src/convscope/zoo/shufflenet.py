@@ -105,7 +105,7 @@ class ShuffleNetV2(nn.Module):
 
 def _entry(name: str) -> Any:
     widths = WIDTHS[name]
-    title = "ShuffleNet v2 " + name.removeprefix("shufflenet_v2_").replace("_", ".") + "×"
+    title = "ShuffleNet v2 " + name.removeprefix("shufflenet_v2_x").replace("_", ".") + "×"
     return register(name, input_shape=(3, 224, 224), reference=PAPER + "; torchvision.models.shufflenetv2",
                     description=f"{title}: stages of {list(STAGE_REPEATS)} units, {widths[1]}→{widths[3]} "
                                 "channels, torchvision layout")
