@@ -169,6 +169,11 @@ CASES: list[tuple[str, Callable[[Any], Any], Any]] = [
     ("replicationpad2d", lambda n: n.ReplicationPad2d((0, 2, 1, 1)), [_normal(2, 3, 4, 5)]),
     ("circularpad2d", lambda n: n.CircularPad2d(2), [_normal(2, 3, 4, 5)]),
     ("circularpad3d", lambda n: n.CircularPad3d((1, 0, 0, 1, 2, 2)), [_normal(1, 2, 3, 3, 4)]),
+    # channel and space rearrangements
+    ("pixelshuffle", lambda n: n.PixelShuffle(2), [_normal(2, 12, 3, 4)]),
+    ("pixelshuffle-unbatched", lambda n: n.PixelShuffle(3), [_normal(18, 2, 2)]),
+    ("pixelunshuffle", lambda n: n.PixelUnshuffle(2), [_normal(2, 3, 4, 6)]),
+    ("channelshuffle", lambda n: n.ChannelShuffle(3), [_normal(2, 6, 4, 5)]),
     # losses
     ("cross-entropy", lambda n: n.CrossEntropyLoss(), [_normal(6, 5), _classes(5, 6)]),
     ("cross-entropy-weighted-spatial", lambda n: n.CrossEntropyLoss(weight=_like(n, W5), ignore_index=1,

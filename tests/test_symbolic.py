@@ -294,3 +294,16 @@ def test_summary_and_compare_take_the_shape_as_text():
         cs.summary("resnet18", "3y224")
     with pytest.raises(ValueError, match=r"^input_shape sizes must be positive, got '3x0x9'$"):
         cs.summary("resnet18", "3x0x9")
+
+
+def test_rearrangements_keep_sizes_symbolic():
+    """Pixel shuffles, channel shuffles and unflatten split and merge dims by their factors, not
+    by the reference size: ShuffleNet is valid at every size, a 2× pixel shuffle doubles H."""
+    validity = cs.summary("shufflenet_v2_x0_5", (3, "H", "W")).validity
+    assert validity["H"].text == "H ≥ 1" and validity["W"].text == "W ≥ 1"
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.PixelShuffle(2), nn.PixelUnshuffle(2), nn.Flatten(2),
+                          nn.Unflatten(2, (-1, 4)))
+    s = cs.summary(model, (1, "H", "W"))
+    assert [r.output_formula for r in s.rows][1:] == [["2", "2H", "2W"], ["8", "H", "W"], ["8", "H·W"],
+                                                        ["8", "⌊(H·W)/4⌋", "4"]]
+    assert s.validity["H = W"].text == "H = W ≥ 2 with H = W ≡ 0 (mod 2)"

@@ -418,6 +418,9 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.CircularPad1d(2), (2, 3, 5)),
     (lambda: tnn.CircularPad2d((1, 2, 3, 0)), (2, 3, 4, 4)),
     (lambda: tnn.CircularPad3d(1), (1, 2, 3, 3, 3)),
+    (lambda: tnn.PixelShuffle(2), (2, 8, 3, 3)),
+    (lambda: tnn.PixelUnshuffle(2), (2, 2, 4, 6)),
+    (lambda: tnn.ChannelShuffle(2), (2, 6, 3, 3)),
     (lambda: tnn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True), (2, 3, 4, 4)),
     (lambda: tnn.UpsamplingNearest2d(size=(5, 7)), (2, 3, 4, 4)),
     (lambda: tnn.UpsamplingBilinear2d(scale_factor=2), (2, 3, 3, 3)),
@@ -576,8 +579,8 @@ def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
 
 def test_from_torch_refuses_an_unused_unsupported_layer() -> None:
     net = Fire(4, 2, 2, 2)
-    net.shuffle = tnn.PixelShuffle(2)
-    with pytest.raises(ConversionError, match=r"module 'shuffle' is a torch.nn.PixelShuffle"):
+    net.fold = tnn.Fold((4, 4), 2)
+    with pytest.raises(ConversionError, match=r"module 'fold' is a torch.nn.Fold"):
         from_torch(net)
 
 

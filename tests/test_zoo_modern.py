@@ -856,11 +856,9 @@ def test_shufflenet_v2_complexity(name: str, torchvision_gflops: float, paper_mf
 
 
 def test_channel_shuffle_interleaves_the_groups() -> None:
-    from convscope.zoo.shufflenet import channel_shuffle
-
     x = cs.tensor(np.arange(6, dtype=np.float32).reshape(1, 6, 1, 1))
-    assert channel_shuffle(x, 2).numpy().ravel().tolist() == [0, 3, 1, 4, 2, 5]
-    assert channel_shuffle(x, 3).numpy().ravel().tolist() == [0, 2, 4, 1, 3, 5]
+    assert cs.functional.channel_shuffle(x, 2).numpy().ravel().tolist() == [0, 3, 1, 4, 2, 5]
+    assert cs.functional.channel_shuffle(x, 3).numpy().ravel().tolist() == [0, 2, 4, 1, 3, 5]
 
 
 def test_basic_blocks_have_no_grouped_variant() -> None:

@@ -327,6 +327,20 @@ def _reshape(x: Tensor, shape: tuple, attrs: dict) -> Tensor:
     return make_result("reshape", x.data.reshape(new_shape), (x,), lambda g: (g.reshape(x.shape),), attrs=attrs)
 
 
+def unflatten(x: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
+    """Split dim ``dim`` into ``sizes`` (one of them may be -1: inferred), like ``torch.unflatten``."""
+    if not -x.ndim <= dim < max(x.ndim, 1):
+        raise ShapeError(f"dim {dim} is out of range for a {x.ndim}-d tensor", layer="unflatten")
+    d, sizes = dim % x.ndim, tuple(int(n) for n in sizes)
+    known = int(np.prod([n for n in sizes if n != -1], dtype=np.int64))
+    fits = known == x.shape[d] if -1 not in sizes else sizes.count(-1) == 1 and known > 0 and x.shape[d] % known == 0
+    if not sizes or not fits or any(n < -1 for n in sizes):
+        raise ShapeError(f"sizes {sizes} do not split dim {d} of size {x.shape[d]} (shape {x.shape})",
+                         layer="unflatten")
+    split = tuple(x.shape[d] // known if n == -1 else n for n in sizes)
+    return _reshape(x, x.shape[:d] + split + x.shape[d + 1:], {"unflatten": (d, sizes)})
+
+
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if x.ndim == 0:
         return reshape(x, (1,))
@@ -592,6 +606,15 @@ def _reshape_sizes(sizes: Sequence[Sizes], inputs: Sequence[Tensor], output: Ten
     if "unsqueeze" in attrs:
         d = attrs["unsqueeze"]
         return (*x[:d], const(1), *x[d:]), []
+    if "unflatten" in attrs:
+        d, request = attrs["unflatten"]
+        known = int(np.prod([n for n in request if n != -1], dtype=np.int64))
+        if -1 not in request:
+            return (*x[:d], *consts(request), *x[d + 1:]), equal(x[d], const(known), "unflatten splits {a} = {b}")
+        rows = x[d].floor_div(0, known)
+        checks = check(f"unflatten: {x[d].text} fills whole rows of {known}",
+                       lambda env: x[d].value(env) % known == 0, x[d])
+        return (*x[:d], *(rows if n == -1 else const(n) for n in request), *x[d + 1:]), checks
     if "squeeze" in attrs:
         gone = attrs["squeeze"]
         return (tuple(e for i, e in enumerate(x) if i not in gone),

@@ -16,7 +16,7 @@ import numpy as np
 from ..ops import flatten
 from ..tensor import Tensor
 
-_FAMILIES = ("activation", "conv", "interpolate", "linear", "loss", "norm", "pad", "pool")
+_FAMILIES = ("activation", "conv", "interpolate", "linear", "loss", "norm", "pad", "pool", "shuffle")
 
 
 def _tensor_argument(op: str, name: str, value: Any, optional: bool) -> Tensor | None:

@@ -45,7 +45,7 @@ def from_torch(module: Any, input_shape: Sequence[int] | None = None) -> Module:
     keys and shapes are identical and dtypes are kept. Layers convscope.nn has (convolutions
     with any ``padding_mode``, transposed convolutions, every pool, batch/instance/layer/group/
     local response norm, Linear, Flatten, Unflatten, dropout, activations, padding layers,
-    Identity, Upsample) are
+    pixel and channel shuffles, Identity, Upsample) are
     rebuilt from the same constructor arguments; Sequential, ModuleList and ModuleDict become
     the convscope containers. A module with its own ``forward`` (a model, a residual block) is
     traced with ``torch.fx`` and becomes a :class:`~convscope.interop.torch_graph.GraphModule`

@@ -75,6 +75,9 @@ SPECS: tuple[LayerSpec, ...] = (
     *(LayerSpec(f"ConstantPad{n}d", ("padding", "value")) for n in _DIMS),
     *(LayerSpec(f"{kind}Pad{n}d", ("padding",)) for kind in ("Zero", "Reflection", "Replication", "Circular")
       for n in _DIMS),
+    LayerSpec("PixelShuffle", ("upscale_factor",)),
+    LayerSpec("PixelUnshuffle", ("downscale_factor",)),
+    LayerSpec("ChannelShuffle", ("groups",)),
     LayerSpec("Upsample", ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")),
     LayerSpec("UpsamplingNearest2d", ("size", "scale_factor")),
     LayerSpec("UpsamplingBilinear2d", ("size", "scale_factor")),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import functional as F
+from .. import ops
 from ..errors import ShapeError
 from ..tensor import Tensor
 from ._utils import check_size, empty_parameter, require_positive, reset_weight_and_bias
@@ -84,8 +85,7 @@ class Unflatten(Module):
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if not -input.ndim <= self.dim < input.ndim:
             raise ShapeError(f"dim {self.dim} is out of range for a {input.ndim}-d input", layer="Unflatten")
-        dim = self.dim % input.ndim
-        return input.reshape(input.shape[:dim] + tuple(self.unflattened_size) + input.shape[dim + 1:])
+        return ops.unflatten(input, self.dim, self.unflattened_size)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import cat, nn
+from .. import functional as F
 from .registry import register
 
 PAPER = "Ma et al. 2018, ShuffleNet V2 (arXiv:1807.11164), Table 5"
@@ -25,13 +26,6 @@ WIDTHS: dict[str, tuple[int, int, int, int, int]] = {
     "shufflenet_v2_x1_5": (24, 176, 352, 704, 1024),
     "shufflenet_v2_x2_0": (24, 244, 488, 976, 2048),
 }
-
-
-def channel_shuffle(x: Any, groups: int) -> Any:
-    """Interleave the channels of ``groups`` equal groups: ``(N, g·c, H, W)`` viewed as
-    ``(N, g, c, H, W)``, its two channel axes swapped, viewed back."""
-    n, channels, h, w = x.shape
-    return x.reshape(n, groups, channels // groups, h, w).transpose(1, 2).reshape(n, channels, h, w)
 
 
 def _depthwise_bn(channels: int, stride: int) -> list[nn.Module]:
@@ -70,7 +64,7 @@ class ShuffleUnit(nn.Module):
             out = cat([x[:, :half], self.branch2(x[:, half:])], 1)
         else:
             out = cat([self.branch1(x), self.branch2(x)], 1)
-        return channel_shuffle(out, 2)
+        return F.channel_shuffle(out, 2)
 
 
 class ShuffleNetV2(nn.Module):
