@@ -1,7 +1,7 @@
 """Pure kernels with ``torch.nn.functional`` names, signatures and defaults.
 
 Each family lives in its own module (conv, pad, pool, activation, norm, loss, linear,
-interpolate); every op has a backward and accepts meta tensors. Wherever an op takes a
+interpolate, shuffle); every op has a backward and accepts meta tensors. Wherever an op takes a
 tensor it also takes a NumPy array, used as it is (no copy) as a constant without gradient.
 """
 

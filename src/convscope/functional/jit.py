@@ -157,11 +157,12 @@ def kernels(family: str = "depthwise") -> ModuleType | None:
             if getattr(_State, slot) is None and _State.error is None:
                 try:
                     setattr(_State, slot, importlib.import_module(f"{__package__}.{name}"))
-                    _announce_first_compile()
                 except Exception as exc:  # a broken numba/llvmlite install: fall back, say so
                     _State.error = f"{type(exc).__name__}: {exc}"
                     warnings.warn(f"convscope: the compiled kernels are off: numba failed to import "
                                   f"({_State.error}); the NumPy kernels run instead", RuntimeWarning, stacklevel=2)
+                else:
+                    _announce_first_compile()
     return None if _State.error is not None else getattr(_State, slot)
 
 
