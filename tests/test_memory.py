@@ -85,6 +85,7 @@ SAMPLES = [
     ("relu", F.relu, [(N, 32, 32, 32)], []),
     ("relu6", F.relu6, [(N, 32, 32, 32)], []),
     ("leaky_relu", F.leaky_relu, [(N, 32, 32, 32)], []),
+    ("prelu", F.prelu, [(N, 32, 32, 32)], [_p(32)]),
     ("sigmoid", F.sigmoid, [(N, 32, 32, 32)], []),
     ("tanh", F.tanh, [(N, 32, 32, 32)], []),
     ("silu", F.silu, [(N, 32, 32, 32)], []),

@@ -147,6 +147,8 @@ CASES: list[tuple[str, Callable[[Any], Any], Any]] = [
     ("elu", lambda n: n.ELU(0.7), [_normal(3, 4, 5)]),
     ("celu", lambda n: n.CELU(0.4), [_normal(3, 4, 5)]),
     ("selu", lambda n: n.SELU(), [_normal(3, 4, 5)]),
+    ("prelu", lambda n: n.PReLU(), [_normal(3, 4, 5)]),
+    ("prelu-per-channel", lambda n: n.PReLU(4, init=0.1), [_normal(2, 4, 3, 5)]),
     ("softplus", lambda n: n.Softplus(beta=2, threshold=1.0), [_normal(3, 4, 5)]),
     ("logsigmoid", lambda n: n.LogSigmoid(), [_normal(3, 4, 5)]),
     ("gelu", lambda n: n.GELU(), [_normal(3, 4, 5)]),

@@ -139,7 +139,7 @@ class StyleNet(torch.nn.Module):
         nn = torch.nn
         self.body = nn.Sequential(
             nn.ReflectionPad2d(2), nn.Conv2d(3, 6, 5), nn.InstanceNorm2d(6, affine=True), nn.ELU(0.7),
-            nn.ReplicationPad2d((1, 0, 1, 2)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(),
+            nn.ReplicationPad2d((1, 0, 1, 2)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(), nn.PReLU(6),
             nn.ConstantPad2d(1, 0.5), nn.Conv2d(6, 4, 3), nn.CELU(0.6), nn.Softplus())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -324,7 +324,7 @@ class Styled(cs.nn.Module):
             nn.ReflectionPad2d(2), nn.Conv2d(3, 6, 5), nn.InstanceNorm2d(6, affine=True), nn.ELU(0.7),
             nn.ZeroPad2d((1, 0, 2, 1)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(), nn.CELU(0.5),
             nn.Softplus(2, 0.5), nn.ConstantPad2d(1, -0.5), nn.ReplicationPad2d(1),
-            nn.InstanceNorm2d(6, track_running_stats=True), nn.LogSigmoid())
+            nn.InstanceNorm2d(6, track_running_stats=True), nn.PReLU(6, 0.3), nn.PReLU(), nn.LogSigmoid())
 
     def forward(self, x: cs.Tensor) -> cs.Tensor:
         return self.body(x * 4)  # beyond the low softplus threshold somewhere, and log-sigmoid's tails
@@ -335,6 +335,7 @@ def test_export_of_norms_paddings_and_activations_runs_in_onnxruntime(opset: int
     cs.manual_seed(0)
     model = Styled().eval()
     norm, tracked = model.body[2], model.body[12]
+    model.body[13].weight.data[:] = RNG.random(6)
     norm.weight.data[:], norm.bias.data[:] = RNG.random(6) + 0.5, RNG.standard_normal(6)
     tracked.running_mean.data[:], tracked.running_var.data[:] = RNG.standard_normal(6), RNG.random(6) + 0.5
     path = tmp_path / "styled.onnx"

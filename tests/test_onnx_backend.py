@@ -25,7 +25,7 @@ OPERATORS = (
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "LRN",
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax",
     "LogSoftmax", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape", "Transpose",
-    "InstanceNormalization", "Elu", "Selu", "Celu", "Softplus",
+    "InstanceNormalization", "Elu", "Selu", "Celu", "Softplus", "PRelu",
     "Squeeze", "Unsqueeze", "Pad", "Dropout", "Identity", "Constant", "Shape", "Gather", "Slice", "ReduceMean",
     "Resize",
 )

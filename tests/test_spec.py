@@ -320,6 +320,9 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], nn.Module]]] = [
     ("elu 0.5", (4, 5), lambda: nn.ELU(0.5)),
     ("celu alpha=0.5", (4, 5), lambda: nn.CELU(0.5)),
     ("selu", (4, 5), lambda: nn.SELU()),
+    ("prelu", (4, 5), lambda: nn.PReLU()),
+    ("prelu each init=0.1", (4, 5, 5), lambda: nn.PReLU(4, init=0.1)),
+    ("prelu each=on", (6,), lambda: nn.PReLU(6)),
     ("logsigmoid", (4, 5), lambda: nn.LogSigmoid()),
     ("softplus 2 threshold=5", (4, 5), lambda: nn.Softplus(2.0, 5.0)),
     ("zeropad 1", (4, 5, 5), lambda: nn.ZeroPad2d(1)),
@@ -760,3 +763,18 @@ def test_statement_tree_keeps_positions() -> None:
     (first, block) = parse("input 1x8x8\nresidual {  # comment\n conv 2 k3 ; relu }")
     assert isinstance(block, Statement) and block.head.line == 2 and block.brace.column == 10
     assert [(s.head.text, s.head.line, s.head.column) for s in block.body] == [("conv", 3, 2), ("relu", 3, 14)]
+
+
+def test_dump_spec_writes_the_layers_the_spec_language_grew() -> None:
+    """Instance norm, padding, PReLU (one slope per channel: ``each``), the ELU family and the
+    shuffles round-trip: the dumped text rebuilds the same modules and outputs."""
+    model = nn.Sequential(nn.ReflectionPad2d(2), nn.Conv2d(2, 8, 5), nn.InstanceNorm2d(8, affine=True),
+                          nn.PReLU(8, init=0.1), nn.ZeroPad2d((1, 0, 2, 1)), nn.PixelUnshuffle(1), nn.SELU(),
+                          nn.ChannelShuffle(2), nn.CELU(0.5), nn.Softplus(2.0, 5.0), nn.PReLU(), nn.LogSigmoid(),
+                          nn.PixelShuffle(2), nn.CircularPad2d(1))
+    text = dump_spec(model, input_shape=(2, 9, 9))
+    assert "prelu init=0.1 each name=3" in text.splitlines() and "prelu name=10" in text.splitlines()
+    rebuilt = load_spec(text)
+    rebuilt.load_state_dict(model.state_dict())
+    x = cs.tensor(np.random.default_rng(5).standard_normal((2, 2, 9, 9)))
+    np.testing.assert_array_equal(rebuilt.double()(x).numpy(), model.double()(x).numpy())

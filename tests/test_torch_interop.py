@@ -394,6 +394,7 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.LeakyReLU(0.3), (2, 7)),
     (lambda: tnn.ELU(0.7), (2, 7)),
     (lambda: tnn.CELU(0.6), (2, 7)),
+    (lambda: tnn.PReLU(3, 0.1), (2, 3, 4)),
     (lambda: tnn.SELU(), (2, 7)),
     (lambda: tnn.Softplus(2, 1.5), (2, 7)),
     (lambda: tnn.LogSigmoid(), (2, 7)),

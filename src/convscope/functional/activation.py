@@ -39,7 +39,7 @@ from ..tensor import Tensor, make_result
 
 __all__ = [
     "celu", "elu", "gelu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "log_softmax", "logsigmoid",
-    "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "tanh",
+    "prelu", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "tanh",
 ]
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -185,6 +185,38 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     return unary("leaky_relu", input, lambda a: _leaky(a, negative_slope),
                  lambda g, a, o: _select(~(a > 0), g * negative_slope, g, g.dtype, overwrite_x=True),
                  attrs={"negative_slope": negative_slope})
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """``x`` for ``x > 0``, else ``weight·x``, with a learned slope per channel (dim 1) or one
+    for all; the gradient at 0 is the slope, as in torch.
+
+    Shape:
+        - Input: ``(N, C, *)``, ``(C, *)`` or ``(L,)`` (one channel); weight: ``(1,)`` or ``(C,)``.
+        - Output: the same shape as the input.
+    """
+    op = "prelu"
+    channels = input.shape[1] if input.ndim >= 2 else 1
+    if weight.ndim != 1 or weight.shape[0] not in (1, channels):
+        raise ShapeError(f"weight of shape {weight.shape} holds neither 1 slope nor one per channel: the input "
+                         f"{input.shape} has {channels} channel{'s' if channels != 1 else ''} (dim 1)", layer=op)
+    if weight.dtype != input.dtype:
+        raise ShapeError(f"weight dtype {weight.dtype} does not match input dtype {input.dtype}", layer=op)
+    if input.is_meta or weight.is_meta:
+        return make_result(op, None, (input, weight), None, shape=input.shape, dtype=input.dtype)
+    x = input.data
+    slopes = weight.data.reshape((-1,) + (1,) * (x.ndim - 2)) if weight.shape[0] > 1 else weight.data[0]
+    # NaN takes the slope branch (slope·NaN is NaN, as in torch); the backward remakes the mask
+    out = np.multiply(x, slopes, where=~(x > 0), out=x.copy())
+
+    def backward(g: np.ndarray) -> tuple:
+        negative = ~(x > 0)
+        gx = np.multiply(g, slopes, where=negative, out=g.copy())
+        gw = np.multiply(g, x, where=negative, out=np.zeros_like(g))
+        per_slope = gw.sum() if weight.shape[0] == 1 else gw.sum(axis=tuple(i for i in range(x.ndim) if i != 1))
+        return gx, np.asarray(per_slope, weight.dtype).reshape(weight.shape)
+
+    return make_result(op, out, (input, weight), backward)
 
 
 def _relu6_shifted(a: np.ndarray) -> np.ndarray:
@@ -422,8 +454,8 @@ def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None) -> 
 
 
 # --- analysis rules (see convscope.rules) ------------------------------------------------
-_ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "hardsigmoid", "hardswish", "elu", "selu", "celu", "softplus",
-                "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
+_ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "prelu", "hardsigmoid", "hardswish", "elu", "selu", "celu",
+                "softplus", "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
 cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
 cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
 field_rule(*_ELEMENTWISE)(same_field)
@@ -449,6 +481,7 @@ def _leaky_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved
     return elementwise_saved(forward=forward, backward=1.25)(inputs, output, attrs)
 
 
+saved_rule("prelu")(elementwise_saved(inputs=(0, 1), output=False, forward=0.25, backward=1.25))
 saved_rule("hardsigmoid")(elementwise_saved(forward=0, backward=1.5))
 saved_rule("hardswish")(elementwise_saved(forward=0, backward=2.25))
 saved_rule("elu", "selu", "celu")(elementwise_saved(forward=2.25, backward=2.25))

@@ -258,6 +258,16 @@ def _softplus(g: GraphBuilder, e: Event, name: str) -> str:
     return g.node("Where", [linear, x, soft], name)[0]
 
 
+def _prelu(g: GraphBuilder, e: Event, name: str) -> str:
+    """ONNX's PRelu broadcasts its slope from the right: one per channel becomes ``(C, 1, …, 1)``."""
+    x, weight = e.inputs
+    slope = g.value(weight)
+    if weight.shape[0] > 1 and x.ndim > 2:
+        slope = g.node("Reshape", [slope, g.ints((weight.shape[0],) + (1,) * (x.ndim - 2), "shape")],
+                       f"{name}/slope")[0]
+    return g.node("PRelu", [g.value(x), slope], name)[0]
+
+
 def _logsigmoid(g: GraphBuilder, e: Event, name: str) -> str:
     """``−softplus(−x)``, finite where ``log(sigmoid(x))`` would round to log 0."""
     negated = g.node("Neg", _ins(g, e), f"{name}/negated")[0]
@@ -388,7 +398,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _hardswish,
     "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
     "elu": _with_attrs("Elu", {"alpha": "alpha"}), "selu": _selu, "celu": _with_attrs("Celu", {"alpha": "alpha"}),
-    "softplus": _softplus, "logsigmoid": _logsigmoid,
+    "softplus": _softplus, "logsigmoid": _logsigmoid, "prelu": _prelu,
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
     "pow": _simple("Pow"), "matmul": _simple("MatMul"), "maximum": _simple("Max"), "minimum": _simple("Min"),

@@ -9,6 +9,7 @@ NumPy's, as convscope's; integer ``Div`` truncates toward zero as ONNX specifies
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -247,6 +248,28 @@ def _selu(node: NodeSpec) -> Module:
     return Selu(node, alpha, gamma)
 
 
+class PRelu(OnnxOp):
+    """``x`` for x > 0, else ``slope·x``, the slope broadcast from the right. One slope, or one
+    per channel (shape ``(C, 1, …, 1)``), runs ``F.prelu``; other shapes run as a ``where``.
+
+    Shape:
+        - Input: ``(N, C, *)``; slope: broadcastable to it.
+        - Output: the input's shape.
+    """
+
+    parameter_inputs = (1,)
+    owned_names = {1: "weight"}
+
+    def compute(self, x: Tensor, slope: Tensor) -> Tensor:
+        if math.prod(slope.shape) == 1 and slope.ndim <= x.ndim:
+            return F.prelu(x, slope.reshape(1))
+        if x.ndim >= 2 and slope.shape == (x.shape[1],) + (1,) * (x.ndim - 2):
+            return F.prelu(x, slope.reshape(-1))
+        if x.is_meta or slope.is_meta:
+            return Tensor.meta(np.broadcast_shapes(x.shape, slope.shape), x.dtype)
+        return ops.where(x.numpy() > 0, x, x * slope)
+
+
 class _Softmax2d(OnnxOp):
     """Softmax / LogSoftmax before opset 13: the input is coerced to 2-d
     ``(∏ shape[:axis], ∏ shape[axis:])``, normalised along dim 1, and reshaped back."""
@@ -398,6 +421,7 @@ OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "Celu": lambda node: nn.CELU(float(node.attr("alpha", 1.0))),
     "Selu": _selu,
     "Softplus": lambda node: nn.Softplus(),
+    "PRelu": PRelu,
     "Clip": _clip,
     "Softmax": _softmax(Softmax, nn.Softmax),
     "LogSoftmax": _softmax(LogSoftmax, nn.LogSoftmax),

@@ -102,7 +102,7 @@ OP_RULES: dict[str, Rule] = {
     **{name: _call(f"torch.{name}") for name in ("maximum", "minimum", "exp", "log", "sqrt", "abs", "sigmoid",
                                                    "tanh")},
     **{name: _call(_functional(name)) for name in ("relu", "silu", "hardswish", "hardsigmoid", "logsigmoid",
-                                                    "selu", "linear")},
+                                                    "selu", "linear", "prelu")},
     "hardtanh": _call(_functional("hardtanh"), "min_val", "max_val"),
     "leaky_relu": _call(_functional("leaky_relu"), "negative_slope"),
     "elu": _call(_functional("elu"), "alpha"),

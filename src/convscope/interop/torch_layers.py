@@ -63,6 +63,7 @@ SPECS: tuple[LayerSpec, ...] = (
     LayerSpec("LeakyReLU", ("negative_slope", "inplace")),
     LayerSpec("ELU", ("alpha", "inplace")),
     LayerSpec("CELU", ("alpha", "inplace")),
+    LayerSpec("PReLU", ("num_parameters", "init"), dtype=True),
     LayerSpec("SELU", ("inplace",)),
     LayerSpec("Softplus", ("beta", "threshold")),
     LayerSpec("LogSigmoid"),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import functional as F
 from ..errors import ShapeError
 from ..tensor import Tensor
+from . import init as init_module
+from ._utils import empty_parameter, require_positive
 from .module import Module
 
 __all__ = [
-    "CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "ReLU",
-    "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "PReLU",
+    "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
 ]
 
 
@@ -101,6 +105,30 @@ class LeakyReLU(_Pointwise):
 
     def extra_repr(self) -> str:
         return self._inplace_repr(f"negative_slope={self.negative_slope}")
+
+
+class PReLU(Module):
+    """``x`` for x > 0, ``a·x`` otherwise, with a learned slope ``a``: one for all channels, or
+    one per channel (``num_parameters`` = C, the input's dim 1), starting at ``init``.
+
+    Shape:
+        - Input: :math:`(*)`, channels on dim 1 when there are two dims or more.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, *, dtype: Any = None) -> None:
+        super().__init__()
+        require_positive(self, num_parameters=num_parameters)
+        self.num_parameters = num_parameters
+        self.init = init
+        self.weight = empty_parameter((num_parameters,), dtype)
+        init_module.constant_(self.weight, init)
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
 
 
 class ELU(_Pointwise):

@@ -74,6 +74,7 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
     """The words after the keyword: positional values while unbroken, then options."""
     words, bare = [], True
     depthwise = "dw" in (o.key for o in kind.options) and module.groups == module.in_channels > 1
+    per_channel = "each" in kind.flags and module.num_parameters > 1  # PReLU: one slope per input channel
     positional = [kind.option(key) for key in kind.positional]
     others = [o for o in kind.options if o not in positional]
     for option in [*positional, *others]:
@@ -94,6 +95,8 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
             words.append(f"{option.key}={text}")
     if depthwise:
         words.append("dw")
+    if per_channel:
+        words.append("each")
     params = list(module.parameters())
     if params and not any(p.requires_grad for p in params):
         words.append("frozen")
