@@ -192,7 +192,8 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     for all; the gradient at 0 is the slope, as in torch.
 
     Shape:
-        - Input: ``(N, C, *)``, ``(C, *)`` or ``(L,)`` (one channel); weight: ``(1,)`` or ``(C,)``.
+        - Input: ``(N, C, *)``, channels on dim 1 (as in torch, also for a 2-d input; a 1-d
+          input has one channel); weight: ``(1,)`` or ``(C,)``.
         - Output: the same shape as the input.
     """
     op = "prelu"
