@@ -338,3 +338,15 @@ def test_a_large_gradient_accumulates_in_parts_on_the_threads(threads):
             make_result("scaled", np.zeros(n, np.float32), (x,), lambda g: (g * np.float32(1.5),)).backward(upstream)
     part = upstream * np.float32(1.5)
     np.testing.assert_array_equal(x.grad, part + part + part)
+
+
+def test_unflatten_splits_one_dim_and_refuses_what_does_not_split() -> None:
+    x = cs.tensor(rand(2, 12, 3))
+    assert cs.ops.unflatten(x, 1, (3, -1)).shape == (2, 3, 4, 3)
+    np.testing.assert_array_equal(cs.ops.unflatten(x, -1, (1, 3)).numpy(), x.numpy().reshape(2, 12, 1, 3))
+    for dim, sizes, match in ((1, (5, -1), r"sizes \(5, -1\) do not split dim 1 of size 12"),
+                              (3, (1,), r"dim 3 is out of range for a 3-d input")):
+        with pytest.raises(cs.ShapeError, match=match):
+            cs.ops.unflatten(x, dim, sizes)
+    with pytest.raises(cs.ShapeError, match=r"dim 0 is out of range for a 0-d input"):
+        cs.ops.unflatten(cs.tensor(1.0), 0, (1,))

@@ -329,8 +329,8 @@ def _reshape(x: Tensor, shape: tuple, attrs: dict) -> Tensor:
 
 def unflatten(x: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     """Split dim ``dim`` into ``sizes`` (one of them may be -1: inferred), like ``torch.unflatten``."""
-    if not -x.ndim <= dim < max(x.ndim, 1):
-        raise ShapeError(f"dim {dim} is out of range for a {x.ndim}-d tensor", layer="unflatten")
+    if not -x.ndim <= dim < x.ndim:
+        raise ShapeError(f"dim {dim} is out of range for a {x.ndim}-d input", layer="unflatten")
     d, sizes = dim % x.ndim, tuple(int(n) for n in sizes)
     known = int(np.prod([n for n in sizes if n != -1], dtype=np.int64))
     fits = known == x.shape[d] if -1 not in sizes else sizes.count(-1) == 1 and known > 0 and x.shape[d] % known == 0

@@ -83,8 +83,6 @@ class Unflatten(Module):
         self.unflattened_size = unflattened_size
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
-        if not -input.ndim <= self.dim < input.ndim:
-            raise ShapeError(f"dim {self.dim} is out of range for a {input.ndim}-d input", layer="Unflatten")
         return ops.unflatten(input, self.dim, self.unflattened_size)
 
     def extra_repr(self) -> str:
