@@ -231,3 +231,14 @@ def test_softmax_meta_matches_real_shape(name):
     real = fn(cs.tensor(np.ones((2, 3, 4), np.float32)), -2, dtype=np.float64)
     meta = fn(cs.Tensor.meta((2, 3, 4)), -2, dtype=np.float64)
     assert meta.is_meta and (meta.shape, meta.dtype) == (real.shape, real.dtype) == ((2, 3, 4), np.float64)
+
+
+@pytest.mark.parametrize("shape,weight,match", [
+    ((2, 3, 4), np.ones(3, np.float32), r"prelu: weight dtype float32 does not match input dtype float64"),
+    ((2, 3, 4), np.ones(2), r"prelu: weight of shape \(2,\) holds neither 1 slope nor one per channel: the input "
+                            r"\(2, 3, 4\) has 3 channels \(dim 1\)"),
+    ((5,), np.ones(5), r"the input \(5,\) has 1 channel \(dim 1\)"),
+])
+def test_prelu_refuses_slopes_that_do_not_fit(shape, weight, match):
+    with pytest.raises(cs.ShapeError, match=match):
+        F.prelu(np.ones(shape), weight)

@@ -36,6 +36,7 @@ from ..rules import (
     saved_rule,
 )
 from ..tensor import Tensor, make_result
+from .dtypes import check_dtypes
 
 __all__ = [
     "celu", "elu", "gelu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "log_softmax", "logsigmoid",
@@ -201,8 +202,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     if weight.ndim != 1 or weight.shape[0] not in (1, channels):
         raise ShapeError(f"weight of shape {weight.shape} holds neither 1 slope nor one per channel: the input "
                          f"{input.shape} has {channels} channel{'s' if channels != 1 else ''} (dim 1)", layer=op)
-    if weight.dtype != input.dtype:
-        raise ShapeError(f"weight dtype {weight.dtype} does not match input dtype {input.dtype}", layer=op)
+    check_dtypes(op, input, weight=weight)
     if input.is_meta or weight.is_meta:
         return make_result(op, None, (input, weight), None, shape=input.shape, dtype=input.dtype)
     x = input.data

@@ -24,6 +24,7 @@ from ..errors import ShapeError
 from ..ops import unbroadcast
 from ..tensor import Tensor, make_result
 from .activation import _log_sigmoid, _sigmoid, log_softmax
+from .dtypes import check_dtypes
 
 __all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss", "nll_loss", "one_hot"]
 
@@ -34,13 +35,6 @@ _REDUCTIONS = ("none", "mean", "sum")
 def _check_reduction(op: str, reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-
-
-def _check_dtypes(op: str, input: Tensor, **others: Tensor | None) -> None:
-    """torch refuses mixed float dtypes in a loss; so do we, instead of casting silently."""
-    for name, t in others.items():
-        if t is not None and t.dtype != input.dtype:
-            raise ShapeError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}", layer=op)
 
 
 def _check_class_values(op: str, values: np.ndarray, num_classes: int, what: str) -> None:
@@ -118,7 +112,7 @@ def _class_index_loss(
     axis = _class_axis(op, scores.shape)
     num_classes = scores.shape[axis]
     _class_weight(op, weight, num_classes)
-    _check_dtypes(op, scores, weight=weight)
+    check_dtypes(op, scores, weight=weight)
     parents = (scores, target) if weight is None else (scores, target, weight)
     if any(p.is_meta for p in parents):
         return _meta_loss(op, parents, reduction, out_shape, scores.dtype)
@@ -157,7 +151,7 @@ def _probability_loss(
         raise ShapeError(f"target of the input's shape {target.shape} is read as class probabilities and must be "
                          f"floating point, got {target.dtype}", layer=op)
     _class_weight(op, weight, num_classes)
-    _check_dtypes(op, log_probs, target=target, weight=weight)
+    check_dtypes(op, log_probs, target=target, weight=weight)
     parents = (log_probs, target) if weight is None else (log_probs, target, weight)
     out_shape = log_probs.shape[:axis] + log_probs.shape[axis + 1:]
     if any(p.is_meta for p in parents):
@@ -237,7 +231,7 @@ def _pointwise_loss(
     except ValueError:
         raise ShapeError(f"target shape {target.shape} cannot be broadcast to input shape {input.shape}",
                          layer=op) from None
-    _check_dtypes(op, input, target=target)
+    check_dtypes(op, input, target=target)
     if target.shape != input.shape:
         warnings.warn(f"{op}: target shape {target.shape} differs from input shape {input.shape}; broadcasting "
                       f"to {shape} will likely give wrong results", stacklevel=3)
@@ -300,7 +294,7 @@ def binary_cross_entropy_with_logits(
     for name, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None and not _broadcasts_to(t.shape, input.shape):
             raise ShapeError(f"{name} of shape {t.shape} does not broadcast to input shape {input.shape}", layer=op)
-    _check_dtypes(op, input, target=target, weight=weight, pos_weight=pos_weight)
+    check_dtypes(op, input, target=target, weight=weight, pos_weight=pos_weight)
     parents = tuple(p for p in (input, target, weight, pos_weight) if p is not None)
     if any(p.is_meta for p in parents):
         return _meta_loss(op, parents, reduction, input.shape, input.dtype)
