@@ -399,10 +399,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         file, or a torch module.
     input_shape:
         ``(C, H, W)`` or ``(N, C, H, W)``, or as text (``"3x224x224"``): a batch of 1 is added
-        when the first layer needs one. Defaults to the zoo entry's or spec's input shape. Spatial sizes may be names
-        (``(3, "H", "W")``): the rows then get ``output_formula`` (``⌊(H − 1)/2⌋ + 1``), the
-        summary the valid sizes (``Summary.validity``); counts are at a reference size (see
-        :mod:`convscope.analyze.symbolic`).
+        when the first layer needs one. Defaults to the zoo entry's or spec's input shape.
+        Spatial sizes may be names (``(3, "H", "W")``): the rows then get ``output_formula``
+        (``⌊(H − 1)/2⌋ + 1``), the summary the valid sizes (``Summary.validity``); counts are
+        at a reference size (see :mod:`convscope.analyze.symbolic`).
     inputs:
         Several input shapes, for multi-input models (each as ``input_shape``).
     strict:

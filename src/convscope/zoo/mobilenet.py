@@ -234,8 +234,8 @@ def mobilenet_v2(num_classes: int = 1000, width_mult: float = 1.0, dropout: floa
 
 # Tables 1 and 2 after the stem (3×3/2, 16 filters, hard-swish): each bneck as (kernel, expansion
 # size, output channels, squeeze-and-excite, non-linearity: "RE" ReLU or "HS" hard-swish, stride);
-# then a 1×1 conv to ``V3_LAST_CONV`` (hard-swish), the pool, and a 1×1 "conv" (torchvision: a
-# linear layer) to ``V3_HEAD`` channels before the classifier.
+# then a 1×1 conv to 6× the last bneck's channels (hard-swish), the pool, and a 1×1 "conv"
+# (torchvision: a linear layer) to ``V3_HEAD`` channels before the classifier.
 V3_BLOCKS = {
     "large": (
         (3, 16, 16, False, "RE", 1), (3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1),
