@@ -36,6 +36,10 @@ FAMILIES = {
                "The residual additions appear as their own `add` rows inside each block."),
     "mobilenet": ("mobilenet_v1", ["--by-type", "--convention", "paper"], "Howard et al. 2017, Table 2: "
                   "where the multiply-adds and parameters go, per layer kind."),
+    "efficientnet": ("efficientnet_b0", ["--depth", "1"], "Tan & Le 2019, Table 1 recomputed: each stage "
+                     "(`features.1` … `features.7`) is one MBConv block repeated, with its output size and channels "
+                     "as in the table. 88 % of the multiply-adds are 1×1 convs; the depthwise convs hold 3.5 % of "
+                     "the parameters. B1–B7 scale all stages' widths and depths and the input size at once."),
     "squeezenet": ("squeezenet1_0", ["--depth", "1"], "Iandola et al. 2016: Fire modules squeeze with 1×1 "
                    "convs before expanding with 1×1 and 3×3 convs."),
 }

@@ -233,3 +233,66 @@ def test_channel_dropout_rank_errors():
         F.dropout2d(cs.tensor(np.ones((2, 3))))  # torch only warns (deprecated)
     with pytest.raises(cs.ShapeError, match=r"dropout3d: expected a 4-d .* or 5-d .*got shape \(2, 3, 4\)"):
         F.dropout3d(cs.tensor(np.ones((2, 3, 4))))
+
+
+# --- stochastic depth (torchvision.ops.stochastic_depth's rule; torchvision is not installed) ---
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stochastic_depth_rows_kept_or_dropped_whole(dtype):
+    x = cs.tensor(positive((64, 3, 4, 5), dtype), requires_grad=True)
+    cs.manual_seed(2)
+    out = F.stochastic_depth(x, 0.25, "row")
+    assert out.dtype == dtype
+    rows = (out.numpy() != 0).reshape(64, -1)
+    assert (rows.all(1) | ~rows.any(1)).all(), "a sample is kept whole or dropped whole"
+    assert rows.any() and not rows.all()
+    kept = out.numpy() != 0
+    rtol = 1e-15 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(out.numpy()[kept], x.numpy()[kept] / 0.75, rtol=rtol)
+    out.backward(np.ones(x.shape, dtype))
+    np.testing.assert_allclose(x.grad, kept / dtype(0.75), rtol=rtol)
+
+
+def test_stochastic_depth_batch_mode_draws_once():
+    x = cs.tensor(positive((4, 3, 2)))
+    outcomes = set()
+    for seed in range(40):
+        cs.manual_seed(seed)
+        out = F.stochastic_depth(x, 0.5, "batch").numpy()
+        assert not out.any() or np.allclose(out, 2 * x.numpy(), rtol=1e-15)
+        outcomes.add(bool(out.any()))
+    assert outcomes == {True, False}
+
+
+def test_stochastic_depth_keeps_about_one_minus_p():
+    n, p = 100_000, 0.3
+    cs.manual_seed(0)
+    kept = (F.stochastic_depth(cs.tensor(positive((n, 2))), p, "row").numpy()[:, 0] != 0).mean()
+    assert abs(kept - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_stochastic_depth_identity_zeros_and_errors():
+    x = cs.tensor(positive((3, 4)), requires_grad=True)
+    assert F.stochastic_depth(x, 0.5, "row", training=False) is x
+    assert F.stochastic_depth(x, 0.0, "batch") is x
+    out = F.stochastic_depth(x, 1.0, "row")
+    assert not out.numpy().any()
+    out.backward(np.ones((3, 4)))
+    assert not x.grad.any()
+    with pytest.raises(ValueError, match="stochastic_depth: dropout probability has to be between 0 and 1, "
+                                         "but got 1.5"):
+        F.stochastic_depth(x, 1.5, "row", training=False)
+    with pytest.raises(ValueError, match="mode has to be either 'batch' or 'row', but got 'col'"):
+        F.stochastic_depth(x, 0.5, "col")
+    with pytest.raises(cs.ShapeError, match="stochastic_depth: expected an input with a batch dim"):
+        F.stochastic_depth(cs.tensor(np.array(1.0)), 0.5, "row")
+
+
+def test_stochastic_depth_module_follows_training_mode():
+    layer = cs.nn.StochasticDepth(0.5, "row")
+    assert repr(layer) == "StochasticDepth(p=0.5, mode=row)"  # torchvision's repr
+    assert not list(layer.parameters()) and not layer.state_dict()
+    x = cs.tensor(positive((32, 5)))
+    cs.manual_seed(1)
+    rows = (layer(x).numpy() != 0).all(1)
+    assert rows.any() and not rows.all()
+    assert layer.eval()(x) is x

@@ -114,6 +114,7 @@ SAMPLES = [
     ("pad_reflect", lambda x: F.pad(x, (2, 2, 1, 1), mode="reflect"), [(N, 16, 24, 24)], []),
     ("pad_constant", lambda x: F.pad(x, (2, 2, 1, 1)), [(N, 16, 24, 24)], []),
     ("dropout", lambda x: F.dropout(x, 0.3), [(N, 32, 32, 32)], []),
+    ("stochastic_depth", lambda x: F.stochastic_depth(x, 0.3, "row"), [(N, 32, 32, 32)], []),
     ("add", lambda x, y: x + y, [(N, 32, 32, 32), (N, 32, 32, 32)], []),
     ("mul", lambda x, y: x * y, [(N, 32, 32, 32), (N, 32, 32, 32)], []),
     ("cat", lambda x, y: cs.cat([x, y], 1), [(N, 32, 24, 24), (N, 16, 24, 24)], []),

@@ -1,4 +1,4 @@
-"""Zoo families googlenet, resnet, mobilenet, squeezenet.
+"""Zoo families googlenet, resnet, densenet, mobilenet, efficientnet, shufflenet, squeezenet.
 
 Each model is checked three ways: (1) its parameter count against the published number and
 against a count derived by hand from the paper's layer table; (2) its state_dict keys and
@@ -36,7 +36,8 @@ MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "r
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
           "densenet121", "densenet161", "densenet169", "densenet201",
           "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x0_5",
-          "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1")
+          "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1",
+          *(f"efficientnet_b{v}" for v in range(8)))
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
 PUBLISHED = {
@@ -49,6 +50,9 @@ PUBLISHED = {
     "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604, "shufflenet_v2_x1_5": 3_503_624,
     "shufflenet_v2_x2_0": 7_393_996,
     "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
 }
 
 
@@ -423,6 +427,88 @@ class TMobileNetV3(tnn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class TStochasticDepth(tnn.Module):
+    """torchvision.ops.StochasticDepth(p, "row"): identity in eval mode (the twins run in eval)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def t_conv_bn_silu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True,
+                   **norm: float) -> tnn.Sequential:
+    """torchvision's Conv2dNormActivation with SiLU (EfficientNet)."""
+    return tnn.Sequential(tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                          tnn.BatchNorm2d(cout, **norm), *([tnn.SiLU()] if act else []))
+
+
+class TSiLUSqueezeExcitation(TSqueezeExcitation):
+    """torchvision.ops.SqueezeExcitation(channels, squeeze, activation=SiLU) (sigmoid gate)."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__(channels, squeeze)
+        self.activation, self.scale_activation = tnn.SiLU(), tnn.Sigmoid()
+
+
+def t_divisible(v: float) -> int:
+    """torchvision's _make_divisible(v, 8)."""
+    new = max(8, int(v + 4) // 8 * 8)
+    return new + 8 if new < 0.9 * v else new
+
+
+class TMBConv(tnn.Module):
+    def __init__(self, ratio: int, k: int, stride: int, cin: int, cout: int, p: float, **norm: float) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and cin == cout
+        exp = t_divisible(cin * ratio)
+        layers = [t_conv_bn_silu(cin, exp, 1, **norm)] if exp != cin else []
+        layers += [t_conv_bn_silu(exp, exp, k, stride, groups=exp, **norm),
+                   TSiLUSqueezeExcitation(exp, max(1, cin // 4)), t_conv_bn_silu(exp, cout, 1, act=False, **norm)]
+        self.block = tnn.Sequential(*layers)
+        self.stochastic_depth = TStochasticDepth(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.block(x)
+        if self.use_res_connect:
+            result = self.stochastic_depth(result)
+            result += x
+        return result
+
+
+class TEfficientNet(tnn.Module):
+    """torchvision's EfficientNet B0–B7 from its _efficientnet_conf (B0's stages, Table 1)."""
+
+    B0 = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+          (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, width: float, depth: float, dropout: float, **norm: float) -> None:
+        super().__init__()
+        setting = [(r, k, s, t_divisible(ci * width), t_divisible(co * width), math.ceil(n * depth))
+                   for r, k, s, ci, co, n in self.B0]
+        total, index = sum(c[-1] for c in setting), 0
+        layers: list[tnn.Module] = [t_conv_bn_silu(3, setting[0][3], 3, 2, **norm)]
+        for r, k, s, ci, co, n in setting:
+            stage = []
+            for i in range(n):
+                stage.append(TMBConv(r, k, s if i == 0 else 1, ci if i == 0 else co, co, 0.2 * index / total, **norm))
+                index += 1
+            layers.append(tnn.Sequential(*stage))
+        last = setting[-1][4]
+        layers.append(t_conv_bn_silu(last, 4 * last, 1, **norm))
+        self.features = tnn.Sequential(*layers)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(tnn.Dropout(dropout), tnn.Linear(4 * last, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 class TShuffleUnit(tnn.Module):
     """torchvision's shufflenetv2.InvertedResidual."""
 
@@ -607,6 +693,14 @@ TORCH_TWINS = {
     "shufflenet_v2_x1_5": lambda: TShuffleNetV2([24, 176, 352, 704, 1024]),
     "shufflenet_v2_x2_0": lambda: TShuffleNetV2([24, 244, 488, 976, 2048]),
     "mobilenet_v2": lambda: TMobileNetV2(),
+    "efficientnet_b0": lambda: TEfficientNet(1.0, 1.0, 0.2),
+    "efficientnet_b1": lambda: TEfficientNet(1.0, 1.1, 0.2),
+    "efficientnet_b2": lambda: TEfficientNet(1.1, 1.2, 0.3),
+    "efficientnet_b3": lambda: TEfficientNet(1.2, 1.4, 0.3),
+    "efficientnet_b4": lambda: TEfficientNet(1.4, 1.8, 0.4),
+    "efficientnet_b5": lambda: TEfficientNet(1.6, 2.2, 0.4, eps=0.001, momentum=0.01),
+    "efficientnet_b6": lambda: TEfficientNet(1.8, 2.6, 0.5, eps=0.001, momentum=0.01),
+    "efficientnet_b7": lambda: TEfficientNet(2.0, 3.1, 0.5, eps=0.001, momentum=0.01),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
     "squeezenet1_1": lambda: TSqueezeNet("1_1"),
 }
@@ -657,6 +751,13 @@ TORCHVISION_KEYS = {
                            "stage2.1.branch2.0.weight": (58, 58, 1, 1), "stage2.1.branch2.3.weight": (58, 1, 3, 3),
                            "stage4.3.branch2.6.running_var": (232,), "conv5.0.weight": (1024, 464, 1, 1),
                            "fc.weight": (1000, 1024)},
+    "efficientnet_b0": {"features.0.0.weight": (32, 3, 3, 3), "features.1.0.block.0.0.weight": (32, 1, 3, 3),
+                        "features.1.0.block.1.fc1.weight": (8, 32, 1, 1),
+                        "features.1.0.block.2.0.weight": (16, 32, 1, 1),
+                        "features.2.0.block.0.0.weight": (96, 16, 1, 1),
+                        "features.2.0.block.2.fc1.weight": (4, 96, 1, 1),
+                        "features.6.3.block.1.0.weight": (1152, 1, 5, 5), "features.8.0.weight": (1280, 320, 1, 1),
+                        "classifier.1.weight": (1000, 1280)},
     "squeezenet1_0": {"features.0.weight": (96, 3, 7, 7), "features.3.squeeze.weight": (16, 96, 1, 1),
                       "features.3.expand3x3.weight": (64, 16, 3, 3), "features.12.expand3x3.weight": (256, 64, 3, 3),
                       "classifier.1.weight": (1000, 512, 1, 1), "classifier.1.bias": (1000,)},
@@ -713,6 +814,8 @@ OUTPUT_CASES = [
     ("mobilenet_v2", {}, (2, 3, 32, 32)),
     ("mobilenet_v3_large", {}, (2, 3, 32, 32)),
     ("mobilenet_v3_small", {}, (2, 3, 32, 32)),
+    ("efficientnet_b0", {}, (2, 3, 32, 32)),
+    ("efficientnet_b5", {}, (1, 3, 33, 33)),
     ("shufflenet_v2_x1_0", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
     ("squeezenet1_1", {}, (2, 3, 35, 35)),
@@ -853,6 +956,34 @@ def test_shufflenet_v2_complexity(name: str, torchvision_gflops: float, paper_mf
     macs = cs.summary(name, convention="paper").totals.macs
     assert round(macs / 1e9, 2) == torchvision_gflops
     assert abs(macs / 1e6 - paper_mflops) / paper_mflops < 0.015
+
+
+@pytest.mark.parametrize(("name", "crop", "torchvision_gflops", "paper_flops_b"), [
+    ("efficientnet_b0", 224, 0.386, 0.39), ("efficientnet_b1", 240, 0.687, 0.70), ("efficientnet_b2", 288, 1.088, 1.0),
+    ("efficientnet_b3", 300, 1.827, 1.8), ("efficientnet_b4", 380, 4.394, 4.2), ("efficientnet_b5", 456, 10.266, 9.9),
+    ("efficientnet_b6", 528, 19.068, 19), ("efficientnet_b7", 600, 37.746, 37)])
+def test_efficientnet_complexity(name: str, crop: int, torchvision_gflops: float, paper_flops_b: float) -> None:
+    """torchvision's GFLOPS (multiply-adds, three decimals, at its crop size: 288 for B2)
+    exactly; Tan & Le 2019, Table 2's FLOPS (multiply-adds, at the paper's resolution) within
+    5 % (B4 is 4.5 % above: the paper's count is not itemised)."""
+    assert round(cs.summary(name, (3, crop, crop)).totals.macs / 1e9, 3) == torchvision_gflops
+    macs = cs.summary(name).totals.macs
+    assert abs(macs / 1e9 - paper_flops_b) / paper_flops_b < 0.05
+
+
+def test_efficientnet_compound_scaling_and_drop_schedule() -> None:
+    """B0's stage widths and depths (Table 1), B7's after ×2 and ×3.1 (rounded to multiples of
+    8 and up), and the drop probability growing by 0.2/blocks per block from 0."""
+    for name, widths, depths in (("efficientnet_b0", [32, 16, 24, 40, 80, 112, 192, 320, 1280], [1, 2, 2, 3, 3, 4, 1]),
+                                 ("efficientnet_b7", [64, 32, 48, 80, 160, 224, 384, 640, 2560],
+                                  [4, 7, 7, 10, 10, 13, 4])):
+        model = build(name)
+        stages = list(model.features)[1:-1]
+        assert [len(s) for s in stages] == depths
+        assert [model.features[0][0].out_channels, *(s[-1].out_channels for s in stages),
+                model.features[-1][0].out_channels] == widths
+        blocks = [b for s in stages for b in s]
+        assert [b.stochastic_depth.p for b in blocks] == [0.2 * i / len(blocks) for i in range(len(blocks))]
 
 
 def test_channel_shuffle_interleaves_the_groups() -> None:

@@ -11,7 +11,8 @@ Unlike PyTorch, ``inplace=True`` is accepted and ignored: the input keeps its va
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from ..rules import (
 from ..tensor import Tensor, make_result
 from .parallel import matmul
 
-__all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear"]
+__all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear", "stochastic_depth"]
 
 
 def _check_same_dtype(op: str, *tensors: Tensor | None) -> None:
@@ -149,7 +150,7 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
 
 # --- dropout ----------------------------------------------------------------------------------
 def _masked_dropout(op: str, input: Tensor, p: float, training: bool, generator: np.random.Generator | None,
-                    mask_shape: tuple) -> Tensor:
+                    mask_shape: tuple, **attrs: Any) -> Tensor:
     """Keep each mask cell with probability ``1 − p`` (broadcast over ``input``), scale by ``1/(1 − p)``.
 
     Like torch, ``p == 0`` or ``training=False`` returns the input itself, and ``p == 1``
@@ -157,7 +158,7 @@ def _masked_dropout(op: str, input: Tensor, p: float, training: bool, generator:
     """
     if not training or p == 0:
         return input
-    attrs = {"p": p}
+    attrs = {"p": p, **attrs}
     if input.is_meta:
         return make_result(op, None, (input,), None, shape=input.shape, dtype=input.dtype, attrs=attrs)
     rng = default_generator() if generator is None else generator
@@ -236,6 +237,26 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _feature_dropout("dropout3d", input, p, training, generator, 3)
 
 
+def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True, *,
+                     generator: np.random.Generator | None = None) -> Tensor:
+    """Drop whole residual branches (Huang et al., 2016), as ``torchvision.ops.stochastic_depth``:
+    with ``mode="row"`` each sample's values are zeroed together with probability ``p``, with
+    ``mode="batch"`` the whole batch at once; the kept ones are scaled by ``1 / (1 − p)``.
+    Identity when not training or ``p == 0``.
+
+    Shape:
+        - input: ``(N, *)``; output: the same shape
+    """
+    op = "stochastic_depth"
+    _check_p(op, p)
+    if mode not in ("batch", "row"):
+        raise ValueError(f"{op}: mode has to be either 'batch' or 'row', but got {mode!r}")
+    if input.ndim == 0:
+        raise ShapeError("expected an input with a batch dim, got a 0-d tensor", layer=op)
+    mask_shape = (input.shape[0] if mode == "row" else 1,) + (1,) * (input.ndim - 1)
+    return _masked_dropout(op, input, p, training, generator, mask_shape, mode=mode)
+
+
 # --- analysis rules (see convscope.rules) ------------------------------------------------
 @cost_rule("linear")
 def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
@@ -247,8 +268,9 @@ def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 
 
 field_rule("linear", "bilinear")(global_field)
-cost_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(per_element(1, "mask multiply"))
-field_rule("dropout", "dropout1d", "dropout2d", "dropout3d")(same_field)
+_DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "stochastic_depth")
+cost_rule(*_DROPOUTS)(per_element(1, "mask multiply"))
+field_rule(*_DROPOUTS)(same_field)
 
 
 @saved_rule("linear", "bilinear")
@@ -259,22 +281,23 @@ def _linear_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Save
     return Saved(tuple(range(len(inputs))), workspace=nbytes(output) if with_bias else 0)
 
 
-def _dropout_saved(spatial: int) -> SavedRule:
+def _dropout_saved(mask_cells: Callable[[tuple[int, ...], dict], int]) -> SavedRule:
     def rule(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
         """The closure keeps the scaled mask (in the input's dtype); drawing it needs a
         float64 uniform array and a bool array of the mask's shape (beyond mask and output)."""
         x = inputs[0]
-        cells = numel(x.shape[:x.ndim - spatial] if spatial else x.shape)
+        cells = mask_cells(x.shape, attrs)
         mask = cells * x.dtype.itemsize
         return Saved(extra=(("dropout mask", mask),), workspace=max(cells * 9 - mask - nbytes(output), 0))
 
     return rule
 
 
-saved_rule("dropout")(_dropout_saved(0))
+saved_rule("dropout")(_dropout_saved(lambda shape, attrs: numel(shape)))
 for _n in (1, 2, 3):
-    saved_rule(f"dropout{_n}d")(_dropout_saved(_n))
+    saved_rule(f"dropout{_n}d")(_dropout_saved(lambda shape, attrs, spatial=_n: numel(shape[:len(shape) - spatial])))
 del _n
+saved_rule("stochastic_depth")(_dropout_saved(lambda shape, attrs: shape[0] if attrs["mode"] == "row" else 1))
 
 
 @size_rule("linear")

@@ -13,7 +13,7 @@ from ..tensor import Tensor
 from ._utils import check_size, empty_parameter, require_positive, reset_weight_and_bias
 from .module import Module
 
-__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Flatten", "Linear", "Unflatten"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Flatten", "Linear", "StochasticDepth", "Unflatten"]
 
 
 class Linear(Module):
@@ -151,3 +151,27 @@ class Dropout3d(_DropoutNd):
     """
 
     _function_name = "dropout3d"
+
+
+class StochasticDepth(Module):
+    """Drop a residual branch: in training, zero each sample's values together (``mode="row"``)
+    or the whole batch's (``"batch"``) with probability ``p`` and scale the kept ones by
+    1/(1−p); identity in eval mode (``torchvision.ops.StochasticDepth``). Random draws use
+    convscope's generator.
+
+    Shape:
+        - Input: :math:`(N, *)`.
+        - Output: :math:`(N, *)`, the same shape.
+    """
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.stochastic_depth(input, self.p, self.mode, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+

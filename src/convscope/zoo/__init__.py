@@ -13,8 +13,8 @@ from typing import Any
 
 from .registry import ENTRIES, ZooEntry, register
 
-FAMILIES = ("seed", "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "mobilenet", "shufflenet",
-            "squeezenet")
+FAMILIES = ("seed", "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "mobilenet", "efficientnet",
+            "shufflenet", "squeezenet")
 
 __all__ = ["FAMILIES", "ZooEntry", "build", "entry", "names", "register"]
 

@@ -258,21 +258,23 @@ _V3_ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 
 class SqueezeExcitation(nn.Module):
-    """Global average pool → 1×1 conv to ``squeeze`` channels → ReLU → 1×1 conv back →
-    hard-sigmoid: one weight per channel, which multiplies the input (torchvision's
-    ``SqueezeExcitation`` with a hard-sigmoid gate).
+    """Global average pool → 1×1 conv to ``squeeze`` channels → ``activation`` → 1×1 conv
+    back → ``gate``: one weight per channel, which multiplies the input (torchvision's
+    ``SqueezeExcitation``; MobileNet v3 gates with a hard sigmoid, EfficientNet with SiLU and
+    a sigmoid).
 
     Shape:
         input ``(N, C, H, W)`` → output ``(N, C, H, W)``.
     """
 
-    def __init__(self, channels: int, squeeze: int) -> None:
+    def __init__(self, channels: int, squeeze: int, activation: type[nn.Module] = nn.ReLU,
+                 gate: type[nn.Module] = nn.Hardsigmoid) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, squeeze, 1)
         self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.activation = nn.ReLU()
-        self.scale_activation = nn.Hardsigmoid()
+        self.activation = activation()
+        self.scale_activation = gate()
 
     def forward(self, x: Any) -> Any:
         scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
