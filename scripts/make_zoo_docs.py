@@ -40,6 +40,10 @@ FAMILIES = {
                      "(`features.1` … `features.7`) is one MBConv block repeated, with its output size and channels "
                      "as in the table. 88 % of the multiply-adds are 1×1 convs; the depthwise convs hold 3.5 % of "
                      "the parameters. B1–B7 scale all stages' widths and depths and the input size at once."),
+    "convnext": ("convnext_tiny", ["--depth", "1"], "Liu et al. 2022: stages of [3, 3, 9, 3] blocks between "
+                 "2×2/2 downsampling convs. Without `--depth`, each block's rows show its 1×1 convs run as Linear "
+                 "layers on channels-last maps (`56×56×384`) and the receptive field growing only by the 7×7 "
+                 "depthwise convs, 24 pixels a block in the first stage."),
     "squeezenet": ("squeezenet1_0", ["--depth", "1"], "Iandola et al. 2016: Fire modules squeeze with 1×1 "
                    "convs before expanding with 1×1 and 3×3 convs."),
 }

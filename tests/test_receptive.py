@@ -270,3 +270,36 @@ def test_erf_on_real_weights_and_model_untouched():
     s = cs.summary(model, (1, 28, 28), erf=True)
     assert s.erf is not None and s.to_dict()["erf"]["radius"] == pytest.approx(s.erf.radius)
     assert "Effective RF" in str(s)
+
+
+def test_channels_last_blocks_keep_each_pixels_field():
+    """ConvNeXt's blocks run the pointwise part on channels-last maps (permute → layer norm
+    over C → linear → GELU → linear → permute back): the box still equals the gradient support
+    of a unit, where a layer norm or linear over a spatial dim would make it global."""
+    from convscope.zoo.convnext import ConvNeXt, LayerNorm2d, Permute
+
+    model = ConvNeXt((4, 6), (1, 1), stochastic_depth=0.0, layer_scale=1.0).features.double()
+    x = cs.tensor(np.random.default_rng(0).standard_normal((1, 3, 128, 128)), requires_grad=True)
+    rows = {r.name: r for r in cs.summary(model, (3, 128, 128), dtype=np.float64).rows}
+    assert [rows[f"1.0.block.{i}"].receptive_field[0].size for i in (0, 3, 6)] == [4 + 6 * 4] * 3
+    field = rows["3.0"].receptive_field
+    assert [a.size for a in field] == [4 + 6 * 4 + 4 + 6 * 8] * 2
+    for unit in ((7, 8), (8, 8)):
+        x.grad = None
+        model(x)[0, 1, unit[0], unit[1]].backward()
+        support = np.nonzero((x.grad[0] != 0).any(0))
+        box = [(int(a.start + p * a.jump), int(a.start + p * a.jump + a.size - 1)) for a, p in zip(field, unit)]
+        assert all(0 <= lo and hi < 128 for lo, hi in box)
+        assert [(int(s.min()), int(s.max())) for s in support] == box
+
+    def field_after(*layers):
+        net = nn.Sequential(nn.Conv2d(2, 4, 3), *layers)
+        return cs.summary(net, (2, 9, 9)).rows[-1].receptive_field
+
+    assert field_after(Permute([0, 2, 3, 1]), nn.LayerNorm(4))[0].size == 3
+    assert field_after(Permute([0, 2, 3, 1]), nn.Linear(4, 5), Permute([0, 3, 1, 2]), nn.Conv2d(5, 1, 3))[0].size == 5
+    assert field_after(LayerNorm2d(4))[1].size == 3
+    assert field_after(nn.LayerNorm(7)) == "global"  # over W
+    assert field_after(nn.Linear(7, 3)) == "global"  # over W
+    assert field_after(Permute([0, 2, 3, 1]), nn.Conv2d(7, 1, 1)) == "global"  # a conv over (W, C) planes
+    assert field_after(Permute([1, 0, 2, 3])) == "global"  # the batch dim moved

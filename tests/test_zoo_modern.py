@@ -37,7 +37,8 @@ MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "r
           "densenet121", "densenet161", "densenet169", "densenet201",
           "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x0_5",
           "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1",
-          *(f"efficientnet_b{v}" for v in range(8)))
+          *(f"efficientnet_b{v}" for v in range(8)), "convnext_tiny", "convnext_small", "convnext_base",
+          "convnext_large")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
 PUBLISHED = {
@@ -53,6 +54,8 @@ PUBLISHED = {
     "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
     "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
     "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+    "convnext_tiny": 28_589_128, "convnext_small": 50_223_688, "convnext_base": 88_591_464,
+    "convnext_large": 197_767_336,
 }
 
 
@@ -509,6 +512,59 @@ class TEfficientNet(tnn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class TLayerNorm2d(tnn.LayerNorm):
+    """torchvision's LayerNorm2d: layer norm over the channels of each pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = TF.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class TPermute(tnn.Module):
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(x, self.dims)
+
+
+class TCNBlock(tnn.Module):
+    def __init__(self, dim: int, p: float) -> None:
+        super().__init__()
+        self.block = tnn.Sequential(tnn.Conv2d(dim, dim, 7, padding=3, groups=dim), TPermute([0, 2, 3, 1]),
+                                    tnn.LayerNorm(dim, eps=1e-6), tnn.Linear(dim, 4 * dim), tnn.GELU(),
+                                    tnn.Linear(4 * dim, dim), TPermute([0, 3, 1, 2]))
+        self.layer_scale = tnn.Parameter(torch.ones(dim, 1, 1) * 1e-6)
+        self.stochastic_depth = TStochasticDepth(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.stochastic_depth(self.layer_scale * self.block(x))
+        result += x
+        return result
+
+
+class TConvNeXt(tnn.Module):
+    """torchvision's ConvNeXt from its block settings (section 3 of the paper)."""
+
+    def __init__(self, widths: list[int], depths: list[int], p: float) -> None:
+        super().__init__()
+        layers: list[tnn.Module] = [tnn.Sequential(tnn.Conv2d(3, widths[0], 4, 4), TLayerNorm2d(widths[0], eps=1e-6))]
+        total, index = sum(depths), 0
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            layers.append(tnn.Sequential(*(TCNBlock(w, p * (index + j) / (total - 1)) for j in range(d))))
+            index += d
+            if i + 1 < len(widths):
+                layers.append(tnn.Sequential(TLayerNorm2d(w, eps=1e-6), tnn.Conv2d(w, widths[i + 1], 2, 2)))
+        self.features = tnn.Sequential(*layers)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(TLayerNorm2d(widths[-1], eps=1e-6), tnn.Flatten(1),
+                                         tnn.Linear(widths[-1], 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.features(x)))
+
+
 class TShuffleUnit(tnn.Module):
     """torchvision's shufflenetv2.InvertedResidual."""
 
@@ -701,6 +757,10 @@ TORCH_TWINS = {
     "efficientnet_b5": lambda: TEfficientNet(1.6, 2.2, 0.4, eps=0.001, momentum=0.01),
     "efficientnet_b6": lambda: TEfficientNet(1.8, 2.6, 0.5, eps=0.001, momentum=0.01),
     "efficientnet_b7": lambda: TEfficientNet(2.0, 3.1, 0.5, eps=0.001, momentum=0.01),
+    "convnext_tiny": lambda: TConvNeXt([96, 192, 384, 768], [3, 3, 9, 3], 0.1),
+    "convnext_small": lambda: TConvNeXt([96, 192, 384, 768], [3, 3, 27, 3], 0.4),
+    "convnext_base": lambda: TConvNeXt([128, 256, 512, 1024], [3, 3, 27, 3], 0.5),
+    "convnext_large": lambda: TConvNeXt([192, 384, 768, 1536], [3, 3, 27, 3], 0.5),
     "squeezenet1_0": lambda: TSqueezeNet("1_0"),
     "squeezenet1_1": lambda: TSqueezeNet("1_1"),
 }
@@ -758,6 +818,12 @@ TORCHVISION_KEYS = {
                         "features.2.0.block.2.fc1.weight": (4, 96, 1, 1),
                         "features.6.3.block.1.0.weight": (1152, 1, 5, 5), "features.8.0.weight": (1280, 320, 1, 1),
                         "classifier.1.weight": (1000, 1280)},
+    "convnext_tiny": {"features.0.0.weight": (96, 3, 4, 4), "features.0.1.weight": (96,),
+                      "features.1.0.layer_scale": (96, 1, 1), "features.1.0.block.0.weight": (96, 1, 7, 7),
+                      "features.1.0.block.2.weight": (96,), "features.1.0.block.3.weight": (384, 96),
+                      "features.1.0.block.5.weight": (96, 384), "features.2.0.weight": (96,),
+                      "features.2.1.weight": (192, 96, 2, 2), "features.5.8.block.3.bias": (1536,),
+                      "classifier.0.weight": (768,), "classifier.2.weight": (1000, 768)},
     "squeezenet1_0": {"features.0.weight": (96, 3, 7, 7), "features.3.squeeze.weight": (16, 96, 1, 1),
                       "features.3.expand3x3.weight": (64, 16, 3, 3), "features.12.expand3x3.weight": (256, 64, 3, 3),
                       "classifier.1.weight": (1000, 512, 1, 1), "classifier.1.bias": (1000,)},
@@ -816,6 +882,7 @@ OUTPUT_CASES = [
     ("mobilenet_v3_small", {}, (2, 3, 32, 32)),
     ("efficientnet_b0", {}, (2, 3, 32, 32)),
     ("efficientnet_b5", {}, (1, 3, 33, 33)),
+    ("convnext_tiny", {}, (2, 3, 32, 32)),
     ("shufflenet_v2_x1_0", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
     ("squeezenet1_1", {}, (2, 3, 35, 35)),
@@ -969,6 +1036,26 @@ def test_efficientnet_complexity(name: str, crop: int, torchvision_gflops: float
     assert round(cs.summary(name, (3, crop, crop)).totals.macs / 1e9, 3) == torchvision_gflops
     macs = cs.summary(name).totals.macs
     assert abs(macs / 1e9 - paper_flops_b) / paper_flops_b < 0.05
+
+
+@pytest.mark.parametrize(("name", "torchvision_gflops", "paper_gflops"), [
+    ("convnext_tiny", 4.456, 4.5), ("convnext_small", 8.684, 8.7), ("convnext_base", 15.355, 15.4),
+    ("convnext_large", 34.361, 34.4)])
+def test_convnext_complexity(name: str, torchvision_gflops: float, paper_gflops: float) -> None:
+    """torchvision's GFLOPS (multiply-adds, three decimals) exactly; Liu et al. 2022, Table 1's
+    FLOPs (multiply-adds, one decimal) at 224²."""
+    macs = cs.summary(name).totals.macs
+    assert round(macs / 1e9, 3) == torchvision_gflops
+    assert round(macs / 1e9, 1) == paper_gflops
+
+
+def test_convnext_receptive_field_grows_by_7x7_taps() -> None:
+    """Each block's 7×7 depthwise conv adds 6 taps at the stage's stride; the layer norms and
+    the linear layers on channels-last maps keep the field (see test_receptive.py)."""
+    rows = {r.name: r for r in cs.summary("convnext_tiny").rows}
+    sizes = [rows[f"features.1.{b}"].receptive_field[0].size for b in range(3)]
+    assert sizes == [4 + 6 * 4, 4 + 12 * 4, 4 + 18 * 4]
+    assert rows["features.1.0.block.3"].receptive_field[0].size == 28
 
 
 def test_efficientnet_compound_scaling_and_drop_schedule() -> None:

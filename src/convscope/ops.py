@@ -16,6 +16,7 @@ import numpy as np
 from .errors import ShapeError
 from .functional.parallel import matmul as parallel_matmul
 from .rules import (
+    CHANNELS,
     FREE,
     UNKNOWN,
     Axis,
@@ -492,9 +493,25 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "neg", "exp", "log", "sqrt",
                "abs", "clamp")
 cost_rule(*ELEMENTWISE)(per_element(1, "one arithmetic op each"))
-field_rule(*ELEMENTWISE, "expand", "to", "cat")(same_field)
+field_rule(*ELEMENTWISE, "expand", "to", "cat", channels=True)(same_field)
 cost_rule("reshape", "permute", "expand", "getitem", "cat", "to")(lambda inputs, output, attrs: FREE)
-field_rule("permute", "matmul")(global_field)
+field_rule("matmul")(global_field)
+
+
+@field_rule("permute", channels=True)
+def _permute_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
+    """A permute that keeps the batch dim first moves each axis of the field with its dim; the
+    channel dim, moved among the spatial ones, takes a :data:`~convscope.rules.CHANNELS` entry,
+    dropped again when it returns to dim 1. Any other permute mixes what the axes mean (global)."""
+    field, dims = fields[0], attrs["dims"]
+    if not field:
+        return field
+    first = inputs[0].ndim - len(field)  # 2: (N, C, *spatial); 1: channels among the field's entries
+    if dims[0] != 0 or first not in (1, 2) or (first == 1 and CHANNELS not in field):
+        return None
+    entries = [None, CHANNELS, *field] if first == 2 else [None, *field]
+    moved = [entries[d] for d in dims[1:]]
+    return tuple(moved[1:]) if moved[0] == CHANNELS else tuple(moved)
 
 
 @cost_rule("sum", "amax")
@@ -525,7 +542,7 @@ saved_rule("cat")(keeps(grads_alias=True))  # the gradients are slices of the ou
 saved_rule("getitem", "to", "matmul")(lambda inputs, output, attrs: Saved(tuple(range(len(inputs)))))
 
 
-@field_rule("getitem")
+@field_rule("getitem", channels=True)
 def _getitem_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Any:
     """Basic indexing: a slice of a spatial dim shifts and strides its field, an integer
     drops the axis; advanced (array) indices and reversed slices mix positions (global)."""

@@ -125,11 +125,18 @@ input at all (parameters, constants)."""
 
 NO_FIELD = False
 
+CHANNELS = Axis(Fraction(0), Fraction(0), Fraction(0))
+"""The field entry of a channel dim standing among the spatial ones (a channels-last map,
+after a permute): it covers no pixels. Fields are aligned with a tensor's trailing dims, so a
+``(N, H, W, C)`` map's field is ``(h, w, CHANNELS)``; a permute back to ``(N, C, H, W)``
+drops the entry again. The union of two such entries is one."""
+
 CostRule = Callable[[Sequence[Any], Any, dict], Cost]
 FieldRule = Callable[[Sequence[Field], Sequence[Any], Any, dict], Field]
 
 COST_RULES: dict[str, CostRule] = {}
 FIELD_RULES: dict[str, FieldRule] = {}
+CHANNEL_FIELD_OPS: set[str] = set()  # ops whose field rule reads CHANNELS entries
 
 
 def cost_rule(*ops: str) -> Callable[[CostRule], CostRule]:
@@ -143,12 +150,16 @@ def cost_rule(*ops: str) -> Callable[[CostRule], CostRule]:
     return register
 
 
-def field_rule(*ops: str) -> Callable[[FieldRule], FieldRule]:
-    """Register ``rule(fields, inputs, output, attrs) -> Field`` for the named ops."""
+def field_rule(*ops: str, channels: bool = False) -> Callable[[FieldRule], FieldRule]:
+    """Register ``rule(fields, inputs, output, attrs) -> Field`` for the named ops;
+    ``channels``: the rule also reads fields with a :data:`CHANNELS` entry (others get such
+    inputs' outputs as depending on the whole input)."""
 
     def register(rule: FieldRule) -> FieldRule:
         for op in ops:
             FIELD_RULES[op] = rule
+            if channels:
+                CHANNEL_FIELD_OPS.add(op)
         return rule
 
     return register

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..nn._utils import meta_parameters
 from ..nn.module import Module
-from ..rules import COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field, nbytes
+from ..rules import CHANNEL_FIELD_OPS, CHANNELS, COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field, nbytes
 from ..tensor import Tensor
 from . import conventions, memory, render, symbolic
 from .conventions import Convention
@@ -263,6 +263,8 @@ class _Builder:
             return "global"
         out = []
         for a in field_:
+            if a == CHANNELS:  # a channels-last map: the row shows its spatial axes
+                continue
             entry = self.floats.get(id(a))
             if entry is None or entry[0] is not a:
                 entry = self.floats[id(a)] = (a, float(a.size), float(a.jump), float(a.start))
@@ -288,7 +290,7 @@ class _Builder:
             rule = FIELD_RULES.get(ev.op)
             if all(f is NO_FIELD for f in field_in):
                 out: Field = NO_FIELD
-            elif rule is None:
+            elif rule is None or (ev.op not in CHANNEL_FIELD_OPS and any(f and CHANNELS in f for f in field_in)):
                 out = None
             else:
                 out = rule(field_in, inputs, output, ev.attrs)

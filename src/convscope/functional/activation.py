@@ -459,7 +459,7 @@ _ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "prelu", "hardsigmoid", "hards
                 "softplus", "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
 cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
 cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
-field_rule(*_ELEMENTWISE)(same_field)
+field_rule(*_ELEMENTWISE, channels=True)(same_field)
 
 
 @field_rule("softmax", "log_softmax")

@@ -20,8 +20,10 @@ from ..errors import ShapeError
 from ..ops import unbroadcast
 from ..random import default_generator
 from ..rules import (
+    CHANNELS,
     Constraint,
     Cost,
+    Field,
     Saved,
     SavedRule,
     Sizes,
@@ -267,10 +269,19 @@ def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
     return Cost(macs, 2 * macs, text)
 
 
-field_rule("linear", "bilinear")(global_field)
+field_rule("bilinear")(global_field)
+
+
+@field_rule("linear", channels=True)
+def _linear_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """A linear layer mixes its input's last dim: on a channels-last map (last entry
+    :data:`~convscope.rules.CHANNELS`) each pixel keeps its field, as a 1×1 conv's would;
+    on anything else every output depends on the whole input."""
+    field = fields[0]
+    return field if field and field[-1] == CHANNELS else global_field(fields, inputs, output, attrs)
 _DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "stochastic_depth")
 cost_rule(*_DROPOUTS)(per_element(1, "mask multiply"))
-field_rule(*_DROPOUTS)(same_field)
+field_rule(*_DROPOUTS, channels=True)(same_field)
 
 
 @saved_rule("linear", "bilinear")

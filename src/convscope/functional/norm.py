@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ops import _axes, unbroadcast
 from ..rules import (
+    CHANNELS,
     Constraint,
     Cost,
     Field,
@@ -630,7 +631,18 @@ def _instance_norm_field(fields: Sequence[Field], inputs: Sequence[Tensor], outp
     """Statistics of the input's own planes make every output depend on its whole plane."""
     return global_field(fields, inputs, output, attrs) if attrs.get("use_input_stats") else same_field(
         fields, inputs, output, attrs)
-field_rule("layer_norm", "group_norm")(global_field)
+field_rule("group_norm")(global_field)
+
+
+@field_rule("layer_norm", channels=True)
+def _layer_norm_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
+    """Statistics over the channels of one pixel (a channels-last map's last dims, entries
+    :data:`~convscope.rules.CHANNELS`) keep its field; over a spatial dim they make every
+    output depend on the whole input."""
+    field, count = fields[0], len(attrs["normalized_shape"])
+    if field and count <= len(field) and all(a == CHANNELS for a in field[len(field) - count:]):
+        return field
+    return global_field(fields, inputs, output, attrs)
 
 
 @saved_rule("batch_norm", "instance_norm", "layer_norm", "group_norm")

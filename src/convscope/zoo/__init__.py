@@ -14,7 +14,7 @@ from typing import Any
 from .registry import ENTRIES, ZooEntry, register
 
 FAMILIES = ("seed", "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "mobilenet", "efficientnet",
-            "shufflenet", "squeezenet")
+            "shufflenet", "squeezenet", "convnext")
 
 __all__ = ["FAMILIES", "ZooEntry", "build", "entry", "names", "register"]
 
