@@ -3,6 +3,7 @@ training mode left exactly as found, a failing layer in a branching model, a for
 reads values, and ONNX files summarised in a process where torch cannot be imported."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -244,3 +245,17 @@ def test_onnx_file_without_shapes_uses_symbols_and_shape_inference(tmp_path):
     assert list(got["shapes"].values())[-1] == [d.dim_value for d in inferred] == [1, 16, h - 4, w - 4]
     s = cs.summary(path)
     assert s.symbolic is not None and s.rows[-1].output_formula == ["16", "H − 4", "W − 4"]
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly():
+    """``convscope summary resnet152 | head -3``: once the reader has closed the pipe, the CLI
+    stops without an error message, with status 141 (as a writer stopped by SIGPIPE)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write: every write fails
+    try:
+        result = subprocess.run([sys.executable, "-m", "convscope.cli", "summary", "resnet152"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 141

@@ -7,6 +7,7 @@ and a one-line message on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -164,10 +165,19 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
     add_bench(sub)
 
 
+# The exit status of a program that a closed pipe stopped (128 + SIGPIPE), as ``head`` leaves it.
+_PIPE_CLOSED = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:
+        # the reader stopped reading (``convscope summary resnet152 | head``): stop quietly; the
+        # rest of the output goes nowhere, so that Python's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _PIPE_CLOSED
     except (ShapeError, ValueError, OSError) as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
