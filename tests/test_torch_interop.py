@@ -761,3 +761,124 @@ def test_docstring_examples() -> None:
     for module, examples in ((torch_convert, 2), (torch_inplace, 4)):
         result = doctest.testmod(module)
         assert result.attempted >= examples and result.failed == 0
+
+
+# --- forwards that read self.training ---------------------------------------------------------------
+class ModeDependent(tnn.Module):
+    """Functional dropout on the training flag, and a branch on it (an auxiliary output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = tnn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        y = TF.dropout(self.fc(x), 0.5, self.training)
+        return (y, y.sum(1)) if self.training else y
+
+
+def test_a_forward_reading_self_training_runs_the_graph_of_the_current_mode() -> None:
+    """from_torch records one graph per mode: before, the flag of the moment the graph was
+    traced was baked in, and the converted model kept dropping after eval()."""
+    torch.manual_seed(0)
+    model = ModeDependent().double()
+    ours = from_torch(model)  # converted in training mode
+    assert ours.eval_nodes is not None
+    x = np.random.default_rng(0).standard_normal((64, 6))
+    out, total = ours(cs.tensor(x))
+    dropped = out.numpy() == 0
+    assert 0.3 < dropped.mean() < 0.7
+    kept = model.fc(torch.from_numpy(x)).detach().numpy() * 2
+    assert_close(out.numpy()[~dropped], kept[~dropped], np.float64, "training output")
+    assert_close(total.numpy(), out.numpy().sum(1), np.float64, "auxiliary output")
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    assert_close(ours.eval()(cs.tensor(x)).numpy(), want, np.float64, "eval output")
+    plain = from_torch(tnn.Sequential(tnn.Linear(6, 4)))
+    assert all(not isinstance(m, GraphModule) or m.eval_nodes is None for m in plain.modules())
+
+
+def test_to_torch_of_a_mode_dependent_graph_warns_which_graph_it_writes() -> None:
+    ours = from_torch(ModeDependent().double()).eval()
+    with pytest.warns(UserWarning, match=r"to_torch: the root module \(ModeDependent\) has one graph for training "
+                                         r"and another for eval mode .* runs the eval-mode graph in either mode"):
+        theirs = to_torch(ours)
+    x = np.random.default_rng(1).standard_normal((3, 6))
+    assert_close(theirs(torch.from_numpy(x)).detach().numpy(), ours(cs.tensor(x)).numpy(), np.float64, "eval")
+
+
+def _fake_torchvision(root: Any) -> None:
+    """A package named torchvision whose ops.stochastic_depth is torchvision's (its rule and its
+    torch.fx.wrap, from torchvision/ops/stochastic_depth.py); the real one does not import here."""
+    ops = root / "torchvision" / "ops"
+    ops.mkdir(parents=True)
+    (root / "torchvision" / "__init__.py").write_text("from . import ops\n")
+    (ops / "__init__.py").write_text("from .stochastic_depth import StochasticDepth, stochastic_depth\n")
+    (ops / "stochastic_depth.py").write_text(
+        "import torch\nimport torch.fx\n\n\n"
+        "def stochastic_depth(input, p, mode, training=True):\n"
+        "    if not training or p == 0.0:\n        return input\n"
+        "    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == 'row' else [1] * input.ndim\n"
+        "    noise = torch.empty(size, dtype=input.dtype).bernoulli_(1.0 - p)\n"
+        "    return input * noise.div_(1.0 - p)\n\n\n"
+        "torch.fx.wrap('stochastic_depth')\n\n\n"
+        "class StochasticDepth(torch.nn.Module):\n"
+        "    def __init__(self, p, mode):\n        super().__init__()\n        self.p, self.mode = p, mode\n\n"
+        "    def forward(self, input):\n        return stochastic_depth(input, self.p, self.mode, self.training)\n")
+
+
+def test_torchvision_stochastic_depth_converts(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_torchvision(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+    from torchvision.ops import StochasticDepth
+
+    class Residual(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = tnn.Conv2d(3, 3, 3, padding=1)
+            self.stochastic_depth = StochasticDepth(0.5, "row")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.stochastic_depth(self.conv(x))
+
+    torch.manual_seed(0)
+    model = Residual().double()
+    ours = from_torch(model)
+    assert "torchvision.ops.stochastic_depth.stochastic_depth" in ours.stochastic_depth.graph_text()
+    x = np.random.default_rng(2).standard_normal((40, 3, 5, 5))
+    branch = model.conv(torch.from_numpy(x)).detach().numpy()
+    cs.manual_seed(0)
+    got = ours(cs.tensor(x)).numpy() - x
+    dropped = np.abs(got).reshape(40, -1).max(1) == 0
+    assert dropped.any() and not dropped.all()
+    assert_close(got[~dropped], 2 * branch[~dropped], np.float64, "kept branches")
+    assert_close(ours.eval()(cs.tensor(x)).numpy(), model.eval()(torch.from_numpy(x)).detach().numpy(),
+                 np.float64, "eval")
+    for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_function_names_skip_packages_that_are_not_imported_or_fail(tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision from the registry fails to import beside this torch (RuntimeError): the
+    function table must neither import it nor fail because of it."""
+    from convscope.interop.torch_names import resolve
+
+    broken = tmp_path / "torchvision"
+    (broken / "ops").mkdir(parents=True)
+    (broken / "__init__.py").write_text("")
+    (broken / "ops" / "__init__.py").write_text("")
+    (broken / "ops" / "stochastic_depth.py").write_text("raise RuntimeError('operator torchvision::nms "
+                                                        "does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+    assert resolve("torchvision.ops.stochastic_depth.stochastic_depth") is None
+    assert "torchvision" not in sys.modules
+    import torchvision  # noqa: F401  (the package imports; its submodule raises)
+
+    assert resolve("torchvision.ops.stochastic_depth.stochastic_depth") is None
+    assert from_torch(tnn.Sequential(tnn.Linear(2, 2))) is not None
+    for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)

@@ -56,8 +56,11 @@ def from_torch(module: Any, input_shape: Sequence[int] | None = None) -> Module:
     :data:`~convscope.interop.torch_graph.METHODS`. In-place calls (``y.relu_()``,
     ``F.relu(y, inplace=True)``, ``ReLU(inplace=True)`` on a value read later) are replayed as
     new tensors that later uses read (:mod:`~convscope.interop.torch_inplace`); one that would
-    also change another tensor read later (a view of it) is refused. The result runs on real
-    and on meta tensors, with gradients, like any convscope model.
+    also change another tensor read later (a view of it) is refused. A forward that reads
+    ``self.training`` (``F.dropout(x, p, self.training)``, torchvision's stochastic depth, a
+    branch for auxiliary outputs) is traced in both modes, and the converted module runs the
+    graph of its current mode. The result runs on real and on meta tensors, with gradients,
+    like any convscope model.
 
     Args:
         module: the torch module (float32 or float64).

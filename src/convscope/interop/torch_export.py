@@ -15,6 +15,7 @@ The tree is walked as a flat list (children before parents), never recursively.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,13 @@ def _convert(torch: Any, specs: dict, path: str, module: Module, graphs: dict[in
     _own_tensors(torch, module, owner)
     name = type(module).__name__
     if isinstance(module, GraphModule) and module.graph_nodes is not None:
-        return _fx_module(torch, owner, module.graph_nodes, name)
+        if module.eval_nodes is not None:
+            mode = "training" if module.training else "eval"
+            where = f"'{path}' ({name})" if path else f"the root module ({name})"
+            warnings.warn(f"to_torch: {where} has one graph for training and another for eval mode (its "
+                          f"torch forward read self.training); a torch.fx graph has one: the torch module runs the "
+                          f"{mode}-mode graph in either mode", stacklevel=4)
+        return _fx_module(torch, owner, module.nodes_for_mode(), name)
     captured = graphs.get(id(module))
     if captured is not None:
         for key, value in captured.constants.items():

@@ -98,6 +98,8 @@ FUNCTIONS: dict[str, Callable] = {
     "getattr": _tensor_attribute,
     **{f"torch.{name}": fn for name, fn in _TORCH.items()},
     **{f"torch.nn.functional.{name}": getattr(F, name) for name in _FUNCTIONAL},
+    # torchvision's residual-branch dropout (EfficientNet, ConvNeXt), which torch.fx records as a call
+    "torchvision.ops.stochastic_depth.stochastic_depth": F.stochastic_depth,
 }
 """torch qualified name → the convscope callable that computes the same value."""
 
@@ -171,24 +173,33 @@ class GraphModule(Module):
     subclass named after the original class (``BasicBlock``, ``ResNet``), which is what
     ``repr`` and the summary show. ``graph_nodes`` is None for a module whose forward was traced as
     part of its parent's graph (torch.fx could not trace it on its own); calling it directly
-    then raises :class:`ConversionError` with the reason.
+    then raises :class:`ConversionError` with the reason. ``eval_nodes``, when not None, is the
+    graph the module runs in eval mode (its forward read ``self.training``); ``graph_nodes``
+    is then its training-mode graph.
 
     Shape:
         Whatever the recorded forward takes and returns; meta tensors run through it like
         through any convscope module.
     """
 
-    def __init__(self, nodes: list[GraphNode] | None, inlined_because: str = "") -> None:
+    def __init__(self, nodes: list[GraphNode] | None, inlined_because: str = "",
+                 eval_nodes: list[GraphNode] | None = None) -> None:
         super().__init__()
-        if nodes is not None:
-            unknown = [n for n in nodes if (n.op == "call_function" and n.target not in FUNCTIONS)
+        for graph in (nodes, eval_nodes):
+            unknown = [n for n in graph or () if (n.op == "call_function" and n.target not in FUNCTIONS)
                        or (n.op == "call_method" and n.target not in METHODS)]
             if unknown:
                 raise ConversionError(f"{type(self).__name__}: node '{unknown[0].name}' calls {unknown[0].target}, "
                                       "which convscope does not implement")
         self.graph_nodes = nodes
+        self.eval_nodes = eval_nodes
         self.inlined_because = inlined_because
         self._frees = _last_uses(nodes) if nodes is not None else []
+        self._eval_frees = _last_uses(eval_nodes) if eval_nodes is not None else []
+
+    def nodes_for_mode(self) -> list[GraphNode] | None:
+        """The graph this module runs in its current mode (training or eval)."""
+        return self.graph_nodes if self.training or self.eval_nodes is None else self.eval_nodes
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.graph_nodes is None:
@@ -196,7 +207,8 @@ class GraphModule(Module):
                                   f"of its parent's graph ({self.inlined_because}). Call the parent module instead.")
         env: dict[str, Any] = {}
         positional = list(args)
-        for node, frees in zip(self.graph_nodes, self._frees):
+        nodes = self.nodes_for_mode()
+        for node, frees in zip(nodes, self._frees if nodes is self.graph_nodes else self._eval_frees):
             if node.op == "output":
                 return substitute(node.args[0], env)
             if node.op == "placeholder":
@@ -230,11 +242,11 @@ class GraphModule(Module):
         return getattr(self.get_submodule(owner), name)
 
     def graph_text(self) -> str:
-        """The recorded graph, one node per line (``name = target(args)``)."""
+        """The recorded graph it runs in its current mode, one node per line (``name = target(args)``)."""
         if self.graph_nodes is None:
             return f"(inlined into the parent graph: {self.inlined_because})"
         lines = []
-        for node in self.graph_nodes:
+        for node in self.nodes_for_mode():
             args = ", ".join([_text(a) for a in node.args] + [f"{k}={_text(v)}" for k, v in node.kwargs.items()])
             lines.append(f"{node.name} = {node.op} {node.target}({args})")
         return "\n".join(lines)

@@ -57,13 +57,15 @@ _HINT = ("Hint: use layers and functions convscope has (convscope.interop.torch_
 
 @dataclass
 class _Plan:
-    """What one torch module becomes; ``graph`` is its torch.fx graph (kind GRAPH)."""
+    """What one torch module becomes; ``graph`` is its torch.fx graph (kind GRAPH), and
+    ``eval_graph`` its graph in eval mode where that differs (None: one graph for both)."""
 
     module: Any
     path: str
     kind: str
     spec: LayerSpec | None = None
     graph: Any = None
+    eval_graph: Any = None
     reason: str = ""
     unit: bool = True  # may appear as a call_module target in a parent's graph
     constants: dict[str, Any] = field(default_factory=dict)  # plain tensor attributes the graph reads
@@ -92,11 +94,14 @@ class _Importer:
         order = list(self.root.named_modules())[::-1]  # every child before its parent
         for path, module in order:
             self.plans[id(module)] = self._classify(path, module)
-        nodes = {key: self._nodes(plan) for key, plan in self.plans.items() if plan.kind == GRAPH}
+        nodes = {key: (self._nodes(plan, plan.graph),
+                       None if plan.eval_graph is None else self._nodes(plan, plan.eval_graph))
+                 for key, plan in self.plans.items() if plan.kind == GRAPH}
         converted: dict[int, Module] = {}
         with nn.meta_parameters():  # the weights are copied below: skip the random initialisation
             for _, module in order:
-                converted[id(module)] = self._build(self.plans[id(module)], nodes.get(id(module)), converted)
+                converted[id(module)] = self._build(self.plans[id(module)], *nodes.get(id(module), (None, None)),
+                                                    converted)
         result = converted[id(self.root)]
         self._copy_state(result, converted)
         return result
@@ -118,7 +123,8 @@ class _Importer:
             return _Plan(module, path, UNSUPPORTED)
         units = {key for key, plan in self.plans.items() if plan.unit}
         try:
-            graph = _tracer(self.torch, units).trace(module)
+            graph = _traced(self.torch, module, units, training=True)
+            eval_graph = _traced(self.torch, module, units, training=False)
         except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, RuntimeError ...)
             plan = _Plan(module, path, INLINE, reason=f"{type(exc).__name__}: {exc}", unit=False)
             if not path:
@@ -127,13 +133,13 @@ class _Importer:
                                       "values; make that part of forward a submodule, or convert the submodules "
                                       "on their own.") from exc
             return plan
-        return _Plan(module, path, GRAPH, graph=graph)
+        return _Plan(module, path, GRAPH, graph=graph, eval_graph=None if str(eval_graph) == str(graph) else eval_graph)
 
     # --- torch.fx nodes → GraphNode -------------------------------------------------------------
-    def _nodes(self, plan: _Plan) -> list[GraphNode]:
+    def _nodes(self, plan: _Plan, graph: Any) -> list[GraphNode]:
         out = []
-        changes = InPlace(plan.graph.nodes, _reads_metadata_only)
-        for node in plan.graph.nodes:
+        changes = InPlace(graph.nodes, _reads_metadata_only)
+        for node in graph.nodes:
             args = self._args(node.args, node, plan, changes.latest)
             kwargs = self._args(dict(node.kwargs), node, plan, changes.latest)
             if node.op == "placeholder":
@@ -203,7 +209,11 @@ class _Importer:
             return all(self._returns_input(self.plans[id(child)]) for child in plan.module.children())
         if plan.kind != GRAPH:
             return True
-        node = next(n for n in plan.graph.nodes if n.op == "output").args[0]
+        return any(self._graph_returns_input(graph, plan) for graph in (plan.graph, plan.eval_graph)
+                   if graph is not None)
+
+    def _graph_returns_input(self, graph: Any, plan: _Plan) -> bool:
+        node = next(n for n in graph.nodes if n.op == "output").args[0]
         while isinstance(node, self.torch.fx.Node) and node.op != "placeholder":
             if not node.args or not isinstance(node.args[0], self.torch.fx.Node) or not (
                     self._in_place(node, plan) or self._may_alias(node, plan)):
@@ -313,7 +323,8 @@ class _Importer:
         return kept
 
     # --- building the convscope tree ------------------------------------------------------------
-    def _build(self, plan: _Plan, nodes: list[GraphNode] | None, converted: dict[int, Module]) -> Module:
+    def _build(self, plan: _Plan, nodes: list[GraphNode] | None, eval_nodes: list[GraphNode] | None,
+               converted: dict[int, Module]) -> Module:
         module = plan.module
         if plan.kind == UNSUPPORTED:
             raise ConversionError(f"from_torch: module '{plan.path}' is a {type_name(module)}, which convscope "
@@ -325,7 +336,7 @@ class _Importer:
         elif plan.kind == CONTAINER:
             result = nn.ModuleList() if isinstance(module, self.torch.nn.ModuleList) else nn.ModuleDict()
         else:
-            result = graph_module_class(type(module).__name__)(nodes, plan.reason)
+            result = graph_module_class(type(module).__name__)(nodes, plan.reason, eval_nodes)
             self._own_tensors(plan, result)
         for name, child in module._modules.items():
             result.add_module(name, None if child is None else converted[id(child)])
@@ -388,6 +399,20 @@ def _reads_metadata_only(node: Any) -> bool:
 # Layers whose torch forward may return their input itself (dropout: in eval mode).
 _PASS_THROUGH_LAYERS = frozenset({"Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d",
                                   "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"})
+
+
+def _traced(torch: Any, module: Any, units: set[int], training: bool) -> Any:
+    """``module``'s torch.fx graph with it and its descendants in training or eval mode (their
+    flags restored after): a forward that reads ``self.training`` (``F.dropout(x, p,
+    self.training)``, a branch for auxiliary outputs) records a different graph in each."""
+    flags = [(m, m.training) for m in module.modules()]
+    try:
+        for m, _ in flags:
+            m.training = training
+        return _tracer(torch, units).trace(module)
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _tracer(torch: Any, units: set[int]) -> Any:

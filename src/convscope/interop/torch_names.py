@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,17 @@ _DTYPES = ("float32", "float64", "int64", "int32", "bool")
 
 def resolve(name: str) -> Any | None:
     """The object a qualified name denotes (``"torch.nn.functional.relu"``, ``"operator.add"``,
-    ``"getattr"``), or None when this installation has no such object."""
+    ``"getattr"``), or None when this process has no such object. Only packages already
+    imported are looked in: a model cannot call a function of a package it has not imported,
+    and importing one (torchvision) can be slow or fail with any error."""
     module_name, _, attr = name.rpartition(".")
     if not module_name:
         return getattr(builtins, name, None)
+    if module_name.partition(".")[0] not in sys.modules:
+        return None
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except Exception:  # a broken installation raises what it raises (RuntimeError, OSError, ...)
         return None
     return getattr(module, attr, None)
 
