@@ -882,3 +882,21 @@ def test_function_names_skip_packages_that_are_not_imported_or_fail(tmp_path: An
     assert from_torch(tnn.Sequential(tnn.Linear(2, 2))) is not None
     for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def test_a_forward_traceable_in_one_mode_only_converts_with_that_graph() -> None:
+    class EvalTraceable(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = tnn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training and x.sum() > 0:  # data-dependent: torch.fx cannot trace it in training mode
+                x = -x
+            return self.fc(x)
+
+    model = EvalTraceable().double().eval()
+    ours = from_torch(model)
+    assert ours.eval_nodes is None
+    x = np.random.default_rng(3).standard_normal((2, 3))
+    assert_close(ours(cs.tensor(x)).numpy(), model(torch.from_numpy(x)).detach().numpy(), np.float64, "eval")

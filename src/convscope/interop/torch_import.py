@@ -123,8 +123,7 @@ class _Importer:
             return _Plan(module, path, UNSUPPORTED)
         units = {key for key, plan in self.plans.items() if plan.unit}
         try:
-            graph = _traced(self.torch, module, units, training=True)
-            eval_graph = _traced(self.torch, module, units, training=False)
+            graph = _traced(self.torch, module, units, module.training)
         except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, RuntimeError ...)
             plan = _Plan(module, path, INLINE, reason=f"{type(exc).__name__}: {exc}", unit=False)
             if not path:
@@ -133,6 +132,11 @@ class _Importer:
                                       "values; make that part of forward a submodule, or convert the submodules "
                                       "on their own.") from exc
             return plan
+        try:
+            other = _traced(self.torch, module, units, not module.training)
+        except Exception:  # noqa: BLE001 - the other mode cannot be traced: the current mode's graph serves both
+            other = graph
+        graph, eval_graph = (graph, other) if module.training else (other, graph)
         return _Plan(module, path, GRAPH, graph=graph, eval_graph=None if str(eval_graph) == str(graph) else eval_graph)
 
     # --- torch.fx nodes → GraphNode -------------------------------------------------------------
