@@ -98,14 +98,14 @@ def random_conv(i: int, rng: np.random.Generator) -> Sample:
                   (c_out, c_in // groups, *map(int, kernel)), bool(rng.random() < 0.75), kwargs)
 
 
-def random_transpose(i: int, rng: np.random.Generator) -> Sample:
+def random_transpose(i: int, rng: np.random.Generator, stride1: bool = False) -> Sample:
     nd = int(rng.choice([1, 2, 2, 3]))
     kind = KINDS[i % len(KINDS)]
     # the conv this is the gradient of has C_in and C_out swapped, so it is of the same kind
     c_out, c_in, groups = _channels(kind, rng)
     kernel = rng.integers(1, 5 if nd < 3 else 4, nd)
-    stride = rng.integers(1, 4, nd)
-    dilation = rng.integers(1, 3, nd)
+    stride = np.ones(nd, int) if stride1 else rng.integers(1, 4, nd)
+    dilation = rng.integers(1, 4 if stride1 else 3, nd)
     sizes = rng.integers(1, 6 if nd < 3 else 4, nd)
     extra = np.array([rng.integers(0, max(s, d)) for s, d in zip(stride, dilation, strict=True)])
     full = (sizes - 1) * stride + dilation * (kernel - 1) + extra + 1
@@ -121,6 +121,9 @@ def random_transpose(i: int, rng: np.random.Generator) -> Sample:
 _rng = np.random.default_rng(20240601)
 RANDOM_CONV = [random_conv(i, _rng) for i in range(160)]
 RANDOM_TRANSPOSE = [random_transpose(i, _rng) for i in range(60)]
+# stride 1 in every dim, output_padding below the dilation in some
+RANDOM_TRANSPOSE_S1 = [s for s in (random_transpose(i, _rng, stride1=True) for i in range(60))
+                       if max(np.atleast_1d(s.kwargs["output_padding"])) > 0][:30]
 
 NAMED = [
     Sample("1d_stride_gt_kernel", "conv1d", (2, 3, 13), (4, 3, 2), kwargs={"stride": 3}),
@@ -159,9 +162,20 @@ NAMED = [
     Sample("t2d_k4_s2", "conv_transpose2d", (2, 4, 6, 6), (4, 3, 4, 4), kwargs={"stride": 2, "padding": 1}),
     Sample("t3d_tuples", "conv_transpose3d", (1, 2, 3, 4, 3), (2, 2, 2, 3, 2),
            kwargs={"stride": (2, 1, 3), "padding": (0, 1, 1), "output_padding": (1, 0, 2)}),
+    # stride 1 with output_padding (below the dilation): the last cells of the full output are
+    # reached by no input; they were left unwritten (uninitialised memory) or read short
+    Sample("t2d_s1_output_padding_wide", "conv_transpose2d", (64, 11, 6), (64, 64, 2, 5),
+           kwargs={"output_padding": (1, 0), "dilation": (2, 1)}),
+    Sample("t2d_s1_output_padding_cropped", "conv_transpose2d", (1, 1, 1, 4), (1, 2, 2, 1),
+           kwargs={"padding": (0, 1), "output_padding": (0, 1), "dilation": (1, 2)}),
+    Sample("t1d_s1_output_padding_beyond_crop", "conv_transpose1d", (2, 2, 1), (2, 3, 1),
+           kwargs={"padding": 1, "output_padding": 2, "dilation": 3}),
+    Sample("t3d_s1_output_padding_depthwise", "conv_transpose3d", (2, 4, 3, 4, 3), (4, 1, 2, 3, 2),
+           kwargs={"groups": 4, "stride": (1, 2, 1), "padding": (1, 1, 0), "output_padding": (1, 1, 0),
+                   "dilation": (2, 1, 1)}),
 ]
 
-SAMPLES = NAMED + RANDOM_CONV + RANDOM_TRANSPOSE
+SAMPLES = NAMED + RANDOM_CONV + RANDOM_TRANSPOSE + RANDOM_TRANSPOSE_S1
 
 
 def run(sample: Sample, dtype: type = np.float64, seed: int = 0) -> None:

@@ -51,7 +51,7 @@ import itertools
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -1816,6 +1816,21 @@ def _conv(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: I
     return _finish(op, plan, y, parents, backward)
 
 
+def _reached(plan: _Plan) -> tuple[_Plan, tuple[int, ...]]:
+    """A transposed conv's plan without the ``output_padding`` cells at the end of its full
+    output: no input cell reaches them (the last one reaches ``(L − 1)·s + d·(k − 1)``), so
+    they are zeros, and at stride 1 the kernels expect every cell reached. Also, per spatial
+    dim, the zeros the cropped result then lacks at its end (where ``output_padding`` exceeds
+    the crop ``padding``)."""
+    extra = plan.attrs["output_padding"]
+    if not any(extra):
+        return plan, extra
+    after = [a - o for a, o in zip(plan.after, extra)]
+    run = replace(plan, after=tuple(max(a, 0) for a in after),
+                  padded=tuple(p - o for p, o in zip(plan.padded, extra)))
+    return run, tuple(max(-a, 0) for a in after)
+
+
 def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrTuple,  # noqa: A002
                     padding: IntOrTuple, output_padding: IntOrTuple, groups: int, dilation: IntOrTuple) -> Tensor:
     bias_shape = None if bias is None else bias.shape
@@ -1825,16 +1840,26 @@ def _conv_transpose(op: str, input: Tensor, weight: Tensor, bias: Tensor | None,
     if any(p.is_meta for p in parents):
         return _finish(op, plan, None, parents, None)
     geo, w = plan.geometry, weight.data
-    path = _path(w.shape[1], geo, plan.padded, _jit_runs(w.dtype.itemsize))
-    zeros = (0,) * len(plan.windows)
+    run, zeros_after = _reached(plan)
     x = input.data if plan.batched else input.data[None]
+    if any(n - b - a <= 0 for n, b, a in zip(run.padded, run.before, run.after)):
+        # ``padding`` crops every cell an input reaches: only output_padding's zeros (and the bias) are left
+        y = np.zeros((len(x), *plan.output_shape[-len(plan.windows) - 1:]), x.dtype)
+        return _finish(op, plan, y, parents, lambda g: _grads(plan, parents, g if plan.batched else g[None],
+                                                              np.zeros_like(x), np.zeros_like(w)))
+    path = _path(w.shape[1], geo, run.padded, _jit_runs(w.dtype.itemsize))
+    zeros = (0,) * len(plan.windows)
     # in kernel layout; for the phased path only when the weight gradient needs it
     xl = None if _phased(w.shape[1], geo) else _layout(x, zeros, zeros, path)
-    y = _input_gradient(x, xl, w, geo, plan, path)
+    y = _input_gradient(x, xl, w, geo, run, path)
+    if any(zeros_after):
+        y = np.pad(y, [(0, 0), (0, 0), *((0, z) for z in zeros_after)])
 
     def backward(g: np.ndarray) -> tuple:
         g = g if plan.batched else g[None]
-        gp = _layout(g, plan.before, plan.after, path, max(geo.stride) > 1)
+        # the appended zeros depend on neither input nor weight (the bias, added to them too, sees all of g)
+        reached = g[(..., *(slice(0, n - z) for n, z in zip(g.shape[2:], zeros_after)))] if any(zeros_after) else g
+        gp = _layout(reached, run.before, run.after, path, max(geo.stride) > 1)
         gx = _forward(gp, w, geo, plan.windows, path) if input.requires_grad else None
         gw = (_grad_weight(gp, _layout(x, zeros, zeros, path) if xl is None else xl, geo, path)
               if weight.requires_grad else None)
