@@ -4,10 +4,12 @@ clear errors for truncated, corrupt or foreign files."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,3 +137,46 @@ def test_save_verifies_before_replacing(tmp_path: Path, monkeypatch: pytest.Monk
         ckpt.save(path, _checkpoint(epoch=2))
     assert ckpt.load(path).epoch == 1
     assert os.listdir(tmp_path) == ["c.npz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_files_get_the_umask_mode(tmp_path: Path, umask: int) -> None:
+    """Every file convscope writes atomically has the mode a plain open() gives (mkstemp's 0600
+    used to stick after the rename)."""
+    from convscope.atomic import write_atomic
+
+    previous = os.umask(umask)
+    try:
+        path = write_atomic(tmp_path / "run" / "log.csv", lambda fh: fh.write(b"epoch\n"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in path.parent.iterdir()] == ["log.csv"]
+
+
+def test_figure_and_gif_writes_keep_the_old_file_when_interrupted(tmp_path: Path) -> None:
+    """A figure whose rendering fails (or is killed) half way leaves the previous file as it was."""
+    from PIL import Image
+
+    from convscope.viz.animate import write_gif
+    from convscope.viz.figure import new_figure, save
+
+    fig = new_figure(1, 1)
+    target = save(fig, tmp_path / "keep.png")
+    before = target.read_bytes()
+
+    def broken(fh: Any, **kwargs: Any) -> None:
+        fh.write(b"\x89PNG partial")
+        raise KeyboardInterrupt
+
+    fig.savefig = broken
+    with pytest.raises(KeyboardInterrupt):
+        save(fig, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+
+    gif = write_gif([Image.new("RGB", (4, 4), c) for c in ("red", "blue")], [100, 100], tmp_path / "a.gif")
+    old = gif.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - whatever Pillow raises for a bad frame
+        write_gif([Image.new("RGB", (4, 4)), "not an image"], [100, 100], gif)
+    assert gif.read_bytes() == old

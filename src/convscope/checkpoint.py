@@ -13,20 +13,18 @@ metadata and the digest, and reports a truncated or corrupt file as a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from .atomic import write_atomic
 from .tensor import Tensor
 
 FORMAT = "convscope-checkpoint"
@@ -125,43 +123,6 @@ def save(path: str | Path, checkpoint: Checkpoint) -> Path:
     named["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     # read back before the rename: what replaces the previous checkpoint is known to load
     return write_atomic(path, lambda fh: _write_npz(fh, named), verify=load)
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
-                 verify: Callable[[Path], Any] | None = None) -> Path:
-    """Create or replace ``path`` atomically: ``write(fh)`` fills a temporary file in the same
-    folder, which is flushed to disk, checked with ``verify(temp_path)`` (which raises if the
-    file is bad) and renamed over ``path``. On any failure the temporary file is removed and
-    the previous file at ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if verify is not None:
-            verify(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _sync_folder(path.parent)
-    return path
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform allows it (POSIX); best effort."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --- reading ----------------------------------------------------------------------------------

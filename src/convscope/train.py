@@ -32,6 +32,7 @@ from . import checkpoint as ckpt
 from . import functional as F
 from . import optim
 from . import random as cs_random
+from .atomic import write_atomic
 from .data import Batches, check_arrays, load
 from .data.checks import Split
 from .errors import ShapeError
@@ -120,7 +121,7 @@ class History:
     def to_json(self, path: str | Path) -> None:
         """Write ``{"rows": [...], "best_epoch": ..., "stopped_early": ...}`` (atomically)."""
         text = json.dumps(asdict(self), indent=1) + "\n"
-        ckpt.write_atomic(path, lambda fh: fh.write(text.encode()))
+        write_atomic(path, lambda fh: fh.write(text.encode()))
 
     def to_csv(self, path: str | Path) -> None:
         """Write one row per epoch with a header line (atomically)."""
@@ -129,7 +130,7 @@ class History:
         writer = csv.DictWriter(buffer, columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        ckpt.write_atomic(path, lambda fh: fh.write(buffer.getvalue().encode()))
+        write_atomic(path, lambda fh: fh.write(buffer.getvalue().encode()))
 
 
 @dataclass
@@ -330,7 +331,7 @@ def _run_epoch(model: Module, opt: optim.Optimizer, batches: Batches, epoch: int
 def _save_weights(path: Path, model: Module) -> None:
     """The plain state_dict as ``.npz`` (``model.load_state_dict(dict(np.load(path)))``)."""
     state = model.state_dict()
-    ckpt.write_atomic(path, lambda fh: np.savez(fh, **state))
+    write_atomic(path, lambda fh: np.savez(fh, **state))
 
 
 def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig, history: History,

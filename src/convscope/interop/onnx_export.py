@@ -13,13 +13,13 @@ batch size). The file passes ``onnx.checker`` and is written atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..analyze.walk import output_tensors, walk
+from ..atomic import write_atomic
 from ..nn.module import Module
 from ..tensor import Tensor, no_grad
 from .onnx_emit import EMITTERS, Event, GraphBuilder
@@ -104,14 +104,4 @@ def _model(onnx: Any, graph: GraphBuilder, x: Tensor, input_name: str, outputs: 
 
 
 def _write(data: bytes, path: str | os.PathLike) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    target = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(prefix=".onnx-", dir=os.path.dirname(os.path.abspath(target)))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomic(path, lambda fh: fh.write(data))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from . import style
 from .frames import OVERHANG, PAD, REAL, Animation, Frame
 
@@ -496,7 +497,6 @@ def write_gif(images: list[Any], frame_ms: list[int], path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise ValueError(f"animation output {str(path)!r} must end in .gif, got {path.suffix or 'none'!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     sample = [images[0], images[len(images) // 2], images[-1]]
     strip = Image.new("RGB", (images[0].width, images[0].height * len(sample)))
     for k, im in enumerate(sample):
@@ -515,9 +515,9 @@ def write_gif(images: list[Any], frame_ms: list[int], path: str | Path) -> Path:
         frame.putpalette(colours + [255, 255, 255])
         frames.append(frame)
         previous = packed
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0, optimize=False,
-                   disposal=1, transparency=TRANSPARENT)
-    return path
+    return write_atomic(path, lambda fh: frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
+                                                        duration=frame_ms, loop=0, optimize=False, disposal=1,
+                                                        transparency=TRANSPARENT))
 
 
 def save_animation(anim: Animation, path: str | Path, *, numbers: bool | None = None) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from . import style
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -64,10 +65,10 @@ def check_suffix(path: str | Path, allowed: tuple[str, ...] = FIGURE_SUFFIXES) -
 def save(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as PNG, SVG or PDF (by suffix) without timestamps or version stamps."""
     path = check_suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     with styled():
-        fig.savefig(path, format=suffix[1:], dpi=style.DPI, metadata=_METADATA[suffix], facecolor="white")
+        write_atomic(path, lambda fh: fig.savefig(fh, format=suffix[1:], dpi=style.DPI, metadata=_METADATA[suffix],
+                                                  facecolor="white"))
     return path
 
 
