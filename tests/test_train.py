@@ -128,6 +128,40 @@ def test_resume_refuses_other_settings_or_data(tmp_path: Path) -> None:
         train(_small(), other, epochs=2, lr=1e-2, batch_size=32, resume=tmp_path, progress=False)
 
 
+def test_resume_grows_epochs_only_where_the_schedule_does_not_span_them(tmp_path: Path) -> None:
+    """A cosine schedule over 2 epochs ends at lr 0; resumed to 4 it used to climb back up
+    (lr 0.0, then 0.0025) instead of continuing. Such a resume is refused; schedules that do
+    not depend on the epoch count grow."""
+    data = _subset(64)
+    for schedule, step_size, grows in (("cosine", None, False), ("step", None, False), ("step", 1, True),
+                                       (None, None, True)):
+        run = tmp_path / f"{schedule}-{step_size}"
+        settings = dict(lr=1e-2, batch_size=32, schedule=schedule, step_size=step_size, progress=False)
+        train(_small(), data, epochs=2, out=run, **settings)
+        if grows:
+            assert len(train(_small(), data, epochs=3, resume=run, **settings)) == 3
+        else:
+            with pytest.raises(ValueError, match=rf"the {schedule} schedule .* epochs=2; resuming to epochs=3 would "
+                                                 r"not continue it\. Resume with epochs=2"):
+                train(_small(), data, epochs=3, resume=run, **settings)
+            assert len(train(_small(), data, epochs=2, resume=run, **settings)) == 2
+
+
+def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    data = _subset(64)
+    settings = dict(lr=1e-2, batch_size=32, progress=False)
+    train(_small(), data, epochs=2, out=tmp_path / "a", **settings)
+    before = (tmp_path / "a" / "history.csv").read_text()
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoint\.npz\); continue it with resume="):
+        train(_small(), data, epochs=1, out=tmp_path / "a", **settings)
+    assert (tmp_path / "a" / "history.csv").read_text() == before
+    train(_small(), data, epochs=1, out=tmp_path / "b", **settings)
+    with pytest.raises(ValueError, match="already holds a run"):  # resuming a into b would replace b's run
+        train(_small(), data, epochs=2, out=tmp_path / "b", resume=tmp_path / "a", **settings)
+    assert len(train(_small(), data, epochs=1, out=tmp_path / "a", overwrite=True, **settings)) == 1
+    assert len((tmp_path / "a" / "history.csv").read_text().splitlines()) == 2
+
+
 def test_resume_from_a_corrupt_checkpoint_fails_clearly_and_keeps_the_file(tmp_path: Path) -> None:
     train(_small(), _subset(64), epochs=1, batch_size=32, out=tmp_path, progress=False)
     path = tmp_path / "checkpoint.npz"
@@ -263,9 +297,13 @@ def test_run_folder_holds_checkpoint_weights_and_history(tmp_path: Path) -> None
     _assert_same_weights(_weights(fresh), _weights(model))
 
 
-def test_progress_is_silent_without_a_terminal_and_shown_with_one(capsys: pytest.CaptureFixture,
+def test_progress_is_lines_without_a_terminal_and_a_bar_with_one(capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    train(_small(), _subset(32), epochs=1, progress=True)
+    train(_small(), _subset(32), epochs=2, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and [line[:14] for line in err.splitlines()] == ["epoch   1/2  l", "epoch   2/2  l"]
+    assert "\x1b" not in err  # plain lines for logs: no bar, no terminal codes
+    train(_small(), _subset(32), epochs=1, progress=False)
     assert capsys.readouterr() == ("", "")
 
     class Terminal(io.StringIO):
@@ -282,7 +320,8 @@ def test_progress_is_silent_without_a_terminal_and_shown_with_one(capsys: pytest
 # --- command line ------------------------------------------------------------------------------------
 def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--out", str(run), "--batch-size", "128", "--lr", "0.01"]) == 0
+    assert main(["train", "--epochs", "1", "--out", str(run), "--batch-size", "128", "--lr", "0.01",
+                 "--schedule", "none"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("trained 1 epochs: loss ") and ", val accuracy " in out and ", test accuracy " in out
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0

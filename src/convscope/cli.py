@@ -83,8 +83,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = {"epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "seed": args.seed, "weight_decay": args.weight_decay, "schedule": args.schedule,
                "early_stopping": args.early_stopping, "max_shift": args.max_shift}
-    _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, progress=not args.quiet,
-                           **options)
+    _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                           progress=not args.quiet, **options)
     last = history.rows[-1] if history.rows else {}
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--out", default=None, help="run folder: checkpoint.npz, weights.npz, history.csv/json")
     p.add_argument("--resume", default=None, help="continue the run in this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the run the --out folder holds")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=_positive, default=None)

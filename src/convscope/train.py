@@ -260,12 +260,14 @@ def _scheduler(opt: optim.Optimizer, config: TrainConfig) -> optim.lr_scheduler.
 
 # --- progress ---------------------------------------------------------------------------------------
 class _Progress:
-    """A rich progress bar on stderr (epoch, batch, loss, accuracy, samples/s); silent when
-    disabled or when stderr is not a terminal (CI, pipes, files)."""
+    """A rich progress bar on stderr (epoch, batch, loss, accuracy, samples/s) and a line per
+    epoch; only the lines when stderr is not a terminal (CI, pipes, files); silent when
+    disabled."""
 
     def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
         self.epochs, self.batches = epochs, batches
         self.bar: Any = None
+        self.lines = enabled and not sys.stderr.isatty()  # no bar, but a line per epoch (logs, pipes)
         if enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -295,11 +297,14 @@ class _Progress:
             self.bar.update(self.task, advance=1, loss=loss, acc=acc, rate=rate)
 
     def finish(self, row: Mapping[str, float]) -> None:
+        val = f"  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.2%}" if "val_loss" in row else ""
+        line = (f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.2%}"
+                f"{val}  ({row['seconds']:.1f} s)")
         if self.bar is not None:
             self.bar.remove_task(self.task)
-            val = f"  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.2%}" if "val_loss" in row else ""
-            self.bar.console.print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.4f}  "
-                                   f"acc {row['train_acc']:.2%}{val}  ({row['seconds']:.1f} s)", highlight=False)
+            self.bar.console.print(line, highlight=False)
+        elif self.lines:
+            print(line, file=sys.stderr, flush=True)
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -357,6 +362,15 @@ def _restore(source: Path, model: Module, opt: optim.Optimizer, sched: Any, conf
         raise ValueError(f"resume {path}: the training data differ from the data the checkpoint was trained on")
     if state.epoch > config.epochs:
         raise ValueError(f"resume {path}: the checkpoint has {state.epoch} epochs, more than epochs={config.epochs}")
+    planned = state.config.get("epochs")
+    spans = "cosine" if config.schedule == "cosine" else "step" if config.schedule == "step" and \
+        config.step_size is None else None
+    if spans is not None and planned != config.epochs:
+        what = "decays to 0 over" if spans == "cosine" else "steps every third of"
+        raise ValueError(f"resume {path}: the {spans} schedule {what} the run's epochs={planned}; resuming to "
+                         f"epochs={config.epochs} would not continue it. Resume with epochs={planned}, or start a "
+                         "new run with the new epochs (a schedule of 'none' or an explicit step_size does not "
+                         "depend on the epochs, and such runs may grow)")
     model.load_state_dict(state.model)
     opt.load_state_dict(state.optimizer)
     if sched is not None:
@@ -370,8 +384,9 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
           batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0, momentum: float = 0.9,
           schedule: str | None = None, step_size: int | None = None, gamma: float = 0.1,
           early_stopping: int | None = None, max_shift: int = 0, out: str | Path | None = None,
-          resume: str | Path | None = None, progress: bool = True, model_name: str | None = None,
-          on_epoch: Callable[[dict[str, float]], Any] | None = None, threads: int | None = None) -> History:
+          resume: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+          model_name: str | None = None, on_epoch: Callable[[dict[str, float]], Any] | None = None,
+          threads: int | None = None) -> History:
     """Train a classifier with cross-entropy; returns the per-epoch :class:`History`.
 
     Args:
@@ -389,10 +404,13 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
             with the best epoch's weights. Needs a ``"val"`` set.
         max_shift: random-shift augmentation of the training batches, in cells.
         out: folder for ``checkpoint.npz`` (every epoch, atomic), ``weights.npz`` (the
-            state_dict), ``history.csv`` and ``history.json``.
+            state_dict), ``history.csv`` and ``history.json``. A folder that holds another
+            run is refused unless ``overwrite``.
         resume: a run folder (or checkpoint file) to continue; the settings and the data
-            must be those of the checkpoint (``epochs`` may grow).
-        progress: show a progress bar; it is shown only when stderr is a terminal.
+            must be those of the checkpoint. ``epochs`` may grow unless the schedule spans
+            the epochs (cosine, or step without ``step_size``), which would not continue.
+        overwrite: replace the run that ``out`` holds (other than the one resumed).
+        progress: show a progress bar when stderr is a terminal, else a line per epoch.
         model_name: recorded in the checkpoint so ``convscope train --resume`` can rebuild it.
         on_epoch: called with each epoch's metrics row after the epoch (and its checkpoint);
             it may read the model but must not change it or draw from the engine's RNG.
@@ -425,6 +443,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
         history, stopping = History(), _Stopping()
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        _check_out(out_dir, resume, overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
     batches = Batches(X_train, y_train, config.batch_size, seed=config.seed, max_shift=config.max_shift)
     if threads is None:
@@ -454,6 +473,18 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     return history
 
 
+def _check_out(out: Path, resume: str | Path | None, overwrite: bool) -> None:
+    """Refuse to write over another run's checkpoint (the run resumed may be continued in place)."""
+    if overwrite or not (out / CHECKPOINT).exists():
+        return
+    if resume is not None:
+        source = Path(resume)
+        if (source if source.is_dir() else source.parent).resolve() == out.resolve():
+            return
+    raise ValueError(f"train: {out} already holds a run ({CHECKPOINT}); continue it with resume={str(out)!r} "
+                     "(--resume), or pass overwrite=True (--overwrite) to replace it")
+
+
 def _batch_macs(model: Module, sample_shape: tuple, batch_size: int) -> int:
     from .analyze import summary
 
@@ -478,7 +509,7 @@ def build_model(name: str) -> Module:
 
 
 def run(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
-        resume: str | Path | None = None, progress: bool = True,
+        resume: str | Path | None = None, overwrite: bool = False, progress: bool = True,
         **options: Any) -> tuple[Module, History, tuple[float, float] | None]:
     """What ``convscope train`` does: build the model by name (default ``"digits"``), seeded
     with ``seed``, and :func:`train` it; returns the model, its history and, when the data
@@ -509,6 +540,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
     cs_random.manual_seed(int(settings.get("seed", 0)))
     net = build_model(name)
     source = data or stored.get("data") or "digits"
-    history = train(net, source, **settings, out=out, resume=resume, progress=progress, model_name=name)
+    history = train(net, source, **settings, out=out, resume=resume, overwrite=overwrite, progress=progress,
+                    model_name=name)
     test = load(source).get("test")
     return net, history, evaluate(net, *test) if test is not None else None
