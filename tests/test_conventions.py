@@ -132,14 +132,15 @@ def test_presets_equal_the_tools_at_full_size(name: str) -> None:
 
 def test_fvcore_counts_batch_norm_in_training_mode_as_five_per_element() -> None:
     """fvcore keeps the model's mode: a training-mode batch norm is 5 per element (affine),
-    4 without affine; the preset follows the convscope model's mode the same way."""
+    4 without affine; the preset follows the convscope model's mode the same way (mode=None)."""
     model = zoo_model("resnet18").train()
     shape = (3, 64, 64)  # layer4 keeps 2×2 cells: batch norm in training needs more than 1 value
     twin = cs.to_torch(model, shape, check=False)
     twin.train()
-    s = cs.summary(model, shape, convention="fvcore")
+    s = cs.summary(model, shape, convention="fvcore", mode=None)
     assert s.totals.macs == tool_totals(twin, shape)["fvcore"][0]
-    eval_s = cs.summary(model.eval(), shape, convention="fvcore")
+    assert cs.summary(model, shape, convention="fvcore", mode="train").totals.macs == s.totals.macs
+    eval_s = cs.summary(model, shape, convention="fvcore")  # eval by default
     bn_elements = sum(int(np.prod(r.output_shape)) for r in s.rows if r.type == "BatchNorm2d")
     assert s.totals.macs - eval_s.totals.macs == (5 - 2) * bn_elements
 

@@ -145,7 +145,7 @@ def test_failing_layer_in_a_branch_keeps_the_table_and_names_layer_rule_numbers(
 def test_cli_prints_the_partial_table_and_the_error_then_exits_2(capsys):
     """GoogLeNet (training mode, batch 1) at 16×16: inception 4a's 1×1 branch sees a single
     value per channel, which batch norm refuses; the inception 3a and 3b rows before it stay."""
-    code = cli_main(["summary", "googlenet", "--input", "3x16x16"])
+    code = cli_main(["summary", "googlenet", "--input", "3x16x16", "--training"])
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err
     assert "inception3b.branch4.1.conv (Conv…" in out and "inception3b.cat (cat)" in out
@@ -259,3 +259,19 @@ def test_cli_output_into_a_closed_pipe_stops_quietly():
         os.close(write)
     assert result.stderr == ""
     assert result.returncode == 141
+
+
+def test_summary_runs_in_eval_mode_by_default_and_restores_the_flags(capsys):
+    """Batch norm in training mode refuses one value per channel: ResNet-18 at 32×32 (layer4
+    at 1×1) failed under the zoo's training-mode build; torchinfo summarises in eval mode too."""
+    assert cli_main(["summary", "resnet18", "--input", "3x32x32"]) == 0
+    assert "Params: 11,689,512" in capsys.readouterr().out
+    model = cs.zoo.build("resnet18")
+    model.layer1.eval()  # mixed flags come back as they were
+    flags = [m.training for m in model.modules()]
+    assert cs.summary(model, (3, 32, 32)).ok
+    assert not cs.summary(model, (3, 32, 32), mode="train").ok  # the guard, in training mode
+    assert not cs.summary(model, (3, 32, 32), mode=None).ok  # the model's own (training) flags
+    assert [m.training for m in model.modules()] == flags
+    with pytest.raises(ValueError, match="summary: mode must be 'eval', 'train' or None, got 'test'"):
+        cs.summary(model, (3, 32, 32), mode="test")

@@ -35,9 +35,9 @@ def _assert_formulas_match(model, shape, sizes):
     return valid
 
 
-def _brute_valid(model, shape, symbol_values):
+def _brute_valid(model, shape, symbol_values, mode="eval"):
     """The sizes in ``symbol_values`` (dicts) at which the real summary succeeds."""
-    return [cs.summary(model, tuple(v.get(d, d) for d in shape)).ok for v in symbol_values]
+    return [cs.summary(model, tuple(v.get(d, d) for d in shape), mode=mode).ok for v in symbol_values]
 
 
 def _claimed(validity, n):
@@ -62,11 +62,11 @@ def test_zoo_formulas_equal_real_shapes_at_many_sizes(name):
                                           ("squeezenet1_1", 1, 30), ("resnet18", 20, 40), ("googlenet", 38, 52)])
 def test_zoo_validity_equals_brute_force(name, lo, hi):
     c = cs.zoo.entry(name).input_shape[0]
-    s = cs.summary(name, (c, "H", "W"))
+    s = cs.summary(name, (c, "H", "W"), mode="train")  # batch norm's guard at batch 1 sets the boundary
     ref_w = s.symbolic.reference["W"]
     for key, values in (("H = W", [{"H": n, "W": n} for n in range(lo, hi)]),
                         ("H", [{"H": n, "W": ref_w} for n in range(lo, hi)])):
-        brute = _brute_valid(name, (c, "H", "W"), values)
+        brute = _brute_valid(name, (c, "H", "W"), values, mode="train")
         assert brute == [_claimed(s.validity[key], v["H"]) for v in values], key
         assert any(brute) and (not all(brute) or key == "H")  # the square range straddles the boundary
 
@@ -82,7 +82,8 @@ def test_lenet5_modern_is_valid_only_for_32_to_35():
 
 
 def test_resnet_formulas_and_batch_norm_guard():
-    s = cs.summary("resnet18", (3, "H", "W"))
+    assert cs.summary("resnet18", (3, "H", "W")).validity["H = W"].text == "H = W ≥ 1"  # eval mode
+    s = cs.summary("resnet18", (3, "H", "W"), mode="train")
     by_name = {r.name: r.output_formula for r in s.rows}
     assert by_name["conv1"] == ["64", "⌊(H − 1)/2⌋ + 1", "⌊(W − 1)/2⌋ + 1"]  # 7×7/2, padding 3
     assert by_name["maxpool"] == ["64", "⌊(H − 1)/4⌋ + 1", "⌊(W − 1)/4⌋ + 1"]
@@ -261,7 +262,7 @@ def test_unknown_op_is_noted_not_guessed():
 
 
 def test_renderers_and_json():
-    s = cs.summary("resnet18", (3, "H", "W"))
+    s = cs.summary("resnet18", (3, "H", "W"), mode="train")
     d = json.loads(s.to_json())
     assert d["layers"][0]["output_formula"] == ["64", "⌊(H − 1)/2⌋ + 1", "⌊(W − 1)/2⌋ + 1"]
     assert d["symbolic"]["reference"] == {"H": 224, "W": 224}

@@ -126,16 +126,11 @@ def compare(model: Any, input_shape: str | Sequence[Any] | None = None, *, train
     shape = input_shape_of(input_shape or default)
     if not shape:
         raise ValueError(f"compare: {name} needs an input_shape, e.g. (3, 224, 224)")
-    modes = [(m, m.training) for m in net.modules()]
-    net.train(training)
-    try:
-        chosen = [conventions.get(c) for c in (names or conventions.CONVENTIONS)]
-        runs = {c.name: summary(net, shape, convention=c).raise_for_error() for c in chosen}
-        paper = runs.get("paper") or summary(net, shape, convention="paper")
-        everything = runs.get("convscope") or summary(net, shape)
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    mode = "train" if training else "eval"
+    chosen = [conventions.get(c) for c in (names or conventions.CONVENTIONS)]
+    runs = {c.name: summary(net, shape, convention=c, mode=mode).raise_for_error() for c in chosen}
+    paper = runs.get("paper") or summary(net, shape, convention="paper", mode=mode)
+    everything = runs.get("convscope") or summary(net, shape, mode=mode)
     base = _kinds(paper)
     entries = [_entry(c, runs[c.name], base, everything.totals.params) for c in chosen]
     counted = {d.kind for e in entries for d in e.differences if d.amount}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nn.module import Module
+from ..nn.module import Module, training_mode
 from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .walk import output_tensors
@@ -158,20 +158,17 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
     name, field, out_shape = _theoretical(net, tuple(input_shape), layer, dtype)
     rng = np.random.default_rng(seed)
     x = Tensor(rng.standard_normal((samples, *input_shape)).astype(dtype), requires_grad=True)
-    modes = [(m, m.training) for m in net.modules()]
     frozen = [(p, p.requires_grad, p.grad) for p in params]
     try:
-        net.eval()
         for p in params:
             p.requires_grad = False
-        out = _captured(net, layer, x)
-        seed_grad = np.zeros(out.shape, out.dtype)
-        unit = tuple(n // 2 for n in out.shape[2:])
-        seed_grad[(slice(None), slice(None), *unit)] = 1
-        out.backward(seed_grad)
+        with training_mode(net, False):
+            out = _captured(net, layer, x)
+            seed_grad = np.zeros(out.shape, out.dtype)
+            unit = tuple(n // 2 for n in out.shape[2:])
+            seed_grad[(slice(None), slice(None), *unit)] = 1
+            out.backward(seed_grad)
     finally:
-        for m, training in modes:
-            m.training = training
         for p, requires, grad in frozen:
             p.requires_grad, p.grad = requires, grad
     density = np.abs(x.grad).sum(axis=1).mean(axis=0)

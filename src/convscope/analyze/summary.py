@@ -7,6 +7,7 @@ Costs and receptive fields come from the rules each op registers beside its kern
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..nn._utils import meta_parameters
-from ..nn.module import Module
+from ..nn.module import Module, training_mode
 from ..rules import CHANNEL_FIELD_OPS, CHANNELS, COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field, nbytes
 from ..tensor import Tensor
 from . import conventions, memory, render, symbolic
@@ -391,7 +392,8 @@ class _Builder:
 def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = np.float32,
             inputs: Sequence[str | Sequence[int]] | None = None, strict: bool = False,
             convention: str | Convention | Mapping[str, Any] = "convscope", training: bool = False,
-            batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False) -> Summary:
+            batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False,
+            mode: str | None = "eval") -> Summary:
     """Shapes, parameters, MACs, FLOPs, receptive fields and memory of every layer.
 
     Parameters
@@ -419,7 +421,12 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     training:
         Add ``Summary.training`` (:class:`~convscope.analyze.memory.TrainingMemory`): the
         memory of one training step with ``optimizer`` (``"sgd"`` with momentum,
-        ``"plain_sgd"``, ``"adam"``, ``"adamw"``, ``"none"``), per layer and in total.
+        ``"plain_sgd"``, ``"adam"``, ``"adamw"``, ``"none"``), per layer and in total. The
+        walk then runs in training mode.
+    mode:
+        The mode the model runs in: ``"eval"`` (the default, as torchinfo's: batch norm
+        uses its running statistics, so a batch of 1 at 1×1 is fine, and dropout is off),
+        ``"train"``, or None (each module's own flag). Its flags are restored after.
     batch_size:
         The batch the shapes get when ``input_shape`` has none (default 1).
     erf:
@@ -430,8 +437,11 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     rule stops the walk; the rows up to it are kept and ``Summary.error`` holds the error.
     """
     counting = conventions.get(convention)
+    if mode not in ("eval", "train", None):
+        raise ValueError(f"summary: mode must be 'eval', 'train' or None, got {mode!r}")
     if training:
         memory.optimizer_kind(optimizer)  # refuse an unknown name before any work
+        mode = "train"
     net, name, default = _resolve(model)
     if inputs is None and input_shape is None:
         inputs = _declared_inputs(net)  # an ONNX graph's own input shapes
@@ -445,10 +455,11 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
         return _summarize(net, name, concrete, dtype, strict, counting, optimizer if training else None)
 
-    if symbolic.has_symbols(batched):
-        result = symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
-    else:
-        result = run(batched)[0]
+    with contextlib.nullcontext() if mode is None else training_mode(net, mode == "train"):
+        if symbolic.has_symbols(batched):
+            result = symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
+        else:
+            result = run(batched)[0]
     if erf and result.ok:
         result.erf = effective_receptive_field(net if isinstance(model, Module) else model,
                                                tuple(result.input_shapes[0][1:]))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..analyze.walk import output_tensors, walk
 from ..atomic import write_atomic
-from ..nn.module import Module
+from ..nn.module import Module, training_mode
 from ..tensor import Tensor, no_grad
 from .onnx_emit import EMITTERS, Event, GraphBuilder
 from .onnx_load import require_onnx
@@ -68,14 +68,8 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape: Sequence[in
 
 
 def _trace(model: Module, x: Tensor) -> tuple[list[Event], tuple[Tensor, ...]]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            run = walk(model, (x,))
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with training_mode(model, False), no_grad():
+        run = walk(model, (x,))
     if run.error is not None:
         raise run.error
     events = [Event(e.op, e.inputs, e.output, e.attrs, None if e.call is None else run.calls[e.call].module,

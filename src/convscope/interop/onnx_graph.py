@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..nn.module import Module, Parameter
+from ..nn.module import Module, Parameter, training_mode
 from ..tensor import Tensor, no_grad
 from .onnx_node import OnnxError
 
@@ -133,14 +133,8 @@ class OnnxModel(Module):
         missing = [n for n in wanted if n not in self.output_names]
         if missing:
             raise OnnxError(f"unknown output name(s) {missing}; the graph outputs are {list(self.output_names)}")
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            with no_grad():
-                result = self.forward(*tensors)
-        finally:
-            for module, mode in modes:
-                module.training = mode
+        with training_mode(self, False), no_grad():
+            result = self.forward(*tensors)
         results = dict(zip(self.output_names, result if isinstance(result, tuple) else (result,)))
         return [np.asarray(results[name].numpy()) for name in wanted]
 

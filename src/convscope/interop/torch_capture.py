@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nn.module import Module
+from ..nn.module import Module, training_mode
 from ..tensor import Tensor, no_grad, observe
 from .torch_graph import ConversionError, GraphNode, NodeRef
 
@@ -296,17 +296,13 @@ def capture(model: Module, input_shape: tuple[int, ...],
     with ``needs_graph(m)`` that ran, the graph of its first call, keyed by ``id(m)``. The
     model's tensors and training flags are restored afterwards."""
     recorder = _Recorder(model, needs_graph)
-    modes = [(m, m.training) for m in model.modules()]
     handles = []
     try:
         for module in model.modules():
             handles += [module.register_forward_pre_hook(recorder.pre), module.register_forward_hook(recorder.post)]
-        model.eval()
-        with _float64_meta(model), no_grad(), observe(recorder.observe):
+        with training_mode(model, False), _float64_meta(model), no_grad(), observe(recorder.observe):
             model(Tensor.meta(input_shape, np.float64))
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in modes:
-            module.training = training
     return recorder.graphs

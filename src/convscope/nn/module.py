@@ -7,6 +7,7 @@ Python's recursion limit.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -473,6 +474,19 @@ def _index(idx: int, size: int) -> int:
     if not -size <= idx < size:
         raise IndexError(f"index {idx} is out of range for a container of {size} modules")
     return idx % size
+
+
+@contextlib.contextmanager
+def training_mode(model: Module, training: bool) -> Iterator[Module]:
+    """``model`` and all its submodules in training (or eval) mode for a ``with`` block; each
+    module's own flag is restored after (a model may mix modes: frozen batch norms)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 class Sequential(Module):
