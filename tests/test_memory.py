@@ -90,6 +90,7 @@ SAMPLES = [
     ("tanh", F.tanh, [(N, 32, 32, 32)], []),
     ("silu", F.silu, [(N, 32, 32, 32)], []),
     ("gelu", F.gelu, [(N, 32, 32, 32)], []),
+    ("erf", cs.ops.erf, [(N, 32, 32, 32)], []),
     ("hardswish", F.hardswish, [(N, 32, 32, 32)], []),
     ("hardsigmoid", F.hardsigmoid, [(N, 32, 32, 32)], []),
     ("elu", F.elu, [(N, 32, 32, 32)], []),

@@ -394,16 +394,188 @@ def test_export_writes_atomically_and_keeps_the_old_file_on_failure(tmp_path: ob
     path = tmp_path / "model.onnx"
     path.write_bytes(b"old")
 
-    class Gelu(cs.nn.Module):
+    class GroupNorm(cs.nn.Module):
         def forward(self, x: cs.Tensor) -> cs.Tensor:
-            return cs.functional.gelu(x)
+            return cs.functional.group_norm(x, 1)
 
-    with pytest.raises(OnnxError, match=r"gelu: this op has no ONNX export rule"):
-        export_onnx(Gelu(), path, (3, 4, 4))
+    with pytest.raises(OnnxError, match=r"group_norm: this op has no ONNX export rule"):
+        export_onnx(GroupNorm(), path, (3, 4, 4))
     assert path.read_bytes() == b"old"
     export_onnx(cs.zoo.build("lenet5_modern"), path, (1, 32, 32))
     assert onnx.load(str(path)).graph.input[0].name == "input"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+# --- ConvNeXt blocks: layer norm and GELU, both ways -------------------------------------------------
+class TorchConvNeXtBlock(torch.nn.Module):
+    """ConvNeXt's block: 7×7 depthwise conv, channels-last LayerNorm, Linear-GELU-Linear, layer
+    scale, channels-first again, residual add."""
+
+    def __init__(self, channels: int, approximate: str) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, 4 * channels)
+        self.act = nn.GELU(approximate=approximate)
+        self.pwconv2 = nn.Linear(4 * channels, channels)
+        self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.normal_(0, 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(cs.nn.Module):
+    """The same block in convscope."""
+
+    def __init__(self, channels: int, approximate: str) -> None:
+        super().__init__()
+        nn = cs.nn
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, 4 * channels)
+        self.act = nn.GELU(approximate=approximate)
+        self.pwconv2 = nn.Linear(4 * channels, channels)
+        self.norm.weight.data[:] = RNG.random(channels) + 0.5
+        self.norm.bias.data[:] = RNG.standard_normal(channels) * 0.3
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x).permute(0, 2, 3, 1)))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+GELUS = ["none", "tanh"]
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("approximate", GELUS)
+def test_torch_exported_convnext_block_matches_torch(approximate: str, opset: int) -> None:
+    """torch writes LayerNormalization, and GELU as Erf or Tanh arithmetic (opset 17) or a Gelu
+    node (opset 20); the norm loads as nn.LayerNorm, the Gelu node as nn.GELU."""
+    torch.manual_seed(0)
+    model = TorchConvNeXtBlock(8, approximate).eval()
+    x = RNG.standard_normal((2, 8, 9, 7)).astype(np.float32)
+    loaded = load_onnx(_torch_onnx(model, torch.from_numpy(x), opset))
+    kinds = {type(m).__name__ for m in loaded.modules()}
+    assert "LayerNorm" in kinds and ("GELU" in kinds) == (opset >= 20)
+    assert ("Erf" in kinds) == (opset < 20 and approximate == "none")
+    xt = torch.from_numpy(x).requires_grad_()
+    want = model(xt)
+    want.sum().backward()
+    _close(loaded.run({"input": x})[0], want.detach().numpy())
+    xc = cs.tensor(x, requires_grad=True)
+    loaded(xc).sum().backward()
+    _close(xc.grad, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("approximate", GELUS)
+def test_torch_exported_float64_convnext_block_is_exact(approximate: str) -> None:
+    torch.manual_seed(0)
+    model = TorchConvNeXtBlock(8, approximate).double().eval()
+    x = RNG.standard_normal((2, 8, 9, 7))
+    got = load_onnx(_torch_onnx(model, torch.from_numpy(x), 17)).run({"input": x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert got.dtype == np.float64
+    _close(got, want, np.float64)
+
+
+def _ort_and_back(model: cs.nn.Module, x: np.ndarray, path: object, opset: int) -> None:
+    """Export ``model``, then compare onnxruntime's and convscope's runs of the file with the model's outputs."""
+    export_onnx(model, path, x.shape[1:], batch_size=x.shape[0], opset=opset)
+    with cs.no_grad():
+        want = model(cs.Tensor.wrap(x))
+    want = [t.numpy() for t in (want if isinstance(want, tuple) else (want,))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for runner in (lambda: session.run(None, {"input": x}), lambda: load_onnx(path).run({"input": x})):
+        for got, w in zip(runner(), want, strict=True):
+            assert got.dtype == w.dtype
+            _close(got, w, w.dtype.type)
+
+
+@pytest.mark.parametrize("opset", [17, 18, 20])
+@pytest.mark.parametrize("approximate", GELUS)
+def test_convnext_block_export_runs_in_onnxruntime(approximate: str, opset: int, tmp_path: object) -> None:
+    cs.manual_seed(0)
+    model = ConvNeXtBlock(8, approximate).eval()
+    path = tmp_path / "convnext.onnx"
+    _ort_and_back(model, RNG.standard_normal((2, 8, 9, 7)).astype(np.float32) * 2, path, opset)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "LayerNormalization" in ops
+    assert ("Gelu" in ops) == (opset >= 20) and ("Erf" in ops) == (opset < 20 and approximate == "none")
+    assert ("Tanh" in ops) == (opset < 20 and approximate == "tanh")
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("approximate", GELUS)
+def test_float64_convnext_block_round_trips_exactly(approximate: str, opset: int, tmp_path: object) -> None:
+    """onnxruntime has no float64 Conv or Erf kernels: convscope's loader reads the float64 file back."""
+    cs.manual_seed(0)
+    model = ConvNeXtBlock(8, approximate).double().eval()
+    path = tmp_path / "convnext64.onnx"
+    export_onnx(model, path, (8, 9, 7), batch_size=2, opset=opset)
+    x = RNG.standard_normal((2, 8, 9, 7)) * 2
+    with cs.no_grad():
+        want = model(cs.tensor(x)).numpy()
+    got = load_onnx(path).run({"input": x})[0]
+    assert got.dtype == np.float64
+    _close(got, want, np.float64)
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("approximate", GELUS)
+def test_gelu_export_matches_element_by_element(approximate: str, opset: int, tmp_path: object) -> None:
+    """Each value to float32 rounding across the curve, not only relative to the largest output.
+    In the negative tail ``1 + erf`` and ``1 + tanh`` cancel: there the float32 error is absolute,
+    ``|x|/2`` times the error of erf or tanh near −1 (a few ulps of 1 in onnxruntime's tanh)."""
+    path = tmp_path / "gelu.onnx"
+    model = cs.nn.GELU(approximate)
+    export_onnx(model, path, (601,), opset=opset)
+    x = np.linspace(-6, 6, 601, dtype=np.float32)[None]
+    want = model(cs.tensor(x)).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    allowed = 1e-5 * np.abs(want) + 2 * np.finfo(np.float32).eps * np.abs(x)
+    for runtime, values in (("onnxruntime", got), ("convscope", load_onnx(path).run({"input": x})[0])):
+        worst = np.argmax(np.abs(values - want) - allowed)
+        assert np.all(np.abs(values - want) <= allowed), f"{runtime} at x={x[0, worst]}: {values[0, worst]} " \
+                                                         f"vs {want[0, worst]}"
+
+
+class LayerNorms(cs.nn.Module):
+    """Layer norms with every combination of affine inputs, over one and two dims, and erf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain = cs.nn.LayerNorm((5, 6), elementwise_affine=False)
+        self.weight = cs.nn.Parameter(cs.tensor(RNG.random((5, 6)) + 0.5))
+        self.bias = cs.nn.Parameter(cs.tensor(RNG.standard_normal(6)))
+        self.row = cs.nn.Parameter(cs.tensor(RNG.random(6) + 0.5))
+
+    def forward(self, x: cs.Tensor) -> tuple[cs.Tensor, ...]:
+        F = cs.functional
+        return (self.plain(x), F.layer_norm(x, (5, 6), weight=self.weight, eps=1e-3),
+                F.layer_norm(x, 6, bias=self.bias), F.layer_norm(x, (6,), self.row, self.bias).erf())
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_layer_norm_export_tells_weight_from_bias(opset: int, tmp_path: object) -> None:
+    model = LayerNorms().float()  # onnxruntime has no float64 Erf
+    _ort_and_back(model, (RNG.standard_normal((2, 4, 5, 6)) * 3 + 1).astype(np.float32), tmp_path / "norms.onnx",
+                  opset)
+    inputs = [len(n.input) for n in onnx.load(str(tmp_path / "norms.onnx")).graph.node
+              if n.op_type == "LayerNormalization"]
+    assert inputs == [2, 2, 3, 3]
+
+
+def test_layer_norm_export_below_opset_17_is_refused(tmp_path: object) -> None:
+    with pytest.raises(OnnxError, match=r"norm: layer_norm: layer_norm needs opset 17 or later "
+                                        r"\(LayerNormalization\), got opset 16: export with opset=17"):
+        export_onnx(ConvNeXtBlock(4, "none"), tmp_path / "old.onnx", (4, 5, 5), opset=16)
 
 
 # --- operator versions, against onnxruntime ----------------------------------------------------------
@@ -512,6 +684,47 @@ def test_operator_version_matches_onnxruntime(case: str) -> None:
         _close(g, w)
 
 
+F64 = RNG.standard_normal((2, 6, 7, 8))
+LAYER_NORMS = {  # inputs, initializers, outputs, attributes, the module convscope builds
+    "float64 all outputs": ({"x": F64}, {"s": RNG.random((7, 8)) + 0.5, "b": RNG.standard_normal((7, 8))},
+                            ["y", "mean", "inv_std_dev"], {"axis": -2, "epsilon": 1e-3}, "LayerNormalization"),
+    "broadcast scale": ({"x": X4}, {"s": RNG.random((1, 8)).astype(F32) + 0.5, "b": RNG.random(8).astype(F32)},
+                        ["y"], {"axis": 2}, "LayerNormalization"),
+    "scale as a graph input": ({"x": X4, "s": RNG.random(8).astype(F32)}, {}, ["y"], {}, "LayerNormalization"),
+    "positive axis, no bias": ({"x": X4}, {"s": RNG.random((6, 7, 8)).astype(F32)}, ["y"], {"axis": 1}, "LayerNorm"),
+    "default axis": ({"x": X3}, {"s": RNG.random(5).astype(F32), "b": RNG.random(5).astype(F32)}, ["y"],
+                     {"epsilon": 0.5}, "LayerNorm"),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYER_NORMS))
+def test_layer_normalization_matches_onnxruntime(case: str) -> None:
+    """Y in X's type (float64 computed in float64, as onnxruntime does); Mean and InvStdDev in
+    the stash type, float32."""
+    inputs, initializers, outputs, attrs, kind = LAYER_NORMS[case]
+    model = _single_node("LayerNormalization", inputs, outputs, 17, initializers, **attrs)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
+    loaded = load_onnx(model)
+    assert type(loaded.layernormalization_node).__name__ == kind
+    got = loaded.run(inputs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        _close(g, w, w.dtype.type)
+
+
+def test_layer_normalization_refuses_other_stash_types_and_bad_axes() -> None:
+    scale = {"s": np.ones(5, F32)}
+    model = _single_node("LayerNormalization", {"x": X3}, ["y"], 17, scale, stash_type=16)
+    with pytest.raises(UnsupportedOnnxError, match=r"'layernormalization_node' \(LayerNormalization-17\): "
+                                                   r"stash_type=16 .* not supported"):
+        load_onnx(model)
+    model = load_onnx(_single_node("LayerNormalization", {"x": X3}, ["y"], 17, scale, axis=3))
+    with pytest.raises(OnnxError, match=r"'layernormalization_node' \(LayerNormalization-17\): axis 3 is out of "
+                                        r"range for a 3-d input"):
+        model.run({"x": X3})
+
+
 def test_even_size_lrn_uses_the_onnx_window() -> None:
     """onnxruntime refuses an even LRN size; the spec's window is ``[c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]``,
     the mirror image of torch's, written out here element by element."""
@@ -528,8 +741,8 @@ def test_even_size_lrn_uses_the_onnx_window() -> None:
 
 # --- refusals -------------------------------------------------------------------------------------
 def test_unsupported_operator_names_the_node() -> None:
-    model = _single_node("Erf", {"x": X3}, ["y"], 13)
-    with pytest.raises(UnsupportedOnnxError, match=r"ONNX node 'erf_node' \(Erf-13\): operator 'Erf' is not supported"):
+    model = _single_node("Cos", {"x": X3}, ["y"], 13)
+    with pytest.raises(UnsupportedOnnxError, match=r"ONNX node 'cos_node' \(Cos-7\): operator 'Cos' is not supported"):
         load_onnx(model)
 
 

@@ -25,9 +25,9 @@ OPERATORS = (
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "LRN",
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax",
     "LogSoftmax", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape", "Transpose",
-    "InstanceNormalization", "Elu", "Selu", "Celu", "Softplus", "PRelu",
+    "InstanceNormalization", "LayerNormalization", "Elu", "Selu", "Celu", "Softplus", "PRelu", "Erf", "Gelu",
     "Squeeze", "Unsqueeze", "Pad", "Dropout", "Identity", "Constant", "Shape", "Gather", "Slice", "ReduceMean",
-    "Resize",
+    "Resize", "Sum", "Reciprocal", "Size",
 )
 
 _RANDOM = "training-mode dropout with ratio > 0 draws NumPy random numbers; convscope refuses random dropout"

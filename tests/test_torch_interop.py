@@ -297,6 +297,44 @@ def test_functional_calls_and_methods_replay() -> None:
     assert model(cs.Tensor.meta((4, 3, 9, 9), cs.float64)).shape == (4, 11)
 
 
+def test_erf_in_all_three_spellings_converts_both_ways() -> None:
+    """``torch.erf``, ``torch.special.erf`` and ``Tensor.erf`` replay as ``ops.erf``, with torch's
+    gradient; a convscope model using ``erf`` records back to torch."""
+
+    class Erfs(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = tnn.Conv2d(2, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return torch.erf(y) * torch.special.erf(y * 0.5) + (y - 1).erf()
+
+    net = Erfs().double()
+    model = from_torch(net, input_shape=(2, 4, 4))
+    x = _input((2, 2, 4, 4))
+    xt = torch.from_numpy(x).requires_grad_()
+    net(xt).sum().backward()
+    xc = cs.tensor(x, requires_grad=True)
+    out = model(xc)
+    out.sum().backward()
+    assert_close(out.numpy(), net(xt).detach().numpy(), np.float64, "output")
+    assert_close(xc.grad, xt.grad.numpy(), np.float64, "input gradient")
+
+    class Gate(cs.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = cs.nn.Conv2d(2, 3, 1)
+
+        def forward(self, x: cs.Tensor) -> cs.Tensor:
+            return self.conv(x).erf()
+
+    ours = Gate().double()
+    twin = to_torch(ours, (2, 4, 4))
+    with torch.no_grad():
+        assert_close(ours(cs.tensor(x)).numpy(), twin(torch.from_numpy(x)).numpy(), np.float64, "to_torch output")
+
+
 def test_module_traceable_only_inside_its_parent() -> None:
     """A block that branches on a Python argument is traced as part of its parent's graph."""
 

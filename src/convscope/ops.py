@@ -8,12 +8,14 @@ shape. Every op accepts meta tensors and then only computes the output shape.
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import ShapeError
+from .functional._special import erf as _erf
 from .functional.parallel import matmul as parallel_matmul
 from .rules import (
     CHANNELS,
@@ -173,6 +175,22 @@ def log(x: Tensor) -> Tensor:
 
 def sqrt(x: Tensor) -> Tensor:
     return unary("sqrt", x, np.sqrt, lambda g, a, o: g / (2 * o))
+
+
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+
+
+def erf(x: Tensor) -> Tensor:
+    """The error function ``2/√π ∫₀ˣ exp(−t²) dt`` (``torch.erf``, ``torch.special.erf``);
+    its gradient is ``2/√π · exp(−x²)``."""
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        d = np.square(a)
+        np.negative(d, out=d)
+        np.exp(d, out=d)
+        d *= _TWO_OVER_SQRT_PI
+        return np.multiply(g, d, out=d)
+
+    return unary("erf", x, _erf, grad)
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
@@ -491,7 +509,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 
 # --- analysis rules (see convscope.rules) ------------------------------------------------
 ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "neg", "exp", "log", "sqrt",
-               "abs", "clamp")
+               "erf", "abs", "clamp")
 cost_rule(*ELEMENTWISE)(per_element(1, "one arithmetic op each"))
 field_rule(*ELEMENTWISE, "expand", "to", "cat", channels=True)(same_field)
 cost_rule("reshape", "permute", "expand", "getitem", "cat", "to")(lambda inputs, output, attrs: FREE)
@@ -531,7 +549,7 @@ def _reduce_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tenso
 saved_rule("add")(elementwise_saved((0, 1), grads_alias=True))  # (g, g): views when no broadcast
 saved_rule("sub", "mul", "where")(elementwise_saved((0, 1)))
 saved_rule("div", "pow", "maximum", "minimum")(elementwise_saved((0, 1), backward=2))  # x/(y·y), masks, …
-saved_rule("neg", "exp", "log", "sqrt")(elementwise_saved())
+saved_rule("neg", "exp", "log", "sqrt", "erf")(elementwise_saved())
 saved_rule("abs", "clamp")(elementwise_saved(backward=1))  # sign(a), the kept-range mask
 saved_rule("sum")(keeps(0, grads_alias=True))  # the gradient is a broadcast view
 saved_rule("amax")(elementwise_saved(backward=1))  # the mask of maxima
@@ -742,7 +760,7 @@ def _bind() -> None:
         "__lt__": _compare(np.less), "__le__": _compare(np.less_equal),
         "eq": _compare(np.equal), "ne": _compare(np.not_equal),
         "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "matmul": matmul,
-        "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "clamp": clamp, "neg": neg,
+        "exp": exp, "log": log, "sqrt": sqrt, "erf": erf, "abs": abs, "clamp": clamp, "neg": neg,
         "sum": sum, "mean": mean, "var": var, "amax": amax, "argmax": argmax,
         "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
         "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze, "expand": expand,

@@ -36,6 +36,7 @@ from ..rules import (
     saved_rule,
 )
 from ..tensor import Tensor, make_result
+from ._special import erf as _erf
 from .dtypes import check_dtypes
 
 __all__ = [
@@ -50,29 +51,6 @@ _GELU_TANH_KAPPA = 0.044715
 SELU_ALPHA = 1.6732632423543772848170429916717  # the self-normalising constants (also ONNX Selu's)
 SELU_SCALE = 1.0507009873554804934193349852946
 _ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
-
-
-_erf_scalar = np.frompyfunc(math.erf, 1, 1)
-
-
-def _erf_python(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """``math.erf`` applied element-wise (the fallback when SciPy is missing), in chunks so
-    the temporary Python-object arrays stay small whatever the input size."""
-    flat = np.ascontiguousarray(a).reshape(-1)
-    out = np.empty(flat.shape, a.dtype)
-    for start in range(0, flat.size, chunk):
-        out[start:start + chunk] = _erf_scalar(flat[start:start + chunk])
-    return out.reshape(a.shape)
-
-
-def _erf(a: np.ndarray) -> np.ndarray:
-    """SciPy's vectorised erf when installed (imported on first use: it costs ~0.2 s of
-    import time), else :func:`_erf_python`, which is as accurate, only slower."""
-    try:
-        from scipy.special import erf
-    except ImportError:
-        return _erf_python(a)
-    return erf(a)
 
 
 # Element-wise kernels below avoid two slow NumPy loops: ``np.where`` on a data-dependent

@@ -13,15 +13,17 @@ cannot express, raises :class:`~convscope.interop.onnx_node.OnnxError` naming th
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import functional as F
 from .. import nn
 from ..functional.activation import SELU_ALPHA, SELU_SCALE
-from ..tensor import Tensor
+from ..tensor import Tensor, no_grad
 from .onnx_node import ONNX_DTYPES, OnnxError
 
 __all__ = ["EMITTERS", "Event", "GraphBuilder"]
@@ -242,6 +244,29 @@ def _instance_norm(g: GraphBuilder, e: Event, name: str) -> str:
                   epsilon=float(e.attrs["eps"]))[0]
 
 
+def _layer_norm(g: GraphBuilder, e: Event, name: str) -> str:
+    """LayerNormalization (opset 17) over the trailing ``normalized_shape`` dims; ONNX's Scale is
+    required, so a norm without a weight gets ones. The event lists the weight and bias that
+    were given, so a lone second input is told apart by recomputing with it as either."""
+    if g.opset < 17:
+        raise e.fail(f"layer_norm needs opset 17 or later (LayerNormalization), got opset {g.opset}: "
+                     "export with opset=17")
+    x, *affine = e.inputs
+    shape, eps = tuple(e.attrs["normalized_shape"]), float(e.attrs["eps"])
+    weight, bias = (affine + [None, None])[:2]
+
+    def fits(role: str) -> bool:
+        with no_grad():
+            out = F.layer_norm(x, shape, **{role: weight}, eps=eps)
+        return np.array_equal(out.numpy(), e.output.numpy())
+
+    if len(affine) == 1 and _unique(e, ["weight", "bias"], fits, "role of layer_norm's affine input") == "bias":
+        weight, bias = None, weight
+    scale = g.value(weight) if weight is not None else g.constant(np.ones(shape, x.dtype), "norm_scale")
+    inputs = [g.value(x), scale] + ([g.value(bias)] if bias is not None else [])
+    return g.node("LayerNormalization", inputs, name, axis=-len(shape), epsilon=eps)[0]
+
+
 def _selu(g: GraphBuilder, e: Event, name: str) -> str:
     return g.node("Selu", _ins(g, e), name, alpha=SELU_ALPHA, gamma=SELU_SCALE)[0]
 
@@ -266,6 +291,32 @@ def _prelu(g: GraphBuilder, e: Event, name: str) -> str:
         slope = g.node("Reshape", [slope, g.ints((weight.shape[0],) + (1,) * (x.ndim - 2), "shape")],
                        f"{name}/slope")[0]
     return g.node("PRelu", [g.value(x), slope], name)[0]
+
+
+def _gelu(g: GraphBuilder, e: Event, name: str) -> str:
+    """The Gelu node from opset 20; before, the decomposition torch writes:
+    ``x·0.5·(1 + Erf(x/√2))``, or ``0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³)))``.
+    (onnxruntime has no float64 Erf kernel, so it cannot run a float64 exact GELU either way.)"""
+    approximate = e.attrs["approximate"]
+    if g.opset >= 20:
+        return g.node("Gelu", _ins(g, e), name, approximate=approximate)[0]
+    x, dtype = g.value(e.inputs[0]), e.inputs[0].dtype
+
+    def const(value: float, hint: str) -> str:
+        return g.constant(np.asarray(value, dtype), hint)
+
+    def op(op_type: str, a: str, b: str, step: str) -> str:
+        return g.node(op_type, [a, b], f"{name}/{step}")[0]
+
+    if approximate == "none":
+        cdf = op("Add", g.node("Erf", [op("Div", x, const(math.sqrt(2), "sqrt2"), "scaled")], f"{name}/erf")[0],
+                 const(1.0, "one"), "one_plus")
+        return g.node("Mul", [op("Mul", x, const(0.5, "half"), "half_x"), cdf], name)[0]
+    cube = op("Mul", x, op("Mul", x, x, "square"), "cube")
+    inner = op("Mul", const(math.sqrt(2 / math.pi), "sqrt_2_over_pi"),
+               op("Add", x, op("Mul", const(0.044715, "kappa"), cube, "kappa_cube"), "sum"), "inner")
+    gate = op("Add", const(1.0, "one"), g.node("Tanh", [inner], f"{name}/tanh")[0], "one_plus")
+    return g.node("Mul", [op("Mul", const(0.5, "half"), x, "half_x"), gate], name)[0]
 
 
 def _logsigmoid(g: GraphBuilder, e: Event, name: str) -> str:
@@ -398,13 +449,14 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _hardswish,
     "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
     "elu": _with_attrs("Elu", {"alpha": "alpha"}), "selu": _selu, "celu": _with_attrs("Celu", {"alpha": "alpha"}),
-    "softplus": _softplus, "logsigmoid": _logsigmoid, "prelu": _prelu,
+    "softplus": _softplus, "logsigmoid": _logsigmoid, "prelu": _prelu, "gelu": _gelu, "erf": _simple("Erf"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
     "pow": _simple("Pow"), "matmul": _simple("MatMul"), "maximum": _simple("Max"), "minimum": _simple("Min"),
     "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
     "abs": _simple("Abs"),
-    "linear": _linear, "batch_norm": _batch_norm, "instance_norm": _instance_norm, "local_response_norm": _lrn,
+    "linear": _linear, "batch_norm": _batch_norm, "instance_norm": _instance_norm, "layer_norm": _layer_norm,
+    "local_response_norm": _lrn,
     "reshape": _reshape, "expand": _expand, "cat": _cat, "permute": _permute, "getitem": _getitem,
     "sum": _reduce("ReduceSum", np.sum, 13), "amax": _reduce("ReduceMax", np.max, 18),
     "to": _cast, "pad": _pad, "interpolate": _interpolate,

@@ -107,7 +107,7 @@ class Where(OnnxOp):
 
 
 class _Variadic(OnnxOp):
-    """Max / Min of any number of inputs, broadcast together."""
+    """Max / Min / Sum of any number of inputs, broadcast together."""
 
     function: Callable[[Tensor, Tensor], Tensor]
 
@@ -125,6 +125,10 @@ class Max(_Variadic):
 
 class Min(_Variadic):
     function = staticmethod(ops.minimum)
+
+
+class Sum(_Variadic):
+    function = staticmethod(ops.add)
 
 
 class Pow(OnnxOp):
@@ -157,6 +161,14 @@ class Neg(_Unary):
 
 class Sqrt(_Unary):
     function = staticmethod(ops.sqrt)
+
+
+class Erf(_Unary):
+    function = staticmethod(ops.erf)
+
+
+class Reciprocal(_Unary):
+    function = staticmethod(lambda x: 1 / x)
 
 
 class Abs(_Unary):
@@ -408,14 +420,16 @@ def _reduce(cls: type[_Reduce], axes_input_since: int) -> Callable[[NodeSpec], M
 
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
-    "Add": Add, "Sub": Sub, "Mul": Mul, "Div": Div, "Max": Max, "Min": Min,
+    "Add": Add, "Sub": Sub, "Mul": Mul, "Div": Div, "Max": Max, "Min": Min, "Sum": Sum,
     "Less": Less, "Equal": Equal, "Where": Where,
-    "Pow": Pow, "Exp": Exp, "Log": Log, "Neg": Neg, "Sqrt": Sqrt, "Abs": Abs, "Cast": _cast, "CastLike": _cast_like,
+    "Pow": Pow, "Exp": Exp, "Log": Log, "Neg": Neg, "Sqrt": Sqrt, "Erf": Erf, "Reciprocal": Reciprocal, "Abs": Abs,
+    "Cast": _cast, "CastLike": _cast_like,
     "Relu": lambda node: nn.ReLU(),
     "Sigmoid": lambda node: nn.Sigmoid(),
     "Tanh": lambda node: nn.Tanh(),
     "LeakyRelu": lambda node: nn.LeakyReLU(float(node.attr("alpha", 0.01))),
     "HardSwish": lambda node: nn.Hardswish(),
+    "Gelu": lambda node: nn.GELU(node.choice("approximate", "none", ("none", "tanh"))),
     "HardSigmoid": _hard_sigmoid,
     "Elu": lambda node: nn.ELU(float(node.attr("alpha", 1.0))),
     "Celu": lambda node: nn.CELU(float(node.attr("alpha", 1.0))),

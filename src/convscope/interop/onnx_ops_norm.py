@@ -1,10 +1,14 @@
-"""BatchNormalization, InstanceNormalization, LRN and Dropout nodes.
+"""BatchNormalization, InstanceNormalization, LayerNormalization, LRN and Dropout nodes.
 
 An inference BatchNormalization whose four statistics are initializers it alone uses, on an
 input of known rank, becomes ``nn.BatchNorm{1,2,3}d`` (weight, bias, running statistics);
 otherwise it runs as :class:`BatchNormalization` on ``F.batch_norm``, including ONNX's
 training mode (batch statistics, and running statistics updated with the *biased* batch
 variance, ``running·momentum + batch·(1 − momentum)``, as ONNX defines it, unlike torch).
+
+A LayerNormalization whose Scale (and B) are initializers it alone uses, shaped as the
+normalised dims, that is asked for Y only, becomes ``nn.LayerNorm``; otherwise it runs as
+:class:`LayerNormalization` on ``F.layer_norm``, with the Mean and InvStdDev outputs too.
 
 LRN sums ``x²`` over channels ``[c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]``; torch's window is the
 mirror image for an even size, so an even-size LRN runs ``F.local_response_norm`` on the
@@ -24,7 +28,7 @@ from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
 
-__all__ = ["OPS", "BatchNormalization", "Dropout", "InstanceNormalization", "LRN"]
+__all__ = ["OPS", "BatchNormalization", "Dropout", "InstanceNormalization", "LRN", "LayerNormalization"]
 
 _BATCH_NORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
@@ -96,6 +100,66 @@ class InstanceNormalization(OnnxOp):
         return F.instance_norm(x, None, None, scale, bias, True, 0.1, self.epsilon)
 
 
+class LayerNormalization(OnnxOp):
+    """``scale·(x − mean)/√(var + ε) + B``, each sample's statistics over dims ``axis`` to the last.
+
+    Scale and B broadcast to those dims (from the right). The Mean and InvStdDev outputs,
+    ``1/√(var + ε)``, keep the normalised dims as 1s and have the ``stash_type``, float32.
+    Unlike ONNX's function body, which computes in the stash type, a float64 input is
+    normalised in float64, as onnxruntime and torch do.
+
+    Shape:
+        - Input: X ``(d_0, …, d_{n−1})``; Scale, B: broadcastable to ``(d_axis, …, d_{n−1})``
+        - Output: Y as X; Mean, InvStdDev ``(d_0, …, d_{axis−1}, 1, …, 1)``.
+    """
+
+    parameter_inputs = (1, 2)
+    owned_names = {1: "weight", 2: "bias"}
+
+    def __init__(self, node: NodeSpec, axis: int, epsilon: float) -> None:
+        super().__init__(node)
+        self.axis, self.epsilon = axis, epsilon
+
+    def compute(self, x: Tensor, scale: Tensor, bias: Tensor | None = None) -> Any:
+        axis = self.axis + x.ndim if self.axis < 0 else self.axis
+        if not 0 <= axis < x.ndim:
+            raise OnnxError(f"{self.label}: axis {self.axis} is out of range for a {x.ndim}-d input")
+        shape = x.shape[axis:]
+        if scale.shape == shape and (bias is None or bias.shape == shape):
+            y = F.layer_norm(x, shape, scale, bias, self.epsilon)
+        else:
+            y = F.layer_norm(x, shape, eps=self.epsilon) * scale
+            y = y if bias is None else y + bias
+        if self.num_outputs == 1:
+            return y
+        dims = tuple(range(axis, x.ndim))
+        mean = ops.mean(x, dims, keepdim=True)
+        inv_std = 1 / ops.sqrt(ops.var(x, dims, keepdim=True, correction=0) + self.epsilon)
+        stash = np.dtype(np.float32)
+        return (y, *(t if t.dtype == stash else ops.astype(t, stash) for t in (mean, inv_std)))[: self.num_outputs]
+
+
+def _layer_norm(node: NodeSpec) -> Module:
+    axis, epsilon = int(node.attr("axis", -1)), float(node.attr("epsilon", 1e-5))
+    stash_type = int(node.attr("stash_type", 1))
+    if stash_type != 1:
+        raise node.unsupported(f"stash_type={stash_type} (statistics in a type other than float)")
+    rank = node.input_rank(0)
+    count = -axis if axis < 0 else None if rank is None else rank - axis
+    scale, bias = node.owned_value(1), node.owned_value(2)
+    plain = (scale is not None and scale.ndim == count and 1 not in scale.shape  # a 1 may be a broadcast
+             and (not node.present(2) or (bias is not None and bias.shape == scale.shape))
+             and not any(node.wants_output(i) for i in (1, 2)))
+    if not plain:
+        return LayerNormalization(node, axis, epsilon)
+    with nn.meta_parameters():
+        layer = nn.LayerNorm(scale.shape, eps=epsilon, bias=node.present(2), dtype=scale.dtype)
+    layer.weight = Parameter(Tensor.wrap(scale))
+    if node.present(2):
+        layer.bias = Parameter(Tensor.wrap(bias))
+    return layer
+
+
 class LRN(OnnxOp):
     """Local response normalisation with an even ``size`` (see the module docstring).
 
@@ -157,6 +221,7 @@ def _dropout(node: NodeSpec) -> Module:
 
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
-    "BatchNormalization": _batch_norm, "InstanceNormalization": InstanceNormalization, "LRN": _lrn,
+    "BatchNormalization": _batch_norm, "InstanceNormalization": InstanceNormalization,
+    "LayerNormalization": _layer_norm, "LRN": _lrn,
     "Dropout": _dropout,
 }

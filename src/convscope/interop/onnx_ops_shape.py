@@ -1,5 +1,5 @@
 """Shape and data-movement nodes: Concat, Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Pad,
-Identity, Constant, Shape, Gather and Slice.
+Identity, Constant, Shape, Size, Gather and Slice.
 
 All of them are views, copies or index maps computed with convscope's differentiable ops, so
 gradients flow and meta tensors pass through. Inputs that describe the operation (a target
@@ -10,6 +10,7 @@ input, so ``Shape → Gather → Concat → Reshape`` chains work during a summa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,13 @@ def _shape(node: NodeSpec) -> Module:
     if node.version >= 15:
         return Shape(node, int(node.attr("start", 0)), node.attr("end", None))
     return Shape(node, 0, None)
+
+
+class Size(OnnxOp):
+    """The input's number of elements, an int64 scalar; real data even for a meta input."""
+
+    def compute(self, x: Tensor) -> Tensor:
+        return Tensor.wrap(np.array(math.prod(x.shape), np.int64))
 
 
 class Concat(OnnxOp):
@@ -328,6 +336,7 @@ def _slice(node: NodeSpec) -> Module:
 
 OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "Identity": Identity, "Constant": _constant, "ConstantOfShape": _constant_of_shape, "Shape": _shape,
+    "Size": Size,
     "Concat": lambda node: Concat(node, int(node.attr("axis"))),
     "Flatten": lambda node: Flatten(node, int(node.attr("axis", 1))),
     "Reshape": lambda node: Reshape(node, bool(node.attr("allowzero", 0)) if node.version >= 14 else False),

@@ -81,7 +81,8 @@ _OPERATORS = ("add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "pos", "
 _TORCH = {
     "add": ops.add, "sub": ops.sub, "mul": ops.mul, "div": ops.div, "pow": ops.pow, "matmul": ops.matmul,
     "maximum": ops.maximum, "minimum": ops.minimum, "neg": ops.neg, "exp": ops.exp, "log": ops.log,
-    "sqrt": ops.sqrt, "abs": ops.abs, "clamp": ops.clamp, "sum": ops.sum, "mean": ops.mean, "amax": ops.amax,
+    "sqrt": ops.sqrt, "erf": ops.erf, "abs": ops.abs, "clamp": ops.clamp, "sum": ops.sum, "mean": ops.mean,
+    "amax": ops.amax,
     "reshape": ops.reshape, "flatten": ops.flatten, "permute": ops.permute, "transpose": ops.transpose,
     "squeeze": ops.squeeze, "unsqueeze": ops.unsqueeze, "cat": ops.cat, "concat": ops.cat, "stack": ops.stack,
     "where": ops.where, "relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax,
@@ -97,13 +98,14 @@ FUNCTIONS: dict[str, Callable] = {
     **{f"operator.{name}": getattr(operator, name) for name in _OPERATORS},
     "getattr": _tensor_attribute,
     **{f"torch.{name}": fn for name, fn in _TORCH.items()},
+    "torch.special.erf": ops.erf,
     **{f"torch.nn.functional.{name}": getattr(F, name) for name in _FUNCTIONAL},
     # torchvision's residual-branch dropout (EfficientNet, ConvNeXt), which torch.fx records as a call
     "torchvision.ops.stochastic_depth.stochastic_depth": F.stochastic_depth,
 }
 """torch qualified name → the convscope callable that computes the same value."""
 
-_TENSOR_METHODS = ("add", "sub", "mul", "div", "pow", "matmul", "neg", "exp", "log", "sqrt", "abs", "clamp",
+_TENSOR_METHODS = ("add", "sub", "mul", "div", "pow", "matmul", "neg", "exp", "log", "sqrt", "erf", "abs", "clamp",
                    "sum", "mean", "amax", "reshape", "view", "flatten", "permute", "transpose", "unsqueeze",
                    "squeeze", "expand", "size", "dim", "numel", "float", "double", "to")
 

@@ -22,7 +22,7 @@ ELEMENTWISE: dict[str, tuple[str, ...]] = {
     "relu": (), "hardtanh": ("min_val", "max_val"), "leaky_relu": ("negative_slope",), "hardsigmoid": (),
     "hardswish": (), "elu": ("alpha",), "selu": (), "celu": ("alpha",), "softplus": ("beta", "threshold"),
     "sigmoid": (), "logsigmoid": (), "tanh": (), "silu": (), "gelu": ("approximate",),
-    "exp": (), "log": (), "sqrt": (), "abs": (), "neg": (),
+    "exp": (), "log": (), "sqrt": (), "erf": (), "abs": (), "neg": (),
 }
 """Element-wise ops the tracer can re-apply: op name → the recorded attributes that are
 keyword arguments of the ``convscope.functional`` (or tensor) function of that name."""
