@@ -139,6 +139,26 @@ def test_run_bad_inputs(client):
     still_serving(client)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")  # the edge run
+def test_values_that_overflow_the_model_dtype_are_refused(client):
+    """Finite as JSON (float64) but infinite once cast to the model's float32: refused by
+    every endpoint that runs a model on client values, not run into infinities."""
+    top = float(np.finfo(np.float32).max)
+    huge = {"source": "values", "values": [1e308] * 64}
+    for path, extra in (("run", {"maps": False}), ("activations", {"layer": "0"}),
+                        ("trace", {"layer": "0", "index": [0, 0, 0, 0]})):
+        refused(client.post(f"/api/models/digits/{path}", json={"input": huge, **extra}), 422, "input.values",
+                "64 of 64 values overflow float32", "3.4e+38")
+    some = [0.0] * 61 + [-1e39, 1e39, 3.5e38]
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "values", "values": some}}), 422,
+            "input.values", "3 of 64 values overflow float32")
+    edge = client.post("/api/models/digits/run",  # the largest float32 itself is accepted, sent back unchanged
+                       json={"input": {"source": "values", "values": [top] + [0.0] * 63}, "maps": False})
+    assert edge.status_code == 200, edge.text
+    assert unpack(edge.json()["input"])[0, 0, 0] == np.float32(top)
+    still_serving(client)
+
+
 def test_activations_of_one_layer(client, torch_digits):
     images, _ = digits("test")
     data = client.post("/api/models/digits/activations",
