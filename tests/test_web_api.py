@@ -468,6 +468,24 @@ def test_explain_is_stopped_at_its_time_limit():
         assert c.post("/api/explain/separable", json={}).status_code == 200  # a new worker answers
 
 
+# --- unknown fields ------------------------------------------------------------------------------
+@pytest.mark.parametrize("path, body, field, takes", [
+    ("/api/explain/output-size", {"n": 2, "k": 5}, "n", "the body takes options"),  # options go under "options"
+    ("/api/models/digits/run", {"map": False}, "map", "the body takes input, maps"),
+    ("/api/models/digits/run", {"input": {"source": "digit", "colour": 1}}, "input.colour",
+     "input takes source, digit, seed, pixels, values"),
+    ("/api/models/digits/activations", {"layer": "0", "channel": [0, 1]}, "channel", "input, layer, channels"),
+    ("/api/models/digits/trace", {"layer": "0", "index": [0, 0, 0, 0], "channels": [0, 1]}, "channels",
+     "input, layer, index, influence"),
+    ("/api/predict", {"pixels": [0.0] * 1024, "digit": 3}, "digit", "the body takes pixels"),
+    ("/api/models/spec", {"text": SPEC, "title": "tiny"}, "title", "text, name"),
+    ("/api/playground", {"kernal": [5, 5]}, "kernal", "kernel"),
+])
+def test_unknown_fields_are_refused_not_ignored(client, path, body, field, takes):
+    refused(client.post(path, json=body), 422, field, f"{field}: unknown field", takes)
+    still_serving(client)
+
+
 # --- bounds, static files, docs, packaging ---------------------------------------------------------
 def test_request_bodies_over_the_limit_are_413(client):
     big = json.dumps({"pixels": [0] * 600_000}).encode()

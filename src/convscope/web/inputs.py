@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .. import functional as F
 from ..tensor import Tensor, no_grad
+from .body import RequestBody
 from .errors import ApiError
 
 DIGIT_SIZE = 8
 BITMAP_SIZE = 32
 
 
-class InputSpec(BaseModel):
+class InputSpec(RequestBody):
     """The model input of a request (batch of one)."""
 
     source: Literal["digit", "drawing", "random", "values"] = Field(
