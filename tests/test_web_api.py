@@ -547,3 +547,32 @@ def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
         args = parser.parse_args(["serve", "lenet", "--port", "0"])
         args.run(args)
     assert is_loopback("localhost") and is_loopback("::1") and not is_loopback("0.0.0.0")
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "0.5", "2.5", "nan", "inf"])
+def test_serve_refuses_a_max_macs_that_is_not_a_positive_whole_number(monkeypatch, capsys, value):
+    import uvicorn
+
+    from convscope.cli import main
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: pytest.fail("the server started"))
+    assert main(["serve", "--port", "0", f"--max-macs={value}"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1, out.err
+    assert out.err.startswith("convscope serve: error: --max-macs must be a positive whole number"), out.err
+
+
+def test_serve_max_macs_sets_the_limit(monkeypatch):
+    import uvicorn
+
+    from convscope.cli import main
+
+    served = []
+
+    def run(self, sockets=None):
+        served.append(self.config.app.state.store.limits.max_macs)
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert main(["serve", "--port", "0", "--max-macs", "5e9"]) == 0
+    assert served == [5_000_000_000]
