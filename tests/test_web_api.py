@@ -139,6 +139,26 @@ def test_run_bad_inputs(client):
     still_serving(client)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")  # the edge run
+def test_values_that_overflow_the_model_dtype_are_refused(client):
+    """Finite as JSON (float64) but infinite once cast to the model's float32: refused by
+    every endpoint that runs a model on client values, not run into infinities."""
+    top = float(np.finfo(np.float32).max)
+    huge = {"source": "values", "values": [1e308] * 64}
+    for path, extra in (("run", {"maps": False}), ("activations", {"layer": "0"}),
+                        ("trace", {"layer": "0", "index": [0, 0, 0, 0]})):
+        refused(client.post(f"/api/models/digits/{path}", json={"input": huge, **extra}), 422, "input.values",
+                "64 of 64 values overflow float32", "3.4e+38")
+    some = [0.0] * 61 + [-1e39, 1e39, 3.5e38]
+    refused(client.post("/api/models/digits/run", json={"input": {"source": "values", "values": some}}), 422,
+            "input.values", "3 of 64 values overflow float32")
+    edge = client.post("/api/models/digits/run",  # the largest float32 itself is accepted, sent back unchanged
+                       json={"input": {"source": "values", "values": [top] + [0.0] * 63}, "maps": False})
+    assert edge.status_code == 200, edge.text
+    assert unpack(edge.json()["input"])[0, 0, 0] == np.float32(top)
+    still_serving(client)
+
+
 def test_activations_of_one_layer(client, torch_digits):
     images, _ = digits("test")
     data = client.post("/api/models/digits/activations",
@@ -448,6 +468,24 @@ def test_explain_is_stopped_at_its_time_limit():
         assert c.post("/api/explain/separable", json={}).status_code == 200  # a new worker answers
 
 
+# --- unknown fields ------------------------------------------------------------------------------
+@pytest.mark.parametrize("path, body, field, takes", [
+    ("/api/explain/output-size", {"n": 2, "k": 5}, "n", "the body takes options"),  # options go under "options"
+    ("/api/models/digits/run", {"map": False}, "map", "the body takes input, maps"),
+    ("/api/models/digits/run", {"input": {"source": "digit", "colour": 1}}, "input.colour",
+     "input takes source, digit, seed, pixels, values"),
+    ("/api/models/digits/activations", {"layer": "0", "channel": [0, 1]}, "channel", "input, layer, channels"),
+    ("/api/models/digits/trace", {"layer": "0", "index": [0, 0, 0, 0], "channels": [0, 1]}, "channels",
+     "input, layer, index, influence"),
+    ("/api/predict", {"pixels": [0.0] * 1024, "digit": 3}, "digit", "the body takes pixels"),
+    ("/api/models/spec", {"text": SPEC, "title": "tiny"}, "title", "text, name"),
+    ("/api/playground", {"kernal": [5, 5]}, "kernal", "kernel"),
+])
+def test_unknown_fields_are_refused_not_ignored(client, path, body, field, takes):
+    refused(client.post(path, json=body), 422, field, f"{field}: unknown field", takes)
+    still_serving(client)
+
+
 # --- bounds, static files, docs, packaging ---------------------------------------------------------
 def test_request_bodies_over_the_limit_are_413(client):
     big = json.dumps({"pixels": [0] * 600_000}).encode()
@@ -509,3 +547,32 @@ def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
         args = parser.parse_args(["serve", "lenet", "--port", "0"])
         args.run(args)
     assert is_loopback("localhost") and is_loopback("::1") and not is_loopback("0.0.0.0")
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "0.5", "2.5", "nan", "inf"])
+def test_serve_refuses_a_max_macs_that_is_not_a_positive_whole_number(monkeypatch, capsys, value):
+    import uvicorn
+
+    from convscope.cli import main
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: pytest.fail("the server started"))
+    assert main(["serve", "--port", "0", f"--max-macs={value}"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1, out.err
+    assert out.err.startswith("convscope serve: error: --max-macs must be a positive whole number"), out.err
+
+
+def test_serve_max_macs_sets_the_limit(monkeypatch):
+    import uvicorn
+
+    from convscope.cli import main
+
+    served = []
+
+    def run(self, sockets=None):
+        served.append(self.config.app.state.store.limits.max_macs)
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert main(["serve", "--port", "0", "--max-macs", "5e9"]) == 0
+    assert served == [5_000_000_000]

@@ -130,6 +130,35 @@ def test_pick_a_model_and_explain_a_cell(page, server, shots):
         server, layer, index, {"source": "digit", "digit": 0})["value"]
 
 
+def _pick_and_wait(page, model: str, input_shape: str) -> None:
+    page.select_option("#model-select", model)
+    page.wait_for_function(f"window.convscope.inputMap.shape.join() === '{input_shape}' && "
+                           "document.querySelector('#run-status').textContent.startsWith('ran in')")
+
+
+def _panel_is_empty(page) -> bool:
+    return page.evaluate("document.querySelector('#panel-body').childElementCount === 0 && "
+                         "!document.querySelector('#panel-empty').hidden")
+
+
+def test_the_panel_is_cleared_when_the_model_changes(page):
+    page.click("canvas.map[data-layer='0'][data-channel='4']", position={"x": 40, "y": 30})
+    page.wait_for_selector("#panel-sum")
+    assert page.inner_text("#panel-body h3").startswith("0 (Conv2d) at [0, 4,")
+    _pick_and_wait(page, "zoo:seed", "1,28,28")
+    assert _panel_is_empty(page), page.inner_text("#panel")
+    # a click whose answer arrives after the model changed: the answer is dropped
+    held = []
+    page.route("**/api/models/*/trace", lambda route: held.append(route))
+    page.click("canvas.map[data-layer='0'][data-channel='0']", position={"x": 20, "y": 20})
+    page.wait_for_function("document.querySelector('#panel-body').getAttribute('aria-busy') === 'true'")
+    _pick_and_wait(page, "digits", "1,8,8")
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_function("!document.querySelector('#panel-body').hasAttribute('aria-busy')")
+    assert _panel_is_empty(page), page.inner_text("#panel")
+
+
 def test_keyboard_explains_cells_and_round_trip_time(page, server):
     canvas = page.locator("canvas.map[data-layer='0'][data-channel='3']")
     canvas.focus()

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must lie in 0 … 65535, got {args.port}")
+    if args.max_macs is not None and not (args.max_macs >= 1 and args.max_macs.is_integer()):
+        raise ValueError(f"--max-macs must be a positive whole number of MACs (e.g. 5e9), got {args.max_macs:g}")
     limits = Limits() if args.max_macs is None else Limits(max_macs=int(args.max_macs))
     app = create_app(limits)
     app.state.default_model = _default_model(app, args.model)

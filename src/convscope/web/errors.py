@@ -57,11 +57,26 @@ def _field_name(error: dict) -> str:
     return ".".join(parts) or "body"
 
 
-def _describe(error: dict) -> str:
+def _known_fields(request: Request, path: tuple) -> list[str]:
+    """The fields the body model at ``path`` (``()``: the body itself) takes, for the message."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = getattr(field, "annotation", None)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _describe(request: Request, error: dict) -> str:
     where = _field_name(error)
     if error.get("type") == "json_invalid":
         return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'decode error')} at character " \
                f"{error.get('loc', ('', '?'))[-1]})"
+    if error.get("type") == "extra_forbidden":
+        path = tuple(error.get("loc", ()))[1:-1]  # loc is ("body", ..., the unknown name)
+        known = _known_fields(request, path)
+        holder = ".".join(map(str, path)) or "the body"
+        return f"{where}: unknown field" + (f"; {holder} takes {', '.join(known)}" if known else "")
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
@@ -76,7 +91,7 @@ def install(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors()) or [{"loc": ("body",), "msg": "invalid request"}]
         field = _field_name(errors[0])
-        message = "; ".join(_describe(e) for e in errors[:5])
+        message = "; ".join(_describe(request, e) for e in errors[:5])
         return JSONResponse(body("validation", message, field), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

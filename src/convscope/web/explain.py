@@ -10,9 +10,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from .body import RequestBody
 from .encode import answer, finite
 from .errors import ApiError
 
@@ -23,7 +24,7 @@ MAX_TEXT = 200  # characters of a text option
 Value = Any  # checked against the topic's own options in options_of (a JSON number, string, bool or null)
 
 
-class ExplainRequest(BaseModel):
+class ExplainRequest(RequestBody):
     options: dict[str, Value] = Field(default_factory=dict, description="the topic's options by name; missing ones "
                                                                          "take their defaults (GET /api/explain)")
 

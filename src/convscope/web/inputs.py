@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .. import functional as F
 from ..tensor import Tensor, no_grad
+from .body import RequestBody
 from .errors import ApiError
 
 DIGIT_SIZE = 8
 BITMAP_SIZE = 32
 
 
-class InputSpec(BaseModel):
+class InputSpec(RequestBody):
     """The model input of a request (batch of one)."""
 
     source: Literal["digit", "drawing", "random", "values"] = Field(
@@ -99,6 +100,12 @@ def make_input(spec: InputSpec, shape: tuple[int, ...] | None, max_values: int,
         x = np.asarray(spec.values, np.float64).reshape(1, *shape)
         if not np.all(np.isfinite(x)):
             raise ApiError(422, "validation", "input.values must be finite numbers", "input.values")
+        with np.errstate(over="ignore"):  # finite as float64 may still overflow the model's dtype
+            x = x.astype(dtype or np.float32)
+        over = int(np.count_nonzero(~np.isfinite(x)))
+        if over:
+            raise ApiError(422, "validation", f"input.values: {over:,} of {count:,} values overflow {x.dtype} "
+                                              f"(largest {float(np.finfo(x.dtype).max):.2g})", "input.values")
     elif spec.source == "digit":
         x = _fit_image(_test_digit(spec.digit), shape, "input.digit")
     else:

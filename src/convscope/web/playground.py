@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .. import nn
 from ..errors import ShapeError
@@ -25,6 +25,7 @@ from ..functional.conv import conv_output_shape, conv_transpose_output_shape
 from ..nn._utils import meta_parameters
 from ..tensor import Tensor, no_grad
 from ..trace import trace
+from .body import RequestBody
 from .encode import answer, finite
 from .errors import ApiError
 from .limits import Limits
@@ -37,7 +38,7 @@ ANIMATED_SIZE = 16  # inputs up to 16×16 with up to 8 channels are animated
 ANIMATED_CHANNELS = 8
 
 
-class PlaygroundRequest(BaseModel):
+class PlaygroundRequest(RequestBody):
     in_channels: int = Field(2, description="C_in")
     out_channels: int = Field(2, description="C_out")
     size: Pair = Field((6, 6), description="input height and width")

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .. import functional as F
 from .. import inspect
 from ..nn.module import Module
 from ..tensor import Tensor, no_grad
+from .body import RequestBody
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
 from .guard import INPUT, check_compute, graph_of, split_call
@@ -29,18 +30,18 @@ router = APIRouter(prefix="/api", tags=["run"])
 MAX_CLASSES = 1000  # outputs of at most this many classes get probabilities
 
 
-class RunRequest(BaseModel):
+class RunRequest(RequestBody):
     input: InputSpec = Field(default_factory=InputSpec)
     maps: bool = Field(True, description="include every layer's feature maps (up to max_response_values)")
 
 
-class ActivationsRequest(BaseModel):
+class ActivationsRequest(RequestBody):
     input: InputSpec = Field(default_factory=InputSpec)
     layer: str = Field(..., max_length=200, description="a layer name as in the run's `layers`")
     channels: tuple[int, int] | None = Field(None, description="[start, stop) of the channels to send (default all)")
 
 
-class PredictRequest(BaseModel):
+class PredictRequest(RequestBody):
     pixels: list[float] = Field(..., max_length=4096,
                                 description="the drawing: 32×32 (or 8×8) values in [0, 1], row-major")
 

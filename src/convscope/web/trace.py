@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..trace import WeightedSum
 from ..trace import trace as trace_value
+from .body import RequestBody
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
 from .guard import graph_of, split_call
@@ -25,7 +26,7 @@ from .store import store_of
 router = APIRouter(prefix="/api", tags=["trace"])
 
 
-class TraceRequest(BaseModel):
+class TraceRequest(RequestBody):
     input: InputSpec = Field(default_factory=InputSpec)
     layer: str = Field(..., max_length=200,
                        description="module path as in named_modules(), e.g. '2' or 'layer1.0.conv1'; 'path#2' is "

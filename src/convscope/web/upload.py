@@ -14,11 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from ..nn._utils import meta_parameters
 from ..nn.module import Module
+from .body import RequestBody
 from .encode import answer
 from .errors import ApiError, engine_errors
 from .guard import summary_of
@@ -28,7 +29,7 @@ from .store import ModelEntry, ModelStore, content_id, store_of
 router = APIRouter(prefix="/api/models", tags=["upload"])
 
 
-class SpecUpload(BaseModel):
+class SpecUpload(RequestBody):
     text: str = Field(..., description="the spec text (see docs/spec.md), e.g. 'input 1x8x8\\nconv 4 k3\\nrelu'")
     name: str | None = Field(None, max_length=80, description="a display name (default: 'spec')")
 

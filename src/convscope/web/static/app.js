@@ -126,6 +126,7 @@ async function loadModels(selectId) {
 
 async function selectModel(id) {
   state.modelId = id;
+  clearPanel();
   $("#model-select").value = id;
   const info = state.models.find((m) => m.id === id);
   $("#model-info").textContent = info ? `${info.description} · input ${dims(info.input_shape)}` : "";
@@ -299,21 +300,27 @@ function mapCanvas(name, map, view, ch, cell) {
 }
 
 // --- the side panel: how one value was made -------------------------------------------------------
+function clearPanel() {  // an explanation is of one model's value: another model starts with none
+  state.traceTicket++;  // and the answer to a click on the old model, still on its way, is dropped
+  $("#panel-body").replaceChildren();
+  $("#panel-empty").hidden = false;
+}
+
 async function traceCell(layer, index) {
   const started = performance.now();
   const body = $("#panel-body");
   $("#panel-empty").hidden = true;
   body.setAttribute("aria-busy", "true");
+  const ticket = ++state.traceTicket;
   try {
-    const ticket = ++state.traceTicket;
     const t = await api(`/api/models/${encodeURIComponent(state.modelId)}/trace`, { input: inputRequest(), layer, index });
-    if (ticket !== state.traceTicket) return;  // a later click wins
+    if (ticket !== state.traceTicket) return;  // a later click (or another model) wins
     renderTrace(t);
     const ms = performance.now() - started;
     state.timings.trace.push(ms);
     body.append(el("p", { class: "timing", id: "panel-timing", text: `explained in ${Math.round(ms)} ms (request, trace, drawing)` }));
   } catch (err) {
-    body.replaceChildren(el("p", { class: "error", role: "alert", text: err.message }));
+    if (ticket === state.traceTicket) body.replaceChildren(el("p", { class: "error", role: "alert", text: err.message }));
   } finally { body.removeAttribute("aria-busy"); }
 }
 
