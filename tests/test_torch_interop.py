@@ -765,7 +765,8 @@ def test_recorded_ops_are_replayable_by_convscope() -> None:
                                     "approximate", "dim", "size", "k", "pad", "mode", "value", "align_corners",
                                     "kernel_size", "stride", "padding", "dilation", "ceil_mode",
                                     "count_include_pad", "divisor_override", "output_size", "output_padding",
-                                    "groups", "index")} | {"dims": (0,)}
+                                    "groups", "index", "eps")} | {"dims": (0,), "normalized_shape": (1,),
+                                                                   "weight": False, "bias": False}
             targets.add(rule(["x"], (), cs.Tensor.meta((1,)), attrs)[0])
     targets |= {"torch.flatten", "torch.reshape", "torch.sum", "operator.pos",
                 "torch.nn.functional.conv2d"}
@@ -938,3 +939,32 @@ def test_a_forward_traceable_in_one_mode_only_converts_with_that_graph() -> None
     assert ours.eval_nodes is None
     x = np.random.default_rng(3).standard_normal((2, 3))
     assert_close(ours(cs.tensor(x)).numpy(), model(torch.from_numpy(x)).detach().numpy(), np.float64, "eval")
+
+
+def test_to_torch_writes_layer_norm_calls_with_their_affine_inputs() -> None:
+    """A recorded F.layer_norm call names which of weight and bias it was given (ConvNeXt's
+    LayerNorm2d calls it between two permutes)."""
+    from convscope.zoo.convnext import LayerNorm2d
+
+    class Norms(cs.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm2d = LayerNorm2d(4, eps=1e-6)
+            self.scale = cs.nn.Parameter(np.random.default_rng(0).random(5) + 0.5)
+            self.shift = cs.nn.Parameter(np.random.default_rng(1).standard_normal(5))
+
+        def forward(self, x: cs.Tensor) -> tuple[cs.Tensor, ...]:
+            F = cs.functional
+            return (self.norm2d(x), F.layer_norm(x, 5, weight=self.scale), F.layer_norm(x, (5,), bias=self.shift),
+                    F.layer_norm(x, (3, 5), eps=1e-3))
+
+    cs.manual_seed(0)
+    model = Norms().double()
+    model.norm2d.weight.data[:] = np.arange(1.0, 5.0)
+    theirs = to_torch(model, (4, 3, 5))
+    x = np.random.default_rng(2).standard_normal((2, 4, 3, 5))
+    with cs.no_grad():
+        want = [t.numpy() for t in model(cs.tensor(x))]
+    got = [t.detach().numpy() for t in theirs(torch.from_numpy(x))]
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w, np.float64, "layer_norm")

@@ -483,7 +483,8 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Ten
     _check_dtypes(op, input, weight=weight, bias=bias)
     axes = tuple(range(input.ndim - len(ns), input.ndim))
     return _normalize(op, input, weight, bias, view=input.shape, axes=axes, affine=ns, eps=eps,
-                      attrs={"normalized_shape": ns, "eps": eps})[0]
+                      attrs={"normalized_shape": ns, "eps": eps, "weight": weight is not None,
+                             "bias": bias is not None})[0]
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,  # noqa: A002 - torch name

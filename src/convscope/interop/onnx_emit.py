@@ -13,17 +13,15 @@ cannot express, raises :class:`~convscope.interop.onnx_node.OnnxError` naming th
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .. import functional as F
 from .. import nn
-from ..functional.activation import SELU_ALPHA, SELU_SCALE
-from ..tensor import Tensor, no_grad
+from ..functional.activation import _GELU_TANH_KAPPA, _SQRT1_2, _SQRT_2_OVER_PI, SELU_ALPHA, SELU_SCALE
+from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, OnnxError
 
 __all__ = ["EMITTERS", "Event", "GraphBuilder"]
@@ -246,22 +244,14 @@ def _instance_norm(g: GraphBuilder, e: Event, name: str) -> str:
 
 def _layer_norm(g: GraphBuilder, e: Event, name: str) -> str:
     """LayerNormalization (opset 17) over the trailing ``normalized_shape`` dims; ONNX's Scale is
-    required, so a norm without a weight gets ones. The event lists the weight and bias that
-    were given, so a lone second input is told apart by recomputing with it as either."""
+    required, so a norm without a weight gets ones."""
     if g.opset < 17:
         raise e.fail(f"layer_norm needs opset 17 or later (LayerNormalization), got opset {g.opset}: "
                      "export with opset=17")
     x, *affine = e.inputs
     shape, eps = tuple(e.attrs["normalized_shape"]), float(e.attrs["eps"])
-    weight, bias = (affine + [None, None])[:2]
-
-    def fits(role: str) -> bool:
-        with no_grad():
-            out = F.layer_norm(x, shape, **{role: weight}, eps=eps)
-        return np.array_equal(out.numpy(), e.output.numpy())
-
-    if len(affine) == 1 and _unique(e, ["weight", "bias"], fits, "role of layer_norm's affine input") == "bias":
-        weight, bias = None, weight
+    weight = affine.pop(0) if e.attrs["weight"] else None
+    bias = affine.pop(0) if e.attrs["bias"] else None
     scale = g.value(weight) if weight is not None else g.constant(np.ones(shape, x.dtype), "norm_scale")
     inputs = [g.value(x), scale] + ([g.value(bias)] if bias is not None else [])
     return g.node("LayerNormalization", inputs, name, axis=-len(shape), epsilon=eps)[0]
@@ -294,9 +284,10 @@ def _prelu(g: GraphBuilder, e: Event, name: str) -> str:
 
 
 def _gelu(g: GraphBuilder, e: Event, name: str) -> str:
-    """The Gelu node from opset 20; before, the decomposition torch writes:
-    ``x·0.5·(1 + Erf(x/√2))``, or ``0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³)))``.
-    (onnxruntime has no float64 Erf kernel, so it cannot run a float64 exact GELU either way.)"""
+    """The Gelu node from opset 20; before, its decomposition in :func:`~convscope.functional.gelu`'s
+    own order of operations (so that the file loads back bit for bit): ``(x·0.5)·(1 + Erf(x·(1/√2)))``,
+    or ``(0.5·x)·(1 + Tanh(√(2/π)·(x + ((0.044715·x)·x)·x)))``. (onnxruntime has no float64
+    Erf kernel, so it cannot run a float64 exact GELU either way.)"""
     approximate = e.attrs["approximate"]
     if g.opset >= 20:
         return g.node("Gelu", _ins(g, e), name, approximate=approximate)[0]
@@ -309,12 +300,12 @@ def _gelu(g: GraphBuilder, e: Event, name: str) -> str:
         return g.node(op_type, [a, b], f"{name}/{step}")[0]
 
     if approximate == "none":
-        cdf = op("Add", g.node("Erf", [op("Div", x, const(math.sqrt(2), "sqrt2"), "scaled")], f"{name}/erf")[0],
+        cdf = op("Add", g.node("Erf", [op("Mul", x, const(_SQRT1_2, "sqrt_half"), "scaled")], f"{name}/erf")[0],
                  const(1.0, "one"), "one_plus")
         return g.node("Mul", [op("Mul", x, const(0.5, "half"), "half_x"), cdf], name)[0]
-    cube = op("Mul", x, op("Mul", x, x, "square"), "cube")
-    inner = op("Mul", const(math.sqrt(2 / math.pi), "sqrt_2_over_pi"),
-               op("Add", x, op("Mul", const(0.044715, "kappa"), cube, "kappa_cube"), "sum"), "inner")
+    kappa_x = op("Mul", const(_GELU_TANH_KAPPA, "kappa"), x, "kappa_x")
+    cube = op("Mul", op("Mul", kappa_x, x, "kappa_x2"), x, "kappa_cube")
+    inner = op("Mul", const(_SQRT_2_OVER_PI, "sqrt_2_over_pi"), op("Add", x, cube, "sum"), "inner")
     gate = op("Add", const(1.0, "one"), g.node("Tanh", [inner], f"{name}/tanh")[0], "one_plus")
     return g.node("Mul", [op("Mul", const(0.5, "half"), x, "half_x"), gate], name)[0]
 

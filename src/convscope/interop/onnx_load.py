@@ -195,6 +195,10 @@ def _value_types(onnx: Any, proto: Any) -> dict[str, tuple[int | None, np.dtype 
 
 def _attribute(onnx: Any, attribute: Any, label: str) -> Any:
     value = onnx.helper.get_attribute_value(attribute)
+    if attribute.type == onnx.AttributeProto.FLOAT:
+        return _decimal(value)
+    if attribute.type == onnx.AttributeProto.FLOATS:
+        return [_decimal(v) for v in value]
     if isinstance(value, onnx.TensorProto):
         return _array(onnx, value, f"{label}: attribute {attribute.name!r}")
     if isinstance(value, bytes):
@@ -202,6 +206,13 @@ def _attribute(onnx: Any, attribute: Any, label: str) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8") for v in value]
     return value
+
+
+def _decimal(value: float) -> float:
+    """A float attribute (stored as float32) as the shortest decimal that rounds to it: the
+    ``1e-6`` the producer wrote, not float32's 9.99999997e-07, which a float64 model would
+    otherwise compute with (a layer norm's epsilon, a leaky ReLU's slope)."""
+    return float(str(np.float32(value)))
 
 
 def _node_spec(onnx: Any, proto: Any, index: int, opset: int, initializers: dict[str, np.ndarray],

@@ -78,6 +78,14 @@ def _sum(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tup
     return "torch.sum", (refs[0], choices[0]), {}
 
 
+def _layer_norm(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tuple, dict]:
+    """``F.layer_norm(x, normalized_shape, weight, bias, eps)``: the op lists the affine inputs given."""
+    affine = iter(refs[1:])
+    weight = next(affine) if attrs["weight"] else None
+    bias = next(affine) if attrs["bias"] else None
+    return _functional("layer_norm"), (refs[0], tuple(attrs["normalized_shape"]), weight, bias, attrs["eps"]), {}
+
+
 def _conv(target: str) -> Rule:
     def rule(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tuple, dict]:
         pads = attrs["padding"]
@@ -112,6 +120,7 @@ OP_RULES: dict[str, Rule] = {
     "softmax": _call(_functional("softmax"), "dim"),
     "log_softmax": _call(_functional("log_softmax"), "dim"),
     "local_response_norm": _call(_functional("local_response_norm"), "size", "alpha", "beta", "k"),
+    "layer_norm": _layer_norm,
     "pad": _call(_functional("pad"), "pad", "mode", "value"),
     "interpolate": _call(_functional("interpolate"), "size", "mode", "align_corners"),
     "reshape": _reshape,
