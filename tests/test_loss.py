@@ -303,3 +303,17 @@ def test_one_hot_meta():
     assert F.one_hot(cs.Tensor.meta((2, 3), np.int64), 7).shape == (2, 3, 7)
     with pytest.raises(cs.ShapeError, match="num_classes must be given for a meta tensor"):
         F.one_hot(cs.Tensor.meta((2, 3), np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l1_loss_gradient_at_nan_and_equality_is_zero_as_torch(dtype):
+    """torch's sign is 0 for NaN (np.sign passes NaN on), at every size."""
+    x = np.linspace(-3, 3, 40).astype(dtype)
+    x[[0, 17, 39]] = np.nan
+    x[20] = 0.0
+    ours = cs.tensor(x, requires_grad=True)
+    cs.functional.l1_loss(ours, np.zeros_like(x), reduction="sum").backward()
+    theirs = torch.tensor(x, requires_grad=True)
+    TF.l1_loss(theirs, torch.zeros(40, dtype=theirs.dtype), reduction="sum").backward()
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+    assert ours.grad[[0, 17, 20, 39]].tolist() == [0, 0, 0, 0]
