@@ -379,3 +379,14 @@ def test_unflatten_splits_one_dim_and_refuses_what_does_not_split() -> None:
             cs.ops.unflatten(x, dim, sizes)
     with pytest.raises(cs.ShapeError, match=r"dim 0 is out of range for a 0-d input"):
         cs.ops.unflatten(cs.tensor(1.0), 0, (1,))
+
+
+def test_abs_gradient_at_nan_and_zero_is_zero_as_torch():
+    a = np.linspace(-2, 2, 41)
+    a[[0, 30]] = np.nan
+    x = cs.tensor(a, requires_grad=True)
+    x.abs().sum().backward()
+    t = torch.tensor(a, requires_grad=True)
+    t.abs().sum().backward()
+    np.testing.assert_array_equal(x.grad, t.grad.numpy())
+    assert x.grad[[0, 20, 30]].tolist() == [0, 0, 0]

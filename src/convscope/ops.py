@@ -193,8 +193,14 @@ def erf(x: Tensor) -> Tensor:
     return unary("erf", x, _erf, grad)
 
 
+def array_sign(a: np.ndarray) -> np.ndarray:
+    """torch's sign of an array: −1, 0 or 1, and 0 for NaN (``np.sign`` passes NaN on)."""
+    return np.subtract(a > 0, a < 0, dtype=a.dtype)
+
+
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
-    return unary("abs", x, np.abs, lambda g, a, o: g * np.sign(a))
+    """``|x|``; the gradient is ``sign(x)``: 0 at 0 and at NaN, as torch's."""
+    return unary("abs", x, np.abs, lambda g, a, o: g * array_sign(a))
 
 
 def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002

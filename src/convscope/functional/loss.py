@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ShapeError
-from ..ops import unbroadcast
+from ..ops import array_sign, unbroadcast
 from ..tensor import Tensor, make_result
 from .activation import _log_sigmoid, _sigmoid, log_softmax
 from .dtypes import check_dtypes
@@ -263,12 +263,7 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         - input, target: any shapes that broadcast (torch warns when they differ; so do we)
         - output: ``()``, or the broadcast shape for ``reduction="none"``
     """
-    return _pointwise_loss("l1_loss", input, target, reduction, np.abs, _sign)
-
-
-def _sign(d: np.ndarray) -> np.ndarray:
-    """torch's sign: −1, 0 or 1, and 0 for NaN (``np.sign`` passes NaN on)."""
-    return np.subtract(d > 0, d < 0, dtype=d.dtype)
+    return _pointwise_loss("l1_loss", input, target, reduction, np.abs, array_sign)
 
 
 def _broadcasts_to(shape: tuple, target_shape: tuple) -> bool:
