@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import textwrap
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..rules import paren
@@ -101,8 +102,9 @@ def grouped(summary: Any, depth: int) -> list[dict]:
     return list(groups.values())
 
 
-def table(summary: Any, depth: int | None = None) -> str:
-    """The readable table (fits 80 columns), totals, the uncounted ledger and any error."""
+def table(summary: Any, depth: int | None = None, *, error: bool = True) -> str:
+    """The readable table (fits 80 columns), totals, the uncounted ledger and, unless
+    ``error=False`` (the CLI prints it on stderr), the error that stopped the walk."""
     last = "Layers" if depth is not None else "RF"
     head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{last:>9}"
     sym = getattr(summary, "symbolic", None)
@@ -144,7 +146,7 @@ def table(summary: Any, depth: int | None = None) -> str:
     if summary.uncounted:
         ops = ", ".join(f"{u.op} ×{u.calls}" for u in summary.uncounted)
         lines.append(f"Uncounted (no cost rule, counted as 0): {ops}")
-    if summary.error is not None:
+    if error and summary.error is not None:
         lines.append(f"Error: {summary.error}")
     if sym is not None:
         lines += _symbolic_lines(summary)
@@ -171,6 +173,78 @@ def by_type_table(summary: Any) -> str:
     return "\n".join(lines)
 
 
+BY_TYPE_COLUMNS = ("type", "layers", "macs", "macs_share", "params", "params_share")
+
+
+def by_type_dict(summary: Any) -> dict[str, Any]:
+    """:meth:`Summary.by_type` with the model, convention and totals, for JSON."""
+    return {"model": summary.model_name, "convention": summary.convention,
+            "totals": {"params": summary.totals.params, "macs": summary.totals.macs}, "by_type": summary.by_type()}
+
+
+def by_type_csv(summary: Any) -> str:
+    """:meth:`Summary.by_type` as CSV, one row per layer kind (shares as fractions)."""
+    return _csv(BY_TYPE_COLUMNS, ([k[c] for c in BY_TYPE_COLUMNS] for k in summary.by_type()))
+
+
+def by_type_markdown(summary: Any) -> str:
+    """:meth:`Summary.by_type` as a Markdown table (shares in percent)."""
+    rows = [[k["type"], k["layers"], f"{k['macs']:,}", f"{k['macs_share']:.2%}", f"{k['params']:,}",
+             f"{k['params_share']:.2%}"] for k in summary.by_type()]
+    return _markdown(BY_TYPE_COLUMNS, rows) + "\n"
+
+
+def _group_columns(summary: Any) -> tuple[str, ...]:
+    symbolic = getattr(summary, "symbolic", None) is not None
+    return ("name", "layers", "output_shape", "params", "macs", "flops") + (("output_formula",) if symbolic else ())
+
+
+def _group_cells(group: dict, columns: Sequence[str]) -> list[Any]:
+    return [shape_text(group[c], False) if c == "output_shape" else formula_text(group[c]) if c == "output_formula"
+            else group[c] for c in columns]
+
+
+def grouped_dict(summary: Any, depth: int) -> dict[str, Any]:
+    """:meth:`Summary.to_dict` with the rows grouped by module path (``groups`` in place of
+    ``layers``), for JSON."""
+    groups = [g | {"output_shape": None if g["output_shape"] is None else list(g["output_shape"])}
+              for g in grouped(summary, depth)]
+    return {k: v for k, v in summary.to_dict().items() if k != "layers"} | {"depth": depth, "groups": groups}
+
+
+def grouped_csv(summary: Any, depth: int) -> str:
+    """The rows grouped by module path (see :func:`grouped`) as CSV."""
+    columns = _group_columns(summary)
+    return _csv(columns, (_group_cells(g, columns) for g in grouped(summary, depth)))
+
+
+def grouped_markdown(summary: Any, depth: int) -> str:
+    """The rows grouped by module path (see :func:`grouped`) as Markdown, then the totals."""
+    columns = _group_columns(summary)
+    table = _markdown(columns, [_group_cells(g, columns) for g in grouped(summary, depth)])
+    return f"{table}\n\n{_markdown_totals(summary)}\n"
+
+
+def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _markdown_totals(summary: Any) -> str:
+    t = summary.totals
+    return (f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
+            f"**peak activations** {t.peak_activation_bytes:,} bytes")
+
+
 COLUMNS = ("name", "type", "input_shapes", "output_shape", "weight_shape", "bias_shape", "params",
            "trainable_params", "params_formula", "macs", "flops", "cost_formula", "activation_bytes",
            "receptive_field", "use")
@@ -190,22 +264,13 @@ def _cell(row: LayerRow, key: str) -> str:
 
 
 def csv_text(summary: Any) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
     columns = COLUMNS + (("output_formula",) if getattr(summary, "symbolic", None) else ())
-    writer.writerow(columns)
-    for r in summary.rows:
-        writer.writerow([_cell(r, k) for k in columns])
-    return out.getvalue()
+    return _csv(columns, ([_cell(r, k) for k in columns] for r in summary.rows))
 
 
 def markdown(summary: Any) -> str:
+    """The rows as a Markdown table, then the totals; ends with a newline like :func:`csv_text`."""
     cols = ("name", "type", "output_shape", "weight_shape", "params_formula", "macs", "receptive_field")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in summary.rows:
-        cells = [_cell(r, "output_formula" if k == "output_shape" and r.output_formula else k) for k in cols]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    t = summary.totals
-    lines += ["", f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
-                  f"**peak activations** {t.peak_activation_bytes:,} bytes"]
-    return "\n".join(lines)
+    rows = [[_cell(r, "output_formula" if k == "output_shape" and r.output_formula else k) for k in cols]
+            for r in summary.rows]
+    return f"{_markdown(cols, rows)}\n\n{_markdown_totals(summary)}\n"
