@@ -528,5 +528,12 @@ def test_cli_refuses_bad_input_with_a_message(tmp_path: Any) -> None:
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), np.float32))
     args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "x.npy")])
     assert args.run(args) == 0
+    np.savez(tmp_path / "x.npz", image=np.zeros((1, 8, 8), np.float32))  # .npz, as export-xlsx takes it
+    args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "x.npz")])
+    assert args.run(args) == 0
+    (tmp_path / "text.npy").write_text("not an array\n")
+    args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "text.npy")])
+    with pytest.raises(ValueError, match="text.npy: not a .npy file"):
+        args.run(args)
     with pytest.raises(SystemExit):
         _cli(["trace", "digits", "--layer", "0", "--index", "a,b"])
