@@ -22,7 +22,10 @@ from .errors import ShapeError
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
@@ -31,11 +34,19 @@ def _positive(text: str) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    rows, check = demo.run(args.height, args.width, args.k1, args.k2, args.seed)
+    if min(args.height, args.width) < 5:
+        raise ValueError(f"--height and --width must be at least 5 for the second layer's 5×5 kernel, got "
+                         f"{args.height}×{args.width}")
+    try:
+        rows, check = demo.run(args.height, args.width, args.k1, args.k2, args.seed)
+    except MemoryError:
+        raise ValueError(f"--height {args.height} --width {args.width}: the seed example's {args.k1 + args.k2} feature "
+                         "maps of that size do not fit in memory; choose a smaller image") from None
+    digits = demo.digits_report(args.digit)  # before any output: a bad --digit prints nothing
     print(f"convscope demo: the seed example on a 1×{args.height}×{args.width} image (seed {args.seed}, float64)\n")
     print(demo.render(rows, check))
     print("\n" + "═" * 79 + "\n")
-    print(demo.render_digits(demo.digits_report(args.digit)))
+    print(demo.render_digits(digits))
     return 0 if check.ok else 1
 
 
