@@ -271,6 +271,12 @@ def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> N
         assert marker == best
     with pytest.raises(ValueError, match="no run history"):
         training.training_curves(tmp_path / "missing")
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"x.npy: expected a run folder, history.json or history.csv$"):
+        training.training_curves(tmp_path / "x.npy")
+    (tmp_path / "latin1.csv").write_bytes("epoch,train_loss\n1,0.5 # Größe\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text \(byte 0xf6 at offset 27\)$"):
+        training.training_curves(tmp_path / "latin1.csv")
 
 
 def test_confusion_cells_count_the_predictions() -> None:

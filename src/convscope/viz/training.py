@@ -9,6 +9,7 @@ figure of a run is the same on every machine. The confusion matrix and saliency 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import inspect
+from ..files import read_text
 from ..tensor import Tensor
 from ..train import History, predict
 from . import style
@@ -40,14 +42,16 @@ def load_history(source: Any) -> History:
             raise ValueError(f"run folder {str(source)!r} has no history.json or history.csv")
     if not path.is_file():
         raise ValueError(f"no run history at {str(source)!r} (expected a run folder, history.json or history.csv)")
+    if path.suffix not in (".json", ".csv"):
+        raise ValueError(f"{path}: expected a run folder, history.json or history.csv")
+    text = read_text(path)
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         if not isinstance(data, dict) or "rows" not in data:
             raise ValueError(f"{path}: expected a convscope history with a 'rows' list")
         return History(rows=data["rows"], best_epoch=data.get("best_epoch"), stopped_early=data.get("stopped_early",
                                                                                                      False))
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+    rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text, newline=""))]
     return History(rows=rows)
 
 
