@@ -442,7 +442,8 @@ def test_str_prints_the_arithmetic() -> None:
     value = float(pre[index])
     assert f"bias {bias:.4g} + Σ 18 products = {value:.4g} → ReLU → {value:.4g}" in text
     assert f"output[{', '.join(map(str, index))}] = {value:.4g}" in text
-    assert "… 12 more products" in text and text.count(" × w[") == 6
+    assert "… 12 more products (all: `convscope trace --full`, or Trace.format(full=True)) …" in text
+    assert text.count(" × w[") == 6
     full = t.format(full=True)
     assert full.count(" × w[") == 18 and "more products" not in full
     first = t.terms()[0]
