@@ -108,7 +108,7 @@ def confusion(model: Any = "digits", X: np.ndarray | None = None, y: np.ndarray 
     import matplotlib
     from matplotlib.colors import LogNorm
 
-    net, name, _ = resolve(model, weights=True, need_shape=False)
+    net, name, shape = resolve(model, weights=True, need_shape=False)
     if X is None or y is None:
         from ..data import digits
 
@@ -116,6 +116,9 @@ def confusion(model: Any = "digits", X: np.ndarray | None = None, y: np.ndarray 
         where = f"digits {split} set"
     else:
         where = "the given data"
+    if shape and tuple(shape) != X.shape[1:]:  # a model for another input would run, and count nonsense
+        raise ValueError(f"confusion: {name} takes {'×'.join(map(str, shape))} inputs, but the {where} holds "
+                         f"{'×'.join(map(str, X.shape[1:]))} examples")
     matrix = inspect.confusion_matrix(net, X, y)
     k = matrix.shape[0]
     fig = new_figure(max(4.5, 0.45 * k + 1.8), max(4.2, 0.45 * k + 1.5))
@@ -153,7 +156,9 @@ def saliency_map(model: Any = "digits", x: Any = None, *, digit: int = 0, target
     import matplotlib
 
     net, name, x, described = model_input(model, x, digit, input_shape)
-    logits = predict(net, x)[0]
+    logits = predict(net, x)
+    inspect.check_class_scores("saliency", logits.shape)
+    logits = logits[0]
     target = int(np.argmax(logits)) if target is None else int(target)
     grad = inspect.saliency(net, x, target)
     sal = np.abs(grad[0]).max(axis=0)
