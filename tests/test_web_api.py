@@ -509,3 +509,8 @@ def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
         args = parser.parse_args(["serve", "lenet", "--port", "0"])
         args.run(args)
     assert is_loopback("localhost") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    assert parser.parse_args(["serve", "--max-macs", "2.5e9"]).max_macs == 2_500_000_000
+    for bad in ("-5", "0", "0.5", "nan", "inf", "lots"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", "--max-macs", bad])
+        assert f"expected a number of MACs ≥ 1 such as 2.5e9, got '{bad}'" in capsys.readouterr().err
