@@ -256,6 +256,9 @@ def test_batches_options_and_errors() -> None:
         Batches(X, y, 0)
     with pytest.raises(ValueError, match="max_shift"):
         Batches(X, y, 2, max_shift=-1)
+    with pytest.raises(ValueError, match=r"max_shift must be smaller than the examples' spatial size 2×2, got 2$"):
+        Batches(X, y, 2, max_shift=2)  # every example could end up all zeros
+    assert len(Batches(X, y, 2, max_shift=1)) == 5
 
 
 def test_random_shift_moves_content_and_fills_zeros() -> None:

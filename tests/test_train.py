@@ -297,6 +297,8 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     (["train", "resnet18", "--out", "{tmp}"], r"train data: examples of shape \(1, 8, 8\) do not fit the model"),
     (["train", "nosuchnet", "--out", "{tmp}"], "unknown zoo model 'nosuchnet'"),
     (["train", "--resume", "{tmp}"], "No such file"),
+    (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
+                                                          "size 8×8, got 100"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:
