@@ -284,7 +284,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     run = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(run), "--batch-size", "128", "--lr", "0.01"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("trained 1 epochs: loss ") and ", val accuracy " in out and ", test accuracy " in out
+    assert out.startswith("trained 1 epoch: loss ") and ", val accuracy " in out and ", test accuracy " in out
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert len((run / "history.csv").read_text().splitlines()) == 3
     stored = json.loads((run / "history.json").read_text())

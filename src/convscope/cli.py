@@ -196,7 +196,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
     test_text = f", test accuracy {test[1]:.2%}" if test is not None else ""
-    print(f"trained {len(history)} epochs{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}{test_text}")
+    epochs = f"{len(history)} epoch{'' if len(history) == 1 else 's'}"
+    print(f"trained {epochs}{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}{test_text}")
     return 0
 
 
