@@ -416,3 +416,12 @@ def test_cli_summary_of_the_shipped_digits_cnn(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["model"] == "digits" and data["input_shapes"] == [[1, 1, 8, 8]]
     assert data["totals"]["params"] == 43_050
+
+
+def test_table_columns_never_run_into_each_other():
+    """A 3-d field at an input-dependent size ("20×40×40*") is wider than the RF column was."""
+    model = nn.Sequential(nn.Conv3d(1, 4, (3, 5, 7)), nn.AdaptiveAvgPool3d(1))
+    lines = str(cs.summary(model, (1, 20, 40, 40))).splitlines()
+    assert lines[3].split() == ["0", "(Conv3d)", "4×18×36×34", "424", "9.25M", "3×5×7"]
+    assert lines[4].split() == ["1", "(AdaptiveAvgPool3d)", "4×1×1×1", "0", "0", "20×40×40*"]
+    assert len({len(line) for line in lines[1:6]}) == 1 and len(lines[1]) <= 80

@@ -105,28 +105,29 @@ def grouped(summary: Any, depth: int) -> list[dict]:
 def table(summary: Any, depth: int | None = None, *, error: bool = True) -> str:
     """The readable table (fits 80 columns), totals, the uncounted ledger and, unless
     ``error=False`` (the CLI prints it on stderr), the error that stopped the walk."""
-    last = "Layers" if depth is not None else "RF"
-    head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{last:>9}"
     sym = getattr(summary, "symbolic", None)
     inputs = ", ".join(shape_text(s, False) for s in (sym.input_shapes if sym else summary.input_shapes))
     at = f"; numbers at {', '.join(f'{k} = {n}' for k, n in sym.reference.items())}" if sym else ""
-    lines = [f"{summary.model_name}: input {inputs}{at}", head, "─" * len(head)]
     if depth is not None:
         groups = grouped(summary, depth)
         extra = _formula_lines([(g["name"], g["output_shape"], g["output_formula"]) for g in groups])
-        for g, more in zip(groups, extra):
-            lines.append(f"{g['name'][:33]:<34}{shape_text(g['output_shape']):>14}{g['params']:>12,}"
-                         f"{human(g['macs']):>10}{g['layers']:>9}")
-            lines += more
+        cells = [(g["name"], shape_text(g["output_shape"]), f"{g['params']:,}", human(g["macs"]), str(g["layers"]))
+                 for g in groups]
     else:
         extra = _formula_lines([(r.name, r.output_shape, r.output_formula) for r in summary.rows])
-        for r, more in zip(summary.rows, extra):
-            label = f"{r.name} ({r.type})"
-            if len(label) > 33:
-                label = label[:32] + "…"
-            lines.append(f"{label:<34}{shape_text(r.output_shape):>14}{r.params:>12,}{human(r.macs):>10}"
-                         f"{field_text(r):>9}")
-            lines += more
+        cells = [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", human(r.macs), field_text(r))
+                 for r in summary.rows]
+    # the output and last columns grow to keep a space before their longest cell (a 3-d
+    # field "20×40×40*"); the label column gives up that room, so the table stays 79 wide
+    widths = [34, 14, 12, 10, 9]
+    for k in (1, 4):
+        widths[k] = max(widths[k], 1 + max((len(c[k]) for c in cells), default=0))
+    widths[0] = max(20, 79 - sum(widths[1:]))
+    head = _row(("Layer (type)", "Output", "Params", "MACs", "Layers" if depth is not None else "RF"), widths)
+    lines = [f"{summary.model_name}: input {inputs}{at}", head, "─" * len(head)]
+    for row, more in zip(cells, extra):
+        lines.append(_row(row, widths))
+        lines += more
     t = summary.totals
     lines += ["─" * len(head),
               f"Params: {t.params:,} (trainable {t.trainable_params:,}, {human(t.param_bytes)}B)",
@@ -151,6 +152,12 @@ def table(summary: Any, depth: int | None = None, *, error: bool = True) -> str:
     if sym is not None:
         lines += _symbolic_lines(summary)
     return "\n".join(lines)
+
+
+def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One table line: the label left-aligned (cut with "…" to leave a space), numbers right-aligned."""
+    label = cells[0] if len(cells[0]) < widths[0] else cells[0][:widths[0] - 2] + "…"
+    return f"{label:<{widths[0]}}" + "".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))
 
 
 def _convention_line(summary: Any) -> str:
