@@ -425,3 +425,12 @@ def test_table_columns_never_run_into_each_other():
     assert lines[3].split() == ["0", "(Conv3d)", "4×18×36×34", "424", "9.25M", "3×5×7"]
     assert lines[4].split() == ["1", "(AdaptiveAvgPool3d)", "4×1×1×1", "0", "0", "20×40×40*"]
     assert len({len(line) for line in lines[1:6]}) == 1 and len(lines[1]) <= 80
+
+
+def test_cli_zoo_marks_cut_descriptions(capsys):
+    assert cli_main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == len(cs.zoo.names())
+    for name, line in zip(cs.zoo.names(), lines):
+        full, shown = cs.zoo.entry(name).description, line.split("  ")[-1]
+        assert shown == full if len(full) <= 40 else (len(shown) == 40 and shown == full[:39] + "…"), line

@@ -173,14 +173,14 @@ def _summary_text(result: Any, fmt: str, by_type: bool, depth: int | None) -> st
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from . import zoo
     from .analyze import summary
-    from .analyze.render import human, shape_text
+    from .analyze.render import clip, human, shape_text
 
     print(f"{'model':<18}{'input':>12}{'params':>14}{'MACs':>10}  description")
     for name in zoo.names():
         entry = zoo.entry(name)
         totals = summary(name).totals
         print(f"{name:<18}{shape_text(entry.input_shape, False):>12}{totals.params:>14,}{human(totals.macs):>10}  "
-              f"{entry.description[:40]}")
+              f"{clip(entry.description, 40)}")
     return 0
 
 

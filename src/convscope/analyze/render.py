@@ -56,10 +56,11 @@ def _symbolic_lines(summary: Any) -> list[str]:
             glued = v.reason.replace(" − ", "\u00a0−\u00a0").replace(" + ", "\u00a0+\u00a0")
             lines += [line.replace("\u00a0", " ") for line in
                       textwrap.wrap(glued, 80, initial_indent="    ", subsequent_indent="      ")]
-    return lines + [_clip(f"Note: {n}") for n in sym.notes]
+    return lines + [clip(f"Note: {n}") for n in sym.notes]
 
 
-def _clip(line: str, width: int = 80) -> str:
+def clip(line: str, width: int = 80) -> str:
+    """``line`` cut to ``width`` characters, the last one "…" when it was cut."""
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
