@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a zoo name (see `convscope zoo`), 'digits' (the shipped trained CNN), a spec "
                    "file, an .onnx file or FILE.py:FUNCTION returning a torch or convscope module")
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
-    p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
+    p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table",
+                   help="how to print the rows (per layer, or those of --depth or --by-type); default table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
     p.add_argument("--convention", choices=list(CONVENTIONS),
                    help="what the totals count (default convscope: every op with a cost rule; paper: conv/fc "
