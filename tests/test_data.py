@@ -192,6 +192,9 @@ def test_npz_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(ValueError, match="not a readable .npz file"):
         load(tmp_path / "broken.npz")
+    (tmp_path / "text.npz").write_text("hello\n")
+    with pytest.raises(ValueError, match=r"text.npz: not an .npz file \(it is no zip archive\)$"):
+        load(tmp_path / "text.npz")
     (tmp_path / "data.csv").write_text("1,2\n")
     with pytest.raises(ValueError, match="unsupported data file"):
         load(tmp_path / "data.csv")
@@ -253,6 +256,9 @@ def test_batches_options_and_errors() -> None:
         Batches(X, y, 0)
     with pytest.raises(ValueError, match="max_shift"):
         Batches(X, y, 2, max_shift=-1)
+    with pytest.raises(ValueError, match=r"max_shift must be smaller than the examples' spatial size 2×2, got 2$"):
+        Batches(X, y, 2, max_shift=2)  # every example could end up all zeros
+    assert len(Batches(X, y, 2, max_shift=1)) == 5
 
 
 def test_random_shift_moves_content_and_fills_zeros() -> None:
@@ -329,3 +335,29 @@ def test_a_small_conv1d_net_learns_mnist1d() -> None:
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_load_array_reads_npy_and_npz_and_names_what_a_file_is_not(tmp_path: Path) -> None:
+    a = np.arange(6.0).reshape(1, 2, 3)
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "one.npz", image=a)
+    np.savez(tmp_path / "two.npz", p=a, q=a)
+    x, name = data.load_array(tmp_path / "a.npy")
+    assert np.array_equal(x, a) and name == str(tmp_path / "a.npy")
+    x, name = data.load_array(tmp_path / "one.npz")
+    assert np.array_equal(x, a) and name.endswith("one.npz[image]")
+    assert data.load_array(tmp_path / "two.npz", "q")[1].endswith("two.npz[q]")
+    (tmp_path / "text.npy").write_text("hello\n")
+    (tmp_path / "text.npz").write_text("hello\n")
+    np.save(tmp_path / "objects.npy", np.array([{}], dtype=object), allow_pickle=True)
+    for file, key, message in [("text.npy", None, "text.npy: not a .npy file (it does not start with NumPy's array "
+                                                   "header)"),
+                               ("text.npz", None, "text.npz: not an .npz file (it is no zip archive)"),
+                               ("objects.npy", None, "objects.npy: Object arrays cannot be loaded"),
+                               ("two.npz", None, "holds 2 arrays (p, q); choose one with --key"),
+                               ("two.npz", "r", "--key 'r' is not in"),
+                               ("a.npy", "p", "a key selects an array of an .npz file"),
+                               ("a.txt", None, "a.txt: must be a .npy or .npz file")]:
+        with pytest.raises(ValueError) as info:
+            data.load_array(tmp_path / file, key)
+        assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,6 +1,7 @@
 """`convscope demo`: the hand arithmetic really is independent and really agrees."""
 
 import numpy as np
+import pytest
 
 import convscope as cs
 from convscope import demo
@@ -29,5 +30,24 @@ def test_cli_demo(capsys):
     assert main(["demo", "--height", "8", "--width", "8", "--k1", "2", "--k2", "3"]) == 0
     out = capsys.readouterr().out
     assert "OK: identical" in out and "Test accuracy of the shipped digits CNN: " in out
-    assert main(["demo", "--digit", "100000"]) == 2
-    assert "--digit must be in 0..358" in capsys.readouterr().err
+    assert main(["demo", "--digit", "359"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "convscope demo: error: --digit must be in 0..358, got 359\n"  # nothing printed first
+
+
+def test_cli_demo_refuses_bad_sizes_in_one_line(capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["demo", "--height", "abc"])
+    assert "argument --height: expected a positive integer, got 'abc'" in capsys.readouterr().err
+    assert main(["demo", "--height", "4"]) == 2
+    assert capsys.readouterr().err == ("convscope demo: error: --height and --width must be at least 5 for the second "
+                                       "layer's 5×5 kernel, got 4×10\n")
+
+    def too_big(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(demo, "run", too_big)  # as NumPy fails for a 100000×100000 image
+    assert main(["demo", "--height", "100000", "--width", "100000"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("convscope demo: error: --height 100000 --width 100000: the seed example's "
+                                        "24 feature maps of that size do not fit in memory") and "Traceback" not in err

@@ -594,6 +594,8 @@ def test_cli_options_and_json() -> None:
 @pytest.mark.parametrize("argv, message", [
     (["explain", "separable", "--k", "0"], "explain separable: --k must be a positive integer, got 0"),
     (["explain", "stack", "--input", "1x28"], None),
+    (["explain", "stack", "--input", "3x224"], "--input expects 3 positive sizes like 1x28x28 (maps×height×width), "
+                                               "got '3x224'"),
     (["explain", "stack", "--layers", "conv 8 3x3 z2"], "unknown option 'z2'"),
     (["explain", "conv3d", "--kernel", "3x4"], "--kernel expects 1 or 3 positive sizes like 3x4x5, got '3x4'"),
     (["explain", "conv3d", "--maps", "2"], "kernel 3×4×5 on 2×42×314 maps"),

@@ -333,14 +333,16 @@ def test_invalid_configuration_refused_at_construction(build: Callable, shape: t
 # --- wrong inputs, and naming the layer ------------------------------------------------------
 INPUT_ERRORS = [
     (lambda n: n.Conv2d(64, 8, 3), (1, 32, 8, 8),
-     r"^Conv2d: expected input with 64 channels, got 32\. Hint: the previous layer outputs 32 maps; "
-     r"set in_channels=32\.$"),
+     r"^Conv2d: expected input with 64 channels, got 32\. Hint: the input has 32 channels; give it 64 channels, "
+     r"or set in_channels=32\.$"),
     (lambda n: n.Conv1d(4, 8, 3), (4, 3, 9), r"^Conv1d: expected input with 4 channels, got 3\."),
+    (lambda n: n.Conv1d(4, 8, 3), (3, 9),
+     r"^Conv1d: expected input with 4 channels, got 3 \(its input 3×9 has no batch dim and reads as C×L\)\."),
     (lambda n: n.ConvTranspose2d(6, 3, 2), (1, 4, 5, 5),
      r"^ConvTranspose2d: expected input with 6 channels, got 4\. .*set in_channels=4\.$"),
     (lambda n: n.Linear(128, 10), (2, 64),
-     r"^Linear: expected input with 128 features, got 64\. Hint: the previous layer outputs 64 features; "
-     r"set in_features=64\.$"),
+     r"^Linear: expected input with 128 features, got 64\. Hint: the input has 64 features; give it 128 features, "
+     r"or set in_features=64\.$"),
     (lambda n: n.BatchNorm2d(16), (2, 8, 4, 4), r"^BatchNorm2d: expected input with 16 channels, got 8\. .*"
                                                 r"set num_features=8\.$"),
     (lambda n: n.BatchNorm2d(8), (8, 4, 4), r"^BatchNorm2d: expected 4D input, got 3D input of shape \(8, 4, 4\)$"),
@@ -380,6 +382,15 @@ def test_error_names_layer_by_index_in_sequential() -> None:
         model(cs.tensor(np.zeros((1, 3, 9, 9), np.float32)))
     assert info.value.layer == "2 (Conv2d)"
     assert "expected input with 16 channels" in info.value.message
+
+
+def test_first_layer_hint_names_the_input_not_a_previous_layer() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    first = r"^0 \(Conv2d\): expected input with 3 channels, got 1\. Hint: the input has 1 channel; "
+    with pytest.raises(cs.ShapeError, match=first + r"give it 3 channels, or set in_channels=1\.$"):
+        model(cs.tensor(np.zeros((1, 1, 9, 9), np.float32)))
+    with pytest.raises(cs.ShapeError, match=r"got 1 \(its input 1×3×224 has no batch dim and reads as C×H×W\)"):
+        cs.summary(model, (3, 224)).raise_for_error()  # a 2-d shape for a 2-d conv model
 
 
 def test_error_names_nested_path_and_keeps_op_message() -> None:

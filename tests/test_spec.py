@@ -652,6 +652,9 @@ def test_error_attributes_and_file_names(tmp_path: Path) -> None:
     assert err.layer == "conv3 (Conv2d)"
     with pytest.raises(SpecError, match=r"^net:2:1: unknown layer"):
         load_spec("input 1x8x8\nfoo", source="net")
+    path.write_bytes(b"input 1x8x8\n\xff\n")
+    with pytest.raises(ValueError, match=r"model.spec: not UTF-8 text \(byte 0xff at offset 12\)$"):
+        load_spec(path)
 
 
 # --- the docs ---------------------------------------------------------------------------------

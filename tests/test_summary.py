@@ -327,3 +327,110 @@ def test_cli_training_memory_and_erf_flags(capsys):
     assert "Training step (batch 4, adam)" in out and "Effective RF" in out
     s = cs.summary("seed", training=True, batch_size=4, optimizer="adam")
     assert f"peak {cs.analyze.render.human(s.training.peak)}B" in out
+
+
+# --- the CLI: every option shows in every format, or is refused ----------------------------
+def test_cli_depth_groups_rows_in_every_format(capsys):
+    groups = cs.summary("resnet18").by_module(1)
+    assert cli_main(["summary", "resnet18", "--depth", "1", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "name,layers,output_shape,params,macs,flops" and len(lines) == len(groups) + 1
+    assert lines[5].split(",") == ["layer1", "14", "1×64×56×56", str(groups[4]["params"]), str(groups[4]["macs"]),
+                                   str(groups[4]["flops"])]
+    assert cli_main(["summary", "resnet18", "--depth", "1", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["depth"] == 1 and "layers" not in data and [g["name"] for g in data["groups"]][4] == "layer1"
+    assert data["groups"][4]["output_shape"] == [1, 64, 56, 56] and data["totals"]["params"] == 11_689_512
+    assert cli_main(["summary", "resnet18", "--depth", "1", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("| ") for line in out.splitlines()) == len(groups) + 1
+    assert "| layer1 | 14 |" in out and out.endswith(" bytes\n")
+
+
+def test_cli_by_type_in_every_format(capsys):
+    kinds = cs.summary("mobilenet_v1").by_type()
+    assert cli_main(["summary", "mobilenet_v1", "--by-type", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_type"] == kinds
+    assert cli_main(["summary", "mobilenet_v1", "--by-type", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "type,layers,macs,macs_share,params,params_share" and len(lines) == len(kinds) + 1
+    assert lines[1].startswith(f"Conv2d 1×1,13,{kinds[0]['macs']},")
+    assert cli_main(["summary", "mobilenet_v1", "--by-type", "--format", "md"]) == 0
+    assert "| Conv2d 1×1 | 13 | 539,492,352 | 94.86% | 3,139,584 | 74.19% |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--compare", "--format", "csv"], "--compare cannot show --format csv"),
+    (["--compare", "--format", "md"], "--compare cannot show --format md"),
+    (["--compare", "--by-type"], "--compare cannot show --by-type"),
+    (["--compare", "--depth", "1"], "--compare cannot show --depth"),
+    (["--compare", "--convention", "paper"], "--compare cannot show --convention"),
+    (["--by-type", "--depth", "1"], "--by-type cannot show --depth"),
+    (["--by-type", "--training"], "--by-type cannot show --training"),
+    (["--format", "csv", "--erf"], "--format csv cannot show --erf"),
+    (["--optimizer", "adam"], "--optimizer names the optimizer state that --training counts"),
+])
+def test_cli_refuses_options_the_view_would_ignore(capsys, options, message):
+    assert cli_main(["summary", "seed", *options]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"convscope summary: error: {message}") and err.count("\n") == 1
+
+
+def test_cli_markdown_ends_with_a_newline(capsys):
+    assert cli_main(["summary", "seed", "--format", "md"]) == 0
+    assert capsys.readouterr().out.endswith(" bytes\n")
+    assert cs.summary("seed").to_markdown().endswith(" bytes\n")
+
+
+def test_cli_an_error_before_any_row_prints_no_table(capsys):
+    assert cli_main(["summary", "vgg16", "--input", "1x224x224"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("convscope summary: error: features.0 (Conv2d): expected input with 3")
+
+
+def test_cli_input_is_one_sample_without_batch(capsys):
+    for shape in ("3x224x224x1", "2x3x224x224"):
+        assert cli_main(["summary", "resnet18", "--input", shape]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"--input {shape} has 4 dims" in err and "without batch" in err
+
+
+def test_cli_model_argument_errors_name_the_problem(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("from convscope import nn\n\ndef five():\n    return 5\n\n"
+                                   "def needs(x):\n    return nn.Conv2d(3, 8, 3)\n\n"
+                                   "def bare():\n    return nn.Sequential(nn.Conv2d(3, 8, 3))\n")
+    cases = [(["nonexist.spec"], "no such file 'nonexist.spec'"),
+             (["m.py"], "m.py is a Python file: name the function that returns the model, as m.py:FUNCTION"),
+             (["m.py:five"], "m.py:five: summary: expected a convscope.nn.Module"),
+             (["m.py:needs", "--input", "3x8x8"], "m.py:needs: needs() missing 1 required positional argument"),
+             (["m.py:bare"], "m.py:bare has no input shape of its own: give one with --input, e.g. --input 3x224x224")]
+    for argv, message in cases:
+        assert cli_main(["summary", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"convscope summary: error: {message}") and "Traceback" not in err, err
+
+
+def test_cli_summary_of_the_shipped_digits_cnn(capsys):
+    assert cli_main(["summary", "digits", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "digits" and data["input_shapes"] == [[1, 1, 8, 8]]
+    assert data["totals"]["params"] == 43_050
+
+
+def test_table_columns_never_run_into_each_other():
+    """A 3-d field at an input-dependent size ("20×40×40*") is wider than the RF column was."""
+    model = nn.Sequential(nn.Conv3d(1, 4, (3, 5, 7)), nn.AdaptiveAvgPool3d(1))
+    lines = str(cs.summary(model, (1, 20, 40, 40))).splitlines()
+    assert lines[3].split() == ["0", "(Conv3d)", "4×18×36×34", "424", "9.25M", "3×5×7"]
+    assert lines[4].split() == ["1", "(AdaptiveAvgPool3d)", "4×1×1×1", "0", "0", "20×40×40*"]
+    assert len({len(line) for line in lines[1:6]}) == 1 and len(lines[1]) <= 80
+
+
+def test_cli_zoo_marks_cut_descriptions(capsys):
+    assert cli_main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == len(cs.zoo.names())
+    for name, line in zip(cs.zoo.names(), lines):
+        full, shown = cs.zoo.entry(name).description, line.split("  ")[-1]
+        assert shown == full if len(full) <= 40 else (len(shown) == 40 and shown == full[:39] + "…"), line

@@ -442,7 +442,8 @@ def test_str_prints_the_arithmetic() -> None:
     value = float(pre[index])
     assert f"bias {bias:.4g} + Σ 18 products = {value:.4g} → ReLU → {value:.4g}" in text
     assert f"output[{', '.join(map(str, index))}] = {value:.4g}" in text
-    assert "… 12 more products" in text and text.count(" × w[") == 6
+    assert "… 12 more products (all: `convscope trace --full`, or Trace.format(full=True)) …" in text
+    assert text.count(" × w[") == 6
     full = t.format(full=True)
     assert full.count(" × w[") == 18 and "more products" not in full
     first = t.terms()[0]
@@ -528,5 +529,12 @@ def test_cli_refuses_bad_input_with_a_message(tmp_path: Any) -> None:
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), np.float32))
     args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "x.npy")])
     assert args.run(args) == 0
+    np.savez(tmp_path / "x.npz", image=np.zeros((1, 8, 8), np.float32))  # .npz, as export-xlsx takes it
+    args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "x.npz")])
+    assert args.run(args) == 0
+    (tmp_path / "text.npy").write_text("not an array\n")
+    args = _cli(["trace", "digits", "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "text.npy")])
+    with pytest.raises(ValueError, match="text.npy: not a .npy file"):
+        args.run(args)
     with pytest.raises(SystemExit):
         _cli(["trace", "digits", "--layer", "0", "--index", "a,b"])

@@ -323,7 +323,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["train", "--epochs", "1", "--out", str(run), "--batch-size", "128", "--lr", "0.01",
                  "--schedule", "none"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("trained 1 epochs: loss ") and ", val accuracy " in out and ", test accuracy " in out
+    assert out.startswith("trained 1 epoch: loss ") and ", val accuracy " in out and ", test accuracy " in out
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert len((run / "history.csv").read_text().splitlines()) == 3
     stored = json.loads((run / "history.json").read_text())
@@ -336,6 +336,8 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     (["train", "resnet18", "--out", "{tmp}"], r"train data: examples of shape \(1, 8, 8\) do not fit the model"),
     (["train", "nosuchnet", "--out", "{tmp}"], "unknown zoo model 'nosuchnet'"),
     (["train", "--resume", "{tmp}"], "No such file"),
+    (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
+                                                          "size 8×8, got 100"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:

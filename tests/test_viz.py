@@ -271,6 +271,12 @@ def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> N
         assert marker == best
     with pytest.raises(ValueError, match="no run history"):
         training.training_curves(tmp_path / "missing")
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"x.npy: expected a run folder, history.json or history.csv$"):
+        training.training_curves(tmp_path / "x.npy")
+    (tmp_path / "latin1.csv").write_bytes("epoch,train_loss\n1,0.5 # Größe\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text \(byte 0xf6 at offset 27\)$"):
+        training.training_curves(tmp_path / "latin1.csv")
 
 
 def test_confusion_cells_count_the_predictions() -> None:
@@ -467,6 +473,33 @@ def test_cli_writes_figures_and_animations_and_refuses_bad_options(tmp_path: Pat
         with pytest.raises(ValueError, match=message) as err:
             _cli(argv)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["saliency", "examples/seed.spec"], r"^saliency: needs a classifier, whose output is one score per class "
+                                         r"\(N, classes\); this model outputs 16×24×24 per sample$"),
+    (["confusion", "examples/seed.spec"], r"^confusion: seed.spec takes 1×28×28 inputs, but the digits test set "
+                                          r"holds 1×8×8 examples$"),
+    (["filters", "digits", "--max-out", "0"], r"^filters: max_out and max_in must be ≥ 1, got 0 and 64$"),
+    (["receptive", "digits", "--point", "100,-5"], r"^receptive field: point \(100, -5\) must be 2 coordinates "
+                                                   r"\(row, column\) inside the 8×8 input"),
+    (["receptive", "digits", "--point", "8,0"], r"inside the 8×8 input, each in 0 \.\. size − 1$"),
+])
+def test_cli_refuses_a_model_or_option_the_figure_cannot_use(tmp_path: Path, argv: list[str], message: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ValueError, match=message):
+        _cli(["viz", *argv, "-o", str(tmp_path / "f.png")])
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_class_scores_are_required_by_the_library_too() -> None:
+    net = cs.load_spec(ROOT / "examples" / "seed.spec")
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    with pytest.raises(ValueError, match=r"^saliency: needs a classifier.*outputs 16×24×24 per sample$"):
+        cs.inspect.saliency(net, x, 0)
+    with pytest.raises(ValueError, match=r"^confusion_matrix: needs a classifier"):
+        cs.inspect.confusion_matrix(net, x, np.zeros(2, np.int64))
 
 
 def test_gallery_page_shows_every_image_and_stays_small() -> None:

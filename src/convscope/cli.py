@@ -7,9 +7,14 @@ and a one-line message on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from .analyze.conventions import CONVENTIONS
 from .analyze.symbolic import parse_shape
@@ -17,7 +22,10 @@ from .errors import ShapeError
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
@@ -26,54 +34,153 @@ def _positive(text: str) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    rows, check = demo.run(args.height, args.width, args.k1, args.k2, args.seed)
+    if min(args.height, args.width) < 5:
+        raise ValueError(f"--height and --width must be at least 5 for the second layer's 5×5 kernel, got "
+                         f"{args.height}×{args.width}")
+    try:
+        rows, check = demo.run(args.height, args.width, args.k1, args.k2, args.seed)
+    except MemoryError:
+        raise ValueError(f"--height {args.height} --width {args.width}: the seed example's {args.k1 + args.k2} feature "
+                         "maps of that size do not fit in memory; choose a smaller image") from None
+    digits = demo.digits_report(args.digit)  # before any output: a bad --digit prints nothing
     print(f"convscope demo: the seed example on a 1×{args.height}×{args.width} image (seed {args.seed}, float64)\n")
     print(demo.render(rows, check))
     print("\n" + "═" * 79 + "\n")
-    print(demo.render_digits(demo.digits_report(args.digit)))
+    print(demo.render_digits(digits))
     return 0 if check.ok else 1
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .analyze import summary
 
+    _refuse_ignored_options(args)
+    model, default = _summary_model(args.model)
+    shape = parse_shape(args.input, "--input") if args.input else default
     if args.compare:
         from .analyze.compare import compare
 
-        table = compare(args.model, parse_shape(args.input, "--input") if args.input else None)
+        with _model_errors(args):
+            table = compare(model, shape)
+        table = replace(table, model=args.model) if default else table
+        _check_no_batch(args.input, table.input_shape, table.model)
         print(table.to_json() if args.format == "json" else table)
         return 0
-    result = summary(args.model, parse_shape(args.input, "--input") if args.input else None, convention=args.convention,
-                     training=args.training, batch_size=args.batch_size, optimizer=args.optimizer, erf=args.erf)
-    if args.by_type:
-        from .analyze.render import by_type_table
-
-        print(by_type_table(result))
-    elif args.format == "json":
-        print(result.to_json())
-    elif args.format == "csv":
-        print(result.to_csv(), end="")
-    elif args.format == "md":
-        print(result.to_markdown())
-    else:
-        print(result.table(args.depth))
+    with _model_errors(args):
+        result = summary(model, shape, convention=args.convention or "convscope", training=args.training,
+                         batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf)
+    if default:  # a module built here is named as the user named it
+        result = replace(result, model_name=args.model)
+    _check_no_batch(args.input, result.input_shapes[0], result.model_name)
+    if result.ok or result.rows:  # a partial table still shows where the walk stopped
+        print(_summary_text(result, args.format, args.by_type, args.depth), end="")
     if result.error is not None:
         print(f"convscope summary: error: {result.error}", file=sys.stderr)
         return 2
     return 0
 
 
+def _refuse_ignored_options(args: argparse.Namespace) -> None:
+    """Options the chosen view has no place for are refused, not silently dropped."""
+    if args.compare:
+        view, why = "--compare", "it prints every convention's totals, as a table or JSON"
+        ignored = {"--by-type": args.by_type, "--depth": args.depth is not None, "--training": args.training,
+                   "--erf": args.erf, "--convention": args.convention is not None,
+                   "--batch-size": args.batch_size is not None, f"--format {args.format}": args.format in ("csv", "md")}
+    elif args.by_type:
+        view, why = "--by-type", "it prints MACs and parameters per layer kind"
+        ignored = {"--depth": args.depth is not None, "--training": args.training, "--erf": args.erf}
+    else:
+        view, why = f"--format {args.format}", "it holds the layer rows and totals only; use --format table or json"
+        ignored = {"--training": args.training, "--erf": args.erf} if args.format in ("csv", "md") else {}
+    if args.optimizer is not None and not args.training:
+        raise ValueError("--optimizer names the optimizer state that --training counts; add --training")
+    named = [option for option, given in ignored.items() if given]
+    if named:
+        raise ValueError(f"{view} cannot show {' or '.join(named)}: {why}")
+
+
+def _summary_model(text: str) -> tuple[Any, tuple[int, ...] | None]:
+    """What the MODEL argument names, for ``summary``, and the input shape the CLI supplies:
+    ``digits`` is the shipped trained CNN (as for trace, viz and serve) on its 1×8×8 images;
+    anything else is passed on by name (shape None) once it cannot be a missing file or a
+    Python file without its function."""
+    from . import zoo
+
+    if text == "digits":
+        from .pretrained import pretrained
+        from .pretrained.digits import INPUT_SHAPE
+
+        return pretrained("digits"), INPUT_SHAPE
+    path = Path(text)
+    if path.suffix == ".py":
+        raise ValueError(f"{text} is a Python file: name the function that returns the model, as {text}:FUNCTION")
+    if text in zoo.names() or ".py:" in text or path.is_file():
+        return text, None
+    if path.exists():
+        raise ValueError(f"{text} is not a file (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
+    if path.suffix or os.sep in text:
+        raise ValueError(f"no such file {text!r} (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
+    return text, None  # a name: unknown ones get did-you-mean suggestions from the zoo
+
+
+@contextmanager
+def _model_errors(args: argparse.Namespace) -> Iterator[None]:
+    """Library errors about the MODEL argument, in the CLI's terms: FILE.py:FUNCTION is called
+    without arguments and must return a module (a TypeError there is the user's), and a
+    model without an input shape of its own needs ``--input``."""
+    try:
+        yield
+    except TypeError as exc:
+        if ".py:" not in args.model:
+            raise
+        raise ValueError(f"{args.model}: {exc} (FUNCTION is called without arguments and must return a convscope or "
+                         "torch module)") from None
+    except ValueError as exc:
+        if args.input is not None or "needs an input_shape" not in str(exc):
+            raise
+        raise ValueError(f"{args.model} has no input shape of its own: give one with --input, e.g. --input 3x224x224 "
+                         "(one sample, without batch)") from None
+
+
+def _check_no_batch(given: str | None, used: tuple[int, ...], name: str) -> None:
+    """``--input`` is the shape without batch: refuse one that the summary read as batched
+    (it adds a batch unless the shape already has as many dims as the first layer takes)."""
+    if given is not None and len(used) == len(parse_shape(given, "--input")):
+        raise ValueError(f"--input {given} has {len(used)} dims, at least as many as {name}'s first layer takes "
+                         "with the batch; give the shape of one sample without batch (--batch-size sets the batch)")
+
+
+def _summary_text(result: Any, fmt: str, by_type: bool, depth: int | None) -> str:
+    """The summary as ``fmt`` (table, json, csv, md): per layer kind with ``by_type``,
+    grouped by module path with ``depth``, else per layer; ends in a newline. The table
+    leaves out the error, which goes to stderr."""
+    from .analyze import render
+
+    if by_type:
+        views = {"table": lambda: render.by_type_table(result) + "\n",
+                 "json": lambda: json.dumps(render.by_type_dict(result), indent=2) + "\n",
+                 "csv": lambda: render.by_type_csv(result), "md": lambda: render.by_type_markdown(result)}
+    elif depth is not None:
+        views = {"table": lambda: render.table(result, depth, error=False) + "\n",
+                 "json": lambda: json.dumps(render.grouped_dict(result, depth), indent=2) + "\n",
+                 "csv": lambda: render.grouped_csv(result, depth), "md": lambda: render.grouped_markdown(result, depth)}
+    else:
+        views = {"table": lambda: render.table(result, error=False) + "\n", "json": lambda: result.to_json() + "\n",
+                 "csv": result.to_csv, "md": result.to_markdown}
+    return views[fmt]()
+
+
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from . import zoo
     from .analyze import summary
-    from .analyze.render import human, shape_text
+    from .analyze.render import clip, human, shape_text
 
     print(f"{'model':<18}{'input':>12}{'params':>14}{'MACs':>10}  description")
     for name in zoo.names():
         entry = zoo.entry(name)
         totals = summary(name).totals
         print(f"{name:<18}{shape_text(entry.input_shape, False):>12}{totals.params:>14,}{human(totals.macs):>10}  "
-              f"{entry.description[:40]}")
+              f"{clip(entry.description, 40)}")
     return 0
 
 
@@ -89,7 +196,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
     test_text = f", test accuracy {test[1]:.2%}" if test is not None else ""
-    print(f"trained {len(history)} epochs{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}{test_text}")
+    epochs = f"{len(history)} epoch{'' if len(history) == 1 else 's'}"
+    print(f"trained {epochs}{stop}: loss {last.get('train_loss', float('nan')):.4f}{val}{test_text}")
     return 0
 
 
@@ -106,22 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
-    p.add_argument("model", help="a zoo name (see `convscope zoo`), a spec file, an .onnx file or FILE.py:FUNCTION "
-                   "returning a torch or convscope module")
+    p.add_argument("model", help="a zoo name (see `convscope zoo`), 'digits' (the shipped trained CNN), a spec "
+                   "file, an .onnx file or FILE.py:FUNCTION returning a torch or convscope module")
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
-    p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table")
+    p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table",
+                   help="how to print the rows (per layer, or those of --depth or --by-type); default table")
     p.add_argument("--depth", type=_positive, default=None, help="group rows by module path up to this depth")
     p.add_argument("--convention", choices=list(CONVENTIONS),
-                   default="convscope", help="what the totals count (paper: conv/fc multiply-adds, weights without "
-                   "biases; fvcore, thop, ptflops, torch: those tools' rules)")
+                   help="what the totals count (default convscope: every op with a cost rule; paper: conv/fc "
+                   "multiply-adds, weights without biases; fvcore, thop, ptflops, torch: those tools' rules)")
     p.add_argument("--compare", action="store_true",
                    help="the totals under every convention side by side, with the reason for each difference")
     p.add_argument("--by-type", action="store_true", help="MACs and parameters per layer kind, with shares")
     p.add_argument("--training", action="store_true",
                    help="add the memory of one training step: saved tensors, gradients, optimizer state")
     p.add_argument("--batch-size", type=_positive, default=None, help="batch size for --training (default 1)")
-    p.add_argument("--optimizer", choices=["sgd", "plain_sgd", "adam", "adamw", "none"], default="sgd",
-                   help="optimizer state counted by --training (sgd = with momentum)")
+    p.add_argument("--optimizer", choices=["sgd", "plain_sgd", "adam", "adamw", "none"],
+                   help="optimizer state counted by --training (default sgd, with momentum)")
     p.add_argument("--erf", action="store_true",
                    help="effective receptive field of the last layer (gradient mass on real weights)")
     p.set_defaults(run=_cmd_summary)

@@ -49,6 +49,14 @@ def _input(model: Module, x: Any) -> Tensor:
     return Tensor.wrap(np.ascontiguousarray(arr, dtype=dtype))
 
 
+def check_class_scores(what: str, shape: Sequence[int]) -> None:
+    """A classifier's output is one score per class and sample, ``(N, classes)``; any other
+    (a feature map ``(N, C, H, W)``) has no class to pick or predict."""
+    if len(shape) != 2:
+        raise ValueError(f"{what}: needs a classifier, whose output is one score per class (N, classes); this model "
+                         f"outputs {'×'.join(map(str, shape[1:]))} per sample")
+
+
 @contextlib.contextmanager
 def _evaluating(model: Module) -> Iterator[None]:
     """Eval mode inside the block; the previous mode afterwards."""
@@ -116,6 +124,7 @@ def confusion_matrix(model: Module, X: np.ndarray, y: np.ndarray, num_classes: i
     """
     y = np.asarray(y, np.int64)
     logits = predict(model, X)
+    check_class_scores("confusion_matrix", logits.shape)
     k = num_classes if num_classes is not None else logits.shape[1]
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"confusion_matrix: labels must lie in 0 .. {k - 1}, got {int(y.min())} .. {int(y.max())}")
@@ -162,6 +171,7 @@ def saliency(model: Module, x: Any, target: int | Sequence[int]) -> np.ndarray:
             p.requires_grad = False
         with _evaluating(model):
             logits = model(inp)
+            check_class_scores("saliency", logits.shape)
             if not 0 <= targets.min() <= targets.max() < logits.shape[1]:
                 raise ValueError(f"saliency: target must lie in 0 .. {logits.shape[1] - 1}, got {target}")
             mask = np.zeros(logits.shape, logits.dtype)

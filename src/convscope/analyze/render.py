@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import textwrap
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..rules import paren
@@ -55,10 +56,11 @@ def _symbolic_lines(summary: Any) -> list[str]:
             glued = v.reason.replace(" − ", "\u00a0−\u00a0").replace(" + ", "\u00a0+\u00a0")
             lines += [line.replace("\u00a0", " ") for line in
                       textwrap.wrap(glued, 80, initial_indent="    ", subsequent_indent="      ")]
-    return lines + [_clip(f"Note: {n}") for n in sym.notes]
+    return lines + [clip(f"Note: {n}") for n in sym.notes]
 
 
-def _clip(line: str, width: int = 80) -> str:
+def clip(line: str, width: int = 80) -> str:
+    """``line`` cut to ``width`` characters, the last one "…" when it was cut."""
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
@@ -101,30 +103,32 @@ def grouped(summary: Any, depth: int) -> list[dict]:
     return list(groups.values())
 
 
-def table(summary: Any, depth: int | None = None) -> str:
-    """The readable table (fits 80 columns), totals, the uncounted ledger and any error."""
-    last = "Layers" if depth is not None else "RF"
-    head = f"{'Layer (type)':<34}{'Output':>14}{'Params':>12}{'MACs':>10}{last:>9}"
+def table(summary: Any, depth: int | None = None, *, error: bool = True) -> str:
+    """The readable table (fits 80 columns), totals, the uncounted ledger and, unless
+    ``error=False`` (the CLI prints it on stderr), the error that stopped the walk."""
     sym = getattr(summary, "symbolic", None)
     inputs = ", ".join(shape_text(s, False) for s in (sym.input_shapes if sym else summary.input_shapes))
     at = f"; numbers at {', '.join(f'{k} = {n}' for k, n in sym.reference.items())}" if sym else ""
-    lines = [f"{summary.model_name}: input {inputs}{at}", head, "─" * len(head)]
     if depth is not None:
         groups = grouped(summary, depth)
         extra = _formula_lines([(g["name"], g["output_shape"], g["output_formula"]) for g in groups])
-        for g, more in zip(groups, extra):
-            lines.append(f"{g['name'][:33]:<34}{shape_text(g['output_shape']):>14}{g['params']:>12,}"
-                         f"{human(g['macs']):>10}{g['layers']:>9}")
-            lines += more
+        cells = [(g["name"], shape_text(g["output_shape"]), f"{g['params']:,}", human(g["macs"]), str(g["layers"]))
+                 for g in groups]
     else:
         extra = _formula_lines([(r.name, r.output_shape, r.output_formula) for r in summary.rows])
-        for r, more in zip(summary.rows, extra):
-            label = f"{r.name} ({r.type})"
-            if len(label) > 33:
-                label = label[:32] + "…"
-            lines.append(f"{label:<34}{shape_text(r.output_shape):>14}{r.params:>12,}{human(r.macs):>10}"
-                         f"{field_text(r):>9}")
-            lines += more
+        cells = [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", human(r.macs), field_text(r))
+                 for r in summary.rows]
+    # the output and last columns grow to keep a space before their longest cell (a 3-d
+    # field "20×40×40*"); the label column gives up that room, so the table stays 79 wide
+    widths = [34, 14, 12, 10, 9]
+    for k in (1, 4):
+        widths[k] = max(widths[k], 1 + max((len(c[k]) for c in cells), default=0))
+    widths[0] = max(20, 79 - sum(widths[1:]))
+    head = _row(("Layer (type)", "Output", "Params", "MACs", "Layers" if depth is not None else "RF"), widths)
+    lines = [f"{summary.model_name}: input {inputs}{at}", head, "─" * len(head)]
+    for row, more in zip(cells, extra):
+        lines.append(_row(row, widths))
+        lines += more
     t = summary.totals
     lines += ["─" * len(head),
               f"Params: {t.params:,} (trainable {t.trainable_params:,}, {human(t.param_bytes)}B)",
@@ -144,11 +148,17 @@ def table(summary: Any, depth: int | None = None) -> str:
     if summary.uncounted:
         ops = ", ".join(f"{u.op} ×{u.calls}" for u in summary.uncounted)
         lines.append(f"Uncounted (no cost rule, counted as 0): {ops}")
-    if summary.error is not None:
+    if error and summary.error is not None:
         lines.append(f"Error: {summary.error}")
     if sym is not None:
         lines += _symbolic_lines(summary)
     return "\n".join(lines)
+
+
+def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One table line: the label left-aligned (cut with "…" to leave a space), numbers right-aligned."""
+    label = cells[0] if len(cells[0]) < widths[0] else cells[0][:widths[0] - 2] + "…"
+    return f"{label:<{widths[0]}}" + "".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))
 
 
 def _convention_line(summary: Any) -> str:
@@ -171,6 +181,78 @@ def by_type_table(summary: Any) -> str:
     return "\n".join(lines)
 
 
+BY_TYPE_COLUMNS = ("type", "layers", "macs", "macs_share", "params", "params_share")
+
+
+def by_type_dict(summary: Any) -> dict[str, Any]:
+    """:meth:`Summary.by_type` with the model, convention and totals, for JSON."""
+    return {"model": summary.model_name, "convention": summary.convention,
+            "totals": {"params": summary.totals.params, "macs": summary.totals.macs}, "by_type": summary.by_type()}
+
+
+def by_type_csv(summary: Any) -> str:
+    """:meth:`Summary.by_type` as CSV, one row per layer kind (shares as fractions)."""
+    return _csv(BY_TYPE_COLUMNS, ([k[c] for c in BY_TYPE_COLUMNS] for k in summary.by_type()))
+
+
+def by_type_markdown(summary: Any) -> str:
+    """:meth:`Summary.by_type` as a Markdown table (shares in percent)."""
+    rows = [[k["type"], k["layers"], f"{k['macs']:,}", f"{k['macs_share']:.2%}", f"{k['params']:,}",
+             f"{k['params_share']:.2%}"] for k in summary.by_type()]
+    return _markdown(BY_TYPE_COLUMNS, rows) + "\n"
+
+
+def _group_columns(summary: Any) -> tuple[str, ...]:
+    symbolic = getattr(summary, "symbolic", None) is not None
+    return ("name", "layers", "output_shape", "params", "macs", "flops") + (("output_formula",) if symbolic else ())
+
+
+def _group_cells(group: dict, columns: Sequence[str]) -> list[Any]:
+    return [shape_text(group[c], False) if c == "output_shape" else formula_text(group[c]) if c == "output_formula"
+            else group[c] for c in columns]
+
+
+def grouped_dict(summary: Any, depth: int) -> dict[str, Any]:
+    """:meth:`Summary.to_dict` with the rows grouped by module path (``groups`` in place of
+    ``layers``), for JSON."""
+    groups = [g | {"output_shape": None if g["output_shape"] is None else list(g["output_shape"])}
+              for g in grouped(summary, depth)]
+    return {k: v for k, v in summary.to_dict().items() if k != "layers"} | {"depth": depth, "groups": groups}
+
+
+def grouped_csv(summary: Any, depth: int) -> str:
+    """The rows grouped by module path (see :func:`grouped`) as CSV."""
+    columns = _group_columns(summary)
+    return _csv(columns, (_group_cells(g, columns) for g in grouped(summary, depth)))
+
+
+def grouped_markdown(summary: Any, depth: int) -> str:
+    """The rows grouped by module path (see :func:`grouped`) as Markdown, then the totals."""
+    columns = _group_columns(summary)
+    table = _markdown(columns, [_group_cells(g, columns) for g in grouped(summary, depth)])
+    return f"{table}\n\n{_markdown_totals(summary)}\n"
+
+
+def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _markdown_totals(summary: Any) -> str:
+    t = summary.totals
+    return (f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
+            f"**peak activations** {t.peak_activation_bytes:,} bytes")
+
+
 COLUMNS = ("name", "type", "input_shapes", "output_shape", "weight_shape", "bias_shape", "params",
            "trainable_params", "params_formula", "macs", "flops", "cost_formula", "activation_bytes",
            "receptive_field", "use")
@@ -190,22 +272,13 @@ def _cell(row: LayerRow, key: str) -> str:
 
 
 def csv_text(summary: Any) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
     columns = COLUMNS + (("output_formula",) if getattr(summary, "symbolic", None) else ())
-    writer.writerow(columns)
-    for r in summary.rows:
-        writer.writerow([_cell(r, k) for k in columns])
-    return out.getvalue()
+    return _csv(columns, ([_cell(r, k) for k in columns] for r in summary.rows))
 
 
 def markdown(summary: Any) -> str:
+    """The rows as a Markdown table, then the totals; ends with a newline like :func:`csv_text`."""
     cols = ("name", "type", "output_shape", "weight_shape", "params_formula", "macs", "receptive_field")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in summary.rows:
-        cells = [_cell(r, "output_formula" if k == "output_shape" and r.output_formula else k) for k in cols]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    t = summary.totals
-    lines += ["", f"**Total params** {t.params:,} · **MACs** {t.macs:,} · **FLOPs** {t.flops:,} · "
-                  f"**peak activations** {t.peak_activation_bytes:,} bytes"]
-    return "\n".join(lines)
+    rows = [[_cell(r, "output_formula" if k == "output_shape" and r.output_formula else k) for k in cols]
+            for r in summary.rows]
+    return f"{_markdown(cols, rows)}\n\n{_markdown_totals(summary)}\n"

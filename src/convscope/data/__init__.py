@@ -12,10 +12,10 @@ arrays ``(X, y)``, and a set of splits is a dict of such pairs.
 from .batches import Batches, random_shift
 from .checks import Split, check_arrays
 from .digits import digits, digits_splits
-from .loaders import MissingDependencyError, Splits, load, load_image_folder, load_mnist, load_npz, read_idx
+from .loaders import MissingDependencyError, Splits, load, load_array, load_image_folder, load_mnist, load_npz, read_idx
 from .mnist1d import mnist1d
 
 __all__ = [
     "Batches", "MissingDependencyError", "Split", "Splits", "check_arrays", "digits", "digits_splits", "load",
-    "load_image_folder", "load_mnist", "load_npz", "mnist1d", "random_shift", "read_idx",
+    "load_array", "load_image_folder", "load_mnist", "load_npz", "mnist1d", "random_shift", "read_idx",
 ]

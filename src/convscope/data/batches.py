@@ -65,6 +65,10 @@ class Batches:
         if max_shift < 0:
             raise ValueError(f"Batches: max_shift must be ≥ 0, got {max_shift}")
         self.X, self.y = check_arrays(X, y, name="Batches")
+        spatial = self.X.shape[2:]
+        if spatial and max_shift >= min(spatial):  # such a shift can move every pixel out of the image
+            raise ValueError(f"Batches: max_shift must be smaller than the examples' spatial size "
+                             f"{'×'.join(map(str, spatial))}, got {max_shift}")
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = int(seed)

@@ -26,6 +26,7 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 _MNIST_FILES = {"train": "train", "test": "t10k"}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 _SPLIT_ALIASES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"  # how .npy files and zip archives (.npz) start
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -168,6 +169,7 @@ def load_npz(path: str | Path) -> Splits:
         each split: ``X (N, ...)`` float and ``y (N,)`` int64.
     """
     path = Path(path)
+    _require_header(path, _ZIP_MAGIC, "an .npz file (it is no zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -191,6 +193,46 @@ def load_npz(path: str | Path) -> Splits:
             X = _scale(X[:, None] if X.ndim == 3 else X)
         splits[split] = check_arrays(X, arrays[yk], name=f"{path.name}[{xk}]")
     return splits
+
+
+def _require_header(path: Path, magic: bytes, what: str) -> None:
+    """NumPy reads a file without its own header as a pickle (refused as "pickled data"):
+    check the header first, so that the error says what the file is not."""
+    with path.open("rb") as fh:
+        if not fh.read(len(magic)).startswith(magic):
+            raise ValueError(f"{path}: not {what}")
+
+
+def load_array(path: str | Path, key: str | None = None) -> tuple[np.ndarray, str]:
+    """One array from a ``.npy`` file, or from an ``.npz`` file (its only array, or the one
+    named ``key``: the CLIs' ``--key``), and how to name it in messages (``x.npz[image]``).
+
+    A file that is not what its suffix says (a text file named ``x.npy``) is a one-line
+    ValueError naming it; pickled data is never loaded.
+    """
+    path = Path(path)
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"{path}: must be a .npy or .npz file")
+    if path.suffix == ".npy":
+        if key is not None:
+            raise ValueError(f"{path}: a key selects an array of an .npz file; a .npy file holds one")
+        _require_header(path, _NPY_MAGIC, "a .npy file (it does not start with NumPy's array header)")
+        try:
+            return np.load(path, allow_pickle=False), str(path)
+        except ValueError as exc:  # object arrays, a damaged header
+            raise ValueError(f"{path}: {exc}") from None
+    _require_header(path, _ZIP_MAGIC, "an .npz file (it is no zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if key is None and len(names) != 1:
+                raise ValueError(f"{path} holds {len(names)} arrays ({', '.join(names)}); choose one with --key")
+            chosen = key if key is not None else names[0]
+            if chosen not in names:
+                raise ValueError(f"--key {chosen!r} is not in {path}; it holds {', '.join(names)}")
+            return npz[chosen], f"{path}[{chosen}]"
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 def _folder_splits(root: Path) -> Splits:

@@ -179,8 +179,8 @@ def _grouped_contrast(specs: list[LayerSpec], model: nn.Sequential, outs: list[T
 
 
 def compute(input: str, layers: str, seed: int) -> tuple[Facts, Claims]:  # noqa: A002 - the option's name
-    shape = sizes("stack", "input", input, (2, 3), "1x28x28")
-    shape = (1, *shape) if len(shape) == 2 else shape
+    # maps×height×width only: "3x224" could mean 3 maps of 224 as well as one 3×224 map
+    shape = sizes("stack", "input", input, (3,), "1x28x28 (maps×height×width)")
     specs = parse_layers(layers)
     within_budget("stack", f"the {dims(shape)} input", math.prod(shape), "use a smaller --input")
     model, outs = _run(specs, data(generator(seed), 1, *shape), seed)

@@ -66,21 +66,9 @@ def load_sample(path: str | None, key: str | None, digit: int | None) -> tuple[n
             raise ValueError(f"--digit {digit} is out of range: the digits test set has {len(images)} images "
                              f"(0 to {len(images) - 1})")
         return images[digit], f"test digit {digit} (label {labels[digit]})"
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if key is None and len(names) != 1:
-                raise ValueError(f"--input {path} holds {len(names)} arrays ({', '.join(names)}); choose one with "
-                                 f"--key")
-            chosen = key if key is not None else names[0]
-            if chosen not in names:
-                raise ValueError(f"--key {chosen!r} is not in {path}; it holds {', '.join(names)}")
-            return npz[chosen], f"{path}[{chosen}]"
-    if key is not None:
-        raise ValueError("--key selects an array of an .npz --input")
-    if not path.endswith(".npy"):
-        raise ValueError(f"--input must be a .npy or .npz file, got {path!r}")
-    return np.load(path, allow_pickle=False), path
+    from ..data import load_array
+
+    return load_array(path, key)
 
 
 def _check_fits(model: Module, sample: np.ndarray, described: str) -> None:

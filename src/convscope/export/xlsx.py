@@ -121,6 +121,8 @@ def write_workbook(plan: WorkbookPlan, path: Path) -> None:
     try:
         book.save(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # name the target: the temporary file is ours, not the user's
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -69,10 +69,20 @@ def require_positive(layer: Module, **values: Any) -> None:
             raise ShapeError(f"{name} must be positive, got {value}", layer=type(layer).__name__)
 
 
-def check_size(layer: Module, got: int, expected: int, argument: str, unit: str = "channels") -> None:
-    """The input's channel (feature) count must match the layer's; the hint names the fix."""
+def check_size(layer: Module, got: int, expected: int, argument: str, unit: str = "channels", *,
+               source: Tensor | None = None, layout: str | None = None) -> None:
+    """The input's channel (feature) count must match the layer's; the hint names the fix.
+
+    ``source`` is the input tensor: one that no op made is the model's own input, with no
+    previous layer to blame. ``layout`` (e.g. ``"C×H×W"``) says how an unbatched input was read.
+    """
     if got != expected:
-        maps = "maps" if unit == "channels" else unit
-        raise ShapeError(f"expected input with {expected} {unit}, got {got}. "
-                         f"Hint: the previous layer outputs {got} {maps}; set {argument}={got}.",
+        read = ""
+        if layout is not None and source is not None:
+            read = f" (its input {'×'.join(map(str, source.shape))} has no batch dim and reads as {layout})"
+        if source is not None and not source.op:  # no op made it: the model's own input
+            hint = f"the input has {got} {unit[:-1] if got == 1 else unit}; give it {expected} {unit}, or set"
+        else:
+            hint = f"the previous layer outputs {got} {'maps' if unit == 'channels' else unit}; set"
+        raise ShapeError(f"expected input with {expected} {unit}, got {got}{read}. Hint: {hint} {argument}={got}.",
                          layer=type(layer).__name__)

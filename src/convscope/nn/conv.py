@@ -17,6 +17,7 @@ from .module import Module
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_LAYOUTS = {1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}  # how an unbatched input is read, per spatial rank
 _Size = int | Sequence[int]
 
 
@@ -93,7 +94,8 @@ class _ConvNd(Module):
 
     def _check_input(self, input: Tensor) -> None:  # noqa: A002
         if input.ndim in (self._nd + 1, self._nd + 2):
-            check_size(self, input.shape[-self._nd - 1], self.in_channels, "in_channels")
+            layout = _LAYOUTS[self._nd] if input.ndim == self._nd + 1 else None
+            check_size(self, input.shape[-self._nd - 1], self.in_channels, "in_channels", source=input, layout=layout)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

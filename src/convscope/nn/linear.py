@@ -42,7 +42,7 @@ class Linear(Module):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if input.ndim:
-            check_size(self, input.shape[-1], self.in_features, "in_features", unit="features")
+            check_size(self, input.shape[-1], self.in_features, "in_features", unit="features", source=input)
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:

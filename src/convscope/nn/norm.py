@@ -80,7 +80,7 @@ class _BatchNorm(_NormBase):
             want = " or ".join(f"{r}D" for r in self._ranks)
             raise ShapeError(f"expected {want} input, got {input.ndim}D input of shape {input.shape}",
                              layer=type(self).__name__)
-        check_size(self, input.shape[1], self.num_features, "num_features")
+        check_size(self, input.shape[1], self.num_features, "num_features", source=input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and not input.is_meta:
             self.num_batches_tracked.data += 1
@@ -147,7 +147,7 @@ class _InstanceNorm(_NormBase):
         unbatched = input.ndim < batched
         channels = input.shape[0 if unbatched else 1]
         if self.affine or self.track_running_stats:
-            check_size(self, channels, self.num_features, "num_features")
+            check_size(self, channels, self.num_features, "num_features", source=input)
         elif channels != self.num_features:
             warnings.warn(f"{type(self).__name__}: input has {channels} channels, not num_features "
                           f"({self.num_features}); num_features is unused without affine parameters or running "
@@ -249,7 +249,7 @@ class GroupNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if input.ndim >= 2:
-            check_size(self, input.shape[1], self.num_channels, "num_channels")
+            check_size(self, input.shape[1], self.num_channels, "num_channels", source=input)
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from .. import nn
+from ..files import read_text
 from .blocks import Concat, Residual
 from .builder import build
 from .dump import dump_spec
@@ -37,7 +38,7 @@ def _read(path_or_text: str | os.PathLike, source: str | None) -> tuple[str, str
             "\n" not in path_or_text and "{" not in path_or_text
             and (path_or_text.endswith(".spec") or os.path.isfile(path_or_text))):
         path = Path(path_or_text)
-        return path.read_text(encoding="utf-8"), source or str(path_or_text)
+        return read_text(path), source or str(path_or_text)
     return path_or_text, source or "<spec>"
 
 

@@ -34,7 +34,8 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--index", required=True, type=_index,
                    help="full index into the layer's output, batch first, e.g. 0,5,3,4")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--input", help=".npy array shaped like the model input (the batch dim is optional)")
+    source.add_argument("--input", help=".npy or .npz array shaped like the model input (the batch dim is optional)")
+    p.add_argument("--key", help="which array of an .npz --input holding several")
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
     p.add_argument("--seed", type=int, default=0, help="seed of the uniform random input used without --input/--digit")
     p.add_argument("--full", action="store_true", help="list every term instead of a summary")
@@ -58,10 +59,14 @@ def _load_model(name: str) -> tuple[Module, tuple[int, ...]]:
 
 def _load_input(args: argparse.Namespace, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, str]:
     if args.input is not None:
-        x = np.load(args.input, allow_pickle=False)
+        from ..data import load_array
+
+        x, name = load_array(args.input, args.key)
         if x.dtype.kind not in "fiu":
-            raise ValueError(f"--input {args.input}: expected a numeric array, got dtype {x.dtype}")
-        return (x[None] if x.ndim == len(shape) else x).astype(dtype), f"input {args.input}"
+            raise ValueError(f"--input {name}: expected a numeric array, got dtype {x.dtype}")
+        return (x[None] if x.ndim == len(shape) else x).astype(dtype), f"input {name}"
+    if args.key is not None:
+        raise ValueError("--key selects an array of an .npz --input")
     if args.digit is not None:
         from ..data import digits
 

@@ -53,7 +53,7 @@ def _listing(items: Sequence[Any], text: Callable[[Any], str], full: bool, noun:
         return [f"    {text(item)}" for item in items]
     hidden = len(items) - HEAD - TAIL
     return ([f"    {text(item)}" for item in items[:HEAD]]
-            + [f"    … {hidden} more {noun} (Trace.terms() returns all; format(full=True) prints all) …"]
+            + [f"    … {hidden} more {noun} (all: `convscope trace --full`, or Trace.format(full=True)) …"]
             + [f"    {text(item)}" for item in items[-TAIL:]])
 
 

@@ -72,6 +72,8 @@ def filter_grid(weight: np.ndarray, groups: int = 1, layout: str = "auto", *, ma
     w = np.asarray(weight, dtype=np.float64)
     if w.ndim < 3:
         raise ValueError(f"filters: expected a conv weight (C_out, C_in/groups, *kernel), got shape {w.shape}")
+    if min(max_out, max_in) < 1:
+        raise ValueError(f"filters: max_out and max_in must be ≥ 1, got {max_out} and {max_in}")
     c_out, per_group = w.shape[:2]
     if groups < 1 or c_out % groups:
         raise ValueError(f"filters: {c_out} output channels cannot be split into groups={groups}")

@@ -53,6 +53,16 @@ def _unit(axes: Any, point: Sequence[float], sizes: Sequence[int]) -> tuple[int,
     return tuple(units)
 
 
+def _checked_point(point: Sequence[float] | None, sizes: Sequence[int]) -> tuple[float, ...]:
+    """``point`` (row, column) inside the input of ``sizes`` (H, W); default the centre."""
+    if point is None:
+        return tuple(n // 2 for n in sizes)
+    if len(point) != len(sizes) or any(not 0 <= p <= n - 1 for p, n in zip(point, sizes)):
+        raise ValueError(f"receptive field: point {tuple(point)} must be {len(sizes)} coordinates (row, column) inside "
+                         f"the {'×'.join(map(str, sizes))} input, each in 0 .. size − 1")
+    return tuple(point)
+
+
 def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None,
                  point: Sequence[float] | None = None, channel: int = 0) -> list[FieldPanel]:
     """The traced unit and its influence mask for each of ``layers`` (default: every layer
@@ -65,7 +75,7 @@ def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None
         names = [n for n in acts if "#" not in n]
         layers = [n for n in names if acts[n].ndim >= 4] + [names[-1]]
         layers = list(dict.fromkeys(layers))
-    point = tuple(point) if point is not None else (x.shape[2] // 2, x.shape[3] // 2)
+    point = _checked_point(point, x.shape[2:])
     panels = []
     for layer in layers:
         if layer not in acts:

@@ -9,6 +9,7 @@ figure of a run is the same on every machine. The confusion matrix and saliency 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import inspect
+from ..files import read_text
 from ..tensor import Tensor
 from ..train import History, predict
 from . import style
@@ -40,14 +42,16 @@ def load_history(source: Any) -> History:
             raise ValueError(f"run folder {str(source)!r} has no history.json or history.csv")
     if not path.is_file():
         raise ValueError(f"no run history at {str(source)!r} (expected a run folder, history.json or history.csv)")
+    if path.suffix not in (".json", ".csv"):
+        raise ValueError(f"{path}: expected a run folder, history.json or history.csv")
+    text = read_text(path)
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         if not isinstance(data, dict) or "rows" not in data:
             raise ValueError(f"{path}: expected a convscope history with a 'rows' list")
         return History(rows=data["rows"], best_epoch=data.get("best_epoch"), stopped_early=data.get("stopped_early",
                                                                                                      False))
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+    rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text, newline=""))]
     return History(rows=rows)
 
 
@@ -104,7 +108,7 @@ def confusion(model: Any = "digits", X: np.ndarray | None = None, y: np.ndarray 
     import matplotlib
     from matplotlib.colors import LogNorm
 
-    net, name, _ = resolve(model, weights=True, need_shape=False)
+    net, name, shape = resolve(model, weights=True, need_shape=False)
     if X is None or y is None:
         from ..data import digits
 
@@ -112,6 +116,9 @@ def confusion(model: Any = "digits", X: np.ndarray | None = None, y: np.ndarray 
         where = f"digits {split} set"
     else:
         where = "the given data"
+    if shape and tuple(shape) != X.shape[1:]:  # a model for another input would run, and count nonsense
+        raise ValueError(f"confusion: {name} takes {'×'.join(map(str, shape))} inputs, but the {where} holds "
+                         f"{'×'.join(map(str, X.shape[1:]))} examples")
     matrix = inspect.confusion_matrix(net, X, y)
     k = matrix.shape[0]
     fig = new_figure(max(4.5, 0.45 * k + 1.8), max(4.2, 0.45 * k + 1.5))
@@ -149,7 +156,9 @@ def saliency_map(model: Any = "digits", x: Any = None, *, digit: int = 0, target
     import matplotlib
 
     net, name, x, described = model_input(model, x, digit, input_shape)
-    logits = predict(net, x)[0]
+    logits = predict(net, x)
+    inspect.check_class_scores("saliency", logits.shape)
+    logits = logits[0]
     target = int(np.argmax(logits)) if target is None else int(target)
     grad = inspect.saliency(net, x, target)
     sal = np.abs(grad[0]).max(axis=0)

@@ -24,9 +24,20 @@ def add_cli(subparsers: Any) -> None:
                    help="model shown first: 'digits' (the trained digits CNN), a zoo name, a .spec or .onnx file")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--max-macs", type=float, default=None,
+    p.add_argument("--max-macs", type=_macs, default=None,
                    help="largest forward pass the server runs, in MACs (default 2.5e9)")
     p.set_defaults(run=run)
+
+
+def _macs(text: str) -> int:
+    """``--max-macs``: a whole number of MACs ≥ 1, written as an int or a float (``2.5e9``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1 or not value.is_integer():  # nan, inf and 2.5 too
+        raise argparse.ArgumentTypeError(f"expected a whole number of MACs ≥ 1 such as 2.5e9, got {text!r}")
+    return int(value)
 
 
 def is_loopback(host: str) -> bool:
@@ -77,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must lie in 0 … 65535, got {args.port}")
-    if args.max_macs is not None and not (args.max_macs >= 1 and args.max_macs.is_integer()):
-        raise ValueError(f"--max-macs must be a positive whole number of MACs (e.g. 5e9), got {args.max_macs:g}")
-    limits = Limits() if args.max_macs is None else Limits(max_macs=int(args.max_macs))
+    limits = Limits() if args.max_macs is None else Limits(max_macs=args.max_macs)
     app = create_app(limits)
     app.state.default_model = _default_model(app, args.model)
     sock = bind(args.host, args.port)

@@ -115,7 +115,9 @@ class PartialConv2d(nn.Conv2d):
 
     * connected weights = ``connection_table.sum() · kh · kw``; parameters = that + ``C_out`` biases
       (:meth:`parameter_count`; 1,500 + 16 = 1,516 for C3);
-    * MACs = ``H_out · W_out · connection_table.sum() · kh · kw`` per sample (150,000 for C3).
+    * MACs = ``H_out · W_out · C_out · C_in · kh · kw`` per sample (240,000 for C3): the engine
+      computes the dense convolution with the masked weight, zeros included; only
+      ``H_out · W_out · connection_table.sum() · kh · kw`` of them (150,000) meet a connected weight.
 
     Shape:
         input ``(N, C_in, H, W)`` → output ``(N, C_out, H_out, W_out)`` as for :class:`Conv2d`.
