@@ -402,9 +402,12 @@ def test_cli_model_argument_errors_name_the_problem(capsys, tmp_path, monkeypatc
                                    "def bare():\n    return nn.Sequential(nn.Conv2d(3, 8, 3))\n")
     cases = [(["nonexist.spec"], "no such file 'nonexist.spec'"),
              (["m.py"], "m.py is a Python file: name the function that returns the model, as m.py:FUNCTION"),
-             (["m.py:five"], "m.py:five: summary: expected a convscope.nn.Module"),
-             (["m.py:needs", "--input", "3x8x8"], "m.py:needs: needs() missing 1 required positional argument"),
-             (["m.py:bare"], "m.py:bare has no input shape of its own: give one with --input, e.g. --input 3x224x224")]
+             (["m.py:five"], "summary: m.py:five: five() returned a value of type int, not a convscope or torch "
+                             "module"),
+             (["m.py:needs", "--input", "3x8x8"], "summary: m.py:needs: calling needs() failed: needs() missing 1 "
+                                                  "required positional argument"),
+             (["m.py:bare"], "summary: m.py:bare has no input shape of its own: give one (input_shape=(3, 224, 224), "
+                             "or --input 3x224x224")]
     for argv, message in cases:
         assert cli_main(["summary", *argv]) == 2, argv
         err = capsys.readouterr().err

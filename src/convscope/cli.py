@@ -10,8 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,15 +58,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.compare:
         from .analyze.compare import compare
 
-        with _model_errors(args):
-            table = compare(model, shape)
+        table = compare(model, shape)
         table = replace(table, model=args.model) if default else table
         _check_no_batch(args.input, table.input_shape, table.model)
         print(table.to_json() if args.format == "json" else table)
         return 0
-    with _model_errors(args):
-        result = summary(model, shape, convention=args.convention or "convscope", training=args.training,
-                         batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf)
+    result = summary(model, shape, convention=args.convention or "convscope", training=args.training,
+                     batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf)
     if default:  # a module built here is named as the user named it
         result = replace(result, model_name=args.model)
     _check_no_batch(args.input, result.input_shapes[0], result.model_name)
@@ -121,25 +118,6 @@ def _summary_model(text: str) -> tuple[Any, tuple[int, ...] | None]:
     if path.suffix or os.sep in text:
         raise ValueError(f"no such file {text!r} (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
     return text, None  # a name: unknown ones get did-you-mean suggestions from the zoo
-
-
-@contextmanager
-def _model_errors(args: argparse.Namespace) -> Iterator[None]:
-    """Library errors about the MODEL argument, in the CLI's terms: FILE.py:FUNCTION is called
-    without arguments and must return a module (a TypeError there is the user's), and a
-    model without an input shape of its own needs ``--input``."""
-    try:
-        yield
-    except TypeError as exc:
-        if ".py:" not in args.model:
-            raise
-        raise ValueError(f"{args.model}: {exc} (FUNCTION is called without arguments and must return a convscope or "
-                         "torch module)") from None
-    except ValueError as exc:
-        if args.input is not None or "needs an input_shape" not in str(exc):
-            raise
-        raise ValueError(f"{args.model} has no input shape of its own: give one with --input, e.g. --input 3x224x224 "
-                         "(one sample, without batch)") from None
 
 
 def _check_no_batch(given: str | None, used: tuple[int, ...], name: str) -> None:

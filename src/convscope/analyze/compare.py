@@ -125,7 +125,8 @@ def compare(model: Any, input_shape: str | Sequence[Any] | None = None, *, train
     net, name, default = _resolve(model)
     shape = input_shape_of(input_shape or default)
     if not shape:
-        raise ValueError(f"compare: {name} needs an input_shape, e.g. (3, 224, 224)")
+        raise ValueError(f"compare: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
+                         "or --input 3x224x224 on the command line: one sample, without batch)")
     mode = "train" if training else "eval"
     chosen = [conventions.get(c) for c in (names or conventions.CONVENTIONS)]
     runs = {c.name: summary(net, shape, convention=c, mode=mode).raise_for_error() for c in chosen}

@@ -174,7 +174,16 @@ def _from_python_file(target: str) -> tuple[Module, str, tuple[int, ...] | None]
     build = getattr(module, function, None)
     if not callable(build):
         raise ValueError(f"summary: {file} has no function {function!r}")
-    net, _, default = _resolve(build())
+    try:
+        built = build()
+    except TypeError as exc:  # most likely a function that needs arguments
+        raise ValueError(f"summary: {target}: calling {function}() failed: {exc} (FUNCTION is called without "
+                         "arguments and must return a convscope or torch module)") from None
+    try:
+        net, _, default = _resolve(built)
+    except TypeError:
+        raise ValueError(f"summary: {target}: {function}() returned a value of type {type(built).__name__}, "
+                         "not a convscope or torch module") from None
     return net, f"{path.name}:{function}", default
 
 
@@ -447,7 +456,8 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         inputs = _declared_inputs(net)  # an ONNX graph's own input shapes
     shapes = [input_shape_of(s) for s in inputs] if inputs is not None else [input_shape_of(input_shape or default)]
     if not shapes[0]:
-        raise ValueError(f"summary: {name} needs an input_shape, e.g. (3, 224, 224)")
+        raise ValueError(f"summary: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
+                         "or --input 3x224x224 on the command line: one sample, without batch)")
     batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
