@@ -345,3 +345,4 @@ def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("convscope train: error: ") and err.count("\n") == 1
     assert pytest.importorskip("re").search(match, err), err
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind

@@ -441,11 +441,11 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     else:
         cs_random.manual_seed(config.seed)
         history, stopping = History(), _Stopping()
+    batches = Batches(X_train, y_train, config.batch_size, seed=config.seed, max_shift=config.max_shift)
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
+    if out_dir is not None:  # after every check: a refused run leaves no folder behind
         _check_out(out_dir, resume, overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
-    batches = Batches(X_train, y_train, config.batch_size, seed=config.seed, max_shift=config.max_shift)
     if threads is None:
         threads = 1 if _batch_macs(model, X_train.shape[1:], config.batch_size) < 5e8 else None
     with threadpool_limits(threads), _Progress(progress, config.epochs, len(batches)) as bar:
