@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..files import read_text
+
 
 def add_cli(subparsers: Any) -> None:
     """Register the ``serve`` sub-command (its ``run`` returns the exit code)."""
@@ -69,7 +71,7 @@ def _default_model(app: Any, model: str) -> str:
             if path.suffix == ".onnx":
                 entry = onnx_entry(path.read_bytes(), path.name, None)
             else:
-                entry = spec_entry(path.read_text(encoding="utf-8"), path.name, store.limits)
+                entry = spec_entry(read_text(path), path.name, store.limits)
     except ApiError as err:
         raise ValueError(f"{path}: {err.message}") from None
     return store.add(entry).id
