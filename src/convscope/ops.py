@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import ShapeError
 from .functional._special import erf as _erf
+from .functional._special import scratch_bytes as erf_scratch_bytes
 from .functional.parallel import matmul as parallel_matmul
 from .rules import (
     CHANNELS,
@@ -555,7 +556,13 @@ def _reduce_field(fields: Sequence[Any], inputs: Sequence[Tensor], output: Tenso
 saved_rule("add")(elementwise_saved((0, 1), grads_alias=True))  # (g, g): views when no broadcast
 saved_rule("sub", "mul", "where")(elementwise_saved((0, 1)))
 saved_rule("div", "pow", "maximum", "minimum")(elementwise_saved((0, 1), backward=2))  # x/(y·y), masks, …
-saved_rule("neg", "exp", "log", "sqrt", "erf")(elementwise_saved())
+saved_rule("neg", "exp", "log", "sqrt")(elementwise_saved())
+
+
+@saved_rule("erf")
+def _erf_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
+    """Keeps its input and output (``unary``); SciPy's erf needs no scratch, the fallback does."""
+    return Saved((0,), True, workspace=erf_scratch_bytes(numel(output.shape)))
 saved_rule("abs", "clamp")(elementwise_saved(backward=1))  # sign(a), the kept-range mask
 saved_rule("sum")(keeps(0, grads_alias=True))  # the gradient is a broadcast view
 saved_rule("amax")(elementwise_saved(backward=1))  # the mask of maxima
