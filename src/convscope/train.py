@@ -249,6 +249,12 @@ def _optimizer(model: Module, config: TrainConfig) -> optim.Optimizer:
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _spans_epochs(config: TrainConfig) -> bool:
+    """Whether :func:`_scheduler` lays the schedule out over ``config.epochs`` (cosine, or step
+    with its default step size), so that it cannot continue past them."""
+    return config.schedule == "cosine" or (config.schedule == "step" and config.step_size is None)
+
+
 def _scheduler(opt: optim.Optimizer, config: TrainConfig) -> optim.lr_scheduler.LRScheduler | None:
     if config.schedule == "step":
         step_size = config.step_size if config.step_size is not None else max(1, config.epochs // 3)
@@ -363,12 +369,10 @@ def _restore(source: Path, model: Module, opt: optim.Optimizer, sched: Any, conf
     if state.epoch > config.epochs:
         raise ValueError(f"resume {path}: the checkpoint has {state.epoch} epochs, more than epochs={config.epochs}")
     planned = state.config.get("epochs")
-    spans = "cosine" if config.schedule == "cosine" else "step" if config.schedule == "step" and \
-        config.step_size is None else None
-    if spans is not None and planned != config.epochs:
-        what = "decays to 0 over" if spans == "cosine" else "steps every third of"
-        raise ValueError(f"resume {path}: the {spans} schedule {what} the run's epochs={planned}; resuming to "
-                         f"epochs={config.epochs} would not continue it. Resume with epochs={planned}, or start a "
+    if _spans_epochs(config) and planned != config.epochs:
+        what = "decays to 0 over" if config.schedule == "cosine" else "steps every third of"
+        raise ValueError(f"resume {path}: the {config.schedule} schedule {what} the run's epochs={planned}; resuming "
+                         f"to epochs={config.epochs} would not continue it. Resume with epochs={planned}, or start a "
                          "new run with the new epochs (a schedule of 'none' or an explicit step_size does not "
                          "depend on the epochs, and such runs may grow)")
     model.load_state_dict(state.model)
