@@ -487,6 +487,13 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Ten
                              "bias": bias is not None})[0]
 
 
+def layer_norm_affine(inputs: Sequence[Any], attrs: dict) -> tuple[Any, Any]:
+    """The ``(weight, bias)`` of a recorded ``layer_norm`` op, each None if not given: its
+    ``inputs`` after the first are the ones given, in that order (``attrs`` says which)."""
+    given = iter(inputs[1:])
+    return (next(given) if attrs["weight"] else None), (next(given) if attrs["bias"] else None)
+
+
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,  # noqa: A002 - torch name
                eps: float = 1e-5) -> Tensor:
     """Split the channels into ``num_groups`` groups and normalise each group of each sample.

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import nn
 from ..functional.activation import _GELU_TANH_KAPPA, _SQRT1_2, _SQRT_2_OVER_PI, SELU_ALPHA, SELU_SCALE
+from ..functional.norm import layer_norm_affine
 from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, OnnxError
 
@@ -248,10 +249,9 @@ def _layer_norm(g: GraphBuilder, e: Event, name: str) -> str:
     if g.opset < 17:
         raise e.fail(f"layer_norm needs opset 17 or later (LayerNormalization), got opset {g.opset}: "
                      "export with opset=17")
-    x, *affine = e.inputs
+    x = e.inputs[0]
     shape, eps = tuple(e.attrs["normalized_shape"]), float(e.attrs["eps"])
-    weight = affine.pop(0) if e.attrs["weight"] else None
-    bias = affine.pop(0) if e.attrs["bias"] else None
+    weight, bias = layer_norm_affine(e.inputs, e.attrs)
     scale = g.value(weight) if weight is not None else g.constant(np.ones(shape, x.dtype), "norm_scale")
     inputs = [g.value(x), scale] + ([g.value(bias)] if bias is not None else [])
     return g.node("LayerNormalization", inputs, name, axis=-len(shape), epsilon=eps)[0]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional.norm import layer_norm_affine
 from ..nn.module import Module, training_mode
 from ..tensor import Tensor, no_grad, observe
 from .torch_graph import ConversionError, GraphNode, NodeRef
@@ -80,9 +81,7 @@ def _sum(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tup
 
 def _layer_norm(refs: list, parents: tuple, out: Tensor, attrs: dict) -> tuple[str, tuple, dict]:
     """``F.layer_norm(x, normalized_shape, weight, bias, eps)``: the op lists the affine inputs given."""
-    affine = iter(refs[1:])
-    weight = next(affine) if attrs["weight"] else None
-    bias = next(affine) if attrs["bias"] else None
+    weight, bias = layer_norm_affine(refs, attrs)
     return _functional("layer_norm"), (refs[0], tuple(attrs["normalized_shape"]), weight, bias, attrs["eps"]), {}
 
 
