@@ -272,6 +272,38 @@ def test_erf_on_real_weights_and_model_untouched():
     assert "Effective RF" in str(s)
 
 
+def test_erf_density_matches_torch_autograd_over_a_batch():
+    """The inputs run one at a time; the density is torch's gradient of the central unit over
+    the whole batch at once, in absolute value, summed over channels, averaged and normalised."""
+    torch = pytest.importorskip("torch")
+    cs.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh(),
+                          nn.Conv2d(3, 2, 3, stride=2, dilation=2, padding=2)).double().eval()
+    model[1].running_mean.data[...] = [0.1, -0.2, 0.3]
+    twin = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.Tanh(),
+                               torch.nn.Conv2d(3, 2, 3, stride=2, dilation=2, padding=2)).double().eval()
+    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    erf = effective_receptive_field(model, (2, 11, 11), samples=4, seed=5)
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((4, 2, 11, 11))).requires_grad_()
+    twin(x)[:, :, 3, 3].sum().backward()
+    expected = x.grad.abs().sum(1).mean(0).numpy()
+    np.testing.assert_allclose(erf.density, expected / expected.sum(), rtol=1e-12, atol=1e-15)
+
+
+def test_erf_progress_bar_counts_the_inputs_on_a_terminal_only(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        effective_receptive_field(_uniform_stack(2), (1, 9, 9), samples=3, progress=True)
+        assert ("3/3" in stream.getvalue()) is shown and ("effective receptive field" in stream.getvalue()) is shown
+
+
 def test_channels_last_blocks_keep_each_pixels_field():
     """ConvNeXt's blocks run the pointwise part on channels-last maps (permute → layer norm
     over C → linear → GELU → linear → permute back): the box still equals the gradient support

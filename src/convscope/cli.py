@@ -64,7 +64,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         print(table.to_json() if args.format == "json" else table)
         return 0
     result = summary(model, shape, convention=args.convention or "convscope", training=args.training,
-                     batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf)
+                     batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf, progress=True)
     if default:  # a module built here is named as the user named it
         result = replace(result, model_name=args.model)
     _check_no_batch(args.input, result.input_shapes[0], result.model_name)

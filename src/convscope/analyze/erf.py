@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..nn.module import Module, training_mode
+from ..progress import steps
 from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .walk import output_tensors
@@ -133,13 +134,15 @@ def _sides(density: np.ndarray, centre: Sequence[float], mass: float) -> tuple[i
 
 
 def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str | None = None, *,
-                              samples: int = 8, mass: float = 0.95, seed: int = 0) -> EffectiveField:
+                              samples: int = 8, mass: float = 0.95, seed: int = 0,
+                              progress: bool = False) -> EffectiveField:
     """The effective receptive field of the central unit of ``layer`` (default: the model's
     output) for inputs of ``input_shape`` ``(C, H, W)`` (no batch dim).
 
     The model runs in evaluation mode on ``samples`` random N(0, 1) inputs drawn from its own
     generator (``seed``; a zoo name is built with weights drawn from it too); its mode,
-    parameters, gradients and the global random state are left as they were.
+    parameters, gradients and the global random state are left as they were. The inputs run
+    one at a time; ``progress`` shows a bar of them on stderr when it is a terminal.
 
     >>> import numpy as np, convscope as cs
     >>> conv = cs.nn.Conv2d(1, 1, 3, padding=1, bias=False)
@@ -156,22 +159,26 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
     params = list(net.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
     name, field, out_shape = _theoretical(net, tuple(input_shape), layer, dtype)
-    rng = np.random.default_rng(seed)
-    x = Tensor(rng.standard_normal((samples, *input_shape)).astype(dtype), requires_grad=True)
+    inputs = np.random.default_rng(seed).standard_normal((samples, *input_shape)).astype(dtype)
+    density = np.zeros(input_shape[1:], dtype)
     frozen = [(p, p.requires_grad, p.grad) for p in params]
     try:
         for p in params:
             p.requires_grad = False
-        with training_mode(net, False):
-            out = _captured(net, layer, x)
-            seed_grad = np.zeros(out.shape, out.dtype)
-            unit = tuple(n // 2 for n in out.shape[2:])
-            seed_grad[(slice(None), slice(None), *unit)] = 1
-            out.backward(seed_grad)
+        # One input at a time: the peak memory of one backward pass, and a step to show.
+        with training_mode(net, False), steps(samples, f"effective receptive field of {name}", progress) as advance:
+            for sample in inputs:
+                x = Tensor(sample[None], requires_grad=True)
+                out = _captured(net, layer, x)
+                seed_grad = np.zeros(out.shape, out.dtype)
+                unit = tuple(n // 2 for n in out.shape[2:])
+                seed_grad[(slice(None), slice(None), *unit)] = 1
+                out.backward(seed_grad)
+                density += np.abs(x.grad[0]).sum(axis=0)
+                advance()
     finally:
         for p, requires, grad in frozen:
             p.requires_grad, p.grad = requires, grad
-    density = np.abs(x.grad).sum(axis=1).mean(axis=0)
     density = density / density.sum()
     if isinstance(field, list):
         centre = tuple(float(a.start + u * a.jump + (a.size - 1) / 2) for a, u in zip(field, unit))
