@@ -30,9 +30,9 @@ def _samples(seed: int, count: int) -> list[tuple[tuple, dict]]:
     while len(out) < count:
         nd = int(rng.integers(1, 4))
         spatial = tuple(int(v) for v in rng.integers(1, 9 if nd < 3 else 5, nd))
-        mode = str(rng.choice(["nearest", "nearest-exact", LINEAR_MODE[nd]]))
+        mode = str(rng.choice(["nearest", "nearest-exact", LINEAR_MODE[nd], "area"] + ["bicubic"] * (nd == 2)))
         kw: dict = {"mode": mode}
-        if mode == LINEAR_MODE[nd]:
+        if mode in (LINEAR_MODE[nd], "bicubic"):
             kw["align_corners"] = [True, False, None][int(rng.integers(3))]
         if rng.random() < 0.4:
             size = tuple(int(v) for v in rng.integers(1, 12, nd))
@@ -118,6 +118,16 @@ EDGES = [
     ((1, 2, 1), {"size": 5, "mode": "linear", "align_corners": True}),
     ((1, 2, 5), {"scale_factor": 0.2, "mode": "linear", "recompute_scale_factor": True}),
     ((0, 2, 5), {"size": 3, "mode": "linear"}),
+    ((1, 2, 4, 3), {"scale_factor": 1.17, "mode": "bicubic"}),  # out == in: torch resamples, unlike linear
+    ((1, 2, 1, 2), {"scale_factor": (1.49, 1.08), "mode": "bicubic"}),  # ... but its backward copies
+    ((1, 2, 1, 1), {"size": (5, 3), "mode": "bicubic", "align_corners": True}),
+    ((1, 2, 7, 6), {"size": (1, 2), "mode": "bicubic", "align_corners": True}),
+    ((1, 2, 9, 10), {"size": (3, 4), "mode": "bicubic"}),  # coordinates below 0: not clamped
+    ((1, 2, 5, 6), {"scale_factor": 0.2, "mode": "bicubic", "recompute_scale_factor": True}),
+    ((0, 2, 5, 5), {"size": 3, "mode": "bicubic"}),
+    ((2, 2, 7), {"size": 3, "mode": "area"}),
+    ((2, 2, 5, 7), {"scale_factor": (1.5, 0.4), "mode": "area"}),
+    ((1, 2, 3, 4, 5), {"size": (5, 2, 3), "mode": "area"}),
 ]
 
 
@@ -180,6 +190,10 @@ ERRORS = [
     ("trilinear on 4-d", (1, 2, 5, 5), {"size": 3, "mode": "trilinear"}, "needs a 5-d input"),
     ("linear on 5-d", (1, 2, 2, 2, 2), {"size": 3, "mode": "linear"}, "Hint: use mode 'trilinear'"),
     ("unknown mode", (1, 2, 5), {"size": 3, "mode": "cubic"}, "unknown mode 'cubic'"),
+    ("bicubic on 3-d", (1, 2, 5), {"size": 3, "mode": "bicubic"}, "needs a 4-d input.*Hint: use mode 'linear'"),
+    ("bicubic on 5-d", (1, 2, 2, 2, 2), {"size": 3, "mode": "bicubic"}, "Hint: use mode 'trilinear'"),
+    ("align_corners with area", (1, 2, 5), {"size": 3, "mode": "area", "align_corners": True},
+     "align_corners applies only to linear | bilinear | bicubic | trilinear, not mode 'area'"),
     ("2-d input", (2, 5), {"size": 3}, r"expected a 3-, 4- or 5-d input \(N, C, \*spatial\), got shape \(2, 5\)"),
     ("6-d input", (1, 1, 2, 2, 2, 2), {"size": 3}, "3-, 4- or 5-d input"),
     ("size length", (1, 2, 5, 4), {"size": (2, 3, 4)}, r"size needs 2 entries .* got \(2, 3, 4\)"),
@@ -207,15 +221,33 @@ def test_both_refuse(name, shape, kw, match):
     assert error.layer == "interpolate"
 
 
-def test_integer_input_with_linear_mode_refused():
-    both_refuse(interpolate, F.interpolate, [np.arange(6).reshape(1, 2, 3)], {"size": 5, "mode": "linear"},
-                match="needs a floating-point input, got int64")
+@pytest.mark.parametrize("mode,shape", [("linear", (1, 2, 3)), ("bicubic", (1, 2, 3, 3)), ("area", (1, 2, 3))])
+def test_integer_input_with_weighted_mode_refused(mode, shape):
+    both_refuse(interpolate, F.interpolate, [np.arange(np.prod(shape)).reshape(shape)], {"size": 5, "mode": mode},
+                match=f"mode '{mode}' needs a floating-point input, got int64")
+
+
+def test_cubic_weights_are_keys_kernel():
+    """Keys' kernel with a = −0.75: the weights of the 4 cells at distances 1 + t, t, 1 − t and
+    2 − t are the kernel at those distances, sum to 1 and are (0, 1, 0, 0) at t = 0."""
+    from convscope.functional.interpolate import cubic_weights
+
+    t = np.linspace(0, 1, 9)
+    w = np.array(cubic_weights(t))
+    np.testing.assert_allclose(w.sum(axis=0), 1, atol=1e-15)
+    np.testing.assert_array_equal(w[:, 0], [0, 1, 0, 0])
+
+    def keys(d):  # Keys (1981), a = −0.75, at distance |d|
+        d = abs(d)
+        return (1.25 * d - 2.25) * d * d + 1 if d <= 1 else ((-0.75 * d + 3.75) * d - 6) * d + 3
+    for k, (tk, column) in enumerate(zip(t, w.T)):
+        np.testing.assert_allclose(column, [keys(1 + tk), keys(tk), keys(1 - tk), keys(2 - tk)], atol=1e-15,
+                                   err_msg=str(k))
 
 
 @pytest.mark.parametrize("kw", [
     {"size": 3, "mode": "bilinear", "antialias": True},
-    {"size": 3, "mode": "bicubic"},
-    {"size": 3, "mode": "area"},
+    {"size": 3, "mode": "bicubic", "antialias": True},
 ])
 def test_torch_features_not_implemented(kw):
     F.interpolate(torch.ones(1, 2, 5, 5), **kw)  # torch supports these

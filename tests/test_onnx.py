@@ -498,6 +498,61 @@ def _ort_and_back(model: cs.nn.Module, x: np.ndarray, path: object, opset: int) 
             _close(got, w, w.dtype.type)
 
 
+class _Resize(cs.nn.Module):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__()
+        self.kwargs = kwargs
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        return cs.functional.interpolate(x, **self.kwargs)
+
+
+def _resizes(seed: int, count: int) -> list[tuple[tuple[int, ...], dict]]:
+    """Seeded interpolate calls (input shape, kwargs) of every mode, by sizes and by scale
+    factors that torch maps coordinates by (``1/scale_factor``, not ``in/out``)."""
+    rng, found = np.random.default_rng(seed), []
+    while len(found) < count:
+        nd = int(rng.integers(1, 4))
+        mode = str(rng.choice(["nearest", "nearest-exact", ("linear", "bilinear", "trilinear")[nd - 1]]
+                              + ["bicubic"] * (nd == 2)))
+        spatial = tuple(int(v) for v in rng.integers(1, 9, nd))
+        kw: dict = {"mode": mode}
+        if mode not in ("nearest", "nearest-exact"):
+            kw["align_corners"] = bool(rng.random() < 0.4)
+        if rng.random() < 0.4:
+            kw["size"] = tuple(int(v) for v in rng.integers(1, 12, nd))
+        else:
+            kw["scale_factor"] = tuple(float(v) for v in np.round(rng.uniform(0.4, 3.2, nd), 2))
+            if any(int(n * f) in (0, n) for n, f in zip(spatial, kw["scale_factor"])):
+                continue  # kept sizes with a scale ≠ 1 are refused (test below)
+        found.append(((3, *spatial), kw))
+    return found
+
+
+RESIZES = _resizes(3, 40) + [
+    ((3, 1, 5), {"scale_factor": (1.9, 2.01), "mode": "nearest"}),  # 2-d nearest halves out = 2·in
+    ((3, 4, 3, 8), {"scale_factor": (1.53, 1.28, 0.55), "mode": "trilinear"}),  # torch copies 3 → 3
+    ((3, 5, 6), {"scale_factor": 2.6, "mode": "bicubic"}),
+    ((3, 7, 5), {"scale_factor": (1.5, 1.8), "mode": "bilinear"}),  # ⌊5·1.8f⌋ is 8 in float64
+]
+
+
+@pytest.mark.parametrize("shape,kwargs", RESIZES, ids=[f"{s}-{k}" for s, k in RESIZES])
+def test_resize_export_reads_torchs_cells_in_onnxruntime(shape: tuple, kwargs: dict, tmp_path: object) -> None:
+    x = RNG.standard_normal((2, *shape)).astype(np.float32)
+    _ort_and_back(_Resize(**kwargs), x, tmp_path / "resize.onnx", 13)
+
+
+def test_resize_export_refuses_a_kept_size_that_torch_resamples(tmp_path: object) -> None:
+    """1-d nearest and bicubic resample an axis whose size ⌊3·1.25⌋ = 3 is kept; onnxruntime
+    copies it whatever the scale, so no file would run as torch does."""
+    for kwargs, shape in (({"scale_factor": 1.25, "mode": "nearest"}, (2, 3)),
+                          ({"scale_factor": (1.09, 2.0), "mode": "bicubic"}, (2, 7, 8))):
+        with pytest.raises(OnnxError, match=r"interpolate: no ONNX Resize scale reads the cells torch's \w+ "
+                                            r"interpolation reads from (3 to 3|7 to 7) cells .*onnxruntime copies"):
+            export_onnx(_Resize(**kwargs), tmp_path / "refused.onnx", shape)
+
+
 @pytest.mark.parametrize("opset", [17, 18, 20])
 @pytest.mark.parametrize("approximate", GELUS)
 def test_convnext_block_export_runs_in_onnxruntime(approximate: str, opset: int, tmp_path: object) -> None:
@@ -751,8 +806,8 @@ def test_unsupported_operator_names_the_node() -> None:
 
 def test_unsupported_attribute_value_names_the_node() -> None:
     model = _single_node("Resize", {"x": X4}, ["y"], 13, {"r": np.zeros(0, F32), "s": np.array([1, 1, 2, 2], F32)},
-                         mode="cubic")
-    with pytest.raises(UnsupportedOnnxError, match=r"'resize_node' \(Resize-13\): mode='cubic' .* not supported"):
+                         mode="lanczos")
+    with pytest.raises(UnsupportedOnnxError, match=r"'resize_node' \(Resize-13\): mode='lanczos' .* not supported"):
         load_onnx(model)
 
 

@@ -382,6 +382,8 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], nn.Module]]] = [
     ("upsample 2 linear", (4, 5), lambda: nn.Upsample(scale_factor=2, mode="linear")),
     ("upsample 2 trilinear", (4, 2, 2, 2), lambda: nn.Upsample(scale_factor=2, mode="trilinear")),
     ("upsample 3 nearest", (4, 2, 2), lambda: nn.Upsample(scale_factor=3)),
+    ("upsample 2 bicubic align=on", (4, 5, 5), lambda: nn.Upsample(scale_factor=2, mode="bicubic", align_corners=True)),
+    ("upsample size=2x3 area", (4, 5, 7), lambda: nn.Upsample(size=(2, 3), mode="area")),
     ("conv 8 k3 frozen", (4, 9, 9), lambda: nn.Conv2d(4, 8, 3).requires_grad_(False)),
     ("bn frozen name=norm", (4, 9, 9), lambda: nn.BatchNorm2d(4).requires_grad_(False)),
 ]
@@ -593,7 +595,7 @@ ERROR_CASES = [
     ("input 1x28x28\nconv2d 8 k3\nflatten\nbn2d", r"^<spec>:4:1: bn2d needs an input \(N, C, H, W\), but the input "
                                                   r"here has shape \(N, 5408\)"),
     ("input 1x28\navgpool k2 divisor=2", r"^<spec>:2:12: 1-d average pooling has no divisor option"),
-    ("input 1x28x28\nupsample mode=bicubic", r"^<spec>:2:15: upsample: mode \(interpolation mode\) expects one of"),
+    ("input 1x28x28\nupsample mode=cubic", r"^<spec>:2:15: upsample: mode \(interpolation mode\) expects one of"),
 ]
 
 SHAPE_ERROR_CASES = [

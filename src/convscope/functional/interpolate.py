@@ -1,7 +1,9 @@
-"""Resampling: ``interpolate`` (nearest, nearest-exact, linear, bilinear, trilinear) and aliases.
+"""Resampling: ``interpolate`` (nearest, nearest-exact, linear, bilinear, bicubic, trilinear,
+area) and aliases.
 
-Every mode is separable: along each spatial dim the output is an exact linear map of the
-input, ``out[j] = Σ_t w_t[j]·in[idx_t[j]]`` with one tap (nearest) or two (linear), whose
+Every mode but area (an adaptive average pool, as in torch) is separable: along each spatial
+dim the output is an exact linear map of the input, ``out[j] = Σ_t w_t[j]·in[idx_t[j]]`` with
+one tap (nearest), two (linear) or four (bicubic), whose
 indices and weights follow torch's CPU forward kernels bit for bit (precision of the
 coordinate arithmetic, the ``floorf`` that rounds a coordinate to float32 before flooring,
 the size shortcuts). The forward gathers along each dim in turn; the backward applies the
@@ -36,9 +38,12 @@ from ..tensor import Tensor, make_result
 
 __all__ = ["interpolate", "upsample", "upsample_bilinear", "upsample_nearest"]
 
-_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3}
+# The interpolating modes (they take align_corners), with the spatial rank each needs.
+_LINEAR_RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 _NEAREST = ("nearest", "nearest-exact")
-_NOT_IMPLEMENTED = ("bicubic", "area", "lanczos")
+_AREA = "area"
+_NOT_IMPLEMENTED = ("lanczos",)
+CUBIC_A = -0.75  # torch's (and Keys') cubic convolution parameter
 
 # Taps of a per-dim map: (source index per output position, weight per output position or None).
 Taps = list[tuple[np.ndarray, "np.ndarray | None"]]
@@ -67,18 +72,18 @@ def interpolate_shape(shape: tuple, size: Any, scale_factor: Any, mode: str, ali
     ``in/out``), as torch does.
     """
     op = "interpolate"
-    if mode not in _LINEAR_RANK and mode not in _NEAREST:
-        known = ", ".join(("nearest", "nearest-exact", *_LINEAR_RANK))
+    if mode not in _LINEAR_RANK and mode not in (*_NEAREST, _AREA):
+        known = ", ".join(("nearest", "nearest-exact", *_LINEAR_RANK, _AREA))
         raise ShapeError(f"unknown mode {mode!r}; expected one of {known}", layer=op)
-    if mode in _NEAREST and align_corners is not None:
-        raise ShapeError(f"align_corners applies only to linear | bilinear | trilinear, not mode {mode!r}; "
+    if mode not in _LINEAR_RANK and align_corners is not None:
+        raise ShapeError(f"align_corners applies only to {' | '.join(_LINEAR_RANK)}, not mode {mode!r}; "
                          "leave it None", layer=op)
     if not 3 <= len(shape) <= 5:
         raise ShapeError(f"expected a 3-, 4- or 5-d input (N, C, *spatial), got shape {shape}", layer=op)
     nd = len(shape) - 2
     if mode in _LINEAR_RANK and _LINEAR_RANK[mode] != nd:
         want = _LINEAR_RANK[mode]
-        hint = next(m for m, r in _LINEAR_RANK.items() if r == nd)
+        hint = next(m for m, r in _LINEAR_RANK.items() if r == nd and m != "bicubic")
         raise ShapeError(f"mode {mode!r} needs a {want + 2}-d input, got a {len(shape)}-d input {shape}. "
                          f"Hint: use mode {hint!r}", layer=op)
     if (size is None) == (scale_factor is None):
@@ -116,11 +121,12 @@ def _floorf(src: np.ndarray, n_in: int) -> np.ndarray:
     return np.minimum(np.floor(src.astype(np.float32)).astype(np.int64), n_in - 1)
 
 
-def _half_pixel_source(ratio: Any, n_out: int, op: type) -> np.ndarray:
+def _half_pixel_source(ratio: Any, n_out: int, op: type, clamp: bool = True) -> np.ndarray:
     """``max(ratio·(dst + ½) − ½, 0)`` as torch's compiled kernels evaluate it: a fused
-    multiply-add, i.e. one rounding (exact in float64 for float32 ratios, then rounded)."""
-    src = np.float64(ratio) * (np.arange(n_out) + 0.5) - 0.5
-    return np.maximum(src.astype(op), op(0))
+    multiply-add, i.e. one rounding (exact in float64 for float32 ratios, then rounded).
+    Bicubic (``clamp=False``) keeps the negative coordinates at the first output cells."""
+    src = (np.float64(ratio) * (np.arange(n_out) + 0.5) - 0.5).astype(op)
+    return np.maximum(src, op(0)) if clamp else src
 
 
 def _nearest_taps(mode: str, n_in: int, n_out: int, scale: float | None, dtype: np.dtype,
@@ -141,21 +147,53 @@ def _nearest_taps(mode: str, n_in: int, n_out: int, scale: float | None, dtype: 
     return [(_floorf(src.astype(np.float64) + 0.5, n_in), None)]
 
 
-def _linear_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool, dtype: np.dtype) -> Taps:
-    """torch's ``compute_source_index_and_lambda`` in the input's precision."""
+def _source_index_and_lambda(n_in: int, n_out: int, scale: float | None, align_corners: bool, dtype: np.dtype,
+                             cubic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """torch's ``area_pixel_compute_source_index`` and ``guard_index_and_lambda`` in the
+    input's precision: per output cell the source cell left of its coordinate and the
+    fraction past it, in [0, 1]."""
     j = np.arange(n_out)
-    if n_out == n_in:  # torch copies, whatever the scale factor says
-        return [(j, np.ones(n_out, dtype)), (j, np.zeros(n_out, dtype))]
     op = dtype.type
     if align_corners:
         ratio = op(n_in - 1) / op(n_out - 1) if n_out > 1 else op(0)
         src = ratio * j.astype(dtype)
     else:
-        src = _half_pixel_source(_ratio(n_in, n_out, scale, op), n_out, op)
-    idx0 = _floorf(src, n_in)
-    lam1 = np.clip(src - idx0.astype(dtype), 0, 1).astype(dtype)
+        src = _half_pixel_source(_ratio(n_in, n_out, scale, op), n_out, op, clamp=not cubic)
+    idx = _floorf(src, n_in)
+    return idx, np.clip(src - idx.astype(dtype), 0, 1).astype(dtype)
+
+
+def _linear_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool, dtype: np.dtype) -> Taps:
+    """torch's ``compute_source_index_and_lambda``: two taps, the right one clamped to the input."""
+    j = np.arange(n_out)
+    if n_out == n_in:  # torch copies, whatever the scale factor says
+        return [(j, np.ones(n_out, dtype)), (j, np.zeros(n_out, dtype))]
+    idx0, lam1 = _source_index_and_lambda(n_in, n_out, scale, align_corners, dtype, cubic=False)
     idx1 = idx0 + (idx0 < n_in - 1)
     return [(idx0, (1 - lam1).astype(dtype)), (idx1, lam1)]
+
+
+def cubic_weights(t: np.ndarray, a: float = CUBIC_A) -> list[np.ndarray]:
+    """Keys' cubic convolution weights of the four cells at offsets −1, 0, 1, 2 from the one
+    left of a coordinate that lies ``t`` (in [0, 1]) past it, in ``t``'s precision, as torch's
+    ``get_cubic_upsample_coefficients`` computes them; they sum to 1."""
+    a = t.dtype.type(a)
+
+    def near(x: np.ndarray) -> np.ndarray:  # |x| ≤ 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: np.ndarray) -> np.ndarray:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    rest = 1 - t
+    return [far(t + 1), near(t), near(rest), far(rest + 1)]
+
+
+def _cubic_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool, dtype: np.dtype) -> Taps:
+    """torch's bicubic ``compute_indices_weights_cubic``: four taps around the coordinate,
+    their indices clamped to the input (the border cells repeat); no copy when sizes agree."""
+    idx, t = _source_index_and_lambda(n_in, n_out, scale, align_corners, dtype, cubic=True)
+    return [(np.clip(idx + k - 1, 0, n_in - 1), w.astype(dtype)) for k, w in enumerate(cubic_weights(t))]
 
 
 def _apply(x: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
@@ -192,13 +230,15 @@ def _apply_transpose(g: np.ndarray, taps: Taps, axis: int, n_in: int) -> np.ndar
     return out
 
 
-def _maps(shape: tuple, dtype: np.dtype, out_size: tuple[int, ...], scales: tuple[float | None, ...], mode: str,
+def resize_maps(shape: tuple, dtype: np.dtype, out_size: tuple[int, ...], scales: tuple[float | None, ...], mode: str,
           align_corners: bool | None) -> list[tuple[int, int, Taps]]:
     """Per spatial axis ``(axis, n_in, taps)``: the exact maps the forward applies."""
     maps = []
     for axis, (n_in, n_out, scale) in enumerate(zip(shape[2:], out_size, scales, strict=True), 2):
-        taps = (_nearest_taps(mode, n_in, n_out, scale, dtype, len(shape) == 4) if mode in _NEAREST
-                else _linear_taps(n_in, n_out, scale, bool(align_corners), dtype))
+        if mode in _NEAREST:
+            taps = _nearest_taps(mode, n_in, n_out, scale, dtype, len(shape) == 4)
+        else:
+            taps = (_cubic_taps if mode == "bicubic" else _linear_taps)(n_in, n_out, scale, bool(align_corners), dtype)
         maps.append((axis, n_in, taps))
     return maps
 
@@ -211,17 +251,21 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
     """Resample the spatial dims to ``size`` or by ``scale_factor``.
 
     Modes: ``"nearest"`` (torch's legacy rule ``src = floor(dst·scale)``), ``"nearest-exact"``
-    (``floor((dst + 0.5)·scale)``), and ``"linear"``/``"bilinear"``/``"trilinear"`` for 3-, 4-
+    (``floor((dst + 0.5)·scale)``), ``"linear"``/``"bilinear"``/``"trilinear"`` for 3-, 4-
     and 5-d inputs, with ``align_corners`` (``src = dst·(in−1)/(out−1)``) or without
-    (``src = max((dst + 0.5)·scale − 0.5, 0)``). ``scale`` is ``1/scale_factor`` when a
+    (``src = max((dst + 0.5)·scale − 0.5, 0)``), ``"bicubic"`` for 4-d inputs (the same
+    coordinates, not clamped at 0; four cells per axis weighted by :func:`cubic_weights`, the
+    border cells repeated: unlike linear modes it can overshoot the input's range), and
+    ``"area"`` (:func:`~convscope.functional.adaptive_avg_pool2d` and its 1-d and 3-d
+    siblings to the output size, as torch runs it). ``scale`` is ``1/scale_factor`` when a
     scale factor is given (and not recomputed), else ``in/out``.
 
     Shape:
         - Input: ``(N, C, *in)`` with 1–3 spatial dims.
         - Output: ``(N, C, *out)`` with ``out = size`` or ``floor(in·scale_factor)``.
 
-    Unlike PyTorch, ``antialias=True`` and the modes ``bicubic``, ``area`` and ``lanczos``
-    are not implemented (NotImplementedError), and the nearest-mode gradient is always the
+    Unlike PyTorch, ``antialias=True`` and the mode ``lanczos`` are not implemented
+    (NotImplementedError), and the nearest-mode gradient is always the
     exact transpose of the forward: torch's CPU backward recomputes the indices with its
     legacy float32 rule and size shortcuts, so for some scale factors (e.g. 1-d, in=4,
     scale_factor=1.17) its gradient reaches cells the forward never read.
@@ -229,16 +273,20 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
     op = "interpolate"
     if mode in _NOT_IMPLEMENTED:
         raise NotImplementedError(f"{op}: mode {mode!r} is not implemented in convscope; use nearest, "
-                                  "nearest-exact, linear, bilinear or trilinear")
+                                  "nearest-exact, linear, bilinear, bicubic, trilinear or area")
     if antialias:
-        if mode == "bilinear" and input.ndim == 4:
+        if mode in ("bilinear", "bicubic") and input.ndim == 4:
             raise NotImplementedError(f"{op}: antialias=True is not implemented in convscope")
         raise ShapeError(f"antialias applies only to bilinear/bicubic/lanczos on 4-d inputs, got mode {mode!r} "
                          f"and a {input.ndim}-d input", layer=op)
     out_size, scales = interpolate_shape(input.shape, size, scale_factor, mode, align_corners,
                                          recompute_scale_factor)
-    if mode in _LINEAR_RANK and input.dtype.kind != "f":
+    if (mode in _LINEAR_RANK or mode == _AREA) and input.dtype.kind != "f":
         raise ShapeError(f"mode {mode!r} needs a floating-point input, got {input.dtype}", layer=op)
+    if mode == _AREA:
+        from .pool import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
+
+        return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[len(out_size) - 1](input, out_size)
     attrs = {"size": out_size, "mode": mode, "align_corners": align_corners,
              "scale_factor": None if scale_factor is None else _spatial_args(scale_factor, len(out_size),
                                                                               "scale_factor", float, input.shape),
@@ -246,7 +294,7 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
     shape = input.shape[:2] + out_size
     if input.is_meta:
         return make_result(op, None, (input,), None, shape=shape, attrs=attrs)
-    maps = _maps(input.shape, input.dtype, out_size, scales, mode, align_corners)
+    maps = resize_maps(input.shape, input.dtype, out_size, scales, mode, align_corners)
     out = input.data
     for axis, _, taps in maps:
         out = _apply(out, taps, axis)
@@ -282,12 +330,17 @@ def upsample_bilinear(input: Tensor, size: int | Sequence[int] | None = None,  #
 # --- analysis rules (see convscope.rules) ------------------------------------------------
 @cost_rule("interpolate")
 def _interpolate_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
-    """Nearest modes copy; linear modes blend 2 neighbours per axis (a multiply-add each)."""
+    """Nearest modes copy; linear modes blend 2 neighbours per axis, bicubic 4 (a
+    multiply-add each)."""
     if attrs["mode"] in _NEAREST:
         return FREE
-    n, axes = numel(output.shape), len(attrs["size"])
-    macs = n * 2 * axes
-    return Cost(macs, 2 * macs, f"{n:,} outputs × {axes} axes × 2 taps = {macs:,}")
+    n, axes, taps = numel(output.shape), len(attrs["size"]), _tap_count(attrs["mode"])
+    macs = n * taps * axes
+    return Cost(macs, 2 * macs, f"{n:,} outputs × {axes} axes × {taps} taps = {macs:,}")
+
+
+def _tap_count(mode: str) -> int:
+    return 1 if mode in _NEAREST else 4 if mode == "bicubic" else 2
 
 
 @field_rule("interpolate")
@@ -297,7 +350,7 @@ def _interpolate_field(fields: Sequence[Field], inputs: Sequence[Tensor], output
     if fields[0] is None:
         return None
     x = inputs[0]
-    maps = _maps(x.shape, x.dtype, attrs["size"], attrs["scales"], attrs["mode"], attrs["align_corners"])
+    maps = resize_maps(x.shape, x.dtype, attrs["size"], attrs["scales"], attrs["mode"], attrs["align_corners"])
     fixed = attrs["scale_factor"] is None
     return tuple(a.cells(np.min([i for i, _ in taps], axis=0), np.max([i for i, _ in taps], axis=0),
                          Fraction(n_in, len(taps[0][0])), fixed) for a, (_, n_in, taps) in zip(fields[0], maps))
@@ -305,12 +358,12 @@ def _interpolate_field(fields: Sequence[Field], inputs: Sequence[Tensor], output
 
 @saved_rule("interpolate")
 def _interpolate_saved(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Saved:
-    """The closure keeps only the per-axis tap maps (one index, and for linear modes one
-    weight, per output position along each axis). The passes over the axes make
-    intermediate arrays; a linear pass also holds a gathered tap and its weighted copy."""
+    """The closure keeps only the per-axis tap maps (one index, and for linear and bicubic
+    modes one weight, per tap and output position along each axis). The passes over the axes
+    make intermediate arrays; a weighted pass also holds a gathered tap and its weighted copy."""
     x = inputs[0]
     nd = len(attrs["size"])
-    taps = sum(attrs["size"]) * (8 if attrs["mode"] in _NEAREST else 2 * (8 + x.dtype.itemsize))
+    taps = sum(attrs["size"]) * (8 if attrs["mode"] in _NEAREST else _tap_count(attrs["mode"]) * (8 + x.dtype.itemsize))
     forward, current = [], list(x.shape)
     for k, n in enumerate(attrs["size"]):
         current[x.ndim - nd + k] = n

@@ -21,9 +21,11 @@ import numpy as np
 
 from .. import nn
 from ..functional.activation import _GELU_TANH_KAPPA, _SQRT1_2, _SQRT_2_OVER_PI, SELU_ALPHA, SELU_SCALE
+from ..functional.interpolate import CUBIC_A, resize_maps
 from ..functional.norm import layer_norm_affine
 from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, OnnxError
+from .onnx_resize import resize_taps
 
 __all__ = ["EMITTERS", "Event", "GraphBuilder"]
 
@@ -425,8 +427,60 @@ def _interpolate(g: GraphBuilder, e: Event, name: str) -> str:
     else:
         coordinates = "align_corners" if a["align_corners"] else "half_pixel"
         settings = {"mode": "linear", "coordinate_transformation_mode": coordinates}
-    sizes = g.ints(list(x.shape[:2]) + list(a["size"]), "sizes")
-    return g.node("Resize", [g.value(x), "", "", sizes], name, **settings)[0]
+        if mode == "bicubic":
+            settings.update(mode="cubic", cubic_coeff_a=CUBIC_A)
+    return g.node("Resize", [g.value(x), "", *_resize_target(g, e, settings)], name, **settings)[0]
+
+
+def _resize_target(g: GraphBuilder, e: Event, settings: dict) -> list[str]:
+    """Resize's ``scales`` and ``sizes`` inputs (one of them empty), chosen so that ONNX's
+    coordinate rules read the cells torch's do.
+
+    ONNX maps by ``x / scale``, with ``scale = out/in`` when given sizes; torch by
+    ``1/scale_factor`` when one was given, and it copies an axis whose size is kept (linear
+    modes; nearest in 2-d, which also halves ``out = 2·in`` exactly). So ``sizes`` go when
+    ONNX's taps (:func:`.onnx_resize.resize_taps`) are torch's
+    (:func:`..functional.interpolate.resize_maps`) on every axis; else ``scales``, per axis
+    the first of the scale factor, 2 and ``out/in`` (each as the float32 nearest or the next
+    above) whose taps are torch's and whose ``⌊in·scale⌋`` is the output size in float32 and
+    in float64. An axis whose size is kept must be a copy: onnxruntime copies it whatever the
+    scale.
+    """
+    x, a = e.inputs[0], e.attrs
+    maps = resize_maps(x.shape, x.dtype, a["size"], a["scales"], a["mode"], a["align_corners"])
+    axes = list(zip(maps, a["size"], a["scales"]))
+    if all(_same_taps(settings, taps, n_in, n_out, n_out / n_in) for (_, n_in, taps), n_out, _ in axes):
+        return ["", g.ints(list(x.shape[:2]) + list(a["size"]), "sizes")]
+    chosen = []
+    for (_, n_in, taps), n_out, factor in axes:
+        wanted = [c for c in (factor, 2.0, n_out / n_in) if c is not None]
+        candidates = ([np.float32(1)] if n_out == n_in else
+                      [v for c in wanted for v in (np.float32(c), np.nextafter(np.float32(c), np.float32(np.inf)))])
+        scale = next((c for c in candidates if {int(np.floor(c * np.float32(n_in))), int(np.floor(float(c) * n_in))}
+                      == {n_out} and _same_taps(settings, taps, n_in, n_out, float(c))), None)
+        if scale is None:
+            why = " (onnxruntime copies an axis whose size is kept)" if n_out == n_in else ""
+            raise e.fail(f"no ONNX Resize scale reads the cells torch's {a['mode']} interpolation reads from "
+                         f"{n_in} to {n_out} cells (scale_factor {factor}){why}; resize to another size to export it")
+        chosen.append(scale)
+    return [g.constant(np.asarray([1, 1, *chosen], np.float32), "scales"), ""]
+
+
+def _same_taps(settings: dict, taps: list, n_in: int, n_out: int, scale: float) -> bool:
+    """ONNX Resize with ``settings`` and ``scale`` maps one axis as torch's ``taps`` do: the
+    same ``n_out × n_in`` matrix, within 1e-4 (float32 coordinates; taps clamped onto one cell
+    may differ)."""
+    theirs, _ = resize_taps(settings["mode"], settings["coordinate_transformation_mode"],
+                            settings.get("nearest_mode", ""), n_in, n_out, scale, (0.0, 1.0),
+                            settings.get("cubic_coeff_a", CUBIC_A))
+
+    def matrix(pairs: list) -> np.ndarray:
+        m = np.zeros((n_out, n_in))
+        for index, weight in pairs:
+            np.add.at(m, (np.arange(n_out), index), 1.0 if weight is None else weight)
+        return m
+
+    return np.allclose(matrix(taps), matrix(theirs), rtol=0, atol=1e-4)
 
 
 EMITTERS: dict[str, Callable[..., str]] = {

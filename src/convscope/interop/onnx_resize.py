@@ -1,15 +1,17 @@
-"""The Resize node (nearest and linear modes), with ONNX's own coordinate rules, and the
-older Upsample node it replaced.
+"""The Resize node (nearest, linear and cubic modes), with ONNX's own coordinate rules, and
+the older Upsample node it replaced.
 
 ONNX Resize maps output index ``y`` to a source coordinate by one of seven
 ``coordinate_transformation_mode`` rules and rounds it by one of four ``nearest_mode`` rules;
 ``F.interpolate`` implements torch's two rules, a subset. Resize is separable, so along each
-resized axis the output is ``Σ_t w_t[y] · x[idx_t[y]]`` with one tap (nearest) or two
-(linear); the taps come from the ONNX rules below (as in the ONNX reference, indices clamped
-to the input, ``tf_crop_and_resize`` positions outside the input take
-``extrapolation_value``), and the sum is computed with convscope's indexing and arithmetic,
-so gradients flow. ``exclude_outside`` changes nothing for one- and two-tap kernels (the
-clamped taps already stay inside). Cubic mode and antialiasing are refused.
+resized axis the output is ``Σ_t w_t[y] · x[idx_t[y]]`` with one tap (nearest), two
+(linear) or four (cubic: Keys' kernel with ``cubic_coeff_a``, the weights of
+:func:`convscope.functional.interpolate.cubic_weights`); the taps come from the ONNX rules
+below (as in the ONNX reference, indices clamped to the input, ``tf_crop_and_resize``
+positions outside the input take ``extrapolation_value``), and the sum is computed with
+convscope's indexing and arithmetic, so gradients flow. ``exclude_outside`` gives the cubic
+taps outside the input weight 0 and scales the others to sum 1; it changes nothing for one-
+and two-tap kernels (the clamped taps already stay inside). Antialiasing is refused.
 
 Resize-10 and Upsample predate the coordinate attributes; the spec leaves their rule open,
 and convscope follows onnxruntime: asymmetric coordinates (``x = y / scale``), nearest
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional.interpolate import cubic_weights
 from ..nn.module import Module
 from ..tensor import Tensor
 from .onnx_node import NodeSpec, OnnxError, OnnxOp, known
@@ -57,7 +60,8 @@ def source_coordinates(mode: str, n_in: int, n_out: int, scale: float, roi: tupl
 
 
 def resize_taps(mode: str, coordinate: str, nearest: str, n_in: int, n_out: int, scale: float,
-                roi: tuple[float, float]) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], np.ndarray | None]:
+                roi: tuple[float, float], cubic_a: float = -0.75, exclude_outside: bool = False
+                ) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], np.ndarray | None]:
     """Per output index along one axis: the taps ``(source indices, weights or None)`` and, for
     ``tf_crop_and_resize``, the mask of positions outside the input (else None).
 
@@ -77,6 +81,14 @@ def resize_taps(mode: str, coordinate: str, nearest: str, n_in: int, n_out: int,
         up = {"round_prefer_floor": frac > 0.5, "round_prefer_ceil": frac >= 0.5, "floor": np.zeros_like(frac, bool),
               "ceil": frac > 0}[nearest]
         return [(clamp(low + up), None)], outside
+    if mode == "cubic":
+        cells = [low + k - 1 for k in range(4)]
+        weights = cubic_weights(frac, cubic_a)
+        if exclude_outside:
+            weights = [w * ((i >= 0) & (i < n_in)) for w, i in zip(weights, cells)]
+            total = sum(weights)
+            weights = [w / total for w in weights]
+        return [(clamp(i), w) for i, w in zip(cells, weights)], outside
     return [(clamp(low), 1 - frac), (clamp(low + 1), frac)], outside
 
 
@@ -89,9 +101,11 @@ class Resize(OnnxOp):
     """
 
     def __init__(self, node: NodeSpec, mode: str, coordinate: str, nearest: str, extrapolation: float,
-                 policy: str, axes: list[int] | None, legacy_scales: list[float] | None = None) -> None:
+                 policy: str, axes: list[int] | None, legacy_scales: list[float] | None = None, *,
+                 cubic_a: float = -0.75, exclude_outside: bool = False) -> None:
         super().__init__(node)
         self.mode, self.coordinate, self.nearest = mode, coordinate, nearest
+        self.cubic_a, self.exclude_outside = cubic_a, exclude_outside
         self.extrapolation, self.policy, self.axes = extrapolation, policy, axes
         self.legacy = node.op_type == "Upsample" or node.version < 11
         self.legacy_scales = legacy_scales
@@ -105,14 +119,14 @@ class Resize(OnnxOp):
         axes = list(range(x.ndim)) if self.axes is None else [a % x.ndim for a in self.axes]
         out_sizes, factors = self._targets(x.shape, axes, scales, sizes)
         bounds = self._roi(roi, len(axes))
-        if self.mode == "linear" and x.dtype.kind != "f":
-            raise OnnxError(f"{self.label}: linear mode needs a floating-point input, got {x.dtype}")
+        if self.mode != "nearest" and x.dtype.kind != "f":
+            raise OnnxError(f"{self.label}: {self.mode} mode needs a floating-point input, got {x.dtype}")
         for k, axis in enumerate(axes):
             n_in, n_out, scale = x.shape[axis], out_sizes[k], factors[k]
             if math.isclose(scale, 1.0) and n_out == n_in and bounds[k] == (0.0, 1.0):
                 continue
             x = self._resample(x, axis, resize_taps(self.mode, self.coordinate, self.nearest, n_in, n_out, scale,
-                                                    bounds[k]))
+                                                    bounds[k], self.cubic_a, self.exclude_outside))
         return x
 
     def _targets(self, shape: tuple, axes: list[int], scales: Tensor | None,
@@ -162,14 +176,14 @@ class Resize(OnnxOp):
 
 
 def _resize(node: NodeSpec) -> Module:
-    mode = node.choice("mode", "nearest", ("nearest", "linear"))
+    mode = node.choice("mode", "nearest", ("nearest", "linear", "cubic"))
     if node.version < 11:  # Resize-10 keeps Upsample's rules (see LEGACY)
         return Resize(node, mode, "asymmetric", "legacy", 0.0, "stretch", None)
     coordinate = node.choice("coordinate_transformation_mode", "half_pixel",
                              COORDINATE_MODES if node.version >= 19 else COORDINATE_MODES[:1] + COORDINATE_MODES[2:])
     nearest = node.choice("nearest_mode", "round_prefer_floor", NEAREST_MODES)
-    node.attr("cubic_coeff_a", -0.75)  # used by cubic mode only, which is refused above
-    node.attr("exclude_outside", 0)  # no effect on one- and two-tap kernels (module docstring)
+    cubic_a = float(node.attr("cubic_coeff_a", -0.75))
+    exclude_outside = bool(node.attr("exclude_outside", 0))
     extrapolation = float(node.attr("extrapolation_value", 0.0))
     policy, axes = "stretch", None
     if node.version >= 18:
@@ -177,7 +191,8 @@ def _resize(node: NodeSpec) -> Module:
             raise node.unsupported("antialias=1")
         policy = node.choice("keep_aspect_ratio_policy", "stretch", ("stretch", "not_larger", "not_smaller"))
         axes = node.ints("axes")
-    return Resize(node, mode, coordinate, nearest, extrapolation, policy, axes)
+    return Resize(node, mode, coordinate, nearest, extrapolation, policy, axes, cubic_a=cubic_a,
+                  exclude_outside=exclude_outside)
 
 
 def _upsample(node: NodeSpec) -> Module:

@@ -311,12 +311,12 @@ def _others() -> list[Kind]:
              positional=("groups",), required=("groups",),
              options=(Option("groups", POSITIVE, "groups", "number of groups"),)),
         Kind("upsample", (nn.Upsample,), "resize by a scale factor or to a size", "upsample 2", positional=("scale",),
-             flags={mode: ("mode", mode) for mode in ("nearest", "linear", "bilinear", "trilinear")},
+             flags={mode: ("mode", mode) for mode in ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area")},
              options=(Option("scale", SCALE, "scale_factor", "scale factor", ("scale_factor",)),
                       Option("size", SIZES, "size", "output size"),
-                      Option("mode", choice("nearest", "nearest-exact", "linear", "bilinear", "trilinear"), "mode",
-                             "interpolation mode"),
-                      Option("align", FLAG, "align_corners", "align corners, linear modes only",
+                      Option("mode", choice("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear",
+                                            "area"), "mode", "interpolation mode"),
+                      Option("align", FLAG, "align_corners", "align corners, linear and bicubic modes only",
                              ("align_corners",)))),
     ]
 
