@@ -27,6 +27,7 @@ ACTIVATIONS = [
     ("gelu", "gelu", {}),
     ("gelu_tanh", "gelu", {"approximate": "tanh"}),
     ("silu", "silu", {}),
+    ("mish", "mish", {}),
     ("hardswish", "hardswish", {}),
     ("hardsigmoid", "hardsigmoid", {}),
     ("hardtanh", "hardtanh", {}),
@@ -138,7 +139,7 @@ def test_zero_d_input_forward_and_backward(case, name, kwargs):
 
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, -1.0, 1.0])
-    for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu",
+    for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu", "mish",
                  "hardswish", "hardsigmoid", "softplus", "logsigmoid", "tanh"):
         compare(*pair(name, {}), [x])
 

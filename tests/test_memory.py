@@ -89,6 +89,7 @@ SAMPLES = [
     ("sigmoid", F.sigmoid, [(N, 32, 32, 32)], []),
     ("tanh", F.tanh, [(N, 32, 32, 32)], []),
     ("silu", F.silu, [(N, 32, 32, 32)], []),
+    ("mish", F.mish, [(N, 32, 32, 32)], []),
     ("gelu", F.gelu, [(N, 32, 32, 32)], []),
     ("erf", cs.ops.erf, [(N, 32, 32, 32)], []),
     ("hardswish", F.hardswish, [(N, 32, 32, 32)], []),

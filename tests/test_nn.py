@@ -154,6 +154,7 @@ CASES: list[tuple[str, Callable[[Any], Any], Any]] = [
     ("gelu", lambda n: n.GELU(), [_normal(3, 4, 5)]),
     ("gelu-tanh", lambda n: n.GELU("tanh"), [_normal(3, 4, 5)]),
     ("silu", lambda n: n.SiLU(), [_normal(3, 4, 5)]),
+    ("mish", lambda n: n.Mish(), [_normal(3, 4, 5)]),
     ("hardswish", lambda n: n.Hardswish(), [_normal(3, 4, 5)]),
     ("hardsigmoid", lambda n: n.Hardsigmoid(), [_normal(3, 4, 5)]),
     ("hardtanh", lambda n: n.Hardtanh(-0.5, 2.0), [_normal(3, 4, 5)]),

@@ -315,7 +315,7 @@ class Gadgets(cs.nn.Module):
 
 class Styled(cs.nn.Module):
     """Instance norms (affine, plain, and with running statistics in eval mode), padding layers,
-    the ELU family, softplus with a low threshold and log-sigmoid."""
+    the ELU family, softplus with a low threshold, log-sigmoid and mish."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -324,7 +324,7 @@ class Styled(cs.nn.Module):
             nn.ReflectionPad2d(2), nn.Conv2d(3, 6, 5), nn.InstanceNorm2d(6, affine=True), nn.ELU(0.7),
             nn.ZeroPad2d((1, 0, 2, 1)), nn.Conv2d(6, 6, 3), nn.InstanceNorm2d(6), nn.SELU(), nn.CELU(0.5),
             nn.Softplus(2, 0.5), nn.ConstantPad2d(1, -0.5), nn.ReplicationPad2d(1),
-            nn.InstanceNorm2d(6, track_running_stats=True), nn.PReLU(6, 0.3), nn.PReLU(), nn.LogSigmoid())
+            nn.InstanceNorm2d(6, track_running_stats=True), nn.PReLU(6, 0.3), nn.PReLU(), nn.LogSigmoid(), nn.Mish())
 
     def forward(self, x: cs.Tensor) -> cs.Tensor:
         return self.body(x * 4)  # beyond the low softplus threshold somewhere, and log-sigmoid's tails

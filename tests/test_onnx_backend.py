@@ -27,7 +27,7 @@ OPERATORS = (
     "LogSoftmax", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape", "Transpose",
     "InstanceNormalization", "LayerNormalization", "Elu", "Selu", "Celu", "Softplus", "PRelu", "Erf", "Gelu",
     "Squeeze", "Unsqueeze", "Pad", "Dropout", "Identity", "Constant", "Shape", "Gather", "Slice", "ReduceMean",
-    "Resize", "Sum", "Reciprocal", "Size",
+    "Resize", "Sum", "Reciprocal", "Size", "Mish",
 )
 
 _RANDOM = "training-mode dropout with ratio > 0 draws NumPy random numbers; convscope refuses random dropout"

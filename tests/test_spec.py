@@ -310,6 +310,7 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], nn.Module]]] = [
     ("sigmoid", (4, 5), lambda: nn.Sigmoid()),
     ("tanh", (4, 5), lambda: nn.Tanh()),
     ("silu", (4, 5), lambda: nn.SiLU()),
+    ("mish", (4, 5), lambda: nn.Mish()),
     ("swish", (4, 5), lambda: nn.SiLU()),
     ("hardswish", (4, 5), lambda: nn.Hardswish()),
     ("hardsigmoid", (4, 5), lambda: nn.Hardsigmoid()),

@@ -426,6 +426,9 @@ LAYERS: list[tuple[Any, tuple[int, ...]]] = [
     (lambda: tnn.ReLU(), (2, 7)),
     (lambda: tnn.ReLU6(), (2, 7)),
     (lambda: tnn.SiLU(), (2, 7)),
+    (lambda: tnn.Mish(), (2, 7)),
+    (lambda: tnn.Upsample(scale_factor=1.7, mode="bicubic"), (2, 3, 4, 5)),
+    (lambda: tnn.Upsample(size=(3, 2), mode="area"), (2, 3, 7, 5)),
     (lambda: tnn.Hardswish(), (2, 7)),
     (lambda: tnn.Hardsigmoid(), (2, 7)),
     (lambda: tnn.Hardtanh(-0.5, 0.7), (2, 7)),
@@ -609,7 +612,7 @@ class _Lambda(tnn.Module):
     (_Lambda(lambda x: torch.add(x, x, alpha=2)), r"calls torch.add with alpha=2"),
     (_Lambda(lambda x: x.to("cpu")), r"convscope converts dtypes only"),
     (_Lambda(lambda x: x if x.sum() > 0 else -x), r"torch.fx cannot trace the root module \(_Lambda\)"),
-    (tnn.Sequential(tnn.ReLU(), tnn.Mish()), r"node '_1' .* calls torch.nn.Mish \(module '1'\)"),
+    (tnn.Sequential(tnn.ReLU(), tnn.Softsign()), r"node '_1' .* calls torch.nn.Softsign \(module '1'\)"),
 ])
 def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
     with pytest.raises(ConversionError, match=match):

@@ -169,6 +169,7 @@ LAYERS = {
     "gelu": ([L("GELU")], (2, 3, 4)),
     "gelu-tanh": ([L("GELU", approximate="tanh")], (2, 3, 4)),
     "silu": ([L("SiLU")], (2, 3, 4)),
+    "mish": ([L("Mish")], (2, 3, 4)),
     "hardtanh": ([L("Hardtanh", -0.5, 0.7)], (2, 3, 4)),
     "relu6": ([L("ReLU6")], (2, 3, 4)),
     "hardswish": ([L("Hardswish")], (2, 3, 4)),

@@ -41,7 +41,7 @@ from .dtypes import check_dtypes
 
 __all__ = [
     "celu", "elu", "gelu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "log_softmax", "logsigmoid",
-    "prelu", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "tanh",
+    "mish", "prelu", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "tanh",
 ]
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -334,6 +334,36 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     return unary("silu", input, fwd, grad)
 
 
+def _tanh_softplus(a: np.ndarray) -> np.ndarray:
+    """``tanh(log(1 + exp(x)))``, into a new array. Past x = 20 it is 1 to the last bit in
+    float32 and float64, so ``exp`` sees at most 20 (it would overflow past 709)."""
+    t = _work(a)
+    np.minimum(a, 20, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    return np.tanh(t, out=t)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x · tanh(softplus(x))`` (Misra 2019; YOLOv4's activation), with the derivative
+    ``tanh(sp) + x·sigmoid(x)·(1 − tanh²(sp))`` as torch writes it."""
+    def fwd(a: np.ndarray) -> np.ndarray:
+        t = _tanh_softplus(a)
+        return np.multiply(a, t, out=t)
+
+    def grad(g: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        t = _tanh_softplus(a)
+        s = _sigmoid(a)
+        np.multiply(s, a, out=s)
+        u = np.multiply(t, t, out=_work(t))
+        np.subtract(1, u, out=u)
+        np.multiply(s, u, out=s)
+        s += t
+        return np.multiply(g, s, out=s)
+
+    return unary("mish", input, fwd, grad)
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """``x · Φ(x)`` with the exact normal CDF (``approximate="none"``) or torch's tanh form
     ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`` (``approximate="tanh"``)."""
@@ -434,7 +464,7 @@ def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None) -> 
 
 # --- analysis rules (see convscope.rules) ------------------------------------------------
 _ELEMENTWISE = ("relu", "hardtanh", "leaky_relu", "prelu", "hardsigmoid", "hardswish", "elu", "selu", "celu",
-                "softplus", "sigmoid", "logsigmoid", "tanh", "silu", "gelu")
+                "softplus", "sigmoid", "logsigmoid", "tanh", "silu", "mish", "gelu")
 cost_rule(*_ELEMENTWISE)(per_element(1, "one activation each"))
 cost_rule("softmax", "log_softmax")(per_element(3, "exp, sum, divide"))
 field_rule(*_ELEMENTWISE, channels=True)(same_field)
@@ -469,6 +499,7 @@ saved_rule("logsigmoid")(elementwise_saved(forward=1, backward=3.25))
 saved_rule("sigmoid")(elementwise_saved(forward=2.25))
 saved_rule("tanh")(elementwise_saved(backward=1))
 saved_rule("silu")(elementwise_saved(forward=2.25, backward=2.25))
+saved_rule("mish")(elementwise_saved(forward=0, backward=3.25))
 saved_rule("gelu")(elementwise_saved(forward=2, backward=2))
 saved_rule("softmax")(elementwise_saved(forward=1))
 saved_rule("log_softmax")(elementwise_saved(forward=1, backward=1))

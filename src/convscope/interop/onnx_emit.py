@@ -201,6 +201,14 @@ def _silu(g: GraphBuilder, e: Event, name: str) -> str:
     return g.node("Mul", [x, g.node("Sigmoid", [x], f"{name}/sigmoid")[0]], name)[0]
 
 
+def _mish(g: GraphBuilder, e: Event, name: str) -> str:
+    if g.opset >= 18:
+        return g.node("Mish", _ins(g, e), name)[0]
+    x = g.value(e.inputs[0])  # Mish arrived in opset 18: x · tanh(softplus(x))
+    soft = g.node("Softplus", [x], f"{name}/softplus")[0]
+    return g.node("Mul", [x, g.node("Tanh", [soft], f"{name}/tanh")[0]], name)[0]
+
+
 def _linear(g: GraphBuilder, e: Event, name: str) -> str:
     x, weight, *bias = _ins(g, e)
     if e.inputs[0].ndim == 2:
@@ -493,7 +501,8 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
     "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "hardswish": _hardswish,
     "leaky_relu": _with_attrs("LeakyRelu", {"negative_slope": "alpha"}), "hardtanh": _hardtanh, "silu": _silu,
-    "elu": _with_attrs("Elu", {"alpha": "alpha"}), "selu": _selu, "celu": _with_attrs("Celu", {"alpha": "alpha"}),
+    "mish": _mish, "elu": _with_attrs("Elu", {"alpha": "alpha"}), "selu": _selu,
+    "celu": _with_attrs("Celu", {"alpha": "alpha"}),
     "softplus": _softplus, "logsigmoid": _logsigmoid, "prelu": _prelu, "gelu": _gelu, "erf": _simple("Erf"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),

@@ -435,6 +435,7 @@ OPS: dict[str, Callable[[NodeSpec], Module]] = {
     "Celu": lambda node: nn.CELU(float(node.attr("alpha", 1.0))),
     "Selu": _selu,
     "Softplus": lambda node: nn.Softplus(),
+    "Mish": lambda node: nn.Mish(),
     "PRelu": PRelu,
     "Clip": _clip,
     "Softmax": _softmax(Softmax, nn.Softmax),

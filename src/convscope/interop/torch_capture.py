@@ -108,7 +108,7 @@ OP_RULES: dict[str, Rule] = {
     "neg": _call("operator.neg"),
     **{name: _call(f"torch.{name}") for name in ("maximum", "minimum", "exp", "log", "sqrt", "erf", "abs",
                                                    "sigmoid", "tanh")},
-    **{name: _call(_functional(name)) for name in ("relu", "silu", "hardswish", "hardsigmoid", "logsigmoid",
+    **{name: _call(_functional(name)) for name in ("relu", "silu", "mish", "hardswish", "hardsigmoid", "logsigmoid",
                                                     "selu", "linear", "prelu")},
     "hardtanh": _call(_functional("hardtanh"), "min_val", "max_val"),
     "leaky_relu": _call(_functional("leaky_relu"), "negative_slope"),

@@ -58,7 +58,7 @@ SPECS: tuple[LayerSpec, ...] = (
     LayerSpec("Unflatten", ("dim", "unflattened_size")),
     LayerSpec("Dropout", _DROPOUT),
     *(LayerSpec(f"Dropout{n}d", _DROPOUT) for n in _DIMS),
-    *(LayerSpec(name, ("inplace",)) for name in ("ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid")),
+    *(LayerSpec(name, ("inplace",)) for name in ("ReLU", "ReLU6", "SiLU", "Mish", "Hardswish", "Hardsigmoid")),
     LayerSpec("Hardtanh", ("min_val", "max_val", "inplace")),
     LayerSpec("LeakyReLU", ("negative_slope", "inplace")),
     LayerSpec("ELU", ("alpha", "inplace")),

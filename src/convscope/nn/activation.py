@@ -13,7 +13,7 @@ from .module import Module
 
 __all__ = [
     "CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "PReLU",
-    "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "Mish", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
 ]
 
 
@@ -184,6 +184,18 @@ class SiLU(_Pointwise):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         return F.silu(input, inplace=self.inplace)
+
+
+class Mish(_Pointwise):
+    """``x·tanh(softplus(x))`` (YOLOv4).
+
+    Shape:
+        - Input: :math:`(*)`.
+        - Output: :math:`(*)`, the same shape.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.mish(input, inplace=self.inplace)
 
 
 class Hardswish(_Pointwise):

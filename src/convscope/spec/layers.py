@@ -171,6 +171,7 @@ _POINTWISE: tuple[tuple[str, type, str, tuple[str, ...]], ...] = (
     ("sigmoid", nn.Sigmoid, "1 / (1 + exp(-x))", ()),
     ("tanh", nn.Tanh, "hyperbolic tangent", ()),
     ("silu", nn.SiLU, "x · sigmoid(x)", ("swish",)),
+    ("mish", nn.Mish, "x · tanh(softplus(x))", ()),
     ("hardswish", nn.Hardswish, "x · relu6(x + 3) / 6", ()),
     ("hardsigmoid", nn.Hardsigmoid, "relu6(x + 3) / 6", ()),
     ("selu", nn.SELU, "scale · elu(x) with the self-normalising constants", ()),

@@ -21,7 +21,7 @@ from ..tensor import Tensor, no_grad
 ELEMENTWISE: dict[str, tuple[str, ...]] = {
     "relu": (), "hardtanh": ("min_val", "max_val"), "leaky_relu": ("negative_slope",), "hardsigmoid": (),
     "hardswish": (), "elu": ("alpha",), "selu": (), "celu": ("alpha",), "softplus": ("beta", "threshold"),
-    "sigmoid": (), "logsigmoid": (), "tanh": (), "silu": (), "gelu": ("approximate",),
+    "sigmoid": (), "logsigmoid": (), "tanh": (), "silu": (), "mish": (), "gelu": ("approximate",),
     "exp": (), "log": (), "sqrt": (), "erf": (), "abs": (), "neg": (),
 }
 """Element-wise ops the tracer can re-apply: op name → the recorded attributes that are
