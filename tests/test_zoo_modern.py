@@ -37,7 +37,8 @@ MODELS = ("googlenet", "googlenet_paper", "resnet18", "resnet34", "resnet50", "r
           "densenet121", "densenet161", "densenet169", "densenet201",
           "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x0_5",
           "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1",
-          *(f"efficientnet_b{v}" for v in range(8)), "convnext_tiny", "convnext_small", "convnext_base",
+          *(f"efficientnet_b{v}" for v in range(8)), "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+          "convnext_tiny", "convnext_small", "convnext_base",
           "convnext_large")
 
 # Published totals: torchvision's weight metadata (num_params), and the two paper models.
@@ -54,6 +55,7 @@ PUBLISHED = {
     "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
     "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
     "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+    "efficientnet_v2_s": 21_458_488, "efficientnet_v2_m": 54_139_356, "efficientnet_v2_l": 118_515_272,
     "convnext_tiny": 28_589_128, "convnext_small": 50_223_688, "convnext_base": 88_591_464,
     "convnext_large": 197_767_336,
 }
@@ -512,6 +514,52 @@ class TEfficientNet(tnn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class TFusedMBConv(TMBConv):
+    """torchvision's FusedMBConv: k×k conv (expanding, or to the output at ratio 1), then a 1×1 projection."""
+
+    def __init__(self, ratio: int, k: int, stride: int, cin: int, cout: int, p: float, **norm: float) -> None:
+        tnn.Module.__init__(self)
+        self.use_res_connect = stride == 1 and cin == cout
+        exp = t_divisible(cin * ratio)
+        layers = ([t_conv_bn_silu(cin, exp, k, stride, **norm), t_conv_bn_silu(exp, cout, 1, act=False, **norm)]
+                  if exp != cin else [t_conv_bn_silu(cin, cout, k, stride, **norm)])
+        self.block = tnn.Sequential(*layers)
+        self.stochastic_depth = TStochasticDepth(p)
+
+
+class TEfficientNetV2(tnn.Module):
+    """torchvision's EfficientNetV2 S/M/L from its _efficientnet_conf ((fused?, ratio, k, stride, in, out, n) per
+    stage), last_channel 1280, BatchNorm eps 1e-3."""
+
+    STAGES = {
+        "s": [(1, 1, 3, 1, 24, 24, 2), (1, 4, 3, 2, 24, 48, 4), (1, 4, 3, 2, 48, 64, 4), (0, 4, 3, 2, 64, 128, 6),
+              (0, 6, 3, 1, 128, 160, 9), (0, 6, 3, 2, 160, 256, 15)],
+        "m": [(1, 1, 3, 1, 24, 24, 3), (1, 4, 3, 2, 24, 48, 5), (1, 4, 3, 2, 48, 80, 5), (0, 4, 3, 2, 80, 160, 7),
+              (0, 6, 3, 1, 160, 176, 14), (0, 6, 3, 2, 176, 304, 18), (0, 6, 3, 1, 304, 512, 5)],
+        "l": [(1, 1, 3, 1, 32, 32, 4), (1, 4, 3, 2, 32, 64, 7), (1, 4, 3, 2, 64, 96, 7), (0, 4, 3, 2, 96, 192, 10),
+              (0, 6, 3, 1, 192, 224, 19), (0, 6, 3, 2, 224, 384, 25), (0, 6, 3, 1, 384, 640, 7)],
+    }
+
+    def __init__(self, size: str, dropout: float) -> None:
+        super().__init__()
+        setting, norm = self.STAGES[size], {"eps": 1e-3}
+        total, index = sum(c[-1] for c in setting), 0
+        layers: list[tnn.Module] = [t_conv_bn_silu(3, setting[0][4], 3, 2, **norm)]
+        for fused, r, k, s, ci, co, n in setting:
+            stage = []
+            for i in range(n):
+                block = TFusedMBConv if fused else TMBConv
+                stage.append(block(r, k, s if i == 0 else 1, ci if i == 0 else co, co, 0.2 * index / total, **norm))
+                index += 1
+            layers.append(tnn.Sequential(*stage))
+        layers.append(t_conv_bn_silu(setting[-1][5], 1280, 1, **norm))
+        self.features = tnn.Sequential(*layers)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(tnn.Dropout(dropout), tnn.Linear(1280, 1000))
+
+    forward = TEfficientNet.forward
+
+
 class TLayerNorm2d(tnn.LayerNorm):
     """torchvision's LayerNorm2d: layer norm over the channels of each pixel."""
 
@@ -757,6 +805,9 @@ TORCH_TWINS = {
     "efficientnet_b5": lambda: TEfficientNet(1.6, 2.2, 0.4, eps=0.001, momentum=0.01),
     "efficientnet_b6": lambda: TEfficientNet(1.8, 2.6, 0.5, eps=0.001, momentum=0.01),
     "efficientnet_b7": lambda: TEfficientNet(2.0, 3.1, 0.5, eps=0.001, momentum=0.01),
+    "efficientnet_v2_s": lambda: TEfficientNetV2("s", 0.2),
+    "efficientnet_v2_m": lambda: TEfficientNetV2("m", 0.3),
+    "efficientnet_v2_l": lambda: TEfficientNetV2("l", 0.4),
     "convnext_tiny": lambda: TConvNeXt([96, 192, 384, 768], [3, 3, 9, 3], 0.1),
     "convnext_small": lambda: TConvNeXt([96, 192, 384, 768], [3, 3, 27, 3], 0.4),
     "convnext_base": lambda: TConvNeXt([128, 256, 512, 1024], [3, 3, 27, 3], 0.5),
@@ -818,6 +869,13 @@ TORCHVISION_KEYS = {
                         "features.2.0.block.2.fc1.weight": (4, 96, 1, 1),
                         "features.6.3.block.1.0.weight": (1152, 1, 5, 5), "features.8.0.weight": (1280, 320, 1, 1),
                         "classifier.1.weight": (1000, 1280)},
+    "efficientnet_v2_s": {"features.0.0.weight": (24, 3, 3, 3), "features.1.0.block.0.0.weight": (24, 24, 3, 3),
+                          "features.2.0.block.0.0.weight": (96, 24, 3, 3),
+                          "features.2.0.block.1.0.weight": (48, 96, 1, 1),
+                          "features.4.0.block.0.0.weight": (256, 64, 1, 1),
+                          "features.4.0.block.1.0.weight": (256, 1, 3, 3),
+                          "features.4.0.block.2.fc1.weight": (16, 256, 1, 1),
+                          "features.7.0.weight": (1280, 256, 1, 1), "classifier.1.weight": (1000, 1280)},
     "convnext_tiny": {"features.0.0.weight": (96, 3, 4, 4), "features.0.1.weight": (96,),
                       "features.1.0.layer_scale": (96, 1, 1), "features.1.0.block.0.weight": (96, 1, 7, 7),
                       "features.1.0.block.2.weight": (96,), "features.1.0.block.3.weight": (384, 96),
@@ -882,6 +940,7 @@ OUTPUT_CASES = [
     ("mobilenet_v3_small", {}, (2, 3, 32, 32)),
     ("efficientnet_b0", {}, (2, 3, 32, 32)),
     ("efficientnet_b5", {}, (1, 3, 33, 33)),
+    ("efficientnet_v2_s", {}, (2, 3, 32, 32)),
     ("convnext_tiny", {}, (2, 3, 32, 32)),
     ("shufflenet_v2_x1_0", {}, (2, 3, 32, 32)),
     ("squeezenet1_0", {}, (2, 3, 35, 35)),
@@ -1036,6 +1095,13 @@ def test_efficientnet_complexity(name: str, crop: int, torchvision_gflops: float
     assert round(cs.summary(name, (3, crop, crop)).totals.macs / 1e9, 3) == torchvision_gflops
     macs = cs.summary(name).totals.macs
     assert abs(macs / 1e9 - paper_flops_b) / paper_flops_b < 0.05
+
+
+@pytest.mark.parametrize(("name", "torchvision_gflops"), [
+    ("efficientnet_v2_s", 8.366), ("efficientnet_v2_m", 24.582), ("efficientnet_v2_l", 56.08)])
+def test_efficientnet_v2_complexity(name: str, torchvision_gflops: float) -> None:
+    """torchvision's GFLOPS (multiply-adds, at its 384² and 480² crops, the zoo's input shapes)."""
+    assert round(cs.summary(name).totals.macs / 1e9, 3) == torchvision_gflops
 
 
 @pytest.mark.parametrize(("name", "torchvision_gflops", "paper_gflops"), [

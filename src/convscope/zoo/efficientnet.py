@@ -1,5 +1,6 @@
 """EfficientNet B0–B7: Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for Convolutional
-Neural Networks", Table 1 (the B0 baseline) and its compound scaling, in torchvision's layout
+Neural Networks", Table 1 (the B0 baseline) and its compound scaling; and EfficientNetV2 S/M/L:
+Tan & Le 2021, "EfficientNetV2: Smaller Models and Faster Training". Both in torchvision's layout
 and state_dict keys (``features.1.0.block.0.0.weight``, ``classifier.1.weight``).
 
 Each stage repeats one MBConv block: a 1×1 expansion by the stage's ratio (skipped at ratio 1),
@@ -12,11 +13,17 @@ A larger model scales all three dimensions of B0 at once: channels by ``width`` 
 multiples of 8, as :func:`~.mobilenet.make_divisible`), each stage's block count by ``depth``
 (rounded up), and the input resolution. The variants, as torchvision builds them: (width, depth,
 dropout before the classifier, the paper's resolution).
+
+EfficientNetV2 starts with Fused-MBConv stages, where one k×k conv replaces the expansion and
+the depthwise conv (no squeeze-and-excitation), and ends with a 1×1 conv to 1280 channels. Its
+variants are listed stage by stage (torchvision's configurations of the paper's Table 4 and
+its M and L), with batch norm's eps 1e-3.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from .. import functional as F
@@ -25,6 +32,7 @@ from .mobilenet import SqueezeExcitation, conv_bn_act, make_divisible
 from .registry import register
 
 PAPER = "Tan & Le 2019, EfficientNet (arXiv:1905.11946), Table 1 and section 3.3"
+PAPER_V2 = "Tan & Le 2021, EfficientNetV2 (arXiv:2104.00298), Table 4"
 
 # Table 1, the MBConv stages of B0: (expansion ratio, kernel, stride, input channels, output
 # channels, blocks). The stem (3×3/2 conv to 32) and the head (1×1 conv to 4 × 320 = 1280,
@@ -53,7 +61,15 @@ _TF_NORM = {"eps": 0.001, "momentum": 0.01}
 STOCHASTIC_DEPTH = 0.2  # the last block's drop probability (torchvision's default)
 
 
-class MBConv(nn.Module):
+class _ResidualBlock(nn.Module):
+    """``block(x)``, plus ``x`` through stochastic depth when the block keeps its size."""
+
+    def forward(self, x: Any) -> Any:
+        result = self.block(x)
+        return self.stochastic_depth(result) + x if self.use_res_connect else result
+
+
+class MBConv(_ResidualBlock):
     """The inverted residual block with squeeze-and-excitation (torchvision's ``MBConv``):
     ``block`` holds the units, ``stochastic_depth`` drops the residual branch in training.
 
@@ -76,39 +92,80 @@ class MBConv(nn.Module):
         self.stochastic_depth = nn.StochasticDepth(drop, "row")
         self.out_channels = out_channels
 
-    def forward(self, x: Any) -> Any:
-        result = self.block(x)
-        return self.stochastic_depth(result) + x if self.use_res_connect else result
+
+class FusedMBConv(_ResidualBlock):
+    """EfficientNetV2's Fused-MBConv (torchvision's ``FusedMBConv``): a k×k conv to the
+    expanded channels (the stage's first block strides) and a 1×1 linear projection, or at
+    ratio 1 one k×k conv to the output; SiLU after the k×k conv, the residual connection and
+    stochastic depth as in :class:`MBConv`.
+
+    Shape:
+        input ``(N, C_in, H, W)`` → output ``(N, C_out, ⌈H/stride⌉, ⌈W/stride⌉)``.
+    """
+
+    def __init__(self, expand_ratio: float, kernel: int, stride: int, in_channels: int, out_channels: int,
+                 drop: float, **norm: float) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        expanded = make_divisible(in_channels * expand_ratio)
+        if expanded != in_channels:
+            layers = [conv_bn_act(in_channels, expanded, kernel, stride, activation=nn.SiLU, **norm),
+                      conv_bn_act(expanded, out_channels, 1, activation=None, **norm)]
+        else:
+            layers = [conv_bn_act(in_channels, out_channels, kernel, stride, activation=nn.SiLU, **norm)]
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = nn.StochasticDepth(drop, "row")
+        self.out_channels = out_channels
+
+
+# A stage: (block, expansion ratio, kernel, stride, input channels, output channels, blocks).
+Stage = tuple[type, float, int, int, int, int, int]
+
+V2_STAGES: dict[str, tuple[Stage, ...]] = {
+    "efficientnet_v2_s": ((FusedMBConv, 1, 3, 1, 24, 24, 2), (FusedMBConv, 4, 3, 2, 24, 48, 4),
+                          (FusedMBConv, 4, 3, 2, 48, 64, 4), (MBConv, 4, 3, 2, 64, 128, 6),
+                          (MBConv, 6, 3, 1, 128, 160, 9), (MBConv, 6, 3, 2, 160, 256, 15)),
+    "efficientnet_v2_m": ((FusedMBConv, 1, 3, 1, 24, 24, 3), (FusedMBConv, 4, 3, 2, 24, 48, 5),
+                          (FusedMBConv, 4, 3, 2, 48, 80, 5), (MBConv, 4, 3, 2, 80, 160, 7),
+                          (MBConv, 6, 3, 1, 160, 176, 14), (MBConv, 6, 3, 2, 176, 304, 18),
+                          (MBConv, 6, 3, 1, 304, 512, 5)),
+    "efficientnet_v2_l": ((FusedMBConv, 1, 3, 1, 32, 32, 4), (FusedMBConv, 4, 3, 2, 32, 64, 7),
+                          (FusedMBConv, 4, 3, 2, 64, 96, 7), (MBConv, 4, 3, 2, 96, 192, 10),
+                          (MBConv, 6, 3, 1, 192, 224, 19), (MBConv, 6, 3, 2, 224, 384, 25),
+                          (MBConv, 6, 3, 1, 384, 640, 7)),
+}
+# (dropout before the classifier, torchvision's evaluation resolution)
+V2_VARIANTS: dict[str, tuple[float, int]] = {
+    "efficientnet_v2_s": (0.2, 384), "efficientnet_v2_m": (0.3, 480), "efficientnet_v2_l": (0.4, 480)}
+V2_HEAD = 1280
+_V2_NORM = {"eps": 1e-3}
 
 
 class EfficientNet(nn.Module):
-    """``features`` (stem, one Sequential of MBConv blocks per stage, 1×1 head conv) → global
-    average pool → ``classifier`` (dropout, linear).
+    """``features`` (stem, one Sequential of blocks per stage, 1×1 head conv to ``head``
+    channels) → global average pool → ``classifier`` (dropout, linear).
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
-        ``(N, 4·C, ⌈H/32⌉, ⌈W/32⌉)`` with ``C`` the last stage's channels (320 in B0).
+        ``(N, head, ⌈H/32⌉, ⌈W/32⌉)`` (B0: 4 × 320 = 1280).
     """
 
-    def __init__(self, width: float, depth: float, dropout: float, num_classes: int = 1000,
+    def __init__(self, stages: Sequence[Stage], head: int, dropout: float, num_classes: int = 1000,
                  stochastic_depth: float = STOCHASTIC_DEPTH, **norm: float) -> None:
         super().__init__()
-        stages = [(ratio, kernel, stride, make_divisible(cin * width), make_divisible(cout * width),
-                   math.ceil(blocks * depth)) for ratio, kernel, stride, cin, cout, blocks in STAGES]
         total = sum(stage[-1] for stage in stages)
-        layers: list[nn.Module] = [conv_bn_act(3, stages[0][3], 3, stride=2, activation=nn.SiLU, **norm)]
+        layers: list[nn.Module] = [conv_bn_act(3, stages[0][4], 3, stride=2, activation=nn.SiLU, **norm)]
         index = 0
-        for ratio, kernel, stride, cin, cout, blocks in stages:
+        for block, ratio, kernel, stride, cin, cout, blocks in stages:
             stage = []
             for b in range(blocks):
-                stage.append(MBConv(ratio, kernel, stride if b == 0 else 1, cin if b == 0 else cout, cout,
-                                    stochastic_depth * index / total, **norm))
+                stage.append(block(ratio, kernel, stride if b == 0 else 1, cin if b == 0 else cout, cout,
+                                   stochastic_depth * index / total, **norm))
                 index += 1
             layers.append(nn.Sequential(*stage))
-        last = stages[-1][4]
-        layers.append(conv_bn_act(last, 4 * last, 1, activation=nn.SiLU, **norm))
+        layers.append(conv_bn_act(stages[-1][5], head, 1, activation=nn.SiLU, **norm))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * last, num_classes))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head, num_classes))
 
     def forward(self, x: Any) -> Any:
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
@@ -118,8 +175,26 @@ class EfficientNet(nn.Module):
 def _variant(name: str, num_classes: int, dropout: float | None, stochastic_depth: float) -> EfficientNet:
     width, depth, default_dropout, _ = VARIANTS[name]
     norm = _TF_NORM if name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else {}
-    return EfficientNet(width, depth, default_dropout if dropout is None else dropout, num_classes,
+    stages = [(MBConv, ratio, kernel, stride, make_divisible(cin * width), make_divisible(cout * width),
+               math.ceil(blocks * depth)) for ratio, kernel, stride, cin, cout, blocks in STAGES]
+    return EfficientNet(stages, 4 * stages[-1][5], default_dropout if dropout is None else dropout, num_classes,
                         stochastic_depth, **norm)
+
+
+def _v2_variant(name: str, num_classes: int, dropout: float | None, stochastic_depth: float) -> EfficientNet:
+    default_dropout, _ = V2_VARIANTS[name]
+    return EfficientNet(V2_STAGES[name], V2_HEAD, default_dropout if dropout is None else dropout, num_classes,
+                        stochastic_depth, **_V2_NORM)
+
+
+def _v2_entry(name: str) -> Any:
+    resolution = V2_VARIANTS[name][1]
+    fused = sum(stage[0] is FusedMBConv for stage in V2_STAGES[name])
+    return register(name, input_shape=(3, resolution, resolution),
+                    reference=PAPER_V2 + f"; torchvision.models.{name}",
+                    description=f"EfficientNetV2-{name[-1].upper()}: {fused} Fused-MBConv then "
+                                f"{len(V2_STAGES[name]) - fused} MBConv stages, SiLU, at {resolution}², "
+                                "torchvision layout")
 
 
 def _entry(name: str) -> Any:
@@ -224,3 +299,36 @@ def efficientnet_b7(num_classes: int = 1000, dropout: float | None = None,
         input ``(N, 3, 600, 600)`` → output ``(N, num_classes)``.
     """
     return _variant("efficientnet_b7", num_classes, dropout, stochastic_depth)
+
+
+@_v2_entry("efficientnet_v2_s")
+def efficientnet_v2_s(num_classes: int = 1000, dropout: float | None = None,
+                      stochastic_depth: float = STOCHASTIC_DEPTH) -> EfficientNet:
+    """EfficientNetV2-S (Table 4 of the paper): 21,458,488 parameters; ``dropout`` defaults to 0.2.
+
+    Shape:
+        input ``(N, 3, 384, 384)`` → output ``(N, num_classes)``.
+    """
+    return _v2_variant("efficientnet_v2_s", num_classes, dropout, stochastic_depth)
+
+
+@_v2_entry("efficientnet_v2_m")
+def efficientnet_v2_m(num_classes: int = 1000, dropout: float | None = None,
+                      stochastic_depth: float = STOCHASTIC_DEPTH) -> EfficientNet:
+    """EfficientNetV2-M: 54,139,356 parameters; ``dropout`` defaults to 0.3.
+
+    Shape:
+        input ``(N, 3, 480, 480)`` → output ``(N, num_classes)``.
+    """
+    return _v2_variant("efficientnet_v2_m", num_classes, dropout, stochastic_depth)
+
+
+@_v2_entry("efficientnet_v2_l")
+def efficientnet_v2_l(num_classes: int = 1000, dropout: float | None = None,
+                      stochastic_depth: float = STOCHASTIC_DEPTH) -> EfficientNet:
+    """EfficientNetV2-L: 118,515,272 parameters; ``dropout`` defaults to 0.4.
+
+    Shape:
+        input ``(N, 3, 480, 480)`` → output ``(N, num_classes)``.
+    """
+    return _v2_variant("efficientnet_v2_l", num_classes, dropout, stochastic_depth)
