@@ -392,6 +392,23 @@ def test_export_of_ceil_mode_pools_matches_torch_in_onnxruntime(name: str, opset
     _close(load_onnx(path).run({"input": x.numpy()})[0], want)
 
 
+@pytest.mark.parametrize("padding", [2, 3])
+def test_export_of_transposed_conv_with_output_padding_beyond_the_stride_runs_in_onnxruntime(
+        padding: int, tmp_path: object) -> None:
+    """torch allows output_padding up to the dilation; onnxruntime refuses one that reaches
+    the stride, so up to the padding it is written as less end padding (the same cells)."""
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 3, 3, stride=(1, 2), padding=padding, dilation=3,
+                                                         output_padding=(2, 2))).eval()
+    x = torch.from_numpy(RNG.standard_normal((2, 2, 4, 5)).astype(np.float32))
+    with torch.no_grad():
+        want = model(x).numpy()
+    path = tmp_path / "up.onnx"
+    export_onnx(cs.from_torch(model), path, (2, 4, 5), batch_size=2)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {"input": x.numpy()})[0], want)
+    _close(load_onnx(path).run({"input": x.numpy()})[0], want)
+
+
 class Slicing(cs.nn.Module):
     def forward(self, x: cs.Tensor) -> tuple[cs.Tensor, ...]:
         return x[:, 1:3, ::2], x[..., :-1], x[:, :], x[:, :, 1:, 2:3].permute(0, 3, 1, 2)

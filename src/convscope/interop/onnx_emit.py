@@ -135,10 +135,17 @@ def _conv(g: GraphBuilder, e: Event, name: str) -> str:
 
 
 def _conv_transpose(g: GraphBuilder, e: Event, name: str) -> str:
+    """``output_padding`` is taken out of the end padding first (the same cells, cropped less):
+    torch allows it up to the dilation, onnxruntime refuses one that reaches the stride (what
+    exceeds the end padding stays output_padding)."""
     a = e.attrs
     weight = e.inputs[1]
+    pads = _pairs_to_pads(a["padding"])
+    nd = len(pads) // 2
+    folded = [min(extra, end) for extra, end in zip(a["output_padding"], pads[nd:])]
     return g.node("ConvTranspose", _ins(g, e), name, kernel_shape=list(weight.shape[2:]), strides=list(a["stride"]),
-                  pads=_pairs_to_pads(a["padding"]), output_padding=list(a["output_padding"]),
+                  pads=pads[:nd] + [end - f for end, f in zip(pads[nd:], folded)],
+                  output_padding=[int(extra) - f for extra, f in zip(a["output_padding"], folded)],
                   dilations=list(a["dilation"]), group=int(a["groups"]))[0]
 
 
