@@ -365,6 +365,50 @@ def test_export_of_recovered_and_composite_ops_runs_in_onnxruntime(opset: int, t
         _close(got, w)
 
 
+CEIL_MODE_POOLS = {  # at 11×11
+    "max_last_window_in_padding": torch.nn.MaxPool2d(2, 3, padding=1, ceil_mode=True),  # ceil 5, torch drops 1: 4
+    "avg_last_window_past_input": torch.nn.AvgPool2d((1, 2), 3, ceil_mode=True, count_include_pad=False),  # 5 → 4
+    "avg_overhang_kept": torch.nn.AvgPool2d(2, 2, ceil_mode=True),  # floor 5, ceil 6: the last window hangs over
+    "max_dilated_exact": torch.nn.MaxPool2d(3, 2, dilation=2, ceil_mode=True),  # floor = ceil: 4
+}
+
+
+@pytest.mark.parametrize("opset", [13, 18, 20])
+@pytest.mark.parametrize("name", list(CEIL_MODE_POOLS))
+def test_export_of_ceil_mode_pools_matches_torch_in_onnxruntime(name: str, opset: int, tmp_path: object) -> None:
+    """ONNX before opset 22 keeps a last ceil-mode window that starts in the end padding,
+    which torch drops: such a file failed onnx.checker (the output shape it declares is
+    torch's), and mid-graph ONNX's shape inference disagreed with the sizes that run."""
+    model = torch.nn.Sequential(CEIL_MODE_POOLS[name]).eval()
+    x = torch.from_numpy(RNG.standard_normal((2, 3, 11, 11)).astype(np.float32))
+    with torch.no_grad():
+        want = model(x).numpy()
+    path = tmp_path / "pool.onnx"
+    export_onnx(cs.from_torch(model), path, (3, 11, 11), batch_size=2, opset=opset)
+    inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+    assert [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim] == list(want.shape)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {"input": x.numpy()})[0], want)
+    _close(load_onnx(path).run({"input": x.numpy()})[0], want)
+
+
+@pytest.mark.parametrize("padding", [2, 3])
+def test_export_of_transposed_conv_with_output_padding_beyond_the_stride_runs_in_onnxruntime(
+        padding: int, tmp_path: object) -> None:
+    """torch allows output_padding up to the dilation; onnxruntime refuses one that reaches
+    the stride, so up to the padding it is written as less end padding (the same cells)."""
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 3, 3, stride=(1, 2), padding=padding, dilation=3,
+                                                         output_padding=(2, 2))).eval()
+    x = torch.from_numpy(RNG.standard_normal((2, 2, 4, 5)).astype(np.float32))
+    with torch.no_grad():
+        want = model(x).numpy()
+    path = tmp_path / "up.onnx"
+    export_onnx(cs.from_torch(model), path, (2, 4, 5), batch_size=2)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {"input": x.numpy()})[0], want)
+    _close(load_onnx(path).run({"input": x.numpy()})[0], want)
+
+
 class Slicing(cs.nn.Module):
     def forward(self, x: cs.Tensor) -> tuple[cs.Tensor, ...]:
         return x[:, 1:3, ::2], x[..., :-1], x[:, :], x[:, :, 1:, 2:3].permute(0, 3, 1, 2)

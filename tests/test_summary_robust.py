@@ -275,3 +275,32 @@ def test_summary_runs_in_eval_mode_by_default_and_restores_the_flags(capsys):
     assert [m.training for m in model.modules()] == flags
     with pytest.raises(ValueError, match="summary: mode must be 'eval', 'train' or None, got 'test'"):
         cs.summary(model, (3, 32, 32), mode="test")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter
+@pytest.mark.parametrize("kind", ["pool_first", "mlp"])
+def test_batched_shapes_and_onnx_files_get_no_second_batch(kind, tmp_path):
+    """A batched input shape is used as given when the model's first rank-fixing layer is a
+    pool, and an ONNX file's declared shape (batch included) is never batched again: every
+    row's output shape is the one torch's own forward hooks see."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    tnn = torch.nn
+    if kind == "pool_first":
+        model, shape = tnn.Sequential(tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(12, 3)), (4, 3, 4, 4)
+    else:
+        model, shape = tnn.Sequential(tnn.Linear(20, 10), tnn.ReLU(), tnn.Linear(10, 3)), (4, 20)
+    model.eval()
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape))) for m in model]
+    with torch.no_grad():
+        model(torch.zeros(shape))
+    for hook in hooks:
+        hook.remove()
+    path = tmp_path / f"{kind}.onnx"
+    torch.onnx.export(model, (torch.zeros(shape),), str(path), input_names=["input"], dynamo=False)
+    reports = [cs.summary(path)] + ([cs.summary(cs.from_torch(model), shape)] if kind == "pool_first" else [])
+    for s in reports:
+        assert s.error is None
+        assert [tuple(s.input_shapes[0])] == [shape]
+        assert [tuple(r.output_shape) for r in s.rows] == seen

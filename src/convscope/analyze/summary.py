@@ -20,7 +20,10 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..nn._utils import meta_parameters
+from ..nn.conv import _ConvNd
 from ..nn.module import Module, training_mode
+from ..nn.norm import _BatchNorm, _InstanceNorm
+from ..nn.pooling import _Pool
 from ..rules import CHANNEL_FIELD_OPS, CHANNELS, COST_RULES, FIELD_RULES, NO_FIELD, Axis, Cost, Field, nbytes
 from ..tensor import Tensor
 from . import conventions, memory, render, symbolic
@@ -187,17 +190,25 @@ def _from_python_file(target: str) -> tuple[Module, str, tuple[int, ...] | None]
     return net, f"{path.name}:{function}", default
 
 
-_RANKS = {"Conv1d": 3, "Conv2d": 4, "Conv3d": 5, "ConvTranspose1d": 3, "ConvTranspose2d": 4, "ConvTranspose3d": 5,
-          "BatchNorm1d": 3, "BatchNorm2d": 4, "BatchNorm3d": 5}
-
-
 def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Prepend a batch of 1 unless ``shape`` already has the rank the first layer wants."""
+    """Prepend a batch of 1 unless ``shape`` already has the rank the first layer that fixes
+    one wants (a convolution, pooling, batch or instance norm: ``(N, C, *spatial)``)."""
     for module in model.modules():
-        for cls in type(module).__mro__:
-            if cls.__name__ in _RANKS and cls.__module__.startswith("convscope.nn"):
-                return shape if len(shape) >= _RANKS[cls.__name__] else (1, *shape)
+        rank = _batched_rank(module)
+        if rank is not None:
+            return shape if len(shape) >= rank else (1, *shape)
     return (1, *shape)
+
+
+def _batched_rank(module: Module) -> int | None:
+    """The rank of a batched input of ``module``, for the layers whose spatial rank is fixed."""
+    if isinstance(module, (_ConvNd, _Pool)):
+        return module._nd + 2
+    if isinstance(module, _InstanceNorm):
+        return module._spatial + 2
+    if isinstance(module, _BatchNorm):
+        return max(module._ranks)
+    return None
 
 
 # --- building rows -------------------------------------------------------------------------
@@ -455,13 +466,15 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         memory.optimizer_kind(optimizer)  # refuse an unknown name before any work
         mode = "train"
     net, name, default = _resolve(model)
-    if inputs is None and input_shape is None:
-        inputs = _declared_inputs(net)  # an ONNX graph's own input shapes
-    shapes = [input_shape_of(s) for s in inputs] if inputs is not None else [input_shape_of(input_shape or default)]
-    if not shapes[0]:
-        raise ValueError(f"summary: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
-                         "or --input 3x224x224 on the command line: one sample, without batch)")
-    batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
+    declared = _declared_inputs(net) if inputs is None and input_shape is None else None
+    if declared is not None:
+        batched = declared  # an ONNX graph's own input shapes, batch included
+    else:
+        shapes = [input_shape_of(s) for s in inputs] if inputs is not None else [input_shape_of(input_shape or default)]
+        if not shapes[0]:
+            raise ValueError(f"summary: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
+                             "or --input 3x224x224 on the command line: one sample, without batch)")
+        batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
 

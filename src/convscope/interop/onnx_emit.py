@@ -137,17 +137,40 @@ def _conv(g: GraphBuilder, e: Event, name: str) -> str:
 
 
 def _conv_transpose(g: GraphBuilder, e: Event, name: str) -> str:
+    """``output_padding`` is taken out of the end padding first (the same cells, cropped less):
+    torch allows it up to the dilation, onnxruntime refuses one that reaches the stride (what
+    exceeds the end padding stays output_padding)."""
     a = e.attrs
     weight = e.inputs[1]
+    pads = _pairs_to_pads(a["padding"])
+    nd = len(pads) // 2
+    folded = [min(extra, end) for extra, end in zip(a["output_padding"], pads[nd:])]
     return g.node("ConvTranspose", _ins(g, e), name, kernel_shape=list(weight.shape[2:]), strides=list(a["stride"]),
-                  pads=_pairs_to_pads(a["padding"]), output_padding=list(a["output_padding"]),
+                  pads=pads[:nd] + [end - f for end, f in zip(pads[nd:], folded)],
+                  output_padding=[int(extra) - f for extra, f in zip(a["output_padding"], folded)],
                   dilations=list(a["dilation"]), group=int(a["groups"]))[0]
+
+
+def _floor_sizes(e: Event) -> list[int]:
+    """A pool's output sizes in floor mode (symmetric padding, as pools have)."""
+    a = e.attrs
+    nd = len(a["kernel_size"])
+    dilation = a.get("dilation") or (1,) * nd
+    return [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+            zip(e.inputs[0].shape[-nd:], a["kernel_size"], a["stride"], a["padding"], dilation)]
+
+
+def _ceil_mode(e: Event) -> int:
+    """``ceil_mode`` only where it adds a window: ONNX before opset 22 keeps a last window
+    that would start in the end padding, which torch (and ONNX 22) drop, and then the sizes
+    are floor mode's, which both give."""
+    return int(list(e.output.shape[-len(e.attrs["kernel_size"]):]) != _floor_sizes(e))
 
 
 def _max_pool(g: GraphBuilder, e: Event, name: str) -> str:
     a = e.attrs
     return g.node("MaxPool", _ins(g, e), name, kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
-                  pads=_pairs_to_pads(a["padding"]), dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))[0]
+                  pads=_pairs_to_pads(a["padding"]), dilations=list(a["dilation"]), ceil_mode=_ceil_mode(e))[0]
 
 
 def _avg_pool(g: GraphBuilder, e: Event, name: str) -> str:
@@ -156,14 +179,12 @@ def _avg_pool(g: GraphBuilder, e: Event, name: str) -> str:
         raise e.fail("dilated average pooling")
     out = g.node("AveragePool", _ins(g, e), f"{name}/avg" if a["divisor_override"] else name,
                  kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]), pads=_pairs_to_pads(a["padding"]),
-                 ceil_mode=int(a["ceil_mode"]), count_include_pad=int(a["count_include_pad"]))[0]
+                 ceil_mode=_ceil_mode(e), count_include_pad=int(a["count_include_pad"]))[0]
     divisor = a["divisor_override"]
     if not divisor:
         return out
     x = e.inputs[0]
-    floor = [(n + 2 * p - k) // s + 1 for n, k, s, p in
-             zip(x.shape[2:], a["kernel_size"], a["stride"], a["padding"])]
-    if any(a["padding"]) or list(e.output.shape[2:]) != floor:
+    if any(a["padding"]) or _ceil_mode(e):
         raise e.fail("divisor_override with padding or a ceil-mode overhang (ONNX AveragePool has no divisor)")
     scale = float(np.prod(a["kernel_size"])) / divisor  # every window is whole: its sum is mean × volume
     return g.node("Mul", [out, g.constant(np.asarray(scale, x.dtype), "divisor_scale")], name)[0]
