@@ -166,6 +166,18 @@ def test_layer_norm_matches_torch(shape, k, affine, dtype):
             [_normal(*shape) * 3 + 1, *_affine(ns, affine)], dtype=dtype)
 
 
+@pytest.mark.parametrize("given", ["weight", "bias"])
+@pytest.mark.parametrize("shape,k", [((5, 3), 1), ((2, 3, 4, 5), 2), ((4, 3, 6), 3)])
+def test_layer_norm_with_only_a_weight_or_only_a_bias(shape, k, given):
+    ns = shape[-k:]
+    param = _normal(*ns)
+
+    def call(norm):
+        return lambda x, p: norm(x, ns, **{given: p})
+
+    compare(call(layer_norm), call(F.layer_norm), [_normal(*shape), param])
+
+
 def test_layer_norm_accepts_an_int_like_nn_layernorm():
     x = _normal(2, 3, 4)
     assert_close(layer_norm(cs.tensor(x), 4).numpy(), torch.nn.LayerNorm(4, dtype=torch.float64)(

@@ -231,10 +231,11 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
 
     kept = tuple(1 if i in axes else n for i, n in enumerate(xv.shape))
     out = np.empty(x.shape, x.dtype)
-    # with one weight per statistic (batch and instance norm) the weight and bias gradients are
+    # with one weight and one bias per statistic (batch and instance norm) their gradients are
     # the sums the input gradient needs anyway: one blocked pass makes all three
     per_statistic = (stats is None and tuple(xv.shape) == tuple(x.shape)
-                     and all(w is None or i - x.ndim < -w.ndim or w.shape[i - x.ndim] == 1 for i in axes))
+                     and all(a is None or i - x.ndim < -a.ndim or a.shape[i - x.ndim] == 1
+                             for a in (w, b) for i in axes))
     by_channel = per_statistic and axis == 1 and axes == (0, *range(2, x.ndim))  # batch norm: compiled kernels
     if stats is None:
         count = math.prod(xv.shape[i] for i in axes)
