@@ -18,6 +18,7 @@ from convscope.functional import (
     batch_norm,
     group_norm,
     instance_norm,
+    jit,
     layer_norm,
     local_response_norm,
     normalize,
@@ -133,6 +134,25 @@ def test_batch_norm_empty_batch_leaves_running_stats():
     assert out.shape == (0, 3, 2)
     np.testing.assert_array_equal(mean, 0)
     np.testing.assert_array_equal(var, 1)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("layout", ["fortran", "transposed", "strided"])
+@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+def test_running_statistics_normalise_non_contiguous_input(op, layout, compiled):
+    """Eval batch norm (and instance norm with running statistics) take the compiled per-channel
+    map over any memory layout of the input, as a NumPy array or a tensor wrapping one."""
+    x = _normal(3, 4, 5)
+    strided = {"fortran": np.asfortranarray(x), "transposed": np.ascontiguousarray(x.swapaxes(0, 2)).swapaxes(0, 2),
+               "strided": np.repeat(x, 2, axis=-1)[..., ::2]}[layout]
+    mean, var, weight, bias = _normal(4), RNG.random(4) + 0.5, _normal(4), _normal(4)
+    kwargs = {"use_input_stats": False} if op == "instance_norm" else {}
+    with jit.enabled(compiled):
+        got = getattr(cs.functional, op)(cs.Tensor.wrap(strided, requires_grad=True), mean, var, weight, bias,
+                                         **kwargs)
+    want = getattr(F, op)(torch.tensor(x), torch.tensor(mean), torch.tensor(var), torch.tensor(weight),
+                          torch.tensor(bias), **kwargs)
+    assert_close(got.numpy(), want.numpy())
 
 
 # --- instance norm --------------------------------------------------------------------------

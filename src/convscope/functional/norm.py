@@ -161,8 +161,8 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     tiles = _affine_tiles(c, per_channel, thread_count())
     kernels = jit.kernels_for(x.dtype, "pool")
     if kernels is not None:
-        stream = out.nbytes >= _STREAM_BYTES
-        tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c), stream), tiles)
+        stream, xc = out.nbytes >= _STREAM_BYTES, np.ascontiguousarray(xv)  # the kernel reads flat planes
+        tile_map(lambda t: kernels.scale_shift(xc, scale, shift, ov, t.start, min(t.stop, c), stream), tiles)
         return
     samples = max(1, _AFFINE_TILE_ELEMENTS // max((tiles[0].stop - tiles[0].start) * per_channel, 1))
     scratch = Scratch()
