@@ -155,6 +155,14 @@ def test_running_statistics_normalise_non_contiguous_input(op, layout, compiled)
     assert_close(got.numpy(), want.numpy())
 
 
+@pytest.mark.parametrize("op", [
+    lambda f, x: f.group_norm(x, 2), lambda f, x: f.instance_norm(x), lambda f, x: f.layer_norm(x, (5,)),
+    lambda f, x: f.local_response_norm(x, 3),
+], ids=["group_norm", "instance_norm", "layer_norm", "local_response_norm"])
+def test_an_empty_batch_normalises_to_an_empty_output(op):
+    compare(lambda x: op(cs.functional, x), lambda x: op(F, x), [np.zeros((0, 4, 3, 5))])
+
+
 # --- instance norm --------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES[1:])

@@ -510,13 +510,14 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     if channels % num_groups:
         raise ShapeError(f"num_groups {num_groups} does not divide the {channels} channels of input {input.shape}",
                          layer=op)
+    per_group = channels // num_groups * math.prod(input.shape[2:])  # the view's last dim (not -1: N may be 0)
     # torch's own guard: it counts (N·C/G)·∏spatial, not the values per group.
-    _check_more_than_one(op, input.shape[0] * channels // num_groups * math.prod(input.shape[2:]), input.shape)
+    _check_more_than_one(op, input.shape[0] * per_group, input.shape)
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and value.shape != (channels,):
             raise ShapeError(f"{name} should have shape ({channels},) (one per channel), got {value.shape}", layer=op)
     _check_dtypes(op, input, weight=weight, bias=bias)
-    return _normalize(op, input, weight, bias, view=(input.shape[0], num_groups, -1), axes=(2,),
+    return _normalize(op, input, weight, bias, view=(input.shape[0], num_groups, per_group), axes=(2,),
                       affine=_channel_affine(input.ndim, channels), eps=eps,
                       attrs={"num_groups": num_groups, "eps": eps})[0]
 
