@@ -128,6 +128,14 @@ def test_batch_norm_weight_of_any_shape_with_c_elements():
     assert weight.grad.shape == (1, 3) and bias.grad.shape == (3, 1)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_batch_norm_of_an_empty_batch_has_zero_parameter_gradients(compiled):
+    with jit.enabled(compiled):
+        compare(lambda x, w, b: batch_norm(x, None, None, w, b, training=True),
+                lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+                [np.zeros((0, 3, 2, 4)), *_affine(3, True)])
+
+
 def test_batch_norm_empty_batch_leaves_running_stats():
     mean, var = np.zeros(3), np.ones(3)
     out = batch_norm(cs.tensor(np.zeros((0, 3, 2))), mean, var, training=True)

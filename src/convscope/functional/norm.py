@@ -338,7 +338,7 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     def _batch_norm_backward(kernels: Any, g: np.ndarray, gx: np.ndarray | None) -> np.ndarray:
         """The compiled kernel on the blocks of channels: ``gx`` filled, the sums returned."""
         n, c = x.shape[:2]
-        g3 = np.ascontiguousarray(g).reshape(n, c, -1)
+        g3 = np.ascontiguousarray(g).reshape(n, c, math.prod(x.shape[2:]))  # not -1: N may be 0
         gx3 = np.empty((0, 0, 0), g.dtype) if gx is None else gx.reshape(g3.shape)
         scale = (invstd if w is None else invstd * w).reshape(c)
         sums = np.empty((2, c))
