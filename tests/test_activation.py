@@ -137,6 +137,26 @@ def test_zero_d_input_forward_and_backward(case, name, kwargs):
         compare(*pair(name, kwargs), [np.array(value)])
 
 
+@pytest.mark.parametrize("case,name,kwargs", ACTIVATIONS, ids=IDS)
+def test_integer_input_kept_promoted_or_refused_like_torch(case, name, kwargs):
+    """relu and hardtanh keep an integer dtype, sigmoid and tanh compute in float32 (torch's
+    default dtype; they once rounded the result back to integers), the others are refused."""
+    x = np.array([-3, -1, 0, 1, 2, 5])
+    try:
+        getattr(TF, name)(torch.from_numpy(x), **kwargs)
+    except (RuntimeError, NotImplementedError):
+        both_refuse(*pair(name, kwargs), [x])
+    else:
+        compare(*pair(name, kwargs), [x], dtype=np.float32)
+
+
+@pytest.mark.parametrize("op", ["exp", "log", "sqrt", "erf"])
+def test_integer_input_of_a_float_function_is_float32_like_torch(op):
+    x = np.array([-2, 0, 1, 3])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compare(getattr(cs.ops, op), getattr(torch, op), [x], dtype=np.float32)
+
+
 def test_nan_propagates_like_torch():
     x = np.array([np.nan, -1.0, 1.0])
     for name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "gelu", "sigmoid", "silu", "mish",

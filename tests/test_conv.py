@@ -294,6 +294,16 @@ def test_planar_tiles_match_torch(name: str, budget: int, columns: str, monkeypa
         run(next(s for s in PLANAR if s.name == name))
 
 
+@pytest.mark.parametrize("batch", [0, 2])
+def test_transposed_stacked_phases_of_any_batch(batch: int) -> None:
+    """A k6/3 transposed conv runs per stride phase (without the compiled taps), its nine
+    2×2 phases as one stacked conv whose output cells are a view of the result, also when
+    that is empty."""
+    with jit.enabled(False):
+        run(Sample("t2d_stacked_phases", "conv_transpose2d", (batch, 8, 14, 14), (8, 8, 6, 6),
+                   kwargs={"stride": 3, "padding": 1}))
+
+
 @pytest.mark.parametrize("columns", COLUMNS)
 def test_planar_into_strided_output(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The input gradient of a strided conv with 8 channels runs per stride phase, each phase a

@@ -18,6 +18,7 @@ from convscope.functional import (
     batch_norm,
     group_norm,
     instance_norm,
+    jit,
     layer_norm,
     local_response_norm,
     normalize,
@@ -127,12 +128,47 @@ def test_batch_norm_weight_of_any_shape_with_c_elements():
     assert weight.grad.shape == (1, 3) and bias.grad.shape == (3, 1)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_batch_norm_of_an_empty_batch_has_zero_parameter_gradients(compiled):
+    with jit.enabled(compiled):
+        compare(lambda x, w, b: batch_norm(x, None, None, w, b, training=True),
+                lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+                [np.zeros((0, 3, 2, 4)), *_affine(3, True)])
+
+
 def test_batch_norm_empty_batch_leaves_running_stats():
     mean, var = np.zeros(3), np.ones(3)
     out = batch_norm(cs.tensor(np.zeros((0, 3, 2))), mean, var, training=True)
     assert out.shape == (0, 3, 2)
     np.testing.assert_array_equal(mean, 0)
     np.testing.assert_array_equal(var, 1)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("layout", ["fortran", "transposed", "strided"])
+@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+def test_running_statistics_normalise_non_contiguous_input(op, layout, compiled):
+    """Eval batch norm (and instance norm with running statistics) take the compiled per-channel
+    map over any memory layout of the input, as a NumPy array or a tensor wrapping one."""
+    x = _normal(3, 4, 5)
+    strided = {"fortran": np.asfortranarray(x), "transposed": np.ascontiguousarray(x.swapaxes(0, 2)).swapaxes(0, 2),
+               "strided": np.repeat(x, 2, axis=-1)[..., ::2]}[layout]
+    mean, var, weight, bias = _normal(4), RNG.random(4) + 0.5, _normal(4), _normal(4)
+    kwargs = {"use_input_stats": False} if op == "instance_norm" else {}
+    with jit.enabled(compiled):
+        got = getattr(cs.functional, op)(cs.Tensor.wrap(strided, requires_grad=True), mean, var, weight, bias,
+                                         **kwargs)
+    want = getattr(F, op)(torch.tensor(x), torch.tensor(mean), torch.tensor(var), torch.tensor(weight),
+                          torch.tensor(bias), **kwargs)
+    assert_close(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("op", [
+    lambda f, x: f.group_norm(x, 2), lambda f, x: f.instance_norm(x), lambda f, x: f.layer_norm(x, (5,)),
+    lambda f, x: f.local_response_norm(x, 3),
+], ids=["group_norm", "instance_norm", "layer_norm", "local_response_norm"])
+def test_an_empty_batch_normalises_to_an_empty_output(op):
+    compare(lambda x: op(cs.functional, x), lambda x: op(F, x), [np.zeros((0, 4, 3, 5))])
 
 
 # --- instance norm --------------------------------------------------------------------------
@@ -164,6 +200,18 @@ def test_layer_norm_matches_torch(shape, k, affine, dtype):
     ns = shape[-k:]
     compare(_with_affine(layer_norm, ns, eps=1e-3), _with_affine(F.layer_norm, ns, eps=1e-3),
             [_normal(*shape) * 3 + 1, *_affine(ns, affine)], dtype=dtype)
+
+
+@pytest.mark.parametrize("given", ["weight", "bias"])
+@pytest.mark.parametrize("shape,k", [((5, 3), 1), ((2, 3, 4, 5), 2), ((4, 3, 6), 3)])
+def test_layer_norm_with_only_a_weight_or_only_a_bias(shape, k, given):
+    ns = shape[-k:]
+    param = _normal(*ns)
+
+    def call(norm):
+        return lambda x, p: norm(x, ns, **{given: p})
+
+    compare(call(layer_norm), call(F.layer_norm), [_normal(*shape), param])
 
 
 def test_layer_norm_accepts_an_int_like_nn_layernorm():

@@ -412,9 +412,11 @@ def test_volume_scratch_rule_matches_tracemalloc(n: int, depth: int, size: int, 
 
 
 @pytest.mark.parametrize("x,w,dilation", [((0, 4, 9, 9), (3, 4, 3, 3), 1), ((0, 4, 9, 9), (3, 4, 3, 3), 2),
-                                          ((0, 4, 5, 6, 6), (3, 4, 3, 3, 3), 1)])
+                                          ((0, 4, 5, 6, 6), (3, 4, 3, 3, 3), 1),
+                                          ((0, 16, 3, 15, 15), (6, 16, 3, 3, 3), 1)])
 def test_empty_batch(x: tuple, w: tuple, dilation: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No samples: empty output and gradients on every Winograd route (2-d, per dilation phase, 3-d)."""
+    """No samples: empty output and gradients on every Winograd route (2-d, per dilation phase, 3-d;
+    the last one's weight gradient in items of whole samples, of which there are none)."""
     monkeypatch.setattr(conv_module, "_WINOGRAD_COMPILED", ((1, 1),))
     monkeypatch.setattr(conv_module, "_WINOGRAD_CHANNELS", 1)
     monkeypatch.setattr(conv_module, "_WINOGRAD_VOLUME", (1, 1))

@@ -152,12 +152,23 @@ def unary(
     fwd: Callable[[np.ndarray], np.ndarray],
     grad: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None,
     attrs: dict | None = None,
+    integers: str = "keep",
 ) -> Tensor:
-    """An element-wise op: ``fwd(x)`` and ``grad(g, x, out) -> dL/dx``."""
+    """An element-wise op: ``fwd(x)`` and ``grad(g, x, out) -> dL/dx``.
+
+    An integer (or bool) input, as in torch, keeps its dtype (``integers="keep"``: relu, abs),
+    is computed in float32, torch's default dtype (``"float"``: exp, sigmoid), or is refused
+    (``"refuse"``: the activations torch has no integer kernel for)."""
+    dtype = x.dtype
+    if dtype.kind != "f" and integers != "keep":
+        if integers == "refuse":
+            raise ShapeError(f"expected a floating-point input, got {dtype} (torch has no integer kernel for it). "
+                             "Hint: convert the input with .float()", layer=op)
+        dtype = np.dtype(np.float32)
     if x.is_meta:
-        return make_result(op, None, (x,), None, shape=x.shape, dtype=x.dtype, attrs=attrs)
-    xd = x.data
-    out = np.asarray(fwd(xd), dtype=x.dtype)
+        return make_result(op, None, (x,), None, shape=x.shape, dtype=dtype, attrs=attrs)
+    xd = x.data.astype(dtype, copy=False)
+    out = np.asarray(fwd(xd), dtype=dtype)
     backward = None if grad is None else (lambda g: (grad(g, xd, out),))
     return make_result(op, out, (x,), backward, attrs=attrs)
 
@@ -167,15 +178,15 @@ def neg(x: Tensor) -> Tensor:
 
 
 def exp(x: Tensor) -> Tensor:
-    return unary("exp", x, np.exp, lambda g, a, o: g * o)
+    return unary("exp", x, np.exp, lambda g, a, o: g * o, integers="float")
 
 
 def log(x: Tensor) -> Tensor:
-    return unary("log", x, np.log, lambda g, a, o: g / a)
+    return unary("log", x, np.log, lambda g, a, o: g / a, integers="float")
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return unary("sqrt", x, np.sqrt, lambda g, a, o: g / (2 * o))
+    return unary("sqrt", x, np.sqrt, lambda g, a, o: g / (2 * o), integers="float")
 
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -191,7 +202,7 @@ def erf(x: Tensor) -> Tensor:
         d *= _TWO_OVER_SQRT_PI
         return np.multiply(g, d, out=d)
 
-    return unary("erf", x, _erf, grad)
+    return unary("erf", x, _erf, grad, integers="float")
 
 
 def array_sign(a: np.ndarray) -> np.ndarray:

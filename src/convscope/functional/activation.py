@@ -163,7 +163,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     """``x`` for ``x > 0``, else ``negative_slope·x``; the gradient at 0 is the slope."""
     return unary("leaky_relu", input, lambda a: _leaky(a, negative_slope),
                  lambda g, a, o: _select(~(a > 0), g * negative_slope, g, g.dtype, overwrite_x=True),
-                 attrs={"negative_slope": negative_slope})
+                 attrs={"negative_slope": negative_slope}, integers="refuse")
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
@@ -220,7 +220,7 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
         inside = (a > -3) & (a < 3)
         return _zero_where(~inside, np.multiply(g, _ONE_SIXTH_F32, out=_work(g)))
 
-    return unary("hardsigmoid", input, fwd, grad)
+    return unary("hardsigmoid", input, fwd, grad, integers="refuse")
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
@@ -236,7 +236,7 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
         np.multiply(g, slope, out=slope)
         return _zero_where(a <= -3, _select(a < 3, slope, g, slope.dtype, overwrite_x=True))
 
-    return unary("hardswish", input, fwd, grad)
+    return unary("hardswish", input, fwd, grad, integers="refuse")
 
 
 # --- exponential family -----------------------------------------------------------------------
@@ -261,7 +261,8 @@ def _elu(op: str, x: Tensor, alpha: float, scale: float, input_scale: float,
         np.multiply(g * (grad_scale * alpha), negative, out=negative)
         return _select(a <= 0, negative, g * scale, negative.dtype, overwrite_x=True)
 
-    return unary(op, x, fwd, grad, attrs={"alpha": alpha, "scale": scale, "input_scale": input_scale})
+    return unary(op, x, fwd, grad, attrs={"alpha": alpha, "scale": scale, "input_scale": input_scale},
+                 integers="refuse")
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
@@ -300,21 +301,21 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
         np.multiply(g, soft, out=soft)
         return _select(~(z > threshold), soft, g, soft.dtype, overwrite_x=True)
 
-    return unary("softplus", input, fwd, grad, attrs={"beta": beta, "threshold": threshold})
+    return unary("softplus", input, fwd, grad, attrs={"beta": beta, "threshold": threshold}, integers="refuse")
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """``1 / (1 + exp(−x))``, computed without overflow."""
-    return unary("sigmoid", input, _sigmoid, lambda g, a, o: g * (1 - o) * o)
+    return unary("sigmoid", input, _sigmoid, lambda g, a, o: g * (1 - o) * o, integers="float")
 
 
 def logsigmoid(input: Tensor) -> Tensor:
     """``log(sigmoid(x))``, finite for inputs of any magnitude."""
-    return unary("logsigmoid", input, _log_sigmoid, lambda g, a, o: g * _sigmoid(-a))
+    return unary("logsigmoid", input, _log_sigmoid, lambda g, a, o: g * _sigmoid(-a), integers="refuse")
 
 
 def tanh(input: Tensor) -> Tensor:
-    return unary("tanh", input, np.tanh, lambda g, a, o: g * (1 - o * o))
+    return unary("tanh", input, np.tanh, lambda g, a, o: g * (1 - o * o), integers="float")
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -331,7 +332,7 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
         np.multiply(g, s, out=s)
         return np.multiply(s, t, out=s)
 
-    return unary("silu", input, fwd, grad)
+    return unary("silu", input, fwd, grad, integers="refuse")
 
 
 def _tanh_softplus(a: np.ndarray) -> np.ndarray:
@@ -387,7 +388,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
             return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
     else:
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return unary("gelu", input, fwd, grad, attrs={"approximate": approximate})
+    return unary("gelu", input, fwd, grad, attrs={"approximate": approximate}, integers="refuse")
 
 
 # --- softmax ----------------------------------------------------------------------------------

@@ -1529,7 +1529,7 @@ class _PhaseCells:
     dropped). Only :meth:`store` writes it."""
 
     def __init__(self, gx: np.ndarray, groups: int, phases: list[subpixel.Phase], stack: _Stack) -> None:
-        self.target = gx.reshape(gx.shape[0], groups, -1, *gx.shape[2:])
+        self.target = gx.reshape(gx.shape[0], groups, gx.shape[1] // groups, *gx.shape[2:])  # not -1: N may be 0
         self.phases, self.start = phases, stack.start
         self.shape = (gx.shape[0], gx.shape[1] * len(phases), *stack.windows)
         self.dtype = gx.dtype

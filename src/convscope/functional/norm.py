@@ -161,8 +161,8 @@ def _scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, o
     tiles = _affine_tiles(c, per_channel, thread_count())
     kernels = jit.kernels_for(x.dtype, "pool")
     if kernels is not None:
-        stream = out.nbytes >= _STREAM_BYTES
-        tile_map(lambda t: kernels.scale_shift(xv, scale, shift, ov, t.start, min(t.stop, c), stream), tiles)
+        stream, xc = out.nbytes >= _STREAM_BYTES, np.ascontiguousarray(xv)  # the kernel reads flat planes
+        tile_map(lambda t: kernels.scale_shift(xc, scale, shift, ov, t.start, min(t.stop, c), stream), tiles)
         return
     samples = max(1, _AFFINE_TILE_ELEMENTS // max((tiles[0].stop - tiles[0].start) * per_channel, 1))
     scratch = Scratch()
@@ -231,10 +231,11 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
 
     kept = tuple(1 if i in axes else n for i, n in enumerate(xv.shape))
     out = np.empty(x.shape, x.dtype)
-    # with one weight per statistic (batch and instance norm) the weight and bias gradients are
+    # with one weight and one bias per statistic (batch and instance norm) their gradients are
     # the sums the input gradient needs anyway: one blocked pass makes all three
     per_statistic = (stats is None and tuple(xv.shape) == tuple(x.shape)
-                     and all(w is None or i - x.ndim < -w.ndim or w.shape[i - x.ndim] == 1 for i in axes))
+                     and all(a is None or i - x.ndim < -a.ndim or a.shape[i - x.ndim] == 1
+                             for a in (w, b) for i in axes))
     by_channel = per_statistic and axis == 1 and axes == (0, *range(2, x.ndim))  # batch norm: compiled kernels
     if stats is None:
         count = math.prod(xv.shape[i] for i in axes)
@@ -337,7 +338,7 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
     def _batch_norm_backward(kernels: Any, g: np.ndarray, gx: np.ndarray | None) -> np.ndarray:
         """The compiled kernel on the blocks of channels: ``gx`` filled, the sums returned."""
         n, c = x.shape[:2]
-        g3 = np.ascontiguousarray(g).reshape(n, c, -1)
+        g3 = np.ascontiguousarray(g).reshape(n, c, math.prod(x.shape[2:]))  # not -1: N may be 0
         gx3 = np.empty((0, 0, 0), g.dtype) if gx is None else gx.reshape(g3.shape)
         scale = (invstd if w is None else invstd * w).reshape(c)
         sums = np.empty((2, c))
@@ -509,13 +510,14 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     if channels % num_groups:
         raise ShapeError(f"num_groups {num_groups} does not divide the {channels} channels of input {input.shape}",
                          layer=op)
+    per_group = channels // num_groups * math.prod(input.shape[2:])  # the view's last dim (not -1: N may be 0)
     # torch's own guard: it counts (N·C/G)·∏spatial, not the values per group.
-    _check_more_than_one(op, input.shape[0] * channels // num_groups * math.prod(input.shape[2:]), input.shape)
+    _check_more_than_one(op, input.shape[0] * per_group, input.shape)
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and value.shape != (channels,):
             raise ShapeError(f"{name} should have shape ({channels},) (one per channel), got {value.shape}", layer=op)
     _check_dtypes(op, input, weight=weight, bias=bias)
-    return _normalize(op, input, weight, bias, view=(input.shape[0], num_groups, -1), axes=(2,),
+    return _normalize(op, input, weight, bias, view=(input.shape[0], num_groups, per_group), axes=(2,),
                       affine=_channel_affine(input.ndim, channels), eps=eps,
                       attrs={"num_groups": num_groups, "eps": eps})[0]
 

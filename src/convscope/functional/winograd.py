@@ -60,7 +60,9 @@ def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int,
     """Items of about ``most`` tiles (``channels`` = C + C_out: the transformed input
     and product within ``_ITEM_BYTES``): whole samples when one fits, else rows of tiles of
     one sample; with several threads about ``_ITEMS_PER_THREAD`` items each, none under
-    ``least`` tiles."""
+    ``least`` tiles; none for an empty batch."""
+    if not n:
+        return []
     rows, cols = _grid(out[0]), _grid(out[1])
     budget = max(1, min(most, _ITEM_BYTES // (16 * channels * item)))
     if threads > 1:
