@@ -362,7 +362,7 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
         s += t
         return np.multiply(g, s, out=s)
 
-    return unary("mish", input, fwd, grad)
+    return unary("mish", input, fwd, grad, integers="refuse")
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
