@@ -76,17 +76,29 @@ class GraphBuilder:
         if name is None:
             if tensor.is_meta:
                 raise OnnxError("export_onnx: a constant has no data (a meta parameter?); build the model with data")
-            name = self.constant(tensor.numpy(), self.parameter_names.get(id(tensor), "const"))
+            learned = self.parameter_names.get(id(tensor))
+            name = self.constant(tensor.numpy()) if learned is None else self.initializer(tensor.numpy(), learned)
             self.bind(tensor, name)
         return name
 
-    def constant(self, array: Any, hint: str = "const") -> str:
+    def initializer(self, array: Any, hint: str) -> str:
+        """An initializer: the model's parameters and buffers, and integer constants."""
         array = np.asarray(array)
         if array.dtype not in _DTYPE_CODES:
             raise OnnxError(f"export_onnx: constant {hint!r} has type {array.dtype}, which the export does not support")
         name = hint if hint not in self.initializers and hint != "const" else f"{hint}_{next(self._counter)}"
         self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
         return name
+
+    def constant(self, array: Any, hint: str = "const") -> str:
+        """A value the model does not learn. Floating-point ones are Constant nodes, as torch
+        writes them: a loader counts a floating-point initializer as a parameter (GELU's ½
+        would add one). Integer ones (shapes, pads, axes) stay initializers."""
+        array = np.asarray(array)
+        if array.dtype.kind != "f":
+            return self.initializer(array, hint)
+        value = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), hint)
+        return self.node("Constant", [], hint, value=value)[0]
 
     def ints(self, values: Sequence[int], hint: str) -> str:
         return self.constant(np.asarray(values, np.int64), hint)

@@ -158,6 +158,12 @@ class Reshape(OnnxOp):
 
 
 class Transpose(OnnxOp):
+    """The axes of ``x`` in the order ``perm`` (reversed when none is given). A floating-point
+    initializer that only a Transpose reads is a weight stored in another layout (convscope
+    writes ``F.linear`` on a ``(*, in)`` input as ``x @ Transpose(W)``): a Parameter."""
+
+    parameter_inputs = (0,)
+
     def __init__(self, node: NodeSpec, perm: list[int] | None) -> None:
         super().__init__(node)
         self.perm = perm
