@@ -335,3 +335,24 @@ def test_channels_last_blocks_keep_each_pixels_field():
     assert field_after(nn.Linear(7, 3)) == "global"  # over W
     assert field_after(Permute([0, 2, 3, 1]), nn.Conv2d(7, 1, 1)) == "global"  # a conv over (W, C) planes
     assert field_after(Permute([1, 0, 2, 3])) == "global"  # the batch dim moved
+
+
+def test_channels_last_blocks_keep_their_fields_through_onnx(tmp_path):
+    """An ONNX file writes a linear layer on a channels-last map as ``x @ Transpose(W) + b``
+    (convscope's export, torch's with W pre-transposed): a matmul by a weight over the
+    channels keeps each pixel's field, and the loaded model's fields are the model's."""
+    pytest.importorskip("onnx")
+    from convscope.interop.onnx_export import export_onnx
+    from convscope.zoo.convnext import ConvNeXt
+
+    model = ConvNeXt((4, 6), (1, 1), stochastic_depth=0.0, layer_scale=1.0).eval()
+    export_onnx(model, tmp_path / "c.onnx", (3, 64, 64))
+
+    def sizes(path_or_model):  # the field sizes along the rows, once each (weights and constants have none)
+        rows = cs.summary(path_or_model, (3, 64, 64)).rows
+        seen = [tuple(a.size for a in r.receptive_field) if isinstance(r.receptive_field, list) else r.receptive_field
+                for r in rows if r.receptive_field is not None]
+        return [s for i, s in enumerate(seen) if i == 0 or s != seen[i - 1]]
+
+    assert sizes(model) == [(4, 4), (28, 28), (32, 32), (80, 80), (136, 136), "global"]
+    assert sizes(str(tmp_path / "c.onnx")) == sizes(model)

@@ -37,8 +37,8 @@ from .rules import (
     elementwise_saved,
     equal,
     field_rule,
-    global_field,
     keeps,
+    last_dim_map_field,
     numel,
     opaque,
     paren,
@@ -531,7 +531,7 @@ ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where",
 cost_rule(*ELEMENTWISE)(per_element(1, "one arithmetic op each"))
 field_rule(*ELEMENTWISE, "expand", "to", "cat", channels=True)(same_field)
 cost_rule("reshape", "permute", "expand", "getitem", "cat", "to")(lambda inputs, output, attrs: FREE)
-field_rule("matmul")(global_field)
+field_rule("matmul", channels=True)(last_dim_map_field)  # x @ W: a linear layer as ONNX files write it
 
 
 @field_rule("permute", channels=True)

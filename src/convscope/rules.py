@@ -277,6 +277,17 @@ def global_field(fields: Sequence[Field], inputs: Sequence[Any], output: Any, at
     return None if any(f is not NO_FIELD for f in fields) else NO_FIELD
 
 
+def last_dim_map_field(fields: Sequence[Field], inputs: Sequence[Any], output: Any, attrs: dict) -> Field:
+    """A map of the first operand's last dim by operands that do not depend on the input
+    (``linear``'s weight and bias, the 2-d weight of ``x @ W``): on a channels-last map (last
+    entry :data:`CHANNELS`) each pixel keeps its field, as a 1×1 conv's would; anything else
+    makes every output depend on the whole input."""
+    field = fields[0]
+    if field and field[-1] == CHANNELS and all(f is NO_FIELD for f in fields[1:]) and inputs[1].ndim == 2:
+        return field
+    return global_field(fields, inputs, output, attrs)
+
+
 # --- symbolic sizes ------------------------------------------------------------------------
 Env = dict[str, np.ndarray]
 """Symbol → int64 array of sizes; every array in one env has the same shape."""

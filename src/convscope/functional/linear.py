@@ -20,10 +20,8 @@ from ..errors import ShapeError
 from ..ops import unbroadcast
 from ..random import default_generator
 from ..rules import (
-    CHANNELS,
     Constraint,
     Cost,
-    Field,
     Saved,
     SavedRule,
     Sizes,
@@ -32,6 +30,7 @@ from ..rules import (
     equal,
     field_rule,
     global_field,
+    last_dim_map_field,
     nbytes,
     numel,
     per_element,
@@ -272,13 +271,7 @@ def _linear_cost(inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Cost:
 field_rule("bilinear")(global_field)
 
 
-@field_rule("linear", channels=True)
-def _linear_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor, attrs: dict) -> Field:
-    """A linear layer mixes its input's last dim: on a channels-last map (last entry
-    :data:`~convscope.rules.CHANNELS`) each pixel keeps its field, as a 1×1 conv's would;
-    on anything else every output depends on the whole input."""
-    field = fields[0]
-    return field if field and field[-1] == CHANNELS else global_field(fields, inputs, output, attrs)
+field_rule("linear", channels=True)(last_dim_map_field)
 _DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "stochastic_depth")
 cost_rule(*_DROPOUTS)(per_element(1, "mask multiply"))
 field_rule(*_DROPOUTS, channels=True)(same_field)
