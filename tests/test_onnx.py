@@ -285,6 +285,20 @@ def _export_and_compare(name: str, shape: tuple[int, ...], tmp_path: object, bat
         assert cs.summary(loaded).totals.params == cs.summary(model, shape).totals.params
 
 
+def test_loaded_channels_last_linear_counts_and_shows_its_weight(tmp_path: object) -> None:
+    """convscope writes a linear layer on a ``(N, H, W, C)`` map as ``x @ Transpose(W) + b``: the
+    loaded file counts W as the layer's parameters and shows the transposed weight's whole
+    shape (it has no batch dim)."""
+    from convscope.zoo.convnext import Permute
+
+    model = cs.nn.Sequential(cs.nn.Conv2d(3, 4, 1), Permute([0, 2, 3, 1]), cs.nn.Linear(4, 5)).eval()
+    export_onnx(model, tmp_path / "l.onnx", (3, 6, 6))
+    loaded = cs.summary(str(tmp_path / "l.onnx"))
+    transposed = next(r for r in loaded.rows if r.type == "Transpose" and r.params)
+    assert transposed.params == 20 and loaded.totals.params == cs.summary(model, (3, 6, 6)).totals.params == 41
+    assert f"{transposed.name} (Transpose)" in str(loaded) and " 4×5 " in str(loaded).split(transposed.name)[1][:60]
+
+
 @pytest.mark.parametrize("name", list(ZOO_EXPORTS))
 def test_zoo_export_runs_in_onnxruntime(name: str, tmp_path: object) -> None:
     _export_and_compare(name, ZOO_EXPORTS[name], tmp_path, batch=1 if name == "alexnet_original" else 2)

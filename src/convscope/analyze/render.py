@@ -116,8 +116,9 @@ def table(summary: Any, depth: int | None = None, *, error: bool = True) -> str:
                  for g in groups]
     else:
         extra = _formula_lines([(r.name, r.output_shape, r.output_formula) for r in summary.rows])
-        cells = [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", human(r.macs), field_text(r))
-                 for r in summary.rows]
+        # a row computed from weights alone (no field: an ONNX file's transposed weight) has no batch dim
+        cells = [(f"{r.name} ({r.type})", shape_text(r.output_shape, r.receptive_field is not None), f"{r.params:,}",
+                  human(r.macs), field_text(r)) for r in summary.rows]
     # the output and last columns grow to keep a space before their longest cell (a 3-d
     # field "20×40×40*"); the label column gives up that room, so the table stays 79 wide
     widths = [34, 14, 12, 10, 9]
