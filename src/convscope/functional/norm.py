@@ -324,7 +324,7 @@ def _normalize(op: str, x: Tensor, weight: Tensor | None, bias: Tensor | None, *
             total[...] = gb.sum(axis=axes, keepdims=True)
             along[...] = np.multiply(gb, hb, out=scratch.take("product", gb.shape, g.dtype)).sum(axis=axes,
                                                                                                   keepdims=True)
-            if gx is None:
+            if gx is None or not count:  # (an empty batch has no input gradient to fill)
                 return
             # dx = w·invstd·(g − mean(g) − x̂·mean(g·x̂))
             dx = np.multiply(hb, along / count, out=gx[at])
