@@ -48,7 +48,7 @@ from .rules import (
     saved_rule,
     size_rule,
 )
-from .tensor import Tensor, as_tensor, make_result
+from .tensor import Tensor, as_tensor, float32, make_result
 
 
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
@@ -146,6 +146,24 @@ def minimum(a: Any, b: Any) -> Tensor:
     return _binary("minimum", a, b, np.minimum, grads)
 
 
+def kernel_dtype(op: str, dtype: np.dtype, integers: str = "refuse", what: str = "input") -> np.dtype:
+    """The dtype torch's kernel for ``op`` computes a ``dtype`` input in, or a ShapeError
+    where torch has no kernel for it. Floats keep theirs; integers and bool go by ``integers``:
+
+    - ``"keep"``: every integer dtype keeps its own, bool is refused (relu, max pooling, conv);
+    - a dtype name (``"int64"``, ``"uint8"``): that one keeps its own, the others are refused
+      (average pooling has an int64 kernel only, nearest upsampling a uint8 one);
+    - ``"float"``: float32, torch's default dtype (exp, sigmoid);
+    - ``"refuse"``: all refused (softmax, the losses, normalisation layers)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" or (integers == "keep" and dtype.kind in "iu") or integers == dtype.name:
+        return dtype
+    if integers == "float":
+        return float32
+    raise ShapeError(f"expected a floating-point {what}, got {dtype} (torch has no {dtype} kernel for it). "
+                     "Hint: convert it with .float()", layer=op)
+
+
 def unary(
     op: str,
     x: Tensor,
@@ -156,15 +174,10 @@ def unary(
 ) -> Tensor:
     """An element-wise op: ``fwd(x)`` and ``grad(g, x, out) -> dL/dx``.
 
-    An integer (or bool) input, as in torch, keeps its dtype (``integers="keep"``: relu, abs),
-    is computed in float32, torch's default dtype (``"float"``: exp, sigmoid), or is refused
-    (``"refuse"``: the activations torch has no integer kernel for)."""
-    dtype = x.dtype
-    if dtype.kind != "f" and integers != "keep":
-        if integers == "refuse":
-            raise ShapeError(f"expected a floating-point input, got {dtype} (torch has no integer kernel for it). "
-                             "Hint: convert the input with .float()", layer=op)
-        dtype = np.dtype(np.float32)
+    Integer and bool inputs go by ``integers`` (see :func:`kernel_dtype`): as in torch, they keep
+    their dtype (``"keep"``: relu, abs; bool refused), are computed in float32 (``"float"``: exp,
+    sigmoid), or are refused (``"refuse"``: the activations torch has no integer kernel for)."""
+    dtype = kernel_dtype(op, x.dtype, integers)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=x.shape, dtype=dtype, attrs=attrs)
     xd = x.data.astype(dtype, copy=False)

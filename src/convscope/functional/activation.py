@@ -149,6 +149,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     """Clip to ``[min_val, max_val]``; no gradient at or beyond either bound."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+    if input.dtype.kind == "u" and min(min_val, max_val) < 0:
+        raise ShapeError(f"cannot clip an unsigned {input.dtype} input to negative limits [{min_val}, {max_val}], "
+                         "as torch. Hint: convert the input with .float() or .long()", layer="hardtanh")
     return unary("hardtanh", input, lambda a: np.clip(a, min_val, max_val),
                  lambda g, a, o: _zero_where((a <= min_val) | (a >= max_val), g),
                  attrs={"min_val": min_val, "max_val": max_val})
