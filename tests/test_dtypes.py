@@ -3,6 +3,7 @@ the dtype, on real and meta tensors alike), or both give the same dtype and valu
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as TF
 
 import convscope as cs
@@ -40,9 +41,31 @@ CASES = [
     ("hardtanh_0_2", functional("hardtanh", 0.0, 2.0), [X]),
     ("neg", method(lambda x: -x), [X]),
     ("abs", method(lambda x: x.abs()), [X]),
+    # tensor arithmetic: torch's type promotion (a Python float beside integers is float32)
+    ("add", method(lambda x, y: x + y), [X, X]),
+    ("add_int", method(lambda x: x + 2), [X]),
+    ("add_float", method(lambda x: x + 2.5), [X]),
+    ("sub", method(lambda x, y: x - y), [X, X]),
+    ("mul_float", method(lambda x: x * 0.5), [X]),
+    ("div", method(lambda x: x / 2), [X]),
+    ("div_tensors", method(lambda x, y: x.div(y)), [X, X]),
+    ("rdiv", method(lambda x: 2 / x), [X]),
+    ("pow", method(lambda x: x ** 2), [X]),
+    ("pow_float", method(lambda x: x ** 0.5), [X]),
+    ("rpow", method(lambda x: 2 ** x), [X]),  # negative integer powers: 0 (or ±1 for ±1), not an error
+    ("maximum", (lambda x, y: cs.ops.maximum(x, y), torch.maximum), [X, X]),
+    ("where_float", (lambda x: cs.where(x > 0, x, 1.5), lambda x: torch.where(x > 0, x, 1.5)), [X]),
+    ("clamp", method(lambda x: x.clamp(0, 2)), [X]),
+    ("clamp_float", method(lambda x: x.clamp(0.5, 2.5)), [X]),
+    ("sum", method(lambda x: x.sum(1)), [X]),
+    ("mean", method(lambda x: x.mean()), [X]),
+    ("var", method(lambda x: x.var()), [X]),
+    ("amax", method(lambda x: x.amax(1)), [X]),
+    ("matmul", method(lambda x, y: x @ y), [X, X]),
 ]
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # a division by zero in the data, in both engines
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case,fns,shapes", CASES, ids=[c[0] for c in CASES])
 def test_integer_and_bool_inputs_like_torch(case, fns, shapes, dtype):
