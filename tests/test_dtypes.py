@@ -32,7 +32,7 @@ def method(fn):
     return fn, fn
 
 
-X = (1, 2, 4, 4)
+X1, X, X3 = (1, 2, 6), (1, 2, 4, 4), (1, 2, 4, 4, 4)
 # (id, (convscope, torch), input shapes): one registry for every op and dtype.
 CASES = [
     ("relu", functional("relu"), [X]),
@@ -62,6 +62,30 @@ CASES = [
     ("var", method(lambda x: x.var()), [X]),
     ("amax", method(lambda x: x.amax(1)), [X]),
     ("matmul", method(lambda x, y: x @ y), [X, X]),
+    # pooling: int64 averages round toward zero; LP pooling of int64 is float32 (its 1/p power)
+    ("avg_pool1d", functional("avg_pool1d", 2), [X1]),
+    ("avg_pool2d", functional("avg_pool2d", 2), [X]),
+    ("avg_pool2d_padded", functional("avg_pool2d", 3, 2, 1, count_include_pad=False), [X]),
+    ("avg_pool2d_ceil", functional("avg_pool2d", 3, 2, 1, ceil_mode=True), [X]),
+    ("avg_pool2d_divisor", functional("avg_pool2d", 2, divisor_override=3), [X]),
+    ("avg_pool2d_negative_divisor", functional("avg_pool2d", 2, divisor_override=-3), [X]),
+    ("avg_pool3d", functional("avg_pool3d", 2), [X3]),
+    ("lp_pool1d", functional("lp_pool1d", 2, 2), [X1]),
+    ("lp_pool2d", functional("lp_pool2d", 2, 2), [X]),
+    ("lp_pool2d_1.5", functional("lp_pool2d", 1.5, 2), [X]),
+    ("lp_pool3d", functional("lp_pool3d", 2, 2), [X3]),
+    ("max_pool1d", functional("max_pool1d", 2), [X1]),
+    ("max_pool2d", functional("max_pool2d", 3, 2, 1), [X]),
+    ("max_pool2d_indices", functional("max_pool2d", 2, return_indices=True), [X]),
+    ("max_pool3d", functional("max_pool3d", 2), [X3]),
+    ("adaptive_avg_pool1d", functional("adaptive_avg_pool1d", 4), [X1]),
+    ("adaptive_avg_pool2d", functional("adaptive_avg_pool2d", 3), [X]),
+    ("adaptive_avg_pool2d_even", functional("adaptive_avg_pool2d", 2), [X]),
+    ("adaptive_avg_pool2d_global", functional("adaptive_avg_pool2d", 1), [X]),
+    ("adaptive_avg_pool3d", functional("adaptive_avg_pool3d", 3), [X3]),
+    ("adaptive_max_pool1d", functional("adaptive_max_pool1d", 4), [X1]),
+    ("adaptive_max_pool2d", functional("adaptive_max_pool2d", 3), [X]),
+    ("adaptive_max_pool3d", functional("adaptive_max_pool3d", 3), [X3]),
 ]
 
 
@@ -70,3 +94,9 @@ CASES = [
 @pytest.mark.parametrize("case,fns,shapes", CASES, ids=[c[0] for c in CASES])
 def test_integer_and_bool_inputs_like_torch(case, fns, shapes, dtype):
     same_or_both_refuse(*fns, [sample(s, dtype, i) for i, s in enumerate(shapes)])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_], ids=lambda d: np.dtype(d).name)
+def test_max_unpool_refuses_integer_input_like_torch(dtype):
+    x, indices = sample((1, 2, 2, 2), dtype), np.array([0, 3, 9, 14] * 2).reshape(1, 2, 2, 2)
+    same_or_both_refuse(*functional("max_unpool2d", kernel_size=2), [x, indices])
