@@ -86,6 +86,16 @@ CASES = [
     ("adaptive_max_pool1d", functional("adaptive_max_pool1d", 4), [X1]),
     ("adaptive_max_pool2d", functional("adaptive_max_pool2d", 3), [X]),
     ("adaptive_max_pool3d", functional("adaptive_max_pool3d", 3), [X3]),
+    # normalisation: LRN of int64 is float32 (over a mean of squares rounded down), the rest refuse
+    ("local_response_norm", functional("local_response_norm", 2, alpha=1.0, k=0.5), [X]),
+    ("local_response_norm_3d", functional("local_response_norm", 3, alpha=1.0, beta=1.0), [X1]),
+    ("local_response_norm_5d", functional("local_response_norm", 2), [X3]),
+    ("batch_norm", functional("batch_norm", None, None, training=True), [X]),
+    ("batch_norm_eval", functional("batch_norm"), [X, (2,), (2,)]),
+    ("instance_norm", functional("instance_norm"), [X]),
+    ("layer_norm", functional("layer_norm", (4, 4)), [X]),
+    ("group_norm", functional("group_norm", 2), [X]),
+    ("normalize", functional("normalize"), [X]),
 ]
 
 
