@@ -96,6 +96,19 @@ CASES = [
     ("layer_norm", functional("layer_norm", (4, 4)), [X]),
     ("group_norm", functional("group_norm", 2), [X]),
     ("normalize", functional("normalize"), [X]),
+    # softmax, prelu and the losses refuse integers; l1_loss keeps them unless asked for a mean
+    ("softmax", functional("softmax", 1), [X]),
+    ("softmax_to_float", (lambda x: F.softmax(x, 1, dtype=np.float32), lambda x: TF.softmax(x, 1, dtype=torch.float32)),
+     [X]),
+    ("log_softmax", functional("log_softmax", 1), [X]),
+    ("prelu", functional("prelu"), [X, (1,)]),
+    ("mse_loss", functional("mse_loss"), [X, X]),
+    ("mse_loss_none", functional("mse_loss", reduction="none"), [X, X]),
+    ("l1_loss", functional("l1_loss"), [X, X]),
+    ("l1_loss_none", functional("l1_loss", reduction="none"), [X, X]),
+    ("l1_loss_sum", functional("l1_loss", reduction="sum"), [X, X]),
+    ("bce_with_logits", functional("binary_cross_entropy_with_logits"), [X, X]),
+    ("cross_entropy_probabilities", functional("cross_entropy"), [(3, 4), (3, 4)]),
 ]
 
 
@@ -110,3 +123,9 @@ def test_integer_and_bool_inputs_like_torch(case, fns, shapes, dtype):
 def test_max_unpool_refuses_integer_input_like_torch(dtype):
     x, indices = sample((1, 2, 2, 2), dtype), np.array([0, 3, 9, 14] * 2).reshape(1, 2, 2, 2)
     same_or_both_refuse(*functional("max_unpool2d", kernel_size=2), [x, indices])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+def test_class_index_losses_refuse_integer_scores_like_torch(name, dtype):
+    same_or_both_refuse(*functional(name), [sample((3, 4), dtype), np.array([0, 1, 3])])

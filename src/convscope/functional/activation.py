@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..ops import astype, unary
+from ..ops import astype, kernel_dtype, unary
 from ..rules import (
     NO_FIELD,
     Field,
@@ -418,6 +418,7 @@ def _along(
     """An op that normalises along one dim: ``fwd(x, axis)`` and ``grad(g, out, axis) -> dL/dx``."""
     axis = _softmax_dim(op, input.shape, dim)
     x = input if dtype is None else astype(input, dtype)
+    kernel_dtype(op, x.dtype)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=x.shape, dtype=x.dtype, attrs={"dim": axis})
     flat = x.data.reshape(x.shape or (1,))  # a 0-d input normalises as one element
