@@ -109,6 +109,30 @@ CASES = [
     ("l1_loss_sum", functional("l1_loss", reduction="sum"), [X, X]),
     ("bce_with_logits", functional("binary_cross_entropy_with_logits"), [X, X]),
     ("cross_entropy_probabilities", functional("cross_entropy"), [(3, 4), (3, 4)]),
+    # products: torch convolves and multiplies integers (transposed convolution int64 only), never bool
+    ("conv1d", functional("conv1d"), [X1, (3, 2, 3)]),
+    ("conv2d", functional("conv2d", padding=1), [X, (3, 2, 3, 3)]),
+    ("conv2d_depthwise", functional("conv2d", groups=2), [X, (4, 1, 3, 3)]),
+    ("conv3d", functional("conv3d"), [X3, (3, 2, 3, 3, 3)]),
+    ("conv_transpose1d", functional("conv_transpose1d"), [X1, (2, 3, 3)]),
+    ("conv_transpose2d", functional("conv_transpose2d", stride=2), [X, (2, 3, 3, 3)]),
+    ("conv_transpose3d", functional("conv_transpose3d"), [X3, (2, 3, 3, 3, 3)]),
+    ("linear", functional("linear"), [(3, 4), (5, 4)]),
+    ("bilinear", functional("bilinear"), [(3, 2), (3, 4), (5, 2, 4)]),
+    # nearest upsampling: uint8 only among integers (bilinear/bicubic uint8: see the test below)
+    ("interpolate_nearest", functional("interpolate", scale_factor=2), [X]),
+    ("interpolate_nearest_exact", functional("interpolate", scale_factor=2, mode="nearest-exact"), [X1]),
+    ("interpolate_nearest_3d", functional("interpolate", scale_factor=2), [X3]),
+    ("interpolate_area", functional("interpolate", size=2, mode="area"), [X]),
+    # element moves keep every dtype (reflect and replicate padding refuse bool)
+    ("pad_reflect", functional("pad", (1, 1, 2, 1), mode="reflect"), [X]),
+    ("pad_constant", functional("pad", (1, 2, 0, 1)), [X]),
+    ("dropout_eval", functional("dropout", training=False), [X]),
+    ("pixel_shuffle", functional("pixel_shuffle", 2), [(1, 4, 2, 2)]),
+    ("channel_shuffle", functional("channel_shuffle", 2), [X]),
+    ("flatten", (lambda x: F.flatten(x, 1), lambda x: torch.flatten(x, 1)), [X]),
+    ("pad_replicate", functional("pad", (1, 1), mode="replicate"), [X1]),
+    ("pad_circular", functional("pad", (1, 1), mode="circular"), [X1]),
 ]
 
 
@@ -129,3 +153,15 @@ def test_max_unpool_refuses_integer_input_like_torch(dtype):
 @pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
 def test_class_index_losses_refuse_integer_scores_like_torch(name, dtype):
     same_or_both_refuse(*functional(name), [sample((3, 4), dtype), np.array([0, 1, 3])])
+
+
+def test_uint8_bilinear_upsampling_is_refused_unlike_torch():
+    """torch has a uint8 bilinear/bicubic kernel with its own fixed-point rounding; convscope
+    refuses rather than give other numbers."""
+    with pytest.raises(cs.ShapeError, match="mode 'bilinear' needs a floating-point input, got uint8"):
+        F.interpolate(sample(X, np.uint8), scale_factor=2, mode="bilinear")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_one_hot_takes_int64_class_indices_only_like_torch(dtype):
+    same_or_both_refuse(*functional("one_hot", 5), [np.abs(sample((6,), dtype)).astype(dtype)])

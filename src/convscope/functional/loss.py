@@ -333,8 +333,9 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     ``num_classes``).
     """
     op = "one_hot"
-    if tensor.dtype.kind not in "iu":
-        raise ShapeError(f"expected an integer tensor of class indices, got {tensor.dtype}", layer=op)
+    if tensor.dtype != np.int64:
+        raise ShapeError(f"expected an int64 tensor of class indices (as torch), got {tensor.dtype}. "
+                         "Hint: convert it with .to(np.int64)", layer=op)
     if tensor.is_meta:
         if num_classes < 0:
             raise ShapeError("num_classes must be given for a meta tensor (it cannot be read from data)", layer=op)
