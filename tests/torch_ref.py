@@ -117,3 +117,32 @@ def pool_input(rng: np.random.Generator, shape: tuple, kind: str) -> np.ndarray:
         x[rng.random(shape) < 0.15] = -np.inf
         x[rng.random(shape) < 0.05] = np.inf
     return x
+
+
+def same_or_both_refuse(cs_fn: Callable, torch_fn: Callable, arrays: Sequence[Any]) -> None:
+    """Run both engines on the same (integer or bool) arrays, kept in their dtype: either both
+    refuse (convscope with a ShapeError or TypeError naming the first array's dtype), or both
+    give the same dtype and values. A meta input gives the real result's dtype, or the same error.
+
+    Arrays go in as they are (``Tensor.wrap``: an int32 or uint8 array keeps its dtype);
+    anything else in ``arrays`` (a size, None) is passed to both unchanged."""
+    wrap = [cs.Tensor.wrap(a) if isinstance(a, np.ndarray) else a for a in arrays]
+    meta = [cs.Tensor.meta(a.shape, a.dtype) if isinstance(a, np.ndarray) else a for a in arrays]
+    dtype = next(a.dtype for a in arrays if isinstance(a, np.ndarray))
+    try:
+        want = torch_fn(*[torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a for a in arrays])
+    except (RuntimeError, NotImplementedError, ValueError, TypeError):
+        with pytest.raises((cs.ShapeError, TypeError), match=dtype.name) as info:
+            cs_fn(*wrap)
+        with pytest.raises(info.type, match=dtype.name):
+            cs_fn(*meta)
+        return
+    got, got_meta = cs_fn(*wrap), cs_fn(*meta)
+    got, got_meta, want = (v[0] if isinstance(v, tuple) else v for v in (got, got_meta, want))
+    want = want.numpy()
+    assert (got.dtype, got.shape) == (want.dtype, want.shape), f"{got.dtype}{got.shape}, torch {want.dtype}{want.shape}"
+    assert (got_meta.dtype, got_meta.shape) == (got.dtype, got.shape), f"meta gives {got_meta.dtype}{got_meta.shape}"
+    if want.dtype.kind == "f":
+        assert_close(got.numpy(), want, want.dtype, "output")
+    else:
+        np.testing.assert_array_equal(got.numpy(), want)

@@ -48,7 +48,7 @@ from .rules import (
     saved_rule,
     size_rule,
 )
-from .tensor import Tensor, as_tensor, make_result
+from .tensor import Tensor, as_tensor, float32, int64, make_result
 
 
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
@@ -64,12 +64,28 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g
 
 
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # bool < integer < floating point
+
+
+def result_type(*tensors: Tensor) -> np.dtype:
+    """torch's type promotion: operands with dimensions promote among themselves; a 0-d operand
+    (a Python number is one, see :func:`~convscope.tensor.as_tensor`) counts only when its
+    category (bool < integer < float) is higher, so ``int32 + 2`` is int32 and ``int64 + 0.5``
+    float32, where NumPy gives int64 and float64."""
+    dims = [t.dtype for t in tensors if t.ndim]
+    zeros = [t.dtype for t in tensors if not t.ndim]
+    top = builtins.max((_CATEGORY[d.kind] for d in zeros), default=-1)
+    if dims and top <= _CATEGORY[np.result_type(*dims).kind]:
+        return np.result_type(*dims)
+    return np.result_type(*[d for d in zeros if _CATEGORY[d.kind] == top])
+
+
 def _broadcast_meta(op: str, a: Tensor, b: Tensor) -> tuple[tuple, np.dtype]:
     try:
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ShapeError(f"shapes {a.shape} and {b.shape} cannot be broadcast together", layer=op) from None
-    return shape, np.result_type(a.dtype, b.dtype)
+    return shape, result_type(a, b)
 
 
 def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
@@ -85,13 +101,19 @@ def _binary(
     b: Any,
     fwd: Callable[[np.ndarray, np.ndarray], np.ndarray],
     grads: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray | None, np.ndarray | None]],
+    integers: str | None = None,
 ) -> Tensor:
+    """``fwd`` on both operands cast to their promoted dtype (:func:`result_type`). An integer
+    or bool result goes by ``integers`` (:func:`kernel_dtype`; true division computes in
+    float32), or keeps its dtype if None (bool ``+`` and ``*`` are logical, as in torch)."""
     a, b = _operands(a, b)
     shape, dtype = _broadcast_meta(op, a, b)
+    if integers is not None:
+        dtype = kernel_dtype(op, dtype, integers)
     if a.is_meta or b.is_meta:
         return make_result(op, None, (a, b), None, shape=shape, dtype=dtype)
-    ad, bd = a.data, b.data
-    out = np.asarray(fwd(ad, bd))
+    ad, bd = a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False)
+    out = np.asarray(fwd(ad, bd), dtype=dtype)
 
     def backward(g: np.ndarray) -> tuple:
         ga, gb = grads(g, ad, bd, out)
@@ -108,7 +130,7 @@ def add(a: Any, b: Any) -> Tensor:
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    return _binary("sub", a, b, np.subtract, lambda g, x, y, o: (g, -g))
+    return _binary("sub", a, b, np.subtract, lambda g, x, y, o: (g, -g), integers="keep")
 
 
 def mul(a: Any, b: Any) -> Tensor:
@@ -116,7 +138,18 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    return _binary("div", a, b, np.true_divide, lambda g, x, y, o: (g / y, -g * x / (y * y)))
+    """True division: integer and bool operands give float32, as torch."""
+    return _binary("div", a, b, np.true_divide, lambda g, x, y, o: (g / y, -g * x / (y * y)), integers="float")
+
+
+def _power(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x ** y``; an integer to a negative power is torch's (1 for 1, ±1 for −1, else 0)
+    where NumPy raises."""
+    if x.dtype.kind not in "iu" or not np.any(y < 0):
+        return np.power(x, y)
+    negative = y < 0
+    inverse = np.where(x == 1, 1, np.where(x == -1, 1 - 2 * (y % 2), 0))
+    return np.where(negative, inverse, np.power(x, np.where(negative, 0, y))).astype(x.dtype)
 
 
 def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
@@ -126,7 +159,7 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
             gy = g * o * np.where(x > 0, np.log(np.where(x > 0, x, 1)), np.where(x == 0, 0.0, np.nan))
         return gx, gy
 
-    return _binary("pow", a, b, np.power, grads)
+    return _binary("pow", a, b, _power, grads)
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -146,6 +179,24 @@ def minimum(a: Any, b: Any) -> Tensor:
     return _binary("minimum", a, b, np.minimum, grads)
 
 
+def kernel_dtype(op: str, dtype: np.dtype, integers: str = "refuse", what: str = "input") -> np.dtype:
+    """The dtype torch's kernel for ``op`` computes a ``dtype`` input in, or a ShapeError
+    where torch has no kernel for it. Floats keep theirs; integers and bool go by ``integers``:
+
+    - ``"keep"``: every integer dtype keeps its own, bool is refused (relu, max pooling, conv);
+    - a dtype name (``"int64"``, ``"uint8"``): that one keeps its own, the others are refused
+      (average pooling has an int64 kernel only, nearest upsampling a uint8 one);
+    - ``"float"``: float32, torch's default dtype (exp, sigmoid);
+    - ``"refuse"``: all refused (softmax, the losses, normalisation layers)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" or (integers == "keep" and dtype.kind in "iu") or integers == dtype.name:
+        return dtype
+    if integers == "float":
+        return float32
+    raise ShapeError(f"expected a floating-point {what}, got {dtype} (torch has no {dtype} kernel for it). "
+                     "Hint: convert it with .float()", layer=op)
+
+
 def unary(
     op: str,
     x: Tensor,
@@ -153,18 +204,15 @@ def unary(
     grad: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None,
     attrs: dict | None = None,
     integers: str = "keep",
+    dtype: np.dtype | None = None,
 ) -> Tensor:
     """An element-wise op: ``fwd(x)`` and ``grad(g, x, out) -> dL/dx``.
 
-    An integer (or bool) input, as in torch, keeps its dtype (``integers="keep"``: relu, abs),
-    is computed in float32, torch's default dtype (``"float"``: exp, sigmoid), or is refused
-    (``"refuse"``: the activations torch has no integer kernel for)."""
-    dtype = x.dtype
-    if dtype.kind != "f" and integers != "keep":
-        if integers == "refuse":
-            raise ShapeError(f"expected a floating-point input, got {dtype} (torch has no integer kernel for it). "
-                             "Hint: convert the input with .float()", layer=op)
-        dtype = np.dtype(np.float32)
+    Integer and bool inputs go by ``integers`` (see :func:`kernel_dtype`): as in torch, they keep
+    their dtype (``"keep"``: relu, abs; bool refused), are computed in float32 (``"float"``: exp,
+    sigmoid), or are refused (``"refuse"``: the activations torch has no integer kernel for).
+    ``dtype``: the input's dtype promoted with the op's numbers (clamp's bounds), if it changes."""
+    dtype = kernel_dtype(op, x.dtype if dtype is None else dtype, integers)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=x.shape, dtype=dtype, attrs=attrs)
     xd = x.data.astype(dtype, copy=False)
@@ -225,7 +273,8 @@ def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tens
             keep &= a <= max
         return g * keep
 
-    return unary("clamp", x, lambda a: np.clip(a, min, max), grad)
+    bounds = [as_tensor(b, like=x) for b in (min, max) if b is not None]  # float bounds: ints go float32
+    return unary("clamp", x, lambda a: np.clip(a, min, max), grad, dtype=result_type(x, *bounds))
 
 
 def matmul(a: Any, b: Any) -> Tensor:
@@ -237,9 +286,9 @@ def matmul(a: Any, b: Any) -> Tensor:
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
         raise ShapeError(f"inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})", layer="matmul")
+    dtype = kernel_dtype("matmul", np.result_type(a.dtype, b.dtype), "keep")
     if a.is_meta or b.is_meta:
-        shape = _matmul_shape(a.shape, b.shape)
-        return make_result("matmul", None, (a, b), None, shape=shape, dtype=np.result_type(a.dtype, b.dtype))
+        return make_result("matmul", None, (a, b), None, shape=_matmul_shape(a.shape, b.shape), dtype=dtype)
     ad, bd = a.data, b.data
     # the engine's matmul: split over its threads, each part on single-threaded BLAS (see .parallel)
     out = parallel_matmul(ad, bd)
@@ -294,11 +343,13 @@ def _reduced_shape(shape: tuple, axes: tuple, keepdim: bool) -> tuple:
 
 
 def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``dim``; integers and bool sum to int64, as torch."""
     axes = _axes(dim, x.ndim)
     shape = _reduced_shape(x.shape, axes, keepdim)
+    dtype = x.dtype if x.dtype.kind == "f" else int64
     if x.is_meta:
-        return make_result("sum", None, (x,), None, shape=shape, attrs={"dim": axes})
-    out = np.asarray(x.data.sum(axis=axes, keepdims=keepdim))
+        return make_result("sum", None, (x,), None, shape=shape, dtype=dtype, attrs={"dim": axes})
+    out = np.asarray(x.data.sum(axis=axes, keepdims=keepdim, dtype=dtype))
     kept = _reduced_shape(x.shape, axes, True)
 
     def backward(g: np.ndarray) -> tuple:
@@ -308,6 +359,7 @@ def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False
 
 
 def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    kernel_dtype("mean", x.dtype)  # torch has no integer mean (it would not know the result's dtype)
     axes = _axes(dim, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     return div(sum(x, dim, keepdim), float(count))
@@ -315,6 +367,7 @@ def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = Fals
 
 def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False, correction: int = 1) -> Tensor:
     """Variance with Bessel's ``correction`` (1 = unbiased, as torch's default)."""
+    kernel_dtype("var", x.dtype)
     axes = _axes(dim, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     centred = sub(x, mean(x, axes, keepdim=True))
@@ -501,7 +554,10 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``condition`` holds, else ``b`` (condition carries no gradient)."""
-    cond = condition.numpy() if isinstance(condition, Tensor) else np.asarray(condition)
+    if isinstance(condition, Tensor):  # a meta condition (a comparison of meta tensors) has only its shape
+        cond = np.broadcast_to(False, condition.shape) if condition.is_meta else condition.data
+    else:
+        cond = np.asarray(condition)
     return _binary("where", a, b, lambda x, y: np.where(cond, x, y),
                    lambda g, x, y, o: (np.where(cond, g, 0), np.where(cond, 0, g)))
 
@@ -509,6 +565,8 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 def _compare(fn: Callable) -> Callable[[Any, Any], Tensor]:
     def op(a: Any, b: Any) -> Tensor:
         a, b = _operands(a, b)
+        if a.is_meta or b.is_meta:
+            return Tensor.meta(_broadcast_meta(fn.__name__, a, b)[0], np.bool_)
         return Tensor.wrap(np.asarray(fn(a.numpy(), b.numpy())))
 
     return op

@@ -364,11 +364,14 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
 
 
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """Tensors pass through; scalars take ``like``'s floating dtype (as torch does for
-    Python numbers); arrays keep their own dtype."""
+    """Tensors pass through; arrays keep their own dtype. A Python number beside ``like`` is a
+    0-d tensor of ``like``'s dtype, or of torch's default dtype for its kind (float32, int64)
+    when it is of a higher kind (a float beside integers, an int beside bool), as torch's
+    type promotion treats Python numbers."""
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool)) and not isinstance(x, np.ndarray):
-        dt = like.dtype if like.dtype.kind == "f" or isinstance(x, (int, bool)) else float32
+        higher = like.dtype.kind != "f" if isinstance(x, float) else like.dtype.kind == "b" and not isinstance(x, bool)
+        dt = (float32 if isinstance(x, float) else int64) if higher else like.dtype
         return Tensor.wrap(np.asarray(x, dtype=dt))
     return Tensor(x)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..ops import astype, unary
+from ..ops import astype, kernel_dtype, unary
 from ..rules import (
     NO_FIELD,
     Field,
@@ -149,6 +149,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     """Clip to ``[min_val, max_val]``; no gradient at or beyond either bound."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+    if input.dtype.kind == "u" and min(min_val, max_val) < 0:
+        raise ShapeError(f"cannot clip an unsigned {input.dtype} input to negative limits [{min_val}, {max_val}], "
+                         "as torch. Hint: convert the input with .float() or .long()", layer="hardtanh")
     return unary("hardtanh", input, lambda a: np.clip(a, min_val, max_val),
                  lambda g, a, o: _zero_where((a <= min_val) | (a >= max_val), g),
                  attrs={"min_val": min_val, "max_val": max_val})
@@ -415,6 +418,7 @@ def _along(
     """An op that normalises along one dim: ``fwd(x, axis)`` and ``grad(g, out, axis) -> dL/dx``."""
     axis = _softmax_dim(op, input.shape, dim)
     x = input if dtype is None else astype(input, dtype)
+    kernel_dtype(op, x.dtype)
     if x.is_meta:
         return make_result(op, None, (x,), None, shape=x.shape, dtype=x.dtype, attrs={"dim": axis})
     flat = x.data.reshape(x.shape or (1,))  # a 0-d input normalises as one element

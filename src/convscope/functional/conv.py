@@ -58,6 +58,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ShapeError
+from ..ops import kernel_dtype
 from ..rules import (
     NO_FIELD,
     Constraint,
@@ -157,6 +158,8 @@ def _validate(op: str, transposed: bool, input_shape: Sequence[int], weight_shap
         if np.dtype(dtype) != np.dtype(dtypes[0]):
             raise ShapeError(f"{name} dtype {np.dtype(dtype)} does not match input dtype {np.dtype(dtypes[0])}",
                              layer=op)
+    if dtypes:  # torch convolves every integer dtype, transposes int64 only, and refuses bool
+        kernel_dtype(op, dtypes[0], "int64" if transposed else "keep")
     lead = weight_shape[0]
     lead_name = "C_in" if transposed else "C_out"
     if lead < groups or lead % groups:

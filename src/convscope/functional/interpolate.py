@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..ops import kernel_dtype
 from ..rules import (
     FREE,
     Constraint,
@@ -283,6 +284,7 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
                                          recompute_scale_factor)
     if (mode in _LINEAR_RANK or mode == _AREA) and input.dtype.kind != "f":
         raise ShapeError(f"mode {mode!r} needs a floating-point input, got {input.dtype}", layer=op)
+    kernel_dtype(op, input.dtype, "uint8")  # nearest modes: torch has a uint8 kernel, none for other integers
     if mode == _AREA:
         from .pool import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..ops import unbroadcast
+from ..ops import kernel_dtype, unbroadcast
 from ..random import default_generator
 from ..rules import (
     Constraint,
@@ -45,11 +45,13 @@ __all__ = ["bilinear", "dropout", "dropout1d", "dropout2d", "dropout3d", "linear
 
 
 def _check_same_dtype(op: str, *tensors: Tensor | None) -> None:
-    """torch refuses mixed float dtypes in a matrix product; so do we, instead of upcasting."""
+    """torch refuses mixed float dtypes in a matrix product; so do we, instead of upcasting.
+    Integers it multiplies, bool it refuses."""
     dtypes = {t.dtype for t in tensors if t is not None}
     if len(dtypes) > 1:
         raise ShapeError(f"all tensors must have the same dtype, got {' and '.join(sorted(map(str, dtypes)))}",
                          layer=op)
+    kernel_dtype(op, dtypes.pop(), "keep")
 
 
 def _check_bias(op: str, bias: Tensor | None, out_features: int) -> None:

@@ -86,19 +86,26 @@ def _reduce(
     """
     if reduction == "none":
         return make_result(op, loss, parents, grads, attrs={"reduction": reduction})
+    dtype = _reduced_dtype(loss.dtype, reduction)
     with np.errstate(divide="ignore", invalid="ignore"):  # an empty or fully ignored mean is nan, as in torch
-        out = loss.sum() if reduction == "sum" else loss.sum() / total
+        out = loss.sum(dtype=dtype) if reduction == "sum" else loss.sum() / total
         scale = 1 if reduction == "sum" else 1 / np.asarray(total, loss.dtype)
 
     def backward(g: np.ndarray) -> tuple:
         return grads(np.broadcast_to(g * scale, loss.shape))
 
-    return make_result(op, np.asarray(out, loss.dtype), parents, backward, attrs={"reduction": reduction})
+    return make_result(op, np.asarray(out, dtype), parents, backward, attrs={"reduction": reduction})
+
+
+def _reduced_dtype(dtype: np.dtype, reduction: str) -> np.dtype:
+    """A loss's dtype after ``reduction``: an integer sum (l1_loss's) is int64, as torch's sum."""
+    return dtype if reduction == "none" or dtype.kind == "f" else np.dtype(np.int64)
 
 
 def _meta_loss(op: str, parents: tuple, reduction: str, elementwise_shape: tuple, dtype: np.dtype) -> Tensor:
     shape = elementwise_shape if reduction == "none" else ()
-    return make_result(op, None, parents, None, shape=shape, dtype=dtype, attrs={"reduction": reduction})
+    return make_result(op, None, parents, None, shape=shape, dtype=_reduced_dtype(dtype, reduction),
+                       attrs={"reduction": reduction})
 
 
 # --- class-index and probability losses -------------------------------------------------------
@@ -231,7 +238,8 @@ def _pointwise_loss(
     except ValueError:
         raise ShapeError(f"target shape {target.shape} cannot be broadcast to input shape {input.shape}",
                          layer=op) from None
-    check_dtypes(op, input, target=target)
+    # torch's l1_loss keeps integers (bool refused: no subtraction) but cannot take their mean
+    check_dtypes(op, input, "keep" if op == "l1_loss" and reduction != "mean" else "refuse", target=target)
     if target.shape != input.shape:
         warnings.warn(f"{op}: target shape {target.shape} differs from input shape {input.shape}; broadcasting "
                       f"to {shape} will likely give wrong results", stacklevel=3)
@@ -325,8 +333,9 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     ``num_classes``).
     """
     op = "one_hot"
-    if tensor.dtype.kind not in "iu":
-        raise ShapeError(f"expected an integer tensor of class indices, got {tensor.dtype}", layer=op)
+    if tensor.dtype != np.int64:
+        raise ShapeError(f"expected an int64 tensor of class indices (as torch), got {tensor.dtype}. "
+                         "Hint: convert it with .to(np.int64)", layer=op)
     if tensor.is_meta:
         if num_classes < 0:
             raise ShapeError("num_classes must be given for a meta tensor (it cannot be read from data)", layer=op)

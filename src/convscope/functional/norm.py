@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..ops import _axes, unbroadcast
+from ..ops import _axes, kernel_dtype, unbroadcast
 from ..rules import (
     CHANNELS,
     Constraint,
@@ -42,7 +42,7 @@ from ..rules import (
     saved_rule,
     size_rule,
 )
-from ..tensor import Tensor, is_grad_enabled, make_result
+from ..tensor import Tensor, float32, is_grad_enabled, make_result
 from . import jit
 from .parallel import Scratch, even_blocks, in_flight, thread_count, tile_map
 
@@ -75,7 +75,8 @@ def _check_more_than_one(op: str, count: int, shape: tuple, what: str = "value p
 
 
 def _check_dtypes(op: str, x: Tensor, **others: Any) -> None:
-    """torch refuses mixed float dtypes between input and parameters (no silent casts)."""
+    """torch refuses integer inputs and mixed float dtypes between input and parameters (no silent casts)."""
+    kernel_dtype(op, x.dtype)
     for name, value in others.items():
         if value is not None and np.dtype(value.dtype) != x.dtype:
             raise ShapeError(f"{name} has dtype {np.dtype(value.dtype)} but input has {x.dtype}; use one dtype",
@@ -551,11 +552,18 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     if size <= 0:
         raise ShapeError(f"size must be positive, got {size}", layer=op)
     attrs = {"size": size, "alpha": alpha, "beta": beta, "k": k}
+    dtype = kernel_dtype(op, input.dtype, "int64")  # torch refuses other integers (no avg-pool kernel)
     if input.is_meta:
-        return make_result(op, None, (input,), None, shape=input.shape, attrs=attrs)
+        return make_result(op, None, (input,), None, shape=input.shape, dtype=kernel_dtype(op, dtype, "float"),
+                           attrs=attrs)
     x = input.data
     before, after = size // 2, (size - 1) // 2
-    scale = _channel_window_sum(x * x, before, after) / size * alpha + k
+    squares = _channel_window_sum(x * x, before, after)
+    if x.dtype.kind == "f":
+        mean = squares / size
+    else:  # torch's int64 avg-pool rounds the mean down (squares are not negative), the rest is float32
+        mean, x = (squares // size).astype(float32), x.astype(float32)
+    scale = mean * alpha + k
     denom = scale ** beta
     out = x / denom
 
@@ -586,6 +594,7 @@ def normalize(input: Tensor, p: float = 2.0, dim: int | Sequence[int] = 1, eps: 
         raise exc.with_layer(op) from None
     if input.ndim == 0:
         raise ShapeError("expected an input with at least 1 dim, got a 0-d tensor", layer=op)
+    kernel_dtype(op, input.dtype)
     attrs = {"p": p, "dim": dim, "eps": eps}
     if input.is_meta:
         return make_result(op, None, (input,), None, shape=input.shape, attrs=attrs)

@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import ShapeError
+from ..ops import kernel_dtype
 from ..rules import (
     FREE,
     Constraint,
@@ -207,6 +208,8 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     [[[2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0]]]
     """
     pairs, shape = _pad_rule(input.shape, pad, mode, value)
+    if mode in ("reflect", "replicate"):  # torch's kernels for these take integers but not bool
+        kernel_dtype("pad", input.dtype, "keep")
     attrs = {"pad": tuple(pad), "mode": mode, "value": value}
     if input.is_meta:
         return make_result("pad", None, (input,), None, shape=shape, attrs=attrs)

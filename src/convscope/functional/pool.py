@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import abs as _abs
-from ..ops import unary
+from ..ops import kernel_dtype, unary
 from ..rules import (
     FREE,
     Constraint,
@@ -517,6 +517,16 @@ def _by_planes_compiled(kernel: Callable, source: np.ndarray, target: np.ndarray
     return target
 
 
+def _divide(total: np.ndarray, divisor: Any) -> None:
+    """``total /= divisor``; integer sums (torch's int64 average pooling) are divided as C++
+    divides integers, rounding toward zero."""
+    if total.dtype.kind == "f":
+        np.divide(total, divisor, out=total)
+        return
+    floor = np.floor_divide(total, divisor)
+    np.add(floor, (floor * divisor != total) & ((total < 0) != (np.asarray(divisor) < 0)), out=total)
+
+
 def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
                 phases: bool = True) -> np.ndarray:
     """Sum over every window of ``planes`` ``(P, *input)`` divided by ``divisor`` (a scalar,
@@ -534,7 +544,7 @@ def _pooled_sum(planes: np.ndarray, geo: PoolGeometry, taps: list, divisor: Any,
             for _, windows, cells in _tap_reads(planes[b], geo, taps, phases):
                 view = total[(Ellipsis,) + windows]
                 np.add(view, cells, out=view)
-        np.divide(total, divisor, out=total)
+        _divide(total, divisor)
 
     _by_planes(block, planes.shape[0], math.prod(geo.input))
     return out
@@ -583,6 +593,7 @@ def _pool_attrs(geo: PoolGeometry, **extra: Any) -> dict:
 def _max_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, padding: Size, dilation: Size,
               ceil_mode: bool, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
     geo = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, op=op)
+    kernel_dtype(op, x.dtype, "refuse" if op == "max_pool1d" else "keep")  # torch's max_pool1d has no integer kernel
     lead = x.shape[: x.ndim - len(geo.out)]
     attrs = _pool_attrs(geo, ceil_mode=ceil_mode)
     if x.is_meta:
@@ -629,6 +640,7 @@ def _avg_pool(op: str, x: Tensor, kernel_size: Size, stride: Size | None, paddin
             raise TypeError(f"{op}: divisor_override must be an int, got {divisor_override!r}")
         if divisor_override == 0:
             raise ShapeError("divisor_override must be non-zero, got 0", layer=op)
+    kernel_dtype(op, x.dtype, "int64")  # torch averages int64 (rounding toward zero), no other integers
     lead = x.shape[: x.ndim - len(geo.out)]
     attrs = _pool_attrs(geo, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                         divisor_override=divisor_override)
@@ -773,7 +785,7 @@ def _lp_pool(op: str, x: Tensor, norm_type: float, kernel_size: Size, stride: Si
         with np.errstate(invalid="ignore"):  # a negative window mean to a fractional power is NaN, as in torch
             return np.power(a * volume, inv)
 
-    return unary(op, avg, forward, grad, attrs={"norm_type": norm_type})
+    return unary(op, avg, forward, grad, attrs={"norm_type": norm_type}, integers="float")
 
 
 def lp_pool1d(input: Tensor, norm_type: float, kernel_size: Size, stride: Size | None = None,  # noqa: A002
@@ -888,6 +900,7 @@ def _adaptive_attrs(shape: tuple, output_size: Any, nd: int) -> dict:
 
 def _adaptive_avg_pool(op: str, x: Tensor, output_size: Any) -> Tensor:
     shape = adaptive_output_shape(x.shape, output_size, op=op)
+    kernel_dtype(op, x.dtype)
     nd = _ADAPTIVE_RANK[op]
     attrs = _adaptive_attrs(shape, output_size, nd)
     if x.is_meta:
@@ -975,6 +988,7 @@ def _adaptive_argmax(xd: np.ndarray, shape: tuple, nd: int, cells: tuple[int, ..
 
 def _adaptive_max_pool(op: str, x: Tensor, output_size: Any, return_indices: bool) -> Tensor | tuple[Tensor, Tensor]:
     shape = adaptive_output_shape(x.shape, output_size, op=op)
+    kernel_dtype(op, x.dtype)
     nd = _ADAPTIVE_RANK[op]
     attrs = _adaptive_attrs(shape, output_size, nd)
     if x.is_meta:
@@ -1087,6 +1101,7 @@ def adaptive_max_pool3d(input: Tensor, output_size: Any,  # noqa: A002
 def _max_unpool(op: str, x: Tensor, indices: Tensor, kernel_size: Size, stride: Size | None, padding: Size,
                 output_size: Sequence[int] | None) -> Tensor:
     shape = unpool_output_shape(x.shape, indices.shape, kernel_size, stride, padding, output_size, op=op)
+    kernel_dtype(op, x.dtype)
     nd = _UNPOOL_RANK[op]
     attrs = {"output_size": shape[-nd:], "kernel_size": kernel_size, "stride": stride, "padding": padding,
              "explicit": output_size is not None}
