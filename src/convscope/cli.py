@@ -163,13 +163,20 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
+    from .train import CHECKPOINT, run
 
     options = {"epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "seed": args.seed, "weight_decay": args.weight_decay, "schedule": args.schedule,
                "early_stopping": args.early_stopping, "max_shift": args.max_shift}
-    _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
-                           progress=not args.quiet, **options)
+    try:
+        _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                               progress=not args.quiet, **options)
+    except KeyboardInterrupt:
+        run_folder = Path(args.out or args.resume or "")
+        if (run_folder / CHECKPOINT).is_file():  # saved after every finished epoch
+            raise KeyboardInterrupt(f"{run_folder} holds the last finished epoch; continue with "
+                                    f"--resume {run_folder}") from None
+        raise
     last = history.rows[-1] if history.rows else {}
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
@@ -255,6 +262,8 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
 
 # The exit status of a program that a closed pipe stopped (128 + SIGPIPE), as ``head`` leaves it.
 _PIPE_CLOSED = 141
+# The exit status of a program that Ctrl-C stopped (128 + SIGINT), as shells report it.
+_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rest of the output goes nowhere, so that Python's flush at exit does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _PIPE_CLOSED
+    except KeyboardInterrupt as exc:  # Ctrl-C: a line, not a traceback (atomic writes left no half-written file)
+        print(f"\nconvscope {args.command}: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return _INTERRUPTED
     except (ShapeError, ValueError, OSError) as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
