@@ -364,6 +364,8 @@ def test_cli_ctrl_c_says_how_to_resume_in_one_line(tmp_path: Path, capsys: pytes
     (["train", "--resume", "{tmp}"], "No such file"),
     (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
                                                           "size 8×8, got 100"),
+    (["train", "--seed", "-1", "--out", "{tmp}"], "train: seed must be ≥ 0, got -1$"),
+    (["train", "--weight-decay", "nan", "--out", "{tmp}"], "train: weight_decay must be ≥ 0, got nan$"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:
