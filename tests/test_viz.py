@@ -234,6 +234,27 @@ def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
     assert panels["8"].mask.all()  # a logit sees every pixel
 
 
+class _Gated(cs.nn.Module):
+    """A squeeze-and-excitation gate: every output unit after it sees the whole input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool, self.out = cs.nn.Conv2d(1, 2, 3, padding=1), cs.nn.AdaptiveAvgPool2d(1), \
+            cs.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        h = self.conv(x)
+        return self.out(h * cs.functional.sigmoid(self.pool(h)))
+
+
+def test_receptive_panels_after_a_broadcast_gate() -> None:
+    """Past an SE gate units step 0 pixels (their fields all coincide): the middle unit is
+    drawn, and it sees every pixel (this divided by the zero jump)."""
+    panels = {p.layer: p for p in receptive.field_panels(_Gated(), digits("test")[0][:1])}
+    assert panels["conv"].index == (0, 0, 4, 4) and panels["conv"].mask.sum() == 9
+    assert panels["out"].index == (0, 0, 4, 4) and panels["out"].mask.all()
+
+
 def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][3:4]

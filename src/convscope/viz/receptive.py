@@ -43,12 +43,14 @@ class FieldPanel:
 
 
 def _unit(axes: Any, point: Sequence[float], sizes: Sequence[int]) -> tuple[int, ...]:
-    """Per spatial dim, the unit whose field (``size``, ``jump``, ``start``) is centred nearest ``point``."""
+    """Per spatial dim, the unit whose field (``size``, ``jump``, ``start``) is centred nearest
+    ``point``; the middle unit where every unit sees the same cells (a field of ``all``, or
+    jump 0 after a broadcast gate such as a squeeze-and-excitation block's)."""
     if axes is None or isinstance(axes, str):
         return tuple(n // 2 for n in sizes)
     units = []
     for axis, p, n in zip(axes, point, sizes):
-        k = round((p - axis.start - (axis.size - 1) / 2) / axis.jump)
+        k = round((p - axis.start - (axis.size - 1) / 2) / axis.jump) if axis.jump else n // 2
         units.append(int(min(max(k, 0), n - 1)))
     return tuple(units)
 
