@@ -255,6 +255,16 @@ def test_receptive_panels_after_a_broadcast_gate() -> None:
     assert panels["out"].index == (0, 0, 4, 4) and panels["out"].mask.all()
 
 
+def test_receptive_panels_for_layers_trace_cannot_narrate() -> None:
+    """LeNet-5's scaled tanh (a product) and RBF output have no one-layer provenance, but
+    their influence is well defined: a 5×5 conv's 25 pixels, then 2×2 subsampling's 6×6, and
+    every pixel for the output."""
+    x = np.random.default_rng(0).random((1, 1, 32, 32), np.float32)
+    panels = {p.layer: p for p in receptive.field_panels(cs.zoo.build("lenet5").eval(), x)}
+    assert [panels[n].mask.sum() for n in ("c1", "c1_act", "s2", "s2_act")] == [25, 25, 36, 36]
+    assert panels["output"].mask.all()
+
+
 def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][3:4]

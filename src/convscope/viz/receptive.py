@@ -18,7 +18,7 @@ import numpy as np
 from .. import inspect
 from ..analyze import summary
 from ..nn import Module
-from ..trace import trace
+from ..trace import influence
 from . import style
 from .featuremaps import model_input
 from .figure import new_figure, save
@@ -91,7 +91,7 @@ def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None
             index = (0, channel, *spatial)
         else:
             index = (0, *np.unravel_index(int(np.argmax(value[0])), value.shape[1:]))
-        mask = trace(net, x, layer, index).influence()
+        mask = influence(net, x, layer, index)
         module = dict(net.named_modules())[layer]
         panels.append(FieldPanel(layer, type(module).__name__, tuple(int(i) for i in index), mask[0].any(axis=0)))
     return panels
