@@ -51,8 +51,9 @@ def load_model(name: str, weights: str | None, seed: int) -> Module:
     manual_seed(seed)
     model = load_spec(name)
     if weights is not None:
-        with np.load(weights, allow_pickle=False) as npz:
-            model.load_state_dict({key: npz[key] for key in npz.files})
+        from ..data.loaders import load_arrays
+
+        model.load_state_dict(load_arrays(weights))
     return model.eval()
 
 
