@@ -273,7 +273,8 @@ def test_bad_settings_get_a_clear_error() -> None:
                           ({"schedule": "linear"}, "unknown schedule 'linear'"),
                           ({"epochs": 0}, "epochs must be ≥ 1, got 0"),
                           ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
-                          ({"early_stopping": 0}, "early_stopping .* must be ≥ 1")]:
+                          ({"early_stopping": 0}, "early_stopping .* must be ≥ 1"),
+                          ({"seed": -1}, "seed must be ≥ 0, got -1")]:
         with pytest.raises(ValueError, match=match):
             train(_small(), data, progress=False, **kwargs)
     with pytest.raises(ValueError, match="early_stopping needs a validation set"):
@@ -364,7 +365,6 @@ def test_cli_ctrl_c_says_how_to_resume_in_one_line(tmp_path: Path, capsys: pytes
     (["train", "--resume", "{tmp}"], "No such file"),
     (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
                                                           "size 8×8, got 100"),
-    (["train", "--seed", "-1", "--out", "{tmp}"], "train: seed must be ≥ 0, got -1$"),
     (["train", "--weight-decay", "nan", "--out", "{tmp}"], "train: weight_decay must be ≥ 0, got nan$"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_path: Path,

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,24 @@ from .analyze.symbolic import parse_shape
 from .errors import ShapeError
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ≥ ``minimum``."""
+    what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
+
+
+_positive = _integer(1)
+seed = _integer(0)  # every --seed: NumPy's generators take seeds ≥ 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -195,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive, default=10, help="image width m (default 10)")
     p.add_argument("--k1", type=_positive, default=8, help="first-layer filters (3×3, padding 1)")
     p.add_argument("--k2", type=_positive, default=16, help="second-layer filters (5×5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
@@ -232,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=_positive, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--schedule", choices=["none", "step", "cosine"], default=None)
     p.add_argument("--early-stopping", type=_positive, default=None, metavar="PATIENCE")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cli import seed
 from ..nn.module import Module
 
 
@@ -29,7 +30,7 @@ def add_cli(subparsers: Any) -> None:
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
     p.add_argument("--key", help="which array of an .npz --input holding several")
     p.add_argument("--weights", help="a state_dict .npz to load into a spec model (e.g. from `convscope train`)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a spec model's initial weights (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of a spec model's initial weights (default 0)")
     p.add_argument("-o", "--output", required=True, help="the .xlsx to write")
     p.set_defaults(run=run)
 
