@@ -427,6 +427,20 @@ def test_pool_frames_match_torch_and_show_winner_or_divisor(params: dict) -> Non
             assert np.sum(reads) / f.divisor == pytest.approx(f.value, abs=1e-12)
 
 
+@pytest.mark.parametrize("op, shape, steps", [("conv", (1, 87, 87), 85 * 85), ("max_pool", (1, 86, 86), 85 * 85),
+                                              ("conv_transpose", (1, 49, 49), 49 * 49)])
+def test_animations_refuse_frames_beyond_the_memory_bound(op: str, shape: tuple, steps: int) -> None:
+    """Every frame copies the output so far, so frames grow as (output cells)²: a 1×500×500
+    input filled 20 GB until the OOM killer came. Just over the bound is refused, before the
+    frames are made; the canonical example stays far below it."""
+    cells = 85 * 85 if op != "conv_transpose" else ((49 - 1) * 3 + 3) ** 2  # stride 3, kernel 3: a 147×147 canvas
+    assert (steps + 2) * cells > frames.MAX_FRAME_VALUES
+    with pytest.raises(ValueError, match=rf"^animation: .* takes {steps:,} steps, .* more than the "):
+        frames.example(op, shape, 3 if op != "max_pool" else 2, stride=3 if op == "conv_transpose" else 1)
+    with pytest.raises(ValueError, match="an input of 100,000,000 cells is more than an animation keeps"):
+        frames.example("conv", (1, 10_000, 10_000), 3)
+
+
 # --- animation rendering ---------------------------------------------------------------------------
 def test_gif_has_one_frame_per_output_element_plus_intro_and_outro(tmp_path: Path) -> None:
     start = time.perf_counter()
