@@ -441,6 +441,12 @@ def test_animations_refuse_frames_beyond_the_memory_bound(op: str, shape: tuple,
         frames.example("conv", (1, 10_000, 10_000), 3)
 
 
+def test_animation_refuses_groups_below_one() -> None:
+    for groups in (0, -2):  # 0 divided the channels by zero (a traceback from viz animate --groups 0)
+        with pytest.raises(ValueError, match=rf"^animation: groups must be a positive integer, got {groups}$"):
+            frames.example("conv", (2, 5, 5), 3, groups=groups)
+
+
 # --- animation rendering ---------------------------------------------------------------------------
 def test_gif_has_one_frame_per_output_element_plus_intro_and_outro(tmp_path: Path) -> None:
     start = time.perf_counter()

@@ -349,6 +349,8 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
         return pool_frames(x, op[:3], k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
                            count_include_pad=count_include_pad)
     channels = shape[0]
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"animation: groups must be a positive integer, got {groups!r}")
     for name, n in (("input channels", channels), ("out_channels", out_channels)):
         if n % groups:
             raise ValueError(f"animation: {name} ({n}) must be divisible by groups ({groups})")
