@@ -154,6 +154,19 @@ def test_atomic_files_get_the_umask_mode(tmp_path: Path, umask: int) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["log.csv"]
 
 
+def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    """``-o out/d.png`` where d.png is a folder, or under a file: the message names the user's
+    path (the temporary file beside it is ours) and nothing is left behind."""
+    from convscope.atomic import write_atomic
+
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "f").write_bytes(b"")
+    for target, reason in [(tmp_path / "d.png", "Is a directory"), (tmp_path / "f" / "x.png", "File exists")]:
+        with pytest.raises(OSError, match=f"^\\[Errno \\d+\\] cannot write {target}: {reason}$"):
+            write_atomic(target, lambda fh: fh.write(b"data"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "f"] and not any((tmp_path / "d.png").iterdir())
+
+
 def test_figure_and_gif_writes_keep_the_old_file_when_interrupted(tmp_path: Path) -> None:
     """A figure whose rendering fails (or is killed) half way leaves the previous file as it was."""
     from PIL import Image

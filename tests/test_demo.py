@@ -1,11 +1,13 @@
 """`convscope demo`: the hand arithmetic really is independent and really agrees."""
 
+import re
+
 import numpy as np
 import pytest
 
 import convscope as cs
 from convscope import demo
-from convscope.cli import main
+from convscope.cli import build_parser, main
 
 
 def test_hand_check_agrees_and_can_disagree():
@@ -51,3 +53,28 @@ def test_cli_demo_refuses_bad_sizes_in_one_line(capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("convscope demo: error: --height 100000 --width 100000: the seed example's "
                                         "24 feature maps of that size do not fit in memory") and "Traceback" not in err
+
+
+def _commands_with_a_seed() -> list[list[str]]:
+    """Every sub-command (``viz animate`` included) that has a ``--seed`` option."""
+    found, todo = [], [([], build_parser())]
+    while todo:
+        path, parser = todo.pop()
+        for action in parser._actions:
+            if "--seed" in action.option_strings:
+                found.append(path)
+            for name, sub in getattr(action, "choices", None).items() if isinstance(action.choices, dict) else ():
+                todo.append(([*path, name], sub))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("command", _commands_with_a_seed(), ids=" ".join)
+def test_every_seed_option_refuses_a_negative_seed_by_name(command, capsys):
+    """NumPy's generators take seeds ≥ 0; -1 used to fail later, in NumPy, as 'expected
+    non-negative integer', naming no option."""
+    try:
+        code = main([*command, "--seed", "-1"])
+    except SystemExit as stopped:  # refused by the option's type
+        code = stopped.code
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(r"--seed:? (expected an integer|must be a non-negative integer).*-1\n$", err), err

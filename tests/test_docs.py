@@ -77,3 +77,12 @@ def test_docstring_examples_run(name: str):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    import convscope
+
+    bare = [name for name in convscope.__all__ if not inspect.getdoc(getattr(convscope, name))]
+    assert bare == [], f"public names without a docstring: {bare}"

@@ -108,6 +108,34 @@ def test_cat_stack_where_match_torch():
     compare(lambda x, y: cs.where(cond, x, y), lambda x, y: torch.where(torch.from_numpy(cond), x, y), [a, c])
 
 
+DIM_OPS = {  # name: (convscope, torch), each called with a tensor and one dim
+    "unsqueeze": (lambda x, d: x.unsqueeze(d), lambda x, d: x.unsqueeze(d)),
+    "squeeze": (lambda x, d: x.squeeze(d), lambda x, d: x.squeeze(d)),
+    "flatten": (lambda x, d: x.flatten(d), lambda x, d: x.flatten(d)),
+    "transpose": (lambda x, d: x.transpose(0, d), lambda x, d: x.transpose(0, d)),
+    "permute": (lambda x, d: x.permute(d, 1), lambda x, d: x.permute(d, 1)),
+    "cat": (lambda x, d: cs.cat([x, x], d), lambda x, d: torch.cat([x, x], d)),
+    "stack": (lambda x, d: cs.stack([x, x], d), lambda x, d: torch.stack([x, x], d)),
+    "sum": (lambda x, d: x.sum(d), lambda x, d: x.sum(d)),
+}
+
+
+@pytest.mark.parametrize("op", DIM_OPS)
+@pytest.mark.parametrize("shape", [(2, 1), ()], ids=["2-d", "0-d"])
+def test_dims_out_of_range_are_refused_as_torch_refuses_them(op: str, shape: tuple) -> None:
+    """Every dim torch takes gives torch's shape; every dim it refuses is a ShapeError naming
+    the op (they used to wrap around: stack([x, x], 3) of 2×1 tensors stacked along dim 0)."""
+    ours, theirs = DIM_OPS[op]
+    for dim in range(-4, 4):
+        try:
+            want = tuple(theirs(torch.zeros(shape), dim).shape)
+        except (IndexError, RuntimeError):
+            with pytest.raises(cs.ShapeError, match=rf"^{op if op != 'sum' else 'reduce'}: "):
+                ours(cs.tensor(np.zeros(shape)), dim)
+        else:
+            assert ours(cs.tensor(np.zeros(shape)), dim).shape == want, dim
+
+
 def test_gradients_accumulate_across_uses_and_backward_calls():
     x = cs.tensor(np.array([1.0, 2.0]), requires_grad=True)
     (x * x + x).sum().backward()

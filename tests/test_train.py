@@ -273,7 +273,8 @@ def test_bad_settings_get_a_clear_error() -> None:
                           ({"schedule": "linear"}, "unknown schedule 'linear'"),
                           ({"epochs": 0}, "epochs must be ≥ 1, got 0"),
                           ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
-                          ({"early_stopping": 0}, "early_stopping .* must be ≥ 1")]:
+                          ({"early_stopping": 0}, "early_stopping .* must be ≥ 1"),
+                          ({"seed": -1}, "seed must be ≥ 0, got -1")]:
         with pytest.raises(ValueError, match=match):
             train(_small(), data, progress=False, **kwargs)
     with pytest.raises(ValueError, match="early_stopping needs a validation set"):
@@ -330,6 +331,32 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     assert stored["rows"][1]["epoch"] == 2
 
 
+def test_cli_ctrl_c_says_how_to_resume_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in epoch 2 (KeyboardInterrupt): no traceback, exit 130 as shells report SIGINT,
+    and the command that continues the run, which then finishes it."""
+    real_epoch = T._run_epoch
+
+    def ctrl_c_in_epoch_2(model: Any, opt: Any, batches: Any, epoch: int, bar: Any) -> Any:
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(model, opt, batches, epoch, bar)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(T, "_run_epoch", ctrl_c_in_epoch_2)
+    argv = ["train", "--epochs", "2", "--batch-size", "128", "--schedule", "none", "--quiet"]
+    assert main([*argv, "--out", str(run)]) == 130
+    assert capsys.readouterr().err == (f"\nconvscope train: interrupted: {run} holds the last finished epoch; "
+                                       f"continue with --resume {run}\n")
+    monkeypatch.undo()
+    assert main([*argv, "--resume", str(run)]) == 0
+    assert len(json.loads((run / "history.json").read_text())["rows"]) == 2
+
+    monkeypatch.setattr(T, "_run_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main([*argv, "--out", str(tmp_path / "new")]) == 130  # before the first checkpoint: nothing to resume
+    assert capsys.readouterr().err == "\nconvscope train: interrupted\n"
+
+
 @pytest.mark.parametrize("argv, match", [
     (["train", "--data", "nowhere.npz", "--out", "{tmp}"], "no such file or folder"),
     (["train", "--epochs", "1"], r"give an output folder \(--out run/\)"),
@@ -338,6 +365,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     (["train", "--resume", "{tmp}"], "No such file"),
     (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
                                                           "size 8×8, got 100"),
+    (["train", "--weight-decay", "nan", "--out", "{tmp}"], "train: weight_decay must be ≥ 0, got nan$"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], match: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:

@@ -234,6 +234,37 @@ def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
     assert panels["8"].mask.all()  # a logit sees every pixel
 
 
+class _Gated(cs.nn.Module):
+    """A squeeze-and-excitation gate: every output unit after it sees the whole input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool, self.out = cs.nn.Conv2d(1, 2, 3, padding=1), cs.nn.AdaptiveAvgPool2d(1), \
+            cs.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        h = self.conv(x)
+        return self.out(h * cs.functional.sigmoid(self.pool(h)))
+
+
+def test_receptive_panels_after_a_broadcast_gate() -> None:
+    """Past an SE gate units step 0 pixels (their fields all coincide): the middle unit is
+    drawn, and it sees every pixel (this divided by the zero jump)."""
+    panels = {p.layer: p for p in receptive.field_panels(_Gated(), digits("test")[0][:1])}
+    assert panels["conv"].index == (0, 0, 4, 4) and panels["conv"].mask.sum() == 9
+    assert panels["out"].index == (0, 0, 4, 4) and panels["out"].mask.all()
+
+
+def test_receptive_panels_for_layers_trace_cannot_narrate() -> None:
+    """LeNet-5's scaled tanh (a product) and RBF output have no one-layer provenance, but
+    their influence is well defined: a 5×5 conv's 25 pixels, then 2×2 subsampling's 6×6, and
+    every pixel for the output."""
+    x = np.random.default_rng(0).random((1, 1, 32, 32), np.float32)
+    panels = {p.layer: p for p in receptive.field_panels(cs.zoo.build("lenet5").eval(), x)}
+    assert [panels[n].mask.sum() for n in ("c1", "c1_act", "s2", "s2_act")] == [25, 25, 36, 36]
+    assert panels["output"].mask.all()
+
+
 def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][3:4]
@@ -394,6 +425,26 @@ def test_pool_frames_match_torch_and_show_winner_or_divisor(params: dict) -> Non
             assert reads[f.winner] == f.value == reads.max()
         else:
             assert np.sum(reads) / f.divisor == pytest.approx(f.value, abs=1e-12)
+
+
+@pytest.mark.parametrize("op, shape, steps", [("conv", (1, 87, 87), 85 * 85), ("max_pool", (1, 86, 86), 85 * 85),
+                                              ("conv_transpose", (1, 49, 49), 49 * 49)])
+def test_animations_refuse_frames_beyond_the_memory_bound(op: str, shape: tuple, steps: int) -> None:
+    """Every frame copies the output so far, so frames grow as (output cells)²: a 1×500×500
+    input filled 20 GB until the OOM killer came. Just over the bound is refused, before the
+    frames are made; the canonical example stays far below it."""
+    cells = 85 * 85 if op != "conv_transpose" else ((49 - 1) * 3 + 3) ** 2  # stride 3, kernel 3: a 147×147 canvas
+    assert (steps + 2) * cells > frames.MAX_FRAME_VALUES
+    with pytest.raises(ValueError, match=rf"^animation: .* takes {steps:,} steps, .* more than the "):
+        frames.example(op, shape, 3 if op != "max_pool" else 2, stride=3 if op == "conv_transpose" else 1)
+    with pytest.raises(ValueError, match="an input of 100,000,000 cells is more than an animation keeps"):
+        frames.example("conv", (1, 10_000, 10_000), 3)
+
+
+def test_animation_refuses_groups_below_one() -> None:
+    for groups in (0, -2):  # 0 divided the channels by zero (a traceback from viz animate --groups 0)
+        with pytest.raises(ValueError, match=rf"^animation: groups must be a positive integer, got {groups}$"):
+            frames.example("conv", (2, 5, 5), 3, groups=groups)
 
 
 # --- animation rendering ---------------------------------------------------------------------------

@@ -103,6 +103,19 @@ def test_page_first_paint_and_layout(page, server):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_the_api_docs_page_loads_without_console_errors(browser, server):
+    """/docs is a page too: the browser's own favicon request was a 404 in its console."""
+    context = browser.new_context()
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda msg: errors.append(f"{msg.text} ({msg.location['url']})") if msg.type == "error" else None)
+    pg.goto(server + "/docs", wait_until="networkidle")
+    pg.wait_for_timeout(500)
+    title = pg.title()
+    context.close()
+    assert title == "convscope API" and errors == [], errors
+
+
 def test_pick_a_model_and_explain_a_cell(page, server, shots):
     page.select_option("#model-select", "zoo:lenet5_modern")
     page.wait_for_selector("#arch-table tbody tr >> text=Conv2d")

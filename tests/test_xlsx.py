@@ -370,6 +370,9 @@ def test_cli_refuses_bad_input_with_a_message(tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", a=np.zeros((1, 8, 8)), b=np.zeros((1, 8, 8)))
     spec = tmp_path / "bn.spec"
     spec.write_text("input 1x8x8\nconv 2 k3\nbn\nflatten\nlinear 2\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "whole.npz", w=np.zeros(1000))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:600])  # a copy cut short
     out = str(tmp_path / "m.xlsx")
     for argv, match in [(["resnet18", "--digit", "0"], "MODEL must be 'digits' or a spec file"),
                         (["--digit", "9999"], "out of range"),
@@ -378,7 +381,11 @@ def test_cli_refuses_bad_input_with_a_message(tmp_path: Path) -> None:
                         (["--input", str(tmp_path / "x.txt")], "must be a .npy or .npz"),
                         ([str(spec), "--input", str(tmp_path / "wrong.npy")], r"has shape \(3, 4, 4\), but the model"),
                         ([str(spec), "--digit", "0"], r"'bn1' \(BatchNorm2d\)"),
-                        (["digits", "--digit", "0", "--weights", "w.npz"], "--weights applies to a spec model")]:
+                        (["digits", "--digit", "0", "--weights", "w.npz"], "--weights applies to a spec model"),
+                        ([str(spec), "--digit", "0", "--weights", str(tmp_path / "empty.npz")],
+                         r"empty\.npz: not an \.npz file"),
+                        ([str(spec), "--digit", "0", "--weights", str(tmp_path / "cut.npz")],
+                         r"cut\.npz: not a readable \.npz file")]:
         args = _cli(["export-xlsx", *argv, "-o", out])
         with pytest.raises(ValueError, match=match):
             args.run(args)

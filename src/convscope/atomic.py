@@ -23,10 +23,13 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
     the previous file at ``path`` is untouched. The file gets the mode a plain ``open`` would
     give it (0666 less the umask)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # not tempfile.mkstemp: its 0600 mode would stick to the file after the rename
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -35,12 +38,20 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
         if verify is not None:
             verify(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from exc
         raise
     _sync_folder(path.parent)
     return path
+
+
+def cannot_write(path: Path, exc: OSError) -> OSError:
+    """``exc`` retold about ``path``: the temporary file it may name is ours, not the user's
+    (``cannot write out/d.png: Is a directory``)."""
+    return OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _sync_folder(folder: Path) -> None:

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,24 @@ from .analyze.symbolic import parse_shape
 from .errors import ShapeError
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ≥ ``minimum``."""
+    what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
+
+
+_positive = _integer(1)
+seed = _integer(0)  # every --seed: NumPy's generators take seeds ≥ 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -163,13 +173,20 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
+    from .train import CHECKPOINT, run
 
     options = {"epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "seed": args.seed, "weight_decay": args.weight_decay, "schedule": args.schedule,
                "early_stopping": args.early_stopping, "max_shift": args.max_shift}
-    _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
-                           progress=not args.quiet, **options)
+    try:
+        _, history, test = run(args.model, args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                               progress=not args.quiet, **options)
+    except KeyboardInterrupt:
+        run_folder = Path(args.out or args.resume or "")
+        if (run_folder / CHECKPOINT).is_file():  # saved after every finished epoch
+            raise KeyboardInterrupt(f"{run_folder} holds the last finished epoch; continue with "
+                                    f"--resume {run_folder}") from None
+        raise
     last = history.rows[-1] if history.rows else {}
     val = f", val accuracy {last['val_acc']:.2%}" if "val_acc" in last else ""
     stop = f" (stopped early; best epoch {history.best_epoch})" if history.stopped_early else ""
@@ -188,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive, default=10, help="image width m (default 10)")
     p.add_argument("--k1", type=_positive, default=8, help="first-layer filters (3×3, padding 1)")
     p.add_argument("--k2", type=_positive, default=16, help="second-layer filters (5×5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
@@ -225,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=_positive, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--schedule", choices=["none", "step", "cosine"], default=None)
     p.add_argument("--early-stopping", type=_positive, default=None, metavar="PATIENCE")
@@ -255,6 +272,8 @@ def _add_feature_commands(sub: argparse._SubParsersAction) -> None:
 
 # The exit status of a program that a closed pipe stopped (128 + SIGPIPE), as ``head`` leaves it.
 _PIPE_CLOSED = 141
+# The exit status of a program that Ctrl-C stopped (128 + SIGINT), as shells report it.
+_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rest of the output goes nowhere, so that Python's flush at exit does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _PIPE_CLOSED
+    except KeyboardInterrupt as exc:  # Ctrl-C: a line, not a traceback (atomic writes left no half-written file)
+        print(f"\nconvscope {args.command}: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return _INTERRUPTED
     except (ShapeError, ValueError, OSError) as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -324,16 +324,22 @@ def _matmul_shape(sa: tuple, sb: tuple) -> tuple:
 
 
 # --- reductions ---------------------------------------------------------------------------
+def _dim(dim: int, ndim: int, op: str, *, new: bool = False) -> int:
+    """``dim`` as an axis of an ``ndim``-d tensor (``new``: of the result, one more place, as
+    for unsqueeze), counting from the end when negative; a ShapeError where torch raises its
+    IndexError (a 0-d tensor takes 0 and -1, as in torch)."""
+    rank = max(ndim + new, 1)
+    if not -rank <= dim < rank:
+        raise ShapeError(f"dim {dim} is out of range for a {ndim}-d tensor (expected {-rank} … {rank - 1})", layer=op)
+    return dim % rank
+
+
 def _axes(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise ShapeError(f"dim {d} out of range for a {ndim}-d tensor", layer="reduce")
-        out.append(d % max(ndim, 1))
-    return tuple(sorted(set(out)))
+    axes = {_dim(d, ndim, "reduce") for d in dims}
+    return tuple(sorted(axes)) if ndim else ()  # a 0-d tensor's dim 0 is the tensor itself
 
 
 def _reduced_shape(shape: tuple, axes: tuple, keepdim: bool) -> tuple:
@@ -432,9 +438,9 @@ def unflatten(x: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    s, e = _dim(start_dim, x.ndim, "flatten"), _dim(end_dim, x.ndim, "flatten")
     if x.ndim == 0:
         return reshape(x, (1,))
-    s, e = start_dim % x.ndim, end_dim % x.ndim
     if s > e:
         msg = f"start_dim {start_dim} comes after end_dim {end_dim} for a {x.ndim}-d tensor"
         raise ShapeError(msg, layer="flatten")
@@ -445,7 +451,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 def permute(x: Tensor, *dims: Any) -> Tensor:
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    if len(dims) != x.ndim or sorted(_dim(d, x.ndim, "permute") for d in dims) != list(range(x.ndim)):
         raise ShapeError(f"dims {dims} are not a permutation of {x.ndim} axes", layer="permute")
     dims = tuple(d % x.ndim for d in dims)
     shape = tuple(x.shape[d] for d in dims)
@@ -456,13 +462,15 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    dim0, dim1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
     dims = list(range(x.ndim))
-    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    if dims:  # a 0-d tensor takes dims 0 and -1 and stays as it is
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, dims)
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    dim = dim % (x.ndim + 1)
+    dim = _dim(dim, x.ndim, "unsqueeze", new=True)
     return _reshape(x, x.shape[:dim] + (1,) + x.shape[dim:], {"unsqueeze": dim})
 
 
@@ -470,7 +478,10 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         ones = tuple(i for i, s in enumerate(x.shape) if s == 1)
         return _reshape(x, tuple(s for s in x.shape if s != 1), {"squeeze": ones})
-    dim = dim % x.ndim
+    if x.ndim == 0:
+        _dim(dim, 0, "squeeze")
+        return x
+    dim = _dim(dim, x.ndim, "squeeze")
     if x.shape[dim] != 1:
         return x
     return _reshape(x, x.shape[:dim] + x.shape[dim + 1:], {"squeeze": (dim,)})
@@ -523,7 +534,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise ShapeError("expected a non-empty list of tensors", layer="cat")
     ref = tensors[0]
-    dim = dim % ref.ndim
+    if ref.ndim == 0:
+        raise ShapeError("0-d tensors have no dim to concatenate along; stack them", layer="cat")
+    dim = _dim(dim, ref.ndim, "cat")
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != dim):
             raise ShapeError(
@@ -548,7 +561,10 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dim ``dim`` (``-ndim − 1 … ndim``), like ``torch.stack``."""
     tensors = [as_tensor(t) for t in tensors]
+    if tensors:
+        dim = _dim(dim, tensors[0].ndim, "stack", new=True)
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 

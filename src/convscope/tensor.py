@@ -62,6 +62,7 @@ def enable_grad() -> contextlib.AbstractContextManager[None]:
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record a graph here: False inside ``no_grad`` (like ``torch.is_grad_enabled``)."""
     return _STATE.grad_enabled
 
 

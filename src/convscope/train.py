@@ -83,8 +83,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train: {name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "momentum", "gamma", "max_shift"):
-            if getattr(self, name) < 0:
+        for name in ("seed", "weight_decay", "momentum", "gamma", "max_shift"):
+            if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"train: {name} must be ≥ 0, got {getattr(self, name)}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
@@ -541,7 +541,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
     unknown = set(settings) - tunable
     if unknown:
         raise ValueError(f"train: unknown settings {sorted(unknown)}")
-    cs_random.manual_seed(int(settings.get("seed", 0)))
+    cs_random.manual_seed(TrainConfig(**settings).seed)  # every setting checked before the model is built
     net = build_model(name)
     source = data or stored.get("data") or "digits"
     history = train(net, source, **settings, out=out, resume=resume, overwrite=overwrite, progress=progress,

@@ -155,6 +155,19 @@ def load_image_folder(root: str | Path, *, size: tuple[int, int] | None = None, 
     return X, y, classes
 
 
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file by name, such as a ``state_dict`` (the ``weights.npz``
+    of ``convscope train``). A file that is no readable ``.npz`` (empty, text, truncated) is a
+    one-line ValueError naming it; pickled data is never loaded."""
+    path = Path(path)
+    _require_header(path, _ZIP_MAGIC, "an .npz file (it is no zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
 def load_npz(path: str | Path) -> Splits:
     """Arrays from an ``.npz`` file, as splits.
 
@@ -168,13 +181,7 @@ def load_npz(path: str | Path) -> Splits:
     Shape:
         each split: ``X (N, ...)`` float and ``y (N,)`` int64.
     """
-    path = Path(path)
-    _require_header(path, _ZIP_MAGIC, "an .npz file (it is no zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
+    arrays = load_arrays(path)
     lower = {key.lower(): key for key in arrays}
     pairs: dict[str, tuple[str, str]] = {}
     if "x" in lower and "y" in lower:

@@ -85,8 +85,9 @@ def int_list(topic: str, name: str, value: Any, example: str) -> list[int]:
     return values
 
 
-def generator(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+def generator(topic: str, seed: Any) -> np.random.Generator:
+    """The topic's random numbers, from ``seed`` (an int ≥ 0, as NumPy takes)."""
+    return np.random.default_rng(positive(topic, "seed", seed, zero_ok=True))
 
 
 def data(rng: np.random.Generator, *shape: int) -> Tensor:

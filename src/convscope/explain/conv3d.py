@@ -88,7 +88,7 @@ def compute(maps: int, height: int, width: int, kernel: str, out_channels: int, 
     reduced = volume if full else tuple(min(n, k + _MARGIN) for n, k in zip(volume, kernel))
     within_budget("conv3d", "the contrasting 2D kernel on the computed volume",
                   out_channels * reduced[0] * kernel[1] * kernel[2], "use a smaller --out-channels")
-    rng = generator(seed)
+    rng = generator("conv3d", seed)
     check = _shuffled_check(reduced, kernel, sample, rng)
     collapse = _depth_collapse(reduced, kernel, out_channels, rng)
     expected = tuple(n - k + 1 for n, k in zip(volume, kernel))

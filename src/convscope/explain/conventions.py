@@ -157,7 +157,7 @@ def compute(k1: int, k2: int, input: str, seed: int) -> tuple[Facts, Claims]:  #
     k1, k2, shape = seed_stack("conventions", k1, k2, input, "1x12x10")
     within_budget("conventions", f"convention 1's output ({k1}·{k2} maps of {dims(shape[1:])})",
                   k1 * k2 * math.prod(shape[1:]), "use smaller --k1, --k2 or --input")
-    rng = generator(seed)
+    rng = generator("conventions", seed)
     first = seeded(nn.Conv2d(shape[0], k1, 3, padding=1), rng)
     x = data(rng, 1, *shape)
     h = first(x).detach()

@@ -58,7 +58,7 @@ def _pixels(t: Tensor) -> np.ndarray:
 
 
 def _mixing(cin: int, cout: int, size: tuple[int, int], seed: int) -> dict:
-    rng = generator(seed)
+    rng = generator("1x1", seed)
     side = tuple(min(s, _VALUE_SIDE) for s in size)
     batch = max(1, math.ceil(_MIN_PIXELS / math.prod(side)))
     layer = seeded(nn.Conv2d(cin, cout, 1), rng)

@@ -65,7 +65,7 @@ def compute(maps: int, size: str, kernel: int, stride: int | None, group: int, l
     m = maps // 2 if map is None else int(map)
     if not 0 <= m < maps:
         raise ValueError(f"explain pooling: --map must lie in 0 … {maps - 1}, got {map}")
-    rng = generator(seed)
+    rng = generator("pooling", seed)
     x = data(rng, 1, maps, height, width)
     shifted = with_map_shifted(x, m)
     try:

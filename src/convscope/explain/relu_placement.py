@@ -115,7 +115,7 @@ def compute(maps: int, size: str, kernel: int, pool: int, seed: int) -> tuple[Fa
     height, width = sizes("relu", "size", size, (2,), "6x6")
     within_budget("relu", f"{maps} maps of {height}×{width}", maps * height * width,
                   "use fewer --maps or a smaller --size")
-    rng = generator(seed)
+    rng = generator("relu", seed)
     x = data(rng, 1, maps, height, width)
     try:
         part1 = _sum_then_relu(x, seeded(nn.Conv2d(maps, 1, kernel), rng))

@@ -102,7 +102,7 @@ def _module(spec: LayerSpec, in_maps: int) -> nn.Module:
 
 def _run(specs: list[LayerSpec], x: Tensor, seed: int) -> tuple[nn.Sequential, list[Tensor]]:
     """Build the layers and run ``x`` through them; ``outs[0]`` is ``x``, ``outs[i]`` layer i's output."""
-    rng = generator(seed)
+    rng = generator("stack", seed)
     model, outs = nn.Sequential(), [x]
     for i, spec in enumerate(specs, 1):
         try:
@@ -168,7 +168,7 @@ def _grouped_contrast(specs: list[LayerSpec], model: nn.Sequential, outs: list[T
         return {"layer": demo["layer"], "groups": None,
                 "reason": f"{in_maps} input and {out_maps} output maps share no divisor > 1"}
     i, spec = demo["layer"], specs[demo["layer"] - 1]
-    grouped = seeded(_module(replace(spec, groups=groups), in_maps), generator(seed + 1))
+    grouped = seeded(_module(replace(spec, groups=groups), in_maps), generator("stack", seed + 1))
     layers = nn.Sequential(*list(model[demo["source"]:i - 1]), grouped)
     perturbed = demo["perturbed_map"]
     return {"layer": i, "groups": groups, "kernel_shape": grouped.weight.shape, "params": parameter_count(grouped),
@@ -183,7 +183,7 @@ def compute(input: str, layers: str, seed: int) -> tuple[Facts, Claims]:  # noqa
     shape = sizes("stack", "input", input, (3,), "1x28x28 (maps×height×width)")
     specs = parse_layers(layers)
     within_budget("stack", f"the {dims(shape)} input", math.prod(shape), "use a smaller --input")
-    model, outs = _run(specs, data(generator(seed), 1, *shape), seed)
+    model, outs = _run(specs, data(generator("stack", seed), 1, *shape), seed)
     costs = layer_costs(list(model), shape, np.float64)
     rows = [_row(i, spec, layer, outs[i - 1], outs[i], cost["macs"])
             for i, (spec, layer, cost) in enumerate(zip(specs, model, costs), 1)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cli import seed
 from ..nn.module import Module
 
 
@@ -29,7 +30,7 @@ def add_cli(subparsers: Any) -> None:
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
     p.add_argument("--key", help="which array of an .npz --input holding several")
     p.add_argument("--weights", help="a state_dict .npz to load into a spec model (e.g. from `convscope train`)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a spec model's initial weights (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of a spec model's initial weights (default 0)")
     p.add_argument("-o", "--output", required=True, help="the .xlsx to write")
     p.set_defaults(run=run)
 
@@ -51,8 +52,9 @@ def load_model(name: str, weights: str | None, seed: int) -> Module:
     manual_seed(seed)
     model = load_spec(name)
     if weights is not None:
-        with np.load(weights, allow_pickle=False) as npz:
-            model.load_state_dict({key: npz[key] for key in npz.files})
+        from ..data.loaders import load_arrays
+
+        model.load_state_dict(load_arrays(weights))
     return model.eval()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import cannot_write
 from ..nn.module import Module
 from .plan import WorkbookPlan, plan_workbook
 from .tables import SheetPlan
@@ -121,8 +122,8 @@ def write_workbook(plan: WorkbookPlan, path: Path) -> None:
     try:
         book.save(tmp)
         os.replace(tmp, path)
-    except OSError as exc:  # name the target: the temporary file is ours, not the user's
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

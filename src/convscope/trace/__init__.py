@@ -6,7 +6,7 @@ layers: the exact input cells that can influence the value (:meth:`Trace.influen
 receptive box and the gradient (:meth:`Trace.contributions`).
 """
 
-from .core import Trace, trace
+from .core import Trace, influence, trace
 from .steps import (
     Copy,
     Elementwise,
@@ -21,5 +21,5 @@ from .steps import (
 
 __all__ = [
     "Copy", "Elementwise", "Normalization", "PowerMean", "Read", "Term", "Trace", "WeightedSum", "WindowMax",
-    "WindowMean", "trace",
+    "WindowMean", "influence", "trace",
 ]

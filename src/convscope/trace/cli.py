@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import zoo
+from ..cli import seed
 from ..nn.module import Module
 from .core import trace
 
@@ -37,7 +38,7 @@ def add_cli(subparsers: Any) -> None:
     source.add_argument("--input", help=".npy or .npz array shaped like the model input (the batch dim is optional)")
     p.add_argument("--key", help="which array of an .npz --input holding several")
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
-    p.add_argument("--seed", type=int, default=0, help="seed of the uniform random input used without --input/--digit")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the uniform random input used without --input/--digit")
     p.add_argument("--full", action="store_true", help="list every term instead of a summary")
     p.add_argument("--influence", action="store_true", help="also report the input cells that influence the value")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")

@@ -171,6 +171,42 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     >>> len(t.terms()), abs(t.recompute() - t.value) < 1e-6
     (9, True)
     """
+    recording, module_call, target, idx = _locate(model, x, layer, index, call)
+    position = recording.producer(target)
+    if position is None or position < module_call.start:  # returned, not computed (Identity, dropout in eval)
+        if not module_call.inputs or module_call.inputs[0] is not target:
+            raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
+        position = None
+        step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
+    else:
+        step = build_step(Site(recording, position), idx)
+    following = _next_elementwise(recording, module_call.end - 1 if position is None else position, target)
+    then = None if following is None else build_step(Site(recording, following), idx)
+    return Trace(layer, type(module_call.module).__name__, call, idx, float(target.data[idx]), str(target.dtype), step,
+                 then, None if following is None else float(recording.calls[following].out.data[idx]),
+                 model, recording, target)
+
+
+def influence(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> np.ndarray:
+    """The input cells that structurally influence one output value of one layer: a bool
+    array shaped like ``x``, as :meth:`Trace.influence`, without the one-layer provenance
+    that :func:`trace` builds. So it follows every op the influence rules know, also a layer
+    whose own arithmetic has no provenance (LeNet-5's scaled tanh, an RBF output).
+
+    >>> import numpy as np, convscope as cs
+    >>> from convscope.trace import influence
+    >>> net = cs.nn.Sequential(cs.nn.Conv2d(1, 1, 3), cs.nn.Conv2d(1, 1, 3))
+    >>> int(influence(net, np.ones((1, 1, 7, 7), np.float32), "1", (0, 0, 0, 0)).sum())  # 5×5
+    25
+    """
+    recording, _, target, idx = _locate(model, x, layer, index, call)
+    return influence_mask(recording, target, idx)
+
+
+def _locate(model: Module, x: Any, layer: str, index: Any,
+            call: int) -> tuple[Recording, ModuleCall, Tensor, tuple[int, ...]]:
+    """Run ``model`` on ``x`` recording every op; the recording, ``layer``'s ``call``-th call,
+    its output tensor and ``index`` checked against it."""
     if not isinstance(model, Module):
         raise ValueError(f"trace: model must be a convscope.nn.Module, got {type(model).__name__}")
     target_module = _find_layer(model, layer)
@@ -185,16 +221,4 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     if not isinstance(target, Tensor):
         raise ValueError(f"trace: layer {layer!r} returned {type(target).__name__}, not a tensor")
     idx = _check_index(index, target.shape, layer)
-    position = recording.producer(target)
-    if position is None or position < module_call.start:  # returned, not computed (Identity, dropout in eval)
-        if not module_call.inputs or module_call.inputs[0] is not target:
-            raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
-        position = None
-        step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
-    else:
-        step = build_step(Site(recording, position), idx)
-    following = _next_elementwise(recording, module_call.end - 1 if position is None else position, target)
-    then = None if following is None else build_step(Site(recording, following), idx)
-    return Trace(layer, type(target_module).__name__, call, idx, float(target.data[idx]), str(target.dtype), step,
-                 then, None if following is None else float(recording.calls[following].out.data[idx]),
-                 model, recording, target)
+    return recording, module_call, target, idx

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analyze.conventions import CONVENTIONS
+from ..cli import seed
 from .figure import FIGURE_SUFFIXES, check_suffix
 
 KINDS = {
@@ -119,7 +120,7 @@ def _animate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-pad", action="store_true", help="average pooling: count_include_pad=False")
     p.add_argument("--no-bias", action="store_true")
     p.add_argument("--no-numbers", action="store_true", help="shade cells instead of printing numbers")
-    p.add_argument("--seed", type=int, default=0, help="seed of the small-integer example values")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the small-integer example values")
 
 
 def _animate(args: argparse.Namespace, out: Path) -> Any:

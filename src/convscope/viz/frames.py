@@ -16,6 +16,7 @@ position, the kernel scattered by that input cell), and an outro holding the ful
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ from ..functional.windows import ntuple, sliding_windows
 from ..tensor import Tensor
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# The most values an animation keeps (400 MB of float64): every frame holds a copy of the
+# output computed so far, so the frames grow as (output cells)², 20 GB for a 1×100×100 conv.
+MAX_FRAME_VALUES = 50_000_000
 REAL, PAD, OVERHANG = 0, 1, 2  # what supplied a cell of the padded input
 
 
@@ -114,6 +118,15 @@ def _cells(shape: Sequence[int], kernel: Sequence[int], stride: Sequence[int], d
     return np.moveaxis(windows.reshape(nd, *out, -1), 0, -1)
 
 
+def _check_frames(op: str, steps: int, output: Sequence[int]) -> None:
+    """Refuse ``steps`` frames that each copy an ``output``-shaped array, over :data:`MAX_FRAME_VALUES`."""
+    values = (steps + 2) * math.prod(output)  # and the intro and outro
+    if values > MAX_FRAME_VALUES:
+        raise ValueError(f"animation: {op} takes {steps:,} steps, each frame holding the {'×'.join(map(str, output))} "
+                         f"output so far: {values:,} values, more than the {MAX_FRAME_VALUES:,} an animation keeps; "
+                         "use a smaller input")
+
+
 def _step_positions(shape: Sequence[int]) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in p) for p in np.ndindex(*shape)]
 
@@ -150,6 +163,7 @@ def conv_frames(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, paddi
     c_out, per_group = w.shape[:2]
     out_per_group = c_out // groups
     spatial_out = out.shape[2:]
+    _check_frames(op, c_out * math.prod(spatial_out), out.shape[1:])
     # Each input channel's contribution, by the engine: that channel convolved with its kernels.
     per_channel = [conv(Tensor(padded[:, c:c + 1]),
                         Tensor(w[(c // per_group) * out_per_group:(c // per_group + 1) * out_per_group,
@@ -204,6 +218,7 @@ def conv_transpose_frames(x: Any, weight: Any, bias: Any = None, *, stride: Any 
     spatial_in = xb.shape[2:]
     full = tuple((n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(spatial_in, stride_t, dilation_t, w.shape[2:]))
     canvas_shape = tuple(max(f, p + n) for f, p, n in zip(full, pad, out.shape[2:]))
+    _check_frames(op, c_out * math.prod(spatial_in), (c_out, *canvas_shape))
     taps = np.array(list(np.ndindex(*w.shape[2:])))  # (K, nd)
     supplied = np.full(canvas_shape, PAD, np.int8)  # the part of the canvas that becomes the output
     supplied[tuple(slice(p, p + n) for p, n in zip(pad, out.shape[2:]))] = REAL
@@ -264,6 +279,7 @@ def pool_frames(x: Any, kind: str = "max", kernel_size: Any = 2, *, stride: Any 
         # The engine's divisor per window: (real cells read) / (average of an all-ones input).
         ones = pool(Tensor(np.ones_like(xb)), geo.kernel, geo.stride, geo.padding, ceil_mode, count_include_pad,
                     **extra_args).numpy()
+    _check_frames(op, out[0].size, out.shape[1:])
     after = tuple(p + e for p, e in zip(geo.padding, geo.extra))
     fill = -np.inf if kind == "max" else 0.0
     padded = np.pad(xb[0], [(0, 0)] + list(zip(geo.padding, after)), constant_values=fill)
@@ -322,6 +338,9 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
     shape = tuple(int(s) for s in input_shape)
     if not 2 <= len(shape) <= 4 or min(shape) < 1:
         raise ValueError(f"animation input must be C×L, C×H×W or C×D×H×W with positive sizes, got {shape}")
+    if math.prod(shape) > MAX_FRAME_VALUES:  # each frame holds at least a cell per input cell
+        raise ValueError(f"animation: an input of {math.prod(shape):,} cells is more than an animation keeps "
+                         f"({MAX_FRAME_VALUES:,} values in all); use a smaller input")
     nd = len(shape) - 1
     k = ntuple(kernel, nd, "kernel_size", op)
     rng = np.random.default_rng(seed)
@@ -330,6 +349,8 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
         return pool_frames(x, op[:3], k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
                            count_include_pad=count_include_pad)
     channels = shape[0]
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"animation: groups must be a positive integer, got {groups!r}")
     for name, n in (("input channels", channels), ("out_channels", out_channels)):
         if n % groups:
             raise ValueError(f"animation: {name} ({n}) must be divisible by groups ({groups})")

@@ -18,7 +18,7 @@ import numpy as np
 from .. import inspect
 from ..analyze import summary
 from ..nn import Module
-from ..trace import trace
+from ..trace import influence
 from . import style
 from .featuremaps import model_input
 from .figure import new_figure, save
@@ -43,12 +43,14 @@ class FieldPanel:
 
 
 def _unit(axes: Any, point: Sequence[float], sizes: Sequence[int]) -> tuple[int, ...]:
-    """Per spatial dim, the unit whose field (``size``, ``jump``, ``start``) is centred nearest ``point``."""
+    """Per spatial dim, the unit whose field (``size``, ``jump``, ``start``) is centred nearest
+    ``point``; the middle unit where every unit sees the same cells (a field of ``all``, or
+    jump 0 after a broadcast gate such as a squeeze-and-excitation block's)."""
     if axes is None or isinstance(axes, str):
         return tuple(n // 2 for n in sizes)
     units = []
     for axis, p, n in zip(axes, point, sizes):
-        k = round((p - axis.start - (axis.size - 1) / 2) / axis.jump)
+        k = round((p - axis.start - (axis.size - 1) / 2) / axis.jump) if axis.jump else n // 2
         units.append(int(min(max(k, 0), n - 1)))
     return tuple(units)
 
@@ -89,7 +91,7 @@ def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None
             index = (0, channel, *spatial)
         else:
             index = (0, *np.unravel_index(int(np.argmax(value[0])), value.shape[1:]))
-        mask = trace(net, x, layer, index).influence()
+        mask = influence(net, x, layer, index)
         module = dict(net.named_modules())[layer]
         panels.append(FieldPanel(layer, type(module).__name__, tuple(int(i) for i in index), mask[0].any(axis=0)))
     return panels

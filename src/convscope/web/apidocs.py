@@ -48,5 +48,7 @@ def render(spec: dict[str, Any]) -> str:
             parts.append("</section>")
     style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111}"
              "pre{background:#f3f3f3;padding:.5rem;white-space:pre-wrap}section{border-top:1px solid #ccc}")
+    # no icon, as on the page: the browser then asks for no /favicon.ico (a 404 in the console)
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>convscope API</title>"
-            f"<style>{style}</style></head><body><main>{''.join(parts)}</main></body></html>")
+            f"<link rel=\"icon\" href=\"data:,\"><style>{style}</style></head>"
+            f"<body><main>{''.join(parts)}</main></body></html>")
