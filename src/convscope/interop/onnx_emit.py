@@ -86,7 +86,9 @@ class GraphBuilder:
         array = np.asarray(array)
         if array.dtype not in _DTYPE_CODES:
             raise OnnxError(f"export_onnx: constant {hint!r} has type {array.dtype}, which the export does not support")
-        name = hint if hint not in self.initializers and hint != "const" else f"{hint}_{next(self._counter)}"
+        name = hint
+        while name in self.initializers or name in self._node_names or name == "const":
+            name = f"{hint}_{next(self._counter)}"
         self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
         return name
 
@@ -105,7 +107,7 @@ class GraphBuilder:
 
     def node(self, op_type: str, inputs: Sequence[str], name: str, outputs: int = 1, **attrs: Any) -> list[str]:
         base, n = name, 0
-        while name in self._node_names:
+        while name in self._node_names or name in self.initializers:  # names of values, both
             n += 1
             name = f"{base}_{n}"
         self._node_names.add(name)
