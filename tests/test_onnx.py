@@ -285,6 +285,26 @@ def _export_and_compare(name: str, shape: tuple[int, ...], tmp_path: object, bat
         assert cs.summary(loaded).totals.params == cs.summary(model, shape).totals.params
 
 
+class _Constants(cs.nn.Module):
+    """Constants made in the forward, floating-point (written as Constant nodes) and integer
+    (initializers), alternating."""
+
+    def forward(self, x: cs.Tensor) -> cs.Tensor:
+        y = x * cs.Tensor(np.array(2.0, np.float32)) + cs.Tensor(np.array(0.5, np.float32))
+        y = (y ** cs.Tensor(np.array(2))) * cs.Tensor(np.array(1.5, np.float32))
+        return y ** cs.Tensor(np.array(3))
+
+
+def test_constants_of_both_kinds_get_distinct_names(tmp_path: object) -> None:
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    _ort_and_back(_Constants(), x, tmp_path / "c.onnx", 17)
+    graph = onnx.load(str(tmp_path / "c.onnx")).graph
+    names = [o for n in graph.node for o in n.output] + [i.name for i in graph.initializer]
+    assert len(names) == len(set(names))
+    assert {i.name for i in graph.initializer} and all(onnx.numpy_helper.to_array(i).dtype.kind == "i"
+                                                        for i in graph.initializer)
+
+
 def test_loaded_channels_last_linear_counts_and_shows_its_weight(tmp_path: object) -> None:
     """convscope writes a linear layer on a ``(N, H, W, C)`` map as ``x @ Transpose(W) + b``: the
     loaded file counts W as the layer's parameters and shows the transposed weight's whole
