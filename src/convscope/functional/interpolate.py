@@ -231,8 +231,8 @@ def _apply_transpose(g: np.ndarray, taps: Taps, axis: int, n_in: int) -> np.ndar
     return out
 
 
-def resize_maps(shape: tuple, dtype: np.dtype, out_size: tuple[int, ...], scales: tuple[float | None, ...], mode: str,
-          align_corners: bool | None) -> list[tuple[int, int, Taps]]:
+def resize_maps(shape: tuple, dtype: np.dtype, out_size: tuple[int, ...], scales: tuple[float | None, ...],
+                mode: str, align_corners: bool | None) -> list[tuple[int, int, Taps]]:
     """Per spatial axis ``(axis, n_in, taps)``: the exact maps the forward applies."""
     maps = []
     for axis, (n_in, n_out, scale) in enumerate(zip(shape[2:], out_size, scales, strict=True), 2):
@@ -266,10 +266,12 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,  # noqa:
         - Output: ``(N, C, *out)`` with ``out = size`` or ``floor(in·scale_factor)``.
 
     Unlike PyTorch, ``antialias=True`` and the mode ``lanczos`` are not implemented
-    (NotImplementedError), and the nearest-mode gradient is always the
-    exact transpose of the forward: torch's CPU backward recomputes the indices with its
-    legacy float32 rule and size shortcuts, so for some scale factors (e.g. 1-d, in=4,
-    scale_factor=1.17) its gradient reaches cells the forward never read.
+    (NotImplementedError), and the gradient is always the exact transpose of the forward.
+    torch's CPU nearest backward recomputes the indices with its legacy float32 rule and size
+    shortcuts, so for some scale factors (e.g. 1-d, in=4, scale_factor=1.17) its gradient
+    reaches cells the forward never read; its bicubic backward copies the gradient when the
+    output has the input's size, though its forward resampled by a scale factor ≠ 1 (2-d,
+    in=(1, 2), scale_factor=(1.49, 1.08)).
     """
     op = "interpolate"
     if mode in _NOT_IMPLEMENTED:
