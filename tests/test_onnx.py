@@ -291,7 +291,7 @@ class _Constants(cs.nn.Module):
 
     def forward(self, x: cs.Tensor) -> cs.Tensor:
         y = x * cs.Tensor(np.array(2.0, np.float32)) + cs.Tensor(np.array(0.5, np.float32))
-        y = (y ** cs.Tensor(np.array(2))) * cs.Tensor(np.array(1.5, np.float32))
+        y = (y ** cs.Tensor(np.array(2))) * cs.Tensor(np.array(1.5, np.float32)) + cs.Tensor(np.array(0.5, np.float32))
         return y ** cs.Tensor(np.array(3))
 
 
@@ -301,6 +301,7 @@ def test_constants_of_both_kinds_get_distinct_names(tmp_path: object) -> None:
     graph = onnx.load(str(tmp_path / "c.onnx")).graph
     names = [o for n in graph.node for o in n.output] + [i.name for i in graph.initializer]
     assert len(names) == len(set(names))
+    assert sum(n.op_type == "Constant" for n in graph.node) == 3  # 2.0, 0.5, 1.5: one node each
     assert {i.name for i in graph.initializer} and all(onnx.numpy_helper.to_array(i).dtype.kind == "i"
                                                         for i in graph.initializer)
 

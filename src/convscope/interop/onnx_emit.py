@@ -64,6 +64,7 @@ class GraphBuilder:
         self.initializers: dict[str, Any] = {}
         self._counter = itertools.count()
         self._node_names: set[str] = set()
+        self._constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}  # one Constant node per value
         self._keep: list[Tensor] = []  # keep traced tensors alive so their ids stay unique
 
     def bind(self, tensor: Tensor, name: str) -> None:
@@ -95,12 +96,16 @@ class GraphBuilder:
     def constant(self, array: Any, hint: str = "const") -> str:
         """A value the model does not learn. Floating-point ones are Constant nodes, as torch
         writes them: a loader counts a floating-point initializer as a parameter (GELU's ½
-        would add one). Integer ones (shapes, pads, axes) stay initializers."""
-        array = np.asarray(array)
+        would add one), one per distinct value. Integer ones (shapes, pads, axes) stay
+        initializers."""
+        array = np.ascontiguousarray(array)
         if array.dtype.kind != "f":
             return self.initializer(array, hint)
-        value = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), hint)
-        return self.node("Constant", [], hint, value=value)[0]
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._constants:
+            value = self.onnx.numpy_helper.from_array(array, hint)
+            self._constants[key] = self.node("Constant", [], hint, value=value)[0]
+        return self._constants[key]
 
     def ints(self, values: Sequence[int], hint: str) -> str:
         return self.constant(np.asarray(values, np.int64), hint)
