@@ -8,6 +8,7 @@ request must be a 4xx naming the field, and the server must keep serving after i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -525,7 +526,7 @@ def test_import_convscope_does_not_import_fastapi():
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
+def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys, tmp_path):
     import argparse
 
     import uvicorn
@@ -545,6 +546,14 @@ def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys):
     assert "warning" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown zoo model 'lenet'"):
         args = parser.parse_args(["serve", "lenet", "--port", "0"])
+        args.run(args)
+    with pytest.raises(ValueError, match=r"is a folder; give a zoo name, 'digits', or a \.spec or \.onnx file"):
+        args = parser.parse_args(["serve", str(tmp_path), "--port", "0"])
+        args.run(args)
+    bad = tmp_path / "bad.spec"
+    bad.write_text("input 1x8x8\nconv 4 k3 z\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}:2:11: conv takes 1 bare value"):
+        args = parser.parse_args(["serve", str(bad), "--port", "0"])
         args.run(args)
     assert is_loopback("localhost") and is_loopback("::1") and not is_loopback("0.0.0.0")
     assert parser.parse_args(["serve", "--max-macs", "2.5e9"]).max_macs == 2_500_000_000

@@ -60,6 +60,8 @@ def _default_model(app: Any, model: str) -> str:
     path = Path(model)
     store = app.state.store
     try:
+        if path.is_dir():
+            raise ValueError(f"{model} is a folder; give a zoo name, 'digits', or a .spec or .onnx file")
         if not path.is_file():
             if path.suffix in (".spec", ".onnx"):
                 raise ValueError(f"{model}: no such file")
@@ -72,8 +74,9 @@ def _default_model(app: Any, model: str) -> str:
                 entry = onnx_entry(path.read_bytes(), path.name, None)
             else:
                 entry = spec_entry(read_text(path), path.name, store.limits)
-    except ApiError as err:
-        raise ValueError(f"{path}: {err.message}") from None
+    except ApiError as err:  # a spec's message starts with its file name and line: the path as given
+        message = err.message.removeprefix(f"{path.name}:")
+        raise ValueError(f"{path}:{message}" if message != err.message else f"{path}: {message}") from None
     return store.add(entry).id
 
 
