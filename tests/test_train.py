@@ -298,6 +298,34 @@ def test_run_folder_holds_checkpoint_weights_and_history(tmp_path: Path) -> None
     _assert_same_weights(_weights(fresh), _weights(model))
 
 
+def test_a_run_folder_is_a_model_for_summary_trace_and_viz(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``convscope train --out run/`` then ``summary run/``, ``trace run/``, ``viz ... run/``:
+    the model the run trained, with its weights, on the shape of its data's samples."""
+    from convscope.train import load_run, run
+    from convscope.viz.models import resolve
+
+    net, _, _ = run(out=tmp_path / "run", epochs=1, progress=False)
+    state = cs.random.get_rng_state()
+    loaded, shape = load_run(tmp_path / "run")
+    assert shape == digits("test")[0].shape[1:] and not loaded.training
+    assert cs.random.get_rng_state()["state"] == state["state"]  # building it drew no random numbers
+    _assert_same_weights(_weights(loaded), _weights(net))
+    assert _weights(load_run(tmp_path / "run" / "checkpoint.npz")[0]).keys() == _weights(net).keys()
+    drawn, name, drawn_shape = resolve(str(tmp_path / "run"), weights=True)
+    _assert_same_weights(_weights(drawn), _weights(net))
+    assert (name, drawn_shape) == ("run", shape)
+    table = cs.summary(str(tmp_path / "run"))
+    assert table.totals.params == sum(p.size for p in net.state_dict().values())
+    assert table.input_shapes[0] == (1, *shape)
+    x = digits("test")[0][3:4]
+    with cs.no_grad():
+        want = net.eval()(cs.tensor(x))  # the logits of test digit 3
+    assert main(["trace", str(tmp_path / "run"), "--layer", "8", "--index", "0,7", "--digit", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == pytest.approx(float(want.numpy()[0, 7]), rel=1e-6)
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "is a folder without a training run's checkpoint.npz" in capsys.readouterr().err
+
+
 def test_progress_is_lines_without_a_terminal_and_a_bar_with_one(capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     train(_small(), _subset(32), epochs=2, progress=True)

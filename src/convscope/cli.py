@@ -121,10 +121,13 @@ def _summary_model(text: str) -> tuple[Any, tuple[int, ...] | None]:
     path = Path(text)
     if path.suffix == ".py":
         raise ValueError(f"{text} is a Python file: name the function that returns the model, as {text}:FUNCTION")
-    if text in zoo.names() or ".py:" in text or path.is_file():
+    from .train import is_run
+
+    if text in zoo.names() or ".py:" in text or path.is_file() or is_run(text):
         return text, None
     if path.exists():
-        raise ValueError(f"{text} is not a file (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
+        raise ValueError(f"{text} is a folder without a training run's checkpoint.npz (MODEL is a zoo name, a spec "
+                         "or .onnx file, FILE.py:FUNCTION, or a folder of convscope train --out)")
     if path.suffix or os.sep in text:
         raise ValueError(f"no such file {text!r} (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
     return text, None  # a name: unknown ones get did-you-mean suggestions from the zoo
@@ -210,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
     p.add_argument("model", help="a zoo name (see `convscope zoo`), 'digits' (the shipped trained CNN), a spec "
-                   "file, an .onnx file or FILE.py:FUNCTION returning a torch or convscope module")
+                   "file, an .onnx file, FILE.py:FUNCTION returning a torch or convscope module, or a training "
+                   "run's folder (convscope train --out)")
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table",
                    help="how to print the rows (per layer, or those of --depth or --by-type); default table")

@@ -512,6 +512,38 @@ def build_model(name: str) -> Module:
     return zoo.build(name)
 
 
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a training run's folder (it holds a ``checkpoint.npz``) or a
+    checkpoint file, as :func:`load_run` takes."""
+    path = Path(path)
+    return (path / CHECKPOINT).is_file() if path.is_dir() else path.suffix == ".npz" and path.is_file()
+
+
+def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
+    """The model a training run trained, and the shape of one sample of its data (no batch
+    dim): rebuilt by the model name its checkpoint records (:func:`build_model`), with the
+    checkpoint's weights, in eval mode. ``path``: the run's folder (``--out``) or its
+    ``checkpoint.npz``. The global random state is left as it was."""
+    path = Path(path)
+    file = path / CHECKPOINT if path.is_dir() else path
+    state = ckpt.load(file)
+    name = state.config.get("model")
+    if not name:
+        raise ValueError(f"{file}: the checkpoint records no model to rebuild")
+    saved = cs_random.get_rng_state()
+    try:
+        net = build_model(name)
+    finally:
+        cs_random.set_rng_state(saved)
+    try:
+        net.load_state_dict(state.model)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{file}: its weights do not fit model {name!r}: {err}") from None
+    splits = load(state.config.get("data") or "digits")
+    sample = next(iter(splits.values()))[0].shape[1:]
+    return net.eval(), tuple(int(d) for d in sample)
+
+
 def run(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
         resume: str | Path | None = None, overwrite: bool = False, progress: bool = True,
         **options: Any) -> tuple[Module, History, tuple[float, float] | None]:

@@ -142,6 +142,11 @@ def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
                 return entry.builder(), text, entry.input_shape
         if ".py:" in text:
             return _from_python_file(text)
+        from ..train import is_run, load_run
+
+        if is_run(text):  # a training run's folder or checkpoint: the model it trained
+            net, shape = load_run(text)
+            return net, Path(text).name, shape
         path = Path(text)
         if path.suffix == ".onnx":
             from ..interop.onnx_load import load_onnx
@@ -420,7 +425,8 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     ----------
     model:
         A ``convscope.nn.Module``, a zoo name (``"resnet50"``), a spec file or text, an ONNX
-        file, or a torch module.
+        file, a torch module, or a training run's folder (the model it trained, on its data's
+        sample shape: :func:`convscope.train.load_run`).
     input_shape:
         ``(C, H, W)`` or ``(N, C, H, W)``, or as text (``"3x224x224"``): a batch of 1 is added
         when the first layer needs one. Defaults to the zoo entry's or spec's input shape.

@@ -30,7 +30,8 @@ def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("trace", help="the provenance of one output value of one layer",
                               description="Trace one output value of one layer: the input window, weights, every "
                                           "product, bias and result, recomputed from the terms alone.")
-    p.add_argument("model", help="a zoo model name, or 'digits' for the shipped pretrained digits CNN")
+    p.add_argument("model", help="a zoo model name, 'digits' for the shipped pretrained digits CNN, or a "
+                                 "training run's folder (convscope train --out) for the weights it trained")
     p.add_argument("--layer", required=True, help="module path as in named_modules(), e.g. conv2 or features.3")
     p.add_argument("--index", required=True, type=_index,
                    help="full index into the layer's output, batch first, e.g. 0,5,3,4")
@@ -54,6 +55,10 @@ def _load_model(name: str) -> tuple[Module, tuple[int, ...]]:
         except ImportError:
             raise ValueError("the pretrained digits model is not part of this installation") from None
         return pretrained("digits"), tuple(INPUT_SHAPE)
+    from ..train import is_run, load_run
+
+    if is_run(name):  # a training run's folder or checkpoint: the weights it trained
+        return load_run(name)
     entry = zoo.entry(name)
     return zoo.build(name).eval(), tuple(entry.input_shape)
 

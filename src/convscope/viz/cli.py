@@ -53,11 +53,12 @@ def _one_or_many(values: tuple[int, ...]) -> int | tuple[int, ...]:
 
 def _model_arg(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
     if default is None:
-        p.add_argument("model", help="'digits' (the shipped trained CNN), a zoo model name or a spec file")
+        p.add_argument("model", help="'digits' (the shipped trained CNN), a zoo model name, a spec file or a "
+                                     "training run's folder (convscope train --out)")
     else:
         p.add_argument("model", nargs="?", default=default,
-                       help="'digits' (the shipped trained CNN, default), a zoo model (seeded random weights) "
-                            "or a spec file")
+                       help="'digits' (the shipped trained CNN, default), a zoo model (seeded random weights), "
+                            "a spec file or a training run's folder (convscope train --out: its trained weights)")
 
 
 def add_cli(subparsers: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from .. import random as cs_random
 from .. import zoo
 from ..nn import Module, meta_parameters
+from ..train import is_run, load_run
 
 DIGITS = "digits"
 
@@ -47,6 +48,9 @@ def resolve(model: Any, input_shape: Sequence[int] | None = None, *, weights: bo
             with meta_parameters():
                 net = entry.builder()
         return net, text, tuple(input_shape or entry.input_shape)
+    if is_run(text):  # a training run's folder or checkpoint: the weights it trained
+        net, shape = load_run(text)
+        return net, _run_name(text), tuple(input_shape or shape)
     if Path(text).suffix == ".spec" or Path(text).is_file():
         from ..spec import load_spec
 
@@ -54,3 +58,9 @@ def resolve(model: Any, input_shape: Sequence[int] | None = None, *, weights: bo
         return net, Path(text).name, tuple(input_shape or net.input_shape)
     zoo.entry(text)  # raises with did-you-mean suggestions
     raise ValueError(f"unknown model {text!r}")  # pragma: no cover (zoo.entry raised)
+
+
+def _run_name(path: str) -> str:
+    """A run's display name: its folder's (``run/checkpoint.npz`` → ``run``)."""
+    p = Path(path)
+    return p.name if p.is_dir() else p.parent.name or p.name
