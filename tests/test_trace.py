@@ -431,6 +431,27 @@ def test_unbatched_input_and_shared_layer_calls() -> None:
     assert t.influence().shape == x.shape and t.receptive_box() == ((0, 1), (0, 4), (1, 4))
 
 
+
+class ChannelsLastTanh(cs.nn.Module):
+    """tanh computed on a channels-last view and permuted back, as ConvNeXt wraps its layer norm."""
+
+    def forward(self, x: Any) -> Any:
+        return cs.functional.tanh(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def test_a_layer_that_computes_channels_last_is_traced_in_its_input_coordinates() -> None:
+    cs.manual_seed(11)
+    net = cs.nn.Sequential(cs.nn.Conv2d(2, 3, 3, padding=1), ChannelsLastTanh()).double().eval()
+    x = np.random.default_rng(11).normal(size=(1, 2, 4, 5))
+    conv = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(net[0].weight.numpy()),
+                                      torch.from_numpy(net[0].bias.numpy()), padding=1)
+    t = trace(net, x, "1", (0, 2, 1, 4))
+    assert t.step.op == "tanh" and t.step.input_shape == (1, 3, 4, 5)
+    assert t.step.read.index == (0, 2, 1, 4)  # the layer input's cell, not the permuted (0, 1, 4, 2)
+    assert_close(t.step.read.value, conv[0, 2, 1, 4].item())
+    assert_close(t.recompute(), math.tanh(conv[0, 2, 1, 4].item()))
+
+
 # --- the worked example and the dict ------------------------------------------------------------------
 def test_str_prints_the_arithmetic() -> None:
     ours, theirs = twin([L("Conv2d", 2, 3, 3), L("ReLU")], seed=11)
