@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import functional as F
+from ..functional.norm import layer_norm_affine
 from ..functional.pad import _index_map, _pairs, constant_pad_array
 from ..functional.pool import _avg_divisor, _bins, pool_geometry
 from ..functional.windows import kernel_taps, sliding_windows
@@ -27,6 +28,7 @@ from .steps import (
     ELEMENTWISE,
     Copy,
     Elementwise,
+    LayerNormalization,
     Normalization,
     PowerMean,
     Read,
@@ -95,8 +97,9 @@ def build_step(site: Site, index: Index) -> Step:
     op = site.call.op
     if op not in BUILDERS:
         raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
-                         "convolutions, transposed convolutions, pools, linear, batch norm (eval), element-wise "
-                         "activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer inside it")
+                         "convolutions, transposed convolutions, pools, linear, batch norm (eval), layer norm, "
+                         "element-wise activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer "
+                         "inside it")
     return BUILDERS[op](site, index)
 
 
@@ -403,6 +406,25 @@ def _batch_norm(site: Site, index: Index) -> Normalization:
                          float(module.running_mean.data[c]), float(module.running_var.data[c]),
                          float(call.attrs["eps"]), None if weight is None else float(weight.data[c]),
                          None if bias is None else float(bias.data[c]))
+
+
+@_register("layer_norm")
+def _layer_norm(site: Site, index: Index) -> LayerNormalization:
+    """Every value of the normalised slice (the trailing ``normalized_shape`` dims at the
+    value's leading index); their mean and biased variance, exactly summed."""
+    call = site.call
+    x, shape = call.parents[0], call.attrs["normalized_shape"]
+    lead, cell = index[:x.ndim - len(shape)], index[x.ndim - len(shape):]
+    source = _Source(site, x)
+    cells = [(*lead, *c) for c in itertools.product(*(range(n) for n in shape))]
+    values = [float(x.data[c]) for c in cells]
+    mean = math.fsum(values) / len(values)
+    var = math.fsum((v - mean) ** 2 for v in values) / len(values)
+    weight, bias = layer_norm_affine(call.parents, call.attrs)
+    return LayerNormalization(call.op, source.input.shape, tuple(source.read(c, v) for c, v in zip(cells, values)),
+                              cells.index(index), mean, var, float(call.attrs["eps"]),
+                              None if weight is None else float(weight.data[cell]),
+                              None if bias is None else float(bias.data[cell]))
 
 
 @_register(*ELEMENTWISE)
