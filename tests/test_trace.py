@@ -431,6 +431,56 @@ def test_unbatched_input_and_shared_layer_calls() -> None:
     assert t.influence().shape == x.shape and t.receptive_box() == ((0, 1), (0, 4), (1, 4))
 
 
+
+class ChannelsLastTanh(cs.nn.Module):
+    """tanh computed on a channels-last view and permuted back, as ConvNeXt wraps its layer norm."""
+
+    def forward(self, x: Any) -> Any:
+        return cs.functional.tanh(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def test_a_layer_that_computes_channels_last_is_traced_in_its_input_coordinates() -> None:
+    cs.manual_seed(11)
+    net = cs.nn.Sequential(cs.nn.Conv2d(2, 3, 3, padding=1), ChannelsLastTanh()).double().eval()
+    x = np.random.default_rng(11).normal(size=(1, 2, 4, 5))
+    conv = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(net[0].weight.numpy()),
+                                      torch.from_numpy(net[0].bias.numpy()), padding=1)
+    t = trace(net, x, "1", (0, 2, 1, 4))
+    assert t.step.op == "tanh" and t.step.input_shape == (1, 3, 4, 5)
+    assert t.step.read.index == (0, 2, 1, 4)  # the layer input's cell, not the permuted (0, 1, 4, 2)
+    assert_close(t.step.read.value, conv[0, 2, 1, 4].item())
+    assert_close(t.recompute(), math.tanh(conv[0, 2, 1, 4].item()))
+
+
+def test_layer_norm_reads_every_value_normalised_together() -> None:
+    from convscope.zoo.convnext import LayerNorm2d
+
+    cs.manual_seed(12)
+    rng = np.random.default_rng(12)
+    norm2d = LayerNorm2d(6, eps=1e-6).double()
+    norm = cs.nn.LayerNorm((4, 5)).double()
+    for p in (norm2d.weight, norm2d.bias, norm.weight, norm.bias):
+        p.data[...] = rng.normal(size=p.shape)
+    x = rng.normal(size=(1, 6, 4, 5))
+    tx = torch.from_numpy(x)
+    t = trace(norm2d, x, "", (0, 3, 2, 1))  # over the 6 channels of pixel (2, 1), channels-last inside
+    want = torch.nn.functional.layer_norm(tx.permute(0, 2, 3, 1), (6,), torch.from_numpy(norm2d.weight.numpy()),
+                                          torch.from_numpy(norm2d.bias.numpy()), 1e-6)[0, 2, 1, 3].item()
+    assert t.step.kind == "layer_norm" and t.step.input_shape == (1, 6, 4, 5)
+    assert [r.index for r in t.step.reads] == [(0, c, 2, 1) for c in range(6)]
+    assert t.step.read.index == (0, 3, 2, 1) and t.step.weight == norm2d.weight.numpy()[3]
+    assert_close(t.step.mean, tx[0, :, 2, 1].mean().item())
+    assert_close(t.step.var, tx[0, :, 2, 1].var(unbiased=False).item())
+    assert_close(t.recompute(), want)
+    assert_close(t.value, want)
+    t = trace(norm, x, "", (0, 4, 3, 2))  # over the last two dims
+    want = torch.nn.functional.layer_norm(tx, (4, 5), torch.from_numpy(norm.weight.numpy()),
+                                          torch.from_numpy(norm.bias.numpy()))[0, 4, 3, 2].item()
+    assert len(t.step.reads) == 20 and {r.index[:2] for r in t.step.reads} == {(0, 4)}
+    assert t.step.bias == norm.bias.numpy()[3, 2]
+    assert_close(t.recompute(), want)
+    assert "mean" in str(t) and json.loads(json.dumps(t.to_dict()))["step"]["position"] == 17
+
 # --- the worked example and the dict ------------------------------------------------------------------
 def test_str_prints_the_arithmetic() -> None:
     ours, theirs = twin([L("Conv2d", 2, 3, 3), L("ReLU")], seed=11)

@@ -10,6 +10,7 @@ from .core import Trace, influence, trace
 from .steps import (
     Copy,
     Elementwise,
+    LayerNormalization,
     Normalization,
     PowerMean,
     Read,
@@ -20,6 +21,6 @@ from .steps import (
 )
 
 __all__ = [
-    "Copy", "Elementwise", "Normalization", "PowerMean", "Read", "Term", "Trace", "WeightedSum", "WindowMax",
-    "WindowMean", "influence", "trace",
+    "Copy", "Elementwise", "LayerNormalization", "Normalization", "PowerMean", "Read", "Term", "Trace", "WeightedSum",
+    "WindowMax", "WindowMean", "influence", "trace",
 ]

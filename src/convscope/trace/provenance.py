@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import functional as F
+from ..functional.norm import layer_norm_affine
 from ..functional.pad import _index_map, _pairs, constant_pad_array
 from ..functional.pool import _avg_divisor, _bins, pool_geometry
 from ..functional.windows import kernel_taps, sliding_windows
@@ -27,6 +28,7 @@ from .steps import (
     ELEMENTWISE,
     Copy,
     Elementwise,
+    LayerNormalization,
     Normalization,
     PowerMean,
     Read,
@@ -55,11 +57,11 @@ class Site:
     def owner(self) -> ModuleCall | None:
         return self.recording.owner(self.position)
 
-    def made_inside(self, tensor: Tensor, op: str) -> Call | None:
-        """The call of ``op`` that made ``tensor`` inside the same module call, if any."""
+    def made_inside(self, tensor: Tensor, *ops: str) -> Call | None:
+        """The call of one of ``ops`` that made ``tensor`` inside the same module call, if any."""
         j = self.recording.producer(tensor)
         owner = self.owner
-        if j is None or self.recording.calls[j].op != op:
+        if j is None or self.recording.calls[j].op not in ops:
             return None
         if owner is not None and not owner.start <= j < owner.end:
             return None
@@ -86,12 +88,18 @@ def _register(*ops: str) -> Callable[[Builder], Builder]:
 
 
 def build_step(site: Site, index: Index) -> Step:
-    """The provenance of ``site.call.out[index]``; ValueError for an op without a builder."""
+    """The provenance of ``site.call.out[index]``; ValueError for an op without a builder.
+
+    A value a :data:`MOVES` op only relocated within the same layer call (the permute back
+    from channels-last) is traced at the op that computed it.
+    """
+    site, index = _computed_at(site, index)
     op = site.call.op
     if op not in BUILDERS:
         raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
-                         "convolutions, transposed convolutions, pools, linear, batch norm (eval), element-wise "
-                         "activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer inside it")
+                         "convolutions, transposed convolutions, pools, linear, batch norm (eval), layer norm, "
+                         "element-wise activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer "
+                         "inside it")
     return BUILDERS[op](site, index)
 
 
@@ -113,18 +121,58 @@ def _window_at(padded: Sequence[int], kernel: Sequence[int], stride: Sequence[in
     return coords.reshape(len(kernel), -1).T
 
 
+MOVES = ("reshape", "permute", "getitem", "expand", "to")
+"""Single-operand ops that only move values: a layer may wrap its arithmetic in them (a
+channels-last layer norm between two permutes), and the tracer sees through them."""
+
+
+def copy_source(call: Call, index: Index) -> tuple[int, Index] | None:
+    """Which operand of a copy op (reshape, permute, indexing, cat, ...) ``out[index]`` came
+    from, and its cell there: the op's own adjoint applied to a one-hot output; None if the
+    value copies no input cell."""
+    onehot = np.zeros(call.out.shape, call.out.dtype)
+    onehot[index] = 1
+    for operand, grad in enumerate(call.out._backward(onehot)):
+        if grad is not None and np.any(grad):
+            return operand, tuple(int(c) for c in np.argwhere(grad)[0])
+    return None
+
+
+def moved_inside(site: Site, tensor: Tensor) -> list[Call]:
+    """The chain of :data:`MOVES` calls inside the same layer call that made ``tensor``,
+    last first; empty when ``tensor`` was not moved there."""
+    chain = []
+    while (call := site.made_inside(tensor, *MOVES)) is not None and call.out._backward is not None:
+        chain.append(call)
+        tensor = call.parents[0]
+    return chain
+
+
+def _computed_at(site: Site, index: Index) -> tuple[Site, Index]:
+    """Back through the moves whose operand was computed inside the same layer call."""
+    while site.call.op in MOVES and site.call.out._backward is not None:
+        j, owner = site.recording.producer(site.call.parents[0]), site.owner
+        if j is None or owner is None or not owner.start <= j < owner.end:
+            break
+        site, index = Site(site.recording, j), copy_source(site.call, index)[1]
+    return site, index
+
+
 class _Source:
     """Names each cell an op read in the coordinates of the layer's input.
 
     A cell outside the op's input is the op's own padding. When the op's input was made by
     ``pad`` inside the same layer (a conv ``padding_mode`` other than zeros), cells map
-    back through that pad: a cell the padding copied names the input cell it copied.
+    back through that pad: a cell the padding copied names the input cell it copied. When
+    it was moved inside the same layer (:data:`MOVES`: a permute to channels-last), cells
+    map back through the moves to the cell of the layer's input that holds the value.
     """
 
     def __init__(self, site: Site, x: Tensor) -> None:
         self.x = x
         pad = site.made_inside(x, "pad")
-        self.input = x if pad is None else pad.parents[0]
+        self.moves = moved_inside(site, x if pad is None else pad.parents[0])
+        self.input = self.moves[-1].parents[0] if self.moves else x if pad is None else pad.parents[0]
         self.offsets = [0] * x.ndim
         self.maps: list[np.ndarray] | None = None
         self.mode = None
@@ -148,13 +196,18 @@ class _Source:
         if any(not 0 <= i < n for i, n in zip(index, self.x.shape, strict=True)):
             return Read(frame, value, padding)
         if self.maps is None:
-            return Read(index, value)
+            return Read(self._unmoved(index), value)
         source = tuple(int(m[i]) for m, i in zip(self.maps, index, strict=True))
         if min(source) < 0:
             return Read(frame, value, "constant")
         if source == frame:
-            return Read(frame, value)
-        return Read(frame, value, self.mode, source)
+            return Read(self._unmoved(frame), value)
+        return Read(frame, value, self.mode, self._unmoved(source))
+
+    def _unmoved(self, index: Index) -> Index:
+        for call in self.moves:
+            index = copy_source(call, index)[1]
+        return index
 
 
 def _bias(call: Call, channel: int) -> float | None:
@@ -348,10 +401,30 @@ def _batch_norm(site: Site, index: Index) -> Normalization:
                          "statistics")
     x, c = call.parents[0], index[1]
     weight, bias = module.weight, module.bias
-    return Normalization(call.op, x.shape, Read(index, float(x.data[index])), float(module.running_mean.data[c]),
-                         float(module.running_var.data[c]), float(call.attrs["eps"]),
-                         None if weight is None else float(weight.data[c]),
+    source = _Source(site, x)
+    return Normalization(call.op, source.input.shape, source.read(index, float(x.data[index])),
+                         float(module.running_mean.data[c]), float(module.running_var.data[c]),
+                         float(call.attrs["eps"]), None if weight is None else float(weight.data[c]),
                          None if bias is None else float(bias.data[c]))
+
+
+@_register("layer_norm")
+def _layer_norm(site: Site, index: Index) -> LayerNormalization:
+    """Every value of the normalised slice (the trailing ``normalized_shape`` dims at the
+    value's leading index); their mean and biased variance, exactly summed."""
+    call = site.call
+    x, shape = call.parents[0], call.attrs["normalized_shape"]
+    lead, cell = index[:x.ndim - len(shape)], index[x.ndim - len(shape):]
+    source = _Source(site, x)
+    cells = [(*lead, *c) for c in itertools.product(*(range(n) for n in shape))]
+    values = [float(x.data[c]) for c in cells]
+    mean = math.fsum(values) / len(values)
+    var = math.fsum((v - mean) ** 2 for v in values) / len(values)
+    weight, bias = layer_norm_affine(call.parents, call.attrs)
+    return LayerNormalization(call.op, source.input.shape, tuple(source.read(c, v) for c, v in zip(cells, values)),
+                              cells.index(index), mean, var, float(call.attrs["eps"]),
+                              None if weight is None else float(weight.data[cell]),
+                              None if bias is None else float(bias.data[cell]))
 
 
 @_register(*ELEMENTWISE)
@@ -359,7 +432,8 @@ def _elementwise(site: Site, index: Index) -> Elementwise:
     call = site.call
     x = call.parents[0]
     attrs = {k: call.attrs[k] for k in ELEMENTWISE[call.op]}
-    return Elementwise(call.op, x.shape, Read(index, float(x.data[index])), attrs, site.name())
+    source = _Source(site, x)
+    return Elementwise(call.op, source.input.shape, source.read(index, float(x.data[index])), attrs, site.name())
 
 
 @_register("reshape", "permute", "getitem", "cat", "expand", "to")
@@ -368,10 +442,9 @@ def _copy(site: Site, index: Index) -> Copy:
     call = site.call
     if call.out._backward is None:
         raise ValueError(f"trace: the {call.op} value does not depend on the model input")
-    onehot = np.zeros(call.out.shape, call.out.dtype)
-    onehot[index] = 1
-    for operand, (parent, grad) in enumerate(zip(call.parents, call.out._backward(onehot), strict=False)):
-        if grad is not None and np.any(grad):
-            cell = tuple(int(c) for c in np.argwhere(grad)[0])
-            return Copy(call.op, parent.shape, Read(cell, float(parent.data[cell])), operand)
-    raise ValueError(f"trace: {call.op} output {index} copies no input cell")
+    found = copy_source(call, index)
+    if found is None:
+        raise ValueError(f"trace: {call.op} output {index} copies no input cell")
+    operand, cell = found
+    parent = call.parents[operand]
+    return Copy(call.op, parent.shape, Read(cell, float(parent.data[cell])), operand)

@@ -7,7 +7,18 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .steps import Copy, Elementwise, Normalization, PowerMean, Read, Term, WeightedSum, WindowMax, WindowMean
+from .steps import (
+    Copy,
+    Elementwise,
+    LayerNormalization,
+    Normalization,
+    PowerMean,
+    Read,
+    Term,
+    WeightedSum,
+    WindowMax,
+    WindowMean,
+)
 
 if TYPE_CHECKING:
     from .core import Trace
@@ -112,6 +123,18 @@ def _normalization(step: Normalization, trace: Trace, full: bool, digits: int) -
             f" = {number(trace.value, digits)}{_then(trace, digits)}"]
 
 
+def _layer_norm(step: LayerNormalization, trace: Trace, full: bool, digits: int) -> list[str]:
+    scale = "" if step.weight is None else f" · γ {number(step.weight, digits)}"
+    shift = "" if step.bias is None else f" + β {number(step.bias, digits)}"
+    return [_extent(step.reads, step.input_shape),
+            f"  {read_text(step.read, digits)}; mean {number(step.mean, digits)} and variance "
+            f"{number(step.var, digits)} of the {len(step.reads)} values normalised together",
+            f"  (x {number(step.read.value, digits)} − mean {number(step.mean, digits)}) / √(var "
+            f"{number(step.var, digits)} + eps {number(step.eps, digits)}){scale}{shift}"
+            f" = {number(trace.value, digits)}{_then(trace, digits)}",
+            ] + _listing(step.reads, lambda r: read_text(r, digits), full, "values")
+
+
 def _elementwise(step: Elementwise, trace: Trace, full: bool, digits: int) -> list[str]:
     return [f"  {step.name}({read_text(step.read, digits)}) = {number(trace.value, digits)}{_then(trace, digits)}"]
 
@@ -123,7 +146,7 @@ def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
 
 RENDERERS: dict[type, Callable[..., list[str]]] = {
     WeightedSum: _weighted_sum, WindowMax: _window_max, WindowMean: _window_mean, PowerMean: _power_mean,
-    Normalization: _normalization, Elementwise: _elementwise, Copy: _copy,
+    Normalization: _normalization, LayerNormalization: _layer_norm, Elementwise: _elementwise, Copy: _copy,
 }
 
 

@@ -165,6 +165,34 @@ class Normalization:
 
 
 @dataclass(frozen=True)
+class LayerNormalization:
+    """Layer norm of one value: ``(x − mean)/√(var + eps)·weight + bias``, where ``mean`` and
+    the biased ``var`` are those of ``reads``, every value normalised together with ``x``
+    (``reads[position]``); both are computed by the tracer from the reads (``math.fsum``)."""
+
+    kind: ClassVar[str] = "layer_norm"
+    op: str
+    input_shape: tuple[int, ...]
+    reads: tuple[Read, ...]
+    position: int
+    mean: float
+    var: float
+    eps: float
+    weight: float | None
+    bias: float | None
+
+    @property
+    def read(self) -> Read:
+        return self.reads[self.position]
+
+    def recompute(self) -> float:
+        value = (self.read.value - self.mean) / math.sqrt(self.var + self.eps)
+        if self.weight is not None:
+            value *= self.weight
+        return value + (self.bias or 0.0)
+
+
+@dataclass(frozen=True)
 class Elementwise:
     """An activation (or other element-wise op) of one input value; ``name`` is the layer
     type when a layer ran it (``"ReLU"``), else the op."""
@@ -206,7 +234,8 @@ class Copy:
         return self.read.value
 
 
-Step = WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | Elementwise | Copy
+Step = (WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | LayerNormalization | Elementwise
+        | Copy)
 
 
 def plain(value: Any) -> Any:
