@@ -784,3 +784,12 @@ def test_dump_spec_writes_the_layers_the_spec_language_grew() -> None:
     rebuilt.load_state_dict(model.state_dict())
     x = cs.tensor(np.random.default_rng(5).standard_normal((2, 2, 9, 9)))
     np.testing.assert_array_equal(rebuilt.double()(x).numpy(), model.double()(x).numpy())
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_dump_spec_writes_word_valued_padding_as_key_value(padding: str) -> None:
+    """A glued short option needs a number after the key ('p1'); 'psame' would not parse."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 4, padding=padding, dilation=3, padding_mode="circular"))
+    text = dump_spec(model, input_shape=(2, 11, 11))
+    assert text.splitlines()[1] == f"conv 4 k4 p={padding} d3 mode=circular name=0"
+    assert repr(load_spec(text)) == repr(model)

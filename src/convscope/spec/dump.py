@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import nn
 from .blocks import Concat, Residual
-from .layers import KINDS, Kind
+from .layers import _SHORT_FORM_VALUE_START, KINDS, Kind
 from .values import SHAPE, render
 
 # (module, name, path, role) where role is "layer", "branch" or "shortcut"
@@ -87,7 +87,7 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
         text = "x".join(map(str, value)) if option.value is SHAPE else render(value)
         if kind.flags.get(option.key) == (option.key, value):
             words.append(option.key)  # a flag named after its option: 'ceil'
-        elif option.short:
+        elif option.short and text[0] in _SHORT_FORM_VALUE_START:  # glued as bind reads it: 'p1', not 'psame'
             words.append(f"{option.key}{text}")
         elif bare and option in positional:
             words.append(text)
