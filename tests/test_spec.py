@@ -793,3 +793,18 @@ def test_dump_spec_writes_word_valued_padding_as_key_value(padding: str) -> None
     text = dump_spec(model, input_shape=(2, 11, 11))
     assert text.splitlines()[1] == f"conv 4 k4 p={padding} d3 mode=circular name=0"
     assert repr(load_spec(text)) == repr(model)
+
+
+def test_dump_spec_takes_integer_valued_numbers_written_as_ints() -> None:
+    """``Hardtanh(0, 6)`` (torch's idiom) is the layer the spec ``hardtanh 0 6`` builds, though
+    the spec reads its numbers as floats; same outputs as torch's module."""
+    model = nn.Sequential(nn.Hardtanh(0, 6), nn.LeakyReLU(0), nn.ELU(1), nn.Softplus(2, 5), nn.ConstantPad2d(1, 0),
+                          nn.BatchNorm2d(3, momentum=0), nn.Dropout(0), nn.LPPool2d(2, 2, stride=1))
+    text = dump_spec(model, input_shape=(3, 8, 8))
+    assert text.splitlines()[1:3] == ["hardtanh 0 6 name=0", "leakyrelu 0 name=1"]
+    rebuilt = load_spec(text).double().eval()
+    x = np.random.default_rng(7).standard_normal((2, 3, 8, 8)) * 4
+    theirs = torch.nn.Sequential(torch.nn.Hardtanh(0, 6), torch.nn.LeakyReLU(0), torch.nn.ELU(1),
+                                 torch.nn.Softplus(2, 5), torch.nn.ConstantPad2d(1, 0), torch.nn.BatchNorm2d(3).eval(),
+                                 torch.nn.Dropout(0), torch.nn.LPPool2d(2, 2, stride=1)).double()
+    assert_close(rebuilt(cs.tensor(x)).numpy(), theirs(torch.from_numpy(x)).detach().numpy())

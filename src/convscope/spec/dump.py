@@ -5,6 +5,7 @@ language knows. Options equal to their defaults and inferred channel counts are 
 from __future__ import annotations
 
 import inspect
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -175,11 +176,20 @@ def dump_spec(model: nn.Sequential, input_shape: Sequence[int] | None = None) ->
     return text
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d*)?(?:e[-+]?\d+)?(?![\w.])")
+
+
+def _settings_text(model: nn.Module) -> list[str]:
+    """The model's repr lines with every number written as a float: the spec reads ``6`` as
+    6.0, and ``Hardtanh(0, 6)`` is the same layer as ``Hardtanh(0.0, 6.0)``."""
+    return [_NUMBER.sub(lambda m: repr(float(m.group())), line) for line in repr(model).splitlines()]
+
+
 def _verify(model: nn.Module, rebuilt: nn.Module) -> None:
     """The written spec must rebuild the same modules and parameter shapes."""
     want = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     got = [(k, tuple(v.shape)) for k, v in rebuilt.state_dict().items()]
-    want_text, got_text = repr(model).splitlines(), repr(rebuilt).splitlines()
+    want_text, got_text = _settings_text(model), _settings_text(rebuilt)
     if want == got and want_text == got_text:
         return
     diff = next(((w, g) for w, g in zip(want_text, got_text) if w != g), None) or next(
