@@ -808,3 +808,14 @@ def test_dump_spec_takes_integer_valued_numbers_written_as_ints() -> None:
                                  torch.nn.Softplus(2, 5), torch.nn.ConstantPad2d(1, 0), torch.nn.BatchNorm2d(3).eval(),
                                  torch.nn.Dropout(0), torch.nn.LPPool2d(2, 2, stride=1)).double()
     assert_close(rebuilt(cs.tensor(x)).numpy(), theirs(torch.from_numpy(x)).detach().numpy())
+
+
+@pytest.mark.parametrize("pool, shape", [(nn.LPPool1d(2, 3), (2, 9)), (nn.LPPool2d(1.5, 2), (2, 8, 8)),
+                                         (nn.LPPool3d(3, 2), (2, 4, 4, 4))])
+def test_dump_spec_leaves_out_a_pool_stride_left_unset(pool: nn.Module, shape: tuple[int, ...]) -> None:
+    """LPPool keeps ``stride=None`` (the kernel, as torch): nothing to write, not 'sNone'."""
+    model = nn.Sequential(nn.ReLU(), pool)
+    text = dump_spec(model, input_shape=shape)
+    assert "s" not in text.splitlines()[2].split()[2:-1]
+    x = cs.tensor(np.random.default_rng(6).standard_normal((2, *shape)))
+    np.testing.assert_array_equal(load_spec(text).double()(x).numpy(), model.double()(x).numpy())

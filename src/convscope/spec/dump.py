@@ -82,7 +82,7 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
         if option is None or option.kwarg is None or (depthwise and option.key == "g"):
             continue
         value = _value(option.kwarg, module)
-        if _plain(value) == _plain(_default(kind, option.kwarg, module)):
+        if value is None or _plain(value) == _plain(_default(kind, option.kwarg, module)):  # None: left unset
             bare = False
             continue
         text = "x".join(map(str, value)) if option.value is SHAPE else render(value)
