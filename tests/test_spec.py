@@ -819,3 +819,15 @@ def test_dump_spec_leaves_out_a_pool_stride_left_unset(pool: nn.Module, shape: t
     assert "s" not in text.splitlines()[2].split()[2:-1]
     x = cs.tensor(np.random.default_rng(6).standard_normal((2, *shape)))
     np.testing.assert_array_equal(load_spec(text).double()(x).numpy(), model.double()(x).numpy())
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nrelu name=training", "input 1x8x8\nconv 2 k3 name=forward",
+                                  "input 1x8x8\nrelu name=input_shape", "input 1x8x8\nseq name=_modules { relu }",
+                                  "input 1x8x8\nresidual { relu name=body }",
+                                  "input 1x8x8\nconcat { branch name=branch_names { }\n branch { } }",
+                                  "input 1x8x8\nseq { relu name=__init__ }"])
+def test_a_name_that_is_an_attribute_of_its_container_is_a_located_error(text: str) -> None:
+    """torch's add_module refuses such names with a KeyError; the spec says where and why."""
+    line = text.count("\n", 0, text.index("name=")) + 1
+    with pytest.raises(SpecError, match=rf"^<spec>:{line}:\d+: the name '\w+' is reserved here"):
+        load_spec(text)

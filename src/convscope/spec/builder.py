@@ -34,6 +34,18 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 META_BATCH = 2
 
 
+def _attributes(container: nn.Module) -> frozenset[str]:
+    """The names a child of ``container`` cannot take: the container's own attributes and
+    methods (``training``, ``forward``, a residual block's ``shortcut``), which ``add_module`` refuses."""
+    return frozenset(dir(container)) - set(container._modules)
+
+
+_SEQUENTIAL_NAMES = _attributes(nn.Sequential())
+_RESIDUAL_NAMES = _attributes(Residual(OrderedDict()))
+_CONCAT_NAMES = _attributes(Concat(OrderedDict(branch=nn.Sequential())))
+_MODEL_NAMES = _SEQUENTIAL_NAMES | {"input_shape"}  # the model's attribute, set after its children
+
+
 def _error(token: Token, message: str) -> SpecError:
     return SpecError(message, line=token.line, column=token.column)
 
@@ -73,14 +85,15 @@ class _Scope:
     modules: OrderedDict[str, nn.Module] = field(default_factory=OrderedDict)
     defined: dict[str, Token] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
-    reserved: tuple[str, ...] = ()
+    reserved: frozenset[str] = _SEQUENTIAL_NAMES
 
     def name(self, prefix: str, explicit: str | None, suffix: str, token: Token) -> str:
         """``explicit`` (+ the repeat suffix ``_2``), else ``prefix`` + its ordinal here: ``conv3``."""
         self.counts[prefix] += 1
         name = explicit + suffix if explicit else f"{prefix}{self.counts[prefix]}"
         if name in self.reserved:
-            raise _error(token, f"the name '{name}' is reserved here; choose another name=")
+            raise _error(token, f"the name '{name}' is reserved here (an attribute of its container); "
+                                "choose another name=")
         if name in self.defined:
             raise _error(token, f"the name '{name}' is already used in this block (line {self.defined[name].line}); "
                                 "give this layer another name=")
@@ -107,7 +120,7 @@ class Builder:
         if len(statements) == 1:
             raise _error(statements[0].head, "the spec has no layers after 'input'")
         x = Tensor.meta((META_BATCH, *shape))
-        modules, _ = self.sequence(statements[1:], x, "")
+        modules, _ = self.sequence(statements[1:], x, "", reserved=_MODEL_NAMES)
         model = nn.Sequential(modules)
         model.input_shape = shape
         self._check(model, x)
@@ -133,7 +146,7 @@ class Builder:
 
     # --- containers -----------------------------------------------------------------------
     def sequence(self, statements: list[Statement], x: Tensor, path: str,
-                 reserved: tuple[str, ...] = ()) -> tuple[OrderedDict[str, nn.Module], Tensor]:
+                 reserved: frozenset[str] = _SEQUENTIAL_NAMES) -> tuple[OrderedDict[str, nn.Module], Tensor]:
         """Build ``statements`` in order on input ``x``: the named modules and the output."""
         scope = _Scope(path, reserved=reserved)
         pending = [(stmt, "") for stmt in reversed(statements)]
@@ -183,7 +196,7 @@ class Builder:
             raise _error(shortcuts[1].head, "a residual block has at most one shortcut")
         if not body_statements:
             raise _error(stmt.head, "residual needs at least one layer in its body")
-        body, out = self.sequence(body_statements, x, path, reserved=("shortcut",))
+        body, out = self.sequence(body_statements, x, path, reserved=_RESIDUAL_NAMES)
         shortcut: nn.Module | None = None
         short_out = x
         if shortcuts:
@@ -230,7 +243,7 @@ class Builder:
         return nn.Sequential(modules), short_out
 
     def concat(self, stmt: Statement, x: Tensor, path: str) -> tuple[nn.Module, Tensor]:
-        scope = _Scope(path)
+        scope = _Scope(path, reserved=_CONCAT_NAMES)
         outputs = []
         for branch in stmt.body or []:
             if branch.keyword != "branch":
