@@ -385,6 +385,7 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], nn.Module]]] = [
     ("upsample 3 nearest", (4, 2, 2), lambda: nn.Upsample(scale_factor=3)),
     ("upsample 2 bicubic align=on", (4, 5, 5), lambda: nn.Upsample(scale_factor=2, mode="bicubic", align_corners=True)),
     ("upsample size=2x3 area", (4, 5, 7), lambda: nn.Upsample(size=(2, 3), mode="area")),
+    ("upsample 1.5 nearest-exact", (4, 5, 7), lambda: nn.Upsample(scale_factor=1.5, mode="nearest-exact")),
     ("conv 8 k3 frozen", (4, 9, 9), lambda: nn.Conv2d(4, 8, 3).requires_grad_(False)),
     ("bn frozen name=norm", (4, 9, 9), lambda: nn.BatchNorm2d(4).requires_grad_(False)),
 ]
@@ -831,3 +832,14 @@ def test_a_name_that_is_an_attribute_of_its_container_is_a_located_error(text: s
     line = text.count("\n", 0, text.index("name=")) + 1
     with pytest.raises(SpecError, match=rf"^<spec>:{line}:\d+: the name '\w+' is reserved here"):
         load_spec(text)
+
+
+def test_upsample_takes_every_mode_as_a_bare_word_as_torch_computes_it() -> None:
+    """docs/spec.md: mode=... 'or the bare mode name', nearest-exact included."""
+    rng = np.random.default_rng(8)
+    for mode, shape in [("nearest-exact", (3, 5, 7)), ("bilinear", (3, 5, 7)), ("area", (3, 5, 7)),
+                        ("linear", (3, 7)), ("trilinear", (3, 2, 5, 7))]:
+        sample = rng.standard_normal((2, *shape))
+        model = load_spec(f"input {'x'.join(map(str, shape))}\nupsample 1.5 {mode}").double()
+        want = torch.nn.Upsample(scale_factor=1.5, mode=mode)(torch.from_numpy(sample)).numpy()
+        assert_close(model(cs.tensor(sample)).numpy(), want)
