@@ -843,3 +843,12 @@ def test_upsample_takes_every_mode_as_a_bare_word_as_torch_computes_it() -> None
         model = load_spec(f"input {'x'.join(map(str, shape))}\nupsample 1.5 {mode}").double()
         want = torch.nn.Upsample(scale_factor=1.5, mode=mode)(torch.from_numpy(sample)).numpy()
         assert_close(model(cs.tensor(sample)).numpy(), want)
+
+
+@pytest.mark.parametrize("text, where", [("input 100000x8x8\nconv 100000 k3", "2:1: conv1 \\(Conv2d\\)"),
+                                         ("input 3x8x8\nflatten\nfc 1000000000000", "3:1: fc1 \\(Linear\\)")])
+def test_a_layer_too_big_for_memory_is_a_located_error(text: str, where: str) -> None:
+    """100000 · 100000 · 3 · 3 float32 weights are 335 GiB: a one-line error, not a MemoryError."""
+    message = rf"^<spec>:{where}: its parameters do not fit in memory \(Unable to allocate .* [GT]iB"
+    with pytest.raises(SpecError, match=message):
+        load_spec(text)

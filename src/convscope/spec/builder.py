@@ -65,6 +65,9 @@ def _located(token: Token, layer: str) -> Iterator[None]:
         raise SpecShapeError(err, layer=layer, line=token.line, column=token.column) from err
     except ValueError as err:
         raise SpecError(f"{layer}: {err}", line=token.line, column=token.column) from err
+    except MemoryError as err:  # numpy's message names the size: "Unable to allocate 335. GiB for an array ..."
+        raise SpecError(f"{layer}: its parameters do not fit in memory ({err or 'out of memory'}); use fewer "
+                        "filters or features, or a smaller kernel", line=token.line, column=token.column) from err
 
 
 def _shape_run(module: nn.Module, x: Tensor) -> Tensor:
