@@ -852,3 +852,13 @@ def test_a_layer_too_big_for_memory_is_a_located_error(text: str, where: str) ->
     message = rf"^<spec>:{where}: its parameters do not fit in memory \(Unable to allocate .* [GT]iB"
     with pytest.raises(SpecError, match=message):
         load_spec(text)
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nrepeat 100000000000000000000 { relu }",
+                                  "input 1x8x8\nrepeat 1000 { repeat 1000 { relu } }",
+                                  "input 1x8x8\nrepeat 2 {\n repeat 60000 { relu } }"])
+def test_a_repeat_count_too_large_to_unroll_is_an_error_not_a_hang(text: str) -> None:
+    """Each case would write out more than 100,000 statements (the first 10^20, once a MemoryError)."""
+    with pytest.raises(SpecError, match=r"^<spec>:2:8: repeat \d+ would write out [\d,]+ statements, "
+                                        r"more than the 100,000 a spec may unroll"):
+        load_spec(text)

@@ -32,6 +32,9 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # The batch size of the meta tensor the spec is checked with: two, because batch norm without
 # running statistics rightly refuses a batch of one, even in eval mode.
 META_BATCH = 2
+# The most statements one ``repeat`` may write out: far beyond real networks (building takes
+# about 0.1 ms a layer), and a count with a few zeros too many is an error, not a hang.
+MAX_UNROLLED = 100_000
 
 
 def _attributes(container: nn.Module) -> frozenset[str]:
@@ -190,7 +193,22 @@ class Builder:
             raise _error(stmt.words[1], f"repeat {err}") from None
         if not stmt.body:
             raise _error(stmt.head, "repeat needs a non-empty body in braces: repeat 3 { ... }")
+        total = count * self._unrolled(stmt.body)
+        if total > MAX_UNROLLED:
+            raise _error(stmt.words[1], f"repeat {count} would write out {total:,} statements, more than the "
+                                        f"{MAX_UNROLLED:,} a spec may unroll; use a smaller count")
         return stmt.body, count
+
+    def _unrolled(self, statements: list[Statement]) -> int:
+        """How many statements ``statements`` become with every ``repeat`` written out."""
+        total = 0
+        for stmt in statements:
+            if stmt.keyword == "repeat":
+                body, count = self._repeat(stmt)
+                total += count * self._unrolled(body)
+            else:
+                total += 1 + self._unrolled(stmt.body or [])
+        return total
 
     def residual(self, stmt: Statement, x: Tensor, path: str) -> tuple[nn.Module, Tensor]:
         body_statements = [s for s in stmt.body or [] if s.keyword != "shortcut"]
