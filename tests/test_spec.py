@@ -862,3 +862,10 @@ def test_a_repeat_count_too_large_to_unroll_is_an_error_not_a_hang(text: str) ->
     with pytest.raises(SpecError, match=r"^<spec>:2:8: repeat \d+ would write out [\d,]+ statements, "
                                         r"more than the 100,000 a spec may unroll"):
         load_spec(text)
+
+
+def test_a_spec_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Windows Notepad starts UTF-8 files with U+FEFF; the spec still starts with 'input'."""
+    path = tmp_path / "bom.spec"
+    path.write_bytes("\ufeffinput 1x8x8\r\nconv 4 k3  # 4 × 6 × 6\r\n".encode())
+    assert load_spec(path).conv1.weight.shape == (4, 1, 3, 3)
