@@ -869,3 +869,11 @@ def test_a_spec_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
     path = tmp_path / "bom.spec"
     path.write_bytes("\ufeffinput 1x8x8\r\nconv 4 k3  # 4 × 6 × 6\r\n".encode())
     assert load_spec(path).conv1.weight.shape == (4, 1, 3, 3)
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nresidual name=a name=b { relu }",
+                                  "input 1x8x8\nconcat { branch name=a name=b { }\n branch { } }"])
+def test_a_block_name_given_twice_is_an_error_as_for_layers(text: str) -> None:
+    """Not silently the last one: 'conv 8 k3 name=x name=y' is refused the same way."""
+    with pytest.raises(SpecError, match=r"^<spec>:2:\d+: (residual|branch): name is given twice$"):
+        load_spec(text)

@@ -319,6 +319,8 @@ def bind_block(stmt: Statement) -> str | None:
         key, _, raw = token.text.partition("=")
         if key.lower() != "name" or not raw:
             raise _error(token, f"{stmt.head.text} takes only name=..., got '{token.text}'")
+        if name is not None:
+            raise _error(token, f"{stmt.head.text}: name is given twice")
         name = check_name(raw, token, len(key) + 1)
     return name
 
