@@ -478,6 +478,25 @@ def test_relu_placement_claims_checked_with_torch() -> None:
     assert e.ok, e.failed
 
 
+@pytest.mark.parametrize("pool", [5, 8])
+def test_relu_placement_finds_the_gelu_counterexample_for_large_pools_too(pool: int) -> None:
+    """A P×P window of random values nearly always holds a positive one for P ≥ 5, where GELU is
+    monotone; the counterexample must still be found (re-checked by torch), every claim hold."""
+    e = explain("relu", pool=pool)
+    first = e.facts["commute"]["gelu_max"]["first"]
+    window = torch.tensor(first["values"], dtype=torch.float64)
+    gelu = torch.nn.functional.gelu
+    assert len(first["values"]) == pool * pool and gelu(window).max() != gelu(window.max())
+    assert gelu(window.max()).item() == pytest.approx(first["pool_then_f"], abs=1e-12)
+    assert e.ok, e.failed
+
+
+def test_relu_placement_refuses_a_1x1_pool() -> None:
+    """Pooling 1×1 windows is the identity: no counterexample can exist, so the claims cannot hold."""
+    with pytest.raises(ValueError, match=r"^explain relu: --pool 1 pools 1×1 windows, which is the identity"):
+        explain("relu", pool=1)
+
+
 def test_batch_norm_folding_matches_torch() -> None:
     """The folded conv equals torch's conv → BatchNorm2d (eval) on the same weights and statistics,
     and its weight and bias equal torch's own conv-BN fusion utility."""

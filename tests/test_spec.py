@@ -385,6 +385,7 @@ LAYER_CASES: list[tuple[str, tuple[int, ...], Callable[[], nn.Module]]] = [
     ("upsample 3 nearest", (4, 2, 2), lambda: nn.Upsample(scale_factor=3)),
     ("upsample 2 bicubic align=on", (4, 5, 5), lambda: nn.Upsample(scale_factor=2, mode="bicubic", align_corners=True)),
     ("upsample size=2x3 area", (4, 5, 7), lambda: nn.Upsample(size=(2, 3), mode="area")),
+    ("upsample 1.5 nearest-exact", (4, 5, 7), lambda: nn.Upsample(scale_factor=1.5, mode="nearest-exact")),
     ("conv 8 k3 frozen", (4, 9, 9), lambda: nn.Conv2d(4, 8, 3).requires_grad_(False)),
     ("bn frozen name=norm", (4, 9, 9), lambda: nn.BatchNorm2d(4).requires_grad_(False)),
 ]
@@ -784,3 +785,95 @@ def test_dump_spec_writes_the_layers_the_spec_language_grew() -> None:
     rebuilt.load_state_dict(model.state_dict())
     x = cs.tensor(np.random.default_rng(5).standard_normal((2, 2, 9, 9)))
     np.testing.assert_array_equal(rebuilt.double()(x).numpy(), model.double()(x).numpy())
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_dump_spec_writes_word_valued_padding_as_key_value(padding: str) -> None:
+    """A glued short option needs a number after the key ('p1'); 'psame' would not parse."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 4, padding=padding, dilation=3, padding_mode="circular"))
+    text = dump_spec(model, input_shape=(2, 11, 11))
+    assert text.splitlines()[1] == f"conv 4 k4 p={padding} d3 mode=circular name=0"
+    assert repr(load_spec(text)) == repr(model)
+
+
+def test_dump_spec_takes_integer_valued_numbers_written_as_ints() -> None:
+    """``Hardtanh(0, 6)`` (torch's idiom) is the layer the spec ``hardtanh 0 6`` builds, though
+    the spec reads its numbers as floats; same outputs as torch's module."""
+    model = nn.Sequential(nn.Hardtanh(0, 6), nn.LeakyReLU(0), nn.ELU(1), nn.Softplus(2, 5), nn.ConstantPad2d(1, 0),
+                          nn.BatchNorm2d(3, momentum=0), nn.Dropout(0), nn.LPPool2d(2, 2, stride=1))
+    text = dump_spec(model, input_shape=(3, 8, 8))
+    assert text.splitlines()[1:3] == ["hardtanh 0 6 name=0", "leakyrelu 0 name=1"]
+    rebuilt = load_spec(text).double().eval()
+    x = np.random.default_rng(7).standard_normal((2, 3, 8, 8)) * 4
+    theirs = torch.nn.Sequential(torch.nn.Hardtanh(0, 6), torch.nn.LeakyReLU(0), torch.nn.ELU(1),
+                                 torch.nn.Softplus(2, 5), torch.nn.ConstantPad2d(1, 0), torch.nn.BatchNorm2d(3).eval(),
+                                 torch.nn.Dropout(0), torch.nn.LPPool2d(2, 2, stride=1)).double()
+    assert_close(rebuilt(cs.tensor(x)).numpy(), theirs(torch.from_numpy(x)).detach().numpy())
+
+
+@pytest.mark.parametrize("pool, shape", [(nn.LPPool1d(2, 3), (2, 9)), (nn.LPPool2d(1.5, 2), (2, 8, 8)),
+                                         (nn.LPPool3d(3, 2), (2, 4, 4, 4))])
+def test_dump_spec_leaves_out_a_pool_stride_left_unset(pool: nn.Module, shape: tuple[int, ...]) -> None:
+    """LPPool keeps ``stride=None`` (the kernel, as torch): nothing to write, not 'sNone'."""
+    model = nn.Sequential(nn.ReLU(), pool)
+    text = dump_spec(model, input_shape=shape)
+    assert "s" not in text.splitlines()[2].split()[2:-1]
+    x = cs.tensor(np.random.default_rng(6).standard_normal((2, *shape)))
+    np.testing.assert_array_equal(load_spec(text).double()(x).numpy(), model.double()(x).numpy())
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nrelu name=training", "input 1x8x8\nconv 2 k3 name=forward",
+                                  "input 1x8x8\nrelu name=input_shape", "input 1x8x8\nseq name=_modules { relu }",
+                                  "input 1x8x8\nresidual { relu name=body }",
+                                  "input 1x8x8\nconcat { branch name=branch_names { }\n branch { } }",
+                                  "input 1x8x8\nseq { relu name=__init__ }"])
+def test_a_name_that_is_an_attribute_of_its_container_is_a_located_error(text: str) -> None:
+    """torch's add_module refuses such names with a KeyError; the spec says where and why."""
+    line = text.count("\n", 0, text.index("name=")) + 1
+    with pytest.raises(SpecError, match=rf"^<spec>:{line}:\d+: the name '\w+' is reserved here"):
+        load_spec(text)
+
+
+def test_upsample_takes_every_mode_as_a_bare_word_as_torch_computes_it() -> None:
+    """docs/spec.md: mode=... 'or the bare mode name', nearest-exact included."""
+    rng = np.random.default_rng(8)
+    for mode, shape in [("nearest-exact", (3, 5, 7)), ("bilinear", (3, 5, 7)), ("area", (3, 5, 7)),
+                        ("linear", (3, 7)), ("trilinear", (3, 2, 5, 7))]:
+        sample = rng.standard_normal((2, *shape))
+        model = load_spec(f"input {'x'.join(map(str, shape))}\nupsample 1.5 {mode}").double()
+        want = torch.nn.Upsample(scale_factor=1.5, mode=mode)(torch.from_numpy(sample)).numpy()
+        assert_close(model(cs.tensor(sample)).numpy(), want)
+
+
+@pytest.mark.parametrize("text, where", [("input 100000x8x8\nconv 100000 k3", "2:1: conv1 \\(Conv2d\\)"),
+                                         ("input 3x8x8\nflatten\nfc 1000000000000", "3:1: fc1 \\(Linear\\)")])
+def test_a_layer_too_big_for_memory_is_a_located_error(text: str, where: str) -> None:
+    """100000 · 100000 · 3 · 3 float32 weights are 335 GiB: a one-line error, not a MemoryError."""
+    message = rf"^<spec>:{where}: its parameters do not fit in memory \(Unable to allocate .* [GT]iB"
+    with pytest.raises(SpecError, match=message):
+        load_spec(text)
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nrepeat 100000000000000000000 { relu }",
+                                  "input 1x8x8\nrepeat 1000 { repeat 1000 { relu } }",
+                                  "input 1x8x8\nrepeat 2 {\n repeat 60000 { relu } }"])
+def test_a_repeat_count_too_large_to_unroll_is_an_error_not_a_hang(text: str) -> None:
+    """Each case would write out more than 100,000 statements (the first 10^20, once a MemoryError)."""
+    with pytest.raises(SpecError, match=r"^<spec>:2:8: repeat \d+ would write out [\d,]+ statements, "
+                                        r"more than the 100,000 a spec may unroll"):
+        load_spec(text)
+
+
+def test_a_spec_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Windows Notepad starts UTF-8 files with U+FEFF; the spec still starts with 'input'."""
+    path = tmp_path / "bom.spec"
+    path.write_bytes("\ufeffinput 1x8x8\r\nconv 4 k3  # 4 × 6 × 6\r\n".encode())
+    assert load_spec(path).conv1.weight.shape == (4, 1, 3, 3)
+
+
+@pytest.mark.parametrize("text", ["input 1x8x8\nresidual name=a name=b { relu }",
+                                  "input 1x8x8\nconcat { branch name=a name=b { }\n branch { } }"])
+def test_a_block_name_given_twice_is_an_error_as_for_layers(text: str) -> None:
+    """Not silently the last one: 'conv 8 k3 name=x name=y' is refused the same way."""
+    with pytest.raises(SpecError, match=r"^<spec>:2:\d+: (residual|branch): name is given twice$"):
+        load_spec(text)

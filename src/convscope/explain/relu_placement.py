@@ -61,20 +61,23 @@ def _first_counterexample(f: Callable[[Tensor], Tensor], pool: Callable[[Tensor]
 
 def _commuting(kernel: int, rng: np.random.Generator) -> dict:
     x = Tensor.wrap(2 * rng.standard_normal((1, 1, _SEARCH, _SEARCH)))
+    # GELU dips below zero only for x < 0, so its counterexamples are sought among the windows
+    # made negative (−|x|): a window of P² random values nearly always holds a positive one once P ≥ 5.
+    negative = Tensor.wrap(-np.abs(x.numpy()))
     max_pool = lambda t: F.max_pool2d(t, kernel)  # noqa: E731
     avg_pool = lambda t: F.avg_pool2d(t, kernel)  # noqa: E731
     grid = Tensor.wrap(np.linspace(-3, 0, 30001))
     dip = F.gelu(grid).numpy()
     out = {"gelu_min_at": float(grid.numpy()[dip.argmin()]), "gelu_min": float(dip.min()),
            "monotone": {name: _first_counterexample(f, max_pool, x) for name, f in _MONOTONE.items()},
-           "gelu_max": _first_counterexample(F.gelu, max_pool, x),
+           "gelu_max": _first_counterexample(F.gelu, max_pool, negative),
            "relu_avg": _first_counterexample(F.relu, avg_pool, x)}
-    for case in ("gelu_max", "relu_avg"):
+    for case, searched in (("gelu_max", negative), ("relu_avg", x)):
         first = out[case]["first"]
         if first:
             i, j = first["window"]
-            first["values"] = [float(v) for v in x.numpy()[0, 0, i * kernel:(i + 1) * kernel,
-                                                              j * kernel:(j + 1) * kernel].ravel()]
+            first["values"] = [float(v) for v in searched.numpy()[0, 0, i * kernel:(i + 1) * kernel,
+                                                                     j * kernel:(j + 1) * kernel].ravel()]
     return out
 
 
@@ -112,6 +115,9 @@ def _batch_norm(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> dict:
 
 def compute(maps: int, size: str, kernel: int, pool: int, seed: int) -> tuple[Facts, Claims]:
     maps, kernel, pool = (positive("relu", n, v) for n, v in (("maps", maps), ("kernel", kernel), ("pool", pool)))
+    if pool == 1:
+        raise ValueError("explain relu: --pool 1 pools 1×1 windows, which is the identity: every activation "
+                         "commutes with it; use --pool 2 or more")
     height, width = sizes("relu", "size", size, (2,), "6x6")
     within_budget("relu", f"{maps} maps of {height}×{width}", maps * height * width,
                   "use fewer --maps or a smaller --size")
@@ -159,7 +165,7 @@ def render(f: Facts) -> list[str]:
         lines.append(f"   max_pool({name}(x)) vs {name}(max_pool(x)): {r['differing']} windows differ, max difference "
                      f"{diff(r['max_diff'])} {mark(r['differing'] == 0)}")
     gelu = (f"gelu (not monotone: it falls to {c['gelu_min']:.4f} at x = {c['gelu_min_at']:.4f}, then rises) "
-            f"with max_pool")
+            f"with max_pool, on the windows made negative (−|x|)")
     for case, title in (("gelu_max", gelu), ("relu_avg", "relu with avg_pool")):
         r = c[case]
         first = r["first"]

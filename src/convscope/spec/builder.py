@@ -32,6 +32,21 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # The batch size of the meta tensor the spec is checked with: two, because batch norm without
 # running statistics rightly refuses a batch of one, even in eval mode.
 META_BATCH = 2
+# The most statements one ``repeat`` may write out: far beyond real networks (building takes
+# about 0.1 ms a layer), and a count with a few zeros too many is an error, not a hang.
+MAX_UNROLLED = 100_000
+
+
+def _attributes(container: nn.Module) -> frozenset[str]:
+    """The names a child of ``container`` cannot take: the container's own attributes and
+    methods (``training``, ``forward``, a residual block's ``shortcut``), which ``add_module`` refuses."""
+    return frozenset(dir(container)) - set(container._modules)
+
+
+_SEQUENTIAL_NAMES = _attributes(nn.Sequential())
+_RESIDUAL_NAMES = _attributes(Residual(OrderedDict()))
+_CONCAT_NAMES = _attributes(Concat(OrderedDict(branch=nn.Sequential())))
+_MODEL_NAMES = _SEQUENTIAL_NAMES | {"input_shape"}  # the model's attribute, set after its children
 
 
 def _error(token: Token, message: str) -> SpecError:
@@ -53,6 +68,9 @@ def _located(token: Token, layer: str) -> Iterator[None]:
         raise SpecShapeError(err, layer=layer, line=token.line, column=token.column) from err
     except ValueError as err:
         raise SpecError(f"{layer}: {err}", line=token.line, column=token.column) from err
+    except MemoryError as err:  # numpy's message names the size: "Unable to allocate 335. GiB for an array ..."
+        raise SpecError(f"{layer}: its parameters do not fit in memory ({err or 'out of memory'}); use fewer "
+                        "filters or features, or a smaller kernel", line=token.line, column=token.column) from err
 
 
 def _shape_run(module: nn.Module, x: Tensor) -> Tensor:
@@ -73,14 +91,15 @@ class _Scope:
     modules: OrderedDict[str, nn.Module] = field(default_factory=OrderedDict)
     defined: dict[str, Token] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
-    reserved: tuple[str, ...] = ()
+    reserved: frozenset[str] = _SEQUENTIAL_NAMES
 
     def name(self, prefix: str, explicit: str | None, suffix: str, token: Token) -> str:
         """``explicit`` (+ the repeat suffix ``_2``), else ``prefix`` + its ordinal here: ``conv3``."""
         self.counts[prefix] += 1
         name = explicit + suffix if explicit else f"{prefix}{self.counts[prefix]}"
         if name in self.reserved:
-            raise _error(token, f"the name '{name}' is reserved here; choose another name=")
+            raise _error(token, f"the name '{name}' is reserved here (an attribute of its container); "
+                                "choose another name=")
         if name in self.defined:
             raise _error(token, f"the name '{name}' is already used in this block (line {self.defined[name].line}); "
                                 "give this layer another name=")
@@ -107,7 +126,7 @@ class Builder:
         if len(statements) == 1:
             raise _error(statements[0].head, "the spec has no layers after 'input'")
         x = Tensor.meta((META_BATCH, *shape))
-        modules, _ = self.sequence(statements[1:], x, "")
+        modules, _ = self.sequence(statements[1:], x, "", reserved=_MODEL_NAMES)
         model = nn.Sequential(modules)
         model.input_shape = shape
         self._check(model, x)
@@ -133,7 +152,7 @@ class Builder:
 
     # --- containers -----------------------------------------------------------------------
     def sequence(self, statements: list[Statement], x: Tensor, path: str,
-                 reserved: tuple[str, ...] = ()) -> tuple[OrderedDict[str, nn.Module], Tensor]:
+                 reserved: frozenset[str] = _SEQUENTIAL_NAMES) -> tuple[OrderedDict[str, nn.Module], Tensor]:
         """Build ``statements`` in order on input ``x``: the named modules and the output."""
         scope = _Scope(path, reserved=reserved)
         pending = [(stmt, "") for stmt in reversed(statements)]
@@ -174,7 +193,22 @@ class Builder:
             raise _error(stmt.words[1], f"repeat {err}") from None
         if not stmt.body:
             raise _error(stmt.head, "repeat needs a non-empty body in braces: repeat 3 { ... }")
+        total = count * self._unrolled(stmt.body)
+        if total > MAX_UNROLLED:
+            raise _error(stmt.words[1], f"repeat {count} would write out {total:,} statements, more than the "
+                                        f"{MAX_UNROLLED:,} a spec may unroll; use a smaller count")
         return stmt.body, count
+
+    def _unrolled(self, statements: list[Statement]) -> int:
+        """How many statements ``statements`` become with every ``repeat`` written out."""
+        total = 0
+        for stmt in statements:
+            if stmt.keyword == "repeat":
+                body, count = self._repeat(stmt)
+                total += count * self._unrolled(body)
+            else:
+                total += 1 + self._unrolled(stmt.body or [])
+        return total
 
     def residual(self, stmt: Statement, x: Tensor, path: str) -> tuple[nn.Module, Tensor]:
         body_statements = [s for s in stmt.body or [] if s.keyword != "shortcut"]
@@ -183,7 +217,7 @@ class Builder:
             raise _error(shortcuts[1].head, "a residual block has at most one shortcut")
         if not body_statements:
             raise _error(stmt.head, "residual needs at least one layer in its body")
-        body, out = self.sequence(body_statements, x, path, reserved=("shortcut",))
+        body, out = self.sequence(body_statements, x, path, reserved=_RESIDUAL_NAMES)
         shortcut: nn.Module | None = None
         short_out = x
         if shortcuts:
@@ -230,7 +264,7 @@ class Builder:
         return nn.Sequential(modules), short_out
 
     def concat(self, stmt: Statement, x: Tensor, path: str) -> tuple[nn.Module, Tensor]:
-        scope = _Scope(path)
+        scope = _Scope(path, reserved=_CONCAT_NAMES)
         outputs = []
         for branch in stmt.body or []:
             if branch.keyword != "branch":
@@ -285,6 +319,8 @@ def bind_block(stmt: Statement) -> str | None:
         key, _, raw = token.text.partition("=")
         if key.lower() != "name" or not raw:
             raise _error(token, f"{stmt.head.text} takes only name=..., got '{token.text}'")
+        if name is not None:
+            raise _error(token, f"{stmt.head.text}: name is given twice")
         name = check_name(raw, token, len(key) + 1)
     return name
 

@@ -5,13 +5,14 @@ language knows. Options equal to their defaults and inferred channel counts are 
 from __future__ import annotations
 
 import inspect
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import nn
 from .blocks import Concat, Residual
-from .layers import KINDS, Kind
+from .layers import _SHORT_FORM_VALUE_START, KINDS, Kind
 from .values import SHAPE, render
 
 # (module, name, path, role) where role is "layer", "branch" or "shortcut"
@@ -81,13 +82,13 @@ def _arguments(kind: Kind, module: nn.Module) -> list[str]:
         if option is None or option.kwarg is None or (depthwise and option.key == "g"):
             continue
         value = _value(option.kwarg, module)
-        if _plain(value) == _plain(_default(kind, option.kwarg, module)):
+        if value is None or _plain(value) == _plain(_default(kind, option.kwarg, module)):  # None: left unset
             bare = False
             continue
         text = "x".join(map(str, value)) if option.value is SHAPE else render(value)
         if kind.flags.get(option.key) == (option.key, value):
             words.append(option.key)  # a flag named after its option: 'ceil'
-        elif option.short:
+        elif option.short and text[0] in _SHORT_FORM_VALUE_START:  # glued as bind reads it: 'p1', not 'psame'
             words.append(f"{option.key}{text}")
         elif bare and option in positional:
             words.append(text)
@@ -175,11 +176,20 @@ def dump_spec(model: nn.Sequential, input_shape: Sequence[int] | None = None) ->
     return text
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d*)?(?:e[-+]?\d+)?(?![\w.])")
+
+
+def _settings_text(model: nn.Module) -> list[str]:
+    """The model's repr lines with every number written as a float: the spec reads ``6`` as
+    6.0, and ``Hardtanh(0, 6)`` is the same layer as ``Hardtanh(0.0, 6.0)``."""
+    return [_NUMBER.sub(lambda m: repr(float(m.group())), line) for line in repr(model).splitlines()]
+
+
 def _verify(model: nn.Module, rebuilt: nn.Module) -> None:
     """The written spec must rebuild the same modules and parameter shapes."""
     want = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     got = [(k, tuple(v.shape)) for k, v in rebuilt.state_dict().items()]
-    want_text, got_text = repr(model).splitlines(), repr(rebuilt).splitlines()
+    want_text, got_text = _settings_text(model), _settings_text(rebuilt)
     if want == got and want_text == got_text:
         return
     diff = next(((w, g) for w, g in zip(want_text, got_text) if w != g), None) or next(

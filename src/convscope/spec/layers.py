@@ -286,6 +286,7 @@ def _activations() -> list[Kind]:
 
 def _others() -> list[Kind]:
     p = Option("p", NUMBER, "p", "drop probability")
+    modes = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
     return [
         Kind("dropout", (nn.Dropout,), "zero each value with probability p, in training only", "dropout 0.5",
              positional=("p",), options=(p,)),
@@ -312,11 +313,10 @@ def _others() -> list[Kind]:
              positional=("groups",), required=("groups",),
              options=(Option("groups", POSITIVE, "groups", "number of groups"),)),
         Kind("upsample", (nn.Upsample,), "resize by a scale factor or to a size", "upsample 2", positional=("scale",),
-             flags={mode: ("mode", mode) for mode in ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area")},
+             flags={normalise(mode): ("mode", mode) for mode in modes},  # bare: 'bilinear'
              options=(Option("scale", SCALE, "scale_factor", "scale factor", ("scale_factor",)),
                       Option("size", SIZES, "size", "output size"),
-                      Option("mode", choice("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear",
-                                            "area"), "mode", "interpolation mode"),
+                      Option("mode", choice(*modes), "mode", "interpolation mode"),
                       Option("align", FLAG, "align_corners", "align corners, linear and bicubic modes only",
                              ("align_corners",)))),
     ]
