@@ -16,7 +16,7 @@ from convscope.nn import Parameter
 from convscope.optim import lr_scheduler
 from torch_ref import assert_close
 
-SHAPES = {"w1": (5, 7), "b1": (7,), "w2": (7, 3), "unused": (2,)}
+SHAPES = {"w1": (5, 7), "b1": (7,), "w2": (7, 3), "scale": (), "unused": (2,)}
 
 
 def _initial(dtype: type, seed: int = 0) -> dict[str, np.ndarray]:
@@ -30,9 +30,10 @@ def _batch(step: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _loss(p: dict, x: object, y: object, relu: object) -> object:
-    """A two-layer net with a squared error; ``unused`` never gets a gradient."""
+    """A two-layer net with a learnt 0-d output scale and a squared error; ``unused`` never
+    gets a gradient."""
     h = relu(x @ p["w1"] + p["b1"])
-    d = h @ p["w2"] - y
+    d = (h @ p["w2"]) * p["scale"] - y
     return (d * d).mean()
 
 
@@ -57,7 +58,8 @@ def _backward_torch(params: dict, step: int, dtype: type) -> None:
 def _groups(params: dict, split: bool) -> list:
     if not split:
         return list(params.values())
-    return [{"params": [params["w1"], params["b1"]]}, {"params": [params["w2"], params["unused"]], "lr": 0.03}]
+    return [{"params": [params["w1"], params["b1"]]},
+            {"params": [params["w2"], params["scale"], params["unused"]], "lr": 0.03}]
 
 
 def _train(name: str, kwargs: dict, dtype: type, steps: int = 5, split: bool = False) -> None:
