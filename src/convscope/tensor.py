@@ -231,8 +231,10 @@ class Tensor:
                 _send_to_parents(node, g, grads)
             elif node.grad is None:
                 # torch's rule: the gradient itself when nothing else can reach it, else a copy
-                # (``g`` may be the seed, the upstream gradient, another leaf's, a closure's array)
-                node.grad = g if _ALONE is not None and _references(g) == _ALONE and _private(g) else g.copy()
+                # (``g`` may be the seed, the upstream gradient, another leaf's, a closure's array;
+                # or, for a 0-d leaf, a NumPy scalar, which the copy makes an ndarray as ``.grad`` is)
+                alone = _ALONE is not None and _references(g) == _ALONE and _private(g)
+                node.grad = g if alone else np.array(g, order="C")
             else:
                 current = node.grad
                 # in place when only ``.grad`` holds it (a reference the user kept sees no change)
@@ -240,7 +242,7 @@ class Tensor:
                         and current.shape == g.shape and current.dtype == g.dtype):
                     _add_into(current, g)
                 else:
-                    node.grad = current + g
+                    node.grad = np.asarray(current + g)  # 0-d operands add up to a NumPy scalar
 
     # --- arithmetic (implemented in ops.py; bound below) ----------------------------------
 
