@@ -96,6 +96,7 @@ ADAM_CONFIGS = [
     ("Adam", {"lr": 0.02, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.02, "weight_decay": 0.1, "amsgrad": True}),
     ("Adam", {"lr": 0.05, "betas": (0.3, 0.5), "eps": 1e-3}),
+    ("Adam", {"lr": 0.01, "betas": (0.0, 0.99)}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("Adam", {"lr": 0.01, "maximize": True}),
     ("AdamW", {"lr": 0.01}),
@@ -115,6 +116,24 @@ def test_sgd_matches_torch(kwargs: dict, dtype: type) -> None:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_adam_matches_torch(name: str, kwargs: dict, dtype: type) -> None:
     _train(name, kwargs, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_first_moment_is_torchs_lerp_for_small_beta1(dtype: type) -> None:
+    """torch's ``lerp_`` computes from the end for weights ≥ 0.5: with ``beta1 = 0`` the first
+    moment is the gradient itself, not the old moment plus a difference that cancels when the
+    gradient shrinks (betas (0, 0.99) are common for GANs)."""
+    w0 = np.ones(4, dtype)
+    param, t_param = Parameter(cs.tensor(w0)), torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    for betas in [(0.0, 0.99), (0.5, 0.9)]:
+        opt, t_opt = optim.Adam([param], lr=0.1, betas=betas), torch.optim.Adam([t_param], lr=0.1, betas=betas)
+        for scale in (1.0, 1e-4, 1e-2, 3.0, 1e-5):
+            grad = (np.array([1.0, -2.0, 3.0, 0.5]) * scale).astype(dtype)
+            param.grad, t_param.grad = grad.copy(), torch.from_numpy(grad.copy())
+            opt.step()
+            t_opt.step()
+            np.testing.assert_array_equal(opt.state[param]["exp_avg"], t_opt.state[t_param]["exp_avg"].numpy())
+        assert_close(param.numpy(), t_param.detach().numpy(), dtype, str(betas))
 
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.01}),
