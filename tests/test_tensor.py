@@ -219,6 +219,19 @@ def test_backward_with_explicit_gradient_matches_torch():
     assert_close(x.grad, t.grad.numpy())
 
 
+def test_backward_takes_torchs_keywords_and_keeps_the_graph() -> None:
+    """``backward(gradient=..., retain_graph=True)`` as written for torch; a second backward
+    through the same graph accumulates as torch's does after ``retain_graph=True``."""
+    a, g = rand(3, 2), rand(3, 2)
+    x, t = cs.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x.exp() * x, t.exp() * t
+    y.backward(gradient=g, retain_graph=True)
+    ty.backward(gradient=torch.from_numpy(g), retain_graph=True)
+    y.backward(gradient=cs.tensor(g))
+    ty.backward(gradient=torch.from_numpy(g))
+    assert_close(x.grad, t.grad.numpy())
+
+
 def test_grad_mode_is_per_thread():
     import threading
 

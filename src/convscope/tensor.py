@@ -205,21 +205,23 @@ class Tensor:
         return arr if dtype is None else arr.astype(dtype)
 
     # --- autograd ---------------------------------------------------------------------
-    def backward(self, grad: Any = None) -> None:
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
 
-        ``grad`` defaults to 1 for a single-element tensor, as in torch.
+        ``gradient`` (torch's name) defaults to 1 for a single-element tensor, as in torch.
+        Unlike PyTorch, the graph is never freed, so every backward works as with
+        ``retain_graph=True``; the argument is accepted for code written for torch.
         """
         if self.data is None:
             raise ValueError("backward() is not defined on meta tensors")
         if not self.requires_grad:
             raise RuntimeError("backward(): tensor does not require grad and has no graph")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise RuntimeError(f"backward(): grad can be implicit only for one element, got shape {self.shape}")
             seed = np.ones(self.shape, self.dtype)
         else:
-            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ShapeError(f"grad shape {seed.shape} does not match tensor shape {self.shape}", layer="backward")
         grads: dict[int, np.ndarray] = {id(self): seed}
