@@ -20,8 +20,10 @@ from convscope import random as cs_random
 
 
 def _checkpoint(epoch: int = 3, fill: float = 1.0) -> ckpt.Checkpoint:
-    state = {"0.weight": np.full((4, 1, 3, 3), fill, np.float32), "0.bias": np.arange(4, dtype=np.float64)}
-    optimizer = {"state": {0: {"step": 7.0, "exp_avg": np.ones(3)}, 1: {"momentum_buffer": cs.tensor([1.0, 2.0])}},
+    state = {"0.weight": np.full((4, 1, 3, 3), fill, np.float32), "0.bias": np.arange(4, dtype=np.float64),
+             "1.num_batches_tracked": np.array(5), "1.weight": np.arange(6.0).reshape(2, 3).T}  # 0-d, strided
+    optimizer = {"state": {0: {"step": 7.0, "exp_avg": np.ones(3)}, 1: {"momentum_buffer": cs.tensor([1.0, 2.0])},
+                           2: {"step": cs.tensor(np.array(7.0))}},
                  "param_groups": [{"lr": 0.01, "betas": (0.9, 0.999), "params": [0, 1], "initial_lr": 0.1}]}
     return ckpt.Checkpoint(epoch=epoch, model=state, optimizer=optimizer,
                            scheduler={"last_epoch": 2, "_last_lr": [0.1]}, rng=cs.manual_seed(5).bit_generator.state,
@@ -35,10 +37,11 @@ def test_round_trip_keeps_values_types_and_dtypes(tmp_path: Path) -> None:
     loaded = ckpt.load(path)
     assert loaded.epoch == 3 and loaded.config == original.config and loaded.extra == original.extra
     for key, value in original.model.items():
-        assert loaded.model[key].dtype == value.dtype
+        assert loaded.model[key].dtype == value.dtype and loaded.model[key].shape == value.shape, key
         np.testing.assert_array_equal(loaded.model[key], value)
     state = loaded.optimizer["state"]
-    assert set(state) == {0, 1}, "integer keys survive"
+    assert set(state) == {0, 1, 2}, "integer keys survive"
+    assert state[2]["step"].shape == (), "0-d tensors stay 0-d"
     assert loaded.optimizer["param_groups"][0]["betas"] == (0.9, 0.999), "tuples survive"
     assert isinstance(state[1]["momentum_buffer"], cs.Tensor)
     np.testing.assert_array_equal(state[0]["exp_avg"], np.ones(3))

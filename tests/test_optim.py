@@ -16,7 +16,7 @@ from convscope.nn import Parameter
 from convscope.optim import lr_scheduler
 from torch_ref import assert_close
 
-SHAPES = {"w1": (5, 7), "b1": (7,), "w2": (7, 3), "unused": (2,)}
+SHAPES = {"w1": (5, 7), "b1": (7,), "w2": (7, 3), "scale": (), "unused": (2,)}
 
 
 def _initial(dtype: type, seed: int = 0) -> dict[str, np.ndarray]:
@@ -30,9 +30,10 @@ def _batch(step: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _loss(p: dict, x: object, y: object, relu: object) -> object:
-    """A two-layer net with a squared error; ``unused`` never gets a gradient."""
+    """A two-layer net with a learnt 0-d output scale and a squared error; ``unused`` never
+    gets a gradient."""
     h = relu(x @ p["w1"] + p["b1"])
-    d = h @ p["w2"] - y
+    d = (h @ p["w2"]) * p["scale"] - y
     return (d * d).mean()
 
 
@@ -57,7 +58,8 @@ def _backward_torch(params: dict, step: int, dtype: type) -> None:
 def _groups(params: dict, split: bool) -> list:
     if not split:
         return list(params.values())
-    return [{"params": [params["w1"], params["b1"]]}, {"params": [params["w2"], params["unused"]], "lr": 0.03}]
+    return [{"params": [params["w1"], params["b1"]]},
+            {"params": [params["w2"], params["scale"], params["unused"]], "lr": 0.03}]
 
 
 def _train(name: str, kwargs: dict, dtype: type, steps: int = 5, split: bool = False) -> None:
@@ -94,6 +96,7 @@ ADAM_CONFIGS = [
     ("Adam", {"lr": 0.02, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.02, "weight_decay": 0.1, "amsgrad": True}),
     ("Adam", {"lr": 0.05, "betas": (0.3, 0.5), "eps": 1e-3}),
+    ("Adam", {"lr": 0.01, "betas": (0.0, 0.99)}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("Adam", {"lr": 0.01, "maximize": True}),
     ("AdamW", {"lr": 0.01}),
@@ -113,6 +116,24 @@ def test_sgd_matches_torch(kwargs: dict, dtype: type) -> None:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_adam_matches_torch(name: str, kwargs: dict, dtype: type) -> None:
     _train(name, kwargs, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_first_moment_is_torchs_lerp_for_small_beta1(dtype: type) -> None:
+    """torch's ``lerp_`` computes from the end for weights ≥ 0.5: with ``beta1 = 0`` the first
+    moment is the gradient itself, not the old moment plus a difference that cancels when the
+    gradient shrinks (betas (0, 0.99) are common for GANs)."""
+    w0 = np.ones(4, dtype)
+    param, t_param = Parameter(cs.tensor(w0)), torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    for betas in [(0.0, 0.99), (0.5, 0.9)]:
+        opt, t_opt = optim.Adam([param], lr=0.1, betas=betas), torch.optim.Adam([t_param], lr=0.1, betas=betas)
+        for scale in (1.0, 1e-4, 1e-2, 3.0, 1e-5):
+            grad = (np.array([1.0, -2.0, 3.0, 0.5]) * scale).astype(dtype)
+            param.grad, t_param.grad = grad.copy(), torch.from_numpy(grad.copy())
+            opt.step()
+            t_opt.step()
+            np.testing.assert_array_equal(opt.state[param]["exp_avg"], t_opt.state[t_param]["exp_avg"].numpy())
+        assert_close(param.numpy(), t_param.detach().numpy(), dtype, str(betas))
 
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.01}),

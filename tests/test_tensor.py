@@ -144,6 +144,22 @@ def test_gradients_accumulate_across_uses_and_backward_calls():
     np.testing.assert_array_equal(x.grad, [5.0, 7.0])
 
 
+def test_a_0d_leafs_gradient_is_an_ndarray_that_changes_in_place_like_torchs():
+    """NumPy arithmetic on 0-d arrays gives NumPy scalars; ``.grad`` is still an ndarray, so
+    in-place gradient edits (clipping, scaling) work on a learnt scalar as in torch."""
+    w, tw = cs.tensor(np.array(2.0), requires_grad=True), torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    (cs.tensor(np.arange(3.0)) * w).sum().backward()
+    (torch.arange(3.0, dtype=torch.float64) * tw).sum().backward()
+    assert isinstance(w.grad, np.ndarray) and w.grad.shape == ()
+    assert w.grad == tw.grad.item()
+    (w * w).backward()
+    (tw * tw).backward()
+    assert isinstance(w.grad, np.ndarray) and w.grad.shape == ()
+    np.multiply(w.grad, 0.5, out=w.grad)
+    tw.grad.mul_(0.5)
+    assert w.grad == tw.grad.item()
+
+
 def test_deep_chain_does_not_recurse():
     x = cs.tensor(np.ones(3), requires_grad=True)
     y = x
@@ -200,6 +216,19 @@ def test_backward_with_explicit_gradient_matches_torch():
     t = torch.tensor(a, requires_grad=True)
     (x.exp() * x).backward(g)
     (t.exp() * t).backward(torch.from_numpy(g))
+    assert_close(x.grad, t.grad.numpy())
+
+
+def test_backward_takes_torchs_keywords_and_keeps_the_graph() -> None:
+    """``backward(gradient=..., retain_graph=True)`` as written for torch; a second backward
+    through the same graph accumulates as torch's does after ``retain_graph=True``."""
+    a, g = rand(3, 2), rand(3, 2)
+    x, t = cs.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x.exp() * x, t.exp() * t
+    y.backward(gradient=g, retain_graph=True)
+    ty.backward(gradient=torch.from_numpy(g), retain_graph=True)
+    y.backward(gradient=cs.tensor(g))
+    ty.backward(gradient=torch.from_numpy(g))
     assert_close(x.grad, t.grad.numpy())
 
 

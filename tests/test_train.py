@@ -25,10 +25,11 @@ from torch_ref import assert_close
 T = importlib.import_module("convscope.train")
 
 
-def _small(dropout: float = 0.0, dtype: Any = np.float32) -> nn.Module:
-    """A tiny CNN for the digits: conv 3×3 (4 maps) → ReLU → max pool → [dropout] → linear."""
+def _small(dropout: float = 0.0, dtype: Any = np.float32, batch_norm: bool = False) -> nn.Module:
+    """A tiny CNN for the digits: conv 3×3 (4 maps) → [batch norm] → ReLU → max pool → [dropout] → linear."""
     cs.manual_seed(0)
-    layers = [nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+    layers = [nn.Conv2d(1, 4, 3, padding=1), *([nn.BatchNorm2d(4)] if batch_norm else []), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Flatten()]
     layers += [nn.Dropout(dropout)] if dropout else []
     model = nn.Sequential(*layers, nn.Linear(64, 10))
     return model.double() if dtype == np.float64 else model
@@ -83,6 +84,7 @@ RESUME_CASES = {
     "adamw-cosine-dropout-shift": dict(optimizer="adamw", lr=1e-2, weight_decay=1e-2, schedule="cosine", max_shift=1),
     "sgd-step-earlystop": dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-3, schedule="step",
                                step_size=1, gamma=0.5, early_stopping=3),
+    "adam-batchnorm": dict(optimizer="adam", lr=1e-2),  # a 0-d buffer: num_batches_tracked
 }
 
 
@@ -91,7 +93,11 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(case: str, tmp_path: P
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     settings = {**RESUME_CASES[case], "epochs": 4, "batch_size": 32, "seed": 7, "progress": False}
     data = _subset(128)
-    whole = _small(dropout=0.3)
+
+    def model() -> nn.Module:
+        return _small(dropout=0.3, batch_norm="batchnorm" in case)
+
+    whole = model()
     full = train(whole, data, **settings, out=tmp_path / "whole")
 
     real_epoch = T._run_epoch
@@ -103,11 +109,11 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(case: str, tmp_path: P
 
     monkeypatch.setattr(T, "_run_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train(_small(dropout=0.3), data, **settings, out=tmp_path / "cut")
+        train(model(), data, **settings, out=tmp_path / "cut")
     monkeypatch.undo()
     assert json.loads((tmp_path / "cut" / "history.json").read_text())["rows"][-1]["epoch"] == 2
 
-    resumed = _small(dropout=0.3)
+    resumed = model()
     cs.manual_seed(999)  # the engine RNG state must come from the checkpoint, not from here
     history = train(resumed, data, **settings, out=tmp_path / "cut", resume=tmp_path / "cut")
     _assert_same_weights(_weights(whole), _weights(resumed))

@@ -60,12 +60,13 @@ class Checkpoint:
 
 # --- nested structure <-> (JSON skeleton, arrays) --------------------------------------------
 def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
-    """Replace every array in ``obj`` by a reference into ``arrays``; keep key and tuple types."""
+    """Replace every array in ``obj`` by a reference into ``arrays``; keep key, tuple and shape
+    types (``np.asarray(order="C")``, as ``np.ascontiguousarray`` would make a 0-d array 1-d)."""
     if isinstance(obj, Tensor):
-        arrays.append(np.ascontiguousarray(obj.numpy()))
+        arrays.append(np.asarray(obj.numpy(), order="C"))
         return {"__array__": len(arrays) - 1, "tensor": True}
     if isinstance(obj, np.ndarray):
-        arrays.append(np.ascontiguousarray(obj))
+        arrays.append(np.asarray(obj, order="C"))
         return {"__array__": len(arrays) - 1}
     if isinstance(obj, np.generic):
         return obj.item()

@@ -205,21 +205,23 @@ class Tensor:
         return arr if dtype is None else arr.astype(dtype)
 
     # --- autograd ---------------------------------------------------------------------
-    def backward(self, grad: Any = None) -> None:
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
 
-        ``grad`` defaults to 1 for a single-element tensor, as in torch.
+        ``gradient`` (torch's name) defaults to 1 for a single-element tensor, as in torch.
+        Unlike PyTorch, the graph is never freed, so every backward works as with
+        ``retain_graph=True``; the argument is accepted for code written for torch.
         """
         if self.data is None:
             raise ValueError("backward() is not defined on meta tensors")
         if not self.requires_grad:
             raise RuntimeError("backward(): tensor does not require grad and has no graph")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise RuntimeError(f"backward(): grad can be implicit only for one element, got shape {self.shape}")
             seed = np.ones(self.shape, self.dtype)
         else:
-            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ShapeError(f"grad shape {seed.shape} does not match tensor shape {self.shape}", layer="backward")
         grads: dict[int, np.ndarray] = {id(self): seed}
@@ -231,8 +233,10 @@ class Tensor:
                 _send_to_parents(node, g, grads)
             elif node.grad is None:
                 # torch's rule: the gradient itself when nothing else can reach it, else a copy
-                # (``g`` may be the seed, the upstream gradient, another leaf's, a closure's array)
-                node.grad = g if _ALONE is not None and _references(g) == _ALONE and _private(g) else g.copy()
+                # (``g`` may be the seed, the upstream gradient, another leaf's, a closure's array;
+                # or, for a 0-d leaf, a NumPy scalar, which the copy makes an ndarray as ``.grad`` is)
+                alone = _ALONE is not None and _references(g) == _ALONE and _private(g)
+                node.grad = g if alone else np.array(g, order="C")
             else:
                 current = node.grad
                 # in place when only ``.grad`` holds it (a reference the user kept sees no change)
@@ -240,7 +244,7 @@ class Tensor:
                         and current.shape == g.shape and current.dtype == g.dtype):
                     _add_into(current, g)
                 else:
-                    node.grad = current + g
+                    node.grad = np.asarray(current + g)  # 0-d operands add up to a NumPy scalar
 
     # --- arithmetic (implemented in ops.py; bound below) ----------------------------------
 

@@ -17,7 +17,7 @@ class Adam(Optimizer):
 
         g ← −g if maximize;   t ← t + 1
         θ ← θ·(1 − lr·wd) if decoupled_weight_decay else g ← g + wd·θ
-        m ← m + (1 − β1)·(g − m);   v ← β2·v + (1 − β2)·g²;   v̂ ← max(v̂, v) if amsgrad
+        m ← lerp(m, g, 1 − β1);   v ← β2·v + (1 − β2)·g²;   v̂ ← max(v̂, v) if amsgrad
         θ ← θ − lr/(1 − β1ᵗ) · m / (√(v or v̂) / √(1 − β2ᵗ) + eps)
 
     State per parameter: ``step`` (a float, as torch's ``step`` tensor holds), ``exp_avg``,
@@ -62,7 +62,7 @@ class Adam(Optimizer):
                 else:
                     grad = grad + weight_decay * p.data
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg += (1 - beta1) * (grad - exp_avg)  # torch's lerp_
+            _lerp_(exp_avg, grad, 1 - beta1)
             exp_avg_sq *= beta2
             exp_avg_sq += (1 - beta2) * grad * grad
             step_size = lr / (1 - beta1**step)
@@ -72,6 +72,16 @@ class Adam(Optimizer):
                 exp_avg_sq = state["max_exp_avg_sq"]
             denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
             p.data += -step_size * exp_avg / denom
+
+
+def _lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """``start ← start + weight·(end − start)`` in place, as torch's ``lerp_`` computes it: from
+    ``end`` when ``weight ≥ 0.5``, so that a small ``beta1`` (weight 1 at ``beta1 = 0``) gives
+    the gradient itself rather than a difference of the old moment and the gradient."""
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
 
 
 class AdamW(Adam):

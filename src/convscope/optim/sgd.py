@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -48,7 +50,9 @@ class SGD(Optimizer):
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
-                    buf = state["momentum_buffer"] = grad.copy()
+                    # np.array: an ndarray also for a 0-d parameter, whose arithmetic gives NumPy
+                    # scalars (which the in-place updates below would not change in the state)
+                    buf = state["momentum_buffer"] = np.array(grad)
                 else:
                     buf *= momentum
                     buf += (1 - dampening) * grad
