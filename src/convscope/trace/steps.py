@@ -139,6 +139,14 @@ class PowerMean:
             return float(np.power(self.power_sum() / self.divisor * self.kernel_volume, 1.0 / self.norm_type))
 
 
+def _normalized(x: float, mean: float, var: float, eps: float, weight: float | None, bias: float | None) -> float:
+    """``(x − mean)/√(var + eps)·weight + bias``, without the factor or the term when absent."""
+    value = (x - mean) / math.sqrt(var + eps)
+    if weight is not None:
+        value *= weight
+    return value + (bias or 0.0)
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Batch norm in evaluation mode: ``(x − mean)/√(var + eps)·weight + bias``."""
@@ -158,10 +166,7 @@ class Normalization:
         return (self.read,)
 
     def recompute(self) -> float:
-        value = (self.read.value - self.mean) / math.sqrt(self.var + self.eps)
-        if self.weight is not None:
-            value *= self.weight
-        return value + (self.bias or 0.0)
+        return _normalized(self.read.value, self.mean, self.var, self.eps, self.weight, self.bias)
 
 
 @dataclass(frozen=True)
@@ -186,10 +191,7 @@ class LayerNormalization:
         return self.reads[self.position]
 
     def recompute(self) -> float:
-        value = (self.read.value - self.mean) / math.sqrt(self.var + self.eps)
-        if self.weight is not None:
-            value *= self.weight
-        return value + (self.bias or 0.0)
+        return _normalized(self.read.value, self.mean, self.var, self.eps, self.weight, self.bias)
 
 
 @dataclass(frozen=True)
