@@ -114,24 +114,24 @@ def _power_mean(step: PowerMean, trace: Trace, full: bool, digits: int) -> list[
             ] + _listing(step.reads, lambda r: read_text(r, digits), full, "cells")
 
 
-def _normalization(step: Normalization, trace: Trace, full: bool, digits: int) -> list[str]:
+def _normalized_line(step: Normalization | LayerNormalization, trace: Trace, digits: int) -> str:
+    """``(x … − mean …) / √(var … + eps …) · γ … + β … = value``, with γ and β where given."""
     scale = "" if step.weight is None else f" · γ {number(step.weight, digits)}"
     shift = "" if step.bias is None else f" + β {number(step.bias, digits)}"
-    return [f"  {read_text(step.read, digits)}",
-            f"  (x {number(step.read.value, digits)} − mean {number(step.mean, digits)}) / √(var "
+    return (f"  (x {number(step.read.value, digits)} − mean {number(step.mean, digits)}) / √(var "
             f"{number(step.var, digits)} + eps {number(step.eps, digits)}){scale}{shift}"
-            f" = {number(trace.value, digits)}{_then(trace, digits)}"]
+            f" = {number(trace.value, digits)}{_then(trace, digits)}")
+
+
+def _normalization(step: Normalization, trace: Trace, full: bool, digits: int) -> list[str]:
+    return [f"  {read_text(step.read, digits)}", _normalized_line(step, trace, digits)]
 
 
 def _layer_norm(step: LayerNormalization, trace: Trace, full: bool, digits: int) -> list[str]:
-    scale = "" if step.weight is None else f" · γ {number(step.weight, digits)}"
-    shift = "" if step.bias is None else f" + β {number(step.bias, digits)}"
     return [_extent(step.reads, step.input_shape),
             f"  {read_text(step.read, digits)}; mean {number(step.mean, digits)} and variance "
             f"{number(step.var, digits)} of the {len(step.reads)} values normalised together",
-            f"  (x {number(step.read.value, digits)} − mean {number(step.mean, digits)}) / √(var "
-            f"{number(step.var, digits)} + eps {number(step.eps, digits)}){scale}{shift}"
-            f" = {number(trace.value, digits)}{_then(trace, digits)}",
+            _normalized_line(step, trace, digits),
             ] + _listing(step.reads, lambda r: read_text(r, digits), full, "values")
 
 

@@ -421,16 +421,18 @@ function pooled(t, from) {
   return out;
 }
 
+// (x − mean) / √(var + eps) · γ + β of a batch or layer norm step, γ shown as given
+const normFormula = (step, weight) => el("p", { class: "kv",
+  text: `(x − ${fmt(step.mean)}) / √(${fmt(step.var)} + ${step.eps}) · ${fmt(weight)} ${signed(step.bias || 0)}` });
+
 function single(t, from) {
   const step = t.step, read = step.kind === "layer_norm" ? step.reads[step.position] : step.read;
   if (!read) return [el("p", { class: "kv", text: step.kind })];
   const where = stepButton(from, read.index, `[${read.index.join(", ")}] = ${fmt(read.value, 6)}`);
   if (step.kind === "elementwise") return [el("p", { class: "kv" }, `${step.name}(x) with x = `, where)];
-  if (step.kind === "layer_norm") return [el("p", { class: "kv" }, "x = ", where),
-    el("p", { class: "kv", text: `(x − ${fmt(step.mean)}) / √(${fmt(step.var)} + ${step.eps}) · ${fmt(step.weight ?? 1)} ${signed(step.bias || 0)}` }),
+  if (step.kind === "layer_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight ?? 1),
     el("p", { class: "kv muted", text: `mean and variance of the ${step.reads.length} values normalised together` })];
-  if (step.kind === "batch_norm") return [el("p", { class: "kv" }, "x = ", where),
-    el("p", { class: "kv", text: `(x − ${fmt(step.mean)}) / √(${fmt(step.var)} + ${step.eps}) · ${fmt(step.weight)} ${signed(step.bias || 0)}` })];
+  if (step.kind === "batch_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight)];
   return [el("p", { class: "kv" }, `copied (${step.op}) from `, where)];
 }
 
