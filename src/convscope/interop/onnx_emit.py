@@ -23,6 +23,7 @@ from .. import nn
 from ..functional.activation import _GELU_TANH_KAPPA, _SQRT1_2, _SQRT_2_OVER_PI, SELU_ALPHA, SELU_SCALE
 from ..functional.interpolate import CUBIC_A, resize_maps
 from ..functional.norm import layer_norm_affine
+from ..functional.pool import pool_output_shape
 from ..tensor import Tensor
 from .onnx_node import ONNX_DTYPES, OnnxError
 from .onnx_resize import resize_taps
@@ -170,20 +171,14 @@ def _conv_transpose(g: GraphBuilder, e: Event, name: str) -> str:
                   dilations=list(a["dilation"]), group=int(a["groups"]))[0]
 
 
-def _floor_sizes(e: Event) -> list[int]:
-    """A pool's output sizes in floor mode (symmetric padding, as pools have)."""
-    a = e.attrs
-    nd = len(a["kernel_size"])
-    dilation = a.get("dilation") or (1,) * nd
-    return [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
-            zip(e.inputs[0].shape[-nd:], a["kernel_size"], a["stride"], a["padding"], dilation)]
-
-
 def _ceil_mode(e: Event) -> int:
     """``ceil_mode`` only where it adds a window: ONNX before opset 22 keeps a last window
     that would start in the end padding, which torch (and ONNX 22) drop, and then the sizes
     are floor mode's, which both give."""
-    return int(list(e.output.shape[-len(e.attrs["kernel_size"]):]) != _floor_sizes(e))
+    a = e.attrs
+    floor = pool_output_shape(e.inputs[0].shape, a["kernel_size"], a["stride"], a["padding"],
+                              a.get("dilation") or 1, ceil_mode=False, op=e.op)
+    return int(e.output.shape != floor)
 
 
 def _max_pool(g: GraphBuilder, e: Event, name: str) -> str:
