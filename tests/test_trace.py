@@ -481,6 +481,130 @@ def test_layer_norm_reads_every_value_normalised_together() -> None:
     assert_close(t.recompute(), want)
     assert "mean" in str(t) and json.loads(json.dumps(t.to_dict()))["step"]["position"] == 17
 
+# --- two-operand arithmetic: residual additions, gates, layer scales ----------------------------------
+def combining(nn: Any) -> Any:
+    """A residual block, a squeeze-and-excite gate, a layer scale and arithmetic in ``forward``."""
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3))
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x) + x
+
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool, self.fc, self.act = nn.AdaptiveAvgPool2d(1), nn.Conv2d(3, 3, 1), nn.Sigmoid()
+
+        def forward(self, x: Any) -> Any:
+            return self.act(self.fc(self.pool(x))) * x
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(ones(nn, (3, 1, 1)))
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x: Any) -> Any:
+            return x - self.scale * self.conv(x)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.res, self.gate, self.scaled = Residual(), Gate(), Scaled()
+            self.side, self.relu, self.halve = nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(), Halve()
+
+        def forward(self, x: Any) -> Any:
+            h = self.scaled(self.gate(self.res(x)))
+            return self.halve(self.relu(h + self.side(x)))
+
+    class Halve(nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x / 2
+
+    return Net()
+
+
+def ones(nn: Any, shape: tuple) -> Any:
+    return torch.ones(shape) if nn is torch.nn else cs.tensor(np.ones(shape, np.float32))
+
+
+def combining_twin(seed: int = 0) -> tuple[cs.nn.Module, torch.nn.Module]:
+    cs.manual_seed(seed)
+    ours = combining(cs.nn).double().eval()
+    _randomise_norms(ours, np.random.default_rng(seed))
+    ours.scaled.scale.data[...] = np.random.default_rng(seed).normal(size=(3, 1, 1))
+    return ours, _copy_weights(ours, combining(torch.nn).double().eval())
+
+
+def check_operands(step: Any, theirs: torch.nn.Module, x: np.ndarray) -> list[str]:
+    """Every operand's value equals torch's value of what the operand names; its origins."""
+    params = dict(theirs.named_parameters())
+    for operand in step.operands:
+        where = operand.read.index
+        if operand.origin == "layer":
+            expected = torch_output(theirs, operand.name, x)[where]
+        elif operand.origin == "parameter":
+            expected = params[operand.name].detach().numpy()[where]
+        elif operand.origin == "input":
+            expected = x[where]
+        else:
+            continue
+        assert operand.read.value == pytest.approx(float(expected), rel=1e-12, abs=1e-12), operand
+    return [o.origin for o in step.operands]
+
+
+def test_residual_gate_and_scale_values_name_their_operands() -> None:
+    ours, theirs = combining_twin(14)
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(2, 3, 5, 6))
+    for layer, op, origins in [("res", "add", ["layer", "input"]), ("gate", "mul", ["layer", "layer"]),
+                               ("scaled", "sub", ["layer", "op"]), ("halve", "div", ["layer", "constant"])]:
+        expected = torch_output(theirs, layer, x)
+        for index in random_indices(expected.shape, rng, 3):
+            t = trace(ours, x, layer, index)
+            check_recompute(t, float(expected[index]))
+            assert t.step.kind == "combination" and t.step.op == op
+            assert check_operands(t.step, theirs, x) == origins
+    t = trace(ours, x, "gate", (1, 2, 4, 3))  # the gate is one value per channel, broadcast over the map
+    assert [o.read.index for o in t.step.operands] == [(1, 2, 0, 0), (1, 2, 4, 3)]
+    assert t.step.operands[0].name == "gate.act" and t.step.operands[1].name == "res"
+    scaled = trace(ours, x, "scaled", (1, 2, 4, 3)).step.operands[1]  # scale · conv, made in forward
+    assert scaled.name == "mul" and scaled.step is not None
+    assert check_operands(scaled.step, theirs, x) == ["parameter", "layer"]
+    assert scaled.step.operands[0].name == "scaled.scale" and scaled.step.operands[0].read.index == (2, 0, 0)
+    assert_close(scaled.step.recompute(), scaled.read.value)
+    assert trace(ours, x, "halve", (0, 0, 0, 0)).step.operands[1].read.value == 2
+
+
+def test_an_activation_after_an_addition_in_forward_shows_the_two_operands() -> None:
+    ours, theirs = combining_twin(15)
+    x = np.random.default_rng(15).normal(size=(1, 3, 5, 6))
+    t = trace(ours, x, "relu", (0, 1, 2, 3))
+    made = t.step.made
+    assert made is not None and made.op == "add" and check_operands(made, theirs, x) == ["layer", "layer"]
+    assert [o.name for o in made.operands] == ["scaled", "side"]
+    assert_close(made.recompute(), t.step.read.value)
+    assert trace(ours, x, "side", (0, 1, 2, 3)).then is None  # no made-in-code step where a layer made it
+    text = str(t)
+    assert "x = a + b (in the model's code, not a layer), where" in text
+    assert f"b = layer side output[0, 1, 2, 3] = {made.operands[1].read.value:.4g}" in text
+    d = json.loads(json.dumps(t.to_dict()))
+    assert d["step"]["made"]["kind"] == "combination" and d["step"]["made"]["symbol"] == "+"
+
+
+def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
+    ours, _ = combining_twin(16)
+    x = np.random.default_rng(16).normal(size=(1, 3, 5, 6))
+    t = trace(ours, x, "scaled", (0, 2, 1, 1))
+    a, b = t.step.operands
+    text = str(t)
+    assert f"a − b = {a.read.value:.4g} − {b.read.value:.4g} = {t.value:.4g}" in text
+    assert "b = mul output[0, 2, 1, 1] (a functional op, not a layer)" in text
+    assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
+
+
 # --- the worked example and the dict ------------------------------------------------------------------
 def test_str_prints_the_arithmetic() -> None:
     ours, theirs = twin([L("Conv2d", 2, 3, 3), L("ReLU")], seed=11)

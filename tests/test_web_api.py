@@ -250,6 +250,31 @@ def test_a_layer_called_twice_is_named_and_traced_per_call(client):
             422, "layer", "1 or more")
 
 
+def test_residual_additions_are_traced_to_the_layers_they_add(client):
+    """MobileNet v2's block output is its own addition: the next layer reads the block, whose
+    trace names both operands' layers; ResNet's ReLU after ``out += identity`` shows the sum."""
+    run = client.post("/api/models/zoo:mobilenet_v2/run", json={"maps": False}).json()
+    feeds = {layer["name"]: layer["input_from"] for layer in run["layers"]}
+    assert feeds["features.4.conv.0.0"] == "features.3" and feeds["features.3.conv.0.0"] == "features.2.conv.3"
+    index = [0, 5, 20, 30]
+    t = client.post("/api/models/zoo:mobilenet_v2/trace", json={"layer": "features.3", "index": index,
+                                                                 "influence": False}).json()
+    step = t["step"]
+    assert step["kind"] == "combination" and step["symbol"] == "+" and t["terms_total"] == 2
+    assert [o["name"] for o in step["operands"]] == ["features.2.conv.3", "features.3.conv.3"]
+    values = []
+    for operand in step["operands"]:
+        maps = client.post("/api/models/zoo:mobilenet_v2/activations",
+                           json={"layer": operand["name"], "channels": [5, 6]}).json()
+        assert operand["read"]["value"] == float(unpack(maps["map"])[0, 20, 30])
+        values.append(operand["read"]["value"])
+    assert t["value"] == pytest.approx(sum(values), rel=1e-6)
+    relu = client.post("/api/models/zoo:resnet18/trace", json={"layer": "layer1.0.relu#2", "index": [0, 3, 10, 10],
+                                                                "influence": False}).json()["step"]
+    assert [o["name"] for o in relu["made"]["operands"]] == ["layer1.0.bn2", "maxpool"]
+    assert relu["read"]["value"] == pytest.approx(sum(o["read"]["value"] for o in relu["made"]["operands"]), rel=1e-6)
+
+
 # --- uploads: specs --------------------------------------------------------------------------------
 def test_spec_upload_builds_runs_and_traces(client):
     r = client.post("/api/models/spec", json={"text": SPEC, "name": "tiny"})

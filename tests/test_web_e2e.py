@@ -8,6 +8,7 @@ screenshots (to a temporary folder, or to ``$CONVSCOPE_SCREENSHOTS`` when set).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -141,6 +142,40 @@ def test_pick_a_model_and_explain_a_cell(page, server, shots):
     layer, index = panel_index(page)
     assert float(page.get_attribute("#panel-sum", "data-value")) == api_trace(
         server, layer, index, {"source": "digit", "digit": 0})["value"]
+
+
+RESIDUAL_SPEC = """input 1x8x8
+conv 4 k3 p1 name=stem
+residual name=block {
+  conv 4 k3 p1
+  bn
+}
+relu name=out
+flatten
+linear 3"""
+
+
+def test_step_through_a_residual_addition(page, shots):
+    """ReLU after a residual block → the block's addition → one of the two layers it added."""
+    page.click("summary:has-text('Paste a spec')")
+    page.fill("#spec-text", RESIDUAL_SPEC)
+    page.click("#spec-load")
+    page.wait_for_selector("canvas.map[data-layer='out'][data-channel='1']")
+    page.click("canvas.map[data-layer='out'][data-channel='1']", position={"x": 20, "y": 20})
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('out (ReLU)')")
+    page.locator("#panel-body button[title^='step into block ']").click()
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('block (Residual)')")
+    assert "op add combines two values" in page.inner_text("#panel-body")
+    page.screenshot(path=str(shots / "trace-residual.png"))
+    _, index = panel_index(page)
+    operands = page.locator("#panel-body button")
+    cell = json.dumps(index, separators=(",", ":"))
+    titles = [operands.nth(k).get_attribute("title") for k in range(operands.count())]
+    assert titles == [f"step into block.bn1 {cell}", f"step into stem {cell}"]
+    operands.first.click()
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent"
+                           ".startsWith('block.bn1 (BatchNorm2d)')")
+    assert panel_index(page)[1] == index
 
 
 def _pick_and_wait(page, model: str, input_shape: str) -> None:

@@ -8,10 +8,12 @@ receptive box and the gradient (:meth:`Trace.contributions`).
 
 from .core import Trace, influence, trace
 from .steps import (
+    Combination,
     Copy,
     Elementwise,
     LayerNormalization,
     Normalization,
+    Operand,
     PowerMean,
     Read,
     Term,
@@ -21,6 +23,6 @@ from .steps import (
 )
 
 __all__ = [
-    "Copy", "Elementwise", "LayerNormalization", "Normalization", "PowerMean", "Read", "Term", "Trace", "WeightedSum",
-    "WindowMax", "WindowMean", "influence", "trace",
+    "Combination", "Copy", "Elementwise", "LayerNormalization", "Normalization", "Operand", "PowerMean", "Read",
+    "Term", "Trace", "WeightedSum", "WindowMax", "WindowMean", "influence", "trace",
 ]

@@ -22,14 +22,18 @@ from ..functional.norm import layer_norm_affine
 from ..functional.pad import _index_map, _pairs, constant_pad_array
 from ..functional.pool import _avg_divisor, _bins, pool_geometry
 from ..functional.windows import kernel_taps, sliding_windows
+from ..nn.module import Parameter
 from ..tensor import Tensor, no_grad
 from .record import Call, ModuleCall, Recording
 from .steps import (
+    BINARY,
     ELEMENTWISE,
+    Combination,
     Copy,
     Elementwise,
     LayerNormalization,
     Normalization,
+    Operand,
     PowerMean,
     Read,
     Step,
@@ -98,7 +102,8 @@ def build_step(site: Site, index: Index) -> Step:
     if op not in BUILDERS:
         raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
                          "convolutions, transposed convolutions, pools, linear, batch norm (eval), layer norm, "
-                         "element-wise activations and copies (flatten, reshape, cat, indexing). Hint: trace a layer "
+                         "element-wise activations, two-operand arithmetic (+ − × / ^ max min) and copies "
+                         "(flatten, reshape, cat, indexing). Hint: trace a layer "
                          "inside it")
     return BUILDERS[op](site, index)
 
@@ -433,7 +438,8 @@ def _elementwise(site: Site, index: Index) -> Elementwise:
     x = call.parents[0]
     attrs = {k: call.attrs[k] for k in ELEMENTWISE[call.op]}
     source = _Source(site, x)
-    return Elementwise(call.op, source.input.shape, source.read(index, float(x.data[index])), attrs, site.name())
+    return Elementwise(call.op, source.input.shape, source.read(index, float(x.data[index])), attrs, site.name(),
+                       combined_in_code(site, x, index))
 
 
 @_register("reshape", "permute", "getitem", "cat", "expand", "to")
@@ -448,3 +454,43 @@ def _copy(site: Site, index: Index) -> Copy:
     operand, cell = found
     parent = call.parents[operand]
     return Copy(call.op, parent.shape, Read(cell, float(parent.data[cell])), operand)
+
+
+# --- two values in, one out -----------------------------------------------------------------------
+def _operand(site: Site, tensor: Tensor, index: Index, expand: bool) -> Operand:
+    """The cell of ``tensor`` that broadcasting sent to ``index`` of the op's output, and what
+    made it; ``expand`` adds how a two-operand op in the model's code made it."""
+    aligned = index[len(index) - tensor.ndim:] if tensor.ndim else ()
+    cell = tuple(0 if n == 1 else i for i, n in zip(aligned, tensor.shape, strict=True))
+    read = Read(cell, float(tensor.data[cell]))
+    recording = site.recording
+    if tensor is recording.input:
+        return Operand(read, tensor.shape, "input")
+    if id(tensor) in recording.names:
+        return Operand(read, tensor.shape, "parameter" if isinstance(tensor, Parameter) else "buffer",
+                       recording.names[id(tensor)])
+    maker = recording.maker(tensor)
+    if maker is not None:
+        return Operand(read, tensor.shape, "layer", maker.path, recording.calls_of(maker.module).index(maker))
+    j = recording.producer(tensor)
+    if j is None:
+        return Operand(read, tensor.shape, "constant")
+    return Operand(read, tensor.shape, "op", recording.calls[j].op,
+                   step=combined_in_code(site, tensor, cell) if expand else None)
+
+
+def combined_in_code(site: Site, tensor: Tensor, index: Index) -> Combination | None:
+    """How a two-operand op of the model's own code (not a layer's output: ``out += identity``
+    in a residual block) made ``tensor[index]``; None if something else made it. Its operands
+    are not expanded further."""
+    j = site.recording.producer(tensor)
+    if j is None or site.recording.calls[j].op not in BINARY or site.recording.maker(tensor) is not None:
+        return None
+    return _combination(Site(site.recording, j), index, expand=False)
+
+
+@_register(*BINARY)
+def _combination(site: Site, index: Index, expand: bool = True) -> Combination:
+    call = site.call
+    a, b = (_operand(site, p, index, expand) for p in call.parents)
+    return Combination(call.op, call.out.shape, (a, b), site.name(), BINARY[call.op])

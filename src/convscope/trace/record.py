@@ -43,12 +43,14 @@ class ModuleCall:
 
 @dataclass
 class Recording:
-    """The input, the calls and the module calls of one forward run."""
+    """The input, the calls and the module calls of one forward run; ``names`` maps the id
+    of each of the model's parameters and buffers to its name (``"features.1.0.layer_scale"``)."""
 
     input: Tensor
     output: Any
     calls: list[Call]
     modules: list[ModuleCall]
+    names: dict[int, str] = field(default_factory=dict)
     _producer: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +64,15 @@ class Recording:
         """The innermost module call inside which call ``position`` ran."""
         inside = [m for m in self.modules if m.start <= position < m.end]
         return max(inside, key=lambda m: m.depth, default=None)
+
+    def maker(self, tensor: Tensor) -> ModuleCall | None:
+        """The innermost module call that computed ``tensor`` as its output (not one that
+        returned it unchanged, as an identity or dropout in eval does); None if no module
+        call output it."""
+        j = self.producer(tensor)
+        made = [m for m in self.modules if m.start <= (j if j is not None else -1) < m.end
+                and (m.output[0] if isinstance(m.output, tuple) else m.output) is tensor]
+        return max(made, key=lambda m: m.depth, default=None)
 
     def calls_of(self, module: Module) -> list[ModuleCall]:
         """The calls of ``module``, in the order they started."""
@@ -120,4 +131,5 @@ def record(model: Module, x: Tensor) -> Recording:
     finally:
         for handle in handles:
             handle.remove()
-    return Recording(x, output, calls, modules)
+    names = {id(t): name for name, t in (*model.named_parameters(), *model.named_buffers())}
+    return Recording(x, output, calls, modules, names)

@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .steps import (
+    Combination,
     Copy,
     Elementwise,
     LayerNormalization,
     Normalization,
+    Operand,
     PowerMean,
     Read,
     Term,
@@ -136,7 +138,11 @@ def _layer_norm(step: LayerNormalization, trace: Trace, full: bool, digits: int)
 
 
 def _elementwise(step: Elementwise, trace: Trace, full: bool, digits: int) -> list[str]:
-    return [f"  {step.name}({read_text(step.read, digits)}) = {number(trace.value, digits)}{_then(trace, digits)}"]
+    lines = [f"  {step.name}({read_text(step.read, digits)}) = {number(trace.value, digits)}{_then(trace, digits)}"]
+    if step.made is not None:
+        lines.append(f"  x = {_combined(step.made, 'ab')} (in the model's code, not a layer), where")
+        lines += _combination_lines(step.made, digits, "    ")
+    return lines
 
 
 def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
@@ -144,9 +150,45 @@ def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
     return [f"  copy ({step.op}){operand} of {read_text(step.read, digits)}{_then(trace, digits)}"]
 
 
+def _operand_text(operand: Operand, digits: int) -> str:
+    """``layer features.2.conv.3 output[0, 3, 4, 4] = 0.51`` and the like: where the value came from."""
+    cell = f"[{_index(operand.read.index)}]"
+    where = {"input": f"model input x{cell}",
+             "layer": f"layer {operand.name}{f' (call {operand.call + 1})' if operand.call else ''} output{cell}",
+             "op": f"{operand.name} output{cell} (a functional op, not a layer)",
+             "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}",
+             "constant": "constant"}[operand.origin]
+    return f"{where} = {number(operand.read.value, digits)}"
+
+
+def _combined(step: Combination, values: Sequence[str]) -> str:
+    """``a + b`` for an infix op, ``max(a, b)`` for the others."""
+    symbol = step.symbol
+    return f"{symbol}({values[0]}, {values[1]})" if symbol.isalpha() else f"{values[0]} {symbol} {values[1]}"
+
+
+def _combination_lines(step: Combination, digits: int, indent: str) -> list[str]:
+    """One line per operand, each followed by how it was made when the same layer made it."""
+    lines = []
+    for label, operand in zip("ab", step.operands, strict=True):
+        lines.append(f"{indent}{label} = {_operand_text(operand, digits)}")
+        if operand.step is not None:
+            inner = operand.step
+            lines.append(f"{indent}    = {_combined(inner, 'ab')}, where")
+            lines += _combination_lines(inner, digits, indent + "      ")
+    return lines
+
+
+def _combination(step: Combination, trace: Trace, full: bool, digits: int) -> list[str]:
+    values = [number(o.read.value, digits) for o in step.operands]
+    return [f"  {_combined(step, 'ab')} = {_combined(step, values)} = {number(trace.value, digits)}"
+            f"{_then(trace, digits)}", *_combination_lines(step, digits, "    ")]
+
+
 RENDERERS: dict[type, Callable[..., list[str]]] = {
     WeightedSum: _weighted_sum, WindowMax: _window_max, WindowMean: _window_mean, PowerMean: _power_mean,
     Normalization: _normalization, LayerNormalization: _layer_norm, Elementwise: _elementwise, Copy: _copy,
+    Combination: _combination,
 }
 
 

@@ -27,6 +27,10 @@ ELEMENTWISE: dict[str, tuple[str, ...]] = {
 """Element-wise ops the tracer can re-apply: op name → the recorded attributes that are
 keyword arguments of the ``convscope.functional`` (or tensor) function of that name."""
 
+BINARY: dict[str, str] = {"add": "+", "sub": "−", "mul": "×", "div": "/", "pow": "^", "maximum": "max",
+                          "minimum": "min"}
+"""Two-operand element-wise ops the tracer can re-apply (:mod:`convscope.ops`) → their symbol."""
+
 
 @dataclass(frozen=True)
 class Read:
@@ -197,7 +201,9 @@ class LayerNormalization:
 @dataclass(frozen=True)
 class Elementwise:
     """An activation (or other element-wise op) of one input value; ``name`` is the layer
-    type when a layer ran it (``"ReLU"``), else the op."""
+    type when a layer ran it (``"ReLU"``), else the op. ``made`` says how the value read was
+    computed when the model's own code combined two values into it (the ReLU after
+    ``out += identity`` in a residual block), None otherwise."""
 
     kind: ClassVar[str] = "elementwise"
     op: str
@@ -205,6 +211,7 @@ class Elementwise:
     read: Read
     attrs: dict
     name: str
+    made: Combination | None = None
 
     @property
     def reads(self) -> tuple[Read, ...]:
@@ -236,8 +243,55 @@ class Copy:
         return self.read.value
 
 
+@dataclass(frozen=True)
+class Operand:
+    """One operand of a :class:`Combination`: the value read and what made it.
+
+    ``read.index`` indexes the operand itself (its ``shape``): the combined value's index with
+    the dims the operand was broadcast along at 0, and the leading dims it lacks dropped.
+    ``origin`` is ``"input"`` (the model input), ``"layer"`` (the output of call ``call`` of
+    the layer at path ``name``, which :func:`~convscope.trace.trace` can follow), ``"op"``
+    (the functional op ``name`` made it; ``step`` says how, when it is itself a two-operand
+    op of the same layer), ``"parameter"`` or ``"buffer"`` (``name`` is its name), or
+    ``"constant"`` (a number in the code).
+    """
+
+    read: Read
+    shape: tuple[int, ...]
+    origin: str
+    name: str | None = None
+    call: int = 0
+    step: Combination | None = None
+
+
+@dataclass(frozen=True)
+class Combination:
+    """Two values combined element-wise: ``a + b``, ``a − b``, ``a × b``, ``a / b``, ``a ^ b``,
+    ``max(a, b)`` or ``min(a, b)``; a residual addition, a squeeze-and-excite gate, a layer
+    scale. ``input_shape`` is the shape both operands are broadcast to; ``name`` is the
+    layer type when a layer output the value (``"InvertedResidual"``), else the op;
+    ``symbol`` the op's symbol in :data:`BINARY`."""
+
+    kind: ClassVar[str] = "combination"
+    op: str
+    input_shape: tuple[int, ...]
+    operands: tuple[Operand, Operand]
+    name: str
+    symbol: str
+
+    @property
+    def reads(self) -> tuple[Read, ...]:
+        return tuple(o.read for o in self.operands)
+
+    def recompute(self) -> float:
+        """The engine's own op applied to the two recorded values (float64)."""
+        a, b = (Tensor.wrap(np.asarray(o.read.value, np.float64)) for o in self.operands)
+        with no_grad():
+            return float(getattr(ops, self.op)(a, b).item())
+
+
 Step = (WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | LayerNormalization | Elementwise
-        | Copy)
+        | Copy | Combination)
 
 
 def plain(value: Any) -> Any:

@@ -48,13 +48,15 @@ def check_compute(store: ModelStore, entry: ModelEntry) -> dict:
 
 
 def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | None]:
-    """Leaf layer call → the leaf layer call whose output is its (first) input, ``"input"``
-    for the model input, None when a functional op in between made it (a residual addition).
-    A layer's second call is named ``"path#2"`` (as :func:`convscope.inspect.activations` does).
+    """Leaf layer call → the layer call whose output is its (first) input: the innermost one,
+    a leaf where a leaf made it, else a block whose own code made it (a residual block's
+    addition, which :func:`convscope.trace` traces as a block); ``"input"`` for the model
+    input, None when code outside any layer made it (``relu(out + identity)`` written in a
+    block's ``forward``). A layer's second call is named ``"path#2"`` (as
+    :func:`convscope.inspect.activations` does).
 
     Runs the model's own ``forward`` once on a meta tensor (shapes only) with hooks.
     """
-    leaves = [(path, m) for path, m in model.named_modules() if path and not m._modules]
     made_by: dict[int, str] = {}
     graph: dict[str, str | None] = {}
     alive: list[Any] = []  # keep every tensor alive so ids stay unique during the walk
@@ -63,18 +65,19 @@ def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | 
 
     calls: dict[str, int] = {}
 
-    def hook_for(path: str) -> Any:
+    def hook_for(path: str, leaf: bool) -> Any:
         def hook(module: Module, args: tuple, output: Any) -> None:
             alive.append((args, output))
             calls[path] = calls.get(path, 0) + 1
             name = path if calls[path] == 1 else f"{path}#{calls[path]}"  # as inspect.activations names calls
-            first = next((a for a in args if isinstance(a, Tensor)), None)
-            graph[name] = None if first is None else made_by.get(id(first))
-            if isinstance(output, Tensor):
-                made_by[id(output)] = name
+            if leaf:
+                first = next((a for a in args if isinstance(a, Tensor)), None)
+                graph[name] = None if first is None else made_by.get(id(first))
+            if isinstance(output, Tensor) and all(output is not a for a in args):
+                made_by.setdefault(id(output), name)  # an inner layer's hook runs first
         return hook
 
-    handles = [m.register_forward_hook(hook_for(path)) for path, m in leaves]
+    handles = [m.register_forward_hook(hook_for(path, not m._modules)) for path, m in model.named_modules() if path]
     try:
         with engine_errors("model_id", "layer graph"):
             model(x)

@@ -80,7 +80,8 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
                 out["influence"] = _influence(t.influence(), _box(t))
     step = out["step"]
     terms = step.get("terms")
-    out["terms_total"] = len(terms) if terms is not None else len(step.get("reads") or [step.get("read")])
+    out["terms_total"] = len(terms) if terms is not None else len(step.get("reads") or step.get("operands")
+                                                                    or [step.get("read")])
     out["channel_sums"] = channel_sums(terms) if terms else None
     out["terms_truncated"] = False
     if terms is not None and len(terms) > store.limits.max_trace_terms:

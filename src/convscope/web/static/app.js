@@ -338,9 +338,11 @@ function renderTrace(t) {
   const step = t.step;
   const parts = [
     el("h3", { text: `${t.layer} (${t.type}) at [${t.index.join(", ")}]` }),
-    el("p", { class: "kv", text: `op ${step.op} reads ${fromText} (${dims(step.input_shape)})` }),
+    el("p", { class: "kv", text: step.kind === "combination" ? `op ${step.op} combines two values (${dims(step.input_shape)})`
+      : `op ${step.op} reads ${fromText} (${dims(step.input_shape)})` }),
   ];
-  if (step.kind === "weighted_sum") parts.push(...weightedSum(t, from));
+  if (step.kind === "combination") parts.push(...combination(step));
+  else if (step.kind === "weighted_sum") parts.push(...weightedSum(t, from));
   else if (step.kind === "max" || step.kind === "mean" || step.kind === "power_mean") parts.push(...pooled(t, from));
   else parts.push(...single(t, from));
   parts.push(el("p", { class: "sum", id: "panel-sum", dataset: { value: t.value } }, `value = ${fmt(t.value, 6)}`),
@@ -429,11 +431,34 @@ function single(t, from) {
   const step = t.step, read = step.kind === "layer_norm" ? step.reads[step.position] : step.read;
   if (!read) return [el("p", { class: "kv", text: step.kind })];
   const where = stepButton(from, read.index, `[${read.index.join(", ")}] = ${fmt(read.value, 6)}`);
-  if (step.kind === "elementwise") return [el("p", { class: "kv" }, `${step.name}(x) with x = `, where)];
+  if (step.kind === "elementwise") return [el("p", { class: "kv" }, `${step.name}(x) with x = `, where),
+    ...(step.made ? [el("p", { class: "kv", text: `x = ${combined(step.made, "a", "b")} (in the model's code, not a layer), where` }),
+      ...operandLines(step.made)] : [])];
   if (step.kind === "layer_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight ?? 1),
     el("p", { class: "kv muted", text: `mean and variance of the ${step.reads.length} values normalised together` })];
   if (step.kind === "batch_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight)];
   return [el("p", { class: "kv" }, `copied (${step.op}) from `, where)];
+}
+
+// a + b, max(a, b), ...: a two-operand op's formula with the operands' texts
+const combined = (step, a, b) => /^[a-z]+$/.test(step.symbol) ? `${step.symbol}(${a}, ${b})` : `${a} ${step.symbol} ${b}`;
+
+function operandLines(step) {  // one line per operand, a button where a layer made it
+  return step.operands.flatMap((o, k) => {
+    const label = "ab"[k], cell = `[${o.read.index.join(", ")}]`, value = fmt(o.read.value, 6);
+    const layer = o.call ? `${o.name}#${o.call + 1}` : o.name;
+    const where = o.origin === "layer" ? stepButton(layer, o.read.index, `layer ${layer} ${cell} = ${value}`)
+      : el("span", { text: o.origin === "input" ? `model input ${cell} = ${value}` : o.origin === "constant" ? `constant ${value}`
+        : o.origin === "op" ? `${o.name} ${cell} (a functional op, not a layer) = ${value}` : `${o.origin} ${o.name}${cell} = ${value}` });
+    const lines = [el("p", { class: "kv" }, `${label} = `, where)];
+    if (o.step) lines.push(el("div", { class: "nested" }, el("p", { class: "kv", text: `${label} = ${combined(o.step, "a", "b")}, where` }), ...operandLines(o.step)));
+    return lines;
+  });
+}
+
+function combination(step) {
+  const [a, b] = step.operands.map((o) => fmt(o.read.value, 6));
+  return [el("p", { class: "kv", text: `${combined(step, "a", "b")} = ${combined(step, a, b)}` }), ...operandLines(step)];
 }
 
 function receptiveField(influence) {
