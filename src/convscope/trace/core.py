@@ -22,8 +22,9 @@ class Trace:
 
     ``value`` is the engine's value; ``step`` records what the layer's op read and how it
     combined it (a :class:`~convscope.trace.steps.WeightedSum`, ``WindowMax``,
-    ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``, ``Elementwise``
-    or ``Copy``), with coordinates in the layer's input; ``then`` is the element-wise layer
+    ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``, ``Elementwise``,
+    ``Combination`` or ``Copy``), with coordinates in the layer's input (a ``Combination``'s
+    operands in their own); ``then`` is the element-wise layer
     applied to this value next, if there is one (``→ ReLU →``).
 
     A trace keeps the recorded forward pass (every intermediate tensor) for
@@ -57,7 +58,8 @@ class Trace:
         return self.step.recompute()
 
     def terms(self) -> list[Term] | list[Read]:
-        """Every product of a weighted sum; for other layers every value read."""
+        """Every product of a weighted sum; for other layers every value read (a
+        combination's two operands)."""
         return list(self.step.terms) if isinstance(self.step, WeightedSum) else list(self.step.reads)
 
     def influence(self) -> np.ndarray:
