@@ -1,6 +1,9 @@
 """Tensor, autograd and the element-wise/shape ops, checked against torch."""
 
+import math
+import re
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -447,3 +450,22 @@ def test_abs_gradient_at_nan_and_zero_is_zero_as_torch():
     t.abs().sum().backward()
     np.testing.assert_array_equal(x.grad, t.grad.numpy())
     assert x.grad[[0, 20, 30]].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("values", [0.0, -0.0, 2.5, -3.7, [0.0], [[1e-30]], [[[-7.0]]], 3, [0], True, [False]])
+def test_python_scalars_of_one_element_tensors_equal_torch(values: Any) -> None:
+    """bool(), float(), int() and item() of a one-element tensor, as torch answers them
+    (``bool(tensor([0.]))`` was True: Python fell back on ``len``)."""
+    ours, theirs = cs.tensor(values), torch.tensor(values)
+    for convert in (bool, float, int):
+        assert convert(ours) == convert(theirs) and type(convert(ours)) is type(convert(theirs))
+    assert ours.item() == theirs.item() and type(ours.item()) is type(theirs.item())
+
+
+@pytest.mark.parametrize("shape", [(2,), (0,), (1, 3)])
+def test_python_scalars_of_other_tensors_are_refused(shape: tuple) -> None:
+    t = cs.tensor(np.zeros(shape))
+    for convert in (bool, float, int, lambda x: x.item()):
+        message = rf"shape {re.escape(str(shape))} has {math.prod(shape)} values; .*exactly one"
+        with pytest.raises(ValueError, match=message):
+            convert(t)

@@ -175,8 +175,22 @@ class Tensor:
             raise ValueError(f"meta tensor of shape {self.shape} has no data")
         return self.data
 
-    def item(self) -> float | int:
+    def item(self) -> float | int | bool:
+        """The one value of a one-element tensor, as a Python number."""
+        if self.numel() != 1:
+            raise ValueError(f"a tensor of shape {self.shape} has {self.numel()} values; item(), float(), int() "
+                             f"and bool() need exactly one")
         return self.numpy().item()
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor, as torch; a tensor of more values is refused as ambiguous."""
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
 
     def tolist(self) -> Any:
         return self.numpy().tolist()
