@@ -605,6 +605,34 @@ def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
     assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
 
 
+def test_a_concatenation_names_the_layer_each_value_came_from() -> None:
+    def build(nn: Any, cat: Callable) -> Any:
+        class Branches(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.left, self.right = nn.Conv2d(2, 3, 1), nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Tanh())
+
+            def forward(self, x: Any) -> Any:
+                return cat([self.left(x), self.right(x), x], 1)
+        return Branches()
+
+    cs.manual_seed(17)
+    ours = build(cs.nn, cs.cat).double()
+    theirs = _copy_weights(ours, build(torch.nn, torch.cat).double())
+    x = np.random.default_rng(17).normal(size=(1, 2, 4, 5))
+    for channel, operand, origin, name, cell in [(1, 0, "layer", "left", (0, 1, 2, 3)),
+                                                 (4, 1, "layer", "right.1", (0, 1, 2, 3)),
+                                                 (6, 2, "input", None, (0, 1, 2, 3))]:
+        t = trace(ours, x, "", (0, channel, 2, 3))
+        source = t.step.source
+        assert (t.step.operand, source.origin, source.name, t.step.read.index) == (operand, origin, name, cell)
+        assert check_operands(type("One", (), {"operands": [source]}), theirs, x) == [origin]
+        assert t.value == pytest.approx(float(torch_output(theirs, "", x)[0, channel, 2, 3]), rel=1e-12)
+    assert "copy (cat) of input 1: layer right.1 output[0, 1, 2, 3] = " in str(trace(ours, x, "", (0, 4, 2, 3)))
+    flat, _ = twin([L("Flatten")])
+    assert trace(flat, x, "0", (0, 7)).step.source is None  # one input: the layer before it is the source
+
+
 # --- the worked example and the dict ------------------------------------------------------------------
 def test_str_prints_the_arithmetic() -> None:
     ours, theirs = twin([L("Conv2d", 2, 3, 3), L("ReLU")], seed=11)

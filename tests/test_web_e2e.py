@@ -151,12 +151,18 @@ residual name=block {
   bn
 }
 relu name=out
+concat name=both {
+  branch { conv 2 k1 }
+  branch { tanh }
+}
+relu name=last
 flatten
 linear 3"""
 
 
-def test_step_through_a_residual_addition(page, shots):
-    """ReLU after a residual block → the block's addition → one of the two layers it added."""
+def test_step_through_a_residual_addition_and_a_concatenation(page, shots):
+    """ReLU after a residual block → the block's addition → one of the two layers it added;
+    ReLU after a concatenation → the concatenation → the branch layer the value came from."""
     page.click("summary:has-text('Paste a spec')")
     page.fill("#spec-text", RESIDUAL_SPEC)
     page.click("#spec-load")
@@ -176,6 +182,17 @@ def test_step_through_a_residual_addition(page, shots):
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent"
                            ".startsWith('block.bn1 (BatchNorm2d)')")
     assert panel_index(page)[1] == index
+    # a concatenation's value names the branch layer it was copied from: channel 3 is tanh's 1
+    page.click("canvas.map[data-layer='last'][data-channel='3']", position={"x": 20, "y": 20})
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('last (ReLU)')")
+    page.locator("#panel-body button[title^='step into both ']").click()
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('both (Concat)')")
+    _, index = panel_index(page)
+    assert "copied (cat) from input 1: " in page.inner_text("#panel-body")
+    page.locator("#panel-body button").click()
+    page.wait_for_function("document.querySelector('#panel-body h3')?.textContent"
+                           ".startsWith('both.branch2.tanh1 (Tanh)')")
+    assert panel_index(page)[1] == [index[0], index[1] - 2, *index[2:]]
 
 
 def _pick_and_wait(page, model: str, input_shape: str) -> None:

@@ -453,16 +453,24 @@ def _copy(site: Site, index: Index) -> Copy:
         raise ValueError(f"trace: {call.op} output {index} copies no input cell")
     operand, cell = found
     parent = call.parents[operand]
-    return Copy(call.op, parent.shape, Read(cell, float(parent.data[cell])), operand)
+    read = Read(cell, float(parent.data[cell]))
+    return Copy(call.op, parent.shape, read, operand,
+                _origin(site, parent, read, expand=False) if len(call.parents) > 1 else None)
 
 
 # --- two values in, one out -----------------------------------------------------------------------
 def _operand(site: Site, tensor: Tensor, index: Index, expand: bool) -> Operand:
     """The cell of ``tensor`` that broadcasting sent to ``index`` of the op's output, and what
-    made it; ``expand`` adds how a two-operand op in the model's code made it."""
+    made it (:func:`_origin`)."""
     aligned = index[len(index) - tensor.ndim:] if tensor.ndim else ()
     cell = tuple(0 if n == 1 else i for i, n in zip(aligned, tensor.shape, strict=True))
-    read = Read(cell, float(tensor.data[cell]))
+    return _origin(site, tensor, Read(cell, float(tensor.data[cell])), expand)
+
+
+def _origin(site: Site, tensor: Tensor, read: Read, expand: bool) -> Operand:
+    """``read`` of ``tensor`` and what made ``tensor``: the model input, a parameter or buffer,
+    a layer, a functional op (with how a two-operand op of the model's code made it, when
+    ``expand``) or a constant."""
     recording = site.recording
     if tensor is recording.input:
         return Operand(read, tensor.shape, "input")
@@ -476,7 +484,7 @@ def _operand(site: Site, tensor: Tensor, index: Index, expand: bool) -> Operand:
     if j is None:
         return Operand(read, tensor.shape, "constant")
     return Operand(read, tensor.shape, "op", recording.calls[j].op,
-                   step=combined_in_code(site, tensor, cell) if expand else None)
+                   step=combined_in_code(site, tensor, read.index) if expand else None)
 
 
 def combined_in_code(site: Site, tensor: Tensor, index: Index) -> Combination | None:

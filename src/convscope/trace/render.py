@@ -146,6 +146,9 @@ def _elementwise(step: Elementwise, trace: Trace, full: bool, digits: int) -> li
 
 
 def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
+    if step.source is not None:  # one of several inputs: name the layer (or other source) that made it
+        return [f"  copy ({step.op}) of input {step.operand}: {_operand_text(step.source, digits)}"
+                f"{_then(trace, digits)}"]
     operand = f" of input {step.operand}" if step.operand else ""
     return [f"  copy ({step.op}){operand} of {read_text(step.read, digits)}{_then(trace, digits)}"]
 

@@ -227,13 +227,15 @@ class Elementwise:
 @dataclass(frozen=True)
 class Copy:
     """A value moved unchanged (flatten, reshape, indexing, concatenation, identity);
-    ``operand`` says which input of the op it came from (for a concatenation)."""
+    ``operand`` says which input of the op it came from and, for an op of several inputs (a
+    concatenation), ``source`` what made that input (as a :class:`Combination`'s operand)."""
 
     kind: ClassVar[str] = "copy"
     op: str
     input_shape: tuple[int, ...]
     read: Read
     operand: int = 0
+    source: Operand | None = None
 
     @property
     def reads(self) -> tuple[Read, ...]:

@@ -437,20 +437,24 @@ function single(t, from) {
   if (step.kind === "layer_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight ?? 1),
     el("p", { class: "kv muted", text: `mean and variance of the ${step.reads.length} values normalised together` })];
   if (step.kind === "batch_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight)];
+  if (step.source) return [el("p", { class: "kv" }, `copied (${step.op}) from input ${step.operand}: `, operandWhere(step.source))];
   return [el("p", { class: "kv" }, `copied (${step.op}) from `, where)];
 }
 
 // a + b, max(a, b), ...: a two-operand op's formula with the operands' texts
 const combined = (step, a, b) => /^[a-z]+$/.test(step.symbol) ? `${step.symbol}(${a}, ${b})` : `${a} ${step.symbol} ${b}`;
 
-function operandLines(step) {  // one line per operand, a button where a layer made it
+function operandWhere(o) {  // where a value came from; a button where a layer made it
+  const cell = `[${o.read.index.join(", ")}]`, value = fmt(o.read.value, 6);
+  const layer = o.call ? `${o.name}#${o.call + 1}` : o.name;
+  if (o.origin === "layer") return stepButton(layer, o.read.index, `layer ${layer} ${cell} = ${value}`);
+  return el("span", { text: o.origin === "input" ? `model input ${cell} = ${value}` : o.origin === "constant" ? `constant ${value}`
+    : o.origin === "op" ? `${o.name} ${cell} (a functional op, not a layer) = ${value}` : `${o.origin} ${o.name}${cell} = ${value}` });
+}
+
+function operandLines(step) {  // one line per operand, then how the model's code made it
   return step.operands.flatMap((o, k) => {
-    const label = "ab"[k], cell = `[${o.read.index.join(", ")}]`, value = fmt(o.read.value, 6);
-    const layer = o.call ? `${o.name}#${o.call + 1}` : o.name;
-    const where = o.origin === "layer" ? stepButton(layer, o.read.index, `layer ${layer} ${cell} = ${value}`)
-      : el("span", { text: o.origin === "input" ? `model input ${cell} = ${value}` : o.origin === "constant" ? `constant ${value}`
-        : o.origin === "op" ? `${o.name} ${cell} (a functional op, not a layer) = ${value}` : `${o.origin} ${o.name}${cell} = ${value}` });
-    const lines = [el("p", { class: "kv" }, `${label} = `, where)];
+    const label = "ab"[k], lines = [el("p", { class: "kv" }, `${label} = `, operandWhere(o))];
     if (o.step) lines.push(el("div", { class: "nested" }, el("p", { class: "kv", text: `${label} = ${combined(o.step, "a", "b")}, where` }), ...operandLines(o.step)));
     return lines;
   });
