@@ -155,13 +155,14 @@ def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
 
 def _operand_text(operand: Operand, digits: int) -> str:
     """``layer features.2.conv.3 output[0, 3, 4, 4] = 0.51`` and the like: where the value came from."""
-    cell = f"[{_index(operand.read.index)}]"
+    cell, value = f"[{_index(operand.read.index)}]", number(operand.read.value, digits)
+    if operand.origin == "constant":
+        return f"constant {value}"
     where = {"input": f"model input x{cell}",
              "layer": f"layer {operand.name}{f' (call {operand.call + 1})' if operand.call else ''} output{cell}",
              "op": f"{operand.name} output{cell} (a functional op, not a layer)",
-             "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}",
-             "constant": "constant"}[operand.origin]
-    return f"{where} = {number(operand.read.value, digits)}"
+             "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}"}[operand.origin]
+    return f"{where} = {value}"
 
 
 def _combined(step: Combination, values: Sequence[str]) -> str:
