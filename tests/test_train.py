@@ -358,6 +358,13 @@ def test_a_run_of_a_spec_keeps_the_model_it_trained(tmp_path: Path, monkeypatch:
     assert main(["summary", "work/run"]) == 0 and "relu1 (ReLU)" in capsys.readouterr().out
 
 
+def test_cli_train_help_names_spec_files(capsys: pytest.CaptureFixture) -> None:
+    """``convscope train my.spec`` works; its help said only "'digits' (default) or a zoo model name"."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "'digits' (default), a zoo model name or a spec file" in " ".join(capsys.readouterr().out.split())
+
+
 def test_progress_is_lines_without_a_terminal_and_a_bar_with_one(capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     train(_small(), _subset(32), epochs=2, progress=True)

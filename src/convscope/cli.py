@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
     p.set_defaults(run=_cmd_zoo)
     p = sub.add_parser("train", help="train a model (default: the digits CNN on the embedded digits)")
-    p.add_argument("model", nargs="?", default=None, help="'digits' (default) or a zoo model name")
+    p.add_argument("model", nargs="?", default=None, help="'digits' (default), a zoo model name or a spec file")
     p.add_argument("--data", default=None,
                    help="'digits' (default), an .npz file, an MNIST IDX folder or an image folder")
     p.add_argument("--epochs", type=_positive, default=None)
