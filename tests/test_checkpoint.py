@@ -159,12 +159,15 @@ def test_atomic_files_get_the_umask_mode(tmp_path: Path, umask: int) -> None:
 
 def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path: Path) -> None:
     """``-o out/d.png`` where d.png is a folder, or under a file: the message names the user's
-    path (the temporary file beside it is ours) and nothing is left behind."""
+    path (the temporary file beside it is ours) and nothing is left behind. Under a file it
+    names the file (it said "File exists", which reads as if x.png were in the way)."""
     from convscope.atomic import write_atomic
 
     (tmp_path / "d.png").mkdir()
     (tmp_path / "f").write_bytes(b"")
-    for target, reason in [(tmp_path / "d.png", "Is a directory"), (tmp_path / "f" / "x.png", "File exists")]:
+    for target, reason in [(tmp_path / "d.png", "Is a directory"),
+                           (tmp_path / "f" / "x.png", f"{tmp_path / 'f'} is a file, not a folder"),
+                           (tmp_path / "f" / "sub" / "x.png", "Not a directory")]:
         with pytest.raises(OSError, match=f"^\\[Errno \\d+\\] cannot write {target}: {reason}$"):
             write_atomic(target, lambda fh: fh.write(b"data"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "f"] and not any((tmp_path / "d.png").iterdir())

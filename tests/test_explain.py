@@ -555,6 +555,34 @@ def test_separable_saving_is_8_to_9_times_for_3x3_as_mobilenet_reports() -> None
         assert 8 < explain("separable", cin=n, cout=n, k=3, size="14x14").facts["speedup"] < 9
 
 
+@pytest.mark.parametrize("name", list(TOPICS))
+def test_option_help_states_each_default_once(name: str) -> None:
+    """An option without a fixed default says what it defaults to; its help read
+    "pooling stride (default: the kernel) (default None)"."""
+    parser = argparse.ArgumentParser(prog="convscope")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    text = " ".join(_help(parser, name).split())
+    assert "(default None)" not in text
+    for o in TOPICS[name].options:
+        if o.parse is not bool:
+            assert text.count(f"{o.flag} {o.name.upper()} {o.help}") == 1
+            assert (o.default is None) == ("(default" in o.help), o.flag
+
+
+def _help(parser: argparse.ArgumentParser, topic: str) -> str:
+    out = StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit):
+        parser.parse_args(["explain", topic, "--help"])
+    return out.getvalue()
+
+
+def test_separable_with_a_1x1_kernel_is_not_called_a_saving() -> None:
+    """K = 1: the pair costs 1/N + 1 > 1 of the standard conv; the text said "1.0× fewer MACs"."""
+    text = explain("separable", cin=32, cout=64, k=1, size="8x8").render()
+    assert "costs 101.6% of the standard conv: 1.6% more MACs, no saving" in text and "fewer" not in text
+    assert "costs 12.7% of the standard conv: 7.9× fewer MACs." in explain("separable", size="8x8").render()
+
+
 # --- the explanation record and rendering ------------------------------------------------------------
 @pytest.mark.parametrize("name", list(TOPICS))
 def test_every_topic_renders_and_serialises(name: str) -> None:

@@ -354,6 +354,10 @@ INPUT_ERRORS = [
      r"^LayerNorm: expected input ending in \(4, 5\), got shape \(2, 4, 6\)\. Hint: set normalized_shape=\(4, 6\)\.$"),
     (lambda n: n.Conv2d(3, 4, 5), (1, 3, 4, 4), r"^Conv2d: "),
     (lambda n: n.MaxPool2d(4), (1, 1, 3, 3), r"^MaxPool2d: "),
+    # one channel is singular ("expected input with 1 channels", "give it 1 channels")
+    (lambda n: n.Conv2d(1, 8, 3), (1, 3, 8, 8),
+     r"^Conv2d: expected input with 1 channel, got 3\. Hint: the input has 3 channels; give it 1 channel, "
+     r"or set in_channels=3\.$"),
 ]
 
 

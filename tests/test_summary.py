@@ -244,6 +244,16 @@ def test_cli_summary_and_errors(capsys, tmp_path):
     assert "--input must look like" in capsys.readouterr().err
 
 
+def test_cli_batch_size_help_says_what_it_does(capsys):
+    """--batch-size sets the batch of the whole summary, not only of --training's step (its
+    help said "batch size for --training")."""
+    assert cli_main(["summary", "seed", "--batch-size", "4"]) == 0
+    assert capsys.readouterr().out.startswith("seed: input 4×1×28×28")
+    with pytest.raises(SystemExit):
+        cli_main(["summary", "--help"])
+    assert "--batch-size BATCH_SIZE the batch of every shape," in " ".join(capsys.readouterr().out.split())
+
+
 # --- counting conventions and the papers' tables -----------------------------------------
 def test_mobilenet_table2_by_layer_kind():
     """Howard et al. 2017, Table 2 (mult-adds %, params %). The paper prints 1.19 % for the

@@ -247,6 +247,27 @@ def test_onnx_file_without_shapes_uses_symbols_and_shape_inference(tmp_path):
     assert s.symbolic is not None and s.rows[-1].output_formula == ["16", "H − 4", "W − 4"]
 
 
+def test_batch_size_is_applied_or_refused_never_ignored(tmp_path):
+    """``batch_size`` (``--batch-size``) was silently dropped for an ONNX file (its graph's
+    batch won, so ``--training --batch-size 8`` counted batch 2) and for a shape that has a
+    batch: a symbolic batch takes it, a different fixed batch is an error."""
+    onnx = pytest.importorskip("onnx")
+    cs.manual_seed(0)
+    path = tmp_path / "seed.onnx"
+    proto = cs.export_onnx(cs.zoo.build("seed"), path, (1, 12, 12), batch_size=2)
+    assert cs.summary(path, batch_size=2).input_shapes == [(2, 1, 12, 12)]
+    with pytest.raises(ValueError, match="seed.onnx's input 'input' has a fixed batch of 2, not batch_size=8"):
+        cs.summary(path, training=True, batch_size=8)
+    assert cli_main(["summary", str(path), "--batch-size", "8"]) == 2
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(proto, str(tmp_path / "any.onnx"))
+    assert cs.summary(tmp_path / "any.onnx", batch_size=8).input_shapes == [(8, 1, 12, 12)]
+    with pytest.raises(ValueError, match=r"input shape \(2, 1, 12, 12\) already has a batch of 2, not batch_size=8"):
+        cs.summary("seed", (2, 1, 12, 12), batch_size=8)
+    assert cs.summary("seed", (8, 1, 12, 12), batch_size=8).input_shapes == [(8, 1, 12, 12)]
+    assert cs.training_memory("seed", (8, 1, 12, 12)).batch_size == cs.training_memory(path).batch_size * 4 == 8
+
+
 def test_cli_output_into_a_closed_pipe_stops_quietly():
     """``convscope summary resnet152 | head -3``: once the reader has closed the pipe, the CLI
     stops without an error message, with status 141 (as a writer stopped by SIGPIPE)."""

@@ -332,6 +332,39 @@ def test_a_run_folder_is_a_model_for_summary_trace_and_viz(tmp_path: Path, capsy
     assert "is a folder without a training run's checkpoint.npz" in capsys.readouterr().err
 
 
+def test_a_run_of_a_spec_keeps_the_model_it_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A run of ``train my.spec`` rebuilds from the spec text it recorded: it loaded the file
+    again by its relative path, so from another folder (or once the file moved) the run was
+    unreadable, and after an edit that kept the shapes (relu → tanh) ``summary run/``,
+    ``trace run/`` and ``--resume`` used the edited model as if it had been trained."""
+    from convscope.train import load_run, run
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    Path("my.spec").write_text("input 1x8x8\nconv 4 k3 p1\nrelu\nflatten\nfc 10\n")
+    net, _, _ = run("my.spec", out="run", epochs=2, schedule="none", progress=False)
+    Path("my.spec").write_text("input 1x8x8\nconv 4 k3 p1\ntanh\nflatten\nfc 10\n")
+    with pytest.raises(ValueError, match="resume: my.spec has changed since the run was trained on it"):
+        run("my.spec", resume="run", epochs=3, progress=False)
+    monkeypatch.chdir(tmp_path)
+    Path("work/my.spec").unlink()
+    loaded, shape = load_run("work/run")
+    assert shape == (1, 8, 8) and [type(m).__name__ for m in loaded] == ["Conv2d", "ReLU", "Flatten", "Linear"]
+    _assert_same_weights(_weights(loaded), _weights(net))
+    resumed, history, _ = run(resume="work/run", epochs=3, progress=False)
+    assert len(history) == 3 and type(resumed.relu1).__name__ == "ReLU"
+    assert main(["summary", "work/run"]) == 0 and "relu1 (ReLU)" in capsys.readouterr().out
+
+
+def test_cli_train_help_names_spec_files(capsys: pytest.CaptureFixture) -> None:
+    """``convscope train my.spec`` works; its help said only "'digits' (default) or a zoo model name"."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "'digits' (default), a zoo model name or a spec file" in " ".join(capsys.readouterr().out.split())
+
+
 def test_progress_is_lines_without_a_terminal_and_a_bar_with_one(capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     train(_small(), _subset(32), epochs=2, progress=True)

@@ -8,6 +8,7 @@ training logs, ONNX files and figures all go through it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -28,6 +29,8 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError as exc:  # from mkdir: the folder named is a file (the temporary name is new)
+        raise OSError(errno.ENOTDIR, f"cannot write {path}: {path.parent} is a file, not a folder") from exc
     except OSError as exc:
         raise cannot_write(path, exc) from exc
     try:

@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-type", action="store_true", help="MACs and parameters per layer kind, with shares")
     p.add_argument("--training", action="store_true",
                    help="add the memory of one training step: saved tensors, gradients, optimizer state")
-    p.add_argument("--batch-size", type=_positive, default=None, help="batch size for --training (default 1)")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="the batch of every shape, and of --training's step (default 1)")
     p.add_argument("--optimizer", choices=["sgd", "plain_sgd", "adam", "adamw", "none"],
                    help="optimizer state counted by --training (default sgd, with momentum)")
     p.add_argument("--erf", action="store_true",
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="list the built-in models with their parameters and MACs")
     p.set_defaults(run=_cmd_zoo)
     p = sub.add_parser("train", help="train a model (default: the digits CNN on the embedded digits)")
-    p.add_argument("model", nargs="?", default=None, help="'digits' (default) or a zoo model name")
+    p.add_argument("model", nargs="?", default=None, help="'digits' (default), a zoo model name or a spec file")
     p.add_argument("--data", default=None,
                    help="'digits' (default), an .npz file, an MNIST IDX folder or an image folder")
     p.add_argument("--epochs", type=_positive, default=None)

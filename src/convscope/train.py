@@ -36,6 +36,7 @@ from .atomic import write_atomic
 from .data import Batches, check_arrays, load
 from .data.checks import Split
 from .errors import ShapeError
+from .files import read_text
 from .nn import Module
 from .tensor import Tensor, no_grad
 
@@ -55,7 +56,9 @@ class TrainConfig:
     ``lr=None`` takes :data:`DEFAULT_LR` of the optimizer; ``step_size=None`` (StepLR) is a
     third of the epochs. ``momentum`` applies to SGD only. ``early_stopping`` is the patience
     in epochs without a lower validation loss. ``max_shift`` is random-shift augmentation.
-    ``model`` and ``data`` name what the command line rebuilds on ``--resume``.
+    ``model`` and ``data`` name what the command line rebuilds on ``--resume``; ``spec`` is
+    the text of a model built from a spec file, so that the run rebuilds the model it trained
+    when the file has moved or changed.
     """
 
     epochs: int = 10
@@ -72,6 +75,7 @@ class TrainConfig:
     max_shift: int = 0
     model: str | None = None
     data: str | None = None
+    spec: str | None = None
 
     def __post_init__(self) -> None:
         if self.schedule == "none":
@@ -98,7 +102,7 @@ class TrainConfig:
     def differences(self, other: Mapping[str, Any]) -> list[str]:
         """Settings that differ from ``other`` (a stored config), ignoring ``epochs``."""
         return [f"{f.name}={getattr(self, f.name)!r} (checkpoint: {other.get(f.name)!r})" for f in fields(self)
-                if f.name not in ("epochs", "model", "data") and other.get(f.name) != getattr(self, f.name)]
+                if f.name not in ("epochs", "model", "data", "spec") and other.get(f.name) != getattr(self, f.name)]
 
 
 @dataclass
@@ -389,8 +393,8 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
           schedule: str | None = None, step_size: int | None = None, gamma: float = 0.1,
           early_stopping: int | None = None, max_shift: int = 0, out: str | Path | None = None,
           resume: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-          model_name: str | None = None, on_epoch: Callable[[dict[str, float]], Any] | None = None,
-          threads: int | None = None) -> History:
+          model_name: str | None = None, model_spec: str | None = None,
+          on_epoch: Callable[[dict[str, float]], Any] | None = None, threads: int | None = None) -> History:
     """Train a classifier with cross-entropy; returns the per-epoch :class:`History`.
 
     Args:
@@ -416,6 +420,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
         overwrite: replace the run that ``out`` holds (other than the one resumed).
         progress: show a progress bar when stderr is a terminal, else a line per epoch.
         model_name: recorded in the checkpoint so ``convscope train --resume`` can rebuild it.
+        model_spec: the spec text the model was built from, recorded with ``model_name``.
         on_epoch: called with each epoch's metrics row after the epoch (and its checkpoint);
             it may read the model but must not change it or draw from the engine's RNG.
         threads: BLAS threads while training; ``None`` picks one thread when a batch costs
@@ -432,7 +437,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
                          weight_decay=weight_decay, momentum=momentum, schedule=schedule, step_size=step_size,
                          gamma=gamma, early_stopping=early_stopping, max_shift=max_shift, model=model_name,
-                         data=str(data) if isinstance(data, (str, Path)) else None)
+                         spec=model_spec, data=str(data) if isinstance(data, (str, Path)) else None)
     sets = _checked_sets(model, data)
     if config.early_stopping is not None and "val" not in sets:
         raise ValueError("train: early_stopping needs a validation set (data with a 'val' split)")
@@ -505,11 +510,38 @@ def build_model(name: str) -> Module:
 
     if name in ARCHITECTURES:
         return ARCHITECTURES[name]()
-    if name.endswith(".spec") or Path(name).is_file():
+    if _is_spec(name):
         from .spec import load_spec
 
         return load_spec(Path(name))
     return zoo.build(name)
+
+
+def _is_spec(name: str) -> bool:
+    """Whether :func:`build_model` reads ``name`` as a spec file."""
+    from .pretrained import ARCHITECTURES
+
+    return name not in ARCHITECTURES and (name.endswith(".spec") or Path(name).is_file())
+
+
+def _build(name: str, spec: str | None) -> Module:
+    """The model of a run: from the spec text it recorded, else by name (:func:`build_model`)."""
+    if spec is None:
+        return build_model(name)
+    from .spec import load_spec
+
+    return load_spec(spec, source=name)
+
+
+def _spec_text(name: str, recorded: str | None, named: bool) -> str | None:
+    """The spec text of the model ``name``: the one the resumed run ``recorded``, which a spec
+    file named again (``named``) must still hold, else the file's; None for other models."""
+    if recorded is not None:
+        if named and Path(name).is_file() and read_text(name) != recorded:
+            raise ValueError(f"resume: {name} has changed since the run was trained on it; resume without naming "
+                             "the model to continue the model the run trained, or start a new run")
+        return recorded
+    return read_text(name) if _is_spec(name) else None
 
 
 def is_run(path: str | Path) -> bool:
@@ -532,7 +564,7 @@ def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
         raise ValueError(f"{file}: the checkpoint records no model to rebuild")
     saved = cs_random.get_rng_state()
     try:
-        net = build_model(name)
+        net = _build(name, state.config.get("spec"))
     finally:
         cs_random.set_rng_state(saved)
     try:
@@ -567,16 +599,17 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
         raise ValueError(f"resume: the checkpoint is of model {stored['model']!r}, not {name!r}")
     from .pretrained import RECIPES
 
-    tunable = {f.name for f in fields(TrainConfig)} - {"model", "data"}
+    tunable = {f.name for f in fields(TrainConfig)} - {"model", "data", "spec"}
     base = {k: v for k, v in stored.items() if k in tunable} if stored else dict(RECIPES.get(name, {}))
     settings = {**base, **{k: v for k, v in options.items() if v is not None}}
     unknown = set(settings) - tunable
     if unknown:
         raise ValueError(f"train: unknown settings {sorted(unknown)}")
+    spec = _spec_text(name, stored.get("spec"), model is not None)
     cs_random.manual_seed(TrainConfig(**settings).seed)  # every setting checked before the model is built
-    net = build_model(name)
+    net = _build(name, spec)
     source = data or stored.get("data") or "digits"
     history = train(net, source, **settings, out=out, resume=resume, overwrite=overwrite, progress=progress,
-                    model_name=name)
+                    model_name=name, model_spec=spec)
     test = load(source).get("test")
     return net, history, evaluate(net, *test) if test is not None else None

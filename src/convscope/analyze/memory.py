@@ -364,11 +364,12 @@ def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buff
     return [m for m in out.values() if m.saved or m.params]
 
 
-def training_memory(model: Any, input_shape: Sequence[Any] | None = None, *, batch_size: int = 1,
+def training_memory(model: Any, input_shape: Sequence[Any] | None = None, *, batch_size: int | None = None,
                     optimizer: str = "sgd", inputs: Sequence[Sequence[int]] | None = None,
                     dtype: Any = np.float32) -> TrainingMemory:
     """The memory of one training step (forward, backward, optimizer step) of ``model`` at
-    ``batch_size``; ``summary(model, input_shape, training=True, ...).training``.
+    ``batch_size`` (default: the batch of ``input_shape``, or 1);
+    ``summary(model, input_shape, training=True, ...).training``.
 
     >>> import convscope as cs
     >>> m = training_memory("lenet5_modern", batch_size=32, optimizer="adam")

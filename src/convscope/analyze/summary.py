@@ -471,8 +471,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     if training:
         memory.optimizer_kind(optimizer)  # refuse an unknown name before any work
         mode = "train"
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
     net, name, default = _resolve(model)
-    declared = _declared_inputs(net) if inputs is None and input_shape is None else None
+    declared = _declared_inputs(net, name, batch_size) if inputs is None and input_shape is None else None
     if declared is not None:
         batched = declared  # an ONNX graph's own input shapes, batch included
     else:
@@ -503,10 +505,11 @@ def input_shape_of(shape: str | Sequence[Any] | None) -> tuple[Any, ...]:
     return symbolic.parse_shape(shape) if isinstance(shape, str) else tuple(shape or ())
 
 
-def _declared_inputs(net: Module) -> list[tuple[Any, ...]] | None:
-    """The input shapes an ONNX graph declares, batch included: an unknown batch is 1 and
-    unknown spatial sizes become symbols (``H``, ``W``); None when a graph input has no
-    shape or an unknown channel count."""
+def _declared_inputs(net: Module, name: str, batch_size: int | None) -> list[tuple[Any, ...]] | None:
+    """The input shapes an ONNX graph declares, batch included: an unknown batch is
+    ``batch_size`` (default 1) and unknown spatial sizes become symbols (``H``, ``W``); None
+    when a graph input has no shape or an unknown channel count. A fixed batch other than
+    ``batch_size`` is refused: the graph cannot run with it."""
     declared = getattr(net, "graph_inputs", None)
     if not declared or any(i.dims is None or len(i.dims) < 2 or i.dims[1] is None for i in declared):
         return None
@@ -514,18 +517,25 @@ def _declared_inputs(net: Module) -> list[tuple[Any, ...]] | None:
     for spec in declared:
         spatial = len(spec.dims) - 2
         names = ("D", "H", "W")[3 - spatial:] if spatial <= 3 else tuple(f"S{k}" for k in range(spatial))
-        shapes.append((1 if spec.dims[0] is None else spec.dims[0], spec.dims[1],
-                       *(names[k] if d is None else d for k, d in enumerate(spec.dims[2:]))))
+        batch = spec.dims[0] if spec.dims[0] is not None else batch_size or 1
+        if batch_size not in (None, batch):
+            raise ValueError(f"summary: {name}'s input {spec.name!r} has a fixed batch of {spec.dims[0]}, not "
+                             f"batch_size={batch_size}; export the graph again with that batch")
+        shapes.append((batch, spec.dims[1], *(names[k] if d is None else d for k, d in enumerate(spec.dims[2:]))))
     return shapes
 
 
 def _with_batch(shape: tuple[Any, ...], given: tuple[Any, ...], batch_size: int | None) -> tuple[Any, ...]:
-    """``batch_size`` in place of the batch of 1 that :func:`_batched` added."""
+    """``batch_size`` in place of the batch of 1 that :func:`_batched` added; a ``given``
+    shape that has its own batch must agree with ``batch_size``."""
     if batch_size is None:
         return shape
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
-    return (int(batch_size), *shape[1:]) if len(shape) > len(given) else shape
+    if len(shape) > len(given):
+        return (int(batch_size), *shape[1:])
+    if shape[0] != batch_size:
+        raise ValueError(f"summary: input shape {tuple(given)} already has a batch of {shape[0]}, not "
+                         f"batch_size={batch_size}; give the shape of one sample, or no batch_size")
+    return shape
 
 
 def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any, strict: bool,

@@ -24,8 +24,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
             if o.parse is bool:
                 sub.add_argument(o.flag, dest=o.name, action="store_true", help=o.help)
             else:
-                sub.add_argument(o.flag, dest=o.name, type=o.parse, default=o.default,
-                                 help=f"{o.help} (default {o.default})")
+                # an option without a fixed default says in its help what it defaults to
+                default = "" if o.default is None else f" (default {o.default})"
+                sub.add_argument(o.flag, dest=o.name, type=o.parse, default=o.default, help=o.help + default)
         sub.add_argument("--json", action="store_true", help="print the computed facts and claims as JSON")
         sub.set_defaults(run=run, explain_topic=topic.name)
     return parser

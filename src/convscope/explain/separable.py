@@ -67,8 +67,16 @@ def render(f: Facts) -> list[str]:
               f"1/N + 1/K²    = 1/{n} + 1/{k * k} = {formula} {mark(r == formula)}",
               f"weights ratio = {f['weights_ratio']} {mark(f['weights_ratio'] == formula)}; with biases "
               f"{float(f['params_ratio']):.4f} (biases do not follow the formula)",
-              f"The separable pair costs {float(r):.1%} of the standard conv: {float(f['speedup']):.1f}× fewer MACs."]
+              f"The separable pair costs {float(r):.1%} of the standard conv: {_saving(r)}."]
     return lines
+
+
+def _saving(ratio: Fraction) -> str:
+    """The pair's MACs against the standard conv's, as a saving; with K = 1 (1/N + 1 > 1) it
+    is a cost: the depthwise conv only scales each map."""
+    if ratio < 1:
+        return f"{float(1 / ratio):.1f}× fewer MACs"
+    return f"{float(ratio - 1):.1%} more MACs, no saving (with K = 1 the depthwise conv only scales each map)"
 
 
 TOPIC = Topic(

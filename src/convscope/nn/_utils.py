@@ -81,8 +81,13 @@ def check_size(layer: Module, got: int, expected: int, argument: str, unit: str 
         if layout is not None and source is not None:
             read = f" (its input {'×'.join(map(str, source.shape))} has no batch dim and reads as {layout})"
         if source is not None and not source.op:  # no op made it: the model's own input
-            hint = f"the input has {got} {unit[:-1] if got == 1 else unit}; give it {expected} {unit}, or set"
+            hint = f"the input has {_count(got, unit)}; give it {_count(expected, unit)}, or set"
         else:
-            hint = f"the previous layer outputs {got} {'maps' if unit == 'channels' else unit}; set"
-        raise ShapeError(f"expected input with {expected} {unit}, got {got}{read}. Hint: {hint} {argument}={got}.",
-                         layer=type(layer).__name__)
+            hint = f"the previous layer outputs {_count(got, 'maps' if unit == 'channels' else unit)}; set"
+        raise ShapeError(f"expected input with {_count(expected, unit)}, got {got}{read}. Hint: {hint} "
+                         f"{argument}={got}.", layer=type(layer).__name__)
+
+
+def _count(n: int, unit: str) -> str:
+    """``n`` of a plural ``unit``: "1 channel", "3 channels"."""
+    return f"{n} {unit[:-1] if n == 1 else unit}"
