@@ -10,6 +10,7 @@ Unlike PyTorch, ``inplace=True`` is accepted and ignored: the input keeps its va
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -101,8 +102,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         out = out + bias.data
 
     def backward(g: np.ndarray) -> tuple:
-        g2 = g.reshape(-1, w.shape[0])
-        grads = (matmul(g, w), matmul(g2.T, x.reshape(-1, w.shape[1])))
+        rows = math.prod(x.shape[:-1])  # spelled out: -1 cannot be inferred when a feature count is 0
+        g2 = g.reshape(rows, w.shape[0])
+        grads = (matmul(g, w), matmul(g2.T, x.reshape(rows, w.shape[1])))
         return grads if bias is None else grads + (unbroadcast(g2.sum(0), bias.shape),)
 
     return make_result("linear", out, parents, backward)
