@@ -53,6 +53,8 @@ BILINEAR = [  # (input1 shape, input2 shape, weight shape, bias shape or None)
     ((5, 3), (5, 4), (2, 3, 4), (2,)),
     ((5, 3), (5, 4), (2, 3, 4), None),
     ((2, 5, 3), (2, 5, 4), (6, 3, 4), (6,)),
+    ((5, 3), (5, 4), (0, 3, 4), (0,)),  # no output features
+    ((3,), (4,), (0, 3, 4), (0,)),
 ]
 
 

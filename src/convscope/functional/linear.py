@@ -148,7 +148,8 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
         )
         if bias is None:
             return grads
-        return grads + (unbroadcast(g.reshape(-1, w.shape[0]).sum(0), bias.shape),)
+        # summed over the leading dims (a reshape(-1, 0) fails with no output features)
+        return grads + (unbroadcast(g.sum(axis=tuple(range(g.ndim - 1))), bias.shape),)
 
     return make_result(op, np.asarray(out), parents, backward)
 
