@@ -137,6 +137,19 @@ def test_edges(shape, kw, dtype):
     _check(shape, kw, dtype)
 
 
+@pytest.mark.parametrize("shape,kw", [((2, 2, 5), {"size": 0}), ((1, 2, 1, 1, 6), {"scale_factor": (0.3, 2.3, 1.5)}),
+                                      ((1, 2, 4, 3), {"size": (2, 0)})])
+def test_area_accepts_an_empty_output(shape, kw):
+    """Area is adaptive average pooling, which torch runs to an output size of 0 (the other modes
+    refuse it). torch's backward then refuses its empty gradient; ours is all zeros."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    out, want = compare(interpolate, F.interpolate, [x], {**kw, "mode": "area"}, grad=False)
+    assert out.shape == tuple(want.shape) and 0 in out.shape
+    xc = cs.tensor(x, requires_grad=True)
+    interpolate(xc, **kw, mode="area").backward(np.zeros(out.shape))
+    np.testing.assert_array_equal(xc.grad, np.zeros(shape))
+
+
 def test_torch_nearest_backward_differs_from_its_forward():
     """Pins the documented deviation: torch's 1-d nearest backward uses ``out == in``
     → copy, its forward uses ``floor(j / 1.17)``; ours is the transpose of the forward."""
@@ -204,6 +217,7 @@ ERRORS = [
      "recompute_scale_factor=True is not meaningful with an explicit size"),
     ("zero size", (1, 2, 5), {"size": 0}, r"sizes must be positive, got input \(5,\) and output \(0,\)"),
     ("negative size", (1, 2, 5), {"size": -3}, "must be positive"),
+    ("negative area size", (1, 2, 5), {"size": -3, "mode": "area"}, r"output sizes must be non-negative"),
     ("scale to zero", (1, 2, 5), {"scale_factor": 0.1}, r"output \(0,\)"),
     ("scale to zero recomputed", (1, 2, 5, 4), {"scale_factor": 0.01, "recompute_scale_factor": True},
      "must be positive"),

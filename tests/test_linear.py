@@ -34,6 +34,10 @@ LINEAR = [  # (input shape, weight shape, bias shape or None)
     ((2, 3, 4, 7), (1, 7), (1,)),
     ((0, 7), (3, 7), (3,)),
     ((4, 7), (3, 7), ()),
+    ((4, 0), (3, 0), (3,)),  # no input features: the output is the bias
+    ((2, 3, 0), (3, 0), None),
+    ((4, 7), (0, 7), (0,)),  # no output features
+    ((7,), (0, 7), None),
 ]
 
 
@@ -49,6 +53,8 @@ BILINEAR = [  # (input1 shape, input2 shape, weight shape, bias shape or None)
     ((5, 3), (5, 4), (2, 3, 4), (2,)),
     ((5, 3), (5, 4), (2, 3, 4), None),
     ((2, 5, 3), (2, 5, 4), (6, 3, 4), (6,)),
+    ((5, 3), (5, 4), (0, 3, 4), (0,)),  # no output features
+    ((3,), (4,), (0, 3, 4), (0,)),
 ]
 
 

@@ -374,6 +374,15 @@ def test_lp_pool_zero_window_has_zero_gradient() -> None:
         assert np.isfinite(x_cs.grad).all() and not x_cs.grad[0, 0, :2].any() and x_cs.grad[0, 0, 3, 3] > 0
 
 
+@pytest.mark.parametrize("p", [1, 2, 3, -1])
+def test_lp_pool_nan_window_gradient(p: float) -> None:
+    """A window holding NaN: torch's sign(a)·relu(|a|) has gradient sign(a)² = 0 there (sign(NaN)
+    is 0), so with p = 1 (slope 1) the window's cells get gradient 0; other p pass NaN on."""
+    x = np.array([[[1.0, np.nan, 2.0, -1.0, 0.5, 3.0, 0.0, 0.0]]])
+    _pair("lp_pool1d", x, p, 3, 3, ceil_mode=True)
+    _pair("lp_pool2d", x.reshape(1, 2, 4), p, (1, 2))
+
+
 def test_empty_batch() -> None:
     x = np.zeros((0, 2, 5, 5))
     for op, args in (("max_pool2d", (2,)), ("avg_pool2d", (3, 2, 1)), ("adaptive_avg_pool2d", ((2, 3),)),

@@ -99,8 +99,11 @@ def interpolate_shape(shape: tuple, size: Any, scale_factor: Any, mode: str, ali
         factors = _spatial_args(scale_factor, nd, "scale_factor", float, shape)
         out = tuple(int(n * f) for n, f in zip(shape[2:], factors, strict=True))
         scales = (None,) * nd if recompute_scale_factor else factors
-    if min(shape[2:]) <= 0 or min(out) <= 0:
-        raise ShapeError(f"input and output sizes must be positive, got input {shape[2:]} and output {out}", layer=op)
+    if min(shape[2:]) <= 0:
+        raise ShapeError(f"input sizes must be positive, got input {shape[2:]} and output {out}", layer=op)
+    if min(out) < (0 if mode == _AREA else 1):  # area is adaptive average pooling: an empty output is one
+        raise ShapeError(f"output sizes must be {'non-negative' if mode == _AREA else 'positive'}, got input "
+                         f"{shape[2:]} and output {out}", layer=op)
     if shape[0] and not shape[1]:
         raise ShapeError(f"expected a non-empty input (only the batch may be empty), got shape {shape}", layer=op)
     return out, scales

@@ -10,6 +10,7 @@ Unlike PyTorch, ``inplace=True`` is accepted and ignored: the input keeps its va
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -101,8 +102,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         out = out + bias.data
 
     def backward(g: np.ndarray) -> tuple:
-        g2 = g.reshape(-1, w.shape[0])
-        grads = (matmul(g, w), matmul(g2.T, x.reshape(-1, w.shape[1])))
+        rows = math.prod(x.shape[:-1])  # spelled out: -1 cannot be inferred when a feature count is 0
+        g2 = g.reshape(rows, w.shape[0])
+        grads = (matmul(g, w), matmul(g2.T, x.reshape(rows, w.shape[1])))
         return grads if bias is None else grads + (unbroadcast(g2.sum(0), bias.shape),)
 
     return make_result("linear", out, parents, backward)
@@ -146,7 +148,8 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
         )
         if bias is None:
             return grads
-        return grads + (unbroadcast(g.reshape(-1, w.shape[0]).sum(0), bias.shape),)
+        # summed over the leading dims (a reshape(-1, 0) fails with no output features)
+        return grads + (unbroadcast(g.sum(axis=tuple(range(g.ndim - 1))), bias.shape),)
 
     return make_result(op, np.asarray(out), parents, backward)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import abs as _abs
-from ..ops import kernel_dtype, unary
+from ..ops import array_sign, kernel_dtype, unary
 from ..rules import (
     FREE,
     Constraint,
@@ -763,8 +763,10 @@ def _lp_pool(op: str, x: Tensor, norm_type: float, kernel_size: Size, stride: Si
              ceil_mode: bool) -> Tensor:
     """torch's composition: ``(sign(a)·relu(|a|)·∏k) ** (1/p)`` with ``a = avg_pool(x ** p)``.
 
-    ``sign(a)·relu(|a|)`` equals ``a`` but has zero gradient where ``a == 0``, so an
-    all-zero window gets gradient 0 instead of NaN. ``p = ±inf`` is a max pool of ``|x|``.
+    ``sign(a)·relu(|a|)`` equals ``a`` but its gradient is ``sign(a)²`` (torch's sign of NaN
+    is 0), and exactly 0 where ``a == 0``: an all-zero window gets gradient 0 instead of NaN,
+    and a NaN window passes only a NaN slope on (``p = 1``: its slope is 1, so gradient 0).
+    ``p = ±inf`` is a max pool of ``|x|``.
     """
     nd = _POOL_SPECS[op].nd
     if norm_type in (math.inf, -math.inf):
@@ -779,7 +781,7 @@ def _lp_pool(op: str, x: Tensor, norm_type: float, kernel_size: Size, stride: Si
     def grad(g: np.ndarray, a: np.ndarray, out: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             slope = np.power(a * volume, inv - 1) * (volume * inv)
-        return np.where(a != 0, g * slope, 0).astype(g.dtype, copy=False)
+            return np.where(a != 0, g * slope * array_sign(a) ** 2, 0).astype(g.dtype, copy=False)
 
     def forward(a: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # a negative window mean to a fractional power is NaN, as in torch
