@@ -605,6 +605,40 @@ def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
     assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
 
 
+def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
+    """``summary`` rows an op of a module's own forward as ``path.op`` (``res.add``; a
+    top-level op by its name): ``trace`` takes every row's name."""
+    ours, theirs = combining_twin(18)
+    x = np.random.default_rng(18).normal(size=(1, 3, 5, 6))
+    rows = [row for row in cs.summary(ours, (3, 5, 6), dtype=np.float64).rows if row.output_shape]
+    ops = {row.name for row in rows} - {path for path, _ in ours.named_modules()}
+    assert ops == {"res.add", "gate.mul", "add"}
+    for row in rows:
+        index = tuple(n - 1 for n in row.output_shape)
+        t = trace(ours, x, row.name, index)
+        assert abs(t.recompute() - t.value) <= 1e-12 * max(1.0, abs(t.value)), row.name
+    t = trace(ours, x, "add", (0, 2, 4, 5))  # relu(scaled + side), in Net.forward
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        want = (theirs.scaled(theirs.gate(theirs.res(xt))) + theirs.side(xt))[0, 2, 4, 5].item()
+    assert t.layer_type == "add" and t.step.kind == "combination" and t.then.name == "ReLU"
+    assert t.value == pytest.approx(want, rel=1e-12)
+    assert [o.name for o in t.step.operands] == ["scaled", "side"]
+    assert trace(ours, x, "res.add", (0, 1, 2, 3)).value == trace(ours, x, "res", (0, 1, 2, 3)).value
+
+
+def test_op_rows_name_what_ran_when_the_op_did_not() -> None:
+    ours, _ = combining_twin(19)
+    x = np.zeros((1, 3, 5, 6))
+    with pytest.raises(ValueError, match=r"no layer 'res.mul' in Net, and no op 'mul' ran in the forward of 'res' "
+                                         r"itself \(ops that did: add\); did you mean res"):
+        trace(ours, x, "res.mul", (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"no layer 'res.conv' in Net; did you mean"):  # no such op in the model
+        trace(ours, x, "res.conv", (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"op 'res.add' ran 1 time\(s\); call 1 does not exist"):
+        trace(ours, x, "res.add", (0, 0, 0, 0), call=1)
+
+
 def test_a_concatenation_names_the_layer_each_value_came_from() -> None:
     def build(nn: Any, cat: Callable) -> Any:
         class Branches(nn.Module):

@@ -32,7 +32,8 @@ def add_cli(subparsers: Any) -> None:
                                           "product, bias and result, recomputed from the terms alone.")
     p.add_argument("model", help="a zoo model name, 'digits' for the shipped pretrained digits CNN, or a "
                                  "training run's folder (convscope train --out) for the weights it trained")
-    p.add_argument("--layer", required=True, help="module path as in named_modules(), e.g. conv2 or features.3")
+    p.add_argument("--layer", required=True, help="module path as in named_modules(), e.g. conv2 or features.3, or an "
+                                                  "op row of `convscope summary`, e.g. layer1.0.add")
     p.add_argument("--index", required=True, type=_index,
                    help="full index into the layer's output, batch first, e.g. 0,5,3,4")
     source = p.add_mutually_exclusive_group()

@@ -112,14 +112,12 @@ class Trace:
         return self.format()
 
 
-def _find_layer(model: Module, layer: str) -> Module:
-    paths = dict(model.named_modules())
-    if layer not in paths:
-        names = [p for p in paths if p]
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"layers: {', '.join(names[:30])}"
-        raise ValueError(f"trace: no layer {layer!r} in {type(model).__name__}; {hint}")
-    return paths[layer]
+def _no_layer(model: Module, layer: str, also: str = "") -> str:
+    """``trace: no layer 'conv9' in Net{also}; did you mean conv1, conv2?`` (or the first layers)."""
+    names = [p for p, _ in model.named_modules() if p]
+    close = difflib.get_close_matches(layer, names, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"layers: {', '.join(names[:30])}"
+    return f"trace: no layer {layer!r} in {type(model).__name__}{also}; {hint}"
 
 
 def _check_index(index: Any, shape: tuple[int, ...], layer: str) -> tuple[int, ...]:
@@ -159,8 +157,11 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     Runs the model's own ``forward`` once on ``x`` with hooks (so branches, residual
     additions and concatenations in ``forward`` are recorded) and records the layer's
     provenance. ``layer`` is a module path as in ``named_modules()`` (``"conv2"``,
-    ``"features.3"``; ``""`` is the whole model); ``index`` a full index into its output,
-    batch first; ``call`` picks the call of a layer used more than once.
+    ``"features.3"``; ``""`` is the whole model), or an op that ran in a module's own
+    ``forward`` named as :func:`~convscope.summary` rows it: the module path, a dot and the
+    op (``"layer1.0.add"``; a top-level op by its name alone); ``index`` a full index into its
+    output, batch first; ``call`` picks the call of a layer used more than once (of an op,
+    which of its calls there, over all the module's calls).
 
     The model runs as it is: in training mode, dropout draws and batch norm updates its
     running statistics as in any forward pass; trace in ``model.eval()`` for the layers'
@@ -173,18 +174,21 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     >>> len(t.terms()), abs(t.recompute() - t.value) < 1e-6
     (9, True)
     """
-    recording, module_call, target, idx = _locate(model, x, layer, index, call)
+    at = _locate(model, x, layer, index, call)
+    recording, target, idx = at.recording, at.target, at.index
     position = recording.producer(target)
-    if position is None or position < module_call.start:  # returned, not computed (Identity, dropout in eval)
-        if not module_call.inputs or module_call.inputs[0] is not target:
+    module_call = at.module_call
+    if module_call is not None and (position is None or position < module_call.start):  # returned, not computed
+        if not module_call.inputs or module_call.inputs[0] is not target:  # (Identity, dropout in eval)
             raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
         position = None
         step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
     else:
         step = build_step(Site(recording, position), idx)
-    following = _next_elementwise(recording, module_call.end - 1 if position is None else position, target)
+    after = module_call.end - 1 if position is None else position
+    following = _next_elementwise(recording, after, target)
     then = None if following is None else build_step(Site(recording, following), idx)
-    return Trace(layer, type(module_call.module).__name__, call, idx, float(target.data[idx]), str(target.dtype), step,
+    return Trace(layer, at.layer_type, call, idx, float(target.data[idx]), str(target.dtype), step,
                  then, None if following is None else float(recording.calls[following].out.data[idx]),
                  model, recording, target)
 
@@ -193,7 +197,7 @@ def influence(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -
     """The input cells that structurally influence one output value of one layer: a bool
     array shaped like ``x``, as :meth:`Trace.influence`, without the one-layer provenance
     that :func:`trace` builds. So it follows every op the influence rules know, also a layer
-    whose own arithmetic has no provenance (LeNet-5's scaled tanh, an RBF output).
+    whose own arithmetic has no provenance (an RBF output's sum).
 
     >>> import numpy as np, convscope as cs
     >>> from convscope.trace import influence
@@ -201,18 +205,35 @@ def influence(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -
     >>> int(influence(net, np.ones((1, 1, 7, 7), np.float32), "1", (0, 0, 0, 0)).sum())  # 5×5
     25
     """
-    recording, _, target, idx = _locate(model, x, layer, index, call)
-    return influence_mask(recording, target, idx)
+    at = _locate(model, x, layer, index, call)
+    return influence_mask(at.recording, at.target, at.index)
 
 
-def _locate(model: Module, x: Any, layer: str, index: Any,
-            call: int) -> tuple[Recording, ModuleCall, Tensor, tuple[int, ...]]:
-    """Run ``model`` on ``x`` recording every op; the recording, ``layer``'s ``call``-th call,
-    its output tensor and ``index`` checked against it."""
+@dataclass(frozen=True)
+class _Located:
+    """The recorded run, the traced tensor and the checked index; the layer call that output
+    the tensor (None for an op row) and the layer's type (or the op)."""
+
+    recording: Recording
+    target: Tensor
+    index: tuple[int, ...]
+    module_call: ModuleCall | None
+    layer_type: str
+
+
+def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Located:
+    """Run ``model`` on ``x`` recording every op; find ``layer``'s ``call``-th call (a module
+    path, or a module path and an op that ran in its own forward) and check ``index``."""
     if not isinstance(model, Module):
         raise ValueError(f"trace: model must be a convscope.nn.Module, got {type(model).__name__}")
-    target_module = _find_layer(model, layer)
+    paths = dict(model.named_modules())
+    parent, _, op = layer.rpartition(".")
+    if layer not in paths and parent not in paths:
+        raise ValueError(_no_layer(model, layer))
     recording = record(model, _as_input(x))
+    if layer not in paths:
+        return _locate_op(recording, model, parent, op, index, call)
+    target_module = paths[layer]
     calls: list[ModuleCall] = recording.calls_of(target_module)
     if not calls:
         raise ValueError(f"trace: layer {layer!r} ({type(target_module).__name__}) was not called by the forward pass")
@@ -222,5 +243,25 @@ def _locate(model: Module, x: Any, layer: str, index: Any,
     target = module_call.output[0] if isinstance(module_call.output, tuple) else module_call.output
     if not isinstance(target, Tensor):
         raise ValueError(f"trace: layer {layer!r} returned {type(target).__name__}, not a tensor")
-    idx = _check_index(index, target.shape, layer)
-    return recording, module_call, target, idx
+    return _Located(recording, target, _check_index(index, target.shape, layer), module_call,
+                    type(module_call.module).__name__)
+
+
+def _locate_op(recording: Recording, model: Module, parent: str, op: str, index: Any, call: int) -> _Located:
+    """An op that ran in the own forward of module ``parent``, not inside a layer of it:
+    ``summary``'s op rows (``layer1.0.add``)."""
+    module, layer = dict(model.named_modules())[parent], f"{parent}.{op}" if parent else op
+    own = [j for j in range(len(recording.calls))
+           if (owner := recording.owner(j)) is not None and owner.module is module]
+    positions = [j for j in own if recording.calls[j].op == op]
+    if not positions and all(c.op != op for c in recording.calls):  # not an op of this model at all
+        raise ValueError(_no_layer(model, layer))
+    if not positions:
+        ran = sorted({recording.calls[j].op for j in own})
+        did = f" (ops that did: {', '.join(ran)})" if ran else ""
+        where = repr(parent) if parent else "the model"
+        raise ValueError(_no_layer(model, layer, f", and no op {op!r} ran in the forward of {where} itself{did}"))
+    if not 0 <= call < len(positions):
+        raise ValueError(f"trace: op {layer!r} ran {len(positions)} time(s); call {call} does not exist")
+    target = recording.calls[positions[call]].out
+    return _Located(recording, target, _check_index(index, target.shape, layer), None, op)
