@@ -238,7 +238,7 @@ def test_a_layer_called_twice_is_named_and_traced_per_call(client):
     run = client.post("/api/models/zoo:resnet18/run", json={"maps": False}).json()
     feeds = {layer["name"]: layer["input_from"] for layer in run["layers"]}
     assert feeds["layer1.0.relu"] == "layer1.0.bn1"
-    assert feeds["layer1.0.relu#2"] is None  # the residual addition made its input
+    assert feeds["layer1.0.relu#2"] == "layer1.0.add"  # the residual addition in BasicBlock.forward
     assert feeds["layer1.1.conv1"] == "layer1.0.relu#2"
     t = client.post("/api/models/zoo:resnet18/trace", json={"layer": "layer1.0.relu#2", "index": [0, 3, 10, 10],
                                                              "influence": False}).json()
@@ -273,6 +273,10 @@ def test_residual_additions_are_traced_to_the_layers_they_add(client):
                                                                 "influence": False}).json()["step"]
     assert [o["name"] for o in relu["made"]["operands"]] == ["layer1.0.bn2", "maxpool"]
     assert relu["read"]["value"] == pytest.approx(sum(o["read"]["value"] for o in relu["made"]["operands"]), rel=1e-6)
+    added = client.post("/api/models/zoo:resnet18/trace", json={"layer": "layer1.0.add", "index": [0, 3, 10, 10],
+                                                                 "influence": False}).json()  # its input_from
+    assert added["type"] == "add" and added["value"] == relu["read"]["value"]
+    assert added["step"]["operands"] == relu["made"]["operands"]
 
 
 # --- uploads: specs --------------------------------------------------------------------------------

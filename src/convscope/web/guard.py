@@ -12,7 +12,7 @@ import numpy as np
 
 from ..analyze.render import human
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..tensor import Tensor, observe
 from .errors import ApiError, engine_errors
 from .store import ModelEntry, ModelStore
 
@@ -48,38 +48,58 @@ def check_compute(store: ModelStore, entry: ModelEntry) -> dict:
 
 
 def layer_graph(model: Module, input_shape: tuple[int, ...]) -> dict[str, str | None]:
-    """Leaf layer call → the layer call whose output is its (first) input: the innermost one,
-    a leaf where a leaf made it, else a block whose own code made it (a residual block's
-    addition, which :func:`convscope.trace` traces as a block); ``"input"`` for the model
-    input, None when code outside any layer made it (``relu(out + identity)`` written in a
-    block's ``forward``). A layer's second call is named ``"path#2"`` (as
-    :func:`convscope.inspect.activations` does).
+    """Leaf layer call → what made its (first) input: the innermost layer call that output it
+    (a leaf where a leaf made it, else a block whose own code did: MobileNet v2's residual
+    block), or an op of a module's own forward named as ``summary`` rows it
+    (``"layer1.0.add"``: ResNet's ``out += identity``; ``"add#2"`` the second such op of that
+    name); ``"input"`` for the model input, None when none of these made it. Each is a name
+    :func:`convscope.trace` takes (with ``#k`` for a later call, as
+    :func:`convscope.inspect.activations` names a layer's second call ``"path#2"``).
 
     Runs the model's own ``forward`` once on a meta tensor (shapes only) with hooks.
     """
-    made_by: dict[int, str] = {}
+    made_by: dict[int, str] = {}  # by layer calls
+    op_made: dict[int, str] = {}  # by ops of a module's own forward
     graph: dict[str, str | None] = {}
     alive: list[Any] = []  # keep every tensor alive so ids stay unique during the walk
     x = Tensor.meta((1, *input_shape), next((p.dtype for p in model.parameters()), np.float32))
     made_by[id(x)] = INPUT
-
     calls: dict[str, int] = {}
+    running: list[tuple[str, bool]] = []  # the module calls under way: (path, leaf)
 
-    def hook_for(path: str, leaf: bool) -> Any:
+    def numbered(name: str) -> str:
+        calls[name] = calls.get(name, 0) + 1
+        return name if calls[name] == 1 else f"{name}#{calls[name]}"
+
+    def before(path: str, leaf: bool) -> Any:
+        return lambda module, args: running.append((path, leaf))
+
+    def after(path: str, leaf: bool) -> Any:
         def hook(module: Module, args: tuple, output: Any) -> None:
+            running.pop()
             alive.append((args, output))
-            calls[path] = calls.get(path, 0) + 1
-            name = path if calls[path] == 1 else f"{path}#{calls[path]}"  # as inspect.activations names calls
+            name = numbered(path)
             if leaf:
                 first = next((a for a in args if isinstance(a, Tensor)), None)
-                graph[name] = None if first is None else made_by.get(id(first))
+                graph[name] = None if first is None else made_by.get(id(first), op_made.get(id(first)))
             if isinstance(output, Tensor) and all(output is not a for a in args):
                 made_by.setdefault(id(output), name)  # an inner layer's hook runs first
         return hook
 
-    handles = [m.register_forward_hook(hook_for(path, not m._modules)) for path, m in model.named_modules() if path]
+    def observer(op: str, parents: tuple, out: Tensor, attrs: dict) -> None:
+        path, leaf = running[-1] if running else ("", False)
+        if not leaf:
+            alive.append(out)
+            op_made[id(out)] = numbered(f"{path}.{op}" if path else op)
+
+    handles = []
+    for path, m in model.named_modules():
+        leaf = bool(path) and not m._modules
+        handles.append(m.register_forward_pre_hook(before(path, leaf)))
+        if path:
+            handles.append(m.register_forward_hook(after(path, leaf)))
     try:
-        with engine_errors("model_id", "layer graph"):
+        with engine_errors("model_id", "layer graph"), observe(observer):
             model(x)
     finally:
         for handle in handles:

@@ -107,8 +107,9 @@ def run(model_id: str, request: RunRequest, http: Request) -> Response:
     "prediction", "layers": [{"name", "type", "shape", "input_from", "map"}]}``; arrays are
     ``{"shape", "data", "min", "max"}`` with ``data`` base64 little-endian float32. ``map`` is
     one layer's output without the batch dim, None once ``max_response_values`` are spent
-    (ask ``/activations`` for it); ``input_from`` names the layer whose output feeds it
-    (``"input"``: the model input; None: a functional op such as a residual addition)."""
+    (ask ``/activations`` for it); ``input_from`` names what made its input, a name
+    ``/trace`` takes: a layer, a block, an op of a block's own forward (``"layer1.0.add"``,
+    as ``summary`` rows it) or ``"input"`` (the model input); None for anything else."""
     store = store_of(http)
     return answer(run_payload(store, store.get(model_id), request.input, request.maps))
 

@@ -334,7 +334,7 @@ function stepButton(from, index, text) {
 
 function renderTrace(t) {
   const from = t.input_from;
-  const fromText = from === "input" ? "the model input" : from ? `layer ${from}` : "a functional op (not a layer)";
+  const fromText = from === "input" ? "the model input" : from ? `layer ${from}` : "values no layer output";
   const step = t.step;
   const parts = [
     el("h3", { text: `${t.layer} (${t.type}) at [${t.index.join(", ")}]` }),
