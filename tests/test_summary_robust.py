@@ -325,3 +325,20 @@ def test_batched_shapes_and_onnx_files_get_no_second_batch(kind, tmp_path):
         assert s.error is None
         assert [tuple(s.input_shapes[0])] == [shape]
         assert [tuple(r.output_shape) for r in s.rows] == seen
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (lambda: cs.nn.Conv2d(3, 4, 3), (3, 10), r"input shape 3×10 has 2 dim\(s\), .* \(Conv2d\), takes 3 per sample "
+                                              r"\(C×H×W\), or 4 with the batch"),
+    (lambda: cs.nn.Conv1d(3, 4, 3), (10,), r"takes 2 per sample \(C×L\)"),
+    (lambda: cs.nn.MaxPool3d(2), (4, 4, 4), r"takes 4 per sample \(C×D×H×W\)"),
+])
+def test_an_input_shape_too_short_for_one_sample_is_refused(layer, shape, message) -> None:
+    """A batch of 1 made ``3×10`` a 1×3×10 input, which a 2-d conv reads as one unbatched
+    sample of one channel: the error then said "give it 3 channels" to a user who had."""
+    with pytest.raises(ValueError, match=message):
+        cs.summary(cs.nn.Sequential(layer()), shape)
+
+
+def test_batch_norm_1d_takes_features_without_length() -> None:
+    assert cs.summary(cs.nn.Sequential(cs.nn.BatchNorm1d(3)), (3,)).rows[0].output_shape == (1, 3)

@@ -197,12 +197,23 @@ def _from_python_file(target: str) -> tuple[Module, str, tuple[int, ...] | None]
 
 def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Prepend a batch of 1 unless ``shape`` already has the rank the first layer that fixes
-    one wants (a convolution, pooling, batch or instance norm: ``(N, C, *spatial)``)."""
-    for module in model.modules():
+    one wants (a convolution, pooling, batch or instance norm: ``(N, C, *spatial)``); refuse
+    a shape too short to be one sample of it (``3×10`` for a 2-d convolution would read as
+    one channel of 3×10)."""
+    for path, module in model.named_modules():
         rank = _batched_rank(module)
-        if rank is not None:
-            return shape if len(shape) >= rank else (1, *shape)
+        if rank is None:
+            continue
+        least = min(module._ranks) if isinstance(module, _BatchNorm) else rank  # BatchNorm1d also takes (N, C)
+        if len(shape) < least - 1:
+            raise ValueError(f"input shape {'×'.join(map(str, shape)) or '()'} has {len(shape)} dim(s), but the first "
+                             f"layer that fixes the rank, {path or 'the model'} ({type(module).__name__}), takes "
+                             f"{least - 1} per sample ({_SAMPLE_DIMS.get(least, '…')}), or {least} with the batch")
+        return shape if len(shape) >= rank else (1, *shape)
     return (1, *shape)
+
+
+_SAMPLE_DIMS = {2: "C", 3: "C×L", 4: "C×H×W", 5: "C×D×H×W"}  # one sample's dims, by the batched rank
 
 
 def _batched_rank(module: Module) -> int | None:
