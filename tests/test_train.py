@@ -358,6 +358,28 @@ def test_a_run_of_a_spec_keeps_the_model_it_trained(tmp_path: Path, monkeypatch:
     assert main(["summary", "work/run"]) == 0 and "relu1 (ReLU)" in capsys.readouterr().out
 
 
+def test_a_run_on_a_data_file_loads_and_resumes_from_another_folder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--data my.npz`` was recorded by its relative path, so the run could not be loaded
+    from another folder; now the path is absolute and the sample shape is recorded, so
+    loading the run reads no data at all."""
+    from convscope.train import load_run, run
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    X, y = _subset(48)["train"]
+    np.savez("my.npz", X_train=X, y_train=y)
+    run("digits", "my.npz", out="run", epochs=1, schedule="none", progress=False)
+    monkeypatch.chdir(tmp_path)
+    resumed, history, _ = run(resume="work/run", epochs=2, progress=False)
+    assert len(history) == 2
+    (work / "my.npz").unlink()
+    loaded, shape = load_run("work/run")
+    assert shape == tuple(X.shape[1:])
+    _assert_same_weights(_weights(loaded), _weights(resumed))
+
+
 def test_cli_train_help_names_spec_files(capsys: pytest.CaptureFixture) -> None:
     """``convscope train my.spec`` works; its help said only "'digits' (default) or a zoo model name"."""
     with pytest.raises(SystemExit):

@@ -35,6 +35,7 @@ from . import random as cs_random
 from .atomic import write_atomic
 from .data import Batches, check_arrays, load
 from .data.checks import Split
+from .data.loaders import NAMED_SETS
 from .errors import ShapeError
 from .files import read_text
 from .nn import Module
@@ -49,6 +50,10 @@ WEIGHTS = "weights.npz"
 __all__ = ["History", "TrainConfig", "evaluate", "predict", "train"]
 
 
+RECORDS = ("model", "data", "spec", "sample_shape")
+"""The fields of :class:`TrainConfig` that record what was trained rather than how."""
+
+
 @dataclass
 class TrainConfig:
     """The settings of a run (everything that shapes the trajectory), stored in checkpoints.
@@ -56,9 +61,11 @@ class TrainConfig:
     ``lr=None`` takes :data:`DEFAULT_LR` of the optimizer; ``step_size=None`` (StepLR) is a
     third of the epochs. ``momentum`` applies to SGD only. ``early_stopping`` is the patience
     in epochs without a lower validation loss. ``max_shift`` is random-shift augmentation.
-    ``model`` and ``data`` name what the command line rebuilds on ``--resume``; ``spec`` is
-    the text of a model built from a spec file, so that the run rebuilds the model it trained
-    when the file has moved or changed.
+    ``model`` and ``data`` name what the command line rebuilds on ``--resume`` (a data file
+    by its absolute path); ``spec`` is the text of a model built from a spec file, so that the
+    run rebuilds the model it trained when the file has moved or changed; ``sample_shape`` is
+    the shape of one sample of the data (no batch dim), which :func:`load_run` gives the
+    model without reading the data. These four are records, not settings.
     """
 
     epochs: int = 10
@@ -76,6 +83,7 @@ class TrainConfig:
     model: str | None = None
     data: str | None = None
     spec: str | None = None
+    sample_shape: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.schedule == "none":
@@ -102,7 +110,7 @@ class TrainConfig:
     def differences(self, other: Mapping[str, Any]) -> list[str]:
         """Settings that differ from ``other`` (a stored config), ignoring ``epochs``."""
         return [f"{f.name}={getattr(self, f.name)!r} (checkpoint: {other.get(f.name)!r})" for f in fields(self)
-                if f.name not in ("epochs", "model", "data", "spec") and other.get(f.name) != getattr(self, f.name)]
+                if f.name not in ("epochs", *RECORDS) and other.get(f.name) != getattr(self, f.name)]
 
 
 @dataclass
@@ -437,11 +445,12 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
                          weight_decay=weight_decay, momentum=momentum, schedule=schedule, step_size=step_size,
                          gamma=gamma, early_stopping=early_stopping, max_shift=max_shift, model=model_name,
-                         spec=model_spec, data=str(data) if isinstance(data, (str, Path)) else None)
+                         spec=model_spec, data=_data_record(data))
     sets = _checked_sets(model, data)
     if config.early_stopping is not None and "val" not in sets:
         raise ValueError("train: early_stopping needs a validation set (data with a 'val' split)")
     X_train, y_train = sets["train"]
+    config.sample_shape = [int(d) for d in X_train.shape[1:]]
     data_id = _fingerprint(X_train, y_train)
     opt = _optimizer(model, config)
     sched = _scheduler(opt, config)
@@ -551,6 +560,14 @@ def is_run(path: str | Path) -> bool:
     return (path / CHECKPOINT).is_file() if path.is_dir() else path.suffix == ".npz" and path.is_file()
 
 
+def _data_record(data: Any) -> str | None:
+    """What a checkpoint records of ``data``: a file's absolute path (the run may be resumed
+    from another folder), a named set's name, None for arrays given in Python."""
+    if not isinstance(data, (str, Path)):
+        return None
+    return str(data) if str(data) in NAMED_SETS or not Path(data).exists() else str(Path(data).resolve())
+
+
 def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
     """The model a training run trained, and the shape of one sample of its data (no batch
     dim): rebuilt by the model name its checkpoint records (:func:`build_model`), with the
@@ -571,8 +588,9 @@ def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
         net.load_state_dict(state.model)
     except (KeyError, ValueError) as err:
         raise ValueError(f"{file}: its weights do not fit model {name!r}: {err}") from None
-    splits = load(state.config.get("data") or "digits")
-    sample = next(iter(splits.values()))[0].shape[1:]
+    sample = state.config.get("sample_shape")
+    if sample is None:  # a checkpoint from before the shape was recorded: read the data
+        sample = next(iter(load(state.config.get("data") or "digits").values()))[0].shape[1:]
     return net.eval(), tuple(int(d) for d in sample)
 
 
@@ -599,7 +617,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
         raise ValueError(f"resume: the checkpoint is of model {stored['model']!r}, not {name!r}")
     from .pretrained import RECIPES
 
-    tunable = {f.name for f in fields(TrainConfig)} - {"model", "data", "spec"}
+    tunable = {f.name for f in fields(TrainConfig)} - set(RECORDS)
     base = {k: v for k, v in stored.items() if k in tunable} if stored else dict(RECIPES.get(name, {}))
     settings = {**base, **{k: v for k, v in options.items() if v is not None}}
     unknown = set(settings) - tunable

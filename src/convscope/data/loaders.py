@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,13 @@ def _folder_splits(root: Path) -> Splits:
     return splits
 
 
+NAMED_SETS: dict[str, Callable[[], Splits]] = {
+    "digits": digits_splits,
+    "mnist1d": lambda: {split: mnist1d(split) for split in ("train", "test")},
+}
+"""The data sources :func:`load` knows by name (no file is read)."""
+
+
 def load(source: str | Path) -> Splits:
     """Resolve a data source to splits.
 
@@ -265,10 +273,8 @@ def load(source: str | Path) -> Splits:
     (``train`` and, if present, ``test``); any other folder is a folder of images per class, optionally with ``train/``,
     ``val/`` and ``test/`` sub-folders.
     """
-    if str(source) == "digits":
-        return digits_splits()
-    if str(source) == "mnist1d":
-        return {split: mnist1d(split) for split in ("train", "test")}
+    if str(source) in NAMED_SETS:
+        return NAMED_SETS[str(source)]()
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"data source {str(source)!r}: no such file or folder (or use 'digits' or 'mnist1d')")
