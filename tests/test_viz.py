@@ -518,6 +518,8 @@ def test_cli_writes_figures_and_animations_and_refuses_bad_options(tmp_path: Pat
     assert "wrote" in capsys.readouterr().out
     for argv, message in [(["viz", "filters", "-o", str(tmp_path / "f.jpg")], "must end in .png, .svg, .pdf"),
                           (["viz", "animate", "-o", str(tmp_path / "f.png")], r"must end in \.gif"),
+                          (["viz", "filters", "-o", ""], "output file '' must end in"),  # was named '.'
+                          (["viz", "animate", "-o", ""], "output file '' must end in .gif"),
                           (["viz", "animate", "--input", "3x5x5", "--groups", "2", "-o", str(tmp_path / "g.gif")],
                            "divisible by groups"),
                           (["viz", "curves", str(tmp_path / "none"), "-o", str(tmp_path / "c.png")], "no run history")]:

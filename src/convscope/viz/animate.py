@@ -494,9 +494,9 @@ def write_gif(images: list[Any], frame_ms: list[int], path: str | Path) -> Path:
     and last frames; no dithering); each frame after the first stores only the pixels that changed, the rest
     transparent over the previous frame. Deterministic bytes."""
     Image, _, _ = _pillow()
-    path = Path(path)
+    given, path = str(path), Path(path)
     if path.suffix.lower() != ".gif":
-        raise ValueError(f"animation output {str(path)!r} must end in .gif, got {path.suffix or 'none'!r}")
+        raise ValueError(f"animation output {given!r} must end in .gif, got {path.suffix or 'none'!r}")
     sample = [images[0], images[len(images) // 2], images[-1]]
     strip = Image.new("RGB", (images[0].width, images[0].height * len(sample)))
     for k, im in enumerate(sample):

@@ -22,7 +22,7 @@ KINDS = {
     "featuremaps": "every layer's activations for one input",
     "receptive": "the exact input pixels behind one unit per layer (trace influence)",
     "curves": "training curves from a run folder or history file",
-    "confusion": "the confusion matrix on the digits test set",
+    "confusion": "the confusion matrix on a split of the digits set (the test split unless --split)",
     "saliency": "the gradient of a class score with respect to the input",
     "animate": "a GIF of a convolution, transposed convolution or pooling, with every number",
 }
@@ -100,7 +100,8 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN", help="run folder of `convscope train --out`, or history.json/csv")
     p.add_argument("--log-loss", action="store_true", help="log-scale loss axis")
     _model_arg(parsers["confusion"])
-    parsers["confusion"].add_argument("--split", choices=["train", "val", "test"], default="test")
+    parsers["confusion"].add_argument("--split", choices=["train", "val", "test"], default="test",
+                                      help="which split of the digits set (default: test)")
     _animate_args(parsers["animate"])
 
 

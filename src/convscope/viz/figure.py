@@ -56,9 +56,9 @@ def new_figure(width: float, height: float) -> Any:
 
 def check_suffix(path: str | Path, allowed: tuple[str, ...] = FIGURE_SUFFIXES) -> Path:
     """``path`` as a Path, or a ValueError naming the suffixes allowed."""
-    path = Path(path)
+    given, path = str(path), Path(path)  # Path("") is "."
     if path.suffix.lower() not in allowed:
-        raise ValueError(f"output file {str(path)!r} must end in {', '.join(allowed)}, got {path.suffix or 'none'!r}")
+        raise ValueError(f"output file {given!r} must end in {', '.join(allowed)}, got {path.suffix or 'none'!r}")
     return path
 
 
