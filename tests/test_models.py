@@ -4,6 +4,7 @@ bad MODEL gets."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 import convscope as cs
 from convscope import nn
+from convscope.cli import main
 from convscope.models import EXPECTED, model_kind, resolve_model
 from convscope.pretrained import weights
 
@@ -206,3 +208,11 @@ def test_importing_the_resolver_imports_no_heavy_package() -> None:
             "'uvicorn', 'openpyxl'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- every command takes every kind --------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_summary_takes_every_kind(files: Path, kind: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["summary", _arg(kind, files), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["params"] == PARAMS[kind] and data["input_shapes"] == [[1, *SHAPES[kind]]]
