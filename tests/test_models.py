@@ -216,3 +216,12 @@ def test_summary_takes_every_kind(files: Path, kind: str, capsys: pytest.Capture
     assert main(["summary", _arg(kind, files), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["totals"]["params"] == PARAMS[kind] and data["input_shapes"] == [[1, *SHAPES[kind]]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_viz_takes_every_kind(files: Path, kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("matplotlib")
+    for figure in ("architecture", "filters"):  # shapes only, and real weights
+        out = tmp_path / f"{figure}.png"
+        assert main(["viz", figure, _arg(kind, files), "-o", str(out)]) == 0
+        assert out.stat().st_size > 1000 and f"wrote {out}" in capsys.readouterr().out
