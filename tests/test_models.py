@@ -87,6 +87,11 @@ SHAPES = {"digits": (1, 8, 8), "zoo": (1, 32, 32), "spec": (1, 8, 8), "onnx": (1
           "run": (1, 8, 8)}
 
 
+def _first_conv(net: nn.Module) -> str:
+    return next(name for name, m in net.named_modules() if getattr(m, "weight", None) is not None
+                and m.weight.ndim == 4)
+
+
 def _state(net: nn.Module) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in net.state_dict().items()}
 
@@ -219,9 +224,36 @@ def test_summary_takes_every_kind(files: Path, kind: str, capsys: pytest.Capture
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_trace_takes_every_kind(files: Path, kind: str, capsys: pytest.CaptureFixture) -> None:
+    text = _arg(kind, files)
+    net = resolve_model(text, weights=True).module
+    layer = _first_conv(net)
+    assert main(["trace", text, "--layer", layer, "--index", "0,1,2,3", "--json"]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    x = np.random.default_rng(0).random((1, *SHAPES[kind])).astype(np.float32)  # the command's default input
+    assert traced["value"] == pytest.approx(float(cs.inspect.activations(net, x, [layer])[layer][0, 1, 2, 3]),
+                                            rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_viz_takes_every_kind(files: Path, kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("matplotlib")
     for figure in ("architecture", "filters"):  # shapes only, and real weights
         out = tmp_path / f"{figure}.png"
         assert main(["viz", figure, _arg(kind, files), "-o", str(out)]) == 0
         assert out.stat().st_size > 1000 and f"wrote {out}" in capsys.readouterr().out
+
+
+def test_trace_of_a_model_without_an_input_shape_takes_an_input_with_its_batch(files: Path, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("torch")
+    text = f"{files / 'builders.py'}:torch_build"
+    assert main(["trace", text, "--layer", "0", "--index", "0,0,0,0"]) == 2
+    assert capsys.readouterr().err == (f"convscope trace: error: {text} has no input shape of its own: give --input, "
+                                       "an array shaped like the model's input with its batch dim\n")
+    np.save(tmp_path / "x.npy", np.ones((1, 1, 8, 8), np.float32))
+    assert main(["trace", text, "--layer", "0", "--index", "0,0,0,0", "--input", str(tmp_path / "x.npy"),
+                 "--json"]) == 0
+    net = resolve_model(text).module
+    want = cs.inspect.activations(net, np.ones((1, 1, 8, 8), np.float32), ["0"])["0"][0, 0, 0, 0]
+    assert json.loads(capsys.readouterr().out)["value"] == pytest.approx(float(want), rel=1e-6)
