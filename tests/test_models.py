@@ -257,3 +257,24 @@ def test_trace_of_a_model_without_an_input_shape_takes_an_input_with_its_batch(f
     net = resolve_model(text).module
     want = cs.inspect.activations(net, np.ones((1, 1, 8, 8), np.float32), ["0"])["0"][0, 0, 0, 0]
     assert json.loads(capsys.readouterr().out)["value"] == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["digits", "spec", "python", "run"])
+def test_export_xlsx_takes_every_sequential_kind(files: Path, kind: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("openpyxl")
+    out = tmp_path / "m.xlsx"
+    assert main(["export-xlsx", _arg(kind, files), "--digit", "0", "-o", str(out)]) == 0
+    net = resolve_model(_arg(kind, files), weights=True).module
+    with cs.no_grad():
+        predicted = int(net(cs.tensor(cs.data.digits("test")[0][:1])).numpy().argmax())
+    assert out.exists() and f"the engine predicts class {predicted}" in capsys.readouterr().out
+
+
+def test_export_xlsx_refuses_a_model_it_cannot_lay_out(files: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("openpyxl")
+    assert main(["export-xlsx", _arg("onnx", files), "--digit", "0", "-o", str(tmp_path / "m.xlsx")]) == 2
+    assert "expected an nn.Sequential (its layers run in order), got OnnxModel" in capsys.readouterr().err
+    assert main(["export-xlsx", str(files / "run"), "--digit", "0", "--weights", "w.npz", "-o", "m.xlsx"]) == 2
+    assert "--weights applies to a spec or zoo model; run comes with its own weights" in capsys.readouterr().err
