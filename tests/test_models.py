@@ -278,3 +278,19 @@ def test_export_xlsx_refuses_a_model_it_cannot_lay_out(files: Path, tmp_path: Pa
     assert "expected an nn.Sequential (its layers run in order), got OnnxModel" in capsys.readouterr().err
     assert main(["export-xlsx", str(files / "run"), "--digit", "0", "--weights", "w.npz", "-o", "m.xlsx"]) == 2
     assert "--weights applies to a spec or zoo model; run comes with its own weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_serve_shows_every_kind_first(files: Path, kind: str) -> None:
+    pytest.importorskip("fastapi")
+    from convscope.web import create_app
+    from convscope.web.cli import _default_model
+    from convscope.web.limits import Limits
+
+    app = create_app(Limits())
+    model_id = _default_model(app, _arg(kind, files))
+    entry = app.state.store.get(model_id)
+    listed = {"digits": "pretrained", "zoo": "zoo", "spec": "spec", "onnx": "onnx", "python": "python", "run": "run"}
+    assert entry.kind == listed[kind] and entry.input_shape == SHAPES[kind]
+    assert entry.summarize().totals.params == PARAMS[kind]
+    assert any(m["id"] == model_id for m in app.state.store.entries())
