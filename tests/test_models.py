@@ -294,3 +294,28 @@ def test_serve_shows_every_kind_first(files: Path, kind: str) -> None:
     assert entry.kind == listed[kind] and entry.input_shape == SHAPES[kind]
     assert entry.summarize().totals.params == PARAMS[kind]
     assert any(m["id"] == model_id for m in app.state.store.entries())
+
+
+COMMANDS = {"summary": ["summary", "{model}"],
+            "trace": ["trace", "{model}", "--layer", "0", "--index", "0"],
+            "viz": ["viz", "filters", "{model}", "-o", "{out}.png"],
+            "export-xlsx": ["export-xlsx", "{model}", "--digit", "0", "-o", "{out}.xlsx"],
+            "serve": ["serve", "{model}"]}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("text, message", [b for b in BAD if b[0] in ("resnt18", "{root}/empty", "{root}/nothing.spec",
+                                                                     "{root}/builders.py:needs", "{root}/broken.spec")],
+                         ids=lambda t: t.removeprefix("{root}/") if t.startswith(("r", "{")) else "")
+def test_every_command_refuses_a_bad_model_in_one_line(files: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      command: str, text: str, message: str) -> None:
+    if command == "serve":
+        pytest.importorskip("uvicorn")
+    model = _bad(files, text)
+    argv = [arg.format(model=model, out=tmp_path / "m") for arg in COMMANDS[command]]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    prefix = f"convscope {command}: error: "
+    assert out == "" and err.startswith(prefix) and err.count("\n") == 1, err
+    assert re.search(message, err.removeprefix(prefix).rstrip("\n")), err
+    assert not list(tmp_path.iterdir())
