@@ -410,12 +410,11 @@ def test_cli_model_argument_errors_name_the_problem(capsys, tmp_path, monkeypatc
     (tmp_path / "m.py").write_text("from convscope import nn\n\ndef five():\n    return 5\n\n"
                                    "def needs(x):\n    return nn.Conv2d(3, 8, 3)\n\n"
                                    "def bare():\n    return nn.Sequential(nn.Conv2d(3, 8, 3))\n")
-    cases = [(["nonexist.spec"], "no such file 'nonexist.spec'"),
+    cases = [(["nonexist.spec"], "no such file or folder 'nonexist.spec'; MODEL is 'digits'"),
              (["m.py"], "m.py is a Python file: name the function that returns the model, as m.py:FUNCTION"),
-             (["m.py:five"], "summary: m.py:five: five() returned a value of type int, not a convscope or torch "
-                             "module"),
-             (["m.py:needs", "--input", "3x8x8"], "summary: m.py:needs: calling needs() failed: needs() missing 1 "
-                                                  "required positional argument"),
+             (["m.py:five"], "m.py:five: five() returned a value of type int, not a convscope or torch module"),
+             (["m.py:needs", "--input", "3x8x8"], "m.py:needs: calling needs() failed: needs() missing 1 required "
+                                                  "positional argument"),
              (["m.py:bare"], "summary: m.py:bare has no input shape of its own: give one (input_shape=(3, 224, 224), "
                              "or --input 3x224x224")]
     for argv, message in cases:

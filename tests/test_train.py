@@ -307,8 +307,8 @@ def test_run_folder_holds_checkpoint_weights_and_history(tmp_path: Path) -> None
 def test_a_run_folder_is_a_model_for_summary_trace_and_viz(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``convscope train --out run/`` then ``summary run/``, ``trace run/``, ``viz ... run/``:
     the model the run trained, with its weights, on the shape of its data's samples."""
+    from convscope.models import resolve_model
     from convscope.train import load_run, run
-    from convscope.viz.models import resolve
 
     net, _, _ = run(out=tmp_path / "run", epochs=1, progress=False)
     state = cs.random.get_rng_state()
@@ -317,9 +317,9 @@ def test_a_run_folder_is_a_model_for_summary_trace_and_viz(tmp_path: Path, capsy
     assert cs.random.get_rng_state()["state"] == state["state"]  # building it drew no random numbers
     _assert_same_weights(_weights(loaded), _weights(net))
     assert _weights(load_run(tmp_path / "run" / "checkpoint.npz")[0]).keys() == _weights(net).keys()
-    drawn, name, drawn_shape = resolve(str(tmp_path / "run"), weights=True)
-    _assert_same_weights(_weights(drawn), _weights(net))
-    assert (name, drawn_shape) == ("run", shape)
+    drawn = resolve_model(str(tmp_path / "run"), weights=True)
+    _assert_same_weights(_weights(drawn.module), _weights(net))
+    assert (drawn.name, drawn.input_shape, drawn.kind) == ("run", shape, "run")
     table = cs.summary(str(tmp_path / "run"))
     assert table.totals.params == sum(p.size for p in net.state_dict().values())
     assert table.input_shapes[0] == (1, *shape)

@@ -576,7 +576,7 @@ def test_serve_command_binds_loopback_and_warns_otherwise(monkeypatch, capsys, t
     with pytest.raises(ValueError, match="unknown zoo model 'lenet'"):
         args = parser.parse_args(["serve", "lenet", "--port", "0"])
         args.run(args)
-    with pytest.raises(ValueError, match=r"is a folder; give a zoo name, 'digits', or a \.spec or \.onnx file"):
+    with pytest.raises(ValueError, match=r"is a folder without a training run's checkpoint\.npz; MODEL is 'digits'"):
         args = parser.parse_args(["serve", str(tmp_path), "--port", "0"])
         args.run(args)
     bad = tmp_path / "bad.spec"

@@ -374,14 +374,17 @@ def test_cli_refuses_bad_input_with_a_message(tmp_path: Path) -> None:
     np.savez(tmp_path / "whole.npz", w=np.zeros(1000))
     (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:600])  # a copy cut short
     out = str(tmp_path / "m.xlsx")
-    for argv, match in [(["resnet18", "--digit", "0"], "MODEL must be 'digits' or a spec file"),
+    for argv, match in [(["nosuchnet", "--digit", "0"], "unknown zoo model 'nosuchnet'; MODEL is 'digits'"),
+                        (["lenet5_modern", "--digit", "0"], r"has shape \(1, 8, 8\), but the model takes 1x32x32 "
+                                                            r"\(the input shape of lenet5_modern\)"),
                         (["--digit", "9999"], "out of range"),
                         (["--input", str(tmp_path / "two.npz")], r"holds 2 arrays \(a, b\); choose one with --key"),
                         (["--input", str(tmp_path / "two.npz"), "--key", "c"], "'c' is not in"),
                         (["--input", str(tmp_path / "x.txt")], "must be a .npy or .npz"),
                         ([str(spec), "--input", str(tmp_path / "wrong.npy")], r"has shape \(3, 4, 4\), but the model"),
                         ([str(spec), "--digit", "0"], r"'bn1' \(BatchNorm2d\)"),
-                        (["digits", "--digit", "0", "--weights", "w.npz"], "--weights applies to a spec model"),
+                        (["digits", "--digit", "0", "--weights", "w.npz"],
+                         "--weights applies to a spec or zoo model; digits comes with its own weights"),
                         ([str(spec), "--digit", "0", "--weights", str(tmp_path / "empty.npz")],
                          r"empty\.npz: not an \.npz file"),
                         ([str(spec), "--digit", "0", "--weights", str(tmp_path / "cut.npz")],

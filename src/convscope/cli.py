@@ -11,13 +11,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .analyze.conventions import CONVENTIONS
 from .analyze.symbolic import parse_shape
 from .errors import ShapeError
+from .models import EXPECTED
 
 
 def _integer(minimum: int) -> Callable[[str], int]:
@@ -63,20 +63,16 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from .analyze import summary
 
     _refuse_ignored_options(args)
-    model, default = _summary_model(args.model)
-    shape = parse_shape(args.input, "--input") if args.input else default
+    shape = parse_shape(args.input, "--input") if args.input else None
     if args.compare:
         from .analyze.compare import compare
 
-        table = compare(model, shape)
-        table = replace(table, model=args.model) if default else table
+        table = compare(args.model, shape)
         _check_no_batch(args.input, table.input_shape, table.model)
         print(table.to_json() if args.format == "json" else table)
         return 0
-    result = summary(model, shape, convention=args.convention or "convscope", training=args.training,
+    result = summary(args.model, shape, convention=args.convention or "convscope", training=args.training,
                      batch_size=args.batch_size, optimizer=args.optimizer or "sgd", erf=args.erf, progress=True)
-    if default:  # a module built here is named as the user named it
-        result = replace(result, model_name=args.model)
     _check_no_batch(args.input, result.input_shapes[0], result.model_name)
     if result.ok or result.rows:  # a partial table still shows where the walk stopped
         print(_summary_text(result, args.format, args.by_type, args.depth), end="")
@@ -104,33 +100,6 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
     named = [option for option, given in ignored.items() if given]
     if named:
         raise ValueError(f"{view} cannot show {' or '.join(named)}: {why}")
-
-
-def _summary_model(text: str) -> tuple[Any, tuple[int, ...] | None]:
-    """What the MODEL argument names, for ``summary``, and the input shape the CLI supplies:
-    ``digits`` is the shipped trained CNN (as for trace, viz and serve) on its 1×8×8 images;
-    anything else is passed on by name (shape None) once it cannot be a missing file or a
-    Python file without its function."""
-    from . import zoo
-
-    if text == "digits":
-        from .pretrained import pretrained
-        from .pretrained.digits import INPUT_SHAPE
-
-        return pretrained("digits"), INPUT_SHAPE
-    path = Path(text)
-    if path.suffix == ".py":
-        raise ValueError(f"{text} is a Python file: name the function that returns the model, as {text}:FUNCTION")
-    from .train import is_run
-
-    if text in zoo.names() or ".py:" in text or path.is_file() or is_run(text):
-        return text, None
-    if path.exists():
-        raise ValueError(f"{text} is a folder without a training run's checkpoint.npz (MODEL is a zoo name, a spec "
-                         "or .onnx file, FILE.py:FUNCTION, or a folder of convscope train --out)")
-    if path.suffix or os.sep in text:
-        raise ValueError(f"no such file {text!r} (MODEL is a zoo name, a spec or .onnx file, or FILE.py:FUNCTION)")
-    return text, None  # a name: unknown ones get did-you-mean suggestions from the zoo
 
 
 def _check_no_batch(given: str | None, used: tuple[int, ...], name: str) -> None:
@@ -212,9 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digit", type=int, default=0, help="which held-out test digit to explain (default 0)")
     p.set_defaults(run=_cmd_demo)
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs, receptive fields, memory")
-    p.add_argument("model", help="a zoo name (see `convscope zoo`), 'digits' (the shipped trained CNN), a spec "
-                   "file, an .onnx file, FILE.py:FUNCTION returning a torch or convscope module, or a training "
-                   "run's folder (convscope train --out)")
+    p.add_argument("model", help=EXPECTED)
     p.add_argument("--input", help="input shape without batch, e.g. 3x224x224 (default: the model's own)")
     p.add_argument("--format", choices=["table", "json", "csv", "md"], default="table",
                    help="how to print the rows (per layer, or those of --depth or --by-type); default table")

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..models import resolve_model
 from . import conventions
 from .conventions import Convention
 from .render import human, shape_text
-from .summary import Summary, _resolve, input_shape_of, summary
+from .summary import Summary, input_shape_of, summary
 
 
 @dataclass
@@ -122,11 +123,9 @@ def compare(model: Any, input_shape: str | Sequence[Any] | None = None, *, train
     thop and ptflops force) and explain each total against the ``paper`` count.
 
     The model's mode is restored afterwards."""
-    net, name, default = _resolve(model)
-    shape = input_shape_of(input_shape or default)
-    if not shape:
-        raise ValueError(f"compare: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
-                         "or --input 3x224x224 on the command line: one sample, without batch)")
+    found = resolve_model(model)
+    net, name = found.module, found.name
+    shape = found.sample_shape(input_shape_of(input_shape), "compare")
     mode = "train" if training else "eval"
     chosen = [conventions.get(c) for c in (names or conventions.CONVENTIONS)]
     runs = {c.name: summary(net, shape, convention=c, mode=mode).raise_for_error() for c in chosen}

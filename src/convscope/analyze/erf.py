@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..models import resolve_model
 from ..nn.module import Module, training_mode
 from ..progress import steps
-from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .walk import output_tensors
 
@@ -59,26 +59,6 @@ class EffectiveField:
         inputs = "1 random input" if self.samples == 1 else f"{self.samples} random inputs"
         return (f"Effective RF ({self.mass:.0%} of the gradient, {inputs}): radius "
                 f"{self.radius:.1f} px, box {'×'.join(map(str, self.box))}; theoretical field {theory}")
-
-
-def _real_model(model: Any, seed: int) -> Module:
-    """A module with real weights: zoo names are built with their initialisation drawn from
-    ``seed`` (the global random state is restored afterwards), everything else resolves as
-    in ``summary``."""
-    if isinstance(model, Module):
-        return model
-    from .. import zoo
-
-    if isinstance(model, str) and model in zoo.names():
-        state = get_rng_state()
-        try:
-            manual_seed(seed)
-            return zoo.build(model)
-        finally:
-            set_rng_state(state)
-    from .summary import _resolve
-
-    return _resolve(model)[0]
 
 
 def _theoretical(model: Module, input_shape: tuple[int, ...], layer: str | None, dtype: Any
@@ -140,7 +120,7 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
     output) for inputs of ``input_shape`` ``(C, H, W)`` (no batch dim).
 
     The model runs in evaluation mode on ``samples`` random N(0, 1) inputs drawn from its own
-    generator (``seed``; a zoo name is built with weights drawn from it too); its mode,
+    generator (``seed``; a zoo name or a spec is built with weights drawn from it too); its mode,
     parameters, gradients and the global random state are left as they were. The inputs run
     one at a time; ``progress`` shows a bar of them on stderr when it is a terminal.
 
@@ -155,7 +135,7 @@ def effective_receptive_field(model: Any, input_shape: Sequence[int], layer: str
         raise ValueError(f"effective_receptive_field: mass must be in (0, 1], got {mass}")
     if samples < 1:
         raise ValueError(f"effective_receptive_field: samples must be at least 1, got {samples}")
-    net = _real_model(model, seed)
+    net = resolve_model(model, weights=True, seed=seed).module
     params = list(net.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
     name, field, out_shape = _theoretical(net, tuple(input_shape), layer, dtype)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeError
-from ..nn._utils import meta_parameters
+from ..models import resolve_model
 from ..nn.conv import _ConvNd
 from ..nn.module import Module, training_mode
 from ..nn.norm import _BatchNorm, _InstanceNorm
@@ -125,74 +123,6 @@ def _kind(row: LayerRow) -> str:
     channels_in = row.input_shapes[0][1] if row.input_shapes and len(row.input_shapes[0]) > 1 else 1
     depthwise = " depthwise" if w[1] == 1 and channels_in > 1 else ""
     return f"{row.type} {kernel}{depthwise}"
-
-
-# --- resolving what the user passed ------------------------------------------------------
-def _resolve(model: Any) -> tuple[Module, str, tuple[int, ...] | None]:
-    """A convscope module, a display name and a default input shape (no batch dim)."""
-    if isinstance(model, Module):
-        return model, type(model).__name__, getattr(model, "input_shape", None)
-    if isinstance(model, (str, Path)):
-        from .. import zoo
-
-        text = str(model)
-        if isinstance(model, str) and text in zoo.names():
-            entry = zoo.entry(text)
-            with meta_parameters():  # counting needs shapes only: skip the random init
-                return entry.builder(), text, entry.input_shape
-        if ".py:" in text:
-            return _from_python_file(text)
-        from ..train import is_run, load_run
-
-        if is_run(text):  # a training run's folder or checkpoint: the model it trained
-            net, shape = load_run(text)
-            return net, Path(text).name, shape
-        path = Path(text)
-        if path.suffix == ".onnx":
-            from ..interop.onnx_load import load_onnx
-
-            net = load_onnx(path)
-            return net, path.name, getattr(net, "input_shape", None)
-        if path.is_file() or "\n" in text:
-            from ..spec import load_spec
-
-            net = load_spec(text)
-            return net, path.name if path.is_file() else "spec", getattr(net, "input_shape", None)
-        zoo.entry(text)  # raises with did-you-mean suggestions
-    torch = sys.modules.get("torch")  # a torch module can only exist if torch was imported
-    if torch is not None and isinstance(model, torch.nn.Module):
-        from ..interop.torch_convert import from_torch
-
-        return from_torch(model), type(model).__name__, None
-    raise TypeError(f"summary: expected a convscope.nn.Module, a zoo name, a spec or an ONNX file, got {type(model)}")
-
-
-def _from_python_file(target: str) -> tuple[Module, str, tuple[int, ...] | None]:
-    """``path/to/module.py:build_fn``: import the file, call ``build_fn()``; a torch module
-    is converted with :func:`convscope.from_torch`."""
-    import importlib.util
-
-    file, _, function = target.rpartition(":")
-    path = Path(file)
-    if not path.is_file():
-        raise ValueError(f"summary: no such Python file {file!r} (expected FILE.py:FUNCTION)")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    build = getattr(module, function, None)
-    if not callable(build):
-        raise ValueError(f"summary: {file} has no function {function!r}")
-    try:
-        built = build()
-    except TypeError as exc:  # most likely a function that needs arguments
-        raise ValueError(f"summary: {target}: calling {function}() failed: {exc} (FUNCTION is called without "
-                         "arguments and must return a convscope or torch module)") from None
-    try:
-        net, _, default = _resolve(built)
-    except TypeError:
-        raise ValueError(f"summary: {target}: {function}() returned a value of type {type(built).__name__}, "
-                         "not a convscope or torch module") from None
-    return net, f"{path.name}:{function}", default
 
 
 def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -435,9 +365,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     Parameters
     ----------
     model:
-        A ``convscope.nn.Module``, a zoo name (``"resnet50"``), a spec file or text, an ONNX
-        file, a torch module, or a training run's folder (the model it trained, on its data's
-        sample shape: :func:`convscope.train.load_run`).
+        A ``convscope.nn.Module``, a torch module, or text naming a model: ``"digits"``, a
+        zoo name (``"resnet50"``), a spec file or text, an ONNX file, ``FILE.py:FUNCTION``,
+        or a training run's folder (the model it trained, on its data's sample shape); see
+        :mod:`convscope.models`.
     input_shape:
         ``(C, H, W)`` or ``(N, C, H, W)``, or as text (``"3x224x224"``): a batch of 1 is added
         when the first layer needs one. Defaults to the zoo entry's or spec's input shape.
@@ -484,15 +415,14 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         mode = "train"
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
-    net, name, default = _resolve(model)
+    found = resolve_model(model)
+    net, name, default = found.module, found.name, found.input_shape
     declared = _declared_inputs(net, name, batch_size) if inputs is None and input_shape is None else None
     if declared is not None:
         batched = declared  # an ONNX graph's own input shapes, batch included
     else:
-        shapes = [input_shape_of(s) for s in inputs] if inputs is not None else [input_shape_of(input_shape or default)]
-        if not shapes[0]:
-            raise ValueError(f"summary: {name} has no input shape of its own: give one (input_shape=(3, 224, 224), "
-                             "or --input 3x224x224 on the command line: one sample, without batch)")
+        shapes = ([input_shape_of(s) for s in inputs] if inputs is not None
+                  else [found.sample_shape(input_shape_of(input_shape), "summary")])
         batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")

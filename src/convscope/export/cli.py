@@ -7,13 +7,12 @@ into exit code 2.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import numpy as np
 
 from ..cli import seed
-from ..nn.module import Module
+from ..models import EXPECTED, ResolvedModel, resolve_model
 
 
 def add_cli(subparsers: Any) -> None:
@@ -24,38 +23,29 @@ def add_cli(subparsers: Any) -> None:
                     "every feature map on their own sheets, each output cell a live formula (SUMPRODUCT, MAX, ...), "
                     "ending in the class scores and the predicted class. Edit an input pixel and it all recomputes.")
     p.add_argument("model", nargs="?", default="digits",
-                   help="'digits' (the shipped trained digits CNN, the default) or a spec file")
+                   help=f"{EXPECTED}; default digits. A sequential classifier small enough for a spreadsheet")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", metavar="IMAGE", help="a .npy or .npz array: one sample, (C, H, W) or (F,)")
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
     p.add_argument("--key", help="which array of an .npz --input holding several")
-    p.add_argument("--weights", help="a state_dict .npz to load into a spec model (e.g. from `convscope train`)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of a spec model's initial weights (default 0)")
+    p.add_argument("--weights", help="a state_dict .npz to load into a spec or zoo model (e.g. from `convscope train`)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of a spec or zoo model's initial weights (default 0)")
     p.add_argument("-o", "--output", required=True, help="the .xlsx to write")
     p.set_defaults(run=run)
 
 
-def load_model(name: str, weights: str | None, seed: int) -> Module:
-    """``"digits"`` → the shipped pretrained CNN; a path → the spec it holds (seeded initial
-    weights, or ``weights`` loaded into it)."""
-    if name == "digits":
-        if weights is not None:
-            raise ValueError("--weights applies to a spec model; 'digits' ships its own trained weights")
-        from ..pretrained import pretrained
-
-        return pretrained("digits")
-    if not os.path.isfile(name):
-        raise ValueError(f"MODEL must be 'digits' or a spec file; {name!r} is neither")
-    from ..random import manual_seed
-    from ..spec import load_spec
-
-    manual_seed(seed)
-    model = load_spec(name)
+def load_model(name: str, weights: str | None, seed: int) -> ResolvedModel:
+    """The model MODEL names (:mod:`convscope.models`) in eval mode: a spec or zoo model
+    with initial weights drawn from ``seed``, or with ``weights`` (a state_dict file) loaded
+    into it; other models come with their own weights."""
+    found = resolve_model(name, weights=True, seed=seed)
     if weights is not None:
+        if not found.initialised:
+            raise ValueError(f"--weights applies to a spec or zoo model; {found.name} comes with its own weights")
         from ..data.loaders import load_arrays
 
-        model.load_state_dict(load_arrays(weights))
-    return model.eval()
+        found.module.load_state_dict(load_arrays(weights))
+    return found
 
 
 def load_sample(path: str | None, key: str | None, digit: int | None) -> tuple[np.ndarray, str]:
@@ -73,22 +63,22 @@ def load_sample(path: str | None, key: str | None, digit: int | None) -> tuple[n
     return load_array(path, key)
 
 
-def _check_fits(model: Module, sample: np.ndarray, described: str) -> None:
-    """A clear message when the sample cannot be the model's input (spec models know theirs)."""
-    expected = getattr(model, "input_shape", None)
+def _check_fits(found: ResolvedModel, sample: np.ndarray, described: str) -> None:
+    """A clear message when the sample cannot be the input of a model that declares its shape."""
+    expected = found.input_shape
     if expected is not None and tuple(sample.shape[-len(expected):]) != tuple(expected):
         raise ValueError(f"{described} has shape {sample.shape}, but the model takes "
-                         f"{'x'.join(map(str, expected))} (the spec's input line)")
+                         f"{'x'.join(map(str, expected))} (the input shape of {found.name})")
 
 
 def run(args: argparse.Namespace) -> int:
     from .xlsx import export_xlsx
 
-    model = load_model(args.model, args.weights, args.seed)
+    found = load_model(args.model, args.weights, args.seed)
     sample, described = load_sample(args.input, args.key, args.digit)
-    _check_fits(model, sample, described)
+    _check_fits(found, sample, described)
     try:
-        result = export_xlsx(model, sample, args.output)
+        result = export_xlsx(found.module, sample, args.output)
     except ImportError as err:
         raise ValueError(str(err)) from None
     confidence = float(result.probabilities[result.prediction])

@@ -131,14 +131,13 @@ def _free(subgraphs: dict[str, tuple[OnnxModel, list[str]]]) -> list[str]:
 def _read(onnx: Any, source: Any) -> Any:
     if isinstance(source, onnx.ModelProto):
         return source
+    data = isinstance(source, (bytes, bytearray))
     try:
-        if isinstance(source, (bytes, bytearray)):
-            return onnx.load_model_from_string(bytes(source))
-        return onnx.load(os.fspath(source))
+        return onnx.load_model_from_string(bytes(source)) if data else onnx.load(os.fspath(source))
     except OSError:
         raise
     except Exception as err:  # protobuf's DecodeError and friends do not share a useful base class
-        raise OnnxError(f"not a readable ONNX model: {err}") from err
+        raise OnnxError(f"{'' if data else f'{os.fspath(source)}: '}not a readable ONNX model: {err}") from err
 
 
 def _opset(onnx: Any, proto: Any) -> int:

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import zoo
 from ..cli import seed
-from ..nn.module import Module
+from ..models import EXPECTED, resolve_model
 from .core import trace
 
 
@@ -30,14 +29,14 @@ def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("trace", help="the provenance of one output value of one layer",
                               description="Trace one output value of one layer: the input window, weights, every "
                                           "product, bias and result, recomputed from the terms alone.")
-    p.add_argument("model", help="a zoo model name, 'digits' for the shipped pretrained digits CNN, or a "
-                                 "training run's folder (convscope train --out) for the weights it trained")
+    p.add_argument("model", help=f"{EXPECTED}. Zoo models and specs get seeded random weights")
     p.add_argument("--layer", required=True, help="module path as in named_modules(), e.g. conv2 or features.3, or an "
                                                   "op row of `convscope summary`, e.g. layer1.0.add")
     p.add_argument("--index", required=True, type=_index,
                    help="full index into the layer's output, batch first, e.g. 0,5,3,4")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--input", help=".npy or .npz array shaped like the model input (the batch dim is optional)")
+    source.add_argument("--input", help=".npy or .npz array shaped like the model input (the batch dim is optional "
+                                        "when the model declares its input shape)")
     p.add_argument("--key", help="which array of an .npz --input holding several")
     source.add_argument("--digit", type=int, metavar="N", help="test image N of the embedded digits set")
     p.add_argument("--seed", type=seed, default=0, help="seed of the uniform random input used without --input/--digit")
@@ -47,33 +46,21 @@ def add_cli(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _load_model(name: str) -> tuple[Module, tuple[int, ...]]:
-    """The model in eval mode and its input shape without the batch dim."""
-    if name == "digits":
-        try:
-            from ..pretrained import pretrained
-            from ..pretrained.digits import INPUT_SHAPE
-        except ImportError:
-            raise ValueError("the pretrained digits model is not part of this installation") from None
-        return pretrained("digits"), tuple(INPUT_SHAPE)
-    from ..train import is_run, load_run
-
-    if is_run(name):  # a training run's folder or checkpoint: the weights it trained
-        return load_run(name)
-    entry = zoo.entry(name)
-    return zoo.build(name).eval(), tuple(entry.input_shape)
-
-
-def _load_input(args: argparse.Namespace, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, str]:
+def _load_input(args: argparse.Namespace, shape: tuple[int, ...] | None, dtype: np.dtype) -> tuple[np.ndarray, str]:
+    """The input to trace and how to describe it: ``--input`` (batched here when it is one
+    sample of ``shape``), ``--digit``, else seeded uniform noise of ``shape``."""
     if args.input is not None:
         from ..data import load_array
 
         x, name = load_array(args.input, args.key)
         if x.dtype.kind not in "fiu":
             raise ValueError(f"--input {name}: expected a numeric array, got dtype {x.dtype}")
-        return (x[None] if x.ndim == len(shape) else x).astype(dtype), f"input {name}"
+        return (x[None] if shape is not None and x.ndim == len(shape) else x).astype(dtype), f"input {name}"
     if args.key is not None:
         raise ValueError("--key selects an array of an .npz --input")
+    if shape is None:
+        raise ValueError(f"{args.model} has no input shape of its own: give --input, an array shaped like the "
+                         "model's input with its batch dim")
     if args.digit is not None:
         from ..data import digits
 
@@ -89,9 +76,10 @@ def _load_input(args: argparse.Namespace, shape: tuple[int, ...], dtype: np.dtyp
 
 
 def run(args: argparse.Namespace) -> int:
-    model, shape = _load_model(args.model)
-    dtype = next(iter(model.parameters())).dtype
-    x, described = _load_input(args, shape, dtype)
+    found = resolve_model(args.model, weights=True)
+    model = found.module
+    first = next(iter(model.parameters()), None)
+    x, described = _load_input(args, found.input_shape, np.dtype(np.float32) if first is None else first.dtype)
     t = trace(model, x, args.layer, args.index)
     if args.json:
         print(json.dumps({"model": args.model, "input": described, **t.to_dict(influence=args.influence)}))

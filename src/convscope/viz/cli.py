@@ -12,6 +12,7 @@ from typing import Any
 
 from ..analyze.conventions import CONVENTIONS
 from ..cli import seed
+from ..models import EXPECTED
 from .figure import FIGURE_SUFFIXES, check_suffix
 
 KINDS = {
@@ -53,12 +54,10 @@ def _one_or_many(values: tuple[int, ...]) -> int | tuple[int, ...]:
 
 def _model_arg(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
     if default is None:
-        p.add_argument("model", help="'digits' (the shipped trained CNN), a zoo model name, a spec file or a "
-                                     "training run's folder (convscope train --out)")
+        p.add_argument("model", help=EXPECTED)
     else:
         p.add_argument("model", nargs="?", default=default,
-                       help="'digits' (the shipped trained CNN, default), a zoo model (seeded random weights), "
-                            "a spec file or a training run's folder (convscope train --out: its trained weights)")
+                       help=f"{EXPECTED}; default digits. Zoo models and specs get seeded random weights")
 
 
 def add_cli(subparsers: Any) -> None:

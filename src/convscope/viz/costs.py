@@ -14,9 +14,9 @@ from typing import Any
 
 from ..analyze import Summary, summary
 from ..analyze.render import human
+from ..models import resolve_model
 from . import style
 from .figure import new_figure, save
-from .models import resolve
 
 MAX_BARS = 70
 
@@ -118,8 +118,8 @@ def cost_chart(model: Any, input_shape: Sequence[int] | None = None, *, log: boo
           convention: str = "convscope", out: str | Path | None = None) -> Any:
     """Bar charts of parameters, MACs and activation memory per layer (per module with
     ``depth``; large models are grouped automatically); ``log`` for log-scale axes."""
-    net, _, shape = resolve(model, input_shape)
-    s = summary(net, shape, convention=convention).raise_for_error()
+    found = resolve_model(model)
+    s = summary(found.module, found.sample_shape(input_shape, "costs"), convention=convention).raise_for_error()
     s.model_name = _name(model, s.model_name)
     fig = draw_costs(s, cost_bars(s, depth), log=log)
     if out is not None:
@@ -140,8 +140,8 @@ def share_chart(model: Any, input_shape: Sequence[int] | None = None, *, convent
           out: str | Path | None = None) -> Any:
     """Where the compute and the parameters go: each layer kind's share of the MACs and of
     the parameters (MobileNet's Table 2 as a chart)."""
-    net, _, shape = resolve(model, input_shape)
-    s = summary(net, shape, convention=convention).raise_for_error()
+    found = resolve_model(model)
+    s = summary(found.module, found.sample_shape(input_shape, "share"), convention=convention).raise_for_error()
     kinds = type_shares(s)
     labels = [f"{k['type']} ×{k['layers']}" for k in kinds]
     fig = new_figure(9.5, 1.6 + 0.3 * len(kinds))

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .. import inspect
+from ..models import resolve_model
 from . import style
 from .figure import new_figure, save
-from .models import resolve
 
 
 def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
@@ -34,7 +34,8 @@ def model_input(model: Any, x: Any, digit: int, input_shape: Sequence[int] | Non
     """(module with weights, name, one input ``(1, *shape)``, what the input is): the given
     ``x``; else digits test image ``digit`` for a model taking 1×8×8 (or a Module without an
     ``input_shape``); else seeded uniform noise of the model's input shape."""
-    net, name, shape = resolve(model, input_shape, weights=True, need_shape=x is not None)
+    found = resolve_model(model, weights=True)
+    net, name, shape = found.module, found.name, tuple(input_shape or found.input_shape or ())
     if x is not None:
         arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
         return net, name, arr if arr.ndim == 4 or (shape and arr.ndim == len(shape) + 1) else arr[None], \

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from .. import inspect
+from ..models import resolve_model
 from ..nn import Module
 from . import style
 from .figure import new_figure, save
-from .models import resolve
 
 GAP = 1  # mosaic cells between tiles
 
@@ -191,9 +191,11 @@ def _first_conv(model: Module) -> str:
 
 def filter_figure(model: Any, layer: str | None = None, *, layout: str = "auto", max_out: int = 64, max_in: int = 64,
             out: str | Path | None = None) -> Any:
-    """The kernels of conv ``layer`` (default: the first conv) of ``model`` (a Module,
-    ``"digits"`` — the shipped trained weights —, or a zoo name, seeded random init)."""
-    net, name, _ = resolve(model, weights=True, need_shape=False)
+    """The kernels of conv ``layer`` (default: the first conv) of ``model`` (a Module or
+    any MODEL of :mod:`convscope.models`: ``"digits"`` and runs with their trained weights,
+    zoo names and specs with a seeded random init)."""
+    found = resolve_model(model, weights=True)
+    net, name = found.module, found.name
     layer = layer if layer is not None else _first_conv(net)
     weight = inspect.filters(net, layer)
     module = dict(net.named_modules())[layer]

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..analyze.walk import Walk, output_tensors, walk
+from ..models import resolve_model
 from ..nn import Module, Sequential
 from ..tensor import Tensor
 from ..trace.steps import ELEMENTWISE
-from .models import resolve
 
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "conv": tuple(f"conv{t}{n}d" for t in ("", "_transpose") for n in (1, 2, 3)),
@@ -343,8 +343,8 @@ def _collapse(nodes: list[Node], groups: list[Group], min_run: int) -> tuple[lis
 
 
 def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collapse: int = 3) -> Graph:
-    """The architecture graph of ``model`` (a Module, ``"digits"``, a zoo name or a spec
-    file) for ``input_shape`` (no batch dim; default: the model's own).
+    """The architecture graph of ``model`` (a Module or any MODEL of :mod:`convscope.models`)
+    for ``input_shape`` (no batch dim; default: the model's own).
 
     ``collapse``: keep one of each run of at least this many identical consecutive blocks
     (0 keeps everything).
@@ -353,8 +353,9 @@ def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collaps
         raise ValueError(f"collapse must be 0 (off) or a run length ≥ 2, got {collapse!r}")
     from ..analyze import summary
 
-    net, name, shape = resolve(model, input_shape)
-    batched = summary(net, shape).raise_for_error().input_shapes[0]
+    found = resolve_model(model)
+    net, name = found.module, found.name
+    batched = summary(net, found.sample_shape(input_shape, "architecture")).raise_for_error().input_shapes[0]
     run = walk(net, (Tensor.meta(batched),))
     if run.error is not None:
         raise run.error

@@ -20,12 +20,12 @@ import numpy as np
 from .. import functional as F
 from .. import inspect
 from ..files import read_text
+from ..models import resolve_model
 from ..tensor import Tensor
 from ..train import History, predict
 from . import style
 from .featuremaps import model_input
 from .figure import new_figure, save
-from .models import resolve
 
 
 def load_history(source: Any) -> History:
@@ -108,7 +108,8 @@ def confusion(model: Any = "digits", X: np.ndarray | None = None, y: np.ndarray 
     import matplotlib
     from matplotlib.colors import LogNorm
 
-    net, name, shape = resolve(model, weights=True, need_shape=False)
+    found = resolve_model(model, weights=True)
+    net, name, shape = found.module, found.name, found.input_shape
     if X is None or y is None:
         from ..data import digits
 

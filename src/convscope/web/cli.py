@@ -1,8 +1,9 @@
 """``convscope serve [MODEL] [--port 8000] [--host 127.0.0.1]``: start the web explorer.
 
 Binds 127.0.0.1 by default and prints the URL; another ``--host`` gets a warning (the
-server has no authentication). ``MODEL`` is shown first: ``digits`` (default), a zoo
-name, or a spec or ``.onnx`` file read from the local disk once, at start.
+server has no authentication). ``MODEL`` is shown first: ``digits`` (default) or any other
+model :mod:`convscope.models` names (a zoo name; a spec or ``.onnx`` file, a training run
+or ``FILE.py:FUNCTION`` read from the local disk once, at start).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import read_text
+from ..models import EXPECTED
 
 
 def add_cli(subparsers: Any) -> None:
@@ -22,8 +24,7 @@ def add_cli(subparsers: Any) -> None:
                               description="Start a local web page for exploring a model: its architecture, every "
                                           "layer's feature maps, how any value was computed, a digit you draw, "
                                           "and a convolution playground. JSON API documented at /docs.")
-    p.add_argument("model", nargs="?", default="digits",
-                   help="model shown first: 'digits' (the trained digits CNN), a zoo name, a .spec or .onnx file")
+    p.add_argument("model", nargs="?", default="digits", help=f"model shown first (default digits): {EXPECTED}")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--max-macs", type=_macs, default=None,
@@ -52,31 +53,31 @@ def is_loopback(host: str) -> bool:
 
 
 def _default_model(app: Any, model: str) -> str:
-    """The id of ``model`` in ``app``'s store; a file is read now and added as an upload."""
-    from .. import zoo
+    """The id of ``model`` (a MODEL, or the id ``zoo:NAME``) in ``app``'s store; a spec or
+    ONNX file is read now and added as an upload, a run or Python builder loaded now."""
+    from ..models import model_kind, resolve_model
     from .errors import ApiError
+    from .store import DIGITS, local_entry
     from .upload import onnx_entry, spec_entry
 
-    path = Path(model)
+    text = model.removeprefix("zoo:")
+    kind = model_kind(text)
     store = app.state.store
+    if kind in ("digits", "zoo"):
+        return store.get(DIGITS if kind == "digits" else f"zoo:{text}").id
+    path = Path(text)
+    shown, name = ("spec", "spec") if "\n" in text else (str(path), path.name)  # spec text, or a file
     try:
-        if path.is_dir():
-            raise ValueError(f"{model} is a folder; give a zoo name, 'digits', or a .spec or .onnx file")
-        if not path.is_file():
-            if path.suffix in (".spec", ".onnx"):
-                raise ValueError(f"{model}: no such file")
-            if model != "digits" and not model.startswith("zoo:"):
-                zoo.entry(model)  # an unknown name: a ValueError with did-you-mean suggestions
-                model = f"zoo:{model}"
-            return store.get(model).id
         with store.engine:
-            if path.suffix == ".onnx":
-                entry = onnx_entry(path.read_bytes(), path.name, None)
+            if kind == "onnx":
+                entry = onnx_entry(path.read_bytes(), name, None)
+            elif kind == "spec":
+                entry = spec_entry(text if "\n" in text else read_text(path), name, store.limits)
             else:
-                entry = spec_entry(read_text(path), path.name, store.limits)
-    except ApiError as err:  # a spec's message starts with its file name and line: the path as given
-        message = err.message.removeprefix(f"{path.name}:")
-        raise ValueError(f"{path}:{message}" if message != err.message else f"{path}: {message}") from None
+                entry = local_entry(resolve_model(text, weights=True))
+    except ApiError as err:  # a spec's message starts with its name and line: the path as given
+        message = err.message.removeprefix(f"{name}:")
+        raise ValueError(f"{shown}:{message}" if message != err.message else f"{shown}: {message}") from None
     return store.add(entry).id
 
 

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api", tags=["models"])
 def list_models(request: Request) -> Response:
     """Every model the page can pick: ``{"models": [{"id", "name", "kind", "description",
     "input_shape"}], "default": id}``. ``kind`` is ``pretrained`` (the trained digits CNN),
-    ``zoo`` (random weights, seed 0), ``spec`` or ``onnx`` (uploads)."""
+    ``zoo`` (random weights, seed 0), ``spec`` or ``onnx`` (uploads), ``run`` or ``python``
+    (a training run or ``FILE.py:FUNCTION`` given to ``convscope serve``)."""
     store = store_of(request)
     return answer({"models": store.entries(), "default": request.app.state.default_model})
 

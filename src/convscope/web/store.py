@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import zoo
+from ..models import ResolvedModel
 from ..nn.module import Module
 from .errors import ApiError
 from .limits import Limits
@@ -32,7 +33,7 @@ class ModelEntry:
 
     id: str
     name: str
-    kind: str  # "pretrained", "zoo", "spec" or "onnx"
+    kind: str  # "pretrained", "zoo", "spec" or "onnx" (uploads), "run" or "python" (serve's MODEL)
     input_shape: tuple[int, ...] | None
     description: str
     build: Callable[[], Module] = field(repr=False)
@@ -147,6 +148,20 @@ def _zoo_entry(name: str) -> ModelEntry:
     info = zoo.entry(name)
     return ModelEntry(f"zoo:{name}", name, "zoo", tuple(info.input_shape),
                       f"{info.description} (random weights, seed 0)", build, lambda: summary(name))
+
+
+def local_entry(found: ResolvedModel) -> ModelEntry:
+    """The entry of a model ``convscope serve`` loaded from this machine (a training run, a
+    ``FILE.py:FUNCTION`` builder), with the weights it came with."""
+    from ..analyze import summary
+
+    model, shape = found.module, found.input_shape
+    if shape is None:
+        raise ValueError(f"{found.name} has no input shape of its own, which the explorer needs: give it an "
+                         "input_shape attribute, or serve a spec or ONNX file")
+    origin = "the weights its training run saved" if found.kind == "run" else "the weights its Python function gave"
+    return ModelEntry(f"{found.kind}:{found.name}", found.name, found.kind, shape, f"{found.name}, with {origin}",
+                      lambda: model, lambda: summary(model, shape), model=model)
 
 
 def store_of(request: Any) -> ModelStore:

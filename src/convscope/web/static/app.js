@@ -114,7 +114,8 @@ async function loadModels(selectId) {
   state.models = data.models;
   const select = $("#model-select");
   select.replaceChildren();
-  const groups = { pretrained: "Trained", zoo: "Zoo (random weights)", spec: "Uploaded specs", onnx: "Uploaded ONNX" };
+  const groups = { pretrained: "Trained", run: "Training runs", python: "From Python", zoo: "Zoo (random weights)",
+    spec: "Uploaded specs", onnx: "Uploaded ONNX" };
   for (const [kind, label] of Object.entries(groups)) {
     const items = data.models.filter((m) => m.kind === kind);
     if (!items.length) continue;
