@@ -182,6 +182,8 @@ BAD = [
     ("{root}/broken.spec", r"broken\.spec:2:11: conv takes 1 bare value"),
     ("{root}/broken.onnx", r"broken\.onnx: not a readable ONNX model"),
     ("{root}/weights.npz", r"weights\.npz: "),
+    ("{root}/saved.pt", r"saved\.pt is a saved PyTorch file, which convscope does not unpickle: name a "
+                        r"FILE\.py:FUNCTION"),  # was read as a spec: "not UTF-8 text"
 ]
 
 
@@ -190,6 +192,7 @@ def _bad(files: Path, text: str) -> str:
     (files / "broken.spec").write_text("input 1x8x8\nconv 4 k3 z\n")
     (files / "broken.onnx").write_bytes(b"\x08\x07not protobuf at all")
     np.savez(files / "weights.npz", w=np.zeros(3))  # an .npz that is no checkpoint
+    (files / "saved.pt").write_bytes(b"PK\x03\x04 a torch.save zip")
     return text.format(root=files)
 
 

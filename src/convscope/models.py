@@ -40,6 +40,9 @@ EXPECTED = ("'digits' (the shipped trained CNN), a zoo name (convscope zoo lists
             "(convscope train --out)")
 """What MODEL may be, for help texts and error messages."""
 
+TORCH_FILES = (".pt", ".pth", ".ckpt", ".pkl")
+"""Suffixes of pickled PyTorch files (``torch.save``), refused with what to do instead."""
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -103,6 +106,9 @@ def model_kind(model: str | os.PathLike) -> str:
         return "run"
     if path.is_dir():
         raise ValueError(f"{text} is a folder without a training run's checkpoint.npz; MODEL is {EXPECTED}")
+    if path.is_file() and path.suffix.lower() in TORCH_FILES:
+        raise ValueError(f"{text} is a saved PyTorch file, which convscope does not unpickle: name a FILE.py:FUNCTION "
+                         "that builds the torch module and loads its weights, or export it to .onnx")
     if path.is_file():
         return "onnx" if path.suffix.lower() == ".onnx" else "spec"
     if path.suffix or os.sep in text or "/" in text:
