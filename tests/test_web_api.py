@@ -606,3 +606,21 @@ def test_serve_max_macs_sets_the_limit(monkeypatch):
     monkeypatch.setattr(uvicorn.Server, "run", run)
     assert main(["serve", "--port", "0", "--max-macs", "5e9"]) == 0
     assert served == [5_000_000_000]
+
+
+def test_building_a_zoo_or_spec_model_leaves_the_global_random_state() -> None:
+    """The store built zoo and spec models after ``manual_seed(0)`` and left the process's
+    random state there; the weights are still those of seed 0."""
+    from convscope import random as cs_random
+
+    with TestClient(create_app()) as fresh:
+        cs_random.manual_seed(123)
+        before = repr(cs_random.get_rng_state())
+        run = fresh.post("/api/models/zoo:lenet5_modern/run", json={"maps": False}).json()
+        spec = fresh.post("/api/models/spec", json={"text": SPEC, "name": "tiny"}).json()["model"]["id"]
+        fresh.post(f"/api/models/{spec}/run", json={"maps": False})
+        assert repr(cs_random.get_rng_state()) == before
+    cs_random.manual_seed(0)
+    net = zoo.build("lenet5_modern").eval()
+    x = unpack(run["input"])[None]
+    np.testing.assert_allclose(unpack(run["output"]), net(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -139,15 +139,13 @@ def _digits_entry() -> ModelEntry:
 
 def _zoo_entry(name: str) -> ModelEntry:
     from ..analyze import summary
-    from ..random import manual_seed
-
-    def build() -> Module:
-        manual_seed(0)  # the same random weights every time the model is (re)built
-        return zoo.build(name)
+    from ..models import resolve_model
 
     info = zoo.entry(name)
     return ModelEntry(f"zoo:{name}", name, "zoo", tuple(info.input_shape),
-                      f"{info.description} (random weights, seed 0)", build, lambda: summary(name))
+                      f"{info.description} (random weights, seed 0)",
+                      lambda: resolve_model(name, weights=True, seed=0).module,  # the same weights every build
+                      lambda: summary(name))
 
 
 def local_entry(found: ResolvedModel) -> ModelEntry:

@@ -18,7 +18,6 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from ..nn._utils import meta_parameters
-from ..nn.module import Module
 from .body import RequestBody
 from .encode import answer
 from .errors import ApiError, engine_errors
@@ -53,7 +52,7 @@ def unrolled_layers(statements: list[Any], stop: int) -> int:
 def spec_entry(text: str, name: str, limits: Limits) -> ModelEntry:
     """The store entry of a spec: counted, then built with meta parameters (call with the engine lock)."""
     from ..analyze import summary
-    from ..random import manual_seed
+    from ..models import resolve_model
     from ..spec import SpecError, load_spec
     from ..spec.syntax import parse
 
@@ -69,12 +68,9 @@ def spec_entry(text: str, name: str, limits: Limits) -> ModelEntry:
         meta = load_spec(source, source=name)
     input_shape = tuple(meta.input_shape)
 
-    def build() -> Module:
-        manual_seed(0)
-        return load_spec(source, source=name)
-
     return ModelEntry(content_id("spec", source.encode()), name, "spec", input_shape,
-                      f"uploaded spec, {layers} statements (random weights, seed 0)", build,
+                      f"uploaded spec, {layers} statements (random weights, seed 0)",
+                      lambda: resolve_model(source, weights=True, seed=0).module,
                       lambda: summary(meta, input_shape))
 
 
