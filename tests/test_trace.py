@@ -571,7 +571,8 @@ def test_residual_gate_and_scale_values_name_their_operands() -> None:
     assert [o.read.index for o in t.step.operands] == [(1, 2, 0, 0), (1, 2, 4, 3)]
     assert t.step.operands[0].name == "gate.act" and t.step.operands[1].name == "res"
     scaled = trace(ours, x, "scaled", (1, 2, 4, 3)).step.operands[1]  # scale · conv, made in forward
-    assert scaled.name == "mul" and scaled.step is not None
+    assert scaled.name == "scaled.mul" and scaled.step is not None  # its op row: trace follows it
+    assert trace(ours, x, scaled.name, scaled.read.index).value == scaled.read.value
     assert check_operands(scaled.step, theirs, x) == ["parameter", "layer"]
     assert scaled.step.operands[0].name == "scaled.scale" and scaled.step.operands[0].read.index == (2, 0, 0)
     assert_close(scaled.step.recompute(), scaled.read.value)
@@ -601,7 +602,7 @@ def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
     a, b = t.step.operands
     text = str(t)
     assert f"a − b = {a.read.value:.4g} − {b.read.value:.4g} = {t.value:.4g}" in text
-    assert "b = mul output[0, 2, 1, 1] (a functional op, not a layer)" in text
+    assert "b = op scaled.mul output[0, 2, 1, 1]" in text
     assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
 
 
@@ -637,6 +638,42 @@ def test_op_rows_name_what_ran_when_the_op_did_not() -> None:
         trace(ours, x, "res.conv", (0, 0, 0, 0))
     with pytest.raises(ValueError, match=r"op 'res.add' ran 1 time\(s\); call 1 does not exist"):
         trace(ours, x, "res.add", (0, 0, 0, 0), call=1)
+
+
+@pytest.mark.parametrize("dims, keepdim", [((2, 3), False), ((2, 3), True), (1, False), ((1, 3), True)])
+def test_a_sum_over_dims_reads_every_value_along_them(dims: Any, keepdim: bool) -> None:
+    """``x.mean(dims)`` runs as a sum and a division: both are op rows, each traced to torch."""
+    def build(nn: Any) -> Any:
+        class Pooled(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+            def forward(self, x: Any) -> Any:
+                return self.conv(x).mean(dims, keepdim=keepdim)
+        return Pooled()
+
+    cs.manual_seed(20)
+    ours = build(cs.nn).double()
+    theirs = _copy_weights(ours, build(torch.nn).double())
+    x = np.random.default_rng(20).normal(size=(2, 2, 4, 5))
+    with torch.no_grad():
+        conv = theirs.conv(torch.from_numpy(x))
+        want = conv.sum(dims, keepdim=keepdim).numpy()
+    rng = np.random.default_rng(21)
+    for index in random_indices(want.shape, rng, 2):
+        t = trace(ours, x, "sum", index)
+        assert t.step.kind == "sum" and t.step.source.name == "conv" and t.layer_type == "sum"
+        assert t.value == pytest.approx(float(want[index]), rel=1e-12, abs=1e-12)
+        assert_close(t.recompute(), float(want[index]))
+        summed = math.prod(conv.shape[d] for d in ((dims,) if isinstance(dims, int) else dims))
+        assert len(t.step.reads) == summed and len({r.index for r in t.step.reads}) == summed
+        assert_close(np.array([r.value for r in t.step.reads]), np.array([conv.numpy()[r.index] for r in t.step.reads]))
+        mean = trace(ours, x, "div", index)
+        assert mean.step.operands[0].name == "sum" and mean.step.operands[1].read.value == summed
+        assert mean.value == pytest.approx(float(want[index]) / summed, rel=1e-12, abs=1e-12)
+    text = str(trace(ours, x, "sum", (0,) * want.ndim))
+    assert f"Σ {summed} values over dim(s) " in text and "reads" in text and "layer conv output" in text
 
 
 def test_a_concatenation_names_the_layer_each_value_came_from() -> None:

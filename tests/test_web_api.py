@@ -279,6 +279,25 @@ def test_residual_additions_are_traced_to_the_layers_they_add(client):
     assert added["step"]["operands"] == relu["made"]["operands"]
 
 
+def test_a_global_mean_in_forward_is_stepped_through_as_ops(client):
+    """ShuffleNet v2 ends in ``x.mean([2, 3])``: its classifier reads op ``div``, whose
+    dividend is op ``sum``, whose values are ``conv5.2``'s."""
+    run = client.post("/api/models/zoo:shufflenet_v2_x0_5/run", json={"maps": False}).json()
+    assert {layer["name"]: layer["input_from"] for layer in run["layers"]}["fc"] == "div"
+    mean = client.post("/api/models/zoo:shufflenet_v2_x0_5/trace", json={"layer": "div", "index": [0, 7],
+                                                                          "influence": False}).json()
+    dividend, divisor = mean["step"]["operands"]
+    assert (dividend["origin"], dividend["name"], divisor["read"]["value"]) == ("op", "sum", 49)
+    total = client.post("/api/models/zoo:shufflenet_v2_x0_5/trace", json={"layer": "sum", "index": [0, 7],
+                                                                           "influence": False}).json()
+    step = total["step"]
+    assert step["kind"] == "sum" and step["source"]["name"] == "conv5.2" and len(step["reads"]) == 49
+    assert total["value"] == dividend["read"]["value"] and total["terms_total"] == 49
+    maps = client.post("/api/models/zoo:shufflenet_v2_x0_5/activations",
+                       json={"layer": "conv5.2", "channels": [7, 8]}).json()
+    assert sorted(r["value"] for r in step["reads"]) == sorted(unpack(maps["map"])[0].ravel().tolist())
+
+
 # --- uploads: specs --------------------------------------------------------------------------------
 def test_spec_upload_builds_runs_and_traces(client):
     r = client.post("/api/models/spec", json={"text": SPEC, "name": "tiny"})

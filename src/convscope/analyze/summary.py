@@ -315,7 +315,13 @@ class _Builder:
             else:
                 self._add_cost(by_call[owner], cost, ev.op)
                 self.event_rows.append(by_call.get(owner))
-        return [row for _, row in sorted(pending, key=lambda item: item[0])]
+        ordered = [row for _, row in sorted(pending, key=lambda item: item[0])]
+        seen: dict[str, int] = {}
+        for row in ordered:  # a layer's second call, an op's second use in one forward: "name#2"
+            seen[row.name] = seen.get(row.name, 0) + 1
+            if seen[row.name] > 1:
+                row.name = f"{row.name}#{seen[row.name]}"
+        return ordered
 
     @staticmethod
     def _add_cost(row: LayerRow, cost: Cost, op: str) -> None:

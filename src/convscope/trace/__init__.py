@@ -16,6 +16,7 @@ from .steps import (
     Operand,
     PowerMean,
     Read,
+    Sum,
     Term,
     WeightedSum,
     WindowMax,
@@ -24,5 +25,5 @@ from .steps import (
 
 __all__ = [
     "Combination", "Copy", "Elementwise", "LayerNormalization", "Normalization", "Operand", "PowerMean", "Read",
-    "Term", "Trace", "WeightedSum", "WindowMax", "WindowMean", "influence", "trace",
+    "Sum", "Term", "Trace", "WeightedSum", "WindowMax", "WindowMean", "influence", "trace",
 ]

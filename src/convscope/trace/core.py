@@ -23,7 +23,7 @@ class Trace:
     ``value`` is the engine's value; ``step`` records what the layer's op read and how it
     combined it (a :class:`~convscope.trace.steps.WeightedSum`, ``WindowMax``,
     ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``, ``Elementwise``,
-    ``Combination`` or ``Copy``), with coordinates in the layer's input (a ``Combination``'s
+    ``Combination``, ``Sum`` or ``Copy``), with coordinates in the layer's input (a ``Combination``'s
     operands in their own); ``then`` is the element-wise layer
     applied to this value next, if there is one (``→ ReLU →``).
 
@@ -159,9 +159,10 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     provenance. ``layer`` is a module path as in ``named_modules()`` (``"conv2"``,
     ``"features.3"``; ``""`` is the whole model), or an op that ran in a module's own
     ``forward`` named as :func:`~convscope.summary` rows it: the module path, a dot and the
-    op (``"layer1.0.add"``; a top-level op by its name alone); ``index`` a full index into its
-    output, batch first; ``call`` picks the call of a layer used more than once (of an op,
-    which of its calls there, over all the module's calls).
+    op (``"layer1.0.add"``; a top-level op by its name alone), with ``#k`` for its k-th call
+    as ``summary`` names it (``"layer1.0.relu#2"``); ``index`` a full index into its output,
+    batch first; ``call`` picks the call (from 0) of a layer used more than once instead (of
+    an op, which of its calls there, over all the module's calls).
 
     The model runs as it is: in training mode, dropout draws and batch norm updates its
     running statistics as in any forward pass; trace in ``model.eval()`` for the layers'
@@ -209,6 +210,15 @@ def influence(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -
     return influence_mask(at.recording, at.target, at.index)
 
 
+def split_call(layer: str) -> tuple[str, int]:
+    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: a layer (or op row) name and which of
+    its calls, from 0, as ``summary`` and :func:`convscope.inspect.activations` number them."""
+    path, hash_, n = layer.partition("#")
+    if hash_ and not (n.isdigit() and int(n) >= 1):
+        raise ValueError(f"trace: layer {layer!r}: a call number after '#' must be 1 or more")
+    return path, int(n) - 1 if hash_ else 0
+
+
 @dataclass(frozen=True)
 class _Located:
     """The recorded run, the traced tensor and the checked index; the layer call that output
@@ -226,6 +236,10 @@ def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Locate
     path, or a module path and an op that ran in its own forward) and check ``index``."""
     if not isinstance(model, Module):
         raise ValueError(f"trace: model must be a convscope.nn.Module, got {type(model).__name__}")
+    layer, numbered = split_call(layer)
+    if numbered and call:
+        raise ValueError(f"trace: layer {layer}#{numbered + 1} names its call; do not also give call={call}")
+    call = numbered or call
     paths = dict(model.named_modules())
     parent, _, op = layer.rpartition(".")
     if layer not in paths and parent not in paths:
@@ -251,13 +265,12 @@ def _locate_op(recording: Recording, model: Module, parent: str, op: str, index:
     """An op that ran in the own forward of module ``parent``, not inside a layer of it:
     ``summary``'s op rows (``layer1.0.add``)."""
     module, layer = dict(model.named_modules())[parent], f"{parent}.{op}" if parent else op
-    own = [j for j in range(len(recording.calls))
-           if (owner := recording.owner(j)) is not None and owner.module is module]
-    positions = [j for j in own if recording.calls[j].op == op]
+    positions = recording.own_calls(module, op)
     if not positions and all(c.op != op for c in recording.calls):  # not an op of this model at all
         raise ValueError(_no_layer(model, layer))
     if not positions:
-        ran = sorted({recording.calls[j].op for j in own})
+        ran = sorted({c.op for j, c in enumerate(recording.calls)
+                      if (owner := recording.owner(j)) is not None and owner.module is module})
         did = f" (ops that did: {', '.join(ran)})" if ran else ""
         where = repr(parent) if parent else "the model"
         raise ValueError(_no_layer(model, layer, f", and no op {op!r} ran in the forward of {where} itself{did}"))

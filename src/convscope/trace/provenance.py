@@ -37,6 +37,7 @@ from .steps import (
     PowerMean,
     Read,
     Step,
+    Sum,
     Term,
     WeightedSum,
     WindowMax,
@@ -483,7 +484,7 @@ def _origin(site: Site, tensor: Tensor, read: Read, expand: bool) -> Operand:
     j = recording.producer(tensor)
     if j is None:
         return Operand(read, tensor.shape, "constant")
-    return Operand(read, tensor.shape, "op", recording.calls[j].op,
+    return Operand(read, tensor.shape, "op", recording.op_row(j),
                    step=combined_in_code(site, tensor, read.index) if expand else None)
 
 
@@ -502,3 +503,20 @@ def _combination(site: Site, index: Index, expand: bool = True) -> Combination:
     call = site.call
     a, b = (_operand(site, p, index, expand) for p in call.parents)
     return Combination(call.op, call.out.shape, (a, b), site.name(), BINARY[call.op])
+
+
+@_register("sum")
+def _sum(site: Site, index: Index) -> Sum:
+    """Every cell along the summed dims at the value's index in the others."""
+    call = site.call
+    x, dims = call.parents[0], tuple(call.attrs["dim"])
+    kept = call.out.ndim == x.ndim
+    rest = iter(index)
+    base = [0 if d in dims else next(rest) for d in range(x.ndim)] if not kept else list(index)
+    cells = []
+    for along in itertools.product(*(range(x.shape[d]) for d in dims)):
+        for d, i in zip(dims, along, strict=True):
+            base[d] = i
+        cells.append(tuple(base))
+    reads = tuple(Read(c, float(x.data[c])) for c in cells)
+    return Sum(call.op, x.shape, reads, dims, _origin(site, x, reads[0], expand=False))

@@ -74,6 +74,20 @@ class Recording:
                 and (m.output[0] if isinstance(m.output, tuple) else m.output) is tensor]
         return max(made, key=lambda m: m.depth, default=None)
 
+    def own_calls(self, module: Module, op: str) -> list[int]:
+        """Positions of the calls of ``op`` that ``module``'s own ``forward`` ran (over all its
+        calls; not those of a layer inside it): the op rows ``summary`` names ``path.op``."""
+        return [j for j, c in enumerate(self.calls)
+                if c.op == op and (owner := self.owner(j)) is not None and owner.module is module]
+
+    def op_row(self, position: int) -> str:
+        """The name ``summary`` gives the op call at ``position`` (``"layer1.0.add"``, a
+        top-level ``"sum"``, ``"#k"`` for its k-th use there), which :func:`~convscope.trace.trace` takes."""
+        owner, op = self.owner(position), self.calls[position].op
+        name = f"{owner.path}.{op}" if owner is not None and owner.path else op
+        k = self.own_calls(owner.module, op).index(position) if owner is not None else 0
+        return name if k == 0 else f"{name}#{k + 1}"
+
     def calls_of(self, module: Module) -> list[ModuleCall]:
         """The calls of ``module``, in the order they started."""
         return sorted((m for m in self.modules if m.module is module), key=lambda m: m.start)

@@ -16,6 +16,7 @@ from .steps import (
     Operand,
     PowerMean,
     Read,
+    Sum,
     Term,
     WeightedSum,
     WindowMax,
@@ -70,14 +71,14 @@ def _listing(items: Sequence[Any], text: Callable[[Any], str], full: bool, noun:
             + [f"    {text(item)}" for item in items[-TAIL:]])
 
 
-def _extent(reads: Sequence[Read], shape: Sequence[int]) -> str:
+def _extent(reads: Sequence[Read], shape: Sequence[int], of: str = "the input") -> str:
     """``reads 36 cells of the input (1, 8, 10, 10) within [0, 4..7, 2..4, 3..5]; 3 are padding (zeros)``."""
     dims = list(zip(*(r.index for r in reads), strict=True))
     box = ", ".join(str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in ((min(d), max(d)) for d in dims))
     padding = [r.padding for r in reads if r.padding is not None]
     kinds = ", ".join(sorted(set(padding)))
     pad = f"; {len(padding)} are padding ({kinds})" if padding else ""
-    return f"  reads {len(reads)} cells of the input {tuple(shape)} within [{box}]{pad}"
+    return f"  reads {len(reads)} cells of {of} {tuple(shape)} within [{box}]{pad}"
 
 
 def _weighted_sum(step: WeightedSum, trace: Trace, full: bool, digits: int) -> list[str]:
@@ -153,16 +154,21 @@ def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
     return [f"  copy ({step.op}){operand} of {read_text(step.read, digits)}{_then(trace, digits)}"]
 
 
+def _made_by(operand: Operand, cell: str) -> str:
+    """``layer features.2.conv.3 output[0, 3, 4, 4]`` and the like: what made the value."""
+    return {"input": f"model input x{cell}",
+            "layer": f"layer {operand.name}{f' (call {operand.call + 1})' if operand.call else ''} output{cell}",
+            "op": f"op {operand.name} output{cell}",
+            "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}",
+            "constant": "a constant"}[operand.origin]
+
+
 def _operand_text(operand: Operand, digits: int) -> str:
-    """``layer features.2.conv.3 output[0, 3, 4, 4] = 0.51`` and the like: where the value came from."""
-    cell, value = f"[{_index(operand.read.index)}]", number(operand.read.value, digits)
+    """``layer features.2.conv.3 output[0, 3, 4, 4] = 0.51``, or ``constant 1.716``."""
+    value = number(operand.read.value, digits)
     if operand.origin == "constant":
         return f"constant {value}"
-    where = {"input": f"model input x{cell}",
-             "layer": f"layer {operand.name}{f' (call {operand.call + 1})' if operand.call else ''} output{cell}",
-             "op": f"{operand.name} output{cell} (a functional op, not a layer)",
-             "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}"}[operand.origin]
-    return f"{where} = {value}"
+    return f"{_made_by(operand, f'[{_index(operand.read.index)}]')} = {value}"
 
 
 def _combined(step: Combination, values: Sequence[str]) -> str:
@@ -189,10 +195,18 @@ def _combination(step: Combination, trace: Trace, full: bool, digits: int) -> li
             f"{_then(trace, digits)}", *_combination_lines(step, digits, "    ")]
 
 
+def _sum(step: Sum, trace: Trace, full: bool, digits: int) -> list[str]:
+    made = _made_by(step.source, "")
+    return [_extent(step.reads, step.input_shape, made),
+            f"  Σ {len(step.reads)} values over dim(s) {', '.join(map(str, step.dims))} = "
+            f"{number(trace.value, digits)}{_then(trace, digits)}",
+            ] + _listing(step.reads, lambda r: read_text(r, digits), full, "values")
+
+
 RENDERERS: dict[type, Callable[..., list[str]]] = {
     WeightedSum: _weighted_sum, WindowMax: _window_max, WindowMean: _window_mean, PowerMean: _power_mean,
     Normalization: _normalization, LayerNormalization: _layer_norm, Elementwise: _elementwise, Copy: _copy,
-    Combination: _combination,
+    Combination: _combination, Sum: _sum,
 }
 
 

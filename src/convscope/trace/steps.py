@@ -253,8 +253,9 @@ class Operand:
     the dims the operand was broadcast along at 0, and the leading dims it lacks dropped.
     ``origin`` is ``"input"`` (the model input), ``"layer"`` (the output of call ``call`` of
     the layer at path ``name``, which :func:`~convscope.trace.trace` can follow), ``"op"``
-    (the functional op ``name`` made it; ``step`` says how, when it is itself a two-operand
-    op of the same layer), ``"parameter"`` or ``"buffer"`` (``name`` is its name), or
+    (an op of a module's own ``forward`` made it, ``name`` its op row as ``summary`` names
+    it, ``"features.1.0.mul"``, which ``trace`` follows too; ``step`` says how when it is a
+    two-operand op), ``"parameter"`` or ``"buffer"`` (``name`` is its name), or
     ``"constant"`` (a number in the code).
     """
 
@@ -292,8 +293,25 @@ class Combination:
             return float(getattr(ops, self.op)(a, b).item())
 
 
+@dataclass(frozen=True)
+class Sum:
+    """A sum over ``dims``: every value along them, added (``x.mean((2, 3))`` is this sum,
+    then a division). ``reads`` index the summed tensor (``input_shape``); ``source`` says
+    what made it, as a :class:`Combination`'s operand."""
+
+    kind: ClassVar[str] = "sum"
+    op: str
+    input_shape: tuple[int, ...]
+    reads: tuple[Read, ...]
+    dims: tuple[int, ...]
+    source: Operand
+
+    def recompute(self) -> float:
+        return math.fsum(r.value for r in self.reads)
+
+
 Step = (WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | LayerNormalization | Elementwise
-        | Copy | Combination)
+        | Copy | Combination | Sum)
 
 
 def plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ import numpy as np
 from ..analyze.render import human
 from ..nn.module import Module
 from ..tensor import Tensor, observe
+from ..trace.core import split_call as trace_split_call
 from .errors import ApiError, engine_errors
 from .store import ModelEntry, ModelStore
 
@@ -114,11 +115,12 @@ def graph_of(entry: ModelEntry, model: Module) -> dict[str, str | None]:
 
 
 def split_call(layer: str) -> tuple[str, int]:
-    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: the path and which call (from 0)."""
-    path, _, n = layer.partition("#")
-    if n and not (n.isdigit() and int(n) >= 1):
-        raise ApiError(422, "validation", f"layer {layer!r}: a call number after '#' must be 1 or more", "layer")
-    return path, int(n) - 1 if n else 0
+    """``"layer1.0.relu#2"`` → ``("layer1.0.relu", 1)``: the path and which call (from 0),
+    by :func:`convscope.trace.core.split_call`'s rule."""
+    try:
+        return trace_split_call(layer)
+    except ValueError as err:
+        raise ApiError(422, "validation", str(err).removeprefix("trace: "), "layer") from None
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

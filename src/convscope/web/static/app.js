@@ -340,9 +340,11 @@ function renderTrace(t) {
   const parts = [
     el("h3", { text: `${t.layer} (${t.type}) at [${t.index.join(", ")}]` }),
     el("p", { class: "kv", text: step.kind === "combination" ? `op ${step.op} combines two values (${dims(step.input_shape)})`
+      : step.kind === "sum" ? `op ${step.op} adds values along dims of a ${dims(step.input_shape)} tensor`
       : `op ${step.op} reads ${fromText} (${dims(step.input_shape)})` }),
   ];
   if (step.kind === "combination") parts.push(...combination(step));
+  else if (step.kind === "sum") parts.push(...summed(t));
   else if (step.kind === "weighted_sum") parts.push(...weightedSum(t, from));
   else if (step.kind === "max" || step.kind === "mean" || step.kind === "power_mean") parts.push(...pooled(t, from));
   else parts.push(...single(t, from));
@@ -449,8 +451,9 @@ function operandWhere(o) {  // where a value came from; a button where a layer m
   const cell = `[${o.read.index.join(", ")}]`, value = fmt(o.read.value, 6);
   const layer = o.call ? `${o.name}#${o.call + 1}` : o.name;
   if (o.origin === "layer") return stepButton(layer, o.read.index, `layer ${layer} ${cell} = ${value}`);
+  if (o.origin === "op") return stepButton(o.name, o.read.index, `op ${o.name} ${cell} = ${value}`);
   return el("span", { text: o.origin === "input" ? `model input ${cell} = ${value}` : o.origin === "constant" ? `constant ${value}`
-    : o.origin === "op" ? `${o.name} ${cell} (a functional op, not a layer) = ${value}` : `${o.origin} ${o.name}${cell} = ${value}` });
+    : `${o.origin} ${o.name}${cell} = ${value}` });
 }
 
 function operandLines(step) {  // one line per operand, then how the model's code made it
@@ -459,6 +462,19 @@ function operandLines(step) {  // one line per operand, then how the model's cod
     if (o.step) lines.push(el("div", { class: "nested" }, el("p", { class: "kv", text: `${label} = ${combined(o.step, "a", "b")}, where` }), ...operandLines(o.step)));
     return lines;
   });
+}
+
+function summed(t) {  // a sum over dims: the window of a spatial sum, else the values listed
+  const step = t.step, source = step.source, reads = step.reads;
+  const from = source.origin === "layer" ? (source.call ? `${source.name}#${source.call + 1}` : source.name)
+    : source.origin === "input" || source.origin === "op" ? source.name || "input" : null;
+  const what = from === "input" ? "the model input" : from ? `${source.origin} ${from}` : `a ${source.origin}`;
+  const out = [el("p", { class: "kv", text: `Σ ${reads.length} values of ${what} over dim(s) ${step.dims.join(", ")}` })];
+  const spatial = reads[0].index.length >= 3 && step.dims.every((d) => d >= reads[0].index.length - 2);
+  if (spatial) out.push(...pooled({ ...t, step: { ...step, kind: "sum" } }, from));
+  else out.push(el("table", { class: "grid terms" }, reads.slice(0, 24).map((r) => el("tr", {},
+    el("td", {}, stepButton(from, r.index, `[${r.index.join(",")}]`)), el("td", { text: fmt(r.value) })))));
+  return out;
 }
 
 function combination(step) {
