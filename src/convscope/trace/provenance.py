@@ -518,5 +518,7 @@ def _sum(site: Site, index: Index) -> Sum:
         for d, i in zip(dims, along, strict=True):
             base[d] = i
         cells.append(tuple(base))
+    if not cells or x.data.size == 0:
+        raise ValueError(f"trace: this sum adds no values (dims {dims} of {x.shape} are empty): it is 0")
     reads = tuple(Read(c, float(x.data[c])) for c in cells)
     return Sum(call.op, x.shape, reads, dims, _origin(site, x, reads[0], expand=False))
