@@ -161,6 +161,8 @@ LAYERS = {
     "batch_norm2d": ([L("BatchNorm2d", 3)], (2, 3, 4, 4)),
     "batch_norm2d-plain": ([L("BatchNorm2d", 3, affine=False)], (2, 3, 4, 4)),
     "batch_norm3d": ([L("BatchNorm3d", 2)], (1, 2, 3, 3, 3)),
+    "local_response_norm": ([L("LocalResponseNorm", 3, alpha=0.5, beta=0.75, k=2.0)], (2, 5, 4, 4)),
+    "local_response_norm-even": ([L("LocalResponseNorm", 4, alpha=0.3, beta=0.6)], (1, 6, 3, 5)),
     "relu": ([L("ReLU")], (2, 3, 4)),
     "tanh": ([L("Tanh")], (2, 3, 4)),
     "sigmoid": ([L("Sigmoid")], (2, 3, 4)),

@@ -16,6 +16,7 @@ from .steps import (
     Operand,
     PowerMean,
     Read,
+    ResponseNormalization,
     Sum,
     Term,
     WeightedSum,
@@ -25,5 +26,5 @@ from .steps import (
 
 __all__ = [
     "Combination", "Copy", "Elementwise", "LayerNormalization", "Normalization", "Operand", "PowerMean", "Read",
-    "Sum", "Term", "Trace", "WeightedSum", "WindowMax", "WindowMean", "influence", "trace",
+    "ResponseNormalization", "Sum", "Term", "Trace", "WeightedSum", "WindowMax", "WindowMean", "influence", "trace",
 ]

@@ -22,10 +22,10 @@ class Trace:
 
     ``value`` is the engine's value; ``step`` records what the layer's op read and how it
     combined it (a :class:`~convscope.trace.steps.WeightedSum`, ``WindowMax``,
-    ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``, ``Elementwise``,
-    ``Combination``, ``Sum`` or ``Copy``), with coordinates in the layer's input (a ``Combination``'s
-    operands in their own); ``then`` is the element-wise layer
-    applied to this value next, if there is one (``→ ReLU →``).
+    ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``,
+    ``ResponseNormalization``, ``Elementwise``, ``Combination``, ``Sum`` or ``Copy``), with
+    coordinates in the layer's input (a ``Combination``'s operands in their own); ``then``
+    is the element-wise layer applied to this value next, if there is one (``→ ReLU →``).
 
     A trace keeps the recorded forward pass (every intermediate tensor) for
     :meth:`influence` and :meth:`contributions`; drop it when done with a large model.

@@ -36,6 +36,7 @@ from .steps import (
     Operand,
     PowerMean,
     Read,
+    ResponseNormalization,
     Step,
     Sum,
     Term,
@@ -103,8 +104,8 @@ def build_step(site: Site, index: Index) -> Step:
     if op not in BUILDERS:
         raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
                          "convolutions, transposed convolutions, pools, linear, batch norm (eval), layer norm, "
-                         "element-wise activations, two-operand arithmetic (+ − × / ^ max min) and copies "
-                         "(flatten, reshape, cat, indexing). Hint: trace a layer "
+                         "local response norm, element-wise activations, two-operand arithmetic (+ − × / ^ max "
+                         "min), sums over dims and copies (flatten, reshape, cat, indexing). Hint: trace a layer "
                          "inside it")
     return BUILDERS[op](site, index)
 
@@ -431,6 +432,19 @@ def _layer_norm(site: Site, index: Index) -> LayerNormalization:
                               cells.index(index), mean, var, float(call.attrs["eps"]),
                               None if weight is None else float(weight.data[cell]),
                               None if bias is None else float(bias.data[cell]))
+
+
+@_register("local_response_norm")
+def _response_norm(site: Site, index: Index) -> ResponseNormalization:
+    """The channels of the window around the value's, at its position (inside the input)."""
+    call = site.call
+    x, a = call.parents[0], call.attrs
+    c, channels = index[1], x.shape[1]
+    window = range(max(0, index[1] - a["size"] // 2), min(channels, index[1] + (a["size"] - 1) // 2 + 1))
+    source = _Source(site, x)
+    cells = [(index[0], w, *index[2:]) for w in window]
+    return ResponseNormalization(call.op, source.input.shape, tuple(source.read(q, float(x.data[q])) for q in cells),
+                                 window.index(c), int(a["size"]), float(a["alpha"]), float(a["beta"]), float(a["k"]))
 
 
 @_register(*ELEMENTWISE)

@@ -16,6 +16,7 @@ from .steps import (
     Operand,
     PowerMean,
     Read,
+    ResponseNormalization,
     Sum,
     Term,
     WeightedSum,
@@ -138,6 +139,15 @@ def _layer_norm(step: LayerNormalization, trace: Trace, full: bool, digits: int)
             ] + _listing(step.reads, lambda r: read_text(r, digits), full, "values")
 
 
+def _response_norm(step: ResponseNormalization, trace: Trace, full: bool, digits: int) -> list[str]:
+    return [_extent(step.reads, step.input_shape),
+            f"  {read_text(step.read, digits)} / (k {number(step.k, digits)} + α {number(step.alpha, digits)} · "
+            f"Σ x² {number(step.square_sum(), digits)} / size {step.size})^β {number(step.beta, digits)}"
+            f" = {number(trace.value, digits)}{_then(trace, digits)}",
+            f"  Σ x² over the {len(step.reads)} channels of the window (channels past the edges are zeros)",
+            ] + _listing(step.reads, lambda r: read_text(r, digits), full, "channels")
+
+
 def _elementwise(step: Elementwise, trace: Trace, full: bool, digits: int) -> list[str]:
     lines = [f"  {step.name}({read_text(step.read, digits)}) = {number(trace.value, digits)}{_then(trace, digits)}"]
     if step.made is not None:
@@ -206,7 +216,7 @@ def _sum(step: Sum, trace: Trace, full: bool, digits: int) -> list[str]:
 RENDERERS: dict[type, Callable[..., list[str]]] = {
     WeightedSum: _weighted_sum, WindowMax: _window_max, WindowMean: _window_mean, PowerMean: _power_mean,
     Normalization: _normalization, LayerNormalization: _layer_norm, Elementwise: _elementwise, Copy: _copy,
-    Combination: _combination, Sum: _sum,
+    Combination: _combination, Sum: _sum, ResponseNormalization: _response_norm,
 }
 
 

@@ -199,6 +199,34 @@ class LayerNormalization:
 
 
 @dataclass(frozen=True)
+class ResponseNormalization:
+    """Local response norm of one value: ``x / (k + alpha·Σ window²/size)^beta``. The window
+    is ``reads``: the value's neighbouring channels at the same position (``x`` is
+    ``reads[position]``); channels past the edges count as zeros, so the divisor is always
+    ``size``."""
+
+    kind: ClassVar[str] = "response_norm"
+    op: str
+    input_shape: tuple[int, ...]
+    reads: tuple[Read, ...]
+    position: int
+    size: int
+    alpha: float
+    beta: float
+    k: float
+
+    @property
+    def read(self) -> Read:
+        return self.reads[self.position]
+
+    def square_sum(self) -> float:
+        return math.fsum(r.value * r.value for r in self.reads)
+
+    def recompute(self) -> float:
+        return self.read.value / (self.k + self.alpha * self.square_sum() / self.size) ** self.beta
+
+
+@dataclass(frozen=True)
 class Elementwise:
     """An activation (or other element-wise op) of one input value; ``name`` is the layer
     type when a layer ran it (``"ReLU"``), else the op. ``made`` says how the value read was
@@ -310,8 +338,8 @@ class Sum:
         return math.fsum(r.value for r in self.reads)
 
 
-Step = (WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | LayerNormalization | Elementwise
-        | Copy | Combination | Sum)
+Step = (WeightedSum | WindowMax | WindowMean | PowerMean | Normalization | LayerNormalization
+        | ResponseNormalization | Elementwise | Copy | Combination | Sum)
 
 
 def plain(value: Any) -> Any:

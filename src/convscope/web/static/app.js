@@ -431,7 +431,7 @@ const normFormula = (step, weight) => el("p", { class: "kv",
   text: `(x − ${fmt(step.mean)}) / √(${fmt(step.var)} + ${step.eps}) · ${fmt(weight)} ${signed(step.bias || 0)}` });
 
 function single(t, from) {
-  const step = t.step, read = step.kind === "layer_norm" ? step.reads[step.position] : step.read;
+  const step = t.step, read = step.kind === "layer_norm" || step.kind === "response_norm" ? step.reads[step.position] : step.read;
   if (!read) return [el("p", { class: "kv", text: step.kind })];
   const where = stepButton(from, read.index, `[${read.index.join(", ")}] = ${fmt(read.value, 6)}`);
   if (step.kind === "elementwise") return [el("p", { class: "kv" }, `${step.name}(x) with x = `, where),
@@ -440,6 +440,11 @@ function single(t, from) {
   if (step.kind === "layer_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight ?? 1),
     el("p", { class: "kv muted", text: `mean and variance of the ${step.reads.length} values normalised together` })];
   if (step.kind === "batch_norm") return [el("p", { class: "kv" }, "x = ", where), normFormula(step, step.weight)];
+  if (step.kind === "response_norm") {
+    const squares = step.reads.reduce((sum, r) => sum + r.value * r.value, 0);
+    return [el("p", { class: "kv" }, "x = ", where), el("p", { class: "kv", text: `x / (${step.k} + ${step.alpha} · Σ x² ${fmt(squares, 6)} / ${step.size})^${step.beta}` }),
+      el("p", { class: "kv muted", text: `Σ x² over the ${step.reads.length} channels of the window: ${step.reads.map((r) => r.index[1]).join(", ")} (channels past the edges are zeros)` })];
+  }
   if (step.source) return [el("p", { class: "kv" }, `copied (${step.op}) from input ${step.operand}: `, operandWhere(step.source))];
   return [el("p", { class: "kv" }, `copied (${step.op}) from `, where)];
 }
