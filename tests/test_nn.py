@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -515,6 +516,76 @@ def test_initialisers_match_torch_distribution(name: str, kwargs: dict, kind: st
     assert abs(ours.std() - spread) < 0.02 * spread
     if kind == "uniform":
         assert abs(ours.min() - theirs.min()) < 0.01 * spread and abs(ours.max() - theirs.max()) < 0.01 * spread
+
+
+def _truncated_normal_moments(mean: float, std: float, a: float, b: float) -> tuple[float, float]:
+    """Mean and standard deviation of N(mean, std²) conditioned on [a, b] (closed form)."""
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    pdf = lambda z: 0.0 if math.isinf(z) else math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    tail = lambda z: 0.5 * math.erfc(z / math.sqrt(2))  # P(Z > z), accurate far out
+    mass = tail(alpha) - tail(beta) if alpha >= 0 else (1 - tail(-alpha)) - (1 - tail(-beta))
+    shift = (pdf(alpha) - pdf(beta)) / mass
+    spread = (alpha * pdf(alpha) if pdf(alpha) else 0.0) - (beta * pdf(beta) if pdf(beta) else 0.0)
+    return mean + std * shift, std * math.sqrt(1 + spread / mass - shift * shift)
+
+
+def _ks_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """The two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs."""
+    x, y = np.sort(x.ravel()), np.sort(y.ravel())
+    grid = np.concatenate([x, y])
+    return float(np.abs(np.searchsorted(x, grid, "right") / x.size - np.searchsorted(y, grid, "right") / y.size).max())
+
+
+# (mean, std, a, b): torch's ConvNeXt and GoogLeNet calls, the standard ±2 σ, an asymmetric cut, a narrow
+# interval at the peak and one on a flank, both tails, a far tail.
+TRUNC_NORMAL_CASES = [(0.0, 0.02, -2.0, 2.0), (0.0, 0.01, -2.0, 2.0), (0.0, 1.0, -2.0, 2.0), (0.5, 1.0, 0.0, 3.0),
+                      (0.0, 1.0, -0.1, 0.1), (1.0, 2.0, 1.5, 1.6), (0.0, 1.0, 3.0, 5.0), (0.0, 1.0, -5.0, -3.0),
+                      (0.0, 1.0, 8.0, 9.0)]
+
+
+@pytest.mark.parametrize("mean,std,a,b", TRUNC_NORMAL_CASES)
+def test_trunc_normal_matches_torch_distribution(mean: float, std: float, a: float, b: float) -> None:
+    """Bounds are absolute, as in torch; mean, spread and the whole CDF match torch's draw on the
+    same shape and the closed form (torch's own draw is held to the same closed form)."""
+    shape = (400, 500)
+    cs.manual_seed(0)
+    ours = nn.init.trunc_normal_(cs.tensor(np.zeros(shape)), mean, std, a, b).numpy()
+    with warnings.catch_warnings():  # torch warns about the tails ("mean is more than 2 std from [a, b]")
+        warnings.simplefilter("ignore")
+        theirs = torch.nn.init.trunc_normal_(torch.zeros(shape, dtype=torch.float64), mean, std, a, b).numpy()
+    want_mean, want_std = _truncated_normal_moments(mean, std, a, b)
+    n = ours.size
+    for values in (ours, theirs):
+        assert a <= values.min() and values.max() <= b
+        assert abs(values.mean() - want_mean) < 6 * want_std / math.sqrt(n)
+        assert abs(values.std() - want_std) < 6 * want_std / math.sqrt(n)
+    assert _ks_distance(ours, theirs) < 0.01  # P(KS > 0.0062) = 0.001 for two equal distributions
+    if std <= 1e-2 * (b - a):  # nothing cut: the normal's own spread
+        assert abs(ours.std() / std - 1) < 0.01
+
+
+def test_trunc_normal_dtype_bounds_seed_and_edges() -> None:
+    def draw(seed: int) -> np.ndarray:
+        cs.manual_seed(seed)
+        return nn.init.trunc_normal_(cs.tensor(np.zeros((64, 32, 3, 3), np.float32)), 0.0, 1.0, -0.5, 1.0).numpy()
+
+    x = draw(1)
+    assert x.dtype == np.float32 and -0.5 <= x.min() and x.max() <= 1.0
+    np.testing.assert_array_equal(x, draw(1))
+    assert not np.array_equal(x, draw(2))
+    gen = np.random.default_rng(7)
+    y = nn.init.trunc_normal_(cs.tensor(np.zeros(5)), generator=gen).numpy()
+    np.testing.assert_array_equal(y, nn.init.trunc_normal_(cs.tensor(np.zeros(5)),
+                                                           generator=np.random.default_rng(7)).numpy())
+    far = nn.init.trunc_normal_(cs.tensor(np.zeros(20_000)), 0.0, 1.0, 6.0, math.inf).numpy()  # torch: overflow
+    assert far.min() >= 6 and abs(far.mean() - _truncated_normal_moments(0.0, 1.0, 6.0, math.inf)[0]) < 0.01
+    assert (nn.init.trunc_normal_(cs.tensor(np.zeros(3)), 5.0, 0.0, -1.0, 1.0).numpy() == 1.0).all()
+    meta = cs.Tensor.meta((2, 3))
+    assert nn.init.trunc_normal_(meta) is meta and meta.is_meta
+    with pytest.raises(ValueError, match="std must be non-negative"):
+        nn.init.trunc_normal_(cs.tensor(np.zeros(3)), std=-1.0)
+    with pytest.raises(ValueError, match="empty"):
+        nn.init.trunc_normal_(cs.tensor(np.zeros(3)), a=1.0, b=0.0)
 
 
 def test_constant_initialisers_and_fan_errors() -> None:

@@ -48,7 +48,8 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 class AlexNet(nn.Module):
     """torchvision's AlexNet: ``features`` (convs, ReLUs, max pools), ``avgpool``
     (``AdaptiveAvgPool2d((6, 6))``), flatten, ``classifier`` (Dropout, Linear 9216→4096, ReLU,
-    Dropout, Linear 4096→4096, ReLU, Linear 4096→num_classes).
+    Dropout, Linear 4096→4096, ReLU, Linear 4096→num_classes). Parameters keep the layers'
+    default initialisation, as in torchvision (whose AlexNet does not re-initialise).
 
     Shape:
         input ``(N, 3, H, W)`` with ``H, W ≥ 63`` → output ``(N, num_classes)``.

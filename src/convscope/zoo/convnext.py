@@ -19,6 +19,7 @@ from .. import functional as F
 from .. import nn
 from ..nn._utils import empty_parameter
 from ..tensor import Tensor
+from ._init import Rules, reinitialise, trunc_normal_weight
 from .registry import register
 
 PAPER = "Liu et al. 2022, A ConvNet for the 2020s (arXiv:2201.03545), section 3"
@@ -88,9 +89,16 @@ class CNBlock(nn.Module):
         return self.stochastic_depth(self.layer_scale * self.block(x)) + x
 
 
+# torchvision's ConvNeXt.__init__: every Conv2d and Linear weight trunc_normal_(std=0.02) (bounds ±2), bias 0;
+# layer norms keep weight 1 and bias 0, layer_scale its constant.
+INIT_RULES: Rules = (((nn.Conv2d, nn.Linear), trunc_normal_weight(0.02, zero_bias=True)),)
+
+
 class ConvNeXt(nn.Module):
     """``features`` (stem; each stage's blocks, with a downsampling layer between stages) →
-    global average pool → ``classifier`` (layer norm, flatten, linear).
+    global average pool → ``classifier`` (layer norm, flatten, linear). Initialised as
+    torchvision does (:data:`INIT_RULES`): conv and linear weights truncated N(0, 0.02²),
+    biases 0.
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
@@ -115,6 +123,7 @@ class ConvNeXt(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(LayerNorm2d(widths[-1], eps=EPS), nn.Flatten(1),
                                         nn.Linear(widths[-1], num_classes))
+        reinitialise(self, INIT_RULES)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.avgpool(self.features(x)))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import cat, nn
 from .. import functional as F
+from ._init import Rules, norm_ones_zeros, reinitialise
 from .registry import register
 
 PAPER = "Huang et al. 2017, Densely Connected Convolutional Networks (arXiv:1608.06993), Table 1"
@@ -82,11 +83,28 @@ class Transition(nn.Sequential):
         ]))
 
 
+def _conv_kaiming_normal_fan_in(conv: nn.Conv2d) -> None:
+    """Weight ~ N(0, 2 / fan_in) (``kaiming_normal_`` with its defaults: fan_in, leaky ReLU of slope 0)."""
+    nn.init.kaiming_normal_(conv.weight)
+
+
+def _linear_zero_bias(linear: nn.Linear) -> None:
+    """Bias 0; the weight keeps torch's default U(±1/√in_features)."""
+    nn.init.zeros_(linear.bias)
+
+
+# torchvision's DenseNet.__init__ ("Official init from torch repo"): convs kaiming_normal_() (fan_in), BatchNorm2d
+# weight 1 and bias 0, Linear bias 0 (its weight keeps the default).
+INIT_RULES: Rules = ((nn.Conv2d, _conv_kaiming_normal_fan_in), (nn.BatchNorm2d, norm_ones_zeros),
+                     (nn.Linear, _linear_zero_bias))
+
+
 class DenseNet(nn.Module):
     """conv 7×7/2 → BN → ReLU → max pool 3×3/2 → dense blocks joined by transitions → BN →
     ReLU → global average pool → fc.
 
-    Parameters keep convscope's default initialisation; load a state_dict for trained weights.
+    Initialised as torchvision does (:data:`INIT_RULES`): convs Kaiming-normal with fan_in
+    (std √(2 / (C_in·k²))), the classifier's bias 0; load a state_dict for trained weights.
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last block works at
@@ -111,6 +129,7 @@ class DenseNet(nn.Module):
         layers.append(("norm5", nn.BatchNorm2d(channels)))
         self.features = nn.Sequential(OrderedDict(layers))
         self.classifier = nn.Linear(channels, num_classes)
+        reinitialise(self, INIT_RULES)
 
     def forward(self, x: Any) -> Any:
         x = F.adaptive_avg_pool2d(F.relu(self.features(x)), (1, 1))

@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import functional as F
 from .. import nn
+from ._init import Rules, conv_kaiming_normal_fan_out, norm_ones_zeros, reinitialise
 from .mobilenet import SqueezeExcitation, conv_bn_act, make_divisible
 from .registry import register
 
@@ -141,9 +142,24 @@ V2_HEAD = 1280
 _V2_NORM = {"eps": 1e-3}
 
 
+def _linear_uniform_out(linear: nn.Linear) -> None:
+    """Weight ~ U(−1/√out_features, 1/√out_features), bias 0 (torchvision's EfficientNet classifier)."""
+    bound = 1.0 / math.sqrt(linear.out_features)
+    nn.init.uniform_(linear.weight, -bound, bound)
+    nn.init.zeros_(linear.bias)
+
+
+# torchvision's EfficientNet.__init__ (B0–B7 and V2): convs kaiming_normal_(mode="fan_out") with bias 0,
+# BatchNorm2d / GroupNorm weight 1 and bias 0, Linear U(±1/√out_features) with bias 0.
+INIT_RULES: Rules = ((nn.Conv2d, conv_kaiming_normal_fan_out), ((nn.BatchNorm2d, nn.GroupNorm), norm_ones_zeros),
+                     (nn.Linear, _linear_uniform_out))
+
+
 class EfficientNet(nn.Module):
     """``features`` (stem, one Sequential of blocks per stage, 1×1 head conv to ``head``
-    channels) → global average pool → ``classifier`` (dropout, linear).
+    channels) → global average pool → ``classifier`` (dropout, linear). Initialised as
+    torchvision does (:data:`INIT_RULES`): convs Kaiming-normal with fan_out, the classifier
+    U(±1/√num_classes).
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
@@ -166,6 +182,7 @@ class EfficientNet(nn.Module):
         layers.append(conv_bn_act(stages[-1][5], head, 1, activation=nn.SiLU, **norm))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head, num_classes))
+        reinitialise(self, INIT_RULES)
 
     def forward(self, x: Any) -> Any:
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from .. import cat, nn
 from .. import functional as F
+from ._init import Rules, norm_ones_zeros, reinitialise, trunc_normal_weight
 from .registry import register
 
 PAPER = "Szegedy et al. 2014, Going deeper with convolutions (arXiv:1409.4842), Table 1"
@@ -151,8 +152,17 @@ def _transform_input(x: Any) -> Any:
     return cat([x[:, c:c + 1] * (stds[c] / 0.5) + (means[c] - 0.5) / 0.5 for c in range(3)], 1)
 
 
+# torchvision's GoogLeNet.__init__ (init_weights): every Conv2d and Linear weight
+# trunc_normal_(mean=0, std=0.01, a=-2, b=2) (biases untouched: the convs have none, fc keeps its default),
+# BatchNorm2d weight 1 and bias 0.
+TORCHVISION_INIT: Rules = (((nn.Conv2d, nn.Linear), trunc_normal_weight(0.01, zero_bias=False)),
+                           (nn.BatchNorm2d, norm_ones_zeros))
+
+
 class GoogLeNet(nn.Module):
-    """A trunk of named layers run in order, then pool → flatten → dropout → fc.
+    """A trunk of named layers run in order, then pool → flatten → dropout → fc; ``init_rules``
+    re-initialise the built model (:data:`TORCHVISION_INIT` for the torchvision layout, none —
+    the layers' defaults — for the paper's).
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``. The torchvision layout pools
@@ -161,7 +171,7 @@ class GoogLeNet(nn.Module):
     """
 
     def __init__(self, trunk: list[tuple[str, nn.Module]], avgpool: nn.Module, dropout: float,
-                 num_classes: int, transform_input: bool = False) -> None:
+                 num_classes: int, transform_input: bool = False, init_rules: Rules = ()) -> None:
         super().__init__()
         self.transform_input = transform_input
         for name, layer in trunk:
@@ -170,6 +180,7 @@ class GoogLeNet(nn.Module):
         self.avgpool = avgpool
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
+        reinitialise(self, init_rules)
 
     def forward(self, x: Any) -> Any:
         if self.transform_input:
@@ -190,14 +201,16 @@ def _inception_stages(inception: Callable[[int, Columns], nn.Module],
 @register("googlenet", input_shape=(3, 224, 224),
           description="GoogLeNet, torchvision layout (BasicConv2d with BN, 3×3 '5×5' branch, no aux heads)",
           reference=PAPER + "; torchvision.models.googlenet")
-def googlenet(num_classes: int = 1000, transform_input: bool = False, dropout: float = 0.2) -> GoogLeNet:
+def googlenet(num_classes: int = 1000, transform_input: bool = False, dropout: float = 0.2,
+              init_weights: bool = True) -> GoogLeNet:
     """GoogLeNet as torchvision builds it with ``aux_logits=False``: 6,624,904 parameters.
 
     ``transform_input`` (default False, as in torchvision's class) re-scales an input normalised
     with the ImageNet mean/std to the [-1, 1] range the TensorFlow-ported torchvision weights
     were trained on; turn it on only when loading those weights (torchvision's ``googlenet(
-    weights=...)`` turns it on for you, convscope does not load weights). Unlike torchvision,
-    parameters keep convscope's default initialisation (not truncated normal).
+    weights=...)`` turns it on for you, convscope does not load weights). ``init_weights``
+    applies torchvision's initialisation (:data:`TORCHVISION_INIT`: conv and linear weights
+    N(0, 0.01²) truncated to ±2); without it the layers keep their defaults.
 
     Shape:
         input ``(N, 3, H, W)``, H, W ≥ 15 (224 in the paper) → output ``(N, num_classes)``.
@@ -215,7 +228,8 @@ def googlenet(num_classes: int = 1000, transform_input: bool = False, dropout: f
         ("maxpool2", nn.MaxPool2d(3, stride=2, ceil_mode=True)),
         *_inception_stages(Inception, maxpool),
     ]
-    return GoogLeNet(trunk, nn.AdaptiveAvgPool2d((1, 1)), dropout, num_classes, transform_input)
+    return GoogLeNet(trunk, nn.AdaptiveAvgPool2d((1, 1)), dropout, num_classes, transform_input,
+                     TORCHVISION_INIT if init_weights else ())
 
 
 def _lrn() -> nn.LocalResponseNorm:
@@ -233,7 +247,9 @@ def googlenet_paper(num_classes: int = 1000, dropout: float = 0.4) -> GoogLeNet:
     Stem: conv 7×7/2 (64) → max pool 3×3/2 → LRN → conv 1×1 (#3×3 reduce, 64) → conv 3×3/1
     (192) → LRN → max pool 3×3/2; every conv is followed by ReLU. Then the nine inception
     modules of :data:`INCEPTION_TABLE` with 3×3/2 max pools after (3b) and (4e), average pool
-    7×7/1, dropout 40 %, linear. :func:`paper_table` reads the inception columns back.
+    7×7/1, dropout 40 %, linear. :func:`paper_table` reads the inception columns back. The
+    layers keep their default initialisation (the paper does not give one; torchvision's
+    initialisation belongs to its own layout).
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.

@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import functional as F
 from .. import nn
+from ._init import Rules, conv_kaiming_normal_fan_out, linear_normal, norm_ones_zeros, reinitialise
 from .registry import register
 
 PAPER_V1 = "Howard et al. 2017, MobileNets (arXiv:1704.04861), Table 1"
@@ -83,6 +84,8 @@ class MobileNetV1(nn.Module):
 
     ``resolution`` is the input side the model is meant for; ``input_shape`` is
     ``(3, resolution, resolution)``. The network pools globally, so it also runs on other sizes.
+    The layers keep their default initialisation (torchvision has no MobileNet v1, and the
+    paper gives none).
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
@@ -188,9 +191,16 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
+# torchvision's MobileNetV2.__init__ and MobileNetV3.__init__: convs kaiming_normal_(mode="fan_out") with
+# bias 0, BatchNorm2d / GroupNorm weight 1 and bias 0, Linear N(0, 0.01) with bias 0.
+TORCHVISION_INIT: Rules = ((nn.Conv2d, conv_kaiming_normal_fan_out),
+                           ((nn.BatchNorm2d, nn.GroupNorm), norm_ones_zeros), (nn.Linear, linear_normal(0.01)))
+
+
 class MobileNetV2(nn.Module):
     """``features`` (stem, 17 inverted-residual blocks, 1×1 conv to 1280) → global average pool →
-    ``classifier`` (dropout 0.2, linear).
+    ``classifier`` (dropout 0.2, linear). Initialised as torchvision does
+    (:data:`TORCHVISION_INIT`): convs Kaiming-normal with fan_out, linear N(0, 0.01).
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
@@ -210,6 +220,7 @@ class MobileNetV2(nn.Module):
         layers.append(conv_bn_act(channels, self.last_channel, 1, activation=nn.ReLU6))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
+        reinitialise(self, TORCHVISION_INIT)
 
     def forward(self, x: Any) -> Any:
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
@@ -220,9 +231,8 @@ class MobileNetV2(nn.Module):
           description="MobileNet v2: inverted residuals with linear bottlenecks, torchvision layout",
           reference=PAPER_V2 + "; torchvision.models.mobilenet_v2")
 def mobilenet_v2(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV2:
-    """MobileNet v2 as torchvision builds it: 3,504,872 parameters at ``width_mult=1``.
-    Channel counts are ``make_divisible(c·width_mult, 8)``. Parameters keep convscope's default
-    initialisation (torchvision re-initialises them).
+    """MobileNet v2 as torchvision builds (and initialises) it: 3,504,872 parameters at
+    ``width_mult=1``. Channel counts are ``make_divisible(c·width_mult, 8)``.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
@@ -312,7 +322,8 @@ class InvertedResidualV3(nn.Module):
 
 class MobileNetV3(nn.Module):
     """``features`` (stem, the bnecks, 1×1 conv to 6× the last bneck's channels) → global average
-    pool → ``classifier`` (linear to the head width, hard-swish, dropout, linear).
+    pool → ``classifier`` (linear to the head width, hard-swish, dropout, linear). Initialised as
+    torchvision does (:data:`TORCHVISION_INIT`, as MobileNet v2).
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is
@@ -333,6 +344,7 @@ class MobileNetV3(nn.Module):
         head = make_divisible(V3_HEAD[size] * width_mult)
         self.classifier = nn.Sequential(nn.Linear(6 * channels, head), nn.Hardswish(), nn.Dropout(dropout),
                                         nn.Linear(head, num_classes))
+        reinitialise(self, TORCHVISION_INIT)
 
     def forward(self, x: Any) -> Any:
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))

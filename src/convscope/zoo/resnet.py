@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import functional as F
 from .. import nn
+from ._init import Rules, conv_kaiming_normal_fan_out, norm_ones_zeros, reinitialise
 from .registry import register
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385), Table 1"
@@ -42,6 +43,11 @@ class _ResidualBlock(nn.Module):
     downsample: nn.Module | None
 
     def residual(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def last_norm(self) -> nn.BatchNorm2d:
+        """The batch norm that ends the residual branch (``bn2`` or ``bn3``)."""
         raise NotImplementedError
 
     def forward(self, x: Any) -> Any:
@@ -75,6 +81,10 @@ class BasicBlock(_ResidualBlock):
     def residual(self, x: Any) -> Any:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
+    @property
+    def last_norm(self) -> nn.BatchNorm2d:
+        return self.bn2
+
 
 class Bottleneck(_ResidualBlock):
     """1×1 (reduce to ``width``) → 3×3 (strided, in ``groups`` groups) → 1×1 (expand to
@@ -106,6 +116,10 @@ class Bottleneck(_ResidualBlock):
         x = self.relu(self.bn2(self.conv2(x)))
         return self.bn3(self.conv3(x))
 
+    @property
+    def last_norm(self) -> nn.BatchNorm2d:
+        return self.bn3
+
 
 # Table 1: depth → (block type, number of blocks in conv2_x, conv3_x, conv4_x, conv5_x).
 CONFIGS: dict[int, tuple[type[_ResidualBlock], tuple[int, int, int, int]]] = {
@@ -129,11 +143,18 @@ def _stage(block: type[_ResidualBlock], inplanes: int, planes: int, blocks: int,
                          *(block(out, planes, **shape) for _ in range(blocks - 1)))
 
 
+# torchvision's ResNet.__init__: every conv kaiming_normal_(mode="fan_out", nonlinearity="relu"),
+# every BatchNorm2d / GroupNorm weight 1 and bias 0; fc keeps the default init.
+INIT_RULES: Rules = ((nn.Conv2d, conv_kaiming_normal_fan_out), ((nn.BatchNorm2d, nn.GroupNorm), norm_ones_zeros))
+
+
 class ResNet(nn.Module):
     """conv1 7×7/2 → BN → ReLU → max pool 3×3/2 → layer1…layer4 → global average pool → fc.
 
-    Parameters keep convscope's default initialisation (torchvision re-initialises convs with
-    Kaiming-normal); load a state_dict for trained weights.
+    Initialised as torchvision does (:data:`INIT_RULES`): convs Kaiming-normal with fan_out
+    (std √(2 / (C_out·k²))), batch norms weight 1 and bias 0, fc torch's default; with
+    ``zero_init_residual`` the last batch norm of each residual branch starts at weight 0, so
+    each block starts as the identity (Goyal et al. 2017). Load a state_dict for trained weights.
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the feature map before the pool is
@@ -141,7 +162,7 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, block: type[_ResidualBlock], layers: tuple[int, ...], num_classes: int = 1000,
-                 groups: int = 1, width_per_group: int = 64) -> None:
+                 groups: int = 1, width_per_group: int = 64, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -154,6 +175,11 @@ class ResNet(nn.Module):
             inplanes = planes * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
+        reinitialise(self, INIT_RULES)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, _ResidualBlock):
+                    nn.init.zeros_(m.last_norm.weight)
 
     def forward(self, x: Any) -> Any:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -161,9 +187,9 @@ class ResNet(nn.Module):
         return self.fc(F.flatten(self.avgpool(x), 1))
 
 
-def _resnet(depth: int, num_classes: int) -> ResNet:
+def _resnet(depth: int, num_classes: int, zero_init_residual: bool) -> ResNet:
     block, layers = CONFIGS[depth]
-    return ResNet(block, layers, num_classes)
+    return ResNet(block, layers, num_classes, zero_init_residual=zero_init_residual)
 
 
 def _entry(depth: int) -> Any:
@@ -174,53 +200,53 @@ def _entry(depth: int) -> Any:
 
 
 @_entry(18)
-def resnet18(num_classes: int = 1000) -> ResNet:
+def resnet18(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNet-18 (BasicBlock × [2, 2, 2, 2]): 11,689,512 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _resnet(18, num_classes)
+    return _resnet(18, num_classes, zero_init_residual)
 
 
 @_entry(34)
-def resnet34(num_classes: int = 1000) -> ResNet:
+def resnet34(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNet-34 (BasicBlock × [3, 4, 6, 3]): 21,797,672 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _resnet(34, num_classes)
+    return _resnet(34, num_classes, zero_init_residual)
 
 
 @_entry(50)
-def resnet50(num_classes: int = 1000) -> ResNet:
+def resnet50(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNet-50 (Bottleneck × [3, 4, 6, 3]): 25,557,032 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _resnet(50, num_classes)
+    return _resnet(50, num_classes, zero_init_residual)
 
 
 @_entry(101)
-def resnet101(num_classes: int = 1000) -> ResNet:
+def resnet101(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNet-101 (Bottleneck × [3, 4, 23, 3]): 44,549,160 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _resnet(101, num_classes)
+    return _resnet(101, num_classes, zero_init_residual)
 
 
 @_entry(152)
-def resnet152(num_classes: int = 1000) -> ResNet:
+def resnet152(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNet-152 (Bottleneck × [3, 8, 36, 3]): 60,192,808 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _resnet(152, num_classes)
+    return _resnet(152, num_classes, zero_init_residual)
 
 
 # name → (title, depth, groups, width per group, reference)
@@ -233,9 +259,10 @@ VARIANTS: dict[str, tuple[str, int, int, int, str]] = {
 }
 
 
-def _variant(name: str, num_classes: int) -> ResNet:
+def _variant(name: str, num_classes: int, zero_init_residual: bool) -> ResNet:
     _, depth, groups, width, _ = VARIANTS[name]
-    return ResNet(Bottleneck, CONFIGS[depth][1], num_classes, groups=groups, width_per_group=width)
+    return ResNet(Bottleneck, CONFIGS[depth][1], num_classes, groups=groups, width_per_group=width,
+                  zero_init_residual=zero_init_residual)
 
 
 def _variant_entry(name: str) -> Any:
@@ -247,50 +274,50 @@ def _variant_entry(name: str) -> Any:
 
 
 @_variant_entry("resnext50_32x4d")
-def resnext50_32x4d(num_classes: int = 1000) -> ResNet:
+def resnext50_32x4d(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNeXt-50 (32×4d: 32 groups of 4 channels in the first stage's 3×3 convs): 25,028,904 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _variant("resnext50_32x4d", num_classes)
+    return _variant("resnext50_32x4d", num_classes, zero_init_residual)
 
 
 @_variant_entry("resnext101_32x8d")
-def resnext101_32x8d(num_classes: int = 1000) -> ResNet:
+def resnext101_32x8d(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNeXt-101 (32×8d): 88,791,336 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _variant("resnext101_32x8d", num_classes)
+    return _variant("resnext101_32x8d", num_classes, zero_init_residual)
 
 
 @_variant_entry("resnext101_64x4d")
-def resnext101_64x4d(num_classes: int = 1000) -> ResNet:
+def resnext101_64x4d(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """ResNeXt-101 (64×4d): 83,455,272 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _variant("resnext101_64x4d", num_classes)
+    return _variant("resnext101_64x4d", num_classes, zero_init_residual)
 
 
 @_variant_entry("wide_resnet50_2")
-def wide_resnet50_2(num_classes: int = 1000) -> ResNet:
+def wide_resnet50_2(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """Wide ResNet-50-2 (bottlenecks twice as wide inside): 68,883,240 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _variant("wide_resnet50_2", num_classes)
+    return _variant("wide_resnet50_2", num_classes, zero_init_residual)
 
 
 @_variant_entry("wide_resnet101_2")
-def wide_resnet101_2(num_classes: int = 1000) -> ResNet:
+def wide_resnet101_2(num_classes: int = 1000, zero_init_residual: bool = False) -> ResNet:
     """Wide ResNet-101-2: 126,886,696 parameters.
 
     Shape:
         input ``(N, 3, 224, 224)`` → output ``(N, num_classes)``.
     """
-    return _variant("wide_resnet101_2", num_classes)
+    return _variant("wide_resnet101_2", num_classes, zero_init_residual)

@@ -71,7 +71,8 @@ class ShuffleNetV2(nn.Module):
     """conv1 3×3/2 → max pool 3×3/2 → stage2…stage4 (a stride-2 unit, then stride-1 units) →
     conv5 1×1 → global average pool → fc.
 
-    Parameters keep convscope's default initialisation; load a state_dict for trained weights.
+    Parameters keep the layers' default initialisation, as in torchvision (whose ShuffleNetV2
+    does not re-initialise); load a state_dict for trained weights.
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; the last feature map is

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import cat, nn
+from ._init import reinitialise
 from .registry import register
 
 PAPER = "Iandola et al. 2016, SqueezeNet (arXiv:1602.07360), Table 1"
@@ -55,7 +56,8 @@ class SqueezeNet(nn.Module):
     """``features`` (conv, ReLU, max pools and Fire modules) → ``classifier`` (dropout, 1×1 conv,
     ReLU, global average pool) → flatten.
 
-    Parameters keep convscope's default initialisation (torchvision re-initialises them).
+    Initialised as torchvision does (:meth:`_init_conv`): every conv Kaiming-uniform with
+    fan_in, the final (classifier) conv N(0, 0.01), all biases 0.
 
     Shape:
         input ``(N, 3, H, W)`` → output ``(N, num_classes)``; at least 21×21 for v1.0 and 17×17
@@ -79,6 +81,18 @@ class SqueezeNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Conv2d(channels, num_classes, kernel_size=1),
                                         nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)))
+        reinitialise(self, ((nn.Conv2d, self._init_conv),))
+
+    def _init_conv(self, conv: nn.Conv2d) -> None:
+        """torchvision's SqueezeNet.__init__: the final conv N(0, 0.01), the others
+        ``kaiming_uniform_`` with its defaults (fan_in, leaky ReLU of slope 0: bound √(6 / fan_in));
+        biases 0."""
+        if conv is self.classifier[1]:
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+        else:
+            nn.init.kaiming_uniform_(conv.weight)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: Any) -> Any:
         return self.classifier(self.features(x)).flatten(1)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from .. import nn
 from ..tensor import Tensor
+from ._init import Rules, conv_kaiming_normal_fan_out, linear_normal, norm_ones_zeros, reinitialise
 from .registry import register
 
 REFERENCE = ("Simonyan & Zisserman, Very deep convolutional networks for large-scale image recognition, "
@@ -44,11 +45,18 @@ def make_features(config: list[int | str], batch_norm: bool = False) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+# torchvision's VGG.__init__ (init_weights=True): convs kaiming_normal_(mode="fan_out", nonlinearity="relu")
+# with bias 0, BatchNorm2d weight 1 and bias 0, Linear N(0, 0.01) with bias 0.
+INIT_RULES: Rules = ((nn.Conv2d, conv_kaiming_normal_fan_out), (nn.BatchNorm2d, norm_ones_zeros),
+                     (nn.Linear, linear_normal(0.01)))
+
+
 class VGG(nn.Module):
     """``features → avgpool (7×7) → flatten → classifier``.
 
-    ``init_weights`` applies torchvision's initialisation: convs kaiming-normal (fan_out, ReLU) with
-    zero bias, batch norm weight 1 / bias 0, linear N(0, 0.01) with zero bias.
+    ``init_weights`` applies torchvision's initialisation (:data:`INIT_RULES`): convs
+    kaiming-normal (fan_out, ReLU) with zero bias, batch norm weight 1 / bias 0, linear
+    N(0, 0.01) with zero bias; without it the layers keep torch's default init.
 
     Shape:
         input ``(N, 3, H, W)`` with ``H, W ≥ 32`` → ``features`` ``(N, 512, ⌊H/32⌋, ⌊W/32⌋)`` →
@@ -70,19 +78,7 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),
         )
         if init_weights:
-            self._initialize_weights()
-
-    def _initialize_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+            reinitialise(self, INIT_RULES)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))
