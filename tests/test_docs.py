@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+PRINTED = re.compile(r"^```output\n(.*?)^```", re.S | re.M)  # what the python blocks before it print
 DOCUMENTED_SERVER = "http://127.0.0.1:8000"
 EXAMPLE = re.compile(r"^\s*>>> (?!.*doctest: \+SKIP)", re.M)  # an example doctest runs
 
@@ -62,6 +63,17 @@ def _run(code: str, page: Path, folder: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, f"{page.name}'s examples failed:\n{done.stderr[-3000:]}"
+    _check_printed(page, done.stdout)
+
+
+def _check_printed(page: Path, stdout: str) -> None:
+    """Every line of the page's ```output blocks (bar ``...``) is printed, in order: the
+    outputs a page shows are the ones its code prints."""
+    printed = iter(line.rstrip() for line in stdout.splitlines())
+    for block in PRINTED.findall(page.read_text(encoding="utf-8")):
+        for line in block.splitlines():
+            if line.strip() != "..." and line.rstrip() not in printed:
+                raise AssertionError(f"{page.name} shows {line.strip()!r}, which its code does not print (in order)")
 
 
 def _modules_with_examples() -> list[str]:
