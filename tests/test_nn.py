@@ -395,8 +395,9 @@ def test_first_layer_hint_names_the_input_not_a_previous_layer() -> None:
     first = r"^0 \(Conv2d\): expected input with 3 channels, got 1\. Hint: the input has 1 channel; "
     with pytest.raises(cs.ShapeError, match=first + r"give it 3 channels, or set in_channels=1\.$"):
         model(cs.tensor(np.zeros((1, 1, 9, 9), np.float32)))
-    with pytest.raises(cs.ShapeError, match=r"got 1 \(its input 1×3×224 has no batch dim and reads as C×H×W\)"):
-        cs.summary(model, (3, 224)).raise_for_error()  # a 2-d shape for a 2-d conv model
+    with pytest.raises(ValueError, match=r"input shape 3×224 has 2 dim\(s\), but the first layer that fixes the "
+                                         r"rank, 0 \(Conv2d\), takes 3 per sample \(C×H×W\)"):
+        cs.summary(model, (3, 224))  # a 2-d shape for a 2-d conv model: refused before it reads as 1×3×224
 
 
 def test_error_names_nested_path_and_keeps_op_message() -> None:
