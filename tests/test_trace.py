@@ -630,6 +630,17 @@ def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
     assert trace(ours, x, "res.add", (0, 1, 2, 3)).value == trace(ours, x, "res", (0, 1, 2, 3)).value
 
 
+def test_an_operand_made_by_a_layers_second_call_is_named_as_summary_names_it() -> None:
+    ours, theirs = branching_twin(5)  # forward: r = act(left(h)) + h, with h = act(stem(x))
+    x = np.random.default_rng(5).normal(size=(1, 2, 9, 8))
+    t = trace(ours, x, "add", (0, 2, 3, 4))
+    left, h = t.step.operands
+    assert (left.name, left.call, h.name, h.call) == ("act", 1, "act", 0)
+    assert f"a = layer act#2 output[0, 2, 3, 4] = {left.read.value:.4g}" in str(t)
+    assert trace(ours, x, "act#2", (0, 2, 3, 4)).value == left.read.value
+    assert "act#2" in {row.name for row in cs.summary(ours, (2, 9, 8), dtype=np.float64).rows}
+
+
 def test_op_rows_name_what_ran_when_the_op_did_not() -> None:
     ours, _ = combining_twin(19)
     x = np.zeros((1, 3, 5, 6))

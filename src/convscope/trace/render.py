@@ -167,7 +167,7 @@ def _copy(step: Copy, trace: Trace, full: bool, digits: int) -> list[str]:
 def _made_by(operand: Operand, cell: str) -> str:
     """``layer features.2.conv.3 output[0, 3, 4, 4]`` and the like: what made the value."""
     return {"input": f"model input x{cell}",
-            "layer": f"layer {operand.name}{f' (call {operand.call + 1})' if operand.call else ''} output{cell}",
+            "layer": f"layer {operand.name}{f'#{operand.call + 1}' if operand.call else ''} output{cell}",
             "op": f"op {operand.name} output{cell}",
             "parameter": f"parameter {operand.name}{cell}", "buffer": f"buffer {operand.name}{cell}",
             "constant": "a constant"}[operand.origin]
