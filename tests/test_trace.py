@@ -608,6 +608,38 @@ def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
     assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
 
 
+def test_a_parameter_reshaped_in_forward_is_named_as_the_parameter() -> None:
+    """``w.reshape(1, C, 1, 1)`` in ``forward`` (LeNet-5's subsampling, a buffer's view) moves
+    values that do not depend on the input: the operand names the parameter's own cell, and
+    the reshape's op row traces to it too."""
+    def build(nn: Any, tensor: Callable) -> Any:
+        class Affine(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(2, 3, 1)
+                self.weight = nn.Parameter(tensor(np.array([0.5, -2.0, 3.0])))
+                self.register_buffer("shift", tensor(np.array([[1.0, 2.0, 4.0]])))
+
+            def forward(self, x: Any) -> Any:
+                return self.conv(x) * self.weight.reshape(1, 3, 1, 1) + self.shift.permute(1, 0)[None, :, :, None]
+        return Affine()
+
+    cs.manual_seed(22)
+    ours = build(cs.nn, cs.tensor).double()
+    theirs = _copy_weights(ours, build(torch.nn, torch.tensor).double())
+    x = np.random.default_rng(22).normal(size=(2, 2, 3, 4))
+    t = trace(ours, x, "", (1, 2, 1, 3))
+    assert t.value == pytest.approx(float(torch_output(theirs, "", x)[1, 2, 1, 3]), rel=1e-12)
+    product, shift = t.step.operands
+    assert (shift.origin, shift.name, shift.read.index, shift.read.value, shift.shape) == ("buffer", "shift", (0, 2),
+                                                                                         4.0, (1, 3))
+    weight = product.step.operands[1]
+    assert (weight.origin, weight.name, weight.read.index, weight.read.value) == ("parameter", "weight", (2,), 3.0)
+    assert "b = parameter weight[2] = 3" in str(t) and "b = buffer shift[0, 2] = 4" in str(t)
+    moved = trace(ours, x, "reshape", (0, 1, 0, 0))  # the reshape's op row: a copy of the parameter
+    assert (moved.value, moved.step.source.origin, moved.step.source.read.index) == (-2.0, "parameter", (1,))
+
+
 def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
     """``summary`` rows an op of a module's own forward as ``path.op`` (``res.add``; a
     top-level op by its name): ``trace`` takes every row's name."""

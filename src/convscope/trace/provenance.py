@@ -133,10 +133,27 @@ MOVES = ("reshape", "permute", "getitem", "expand", "to")
 channels-last layer norm between two permutes), and the tracer sees through them."""
 
 
+MOVERS: dict[str, Callable[[np.ndarray, Call], np.ndarray]] = {
+    "reshape": lambda a, call: a.reshape(call.out.shape),
+    "permute": lambda a, call: a.transpose(call.attrs["dims"]),
+    "getitem": lambda a, call: a[call.attrs["index"]],
+    "expand": lambda a, call: np.broadcast_to(a, call.out.shape),
+    "to": lambda a, call: a,
+}
+"""Each of :data:`MOVES` as a NumPy function of an array and the recorded call: it moves the
+values of an operand that does not depend on the model input (a parameter reshaped in
+``forward``), whose call recorded no adjoint."""
+
+
 def copy_source(call: Call, index: Index) -> tuple[int, Index] | None:
     """Which operand of a copy op (reshape, permute, indexing, cat, ...) ``out[index]`` came
-    from, and its cell there: the op's own adjoint applied to a one-hot output; None if the
+    from, and its cell there: the op's own adjoint applied to a one-hot output (a move that
+    recorded none, of a parameter, moves the operand's flat positions instead); None if the
     value copies no input cell."""
+    if call.out._backward is None and call.op in MOVERS:
+        parent = call.parents[0]
+        positions = MOVERS[call.op](np.arange(parent.data.size).reshape(parent.shape), call)
+        return 0, tuple(int(c) for c in np.unravel_index(int(positions[index]), parent.shape))
     onehot = np.zeros(call.out.shape, call.out.dtype)
     onehot[index] = 1
     for operand, grad in enumerate(call.out._backward(onehot)):
@@ -461,7 +478,8 @@ def _elementwise(site: Site, index: Index) -> Elementwise:
 def _copy(site: Site, index: Index) -> Copy:
     """Ops that move values: the op's own adjoint, applied to a one-hot output, finds the source."""
     call = site.call
-    if call.out._backward is None:
+    constant = call.out._backward is None  # a parameter moved in the model's code: name it
+    if constant and call.op not in MOVERS:
         raise ValueError(f"trace: the {call.op} value does not depend on the model input")
     found = copy_source(call, index)
     if found is None:
@@ -470,7 +488,7 @@ def _copy(site: Site, index: Index) -> Copy:
     parent = call.parents[operand]
     read = Read(cell, float(parent.data[cell]))
     return Copy(call.op, parent.shape, read, operand,
-                _origin(site, parent, read, expand=False) if len(call.parents) > 1 else None)
+                _origin(site, parent, read, expand=False) if len(call.parents) > 1 or constant else None)
 
 
 # --- two values in, one out -----------------------------------------------------------------------
@@ -498,6 +516,10 @@ def _origin(site: Site, tensor: Tensor, read: Read, expand: bool) -> Operand:
     j = recording.producer(tensor)
     if j is None:
         return Operand(read, tensor.shape, "constant")
+    call = recording.calls[j]
+    if call.op in MOVERS and call.out._backward is None:  # a parameter reshaped in code: the parameter's cell
+        cell = copy_source(call, read.index)[1]
+        return _origin(site, call.parents[0], Read(cell, read.value), expand)
     return Operand(read, tensor.shape, "op", recording.op_row(j),
                    step=combined_in_code(site, tensor, read.index) if expand else None)
 
