@@ -640,6 +640,32 @@ def test_a_parameter_reshaped_in_forward_is_named_as_the_parameter() -> None:
     assert (moved.value, moved.step.source.origin, moved.step.source.read.index) == (-2.0, "parameter", (1,))
 
 
+def flattened(nn: Any) -> Any:
+    """A flatten in ``forward`` of a layer's output (a classifier head's ``x.flatten(1)``)."""
+    class Flattened(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.act = nn.Conv2d(1, 2, 3), nn.Tanh()
+
+        def forward(self, x: Any) -> Any:
+            return self.act(self.conv(x)).flatten(1)
+    return Flattened()
+
+
+def test_a_move_in_forward_of_a_layer_output_is_a_copy_of_that_layer() -> None:
+    """The flatten's op row (and the model, whose output it is) copies the Tanh's value: it was
+    traced as the Tanh's own step, reading the conv's output, as if the flatten were the Tanh."""
+    cs.manual_seed(23)
+    ours = flattened(cs.nn).double()
+    theirs = _copy_weights(ours, flattened(torch.nn).double())
+    x = np.random.default_rng(23).normal(size=(1, 1, 4, 4))
+    for layer in ("reshape", ""):
+        t = trace(ours, x, layer, (0, 5))
+        assert (t.step.kind, t.step.op, t.step.read.index) == ("copy", "reshape", (0, 1, 0, 1))
+        assert t.value == pytest.approx(float(torch_output(theirs, "", x)[0, 5]), rel=1e-12)
+        assert t.step.read.value == pytest.approx(float(torch_output(theirs, "act", x)[0, 1, 0, 1]), rel=1e-12)
+
+
 def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
     """``summary`` rows an op of a module's own forward as ``path.op`` (``res.add``; a
     top-level op by its name): ``trace`` takes every row's name."""

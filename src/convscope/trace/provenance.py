@@ -63,13 +63,15 @@ class Site:
     def owner(self) -> ModuleCall | None:
         return self.recording.owner(self.position)
 
+    def ran_here(self, position: int) -> bool:
+        """Whether call ``position`` ran in the same module call's own code as this call (not
+        before it, nor inside a layer of that module)."""
+        return self.recording.owner(position) is self.owner
+
     def made_inside(self, tensor: Tensor, *ops: str) -> Call | None:
-        """The call of one of ``ops`` that made ``tensor`` inside the same module call, if any."""
+        """The call of one of ``ops`` that made ``tensor`` in the same module call's own code, if any."""
         j = self.recording.producer(tensor)
-        owner = self.owner
-        if j is None or self.recording.calls[j].op not in ops:
-            return None
-        if owner is not None and not owner.start <= j < owner.end:
+        if j is None or self.recording.calls[j].op not in ops or not self.ran_here(j):
             return None
         return self.recording.calls[j]
 
@@ -173,10 +175,11 @@ def moved_inside(site: Site, tensor: Tensor) -> list[Call]:
 
 
 def _computed_at(site: Site, index: Index) -> tuple[Site, Index]:
-    """Back through the moves whose operand was computed inside the same layer call."""
+    """Back through the moves whose operand was computed in the same module call's own code
+    (not by a layer inside it: a flatten of a layer's output is a copy of that layer's value)."""
     while site.call.op in MOVES and site.call.out._backward is not None:
-        j, owner = site.recording.producer(site.call.parents[0]), site.owner
-        if j is None or owner is None or not owner.start <= j < owner.end:
+        j = site.recording.producer(site.call.parents[0])
+        if j is None or not site.ran_here(j):
             break
         site, index = Site(site.recording, j), copy_source(site.call, index)[1]
     return site, index
