@@ -666,6 +666,31 @@ def test_a_move_in_forward_of_a_layer_output_is_a_copy_of_that_layer() -> None:
         assert t.step.read.value == pytest.approx(float(torch_output(theirs, "act", x)[0, 1, 0, 1]), rel=1e-12)
 
 
+def test_a_trace_names_what_made_the_values_it_read() -> None:
+    """``Trace.source``: the layer (and call), op row or model input whose output the step's
+    reads index, for a layer, a block or an op row, so every trace can be followed back."""
+    cs.manual_seed(24)
+    ours = flattened(cs.nn).double()
+    x = np.random.default_rng(24).normal(size=(1, 1, 4, 4))
+    for layer, index, origin, name, cell in [("conv", (0, 1, 0, 1), "input", None, (0, 0, 0, 1)),
+                                             ("act", (0, 1, 0, 1), "layer", "conv", (0, 1, 0, 1)),
+                                             ("reshape", (0, 5), "layer", "act", (0, 1, 0, 1))]:
+        t = trace(ours, x, layer, index)
+        assert (t.source.origin, t.source.name, t.source.read.index) == (origin, name, cell), layer
+        assert json.loads(json.dumps(t.to_dict()))["source"]["origin"] == origin
+    pooled, _ = combining_twin(24)
+    x = np.random.default_rng(25).normal(size=(1, 3, 5, 6))
+    assert trace(pooled, x, "res", (0, 1, 2, 3)).source is None  # a sum: its operands name theirs
+    relu = trace(pooled, x, "relu", (0, 1, 2, 3)).source  # reads the addition of Net.forward: an op row
+    assert (relu.origin, relu.name) == ("op", "add") and trace(pooled, x, "add", (0, 1, 2, 3)).value == relu.read.value
+    ours, _ = twin([L("Conv2d", 1, 1, 1), L("ReLU"), L("Conv2d", 1, 1, 1)])
+    shared = cs.nn.Sequential(ours[0], ours[1], ours[0])  # the second conv call reads the ReLU
+    t = trace(shared, np.ones((1, 1, 2, 2)), "0", (0, 0, 1, 1), call=1)
+    assert (t.source.origin, t.source.name, t.source.call) == ("layer", "1", 0)
+    again = trace(shared, np.ones((1, 1, 2, 2)), "1", (0, 0, 1, 1))
+    assert (again.source.name, again.source.call) == ("0", 0)
+
+
 def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
     """``summary`` rows an op of a module's own forward as ``path.op`` (``res.add``; a
     top-level op by its name): ``trace`` takes every row's name."""
