@@ -608,6 +608,89 @@ def test_str_of_a_layer_scale_shows_the_product_inside_the_difference() -> None:
     assert "= a × b, where" in text and "a = parameter scaled.scale[2, 0, 0]" in text
 
 
+def test_a_parameter_reshaped_in_forward_is_named_as_the_parameter() -> None:
+    """``w.reshape(1, C, 1, 1)`` in ``forward`` (LeNet-5's subsampling, a buffer's view) moves
+    values that do not depend on the input: the operand names the parameter's own cell, and
+    the reshape's op row traces to it too."""
+    def build(nn: Any, tensor: Callable) -> Any:
+        class Affine(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(2, 3, 1)
+                self.weight = nn.Parameter(tensor(np.array([0.5, -2.0, 3.0])))
+                self.register_buffer("shift", tensor(np.array([[1.0, 2.0, 4.0]])))
+
+            def forward(self, x: Any) -> Any:
+                return self.conv(x) * self.weight.reshape(1, 3, 1, 1) + self.shift.permute(1, 0)[None, :, :, None]
+        return Affine()
+
+    cs.manual_seed(22)
+    ours = build(cs.nn, cs.tensor).double()
+    theirs = _copy_weights(ours, build(torch.nn, torch.tensor).double())
+    x = np.random.default_rng(22).normal(size=(2, 2, 3, 4))
+    t = trace(ours, x, "", (1, 2, 1, 3))
+    assert t.value == pytest.approx(float(torch_output(theirs, "", x)[1, 2, 1, 3]), rel=1e-12)
+    product, shift = t.step.operands
+    assert (shift.origin, shift.name, shift.read.index, shift.read.value, shift.shape) == ("buffer", "shift", (0, 2),
+                                                                                         4.0, (1, 3))
+    weight = product.step.operands[1]
+    assert (weight.origin, weight.name, weight.read.index, weight.read.value) == ("parameter", "weight", (2,), 3.0)
+    assert "b = parameter weight[2] = 3" in str(t) and "b = buffer shift[0, 2] = 4" in str(t)
+    moved = trace(ours, x, "reshape", (0, 1, 0, 0))  # the reshape's op row: a copy of the parameter
+    assert (moved.value, moved.step.source.origin, moved.step.source.read.index) == (-2.0, "parameter", (1,))
+
+
+def flattened(nn: Any) -> Any:
+    """A flatten in ``forward`` of a layer's output (a classifier head's ``x.flatten(1)``)."""
+    class Flattened(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.act = nn.Conv2d(1, 2, 3), nn.Tanh()
+
+        def forward(self, x: Any) -> Any:
+            return self.act(self.conv(x)).flatten(1)
+    return Flattened()
+
+
+def test_a_move_in_forward_of_a_layer_output_is_a_copy_of_that_layer() -> None:
+    """The flatten's op row (and the model, whose output it is) copies the Tanh's value: it was
+    traced as the Tanh's own step, reading the conv's output, as if the flatten were the Tanh."""
+    cs.manual_seed(23)
+    ours = flattened(cs.nn).double()
+    theirs = _copy_weights(ours, flattened(torch.nn).double())
+    x = np.random.default_rng(23).normal(size=(1, 1, 4, 4))
+    for layer in ("reshape", ""):
+        t = trace(ours, x, layer, (0, 5))
+        assert (t.step.kind, t.step.op, t.step.read.index) == ("copy", "reshape", (0, 1, 0, 1))
+        assert t.value == pytest.approx(float(torch_output(theirs, "", x)[0, 5]), rel=1e-12)
+        assert t.step.read.value == pytest.approx(float(torch_output(theirs, "act", x)[0, 1, 0, 1]), rel=1e-12)
+
+
+def test_a_trace_names_what_made_the_values_it_read() -> None:
+    """``Trace.source``: the layer (and call), op row or model input whose output the step's
+    reads index, for a layer, a block or an op row, so every trace can be followed back."""
+    cs.manual_seed(24)
+    ours = flattened(cs.nn).double()
+    x = np.random.default_rng(24).normal(size=(1, 1, 4, 4))
+    for layer, index, origin, name, cell in [("conv", (0, 1, 0, 1), "input", None, (0, 0, 0, 1)),
+                                             ("act", (0, 1, 0, 1), "layer", "conv", (0, 1, 0, 1)),
+                                             ("reshape", (0, 5), "layer", "act", (0, 1, 0, 1))]:
+        t = trace(ours, x, layer, index)
+        assert (t.source.origin, t.source.name, t.source.read.index) == (origin, name, cell), layer
+        assert json.loads(json.dumps(t.to_dict()))["source"]["origin"] == origin
+    pooled, _ = combining_twin(24)
+    x = np.random.default_rng(25).normal(size=(1, 3, 5, 6))
+    assert trace(pooled, x, "res", (0, 1, 2, 3)).source is None  # a sum: its operands name theirs
+    relu = trace(pooled, x, "relu", (0, 1, 2, 3)).source  # reads the addition of Net.forward: an op row
+    assert (relu.origin, relu.name) == ("op", "add") and trace(pooled, x, "add", (0, 1, 2, 3)).value == relu.read.value
+    ours, _ = twin([L("Conv2d", 1, 1, 1), L("ReLU"), L("Conv2d", 1, 1, 1)])
+    shared = cs.nn.Sequential(ours[0], ours[1], ours[0])  # the second conv call reads the ReLU
+    t = trace(shared, np.ones((1, 1, 2, 2)), "0", (0, 0, 1, 1), call=1)
+    assert (t.source.origin, t.source.name, t.source.call) == ("layer", "1", 0)
+    again = trace(shared, np.ones((1, 1, 2, 2)), "1", (0, 0, 1, 1))
+    assert (again.source.name, again.source.call) == ("0", 0)
+
+
 def test_every_summary_row_traces_by_its_name_op_rows_included() -> None:
     """``summary`` rows an op of a module's own forward as ``path.op`` (``res.add``; a
     top-level op by its name): ``trace`` takes every row's name."""

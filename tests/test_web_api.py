@@ -279,6 +279,24 @@ def test_residual_additions_are_traced_to_the_layers_they_add(client):
     assert added["step"]["operands"] == relu["made"]["operands"]
 
 
+def test_op_rows_and_blocks_name_what_their_reads_index(client):
+    """``input_from`` comes from the trace, so an op row or a block whose value is not a sum
+    leads one step back too: MobileNet v2's top-level pool and the flatten of its output read
+    ``features``' last layer (they had none: the page's panel was a dead end); ShuffleNet's
+    block, a copy of its concatenation, names the operand the value came from."""
+    url = "/api/models/zoo:mobilenet_v2/trace"
+    flat = client.post(url, json={"layer": "reshape", "index": [0, 7], "influence": False}).json()
+    pool = client.post(url, json={"layer": "adaptive_avg_pool2d", "index": [0, 7, 0, 0], "influence": False}).json()
+    assert flat["step"] == pool["step"] and flat["value"] == pool["value"]  # computed by the pool before it
+    assert pool["step"]["kind"] == "mean" and flat["input_from"] == pool["input_from"] == "features.18.2"
+    read = pool["step"]["reads"][5]
+    back = client.post(url, json={"layer": pool["input_from"], "index": read["index"], "influence": False}).json()
+    assert back["value"] == read["value"]
+    shuffle = client.post("/api/models/zoo:shufflenet_v2_x0_5/trace",  # the block's output is a shuffled cat
+                          json={"layer": "stage2.1", "index": [0, 3, 2, 2], "influence": False}).json()
+    assert shuffle["step"]["kind"] == "copy" and shuffle["input_from"] == shuffle["step"]["source"]["name"]
+
+
 def test_a_global_mean_in_forward_is_stepped_through_as_ops(client):
     """ShuffleNet v2 ends in ``x.mean([2, 3])``: its classifier reads op ``div``, whose
     dividend is op ``sum``, whose values are ``conv5.2``'s."""

@@ -11,9 +11,9 @@ import numpy as np
 from ..nn.module import Module
 from ..tensor import Tensor
 from .influence import contributions, influence_mask
-from .provenance import Site, build_step
+from .provenance import Site, build_step, origin, step_source
 from .record import ModuleCall, Recording, record
-from .steps import ELEMENTWISE, Copy, Elementwise, Read, Step, Term, WeightedSum, plain
+from .steps import ELEMENTWISE, Copy, Elementwise, Operand, Read, Step, Term, WeightedSum, plain
 
 
 @dataclass
@@ -25,7 +25,10 @@ class Trace:
     ``WindowMean``, ``PowerMean``, ``Normalization``, ``LayerNormalization``,
     ``ResponseNormalization``, ``Elementwise``, ``Combination``, ``Sum`` or ``Copy``), with
     coordinates in the layer's input (a ``Combination``'s operands in their own); ``then``
-    is the element-wise layer applied to this value next, if there is one (``→ ReLU →``).
+    is the element-wise layer applied to this value next, if there is one (``→ ReLU →``);
+    ``source`` says what made the tensor the step's reads index (the layer's input: a layer,
+    an op row, the model input, ...), as a ``Combination``'s operand reading the first cell
+    read, so ``trace`` can follow it (None for a ``Combination``, or when no cell was read).
 
     A trace keeps the recorded forward pass (every intermediate tensor) for
     :meth:`influence` and :meth:`contributions`; drop it when done with a large model.
@@ -44,6 +47,7 @@ class Trace:
     step: Step
     then: Elementwise | None
     then_value: float | None
+    source: Operand | None
     _model: Module = field(repr=False)
     _recording: Recording = field(repr=False)
     _target: Tensor = field(repr=False)
@@ -94,7 +98,8 @@ class Trace:
         """
         out = {"layer": self.layer, "type": self.layer_type, "call": self.call, "index": list(self.index),
                "value": self.value, "recomputed": self.recompute(), "dtype": self.dtype,
-               "step": plain(self.step), "then": plain(self.then), "then_value": plain(self.then_value)}
+               "step": plain(self.step), "then": plain(self.then), "then_value": plain(self.then_value),
+               "source": plain(self.source)}
         if influence:
             mask = self.influence()
             out["influence"] = {"input_shape": list(mask.shape), "count": int(mask.sum()),
@@ -184,13 +189,15 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
             raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
         position = None
         step: Step = Copy("identity", target.shape, Read(idx, float(target.data[idx])))
+        source = origin(recording, target, step.read)
     else:
         step = build_step(Site(recording, position), idx)
+        source = step_source(Site(recording, position), idx, step)
     after = module_call.end - 1 if position is None else position
     following = _next_elementwise(recording, after, target)
     then = None if following is None else build_step(Site(recording, following), idx)
     return Trace(layer, at.layer_type, call, idx, float(target.data[idx]), str(target.dtype), step,
-                 then, None if following is None else float(recording.calls[following].out.data[idx]),
+                 then, None if following is None else float(recording.calls[following].out.data[idx]), source,
                  model, recording, target)
 
 

@@ -63,13 +63,15 @@ class Site:
     def owner(self) -> ModuleCall | None:
         return self.recording.owner(self.position)
 
+    def ran_here(self, position: int) -> bool:
+        """Whether call ``position`` ran in the same module call's own code as this call (not
+        before it, nor inside a layer of that module)."""
+        return self.recording.owner(position) is self.owner
+
     def made_inside(self, tensor: Tensor, *ops: str) -> Call | None:
-        """The call of one of ``ops`` that made ``tensor`` inside the same module call, if any."""
+        """The call of one of ``ops`` that made ``tensor`` in the same module call's own code, if any."""
         j = self.recording.producer(tensor)
-        owner = self.owner
-        if j is None or self.recording.calls[j].op not in ops:
-            return None
-        if owner is not None and not owner.start <= j < owner.end:
+        if j is None or self.recording.calls[j].op not in ops or not self.ran_here(j):
             return None
         return self.recording.calls[j]
 
@@ -133,10 +135,27 @@ MOVES = ("reshape", "permute", "getitem", "expand", "to")
 channels-last layer norm between two permutes), and the tracer sees through them."""
 
 
+MOVERS: dict[str, Callable[[np.ndarray, Call], np.ndarray]] = {
+    "reshape": lambda a, call: a.reshape(call.out.shape),
+    "permute": lambda a, call: a.transpose(call.attrs["dims"]),
+    "getitem": lambda a, call: a[call.attrs["index"]],
+    "expand": lambda a, call: np.broadcast_to(a, call.out.shape),
+    "to": lambda a, call: a,
+}
+"""Each of :data:`MOVES` as a NumPy function of an array and the recorded call: it moves the
+values of an operand that does not depend on the model input (a parameter reshaped in
+``forward``), whose call recorded no adjoint."""
+
+
 def copy_source(call: Call, index: Index) -> tuple[int, Index] | None:
     """Which operand of a copy op (reshape, permute, indexing, cat, ...) ``out[index]`` came
-    from, and its cell there: the op's own adjoint applied to a one-hot output; None if the
+    from, and its cell there: the op's own adjoint applied to a one-hot output (a move that
+    recorded none, of a parameter, moves the operand's flat positions instead); None if the
     value copies no input cell."""
+    if call.out._backward is None and call.op in MOVERS:
+        parent = call.parents[0]
+        positions = MOVERS[call.op](np.arange(parent.data.size).reshape(parent.shape), call)
+        return 0, tuple(int(c) for c in np.unravel_index(int(positions[index]), parent.shape))
     onehot = np.zeros(call.out.shape, call.out.dtype)
     onehot[index] = 1
     for operand, grad in enumerate(call.out._backward(onehot)):
@@ -156,10 +175,11 @@ def moved_inside(site: Site, tensor: Tensor) -> list[Call]:
 
 
 def _computed_at(site: Site, index: Index) -> tuple[Site, Index]:
-    """Back through the moves whose operand was computed inside the same layer call."""
+    """Back through the moves whose operand was computed in the same module call's own code
+    (not by a layer inside it: a flatten of a layer's output is a copy of that layer's value)."""
     while site.call.op in MOVES and site.call.out._backward is not None:
-        j, owner = site.recording.producer(site.call.parents[0]), site.owner
-        if j is None or owner is None or not owner.start <= j < owner.end:
+        j = site.recording.producer(site.call.parents[0])
+        if j is None or not site.ran_here(j):
             break
         site, index = Site(site.recording, j), copy_source(site.call, index)[1]
     return site, index
@@ -351,15 +371,22 @@ def _avg_pool(site: Site, index: Index) -> WindowMean:
                       float(divisor[index[-len(geo.out):]]), rule)
 
 
+def _lp_calls(site: Site) -> tuple[Call, Call]:
+    """The average pool and the power an LP pool's root (``site``) ran after, in its layer."""
+    call = site.call
+    average = site.made_inside(call.parents[0], call.op)
+    power = None if average is None else site.made_inside(average.parents[0], "pow")
+    if "norm_type" not in call.attrs or average is None or power is None:
+        raise ValueError(f"trace: {call.op} value is not the output of an LP pool (x^p → average → root)")
+    return average, power
+
+
 @_register("lp_pool1d", "lp_pool2d", "lp_pool3d")
 def _lp_pool(site: Site, index: Index) -> PowerMean:
     """The engine composes ``(avg_pool(x^p)·k)^(1/p)``: the call that made the value holds
     ``norm_type``; the average pool and the power before it ran inside the same layer."""
     call = site.call
-    average = site.made_inside(call.parents[0], call.op)
-    power = None if average is None else site.made_inside(average.parents[0], "pow")
-    if "norm_type" not in call.attrs or power is None:
-        raise ValueError(f"trace: {call.op} value is not the output of an LP pool (x^p → average → root)")
+    average, power = _lp_calls(site)
     x, a = power.parents[0], average.attrs
     geo = pool_geometry(x.shape, a["kernel_size"], a["stride"], 0, 1, a["ceil_mode"], op=call.op)
     divisor = np.broadcast_to(_avg_divisor(geo, True, None, np.dtype(np.float64)), geo.out)
@@ -454,14 +481,15 @@ def _elementwise(site: Site, index: Index) -> Elementwise:
     attrs = {k: call.attrs[k] for k in ELEMENTWISE[call.op]}
     source = _Source(site, x)
     return Elementwise(call.op, source.input.shape, source.read(index, float(x.data[index])), attrs, site.name(),
-                       combined_in_code(site, x, index))
+                       combined_in_code(site.recording, x, index))
 
 
 @_register("reshape", "permute", "getitem", "cat", "expand", "to")
 def _copy(site: Site, index: Index) -> Copy:
     """Ops that move values: the op's own adjoint, applied to a one-hot output, finds the source."""
     call = site.call
-    if call.out._backward is None:
+    constant = call.out._backward is None  # a parameter moved in the model's code: name it
+    if constant and call.op not in MOVERS:
         raise ValueError(f"trace: the {call.op} value does not depend on the model input")
     found = copy_source(call, index)
     if found is None:
@@ -470,7 +498,7 @@ def _copy(site: Site, index: Index) -> Copy:
     parent = call.parents[operand]
     read = Read(cell, float(parent.data[cell]))
     return Copy(call.op, parent.shape, read, operand,
-                _origin(site, parent, read, expand=False) if len(call.parents) > 1 else None)
+                origin(site.recording, parent, read, expand=False) if len(call.parents) > 1 or constant else None)
 
 
 # --- two values in, one out -----------------------------------------------------------------------
@@ -479,14 +507,13 @@ def _operand(site: Site, tensor: Tensor, index: Index, expand: bool) -> Operand:
     made it (:func:`_origin`)."""
     aligned = index[len(index) - tensor.ndim:] if tensor.ndim else ()
     cell = tuple(0 if n == 1 else i for i, n in zip(aligned, tensor.shape, strict=True))
-    return _origin(site, tensor, Read(cell, float(tensor.data[cell])), expand)
+    return origin(site.recording, tensor, Read(cell, float(tensor.data[cell])), expand)
 
 
-def _origin(site: Site, tensor: Tensor, read: Read, expand: bool) -> Operand:
+def origin(recording: Recording, tensor: Tensor, read: Read, expand: bool = False) -> Operand:
     """``read`` of ``tensor`` and what made ``tensor``: the model input, a parameter or buffer,
     a layer, a functional op (with how a two-operand op of the model's code made it, when
     ``expand``) or a constant."""
-    recording = site.recording
     if tensor is recording.input:
         return Operand(read, tensor.shape, "input")
     if id(tensor) in recording.names:
@@ -498,18 +525,22 @@ def _origin(site: Site, tensor: Tensor, read: Read, expand: bool) -> Operand:
     j = recording.producer(tensor)
     if j is None:
         return Operand(read, tensor.shape, "constant")
+    call = recording.calls[j]
+    if call.op in MOVERS and call.out._backward is None:  # a parameter reshaped in code: the parameter's cell
+        cell = copy_source(call, read.index)[1]
+        return origin(recording, call.parents[0], Read(cell, read.value), expand)
     return Operand(read, tensor.shape, "op", recording.op_row(j),
-                   step=combined_in_code(site, tensor, read.index) if expand else None)
+                   step=combined_in_code(recording, tensor, read.index) if expand else None)
 
 
-def combined_in_code(site: Site, tensor: Tensor, index: Index) -> Combination | None:
+def combined_in_code(recording: Recording, tensor: Tensor, index: Index) -> Combination | None:
     """How a two-operand op of the model's own code (not a layer's output: ``out += identity``
     in a residual block) made ``tensor[index]``; None if something else made it. Its operands
     are not expanded further."""
-    j = site.recording.producer(tensor)
-    if j is None or site.recording.calls[j].op not in BINARY or site.recording.maker(tensor) is not None:
+    j = recording.producer(tensor)
+    if j is None or recording.calls[j].op not in BINARY or recording.maker(tensor) is not None:
         return None
-    return _combination(Site(site.recording, j), index, expand=False)
+    return _combination(Site(recording, j), index, expand=False)
 
 
 @_register(*BINARY)
@@ -535,4 +566,25 @@ def _sum(site: Site, index: Index) -> Sum:
     if not cells or x.data.size == 0:
         raise ValueError(f"trace: this sum adds no values (dims {dims} of {x.shape} are empty): it is 0")
     reads = tuple(Read(c, float(x.data[c])) for c in cells)
-    return Sum(call.op, x.shape, reads, dims, _origin(site, x, reads[0], expand=False))
+    return Sum(call.op, x.shape, reads, dims, origin(site.recording, x, reads[0], expand=False))
+
+
+# --- what the reads index -------------------------------------------------------------------------
+def step_source(site: Site, index: Index, step: Step) -> Operand | None:
+    """What made the tensor ``step``'s reads index (shaped ``step.input_shape``: the layer's
+    input), as a :class:`Combination`'s operand reading the step's first cell inside it; None
+    for a combination, whose operands name their own, and for a step that read no cell inside
+    its input (a transposed convolution's output cell that only its bias reaches)."""
+    if isinstance(step, Combination):
+        return None
+    site, index = _computed_at(site, index)
+    call = site.call
+    if isinstance(step, Copy):
+        tensor = call.parents[step.operand]
+    elif isinstance(step, PowerMean):
+        tensor = _lp_calls(site)[1].parents[0]
+    else:  # the op's input, or the layer input its reads were mapped back to (through a pad or moves)
+        mapped = _Source(site, call.parents[0]).input
+        tensor = mapped if mapped.shape == step.input_shape else call.parents[0]
+    read = next((r for r in step.reads if r.padding is None), None)
+    return None if read is None else origin(site.recording, tensor, read)

@@ -52,9 +52,27 @@ class Recording:
     modules: list[ModuleCall]
     names: dict[int, str] = field(default_factory=dict)
     _producer: dict[int, int] = field(default_factory=dict, repr=False)
+    _owners: list[ModuleCall | None] = field(default_factory=list, repr=False)
+    _outputs: dict[int, list[ModuleCall]] = field(default_factory=dict, repr=False)
+    _own: dict[tuple[int, str], list[int]] = field(default_factory=dict, repr=False)
+    _calls_of: dict[int, list[ModuleCall]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        """Index the run once, so each lookup below is a dict or list access, not a scan of
+        every call or module call (a 150-layer model records thousands of each)."""
         self._producer = {id(call.out): i for i, call in enumerate(self.calls)}
+        self._owners = [None] * len(self.calls)
+        for m in self.modules:
+            for j in range(m.start, m.end):
+                if self._owners[j] is None or self._owners[j].depth < m.depth:
+                    self._owners[j] = m
+        for m in sorted(self.modules, key=lambda m: m.start):
+            self._calls_of.setdefault(id(m.module), []).append(m)
+        for m in self.modules:
+            self._outputs.setdefault(id(m.output[0] if isinstance(m.output, tuple) else m.output), []).append(m)
+        for j, (call, owner) in enumerate(zip(self.calls, self._owners, strict=True)):
+            if owner is not None:
+                self._own.setdefault((id(owner.module), call.op), []).append(j)
 
     def producer(self, tensor: Tensor) -> int | None:
         """Position of the call that made ``tensor`` (None for the input, parameters, constants)."""
@@ -62,23 +80,20 @@ class Recording:
 
     def owner(self, position: int) -> ModuleCall | None:
         """The innermost module call inside which call ``position`` ran."""
-        inside = [m for m in self.modules if m.start <= position < m.end]
-        return max(inside, key=lambda m: m.depth, default=None)
+        return self._owners[position]
 
     def maker(self, tensor: Tensor) -> ModuleCall | None:
         """The innermost module call that computed ``tensor`` as its output (not one that
         returned it unchanged, as an identity or dropout in eval does); None if no module
         call output it."""
         j = self.producer(tensor)
-        made = [m for m in self.modules if m.start <= (j if j is not None else -1) < m.end
-                and (m.output[0] if isinstance(m.output, tuple) else m.output) is tensor]
+        made = [m for m in self._outputs.get(id(tensor), []) if m.start <= (j if j is not None else -1) < m.end]
         return max(made, key=lambda m: m.depth, default=None)
 
     def own_calls(self, module: Module, op: str) -> list[int]:
         """Positions of the calls of ``op`` that ``module``'s own ``forward`` ran (over all its
         calls; not those of a layer inside it): the op rows ``summary`` names ``path.op``."""
-        return [j for j, c in enumerate(self.calls)
-                if c.op == op and (owner := self.owner(j)) is not None and owner.module is module]
+        return list(self._own.get((id(module), op), []))
 
     def op_row(self, position: int) -> str:
         """The name ``summary`` gives the op call at ``position`` (``"layer1.0.add"``, a
@@ -90,7 +105,7 @@ class Recording:
 
     def calls_of(self, module: Module) -> list[ModuleCall]:
         """The calls of ``module``, in the order they started."""
-        return sorted((m for m in self.modules if m.module is module), key=lambda m: m.start)
+        return list(self._calls_of.get(id(module), []))
 
     def depends_on_input(self) -> set[int]:
         """Ids of the input and of every recorded tensor computed from it."""

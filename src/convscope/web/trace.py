@@ -18,7 +18,7 @@ from ..trace import trace as trace_value
 from .body import RequestBody
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
-from .guard import graph_of, split_call
+from .guard import INPUT, split_call
 from .inputs import InputSpec
 from .run import model_input
 from .store import store_of
@@ -56,8 +56,9 @@ def _influence(mask: np.ndarray, box: Any) -> dict[str, Any]:
 @router.post("/models/{model_id}/trace")
 def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
     """Trace one value: ``convscope.trace(...).to_dict()`` (``value``, ``recomputed``, ``step``
-    with its ``terms``/``reads``, ``bias``, ``winner``, ...) plus ``input_from`` (the layer
-    whose output the reads index; ``"input"`` for the model input), ``channel_sums`` (a
+    with its ``terms``/``reads``, ``bias``, ``winner``, ...) plus ``input_from`` (the name of
+    what made the values the reads index, from the trace's ``source``: a layer, an op row,
+    ``"input"`` for the model input), ``channel_sums`` (a
     convolution's sum per input channel), ``influence`` (``count``, ``receptive_box`` and the
     ``mask`` image of the input cells that influence the value), ``product_sum`` (a weighted
     sum's Σ products, exactly rounded) and ``terms_total``. A
@@ -69,7 +70,6 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
         raise ApiError(422, "validation", "layer must name a layer, not the whole model ('')", "layer")
     with store.engine:
         model, x = model_input(store, entry, request.input)
-        graph = graph_of(entry, model)
         path, call = split_call(request.layer)
         known = path in dict(model.named_modules())
         with engine_errors("index" if known else "layer"):
@@ -88,10 +88,21 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
         keep = sorted(terms, key=lambda term: -abs(term["product"] or 0.0))[:store.limits.max_trace_terms]
         step["terms"] = keep
         out["terms_truncated"] = True
-    out["input_from"] = graph.get(request.layer)
+    out["input_from"] = input_from(out["source"])
     out["model"] = entry.id
     out["layer"] = request.layer
     return answer(finite(out))
+
+
+def input_from(source: dict | None) -> str | None:
+    """The name ``/trace`` takes for what made the values a step read (a trace's ``source``):
+    a layer (``"path#k"`` for its k-th call), an op row, ``"input"`` for the model input; None
+    for a parameter, a constant or a combination's operands (each names its own)."""
+    if source is None or source["origin"] not in ("input", "layer", "op"):
+        return None
+    if source["origin"] == "input":
+        return INPUT
+    return f"{source['name']}#{source['call'] + 1}" if source["call"] else source["name"]
 
 
 def _box(t: Any) -> Any:
