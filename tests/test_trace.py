@@ -732,8 +732,25 @@ def test_op_rows_name_what_ran_when_the_op_did_not() -> None:
         trace(ours, x, "res.mul", (0, 0, 0, 0))
     with pytest.raises(ValueError, match=r"no layer 'res.conv' in Net; did you mean"):  # no such op in the model
         trace(ours, x, "res.conv", (0, 0, 0, 0))
-    with pytest.raises(ValueError, match=r"op 'res.add' ran 1 time\(s\); call 1 does not exist"):
-        trace(ours, x, "res.add", (0, 0, 0, 0), call=1)
+    with pytest.raises(ValueError, match=r"op 'res.add' ran 1 time\(s\); call 1 \(res.add#2\) does not exist"):
+        trace(ours, x, "res.add#2", (0, 0, 0, 0))
+
+
+def test_then_is_the_activation_only_when_it_is_the_values_one_reader() -> None:
+    """``cat([h, -h])`` reads ``h`` twice: no one op comes "next" (the trace said ``→ neg``)."""
+    class Both(cs.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = cs.nn.Conv2d(1, 2, 3)
+
+        def forward(self, x: Any) -> Any:
+            h = self.conv(x)
+            return cs.cat([h, -h], 1)
+
+    net, x = Both().double(), np.random.default_rng(22).normal(size=(1, 1, 5, 5))
+    assert trace(net, x, "conv", (0, 1, 1, 1)).then is None
+    relu, _ = twin([L("Conv2d", 1, 2, 3), L("ReLU")])
+    assert trace(relu, x, "0", (0, 1, 1, 1)).then.name == "ReLU"
 
 
 @pytest.mark.parametrize("dims, keepdim", [((2, 3), False), ((2, 3), True), (1, False), ((1, 3), True)])

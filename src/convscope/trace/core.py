@@ -148,12 +148,15 @@ def _as_input(x: Any) -> Tensor:
 
 
 def _next_elementwise(recording: Recording, position: int, target: Tensor) -> int | None:
-    """The first element-wise call applied to ``target`` after it was made, if any."""
-    for j in range(position + 1, len(recording.calls)):
-        call = recording.calls[j]
-        if call.op in ELEMENTWISE and call.parents and call.parents[0] is target:
-            return j
-    return None
+    """The element-wise call applied to ``target`` after it was made, when that is the only
+    op that reads it (a value that also feeds a residual addition or a concatenation has no
+    one "next" activation); else None."""
+    readers = [j for j in range(position + 1, len(recording.calls))
+               if any(p is target for p in recording.calls[j].parents)]
+    if len(readers) != 1:
+        return None
+    call = recording.calls[readers[0]]
+    return readers[0] if call.op in ELEMENTWISE and call.parents[0] is target else None
 
 
 def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Trace:
@@ -259,7 +262,8 @@ def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Locate
     if not calls:
         raise ValueError(f"trace: layer {layer!r} ({type(target_module).__name__}) was not called by the forward pass")
     if not 0 <= call < len(calls):
-        raise ValueError(f"trace: layer {layer!r} ran {len(calls)} time(s); call {call} does not exist")
+        raise ValueError(f"trace: layer {layer!r} ran {len(calls)} time(s); call {call} ({layer}#{call + 1}) "
+                         "does not exist")
     module_call = calls[call]
     target = module_call.output[0] if isinstance(module_call.output, tuple) else module_call.output
     if not isinstance(target, Tensor):
@@ -282,6 +286,7 @@ def _locate_op(recording: Recording, model: Module, parent: str, op: str, index:
         where = repr(parent) if parent else "the model"
         raise ValueError(_no_layer(model, layer, f", and no op {op!r} ran in the forward of {where} itself{did}"))
     if not 0 <= call < len(positions):
-        raise ValueError(f"trace: op {layer!r} ran {len(positions)} time(s); call {call} does not exist")
+        raise ValueError(f"trace: op {layer!r} ran {len(positions)} time(s); call {call} ({layer}#{call + 1}) "
+                         "does not exist")
     target = recording.calls[positions[call]].out
     return _Located(recording, target, _check_index(index, target.shape, layer), None, op)
