@@ -21,6 +21,7 @@ import torch
 import convscope as cs
 from convscope.trace import Read, Trace, WeightedSum, WindowMax, WindowMean, trace
 from convscope.trace.cli import add_cli
+from convscope.trace.render import path_text
 from torch_ref import assert_close
 
 Spec = Sequence[tuple[str, tuple, dict]]
@@ -817,6 +818,50 @@ def test_a_concatenation_names_the_layer_each_value_came_from() -> None:
     assert trace(flat, x, "0", (0, 7)).step.source is None  # one input: the layer before it is the source
 
 
+# --- the strongest path back ----------------------------------------------------------------------
+def test_the_strongest_path_follows_the_largest_term_to_the_input() -> None:
+    from convscope.trace.path import strongest_read
+
+    spec = [L("Conv2d", 2, 4, 3, padding=1), L("BatchNorm2d", 4), L("ReLU"), L("MaxPool2d", 2),
+            L("Conv2d", 4, 4, 3, padding=1, groups=2, padding_mode="reflect"), L("Tanh"),
+            L("AvgPool2d", 2, ceil_mode=True), L("Flatten"), L("Linear", 16, 6), L("Sigmoid"), L("Linear", 6, 3)]
+    ours, theirs = twin(spec, seed=3)
+    x = np.random.default_rng(3).normal(size=(2, 2, 8, 8))
+    path = trace(ours, x, "10", (1, 2)).path()
+    assert [t.layer for t in path] == [str(i) for i in range(10, -1, -1)]
+    for t, after in zip(path, [*path[1:], None], strict=True):
+        assert t.value == pytest.approx(float(torch_output(theirs, t.layer, x)[t.index]), rel=1e-10, abs=1e-12)
+        operand, cell = strongest_read(t)
+        if isinstance(t.step, WeightedSum):  # a product of the followed cell is the largest in magnitude
+            followed = max(abs(term.product) for term in t.step.terms if (term.read.source or term.read.index) == cell)
+            assert all(abs(term.product) <= followed for term in t.step.terms)
+        if isinstance(t.step, WindowMax):
+            assert after.value == t.value  # the winner
+        if after is None:
+            assert operand.origin == "input"
+        else:
+            assert (operand.name, cell) == (after.layer, after.index)
+    assert strongest_read(path[-1])[0].origin == "input"
+
+
+def test_the_strongest_path_crosses_additions_and_never_follows_a_parameter() -> None:
+    from convscope.trace.path import strongest_read
+
+    ours, theirs = combining_twin(23)
+    x = np.random.default_rng(23).normal(size=(1, 3, 5, 6))
+    path = trace(ours, x, "halve", (0, 1, 2, 3)).path()
+    names = [t.layer + (f"#{t.call + 1}" if t.call else "") for t in path]
+    assert names[:3] == ["halve", "relu", "add"] and strongest_read(path[-1])[0].origin == "input"
+    for t in path:
+        if t.step.kind == "combination":
+            live = [o for o in t.step.operands if o.origin in ("layer", "op", "input")]
+            assert strongest_read(t)[0] is max(live, key=lambda o: abs(o.read.value))
+    assert not any(name.endswith("scale") for name in names)
+    text = path_text(path)
+    assert text.splitlines()[1].startswith(f"  halve[0, 1, 2, 3] = {path[0].value:.4g}  (Halve) a / b; following a")
+    assert text.splitlines()[-1].startswith("  ← model input x[0, ")
+
+
 # --- the worked example and the dict ------------------------------------------------------------------
 def test_str_prints_the_arithmetic() -> None:
     ours, theirs = twin([L("Conv2d", 2, 3, 3), L("ReLU")], seed=11)
@@ -904,6 +949,16 @@ def test_cli_traces_the_pretrained_digits_model(capsys: pytest.CaptureFixture) -
     args = _cli(["trace", "digits", "--layer", "4", "--index", "0,3,1,1", "--digit", "7"])
     assert args.run(args) == 0
     assert "max of 4 cells" in capsys.readouterr().out
+    args = _cli(["trace", "digits", "--layer", "8", "--index", "0,2", "--digit", "7", "--path"])
+    assert args.run(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    path = trace(pretrained("digits"), digits("test")[0][7:8], "8", (0, 2)).path()
+    assert [line.split("[")[0].strip() for line in lines[2:-1]] == [t.layer for t in path] == list("876543210")
+    assert lines[-1].startswith("  ← model input x[0, 0, ")
+    args = _cli(["trace", "digits", "--layer", "8", "--index", "0,2", "--digit", "7", "--path", "--json"])
+    assert args.run(args) == 0
+    hops = json.loads(capsys.readouterr().out)["path"]
+    assert [(h["layer"], h["index"], h["value"]) for h in hops] == [(t.layer, list(t.index), t.value) for t in path[1:]]
 
 
 def test_cli_refuses_bad_input_with_a_message(tmp_path: Any) -> None:

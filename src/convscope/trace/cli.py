@@ -15,6 +15,7 @@ import numpy as np
 from ..cli import seed
 from ..models import EXPECTED, resolve_model
 from .core import trace
+from .render import path_text
 
 
 def _index(text: str) -> tuple[int, ...]:
@@ -42,6 +43,9 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed of the uniform random input used without --input/--digit")
     p.add_argument("--full", action="store_true", help="list every term instead of a summary")
     p.add_argument("--influence", action="store_true", help="also report the input cells that influence the value")
+    p.add_argument("--path", action="store_true",
+                   help="instead, the strongest path back to the input: one line per layer, each following the "
+                        "value read that contributes most")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
     p.set_defaults(run=run)
 
@@ -82,10 +86,13 @@ def run(args: argparse.Namespace) -> int:
     x, described = _load_input(args, found.input_shape, np.dtype(np.float32) if first is None else first.dtype)
     t = trace(model, x, args.layer, args.index)
     if args.json:
-        print(json.dumps({"model": args.model, "input": described, **t.to_dict(influence=args.influence)}))
+        body = t.to_dict(influence=args.influence)
+        if args.path:
+            body["path"] = [hop.to_dict() for hop in t.path()[1:]]
+        print(json.dumps({"model": args.model, "input": described, **body}))
         return 0
     print(f"{args.model} on {described}")
-    print(t.format(full=args.full))
+    print(path_text(t.path()) if args.path else t.format(full=args.full))
     if args.influence:
         mask = t.influence()
         box = " × ".join(f"{lo}..{hi}" for lo, hi in t.receptive_box() or ())

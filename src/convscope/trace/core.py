@@ -107,6 +107,19 @@ class Trace:
                                 "cells": np.argwhere(mask).tolist()}
         return plain(out)
 
+    def path(self, steps: int = 1000) -> list[Trace]:
+        """The strongest path back: this trace, then the trace of the value it read that
+        contributes most, and so on towards the model input (at most ``steps`` traces), in
+        the same recorded run (see :mod:`convscope.trace.path` for the rule)."""
+        from .path import strongest_path
+
+        return strongest_path(self, steps)
+
+    def follow(self, layer: str, index: Any, call: int = 0) -> Trace:
+        """The trace of another value of the same recorded run (``layer`` and ``index`` as
+        :func:`trace` takes them), without running the model again."""
+        return _trace_in(self._model, _locate(self._model, None, layer, index, call, self._recording))
+
     def format(self, full: bool = False, digits: int = 4) -> str:
         """The worked example; ``full=True`` lists every term instead of a summary."""
         from .render import render
@@ -183,8 +196,12 @@ def trace(model: Module, x: Any, layer: str, index: Any, *, call: int = 0) -> Tr
     >>> len(t.terms()), abs(t.recompute() - t.value) < 1e-6
     (9, True)
     """
-    at = _locate(model, x, layer, index, call)
-    recording, target, idx = at.recording, at.target, at.index
+    return _trace_in(model, _locate(model, x, layer, index, call))
+
+
+def _trace_in(model: Module, at: _Located) -> Trace:
+    """The trace of the value :func:`_locate` found, in its recording."""
+    recording, target, idx, layer, call = at.recording, at.target, at.index, at.layer, at.call
     position = recording.producer(target)
     module_call = at.module_call
     if module_call is not None and (position is None or position < module_call.start):  # returned, not computed
@@ -232,18 +249,23 @@ def split_call(layer: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class _Located:
     """The recorded run, the traced tensor and the checked index; the layer call that output
-    the tensor (None for an op row) and the layer's type (or the op)."""
+    the tensor (None for an op row) and the layer's type (or the op); the layer's path (or
+    op row) without ``#k``, and which of its calls (from 0)."""
 
     recording: Recording
     target: Tensor
     index: tuple[int, ...]
     module_call: ModuleCall | None
     layer_type: str
+    layer: str = ""
+    call: int = 0
 
 
-def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Located:
-    """Run ``model`` on ``x`` recording every op; find ``layer``'s ``call``-th call (a module
-    path, or a module path and an op that ran in its own forward) and check ``index``."""
+def _locate(model: Module, x: Any, layer: str, index: Any, call: int, recording: Recording | None = None
+            ) -> _Located:
+    """Run ``model`` on ``x`` recording every op (unless given its ``recording``); find
+    ``layer``'s ``call``-th call (a module path, or a module path and an op that ran in its
+    own forward) and check ``index``."""
     if not isinstance(model, Module):
         raise ValueError(f"trace: model must be a convscope.nn.Module, got {type(model).__name__}")
     layer, numbered = split_call(layer)
@@ -254,7 +276,7 @@ def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Locate
     parent, _, op = layer.rpartition(".")
     if layer not in paths and parent not in paths:
         raise ValueError(_no_layer(model, layer))
-    recording = record(model, _as_input(x))
+    recording = recording or record(model, _as_input(x))
     if layer not in paths:
         return _locate_op(recording, model, parent, op, index, call)
     target_module = paths[layer]
@@ -269,7 +291,7 @@ def _locate(model: Module, x: Any, layer: str, index: Any, call: int) -> _Locate
     if not isinstance(target, Tensor):
         raise ValueError(f"trace: layer {layer!r} returned {type(target).__name__}, not a tensor")
     return _Located(recording, target, _check_index(index, target.shape, layer), module_call,
-                    type(module_call.module).__name__)
+                    type(module_call.module).__name__, layer, call)
 
 
 def _locate_op(recording: Recording, model: Module, parent: str, op: str, index: Any, call: int) -> _Located:
@@ -289,4 +311,4 @@ def _locate_op(recording: Recording, model: Module, parent: str, op: str, index:
         raise ValueError(f"trace: op {layer!r} ran {len(positions)} time(s); call {call} ({layer}#{call + 1}) "
                          "does not exist")
     target = recording.calls[positions[call]].out
-    return _Located(recording, target, _check_index(index, target.shape, layer), None, op)
+    return _Located(recording, target, _check_index(index, target.shape, layer), None, op, layer, call)

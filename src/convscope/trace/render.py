@@ -227,9 +227,52 @@ def _then(trace: Trace, digits: int) -> str:
 def render(trace: Trace, *, full: bool = False, digits: int = 4) -> str:
     """The trace as a worked example: header, the arithmetic, the terms, the recomputation."""
     step = trace.step
-    head = (f"{trace.layer or '(model)'} ({trace.layer_type}) output[{_index(trace.index)}] = "
+    name = (trace.layer or "(model)") + (f"#{trace.call + 1}" if trace.call else "")
+    head = (f"{name} ({trace.layer_type}) output[{_index(trace.index)}] = "
             f"{number(trace.value, digits)}   [{step.op}, {trace.dtype}]")
     again = trace.recompute()
     tail = (f"  recomputed from the recorded terms alone: {number(again, digits)} "
             f"(engine {number(trace.value, digits)}, difference {abs(again - trace.value):.2g})")
     return "\n".join([head, *RENDERERS[type(step)](step, trace, full, digits), tail])
+
+
+def _hop(t: Trace, digits: int) -> str:
+    """What one step of a path did, and which of its reads the path follows."""
+    from .path import strongest_read, strongest_term
+
+    step, found = t.step, strongest_read(t)
+    if isinstance(step, WeightedSum):
+        term = strongest_term(step)
+        bias = "" if step.bias is None else "bias + "
+        return f"{bias}Σ {len(step.terms)} products; largest: {_term_text(term, digits)}" if term else "bias only"
+    if isinstance(step, Combination):
+        label = "ab"[step.operands.index(found[0])] if found else None
+        follows = f"; following {label} = {_operand_text(found[0], digits)}" if label else ""
+        return f"{_combined(step, 'ab')}{follows}"
+    if isinstance(step, WindowMax):
+        return f"max of {len(step.reads)} cells: {read_text(step.reads[step.winner], digits)}"
+    if isinstance(step, Elementwise):
+        return f"{step.name}({read_text(step.read, digits)})"
+    if isinstance(step, Copy):
+        return f"copy ({step.op}) of {read_text(step.read, digits)}"
+    if isinstance(step, (Normalization, LayerNormalization, ResponseNormalization)):
+        return f"{step.kind.replace('_', ' ')} of {read_text(step.read, digits)}"
+    followed = next((r for r in step.reads if found and (r.source or r.index) == found[1]), None)
+    largest = f"; largest: {read_text(followed, digits)}" if followed else ""
+    return f"{step.kind.replace('_', ' ')} of {len(step.reads)} cells{largest}"
+
+
+def path_text(path: Sequence[Trace], digits: int = 4) -> str:
+    """The strongest path back, one line per step, ending at the input cell it reached."""
+    from .path import strongest_read
+
+    lines = ["strongest path back (each step follows the read that contributes most):"]
+    for t in path:
+        name = (t.layer or "(model)") + (f"#{t.call + 1}" if t.call else "")
+        lines.append(f"  {name}[{_index(t.index)}] = {number(t.value, digits)}  ({t.layer_type}) {_hop(t, digits)}")
+    found = strongest_read(path[-1])
+    if found is not None and found[0].origin == "input":
+        lines.append(f"  ← model input x[{_index(found[1])}]")
+    elif found is None:
+        lines.append("  (ends here: nothing the tracer can name made the value it read)")
+    return "\n".join(lines)
