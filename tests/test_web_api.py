@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from convscope import zoo  # noqa: E402
 from convscope.data import digits  # noqa: E402
-from convscope.pretrained import weights  # noqa: E402
+from convscope.pretrained import pretrained, weights  # noqa: E402
+from convscope.trace import trace as cs_trace  # noqa: E402
 from convscope.web import create_app  # noqa: E402
 from convscope.web.encode import unpack  # noqa: E402
 from convscope.web.limits import Limits  # noqa: E402
@@ -220,6 +221,18 @@ def test_trace_of_a_max_pool_names_the_winner(client, torch_digits):
     assert [r["index"] for r in t["step"]["reads"]] == [[0, 9, 2, 4], [0, 9, 2, 5], [0, 9, 3, 4], [0, 9, 3, 5]]
     assert t["value"] == pytest.approx(float(window.max()), abs=1e-6)
     assert t["step"]["reads"][t["step"]["winner"]]["value"] == pytest.approx(float(window.max()), abs=1e-6)
+
+
+def test_strongest_read_walks_the_strongest_path_back_to_the_input(client):
+    images, _ = digits("test")
+    expected = cs_trace(pretrained("digits"), images[3:4], "8", (0, 2)).path()
+    layer, index, walked = "8", [0, 2], []
+    while layer != "input":
+        t = client.post("/api/models/digits/trace", json={"input": {"source": "digit", "digit": 3}, "layer": layer,
+                                                          "index": index, "influence": False}).json()
+        walked.append((t["layer"], t["index"], t["value"]))
+        layer, index = t["strongest"]["layer"], t["strongest"]["index"]
+    assert walked == [(hop.layer, list(hop.index), hop.value) for hop in expected]
 
 
 def test_trace_bad_requests_name_the_field(client):

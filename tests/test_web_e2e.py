@@ -144,6 +144,21 @@ def test_pick_a_model_and_explain_a_cell(page, server, shots):
         server, layer, index, {"source": "digit", "digit": 0})["value"]
 
 
+def test_follow_the_strongest_path_to_the_input(page, server):
+    """From a class score, the "largest contribution from" button walks layer by layer to the input."""
+    page.wait_for_selector("canvas.map[data-layer='8']")
+    page.click("canvas.map[data-layer='8']", position={"x": 3, "y": 3})
+    page.wait_for_selector("#panel-strongest")
+    seen = [panel_index(page)[0]]
+    while page.locator("#panel-strongest button").count():
+        page.locator("#panel-strongest button").click()
+        page.wait_for_function(f"document.querySelector('#panel-body h3')?.textContent.split(' ')[0] !== '{seen[-1]}'")
+        page.wait_for_selector("#panel-strongest")
+        seen.append(panel_index(page)[0])
+    assert seen == ["8", "7", "6", "5", "4", "3", "2", "1", "0"]
+    assert page.inner_text("#panel-strongest").startswith("largest contribution from the model input [0, 0, ")
+
+
 RESIDUAL_SPEC = """input 1x8x8
 conv 4 k3 p1 name=stem
 residual name=block {

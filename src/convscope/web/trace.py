@@ -15,6 +15,8 @@ from pydantic import Field
 
 from ..trace import WeightedSum
 from ..trace import trace as trace_value
+from ..trace.path import strongest_read
+from ..trace.steps import plain
 from .body import RequestBody
 from .encode import answer, finite, pack
 from .errors import ApiError, engine_errors
@@ -61,7 +63,9 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
     ``"input"`` for the model input), ``channel_sums`` (a
     convolution's sum per input channel), ``influence`` (``count``, ``receptive_box`` and the
     ``mask`` image of the input cells that influence the value), ``product_sum`` (a weighted
-    sum's Σ products, exactly rounded) and ``terms_total``. A
+    sum's Σ products, exactly rounded), ``terms_total`` and ``strongest`` (``{"layer",
+    "index"}``: the next step of :meth:`~convscope.trace.Trace.path`, the read that
+    contributes most; ``"input"`` when it is a cell of the model input). A
     weighted sum of more than ``max_trace_terms`` terms sends the largest products only
     (``terms_truncated``)."""
     store = store_of(http)
@@ -78,6 +82,9 @@ def trace(model_id: str, request: TraceRequest, http: Request) -> Response:
             out["product_sum"] = t.step.product_sum() if isinstance(t.step, WeightedSum) else None
             if request.influence:
                 out["influence"] = _influence(t.influence(), _box(t))
+            strongest = strongest_read(t)
+    out["strongest"] = None if strongest is None else {"layer": input_from(plain(strongest[0])),
+                                                       "index": list(strongest[1])}
     step = out["step"]
     terms = step.get("terms")
     out["terms_total"] = len(terms) if terms is not None else len(step.get("reads") or step.get("operands")

@@ -351,6 +351,11 @@ function renderTrace(t) {
   parts.push(el("p", { class: "sum", id: "panel-sum", dataset: { value: t.value } }, `value = ${fmt(t.value, 6)}`),
     el("p", { class: "kv muted", text: `recomputed from the recorded terms alone: ${fmt(t.recomputed, 6)} (engine ${t.dtype})` }));
   if (t.then) parts.push(el("p", { class: "kv", text: `then ${t.then.name} → ${fmt(t.then_value, 6)}` }));
+  if (t.strongest) {  // one step along the strongest path back to the input
+    const s = t.strongest, cell = `[${s.index.join(", ")}]`;
+    parts.push(el("p", { class: "kv", id: "panel-strongest" }, "largest contribution from ",
+      s.layer === "input" ? el("span", { text: `the model input ${cell}` }) : stepButton(s.layer, s.index, `${s.layer} ${cell}`)));
+  }
   if (t.influence) parts.push(...receptiveField(t.influence));
   $("#panel-body").replaceChildren(...parts);
 }
