@@ -184,12 +184,12 @@ def test_step_through_a_residual_addition_and_a_concatenation(page, shots):
     page.wait_for_selector("canvas.map[data-layer='out'][data-channel='1']")
     page.click("canvas.map[data-layer='out'][data-channel='1']", position={"x": 20, "y": 20})
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('out (ReLU)')")
-    page.locator("#panel-body button[title^='step into block ']").click()
+    page.locator("#panel-body button[title^='step into block ']").first.click()
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('block (Residual)')")
     assert "op add combines two values" in page.inner_text("#panel-body")
     page.screenshot(path=str(shots / "trace-residual.png"))
     _, index = panel_index(page)
-    operands = page.locator("#panel-body button")
+    operands = page.locator("#panel-body p:not(#panel-strongest) button")
     cell = json.dumps(index, separators=(",", ":"))
     titles = [operands.nth(k).get_attribute("title") for k in range(operands.count())]
     assert titles == [f"step into block.bn1 {cell}", f"step into stem {cell}"]
@@ -200,11 +200,11 @@ def test_step_through_a_residual_addition_and_a_concatenation(page, shots):
     # a concatenation's value names the branch layer it was copied from: channel 3 is tanh's 1
     page.click("canvas.map[data-layer='last'][data-channel='3']", position={"x": 20, "y": 20})
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('last (ReLU)')")
-    page.locator("#panel-body button[title^='step into both ']").click()
+    page.locator("#panel-body button[title^='step into both ']").first.click()
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent.startsWith('both (Concat)')")
     _, index = panel_index(page)
     assert "copied (cat) from input 1: " in page.inner_text("#panel-body")
-    page.locator("#panel-body button").click()
+    page.locator("#panel-body p:not(#panel-strongest) button").click()
     page.wait_for_function("document.querySelector('#panel-body h3')?.textContent"
                            ".startsWith('both.branch2.tanh1 (Tanh)')")
     assert panel_index(page)[1] == [index[0], index[1] - 2, *index[2:]]
