@@ -928,6 +928,27 @@ def test_errors_name_the_layer_the_rule_and_the_numbers() -> None:
         trace(ours, np.random.default_rng(0).normal(size=(2, 1, 5, 5)), "1", (0, 0, 0, 0))
 
 
+def test_the_whole_model_by_its_summary_name_and_a_constant_layer() -> None:
+    """``summary`` rows a bare layer by its class (``Conv2d``): ``trace`` takes that name; a
+    layer whose output is a constant (an ONNX ``Constant``) says so."""
+    conv = cs.nn.Conv2d(1, 2, 3).double()
+    x = np.random.default_rng(24).normal(size=(1, 1, 5, 5))
+    assert [row.name for row in cs.summary(conv, (1, 5, 5), dtype=np.float64).rows] == ["Conv2d"]
+    assert trace(conv, x, "Conv2d", (0, 1, 1, 1)).value == trace(conv, x, "", (0, 1, 1, 1)).value
+
+    class Constant(cs.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("value", cs.tensor(np.ones((1, 1, 5, 5))))
+
+        def forward(self, x: Any) -> Any:
+            return self.value
+
+    net = cs.nn.Sequential(Constant(), cs.nn.Conv2d(1, 1, 1)).double()
+    with pytest.raises(ValueError, match=r"layer '0' outputs a constant: its value does not depend on the model"):
+        trace(net, x, "0", (0, 0, 0, 0))
+
+
 def _cli(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="convscope")
     add_cli(parser.add_subparsers(dest="command"))

@@ -205,6 +205,9 @@ def _trace_in(model: Module, at: _Located) -> Trace:
     position = recording.producer(target)
     module_call = at.module_call
     if module_call is not None and (position is None or position < module_call.start):  # returned, not computed
+        if position is None and target is not recording.input and not target.requires_grad:
+            raise ValueError(f"trace: layer {layer!r} outputs a constant: its value does not depend on the model "
+                             "input, so it has no provenance to trace")
         if not module_call.inputs or module_call.inputs[0] is not target:  # (Identity, dropout in eval)
             raise ValueError(f"trace: layer {layer!r} returned a tensor it did not compute from its input")
         position = None
@@ -273,6 +276,8 @@ def _locate(model: Module, x: Any, layer: str, index: Any, call: int, recording:
         raise ValueError(f"trace: layer {layer}#{numbered + 1} names its call; do not also give call={call}")
     call = numbered or call
     paths = dict(model.named_modules())
+    if layer not in paths and layer == type(model).__name__:  # summary rows the whole model by its class
+        layer = ""
     parent, _, op = layer.rpartition(".")
     if layer not in paths and parent not in paths:
         raise ValueError(_no_layer(model, layer))
