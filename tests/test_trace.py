@@ -164,6 +164,11 @@ LAYERS = {
     "batch_norm3d": ([L("BatchNorm3d", 2)], (1, 2, 3, 3, 3)),
     "local_response_norm": ([L("LocalResponseNorm", 3, alpha=0.5, beta=0.75, k=2.0)], (2, 5, 4, 4)),
     "local_response_norm-even": ([L("LocalResponseNorm", 4, alpha=0.3, beta=0.6)], (1, 6, 3, 5)),
+    "reflection_pad2d": ([L("ReflectionPad2d", (2, 1, 0, 2))], (1, 2, 4, 5)),
+    "replication_pad1d": ([L("ReplicationPad1d", 3)], (2, 2, 4)),
+    "zero_pad2d": ([L("ZeroPad2d", 1)], (1, 2, 3, 3)),
+    "constant_pad3d": ([L("ConstantPad3d", 1, 3.5)], (1, 1, 2, 3, 2)),
+    "circular_pad2d": ([L("CircularPad2d", 2)], (1, 2, 3, 4)),
     "relu": ([L("ReLU")], (2, 3, 4)),
     "tanh": ([L("Tanh")], (2, 3, 4)),
     "sigmoid": ([L("Sigmoid")], (2, 3, 4)),
@@ -203,6 +208,11 @@ def test_recompute_equals_forward_for_every_layer_type(name: str) -> None:
         assert t.layer_type == spec[-1][0]
         if spec[-1][0] in ("Identity", "Dropout"):
             assert t.step.kind == "copy" and t.step.op == "identity" and t.step.read.index == index
+        if "Pad" in spec[-1][0]:  # a cell of the input, the cell the padding copied, or the constant
+            read = t.step.read
+            copied = read.index if read.padding is None else read.source
+            fill = spec[-1][1][-1] if spec[-1][0].startswith("Constant") else 0.0
+            assert t.value == (x[copied] if copied is not None else fill)
 
 
 def test_recompute_in_a_deep_sequential_at_every_layer() -> None:

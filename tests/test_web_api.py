@@ -235,6 +235,19 @@ def test_strongest_read_walks_the_strongest_path_back_to_the_input(client):
     assert walked == [(hop.layer, list(hop.index), hop.value) for hop in expected]
 
 
+def test_a_padding_layer_steps_into_the_cell_it_copied(client):
+    spec = "input 1x8x8\nconv 4 k3 p1 name=stem\nreflectpad 2 name=padded\nconv 2 k3 name=head\nflatten\nlinear 3"
+    model = client.post("/api/models/spec", json={"text": spec, "name": "padded"}).json()["model"]["id"]
+    t = client.post(f"/api/models/{model}/trace", json={"layer": "padded", "index": [0, 1, 0, 0],
+                                                         "influence": False}).json()
+    read = t["step"]["read"]
+    assert (read["index"], read["padding"], read["source"]) == ([0, 1, -2, -2], "reflect", [0, 1, 2, 2])
+    assert t["input_from"] == "stem" and t["strongest"] == {"layer": "stem", "index": [0, 1, 2, 2]}
+    stem = client.post(f"/api/models/{model}/trace", json={"layer": "stem", "index": [0, 1, 2, 2],
+                                                            "influence": False}).json()
+    assert stem["value"] == t["value"]
+
+
 def test_trace_bad_requests_name_the_field(client):
     url = "/api/models/digits/trace"
     refused(client.post(url, json={"layer": "2", "index": [0, 32, 0, 0]}), 422, "index", "out of range", "size 32")

@@ -107,8 +107,8 @@ def build_step(site: Site, index: Index) -> Step:
         raise ValueError(f"trace: no one-layer provenance for op {op!r}, which made the traced value; traceable: "
                          "convolutions, transposed convolutions, pools, linear, batch norm (eval), layer norm, "
                          "local response norm, element-wise activations, two-operand arithmetic (+ − × / ^ max "
-                         "min), sums over dims and copies (flatten, reshape, cat, indexing). Hint: trace a layer "
-                         "inside it")
+                         "min), sums over dims and copies (flatten, reshape, cat, indexing, padding). Hint: trace "
+                         "a layer inside it")
     return BUILDERS[op](site, index)
 
 
@@ -484,6 +484,15 @@ def _elementwise(site: Site, index: Index) -> Elementwise:
                        combined_in_code(site.recording, x, index))
 
 
+@_register("pad")
+def _pad(site: Site, index: Index) -> Copy:
+    """A padded tensor's cell: a cell of the input, padding copying one (reflect, replicate,
+    circular: ``source``) or the constant."""
+    call = site.call
+    source = _Source(site, call.out)  # maps the padded frame back through this very pad
+    return Copy(call.op, source.input.shape, source.read(index, float(call.out.data[index])))
+
+
 @_register("reshape", "permute", "getitem", "cat", "expand", "to")
 def _copy(site: Site, index: Index) -> Copy:
     """Ops that move values: the op's own adjoint, applied to a one-hot output, finds the source."""
@@ -586,5 +595,6 @@ def step_source(site: Site, index: Index, step: Step) -> Operand | None:
     else:  # the op's input, or the layer input its reads were mapped back to (through a pad or moves)
         mapped = _Source(site, call.parents[0]).input
         tensor = mapped if mapped.shape == step.input_shape else call.parents[0]
-    read = next((r for r in step.reads if r.padding is None), None)
+    read = next((r if r.padding is None else Read(r.source, r.value) for r in step.reads
+                 if r.padding is None or r.source is not None), None)  # a reflected cell: the cell it copied
     return None if read is None else origin(site.recording, tensor, read)

@@ -438,7 +438,9 @@ const normFormula = (step, weight) => el("p", { class: "kv",
 function single(t, from) {
   const step = t.step, read = step.kind === "layer_norm" || step.kind === "response_norm" ? step.reads[step.position] : step.read;
   if (!read) return [el("p", { class: "kv", text: step.kind })];
-  const where = stepButton(from, read.index, `[${read.index.join(", ")}] = ${fmt(read.value, 6)}`);
+  const cell = read.padding ? read.source : read.index;  // padding steps into the cell it copied, if any
+  const text = `[${read.index.join(", ")}]${read.padding ? ` (${read.padding} padding${read.source ? ` of [${read.source.join(", ")}]` : ""})` : ""} = ${fmt(read.value, 6)}`;
+  const where = cell ? stepButton(from, cell, text) : el("span", { text });
   if (step.kind === "elementwise") return [el("p", { class: "kv" }, `${step.name}(x) with x = `, where),
     ...(step.made ? [el("p", { class: "kv", text: `x = ${combined(step.made, "a", "b")} (in the model's code, not a layer), where` }),
       ...operandLines(step.made)] : [])];
