@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .path import strongest_read, strongest_term
 from .steps import (
     Combination,
     Copy,
@@ -238,8 +239,6 @@ def render(trace: Trace, *, full: bool = False, digits: int = 4) -> str:
 
 def _hop(t: Trace, digits: int) -> str:
     """What one step of a path did, and which of its reads the path follows."""
-    from .path import strongest_read, strongest_term
-
     step, found = t.step, strongest_read(t)
     if isinstance(step, WeightedSum):
         term = strongest_term(step)
@@ -264,8 +263,6 @@ def _hop(t: Trace, digits: int) -> str:
 
 def path_text(path: Sequence[Trace], digits: int = 4) -> str:
     """The strongest path back, one line per step, ending at the input cell it reached."""
-    from .path import strongest_read
-
     lines = ["strongest path back (each step follows the read that contributes most):"]
     for t in path:
         name = (t.layer or "(model)") + (f"#{t.call + 1}" if t.call else "")

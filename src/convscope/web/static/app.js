@@ -483,7 +483,7 @@ function summed(t) {  // a sum over dims: the window of a spatial sum, else the 
   const what = from === "input" ? "the model input" : from ? `${source.origin} ${from}` : `a ${source.origin}`;
   const out = [el("p", { class: "kv", text: `Σ ${reads.length} values of ${what} over dim(s) ${step.dims.join(", ")}` })];
   const spatial = reads[0].index.length >= 3 && step.dims.every((d) => d >= reads[0].index.length - 2);
-  if (spatial) out.push(...pooled({ ...t, step: { ...step, kind: "sum" } }, from));
+  if (spatial) out.push(...pooled(t, from));
   else out.push(el("table", { class: "grid terms" }, reads.slice(0, 24).map((r) => el("tr", {},
     el("td", {}, stepButton(from, r.index, `[${r.index.join(",")}]`)), el("td", { text: fmt(r.value) })))));
   return out;
