@@ -14,6 +14,7 @@ import importlib
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -308,6 +309,39 @@ def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> N
     (tmp_path / "latin1.csv").write_bytes("epoch,train_loss\n1,0.5 # Größe\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text \(byte 0xf6 at offset 27\)$"):
         training.training_curves(tmp_path / "latin1.csv")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("history.json", "{oops", r"history.json: not valid JSON \(Expecting property name"),
+    ("history.json", '{"rows": [1]}', r"history.json: row 1 must be an object of metrics, got 1$"),
+    ("history.json", '{"rows": [{"epoch": 1}, {"lr": 0.1}]}', r"history.json: row 2 has no 'epoch' \(it holds lr\)$"),
+    ("history.json", '{"rows": [{"epoch": 1, "lr": "x"}]}', r"history.json: row 1: lr must be a number, got 'x'$"),
+    ("history.json", '{"rows": 3}', r"history.json: expected a convscope history with a 'rows' list$"),
+    ("history.csv", "epoch,lr\n1,abc\n", r"history.csv: line 2: lr must be a number, got 'abc'$"),
+    ("history.csv", "epoch,lr\n1,0.1,9\n", r"history.csv: line 2 has 3 cells; the header has 2 columns$"),
+    ("history.csv", "epoch,lr\n1,0.1\n2\n", r"history.csv: line 3 has 1 cell; the header has 2 columns$"),
+    ("history.csv", "lr\n0.1\n", r"history.csv: line 2 has no 'epoch' \(it holds lr\)$"),
+])
+def test_training_curves_refuse_a_malformed_history_naming_the_file_and_row(tmp_path: Path, name: str, text: str,
+                                                                            message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        training.training_curves(tmp_path / name)
+
+
+def test_training_curves_of_a_history_without_losses_draw_no_empty_legend(tmp_path: Path) -> None:
+    (tmp_path / "history.json").write_text('{"rows": [{"epoch": 1, "lr": 0.1}, {"epoch": 2, "lr": 0.05}]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = training.training_curves(tmp_path / "history.json")
+    assert [ax.get_legend() for ax in fig.axes] == [None, None, None]
+
+
+def test_training_curves_leave_a_gap_where_a_row_lacks_a_metric(tmp_path: Path) -> None:
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "val_loss": 2.0}, {"epoch": 2, "lr": 0.1, "train_loss": 0.5}]
+    History(rows=rows).to_json(tmp_path / "history.json")
+    loss = training.training_curves(tmp_path / "history.json").axes[0]
+    assert list(loss.lines[1].get_ydata()) == pytest.approx([2.0, np.nan], nan_ok=True)
 
 
 def test_confusion_cells_count_the_predictions() -> None:
