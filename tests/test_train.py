@@ -280,7 +280,14 @@ def test_bad_settings_get_a_clear_error() -> None:
                           ({"epochs": 0}, "epochs must be ≥ 1, got 0"),
                           ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
                           ({"early_stopping": 0}, "early_stopping .* must be ≥ 1"),
-                          ({"seed": -1}, "seed must be ≥ 0, got -1")]:
+                          ({"seed": -1}, "seed must be ≥ 0, got -1"),
+                          ({"epochs": 1.5}, r"^train: epochs must be a whole number, got 1\.5$"),
+                          ({"batch_size": 2.5}, r"^train: batch_size must be a whole number, got 2\.5$"),
+                          ({"max_shift": 1.5}, r"^train: max_shift must be a whole number, got 1\.5$"),
+                          ({"seed": 0.5}, r"^train: seed must be a whole number, got 0\.5$"),
+                          ({"epochs": "3"}, r"^train: epochs must be a whole number, got '3'$"),
+                          ({"step_size": True, "schedule": "step"}, "step_size must be a whole number, got True"),
+                          ({"early_stopping": 2.0}, "early_stopping must be a whole number, got 2.0")]:
         with pytest.raises(ValueError, match=match):
             train(_small(), data, progress=False, **kwargs)
     with pytest.raises(ValueError, match="early_stopping needs a validation set"):

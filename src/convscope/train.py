@@ -88,12 +88,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule == "none":
             self.schedule = None
+        for name in ("epochs", "batch_size", "seed", "max_shift", "step_size", "early_stopping"):
+            setattr(self, name, _whole(name, getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train: unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train: unknown schedule {self.schedule!r}; expected None, 'step' or 'cosine'")
         for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ValueError(f"train: {name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("seed", "weight_decay", "momentum", "gamma", "max_shift"):
             if not getattr(self, name) >= 0:  # NaN too
@@ -111,6 +113,17 @@ class TrainConfig:
         """Settings that differ from ``other`` (a stored config), ignoring ``epochs``."""
         return [f"{f.name}={getattr(self, f.name)!r} (checkpoint: {other.get(f.name)!r})" for f in fields(self)
                 if f.name not in ("epochs", *RECORDS) and other.get(f.name) != getattr(self, f.name)]
+
+
+def _whole(name: str, value: Any) -> int | None:
+    """A setting that counts something (epochs, a batch, a seed, cells) as a plain int; None
+    stays None. A fraction, a bool or text is a ValueError naming the setting, rather than
+    truncated or failing later deep in the loop."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"train: {name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 @dataclass
