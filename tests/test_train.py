@@ -168,6 +168,21 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path: Path) -> 
     assert len((tmp_path / "a" / "history.csv").read_text().splitlines()) == 2
 
 
+def test_an_out_folder_that_cannot_hold_the_run_is_refused_before_training(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs: list[dict] = []
+    settings = dict(epochs=1, batch_size=32, progress=False, on_epoch=epochs.append)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match=r"^train: the run folder .*file is a file; name a folder \(--out run/\)$"):
+        train(_small(), _subset(64), out=tmp_path / "file", **settings)
+    with pytest.raises(OSError, match=r"train: cannot create the run folder .*file/run: Not a directory$"):
+        train(_small(), _subset(64), out=tmp_path / "file" / "run", **settings)
+    monkeypatch.setattr(T.os, "access", lambda path, mode: False)  # as a read-only file system
+    with pytest.raises(OSError, match=r"train: cannot write into the run folder .*ro \(no write permission"):
+        train(_small(), _subset(64), out=tmp_path / "ro", **settings)
+    assert epochs == []
+
+
 def test_resume_from_a_corrupt_checkpoint_fails_clearly_and_keeps_the_file(tmp_path: Path) -> None:
     train(_small(), _subset(64), epochs=1, batch_size=32, out=tmp_path, progress=False)
     path = tmp_path / "checkpoint.npz"

@@ -14,10 +14,12 @@ resumed run ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -476,7 +478,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:  # after every check: a refused run leaves no folder behind
         _check_out(out_dir, resume, overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _make_out(out_dir)
     if threads is None:
         threads = 1 if _batch_macs(model, X_train.shape[1:], config.batch_size) < 5e8 else None
     with threadpool_limits(threads), _Progress(progress, config.epochs, len(batches)) as bar:
@@ -514,6 +516,20 @@ def _check_out(out: Path, resume: str | Path | None, overwrite: bool) -> None:
             return
     raise ValueError(f"train: {out} already holds a run ({CHECKPOINT}); continue it with resume={str(out)!r} "
                      "(--resume), or pass overwrite=True (--overwrite) to replace it")
+
+
+def _make_out(out: Path) -> None:
+    """Create the run folder ``out``; one that is a file, cannot be created or cannot be written
+    into is refused now, before an epoch is spent on a checkpoint that could not be saved."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"train: the run folder {out} is a file; name a folder (--out run/)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"train: cannot create the run folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, f"train: cannot write into the run folder {out} (no write permission or a "
+                      "read-only file system); the checkpoints could not be saved")
 
 
 def _batch_macs(model: Module, sample_shape: tuple, batch_size: int) -> int:
