@@ -224,6 +224,14 @@ def test_feature_maps_draw_every_layers_activations_with_one_scale_per_row() -> 
         assert (im.norm.vmin, im.norm.vmax) == pytest.approx((lo, hi), abs=1e-4)
 
 
+def test_feature_maps_have_no_more_columns_than_the_widest_layer_has_channels() -> None:
+    net = cs.pretrained("digits")  # at most 32 channels per layer
+    wide, exact = (featuremaps.feature_maps(net, max_channels=n) for n in (100_000, 32))
+    assert wide.get_size_inches() == pytest.approx(exact.get_size_inches())
+    assert len(wide.axes) == len(exact.axes)
+    assert "first 32 channels per layer" in wide.texts[0].get_text()
+
+
 def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][:1]
