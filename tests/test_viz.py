@@ -116,6 +116,17 @@ def test_resnet_shortcuts_are_merges_of_the_block_input_and_its_last_conv() -> N
     assert sum(1 for grp in g.groups if any(g.node(n).label.startswith("Conv 1×1") for n in grp.nodes)) == 3
 
 
+def test_graph_of_a_small_input_that_leaves_one_value_per_channel_for_batch_norm() -> None:
+    # ResNet-18 at CIFAR size ends in 512×1×1 maps: batch statistics of one value per channel
+    # are undefined, so the drawing uses the running statistics, as the summary does
+    g = graph.build_graph("resnet18", (3, 32, 32))
+    assert g.nodes[-1].output_shape == (1000,) and g.nodes[-4].output_shape == (512, 1, 1)
+    net = cs.zoo.build("mobilenet_v2")
+    net.train()
+    graph.build_graph(net, (3, 32, 32))
+    assert all(m.training for m in net.modules())  # the model's modes are as they were
+
+
 def test_resnet152_collapses_repeated_bottlenecks_and_keeps_the_count() -> None:
     g = graph.build_graph("resnet152")
     assert len(g.nodes) < 60
