@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import doctest
 import importlib
+import re
 import subprocess
 import sys
 import time
@@ -498,6 +499,28 @@ def test_animation_refuses_groups_below_one() -> None:
     for groups in (0, -2):  # 0 divided the channels by zero (a traceback from viz animate --groups 0)
         with pytest.raises(ValueError, match=rf"^animation: groups must be a positive integer, got {groups}$"):
             frames.example("conv", (2, 5, 5), 3, groups=groups)
+
+
+def test_animation_refuses_out_channels_below_one() -> None:
+    with pytest.raises(ValueError, match=r"^animation: out_channels must be a positive integer, got -3$"):
+        frames.example("conv", (1, 5, 5), 3, out_channels=-3)  # was NumPy's 'negative dimensions are not allowed'
+
+
+@pytest.mark.parametrize("op, option, message", [
+    ("max_pool", {"output_padding": 1}, "output_padding=1 applies to conv_transpose only, not max_pool"),
+    ("conv", {"ceil_mode": True}, "ceil_mode=True applies to max_pool and avg_pool only, not conv"),
+    ("max_pool", {"count_include_pad": False}, "count_include_pad=False applies to avg_pool only, not max_pool"),
+    ("avg_pool", {"dilation": 2}, "dilation=2 applies to conv, conv_transpose and max_pool only, not avg_pool"),
+    ("conv_transpose", {"padding_mode": "reflect"}, "padding_mode='reflect' applies to conv only, not conv_transpose"),
+    ("avg_pool", {"groups": 2}, "groups=2 applies to conv and conv_transpose only, not avg_pool"),
+    ("max_pool", {"bias": False}, "bias=False applies to conv and conv_transpose only, not max_pool"),
+    ("max_pool", {"out_channels": 4}, "out_channels=4 applies to conv and conv_transpose only, not max_pool"),
+])
+def test_animation_refuses_an_option_its_op_does_not_have(op: str, option: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^animation: {re.escape(message)}$"):  # it was silently dropped
+        frames.example(op, (2, 6, 6), 2, **option)
+    defaults = {name: frames.OPTION_OPS[name][1] for name in option}
+    assert frames.example(op, (2, 6, 6), 2, **defaults).frames  # the defaults pass
 
 
 # --- animation rendering ---------------------------------------------------------------------------
