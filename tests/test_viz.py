@@ -610,6 +610,10 @@ def test_cli_writes_figures_and_animations_and_refuses_bad_options(tmp_path: Pat
     (["confusion", "examples/seed.spec"], r"^confusion: seed.spec takes 1×28×28 inputs, but the digits test set "
                                           r"holds 1×8×8 examples$"),
     (["filters", "digits", "--max-out", "0"], r"^filters: max_out and max_in must be ≥ 1, got 0 and 64$"),
+    (["filters", "digits", "--layer", "6"], r"^filters: layer '6' is a Linear, not a convolution; conv layers: 0, 2$"),
+    (["filters", "digits", "--layer", "nope"], r"^filters: layer 'nope' is not a layer of digits; conv layers: 0, 2$"),
+    (["filters", "resnet18", "--layer", "bn1"], r"^filters: layer 'bn1' is a BatchNorm2d, not a convolution; conv "
+                                                r"layers: conv1, layer1\.0\.conv1, "),
     (["receptive", "digits", "--point", "100,-5"], r"^receptive field: point \(100, -5\) must be 2 coordinates "
                                                    r"\(row, column\) inside the 8×8 input"),
     (["receptive", "digits", "--point", "8,0"], r"inside the 8×8 input, each in 0 \.\. size − 1$"),
