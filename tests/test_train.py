@@ -183,6 +183,13 @@ def test_an_out_folder_that_cannot_hold_the_run_is_refused_before_training(tmp_p
     assert epochs == []
 
 
+def test_resume_from_a_folder_without_a_run_names_it(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()  # was "[Errno 2] No such file or directory: '.../empty/checkpoint.npz'"
+    with pytest.raises(ValueError, match=r"^.*empty holds no training run \(no checkpoint\.npz\); name a folder "
+                                         r"written by train --out$"):
+        T.run(resume=tmp_path / "empty", epochs=1, progress=False)
+
+
 def test_resume_from_a_corrupt_checkpoint_fails_clearly_and_keeps_the_file(tmp_path: Path) -> None:
     train(_small(), _subset(64), epochs=1, batch_size=32, out=tmp_path, progress=False)
     path = tmp_path / "checkpoint.npz"
@@ -473,7 +480,7 @@ def test_cli_ctrl_c_says_how_to_resume_in_one_line(tmp_path: Path, capsys: pytes
     (["train", "--epochs", "1"], r"give an output folder \(--out run/\)"),
     (["train", "resnet18", "--out", "{tmp}"], r"train data: examples of shape \(1, 8, 8\) do not fit the model"),
     (["train", "nosuchnet", "--out", "{tmp}"], "unknown zoo model 'nosuchnet'"),
-    (["train", "--resume", "{tmp}"], "No such file"),
+    (["train", "--resume", "{tmp}"], r"error: no run folder or checkpoint file '.*run'$"),  # was [Errno 2] ...
     (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
                                                           "size 8×8, got 100"),
     (["train", "--weight-decay", "nan", "--out", "{tmp}"], "train: weight_decay must be ≥ 0, got nan$"),

@@ -386,7 +386,7 @@ def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: Tr
 
 def _restore(source: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig,
              data_id: str) -> tuple[History, _Stopping]:
-    path = source / CHECKPOINT if source.is_dir() else source
+    path = checkpoint_file(source)
     state = ckpt.load(path)
     changed = config.differences(state.config)
     if changed:
@@ -597,13 +597,25 @@ def _data_record(data: Any) -> str | None:
     return str(data) if str(data) in NAMED_SETS or not Path(data).exists() else str(Path(data).resolve())
 
 
+def checkpoint_file(run: str | Path) -> Path:
+    """The checkpoint of ``run``: a run folder's ``checkpoint.npz``, or the file named; a
+    ValueError naming ``run`` when it is neither."""
+    path = Path(run)
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise ValueError(f"{run} holds no training run (no {CHECKPOINT}); name a folder written by train --out")
+        return path / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"no run folder or checkpoint file {str(run)!r}")
+    return path
+
+
 def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
     """The model a training run trained, and the shape of one sample of its data (no batch
     dim): rebuilt by the model name its checkpoint records (:func:`build_model`), with the
     checkpoint's weights, in eval mode. ``path``: the run's folder (``--out``) or its
     ``checkpoint.npz``. The global random state is left as it was."""
-    path = Path(path)
-    file = path / CHECKPOINT if path.is_dir() else path
+    file = checkpoint_file(path)
     state = ckpt.load(file)
     name = state.config.get("model")
     if not name:
@@ -637,7 +649,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
     stored: dict[str, Any] = {}
     if resume is not None:
         path = Path(resume)
-        stored = ckpt.load(path / CHECKPOINT if path.is_dir() else path).config
+        stored = ckpt.load(checkpoint_file(path)).config
         out = out if out is not None else (path if path.is_dir() else path.parent)
     if out is None:
         raise ValueError("train: give an output folder (--out run/) or a run to --resume")
