@@ -111,6 +111,9 @@ def test_confusion_matrix(net: cs.nn.Module, test_set: tuple) -> None:
     assert np.trace(m) == np.sum(predicted == y)
     with pytest.raises(ValueError, match=r"labels must lie in 0 \.\. 9, got 0 \.\. 10"):
         cs_inspect.confusion_matrix(net, X[:2], np.array([0, 10]))
+    with pytest.raises(ValueError, match=r"^confusion_matrix: y must hold one label per example of X \(3\), got "
+                                         r"shape \(2,\)$"):
+        cs_inspect.confusion_matrix(net, X[:3], y[:2])
 
 
 def test_top_activating_matches_brute_force(net: cs.nn.Module, test_set: tuple) -> None:
@@ -122,6 +125,9 @@ def test_top_activating_matches_brute_force(net: cs.nn.Module, test_set: tuple) 
     assert np.all(np.diff(score) <= 0)
     with pytest.raises(ValueError, match="layer '3' has 32 channels, got channel 32"):
         cs_inspect.top_activating(net, "3", 32, X)
+    for k in (0, -1, 2.5):  # -1 gave every example but the last
+        with pytest.raises(ValueError, match=rf"^top_activating: k must be a whole number ≥ 1, got {k}$"):
+            cs_inspect.top_activating(net, "3", 5, X, k=k)
 
 
 # --- saliency -----------------------------------------------------------------------------------------
@@ -140,6 +146,9 @@ def test_saliency_is_the_input_gradient_of_the_class_score(test_set: tuple) -> N
     np.testing.assert_allclose(single, grad[:1], rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match=r"target must lie in 0 \.\. 9, got 10"):
         cs_inspect.saliency(model, X[:1], 10)
+    with pytest.raises(ValueError, match=r"^saliency: target must be one class or one per example \(4\), got shape "
+                                         r"\(3,\)$"):
+        cs_inspect.saliency(model, X, [1, 2, 3])
 
 
 @pytest.mark.parametrize("module", ["convscope.inspect", "convscope.pretrained"])

@@ -168,6 +168,28 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path: Path) -> 
     assert len((tmp_path / "a" / "history.csv").read_text().splitlines()) == 2
 
 
+def test_an_out_folder_that_cannot_hold_the_run_is_refused_before_training(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs: list[dict] = []
+    settings = dict(epochs=1, batch_size=32, progress=False, on_epoch=epochs.append)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match=r"^train: the run folder .*file is a file; name a folder \(--out run/\)$"):
+        train(_small(), _subset(64), out=tmp_path / "file", **settings)
+    with pytest.raises(OSError, match=r"train: cannot create the run folder .*file/run: Not a directory$"):
+        train(_small(), _subset(64), out=tmp_path / "file" / "run", **settings)
+    monkeypatch.setattr(T.os, "access", lambda path, mode: False)  # as a read-only file system
+    with pytest.raises(OSError, match=r"train: cannot write into the run folder .*ro \(no write permission"):
+        train(_small(), _subset(64), out=tmp_path / "ro", **settings)
+    assert epochs == []
+
+
+def test_resume_from_a_folder_without_a_run_names_it(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()  # was "[Errno 2] No such file or directory: '.../empty/checkpoint.npz'"
+    with pytest.raises(ValueError, match=r"^.*empty holds no training run \(no checkpoint\.npz\); name a folder "
+                                         r"written by train --out$"):
+        T.run(resume=tmp_path / "empty", epochs=1, progress=False)
+
+
 def test_resume_from_a_corrupt_checkpoint_fails_clearly_and_keeps_the_file(tmp_path: Path) -> None:
     train(_small(), _subset(64), epochs=1, batch_size=32, out=tmp_path, progress=False)
     path = tmp_path / "checkpoint.npz"
@@ -280,7 +302,14 @@ def test_bad_settings_get_a_clear_error() -> None:
                           ({"epochs": 0}, "epochs must be ≥ 1, got 0"),
                           ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
                           ({"early_stopping": 0}, "early_stopping .* must be ≥ 1"),
-                          ({"seed": -1}, "seed must be ≥ 0, got -1")]:
+                          ({"seed": -1}, "seed must be ≥ 0, got -1"),
+                          ({"epochs": 1.5}, r"^train: epochs must be a whole number, got 1\.5$"),
+                          ({"batch_size": 2.5}, r"^train: batch_size must be a whole number, got 2\.5$"),
+                          ({"max_shift": 1.5}, r"^train: max_shift must be a whole number, got 1\.5$"),
+                          ({"seed": 0.5}, r"^train: seed must be a whole number, got 0\.5$"),
+                          ({"epochs": "3"}, r"^train: epochs must be a whole number, got '3'$"),
+                          ({"step_size": True, "schedule": "step"}, "step_size must be a whole number, got True"),
+                          ({"early_stopping": 2.0}, "early_stopping must be a whole number, got 2.0")]:
         with pytest.raises(ValueError, match=match):
             train(_small(), data, progress=False, **kwargs)
     with pytest.raises(ValueError, match="early_stopping needs a validation set"):
@@ -451,7 +480,7 @@ def test_cli_ctrl_c_says_how_to_resume_in_one_line(tmp_path: Path, capsys: pytes
     (["train", "--epochs", "1"], r"give an output folder \(--out run/\)"),
     (["train", "resnet18", "--out", "{tmp}"], r"train data: examples of shape \(1, 8, 8\) do not fit the model"),
     (["train", "nosuchnet", "--out", "{tmp}"], "unknown zoo model 'nosuchnet'"),
-    (["train", "--resume", "{tmp}"], "No such file"),
+    (["train", "--resume", "{tmp}"], r"error: no run folder or checkpoint file '.*run'$"),  # was [Errno 2] ...
     (["train", "--max-shift", "100", "--out", "{tmp}"], "max_shift must be smaller than the examples' spatial "
                                                           "size 8×8, got 100"),
     (["train", "--weight-decay", "nan", "--out", "{tmp}"], "train: weight_decay must be ≥ 0, got nan$"),

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import doctest
 import importlib
+import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,17 @@ def test_resnet_shortcuts_are_merges_of_the_block_input_and_its_last_conv() -> N
         # identity shortcut from outside the block, or a 1×1 projection inside it (layer2-4 .0)
         assert (len(outside), len(projected)) in ((1, 0), (0, 1))
     assert sum(1 for grp in g.groups if any(g.node(n).label.startswith("Conv 1×1") for n in grp.nodes)) == 3
+
+
+def test_graph_of_a_small_input_that_leaves_one_value_per_channel_for_batch_norm() -> None:
+    # ResNet-18 at CIFAR size ends in 512×1×1 maps: batch statistics of one value per channel
+    # are undefined, so the drawing uses the running statistics, as the summary does
+    g = graph.build_graph("resnet18", (3, 32, 32))
+    assert g.nodes[-1].output_shape == (1000,) and g.nodes[-4].output_shape == (512, 1, 1)
+    net = cs.zoo.build("mobilenet_v2")
+    net.train()
+    graph.build_graph(net, (3, 32, 32))
+    assert all(m.training for m in net.modules())  # the model's modes are as they were
 
 
 def test_resnet152_collapses_repeated_bottlenecks_and_keeps_the_count() -> None:
@@ -223,6 +236,14 @@ def test_feature_maps_draw_every_layers_activations_with_one_scale_per_row() -> 
         assert (im.norm.vmin, im.norm.vmax) == pytest.approx((lo, hi), abs=1e-4)
 
 
+def test_feature_maps_have_no_more_columns_than_the_widest_layer_has_channels() -> None:
+    net = cs.pretrained("digits")  # at most 32 channels per layer
+    wide, exact = (featuremaps.feature_maps(net, max_channels=n) for n in (100_000, 32))
+    assert wide.get_size_inches() == pytest.approx(exact.get_size_inches())
+    assert len(wide.axes) == len(exact.axes)
+    assert "first 32 channels per layer" in wide.texts[0].get_text()
+
+
 def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
     net = cs.pretrained("digits")
     x = digits("test")[0][:1]
@@ -308,6 +329,39 @@ def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> N
     (tmp_path / "latin1.csv").write_bytes("epoch,train_loss\n1,0.5 # Größe\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text \(byte 0xf6 at offset 27\)$"):
         training.training_curves(tmp_path / "latin1.csv")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("history.json", "{oops", r"history.json: not valid JSON \(Expecting property name"),
+    ("history.json", '{"rows": [1]}', r"history.json: row 1 must be an object of metrics, got 1$"),
+    ("history.json", '{"rows": [{"epoch": 1}, {"lr": 0.1}]}', r"history.json: row 2 has no 'epoch' \(it holds lr\)$"),
+    ("history.json", '{"rows": [{"epoch": 1, "lr": "x"}]}', r"history.json: row 1: lr must be a number, got 'x'$"),
+    ("history.json", '{"rows": 3}', r"history.json: expected a convscope history with a 'rows' list$"),
+    ("history.csv", "epoch,lr\n1,abc\n", r"history.csv: line 2: lr must be a number, got 'abc'$"),
+    ("history.csv", "epoch,lr\n1,0.1,9\n", r"history.csv: line 2 has 3 cells; the header has 2 columns$"),
+    ("history.csv", "epoch,lr\n1,0.1\n2\n", r"history.csv: line 3 has 1 cell; the header has 2 columns$"),
+    ("history.csv", "lr\n0.1\n", r"history.csv: line 2 has no 'epoch' \(it holds lr\)$"),
+])
+def test_training_curves_refuse_a_malformed_history_naming_the_file_and_row(tmp_path: Path, name: str, text: str,
+                                                                            message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        training.training_curves(tmp_path / name)
+
+
+def test_training_curves_of_a_history_without_losses_draw_no_empty_legend(tmp_path: Path) -> None:
+    (tmp_path / "history.json").write_text('{"rows": [{"epoch": 1, "lr": 0.1}, {"epoch": 2, "lr": 0.05}]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = training.training_curves(tmp_path / "history.json")
+    assert [ax.get_legend() for ax in fig.axes] == [None, None, None]
+
+
+def test_training_curves_leave_a_gap_where_a_row_lacks_a_metric(tmp_path: Path) -> None:
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "val_loss": 2.0}, {"epoch": 2, "lr": 0.1, "train_loss": 0.5}]
+    History(rows=rows).to_json(tmp_path / "history.json")
+    loss = training.training_curves(tmp_path / "history.json").axes[0]
+    assert list(loss.lines[1].get_ydata()) == pytest.approx([2.0, np.nan], nan_ok=True)
 
 
 def test_confusion_cells_count_the_predictions() -> None:
@@ -447,6 +501,28 @@ def test_animation_refuses_groups_below_one() -> None:
             frames.example("conv", (2, 5, 5), 3, groups=groups)
 
 
+def test_animation_refuses_out_channels_below_one() -> None:
+    with pytest.raises(ValueError, match=r"^animation: out_channels must be a positive integer, got -3$"):
+        frames.example("conv", (1, 5, 5), 3, out_channels=-3)  # was NumPy's 'negative dimensions are not allowed'
+
+
+@pytest.mark.parametrize("op, option, message", [
+    ("max_pool", {"output_padding": 1}, "output_padding=1 applies to conv_transpose only, not max_pool"),
+    ("conv", {"ceil_mode": True}, "ceil_mode=True applies to max_pool and avg_pool only, not conv"),
+    ("max_pool", {"count_include_pad": False}, "count_include_pad=False applies to avg_pool only, not max_pool"),
+    ("avg_pool", {"dilation": 2}, "dilation=2 applies to conv, conv_transpose and max_pool only, not avg_pool"),
+    ("conv_transpose", {"padding_mode": "reflect"}, "padding_mode='reflect' applies to conv only, not conv_transpose"),
+    ("avg_pool", {"groups": 2}, "groups=2 applies to conv and conv_transpose only, not avg_pool"),
+    ("max_pool", {"bias": False}, "bias=False applies to conv and conv_transpose only, not max_pool"),
+    ("max_pool", {"out_channels": 4}, "out_channels=4 applies to conv and conv_transpose only, not max_pool"),
+])
+def test_animation_refuses_an_option_its_op_does_not_have(op: str, option: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^animation: {re.escape(message)}$"):  # it was silently dropped
+        frames.example(op, (2, 6, 6), 2, **option)
+    defaults = {name: frames.OPTION_OPS[name][1] for name in option}
+    assert frames.example(op, (2, 6, 6), 2, **defaults).frames  # the defaults pass
+
+
 # --- animation rendering ---------------------------------------------------------------------------
 def test_gif_has_one_frame_per_output_element_plus_intro_and_outro(tmp_path: Path) -> None:
     start = time.perf_counter()
@@ -534,6 +610,10 @@ def test_cli_writes_figures_and_animations_and_refuses_bad_options(tmp_path: Pat
     (["confusion", "examples/seed.spec"], r"^confusion: seed.spec takes 1×28×28 inputs, but the digits test set "
                                           r"holds 1×8×8 examples$"),
     (["filters", "digits", "--max-out", "0"], r"^filters: max_out and max_in must be ≥ 1, got 0 and 64$"),
+    (["filters", "digits", "--layer", "6"], r"^filters: layer '6' is a Linear, not a convolution; conv layers: 0, 2$"),
+    (["filters", "digits", "--layer", "nope"], r"^filters: layer 'nope' is not a layer of digits; conv layers: 0, 2$"),
+    (["filters", "resnet18", "--layer", "bn1"], r"^filters: layer 'bn1' is a BatchNorm2d, not a convolution; conv "
+                                                r"layers: conv1, layer1\.0\.conv1, "),
     (["receptive", "digits", "--point", "100,-5"], r"^receptive field: point \(100, -5\) must be 2 coordinates "
                                                    r"\(row, column\) inside the 8×8 input"),
     (["receptive", "digits", "--point", "8,0"], r"inside the 8×8 input, each in 0 \.\. size − 1$"),

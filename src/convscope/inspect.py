@@ -123,6 +123,8 @@ def confusion_matrix(model: Module, X: np.ndarray, y: np.ndarray, num_classes: i
         ``X (N, ...)``, ``y (N,)`` → ``(K, K)`` int64, ``K`` = the model's number of outputs.
     """
     y = np.asarray(y, np.int64)
+    if y.shape != (len(X),):
+        raise ValueError(f"confusion_matrix: y must hold one label per example of X ({len(X)}), got shape {y.shape}")
     logits = predict(model, X)
     check_class_scores("confusion_matrix", logits.shape)
     k = num_classes if num_classes is not None else logits.shape[1]
@@ -139,6 +141,8 @@ def top_activating(model: Module, layer: str, channel: int, X: np.ndarray, k: in
     Shape:
         ``X (N, ...)`` → indices ``(k,)`` int64 into ``X`` and their scores ``(k,)``.
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"top_activating: k must be a whole number ≥ 1, got {k!r}")
     scores = []
     for start in range(0, len(X), batch_size):
         act = activations(model, X[start:start + batch_size], [layer])
@@ -163,7 +167,11 @@ def saliency(model: Module, x: Any, target: int | Sequence[int]) -> np.ndarray:
         ``x (N, C, H, W)`` and ``target`` an int or ``(N,)`` ints → ``(N, C, H, W)``.
     """
     inp = _input(model, x).requires_grad_()
-    targets = np.broadcast_to(np.asarray(target, np.int64), (inp.shape[0],))
+    targets = np.asarray(target, np.int64)
+    if targets.shape not in ((), (inp.shape[0],)):
+        raise ValueError(f"saliency: target must be one class or one per example ({inp.shape[0]}), got shape "
+                         f"{targets.shape}")
+    targets = np.broadcast_to(targets, (inp.shape[0],))
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     try:

@@ -14,10 +14,12 @@ resumed run ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -88,12 +90,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule == "none":
             self.schedule = None
+        for name in ("epochs", "batch_size", "seed", "max_shift", "step_size", "early_stopping"):
+            setattr(self, name, _whole(name, getattr(self, name)))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train: unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train: unknown schedule {self.schedule!r}; expected None, 'step' or 'cosine'")
         for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ValueError(f"train: {name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("seed", "weight_decay", "momentum", "gamma", "max_shift"):
             if not getattr(self, name) >= 0:  # NaN too
@@ -111,6 +115,17 @@ class TrainConfig:
         """Settings that differ from ``other`` (a stored config), ignoring ``epochs``."""
         return [f"{f.name}={getattr(self, f.name)!r} (checkpoint: {other.get(f.name)!r})" for f in fields(self)
                 if f.name not in ("epochs", *RECORDS) and other.get(f.name) != getattr(self, f.name)]
+
+
+def _whole(name: str, value: Any) -> int | None:
+    """A setting that counts something (epochs, a batch, a seed, cells) as a plain int; None
+    stays None. A fraction, a bool or text is a ValueError naming the setting, rather than
+    truncated or failing later deep in the loop."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"train: {name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -371,7 +386,7 @@ def _save(out: Path, model: Module, opt: optim.Optimizer, sched: Any, config: Tr
 
 def _restore(source: Path, model: Module, opt: optim.Optimizer, sched: Any, config: TrainConfig,
              data_id: str) -> tuple[History, _Stopping]:
-    path = source / CHECKPOINT if source.is_dir() else source
+    path = checkpoint_file(source)
     state = ckpt.load(path)
     changed = config.differences(state.config)
     if changed:
@@ -463,7 +478,7 @@ def train(model: Module, data: Any = "digits", *, epochs: int = 10, optimizer: s
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:  # after every check: a refused run leaves no folder behind
         _check_out(out_dir, resume, overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _make_out(out_dir)
     if threads is None:
         threads = 1 if _batch_macs(model, X_train.shape[1:], config.batch_size) < 5e8 else None
     with threadpool_limits(threads), _Progress(progress, config.epochs, len(batches)) as bar:
@@ -501,6 +516,20 @@ def _check_out(out: Path, resume: str | Path | None, overwrite: bool) -> None:
             return
     raise ValueError(f"train: {out} already holds a run ({CHECKPOINT}); continue it with resume={str(out)!r} "
                      "(--resume), or pass overwrite=True (--overwrite) to replace it")
+
+
+def _make_out(out: Path) -> None:
+    """Create the run folder ``out``; one that is a file, cannot be created or cannot be written
+    into is refused now, before an epoch is spent on a checkpoint that could not be saved."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"train: the run folder {out} is a file; name a folder (--out run/)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"train: cannot create the run folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, f"train: cannot write into the run folder {out} (no write permission or a "
+                      "read-only file system); the checkpoints could not be saved")
 
 
 def _batch_macs(model: Module, sample_shape: tuple, batch_size: int) -> int:
@@ -568,13 +597,25 @@ def _data_record(data: Any) -> str | None:
     return str(data) if str(data) in NAMED_SETS or not Path(data).exists() else str(Path(data).resolve())
 
 
+def checkpoint_file(run: str | Path) -> Path:
+    """The checkpoint of ``run``: a run folder's ``checkpoint.npz``, or the file named; a
+    ValueError naming ``run`` when it is neither."""
+    path = Path(run)
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise ValueError(f"{run} holds no training run (no {CHECKPOINT}); name a folder written by train --out")
+        return path / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"no run folder or checkpoint file {str(run)!r}")
+    return path
+
+
 def load_run(path: str | Path) -> tuple[Module, tuple[int, ...]]:
     """The model a training run trained, and the shape of one sample of its data (no batch
     dim): rebuilt by the model name its checkpoint records (:func:`build_model`), with the
     checkpoint's weights, in eval mode. ``path``: the run's folder (``--out``) or its
     ``checkpoint.npz``. The global random state is left as it was."""
-    path = Path(path)
-    file = path / CHECKPOINT if path.is_dir() else path
+    file = checkpoint_file(path)
     state = ckpt.load(file)
     name = state.config.get("model")
     if not name:
@@ -608,7 +649,7 @@ def run(model: str | None = None, data: str | None = None, *, out: str | Path | 
     stored: dict[str, Any] = {}
     if resume is not None:
         path = Path(resume)
-        stored = ckpt.load(path / CHECKPOINT if path.is_dir() else path).config
+        stored = ckpt.load(checkpoint_file(path)).config
         out = out if out is not None else (path if path.is_dir() else path.parent)
     if out is None:
         raise ValueError("train: give an output folder (--out run/) or a run to --resume")

@@ -68,6 +68,8 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
         raise ValueError(f"max_channels must be ≥ 1, got {max_channels}")
     net, name, x, described = model_input(model, x, digit, input_shape)
     acts = {"input": x} | inspect.activations(net, x, layers)
+    # no empty columns: at most as many as the layer with the most channels has
+    max_channels = min(max_channels, max((a.shape[1] for a in acts.values() if a.ndim > 2), default=max_channels))
     rows = len(acts)
     heights = [1.0 if a.ndim > 2 else 0.45 for a in acts.values()]  # vectors get a thin strip
     fig = new_figure(1.9 + max_channels * 0.95 + 0.9, 0.8 + sum(heights) * 1.05 + 0.25 * rows)

@@ -181,12 +181,19 @@ def draw_filters(grid: FilterGrid, title: str) -> Any:
     return fig
 
 
-def _first_conv(model: Module) -> str:
-    for name in inspect.layers(model):
-        weight = getattr(dict(model.named_modules())[name], "weight", None)
-        if weight is not None and weight.ndim >= 3:
-            return name
-    raise ValueError(f"{type(model).__name__} has no convolution layer")
+def _conv_layer(model: Module, layer: str | None, name: str) -> str:
+    """``layer`` if it names a convolution of ``model`` (a layer whose weight is
+    ``(C_out, C_in / groups, *kernel)``), the first one if ``layer`` is None; else a
+    ValueError naming the layer, what it is, and the conv layers there are."""
+    modules = dict(model.named_modules())
+    convs = [n for n in inspect.layers(model) if getattr(getattr(modules[n], "weight", None), "ndim", 0) >= 3]
+    if not convs:
+        raise ValueError(f"filters: {name} has no convolution layer")
+    if layer is None or layer in convs:
+        return layer if layer is not None else convs[0]
+    what = f"is a {type(modules[layer]).__name__}, not a convolution" if layer and layer in modules else \
+        f"is not a layer of {name}"
+    raise ValueError(f"filters: layer {layer!r} {what}; conv layers: {', '.join(convs)}")
 
 
 def filter_figure(model: Any, layer: str | None = None, *, layout: str = "auto", max_out: int = 64, max_in: int = 64,
@@ -196,7 +203,7 @@ def filter_figure(model: Any, layer: str | None = None, *, layout: str = "auto",
     zoo names and specs with a seeded random init)."""
     found = resolve_model(model, weights=True)
     net, name = found.module, found.name
-    layer = layer if layer is not None else _first_conv(net)
+    layer = _conv_layer(net, layer, name)
     weight = inspect.filters(net, layer)
     module = dict(net.named_modules())[layer]
     groups = int(getattr(module, "groups", 1))

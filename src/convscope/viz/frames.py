@@ -316,6 +316,22 @@ def pool_frames(x: Any, kind: str = "max", kernel_size: Any = 2, *, stride: Any 
 
 
 OPS = ("conv", "conv_transpose", "max_pool", "avg_pool")
+_CONVS = ("conv", "conv_transpose")
+OPTION_OPS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "out_channels": (_CONVS, 1), "bias": (_CONVS, True), "groups": (_CONVS, 1), "padding_mode": (("conv",), "zeros"),
+    "output_padding": (("conv_transpose",), 0), "dilation": (("conv", "conv_transpose", "max_pool"), 1),
+    "ceil_mode": (("max_pool", "avg_pool"), False), "count_include_pad": (("avg_pool",), True)}
+"""The options of :func:`example` that only some ops have: the ops, and the default the
+others must be left at (a value given for an op without that option is refused, not dropped)."""
+
+
+def _check_options(op: str, options: dict[str, Any]) -> None:
+    """Refuse an option set away from its default for an op that has no such option."""
+    for name, value in options.items():
+        ops, default = OPTION_OPS[name]
+        if op not in ops and not np.all(np.asarray(value, dtype=object) == default):
+            which = " and ".join([", ".join(ops[:-1]), ops[-1]] if len(ops) > 1 else ops)
+            raise ValueError(f"animation: {name}={value!r} applies to {which} only, not {op}")
 
 
 def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: Any = 3, *, out_channels: int = 1,
@@ -335,6 +351,9 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
     """
     if op not in OPS:
         raise ValueError(f"animation op must be one of {', '.join(OPS)}, got {op!r}")
+    _check_options(op, {"out_channels": out_channels, "bias": bias, "groups": groups, "padding_mode": padding_mode,
+                        "output_padding": output_padding, "dilation": dilation, "ceil_mode": ceil_mode,
+                        "count_include_pad": count_include_pad})
     shape = tuple(int(s) for s in input_shape)
     if not 2 <= len(shape) <= 4 or min(shape) < 1:
         raise ValueError(f"animation input must be C×L, C×H×W or C×D×H×W with positive sizes, got {shape}")
@@ -349,8 +368,9 @@ def example(op: str = "conv", input_shape: Sequence[int] = (1, 7, 7), kernel: An
         return pool_frames(x, op[:3], k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
                            count_include_pad=count_include_pad)
     channels = shape[0]
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"animation: groups must be a positive integer, got {groups!r}")
+    for name, n in (("groups", groups), ("out_channels", out_channels)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"animation: {name} must be a positive integer, got {n!r}")
     for name, n in (("input channels", channels), ("out_channels", out_channels)):
         if n % groups:
             raise ValueError(f"animation: {name} ({n}) must be divisible by groups ({groups})")

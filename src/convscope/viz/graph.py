@@ -19,6 +19,7 @@ node that used it. Then, for reading:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 from ..analyze.walk import Walk, output_tensors, walk
 from ..models import resolve_model
 from ..nn import Module, Sequential
+from ..nn.module import training_mode
+from ..nn.norm import _NormBase
 from ..tensor import Tensor
 from ..trace.steps import ELEMENTWISE
 
@@ -356,7 +359,12 @@ def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collaps
     found = resolve_model(model)
     net, name = found.module, found.name
     batched = summary(net, found.sample_shape(input_shape, "architecture")).raise_for_error().input_shapes[0]
-    run = walk(net, (Tensor.meta(batched),))
+    with contextlib.ExitStack() as modes:
+        # batch statistics need more than one value per channel, which a 1×1 map of one sample
+        # lacks (ResNet-18 at 32×32): as in the summary, norm layers use their running statistics
+        for norm in (m for m in net.modules() if isinstance(m, _NormBase)):
+            modes.enter_context(training_mode(norm, False))
+        run = walk(net, (Tensor.meta(batched),))
     if run.error is not None:
         raise run.error
     raw = _raw_nodes(run)

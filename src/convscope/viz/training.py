@@ -46,13 +46,50 @@ def load_history(source: Any) -> History:
         raise ValueError(f"{path}: expected a run folder, history.json or history.csv")
     text = read_text(path)
     if path.suffix == ".json":
-        data = json.loads(text)
-        if not isinstance(data, dict) or "rows" not in data:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
             raise ValueError(f"{path}: expected a convscope history with a 'rows' list")
-        return History(rows=data["rows"], best_epoch=data.get("best_epoch"), stopped_early=data.get("stopped_early",
-                                                                                                     False))
-    rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text, newline=""))]
-    return History(rows=rows)
+        rows = [_checked_row(path, f"row {n}", row) for n, row in enumerate(data["rows"], 1)]
+        return History(rows=rows, best_epoch=data.get("best_epoch"), stopped_early=data.get("stopped_early", False))
+    return History(rows=_csv_rows(path, text))
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, float]]:
+    """The rows of a ``history.csv``: one per line under the header, empty cells left out."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        where = f"line {reader.line_num}"
+        if None in row or None in row.values():
+            cells = len(row) - 1 + len(row[None]) if None in row else sum(v is not None for v in row.values())
+            raise ValueError(f"{path}: {where} has {cells} cell{'' if cells == 1 else 's'}; the header has "
+                             f"{len(reader.fieldnames or ())} columns")
+        rows.append(_checked_row(path, where, {k: _number(v) for k, v in row.items() if v != ""}))
+    return rows
+
+
+def _number(text: str) -> float | str:
+    """A CSV cell as a float, or as it is when it is not a number (:func:`_checked_row` names it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _checked_row(path: Path, where: str, row: Any) -> dict[str, float]:
+    """One epoch's metrics from ``path``: a mapping with an ``epoch``, every value a number;
+    else a ValueError naming the file, the row (or line) and the value."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}: {where} must be an object of metrics, got {json.dumps(row)[:40]}")
+    if "epoch" not in row:
+        raise ValueError(f"{path}: {where} has no 'epoch' (it holds {', '.join(map(str, row)) or 'nothing'})")
+    for key, value in row.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: {where}: {key} must be a number, got {value!r}")
+    return row
 
 
 def training_curves(history: Any, *, log_loss: bool = False, title: str | None = None,
@@ -76,7 +113,8 @@ def training_curves(history: Any, *, log_loss: bool = False, title: str | None =
             if key not in h.rows[0]:
                 continue
             label, dash, colour = lines[key]
-            values = np.asarray(h[key], dtype=float) * (100 if name == "accuracy" else 1)
+            values = np.asarray([row.get(key, np.nan) for row in h.rows], dtype=float) * (100 if name == "accuracy"
+                                                                                            else 1)
             ax.plot(epochs, values, dash, color=style.OKABE_ITO[colour], label=label, linewidth=1.6,
                     marker="o" if len(epochs) <= 12 else None, markersize=3)
         if h.best_epoch is not None:
@@ -88,7 +126,7 @@ def training_curves(history: Any, *, log_loss: bool = False, title: str | None =
         ax.set_ylabel(ylabel)
         ax.set_title(name, loc="left")
         ax.grid(color=style.GRID, linewidth=0.6)
-        if name != "learning rate":
+        if name != "learning rate" and ax.get_legend_handles_labels()[0]:
             ax.legend(frameon=False)
     last = h.rows[-1]
     finals = [f"{key.replace('_', ' ')} {last[key]:.2%}" for key in ("train_acc", "val_acc") if key in last]
