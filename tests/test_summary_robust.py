@@ -342,3 +342,20 @@ def test_an_input_shape_too_short_for_one_sample_is_refused(layer, shape, messag
 
 def test_batch_norm_1d_takes_features_without_length() -> None:
     assert cs.summary(cs.nn.Sequential(cs.nn.BatchNorm1d(3)), (3,)).rows[0].output_shape == (1, 3)
+
+
+
+@pytest.mark.parametrize("raised, shown", [(MemoryError(), ""), (MemoryError("Unable to allocate 335. GiB"),
+                                                                    " (Unable to allocate 335. GiB)")])
+def test_cli_reports_running_out_of_memory_in_one_line(raised, shown, monkeypatch, capsys):
+    """A MemoryError (numpy's names the size; ``tuple(range(5·10¹⁰))``'s, raised by the memory
+    rules' tile list for a 3×10¹¹×10¹¹ input, says nothing) is one line and exit 2, not a traceback."""
+    import convscope.analyze
+
+    def exhausted(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(convscope.analyze, "summary", exhausted)
+    code = cli_main(["summary", "lenet5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"convscope summary: error: out of memory{shown}; try a smaller input or model\n"
