@@ -344,6 +344,29 @@ def test_batch_norm_1d_takes_features_without_length() -> None:
     assert cs.summary(cs.nn.Sequential(cs.nn.BatchNorm1d(3)), (3,)).rows[0].output_shape == (1, 3)
 
 
+@pytest.mark.parametrize("given", [None, (100,), (4, 100)])
+def test_a_spec_unflattening_its_features_before_a_conv_is_batched_by_its_input_line(given) -> None:
+    """A DCGAN-style generator, ``input 100`` then linear, unflatten, transposed convs: the
+    first rank-fixing layer (a 2-d batch norm) wanted 3 dims per sample, and ``100`` was
+    refused as too short; the spec's input line says a sample has 1. Rows match torch's hooks."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    spec = "input 100\nfc 1024\nunflatten 64x4x4\nbn\nrelu\ndeconv 32 k4 s2 p1\nrelu\ndeconv 1 k4 s2 p1\ntanh\n"
+    model = tnn.Sequential(tnn.Linear(100, 1024), tnn.Unflatten(1, (64, 4, 4)), tnn.BatchNorm2d(64), tnn.ReLU(),
+                           tnn.ConvTranspose2d(64, 32, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(32, 1, 4, 2, 1),
+                           tnn.Tanh()).eval()
+    batch = 4 if given == (4, 100) else 1
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape))) for m in model]
+    with torch.no_grad():
+        model(torch.zeros(batch, 100))
+    for hook in hooks:
+        hook.remove()
+    s = cs.summary(spec, given)
+    assert s.error is None and s.input_shapes[0] == (batch, 100)
+    assert [tuple(r.output_shape) for r in s.rows] == seen
+    assert [r.params for r in s.rows] == [sum(p.numel() for p in m.parameters()) for m in model]
+
 
 @pytest.mark.parametrize("raised, shown", [(MemoryError(), ""), (MemoryError("Unable to allocate 335. GiB"),
                                                                     " (Unable to allocate 335. GiB)")])

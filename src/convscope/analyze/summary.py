@@ -125,11 +125,15 @@ def _kind(row: LayerRow) -> str:
     return f"{row.type} {kernel}{depthwise}"
 
 
-def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Prepend a batch of 1 unless ``shape`` already has the rank the first layer that fixes
-    one wants (a convolution, pooling, batch or instance norm: ``(N, C, *spatial)``); refuse
-    a shape too short to be one sample of it (``3×10`` for a 2-d convolution would read as
-    one channel of 3×10)."""
+def _batched(model: Module, shape: tuple[int, ...], sample: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Prepend a batch of 1 unless ``shape`` already has one. A model that declares its
+    ``sample`` shape (a spec's ``input`` line) tells by that rank: a ``100`` latent that a
+    generator unflattens before its first convolution is one sample. Otherwise ``shape`` is
+    batched when it has the rank the first layer that fixes one wants (a convolution,
+    pooling, batch or instance norm: ``(N, C, *spatial)``); a shape too short to be one
+    sample of it is refused (``3×10`` for a 2-d convolution would read as one channel of 3×10)."""
+    if sample is not None and len(shape) in (len(sample), len(sample) + 1):
+        return shape if len(shape) > len(sample) else (1, *shape)
     for path, module in model.named_modules():
         rank = _batched_rank(module)
         if rank is None:
@@ -429,7 +433,7 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     else:
         shapes = ([input_shape_of(s) for s in inputs] if inputs is not None
                   else [found.sample_shape(input_shape_of(input_shape), "summary")])
-        batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
+        batched = [_with_batch(_batched(net, s, default), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
 
@@ -438,7 +442,7 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
 
     with contextlib.nullcontext() if mode is None else training_mode(net, mode == "train"):
         if symbolic.has_symbols(batched):
-            result = symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
+            result = symbolic.summarize(name, batched, _batched(net, default, default) if default else None, run)
         else:
             result = run(batched)[0]
     if erf and result.ok:
