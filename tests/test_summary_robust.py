@@ -368,6 +368,25 @@ def test_a_spec_unflattening_its_features_before_a_conv_is_batched_by_its_input_
     assert [r.params for r in s.rows] == [sum(p.numel() for p in m.parameters()) for m in model]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter
+def test_a_float64_model_is_summarised_on_float64_inputs(tmp_path) -> None:
+    """A ``.double()`` torch module, its convscope twin and its float64 ONNX file were walked
+    on float32 meta inputs, and every one failed on the first conv's dtype check."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    tnn = torch.nn
+    model = tnn.Sequential(tnn.Conv2d(1, 4, 3), tnn.ReLU(), tnn.Flatten(), tnn.Linear(4 * 6 * 6, 3)).double().eval()
+    path = tmp_path / "double.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8, dtype=torch.float64),), str(path), input_names=["input"],
+                      dynamo=False)
+    params = sum(p.numel() for p in model.parameters())
+    for s in (cs.summary(model, (1, 8, 8)), cs.summary(cs.from_torch(model), (1, 8, 8)), cs.summary(path),
+              cs.summary(model, (1, 8, 8), training=True)):
+        assert s.error is None and s.totals.params == params
+        assert s.totals.param_bytes == 8 * params and s.totals.input_bytes == 8 * 64
+    assert cs.training_memory(model, (1, 8, 8)).params == 8 * params
+    assert cs.summary(model, (1, 8, 8), dtype=np.float32).error is not None  # what the caller asked for
+
 @pytest.mark.parametrize("raised, shown", [(MemoryError(), ""), (MemoryError("Unable to allocate 335. GiB"),
                                                                     " (Unable to allocate 335. GiB)")])
 def test_cli_reports_running_out_of_memory_in_one_line(raised, shown, monkeypatch, capsys):

@@ -285,6 +285,21 @@ def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None
         assert np.array_equal(lit, mask), panel.layer
 
 
+
+def test_a_float64_model_gets_float64_inputs_in_every_figure() -> None:
+    """A torch module after ``.double()`` (here the digits CNN's float64 twin) was fed float32
+    inputs: the architecture and receptive-field figures failed on a dtype mismatch."""
+    net = cs.pretrained("digits")
+    double = _digits_torch(net)
+    converted, _, x, _ = featuremaps.model_input(double, None, 3)
+    assert x.dtype == np.float64 and np.array_equal(x, digits("test")[0][3:4])
+    ours = receptive.field_panels(net, digits("test")[0][3:4])
+    assert [(p.index, p.mask.tolist()) for p in receptive.field_panels(converted, x)] == \
+        [(p.index, p.mask.tolist()) for p in ours]
+    assert len(receptive.receptive_field(double, digit=3).axes) == len(ours)
+    assert [(n.type, n.output_shape) for n in graph.build_graph(double, (1, 8, 8)).nodes] == \
+        [(n.type, n.output_shape) for n in graph.build_graph(net, (1, 8, 8)).nodes]
+
 # --- training figures ------------------------------------------------------------------------------
 def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> None:
     history = History(rows=[{"epoch": e, "lr": 0.1 / e, "train_loss": 2.0 / e, "train_acc": 0.5 + e / 10,

@@ -365,7 +365,7 @@ class _Builder:
         return peak, scratch, sum(nbytes(x) for x in self.run.inputs)
 
 
-def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = np.float32,
+def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = None,
             inputs: Sequence[str | Sequence[int]] | None = None, strict: bool = False,
             convention: str | Convention | Mapping[str, Any] = "convscope", training: bool = False,
             batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False,
@@ -387,6 +387,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         at a reference size (see :mod:`convscope.analyze.symbolic`).
     inputs:
         Several input shapes, for multi-input models (each as ``input_shape``).
+    dtype:
+        The inputs' element type. Default: the model's own, an ONNX graph's declared input
+        types, else the dtype of the model's first floating parameter (a ``.double()`` torch
+        module runs on float64), else float32.
     strict:
         Raise instead of listing ops that ran without a cost rule in ``Summary.uncounted``.
     convention:
@@ -436,9 +440,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         batched = [_with_batch(_batched(net, s, default), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
+    dtypes = [np.dtype(dtype)] * len(batched) if dtype is not None else input_dtypes(net, len(batched))
 
     def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
-        return _summarize(net, name, concrete, dtype, strict, counting, optimizer if training else None)
+        return _summarize(net, name, concrete, dtypes, strict, counting, optimizer if training else None)
 
     with contextlib.nullcontext() if mode is None else training_mode(net, mode == "train"):
         if symbolic.has_symbols(batched):
@@ -489,11 +494,22 @@ def _with_batch(shape: tuple[Any, ...], given: tuple[Any, ...], batch_size: int 
     return shape
 
 
-def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any, strict: bool,
+def input_dtypes(net: Module, count: int) -> list[np.dtype]:
+    """The element types of ``count`` inputs of ``net`` when the caller names none: an ONNX
+    graph's declared ones, else its first floating parameter's (float32 without one)."""
+    floating = next((p.dtype for p in net.parameters() if p.dtype.kind == "f"), np.dtype(np.float32))
+    declared = [i.dtype for i in getattr(net, "graph_inputs", ())]
+    if len(declared) != count:
+        declared = [None] * count
+    return [np.dtype(d) if d is not None else floating for d in declared]
+
+
+def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtypes: Sequence[np.dtype], strict: bool,
                counting: Convention, optimizer: str | None = None) -> tuple[Summary, Walk, list[Tensor | None]]:
-    """The summary of one concrete (batched) input shape, with the walk it came from and the
-    tensor each row shows (for :mod:`.symbolic`); with ``optimizer``, the training memory."""
-    metas = tuple(Tensor.meta(s, dtype) for s in shapes)
+    """The summary of one concrete (batched) input shape per input (of ``dtypes``), with the
+    walk it came from and the tensor each row shows (for :mod:`.symbolic`); with
+    ``optimizer``, the training memory."""
+    metas = tuple(Tensor.meta(s, d) for s, d in zip(shapes, dtypes, strict=True))
     run = walk(net, metas)
     builder = _Builder(net, run, counting)
     builder.propagate()

@@ -352,11 +352,12 @@ def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collaps
     if not isinstance(collapse, int) or collapse < 0 or collapse == 1:
         raise ValueError(f"collapse must be 0 (off) or a run length ≥ 2, got {collapse!r}")
     from ..analyze import summary
+    from ..analyze.summary import input_dtypes
 
     found = resolve_model(model)
     net, name = found.module, found.name
     batched = summary(net, found.sample_shape(input_shape, "architecture")).raise_for_error().input_shapes[0]
-    run = walk(net, (Tensor.meta(batched),))
+    run = walk(net, (Tensor.meta(batched, input_dtypes(net, 1)[0]),))
     if run.error is not None:
         raise run.error
     raw = _raw_nodes(run)
