@@ -561,6 +561,14 @@ def test_cli_refuses_a_model_or_option_the_figure_cannot_use(tmp_path: Path, arg
     assert not (tmp_path / "f.png").exists()
 
 
+@pytest.mark.parametrize("spec", ["input 2x16\nconv 4 k3\nflatten\nfc 3\n",
+                                  "input 2x4x4x4\nconv 4 k3\nflatten\nfc 3\n"])
+def test_saliency_of_a_model_that_takes_no_image_is_refused(spec: str) -> None:
+    """A 1-d or 3-d classifier's saliency got as far as matplotlib's ``imshow``, a TypeError."""
+    with pytest.raises(ValueError, match=r"^saliency figures need an image input \(1, C, H, W\), got shape \(1, 2,"):
+        training.saliency_map(spec)
+
+
 def test_class_scores_are_required_by_the_library_too() -> None:
     net = cs.load_spec(ROOT / "examples" / "seed.spec")
     x = np.zeros((2, 1, 28, 28), np.float32)
