@@ -5,6 +5,7 @@ bad MODEL gets."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -181,6 +182,11 @@ BAD = [
     ("{root}/broken.py:build", r"broken\.py: importing it failed: SyntaxError: "),
     ("{root}/broken.spec", r"broken\.spec:2:11: conv takes 1 bare value"),
     ("{root}/broken.onnx", r"broken\.onnx: not a readable ONNX model"),
+    ("{root}/empty.onnx", r"empty\.onnx: not an ONNX model: it is empty$"),  # was "imports no default-domain opset"
+    ("", rf"^MODEL is empty; MODEL is {re.escape(EXPECTED)}$"),  # was "' is a folder without a training run'"
+    (" ", r"^MODEL is empty; MODEL is 'digits'"),
+    (os.devnull, rf"^{re.escape(os.devnull)} is not a regular file \(a pipe or a device\); save the model to a file "
+                 r"first$"),  # was "no such file or folder"
     ("{root}/weights.npz", r"weights\.npz: "),
     ("{root}/saved.pt", r"saved\.pt is a saved PyTorch file, which convscope does not unpickle: name a "
                         r"FILE\.py:FUNCTION"),  # was read as a spec: "not UTF-8 text"
@@ -191,6 +197,7 @@ def _bad(files: Path, text: str) -> str:
     (files / "broken.py").write_text("def build(:\n")
     (files / "broken.spec").write_text("input 1x8x8\nconv 4 k3 z\n")
     (files / "broken.onnx").write_bytes(b"\x08\x07not protobuf at all")
+    (files / "empty.onnx").write_bytes(b"")
     np.savez(files / "weights.npz", w=np.zeros(3))  # an .npz that is no checkpoint
     (files / "saved.pt").write_bytes(b"PK\x03\x04 a torch.save zip")
     return text.format(root=files)

@@ -81,15 +81,18 @@ def model_kind(model: str | os.PathLike) -> str:
     """Which kind of model the text ``model`` names (``"digits"``, ``"zoo"``, ``"python"``,
     ``"run"``, ``"onnx"`` or ``"spec"``), checked without loading it.
 
-    Raises a ValueError naming ``model`` and what a MODEL may be for a ``.py`` file without
-    ``:FUNCTION``, a missing file, a folder that holds no training run, and a name that is
-    not in the zoo (with the closest names)."""
+    Raises a ValueError naming ``model`` and what a MODEL may be for empty text, a ``.py``
+    file without ``:FUNCTION``, a missing file, a path that is no regular file (a pipe), a
+    folder that holds no training run, and a name that is not in the zoo (with the closest
+    names)."""
     from . import zoo
     from .train import is_run
 
     text = os.fspath(model)
     if "\n" in text:
         return "spec"
+    if not text.strip():
+        raise ValueError(f"MODEL is empty; MODEL is {EXPECTED}")
     if text == DIGITS:
         return "digits"
     if text in zoo.names():
@@ -111,6 +114,8 @@ def model_kind(model: str | os.PathLike) -> str:
                          "that builds the torch module and loads its weights, or export it to .onnx")
     if path.is_file():
         return "onnx" if path.suffix.lower() == ".onnx" else "spec"
+    if path.exists():  # a pipe (the shell's <(...)) or a device: a model may be read more than once
+        raise ValueError(f"{text} is not a regular file (a pipe or a device); save the model to a file first")
     if path.suffix or os.sep in text or "/" in text:
         raise ValueError(f"no such file or folder {text!r}; MODEL is {EXPECTED}")
     close = difflib.get_close_matches(text, [DIGITS, *zoo.names()], n=3)
