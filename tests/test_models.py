@@ -49,6 +49,10 @@ def needs(x):
 
 def fails():
     raise RuntimeError("no GPU here")
+
+
+def exits():
+    raise SystemExit(3)
 """
 
 
@@ -180,6 +184,8 @@ BAD = [
     ("{root}/builders.py:needs", r"builders\.py:needs: calling needs\(\) failed: needs\(\) missing 1 required"),
     ("{root}/builders.py:fails", r"builders\.py:fails: calling fails\(\) failed: RuntimeError: no GPU here"),
     ("{root}/broken.py:build", r"broken\.py: importing it failed: SyntaxError: "),
+    ("{root}/builders.py:exits", r"builders\.py:exits: calling exits\(\) failed: it called sys\.exit\(3\) \(code that "
+                                 r"runs the file as a script belongs under if __name__ == '__main__':\)"),
     ("{root}/broken.spec", r"broken\.spec:2:11: conv takes 1 bare value"),
     ("{root}/broken.onnx", r"broken\.onnx: not a readable ONNX model"),
     ("{root}/empty.onnx", r"empty\.onnx: not an ONNX model: it is empty$"),  # was "imports no default-domain opset"
@@ -210,6 +216,20 @@ def test_a_bad_model_is_a_one_line_value_error_naming_it(files: Path, text: str,
     with pytest.raises(ValueError, match=message) as err:
         resolve_model(_bad(files, text))
     assert "\n" not in str(err.value)
+
+
+def test_a_file_that_parses_arguments_at_import_is_one_error_naming_it(tmp_path: Path, capsys) -> None:
+    """A training script with a module-level ``parser.parse_args()`` read convscope's own
+    options, printed a usage line that looked like convscope's, and exited without a word."""
+    script = tmp_path / "train_script.py"
+    script.write_text("import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--data', "
+                      "required=True)\nargs = parser.parse_args()\n\n\ndef build():\n    return None\n")
+    assert main(["summary", f"{script}:build", "--input", "1x8x8"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "usage: train_script.py [-h] --data DATA"  # the script's own parser, under its own name
+    assert err[-1] == (f"convscope summary: error: {script}: importing it failed: it called sys.exit(2) (code that "
+                       "runs the file as a script belongs under if __name__ == '__main__':)")
+    assert sys.argv[0] != str(script)
 
 
 def test_a_value_that_names_no_model_is_a_type_error() -> None:
