@@ -547,3 +547,20 @@ def test_shared_and_frozen_parameters():
     assert t.params == conv + head and t.grads == conv + 4 and t.optimizer_state == conv + 4
     assert [m.name for m in t.layers if m.params] == ["conv", "head"]
     assert output_tensors  # the walk helpers stay importable for the per-layer split
+
+
+@pytest.mark.parametrize("shape, filters", [((1, 99_999_999_999, 99_999_999_999), 8), ((1, 28, 28), 10**14)])
+def test_memory_rules_size_a_huge_depthwise_conv_without_listing_its_taps(shape, filters):
+    """A conv from one channel runs the compiled depthwise kernels; their memory rules size the
+    plan from its shape alone: listing every tap's flat offset overflowed int64 on a huge input
+    and took hours for 10¹⁴ filters."""
+    pytest.importorskip("numba")
+    from convscope.functional import jit
+
+    with nn.meta_parameters():
+        conv = nn.Conv2d(1, filters, 3, bias=False)
+    with jit.enabled(True):
+        s = cs.summary(conv, shape)
+    out = [size - 2 for size in shape[1:]]
+    assert s.ok and s.totals.macs == filters * out[0] * out[1] * 9
+    assert s.totals.peak_activation_bytes >= 4 * filters * out[0] * out[1]

@@ -5,6 +5,7 @@ bad MODEL gets."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,6 +49,10 @@ def needs(x):
 
 def fails():
     raise RuntimeError("no GPU here")
+
+
+def exits():
+    raise SystemExit(3)
 """
 
 
@@ -179,8 +184,15 @@ BAD = [
     ("{root}/builders.py:needs", r"builders\.py:needs: calling needs\(\) failed: needs\(\) missing 1 required"),
     ("{root}/builders.py:fails", r"builders\.py:fails: calling fails\(\) failed: RuntimeError: no GPU here"),
     ("{root}/broken.py:build", r"broken\.py: importing it failed: SyntaxError: "),
+    ("{root}/builders.py:exits", r"builders\.py:exits: calling exits\(\) failed: it called sys\.exit\(3\) \(code that "
+                                 r"runs the file as a script belongs under if __name__ == '__main__':\)"),
     ("{root}/broken.spec", r"broken\.spec:2:11: conv takes 1 bare value"),
     ("{root}/broken.onnx", r"broken\.onnx: not a readable ONNX model"),
+    ("{root}/empty.onnx", r"empty\.onnx: not an ONNX model: it is empty$"),  # was "imports no default-domain opset"
+    ("", rf"^MODEL is empty; MODEL is {re.escape(EXPECTED)}$"),  # was "' is a folder without a training run'"
+    (" ", r"^MODEL is empty; MODEL is 'digits'"),
+    (os.devnull, rf"^{re.escape(os.devnull)} is not a regular file \(a pipe or a device\); save the model to a file "
+                 r"first$"),  # was "no such file or folder"
     ("{root}/weights.npz", r"weights\.npz: "),
     ("{root}/saved.pt", r"saved\.pt is a saved PyTorch file, which convscope does not unpickle: name a "
                         r"FILE\.py:FUNCTION"),  # was read as a spec: "not UTF-8 text"
@@ -191,6 +203,7 @@ def _bad(files: Path, text: str) -> str:
     (files / "broken.py").write_text("def build(:\n")
     (files / "broken.spec").write_text("input 1x8x8\nconv 4 k3 z\n")
     (files / "broken.onnx").write_bytes(b"\x08\x07not protobuf at all")
+    (files / "empty.onnx").write_bytes(b"")
     np.savez(files / "weights.npz", w=np.zeros(3))  # an .npz that is no checkpoint
     (files / "saved.pt").write_bytes(b"PK\x03\x04 a torch.save zip")
     return text.format(root=files)
@@ -203,6 +216,20 @@ def test_a_bad_model_is_a_one_line_value_error_naming_it(files: Path, text: str,
     with pytest.raises(ValueError, match=message) as err:
         resolve_model(_bad(files, text))
     assert "\n" not in str(err.value)
+
+
+def test_a_file_that_parses_arguments_at_import_is_one_error_naming_it(tmp_path: Path, capsys) -> None:
+    """A training script with a module-level ``parser.parse_args()`` read convscope's own
+    options, printed a usage line that looked like convscope's, and exited without a word."""
+    script = tmp_path / "train_script.py"
+    script.write_text("import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--data', "
+                      "required=True)\nargs = parser.parse_args()\n\n\ndef build():\n    return None\n")
+    assert main(["summary", f"{script}:build", "--input", "1x8x8"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "usage: train_script.py [-h] --data DATA"  # the script's own parser, under its own name
+    assert err[-1] == (f"convscope summary: error: {script}: importing it failed: it called sys.exit(2) (code that "
+                       "runs the file as a script belongs under if __name__ == '__main__':)")
+    assert sys.argv[0] != str(script)
 
 
 def test_a_value_that_names_no_model_is_a_type_error() -> None:

@@ -342,3 +342,62 @@ def test_an_input_shape_too_short_for_one_sample_is_refused(layer, shape, messag
 
 def test_batch_norm_1d_takes_features_without_length() -> None:
     assert cs.summary(cs.nn.Sequential(cs.nn.BatchNorm1d(3)), (3,)).rows[0].output_shape == (1, 3)
+
+
+@pytest.mark.parametrize("given", [None, (100,), (4, 100)])
+def test_a_spec_unflattening_its_features_before_a_conv_is_batched_by_its_input_line(given) -> None:
+    """A DCGAN-style generator, ``input 100`` then linear, unflatten, transposed convs: the
+    first rank-fixing layer (a 2-d batch norm) wanted 3 dims per sample, and ``100`` was
+    refused as too short; the spec's input line says a sample has 1. Rows match torch's hooks."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    spec = "input 100\nfc 1024\nunflatten 64x4x4\nbn\nrelu\ndeconv 32 k4 s2 p1\nrelu\ndeconv 1 k4 s2 p1\ntanh\n"
+    model = tnn.Sequential(tnn.Linear(100, 1024), tnn.Unflatten(1, (64, 4, 4)), tnn.BatchNorm2d(64), tnn.ReLU(),
+                           tnn.ConvTranspose2d(64, 32, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(32, 1, 4, 2, 1),
+                           tnn.Tanh()).eval()
+    batch = 4 if given == (4, 100) else 1
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape))) for m in model]
+    with torch.no_grad():
+        model(torch.zeros(batch, 100))
+    for hook in hooks:
+        hook.remove()
+    s = cs.summary(spec, given)
+    assert s.error is None and s.input_shapes[0] == (batch, 100)
+    assert [tuple(r.output_shape) for r in s.rows] == seen
+    assert [r.params for r in s.rows] == [sum(p.numel() for p in m.parameters()) for m in model]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter
+def test_a_float64_model_is_summarised_on_float64_inputs(tmp_path) -> None:
+    """A ``.double()`` torch module, its convscope twin and its float64 ONNX file were walked
+    on float32 meta inputs, and every one failed on the first conv's dtype check."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    tnn = torch.nn
+    model = tnn.Sequential(tnn.Conv2d(1, 4, 3), tnn.ReLU(), tnn.Flatten(), tnn.Linear(4 * 6 * 6, 3)).double().eval()
+    path = tmp_path / "double.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8, dtype=torch.float64),), str(path), input_names=["input"],
+                      dynamo=False)
+    params = sum(p.numel() for p in model.parameters())
+    for s in (cs.summary(model, (1, 8, 8)), cs.summary(cs.from_torch(model), (1, 8, 8)), cs.summary(path),
+              cs.summary(model, (1, 8, 8), training=True)):
+        assert s.error is None and s.totals.params == params
+        assert s.totals.param_bytes == 8 * params and s.totals.input_bytes == 8 * 64
+    assert cs.training_memory(model, (1, 8, 8)).params == 8 * params
+    assert cs.summary(model, (1, 8, 8), dtype=np.float32).error is not None  # what the caller asked for
+
+@pytest.mark.parametrize("raised, shown", [(MemoryError(), ""), (MemoryError("Unable to allocate 335. GiB"),
+                                                                    " (Unable to allocate 335. GiB)")])
+def test_cli_reports_running_out_of_memory_in_one_line(raised, shown, monkeypatch, capsys):
+    """A MemoryError (numpy's names the size; ``tuple(range(5·10¹⁰))``'s, raised by the memory
+    rules' tile list for a 3×10¹¹×10¹¹ input, says nothing) is one line and exit 2, not a traceback."""
+    import convscope.analyze
+
+    def exhausted(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(convscope.analyze, "summary", exhausted)
+    code = cli_main(["summary", "lenet5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"convscope summary: error: out of memory{shown}; try a smaller input or model\n"

@@ -619,6 +619,18 @@ def test_from_torch_refuses_unsupported(net: tnn.Module, match: str) -> None:
         from_torch(net)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated, but users still bring its modules
+@pytest.mark.parametrize("compile_", [torch.jit.script, lambda m: torch.jit.trace(m, torch.zeros(1, 1, 8, 8))])
+def test_from_torch_refuses_a_torchscript_module_by_what_it_is(compile_: Any) -> None:
+    """A scripted or traced module has no Python forward: torch.fx failed on an assertion and
+    the hint spoke of control flow depending on tensor values."""
+    net = compile_(tnn.Sequential(tnn.Conv2d(1, 2, 3), tnn.ReLU()))
+    with pytest.raises(ConversionError, match=r"^from_torch: \w+ is a TorchScript module \(torch\.jit\.script or "
+                                              r"torch\.jit\.trace\), which torch\.fx cannot trace; pass the nn\.Module "
+                                              r"it was made from$"):
+        from_torch(net)
+
+
 def test_from_torch_refuses_an_unused_unsupported_layer() -> None:
     net = Fire(4, 2, 2, 2)
     net.fold = tnn.Fold((4, 4), 2)

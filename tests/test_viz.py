@@ -306,6 +306,21 @@ def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None
         assert np.array_equal(lit, mask), panel.layer
 
 
+
+def test_a_float64_model_gets_float64_inputs_in_every_figure() -> None:
+    """A torch module after ``.double()`` (here the digits CNN's float64 twin) was fed float32
+    inputs: the architecture and receptive-field figures failed on a dtype mismatch."""
+    net = cs.pretrained("digits")
+    double = _digits_torch(net)
+    converted, _, x, _ = featuremaps.model_input(double, None, 3)
+    assert x.dtype == np.float64 and np.array_equal(x, digits("test")[0][3:4])
+    ours = receptive.field_panels(net, digits("test")[0][3:4])
+    assert [(p.index, p.mask.tolist()) for p in receptive.field_panels(converted, x)] == \
+        [(p.index, p.mask.tolist()) for p in ours]
+    assert len(receptive.receptive_field(double, digit=3).axes) == len(ours)
+    assert [(n.type, n.output_shape) for n in graph.build_graph(double, (1, 8, 8)).nodes] == \
+        [(n.type, n.output_shape) for n in graph.build_graph(net, (1, 8, 8)).nodes]
+
 # --- training figures ------------------------------------------------------------------------------
 def test_training_curves_plot_the_history_from_json_and_csv(tmp_path: Path) -> None:
     history = History(rows=[{"epoch": e, "lr": 0.1 / e, "train_loss": 2.0 / e, "train_acc": 0.5 + e / 10,
@@ -624,6 +639,14 @@ def test_cli_refuses_a_model_or_option_the_figure_cannot_use(tmp_path: Path, arg
     with pytest.raises(ValueError, match=message):
         _cli(["viz", *argv, "-o", str(tmp_path / "f.png")])
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("spec", ["input 2x16\nconv 4 k3\nflatten\nfc 3\n",
+                                  "input 2x4x4x4\nconv 4 k3\nflatten\nfc 3\n"])
+def test_saliency_of_a_model_that_takes_no_image_is_refused(spec: str) -> None:
+    """A 1-d or 3-d classifier's saliency got as far as matplotlib's ``imshow``, a TypeError."""
+    with pytest.raises(ValueError, match=r"^saliency figures need an image input \(1, C, H, W\), got shape \(1, 2,"):
+        training.saliency_map(spec)
 
 
 def test_class_scores_are_required_by_the_library_too() -> None:

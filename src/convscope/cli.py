@@ -263,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ShapeError, ValueError, OSError) as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # numpy's message names the size: "Unable to allocate 335. GiB for an array ..."
+        print(f"convscope {args.command}: error: out of memory{f' ({exc})' if str(exc) else ''}; try a smaller "
+              "input or model", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

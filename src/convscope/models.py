@@ -20,11 +20,12 @@ the branch that needs them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,18 @@ def model_kind(model: str | os.PathLike) -> str:
     """Which kind of model the text ``model`` names (``"digits"``, ``"zoo"``, ``"python"``,
     ``"run"``, ``"onnx"`` or ``"spec"``), checked without loading it.
 
-    Raises a ValueError naming ``model`` and what a MODEL may be for a ``.py`` file without
-    ``:FUNCTION``, a missing file, a folder that holds no training run, and a name that is
-    not in the zoo (with the closest names)."""
+    Raises a ValueError naming ``model`` and what a MODEL may be for empty text, a ``.py``
+    file without ``:FUNCTION``, a missing file, a path that is no regular file (a pipe), a
+    folder that holds no training run, and a name that is not in the zoo (with the closest
+    names)."""
     from . import zoo
     from .train import is_run
 
     text = os.fspath(model)
     if "\n" in text:
         return "spec"
+    if not text.strip():
+        raise ValueError(f"MODEL is empty; MODEL is {EXPECTED}")
     if text == DIGITS:
         return "digits"
     if text in zoo.names():
@@ -111,6 +115,8 @@ def model_kind(model: str | os.PathLike) -> str:
                          "that builds the torch module and loads its weights, or export it to .onnx")
     if path.is_file():
         return "onnx" if path.suffix.lower() == ".onnx" else "spec"
+    if path.exists():  # a pipe (the shell's <(...)) or a device: a model may be read more than once
+        raise ValueError(f"{text} is not a regular file (a pipe or a device); save the model to a file first")
     if path.suffix or os.sep in text or "/" in text:
         raise ValueError(f"no such file or folder {text!r}; MODEL is {EXPECTED}")
     close = difflib.get_close_matches(text, [DIGITS, *zoo.names()], n=3)
@@ -197,16 +203,18 @@ def _python(text: str, weights: bool, seed: int) -> ResolvedModel:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as err:  # the user's file: any error its import raises is theirs to fix
-        raise ValueError(f"{file}: importing it failed: {type(err).__name__}: {err}") from err
+        with _script_argv(file):
+            spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:  # the user's file: any error its import raises is theirs to fix
+        raise ValueError(f"{file}: importing it failed: {_user_error(err)}") from err
     build = getattr(module, function, None)
     if not callable(build):
         raise ValueError(f"{file} has no function {function!r} (expected FILE.py:FUNCTION)")
     try:
-        built = _seeded(build, seed)
-    except Exception as err:  # the user's function: a TypeError most likely means it needs arguments
-        failure = str(err) if isinstance(err, TypeError) else f"{type(err).__name__}: {err}"
+        with _script_argv(file):
+            built = _seeded(build, seed)
+    except (Exception, SystemExit) as err:  # the user's function: a TypeError most likely means it needs arguments
+        failure = str(err) if isinstance(err, TypeError) else _user_error(err)
         raise ValueError(f"{text}: calling {function}() failed: {failure} (FUNCTION is called without arguments "
                          "and must return a convscope or torch module)") from err
     try:
@@ -215,6 +223,27 @@ def _python(text: str, weights: bool, seed: int) -> ResolvedModel:
         raise ValueError(f"{text}: {function}() returned a value of type {type(built).__name__}, not a convscope or "
                          "torch module") from None
     return ResolvedModel(inner.module, inner.input_shape, f"{path.name}:{function}", "python")
+
+
+@contextlib.contextmanager
+def _script_argv(file: str) -> Iterator[None]:
+    """``sys.argv`` as for ``python FILE`` without arguments while the user's code runs: an
+    argument parser it runs at import reads no convscope options, and names FILE in its usage."""
+    saved = sys.argv
+    sys.argv = [file]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _user_error(err: BaseException) -> str:
+    """What the user's code raised, in one line; a ``sys.exit`` (an argument parser's, or a
+    script's) says where such code belongs."""
+    if isinstance(err, SystemExit):
+        return (f"it called sys.exit({err.code!r}) (code that runs the file as a script belongs under "
+                "if __name__ == '__main__':)")
+    return f"{type(err).__name__}: {err}"
 
 
 def _run(text: str, weights: bool, seed: int) -> ResolvedModel:

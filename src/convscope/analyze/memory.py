@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..nn.module import Module
 from ..rules import SAVED_RULES, Saved, nbytes
 from ..tensor import Tensor
@@ -366,7 +364,7 @@ def _per_layer(run: Walk, rules: Sequence[Saved], recorded: Sequence[bool], buff
 
 def training_memory(model: Any, input_shape: Sequence[Any] | None = None, *, batch_size: int | None = None,
                     optimizer: str = "sgd", inputs: Sequence[Sequence[int]] | None = None,
-                    dtype: Any = np.float32) -> TrainingMemory:
+                    dtype: Any = None) -> TrainingMemory:
     """The memory of one training step (forward, backward, optimizer step) of ``model`` at
     ``batch_size`` (default: the batch of ``input_shape``, or 1);
     ``summary(model, input_shape, training=True, ...).training``.

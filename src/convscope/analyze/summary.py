@@ -125,11 +125,15 @@ def _kind(row: LayerRow) -> str:
     return f"{row.type} {kernel}{depthwise}"
 
 
-def _batched(model: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Prepend a batch of 1 unless ``shape`` already has the rank the first layer that fixes
-    one wants (a convolution, pooling, batch or instance norm: ``(N, C, *spatial)``); refuse
-    a shape too short to be one sample of it (``3×10`` for a 2-d convolution would read as
-    one channel of 3×10)."""
+def _batched(model: Module, shape: tuple[int, ...], sample: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Prepend a batch of 1 unless ``shape`` already has one. A model that declares its
+    ``sample`` shape (a spec's ``input`` line) tells by that rank: a ``100`` latent that a
+    generator unflattens before its first convolution is one sample. Otherwise ``shape`` is
+    batched when it has the rank the first layer that fixes one wants (a convolution,
+    pooling, batch or instance norm: ``(N, C, *spatial)``); a shape too short to be one
+    sample of it is refused (``3×10`` for a 2-d convolution would read as one channel of 3×10)."""
+    if sample is not None and len(shape) in (len(sample), len(sample) + 1):
+        return shape if len(shape) > len(sample) else (1, *shape)
     for path, module in model.named_modules():
         rank = _batched_rank(module)
         if rank is None:
@@ -361,7 +365,7 @@ class _Builder:
         return peak, scratch, sum(nbytes(x) for x in self.run.inputs)
 
 
-def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = np.float32,
+def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype: Any = None,
             inputs: Sequence[str | Sequence[int]] | None = None, strict: bool = False,
             convention: str | Convention | Mapping[str, Any] = "convscope", training: bool = False,
             batch_size: int | None = None, optimizer: str = "sgd", erf: bool = False,
@@ -383,6 +387,10 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
         at a reference size (see :mod:`convscope.analyze.symbolic`).
     inputs:
         Several input shapes, for multi-input models (each as ``input_shape``).
+    dtype:
+        The inputs' element type. Default: the model's own, an ONNX graph's declared input
+        types, else the dtype of the model's first floating parameter (a ``.double()`` torch
+        module runs on float64), else float32.
     strict:
         Raise instead of listing ops that ran without a cost rule in ``Summary.uncounted``.
     convention:
@@ -429,16 +437,17 @@ def summary(model: Any, input_shape: str | Sequence[Any] | None = None, *, dtype
     else:
         shapes = ([input_shape_of(s) for s in inputs] if inputs is not None
                   else [found.sample_shape(input_shape_of(input_shape), "summary")])
-        batched = [_with_batch(_batched(net, s), s, batch_size) for s in shapes]
+        batched = [_with_batch(_batched(net, s, default), s, batch_size) for s in shapes]
     if erf and len(batched) > 1:
         raise ValueError(f"summary: erf=True follows one input's gradient; {name} takes {len(batched)} inputs")
+    dtypes = [np.dtype(dtype)] * len(batched) if dtype is not None else input_dtypes(net, len(batched))
 
     def run(concrete: list[tuple[int, ...]]) -> tuple[Summary, Walk, list[Tensor | None]]:
-        return _summarize(net, name, concrete, dtype, strict, counting, optimizer if training else None)
+        return _summarize(net, name, concrete, dtypes, strict, counting, optimizer if training else None)
 
     with contextlib.nullcontext() if mode is None else training_mode(net, mode == "train"):
         if symbolic.has_symbols(batched):
-            result = symbolic.summarize(name, batched, _batched(net, tuple(default)) if default else None, run)
+            result = symbolic.summarize(name, batched, _batched(net, default, default) if default else None, run)
         else:
             result = run(batched)[0]
     if erf and result.ok:
@@ -485,11 +494,22 @@ def _with_batch(shape: tuple[Any, ...], given: tuple[Any, ...], batch_size: int 
     return shape
 
 
-def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtype: Any, strict: bool,
+def input_dtypes(net: Module, count: int) -> list[np.dtype]:
+    """The element types of ``count`` inputs of ``net`` when the caller names none: an ONNX
+    graph's declared ones, else its first floating parameter's (float32 without one)."""
+    floating = next((p.dtype for p in net.parameters() if p.dtype.kind == "f"), np.dtype(np.float32))
+    declared = [i.dtype for i in getattr(net, "graph_inputs", ())]
+    if len(declared) != count:
+        declared = [None] * count
+    return [np.dtype(d) if d is not None else floating for d in declared]
+
+
+def _summarize(net: Module, name: str, shapes: list[tuple[int, ...]], dtypes: Sequence[np.dtype], strict: bool,
                counting: Convention, optimizer: str | None = None) -> tuple[Summary, Walk, list[Tensor | None]]:
-    """The summary of one concrete (batched) input shape, with the walk it came from and the
-    tensor each row shows (for :mod:`.symbolic`); with ``optimizer``, the training memory."""
-    metas = tuple(Tensor.meta(s, dtype) for s in shapes)
+    """The summary of one concrete (batched) input shape per input (of ``dtypes``), with the
+    walk it came from and the tensor each row shows (for :mod:`.symbolic`); with
+    ``optimizer``, the training memory."""
+    metas = tuple(Tensor.meta(s, d) for s, d in zip(shapes, dtypes, strict=True))
     run = walk(net, metas)
     builder = _Builder(net, run, counting)
     builder.propagate()

@@ -735,10 +735,22 @@ class _JitPlan:
         self.n, self.groups, self.per_out = n, geo.groups, per_out
         self.size, self.before, self.padded = as_3d(size), as_3d(before, 0), as_3d(padded)
         self.windows, self.stride = as_3d(windows), as_3d(geo.stride)
-        self.offsets = _tap_offsets(as_3d(geo.kernel), as_3d(geo.dilation), self.padded, planes)
+        self.kernel, self.dilation, self.planes_in_row = as_3d(geo.kernel), as_3d(geo.dilation), planes
+        self.taps = planes * math.prod(geo.kernel)  # of a row's planes: the size of ``offsets``
         self.rows = _jit_rows(self.windows, self.padded[2], self.stride)
         self.cells = planes * math.prod(self.padded)  # of a row's padded planes
-        self.args = (self.size, self.before, self.padded, self.stride, self.offsets)
+
+    @functools.cached_property
+    def offsets(self) -> np.ndarray:
+        """``(taps,)`` flat offsets of every tap of a row's planes: built when a kernel runs,
+        not for the memory rules, which only size the plan (a shape too large to run has
+        offsets past int64, and a million planes take seconds to list)."""
+        return _tap_offsets(self.kernel, self.dilation, self.padded, self.planes_in_row)
+
+    @property
+    def args(self) -> tuple:
+        """The kernels' shape arguments: sizes, padding before, padded sizes, stride, tap offsets."""
+        return (self.size, self.before, self.padded, self.stride, self.offsets)
 
     def planes(self, a: np.ndarray) -> np.ndarray:
         """``(N, G·K, *S)`` -> ``(N·G, K·S)``: the rows' planes, C-contiguous (a copy only if ``a`` is not)."""
@@ -2307,7 +2319,7 @@ def _depthwise_jit_scratch(kernel: str, n: int, c: int, c_out: int, padded: tupl
     rows = min(plan.rows, plan.windows[1])
     across = plan.padded[2] if rows > 1 else strided  # a row of lanes
     # per busy thread two samples' padded planes and spread rows, a lane per (output, tap) over a run
-    return channels_busy * (2 * plan.cells + (per_out * plan.offsets.size + 2) * rows * across)
+    return channels_busy * (2 * plan.cells + (per_out * plan.taps + 2) * rows * across)
 
 
 _SCRATCH = (_forward_scratch, _grad_input_scratch, _grad_weight_scratch)

@@ -129,15 +129,23 @@ def _free(subgraphs: dict[str, tuple[OnnxModel, list[str]]]) -> list[str]:
 
 
 def _read(onnx: Any, source: Any) -> Any:
+    """The ModelProto of ``source`` (a path, bytes or a ModelProto); an OnnxError naming the
+    file for bytes that are no model. Protobuf reads zero bytes as an empty message, so an
+    empty file (an export that failed, a download cut short) is refused here, by its graph."""
     if isinstance(source, onnx.ModelProto):
         return source
     data = isinstance(source, (bytes, bytearray))
+    where = "" if data else f"{os.fspath(source)}: "
     try:
-        return onnx.load_model_from_string(bytes(source)) if data else onnx.load(os.fspath(source))
+        proto = onnx.load_model_from_string(bytes(source)) if data else onnx.load(os.fspath(source))
     except OSError:
         raise
     except Exception as err:  # protobuf's DecodeError and friends do not share a useful base class
-        raise OnnxError(f"{'' if data else f'{os.fspath(source)}: '}not a readable ONNX model: {err}") from err
+        raise OnnxError(f"{where}not a readable ONNX model: {err}") from err
+    if not proto.HasField("graph"):
+        empty = len(source) == 0 if data else os.path.getsize(source) == 0
+        raise OnnxError(f"{where}not an ONNX model: {'it is empty' if empty else 'it holds no graph'}")
+    return proto
 
 
 def _opset(onnx: Any, proto: Any) -> int:

@@ -96,6 +96,9 @@ def from_torch(module: Any, input_shape: Sequence[int] | None = None) -> Module:
     torch = _import_torch("from_torch")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, torch.jit.ScriptModule):  # compiled: torch.fx has no Python forward to trace
+        raise ConversionError(f"from_torch: {type(module).__name__} is a TorchScript module (torch.jit.script or "
+                              "torch.jit.trace), which torch.fx cannot trace; pass the nn.Module it was made from")
     model = torch_import.convert_module(torch, module)
     if input_shape is not None:
         _check("from_torch", torch, module, model, input_shape)

@@ -31,19 +31,22 @@ def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
 
 def model_input(model: Any, x: Any, digit: int, input_shape: Sequence[int] | None = None
                 ) -> tuple[Any, str, np.ndarray, str]:
-    """(module with weights, name, one input ``(1, *shape)``, what the input is): the given
-    ``x``; else digits test image ``digit`` for a model taking 1×8×8 (or a Module without an
-    ``input_shape``); else seeded uniform noise of the model's input shape."""
+    """(module with weights, name, one input ``(1, *shape)`` of the model's dtype, what the
+    input is): the given ``x``; else digits test image ``digit`` for a model taking 1×8×8 (or
+    a Module without an ``input_shape``); else seeded uniform noise of the model's input shape."""
+    from ..analyze.summary import input_dtypes
+
     found = resolve_model(model, weights=True)
     net, name, shape = found.module, found.name, tuple(input_shape or found.input_shape or ())
+    dtype = input_dtypes(net, 1)[0]  # a float64 model (a torch module's .double()) takes float64
     if x is not None:
-        arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+        arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=dtype)
         return net, name, arr if arr.ndim == 4 or (shape and arr.ndim == len(shape) + 1) else arr[None], \
             "the given input"
     if tuple(shape) in ((1, 8, 8), ()):
         image, label = digit_input(digit)
-        return net, name, image, f"digits test image {digit} (label {label})"
-    noise = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+        return net, name, image.astype(dtype), f"digits test image {digit} (label {label})"
+    noise = np.random.default_rng(0).random((1, *shape), dtype=np.float32).astype(dtype)
     return net, name, noise, "uniform random input (seed 0)"
 
 

@@ -355,6 +355,7 @@ def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collaps
     if not isinstance(collapse, int) or collapse < 0 or collapse == 1:
         raise ValueError(f"collapse must be 0 (off) or a run length ≥ 2, got {collapse!r}")
     from ..analyze import summary
+    from ..analyze.summary import input_dtypes
 
     found = resolve_model(model)
     net, name = found.module, found.name
@@ -364,7 +365,7 @@ def build_graph(model: Any, input_shape: Sequence[int] | None = None, *, collaps
         # lacks (ResNet-18 at 32×32): as in the summary, norm layers use their running statistics
         for norm in (m for m in net.modules() if isinstance(m, _NormBase)):
             modes.enter_context(training_mode(norm, False))
-        run = walk(net, (Tensor.meta(batched),))
+        run = walk(net, (Tensor.meta(batched, input_dtypes(net, 1)[0]),))
     if run.error is not None:
         raise run.error
     raw = _raw_nodes(run)

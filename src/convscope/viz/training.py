@@ -195,6 +195,8 @@ def saliency_map(model: Any = "digits", x: Any = None, *, digit: int = 0, target
     import matplotlib
 
     net, name, x, described = model_input(model, x, digit, input_shape)
+    if x.ndim != 4:
+        raise ValueError(f"saliency figures need an image input (1, C, H, W), got shape {x.shape}")
     logits = predict(net, x)
     inspect.check_class_scores("saliency", logits.shape)
     logits = logits[0]
