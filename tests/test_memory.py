@@ -564,3 +564,43 @@ def test_memory_rules_size_a_huge_depthwise_conv_without_listing_its_taps(shape,
     out = [size - 2 for size in shape[1:]]
     assert s.ok and s.totals.macs == filters * out[0] * out[1] * 9
     assert s.totals.peak_activation_bytes >= 4 * filters * out[0] * out[1]
+
+
+def _refuse_listing(monkeypatch):
+    """Make the listings of work items that grow with the batch and the image (conv tiles,
+    Winograd items, pooling's blocks of planes) fail: the memory rules must size them from
+    their shape alone. (Norm layers' blocks of channels stay: their count is the channels'.)"""
+    from convscope.functional import conv as conv_module
+    from convscope.functional import pool as pool_module
+    from convscope.functional import winograd as winograd_module
+
+    def listed(*args, **kwargs):
+        raise AssertionError("a memory rule listed the work items")
+
+    for module, name in ((conv_module, "_tile_plan"), (winograd_module, "_items"), (pool_module, "even_blocks")):
+        monkeypatch.setattr(module, name, listed)
+
+
+@pytest.mark.parametrize("channels,stride", [(3, 2), (16, 1)])
+def test_memory_rules_of_a_huge_input_never_list_its_tiles(channels, stride, monkeypatch):
+    """A conv on 10⁶ × 10⁶ cells cuts into tens of millions of tiles: its memory rules count
+    them and size the first and last without listing them (listing them filled 22 GB), so the
+    summary answers at once, with the same rules as a small input."""
+    _refuse_listing(monkeypatch)
+    with nn.meta_parameters():
+        net = nn.Sequential(nn.Conv2d(channels, 8, 3, stride=stride), nn.ReLU(), nn.Conv2d(8, 16, 3))
+    s = cs.summary(net, (channels, 10**6, 10**6))
+    first = (10**6 - 3) // stride + 1
+    assert s.ok and s.totals.macs == 8 * channels * 9 * first**2 + 16 * 8 * 9 * (first - 2) ** 2
+    assert s.totals.peak_activation_bytes >= 4 * 8 * first**2
+
+
+def test_memory_rules_of_a_huge_batch_never_list_their_work(monkeypatch):
+    """ResNet-18 at batch 10⁵ (Winograd convs, im2col convs, pooling): the summary's memory
+    needs no list of tiles, items or blocks (it took 10 s listing them), and its first layer's
+    activations are the batch-1 ones scaled."""
+    one = cs.summary("resnet18")
+    _refuse_listing(monkeypatch)
+    s = cs.summary("resnet18", batch_size=10**5)
+    assert s.ok and s.totals.macs == 10**5 * one.totals.macs
+    assert s.totals.peak_activation_bytes >= 10**5 * one.rows[0].activation_bytes > 0

@@ -8,6 +8,7 @@ with the work split into many tiles and run on one thread and on two.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -21,7 +22,7 @@ from convscope.functional import conv as conv_module
 from convscope.functional import norm as norm_module
 from convscope.functional import pool as pool_module
 from convscope.functional import winograd as winograd_module
-from convscope.functional.parallel import Scratch, thread_count, tile_map
+from convscope.functional.parallel import Scratch, block_step, even_blocks, thread_count, tile_map
 from torch_ref import compare
 
 
@@ -243,3 +244,41 @@ def test_instance_and_layer_norm_blocks_match_torch(threads: int, monkeypatch: p
         compare(lambda x, w, b: F.layer_norm(x, (5, 6), w, b), lambda x, w, b: TF.layer_norm(x, (5, 6), w, b),
                 [x, rng.standard_normal((5, 6)), rng.standard_normal((5, 6))])
         compare(lambda x, w, b: F.group_norm(x, 2, w, b), lambda x, w, b: TF.group_norm(x, 2, w, b), [x, w, b])
+
+
+def _shape(t: conv_module._Tile) -> tuple:
+    return t.samples, t.windows, tuple(q.stop - q.start for q in t.box), tuple(q.stop - q.start for q in t.reads)
+
+
+@pytest.mark.parametrize("budget", [64, 700, 5000, 1 << 23])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n,windows,kernel,stride", [
+    (1, (7,), (3,), (1,)), (5, (13, 11), (3, 3), (2, 1)), (3, (4, 9, 6), (3, 3, 3), (1, 2, 2)),
+    (2, (30, 28), (7, 7), (2, 2)), (2, (1, 1), (1, 1), (1, 1))])
+def test_tile_ends_are_the_listed_plans_count_first_and_last(n: int, windows: tuple, kernel: tuple, stride: tuple,
+                                                            threads: int, budget: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory rules' view of a tile plan (how many tiles, the first and the last) is the
+    listed plan's, and every listed tile has the first's shape or the last's."""
+    monkeypatch.setattr(conv_module, "_COLUMN_BYTES", budget)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_MACS", 1)
+    monkeypatch.setattr(conv_module, "_MIN_TILE_POSITIONS", 1)
+    geo = conv_module._Geometry(kernel, stride, (1,) * len(kernel), 1)
+    position_bytes = 4 * 3 * math.prod(kernel)
+    for macs, per_thread in ((0, 3), (27 * 16, 1), (10**6, 3)):
+        tiles = conv_module._tiles(n, windows, geo, position_bytes, threads, macs, per_thread)
+        count, ends = conv_module._tile_ends(n, windows, geo, position_bytes, threads, macs, per_thread)
+        assert (count, ends) == (len(tiles), (tiles[0], tiles[-1]))
+        assert {_shape(t) for t in tiles} <= {_shape(t) for t in ends}
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("count,per_item,budget", [(0, 5, 10), (1, 5, 10), (131, 45 * 45, 1 << 18), (7, 1, 2),
+                                                   (6400, 3136, 1 << 18), (5, 100, 1)])
+def test_block_step_is_the_listed_blocks_size(count: int, per_item: int, budget: int, threads: int) -> None:
+    """The memory rules' view of :func:`even_blocks` (items a block) is the listed blocks':
+    every block but the last holds that many, the last no more."""
+    blocks = even_blocks(count, per_item, budget, threads)
+    step = block_step(count, per_item, budget, threads)
+    assert len(blocks) == -(-count // step)
+    assert all(b.stop - b.start == step for b in blocks[:-1]) and all(b.stop - b.start <= step for b in blocks[-1:])

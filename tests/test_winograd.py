@@ -575,3 +575,19 @@ def test_volume_through_conv3d_and_its_memory_rules() -> None:
     rng = np.random.default_rng(15)
     compare(F.conv3d, TF.conv3d, [rng.standard_normal(x), rng.standard_normal(w)], {"padding": 1})
     assert_scratch_rules_hold(("winograd_3d", lambda a, b: F.conv3d(a, b, padding=1), [x], [("param", w)]))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n,out,channels", [(1, (5, 7), 6), (4, (28, 28), 512), (3, (224, 224), 128),
+                                            (8, (2, 2), 8), (2, (55, 3), 1024)])
+def test_first_item_is_the_listed_items_count_and_largest(n: int, out: tuple, channels: int, threads: int) -> None:
+    """The memory rules' view of the items (how many, and the first) is the listed one's, and
+    no item is larger than the first."""
+    def size(it: winograd_module._Item) -> int:
+        return (it.batch.stop - it.batch.start) * (it.rows.stop - it.rows.start)
+
+    for least in (1, winograd_module._MIN_ITEM_TILES, winograd_module._ITEM_TILES):
+        items = winograd_module._items(n, out, channels, 4, threads, least=least)
+        count, first = winograd_module._first_item(n, out, channels, 4, threads, least=least)
+        assert (count, first) == (len(items), items[0])
+        assert max(map(size, items)) == size(first)

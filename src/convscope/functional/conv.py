@@ -829,14 +829,40 @@ def _tiles(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int
     even one row is too big (3-d volumes) one row at a time and a range along the next dim,
     and so on. A tile's positions are then contiguous in a channels-last array. Computed once
     per shape (the stem's 32 tiles took 0.16 ms of Python, in every call)."""
-    return _tile_plan(n, tuple(windows), geo, position_bytes, threads, position_macs, per_thread,
-                      (_COLUMN_BYTES, _TILE_POSITIONS, _MIN_TILE_MACS, _MIN_TILE_POSITIONS))
+    return _tile_plan(*_tile_key(n, windows, geo, position_bytes, threads, position_macs, per_thread))
+
+
+def _tile_ends(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int = 1,
+               position_macs: int = 0, per_thread: int = _TILES_PER_THREAD) -> tuple[int, tuple[_Tile, ...]]:
+    """How many tiles :func:`_tiles` makes, and its first and last tile, without listing the
+    others (the memory rules' view: every tile but the last of a row has the first's shape, and
+    those last ones the last's; a huge input has millions of tiles)."""
+    windows = tuple(windows)
+    level, step = _tile_layout(*_tile_key(n, windows, geo, position_bytes, threads, position_macs, per_thread))
+    if n == 0:
+        return 0, ()
+    if level == 0:
+        count = -(-n // step)
+        return count, (_tile_at(n, windows, geo, 0, step, 0), _tile_at(n, windows, geo, 0, step, (count - 1) * step))
+    lead = windows[:level - 1]
+    per_row = -(-windows[level - 1] // step)
+    last = _tile_at(n, windows, geo, level, step, n - 1, tuple(w - 1 for w in lead), (per_row - 1) * step)
+    return n * math.prod(lead) * per_row, (_tile_at(n, windows, geo, level, step, 0, (0,) * len(lead)), last)
+
+
+def _tile_key(n: int, windows: Sequence[int], geo: _Geometry, position_bytes: int, threads: int, position_macs: int,
+              per_thread: int) -> tuple:
+    """The arguments of :func:`_tile_layout`, with the module's limits in force (a test may change them)."""
+    return (n, tuple(windows), geo, position_bytes, threads, position_macs, per_thread,
+            (_COLUMN_BYTES, _TILE_POSITIONS, _MIN_TILE_MACS, _MIN_TILE_POSITIONS))
 
 
 @functools.lru_cache(maxsize=1024)
-def _tile_plan(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int,
-               position_macs: int, per_thread: int, limits: tuple[int, int, int, int]) -> tuple[_Tile, ...]:
-    """:func:`_tiles`, with the module's limits in force (``limits``: a test may change them)."""
+def _tile_layout(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int,
+                 position_macs: int, per_thread: int, limits: tuple[int, int, int, int]) -> tuple[int, int]:
+    """How :func:`_tiles` cuts the work: ``(0, samples per tile)`` for whole samples, else
+    ``(level, step)``: one index along the window dims before ``level - 1``, ``step`` along
+    that one, the dims after it whole."""
     column_bytes, tile_positions, min_macs, min_positions = limits
     budget = min(column_bytes, max(2 << 20, tile_positions * position_bytes))
     positions = n * math.prod(windows)
@@ -847,22 +873,36 @@ def _tile_plan(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes:
     unit = [max(1, position_bytes * math.prod(windows[k:])) for k in range(len(windows) + 1)]  # one index of dims < k
     if unit[0] <= budget:
         per_tile = budget // unit[0]
-        per_tile = -(-n // -(-n // per_tile)) if n else 1  # the same size for every tile
-        return tuple(_Tile(slice(b, min(b + per_tile, n)), (), (), windows) for b in range(0, n, per_tile))
+        return 0, (-(-n // -(-n // per_tile)) if n else 1)  # the same size for every tile
     level = next((k for k in range(1, len(windows) + 1) if unit[k] <= budget), len(windows))
     count = windows[level - 1]
     step = max(1, budget // unit[level])
-    step = -(-count // -(-count // step))
-    tiles = []
-    for b in range(n):
-        for lead in np.ndindex(*windows[:level - 1]):
-            for r in range(0, count, step):
-                box = tuple(slice(i, i + 1) for i in lead) + (slice(r, min(r + step, count)),)
-                reads = tuple(slice(q.start * s, (q.stop - 1) * s + span(k, d))
-                              for q, s, k, d in zip(box, geo.stride, geo.kernel, geo.dilation))
-                sizes = tuple(q.stop - q.start for q in box)
-                tiles.append(_Tile(slice(b, b + 1), box, reads, sizes + windows[level:]))
-    return tuple(tiles)
+    return level, -(-count // -(-count // step))
+
+
+def _tile_at(n: int, windows: tuple[int, ...], geo: _Geometry, level: int, step: int, b: int,
+             lead: tuple[int, ...] = (), r: int = 0) -> _Tile:
+    """The tile of :func:`_tile_layout`'s ``(level, step)`` that starts at sample ``b`` (and,
+    within a sample, at index ``lead`` of the dims before ``level - 1`` and ``r`` along it)."""
+    if level == 0:
+        return _Tile(slice(b, min(b + step, n)), (), (), windows)
+    count = windows[level - 1]
+    box = tuple(slice(i, i + 1) for i in lead) + (slice(r, min(r + step, count)),)
+    reads = tuple(slice(q.start * s, (q.stop - 1) * s + span(k, d))
+                  for q, s, k, d in zip(box, geo.stride, geo.kernel, geo.dilation))
+    sizes = tuple(q.stop - q.start for q in box)
+    return _Tile(slice(b, b + 1), box, reads, sizes + windows[level:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_plan(n: int, windows: tuple[int, ...], geo: _Geometry, position_bytes: int, threads: int,
+               position_macs: int, per_thread: int, limits: tuple[int, int, int, int]) -> tuple[_Tile, ...]:
+    """:func:`_tiles` for :func:`_tile_key`'s arguments."""
+    level, step = _tile_layout(n, windows, geo, position_bytes, threads, position_macs, per_thread, limits)
+    if level == 0:
+        return tuple(_tile_at(n, windows, geo, 0, step, b) for b in range(0, n, step))
+    return tuple(_tile_at(n, windows, geo, level, step, b, lead, r) for b in range(n)
+                 for lead in np.ndindex(*windows[:level - 1]) for r in range(0, windows[level - 1], step))
 
 
 def _rows(a: np.ndarray, t: _Tile, groups: int) -> np.ndarray:
@@ -2025,14 +2065,15 @@ def _conv_transpose_field(fields: Sequence[Field], inputs: Sequence[Tensor], out
                  zip(fields[0], kernel, attrs["stride"], attrs["dilation"], attrs["padding"]))
 
 
-def _tile_extent(tiles: Sequence[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
-    """(tiles in flight, positions of the largest tile): window positions, or with ``flat`` the
-    planar path's column positions (flat runs: the cells past each row's last window included)."""
+def _tile_extent(count: int, tiles: Sequence[_Tile], threads: int, flat: _FlatTaps | None = None) -> tuple[int, int]:
+    """(tiles in flight, positions of the largest tile) of ``count`` tiles whose shapes are
+    those of ``tiles`` (:func:`_tile_ends`): window positions, or with ``flat`` the planar
+    path's column positions (flat runs: the cells past each row's last window included)."""
     if flat is None or _exact(flat.windows):
         size = max(t.positions for t in tiles)
     else:
         size = max(t.samples * flat.tile_span(t)[1] for t in tiles)
-    return in_flight(len(tiles), threads), size
+    return in_flight(count, threads), size
 
 
 def _scratch_rule(rule: Callable[..., int]) -> Callable[..., int]:
@@ -2068,12 +2109,12 @@ def _forward_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int, .
     if path == "winograd":  # a dilated conv's phases share the items' buffers: the first phase's are the largest
         return winograd.scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item,
                                          phases=_phase_count(geo))
-    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
+    count, tiles = _tile_ends(n, windows, geo, c * taps * item, threads, weight)
     if path == "planar":  # the input split into stride phases, per busy thread columns (and an output tile)
         flat = _FlatTaps(padded, geo, windows, split=True)
-        busy, size = _tile_extent(tiles, threads, flat)
+        busy, size = _tile_extent(count, tiles, threads, flat)
         return _split_copy(flat, n, c, padded) + busy * size * (c * taps + _planar_copy(tiles, windows, c_out))
-    busy, positions = _tile_extent(tiles, threads)
+    busy, positions = _tile_extent(count, tiles, threads)
     return busy * positions * (c * taps + c_out) + _gemm_copy(geo, per_group, weight)
 
 
@@ -2095,8 +2136,8 @@ def _grad_input_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[int
     if path == "winograd":  # a Winograd conv of g (per dilation phase), flipped weight
         return winograd.scratch_elements(n, c_out, c, _dilation_phase(padded, geo), threads, item, flipped=True,
                                          phases=_phase_count(geo))
-    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight)
-    busy, positions = _tile_extent(tiles, threads)
+    count, tiles = _tile_ends(n, windows, geo, c * taps * item, threads, weight)
+    busy, positions = _tile_extent(count, tiles, threads)
     box = 0
     if _overlapping(tiles, threads):  # tiles inside a sample sum their input cells apart
         t = max(tiles, key=lambda t: t.positions)
@@ -2117,8 +2158,8 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     if path == "depthwise":
         return _depthwise_rows(n, c_out, padded, windows, geo, threads)[0]
     if path == "direct":
-        tiles = _tiles(n, windows, geo, c * item, threads, c_out * per_group, 1)
-        busy, positions = _tile_extent(tiles, threads)
+        count, tiles = _tile_ends(n, windows, geo, c * item, threads, c_out * per_group, 1)
+        busy, positions = _tile_extent(count, tiles, threads)
         samples = max(t.samples for t in tiles)
         merged = samples > 1 and math.prod(windows) < _MERGE_POSITIONS  # the samples side by side: copies
         return busy * ((positions * (c + c_out) if merged else samples * weight) + weight)
@@ -2128,13 +2169,13 @@ def _grad_weight_scratch(path: str, n: int, c: int, c_out: int, padded: tuple[in
     if path == "winograd":  # per dilation phase: the first is the largest
         return winograd.weight_scratch_elements(n, c, c_out, _dilation_phase(windows, geo), threads, item,
                                                 _phase_count(geo))
-    tiles = _tiles(n, windows, geo, c * taps * item, threads, weight, 1)
+    count, tiles = _tile_ends(n, windows, geo, c * taps * item, threads, weight, 1)
     if path == "planar":  # stride phases; columns, the output gradient spread to flat positions
         flat = _FlatTaps(padded, geo, windows, split=True)
-        busy, size = _tile_extent(tiles, threads, flat)
+        busy, size = _tile_extent(count, tiles, threads, flat)
         return _split_copy(flat, n, c, padded) + busy * (size * (c * taps + _planar_copy(tiles, windows, c_out))
                                                          + 2 * weight)
-    busy, positions = _tile_extent(tiles, threads)
+    busy, positions = _tile_extent(count, tiles, threads)
     return busy * (positions * c * taps + 2 * weight) + weight  # + the sum in GEMM layout
 
 
@@ -2212,10 +2253,10 @@ def _cells_copy(path: str, n: int, c: int, c_out: int, size: tuple[int, ...], su
     if path != "planar" or not (_exact(size) or always):
         return 0
     taps = math.prod(sub.kernel)
-    tiles = _tiles(n, size, sub, c_out * taps * item, threads, c * (c_out // sub.groups) * taps)
+    count, tiles = _tile_ends(n, size, sub, c_out * taps * item, threads, c * (c_out // sub.groups) * taps)
     if _planar_copy(tiles, size, c):
         return 0
-    busy, extent = _tile_extent(tiles, threads)
+    busy, extent = _tile_extent(count, tiles, threads)
     return busy * extent * c
 
 

@@ -57,7 +57,7 @@ from ..rules import (
 )
 from ..tensor import Tensor, int64, is_grad_enabled, make_result
 from . import jit
-from .parallel import Scratch, even_blocks, in_flight, matmul, thread_count, tile_map
+from .parallel import Scratch, block_step, even_blocks, in_flight, matmul, thread_count, tile_map
 from .windows import as_3d, check_input_rank, clipped_taps, ntuple, scatter_windows, span, window_count
 
 __all__ = [
@@ -1216,8 +1216,9 @@ def _lp_field(fields: Sequence[Field], inputs: Sequence[Tensor], output: Tensor,
 def _busy_blocks(x: Tensor, nd: int) -> tuple[int, int]:
     """The kernels' blocks of planes of ``x`` (``nd`` spatial dims): (planes per block, blocks
     busy at once, each with its own buffers; see :func:`_plane_blocks`)."""
-    blocks = _plane_blocks(numel(x.shape[:x.ndim - nd]), numel(x.shape[x.ndim - nd:]))
-    return (blocks[0].stop - blocks[0].start if blocks else 0), in_flight(len(blocks), thread_count())
+    planes, threads = numel(x.shape[:x.ndim - nd]), thread_count()
+    step = block_step(planes, numel(x.shape[x.ndim - nd:]), _POOL_BLOCK_ELEMENTS, threads)
+    return min(step, planes), in_flight(-(-planes // step), threads)
 
 
 def _phase_copies(x: Tensor, nd: int, phases: bool) -> int:

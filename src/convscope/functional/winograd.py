@@ -61,19 +61,37 @@ def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int,
     and product within ``_ITEM_BYTES``): whole samples when one fits, else rows of tiles of
     one sample; with several threads about ``_ITEMS_PER_THREAD`` items each, none under
     ``least`` tiles; none for an empty batch."""
-    if not n:
-        return []
+    whole, step = _item_layout(n, out, channels, item, threads, most, least)
+    if whole:
+        return [_Item(slice(b, min(b + step, n)), slice(0, _grid(out[0]))) for b in range(0, n, step)]
+    rows = _grid(out[0])
+    return [_Item(slice(b, b + 1), slice(r, min(r + step, rows))) for b in range(n) for r in range(0, rows, step)]
+
+
+def _first_item(n: int, out: tuple[int, int], channels: int, item: int, threads: int, most: int = _ITEM_TILES,
+                least: int = _MIN_ITEM_TILES) -> tuple[int, _Item]:
+    """How many items :func:`_items` makes, and its first, the largest, without listing them
+    (the memory rules' view: a huge input has millions); ``n`` > 0."""
+    whole, step = _item_layout(n, out, channels, item, threads, most, least)
+    rows = _grid(out[0])
+    if whole:
+        return -(-n // step), _Item(slice(0, min(step, n)), slice(0, rows))
+    return n * -(-rows // step), _Item(slice(0, 1), slice(0, min(step, rows)))
+
+
+def _item_layout(n: int, out: tuple[int, int], channels: int, item: int, threads: int, most: int,
+                 least: int) -> tuple[bool, int]:
+    """How :func:`_items` cuts the work: ``(True, samples per item)`` for whole samples, else
+    ``(False, tile rows per item)``."""
     rows, cols = _grid(out[0]), _grid(out[1])
     budget = max(1, min(most, _ITEM_BYTES // (16 * channels * item)))
     if threads > 1:
         budget = min(budget, max(least, n * rows * cols // (threads * _ITEMS_PER_THREAD)))
     if rows * cols <= budget:
         step = budget // (rows * cols)
-        step = -(-n // -(-n // step))  # the same size for every item
-        return [_Item(slice(b, min(b + step, n)), slice(0, rows)) for b in range(0, n, step)]
+        return True, (-(-n // -(-n // step)) if n else 1)  # the same size for every item
     step = max(1, budget // cols)
-    step = -(-rows // -(-rows // step))
-    return [_Item(slice(b, b + 1), slice(r, min(r + step, rows))) for b in range(n) for r in range(0, rows, step)]
+    return False, -(-rows // -(-rows // step))
 
 
 def _weight(w: np.ndarray, flipped: bool = False) -> np.ndarray:
@@ -443,10 +461,9 @@ def weight_scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], th
     weight gradient before its final copy."""
     volume = len(out) == 3
     units = n * -(-out[0] // _DEPTH_CHUNK) if volume else n
-    items = _items(units, out[-2:], c + c_out, item, threads, least=_ITEM_TILES)
-    jobs = phases * len(items)
+    count, it = _first_item(units, out[-2:], c + c_out, item, threads, least=_ITEM_TILES)
+    jobs = phases * count
     runs = -(-jobs // -(-jobs // threads))
-    it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[-1])
     if volume:
         samples = 1  # an item's (sample, depths) one at a time
@@ -475,9 +492,8 @@ def scratch_elements(n: int, c: int, c_out: int, out: tuple[int, ...], threads: 
     a dilated conv's items are those of ``phases`` phases (``out`` the first, the largest)."""
     depth = 1 if len(out) == 2 else min(_DEPTH_CHUNK, out[0])
     units = n if len(out) == 2 else n * -(-out[0] // depth)
-    items = _items(units, out[-2:], c + c_out, item, threads)
-    busy = in_flight(phases * len(items), threads)
-    it = max(items, key=lambda i: (i.batch.stop - i.batch.start) * (i.rows.stop - i.rows.start))
+    count, it = _first_item(units, out[-2:], c + c_out, item, threads)
+    busy = in_flight(phases * count, threads)
     samples, rows, cols = it.batch.stop - it.batch.start, it.rows.stop - it.rows.start, _grid(out[-1])
     if len(out) == 3:
         samples = 1  # an item's (sample, depths) one at a time
