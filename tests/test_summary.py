@@ -444,3 +444,15 @@ def test_cli_zoo_marks_cut_descriptions(capsys):
     for name, line in zip(cs.zoo.names(), lines):
         full, shown = cs.zoo.entry(name).description, line.split("  ")[-1]
         assert shown == full if len(full) <= 40 else (len(shown) == 40 and shown == full[:39] + "…"), line
+
+
+def test_sizes_past_a_billion_get_tera_and_peta_units():
+    """A 10⁶ × 10⁶ input's activations print in TB, not as 20,000 GB."""
+    from convscope.analyze.render import human
+    from convscope.viz.costs import compact
+
+    assert (human(1.99999e13), human(3.2e15), human(5e9)) == ("20.00T", "3.20P", "5.00G")
+    assert (compact(1.5e12), compact(2e15), compact(4e9)) == ("1.5T", "2P", "4G")
+    with nn.meta_parameters():
+        net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2))
+    assert "Activations: peak 20.00TB" in str(cs.summary(net, (3, 10**6, 10**6)))

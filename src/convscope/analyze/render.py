@@ -16,7 +16,7 @@ from .record import LayerRow
 
 def human(n: float) -> str:
     """``1234567`` → ``1.23M``."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return f"{n:g}"

@@ -62,7 +62,7 @@ def cost_bars(s: Summary, depth: int | None = None, max_bars: int = MAX_BARS) ->
 
 def compact(value: float) -> str:
     """Tick text: ``250000`` → ``250K``, ``1.5e9`` → ``1.5G``."""
-    for suffix, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for suffix, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= size:
             return f"{value / size:.3g}{suffix}"
     return f"{value:.3g}"
