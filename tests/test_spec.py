@@ -437,6 +437,15 @@ def test_one_sample_shape_forms_pick_the_conv_dimension() -> None:
 
 
 # --- channel inference and names ----------------------------------------------------------------
+def test_sizes_take_the_times_sign_summaries_print() -> None:
+    """``1×28×28`` (copied from a summary's shape column) reads as ``1x28x28``, in the input line
+    and in a layer's sizes."""
+    text = "input 1×28×28\nconv 8 k3×5 s1×2"
+    net, plain = load_spec(text), load_spec(text.replace("×", "x"))
+    assert net.input_shape == plain.input_shape == (1, 28, 28)
+    assert [(m.kernel_size, m.stride) for m in (net[0], plain[0])] == [((3, 5), (1, 2))] * 2
+
+
 def test_input_channels_are_inferred_from_the_previous_layer() -> None:
     model = load_spec("""
         input 3x16x16

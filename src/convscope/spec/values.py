@@ -34,8 +34,8 @@ def _int(text: str, low: int | None) -> int:
 
 
 def _sizes(text: str, low: int) -> int | tuple[int, ...]:
-    """``3`` → 3; ``3x5`` → (3, 5)."""
-    parts = [_int(part, low) for part in text.lower().split("x")]
+    """``3`` → 3; ``3x5`` (or ``3×5``, as summaries print shapes) → (3, 5)."""
+    parts = [_int(part, low) for part in text.lower().replace("×", "x").split("x")]
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
