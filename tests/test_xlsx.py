@@ -288,6 +288,55 @@ def test_unsupported_models_are_refused_by_name(spec: str, match: str, tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
+def _onnx_of(model: Any, shape: tuple[int, ...], path: Path) -> Any:
+    """``model`` (a torch module) exported to ONNX at ``path`` and loaded back."""
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros((1, *shape)),), buffer, dynamo=False, opset_version=13,
+                          input_names=["input"])
+    path.write_bytes(buffer.getvalue())
+    return cs.load_onnx(path)
+
+
+def test_an_onnx_chain_of_layers_is_exported_as_its_layers(tmp_path: Path) -> None:
+    """An ONNX file of a sequential classifier (Conv, Relu, MaxPool, Tanh, Flatten, Gemm nodes)
+    gets the workbook of those layers: its logits are torch's on the same weights, with one
+    sheet per layer as for the same model built in convscope."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(16, 5))
+    x = np.random.default_rng(0).standard_normal((1, 8, 8)).astype(np.float32)
+    plan = plan_workbook(_onnx_of(net, (1, 8, 8), tmp_path / "chain.onnx"), x)
+    want = net(torch.from_numpy(x[None])).detach().numpy()[0]
+    np.testing.assert_allclose(plan.logits, want, rtol=1e-5, atol=1e-6)
+    assert len(plan.sheets) == len(plan_workbook(cs.from_torch(net, (1, 8, 8)), x).sheets)
+
+
+def test_an_onnx_graph_that_is_not_a_chain_is_refused_naming_the_node(tmp_path: Path) -> None:
+    import torch
+
+    class Skip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.Linear(36, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(torch.flatten(self.conv(x) + x, 1))
+
+    model = _onnx_of(Skip(), (1, 6, 6), tmp_path / "skip.onnx")
+    with pytest.raises(ValueError, match=r"export_xlsx: ONNX node '.*Add' \(Add\) reads .* the graph is not a chain"):
+        export_xlsx(model, np.zeros((1, 6, 6), np.float32), tmp_path / "m.xlsx")
+    assert not (tmp_path / "m.xlsx").exists()
+
+
 def test_a_formula_longer_than_excel_allows_is_refused(tmp_path: Path) -> None:
     """A 3×3 conv over 150 channels needs 150 SUMPRODUCTs in one cell: over 8,192 characters."""
     model = cs.load_spec("input 150x3x3\nconv 1 k3\nflatten\nlinear 2")

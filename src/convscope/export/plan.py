@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
+from ..interop.onnx_graph import OnnxModel
 from ..nn.module import Module
 from ..tensor import Tensor, no_grad
 from .layer_sheets import PLANNERS, grid_for, supported
@@ -37,8 +38,8 @@ def model_layers(model: Module) -> list[tuple[str, Module]]:
     Raises ValueError naming the first layer the spreadsheet cannot compute.
     """
     if not isinstance(model, nn.Sequential):
-        raise ValueError(f"export_xlsx: expected an nn.Sequential (its layers run in order), got "
-                         f"{type(model).__name__}")
+        raise ValueError(f"export_xlsx: expected an nn.Sequential (its layers run in order) or an ONNX graph "
+                         f"that is a chain of layers, got {type(model).__name__}")
     layers = []
     for path, module in model.named_modules():
         if isinstance(module, nn.Sequential):
@@ -145,7 +146,13 @@ def _check_fits(sheet: SheetPlan) -> None:
 
 
 def plan_workbook(model: Module, x: Any) -> WorkbookPlan:
-    """Plan the workbook that computes ``model`` on the single sample ``x`` with formulas."""
+    """Plan the workbook that computes ``model`` on the single sample ``x`` with formulas (an
+    ONNX graph that is a chain of layers as the ``nn.Sequential`` of them)."""
+    if isinstance(model, OnnxModel):
+        try:
+            model = model.as_sequential()
+        except ValueError as err:
+            raise ValueError(f"export_xlsx: {err}") from None
     layers = model_layers(model)
     batch = as_input(x, np.dtype(next((p.dtype for p in model.parameters()), np.float32)))
     values = run_engine(model, layers, batch)

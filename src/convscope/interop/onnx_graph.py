@@ -8,6 +8,7 @@ onnxruntime-style entry point: named NumPy inputs in, a list of NumPy outputs ou
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..nn.module import Module, Parameter, training_mode
+from ..nn.linear import Flatten
+from ..nn.module import Module, Parameter, Sequential, training_mode
 from ..tensor import Tensor, no_grad
 from .onnx_node import OnnxError
+from .onnx_ops_shape import Flatten as OnnxFlatten
 
 __all__ = ["GraphInput", "OnnxModel", "Step"]
 
@@ -121,6 +124,32 @@ class OnnxModel(Module):
         for name in step.release:
             values.pop(name, None)
 
+    def as_sequential(self) -> Sequential:
+        """The graph as an ``nn.Sequential`` of its nodes' modules (the same objects, named as
+        here; a Flatten of axis 1 as the ``nn.Flatten`` it equals), for the tools that take
+        layers run in order (:func:`convscope.export_xlsx`). It must be a chain: one input, one
+        output, every node reading only the value the node before it made; else a ValueError
+        names the first node that is not."""
+        if len(self.graph_inputs) != 1 or len(self.output_names) != 1 or self._shared:
+            raise ValueError(f"the ONNX graph has {len(self.graph_inputs)} input(s), {len(self.output_names)} "
+                             f"output(s) and {len(self._shared)} shared initializer(s); a chain of layers has one "
+                             "input, one output and none shared")
+        value = self.input_names[0]
+        for step in self.steps:
+            made = [name for name in step.outputs if name]
+            if step.inputs != (value,) or len(made) != 1:
+                reads = ", ".join(step.inputs) or "nothing"
+                raise ValueError(f"ONNX node {step.node!r} ({step.op_type}) reads {reads} and makes "
+                                 f"{', '.join(made) or 'nothing'}, where a chain of layers reads only "
+                                 f"{value!r} and makes one value: the graph is not a chain")
+            value = made[0]
+        if value != self.output_names[0]:
+            raise ValueError(f"the ONNX graph outputs {self.output_names[0]!r}, not its last node's {value!r}: "
+                             "it is not a chain of layers")
+        chain = Sequential(OrderedDict((step.module, _layer(getattr(self, step.module))) for step in self.steps))
+        chain.training = self.training
+        return chain
+
     def run(self, feeds: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
         """Run the graph like ``onnxruntime.InferenceSession.run``: ``feeds`` maps every input
         name to an array of its declared type and shape; returns the outputs (all, or
@@ -155,3 +184,9 @@ class OnnxModel(Module):
 
     def extra_repr(self) -> str:
         return f"opset={self.opset}, inputs={self.input_names}, outputs={list(self.output_names)}"
+
+
+def _layer(module: Module) -> Module:
+    """``module``, or for an ONNX Flatten of axis 1 the ``nn.Flatten()`` that computes the same
+    on an input of two or more dims, the layer the tools know."""
+    return Flatten() if isinstance(module, OnnxFlatten) and module.axis == 1 else module
