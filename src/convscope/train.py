@@ -347,11 +347,14 @@ def _run_epoch(model: Module, opt: optim.Optimizer, batches: Batches, epoch: int
     loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
     bar.start(epoch)
     for xb, yb in batches.epoch(epoch):
-        logits = model(Tensor.wrap(np.ascontiguousarray(xb, dtype=dtype)))
-        loss = F.cross_entropy(logits, Tensor.wrap(yb))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        # a diverging run overflows to inf and NaN, as in torch without a warning: the loss check
+        # below reports it, once, in words
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            logits = model(Tensor.wrap(np.ascontiguousarray(xb, dtype=dtype)))
+            loss = F.cross_entropy(logits, Tensor.wrap(yb))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         value = loss.item()
         if not math.isfinite(value):
             raise ValueError(f"train: the loss became {value} in epoch {epoch + 1} (batch "
