@@ -413,7 +413,7 @@ def test_cli_model_argument_errors_name_the_problem(capsys, tmp_path, monkeypatc
              (["m.py:five"], "m.py:five: five() returned a value of type int, not a convscope or torch module"),
              (["m.py:needs", "--input", "3x8x8"], "m.py:needs: calling needs() failed: needs() missing 1 required "
                                                   "positional argument"),
-             (["m.py:bare"], "summary: m.py:bare has no input shape of its own: give one (input_shape=(3, 224, 224), "
+             (["m.py:bare"], "m.py:bare has no input shape of its own: give one (input_shape=(3, 224, 224), "
                              "or --input 3x224x224")]
     for argv, message in cases:
         assert cli_main(["summary", *argv]) == 2, argv

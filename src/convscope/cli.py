@@ -248,6 +248,15 @@ _PIPE_CLOSED = 141
 _INTERRUPTED = 130
 
 
+def _own(message: str, command: str) -> str:
+    """A library error's ``message`` without the name of the function that raised it when that
+    is the command's (``train: …``, ``export_xlsx: …``), which the CLI's prefix already says."""
+    for name in {command, command.replace("-", "_")}:
+        if message.startswith(f"{name}: "):
+            return message[len(name) + 2:]
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -261,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nconvscope {args.command}: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return _INTERRUPTED
     except (ShapeError, ValueError, OSError) as exc:
-        print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
+        print(f"convscope {args.command}: error: {_own(str(exc), args.command)}", file=sys.stderr)
         return 2
     except MemoryError as exc:  # numpy's message names the size: "Unable to allocate 335. GiB for an array ..."
         print(f"convscope {args.command}: error: out of memory{f' ({exc})' if str(exc) else ''}; try a smaller "
