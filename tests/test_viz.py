@@ -17,6 +17,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def test_feature_maps_have_no_more_columns_than_the_widest_layer_has_channels() 
     wide, exact = (featuremaps.feature_maps(net, max_channels=n) for n in (100_000, 32))
     assert wide.get_size_inches() == pytest.approx(exact.get_size_inches())
     assert len(wide.axes) == len(exact.axes)
-    assert "first 32 channels per layer" in wide.texts[0].get_text()
+    assert "the first 32 channels of each layer" in wide.texts[0].get_text()
 
 
 def test_receptive_masks_follow_the_conv_and_pool_geometry() -> None:
@@ -284,6 +285,32 @@ def test_receptive_panels_for_layers_trace_cannot_narrate() -> None:
     panels = {p.layer: p for p in receptive.field_panels(cs.zoo.build("lenet5").eval(), x)}
     assert [panels[n].mask.sum() for n in ("c1", "c1_act", "s2", "s2_act")] == [25, 25, 36, 36]
     assert panels["output"].mask.all()
+
+
+def test_receptive_panels_of_a_block_and_of_a_second_call() -> None:
+    """A block (ResNet's ``layer1``, a Sequential) is traced at its output, which its last
+    ReLU's second call (``layer1.1.relu#2``) made: the same unit, the same pixels. Both names
+    used to fail (the first refused, the second a KeyError)."""
+    net = cs.zoo.build("resnet18").eval()
+    x = np.random.default_rng(0).random((1, 3, 96, 96), np.float32)
+    block, relu = receptive.field_panels(net, x, ["layer1", "layer1.1.relu#2"])
+    assert (block.type, relu.type) == ("Sequential", "ReLU") and block.index == relu.index
+    # the stem's 7×7/2 and 3×3/2 pool (11 pixels, 4 apart), then four 3×3 convs: 11 + 4·2·4 = 43
+    assert np.array_equal(block.mask, relu.mask) and block.mask.sum() == 43 * 43
+    with pytest.raises(ValueError, match="no layer or block 'layer9' with an output"):
+        receptive.field_panels(net, x, ["layer9"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: receptive.receptive_field("resnet18", layers=["layer1.0.conv1"], input_shape=(3, 32, 32)),
+    lambda: featuremaps.feature_maps("digits", max_channels=1)], ids=["receptive-one-panel", "featuremaps-one-channel"])
+def test_a_figure_of_few_panels_is_as_wide_as_its_title(make: Any) -> None:
+    """One panel is narrower than the two-line title: the figure widens so the title is not
+    cut off at the right edge."""
+    fig = make()
+    fig.canvas.draw()
+    box = fig.texts[0].get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width
 
 
 def test_receptive_overlay_lights_exactly_the_trace_mask(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from .. import inspect
 from ..models import resolve_model
 from . import style
-from .figure import new_figure, save
+from .figure import new_figure, save, text_width
 
 
 def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
@@ -75,8 +75,13 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
     max_channels = min(max_channels, max((a.shape[1] for a in acts.values() if a.ndim > 2), default=max_channels))
     rows = len(acts)
     heights = [1.0 if a.ndim > 2 else 0.45 for a in acts.values()]  # vectors get a thin strip
-    fig = new_figure(1.9 + max_channels * 0.95 + 0.9, 0.8 + sum(heights) * 1.05 + 0.25 * rows)
-    grid = fig.add_gridspec(rows, max_channels + 1, left=1.6 / fig.get_figwidth(), right=0.93,
+    shown = "the first channel" if max_channels == 1 else f"the first {max_channels} channels"
+    title = (f"{name}: activations of every layer for {described}\n{shown} of each layer; "
+             "one colour scale per row (viridis, activation value)")
+    maps_width = 1.9 + max_channels * 0.95 + 0.9  # a few channels leave blank room on the right for the title
+    width = max(maps_width, text_width(title, style.FONT_SIZE + 1) + 0.3)
+    fig = new_figure(width, 0.8 + sum(heights) * 1.05 + 0.25 * rows)
+    grid = fig.add_gridspec(rows, max_channels + 1, left=1.6 / width, right=0.93 * maps_width / width,
                             top=1 - 0.7 / fig.get_figheight(), bottom=0.3 / fig.get_figheight(),
                             width_ratios=[1] * max_channels + [0.12], height_ratios=heights, hspace=0.5, wspace=0.12)
     cmap = matplotlib.colormaps[style.SEQUENTIAL]
@@ -93,9 +98,10 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
             ax.set_yticks([])
             if sample.size <= 16:
                 ax.set_xticks(range(sample.size))
-                for k, v in enumerate(sample):
-                    ax.text(k, 0, f"{v:.2g}", ha="center", va="center", fontsize=style.SMALL_SIZE,
-                            color="white" if norm(v) < 0.6 else "black")
+                if max_channels * 0.95 / sample.size >= 0.35:  # inches a value: room for "-9.2", else they overlap
+                    for k, v in enumerate(sample):
+                        ax.text(k, 0, f"{v:.2g}", ha="center", va="center", fontsize=style.SMALL_SIZE,
+                                color="white" if norm(v) < 0.6 else "black")
             else:
                 ax.set_xticks([])
             ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=style.SMALL_SIZE + 0.5)
@@ -111,9 +117,7 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
                     ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=style.SMALL_SIZE + 0.5)
         cbar = fig.colorbar(image, cax=fig.add_subplot(grid[row, max_channels]))
         cbar.ax.tick_params(labelsize=style.SMALL_SIZE - 1)
-    fig.suptitle(f"{name}: activations of every layer for {described}\nfirst {max_channels} channels per layer; "
-                 "one colour scale per row (viridis, activation value)", x=0.02, ha="left",
-                 y=1 - 0.08 / fig.get_figheight(), va="top", fontsize=style.FONT_SIZE + 1)
+    fig.suptitle(title, x=0.02, ha="left", y=1 - 0.08 / fig.get_figheight(), va="top", fontsize=style.FONT_SIZE + 1)
     if out is not None:
         save(fig, out)
     return fig

@@ -62,6 +62,15 @@ def check_suffix(path: str | Path, allowed: tuple[str, ...] = FIGURE_SUFFIXES) -
     return path
 
 
+def text_width(text: str, fontsize: float) -> float:
+    """Width in inches of the widest line of ``text`` at ``fontsize``, as a figure draws it: the
+    room a title needs in a figure of a few panels, which is narrower than its title."""
+    fig = new_figure(1, 1)
+    with styled():
+        extent = fig.text(0, 0, text, fontsize=fontsize).get_window_extent(fig.canvas.get_renderer())
+    return extent.width / fig.dpi
+
+
 def save(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as PNG, SVG or PDF (by suffix) without timestamps or version stamps."""
     path = check_suffix(path)

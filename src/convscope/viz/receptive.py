@@ -21,7 +21,7 @@ from ..nn import Module
 from ..trace import influence
 from . import style
 from .featuremaps import model_input
-from .figure import new_figure, save
+from .figure import new_figure, save, text_width
 
 
 @dataclass
@@ -68,7 +68,8 @@ def _checked_point(point: Sequence[float] | None, sizes: Sequence[int]) -> tuple
 def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None,
                  point: Sequence[float] | None = None, channel: int = 0) -> list[FieldPanel]:
     """The traced unit and its influence mask for each of ``layers`` (default: every layer
-    with a spatial output, and the last layer)."""
+    with a spatial output, and the last layer); a block (a container such as ResNet's
+    ``layer1``) is traced at its output."""
     if x.ndim != 4:
         raise ValueError(f"receptive field figures need an image input (1, C, H, W), got shape {x.shape}")
     rows = {r.name: r for r in summary(net, tuple(x.shape)).raise_for_error().rows}
@@ -78,10 +79,14 @@ def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None
         layers = [n for n in names if acts[n].ndim >= 4] + [names[-1]]
         layers = list(dict.fromkeys(layers))
     point = _checked_point(point, x.shape[2:])
+    modules = dict(net.named_modules())
+    blocks = [layer for layer in layers if layer not in acts and layer in modules]  # containers: their output
+    if blocks:
+        acts.update(inspect.activations(net, x, blocks))
     panels = []
     for layer in layers:
         if layer not in acts:
-            raise ValueError(f"no layer {layer!r} with an output; layers: {', '.join(acts)}")
+            raise ValueError(f"no layer or block {layer!r} with an output; layers: {', '.join(acts)}")
         value = acts[layer]
         if value.ndim >= 3:
             if not 0 <= channel < value.shape[1]:
@@ -92,7 +97,7 @@ def field_panels(net: Module, x: np.ndarray, layers: Sequence[str] | None = None
         else:
             index = (0, *np.unravel_index(int(np.argmax(value[0])), value.shape[1:]))
         mask = influence(net, x, layer, index)
-        module = dict(net.named_modules())[layer]
+        module = modules[layer.split("#")[0]]
         panels.append(FieldPanel(layer, type(module).__name__, tuple(int(i) for i in index), mask[0].any(axis=0)))
     return panels
 
@@ -116,8 +121,11 @@ def draw_fields(image: np.ndarray, panels: list[FieldPanel], title: str) -> Any:
     n = len(panels)
     cols = min(n, 6)
     rows = -(-n // cols)
-    fig = new_figure(0.4 + cols * 2.0, 0.9 + rows * 2.45)
-    grid = fig.add_gridspec(rows, cols, left=0.02, right=0.98, top=1 - 0.85 / fig.get_figheight(),
+    panels_width = 0.4 + cols * 2.0  # a few panels leave blank room on the right for the title
+    width = max(panels_width, text_width(title, style.FONT_SIZE + 1) + 0.3)
+    fig = new_figure(width, 0.9 + rows * 2.45)
+    grid = fig.add_gridspec(rows, cols, left=0.02 * panels_width / width, right=0.98 * panels_width / width,
+                            top=1 - 0.85 / fig.get_figheight(),
                             bottom=0.05, hspace=0.55, wspace=0.1)
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(grid[k // cols, k % cols])
