@@ -104,6 +104,17 @@ def test_page_first_paint_and_layout(page, server):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_a_narrow_window_stacks_the_panel_without_running_off_the_side(page):
+    """At phone widths the panel goes under the page: main had kept its content's width
+    (820 px at 400) and the explain topic list its longest option's, so text ran off the side."""
+    page.set_viewport_size({"width": 400, "height": 800})
+    page.wait_for_timeout(100)
+    assert page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]") == [400, 400]
+    page.click("canvas.map[data-layer='0'][data-channel='1']", position={"x": 5, "y": 5})
+    page.wait_for_selector("#panel-sum")
+    assert page.evaluate("document.documentElement.scrollWidth") == 400
+
+
 def test_the_api_docs_page_loads_without_console_errors(browser, server):
     """/docs is a page too: the browser's own favicon request was a 404 in its console."""
     context = browser.new_context()
