@@ -221,6 +221,28 @@ def test_step_through_a_residual_addition_and_a_concatenation(page, shots):
     assert panel_index(page)[1] == [index[0], index[1] - 2, *index[2:]]
 
 
+def test_a_large_input_window_fits_in_the_panel(page):
+    """A 7×7 window on a 224×224 input: the picture is the window and the cells around it, and
+    the 7×7 tables scroll in their column; the whole 224×224 map had been drawn 460 px wide,
+    pushing the kernel slice and the products out of the 404 px panel."""
+    page.click("summary:has-text('Paste a spec')")
+    page.fill("#spec-text", "input 3x224x224\nconv 4 k7 s2 p3 name=stem\nrelu")
+    page.click("#spec-load")
+    page.wait_for_selector("canvas.map[data-layer='stem'][data-channel='1']")
+    page.click("canvas.map[data-layer='stem'][data-channel='1']", position={"x": 40, "y": 40})
+    page.wait_for_selector("#panel-sum")
+    assert page.locator("#panel-body .chan").count() == 3
+    panel = page.evaluate("(p => [p.scrollWidth, p.clientWidth])(document.querySelector('#panel'))")
+    assert panel[0] <= panel[1], panel
+    picture = page.locator("#panel-body .chan canvas").first
+    assert page.evaluate("c => c.width", picture.element_handle()) <= 96
+    _, index = panel_index(page)
+    rows = re.search(r"rows (-?\d+)…(-?\d+), columns (-?\d+)…(-?\d+)", picture.get_attribute("aria-label"))
+    top, bottom, left, right = (int(g) for g in rows.groups())
+    assert top <= 2 * index[2] - 3 and 2 * index[2] + 3 <= bottom  # the window read: stride 2, padding 3
+    assert left <= 2 * index[3] - 3 and 2 * index[3] + 3 <= right
+
+
 def _pick_and_wait(page, model: str, input_shape: str) -> None:
     page.select_option("#model-select", model)
     page.wait_for_function(f"window.convscope.inputMap.shape.join() === '{input_shape}' && "
