@@ -243,6 +243,37 @@ def test_a_large_input_window_fits_in_the_panel(page):
     assert left <= 2 * index[3] - 3 and 2 * index[3] + 3 <= right
 
 
+def _onnx_with_a_constant() -> bytes:
+    """Conv → ReduceMean whose axes come from a Constant node (a [2] tensor: no dims per sample)."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    weight = numpy_helper.from_array(np.full((2, 1, 3, 3), 0.1, np.float32), "w")
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Constant", [], ["a"], value=axes),
+         helper.make_node("ReduceMean", ["c", "a"], ["y"], keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 6, 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def test_upload_an_onnx_file_with_a_constant(page):
+    """The architecture drawing of a graph with a Constant node: its per-sample shape is empty,
+    which had made every box after it NaN (console errors, labels drawn over the input's)."""
+    page.click("summary:has-text('Upload an ONNX file')")
+    page.set_input_files("#onnx-file", {"name": "const.onnx", "mimeType": "application/octet-stream",
+                                        "buffer": _onnx_with_a_constant()})
+    page.click("#onnx-load")
+    page.wait_for_selector("#arch-table tbody tr >> text=Constant")
+    assert page.inner_text("#model-select option:checked") == "const.onnx"
+    xs = page.evaluate("[...document.querySelectorAll('#arch-drawing svg text')].map(t => t.getAttribute('x'))")
+    assert len(xs) == 2 * 4 and "NaN" not in xs  # the input and three layers, each named and sized
+    assert [float(x) for x in xs[::2]] == sorted(float(x) for x in xs[::2])
+
+
 def _pick_and_wait(page, model: str, input_shape: str) -> None:
     page.select_option("#model-select", model)
     page.wait_for_function(f"window.convscope.inputMap.shape.join() === '{input_shape}' && "

@@ -168,8 +168,9 @@ function drawShapes(s) {
   let x = 10;
   const parts = [];
   for (const item of shown) {
-    const [c, h, w] = item.shape.length === 3 ? item.shape : item.shape.length === 2 ? [item.shape[0], 1, item.shape[1]] : [1, 1, item.shape[0]];
-    const bw = item.shape.length === 1 ? 8 : size(w), bh = size(h), depth = Math.min(40, 3 * Math.log2(1 + c));
+    // a value with no dims per sample (an ONNX Constant's [2] once the "batch" is dropped) is a bar of one
+    const [c, h, w] = item.shape.length === 3 ? item.shape : item.shape.length === 2 ? [item.shape[0], 1, item.shape[1]] : [1, 1, item.shape[0] ?? 1];
+    const bw = item.shape.length <= 1 ? 8 : size(w), bh = size(h), depth = Math.min(40, 3 * Math.log2(1 + c));
     const y0 = middle - bh / 2;
     const pts = (arr) => arr.map((p) => p.join(",")).join(" ");
     parts.push(`<polygon points="${pts([[x, y0], [x + depth, y0 - depth], [x + depth + bw, y0 - depth], [x + bw, y0]])}" fill="#d5e3f3" stroke="#0b5cad"/>`);
