@@ -303,6 +303,26 @@ def test_the_panel_is_cleared_when_the_model_changes(page):
     assert _panel_is_empty(page), page.inner_text("#panel")
 
 
+def test_a_late_summary_of_the_model_picked_before_is_dropped(page):
+    """Pick resnet18, then seed before resnet18's summary arrives: the page shows seed's
+    architecture (it had shown resnet18's 69 layers over seed's feature maps)."""
+    held = []
+    page.route("**/api/models/zoo*resnet18/summary", lambda route: held.append(route))
+    page.select_option("#model-select", "zoo:resnet18")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    _pick_and_wait(page, "zoo:seed", "1,28,28")
+    seed = page.inner_text("#arch-totals")
+    assert seed.startswith("3 layers")
+    held[0].continue_()
+    page.wait_for_timeout(500)
+    assert page.inner_text("#arch-totals") == seed
+    assert page.evaluate("window.convscope.summary.layers.length") == 3
+
+
 def test_keyboard_explains_cells_and_round_trip_time(page, server):
     canvas = page.locator("canvas.map[data-layer='0'][data-channel='3']")
     canvas.focus()

@@ -134,10 +134,11 @@ async function selectModel(id) {
   showError($("#picker-error"), null);
   try {
     const summary = await api(`/api/models/${encodeURIComponent(id)}/summary`);
+    if (id !== state.modelId) return;  // another model was picked while this one's summary was on its way
     state.summary = summary;
     state.runnable = summary.runnable.ok;
     renderArchitecture(summary);
-  } catch (err) { showError($("#picker-error"), err); return; }
+  } catch (err) { if (id === state.modelId) showError($("#picker-error"), err); return; }
   const imageInput = info && info.input_shape && info.input_shape.length === 3;
   if (!imageInput && state.input.source !== "random") setInput({ source: "random", seed: 0 });
   await runModel();
