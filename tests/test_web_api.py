@@ -418,6 +418,17 @@ def _onnx_model(op: str = "Relu", batch: int | str = 1, external: bool = False) 
     return model.SerializeToString(), w
 
 
+def test_onnx_input_shape_is_checked_against_the_graph(client):
+    """The graph's input is N×1×5×5: input_shape gives its sizes without the batch. 1x1x5x5 (with the
+    batch) had been accepted, listed as input 1×1×5×5, and every run then failed on a 5-d input."""
+    symbolic, _ = _onnx_model(batch="N")
+    r = client.post("/api/models/onnx?input_shape=1x5x5", content=symbolic)
+    assert r.status_code == 201 and r.json()["model"]["input_shape"] == [1, 5, 5]
+    refused(client.post("/api/models/onnx?input_shape=1x1x5x5", content=symbolic), 422, "input_shape",
+            "'x' is ?×1×5×5 (4 dims with the batch); expected its 3 sizes without the batch, got '1x1x5x5'")
+    refused(client.post("/api/models/onnx?input_shape=5x5", content=symbolic), 422, "input_shape", "got '5x5'")
+
+
 def test_onnx_upload_runs_like_torch(client):
     data, w = _onnx_model()
     r = client.post("/api/models/onnx?name=tiny.onnx", content=data,

@@ -104,6 +104,17 @@ def test_page_first_paint_and_layout(page, server):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_a_narrow_window_stacks_the_panel_without_running_off_the_side(page):
+    """At phone widths the panel goes under the page: main had kept its content's width
+    (820 px at 400) and the explain topic list its longest option's, so text ran off the side."""
+    page.set_viewport_size({"width": 400, "height": 800})
+    page.wait_for_timeout(100)
+    assert page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]") == [400, 400]
+    page.click("canvas.map[data-layer='0'][data-channel='1']", position={"x": 5, "y": 5})
+    page.wait_for_selector("#panel-sum")
+    assert page.evaluate("document.documentElement.scrollWidth") == 400
+
+
 def test_the_api_docs_page_loads_without_console_errors(browser, server):
     """/docs is a page too: the browser's own favicon request was a 404 in its console."""
     context = browser.new_context()
@@ -210,6 +221,59 @@ def test_step_through_a_residual_addition_and_a_concatenation(page, shots):
     assert panel_index(page)[1] == [index[0], index[1] - 2, *index[2:]]
 
 
+def test_a_large_input_window_fits_in_the_panel(page):
+    """A 7×7 window on a 224×224 input: the picture is the window and the cells around it, and
+    the 7×7 tables scroll in their column; the whole 224×224 map had been drawn 460 px wide,
+    pushing the kernel slice and the products out of the 404 px panel."""
+    page.click("summary:has-text('Paste a spec')")
+    page.fill("#spec-text", "input 3x224x224\nconv 4 k7 s2 p3 name=stem\nrelu")
+    page.click("#spec-load")
+    page.wait_for_selector("canvas.map[data-layer='stem'][data-channel='1']")
+    page.click("canvas.map[data-layer='stem'][data-channel='1']", position={"x": 40, "y": 40})
+    page.wait_for_selector("#panel-sum")
+    assert page.locator("#panel-body .chan").count() == 3
+    panel = page.evaluate("(p => [p.scrollWidth, p.clientWidth])(document.querySelector('#panel'))")
+    assert panel[0] <= panel[1], panel
+    picture = page.locator("#panel-body .chan canvas").first
+    assert page.evaluate("c => c.width", picture.element_handle()) <= 96
+    _, index = panel_index(page)
+    rows = re.search(r"rows (-?\d+)…(-?\d+), columns (-?\d+)…(-?\d+)", picture.get_attribute("aria-label"))
+    top, bottom, left, right = (int(g) for g in rows.groups())
+    assert top <= 2 * index[2] - 3 and 2 * index[2] + 3 <= bottom  # the window read: stride 2, padding 3
+    assert left <= 2 * index[3] - 3 and 2 * index[3] + 3 <= right
+
+
+def _onnx_with_a_constant() -> bytes:
+    """Conv → ReduceMean whose axes come from a Constant node (a [2] tensor: no dims per sample)."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    weight = numpy_helper.from_array(np.full((2, 1, 3, 3), 0.1, np.float32), "w")
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Constant", [], ["a"], value=axes),
+         helper.make_node("ReduceMean", ["c", "a"], ["y"], keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 6, 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def test_upload_an_onnx_file_with_a_constant(page):
+    """The architecture drawing of a graph with a Constant node: its per-sample shape is empty,
+    which had made every box after it NaN (console errors, labels drawn over the input's)."""
+    page.click("summary:has-text('Upload an ONNX file')")
+    page.set_input_files("#onnx-file", {"name": "const.onnx", "mimeType": "application/octet-stream",
+                                        "buffer": _onnx_with_a_constant()})
+    page.click("#onnx-load")
+    page.wait_for_selector("#arch-table tbody tr >> text=Constant")
+    assert page.inner_text("#model-select option:checked") == "const.onnx"
+    xs = page.evaluate("[...document.querySelectorAll('#arch-drawing svg text')].map(t => t.getAttribute('x'))")
+    assert len(xs) == 2 * 4 and "NaN" not in xs  # the input and three layers, each named and sized
+    assert [float(x) for x in xs[::2]] == sorted(float(x) for x in xs[::2])
+
+
 def _pick_and_wait(page, model: str, input_shape: str) -> None:
     page.select_option("#model-select", model)
     page.wait_for_function(f"window.convscope.inputMap.shape.join() === '{input_shape}' && "
@@ -237,6 +301,26 @@ def test_the_panel_is_cleared_when_the_model_changes(page):
     held[0].continue_()
     page.wait_for_function("!document.querySelector('#panel-body').hasAttribute('aria-busy')")
     assert _panel_is_empty(page), page.inner_text("#panel")
+
+
+def test_a_late_summary_of_the_model_picked_before_is_dropped(page):
+    """Pick resnet18, then seed before resnet18's summary arrives: the page shows seed's
+    architecture (it had shown resnet18's 69 layers over seed's feature maps)."""
+    held = []
+    page.route("**/api/models/zoo*resnet18/summary", lambda route: held.append(route))
+    page.select_option("#model-select", "zoo:resnet18")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    _pick_and_wait(page, "zoo:seed", "1,28,28")
+    seed = page.inner_text("#arch-totals")
+    assert seed.startswith("3 layers")
+    held[0].continue_()
+    page.wait_for_timeout(500)
+    assert page.inner_text("#arch-totals") == seed
+    assert page.evaluate("window.convscope.summary.layers.length") == 3
 
 
 def test_keyboard_explains_cells_and_round_trip_time(page, server):

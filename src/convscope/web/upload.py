@@ -138,6 +138,14 @@ def onnx_entry(data: bytes, name: str, shape_text: str | None) -> ModelEntry:
     with engine_errors("body", "ONNX"):
         model = load_onnx(proto)
     input_shape = parse_shape(shape_text) if shape_text else model.input_shape
+    declared = model.graph_inputs[0].dims if model.graph_inputs else None
+    if shape_text and declared:  # the graph's rank (its dims are None where symbolic) checks the sizes given
+        graph_input = model.graph_inputs[0].name
+        written = "×".join("?" if d is None else str(d) for d in declared)
+        if len(input_shape) != len(declared) - 1:
+            raise ApiError(422, "validation", f"input_shape: the graph's input {graph_input!r} is {written} ("
+                                              f"{len(declared)} dims with the batch); expected its {len(declared) - 1} "
+                                              f"sizes without the batch, got {shape_text!r}", "input_shape")
     if input_shape is None:
         raise ApiError(422, "validation", "the graph's input shape is not fully known; give input_shape, "
                                           "e.g. ?input_shape=1x8x8", "input_shape")

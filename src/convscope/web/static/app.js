@@ -84,22 +84,22 @@ function mapView(shape) {
   return null;
 }
 function drawMap(canvas, map, view, ch, cell, opts = {}) {
-  const { h, w } = view, margin = opts.margin || 0;
-  canvas.width = (w + 2 * margin) * cell; canvas.height = (h + 2 * margin) * cell;
+  const { h, w } = view;
+  canvas.width = w * cell; canvas.height = h * cell;
   const ctx = canvas.getContext("2d");
   const range = opts.range || Math.max(Math.abs(map.min || 0), Math.abs(map.max || 0)) || 1;
   ctx.fillStyle = "#eef1f4"; ctx.fillRect(0, 0, canvas.width, canvas.height);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const k = view.at(ch, y, x);
-    if (view.size !== undefined && k >= view.size) continue;
+    if (k === null || (view.size !== undefined && k >= view.size)) continue;  // padding, or past a flat map's end
     const v = map.data[k];
     const [r, g, b] = opts.grey ? grey((v - (map.min || 0)) / (((map.max || 1) - (map.min || 0)) || 1)) : diverging(v / range);
     ctx.fillStyle = `rgb(${r},${g},${b})`;
-    ctx.fillRect((x + margin) * cell, (y + margin) * cell, cell, cell);
+    ctx.fillRect(x * cell, y * cell, cell, cell);
   }
   for (const [y, x, colour] of opts.marks || []) {
     ctx.strokeStyle = colour || "#d9480f"; ctx.lineWidth = Math.max(1, Math.min(3, cell / 4));
-    ctx.strokeRect((x + margin) * cell + 1, (y + margin) * cell + 1, cell - 2, cell - 2);
+    ctx.strokeRect(x * cell + 1, y * cell + 1, cell - 2, cell - 2);
   }
   if (opts.overlay) {  // the receptive field: a mask of the same size
     ctx.fillStyle = "rgba(217, 72, 15, 0.45)";
@@ -134,10 +134,11 @@ async function selectModel(id) {
   showError($("#picker-error"), null);
   try {
     const summary = await api(`/api/models/${encodeURIComponent(id)}/summary`);
+    if (id !== state.modelId) return;  // another model was picked while this one's summary was on its way
     state.summary = summary;
     state.runnable = summary.runnable.ok;
     renderArchitecture(summary);
-  } catch (err) { showError($("#picker-error"), err); return; }
+  } catch (err) { if (id === state.modelId) showError($("#picker-error"), err); return; }
   const imageInput = info && info.input_shape && info.input_shape.length === 3;
   if (!imageInput && state.input.source !== "random") setInput({ source: "random", seed: 0 });
   await runModel();
@@ -168,8 +169,9 @@ function drawShapes(s) {
   let x = 10;
   const parts = [];
   for (const item of shown) {
-    const [c, h, w] = item.shape.length === 3 ? item.shape : item.shape.length === 2 ? [item.shape[0], 1, item.shape[1]] : [1, 1, item.shape[0]];
-    const bw = item.shape.length === 1 ? 8 : size(w), bh = size(h), depth = Math.min(40, 3 * Math.log2(1 + c));
+    // a value with no dims per sample (an ONNX Constant's [2] once the "batch" is dropped) is a bar of one
+    const [c, h, w] = item.shape.length === 3 ? item.shape : item.shape.length === 2 ? [item.shape[0], 1, item.shape[1]] : [1, 1, item.shape[0] ?? 1];
+    const bw = item.shape.length <= 1 ? 8 : size(w), bh = size(h), depth = Math.min(40, 3 * Math.log2(1 + c));
     const y0 = middle - bh / 2;
     const pts = (arr) => arr.map((p) => p.join(",")).join(" ");
     parts.push(`<polygon points="${pts([[x, y0], [x + depth, y0 - depth], [x + depth + bw, y0 - depth], [x + bw, y0]])}" fill="#d5e3f3" stroke="#0b5cad"/>`);
@@ -397,19 +399,36 @@ function channelBlock(cs, terms, source, from) {
     : el("td", {}, stepButton(from, term.read.index, fmt(term.product, 3))));
   let picture = null;
   if (source && (source.shape.length < 3 || cs.channel < source.shape[0])) {
-    const view = mapView(source.shape);
     const idx = terms.map((q) => q.read.index);
     const ys = idx.map((i) => i.length >= 4 ? i[2] : 0), xs = idx.map((i) => i[i.length - 1]);
-    const margin = Math.max(0, -Math.min(...ys), -Math.min(...xs), Math.max(...ys) - view.h + 1, Math.max(...xs) - view.w + 1);
-    const cell = Math.max(2, Math.min(10, Math.floor(80 / (Math.max(view.h, view.w) + 2 * margin))));
-    picture = el("canvas", { "aria-label": `input channel ${cs.channel} with the window read` });
-    drawMap(picture, source, view, cs.channel, cell, { margin, marks: ys.map((y, k) => [y + 0, xs[k] + 0]), grey: from === "input" });
+    const view = windowView(mapView(source.shape), ys, xs);
+    const cell = Math.max(2, Math.min(10, Math.floor(96 / Math.max(view.h, view.w))));
+    picture = el("canvas", { "aria-label": `input channel ${cs.channel} with the window read`
+      + (view.cropped ? ` (rows ${view.y0}…${view.y0 + view.h - 1}, columns ${view.x0}…${view.x0 + view.w - 1})` : "") });
+    drawMap(picture, source, view, cs.channel, cell, { marks: ys.map((y, k) => [y - view.y0, xs[k] - view.x0]), grey: from === "input" });
   }
   return el("div", { class: "chan" },
     el("div", {}, el("div", { text: `channel ${cs.channel}` }), picture),
     el("div", {}, el("div", { class: "muted", text: "kernel slice" }), weights,
       el("div", { class: "muted", text: "products (input × weight)" }), products,
       el("div", { class: "kv", text: `channel sum ${fmt(cs.sum, 6)}` })));
+}
+
+// The part of a map a window picture shows: the whole map and the padding the window read, or, for a
+// map larger than WINDOW_SPAN cells (a 224×224 input), WINDOW_SPAN cells around the window, so that the
+// picture stays small enough for the panel and the window's cells stay visible.
+const WINDOW_SPAN = 16;
+function windowView(view, ys, xs) {
+  const axis = (lo, hi, size) => {
+    const first = Math.min(lo, 0), last = Math.max(hi, size - 1);
+    if (last - first + 1 <= WINDOW_SPAN) return [first, last - first + 1];
+    const length = Math.max(WINDOW_SPAN, hi - lo + 3);
+    return [Math.max(first, Math.min(last - length + 1, Math.floor((lo + hi + 1 - length) / 2))), length];
+  };
+  const [y0, h] = axis(Math.min(...ys), Math.max(...ys), view.h), [x0, w] = axis(Math.min(...xs), Math.max(...xs), view.w);
+  const inside = (y, x) => y >= 0 && y < view.h && x >= 0 && x < view.w;
+  return { ...view, h, w, y0, x0, cropped: h < view.h || w < view.w,
+    at: (ch, y, x) => inside(y + y0, x + x0) ? view.at(ch, y + y0, x + x0) : null };
 }
 
 function pooled(t, from) {
