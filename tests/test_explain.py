@@ -583,6 +583,14 @@ def test_separable_with_a_1x1_kernel_is_not_called_a_saving() -> None:
     assert "costs 12.7% of the standard conv: 7.9× fewer MACs." in explain("separable", size="8x8").render()
 
 
+def test_separable_with_one_output_map_names_n_not_k_as_the_reason() -> None:
+    """N = 1, K = 3: the pair costs 1 + 1/9 of the standard conv; the text blamed "K = 1"."""
+    text = explain("separable", cin=32, cout=1, k=3, size="8x8").render()
+    assert ("costs 111.1% of the standard conv: 11.1% more MACs, no saving (with N = 1 the depthwise conv alone "
+            "costs as much as the standard conv)") in text
+    assert "K = 1" not in text
+
+
 # --- the explanation record and rendering ------------------------------------------------------------
 @pytest.mark.parametrize("name", list(TOPICS))
 def test_every_topic_renders_and_serialises(name: str) -> None:
