@@ -131,6 +131,10 @@ def test_stack_without_shared_divisor_says_why_no_contrast() -> None:
     ("relu 3", r"unknown option '3'; relu takes no options"),
     ("conv 8 30x30", r"layer 1 \('conv 8 30x30'\) on input 1×28×28: .*spans 30 > padded input 28"),
     ("conv 8 3x3, conv 4 3x3 g3", r"layer 2 .*in_channels \(8\) must be divisible by groups \(3\)"),
+    ("conv 8 3x3 s0", r"layer 1 \('conv 8 3x3 s0'\): stride must be at least 1, got 's0'"),
+    ("maxpool 2x2 s0", r"layer 1 \('maxpool 2x2 s0'\): stride must be at least 1, got 's0'"),
+    ("conv 8 3x3 d0", r"dilation must be at least 1, got 'd0'"),
+    ("conv 8 3x3 p1 p2", r"layer 1 \('conv 8 3x3 p1 p2'\): padding given twice \('p2' after p1\)"),
 ])
 def test_stack_bad_layers_are_one_line_value_errors(layers: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
@@ -664,6 +668,8 @@ def test_cli_bad_options_raise_one_line_value_errors(argv: list[str], message: s
 @pytest.mark.parametrize("topic, options, message", [
     ("output-size", {"n": 10 ** 8}, "a 1×100000000 input would hold 100,000,000 values"),
     ("stack", {"input": "3x400x400", "layers": "conv 640 3x3"}, "the output of layer 1 ('conv 640 3x3') would hold"),
+    ("stack", {"input": "1x5x5", "layers": "conv 3000 1x1, conv 3000 5x5"},
+     "the weight of layer 2 ('conv 3000 5x5') would hold 225,000,000 values"),
     ("conventions", {"k1": 300, "k2": 300, "input": "1x20x20"}, "convention 1's output (300·300 maps of 20×20)"),
     ("pooling", {"maps": 2000, "size": "200x200"}, "use fewer --maps or a smaller --size"),
     ("1x1", {"cin": 10 ** 5, "cout": 10 ** 4}, "the 10000×100000 weight would hold"),
