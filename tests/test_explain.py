@@ -672,6 +672,7 @@ def test_cli_bad_options_raise_one_line_value_errors(argv: list[str], message: s
      "the weight of layer 2 ('conv 3000 5x5') would hold 225,000,000 values"),
     ("conventions", {"k1": 300, "k2": 300, "input": "1x20x20"}, "convention 1's output (300·300 maps of 20×20)"),
     ("pooling", {"maps": 2000, "size": "200x200"}, "use fewer --maps or a smaller --size"),
+    ("pooling", {"maps": 20000, "size": "1x1", "kernel": 1}, "the 20000×20000 weight of the contrasting 1×1 conv"),
     ("1x1", {"cin": 10 ** 5, "cout": 10 ** 4}, "the 10000×100000 weight would hold"),
     ("1x1", {"cin": 5 * 10 ** 6, "cout": 1}, "the 5000000 maps of 16×16 (×1 samples) the values are computed on"),
     ("1x1", {"cin": 1, "cout": 10 ** 6, "size": "2x2"}, "the 1000000 maps of 2×2 (×16 samples) the values are"),
