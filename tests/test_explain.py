@@ -673,6 +673,7 @@ def test_cli_bad_options_raise_one_line_value_errors(argv: list[str], message: s
     ("conventions", {"k1": 300, "k2": 300, "input": "1x20x20"}, "convention 1's output (300·300 maps of 20×20)"),
     ("pooling", {"maps": 2000, "size": "200x200"}, "use fewer --maps or a smaller --size"),
     ("pooling", {"maps": 20000, "size": "1x1", "kernel": 1}, "the 20000×20000 weight of the contrasting 1×1 conv"),
+    ("pooling", {"lrn_size": 10 ** 9}, "the 6 maps of 6×6 padded by the LRN window of 1000000000 would hold"),
     ("conv3d", {"maps": 3 * 10 ** 6, "height": 8, "width": 8, "kernel": "3000000x1x1"},
      "the computed 3000000×8×8 volume would hold 192,000,000 values"),
     ("conv3d", {"maps": 1000, "height": 1000, "width": 1000, "kernel": "500"},
