@@ -131,6 +131,10 @@ def test_stack_without_shared_divisor_says_why_no_contrast() -> None:
     ("relu 3", r"unknown option '3'; relu takes no options"),
     ("conv 8 30x30", r"layer 1 \('conv 8 30x30'\) on input 1×28×28: .*spans 30 > padded input 28"),
     ("conv 8 3x3, conv 4 3x3 g3", r"layer 2 .*in_channels \(8\) must be divisible by groups \(3\)"),
+    ("conv 8 3x3 s0", r"layer 1 \('conv 8 3x3 s0'\): stride must be at least 1, got 's0'"),
+    ("maxpool 2x2 s0", r"layer 1 \('maxpool 2x2 s0'\): stride must be at least 1, got 's0'"),
+    ("conv 8 3x3 d0", r"dilation must be at least 1, got 'd0'"),
+    ("conv 8 3x3 p1 p2", r"layer 1 \('conv 8 3x3 p1 p2'\): padding given twice \('p2' after p1\)"),
 ])
 def test_stack_bad_layers_are_one_line_value_errors(layers: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
@@ -583,6 +587,14 @@ def test_separable_with_a_1x1_kernel_is_not_called_a_saving() -> None:
     assert "costs 12.7% of the standard conv: 7.9× fewer MACs." in explain("separable", size="8x8").render()
 
 
+def test_separable_with_one_output_map_names_n_not_k_as_the_reason() -> None:
+    """N = 1, K = 3: the pair costs 1 + 1/9 of the standard conv; the text blamed "K = 1"."""
+    text = explain("separable", cin=32, cout=1, k=3, size="8x8").render()
+    assert ("costs 111.1% of the standard conv: 11.1% more MACs, no saving (with N = 1 the depthwise conv alone "
+            "costs as much as the standard conv)") in text
+    assert "K = 1" not in text
+
+
 # --- the explanation record and rendering ------------------------------------------------------------
 @pytest.mark.parametrize("name", list(TOPICS))
 def test_every_topic_renders_and_serialises(name: str) -> None:
@@ -656,9 +668,19 @@ def test_cli_bad_options_raise_one_line_value_errors(argv: list[str], message: s
 @pytest.mark.parametrize("topic, options, message", [
     ("output-size", {"n": 10 ** 8}, "a 1×100000000 input would hold 100,000,000 values"),
     ("stack", {"input": "3x400x400", "layers": "conv 640 3x3"}, "the output of layer 1 ('conv 640 3x3') would hold"),
+    ("stack", {"input": "1x5x5", "layers": "conv 3000 1x1, conv 3000 5x5"},
+     "the weight of layer 2 ('conv 3000 5x5') would hold 225,000,000 values"),
     ("conventions", {"k1": 300, "k2": 300, "input": "1x20x20"}, "convention 1's output (300·300 maps of 20×20)"),
     ("pooling", {"maps": 2000, "size": "200x200"}, "use fewer --maps or a smaller --size"),
+    ("pooling", {"maps": 20000, "size": "1x1", "kernel": 1}, "the 20000×20000 weight of the contrasting 1×1 conv"),
+    ("pooling", {"lrn_size": 10 ** 9}, "the 6 maps of 6×6 padded by the LRN window of 1000000000 would hold"),
+    ("conv3d", {"maps": 3 * 10 ** 6, "height": 8, "width": 8, "kernel": "3000000x1x1"},
+     "the computed 3000000×8×8 volume would hold 192,000,000 values"),
+    ("conv3d", {"maps": 1000, "height": 1000, "width": 1000, "kernel": "500"},
+     "use a smaller --kernel (values are computed on a volume of up to kernel + 7 cells per dim)"),
     ("1x1", {"cin": 10 ** 5, "cout": 10 ** 4}, "the 10000×100000 weight would hold"),
+    ("1x1", {"cin": 5 * 10 ** 6, "cout": 1}, "the 5000000 maps of 16×16 (×1 samples) the values are computed on"),
+    ("1x1", {"cin": 1, "cout": 10 ** 6, "size": "2x2"}, "the 1000000 maps of 2×2 (×16 samples) the values are"),
 ])
 def test_options_too_large_to_compute_are_refused(topic: str, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -566,6 +566,21 @@ def test_memory_rules_size_a_huge_depthwise_conv_without_listing_its_taps(shape,
     assert s.totals.peak_activation_bytes >= 4 * filters * out[0] * out[1]
 
 
+def test_memory_rules_of_a_huge_kernel_never_list_its_taps(monkeypatch):
+    """A 10001×10001 kernel has 10⁸ taps: the memory rules size the conv's flat-tap plan from its
+    shape alone (listing every tap's offset took 44 s and 4 GB; at 100001×100001 it was killed)."""
+    from convscope.functional import conv as conv_module
+
+    def listed(self):
+        raise AssertionError("a memory rule listed the taps' offsets")
+
+    monkeypatch.setattr(conv_module._FlatTaps, "offsets", property(listed))
+    with nn.meta_parameters():
+        net = nn.Sequential(nn.Conv2d(16, 4, 1), nn.Conv2d(4, 8, 10001, padding=5000))
+    s = cs.summary(net, (16, 28, 28))
+    assert s.ok and s.totals.macs == 4 * 16 * 28 * 28 + 8 * 4 * 10001**2 * 28 * 28
+
+
 def _refuse_listing(monkeypatch):
     """Make the listings of work items that grow with the batch and the image (conv tiles,
     Winograd items, pooling's blocks of planes) fail: the memory rules must size them from

@@ -364,6 +364,16 @@ def test_ceil_mode_window_wider_than_the_input() -> None:
     assert F.pool_output_shape((1, 1, 2), 3, 2, ceil_mode=True, op="avg_pool1d") == (1, 1, 1)
 
 
+@pytest.mark.parametrize("op", ["avg_pool2d", "avg_pool3d", "max_pool2d"])
+def test_a_stride_far_past_the_input_costs_nothing(op: str) -> None:
+    """One window per dim whatever the stride; the compiled average pool kept a row buffer per
+    stride phase, so a stride of 10⁹ ran out of memory (torch: one window)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, *(7,) * int(op[-2])))
+    _pair(op, x, 3, 10 ** 9)
+    _pair(op, x, 3, (2,) + (10 ** 9,) * (int(op[-2]) - 1), padding=1, ceil_mode=True)
+
+
 def test_lp_pool_zero_window_has_zero_gradient() -> None:
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 2:, 2:] = [[1.0, -2.0], [0.5, 3.0]]

@@ -86,8 +86,10 @@ def compute(maps: int, height: int, width: int, kernel: str, out_channels: int, 
         raise ValueError(f"explain conv3d: kernel {dims(kernel)} on {dims(volume)} maps: {exc}") from None
     full = math.prod(volume) <= _FULL_CELLS
     reduced = volume if full else tuple(min(n, k + _MARGIN) for n, k in zip(volume, kernel))
+    hint = f"use a smaller --kernel (values are computed on a volume of up to kernel + {_MARGIN} cells per dim)"
+    within_budget("conv3d", f"the computed {dims(reduced)} volume", math.prod(reduced), hint)
     within_budget("conv3d", "the contrasting 2D kernel on the computed volume",
-                  out_channels * reduced[0] * kernel[1] * kernel[2], "use a smaller --out-channels")
+                  out_channels * reduced[0] * kernel[1] * kernel[2], hint + " or a smaller --out-channels")
     rng = generator("conv3d", seed)
     check = _shuffled_check(reduced, kernel, sample, rng)
     collapse = _depth_collapse(reduced, kernel, out_channels, rng)

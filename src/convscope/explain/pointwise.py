@@ -57,10 +57,16 @@ def _pixels(t: Tensor) -> np.ndarray:
     return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
 
 
+def _value_grid(size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    """``(batch, (height, width))`` of the values the demonstrations compute on: at most
+    ``_VALUE_SIDE`` pixels per side, and enough samples for ``_MIN_PIXELS`` pixels."""
+    side = (min(size[0], _VALUE_SIDE), min(size[1], _VALUE_SIDE))
+    return max(1, math.ceil(_MIN_PIXELS / math.prod(side))), side
+
+
 def _mixing(cin: int, cout: int, size: tuple[int, int], seed: int) -> dict:
     rng = generator("1x1", seed)
-    side = tuple(min(s, _VALUE_SIDE) for s in size)
-    batch = max(1, math.ceil(_MIN_PIXELS / math.prod(side)))
+    batch, side = _value_grid(size)
     layer = seeded(nn.Conv2d(cin, cout, 1), rng)
     x = data(rng, batch, cin, *side)
     y = layer(x)
@@ -94,6 +100,9 @@ def compute(cin: int, cout: int, size: str, conv_k: int, conv_out: int, seed: in
     size = sizes("1x1", "size", size, (1, 2), "28x28")
     size = (size[0], size[-1])
     within_budget("1x1", f"the {cout}×{cin} weight", cin * cout, "use a smaller --cin or --cout")
+    batch, side = _value_grid(size)
+    within_budget("1x1", f"the {max(cin, cout)} maps of {dims(side)} (×{batch} samples) the values are computed on",
+                  batch * max(cin, cout) * math.prod(side), "use a smaller --cin or --cout")
     mix = _mixing(cin, cout, size, seed)
     pad = conv_k // 2
     with nn.meta_parameters():

@@ -59,6 +59,9 @@ def compute(maps: int, size: str, kernel: int, stride: int | None, group: int, l
     height, width = sizes("pooling", "size", size, (2,), "6x6")
     within_budget("pooling", f"{maps} maps of {height}×{width}", maps * height * width,
                   "use fewer --maps or a smaller --size")
+    within_budget("pooling", f"the {maps}×{maps} weight of the contrasting 1×1 conv", maps * maps, "use fewer --maps")
+    within_budget("pooling", f"the {maps} maps of {height}×{width} padded by the LRN window of {lrn_size}",
+                  (maps + lrn_size - 1) * height * width, "use a smaller --lrn-size")
     if maps % group:
         raise ValueError(f"explain pooling: maxout needs --maps divisible by --group, got {maps} maps in groups "
                          f"of {group}")

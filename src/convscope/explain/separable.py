@@ -67,16 +67,19 @@ def render(f: Facts) -> list[str]:
               f"1/N + 1/K²    = 1/{n} + 1/{k * k} = {formula} {mark(r == formula)}",
               f"weights ratio = {f['weights_ratio']} {mark(f['weights_ratio'] == formula)}; with biases "
               f"{float(f['params_ratio']):.4f} (biases do not follow the formula)",
-              f"The separable pair costs {float(r):.1%} of the standard conv: {_saving(r)}."]
+              f"The separable pair costs {float(r):.1%} of the standard conv: {_saving(r, n, k)}."]
     return lines
 
 
-def _saving(ratio: Fraction) -> str:
-    """The pair's MACs against the standard conv's, as a saving; with K = 1 (1/N + 1 > 1) it
-    is a cost: the depthwise conv only scales each map."""
+def _saving(ratio: Fraction, n: int, k: int) -> str:
+    """The pair's MACs against the standard conv's, as a saving. 1/N + 1/K² ≥ 1 only when
+    K = 1 (the depthwise conv only scales each map) or N = 1 (the depthwise conv alone costs
+    as much as the standard conv); then it is a cost."""
     if ratio < 1:
         return f"{float(1 / ratio):.1f}× fewer MACs"
-    return f"{float(ratio - 1):.1%} more MACs, no saving (with K = 1 the depthwise conv only scales each map)"
+    why = ("with K = 1 the depthwise conv only scales each map" if k == 1 else
+           "with N = 1 the depthwise conv alone costs as much as the standard conv")
+    return f"{float(ratio - 1):.1%} more MACs, no saving ({why})"
 
 
 TOPIC = Topic(

@@ -84,15 +84,20 @@ def parse_layers(text: str) -> list[LayerSpec]:
             if not match or match[1] not in _FLAGS[kind]:
                 allowed = ", ".join(f"{f}N" for f in _FLAGS[kind]) or "no options"
                 raise ValueError(f"{where}: unknown option {token!r}; {kind} takes {allowed}")
-            fields[_FLAGS[kind][match[1]]] = int(match[2])
+            name, value = _FLAGS[kind][match[1]], int(match[2])
+            if name in fields:
+                raise ValueError(f"{where}: {name} given twice ({token!r} after {match[1]}{fields[name]})")
+            if value < 1 and name != "padding":
+                raise ValueError(f"{where}: {name} must be at least 1, got {token!r}")
+            fields[name] = value
         specs.append(LayerSpec(" ".join(tokens), kind, **fields))
     return specs
 
 
 def _module(spec: LayerSpec, in_maps: int) -> nn.Module:
     if spec.kind == "conv":
-        return nn.Conv2d(in_maps, spec.maps, spec.kernel, spec.stride or 1, spec.padding, spec.dilation,
-                         spec.groups)
+        stride = 1 if spec.stride is None else spec.stride
+        return nn.Conv2d(in_maps, spec.maps, spec.kernel, stride, spec.padding, spec.dilation, spec.groups)
     if spec.kind == "maxpool":
         return nn.MaxPool2d(spec.kernel, spec.stride, spec.padding)
     if spec.kind == "avgpool":
@@ -106,6 +111,10 @@ def _run(specs: list[LayerSpec], x: Tensor, seed: int) -> tuple[nn.Sequential, l
     model, outs = nn.Sequential(), [x]
     for i, spec in enumerate(specs, 1):
         try:
+            if spec.kind == "conv":
+                within_budget("stack", f"the weight of layer {i} ({spec.text!r})",
+                              spec.maps * (outs[-1].shape[1] // spec.groups) * math.prod(spec.kernel),
+                              "use fewer filters or a smaller kernel")
             layer = seeded(_module(spec, outs[-1].shape[1]), rng)
             planned = layer(Tensor.meta(outs[-1].shape, outs[-1].dtype)).shape
             within_budget("stack", f"the output of layer {i} ({spec.text!r})", math.prod(planned),

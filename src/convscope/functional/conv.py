@@ -542,13 +542,20 @@ class _FlatTaps:
         # per phase: its taps (slices of the kernel dims), the flat offset of the first, the steps between them
         self.blocks = [(tuple(a.taps for a in phase), i * plane + sum(a.shift * p for a, p in zip(phase, pitch)),
                         tuple(a.jump * p for a, p in zip(phase, pitch))) for i, phase in enumerate(self.phases)]
-        # per dim and tap t: its share of the tap's offset, the phase (of index t mod phases along the
-        # dim; phases in row-major order) and the shift; the taps in kernel_taps order
-        counts = [len(axis) for axis in axes]
-        shares = [[t % c * math.prod(counts[i + 1:]) * plane + t * d // s * p for t in range(k)]
-                  for i, (k, c, d, s, p) in enumerate(zip(geo.kernel, counts, geo.dilation, by, pitch, strict=True))]
-        self.offsets = [sum(parts) for parts in itertools.product(*shares)]
+        self._geo, self._counts, self._plane = geo, [len(axis) for axis in axes], plane
         self.length = _flat_length(sizes, windows)
+
+    @functools.cached_property
+    def offsets(self) -> list[int]:
+        """The flat offset of every tap, in kernel_taps order: built when a kernel runs, not for
+        the memory rules, which only size the plan (a 10001×10001 kernel has 10⁸ taps)."""
+        geo, counts, plane = self._geo, self._counts, self._plane
+        # per dim and tap t: its share of the tap's offset, the phase (of index t mod phases along the
+        # dim; phases in row-major order) and the shift
+        shares = [[t % c * math.prod(counts[i + 1:]) * plane + t * d // s * p for t in range(k)]
+                  for i, (k, c, d, s, p) in enumerate(zip(geo.kernel, counts, geo.dilation, self.split_by, self.pitch,
+                                                          strict=True))]
+        return [sum(parts) for parts in itertools.product(*shares)]
 
     @functools.cached_property
     def offset_array(self) -> np.ndarray:

@@ -495,8 +495,11 @@ def _by_planes(work: Callable[[slice], None], planes: int, plane_size: int) -> N
 # --- the compiled kernels (:mod:`.jit`) ---
 def _window_args(geo: PoolGeometry) -> tuple[tuple[int, ...], ...]:
     """The windows as the compiled kernels take them: kernel, stride, padding and the padded
-    plane's size (with the ceil-mode overhang), 3-d."""
-    return as_3d(geo.kernel), as_3d(geo.stride), as_3d(geo.padding, 0), as_3d(geo.padded)
+    plane's size (with the ceil-mode overhang), 3-d. A dim with a single window is never
+    stepped along, so it is given stride 1: the kernels keep one row buffer per stride phase
+    (``avg_pool2d(x, 3, 10**9)`` asked for 10⁹ of them)."""
+    stride = tuple(s if o > 1 else 1 for s, o in zip(geo.stride, geo.out, strict=True))
+    return as_3d(geo.kernel), as_3d(stride), as_3d(geo.padding, 0), as_3d(geo.padded)
 
 
 def _divisor_grid(divisor: Any, geo: PoolGeometry, dtype: np.dtype) -> np.ndarray:
