@@ -16,7 +16,7 @@ import numpy as np
 from .. import inspect
 from ..models import resolve_model
 from . import style
-from .figure import new_figure, save, text_width
+from .figure import new_figure, save, width_for_title
 
 
 def digit_input(index: int = 0) -> tuple[np.ndarray, int]:
@@ -79,7 +79,7 @@ def feature_maps(model: Any = "digits", x: Any = None, *, digit: int = 0, layers
     title = (f"{name}: activations of every layer for {described}\n{shown} of each layer; "
              "one colour scale per row (viridis, activation value)")
     maps_width = 1.9 + max_channels * 0.95 + 0.9  # a few channels leave blank room on the right for the title
-    width = max(maps_width, text_width(title, style.FONT_SIZE + 1) + 0.3)
+    width = width_for_title(maps_width, title)
     fig = new_figure(width, 0.8 + sum(heights) * 1.05 + 0.25 * rows)
     grid = fig.add_gridspec(rows, max_channels + 1, left=1.6 / width, right=0.93 * maps_width / width,
                             top=1 - 0.7 / fig.get_figheight(), bottom=0.3 / fig.get_figheight(),

@@ -62,13 +62,14 @@ def check_suffix(path: str | Path, allowed: tuple[str, ...] = FIGURE_SUFFIXES) -
     return path
 
 
-def text_width(text: str, fontsize: float) -> float:
-    """Width in inches of the widest line of ``text`` at ``fontsize``, as a figure draws it: the
-    room a title needs in a figure of a few panels, which is narrower than its title."""
+def width_for_title(panels_width: float, title: str) -> float:
+    """The width in inches of a figure whose panels take ``panels_width`` and whose suptitle
+    (at the figures' title size) is ``title``: wider than the panels when the title is, so a
+    figure of one or two panels does not cut its title off at the right edge."""
     fig = new_figure(1, 1)
     with styled():
-        extent = fig.text(0, 0, text, fontsize=fontsize).get_window_extent(fig.canvas.get_renderer())
-    return extent.width / fig.dpi
+        extent = fig.text(0, 0, title, fontsize=style.FONT_SIZE + 1).get_window_extent(fig.canvas.get_renderer())
+    return max(panels_width, extent.width / fig.dpi + 0.3)
 
 
 def save(fig: Any, path: str | Path) -> Path:

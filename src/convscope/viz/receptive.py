@@ -21,7 +21,7 @@ from ..nn import Module
 from ..trace import influence
 from . import style
 from .featuremaps import model_input
-from .figure import new_figure, save, text_width
+from .figure import new_figure, save, width_for_title
 
 
 @dataclass
@@ -122,7 +122,7 @@ def draw_fields(image: np.ndarray, panels: list[FieldPanel], title: str) -> Any:
     cols = min(n, 6)
     rows = -(-n // cols)
     panels_width = 0.4 + cols * 2.0  # a few panels leave blank room on the right for the title
-    width = max(panels_width, text_width(title, style.FONT_SIZE + 1) + 0.3)
+    width = width_for_title(panels_width, title)
     fig = new_figure(width, 0.9 + rows * 2.45)
     grid = fig.add_gridspec(rows, cols, left=0.02 * panels_width / width, right=0.98 * panels_width / width,
                             top=1 - 0.85 / fig.get_figheight(),
