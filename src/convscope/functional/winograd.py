@@ -62,9 +62,9 @@ def _items(n: int, out: tuple[int, int], channels: int, item: int, threads: int,
     one sample; with several threads about ``_ITEMS_PER_THREAD`` items each, none under
     ``least`` tiles; none for an empty batch."""
     whole, step = _item_layout(n, out, channels, item, threads, most, least)
-    if whole:
-        return [_Item(slice(b, min(b + step, n)), slice(0, _grid(out[0]))) for b in range(0, n, step)]
     rows = _grid(out[0])
+    if whole:
+        return [_Item(slice(b, min(b + step, n)), slice(0, rows)) for b in range(0, n, step)]
     return [_Item(slice(b, b + 1), slice(r, min(r + step, rows))) for b in range(n) for r in range(0, rows, step)]
 
 
